@@ -1,0 +1,262 @@
+//! `cloudlet`: validate, plan, apply and render a lab. Argument parsing and printing only;
+#![allow(clippy::disallowed_methods)] // the CLI owns the process and its one tokio runtime
+//! everything else is the `cloudlet` library.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod output;
+
+// Planning builds and drops hundreds of thousands of small JSON values; mimalloc does that
+// several times faster than glibc's malloc (see benches/plan.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use cloudlet::{ApplyOptions, Cancel, Error, Lab, Options};
+
+/// cloudlet turns one declarative description of a self-hosted cloud into running infrastructure.
+#[derive(Parser, Debug)]
+#[command(name = "cloudlet", version, about)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); `CLOUDLET_LOG` takes a tracing filter.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// The state directory (default: `.cloudlet/` next to the lab).
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Where the local backend renders (default: `STATE_DIR/local`).
+    #[arg(long, global = true, value_name = "DIR")]
+    local_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check the whole lab and report every problem at once.
+    Validate {
+        /// A lab file or directory.
+        #[arg(default_value = ".")]
+        lab: PathBuf,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Format::Human)]
+        output: Format,
+    },
+    /// Show what apply would create, change or remove.
+    Plan {
+        /// A lab file or directory.
+        #[arg(default_value = ".")]
+        lab: PathBuf,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Format::Human)]
+        output: Format,
+        /// Save the plan to apply it later with `apply --plan`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Make the infrastructure match the lab.
+    Apply {
+        /// A lab file or directory.
+        #[arg(default_value = ".")]
+        lab: PathBuf,
+        /// Apply this saved plan (refused if the lab or the infrastructure changed since).
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
+        /// Steps in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+    /// Write every artifact of the lab to a directory.
+    Render {
+        /// A lab file or directory.
+        #[arg(default_value = ".")]
+        lab: PathBuf,
+        /// The directory to write to.
+        #[arg(long, short, value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Print the JSON Schema of the lab format.
+    Schema,
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("CLOUDLET_LOG") {
+        Ok(f) if !f.is_empty() => EnvFilter::new(f),
+        _ => EnvFilter::new(match verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        }),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let opts = Options {
+        state_dir: cli.state_dir.clone(),
+        output_dir: cli.local_dir.clone(),
+    };
+    let load = |path: &PathBuf| Lab::load(path).map(|l| l.with_options(opts.clone()));
+    let result = match cli.command {
+        Command::Validate { lab, output } => match load(&lab) {
+            Ok(lab) => Ok(output::validate(&lab, output == Format::Json)),
+            Err(e) => Err((e, None)),
+        },
+        Command::Plan {
+            lab,
+            output,
+            out,
+            detailed_exitcode,
+        } => match load(&lab) {
+            Ok(lab) => plan(&lab, output == Format::Json, out, detailed_exitcode)
+                .await
+                .map_err(|e| (e, Some(lab))),
+            Err(e) => Err((e, None)),
+        },
+        Command::Apply {
+            lab,
+            plan,
+            yes,
+            concurrency,
+        } => match load(&lab) {
+            Ok(lab) => apply(&lab, plan, yes, concurrency)
+                .await
+                .map_err(|e| (e, Some(lab))),
+            Err(e) => Err((e, None)),
+        },
+        Command::Render { lab, dir } => match load(&lab) {
+            Ok(lab) => match lab.render(&dir).await {
+                Ok(n) => {
+                    println!("rendered {n} resources to {}", dir.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Err((e, Some(lab))),
+            },
+            Err(e) => Err((e, None)),
+        },
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&cloudlet::schema()).unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "cloudlet", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err((e, lab)) => {
+            output::error(&e, lab.as_ref());
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn plan(lab: &Lab, json: bool, out: Option<PathBuf>, detailed: bool) -> Result<ExitCode, Error> {
+    let p = lab.plan().await?;
+    if let Some(path) = &out {
+        cloudlet::write_plan(path, &p)?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
+    } else {
+        print!("{}", output::plan_text(&p));
+        if let Some(path) = &out {
+            println!("Saved the plan to {}; apply it with `cloudlet apply --plan {}`.", path.display(), path.display());
+        }
+    }
+    Ok(if detailed && p.summary.has_changes() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn apply(lab: &Lab, saved: Option<PathBuf>, yes: bool, concurrency: usize) -> Result<ExitCode, Error> {
+    let (p, verify_fresh) = match &saved {
+        Some(path) => (cloudlet::read_plan(path)?, true),
+        None => (lab.plan().await?, false),
+    };
+    if !p.summary.has_changes() {
+        println!("No changes: the infrastructure matches the lab ({} resources).", p.summary.unchanged);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if saved.is_none() || !yes {
+        print!("{}", output::plan_text(&p));
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("error: refusing to apply without confirmation: stdin is not a terminal; pass --yes");
+            return Ok(ExitCode::from(1));
+        }
+        eprint!("Apply these changes? [y/N] ");
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("Nothing applied.");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let cancel = Cancel::new();
+    let c2 = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ncancelling: running steps finish, no new step starts (Ctrl-C again to abort)");
+            c2.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    let progress = output::Progress::new(p.steps.len());
+    let sink = |e: &cloudlet::Event| progress.event(e);
+    let report = lab
+        .apply(
+            &p,
+            ApplyOptions {
+                concurrency,
+                on_event: Some(&sink),
+                cancel,
+                verify_fresh,
+            },
+        )
+        .await?;
+    progress.finish();
+    print!("{}", output::report_text(&report));
+    Ok(if report.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,186 @@
+//! Printing: diagnostics, plans, progress and reports.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use cloudlet::core::LoadError;
+use cloudlet::{Action, ApplyReport, Error, Event, Lab, Plan};
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub(crate) fn validate(lab: &Lab, json: bool) -> ExitCode {
+    let report = lab.validate();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        for d in &report.diagnostics {
+            eprint!("{}", d.render(lab.sources()));
+        }
+        let errors = report.errors().count();
+        let warnings = report.diagnostics.len() - errors;
+        if errors == 0 {
+            println!(
+                "lab `{}` is valid ({} machines, {} apps{})",
+                lab.model().name,
+                lab.model().machines.len(),
+                lab.model().cluster.as_ref().map_or(0, |c| c.apps.len()),
+                if warnings > 0 { format!(", {warnings} warning(s)") } else { String::new() }
+            );
+        } else {
+            eprintln!("{errors} error(s), {warnings} warning(s)");
+        }
+    }
+    if report.has_errors() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+pub(crate) fn error(e: &Error, lab: Option<&Lab>) {
+    match e {
+        Error::Load(LoadError::Invalid { diagnostics, sources }) => {
+            for d in diagnostics {
+                eprint!("{}", d.render(sources));
+            }
+            eprintln!("{} error(s)", diagnostics.len());
+        }
+        Error::Invalid { diagnostics } => {
+            if let Some(lab) = lab {
+                for d in diagnostics.iter().filter(|d| d.is_error()) {
+                    eprint!("{}", d.render(lab.sources()));
+                }
+            }
+            eprintln!("error: {e}");
+        }
+        other => {
+            let mut msg = other.to_string();
+            let mut cur = std::error::Error::source(other);
+            while let Some(c) = cur {
+                let _ = write!(msg, ": {c}");
+                cur = c.source();
+            }
+            eprintln!("error: {msg}");
+        }
+    }
+}
+
+fn sign(a: Action) -> &'static str {
+    match a {
+        Action::Create => "+",
+        Action::Update => "~",
+        Action::Delete => "-",
+    }
+}
+
+fn short(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None => "(none)".into(),
+        Some(v) => {
+            let s = v.to_string();
+            if s.len() > 80 {
+                format!("{}…", s.chars().take(79).collect::<String>())
+            } else {
+                s
+            }
+        }
+    }
+}
+
+pub(crate) fn plan_text(p: &Plan) -> String {
+    let mut s = String::new();
+    for step in &p.steps {
+        let _ = writeln!(s, "  {} {:<6} {}", sign(step.action), step.action.as_str(), step.id);
+        for c in &step.changes {
+            let _ = writeln!(s, "        {}: {} → {}", c.path, short(c.before.as_ref()), short(c.after.as_ref()));
+        }
+    }
+    let sm = p.summary;
+    if sm.has_changes() {
+        let _ = writeln!(
+            s,
+            "Plan for lab `{}`: {} to create, {} to update, {} to delete, {} unchanged.",
+            p.lab, sm.create, sm.update, sm.delete, sm.unchanged
+        );
+    } else {
+        let _ = writeln!(s, "No changes: the infrastructure matches lab `{}` ({} resources).", p.lab, sm.unchanged);
+    }
+    s
+}
+
+pub(crate) fn report_text(r: &ApplyReport) -> String {
+    let mut s = String::new();
+    for (id, e) in &r.failed {
+        let _ = writeln!(s, "failed: {id}: {e}");
+    }
+    if !r.skipped.is_empty() {
+        let _ = writeln!(s, "{} step(s) did not run (they depend on a failed step or the apply was cancelled)", r.skipped.len());
+    }
+    let d = r.done;
+    let _ = writeln!(
+        s,
+        "Apply {}: {} created, {} updated, {} deleted, {} failed, {} skipped.",
+        if r.is_success() { "complete" } else if r.cancelled { "cancelled" } else { "failed" },
+        d.create, d.update, d.delete, r.failed.len(), r.skipped.len()
+    );
+    s
+}
+
+/// A progress bar on a terminal, plain lines otherwise.
+pub(crate) struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    pub(crate) fn new(steps: usize) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = ProgressBar::new(steps as u64);
+            b.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b
+        });
+        Progress { bar }
+    }
+
+    pub(crate) fn event(&self, e: &Event) {
+        match (&self.bar, e) {
+            (Some(b), Event::StepStarted { id, action }) => b.set_message(format!("{} {id}", action.as_str())),
+            (Some(b), Event::StepDone { .. } | Event::StepSkipped { .. }) => b.inc(1),
+            (Some(b), Event::StepFailed { id, error, .. }) => {
+                b.inc(1);
+                b.println(format!("failed: {id}: {error}"));
+            }
+            (Some(b), Event::Resumed { interrupted }) => b.println(resumed(interrupted)),
+            (None, Event::StepDone { id, action, millis }) => eprintln!("{} {id} ({millis} ms)", past(*action)),
+            (None, Event::StepFailed { id, action, error }) => eprintln!("failed to {} {id}: {error}", action.as_str()),
+            (None, Event::StepSkipped { id, reason, .. }) => eprintln!("skipped {id}: {reason}"),
+            (None, Event::Resumed { interrupted }) => eprintln!("{}", resumed(interrupted)),
+            _ => {}
+        }
+    }
+
+    pub(crate) fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn resumed(i: &cloudlet::core::store::Interrupted) -> String {
+    format!(
+        "note: the previous apply ({}) was interrupted after {} step(s); {} step(s) in flight were re-observed and are planned again only if needed",
+        i.apply,
+        i.done,
+        i.in_flight.len()
+    )
+}
+
+fn past(a: Action) -> &'static str {
+    match a {
+        Action::Create => "created",
+        Action::Update => "updated",
+        Action::Delete => "deleted",
+    }
+}

@@ -1,0 +1,155 @@
+//! Errors of the core crate.
+
+use std::path::PathBuf;
+
+use crate::diag::Diagnostic;
+use crate::resource::{Domain, ResourceId};
+use crate::source::Sources;
+
+/// Loading a lab failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// A file or directory could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A directory holds no `*.yaml` / `*.yml` file.
+    #[error("no lab files (*.yaml, *.yml) under {}", path.display())]
+    NoLabFiles {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The files are not a valid lab (syntax, types, unknown keys, duplicates).
+    #[error("the lab has {} error(s){}", diagnostics.len(), first_location(diagnostics))]
+    Invalid {
+        /// Every problem found, sorted by position.
+        diagnostics: Vec<Diagnostic>,
+        /// The texts, to render the diagnostics with their lines.
+        sources: Sources,
+    },
+}
+
+fn first_location(d: &[Diagnostic]) -> String {
+    d.first()
+        .map(|d| format!("; first: {d}"))
+        .unwrap_or_default()
+}
+
+/// A provider failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderError {
+    /// An I/O error in a local backend.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The backend refused or failed an operation.
+    #[error("{message}")]
+    Backend {
+        /// What the backend said.
+        message: String,
+        /// Whether trying again may succeed.
+        retryable: bool,
+    },
+    /// The object exists but is not cloudlet's; it is never touched.
+    #[error("{id} exists but is not managed by cloudlet; adopt it explicitly or rename it")]
+    NotOwned {
+        /// The resource.
+        id: ResourceId,
+    },
+    /// The backend holds data cloudlet cannot read.
+    #[error("invalid data for {what}: {message}")]
+    InvalidData {
+        /// What was read.
+        what: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Planning or applying failed as a whole.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// Two desired resources have the same id (a bug in an expansion).
+    #[error("resource {id} is desired twice")]
+    DuplicateResource {
+        /// The id.
+        id: ResourceId,
+    },
+    /// A resource depends on one that is not desired (a bug in an expansion).
+    #[error("{id} depends on {dependency}, which is not part of the lab")]
+    MissingDependency {
+        /// The resource.
+        id: ResourceId,
+        /// The missing dependency.
+        dependency: ResourceId,
+    },
+    /// The dependency graph has a cycle.
+    #[error("dependency cycle through {id}")]
+    Cycle {
+        /// A resource on the cycle.
+        id: ResourceId,
+    },
+    /// No provider serves a domain.
+    #[error("no provider for the {domain} domain: {reason}")]
+    NoProvider {
+        /// The domain.
+        domain: Domain,
+        /// Why.
+        reason: String,
+    },
+    /// Observing a domain failed.
+    #[error("observing the {domain} domain failed: {source}")]
+    Observe {
+        /// The domain.
+        domain: Domain,
+        /// The cause.
+        #[source]
+        source: ProviderError,
+    },
+    /// Another apply holds the lock.
+    #[error("another apply is running on this lab (lock {}{})", path.display(), holder.as_ref().map(|h| format!(", held by {h}")).unwrap_or_default())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it, as recorded in the file.
+        holder: Option<String>,
+    },
+    /// The state store could not be read or written.
+    #[error("state store {}: {source}", path.display())]
+    Store {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A saved plan no longer matches the lab or the infrastructure.
+    #[error("the saved plan is stale: {reason}; run `cloudlet plan` again")]
+    StalePlan {
+        /// What changed.
+        reason: String,
+    },
+    /// A saved plan has a format this version cannot apply.
+    #[error("the saved plan has format {found}; this cloudlet applies format {expected}")]
+    PlanFormat {
+        /// Found.
+        found: u32,
+        /// Expected.
+        expected: u32,
+    },
+}

@@ -1,0 +1,925 @@
+//! The lab model: one typed description of a whole self-hosted cloud.
+//!
+//! Every struct refuses unknown keys. Collections of named things (hosts, networks,
+//! machines, apps, ...) are mappings keyed by name, so a name is unique by construction and
+//! the lab can be split over several files.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Cidr, Duration, IpRange, MacAddr, Size};
+
+/// A whole lab.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Lab {
+    /// The lab's name: a DNS label. It is written into every ownership marker and seeds generated MACs.
+    pub name: String,
+    /// Facts about the site.
+    pub site: Site,
+    /// Which backend serves each domain; everything is `local` unless said otherwise.
+    #[serde(default)]
+    pub targets: Targets,
+    /// Physical hypervisor hosts.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, Host>,
+    /// Network segments (port groups, bridges, VLANs).
+    #[serde(default)]
+    pub networks: BTreeMap<String, Network>,
+    /// The router/firewall between the segments.
+    #[serde(default)]
+    pub router: Option<Router>,
+    /// Virtual machines.
+    #[serde(default)]
+    pub machines: BTreeMap<String, Machine>,
+    /// Network boot and unattended install.
+    #[serde(default)]
+    pub pxe: Option<Pxe>,
+    /// The NAS and its NFS exports.
+    #[serde(default)]
+    pub storage: Option<Storage>,
+    /// The Kubernetes cluster and its apps.
+    #[serde(default)]
+    pub cluster: Option<Cluster>,
+}
+
+/// Facts about the site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    /// The internal DNS domain (`lab.example`); machines are `NAME.DOMAIN`.
+    pub domain: String,
+    /// The IANA time zone installed machines use.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
+}
+
+/// A reference to a secret: where to read it, never the value itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SecretRef {
+    /// The name of an environment variable.
+    Env(String),
+    /// A file path (relative paths are relative to the lab directory).
+    File(PathBuf),
+}
+
+/// Which backend serves each domain.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Targets {
+    /// Backend for machines and segments.
+    #[serde(default)]
+    pub hypervisor: Target,
+    /// Backend for the router's DHCP reservations, DNS, forwards and firewall.
+    #[serde(default)]
+    pub router: Target,
+    /// Backend for network boot.
+    #[serde(default)]
+    pub pxe: Target,
+    /// Backend for NFS exports and datasets.
+    #[serde(default)]
+    pub storage: Target,
+    /// Backend for Kubernetes objects.
+    #[serde(default)]
+    pub cluster: Target,
+}
+
+/// One backend.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// The backend kind.
+    #[serde(default)]
+    pub kind: TargetKind,
+    /// The API endpoint (URL) of a real backend.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Where the credentials are read from (never inline).
+    #[serde(default)]
+    pub credentials: Option<SecretRef>,
+    /// A CA bundle to trust for this endpoint (TLS verification stays on).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+}
+
+/// Backend kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    /// Render to files under the output directory and run the embedded services.
+    #[default]
+    Local,
+    /// VMware vSphere / ESXi (VIM SOAP API).
+    Vsphere,
+    /// Proxmox VE.
+    Proxmox,
+    /// libvirt (QEMU/KVM).
+    Libvirt,
+    /// pfSense with the pfrest API package.
+    Pfsense,
+    /// OPNsense.
+    Opnsense,
+    /// A Linux router (dnsmasq + nftables).
+    Linux,
+    /// TrueNAS.
+    Truenas,
+    /// nfs-ganesha.
+    Ganesha,
+    /// Kernel NFS server with exports files.
+    LinuxNfs,
+    /// A Kubernetes API server (kubeconfig).
+    Kubernetes,
+}
+
+impl TargetKind {
+    /// The name as written in a lab file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Local => "local",
+            TargetKind::Vsphere => "vsphere",
+            TargetKind::Proxmox => "proxmox",
+            TargetKind::Libvirt => "libvirt",
+            TargetKind::Pfsense => "pfsense",
+            TargetKind::Opnsense => "opnsense",
+            TargetKind::Linux => "linux",
+            TargetKind::Truenas => "truenas",
+            TargetKind::Ganesha => "ganesha",
+            TargetKind::LinuxNfs => "linux_nfs",
+            TargetKind::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+/// A physical hypervisor host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    /// What runs on it.
+    pub kind: HostKind,
+    /// Physical cores (or threads) available to VMs.
+    pub cpus: u32,
+    /// Memory available to VMs.
+    pub memory: Size,
+    /// Datastore capacity available to VM disks.
+    pub storage: Size,
+    /// How far the host may be overcommitted.
+    #[serde(default)]
+    pub overcommit: Overcommit,
+}
+
+/// Hypervisor kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HostKind {
+    /// VMware ESXi, alone or under vCenter.
+    Esxi,
+    /// Proxmox VE.
+    Proxmox,
+    /// Linux with libvirt.
+    Libvirt,
+}
+
+/// Overcommit ratios: allocated / physical.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Overcommit {
+    /// vCPUs per physical CPU (default 4).
+    #[serde(default = "four")]
+    pub cpu: f64,
+    /// Memory ratio (default 1: no overcommit).
+    #[serde(default = "one")]
+    pub memory: f64,
+    /// Disk ratio (default 1: thick provisioning).
+    #[serde(default = "one")]
+    pub storage: f64,
+}
+
+fn four() -> f64 {
+    4.0
+}
+fn one() -> f64 {
+    1.0
+}
+
+impl Default for Overcommit {
+    fn default() -> Self {
+        Overcommit {
+            cpu: 4.0,
+            memory: 1.0,
+            storage: 1.0,
+        }
+    }
+}
+
+/// A network segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// The IPv4 subnet.
+    pub cidr: Cidr,
+    /// The default gateway (normally the router's address on this segment).
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    /// The 802.1Q VLAN id, if tagged.
+    #[serde(default)]
+    pub vlan: Option<u16>,
+    /// The port group / bridge name on the hypervisor (defaults to the network's name).
+    #[serde(default)]
+    pub portgroup: Option<String>,
+    /// Whether this is the upstream (WAN) segment.
+    #[serde(default)]
+    pub wan: bool,
+    /// DHCP served on this segment by the router.
+    #[serde(default)]
+    pub dhcp: Option<Dhcp>,
+    /// DNS servers handed out on this segment.
+    #[serde(default)]
+    pub dns: Vec<Ipv4Addr>,
+}
+
+/// DHCP settings of a segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dhcp {
+    /// Dynamic pools.
+    pub ranges: Vec<IpRange>,
+    /// Lease time.
+    #[serde(default)]
+    pub lease: Option<Duration>,
+}
+
+/// The router/firewall.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Router {
+    /// What the router runs.
+    pub kind: RouterKind,
+    /// The machine that is the router (when it is a VM of the lab).
+    #[serde(default)]
+    pub machine: Option<String>,
+    /// Port forwards from the WAN side.
+    #[serde(default)]
+    pub forwards: Vec<Forward>,
+    /// Firewall intents between segments.
+    #[serde(default)]
+    pub firewall: Vec<FirewallRule>,
+}
+
+/// Router software.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RouterKind {
+    /// pfSense.
+    Pfsense,
+    /// OPNsense.
+    Opnsense,
+    /// Linux with dnsmasq and nftables.
+    Linux,
+}
+
+/// Transport protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP.
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Protocol {
+    /// Upper-case name, as Kubernetes writes it.
+    pub fn k8s(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// A WAN port forward.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Forward {
+    /// The WAN port.
+    pub port: u16,
+    /// The protocol.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Where to: an app name, `ingress`, or an IPv4 address.
+    pub to: String,
+    /// The destination port (defaults to `port`).
+    #[serde(default)]
+    pub to_port: Option<u16>,
+    /// Restrict the source addresses.
+    #[serde(default)]
+    pub from: Option<Cidr>,
+}
+
+/// A firewall intent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallRule {
+    /// Source network name, `wan`, or `any`.
+    pub from: String,
+    /// Destination network name or `any`.
+    pub to: String,
+    /// Protocol (any when omitted).
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
+    /// Destination ports (any when empty).
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// Allow or deny.
+    pub action: FirewallAction,
+}
+
+/// Firewall verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FirewallAction {
+    /// Let it through.
+    Allow,
+    /// Drop it.
+    Deny,
+}
+
+/// A virtual machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Machine {
+    /// The host it runs on (may be omitted when the lab has exactly one host).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// What the machine is for.
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Memory.
+    pub memory: Size,
+    /// Disks, in slot order.
+    #[serde(default)]
+    pub disks: Vec<Disk>,
+    /// Network interfaces, in slot order.
+    #[serde(default)]
+    pub nics: Vec<Nic>,
+    /// Boot order; `network` first means the machine installs itself over PXE.
+    #[serde(default = "default_boot")]
+    pub boot: Vec<BootDevice>,
+    /// The PXE install profile.
+    #[serde(default)]
+    pub install: Option<String>,
+    /// Desired power state.
+    #[serde(default)]
+    pub power: Power,
+}
+
+fn default_boot() -> Vec<BootDevice> {
+    vec![BootDevice::Disk]
+}
+
+/// Machine roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The router/firewall VM.
+    Router,
+    /// The hypervisor manager (vCenter appliance).
+    Manager,
+    /// The PXE/install server.
+    Pxe,
+    /// The NAS.
+    Nas,
+    /// A Kubernetes control-plane node.
+    ControlPlane,
+    /// A Kubernetes worker node.
+    Worker,
+    /// Anything else.
+    Other,
+}
+
+/// A virtual disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    /// Capacity.
+    pub size: Size,
+    /// The datastore or storage pool.
+    #[serde(default)]
+    pub datastore: Option<String>,
+}
+
+/// A virtual NIC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Nic {
+    /// The network it is on.
+    pub network: String,
+    /// A fixed MAC; when omitted, a stable locally administered one is derived.
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+    /// The address (reserved at the router's DHCP server).
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+}
+
+/// Boot devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BootDevice {
+    /// PXE / network boot.
+    Network,
+    /// The first disk.
+    Disk,
+    /// The CD-ROM.
+    Cdrom,
+}
+
+/// Power states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Power {
+    /// Running.
+    #[default]
+    On,
+    /// Stopped.
+    Off,
+}
+
+/// Network boot and unattended install.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pxe {
+    /// The machine that serves network boot (omit when cloudlet serves it itself).
+    #[serde(default)]
+    pub server: Option<String>,
+    /// The boot menu.
+    #[serde(default)]
+    pub menu: Menu,
+    /// Install profiles by name.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// The boot menu.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Menu {
+    /// Menu title.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// The default profile (the local disk when omitted).
+    #[serde(default)]
+    pub default: Option<String>,
+    /// Seconds before the default entry boots.
+    #[serde(default)]
+    pub timeout: Option<u32>,
+}
+
+/// An install profile: what to boot and how to install.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// The label shown in the menu.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Kernel path in the boot namespace.
+    pub kernel: String,
+    /// Initrd path in the boot namespace.
+    pub initrd: String,
+    /// Extra kernel command line.
+    #[serde(default)]
+    pub append: Option<String>,
+    /// Install config format.
+    pub format: InstallFormat,
+    /// Users to create.
+    #[serde(default)]
+    pub users: Vec<InstallUser>,
+    /// Packages to install.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Root filesystem type.
+    #[serde(default = "default_fstype")]
+    pub fstype: String,
+    /// Commands run at the end of the install.
+    #[serde(default)]
+    pub post: Option<String>,
+}
+
+fn default_fstype() -> String {
+    "ext4".into()
+}
+
+/// Install config formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InstallFormat {
+    /// Kickstart (`ks=`), as the seed uses.
+    Kickstart,
+    /// Ubuntu autoinstall (cloud-init).
+    Autoinstall,
+    /// Debian preseed.
+    Preseed,
+}
+
+/// A user created by the installer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstallUser {
+    /// Login name.
+    pub name: String,
+    /// A crypt(3) hash (`$6$...` SHA-512, `$y$...` yescrypt). Make one with `mkpasswd -m sha-512`.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// Refused: plaintext passwords never go into a lab file. Accepted by the parser only to
+    /// give a precise error.
+    #[serde(default, skip_serializing)]
+    #[schemars(skip)]
+    pub password: Option<serde_json::Value>,
+    /// SSH public keys.
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
+    /// Whether the user may sudo.
+    #[serde(default = "yes")]
+    pub sudo: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The NAS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// What the NAS runs.
+    pub kind: NasKind,
+    /// The machine that is the NAS (when it is a VM of the lab).
+    #[serde(default)]
+    pub machine: Option<String>,
+    /// The address clients mount from (defaults to the machine's first address).
+    #[serde(default)]
+    pub address: Option<Ipv4Addr>,
+    /// NFS exports by name.
+    #[serde(default)]
+    pub exports: BTreeMap<String, Export>,
+}
+
+/// NAS software.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NasKind {
+    /// TrueNAS (SCALE or CORE).
+    Truenas,
+    /// Kernel NFS server with exports files.
+    LinuxNfs,
+    /// nfs-ganesha.
+    Ganesha,
+}
+
+/// An NFS export.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Export {
+    /// The exported path (a dataset mountpoint on TrueNAS).
+    pub path: String,
+    /// Who may mount: network names, machine names or CIDRs.
+    pub allow: Vec<String>,
+    /// Read-only export.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Snapshot policy.
+    #[serde(default)]
+    pub snapshots: Option<SnapshotPolicy>,
+    /// Keep the data when the export leaves the lab (default). `false` allows deleting it with an explicit apply flag.
+    #[serde(default = "yes")]
+    pub retain: bool,
+}
+
+/// Periodic snapshots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotPolicy {
+    /// How often.
+    pub every: Duration,
+    /// How many to keep.
+    pub keep: u32,
+}
+
+/// The Kubernetes cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Control-plane machines.
+    pub control_plane: Vec<String>,
+    /// Worker machines.
+    #[serde(default)]
+    pub workers: Vec<String>,
+    /// MetalLB.
+    #[serde(default)]
+    pub metallb: Option<MetalLb>,
+    /// The ingress controller.
+    #[serde(default)]
+    pub ingress: Option<Ingress>,
+    /// Network policy defaults.
+    #[serde(default)]
+    pub network_policy: NetworkPolicyDefaults,
+    /// Apps by name.
+    #[serde(default)]
+    pub apps: BTreeMap<String, App>,
+}
+
+/// MetalLB settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetalLb {
+    /// MetalLB's namespace (its CRs are ignored elsewhere).
+    #[serde(default = "metallb_ns")]
+    pub namespace: String,
+    /// Address pools by name.
+    pub pools: BTreeMap<String, Pool>,
+}
+
+fn metallb_ns() -> String {
+    "metallb-system".into()
+}
+
+/// A MetalLB address pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    /// Ranges or CIDRs (a single address is `/32`).
+    pub addresses: Vec<IpRange>,
+    /// How the addresses are announced.
+    #[serde(default)]
+    pub mode: PoolMode,
+    /// Whether services without a pinned IP may get one from this pool.
+    #[serde(default = "yes")]
+    pub auto_assign: bool,
+}
+
+/// Announcement modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolMode {
+    /// ARP / NDP from one node at a time.
+    #[default]
+    Layer2,
+}
+
+/// The ingress controller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ingress {
+    /// `ingressClassName` of the Ingress objects.
+    #[serde(default = "traefik")]
+    pub class: String,
+    /// The controller's namespace.
+    #[serde(default = "traefik")]
+    pub namespace: String,
+    /// The pinned VIP of the controller's LoadBalancer Service.
+    pub ip: Ipv4Addr,
+    /// The MetalLB sharing key other services use to share the VIP.
+    #[serde(default = "shared")]
+    pub sharing_key: String,
+    /// The controller Service's external traffic policy.
+    #[serde(default)]
+    pub traffic_policy: TrafficPolicy,
+    /// TLS for the hosts.
+    #[serde(default)]
+    pub tls: Option<Tls>,
+}
+
+fn traefik() -> String {
+    "traefik".into()
+}
+fn shared() -> String {
+    "shared".into()
+}
+
+/// TLS certificates for ingress hosts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Hosts (wildcards allowed) the certificate covers.
+    pub hosts: Vec<String>,
+    /// A cert-manager ClusterIssuer that issues the certificate per namespace.
+    #[serde(default)]
+    pub cluster_issuer: Option<String>,
+    /// The name of an existing TLS secret, copied into each app namespace by cloudlet.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// External traffic policy of a LoadBalancer Service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TrafficPolicy {
+    /// Any node forwards (source IPs are lost).
+    #[default]
+    Cluster,
+    /// Only nodes with a ready endpoint answer (source IPs kept).
+    Local,
+}
+
+/// Network policy defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkPolicyDefaults {
+    /// Deny all ingress into app namespaces except what the app needs.
+    #[serde(default = "yes")]
+    pub default_deny: bool,
+}
+
+impl Default for NetworkPolicyDefaults {
+    fn default() -> Self {
+        NetworkPolicyDefaults { default_deny: true }
+    }
+}
+
+/// An app on the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    /// The container image.
+    pub image: String,
+    /// The namespace (defaults to the app's name).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Replicas.
+    #[serde(default = "one_u32")]
+    pub replicas: u32,
+    /// Ports the container listens on and how each is exposed.
+    #[serde(default)]
+    pub ports: Vec<AppPort>,
+    /// HTTP routes through the ingress controller.
+    #[serde(default)]
+    pub ingress: Vec<Route>,
+    /// Plain environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Environment variables read from secrets.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretRef>,
+    /// Volumes on the NAS.
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+    /// Resource requests.
+    #[serde(default)]
+    pub resources: Option<Resources>,
+    /// Other apps this one talks to (network policy allowances, apply order).
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+}
+
+fn one_u32() -> u32 {
+    1
+}
+
+/// A container port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppPort {
+    /// Port name (defaults to `PROTOCOL-PORT`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The port.
+    pub port: u16,
+    /// The protocol.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// How the port is reached from outside the cluster.
+    #[serde(default)]
+    pub expose: Expose,
+}
+
+impl AppPort {
+    /// The port's name.
+    pub fn port_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", self.protocol.as_str(), self.port))
+    }
+}
+
+/// How a port is exposed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Expose {
+    /// Inside the cluster only (ClusterIP), or through the ingress for HTTP routes.
+    #[default]
+    Cluster,
+    /// On the ingress VIP, sharing it under the ingress sharing key (non-HTTP services).
+    Shared,
+    /// On a VIP of its own or a VIP shared with another key.
+    Vip(Vip),
+}
+
+/// A LoadBalancer VIP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Vip {
+    /// The pinned address.
+    pub ip: Ipv4Addr,
+    /// Sharing key, when other services share the address.
+    #[serde(default)]
+    pub sharing_key: Option<String>,
+    /// External traffic policy.
+    #[serde(default)]
+    pub traffic_policy: TrafficPolicy,
+}
+
+/// An HTTP route through the ingress controller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// The host name.
+    pub host: String,
+    /// The path prefix.
+    #[serde(default = "slash")]
+    pub path: String,
+    /// The app port (defaults to the first TCP port).
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+fn slash() -> String {
+    "/".into()
+}
+
+/// An NFS-backed volume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Volume {
+    /// Volume name.
+    pub name: String,
+    /// The storage export it lives on.
+    pub export: String,
+    /// Sub-directory within the export (defaults to `APP/NAME`).
+    #[serde(default)]
+    pub sub_path: Option<String>,
+    /// Mount path in the container.
+    pub mount: String,
+    /// Requested size.
+    pub size: Size,
+    /// Whether it holds an SQLite database (which must not live on NFS).
+    #[serde(default)]
+    pub sqlite: bool,
+}
+
+/// Resource requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// CPU request (Kubernetes quantity).
+    #[serde(default)]
+    pub cpu: Option<String>,
+    /// Memory request (Kubernetes quantity).
+    #[serde(default)]
+    pub memory: Option<String>,
+}
+
+impl Lab {
+    /// The MAC of a NIC: as written, or derived from lab + machine + slot.
+    pub fn nic_mac(&self, machine: &str, index: usize, nic: &Nic) -> MacAddr {
+        nic.mac
+            .unwrap_or_else(|| MacAddr::derive(&self.name, machine, index))
+    }
+
+    /// The host a machine runs on: as written, or the lab's only host.
+    pub fn machine_host<'a>(&'a self, m: &'a Machine) -> Option<&'a str> {
+        match &m.host {
+            Some(h) => Some(h.as_str()),
+            None if self.hosts.len() == 1 => self.hosts.keys().next().map(String::as_str),
+            None => None,
+        }
+    }
+
+    /// The first address of a machine, if any.
+    pub fn machine_ip(&self, name: &str) -> Option<Ipv4Addr> {
+        self.machines.get(name)?.nics.iter().find_map(|n| n.ip)
+    }
+
+    /// The namespace of an app.
+    pub fn app_namespace<'a>(name: &'a str, app: &'a App) -> &'a str {
+        app.namespace.as_deref().unwrap_or(name)
+    }
+}

@@ -1,0 +1,469 @@
+//! Plans: desired × observed, per resource, as an ordered graph.
+
+use std::collections::{BTreeSet, HashMap};
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::error::EngineError;
+use crate::resource::{Domain, Resource, ResourceId};
+
+/// The format version of saved plans.
+pub const PLAN_FORMAT: u32 = 1;
+
+/// What a step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Make it.
+    Create,
+    /// Change it in place.
+    Update,
+    /// Remove it (it left the lab).
+    Delete,
+}
+
+impl Action {
+    /// The verb.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// One changed field: its path in the body and the values before and after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// A path such as `spec.replicas` or `nics[0].mac`.
+    pub path: String,
+    /// The value before (absent: the field is added).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    /// The value after (absent: the field is removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// The resource.
+    pub id: ResourceId,
+    /// What happens to it.
+    pub action: Action,
+    /// Steps of this plan that must finish first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<ResourceId>,
+    /// For updates: the fields that change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<FieldChange>,
+    /// The resource as it should be (create, update) or as it is (delete).
+    pub resource: Resource,
+}
+
+/// Counts per action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Creates.
+    pub create: usize,
+    /// Updates.
+    pub update: usize,
+    /// Deletes.
+    pub delete: usize,
+    /// Resources already as desired.
+    pub unchanged: usize,
+}
+
+impl Summary {
+    /// Whether the plan changes anything.
+    pub fn has_changes(&self) -> bool {
+        self.create + self.update + self.delete > 0
+    }
+}
+
+/// A plan: ordered steps plus what it was computed from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Saved-plan format version.
+    pub format: u32,
+    /// The lab's name.
+    pub lab: String,
+    /// Digest of the desired resources.
+    pub desired_digest: String,
+    /// Digest of the observed resources of the planned domains.
+    pub observed_digest: String,
+    /// The domains that were observed.
+    pub domains: Vec<Domain>,
+    /// Counts.
+    pub summary: Summary,
+    /// The steps, in an order that respects `after`.
+    pub steps: Vec<Step>,
+}
+
+/// Digest of a set of resources, independent of their order.
+///
+/// The bodies are walked and fed to SHA-256 in a compact tagged encoding (no JSON text is
+/// produced), so a plan of 100,000 resources digests in milliseconds.
+pub fn digest(resources: &[Resource]) -> String {
+    let mut sorted: Vec<&Resource> = resources.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    let mut h = Sha256::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+    for r in sorted {
+        put_str(&mut buf, r.id.domain.as_str());
+        put_str(&mut buf, &r.id.kind);
+        put_str(&mut buf, &r.id.name);
+        encode(&mut buf, &r.body);
+        buf.push(b'D');
+        buf.extend_from_slice(&(r.depends_on.len() as u64).to_le_bytes());
+        for d in &r.depends_on {
+            put_str(&mut buf, d.domain.as_str());
+            put_str(&mut buf, &d.kind);
+            put_str(&mut buf, &d.name);
+        }
+        if buf.len() >= 1 << 15 {
+            h.update(&buf);
+            buf.clear();
+        }
+    }
+    h.update(&buf);
+    let out = h.finalize();
+    let mut hex = String::with_capacity(64);
+    for b in out.iter() {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+fn put_str(buf: &mut Vec<u8>, s: &str) {
+    buf.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    buf.extend_from_slice(s.as_bytes());
+}
+
+fn encode(buf: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => buf.push(b'n'),
+        Value::Bool(b) => buf.extend_from_slice(if *b { b"t" } else { b"f" }),
+        Value::Number(n) => {
+            buf.push(b'#');
+            if let Some(i) = n.as_i64() {
+                buf.push(b'i');
+                buf.extend_from_slice(&i.to_le_bytes());
+            } else if let Some(u) = n.as_u64() {
+                buf.push(b'u');
+                buf.extend_from_slice(&u.to_le_bytes());
+            } else {
+                buf.push(b'f');
+                buf.extend_from_slice(&n.as_f64().unwrap_or(0.0).to_bits().to_le_bytes());
+            }
+        }
+        Value::String(s) => {
+            buf.push(b's');
+            put_str(buf, s);
+        }
+        Value::Array(a) => {
+            buf.push(b'[');
+            buf.extend_from_slice(&(a.len() as u64).to_le_bytes());
+            for x in a {
+                encode(buf, x);
+            }
+        }
+        Value::Object(o) => {
+            // serde_json's map is ordered by key, so the encoding is canonical.
+            buf.push(b'{');
+            buf.extend_from_slice(&(o.len() as u64).to_le_bytes());
+            for (k, x) in o {
+                put_str(buf, k);
+                encode(buf, x);
+            }
+        }
+    }
+}
+
+/// The field-level difference between two bodies.
+pub fn diff(before: &Value, after: &Value) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    diff_into(String::new(), before, after, &mut out);
+    out
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn diff_into(path: String, a: &Value, b: &Value, out: &mut Vec<FieldChange>) {
+    if a == b {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let (xa, yb) = (x.get(k), y.get(k));
+                if xa == yb {
+                    continue;
+                }
+                let p = join(&path, k);
+                match (xa, yb) {
+                    (Some(va), Some(vb)) => diff_into(p, va, vb, out),
+                    (Some(va), None) => out.push(FieldChange {
+                        path: p,
+                        before: Some(va.clone()),
+                        after: None,
+                    }),
+                    (None, Some(vb)) => out.push(FieldChange {
+                        path: p,
+                        before: None,
+                        after: Some(vb.clone()),
+                    }),
+                    (None, None) => {}
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                diff_into(format!("{path}[{i}]"), va, vb, out);
+            }
+        }
+        _ if a != b => out.push(FieldChange {
+            path,
+            before: Some(a.clone()),
+            after: Some(b.clone()),
+        }),
+        _ => {}
+    }
+}
+
+/// Computes the plan for `desired` against `observed` (both for `domains`).
+pub fn compute(
+    lab: &str,
+    domains: Vec<Domain>,
+    desired: Vec<Resource>,
+    observed: Vec<Resource>,
+) -> Result<Plan, EngineError> {
+    let desired_digest = digest(&desired);
+    let observed_digest = digest(&observed);
+    let mut want = desired;
+    want.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    if let Some(w) = want.windows(2).find(|w| w[0].id == w[1].id) {
+        return Err(EngineError::DuplicateResource { id: w[0].id.clone() });
+    }
+    let mut have = observed;
+    have.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    have.dedup_by(|a, b| a.id == b.id);
+    let want_index: HashMap<&ResourceId, usize> =
+        want.iter().enumerate().map(|(i, r)| (&r.id, i)).collect();
+    for r in &want {
+        for d in &r.depends_on {
+            if !want_index.contains_key(d) {
+                return Err(EngineError::MissingDependency {
+                    id: r.id.clone(),
+                    dependency: d.clone(),
+                });
+            }
+        }
+    }
+    drop(want_index);
+
+    // Merge-join the two sorted lists. Steps come out sorted by id.
+    let mut summary = Summary::default();
+    let mut steps: Vec<Step> = Vec::new();
+    // Observed dependencies of updated resources, for delete ordering.
+    let mut old_deps: Vec<(usize, Vec<ResourceId>)> = Vec::new();
+    let mut wi = want.into_iter().peekable();
+    let mut hi = have.into_iter().peekable();
+    loop {
+        let order = match (wi.peek(), hi.peek()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(w), Some(h)) => w.id.cmp(&h.id),
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                let Some(r) = wi.next() else { break };
+                summary.create += 1;
+                steps.push(step(Action::Create, r, Vec::new()));
+            }
+            std::cmp::Ordering::Greater => {
+                let Some(o) = hi.next() else { break };
+                summary.delete += 1;
+                steps.push(step(Action::Delete, o, Vec::new()));
+            }
+            std::cmp::Ordering::Equal => {
+                let (Some(r), Some(o)) = (wi.next(), hi.next()) else { break };
+                let mut changes = diff(&o.body, &r.body);
+                if o.depends_on != r.depends_on && changes.is_empty() {
+                    changes.push(FieldChange {
+                        path: "(depends_on)".into(),
+                        before: Some(serde_json::to_value(&o.depends_on).unwrap_or_default()),
+                        after: Some(serde_json::to_value(&r.depends_on).unwrap_or_default()),
+                    });
+                }
+                if changes.is_empty() {
+                    summary.unchanged += 1;
+                } else {
+                    summary.update += 1;
+                    if !o.depends_on.is_empty() {
+                        old_deps.push((steps.len(), o.depends_on));
+                    }
+                    steps.push(step(Action::Update, r, changes));
+                }
+            }
+        }
+    }
+
+    // Edges. Create/update: after its dependencies' steps. Delete: after the steps of
+    // everything that (as observed) depends on it.
+    let index: HashMap<&ResourceId, usize> =
+        steps.iter().enumerate().map(|(i, s)| (&s.id, i)).collect();
+    let mut after: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
+    for (i, s) in steps.iter().enumerate() {
+        for d in &s.resource.depends_on {
+            let Some(&j) = index.get(d) else { continue };
+            match s.action {
+                Action::Create | Action::Update => after[i].push(j),
+                Action::Delete if steps[j].action == Action::Delete => after[j].push(i),
+                Action::Delete => {}
+            }
+        }
+    }
+    for (i, deps) in &old_deps {
+        for d in deps {
+            if let Some(&j) = index.get(d) {
+                if steps[j].action == Action::Delete {
+                    after[j].push(*i);
+                }
+            }
+        }
+    }
+    drop(index);
+    for (i, a) in after.iter_mut().enumerate() {
+        a.sort_unstable();
+        a.dedup();
+        steps[i].after = a.iter().map(|&j| steps[j].id.clone()).collect();
+    }
+    let ordered = topo_order(steps, &after)?;
+    let mut domains = domains;
+    domains.sort();
+    domains.dedup();
+    Ok(Plan {
+        format: PLAN_FORMAT,
+        lab: lab.to_string(),
+        desired_digest,
+        observed_digest,
+        domains,
+        summary,
+        steps: ordered,
+    })
+}
+
+fn step(action: Action, resource: Resource, changes: Vec<FieldChange>) -> Step {
+    Step {
+        id: resource.id.clone(),
+        action,
+        after: Vec::new(),
+        changes,
+        resource,
+    }
+}
+
+/// Kahn's algorithm with the ready set ordered by index (steps are sorted by id): the same
+/// input always gives the same order.
+fn topo_order(steps: Vec<Step>, after: &[Vec<usize>]) -> Result<Vec<Step>, EngineError> {
+    let n = steps.len();
+    let mut indegree: Vec<usize> = after.iter().map(Vec::len).collect();
+    let mut dependants: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, a) in after.iter().enumerate() {
+        for &j in a {
+            dependants[j].push(i);
+        }
+    }
+    let mut ready: BTreeSet<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &d in &dependants[i] {
+            indegree[d] -= 1;
+            if indegree[d] == 0 {
+                ready.insert(d);
+            }
+        }
+    }
+    if order.len() < n {
+        let stuck = (0..n).find(|&i| indegree[i] > 0).unwrap_or(0);
+        return Err(EngineError::Cycle {
+            id: steps[stuck].id.clone(),
+        });
+    }
+    let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
+    Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn r(kind: &str, name: &str, body: Value) -> Resource {
+        Resource::new(ResourceId::new(Domain::Cluster, kind, name), body)
+    }
+
+    #[test]
+    fn field_level_diff() {
+        let a = json!({"spec": {"replicas": 1, "image": "a", "ports": [80]}, "x": 1});
+        let b = json!({"spec": {"replicas": 2, "image": "a", "ports": [80, 443]}, "y": 2});
+        let d = diff(&a, &b);
+        let paths: Vec<&str> = d.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(paths, vec!["spec.ports", "spec.replicas", "x", "y"]);
+        assert_eq!(d[1].before, Some(json!(1)));
+        assert_eq!(d[2].after, None);
+    }
+
+    #[test]
+    fn creates_follow_dependencies_and_deletes_reverse_them() {
+        let ns = r("namespace", "a", json!({}));
+        let dep = r("deployment", "a.a", json!({})).after(ns.id.clone());
+        let plan = compute("t", vec![Domain::Cluster], vec![dep.clone(), ns.clone()], vec![]).unwrap();
+        let order: Vec<String> = plan.steps.iter().map(|s| s.id.to_string()).collect();
+        assert_eq!(order, vec!["cluster/namespace/a", "cluster/deployment/a.a"]);
+
+        let plan = compute("t", vec![Domain::Cluster], vec![], vec![dep, ns]).unwrap();
+        let order: Vec<String> = plan.steps.iter().map(|s| s.id.to_string()).collect();
+        assert_eq!(order, vec!["cluster/deployment/a.a", "cluster/namespace/a"]);
+        assert_eq!(plan.summary.delete, 2);
+    }
+
+    #[test]
+    fn unchanged_is_not_a_step() {
+        let a = r("namespace", "a", json!({"x": 1}));
+        let plan = compute("t", vec![Domain::Cluster], vec![a.clone()], vec![a]).unwrap();
+        assert!(plan.steps.is_empty());
+        assert_eq!(plan.summary.unchanged, 1);
+        assert!(!plan.summary.has_changes());
+    }
+
+    #[test]
+    fn cycles_and_dangling_dependencies_are_errors() {
+        let a = r("x", "a", json!({})).after(ResourceId::new(Domain::Cluster, "x", "b"));
+        let b = r("x", "b", json!({})).after(a.id.clone());
+        assert!(matches!(
+            compute("t", vec![], vec![a.clone(), b], vec![]),
+            Err(EngineError::Cycle { .. })
+        ));
+        assert!(matches!(
+            compute("t", vec![], vec![a], vec![]),
+            Err(EngineError::MissingDependency { .. })
+        ));
+    }
+}

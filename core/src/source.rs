@@ -1,0 +1,618 @@
+//! YAML source files parsed into a tree whose every node keeps its position.
+//!
+//! The lab format is YAML, but serde's YAML crates lose positions once a value is
+//! deserialized. cloudlet parses YAML events itself (with `saphyr-parser`) into a
+//! [`Node`] tree: every scalar, sequence, mapping *and mapping key* records the file,
+//! line and column it came from. Deserialization then runs over that tree
+//! ([`crate::de`]), and validation resolves model paths back to positions through
+//! [`SourceMap`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use saphyr_parser::{Event, Parser, ScalarStyle};
+
+/// A position in a lab file: 1-based line and column.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct Location {
+    /// The file, as given to the loader (relative paths stay relative).
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// Where a node starts, as an index into the [`Sources`] table plus line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Mark {
+    /// Index of the file in [`Sources`].
+    pub file: u32,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub column: u32,
+}
+
+/// The text of every file a lab was loaded from, so positions can be shown with their line.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    files: Vec<(PathBuf, Arc<str>)>,
+}
+
+impl Sources {
+    /// Registers a file and returns its index.
+    pub fn add(&mut self, path: PathBuf, text: Arc<str>) -> u32 {
+        self.files.push((path, text));
+        u32::try_from(self.files.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    /// Turns a [`Mark`] into a [`Location`].
+    pub fn location(&self, mark: Mark) -> Location {
+        let file = self
+            .files
+            .get(mark.file as usize)
+            .map(|(p, _)| p.clone())
+            .unwrap_or_default();
+        Location {
+            file,
+            line: mark.line as usize,
+            column: mark.column as usize,
+        }
+    }
+
+    /// The text of line `line` (1-based) of `file`, if known.
+    pub fn line_text(&self, file: &Path, line: usize) -> Option<&str> {
+        let (_, text) = self.files.iter().find(|(p, _)| p == file)?;
+        text.lines().nth(line.checked_sub(1)?)
+    }
+
+    /// The files loaded, in order.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().map(|(p, _)| p.as_path())
+    }
+}
+
+/// A scalar as written, before any type is imposed on it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    /// `~`, `null` or an empty value.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer that fits in i64.
+    Int(i64),
+    /// A floating point number.
+    Float(f64),
+    /// Any other text (quoted scalars are always text).
+    Str(String),
+}
+
+/// The shape of a node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeKind {
+    /// A scalar value.
+    Scalar(Scalar),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping with string keys, in file order. Each key keeps its own mark.
+    Map(Vec<(Key, Node)>),
+}
+
+/// A mapping key with its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Key {
+    /// The key text.
+    pub name: String,
+    /// Where the key is written.
+    pub mark: Mark,
+}
+
+/// A YAML node with its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// What the node is.
+    pub kind: NodeKind,
+    /// Where the node starts.
+    pub mark: Mark,
+}
+
+impl Node {
+    /// A short name of the node's type for messages ("a mapping", "a string" ...).
+    pub fn describe(&self) -> &'static str {
+        match &self.kind {
+            NodeKind::Scalar(Scalar::Null) => "nothing (null)",
+            NodeKind::Scalar(Scalar::Bool(_)) => "a boolean",
+            NodeKind::Scalar(Scalar::Int(_)) => "an integer",
+            NodeKind::Scalar(Scalar::Float(_)) => "a number",
+            NodeKind::Scalar(Scalar::Str(_)) => "a string",
+            NodeKind::Seq(_) => "a list",
+            NodeKind::Map(_) => "a mapping",
+        }
+    }
+
+    /// Looks up a key of a mapping node.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match &self.kind {
+            NodeKind::Map(entries) => entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}
+
+/// A YAML syntax problem, or a structural one the loader refuses (duplicate keys, non-string keys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyntaxError {
+    /// Where.
+    pub mark: Mark,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub help: Option<String>,
+}
+
+/// Parses one YAML file into its documents (a lab file normally holds one; `---` separates more).
+pub fn parse_yaml(file: u32, text: &str) -> Result<Vec<Node>, Vec<SyntaxError>> {
+    let mut builder = Builder {
+        file,
+        stack: Vec::new(),
+        docs: Vec::new(),
+        anchors: HashMap::new(),
+        errors: Vec::new(),
+    };
+    let parser = Parser::new_from_str(text);
+    for item in parser {
+        match item {
+            Ok((event, span)) => {
+                let mark = Mark {
+                    file,
+                    line: u32::try_from(span.start.line()).unwrap_or(u32::MAX),
+                    column: u32::try_from(span.start.col() + 1).unwrap_or(u32::MAX),
+                };
+                builder.event(event, mark);
+            }
+            Err(e) => {
+                let m = e.marker();
+                builder.errors.push(SyntaxError {
+                    mark: Mark {
+                        file,
+                        line: u32::try_from(m.line()).unwrap_or(u32::MAX),
+                        column: u32::try_from(m.col() + 1).unwrap_or(u32::MAX),
+                    },
+                    message: format!("invalid YAML: {}", e.info()),
+                    help: Some(
+                        "check the indentation and quoting around this position".to_string(),
+                    ),
+                });
+                return Err(builder.errors);
+            }
+        }
+    }
+    if builder.errors.is_empty() {
+        Ok(builder.docs)
+    } else {
+        Err(builder.errors)
+    }
+}
+
+enum Frame {
+    Seq {
+        mark: Mark,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Map {
+        mark: Mark,
+        anchor: usize,
+        entries: Vec<(Key, Node)>,
+        pending_key: Option<Key>,
+        /// Key -> first position, built only for large mappings (duplicate detection).
+        index: HashMap<String, usize>,
+    },
+}
+
+struct Builder {
+    file: u32,
+    stack: Vec<Frame>,
+    docs: Vec<Node>,
+    anchors: HashMap<usize, Node>,
+    errors: Vec<SyntaxError>,
+}
+
+impl Builder {
+    fn event(&mut self, event: Event<'_>, mark: Mark) {
+        match event {
+            Event::Nothing
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart(_)
+            | Event::DocumentEnd => {}
+            Event::Alias(id) => match self.anchors.get(&id) {
+                Some(node) => {
+                    let mut node = node.clone();
+                    node.mark = mark;
+                    self.push(node);
+                }
+                None => self.errors.push(SyntaxError {
+                    mark,
+                    message: "alias refers to an unknown anchor".into(),
+                    help: None,
+                }),
+            },
+            Event::Scalar(value, style, anchor, tag) => {
+                let scalar = if style != ScalarStyle::Plain
+                    || tag.as_ref().is_some_and(|t| t.suffix == "str")
+                {
+                    Scalar::Str(value.into_owned())
+                } else {
+                    plain_scalar(&value)
+                };
+                let node = Node {
+                    kind: NodeKind::Scalar(scalar),
+                    mark,
+                };
+                if anchor > 0 {
+                    self.anchors.insert(anchor, node.clone());
+                }
+                self.push(node);
+            }
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
+                mark,
+                anchor,
+                items: Vec::new(),
+            }),
+            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
+                mark,
+                anchor,
+                entries: Vec::new(),
+                pending_key: None,
+                index: HashMap::new(),
+            }),
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (node, anchor) = match self.stack.pop() {
+                    Some(Frame::Seq {
+                        mark,
+                        anchor,
+                        items,
+                    }) => (
+                        Node {
+                            kind: NodeKind::Seq(items),
+                            mark,
+                        },
+                        anchor,
+                    ),
+                    Some(Frame::Map {
+                        mark,
+                        anchor,
+                        entries,
+                        ..
+                    }) => (
+                        Node {
+                            kind: NodeKind::Map(merge_keys(entries)),
+                            mark,
+                        },
+                        anchor,
+                    ),
+                    None => return,
+                };
+                if anchor > 0 {
+                    self.anchors.insert(anchor, node.clone());
+                }
+                self.push(node);
+            }
+        }
+    }
+
+    fn push(&mut self, node: Node) {
+        match self.stack.last_mut() {
+            None => self.docs.push(node),
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map {
+                entries,
+                pending_key,
+                index,
+                ..
+            }) => match pending_key.take() {
+                None => {
+                    let name = match &node.kind {
+                        NodeKind::Scalar(Scalar::Str(s)) => s.clone(),
+                        NodeKind::Scalar(Scalar::Int(i)) => i.to_string(),
+                        NodeKind::Scalar(Scalar::Bool(b)) => b.to_string(),
+                        NodeKind::Scalar(Scalar::Float(f)) => f.to_string(),
+                        NodeKind::Scalar(Scalar::Null) => "null".into(),
+                        _ => {
+                            self.errors.push(SyntaxError {
+                                mark: node.mark,
+                                message: format!("a mapping key must be a string, found {}", node.describe()),
+                                help: None,
+                            });
+                            String::new()
+                        }
+                    };
+                    let dup = if name == "<<" {
+                        None
+                    } else if entries.len() < 16 {
+                        entries.iter().position(|(k, _)| k.name == name)
+                    } else {
+                        if index.len() < entries.len() {
+                            for (i, (k, _)) in entries.iter().enumerate().skip(index.len()) {
+                                index.entry(k.name.clone()).or_insert(i);
+                            }
+                        }
+                        index.get(&name).copied()
+                    };
+                    if let Some((first, _)) = dup.and_then(|i| entries.get(i)) {
+                        self.errors.push(SyntaxError {
+                            mark: node.mark,
+                            message: format!(
+                                "duplicate key `{name}` (first defined at line {}, column {})",
+                                first.mark.line, first.mark.column
+                            ),
+                            help: Some("remove one of the two entries or merge them".into()),
+                        });
+                    }
+                    *pending_key = Some(Key {
+                        name,
+                        mark: node.mark,
+                    });
+                }
+                Some(key) => entries.push((key, node)),
+            },
+        }
+        let _ = self.file;
+    }
+}
+
+/// Applies YAML merge keys (`<<: *anchor`): keys of the merged mapping that the mapping
+/// does not set itself are added.
+fn merge_keys(entries: Vec<(Key, Node)>) -> Vec<(Key, Node)> {
+    if !entries.iter().any(|(k, _)| k.name == "<<") {
+        return entries;
+    }
+    let mut own: Vec<(Key, Node)> = Vec::new();
+    let mut merged: Vec<(Key, Node)> = Vec::new();
+    for (k, v) in entries {
+        if k.name == "<<" {
+            let sources = match v.kind {
+                NodeKind::Seq(items) => items,
+                other => vec![Node {
+                    kind: other,
+                    mark: v.mark,
+                }],
+            };
+            for src in sources {
+                if let NodeKind::Map(m) = src.kind {
+                    for (mk, mv) in m {
+                        if !merged.iter().any(|(x, _)| x.name == mk.name) {
+                            merged.push((mk, mv));
+                        }
+                    }
+                }
+            }
+        } else {
+            own.push((k, v));
+        }
+    }
+    for (k, v) in merged {
+        if !own.iter().any(|(x, _)| x.name == k.name) {
+            own.push((k, v));
+        }
+    }
+    own
+}
+
+/// YAML 1.2 core schema resolution of a plain scalar.
+fn plain_scalar(s: &str) -> Scalar {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Scalar::Null,
+        "true" | "True" | "TRUE" => return Scalar::Bool(true),
+        "false" | "False" | "FALSE" => return Scalar::Bool(false),
+        _ => {}
+    }
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(i) = s.parse::<i64>() {
+            return Scalar::Int(i);
+        }
+    if let Some(hex) = s.strip_prefix("0x")
+        && let Ok(i) = i64::from_str_radix(hex, 16) {
+            return Scalar::Int(i);
+        }
+    let looks_float = digits
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+        && digits.bytes().any(|b| b.is_ascii_digit())
+        && digits.contains('.')
+        && digits.matches('.').count() == 1;
+    if looks_float
+        && let Ok(f) = s.parse::<f64>() {
+            return Scalar::Float(f);
+        }
+    match s {
+        ".inf" | ".Inf" | "+.inf" => Scalar::Float(f64::INFINITY),
+        "-.inf" | "-.Inf" => Scalar::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" => Scalar::Float(f64::NAN),
+        _ => Scalar::Str(s.to_string()),
+    }
+}
+
+/// One step of a path into the lab tree.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Seg {
+    /// A mapping key.
+    Key(String),
+    /// A sequence index.
+    Index(usize),
+}
+
+impl From<&str> for Seg {
+    fn from(s: &str) -> Self {
+        Seg::Key(s.to_string())
+    }
+}
+impl From<String> for Seg {
+    fn from(s: String) -> Self {
+        Seg::Key(s)
+    }
+}
+impl From<&String> for Seg {
+    fn from(s: &String) -> Self {
+        Seg::Key(s.clone())
+    }
+}
+impl From<usize> for Seg {
+    fn from(i: usize) -> Self {
+        Seg::Index(i)
+    }
+}
+
+/// A path into the lab tree, such as `machines.pfsense.nics[0].ip`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct TreePath(pub Vec<Seg>);
+
+impl TreePath {
+    /// The path extended by one segment.
+    #[must_use]
+    pub fn join(&self, seg: impl Into<Seg>) -> TreePath {
+        let mut v = self.0.clone();
+        v.push(seg.into());
+        TreePath(v)
+    }
+}
+
+impl fmt::Display for TreePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            match s {
+                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
+                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`TreePath`] from segments: `path!["machines", name, "nics", 0usize]`.
+#[macro_export]
+macro_rules! path {
+    ($($seg:expr),* $(,)?) => {
+        $crate::source::TreePath(vec![$($crate::source::Seg::from($seg)),*])
+    };
+}
+
+/// The merged tree of a whole lab plus the texts it came from: resolves model paths to positions.
+#[derive(Debug, Clone, Default)]
+pub struct SourceMap {
+    /// The files' texts.
+    pub sources: Sources,
+    /// The merged lab tree.
+    pub root: Option<Node>,
+}
+
+impl SourceMap {
+    fn walk(&self, path: &TreePath) -> (Option<&Node>, Option<&Key>) {
+        let Some(mut node) = self.root.as_ref() else {
+            return (None, None);
+        };
+        let mut key = None;
+        for seg in &path.0 {
+            match (seg, &node.kind) {
+                (Seg::Key(k), NodeKind::Map(entries)) => {
+                    match entries.iter().find(|(ek, _)| &ek.name == k) {
+                        Some((ek, v)) => {
+                            key = Some(ek);
+                            node = v;
+                        }
+                        None => return (Some(node), None),
+                    }
+                }
+                (Seg::Index(i), NodeKind::Seq(items)) => match items.get(*i) {
+                    Some(v) => {
+                        key = None;
+                        node = v;
+                    }
+                    None => return (Some(node), None),
+                },
+                _ => return (Some(node), None),
+            }
+        }
+        (Some(node), key)
+    }
+
+    /// The position of the value at `path`, or of its nearest existing ancestor.
+    pub fn value(&self, path: &TreePath) -> Option<Location> {
+        let (node, _) = self.walk(path);
+        node.map(|n| self.sources.location(n.mark))
+    }
+
+    /// The position of the key that names the value at `path` (falls back to the value).
+    pub fn key(&self, path: &TreePath) -> Option<Location> {
+        match self.walk(path) {
+            (_, Some(k)) => Some(self.sources.location(k.mark)),
+            (Some(n), None) => Some(self.sources.location(n.mark)),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_of_keys_and_values() {
+        let docs = parse_yaml(0, "a:\n  b: 1\n  c: [x, 'y']\n").unwrap();
+        let root = &docs[0];
+        let a = root.get("a").unwrap();
+        assert_eq!((a.mark.line, a.mark.column), (2, 3));
+        let c = a.get("c").unwrap();
+        let NodeKind::Seq(items) = &c.kind else {
+            panic!("not a seq")
+        };
+        assert_eq!((items[1].mark.line, items[1].mark.column), (3, 10));
+        assert_eq!(items[1].kind, NodeKind::Scalar(Scalar::Str("y".into())));
+    }
+
+    #[test]
+    fn duplicate_key_is_refused_with_both_positions() {
+        let errs = parse_yaml(0, "a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!((errs[0].mark.line, errs[0].mark.column), (3, 1));
+        assert!(errs[0].message.contains("duplicate key `a`"));
+        assert!(errs[0].message.contains("line 1, column 1"));
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let errs = parse_yaml(0, "a:\n  - b\n c: [\n").unwrap_err();
+        assert!(errs[0].message.starts_with("invalid YAML"));
+        assert!(errs[0].mark.line >= 2);
+    }
+
+    #[test]
+    fn scalars_follow_the_core_schema() {
+        assert_eq!(plain_scalar("42"), Scalar::Int(42));
+        assert_eq!(plain_scalar("-7"), Scalar::Int(-7));
+        assert_eq!(plain_scalar("1.5"), Scalar::Float(1.5));
+        assert_eq!(plain_scalar("10.0.20.1"), Scalar::Str("10.0.20.1".into()));
+        assert_eq!(plain_scalar("yes"), Scalar::Str("yes".into()));
+        assert_eq!(plain_scalar("~"), Scalar::Null);
+    }
+
+    #[test]
+    fn anchors_and_merge_keys() {
+        let docs = parse_yaml(0, "base: &b {x: 1, y: 2}\nthing:\n  <<: *b\n  y: 3\n").unwrap();
+        let t = docs[0].get("thing").unwrap();
+        assert_eq!(t.get("x").unwrap().kind, NodeKind::Scalar(Scalar::Int(1)));
+        assert_eq!(t.get("y").unwrap().kind, NodeKind::Scalar(Scalar::Int(3)));
+    }
+}

@@ -1,0 +1,121 @@
+//! cloudlet's hypervisor domain: the lab's machines and segments as resources.
+//!
+//! [`expand`] turns the validated lab into the desired VMs and networks (port groups,
+//! bridges). Device slots are explicit (`disk0`, `nic1`) so backends manage exactly the
+//! devices the lab lists and never touch others. Backends (vSphere, Proxmox, libvirt) plug
+//! in as [`cloudlet_core::Provider`]s for [`Domain::Hypervisor`].
+
+use cloudlet_core::model::{BootDevice, Lab, Power};
+use cloudlet_core::{Domain, Resource, ResourceId};
+use serde_json::json;
+
+/// The id of a machine's VM.
+pub fn vm_id(machine: &str) -> ResourceId {
+    ResourceId::new(Domain::Hypervisor, "vm", machine)
+}
+
+/// The id of a segment.
+pub fn network_id(network: &str) -> ResourceId {
+    ResourceId::new(Domain::Hypervisor, "network", network)
+}
+
+/// The desired VMs and segments of a lab.
+pub fn expand(lab: &Lab) -> Vec<Resource> {
+    let mut out = Vec::with_capacity(lab.networks.len() + lab.machines.len());
+    for (name, net) in &lab.networks {
+        out.push(Resource::new(
+            network_id(name),
+            json!({
+                "portgroup": net.portgroup.clone().unwrap_or_else(|| name.clone()),
+                "vlan": net.vlan,
+                "cidr": net.cidr.to_string(),
+                "wan": net.wan,
+            }),
+        ));
+    }
+    for (name, m) in &lab.machines {
+        let disks: Vec<_> = m
+            .disks
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                json!({
+                    "slot": format!("disk{i}"),
+                    "size_mib": d.size.mib(),
+                    "datastore": d.datastore,
+                })
+            })
+            .collect();
+        let nics: Vec<_> = m
+            .nics
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let portgroup = lab
+                    .networks
+                    .get(&n.network)
+                    .and_then(|net| net.portgroup.clone())
+                    .unwrap_or_else(|| n.network.clone());
+                json!({
+                    "slot": format!("nic{i}"),
+                    "network": n.network,
+                    "portgroup": portgroup,
+                    "mac": lab.nic_mac(name, i, n).to_string(),
+                })
+            })
+            .collect();
+        let boot: Vec<&str> = m
+            .boot
+            .iter()
+            .map(|b| match b {
+                BootDevice::Network => "network",
+                BootDevice::Disk => "disk",
+                BootDevice::Cdrom => "cdrom",
+            })
+            .collect();
+        let mut r = Resource::new(
+            vm_id(name),
+            json!({
+                "host": lab.machine_host(m),
+                "cpus": m.cpus,
+                "memory_mib": m.memory.mib(),
+                "disks": disks,
+                "nics": nics,
+                "boot": boot,
+                "power": match m.power { Power::On => "on", Power::Off => "off" },
+            }),
+        );
+        let mut nets: Vec<&str> = m.nics.iter().map(|n| n.network.as_str()).collect();
+        nets.sort_unstable();
+        nets.dedup();
+        for n in nets {
+            if lab.networks.contains_key(n) {
+                r = r.after(network_id(n));
+            }
+        }
+        out.push(r);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudlet_core::load::load_texts;
+
+    #[test]
+    fn vms_depend_on_their_networks_and_get_stable_macs() {
+        let text = "name: t\nsite: {domain: t.lan}\nhosts: {h: {kind: esxi, cpus: 4, memory: 8GiB, storage: 100GiB}}\nnetworks: {lan: {cidr: 10.0.0.0/24}}\nmachines:\n  a: {cpus: 1, memory: 1GiB, disks: [{size: 8GiB}], nics: [{network: lan}]}\n";
+        let lab = load_texts(vec![("t.yaml".into(), text.into())], ".".into()).unwrap().lab;
+        let rs = expand(&lab);
+        assert_eq!(rs.len(), 2);
+        let vm = &rs[1];
+        assert_eq!(vm.id.to_string(), "hypervisor/vm/a");
+        assert_eq!(vm.depends_on, vec![network_id("lan")]);
+        assert_eq!(vm.body["host"], "h");
+        assert_eq!(vm.body["disks"][0]["size_mib"], 8192);
+        let mac = vm.body["nics"][0]["mac"].as_str().unwrap().to_string();
+        assert_eq!(expand(&lab)[1].body["nics"][0]["mac"], mac.as_str());
+        assert!(u8::from_str_radix(&mac[..2], 16).unwrap() & 2 == 2, "locally administered");
+    }
+}

@@ -1,0 +1,130 @@
+//! cloudlet's PXE domain: the boot menu and each network-installed machine's boot entry and
+//! install config, as resources.
+//!
+//! [`expand`] derives them from the lab. Passwords appear only as the crypt hashes the lab
+//! holds (validation refuses plaintext); an install config is keyed by the machine's MAC so
+//! the boot service can serve it to that machine only.
+
+use cloudlet_core::model::{BootDevice, InstallFormat, Lab};
+use cloudlet_core::{Domain, Resource, ResourceId};
+use serde_json::json;
+
+/// The id of a machine's install config.
+pub fn install_config_id(machine: &str) -> ResourceId {
+    ResourceId::new(Domain::Pxe, "install-config", machine)
+}
+
+/// The id of a machine's boot entry.
+pub fn boot_entry_id(machine: &str) -> ResourceId {
+    ResourceId::new(Domain::Pxe, "boot-entry", machine)
+}
+
+/// pxelinux's per-MAC config file name: `01-` (Ethernet) and the MAC with dashes.
+pub fn pxelinux_mac_file(mac: &str) -> String {
+    format!("01-{}", mac.to_ascii_lowercase().replace(':', "-"))
+}
+
+/// The desired PXE state of a lab.
+pub fn expand(lab: &Lab) -> Vec<Resource> {
+    let Some(pxe) = &lab.pxe else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let menu = ResourceId::new(Domain::Pxe, "menu", "default");
+    let entries: Vec<_> = pxe
+        .profiles
+        .iter()
+        .map(|(name, p)| {
+            json!({
+                "name": name,
+                "label": p.label.clone().unwrap_or_else(|| name.clone()),
+                "kernel": p.kernel,
+                "initrd": p.initrd,
+                "append": p.append,
+            })
+        })
+        .collect();
+    out.push(Resource::new(
+        menu.clone(),
+        json!({
+            "title": pxe.menu.title,
+            "default": pxe.menu.default.clone().unwrap_or_else(|| "local".into()),
+            "timeout_s": pxe.menu.timeout.unwrap_or(5),
+            "entries": entries,
+        }),
+    ));
+    for (name, m) in &lab.machines {
+        if m.boot.first() != Some(&BootDevice::Network) {
+            continue;
+        }
+        let Some(profile_name) = &m.install else { continue };
+        let Some(p) = pxe.profiles.get(profile_name) else { continue };
+        let Some((i, nic)) = m.nics.iter().enumerate().next() else { continue };
+        let mac = lab.nic_mac(name, i, nic).to_string();
+        let users: Vec<_> = p
+            .users
+            .iter()
+            .map(|u| {
+                json!({
+                    "name": u.name,
+                    "password_hash": u.password_hash,
+                    "ssh_keys": u.ssh_keys,
+                    "sudo": u.sudo,
+                })
+            })
+            .collect();
+        let net = lab.networks.get(&nic.network);
+        let cfg = install_config_id(name);
+        out.push(
+            Resource::new(
+                cfg.clone(),
+                json!({
+                    "format": match p.format {
+                        InstallFormat::Kickstart => "kickstart",
+                        InstallFormat::Autoinstall => "autoinstall",
+                        InstallFormat::Preseed => "preseed",
+                    },
+                    "hostname": name,
+                    "fqdn": format!("{name}.{}", lab.site.domain),
+                    "mac": mac,
+                    "ip": nic.ip.map(|ip| ip.to_string()),
+                    "prefix": net.map(|n| n.cidr.prefix),
+                    "gateway": net.and_then(|n| n.gateway).map(|g| g.to_string()),
+                    "dns": net.map(|n| n.dns.iter().map(ToString::to_string).collect::<Vec<_>>()),
+                    "timezone": lab.site.timezone,
+                    "users": users,
+                    "packages": p.packages,
+                    "fstype": p.fstype,
+                    "post": p.post,
+                }),
+            )
+        );
+        out.push(
+            Resource::new(
+                boot_entry_id(name),
+                json!({
+                    "mac": mac,
+                    "pxelinux_file": pxelinux_mac_file(&mac),
+                    "profile": profile_name,
+                    "kernel": p.kernel,
+                    "initrd": p.initrd,
+                    "append": p.append,
+                    "install_config": cfg.to_string(),
+                }),
+            )
+            .after(cfg)
+            .after(menu.clone()),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pxelinux_file_names() {
+        assert_eq!(pxelinux_mac_file("AA:bb:0C:dd:ee:ff"), "01-aa-bb-0c-dd-ee-ff");
+    }
+}

@@ -1,0 +1,328 @@
+//! cloudlet: one declarative description of a self-hosted cloud — a *lab* — planned and
+//! applied to the hypervisor, the router, network boot, the NAS and Kubernetes.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), cloudlet::Error> {
+//! let lab = cloudlet::Lab::load("examples/seed")?;
+//! let report = lab.validate();
+//! assert!(!report.has_errors());
+//! let plan = lab.plan().await?;
+//! let outcome = lab.apply(&plan, cloudlet::ApplyOptions::default()).await?;
+//! assert!(outcome.is_success());
+//! # Ok(()) }
+//! ```
+//!
+//! The domain crates are re-exported: [`core`], [`hypervisor`], [`network`], [`pxe`],
+//! [`storage`], [`cluster`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use cloudlet_cluster as cluster;
+pub use cloudlet_core as core;
+pub use cloudlet_core::{
+    Action, ApplyOptions, ApplyReport, Cancel, Diagnostic, Domain, Event, FieldChange, Plan,
+    Resource, ResourceId, Severity, Summary,
+};
+pub use cloudlet_hypervisor as hypervisor;
+pub use cloudlet_network as network;
+pub use cloudlet_pxe as pxe;
+pub use cloudlet_storage as storage;
+
+use cloudlet_core::diag;
+use cloudlet_core::local::LocalProvider;
+use cloudlet_core::model::{Target, TargetKind};
+use cloudlet_core::source::Sources;
+use cloudlet_core::{Engine, EngineError, LoadError, LoadedLab, Provider, Providers, StateStore};
+
+/// Everything that can go wrong through the facade.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The lab files could not be read or parsed.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The lab loaded but validation found errors; nothing was planned.
+    #[error("the lab has {} error(s); run `cloudlet validate` to see them", count_errors(.diagnostics))]
+    Invalid {
+        /// All findings (errors and warnings).
+        diagnostics: Vec<Diagnostic>,
+    },
+    /// Planning or applying failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A saved plan could not be read or written.
+    #[error("plan file {}: {message}", path.display())]
+    PlanFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+fn count_errors(d: &[Diagnostic]) -> usize {
+    d.iter().filter(|d| d.is_error()).count()
+}
+
+/// The outcome of validation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Report {
+    /// Errors and warnings, sorted by file and position.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Report {
+    /// Whether any finding is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+    /// The errors.
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_error())
+    }
+}
+
+/// Where a lab keeps its state and renders local output.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The state directory (default: `.cloudlet/` next to the lab).
+    pub state_dir: Option<PathBuf>,
+    /// The output directory of the local backend (default: `STATE_DIR/local`).
+    pub output_dir: Option<PathBuf>,
+}
+
+/// A loaded lab and the operations on it.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    loaded: Arc<LoadedLab>,
+    options: Options,
+}
+
+impl Lab {
+    /// Loads a lab from a YAML file or a directory of them.
+    pub fn load(path: impl AsRef<Path>) -> Result<Lab, Error> {
+        Ok(Lab {
+            loaded: Arc::new(cloudlet_core::load(path.as_ref())?),
+            options: Options::default(),
+        })
+    }
+
+    /// Loads a lab from in-memory files (name, text); relative paths resolve against `base_dir`.
+    pub fn from_texts(files: Vec<(PathBuf, String)>, base_dir: impl Into<PathBuf>) -> Result<Lab, Error> {
+        Ok(Lab {
+            loaded: Arc::new(cloudlet_core::load::load_texts(files, base_dir.into())?),
+            options: Options::default(),
+        })
+    }
+
+    /// The same lab with other state/output directories.
+    #[must_use]
+    pub fn with_options(mut self, options: Options) -> Lab {
+        self.options = options;
+        self
+    }
+
+    /// The typed model.
+    pub fn model(&self) -> &cloudlet_core::Lab {
+        &self.loaded.lab
+    }
+
+    /// The source texts, to render diagnostics with their lines.
+    pub fn sources(&self) -> &Sources {
+        &self.loaded.source.sources
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.options
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| self.loaded.base_dir.join(".cloudlet"))
+    }
+
+    /// The local backend's output directory.
+    pub fn output_dir(&self) -> PathBuf {
+        self.options
+            .output_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir().join("local"))
+    }
+
+    /// Validates the whole lab: every rule, every finding, with positions. No I/O.
+    pub fn validate(&self) -> Report {
+        let mut diagnostics = cloudlet_core::validate::validate(&self.loaded.lab);
+        for d in &mut diagnostics {
+            d.resolve(&self.loaded.source);
+        }
+        diag::sort(&mut diagnostics);
+        Report { diagnostics }
+    }
+
+    /// The desired resources of every domain, with the edges between domains (a VM after its
+    /// DHCP reservation and its install config; an NFS volume after its export). Refuses a
+    /// lab with validation errors.
+    pub fn desired(&self) -> Result<Vec<Resource>, Error> {
+        let report = self.validate();
+        if report.has_errors() {
+            return Err(Error::Invalid {
+                diagnostics: report.diagnostics,
+            });
+        }
+        Ok(self.expand())
+    }
+
+    fn expand(&self) -> Vec<Resource> {
+        let lab = &self.loaded.lab;
+        let router = network::expand(lab);
+        let pxe = pxe::expand(lab);
+        let storage = storage::expand(lab);
+        let mut hyper = hypervisor::expand(lab);
+        let ids = |rs: &[Resource]| -> std::collections::HashSet<ResourceId> {
+            rs.iter().map(|r| r.id.clone()).collect()
+        };
+        let (router_ids, pxe_ids) = (ids(&router), ids(&pxe));
+        for vm in &mut hyper {
+            if vm.id.kind != "vm" {
+                continue;
+            }
+            let name = vm.id.name.clone();
+            let nics = lab.machines.get(&name).map_or(0, |m| m.nics.len());
+            for i in 0..nics {
+                let rid = network::reservation_id(&name, i);
+                if router_ids.contains(&rid) {
+                    vm.depends_on.push(rid);
+                }
+            }
+            for pid in [pxe::install_config_id(&name), pxe::boot_entry_id(&name)] {
+                if pxe_ids.contains(&pid) {
+                    vm.depends_on.push(pid);
+                }
+            }
+        }
+        let mut cluster = cluster::expand(lab);
+        let storage_ids = ids(&storage);
+        for r in &mut cluster {
+            if r.id.kind != "persistentvolume" {
+                continue;
+            }
+            let Some(app) = r.body["metadata"]["labels"][cloudlet_core::lb::APP_LABEL].as_str() else {
+                continue;
+            };
+            let exports: Vec<String> = lab
+                .cluster
+                .iter()
+                .flat_map(|c| c.apps.get(app))
+                .flat_map(|a| a.volumes.iter().map(|v| v.export.clone()))
+                .collect();
+            for e in exports {
+                let eid = ResourceId::new(Domain::Storage, "nfs-export", e);
+                if storage_ids.contains(&eid) && !r.depends_on.contains(&eid) {
+                    r.depends_on.push(eid);
+                }
+            }
+        }
+        let mut all = hyper;
+        all.extend(router);
+        all.extend(pxe);
+        all.extend(storage);
+        all.extend(cluster);
+        all
+    }
+
+    fn provider_for(&self, domain: Domain, target: &Target, local: &Arc<dyn Provider>) -> Result<Arc<dyn Provider>, Error> {
+        match target.kind {
+            TargetKind::Local => Ok(local.clone()),
+            other => Err(Error::Engine(EngineError::NoProvider {
+                domain,
+                reason: format!(
+                    "the `{}` backend is not available in this build of cloudlet; use `kind: local` to render this domain to files",
+                    other.as_str()
+                ),
+            })),
+        }
+    }
+
+    /// The engine for this lab: one provider per domain, as the lab's targets say.
+    pub fn engine(&self) -> Result<Engine, Error> {
+        let lab = &self.loaded.lab;
+        let local: Arc<dyn Provider> = Arc::new(LocalProvider::new(self.output_dir(), lab.name.clone()));
+        let t = &lab.targets;
+        let providers = Providers::new()
+            .with(Domain::Hypervisor, self.provider_for(Domain::Hypervisor, &t.hypervisor, &local)?)
+            .with(Domain::Router, self.provider_for(Domain::Router, &t.router, &local)?)
+            .with(Domain::Pxe, self.provider_for(Domain::Pxe, &t.pxe, &local)?)
+            .with(Domain::Storage, self.provider_for(Domain::Storage, &t.storage, &local)?)
+            .with(Domain::Cluster, self.provider_for(Domain::Cluster, &t.cluster, &local)?);
+        let store = StateStore::open(self.state_dir())?;
+        Ok(Engine::new(lab.name.clone(), providers, store))
+    }
+
+    /// Plans the lab against what exists.
+    pub async fn plan(&self) -> Result<Plan, Error> {
+        let desired = self.desired()?;
+        let engine = self.engine()?;
+        Ok(engine.plan(desired).await?)
+    }
+
+    /// Applies a plan made by [`Lab::plan`] (now, or saved earlier). A plan made from other lab
+    /// files is refused as stale.
+    pub async fn apply(&self, plan: &Plan, options: ApplyOptions<'_>) -> Result<ApplyReport, Error> {
+        if plan.lab != self.loaded.lab.name {
+            return Err(Error::Engine(EngineError::StalePlan {
+                reason: format!("the plan is for lab `{}`, not `{}`", plan.lab, self.loaded.lab.name),
+            }));
+        }
+        let desired = self.desired()?;
+        if cloudlet_core::plan::digest(&desired) != plan.desired_digest {
+            return Err(Error::Engine(EngineError::StalePlan {
+                reason: "the lab files changed since the plan was made".into(),
+            }));
+        }
+        let engine = self.engine()?;
+        Ok(engine.apply(plan, options).await?)
+    }
+
+    /// Writes every desired resource as a file under `dir`, without planning, journaling or
+    /// pruning. Returns the number of files written.
+    pub async fn render(&self, dir: impl Into<PathBuf>) -> Result<usize, Error> {
+        let desired = self.desired()?;
+        let p = LocalProvider::new(dir.into(), self.loaded.lab.name.clone());
+        for r in &desired {
+            p.create(r)
+                .await
+                .map_err(|source| EngineError::Observe { domain: r.id.domain, source })?;
+        }
+        Ok(desired.len())
+    }
+}
+
+/// The JSON Schema of the lab format.
+pub fn schema() -> serde_json::Value {
+    cloudlet_core::schema()
+}
+
+/// Reads a saved plan.
+pub fn read_plan(path: &Path) -> Result<Plan, Error> {
+    let text = std::fs::read(path).map_err(|e| Error::PlanFile {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    serde_json::from_slice(&text).map_err(|e| Error::PlanFile {
+        path: path.to_path_buf(),
+        message: format!("not a cloudlet plan: {e}"),
+    })
+}
+
+/// Writes a plan as JSON (the same bytes for the same plan).
+pub fn write_plan(path: &Path, plan: &Plan) -> Result<(), Error> {
+    let mut bytes = serde_json::to_vec_pretty(plan).map_err(|e| Error::PlanFile {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    bytes.push(b'\n');
+    std::fs::write(path, bytes).map_err(|e| Error::PlanFile {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
