@@ -24,7 +24,11 @@ router: {kind: pfsense, machine: gw, forwards: [{port: 443, to: ingress}]}\n\
 machines:\n  gw: {cpus: 2, memory: 2GiB, nics: [{network: lan, ip: 10.0.0.1}]}\n  nas: {cpus: 2, memory: 8GiB, nics: [{network: lan, ip: 10.0.0.5}]}\n",
     );
     for n in 0..8 {
-        let _ = writeln!(s, "  node{n}: {{cpus: 8, memory: 32GiB, disks: [{{size: 100GiB}}], nics: [{{network: lan, ip: 10.0.0.{}}}]}}", 10 + n);
+        let _ = writeln!(
+            s,
+            "  node{n}: {{cpus: 8, memory: 32GiB, disks: [{{size: 100GiB}}], nics: [{{network: lan, ip: 10.0.0.{}}}]}}",
+            10 + n
+        );
     }
     s.push_str("storage:\n  kind: truenas\n  machine: nas\n  exports:\n    data: {path: /mnt/tank/data, allow: [lan]}\n");
     s.push_str("cluster:\n  control_plane: [node0]\n  workers: [node1, node2, node3, node4, node5, node6, node7]\n");
@@ -52,8 +56,12 @@ fn ms(d: Duration) -> f64 {
 
 fn main() {
     let sizes = [100usize, 1_000, 10_000];
-    println!("| apps   | resources | load ms | validate ms | expand ms | plan (create) ms | re-plan (no-op) ms | validate+plan ms | µs/app | growth vs 100 |");
-    println!("|-------:|----------:|--------:|------------:|----------:|-----------------:|-------------------:|-----------------:|-------:|--------------:|");
+    println!(
+        "| apps   | resources | load ms | validate ms | expand ms | plan (create) ms | re-plan (no-op) ms | validate+plan ms | µs/app | growth vs 100 |"
+    );
+    println!(
+        "|-------:|----------:|--------:|------------:|----------:|-----------------:|-------------------:|-----------------:|-------:|--------------:|"
+    );
     let mut base_per_app = None;
     for &n in &sizes {
         let text = lab_text(n);
@@ -61,19 +69,27 @@ fn main() {
         let mut best = [Duration::MAX; 5];
         let mut resources = 0;
         for _ in 0..3 {
-            let (lab, t_load) = time(|| Lab::from_texts(vec![("bench.yaml".into(), text.clone())], ".").expect("lab loads"));
+            let (lab, t_load) = time(|| {
+                Lab::from_texts(vec![("bench.yaml".into(), text.clone())], ".").expect("lab loads")
+            });
             let (report, t_val) = time(|| lab.validate());
             assert!(!report.has_errors(), "{:?}", report.errors().next());
-            let (desired, t_exp) = time(|| lab.desired().expect("expands"));
-            let t_exp = t_exp.saturating_sub(t_val); // desired() validates again
+            let (desired, t_exp) = time(|| lab.expand());
             resources = desired.len();
             let (d1, d2, d3) = (desired.clone(), desired.clone(), desired);
             let (plan, t_plan) = time(|| {
-                cloudlet::core::plan::compute("bench", cloudlet::Domain::ALL.to_vec(), d1, Vec::new()).expect("plans")
+                cloudlet::core::plan::compute(
+                    "bench",
+                    cloudlet::Domain::ALL.to_vec(),
+                    d1,
+                    Vec::new(),
+                )
+                .expect("plans")
             });
             assert_eq!(plan.summary.create, resources);
             let (noop, t_noop) = time(|| {
-                cloudlet::core::plan::compute("bench", cloudlet::Domain::ALL.to_vec(), d2, d3).expect("plans")
+                cloudlet::core::plan::compute("bench", cloudlet::Domain::ALL.to_vec(), d2, d3)
+                    .expect("plans")
             });
             assert!(!noop.summary.has_changes());
             for (b, t) in best.iter_mut().zip([t_load, t_val, t_exp, t_plan, t_noop]) {
@@ -91,8 +107,15 @@ fn main() {
         };
         println!(
             "| {n:>6} | {resources:>9} | {:>7.1} | {:>11.1} | {:>9.1} | {:>16.1} | {:>18.1} | {:>16.1} | {per_app:>6.1} | {growth:>12.2}x |",
-            ms(best[0]), ms(best[1]), ms(best[2]), ms(best[3]), ms(best[4]), ms(total)
+            ms(best[0]),
+            ms(best[1]),
+            ms(best[2]),
+            ms(best[3]),
+            ms(best[4]),
+            ms(total)
         );
     }
-    println!("target: validate+plan of 10,000 apps under 200 ms; growth is time per app relative to the 100-app lab (1.00x = linear)");
+    println!(
+        "target: validate+plan of 10,000 apps under 200 ms; growth is time per app relative to the 100-app lab (1.00x = linear)"
+    );
 }

@@ -109,7 +109,10 @@ impl Lab {
     }
 
     /// Loads a lab from in-memory files (name, text); relative paths resolve against `base_dir`.
-    pub fn from_texts(files: Vec<(PathBuf, String)>, base_dir: impl Into<PathBuf>) -> Result<Lab, Error> {
+    pub fn from_texts(
+        files: Vec<(PathBuf, String)>,
+        base_dir: impl Into<PathBuf>,
+    ) -> Result<Lab, Error> {
         Ok(Lab {
             loaded: Arc::new(cloudlet_core::load::load_texts(files, base_dir.into())?),
             options: Options::default(),
@@ -172,7 +175,9 @@ impl Lab {
         Ok(self.expand())
     }
 
-    fn expand(&self) -> Vec<Resource> {
+    /// The desired resources without validating first: for callers that validated already.
+    /// On an invalid lab the result is unspecified (but never a panic).
+    pub fn expand(&self) -> Vec<Resource> {
         let lab = &self.loaded.lab;
         let router = network::expand(lab);
         let pxe = pxe::expand(lab);
@@ -183,10 +188,10 @@ impl Lab {
         };
         let (router_ids, pxe_ids) = (ids(&router), ids(&pxe));
         for vm in &mut hyper {
-            if vm.id.kind != "vm" {
+            if &*vm.id.kind != "vm" {
                 continue;
             }
-            let name = vm.id.name.clone();
+            let name = vm.id.name.to_string();
             let nics = lab.machines.get(&name).map_or(0, |m| m.nics.len());
             for i in 0..nics {
                 let rid = network::reservation_id(&name, i);
@@ -202,24 +207,21 @@ impl Lab {
         }
         let mut cluster = cluster::expand(lab);
         let storage_ids = ids(&storage);
-        for r in &mut cluster {
-            if r.id.kind != "persistentvolume" {
-                continue;
-            }
-            let Some(app) = r.body["metadata"]["labels"][cloudlet_core::lb::APP_LABEL].as_str() else {
-                continue;
-            };
-            let exports: Vec<String> = lab
-                .cluster
-                .iter()
-                .flat_map(|c| c.apps.get(app))
-                .flat_map(|a| a.volumes.iter().map(|v| v.export.clone()))
-                .collect();
-            for e in exports {
-                let eid = ResourceId::new(Domain::Storage, "nfs-export", e);
-                if storage_ids.contains(&eid) && !r.depends_on.contains(&eid) {
-                    r.depends_on.push(eid);
+        let mut pv_exports: std::collections::HashMap<ResourceId, ResourceId> = Default::default();
+        if let Some(c) = &lab.cluster {
+            for (name, app) in &c.apps {
+                let ns = cloudlet_core::Lab::app_namespace(name, app);
+                for v in &app.volumes {
+                    let export = ResourceId::new(Domain::Storage, "nfs-export", v.export.clone());
+                    if storage_ids.contains(&export) {
+                        pv_exports.insert(cluster::volume_pv_id(ns, name, &v.name), export);
+                    }
                 }
+            }
+        }
+        for r in &mut cluster {
+            if let Some(export) = pv_exports.remove(&r.id) {
+                r.depends_on.push(export);
             }
         }
         let mut all = hyper;
@@ -230,7 +232,12 @@ impl Lab {
         all
     }
 
-    fn provider_for(&self, domain: Domain, target: &Target, local: &Arc<dyn Provider>) -> Result<Arc<dyn Provider>, Error> {
+    fn provider_for(
+        &self,
+        domain: Domain,
+        target: &Target,
+        local: &Arc<dyn Provider>,
+    ) -> Result<Arc<dyn Provider>, Error> {
         match target.kind {
             TargetKind::Local => Ok(local.clone()),
             other => Err(Error::Engine(EngineError::NoProvider {
@@ -246,14 +253,27 @@ impl Lab {
     /// The engine for this lab: one provider per domain, as the lab's targets say.
     pub fn engine(&self) -> Result<Engine, Error> {
         let lab = &self.loaded.lab;
-        let local: Arc<dyn Provider> = Arc::new(LocalProvider::new(self.output_dir(), lab.name.clone()));
+        let local: Arc<dyn Provider> =
+            Arc::new(LocalProvider::new(self.output_dir(), lab.name.clone()));
         let t = &lab.targets;
         let providers = Providers::new()
-            .with(Domain::Hypervisor, self.provider_for(Domain::Hypervisor, &t.hypervisor, &local)?)
-            .with(Domain::Router, self.provider_for(Domain::Router, &t.router, &local)?)
+            .with(
+                Domain::Hypervisor,
+                self.provider_for(Domain::Hypervisor, &t.hypervisor, &local)?,
+            )
+            .with(
+                Domain::Router,
+                self.provider_for(Domain::Router, &t.router, &local)?,
+            )
             .with(Domain::Pxe, self.provider_for(Domain::Pxe, &t.pxe, &local)?)
-            .with(Domain::Storage, self.provider_for(Domain::Storage, &t.storage, &local)?)
-            .with(Domain::Cluster, self.provider_for(Domain::Cluster, &t.cluster, &local)?);
+            .with(
+                Domain::Storage,
+                self.provider_for(Domain::Storage, &t.storage, &local)?,
+            )
+            .with(
+                Domain::Cluster,
+                self.provider_for(Domain::Cluster, &t.cluster, &local)?,
+            );
         let store = StateStore::open(self.state_dir())?;
         Ok(Engine::new(lab.name.clone(), providers, store))
     }
@@ -267,10 +287,17 @@ impl Lab {
 
     /// Applies a plan made by [`Lab::plan`] (now, or saved earlier). A plan made from other lab
     /// files is refused as stale.
-    pub async fn apply(&self, plan: &Plan, options: ApplyOptions<'_>) -> Result<ApplyReport, Error> {
+    pub async fn apply(
+        &self,
+        plan: &Plan,
+        options: ApplyOptions<'_>,
+    ) -> Result<ApplyReport, Error> {
         if plan.lab != self.loaded.lab.name {
             return Err(Error::Engine(EngineError::StalePlan {
-                reason: format!("the plan is for lab `{}`, not `{}`", plan.lab, self.loaded.lab.name),
+                reason: format!(
+                    "the plan is for lab `{}`, not `{}`",
+                    plan.lab, self.loaded.lab.name
+                ),
             }));
         }
         let desired = self.desired()?;
@@ -289,9 +316,10 @@ impl Lab {
         let desired = self.desired()?;
         let p = LocalProvider::new(dir.into(), self.loaded.lab.name.clone());
         for r in &desired {
-            p.create(r)
-                .await
-                .map_err(|source| EngineError::Observe { domain: r.id.domain, source })?;
+            p.create(r).await.map_err(|source| EngineError::Observe {
+                domain: r.id.domain,
+                source,
+            })?;
         }
         Ok(desired.len())
     }

@@ -1,5 +1,5 @@
 //! Shared helpers of the integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use cloudlet::{Diagnostic, Lab};
 
@@ -90,13 +90,19 @@ pub fn lab(text: &str) -> Result<Lab, cloudlet::Error> {
 
 /// Replaces exactly one occurrence of `from` (panics otherwise, so a test cannot silently test nothing).
 pub fn edit(text: &str, from: &str, to: &str) -> String {
-    assert_eq!(text.matches(from).count(), 1, "`{from}` must occur exactly once");
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "`{from}` must occur exactly once"
+    );
     text.replacen(from, to, 1)
 }
 
 /// The 1-based line and column of the first occurrence of `needle` (after `after`, if given).
 pub fn at(text: &str, needle: &str) -> (usize, usize) {
-    let i = text.find(needle).unwrap_or_else(|| panic!("`{needle}` not in the lab"));
+    let i = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("`{needle}` not in the lab"));
     let line = text[..i].matches('\n').count() + 1;
     let col = text[..i].rsplit('\n').next().unwrap_or("").chars().count() + 1;
     (line, col)
@@ -117,7 +123,10 @@ pub fn only(text: &str, code: &str) -> Diagnostic {
 
 /// Asserts a diagnostic's position.
 pub fn assert_at(d: &Diagnostic, pos: (usize, usize)) {
-    let loc = d.location.as_ref().unwrap_or_else(|| panic!("no location: {d:?}"));
+    let loc = d
+        .location
+        .as_ref()
+        .unwrap_or_else(|| panic!("no location: {d:?}"));
     assert_eq!(loc.file.to_str(), Some("lab.yaml"));
     assert_eq!((loc.line, loc.column), pos, "{d}");
 }

@@ -28,7 +28,12 @@ fn address_outside_its_network() {
     let t = edit(BASE, "ip: 10.0.20.11,", "ip: 10.0.30.11,");
     let d = only(&t, "address-outside-network");
     assert_at(&d, at(&t, "10.0.30.11"));
-    assert!(d.message.contains("not inside network `k8s` (10.0.20.0/24)"), "{}", d.message);
+    assert!(
+        d.message
+            .contains("not inside network `k8s` (10.0.20.0/24)"),
+        "{}",
+        d.message
+    );
 }
 
 #[test]
@@ -52,7 +57,10 @@ fn an_address_used_twice() {
 fn only_the_router_holds_the_gateway() {
     let t = edit(BASE, "ip: 10.0.20.30}", "ip: 10.0.20.1}");
     let all = findings(&t);
-    let d = all.iter().find(|d| d.message.contains("is the gateway of network `k8s`")).expect("gateway finding");
+    let d = all
+        .iter()
+        .find(|d| d.message.contains("is the gateway of network `k8s`"))
+        .expect("gateway finding");
     assert_at(d, at_nth(&t, "10.0.20.1}", 1));
 }
 
@@ -61,7 +69,12 @@ fn static_addresses_dhcp_ranges_and_pools_do_not_overlap() {
     let t = edit(BASE, "ip: 10.0.20.30}", "ip: 10.0.20.120}");
     let d = only(&t, "range-overlap");
     assert_at(&d, at(&t, "10.0.20.120"));
-    assert!(d.message.contains("address 10.0.20.120 overlaps DHCP range 10.0.20.100-10.0.20.150"), "{}", d.message);
+    assert!(
+        d.message
+            .contains("address 10.0.20.120 overlaps DHCP range 10.0.20.100-10.0.20.150"),
+        "{}",
+        d.message
+    );
 
     let t = edit(BASE, "10.0.20.100-10.0.20.150", "10.0.20.100-10.0.20.205");
     let d = only(&t, "range-overlap");
@@ -78,10 +91,17 @@ fn dhcp_range_outside_its_network() {
 
 #[test]
 fn layer2_pools_sit_on_the_nodes_segment() {
-    let t = edit(BASE, "addresses: [10.0.20.200-10.0.20.220]", "addresses: [10.0.10.200-10.0.10.220]");
+    let t = edit(
+        BASE,
+        "addresses: [10.0.20.200-10.0.20.220]",
+        "addresses: [10.0.10.200-10.0.10.220]",
+    );
     let d = only(&t, "pool-off-segment");
     assert_at(&d, at(&t, "10.0.10.200-10.0.10.220"));
-    assert!(d.message.contains("network `lan`, where no cluster node has a NIC"));
+    assert!(
+        d.message
+            .contains("network `lan`, where no cluster node has a NIC")
+    );
 }
 
 #[test]
@@ -97,14 +117,22 @@ fn macs_are_unicast_and_unique() {
     let d = only(&t, "mac-invalid");
     assert_at(&d, at(&t, "\"53:54"));
 
-    let t = edit(BASE, "ip: 10.0.20.30}", "ip: 10.0.20.30, mac: \"52:54:00:00:00:11\"}");
+    let t = edit(
+        BASE,
+        "ip: 10.0.20.30}",
+        "ip: 10.0.20.30, mac: \"52:54:00:00:00:11\"}",
+    );
     let d = only(&t, "mac-reused");
     assert_at(&d, at_nth(&t, "\"52:54:00:00:00:11\"", 1));
 }
 
 #[test]
 fn names_are_dns_labels() {
-    let t = edit(BASE, "networks:\n", "networks:\n  Bad_Net: {cidr: 172.16.0.0/24}\n");
+    let t = edit(
+        BASE,
+        "networks:\n",
+        "networks:\n  Bad_Net: {cidr: 172.16.0.0/24}\n",
+    );
     let d = only(&t, "invalid-name");
     assert_at(&d, at(&t, "Bad_Net"));
     assert_eq!(d.message, "`Bad_Net` is not a valid network name");
@@ -113,7 +141,11 @@ fn names_are_dns_labels() {
 
 #[test]
 fn references_to_unknown_things_suggest_the_nearest() {
-    let t = edit(BASE, "{network: lan, ip: 10.0.10.1}", "{network: lna, ip: 10.0.10.1}");
+    let t = edit(
+        BASE,
+        "{network: lan, ip: 10.0.10.1}",
+        "{network: lna, ip: 10.0.10.1}",
+    );
     let d = only(&t, "unknown-network");
     assert_at(&d, at(&t, "lna"));
     assert_eq!(d.help.as_deref(), Some("did you mean `lan`?"));
@@ -126,8 +158,15 @@ fn references_to_unknown_things_suggest_the_nearest() {
 
 #[test]
 fn machines_say_their_host_when_there_are_several() {
-    let t = edit(BASE, "hosts:\n", "hosts:\n  h2: {kind: esxi, cpus: 16, memory: 64GiB, storage: 1TiB}\n");
-    let all: Vec<_> = findings(&t).into_iter().filter(|d| d.code == "host-required").collect();
+    let t = edit(
+        BASE,
+        "hosts:\n",
+        "hosts:\n  h2: {kind: esxi, cpus: 16, memory: 64GiB, storage: 1TiB}\n",
+    );
+    let all: Vec<_> = findings(&t)
+        .into_iter()
+        .filter(|d| d.code == "host-required")
+        .collect();
     assert_eq!(all.len(), 4);
     assert_at(&all[0], at(&t, "gw:\n"));
 }
@@ -137,22 +176,41 @@ fn capacity_of_the_host() {
     let t = edit(BASE, "memory: 64GiB", "memory: 16GiB");
     let d = only(&t, "capacity");
     assert_at(&d, at(&t, "h1:"));
-    assert!(d.message.contains("need 26GiB of memory; it has 16GiB"), "{}", d.message);
-    let t = edit(&t, "{kind: esxi, cpus: 16, memory: 16GiB, storage: 1TiB}", "{kind: esxi, cpus: 16, memory: 16GiB, storage: 1TiB, overcommit: {memory: 2.0}}");
+    assert!(
+        d.message.contains("need 26GiB of memory; it has 16GiB"),
+        "{}",
+        d.message
+    );
+    let t = edit(
+        &t,
+        "{kind: esxi, cpus: 16, memory: 16GiB, storage: 1TiB}",
+        "{kind: esxi, cpus: 16, memory: 16GiB, storage: 1TiB, overcommit: {memory: 2.0}}",
+    );
     assert!(findings(&t).is_empty(), "overcommit is configurable");
 }
 
 #[test]
 fn network_booting_machines_need_an_install_profile() {
-    let t = edit(BASE, "mac: \"52:54:00:00:00:11\"}]\n", "mac: \"52:54:00:00:00:11\"}]\n    boot: [network, disk]\n");
+    let t = edit(
+        BASE,
+        "mac: \"52:54:00:00:00:11\"}]\n",
+        "mac: \"52:54:00:00:00:11\"}]\n    boot: [network, disk]\n",
+    );
     let d = only(&t, "install-profile");
     assert_at(&d, at_nth(&t, "[network, disk]", 1));
-    assert!(d.message.contains("machine `w1` boots from the network but has no install profile"));
+    assert!(
+        d.message
+            .contains("machine `w1` boots from the network but has no install profile")
+    );
 }
 
 #[test]
 fn plaintext_passwords_are_refused() {
-    let t = edit(BASE, "        - name: admin\n", "        - name: admin\n          password: hunter2\n");
+    let t = edit(
+        BASE,
+        "        - name: admin\n",
+        "        - name: admin\n          password: hunter2\n",
+    );
     let d = only(&t, "plaintext-password");
     assert_at(&d, at(&t, "password:"));
     assert!(d.help.unwrap().contains("mkpasswd -m sha-512"));
@@ -160,7 +218,11 @@ fn plaintext_passwords_are_refused() {
 
 #[test]
 fn password_hashes_must_be_strong_crypt_hashes() {
-    let t = edit(BASE, "        - name: admin\n", "        - name: admin\n          password_hash: \"$1$abc$def\"\n");
+    let t = edit(
+        BASE,
+        "        - name: admin\n",
+        "        - name: admin\n          password_hash: \"$1$abc$def\"\n",
+    );
     let d = only(&t, "password-hash");
     assert_at(&d, at(&t, "\"$1$abc"));
     assert!(d.message.contains("MD5"));
@@ -168,7 +230,11 @@ fn password_hashes_must_be_strong_crypt_hashes() {
 
 #[test]
 fn install_users_need_a_credential() {
-    let t = edit(BASE, "          ssh_keys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINpHb06t6clW3i24r3Q/GyWHrc4rmvm8IrcBMu63IrvG a@b\"]\n", "");
+    let t = edit(
+        BASE,
+        "          ssh_keys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINpHb06t6clW3i24r3Q/GyWHrc4rmvm8IrcBMu63IrvG a@b\"]\n",
+        "",
+    );
     let d = only(&t, "user-credentials");
     assert_at(&d, at(&t, "name: admin"));
 }
@@ -185,17 +251,33 @@ fn cluster_nodes_are_machines_listed_once() {
 
 #[test]
 fn sharing_a_vip_needs_the_same_key() {
-    let t = edit(BASE, "ports: [{name: http, port: 80}]", "ports: [{name: http, port: 80}, {name: alt, port: 9000, expose: {vip: {ip: 10.0.20.200, sharing_key: other}}}]");
+    let t = edit(
+        BASE,
+        "ports: [{name: http, port: 80}]",
+        "ports: [{name: http, port: 80}, {name: alt, port: 9000, expose: {vip: {ip: 10.0.20.200, sharing_key: other}}}]",
+    );
     let d = only(&t, "sharing-key");
-    assert!(d.message.contains("sharing key `other` by app `web` but `shared` by the ingress controller"), "{}", d.message);
+    assert!(
+        d.message
+            .contains("sharing key `other` by app `web` but `shared` by the ingress controller"),
+        "{}",
+        d.message
+    );
     assert_at(&d, at(&t, "{vip:"));
 }
 
 #[test]
 fn local_and_cluster_traffic_policies_never_share() {
-    let t = edit(BASE, "    ip: 10.0.20.200\n", "    ip: 10.0.20.200\n    traffic_policy: local\n");
+    let t = edit(
+        BASE,
+        "    ip: 10.0.20.200\n",
+        "    ip: 10.0.20.200\n    traffic_policy: local\n",
+    );
     let d = only(&t, "sharing-backend");
-    assert!(d.message.contains("MetalLB never puts Local and Cluster services on one IP"));
+    assert!(
+        d.message
+            .contains("MetalLB never puts Local and Cluster services on one IP")
+    );
     assert_at(&d, at(&t, "shared}"));
 }
 
@@ -204,7 +286,11 @@ fn local_services_share_only_with_the_same_selector() {
     let extra = "    a1:\n      image: a\n      ports: [{port: 53, protocol: udp, expose: {vip: {ip: 10.0.20.201, sharing_key: dns, traffic_policy: local}}}]\n    a2:\n      image: a\n      ports: [{port: 53, expose: {vip: {ip: 10.0.20.201, sharing_key: dns, traffic_policy: local}}}]\n";
     let t = format!("{BASE}{extra}");
     let d = only(&t, "sharing-backend");
-    assert!(d.message.contains("different pod selectors"), "{}", d.message);
+    assert!(
+        d.message.contains("different pod selectors"),
+        "{}",
+        d.message
+    );
     assert_at(&d, at_nth(&t, "{vip: {ip: 10.0.20.201", 1));
     // TCP/53 and UDP/53 on one IP are fine when the backends agree (Cluster policy).
     let t = t.replace("traffic_policy: local", "traffic_policy: cluster");
@@ -213,18 +299,33 @@ fn local_services_share_only_with_the_same_selector() {
 
 #[test]
 fn a_port_on_a_shared_vip_belongs_to_one_service() {
-    let t = edit(BASE, "{name: wg, port: 51820, protocol: udp, expose: shared}", "{name: wg, port: 51820, protocol: udp, expose: shared}, {name: https, port: 443, expose: shared}");
+    let t = edit(
+        BASE,
+        "{name: wg, port: 51820, protocol: udp, expose: shared}",
+        "{name: wg, port: 51820, protocol: udp, expose: shared}, {name: https, port: 443, expose: shared}",
+    );
     let d = only(&t, "port-clash");
-    assert!(d.message.contains("TCP port 443 on 10.0.20.200 is claimed by the ingress controller and app `vpn`"), "{}", d.message);
+    assert!(
+        d.message.contains(
+            "TCP port 443 on 10.0.20.200 is claimed by the ingress controller and app `vpn`"
+        ),
+        "{}",
+        d.message
+    );
     assert_at(&d, at_nth(&t, "shared}", 1));
 }
 
 #[test]
 fn two_apps_cannot_claim_the_same_host_and_path() {
-    let t = format!("{BASE}    web2:\n      image: nginx\n      ports: [{{port: 8080}}]\n      ingress: [{{host: web.example.com, path: /}}]\n");
+    let t = format!(
+        "{BASE}    web2:\n      image: nginx\n      ports: [{{port: 8080}}]\n      ingress: [{{host: web.example.com, path: /}}]\n"
+    );
     let d = only(&t, "route-conflict");
     assert_at(&d, at_nth(&t, "web.example.com", 1));
-    assert!(d.message.contains("host `web.example.com` path `/` is claimed twice"));
+    assert!(
+        d.message
+            .contains("host `web.example.com` path `/` is claimed twice")
+    );
 }
 
 #[test]
@@ -236,16 +337,31 @@ fn every_tls_host_is_covered() {
 
 #[test]
 fn forwards_point_at_something_that_exposes_the_port() {
-    let t = edit(BASE, "{port: 51820, protocol: udp, to: vpn}", "{port: 51821, protocol: udp, to: vpn}");
+    let t = edit(
+        BASE,
+        "{port: 51820, protocol: udp, to: vpn}",
+        "{port: 51821, protocol: udp, to: vpn}",
+    );
     let d = only(&t, "forward-target");
     assert_eq!(d.message, "`vpn` does not expose UDP port 51821");
     assert_at(&d, at(&t, "vpn}"));
-    let t = edit(BASE, "{port: 51820, protocol: udp, to: vpn}", "{port: 51820, protocol: udp, to: vnp}");
+    let t = edit(
+        BASE,
+        "{port: 51820, protocol: udp, to: vpn}",
+        "{port: 51820, protocol: udp, to: vnp}",
+    );
     let d = only(&t, "forward-target");
     assert_eq!(d.help.as_deref(), Some("did you mean `vpn`?"));
-    let t = edit(BASE, "    - {port: 443, to: ingress}\n", "    - {port: 443, to: ingress}\n    - {port: 443, to: web}\n");
+    let t = edit(
+        BASE,
+        "    - {port: 443, to: ingress}\n",
+        "    - {port: 443, to: ingress}\n    - {port: 443, to: web}\n",
+    );
     let all = findings(&t);
-    let dup = all.iter().find(|d| d.code == "forward-duplicate").expect("duplicate");
+    let dup = all
+        .iter()
+        .find(|d| d.code == "forward-duplicate")
+        .expect("duplicate");
     assert_at(dup, at_nth(&t, "443", 1));
 }
 
@@ -253,7 +369,11 @@ fn forwards_point_at_something_that_exposes_the_port() {
 fn volumes_use_exports_that_allow_the_nodes() {
     let t = edit(BASE, "allow: [k8s]", "allow: [lan]");
     let d = only(&t, "volume-export");
-    assert!(d.message.contains("does not allow cluster node(s) cp, w1"), "{}", d.message);
+    assert!(
+        d.message.contains("does not allow cluster node(s) cp, w1"),
+        "{}",
+        d.message
+    );
     assert_at(&d, at(&t, "data, mount: /data"));
     let t = edit(BASE, "export: data,", "export: dta,");
     let d = only(&t, "volume-export");
@@ -270,10 +390,18 @@ fn sqlite_on_nfs_is_a_warning() {
 
 #[test]
 fn real_targets_need_a_tls_endpoint_and_credentials() {
-    let t = edit(BASE, "hosts:\n", "targets:\n  hypervisor: {kind: vsphere, endpoint: \"http://vc.t.lan/sdk\"}\n  pxe: {kind: proxmox}\nhosts:\n");
+    let t = edit(
+        BASE,
+        "hosts:\n",
+        "targets:\n  hypervisor: {kind: vsphere, endpoint: \"http://vc.t.lan/sdk\"}\n  pxe: {kind: proxmox}\nhosts:\n",
+    );
     let all = findings(&t);
     let codes: Vec<&str> = all.iter().map(|d| d.code.as_str()).collect();
-    assert_eq!(codes, vec!["target-credentials", "target-insecure", "target-kind"], "{all:#?}");
+    assert_eq!(
+        codes,
+        vec!["target-credentials", "target-insecure", "target-kind"],
+        "{all:#?}"
+    );
     assert_at(&all[0], at(&t, "hypervisor:"));
     assert_at(&all[1], at(&t, "\"http://"));
     assert_at(&all[2], at(&t, "proxmox"));
@@ -288,9 +416,20 @@ fn all_problems_are_reported_at_once() {
     let mut codes: Vec<&str> = all.iter().map(|d| d.code.as_str()).collect();
     codes.sort_unstable();
     // w1 moved off the k8s network, so the NFS export no longer allows it either.
-    assert_eq!(codes, vec!["address-outside-network", "tls-uncovered", "unknown-machine", "volume-export"]);
+    assert_eq!(
+        codes,
+        vec![
+            "address-outside-network",
+            "tls-uncovered",
+            "unknown-machine",
+            "volume-export"
+        ]
+    );
     // sorted by position
-    let lines: Vec<usize> = all.iter().map(|d| d.location.as_ref().unwrap().line).collect();
+    let lines: Vec<usize> = all
+        .iter()
+        .map(|d| d.location.as_ref().unwrap().line)
+        .collect();
     let mut sorted = lines.clone();
     sorted.sort_unstable();
     assert_eq!(lines, sorted);

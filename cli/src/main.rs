@@ -170,7 +170,12 @@ async fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "cloudlet", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "cloudlet",
+                &mut std::io::stdout(),
+            );
             Ok(ExitCode::SUCCESS)
         }
     };
@@ -183,7 +188,12 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn plan(lab: &Lab, json: bool, out: Option<PathBuf>, detailed: bool) -> Result<ExitCode, Error> {
+async fn plan(
+    lab: &Lab,
+    json: bool,
+    out: Option<PathBuf>,
+    detailed: bool,
+) -> Result<ExitCode, Error> {
     let p = lab.plan().await?;
     if let Some(path) = &out {
         cloudlet::write_plan(path, &p)?;
@@ -193,7 +203,11 @@ async fn plan(lab: &Lab, json: bool, out: Option<PathBuf>, detailed: bool) -> Re
     } else {
         print!("{}", output::plan_text(&p));
         if let Some(path) = &out {
-            println!("Saved the plan to {}; apply it with `cloudlet apply --plan {}`.", path.display(), path.display());
+            println!(
+                "Saved the plan to {}; apply it with `cloudlet apply --plan {}`.",
+                path.display(),
+                path.display()
+            );
         }
     }
     Ok(if detailed && p.summary.has_changes() {
@@ -203,13 +217,21 @@ async fn plan(lab: &Lab, json: bool, out: Option<PathBuf>, detailed: bool) -> Re
     })
 }
 
-async fn apply(lab: &Lab, saved: Option<PathBuf>, yes: bool, concurrency: usize) -> Result<ExitCode, Error> {
+async fn apply(
+    lab: &Lab,
+    saved: Option<PathBuf>,
+    yes: bool,
+    concurrency: usize,
+) -> Result<ExitCode, Error> {
     let (p, verify_fresh) = match &saved {
         Some(path) => (cloudlet::read_plan(path)?, true),
         None => (lab.plan().await?, false),
     };
     if !p.summary.has_changes() {
-        println!("No changes: the infrastructure matches the lab ({} resources).", p.summary.unchanged);
+        println!(
+            "No changes: the infrastructure matches the lab ({} resources).",
+            p.summary.unchanged
+        );
         return Ok(ExitCode::SUCCESS);
     }
     if saved.is_none() || !yes {
@@ -217,7 +239,9 @@ async fn apply(lab: &Lab, saved: Option<PathBuf>, yes: bool, concurrency: usize)
     }
     if !yes {
         if !std::io::stdin().is_terminal() {
-            eprintln!("error: refusing to apply without confirmation: stdin is not a terminal; pass --yes");
+            eprintln!(
+                "error: refusing to apply without confirmation: stdin is not a terminal; pass --yes"
+            );
             return Ok(ExitCode::from(1));
         }
         eprint!("Apply these changes? [y/N] ");
@@ -232,7 +256,9 @@ async fn apply(lab: &Lab, saved: Option<PathBuf>, yes: bool, concurrency: usize)
     let c2 = cancel.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ncancelling: running steps finish, no new step starts (Ctrl-C again to abort)");
+            eprintln!(
+                "\ncancelling: running steps finish, no new step starts (Ctrl-C again to abort)"
+            );
             c2.cancel();
             if tokio::signal::ctrl_c().await.is_ok() {
                 std::process::exit(130);

@@ -11,7 +11,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub(crate) fn validate(lab: &Lab, json: bool) -> ExitCode {
     let report = lab.validate();
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
     } else {
         for d in &report.diagnostics {
             eprint!("{}", d.render(lab.sources()));
@@ -24,7 +27,11 @@ pub(crate) fn validate(lab: &Lab, json: bool) -> ExitCode {
                 lab.model().name,
                 lab.model().machines.len(),
                 lab.model().cluster.as_ref().map_or(0, |c| c.apps.len()),
-                if warnings > 0 { format!(", {warnings} warning(s)") } else { String::new() }
+                if warnings > 0 {
+                    format!(", {warnings} warning(s)")
+                } else {
+                    String::new()
+                }
             );
         } else {
             eprintln!("{errors} error(s), {warnings} warning(s)");
@@ -39,7 +46,10 @@ pub(crate) fn validate(lab: &Lab, json: bool) -> ExitCode {
 
 pub(crate) fn error(e: &Error, lab: Option<&Lab>) {
     match e {
-        Error::Load(LoadError::Invalid { diagnostics, sources }) => {
+        Error::Load(LoadError::Invalid {
+            diagnostics,
+            sources,
+        }) => {
             for d in diagnostics {
                 eprint!("{}", d.render(sources));
             }
@@ -90,9 +100,21 @@ fn short(v: Option<&serde_json::Value>) -> String {
 pub(crate) fn plan_text(p: &Plan) -> String {
     let mut s = String::new();
     for step in &p.steps {
-        let _ = writeln!(s, "  {} {:<6} {}", sign(step.action), step.action.as_str(), step.id);
+        let _ = writeln!(
+            s,
+            "  {} {:<6} {}",
+            sign(step.action),
+            step.action.as_str(),
+            step.id
+        );
         for c in &step.changes {
-            let _ = writeln!(s, "        {}: {} → {}", c.path, short(c.before.as_ref()), short(c.after.as_ref()));
+            let _ = writeln!(
+                s,
+                "        {}: {} → {}",
+                c.path,
+                short(c.before.as_ref()),
+                short(c.after.as_ref())
+            );
         }
     }
     let sm = p.summary;
@@ -103,7 +125,11 @@ pub(crate) fn plan_text(p: &Plan) -> String {
             p.lab, sm.create, sm.update, sm.delete, sm.unchanged
         );
     } else {
-        let _ = writeln!(s, "No changes: the infrastructure matches lab `{}` ({} resources).", p.lab, sm.unchanged);
+        let _ = writeln!(
+            s,
+            "No changes: the infrastructure matches lab `{}` ({} resources).",
+            p.lab, sm.unchanged
+        );
     }
     s
 }
@@ -114,14 +140,28 @@ pub(crate) fn report_text(r: &ApplyReport) -> String {
         let _ = writeln!(s, "failed: {id}: {e}");
     }
     if !r.skipped.is_empty() {
-        let _ = writeln!(s, "{} step(s) did not run (they depend on a failed step or the apply was cancelled)", r.skipped.len());
+        let _ = writeln!(
+            s,
+            "{} step(s) did not run (they depend on a failed step or the apply was cancelled)",
+            r.skipped.len()
+        );
     }
     let d = r.done;
     let _ = writeln!(
         s,
         "Apply {}: {} created, {} updated, {} deleted, {} failed, {} skipped.",
-        if r.is_success() { "complete" } else if r.cancelled { "cancelled" } else { "failed" },
-        d.create, d.update, d.delete, r.failed.len(), r.skipped.len()
+        if r.is_success() {
+            "complete"
+        } else if r.cancelled {
+            "cancelled"
+        } else {
+            "failed"
+        },
+        d.create,
+        d.update,
+        d.delete,
+        r.failed.len(),
+        r.skipped.len()
     );
     s
 }
@@ -136,8 +176,10 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new(steps as u64);
             b.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             b
         });
@@ -146,15 +188,21 @@ impl Progress {
 
     pub(crate) fn event(&self, e: &Event) {
         match (&self.bar, e) {
-            (Some(b), Event::StepStarted { id, action }) => b.set_message(format!("{} {id}", action.as_str())),
+            (Some(b), Event::StepStarted { id, action }) => {
+                b.set_message(format!("{} {id}", action.as_str()))
+            }
             (Some(b), Event::StepDone { .. } | Event::StepSkipped { .. }) => b.inc(1),
             (Some(b), Event::StepFailed { id, error, .. }) => {
                 b.inc(1);
                 b.println(format!("failed: {id}: {error}"));
             }
             (Some(b), Event::Resumed { interrupted }) => b.println(resumed(interrupted)),
-            (None, Event::StepDone { id, action, millis }) => eprintln!("{} {id} ({millis} ms)", past(*action)),
-            (None, Event::StepFailed { id, action, error }) => eprintln!("failed to {} {id}: {error}", action.as_str()),
+            (None, Event::StepDone { id, action, millis }) => {
+                eprintln!("{} {id} ({millis} ms)", past(*action))
+            }
+            (None, Event::StepFailed { id, action, error }) => {
+                eprintln!("failed to {} {id}: {error}", action.as_str())
+            }
             (None, Event::StepSkipped { id, reason, .. }) => eprintln!("skipped {id}: {reason}"),
             (None, Event::Resumed { interrupted }) => eprintln!("{}", resumed(interrupted)),
             _ => {}

@@ -1,6 +1,6 @@
 //! The `cloudlet` binary end to end: validate, plan, apply, saved plans, render, schema,
 //! completions, and an apply killed in the middle.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::disallowed_methods)] // a plain test thread may sleep while it polls a child process
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -22,7 +22,11 @@ fn cloudlet(state: &Path, args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -51,17 +55,29 @@ fn validate_plan_apply_replan_on_the_seed() {
     }
 
     let o = cloudlet(st.path(), &["apply", seed]);
-    assert_eq!(o.status.code(), Some(1), "no --yes and no terminal: refused");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "no --yes and no terminal: refused"
+    );
     assert!(text(&o).contains("pass --yes"));
 
     let o = cloudlet(st.path(), &["apply", seed, "--yes"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("Apply complete: 80 created"), "{}", text(&o));
+    assert!(
+        text(&o).contains("Apply complete: 80 created"),
+        "{}",
+        text(&o)
+    );
 
     let o = cloudlet(st.path(), &["plan", seed, "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("No changes"));
-    let svc = std::fs::read_to_string(st.path().join("local/cluster/service/wireguard.wireguard-lb.json")).unwrap();
+    let svc = std::fs::read_to_string(
+        st.path()
+            .join("local/cluster/service/wireguard.wireguard-lb.json"),
+    )
+    .unwrap();
     assert!(svc.contains("\"metallb.io/allow-shared-ip\": \"shared\""));
     assert!(svc.contains("\"metallb.io/loadBalancerIPs\": \"10.0.20.200\""));
 }
@@ -89,40 +105,70 @@ fn plan_json_is_deterministic_and_saved_plans_go_stale() {
     assert!(o.status.success());
     // The lab changes after the plan was saved: the plan is refused.
     let cluster = lab.path().join("cluster.yaml");
-    let c = std::fs::read_to_string(&cluster).unwrap().replace("replicas: 2", "replicas: 3");
+    let c = std::fs::read_to_string(&cluster)
+        .unwrap()
+        .replace("replicas: 2", "replicas: 3");
     std::fs::write(&cluster, c).unwrap();
-    let o = cloudlet(st.path(), &["apply", l, "--plan", saved.to_str().unwrap(), "--yes"]);
+    let o = cloudlet(
+        st.path(),
+        &["apply", l, "--plan", saved.to_str().unwrap(), "--yes"],
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("the saved plan is stale: the lab files changed"), "{}", text(&o));
+    assert!(
+        text(&o).contains("the saved plan is stale: the lab files changed"),
+        "{}",
+        text(&o)
+    );
     // A fresh saved plan applies; changing one app's replicas updates exactly that Deployment.
     let o = cloudlet(st.path(), &["plan", l, "--out", saved.to_str().unwrap()]);
     assert!(o.status.success());
-    let o = cloudlet(st.path(), &["apply", l, "--plan", saved.to_str().unwrap(), "--yes"]);
+    let o = cloudlet(
+        st.path(),
+        &["apply", l, "--plan", saved.to_str().unwrap(), "--yes"],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    let c = std::fs::read_to_string(&cluster).unwrap().replace("replicas: 3", "replicas: 4");
+    let c = std::fs::read_to_string(&cluster)
+        .unwrap()
+        .replace("replicas: 3", "replicas: 4");
     std::fs::write(&cluster, c).unwrap();
     let o = cloudlet(st.path(), &["plan", l]);
     let out = text(&o);
-    assert!(out.contains("~ update cluster/deployment/blog.blog"), "{out}");
+    assert!(
+        out.contains("~ update cluster/deployment/blog.blog"),
+        "{out}"
+    );
     assert!(out.contains("spec.replicas: 3 → 4"), "{out}");
-    assert!(out.contains("0 to create, 1 to update, 0 to delete, 79 unchanged"), "{out}");
+    assert!(
+        out.contains("0 to create, 1 to update, 0 to delete, 79 unchanged"),
+        "{out}"
+    );
 }
 
 #[test]
 fn a_broken_lab_reports_file_line_column_and_fix() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("lab.yaml");
-    std::fs::write(&f, "name: t\nsite: {domain: t.lan}\nmachines:\n  a: {cpus: 1, memroy: 1GiB}\n").unwrap();
+    std::fs::write(
+        &f,
+        "name: t\nsite: {domain: t.lan}\nmachines:\n  a: {cpus: 1, memroy: 1GiB}\n",
+    )
+    .unwrap();
     let o = cloudlet(dir.path(), &["validate", f.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let out = text(&o);
-    assert!(out.contains("error[unknown-key]: unknown key `memroy`; did you mean `memory`?"), "{out}");
+    assert!(
+        out.contains("error[unknown-key]: unknown key `memroy`; did you mean `memory`?"),
+        "{out}"
+    );
     assert!(out.contains("lab.yaml:4:16"), "{out}");
     assert!(out.contains("4 |   a: {cpus: 1, memroy: 1GiB}"), "{out}");
     assert!(out.contains("help: keys allowed here"), "{out}");
 
     std::fs::write(&f, "name: t\nsite: {domain: t.lan}\nnetworks:\n  lan: {cidr: 10.0.0.0/24}\nmachines:\n  a: {cpus: 1, memory: 1GiB, nics: [{network: lan, ip: 10.0.1.5}]}\n").unwrap();
-    let o = cloudlet(dir.path(), &["validate", f.to_str().unwrap(), "--output", "json"]);
+    let o = cloudlet(
+        dir.path(),
+        &["validate", f.to_str().unwrap(), "--output", "json"],
+    );
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let d = &v["diagnostics"][0];
@@ -137,17 +183,34 @@ fn a_broken_lab_reports_file_line_column_and_fix() {
 fn render_schema_and_completions() {
     let st = tempfile::tempdir().unwrap();
     let out = st.path().join("rendered");
-    let o = cloudlet(st.path(), &["render", seed().to_str().unwrap(), "--dir", out.to_str().unwrap()]);
+    let o = cloudlet(
+        st.path(),
+        &[
+            "render",
+            seed().to_str().unwrap(),
+            "--dir",
+            out.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let pxe = std::fs::read_to_string(out.join("pxe/install-config/k8s-node1.json")).unwrap();
-    assert!(pxe.contains("$6$cloudletseed$"), "install configs carry the hash");
+    assert!(
+        pxe.contains("$6$cloudletseed$"),
+        "install configs carry the hash"
+    );
     assert!(!pxe.contains("hunter2"));
 
     let o = cloudlet(st.path(), &["schema"]);
     let schema: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(schema["title"], "cloudlet lab");
     assert!(schema["properties"]["machines"].is_object());
-    assert!(schema["required"].as_array().unwrap().iter().any(|r| r == "site"));
+    assert!(
+        schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "site")
+    );
 
     let o = cloudlet(st.path(), &["completions", "bash"]);
     assert!(o.status.success());
@@ -159,19 +222,26 @@ fn big_lab(dir: &Path, apps: usize) {
         "name: big\nsite: {domain: big.lan}\nnetworks:\n  k8s: {cidr: 10.1.0.0/16}\nmachines:\n  cp: {cpus: 2, memory: 4GiB, nics: [{network: k8s, ip: 10.1.0.10}]}\ncluster:\n  control_plane: [cp]\n  network_policy: {default_deny: false}\n  apps:\n",
     );
     for i in 0..apps {
-        let _ = writeln!(s, "    app{i}: {{image: \"img:{i}\", ports: [{{port: 80}}]}}");
+        let _ = writeln!(
+            s,
+            "    app{i}: {{image: \"img:{i}\", ports: [{{port: 80}}]}}"
+        );
     }
     std::fs::write(dir.join("lab.yaml"), s).unwrap();
 }
 
 fn count_files(dir: &Path) -> usize {
     let mut n = 0;
-    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
             n += count_files(&p);
-        } else if p.extension().is_some_and(|x| x == "json") && !e.file_name().to_string_lossy().starts_with('.') {
+        } else if p.extension().is_some_and(|x| x == "json")
+            && !e.file_name().to_string_lossy().starts_with('.')
+        {
             n += 1;
         }
     }
@@ -196,7 +266,10 @@ fn crash_in_the_middle_of_an_apply_then_converge() {
     let out = st.path().join("local");
     let t = Instant::now();
     while count_files(&out) < 300 {
-        assert!(t.elapsed() < Duration::from_secs(60), "apply never got going");
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "apply never got going"
+        );
         if child.try_wait().unwrap().is_some() {
             panic!("apply finished before it could be killed; make the lab bigger");
         }
@@ -212,8 +285,17 @@ fn crash_in_the_middle_of_an_apply_then_converge() {
     let o = cloudlet(st.path(), &["apply", l, "--yes"]);
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
-    assert!(t.contains("the previous apply") && t.contains("was interrupted"), "{t}");
-    assert!(t.contains(&format!("Apply complete: {} created, 0 updated", total - partial)), "{t}");
+    assert!(
+        t.contains("the previous apply") && t.contains("was interrupted"),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!(
+            "Apply complete: {} created, 0 updated",
+            total - partial
+        )),
+        "{t}"
+    );
     assert_eq!(count_files(&out), total, "every resource exactly once");
     let o = cloudlet(st.path(), &["plan", l, "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

@@ -1,19 +1,22 @@
 //! cloudlet's cluster domain: the Kubernetes objects a lab implies.
 //!
 //! [`expand`] turns apps, MetalLB pools and the ingress settings into plain Kubernetes
-//! manifests (as JSON): a Namespace per app namespace, a Deployment, a ClusterIP Service,
+//! manifests: a Namespace per app namespace, a Deployment, a ClusterIP Service,
 //! LoadBalancer Services with pinned VIPs and sharing keys, an Ingress with
 //! `ingressClassName` and TLS, static NFS PersistentVolumes bound to their claims, a
 //! default-deny NetworkPolicy with the allowances the app needs, Secrets as references, and
 //! MetalLB's `IPAddressPool` / `L2Advertisement` in MetalLB's namespace. Every object carries
 //! cloudlet's labels so it can be found and pruned without a state file.
 
+mod k8s;
+
 use std::collections::{BTreeMap, BTreeSet};
 
-use cloudlet_core::lb::{self, APP_LABEL};
-use cloudlet_core::model::{App, Lab, Protocol, SecretRef, TrafficPolicy};
+use cloudlet_core::lb;
+use cloudlet_core::model::{App, Cluster, Expose, Lab, Protocol, SecretRef, TrafficPolicy};
+use cloudlet_core::resource::Body;
 use cloudlet_core::{Domain, Resource, ResourceId};
-use serde_json::{Value, json};
+use k8s::*;
 
 /// The label saying cloudlet manages an object.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -32,22 +35,45 @@ fn id(kind: &str, ns: Option<&str>, name: &str) -> ResourceId {
     ResourceId::new(Domain::Cluster, kind, n)
 }
 
-fn labels(lab: &Lab, extra: &[(&str, &str)]) -> Value {
-    let mut m = serde_json::Map::new();
-    m.insert(MANAGED_BY_LABEL.into(), "cloudlet".into());
-    m.insert(LAB_LABEL.into(), lab.name.clone().into());
-    for (k, v) in extra {
-        m.insert((*k).into(), (*v).into());
-    }
-    Value::Object(m)
+/// The id of the PersistentVolume of an app volume.
+pub fn volume_pv_id(namespace: &str, app: &str, volume: &str) -> ResourceId {
+    id(
+        "persistentvolume",
+        None,
+        &format!("{namespace}-{app}-{volume}"),
+    )
 }
 
-fn meta(lab: &Lab, ns: Option<&str>, name: &str, extra: &[(&str, &str)]) -> Value {
-    let mut m = json!({"name": name, "labels": labels(lab, extra)});
-    if let Some(ns) = ns {
-        m["namespace"] = ns.into();
+fn meta<'a>(
+    lab: &'a Lab,
+    ns: Option<&'a str>,
+    name: impl Into<String>,
+    app: Option<&'a str>,
+) -> Meta<'a> {
+    Meta {
+        annotations: BTreeMap::new(),
+        labels: Labels {
+            managed_by: "cloudlet",
+            app,
+            lab: &lab.name,
+        },
+        name: name.into(),
+        namespace: ns,
     }
-    m
+}
+
+fn object<S: serde::Serialize>(
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: Meta<'_>,
+    spec: Option<S>,
+) -> Body {
+    Body::new(&Object {
+        api_version,
+        kind,
+        metadata,
+        spec,
+    })
 }
 
 /// The desired Kubernetes objects of a lab.
@@ -55,153 +81,155 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
     let Some(c) = &lab.cluster else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    let mut namespaces: BTreeSet<String> = BTreeSet::new();
+    let mut out = Vec::with_capacity(c.apps.len() * 9 + 8);
+    let mut namespaces: BTreeSet<&str> = BTreeSet::new();
 
     if let Some(m) = &c.metallb {
-        namespaces.insert(m.namespace.clone());
-        let mut pool_names = Vec::new();
+        let ns = m.namespace.as_str();
+        namespaces.insert(ns);
+        let nsid = id("namespace", None, ns);
+        let mut adv = Resource::new(
+            id("l2advertisement", Some(ns), "cloudlet"),
+            object(
+                "metallb.io/v1beta1",
+                "L2Advertisement",
+                meta(lab, Some(ns), "cloudlet", None),
+                Some(L2Spec {
+                    pools: m.pools.keys().cloned().collect(),
+                }),
+            ),
+        )
+        .after(nsid.clone());
         for (name, pool) in &m.pools {
-            pool_names.push(name.clone());
-            let addresses: Vec<String> = pool.addresses.iter().map(ToString::to_string).collect();
+            let pid = id("ipaddresspool", Some(ns), name);
             out.push(
                 Resource::new(
-                    id("ipaddresspool", Some(&m.namespace), name),
-                    json!({
-                        "apiVersion": "metallb.io/v1beta1",
-                        "kind": "IPAddressPool",
-                        "metadata": meta(lab, Some(&m.namespace), name, &[]),
-                        "spec": {"addresses": addresses, "autoAssign": pool.auto_assign},
-                    }),
+                    pid.clone(),
+                    object(
+                        "metallb.io/v1beta1",
+                        "IPAddressPool",
+                        meta(lab, Some(ns), name.as_str(), None),
+                        Some(PoolSpec {
+                            addresses: pool.addresses.iter().map(ToString::to_string).collect(),
+                            auto_assign: pool.auto_assign,
+                        }),
+                    ),
                 )
-                .after(id("namespace", None, &m.namespace)),
+                .after(nsid.clone()),
             );
-        }
-        let mut adv = Resource::new(
-            id("l2advertisement", Some(&m.namespace), "cloudlet"),
-            json!({
-                "apiVersion": "metallb.io/v1beta1",
-                "kind": "L2Advertisement",
-                "metadata": meta(lab, Some(&m.namespace), "cloudlet", &[]),
-                "spec": {"ipAddressPools": pool_names},
-            }),
-        )
-        .after(id("namespace", None, &m.namespace));
-        for p in &pool_names {
-            adv = adv.after(id("ipaddresspool", Some(&m.namespace), p));
+            adv = adv.after(pid);
         }
         out.push(adv);
     }
 
     let lbs = lb::services(lab);
     for s in &lbs {
-        namespaces.insert(s.namespace.clone());
-        let mut ann = serde_json::Map::new();
-        ann.insert("metallb.io/loadBalancerIPs".into(), s.ip.to_string().into());
+        namespaces.insert(s.namespace.as_str());
+        let mut m = meta(lab, Some(&s.namespace), s.name.as_str(), None);
+        m.annotations
+            .insert("metallb.io/loadBalancerIPs", s.ip.to_string());
         if !s.sharing_key.is_empty() {
-            ann.insert("metallb.io/allow-shared-ip".into(), s.sharing_key.clone().into());
+            m.annotations
+                .insert("metallb.io/allow-shared-ip", s.sharing_key.clone());
         }
-        let ports: Vec<Value> = s
-            .ports
+        let selector: BTreeMap<&str, &str> = s
+            .selector
             .iter()
-            .map(|(proto, port, target, _)| {
-                json!({
-                    "name": format!("{}-{port}", proto.as_str()),
-                    "protocol": proto.k8s(),
-                    "port": port,
-                    "targetPort": target,
-                })
-            })
+            .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let selector: serde_json::Map<String, Value> =
-            s.selector.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
-        let mut m = meta(lab, Some(&s.namespace), &s.name, &[]);
-        m["annotations"] = Value::Object(ann);
+        let spec = ServiceSpec {
+            external_traffic_policy: Some(match s.traffic_policy {
+                TrafficPolicy::Cluster => "Cluster",
+                TrafficPolicy::Local => "Local",
+            }),
+            ports: s
+                .ports
+                .iter()
+                .map(|(proto, port, target, _)| ServicePort {
+                    name: format!("{}-{port}", proto.as_str()),
+                    port: *port,
+                    protocol: proto.k8s(),
+                    target_port: *target,
+                })
+                .collect(),
+            selector,
+            type_: "LoadBalancer",
+        };
         out.push(
             Resource::new(
                 id("service", Some(&s.namespace), &s.name),
-                json!({
-                    "apiVersion": "v1",
-                    "kind": "Service",
-                    "metadata": m,
-                    "spec": {
-                        "type": "LoadBalancer",
-                        "externalTrafficPolicy": match s.traffic_policy {
-                            TrafficPolicy::Cluster => "Cluster",
-                            TrafficPolicy::Local => "Local",
-                        },
-                        "selector": selector,
-                        "ports": ports,
-                    },
-                }),
+                object("v1", "Service", m, Some(spec)),
             )
             .after(id("namespace", None, &s.namespace)),
         );
     }
 
     for (name, app) in &c.apps {
-        let ns = Lab::app_namespace(name, app).to_string();
-        namespaces.insert(ns.clone());
-        out.extend(app_objects(lab, name, app, &ns));
+        let ns = Lab::app_namespace(name, app);
+        namespaces.insert(ns);
+        app_objects(lab, c, name, app, ns, &mut out);
     }
 
     if c.network_policy.default_deny {
-        let ingress_ns = c.ingress.as_ref().map(|i| i.namespace.clone());
-        let mut per_ns: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-        for (name, app) in &c.apps {
-            per_ns.entry(Lab::app_namespace(name, app).to_string()).or_default().push(name);
-        }
-        // app -> namespaces of the apps that depend on it
+        let ingress_ns = c.ingress.as_ref().map(|i| i.namespace.as_str());
+        let mut per_ns: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         let mut dependants_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for (other, oapp) in &c.apps {
-            for d in &oapp.depends_on {
+        for (name, app) in &c.apps {
+            per_ns
+                .entry(Lab::app_namespace(name, app))
+                .or_default()
+                .push(name);
+            for d in &app.depends_on {
                 dependants_of
                     .entry(d.as_str())
                     .or_default()
-                    .push(Lab::app_namespace(other, oapp));
+                    .push(Lab::app_namespace(name, app));
             }
         }
         for (ns, apps) in per_ns {
-            out.push(network_policy(lab, c, &ns, &apps, ingress_ns.as_deref(), &dependants_of));
+            out.push(network_policy(
+                lab,
+                c,
+                ns,
+                &apps,
+                ingress_ns,
+                &dependants_of,
+            ));
         }
     }
 
     for ns in namespaces {
         out.push(Resource::new(
-            id("namespace", None, &ns),
-            json!({
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": meta(lab, None, &ns, &[]),
-            }),
+            id("namespace", None, ns),
+            object::<()>("v1", "Namespace", meta(lab, None, ns, None), None),
         ));
     }
     out
 }
 
-fn app_objects(lab: &Lab, name: &str, app: &App, ns: &str) -> Vec<Resource> {
-    let c = lab.cluster.as_ref();
+fn app_objects(lab: &Lab, c: &Cluster, name: &str, app: &App, ns: &str, out: &mut Vec<Resource>) {
     let nsid = id("namespace", None, ns);
-    let mut out = Vec::new();
-    let app_label = [(APP_LABEL, name)];
     let mut deploy_deps = vec![nsid.clone()];
-
-    let mut env: Vec<Value> = app
+    let mut env: Vec<EnvVar<'_>> = app
         .env
         .iter()
-        .map(|(k, v)| json!({"name": k, "value": v}))
+        .map(|(k, v)| EnvVar {
+            name: k,
+            value: Some(v),
+            value_from: None,
+        })
         .collect();
     if !app.secrets.is_empty() {
         let secret_name = format!("{name}-secrets");
-        let refs: serde_json::Map<String, Value> = app
+        let refs = app
             .secrets
             .iter()
             .map(|(k, r)| {
                 let v = match r {
-                    SecretRef::Env(e) => json!({"env": e}),
-                    SecretRef::File(f) => json!({"file": f.display().to_string()}),
+                    SecretRef::Env(e) => ("env", e.clone()),
+                    SecretRef::File(f) => ("file", f.display().to_string()),
                 };
-                (k.clone(), v)
+                (k.as_str(), BTreeMap::from([v]))
             })
             .collect();
         let sid = id("secret", Some(ns), &secret_name);
@@ -209,231 +237,402 @@ fn app_objects(lab: &Lab, name: &str, app: &App, ns: &str) -> Vec<Resource> {
         out.push(
             Resource::new(
                 sid.clone(),
-                json!({
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "metadata": meta(lab, Some(ns), &secret_name, &app_label),
-                    "type": "Opaque",
-                    "cloudlet.dev/secretRefs": refs,
+                Body::new(&SecretRefs {
+                    api_version: "v1",
+                    refs,
+                    kind: "Secret",
+                    metadata: meta(lab, Some(ns), secret_name.as_str(), Some(name)),
+                    type_: "Opaque",
                 }),
             )
             .after(nsid.clone()),
         );
         deploy_deps.push(sid);
         for k in app.secrets.keys() {
-            env.push(json!({"name": k, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": k}}}));
+            env.push(EnvVar {
+                name: k,
+                value: None,
+                value_from: Some(ValueFrom {
+                    secret_key_ref: KeyRef {
+                        key: k,
+                        name: secret_name.clone(),
+                    },
+                }),
+            });
         }
     }
 
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
+    let storage = lab.storage.as_ref();
+    let server = storage
+        .and_then(|s| {
+            s.address
+                .or_else(|| s.machine.as_deref().and_then(|m| lab.machine_ip(m)))
+        })
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
     for v in &app.volumes {
-        let Some(export) = lab.storage.as_ref().and_then(|s| s.exports.get(&v.export)) else {
+        let Some(export) = storage.and_then(|s| s.exports.get(&v.export)) else {
             continue;
         };
-        let server = lab
-            .storage
-            .as_ref()
-            .and_then(|s| s.address.or_else(|| s.machine.as_deref().and_then(|m| lab.machine_ip(m))))
-            .map(|ip| ip.to_string())
-            .unwrap_or_default();
-        let sub = v.sub_path.clone().unwrap_or_else(|| format!("{name}/{}", v.name));
-        let pv_name = format!("{ns}-{name}-{}", v.name);
+        let sub = v
+            .sub_path
+            .clone()
+            .unwrap_or_else(|| format!("{name}/{}", v.name));
+        let pvid = volume_pv_id(ns, name, &v.name);
         let pvc_name = format!("{name}-{}", v.name);
-        let pvid = id("persistentvolume", None, &pv_name);
+        let size = format!("{}Mi", v.size.mib());
         out.push(Resource::new(
             pvid.clone(),
-            json!({
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": meta(lab, None, &pv_name, &app_label),
-                "spec": {
-                    "capacity": {"storage": format!("{}Mi", v.size.mib())},
-                    "accessModes": ["ReadWriteMany"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "mountOptions": NFS_MOUNT_OPTIONS,
-                    "nfs": {"server": server, "path": format!("{}/{sub}", export.path.trim_end_matches('/'))},
-                    "claimRef": {"namespace": ns, "name": pvc_name},
-                    "storageClassName": "",
-                },
-            }),
+            object(
+                "v1",
+                "PersistentVolume",
+                meta(lab, None, &*pvid.name, Some(name)),
+                Some(PvSpec {
+                    access_modes: ["ReadWriteMany"],
+                    capacity: Storage {
+                        storage: size.clone(),
+                    },
+                    claim_ref: ClaimRef {
+                        name: pvc_name.clone(),
+                        namespace: ns,
+                    },
+                    mount_options: &NFS_MOUNT_OPTIONS,
+                    nfs: Nfs {
+                        path: format!("{}/{sub}", export.path.trim_end_matches('/')),
+                        server: server.clone(),
+                    },
+                    reclaim: "Retain",
+                    storage_class: "",
+                }),
+            ),
         ));
         let pvcid = id("persistentvolumeclaim", Some(ns), &pvc_name);
         out.push(
             Resource::new(
                 pvcid.clone(),
-                json!({
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolumeClaim",
-                    "metadata": meta(lab, Some(ns), &pvc_name, &app_label),
-                    "spec": {
-                        "accessModes": ["ReadWriteMany"],
-                        "resources": {"requests": {"storage": format!("{}Mi", v.size.mib())}},
-                        "volumeName": pv_name,
-                        "storageClassName": "",
-                    },
-                }),
+                object(
+                    "v1",
+                    "PersistentVolumeClaim",
+                    meta(lab, Some(ns), pvc_name.as_str(), Some(name)),
+                    Some(PvcSpec {
+                        access_modes: ["ReadWriteMany"],
+                        resources: PvcRequests {
+                            requests: Storage { storage: size },
+                        },
+                        storage_class: "",
+                        volume_name: pvid.name.to_string(),
+                    }),
+                ),
             )
             .after(nsid.clone())
             .after(pvid),
         );
         deploy_deps.push(pvcid);
-        volumes.push(json!({"name": v.name, "persistentVolumeClaim": {"claimName": pvc_name}}));
-        mounts.push(json!({"name": v.name, "mountPath": v.mount}));
-    }
-
-    let ports: Vec<Value> = app
-        .ports
-        .iter()
-        .map(|p| json!({"name": p.port_name(), "containerPort": p.port, "protocol": p.protocol.k8s()}))
-        .collect();
-    let mut container = json!({"name": name, "image": app.image, "ports": ports});
-    if !env.is_empty() {
-        container["env"] = env.into();
-    }
-    if !mounts.is_empty() {
-        container["volumeMounts"] = mounts.into();
-    }
-    if let Some(r) = &app.resources {
-        let mut req = serde_json::Map::new();
-        if let Some(cpu) = &r.cpu {
-            req.insert("cpu".into(), cpu.clone().into());
-        }
-        if let Some(mem) = &r.memory {
-            req.insert("memory".into(), mem.clone().into());
-        }
-        container["resources"] = json!({"requests": req});
-    }
-    let mut pod_spec = json!({"containers": [container]});
-    if !volumes.is_empty() {
-        pod_spec["volumes"] = volumes.into();
-    }
-    let mut dep = Resource::new(
-        id("deployment", Some(ns), name),
-        json!({
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": meta(lab, Some(ns), name, &app_label),
-            "spec": {
-                "replicas": app.replicas,
-                "selector": {"matchLabels": {APP_LABEL: name}},
-                "template": {
-                    "metadata": {"labels": {APP_LABEL: name}},
-                    "spec": pod_spec,
-                },
+        volumes.push(PodVolume {
+            name: &v.name,
+            pvc: ClaimName {
+                claim_name: pvc_name,
             },
-        }),
-    );
-    for d in deploy_deps {
-        dep = dep.after(d);
+        });
+        mounts.push(VolumeMount {
+            mount_path: &v.mount,
+            name: &v.name,
+        });
     }
-    out.push(dep);
 
-    if !app.ports.is_empty() {
-        let ports: Vec<Value> = app
+    let resources = app.resources.as_ref().map(|r| Requests {
+        requests: [("cpu", r.cpu.as_deref()), ("memory", r.memory.as_deref())]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect(),
+    });
+    let container = Container {
+        env,
+        image: &app.image,
+        name,
+        ports: app
             .ports
             .iter()
-            .map(|p| json!({"name": p.port_name(), "port": p.port, "targetPort": p.port, "protocol": p.protocol.k8s()}))
-            .collect();
+            .map(|p| ContainerPort {
+                container_port: p.port,
+                name: p.port_name(),
+                protocol: p.protocol.k8s(),
+            })
+            .collect(),
+        resources,
+        volume_mounts: mounts,
+    };
+    let spec = DeploymentSpec {
+        replicas: app.replicas,
+        selector: MatchLabels {
+            match_labels: AppSelector { app: name },
+        },
+        template: PodTemplate {
+            metadata: PodMeta {
+                labels: AppSelector { app: name },
+            },
+            spec: PodSpec {
+                containers: vec![container],
+                volumes,
+            },
+        },
+    };
+    let mut dep = Resource::new(
+        id("deployment", Some(ns), name),
+        object(
+            "apps/v1",
+            "Deployment",
+            meta(lab, Some(ns), name, Some(name)),
+            Some(spec),
+        ),
+    );
+    dep.depends_on = deploy_deps;
+    out.push(dep);
+
+    let svc_id = id("service", Some(ns), name);
+    if !app.ports.is_empty() {
+        let spec = ServiceSpec {
+            external_traffic_policy: None,
+            ports: app
+                .ports
+                .iter()
+                .map(|p| ServicePort {
+                    name: p.port_name(),
+                    port: p.port,
+                    protocol: p.protocol.k8s(),
+                    target_port: p.port,
+                })
+                .collect(),
+            selector: AppSelector { app: name },
+            type_: "ClusterIP",
+        };
         out.push(
             Resource::new(
-                id("service", Some(ns), name),
-                json!({
-                    "apiVersion": "v1",
-                    "kind": "Service",
-                    "metadata": meta(lab, Some(ns), name, &app_label),
-                    "spec": {"type": "ClusterIP", "selector": {APP_LABEL: name}, "ports": ports},
-                }),
+                svc_id.clone(),
+                object(
+                    "v1",
+                    "Service",
+                    meta(lab, Some(ns), name, Some(name)),
+                    Some(spec),
+                ),
             )
             .after(nsid.clone()),
         );
     }
 
-    if let (false, Some(ing)) = (app.ingress.is_empty(), c.and_then(|c| c.ingress.as_ref())) {
-        let default_port = app.ports.iter().find(|p| p.protocol == Protocol::Tcp).map(|p| p.port);
-        let mut hosts: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
-        for r in &app.ingress {
-            let port = r.port.or(default_port).unwrap_or(80);
-            hosts.entry(r.host.as_str()).or_default().push(json!({
-                "path": r.path,
-                "pathType": "Prefix",
-                "backend": {"service": {"name": name, "port": {"number": port}}},
-            }));
-        }
-        let rules: Vec<Value> = hosts
+    if let (false, Some(ing)) = (app.ingress.is_empty(), c.ingress.as_ref()) {
+        let default_port = app
+            .ports
             .iter()
-            .map(|(h, paths)| json!({"host": h, "http": {"paths": paths}}))
-            .collect();
-        let mut m = meta(lab, Some(ns), name, &app_label);
-        let mut spec = json!({"ingressClassName": ing.class, "rules": rules});
-        if let Some(tls) = &ing.tls {
+            .find(|p| p.protocol == Protocol::Tcp)
+            .map(|p| p.port);
+        let mut hosts: BTreeMap<&str, Vec<HttpPath<'_>>> = BTreeMap::new();
+        for r in &app.ingress {
+            hosts.entry(r.host.as_str()).or_default().push(HttpPath {
+                backend: Backend {
+                    service: BackendService {
+                        name,
+                        port: PortNumber {
+                            number: r.port.or(default_port).unwrap_or(80),
+                        },
+                    },
+                },
+                path: &r.path,
+                path_type: "Prefix",
+            });
+        }
+        let mut m = meta(lab, Some(ns), name, Some(name));
+        let mut tls = Vec::new();
+        if let Some(t) = &ing.tls {
             let host_list: Vec<&str> = hosts.keys().copied().collect();
-            match (&tls.cluster_issuer, &tls.secret) {
+            match (&t.cluster_issuer, &t.secret) {
                 (Some(issuer), _) => {
-                    m["annotations"] = json!({"cert-manager.io/cluster-issuer": issuer});
-                    spec["tls"] = json!([{"hosts": host_list, "secretName": format!("{name}-tls")}]);
+                    m.annotations
+                        .insert("cert-manager.io/cluster-issuer", issuer.clone());
+                    tls.push(IngressTls {
+                        hosts: host_list,
+                        secret_name: format!("{name}-tls"),
+                    });
                 }
-                (None, Some(secret)) => {
-                    spec["tls"] = json!([{"hosts": host_list, "secretName": secret}]);
-                }
+                (None, Some(secret)) => tls.push(IngressTls {
+                    hosts: host_list,
+                    secret_name: secret.clone(),
+                }),
                 (None, None) => {}
             }
         }
+        let rules = hosts
+            .into_iter()
+            .map(|(host, paths)| IngressRule {
+                host,
+                http: HttpPaths { paths },
+            })
+            .collect();
+        let spec = IngressSpec {
+            class: &ing.class,
+            rules,
+            tls,
+        };
         out.push(
             Resource::new(
                 id("ingress", Some(ns), name),
-                json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": m, "spec": spec}),
+                object("networking.k8s.io/v1", "Ingress", m, Some(spec)),
             )
             .after(nsid)
-            .after(id("service", Some(ns), name)),
+            .after(svc_id),
         );
     }
-    out
+}
+
+fn ns_peer(ns: &str) -> NetpolPeer {
+    NetpolPeer {
+        ip_block: None,
+        namespace_selector: Some(NsSelector {
+            match_labels: NsName {
+                name: ns.to_string(),
+            },
+        }),
+        pod_selector: None,
+    }
 }
 
 fn network_policy(
     lab: &Lab,
-    c: &cloudlet_core::model::Cluster,
+    c: &Cluster,
     ns: &str,
     apps: &[&str],
     ingress_ns: Option<&str>,
     dependants_of: &BTreeMap<&str, Vec<&str>>,
 ) -> Resource {
-    let mut rules: Vec<Value> = vec![json!({"from": [{"podSelector": {}}]})];
+    let mut rules = vec![NetpolRule {
+        from: vec![NetpolPeer {
+            ip_block: None,
+            namespace_selector: None,
+            pod_selector: Some(Empty {}),
+        }],
+        ports: Vec::new(),
+    }];
     let mut routed = false;
-    let mut exposed: Vec<Value> = Vec::new();
-    let mut dependants: BTreeSet<String> = BTreeSet::new();
+    let mut exposed = Vec::new();
+    let mut dependants: BTreeSet<&str> = BTreeSet::new();
     for name in apps {
-        let Some(app) = c.apps.get(*name) else { continue };
+        let Some(app) = c.apps.get(*name) else {
+            continue;
+        };
         routed |= !app.ingress.is_empty();
         for p in &app.ports {
-            if p.expose != cloudlet_core::model::Expose::Cluster {
-                exposed.push(json!({"protocol": p.protocol.k8s(), "port": p.port}));
+            if p.expose != Expose::Cluster {
+                exposed.push(NetpolPort {
+                    port: p.port,
+                    protocol: p.protocol.k8s(),
+                });
             }
         }
         for ons in dependants_of.get(*name).into_iter().flatten() {
             if *ons != ns {
-                dependants.insert((*ons).to_string());
+                dependants.insert(ons);
             }
         }
     }
     if let (true, Some(ins)) = (routed, ingress_ns) {
-        rules.push(json!({"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ins}}}]}));
+        rules.push(NetpolRule {
+            from: vec![ns_peer(ins)],
+            ports: Vec::new(),
+        });
     }
     if !exposed.is_empty() {
-        rules.push(json!({"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": exposed}));
+        rules.push(NetpolRule {
+            from: vec![NetpolPeer {
+                ip_block: Some(IpBlock { cidr: "0.0.0.0/0" }),
+                namespace_selector: None,
+                pod_selector: None,
+            }],
+            ports: exposed,
+        });
     }
     for d in dependants {
-        rules.push(json!({"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": d}}}]}));
+        rules.push(NetpolRule {
+            from: vec![ns_peer(d)],
+            ports: Vec::new(),
+        });
     }
     Resource::new(
         id("networkpolicy", Some(ns), "default-deny"),
-        json!({
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": meta(lab, Some(ns), "default-deny", &[]),
-            "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": rules},
-        }),
+        object(
+            "networking.k8s.io/v1",
+            "NetworkPolicy",
+            meta(lab, Some(ns), "default-deny", None),
+            Some(NetpolSpec {
+                ingress: rules,
+                pod_selector: Empty {},
+                policy_types: ["Ingress"],
+            }),
+        ),
     )
     .after(id("namespace", None, ns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_body_is_canonical_and_shared_vips_are_pinned() {
+        let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/seed");
+        let lab = cloudlet_core::load(std::path::Path::new(seed)).unwrap().lab;
+        let rs = expand(&lab);
+        for r in &rs {
+            assert!(
+                r.body.is_canonical(),
+                "{} is not canonical: {}",
+                r.id,
+                r.body.as_str()
+            );
+        }
+        let wg = rs
+            .iter()
+            .find(|r| r.id.to_string() == "cluster/service/wireguard.wireguard-lb")
+            .unwrap();
+        let v = wg.body.value();
+        assert_eq!(
+            v["metadata"]["annotations"]["metallb.io/loadBalancerIPs"],
+            "10.0.20.200"
+        );
+        assert_eq!(
+            v["metadata"]["annotations"]["metallb.io/allow-shared-ip"],
+            "shared"
+        );
+        assert_eq!(v["spec"]["ports"][0]["protocol"], "UDP");
+        let pv = rs
+            .iter()
+            .find(|r| &*r.id.kind == "persistentvolume" && r.id.name.contains("mailserver"))
+            .unwrap();
+        let v = pv.body.value();
+        assert_eq!(v["spec"]["mountOptions"][1], "soft");
+        assert_eq!(v["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+        assert_eq!(v["spec"]["claimRef"]["name"], "mailserver-data");
+        assert_eq!(v["spec"]["nfs"]["server"], "10.0.20.30");
+        let ing = rs
+            .iter()
+            .find(|r| r.id.to_string() == "cluster/ingress/blog.blog")
+            .unwrap();
+        let v = ing.body.value();
+        assert_eq!(v["spec"]["ingressClassName"], "traefik");
+        assert_eq!(v["spec"]["tls"][0]["secretName"], "tls-secret");
+        let sec = rs
+            .iter()
+            .find(|r| &*r.id.kind == "secret" && r.id.name.starts_with("mailserver"))
+            .unwrap();
+        assert!(
+            sec.body
+                .as_str()
+                .contains("\"file\":\"secrets/postmaster-password\"")
+        );
+        assert!(
+            !sec.body.as_str().contains("\"data\""),
+            "secret values never in a body"
+        );
+    }
 }

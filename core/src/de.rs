@@ -90,9 +90,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
             NodeKind::Scalar(Scalar::Int(i)) => visitor.visit_i64(*i),
             NodeKind::Scalar(Scalar::Float(f)) => visitor.visit_f64(*f),
             NodeKind::Scalar(Scalar::Str(s)) => visitor.visit_str(s),
-            NodeKind::Seq(items) => visitor.visit_seq(Seq {
-                iter: items.iter(),
-            }),
+            NodeKind::Seq(items) => visitor.visit_seq(Seq { iter: items.iter() }),
             NodeKind::Map(entries) => visitor.visit_map(Map {
                 iter: entries.iter(),
                 value: None,
@@ -218,8 +216,12 @@ struct Enum<'a> {
 impl<'de, 'a> EnumAccess<'de> for Enum<'a> {
     type Error = DeError;
     type Variant = NodeDe<'a>;
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self::Variant), DeError> {
-        let key_de: de::value::StrDeserializer<'_, DeError> = self.key.name.as_str().into_deserializer();
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, Self::Variant), DeError> {
+        let key_de: de::value::StrDeserializer<'_, DeError> =
+            self.key.name.as_str().into_deserializer();
         let v = at(self.key.mark, seed.deserialize(key_de))?;
         Ok((v, NodeDe(self.value)))
     }

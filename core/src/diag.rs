@@ -107,7 +107,12 @@ impl Diagnostic {
         d
     }
 
-    fn new(severity: Severity, code: &str, anchor: Option<Anchor>, message: impl Into<String>) -> Self {
+    fn new(
+        severity: Severity,
+        code: &str,
+        anchor: Option<Anchor>,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             severity,
             code: code.to_string(),
@@ -239,7 +244,10 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest candidate to `word`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (edit_distance(word, c), c))
@@ -255,7 +263,10 @@ mod tests {
     #[test]
     fn suggestions() {
         assert_eq!(did_you_mean("nmae", ["name", "port"]), Some("name"));
-        assert_eq!(did_you_mean("replcias", ["replicas", "image"]), Some("replicas"));
+        assert_eq!(
+            did_you_mean("replcias", ["replicas", "image"]),
+            Some("replicas")
+        );
         assert_eq!(did_you_mean("zzz", ["name", "port"]), None);
     }
 }

@@ -177,10 +177,13 @@ impl Engine {
     /// Observes `domains`, all at once.
     pub async fn observe(&self, domains: &[Domain]) -> Result<Vec<Resource>, EngineError> {
         let futs = domains.iter().map(|d| async move {
-            let p = self.providers.get(*d).ok_or_else(|| EngineError::NoProvider {
-                domain: *d,
-                reason: "no provider is configured for it".into(),
-            })?;
+            let p = self
+                .providers
+                .get(*d)
+                .ok_or_else(|| EngineError::NoProvider {
+                    domain: *d,
+                    reason: "no provider is configured for it".into(),
+                })?;
             let mut found = p
                 .observe(*d)
                 .await
@@ -210,7 +213,11 @@ impl Engine {
     }
 
     /// Applies a plan.
-    pub async fn apply(&self, plan: &Plan, opts: ApplyOptions<'_>) -> Result<ApplyReport, EngineError> {
+    pub async fn apply(
+        &self,
+        plan: &Plan,
+        opts: ApplyOptions<'_>,
+    ) -> Result<ApplyReport, EngineError> {
         if plan.format != plan::PLAN_FORMAT {
             return Err(EngineError::PlanFormat {
                 found: plan.format,
@@ -252,8 +259,12 @@ impl Engine {
         });
 
         let n = plan.steps.len();
-        let index: HashMap<&ResourceId, usize> =
-            plan.steps.iter().enumerate().map(|(i, s)| (&s.id, i)).collect();
+        let index: HashMap<&ResourceId, usize> = plan
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (&s.id, i))
+            .collect();
         let mut waiting: Vec<usize> = vec![0; n];
         let mut dependants: Vec<Vec<usize>> = vec![Vec::new(); n];
         for (i, s) in plan.steps.iter().enumerate() {
@@ -266,7 +277,11 @@ impl Engine {
         }
         let mut ready: BTreeSet<usize> = (0..n).filter(|i| waiting[*i] == 0).collect();
         let mut dead = vec![false; n];
-        let limit = if opts.concurrency == 0 { 16 } else { opts.concurrency };
+        let limit = if opts.concurrency == 0 {
+            16
+        } else {
+            opts.concurrency
+        };
         let mut report = ApplyReport {
             apply: apply_id.clone(),
             ..ApplyReport::default()

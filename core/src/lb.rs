@@ -51,7 +51,9 @@ impl LbService {
 
     /// Whether the service serves (protocol, port).
     pub fn serves(&self, proto: Protocol, port: u16) -> bool {
-        self.ports.iter().any(|(p, n, _, _)| *p == proto && *n == port)
+        self.ports
+            .iter()
+            .any(|(p, n, _, _)| *p == proto && *n == port)
     }
 }
 
@@ -92,7 +94,11 @@ pub fn services(lab: &Lab) -> Vec<LbService> {
                     Some(ing) => (ing.ip, ing.sharing_key.clone(), TrafficPolicy::Cluster),
                     None => continue,
                 },
-                Expose::Vip(v) => (v.ip, v.sharing_key.clone().unwrap_or_default(), v.traffic_policy),
+                Expose::Vip(v) => (
+                    v.ip,
+                    v.sharing_key.clone().unwrap_or_default(),
+                    v.traffic_policy,
+                ),
             };
             let entry = (port.protocol, port.port, port.port, pp.clone());
             match mine.iter_mut().find(|s| s.ip == ip) {

@@ -98,7 +98,10 @@ pub fn load(path: &Path) -> Result<LoadedLab, LoadError> {
 }
 
 /// Loads a lab from in-memory texts (file name, text), as if read from those files.
-pub fn load_texts(texts: Vec<(PathBuf, String)>, base_dir: PathBuf) -> Result<LoadedLab, LoadError> {
+pub fn load_texts(
+    texts: Vec<(PathBuf, String)>,
+    base_dir: PathBuf,
+) -> Result<LoadedLab, LoadError> {
     let mut sources = Sources::default();
     let mut diags = Vec::new();
     let mut root: Option<Node> = None;
@@ -153,13 +156,10 @@ pub fn load_texts(texts: Vec<(PathBuf, String)>, base_dir: PathBuf) -> Result<Lo
     }
     let Some(root) = map.root.as_ref() else {
         return Err(LoadError::Invalid {
-            diagnostics: vec![Diagnostic::at_location(
-                Severity::Error,
-                "empty",
-                None,
-                "the lab is empty",
-            )
-            .help("a lab needs at least `name:` and `site:`")],
+            diagnostics: vec![
+                Diagnostic::at_location(Severity::Error, "empty", None, "the lab is empty")
+                    .help("a lab needs at least `name:` and `site:`"),
+            ],
             sources: map.sources,
         });
     };
@@ -171,13 +171,14 @@ pub fn load_texts(texts: Vec<(PathBuf, String)>, base_dir: PathBuf) -> Result<Lo
         }),
         Err(first) => {
             let mut errors = collect_entry_errors(root);
-            if !errors.iter().any(|e| e.mark == first.mark && e.message == first.message) {
+            if !errors
+                .iter()
+                .any(|e| e.mark == first.mark && e.message == first.message)
+            {
                 errors.push(first);
             }
-            let mut diags: Vec<Diagnostic> = errors
-                .into_iter()
-                .map(|e| de_diagnostic(e, &map))
-                .collect();
+            let mut diags: Vec<Diagnostic> =
+                errors.into_iter().map(|e| de_diagnostic(e, &map)).collect();
             sort(&mut diags);
             diags.dedup_by(|a, b| a.location == b.location && a.message == b.message);
             Err(LoadError::Invalid {
@@ -223,10 +224,8 @@ fn de_diagnostic(e: DeError, map: &SourceMap) -> Diagnostic {
             if let Some(s) = did_you_mean(&key, expected.iter().copied()) {
                 msg.push_str(&format!("; did you mean `{s}`?"));
             }
-            Diagnostic::at_location(Severity::Error, "unknown-key", location, msg).help(format!(
-                "keys allowed here: {}",
-                expected.join(", ")
-            ))
+            Diagnostic::at_location(Severity::Error, "unknown-key", location, msg)
+                .help(format!("keys allowed here: {}", expected.join(", ")))
         }
         None => {
             let help = if e.message.contains("missing field") {

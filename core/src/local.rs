@@ -11,12 +11,11 @@ use std::path::{Component, Path, PathBuf};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::error::ProviderError;
 use crate::plan::FieldChange;
 use crate::provider::Provider;
-use crate::resource::{Domain, Resource, ResourceId};
+use crate::resource::{Body, Domain, Resource, ResourceId};
 
 /// The ownership marker written into every file.
 pub const MANAGED_BY: &str = "cloudlet";
@@ -28,7 +27,7 @@ struct Envelope {
     id: ResourceId,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     depends_on: Vec<ResourceId>,
-    body: Value,
+    body: Body,
 }
 
 /// Renders resources to files.
@@ -70,22 +69,32 @@ impl LocalProvider {
         let p = self
             .root
             .join(id.domain.as_str())
-            .join(&id.kind)
+            .join(&*id.kind)
             .join(format!("{}.json", id.name));
         debug_assert!(p.components().all(|c| !matches!(c, Component::ParentDir)));
         Ok(p)
     }
 
-    /// The file's content for a resource.
+    /// The file's content for a resource: the envelope with the body pretty-printed for
+    /// people; reading canonicalizes it again.
     pub fn render(&self, r: &Resource) -> Vec<u8> {
-        let env = Envelope {
-            managed_by: MANAGED_BY.into(),
-            lab: self.lab.clone(),
-            id: r.id.clone(),
-            depends_on: r.depends_on.clone(),
-            body: r.body.clone(),
+        #[derive(Serialize)]
+        struct Out<'a> {
+            managed_by: &'a str,
+            lab: &'a str,
+            id: &'a ResourceId,
+            #[serde(skip_serializing_if = "<[ResourceId]>::is_empty")]
+            depends_on: &'a [ResourceId],
+            body: serde_json::Value,
+        }
+        let out = Out {
+            managed_by: MANAGED_BY,
+            lab: &self.lab,
+            id: &r.id,
+            depends_on: &r.depends_on,
+            body: r.body.value(),
         };
-        let mut v = serde_json::to_vec_pretty(&env).unwrap_or_default();
+        let mut v = serde_json::to_vec_pretty(&out).unwrap_or_default();
         v.push(b'\n');
         v
     }
@@ -119,7 +128,11 @@ impl LocalProvider {
         let path = self.path_of(&r.id)?;
         let io = |op: &'static str, p: &Path| {
             let p = p.to_path_buf();
-            move |source| ProviderError::Io { op, path: p, source }
+            move |source| ProviderError::Io {
+                op,
+                path: p,
+                source,
+            }
         };
         if must_be_ours || tokio::fs::try_exists(&path).await.unwrap_or(false) {
             match self.read_ours(&path).await? {
@@ -177,7 +190,11 @@ impl Provider for LocalProvider {
         };
         let io = |p: &Path| {
             let p = p.to_path_buf();
-            move |source| ProviderError::Io { op: "list", path: p, source }
+            move |source| ProviderError::Io {
+                op: "list",
+                path: p,
+                source,
+            }
         };
         while let Some(kind) = kinds.next_entry().await.map_err(io(&base))? {
             if !kind.file_type().await.map_err(io(&kind.path()))?.is_dir() {
@@ -195,7 +212,9 @@ impl Provider for LocalProvider {
                 let p = f.path();
                 if let Some(r) = self.read_ours(&p).await? {
                     // A file whose id disagrees with its place is not trusted as ours.
-                    if r.id.domain == domain && self.path_of(&r.id).ok().as_deref() == Some(p.as_path()) {
+                    if r.id.domain == domain
+                        && self.path_of(&r.id).ok().as_deref() == Some(p.as_path())
+                    {
                         out.push(r);
                     }
                 }
@@ -209,7 +228,11 @@ impl Provider for LocalProvider {
         self.write(resource, false).await
     }
 
-    async fn update(&self, resource: &Resource, _changes: &[FieldChange]) -> Result<(), ProviderError> {
+    async fn update(
+        &self,
+        resource: &Resource,
+        _changes: &[FieldChange],
+    ) -> Result<(), ProviderError> {
         self.write(resource, true).await
     }
 
@@ -233,7 +256,9 @@ impl Provider for LocalProvider {
         if let Some(dir) = path.parent() {
             let tmp = dir.join(format!(
                 ".{}.tmp",
-                path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+                path.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
             ));
             let _ = tokio::fs::remove_file(tmp).await;
         }
@@ -262,12 +287,21 @@ mod tests {
         // Another lab's file and a hand-made file are invisible and untouchable.
         let other = LocalProvider::new(dir.path(), "lab2");
         assert!(other.observe(Domain::Pxe).await.unwrap().is_empty());
-        assert!(matches!(other.delete(&res("a", 2)).await, Err(ProviderError::NotOwned { .. })));
-        assert!(matches!(other.create(&res("a", 3)).await, Err(ProviderError::NotOwned { .. })));
+        assert!(matches!(
+            other.delete(&res("a", 2)).await,
+            Err(ProviderError::NotOwned { .. })
+        ));
+        assert!(matches!(
+            other.create(&res("a", 3)).await,
+            Err(ProviderError::NotOwned { .. })
+        ));
         let hand = dir.path().join("pxe/menu/hand.json");
         std::fs::write(&hand, "{\"mine\": true}").unwrap();
         assert_eq!(p.observe(Domain::Pxe).await.unwrap().len(), 1);
-        assert!(matches!(p.delete(&res("hand", 0)).await, Err(ProviderError::NotOwned { .. })));
+        assert!(matches!(
+            p.delete(&res("hand", 0)).await,
+            Err(ProviderError::NotOwned { .. })
+        ));
         assert!(hand.exists());
 
         p.delete(&res("a", 2)).await.unwrap();
@@ -278,7 +312,11 @@ mod tests {
     fn unsafe_names_are_refused() {
         let p = LocalProvider::new("/nonexistent", "l");
         for bad in ["../x", "a/b", ".hidden", ""] {
-            assert!(p.path_of(&ResourceId::new(Domain::Pxe, "menu", bad)).is_err(), "{bad}");
+            assert!(
+                p.path_of(&ResourceId::new(Domain::Pxe, "menu", bad))
+                    .is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -27,7 +27,11 @@ pub trait Provider: Send + Sync {
     async fn create(&self, resource: &Resource) -> Result<(), ProviderError>;
 
     /// Brings `resource` to its desired body; `changes` says which fields differ.
-    async fn update(&self, resource: &Resource, changes: &[FieldChange]) -> Result<(), ProviderError>;
+    async fn update(
+        &self,
+        resource: &Resource,
+        changes: &[FieldChange],
+    ) -> Result<(), ProviderError>;
 
     /// Removes `resource` (as observed).
     async fn delete(&self, resource: &Resource) -> Result<(), ProviderError>;

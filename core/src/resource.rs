@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -66,18 +67,19 @@ pub struct ResourceId {
     /// The domain.
     pub domain: Domain,
     /// The kind within the domain (`vm`, `deployment`, `dhcp-reservation` ...).
-    pub kind: String,
+    pub kind: Arc<str>,
     /// The name, unique per kind (`namespace.name` for namespaced Kubernetes objects).
-    pub name: String,
+    pub name: Arc<str>,
 }
 
 impl ResourceId {
-    /// Builds an id.
-    pub fn new(domain: Domain, kind: impl Into<String>, name: impl Into<String>) -> Self {
+    /// Builds an id. Ids are cheap to clone (shared strings): plans of 100,000 resources
+    /// copy them many times.
+    pub fn new(domain: Domain, kind: impl AsRef<str>, name: impl AsRef<str>) -> Self {
         ResourceId {
             domain,
-            kind: kind.into(),
-            name: name.into(),
+            kind: Arc::from(kind.as_ref()),
+            name: Arc::from(name.as_ref()),
         }
     }
 }
@@ -114,13 +116,78 @@ impl<'de> Deserialize<'de> for ResourceId {
     }
 }
 
+/// A resource body: JSON text, compact, with object keys sorted (canonical), so two bodies
+/// compare, hash and digest as bytes. Bodies built from a [`Value`] are canonical by
+/// construction (its maps are sorted); bodies read back from a backend are canonicalized
+/// when deserialized. Equality is byte equality; the planner falls back to a structural
+/// comparison when the bytes differ, so a body that is not canonical is still planned right,
+/// only slower.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Body(Arc<str>);
+
+impl Body {
+    /// Serializes `v` (a struct's fields should be declared in sorted order).
+    pub fn new<T: Serialize + ?Sized>(v: &T) -> Body {
+        Body(Arc::from(
+            serde_json::to_string(v).unwrap_or_else(|_| "null".into()),
+        ))
+    }
+
+    /// Canonicalizes JSON text.
+    pub fn parse(text: &str) -> Result<Body, serde_json::Error> {
+        let v: Value = serde_json::from_str(text)?;
+        Ok(Body::from(v))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The body as a JSON value.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+
+    /// Whether the text is canonical (what [`Body::parse`] would produce).
+    pub fn is_canonical(&self) -> bool {
+        Body::parse(&self.0).is_ok_and(|b| b.0 == self.0)
+    }
+}
+
+impl From<Value> for Body {
+    fn from(v: Value) -> Body {
+        Body::new(&v)
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Body {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Body {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Body::from(Value::deserialize(d)?))
+    }
+}
+
 /// A resource: its id, its desired (or observed) body, and what it needs first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Resource {
     /// The id.
     pub id: ResourceId,
     /// The body: what the backend should hold. Secrets appear only as references.
-    pub body: Value,
+    pub body: Body,
     /// Resources that must exist before this one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<ResourceId>,
@@ -128,10 +195,10 @@ pub struct Resource {
 
 impl Resource {
     /// Builds a resource.
-    pub fn new(id: ResourceId, body: Value) -> Self {
+    pub fn new(id: ResourceId, body: impl Into<Body>) -> Self {
         Resource {
             id,
-            body,
+            body: body.into(),
             depends_on: Vec::new(),
         }
     }

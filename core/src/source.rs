@@ -15,7 +15,9 @@ use std::sync::Arc;
 use saphyr_parser::{Event, Parser, ScalarStyle};
 
 /// A position in a lab file: 1-based line and column.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Location {
     /// The file, as given to the loader (relative paths stay relative).
     pub file: PathBuf,
@@ -331,7 +333,10 @@ impl Builder {
                         _ => {
                             self.errors.push(SyntaxError {
                                 mark: node.mark,
-                                message: format!("a mapping key must be a string, found {}", node.describe()),
+                                message: format!(
+                                    "a mapping key must be a string, found {}",
+                                    node.describe()
+                                ),
                                 help: None,
                             });
                             String::new()
@@ -418,24 +423,26 @@ fn plain_scalar(s: &str) -> Scalar {
         _ => {}
     }
     let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
-        && let Ok(i) = s.parse::<i64>() {
-            return Scalar::Int(i);
-        }
+    if !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(i) = s.parse::<i64>()
+    {
+        return Scalar::Int(i);
+    }
     if let Some(hex) = s.strip_prefix("0x")
-        && let Ok(i) = i64::from_str_radix(hex, 16) {
-            return Scalar::Int(i);
-        }
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return Scalar::Int(i);
+    }
     let looks_float = digits
         .bytes()
         .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
         && digits.bytes().any(|b| b.is_ascii_digit())
         && digits.contains('.')
         && digits.matches('.').count() == 1;
-    if looks_float
-        && let Ok(f) = s.parse::<f64>() {
-            return Scalar::Float(f);
-        }
+    if looks_float && let Ok(f) = s.parse::<f64>() {
+        return Scalar::Float(f);
+    }
     match s {
         ".inf" | ".Inf" | "+.inf" => Scalar::Float(f64::INFINITY),
         "-.inf" | "-.Inf" => Scalar::Float(f64::NEG_INFINITY),

@@ -281,20 +281,75 @@ mod tests {
         let s = StateStore::open(dir.path()).unwrap();
         let id = ResourceId::new(Domain::Cluster, "namespace", "a");
         let id2 = ResourceId::new(Domain::Cluster, "namespace", "b");
-        s.record(&Record::Begin { apply: "1".into(), at: 0, steps: 2, desired: String::new() }, true).unwrap();
-        s.record(&Record::Started { apply: "1".into(), id: id.clone(), action: Action::Create }, false).unwrap();
-        s.record(&Record::Done { apply: "1".into(), id: id.clone(), action: Action::Create }, false).unwrap();
-        s.record(&Record::Started { apply: "1".into(), id: id2.clone(), action: Action::Create }, false).unwrap();
+        s.record(
+            &Record::Begin {
+                apply: "1".into(),
+                at: 0,
+                steps: 2,
+                desired: String::new(),
+            },
+            true,
+        )
+        .unwrap();
+        s.record(
+            &Record::Started {
+                apply: "1".into(),
+                id: id.clone(),
+                action: Action::Create,
+            },
+            false,
+        )
+        .unwrap();
+        s.record(
+            &Record::Done {
+                apply: "1".into(),
+                id: id.clone(),
+                action: Action::Create,
+            },
+            false,
+        )
+        .unwrap();
+        s.record(
+            &Record::Started {
+                apply: "1".into(),
+                id: id2.clone(),
+                action: Action::Create,
+            },
+            false,
+        )
+        .unwrap();
         drop(s);
-        let mut f = OpenOptions::new().append(true).open(dir.path().join("journal.jsonl")).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("journal.jsonl"))
+            .unwrap();
         f.write_all(b"{\"record\":\"done\",\"app").unwrap();
         let s = StateStore::open(dir.path()).unwrap();
         let i = s.interrupted().unwrap().unwrap();
-        s.record(&Record::Done { apply: "1".into(), id: id2.clone(), action: Action::Create }, false).unwrap();
-        assert!(s.interrupted().unwrap().unwrap().in_flight.is_empty(), "a record after a torn line is readable");
+        s.record(
+            &Record::Done {
+                apply: "1".into(),
+                id: id2.clone(),
+                action: Action::Create,
+            },
+            false,
+        )
+        .unwrap();
+        assert!(
+            s.interrupted().unwrap().unwrap().in_flight.is_empty(),
+            "a record after a torn line is readable"
+        );
         assert_eq!(i.in_flight, vec![id2.clone()]);
         assert_eq!(i.done, 1);
-        s.record(&Record::End { apply: "1".into(), at: 1, status: "ok".into() }, true).unwrap();
+        s.record(
+            &Record::End {
+                apply: "1".into(),
+                at: 1,
+                status: "ok".into(),
+            },
+            true,
+        )
+        .unwrap();
         assert!(s.interrupted().unwrap().is_none());
     }
 }

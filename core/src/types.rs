@@ -109,7 +109,9 @@ impl FromStr for Cidr {
         let (a, p) = s
             .split_once('/')
             .ok_or_else(|| "missing the `/prefix`".to_string())?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| format!("`{a}` is not an IPv4 address"))?;
+        let addr: Ipv4Addr = a
+            .parse()
+            .map_err(|_| format!("`{a}` is not an IPv4 address"))?;
         let prefix: u8 = p
             .parse()
             .ok()
@@ -125,7 +127,12 @@ impl FromStr for Cidr {
         Ok(c)
     }
 }
-string_serde!(Cidr, "Cidr", "an IPv4 network in CIDR notation", "10.0.20.0/24");
+string_serde!(
+    Cidr,
+    "Cidr",
+    "an IPv4 network in CIDR notation",
+    "10.0.20.0/24"
+);
 
 /// An inclusive IPv4 address range, written `start-end` or as a CIDR (`10.0.20.200/29`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -192,7 +199,12 @@ impl FromStr for IpRange {
         Ok(IpRange { start, end })
     }
 }
-string_serde!(IpRange, "IpRange", "an IPv4 range `start-end` or a CIDR", "10.0.20.200-10.0.20.220");
+string_serde!(
+    IpRange,
+    "IpRange",
+    "an IPv4 range `start-end` or a CIDR",
+    "10.0.20.200-10.0.20.220"
+);
 
 /// An Ethernet MAC address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -270,7 +282,12 @@ impl Size {
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        const UNITS: [(&str, u64); 4] = [
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
         for (u, n) in UNITS {
             if self.0 >= n && self.0.is_multiple_of(n) {
                 return write!(f, "{}{u}", self.0 / n);
@@ -355,7 +372,12 @@ mod tests {
         assert!(c.contains("10.0.20.7".parse().unwrap()));
         assert!(!c.contains("10.0.21.7".parse().unwrap()));
         assert!(c.is_reserved("10.0.20.255".parse().unwrap()));
-        assert!("10.0.20.1/24".parse::<Cidr>().unwrap_err().contains("10.0.20.0/24"));
+        assert!(
+            "10.0.20.1/24"
+                .parse::<Cidr>()
+                .unwrap_err()
+                .contains("10.0.20.0/24")
+        );
     }
 
     #[test]
@@ -364,7 +386,12 @@ mod tests {
         assert_eq!(r.len(), 21);
         let s: IpRange = "10.0.20.200/32".parse().unwrap();
         assert_eq!(s.len(), 1);
-        assert!("10.0.20.200".parse::<IpRange>().unwrap_err().contains("/32"));
+        assert!(
+            "10.0.20.200"
+                .parse::<IpRange>()
+                .unwrap_err()
+                .contains("/32")
+        );
         assert!("10.0.20.9-10.0.20.1".parse::<IpRange>().is_err());
     }
 

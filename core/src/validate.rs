@@ -147,20 +147,24 @@ impl<'a> Validator<'a> {
             for (k, app) in &c.apps {
                 check(path!["cluster", "apps", k], k, "app name");
                 if let Some(ns) = &app.namespace
-                    && !is_dns_label(ns) {
-                        more.push(bad_label(
-                            path!["cluster", "apps", k, "namespace"],
-                            ns,
-                            "namespace",
-                            false,
-                        ));
-                    }
+                    && !is_dns_label(ns)
+                {
+                    more.push(bad_label(
+                        path!["cluster", "apps", k, "namespace"],
+                        ns,
+                        "namespace",
+                        false,
+                    ));
+                }
                 let mut seen_ports: HashMap<(Protocol, u16), usize> = HashMap::new();
                 let mut seen_names: HashMap<String, usize> = HashMap::new();
                 for (i, p) in app.ports.iter().enumerate() {
                     let pp = path!["cluster", "apps", k, "ports", i];
                     let n = p.port_name();
-                    if n.len() > 15 || !is_dns_label(&n) || !n.bytes().any(|b| b.is_ascii_lowercase()) {
+                    if n.len() > 15
+                        || !is_dns_label(&n)
+                        || !n.bytes().any(|b| b.is_ascii_lowercase())
+                    {
                         more.push(
                             Diagnostic::error(
                                 "invalid-name",
@@ -171,16 +175,27 @@ impl<'a> Validator<'a> {
                         );
                     }
                     if p.port == 0 {
-                        more.push(Diagnostic::error("invalid-port", pp.join("port"), "port 0 is not a port"));
+                        more.push(Diagnostic::error(
+                            "invalid-port",
+                            pp.join("port"),
+                            "port 0 is not a port",
+                        ));
                     }
                     if let Some(j) = seen_ports.insert((p.protocol, p.port), i) {
                         more.push(
                             Diagnostic::error(
                                 "port-reused",
                                 pp.join("port"),
-                                format!("{} port {} is listed twice in app `{k}`", p.protocol.k8s(), p.port),
+                                format!(
+                                    "{} port {} is listed twice in app `{k}`",
+                                    p.protocol.k8s(),
+                                    p.port
+                                ),
                             )
-                            .related(path!["cluster", "apps", k, "ports", j, "port"], "first listed"),
+                            .related(
+                                path!["cluster", "apps", k, "ports", j, "port"],
+                                "first listed",
+                            ),
                         );
                     }
                     if let Some(j) = seen_names.insert(n.clone(), i) {
@@ -213,7 +228,13 @@ impl<'a> Validator<'a> {
         for (name, m) in &lab.machines {
             match &m.host {
                 Some(h) if !lab.hosts.contains_key(h) => {
-                    self.unknown("unknown-host", path!["machines", name, "host"], "host", h, hosts.clone());
+                    self.unknown(
+                        "unknown-host",
+                        path!["machines", name, "host"],
+                        "host",
+                        h,
+                        hosts.clone(),
+                    );
                 }
                 None if lab.hosts.len() > 1 => self.push(
                     Diagnostic::error_at_key(
@@ -239,9 +260,16 @@ impl<'a> Validator<'a> {
         }
         if let Some(r) = &lab.router {
             if let Some(m) = &r.machine
-                && !lab.machines.contains_key(m) {
-                    self.unknown("unknown-machine", path!["router", "machine"], "machine", m, machines.clone());
-                }
+                && !lab.machines.contains_key(m)
+            {
+                self.unknown(
+                    "unknown-machine",
+                    path!["router", "machine"],
+                    "machine",
+                    m,
+                    machines.clone(),
+                );
+            }
             for (i, f) in r.firewall.iter().enumerate() {
                 for (side, v) in [("from", &f.from), ("to", &f.to)] {
                     if v != "any" && v != "wan" && !lab.networks.contains_key(v) {
@@ -258,20 +286,41 @@ impl<'a> Validator<'a> {
         }
         if let Some(pxe) = &lab.pxe {
             if let Some(s) = &pxe.server
-                && !lab.machines.contains_key(s) {
-                    self.unknown("unknown-machine", path!["pxe", "server"], "machine", s, machines.clone());
-                }
+                && !lab.machines.contains_key(s)
+            {
+                self.unknown(
+                    "unknown-machine",
+                    path!["pxe", "server"],
+                    "machine",
+                    s,
+                    machines.clone(),
+                );
+            }
             if let Some(d) = &pxe.menu.default
-                && !pxe.profiles.contains_key(d) {
-                    let known = pxe.profiles.keys().map(String::as_str).collect();
-                    self.unknown("unknown-profile", path!["pxe", "menu", "default"], "profile", d, known);
-                }
+                && !pxe.profiles.contains_key(d)
+            {
+                let known = pxe.profiles.keys().map(String::as_str).collect();
+                self.unknown(
+                    "unknown-profile",
+                    path!["pxe", "menu", "default"],
+                    "profile",
+                    d,
+                    known,
+                );
+            }
         }
         if let Some(st) = &lab.storage
             && let Some(m) = &st.machine
-                && !lab.machines.contains_key(m) {
-                    self.unknown("unknown-machine", path!["storage", "machine"], "machine", m, machines.clone());
-                }
+            && !lab.machines.contains_key(m)
+        {
+            self.unknown(
+                "unknown-machine",
+                path!["storage", "machine"],
+                "machine",
+                m,
+                machines.clone(),
+            );
+        }
         if let Some(c) = &lab.cluster {
             let apps: Vec<&str> = c.apps.keys().map(String::as_str).collect();
             for (name, app) in &c.apps {
@@ -293,11 +342,42 @@ impl<'a> Validator<'a> {
     fn targets(&mut self) {
         let t = &self.lab.targets;
         let rules: [(&str, &super::model::Target, &[TargetKind]); 5] = [
-            ("hypervisor", &t.hypervisor, &[TargetKind::Local, TargetKind::Vsphere, TargetKind::Proxmox, TargetKind::Libvirt]),
-            ("router", &t.router, &[TargetKind::Local, TargetKind::Pfsense, TargetKind::Opnsense, TargetKind::Linux]),
+            (
+                "hypervisor",
+                &t.hypervisor,
+                &[
+                    TargetKind::Local,
+                    TargetKind::Vsphere,
+                    TargetKind::Proxmox,
+                    TargetKind::Libvirt,
+                ],
+            ),
+            (
+                "router",
+                &t.router,
+                &[
+                    TargetKind::Local,
+                    TargetKind::Pfsense,
+                    TargetKind::Opnsense,
+                    TargetKind::Linux,
+                ],
+            ),
             ("pxe", &t.pxe, &[TargetKind::Local]),
-            ("storage", &t.storage, &[TargetKind::Local, TargetKind::Truenas, TargetKind::Ganesha, TargetKind::LinuxNfs]),
-            ("cluster", &t.cluster, &[TargetKind::Local, TargetKind::Kubernetes]),
+            (
+                "storage",
+                &t.storage,
+                &[
+                    TargetKind::Local,
+                    TargetKind::Truenas,
+                    TargetKind::Ganesha,
+                    TargetKind::LinuxNfs,
+                ],
+            ),
+            (
+                "cluster",
+                &t.cluster,
+                &[TargetKind::Local, TargetKind::Kubernetes],
+            ),
         ];
         for (domain, target, allowed) in rules {
             let p = path!["targets", domain];
@@ -307,13 +387,24 @@ impl<'a> Validator<'a> {
                     Diagnostic::error(
                         "target-kind",
                         p.join("kind"),
-                        format!("`{}` cannot serve the {domain} domain", target.kind.as_str()),
+                        format!(
+                            "`{}` cannot serve the {domain} domain",
+                            target.kind.as_str()
+                        ),
                     )
                     .help(format!("use one of: {}", names.join(", "))),
                 );
                 continue;
             }
-            let needs_endpoint = !matches!(target.kind, TargetKind::Local | TargetKind::Libvirt | TargetKind::Kubernetes | TargetKind::Linux | TargetKind::Ganesha | TargetKind::LinuxNfs);
+            let needs_endpoint = !matches!(
+                target.kind,
+                TargetKind::Local
+                    | TargetKind::Libvirt
+                    | TargetKind::Kubernetes
+                    | TargetKind::Linux
+                    | TargetKind::Ganesha
+                    | TargetKind::LinuxNfs
+            );
             if needs_endpoint {
                 match &target.endpoint {
                     None => self.push(
@@ -379,7 +470,10 @@ impl<'a> Validator<'a> {
                             Diagnostic::error(
                                 "address-outside-network",
                                 rp.clone(),
-                                format!("DHCP range {r} is not inside network `{name}` ({})", net.cidr),
+                                format!(
+                                    "DHCP range {r} is not inside network `{name}` ({})",
+                                    net.cidr
+                                ),
                             )
                             .help(format!("pick a range inside {}", net.cidr)),
                         );
@@ -441,7 +535,11 @@ impl<'a> Validator<'a> {
         if let Some(m) = self.lab.cluster.as_ref().and_then(|c| c.metallb.as_ref()) {
             for (pname, pool) in &m.pools {
                 for (i, r) in pool.addresses.iter().enumerate() {
-                    claims.push((*r, path!["cluster", "metallb", "pools", pname, "addresses", i], "MetalLB pool"));
+                    claims.push((
+                        *r,
+                        path!["cluster", "metallb", "pools", pname, "addresses", i],
+                        "MetalLB pool",
+                    ));
                 }
             }
         }
@@ -455,14 +553,24 @@ impl<'a> Validator<'a> {
                 let (a, ap, ak) = &claims[j];
                 let (b, bp, bk) = &claims[i];
                 let d = if *ak == "address" && *bk == "address" {
-                    Diagnostic::error("address-reused", bp.clone(), format!("address {} is used twice", b.start))
-                        .related(ap.clone(), "also used")
-                        .help("give each machine NIC its own address")
+                    Diagnostic::error(
+                        "address-reused",
+                        bp.clone(),
+                        format!("address {} is used twice", b.start),
+                    )
+                    .related(ap.clone(), "also used")
+                    .help("give each machine NIC its own address")
                 } else {
                     let (what_a, what_b) = (describe(*a, ak), describe(*b, bk));
-                    Diagnostic::error("range-overlap", bp.clone(), format!("{what_b} overlaps {what_a}"))
-                        .related(ap.clone(), format!("the {ak}"))
-                        .help("static addresses, DHCP ranges and MetalLB pools must not share addresses")
+                    Diagnostic::error(
+                        "range-overlap",
+                        bp.clone(),
+                        format!("{what_b} overlaps {what_a}"),
+                    )
+                    .related(ap.clone(), format!("the {ak}"))
+                    .help(
+                        "static addresses, DHCP ranges and MetalLB pools must not share addresses",
+                    )
                 };
                 self.out.push(d);
             }
@@ -483,7 +591,11 @@ impl<'a> Validator<'a> {
                             .help("the lowest bit of the first octet must be 0; omit `mac:` to get a stable generated one"),
                     );
                 }
-                let at = if nic.mac.is_some() { p.join("mac") } else { p.clone() };
+                let at = if nic.mac.is_some() {
+                    p.join("mac")
+                } else {
+                    p.clone()
+                };
                 if let Some(prev) = seen.insert(mac, at.clone()) {
                     self.push(
                         Diagnostic::error("mac-reused", at, format!("MAC {mac} is used twice"))
@@ -507,16 +619,43 @@ impl<'a> Validator<'a> {
                 e.3.push(name);
             }
             if m.cpus == 0 {
-                self.push(Diagnostic::error("capacity", path!["machines", name, "cpus"], "a machine needs at least one vCPU"));
+                self.push(Diagnostic::error(
+                    "capacity",
+                    path!["machines", name, "cpus"],
+                    "a machine needs at least one vCPU",
+                ));
             }
         }
         for (h, (cpu, mem, disk, _)) in used {
-            let Some(host) = lab.hosts.get(h) else { continue };
+            let Some(host) = lab.hosts.get(h) else {
+                continue;
+            };
             let hp = path!["hosts", h];
             let checks = [
-                ("vCPUs", cpu as f64, f64::from(host.cpus) * host.overcommit.cpu, "cpu", cpu.to_string(), host.cpus.to_string()),
-                ("memory", mem as f64, host.memory.0 as f64 * host.overcommit.memory, "memory", crate::types::Size(mem).to_string(), host.memory.to_string()),
-                ("disk", disk as f64, host.storage.0 as f64 * host.overcommit.storage, "storage", crate::types::Size(disk).to_string(), host.storage.to_string()),
+                (
+                    "vCPUs",
+                    cpu as f64,
+                    f64::from(host.cpus) * host.overcommit.cpu,
+                    "cpu",
+                    cpu.to_string(),
+                    host.cpus.to_string(),
+                ),
+                (
+                    "memory",
+                    mem as f64,
+                    host.memory.0 as f64 * host.overcommit.memory,
+                    "memory",
+                    crate::types::Size(mem).to_string(),
+                    host.memory.to_string(),
+                ),
+                (
+                    "disk",
+                    disk as f64,
+                    host.storage.0 as f64 * host.overcommit.storage,
+                    "storage",
+                    crate::types::Size(disk).to_string(),
+                    host.storage.to_string(),
+                ),
             ];
             for (what, want, have, key, want_s, have_s) in checks {
                 if want > have {
@@ -596,22 +735,29 @@ impl<'a> Validator<'a> {
                     );
                 }
                 if let Some(h) = &u.password_hash
-                    && let Err(why) = is_crypt_hash(h) {
-                        self.out.push(
-                            Diagnostic::error(
-                                "password-hash",
-                                up.join("password_hash"),
-                                format!("the password hash of user `{}` is not usable: {why}", u.name),
-                            )
-                            .help("generate one with `mkpasswd -m sha-512` (a `$6$...` hash)"),
-                        );
-                    }
+                    && let Err(why) = is_crypt_hash(h)
+                {
+                    self.out.push(
+                        Diagnostic::error(
+                            "password-hash",
+                            up.join("password_hash"),
+                            format!(
+                                "the password hash of user `{}` is not usable: {why}",
+                                u.name
+                            ),
+                        )
+                        .help("generate one with `mkpasswd -m sha-512` (a `$6$...` hash)"),
+                    );
+                }
                 if u.password_hash.is_none() && u.ssh_keys.is_empty() && u.password.is_none() {
                     self.out.push(
                         Diagnostic::error(
                             "user-credentials",
                             up,
-                            format!("user `{}` has neither a password hash nor an SSH key", u.name),
+                            format!(
+                                "user `{}` has neither a password hash nor an SSH key",
+                                u.name
+                            ),
                         )
                         .help("add `ssh_keys:` or `password_hash:`"),
                     );
@@ -633,8 +779,12 @@ impl<'a> Validator<'a> {
         let machines: Vec<&str> = lab.machines.keys().map(String::as_str).collect();
         if c.control_plane.is_empty() {
             self.push(
-                Diagnostic::error("cluster-nodes", path!["cluster", "control_plane"], "the cluster has no control-plane node")
-                    .help("list at least one machine under `control_plane:`"),
+                Diagnostic::error(
+                    "cluster-nodes",
+                    path!["cluster", "control_plane"],
+                    "the cluster has no control-plane node",
+                )
+                .help("list at least one machine under `control_plane:`"),
             );
         }
         let mut seen: HashMap<&str, TreePath> = HashMap::new();
@@ -648,8 +798,12 @@ impl<'a> Validator<'a> {
                 }
                 if let Some(prev) = seen.insert(n.as_str(), p.clone()) {
                     self.push(
-                        Diagnostic::error("cluster-nodes", p.clone(), format!("machine `{n}` is listed twice as a cluster node"))
-                            .related(prev, "first listed"),
+                        Diagnostic::error(
+                            "cluster-nodes",
+                            p.clone(),
+                            format!("machine `{n}` is listed twice as a cluster node"),
+                        )
+                        .related(prev, "first listed"),
                     );
                 }
                 if lab.machine_ip(n).is_none() {
@@ -697,9 +851,10 @@ impl<'a> Validator<'a> {
                                     .help("layer 2 announces a VIP by ARP from a node on the same segment: pick a range on the nodes' network"),
                                 );
                             } else if let Some(cidr) = lab.networks.get(net).map(|n| n.cidr)
-                                && (cidr.is_reserved(r.start) || cidr.is_reserved(r.end)) {
-                                    self.push(reserved(p, r.start, cidr));
-                                }
+                                && (cidr.is_reserved(r.start) || cidr.is_reserved(r.end))
+                            {
+                                self.push(reserved(p, r.start, cidr));
+                            }
                         }
                         _ => self.push(
                             Diagnostic::error(
@@ -716,7 +871,11 @@ impl<'a> Validator<'a> {
         let mut reported: HashSet<Ipv4Addr> = HashSet::new();
         for s in lbs {
             if !pool_ranges.iter().any(|r| r.contains(s.ip)) && reported.insert(s.ip) {
-                let p = if s.app.is_none() { path!["cluster", "ingress", "ip"] } else { s.path.join("vip").join("ip") };
+                let p = if s.app.is_none() {
+                    path!["cluster", "ingress", "ip"]
+                } else {
+                    s.path.join("vip").join("ip")
+                };
                 self.push(
                     Diagnostic::error("vip-not-in-pool", p, format!("VIP {} is not in any MetalLB pool", s.ip))
                         .help("MetalLB only assigns addresses from its pools: add the address to a pool or pick one inside a pool"),
@@ -775,7 +934,10 @@ impl<'a> Validator<'a> {
                             at.clone(),
                             format!(
                                 "{ip} is shared with sharing key `{}` by {} but `{}` by {}",
-                                s.sharing_key, who(s), first.sharing_key, who(first)
+                                s.sharing_key,
+                                who(s),
+                                first.sharing_key,
+                                who(first)
                             ),
                         )
                         .related(first.path.clone(), "the other service")
@@ -787,17 +949,23 @@ impl<'a> Validator<'a> {
                     let msg = match (first.traffic_policy, s.traffic_policy) {
                         (TrafficPolicy::Local, TrafficPolicy::Local) => format!(
                             "{ip} is shared by {} and {} with `traffic_policy: local` but different pod selectors",
-                            who(first), who(s)
+                            who(first),
+                            who(s)
                         ),
                         _ => format!(
                             "{ip} is shared by {} (traffic policy {}) and {} (traffic policy {}); MetalLB never puts Local and Cluster services on one IP",
-                            who(first), policy(first.traffic_policy), who(s), policy(s.traffic_policy)
+                            who(first),
+                            policy(first.traffic_policy),
+                            who(s),
+                            policy(s.traffic_policy)
                         ),
                     };
                     self.out.push(
                         Diagnostic::error("sharing-backend", at.clone(), msg)
                             .related(first.path.clone(), "the other service")
-                            .help("give the service that needs source IPs (`local`) a VIP of its own"),
+                            .help(
+                                "give the service that needs source IPs (`local`) a VIP of its own",
+                            ),
                     );
                 }
             }
@@ -805,14 +973,15 @@ impl<'a> Validator<'a> {
             for s in &svcs {
                 for (proto, port, _, pp) in &s.ports {
                     if let Some(prev) = ports.insert((*proto, *port), s)
-                        && prev.name != s.name {
-                            let prev_path = prev
-                                .ports
-                                .iter()
-                                .find(|(p2, n2, _, _)| p2 == proto && n2 == port)
-                                .map(|(_, _, _, p)| p.clone())
-                                .unwrap_or_else(|| prev.path.clone());
-                            self.out.push(
+                        && prev.name != s.name
+                    {
+                        let prev_path = prev
+                            .ports
+                            .iter()
+                            .find(|(p2, n2, _, _)| p2 == proto && n2 == port)
+                            .map(|(_, _, _, p)| p.clone())
+                            .unwrap_or_else(|| prev.path.clone());
+                        self.out.push(
                                 Diagnostic::error(
                                     "port-clash",
                                     pp.clone(),
@@ -821,7 +990,7 @@ impl<'a> Validator<'a> {
                                 .related(prev_path, "first claimed")
                                 .help("each protocol and port on a shared VIP belongs to one service: change the port or use another VIP"),
                             );
-                        }
+                    }
                 }
             }
         }
@@ -836,21 +1005,41 @@ impl<'a> Validator<'a> {
                 let rp = path!["cluster", "apps", name, "ingress", i];
                 let Some(ing) = &c.ingress else {
                     self.push(
-                        Diagnostic::error("no-ingress", rp.join("host"), format!("app `{name}` has an HTTP route but the cluster has no ingress"))
-                            .help("add `cluster.ingress`"),
+                        Diagnostic::error(
+                            "no-ingress",
+                            rp.join("host"),
+                            format!(
+                                "app `{name}` has an HTTP route but the cluster has no ingress"
+                            ),
+                        )
+                        .help("add `cluster.ingress`"),
                     );
                     continue;
                 };
                 if !is_dns_name(&r.host) || r.host.starts_with("*.") {
                     self.push(
-                        Diagnostic::error("invalid-host", rp.join("host"), format!("`{}` is not a valid host name", r.host))
-                            .help("lower-case DNS labels separated by dots, such as `blog.example.com`"),
+                        Diagnostic::error(
+                            "invalid-host",
+                            rp.join("host"),
+                            format!("`{}` is not a valid host name", r.host),
+                        )
+                        .help(
+                            "lower-case DNS labels separated by dots, such as `blog.example.com`",
+                        ),
                     );
                 }
                 if !r.path.starts_with('/') {
-                    self.push(Diagnostic::error("invalid-path", rp.join("path"), format!("route path `{}` must start with `/`", r.path)));
+                    self.push(Diagnostic::error(
+                        "invalid-path",
+                        rp.join("path"),
+                        format!("route path `{}` must start with `/`", r.path),
+                    ));
                 }
-                let norm_path = if r.path.len() > 1 { r.path.trim_end_matches('/').to_string() } else { r.path.clone() };
+                let norm_path = if r.path.len() > 1 {
+                    r.path.trim_end_matches('/').to_string()
+                } else {
+                    r.path.clone()
+                };
                 if let Some(prev) = seen.insert((r.host.clone(), norm_path), rp.join("host")) {
                     self.push(
                         Diagnostic::error(
@@ -862,21 +1051,37 @@ impl<'a> Validator<'a> {
                         .help("two Ingresses for one host and path route unpredictably (Traefik picks either): keep one"),
                     );
                 }
-                let tcp_ports: Vec<u16> = app.ports.iter().filter(|p| p.protocol == Protocol::Tcp).map(|p| p.port).collect();
+                let tcp_ports: Vec<u16> = app
+                    .ports
+                    .iter()
+                    .filter(|p| p.protocol == Protocol::Tcp)
+                    .map(|p| p.port)
+                    .collect();
                 match r.port {
                     Some(p) if !tcp_ports.contains(&p) => self.push(
-                        Diagnostic::error("route-port", rp.join("port"), format!("route to port {p}, which app `{name}` does not list as a TCP port"))
-                            .help("add the port under `ports:` or route to one that is listed"),
+                        Diagnostic::error(
+                            "route-port",
+                            rp.join("port"),
+                            format!(
+                                "route to port {p}, which app `{name}` does not list as a TCP port"
+                            ),
+                        )
+                        .help("add the port under `ports:` or route to one that is listed"),
                     ),
                     None if tcp_ports.is_empty() => self.push(
-                        Diagnostic::error("route-port", rp.join("host"), format!("app `{name}` has an HTTP route but no TCP port"))
-                            .help("add the port the app serves HTTP on under `ports:`"),
+                        Diagnostic::error(
+                            "route-port",
+                            rp.join("host"),
+                            format!("app `{name}` has an HTTP route but no TCP port"),
+                        )
+                        .help("add the port the app serves HTTP on under `ports:`"),
                     ),
                     _ => {}
                 }
                 if let Some(tls) = &ing.tls
-                    && !tls.hosts.iter().any(|h| tls_covers(h, &r.host)) {
-                        self.push(
+                    && !tls.hosts.iter().any(|h| tls_covers(h, &r.host))
+                {
+                    self.push(
                             Diagnostic::error(
                                 "tls-uncovered",
                                 rp.join("host"),
@@ -884,25 +1089,37 @@ impl<'a> Validator<'a> {
                             )
                             .help("add the host (or a wildcard covering it) to `cluster.ingress.tls.hosts`"),
                         );
-                    }
+                }
             }
         }
         if let Some(tls) = c.ingress.as_ref().and_then(|i| i.tls.as_ref()) {
             let tp = path!["cluster", "ingress", "tls"];
             match (&tls.cluster_issuer, &tls.secret) {
                 (None, None) => self.push(
-                    Diagnostic::error_at_key("tls-source", tp.clone(), "TLS needs a `cluster_issuer` or a `secret`")
-                        .help("name a cert-manager ClusterIssuer, or an existing TLS secret"),
+                    Diagnostic::error_at_key(
+                        "tls-source",
+                        tp.clone(),
+                        "TLS needs a `cluster_issuer` or a `secret`",
+                    )
+                    .help("name a cert-manager ClusterIssuer, or an existing TLS secret"),
                 ),
                 (Some(_), Some(_)) => self.push(
-                    Diagnostic::error_at_key("tls-source", tp.clone(), "TLS names both a `cluster_issuer` and a `secret`")
-                        .help("keep one: the issuer makes the secret"),
+                    Diagnostic::error_at_key(
+                        "tls-source",
+                        tp.clone(),
+                        "TLS names both a `cluster_issuer` and a `secret`",
+                    )
+                    .help("keep one: the issuer makes the secret"),
                 ),
                 _ => {}
             }
             for (i, h) in tls.hosts.iter().enumerate() {
                 if !is_dns_name(h) {
-                    self.push(Diagnostic::error("invalid-host", tp.join("hosts").join(i), format!("`{h}` is not a valid host name")));
+                    self.push(Diagnostic::error(
+                        "invalid-host",
+                        tp.join("hosts").join(i),
+                        format!("`{h}` is not a valid host name"),
+                    ));
                 }
             }
             if tls.hosts.iter().any(|h| h.starts_with("*.")) && tls.secret.is_none() {
@@ -922,7 +1139,11 @@ impl<'a> Validator<'a> {
                     Diagnostic::error(
                         "forward-duplicate",
                         fp.join("port"),
-                        format!("WAN {} port {} is forwarded twice", f.protocol.k8s(), f.port),
+                        format!(
+                            "WAN {} port {} is forwarded twice",
+                            f.protocol.k8s(),
+                            f.port
+                        ),
                     )
                     .related(path!["router", "forwards", j, "port"], "first forwarded")
                     .help("a WAN port can go to one place only"),
@@ -933,14 +1154,22 @@ impl<'a> Validator<'a> {
                 match lab.cluster.as_ref().and_then(|c| c.ingress.as_ref()) {
                     Some(ing) => Some(lbs.iter().filter(|s| s.ip == ing.ip).collect()),
                     None => {
-                        self.push(Diagnostic::error("forward-target", fp.join("to"), "forward to `ingress`, but the cluster has no ingress"));
+                        self.push(Diagnostic::error(
+                            "forward-target",
+                            fp.join("to"),
+                            "forward to `ingress`, but the cluster has no ingress",
+                        ));
                         continue;
                     }
                 }
             } else if let Ok(ip) = f.to.parse::<Ipv4Addr>() {
                 let on_ip: Vec<&LbService> = lbs.iter().filter(|s| s.ip == ip).collect();
                 if on_ip.is_empty() {
-                    if lab.machines.values().any(|m| m.nics.iter().any(|n| n.ip == Some(ip))) {
+                    if lab
+                        .machines
+                        .values()
+                        .any(|m| m.nics.iter().any(|n| n.ip == Some(ip)))
+                    {
                         None // a machine: any port
                     } else {
                         self.push(
@@ -954,24 +1183,45 @@ impl<'a> Validator<'a> {
                 }
             } else if let Some(app) = lab.cluster.as_ref().and_then(|c| c.apps.get(&f.to)) {
                 let _ = app;
-                let mine: Vec<&LbService> = lbs.iter().filter(|s| s.app.as_deref() == Some(f.to.as_str())).collect();
+                let mine: Vec<&LbService> = lbs
+                    .iter()
+                    .filter(|s| s.app.as_deref() == Some(f.to.as_str()))
+                    .collect();
                 if mine.is_empty() {
                     self.push(
-                        Diagnostic::error("forward-target", fp.join("to"), format!("forward to app `{}`, which exposes no port outside the cluster", f.to))
-                            .help("set `expose: shared` (or a `vip`) on the app's port"),
+                        Diagnostic::error(
+                            "forward-target",
+                            fp.join("to"),
+                            format!(
+                                "forward to app `{}`, which exposes no port outside the cluster",
+                                f.to
+                            ),
+                        )
+                        .help("set `expose: shared` (or a `vip`) on the app's port"),
                     );
                     continue;
                 }
                 Some(mine)
             } else {
-                let mut known: Vec<&str> = lab.cluster.iter().flat_map(|c| c.apps.keys().map(String::as_str)).collect();
+                let mut known: Vec<&str> = lab
+                    .cluster
+                    .iter()
+                    .flat_map(|c| c.apps.keys().map(String::as_str))
+                    .collect();
                 known.push("ingress");
-                self.unknown("forward-target", fp.join("to"), "forward target", &f.to, known);
+                self.unknown(
+                    "forward-target",
+                    fp.join("to"),
+                    "forward target",
+                    &f.to,
+                    known,
+                );
                 continue;
             };
             if let Some(svcs) = target
-                && !svcs.iter().any(|s| s.serves(f.protocol, to_port)) {
-                    self.push(
+                && !svcs.iter().any(|s| s.serves(f.protocol, to_port))
+            {
+                self.push(
                         Diagnostic::error(
                             "forward-target",
                             fp.join("to"),
@@ -979,14 +1229,18 @@ impl<'a> Validator<'a> {
                         )
                         .help("expose that port on the target (`expose: shared` or a `vip`), or fix `port`/`to_port`/`protocol`"),
                     );
-                }
+            }
         }
     }
 
     fn volumes(&mut self) {
         let lab = self.lab;
         let Some(c) = &lab.cluster else { return };
-        let exports: Vec<&str> = lab.storage.iter().flat_map(|s| s.exports.keys().map(String::as_str)).collect();
+        let exports: Vec<&str> = lab
+            .storage
+            .iter()
+            .flat_map(|s| s.exports.keys().map(String::as_str))
+            .collect();
         let nodes: Vec<(&str, Ipv4Addr)> = c
             .control_plane
             .iter()
@@ -999,15 +1253,29 @@ impl<'a> Validator<'a> {
                 let vp = path!["cluster", "apps", name, "volumes", i];
                 if let Some(j) = names.insert(v.name.as_str(), i) {
                     self.push(
-                        Diagnostic::error("volume-reused", vp.join("name"), format!("volume `{}` is listed twice in app `{name}`", v.name))
-                            .related(path!["cluster", "apps", name, "volumes", j, "name"], "first listed"),
+                        Diagnostic::error(
+                            "volume-reused",
+                            vp.join("name"),
+                            format!("volume `{}` is listed twice in app `{name}`", v.name),
+                        )
+                        .related(
+                            path!["cluster", "apps", name, "volumes", j, "name"],
+                            "first listed",
+                        ),
                     );
                 }
                 if !is_dns_label(&v.name) {
                     self.push(bad_label(vp.join("name"), &v.name, "volume name", false));
                 }
-                let Some(export) = lab.storage.as_ref().and_then(|s| s.exports.get(&v.export)) else {
-                    self.unknown("volume-export", vp.join("export"), "export", &v.export, exports.clone());
+                let Some(export) = lab.storage.as_ref().and_then(|s| s.exports.get(&v.export))
+                else {
+                    self.unknown(
+                        "volume-export",
+                        vp.join("export"),
+                        "export",
+                        &v.export,
+                        exports.clone(),
+                    );
                     continue;
                 };
                 let allowed = |ip: Ipv4Addr, node: &str| {
@@ -1018,22 +1286,38 @@ impl<'a> Validator<'a> {
                             || a.parse::<Ipv4Addr>().is_ok_and(|x| x == ip)
                     })
                 };
-                let refused: Vec<&str> = nodes.iter().filter(|(n, ip)| !allowed(*ip, n)).map(|(n, _)| *n).collect();
+                let refused: Vec<&str> = nodes
+                    .iter()
+                    .filter(|(n, ip)| !allowed(*ip, n))
+                    .map(|(n, _)| *n)
+                    .collect();
                 if !refused.is_empty() {
                     self.push(
                         Diagnostic::error(
                             "volume-export",
                             vp.join("export"),
-                            format!("export `{}` does not allow cluster node(s) {}", v.export, refused.join(", ")),
+                            format!(
+                                "export `{}` does not allow cluster node(s) {}",
+                                v.export,
+                                refused.join(", ")
+                            ),
                         )
-                        .related(path!["storage", "exports", &v.export, "allow"], "the export's allowed clients")
+                        .related(
+                            path!["storage", "exports", &v.export, "allow"],
+                            "the export's allowed clients",
+                        )
                         .help("add the nodes' network (or the nodes) to the export's `allow:`"),
                     );
                 }
                 if export.read_only {
-                    self.push(
-                        Diagnostic::warning("volume-export", vp.join("export"), format!("export `{}` is read-only; app `{name}` cannot write to it", v.export)),
-                    );
+                    self.push(Diagnostic::warning(
+                        "volume-export",
+                        vp.join("export"),
+                        format!(
+                            "export `{}` is read-only; app `{name}` cannot write to it",
+                            v.export
+                        ),
+                    ));
                 }
                 if v.sqlite {
                     self.push(
@@ -1051,13 +1335,24 @@ impl<'a> Validator<'a> {
                         || a.parse::<Cidr>().is_ok()
                         || a.parse::<Ipv4Addr>().is_ok();
                     if !ok {
-                        let mut known: Vec<&str> = lab.networks.keys().map(String::as_str).collect();
+                        let mut known: Vec<&str> =
+                            lab.networks.keys().map(String::as_str).collect();
                         known.extend(lab.machines.keys().map(String::as_str));
-                        self.unknown("unknown-client", path!["storage", "exports", ename, "allow", i], "network or machine", a, known);
+                        self.unknown(
+                            "unknown-client",
+                            path!["storage", "exports", ename, "allow", i],
+                            "network or machine",
+                            a,
+                            known,
+                        );
                     }
                 }
                 if !e.path.starts_with('/') || e.path.split('/').any(|s| s == "..") {
-                    self.push(Diagnostic::error("invalid-path", path!["storage", "exports", ename, "path"], format!("export path `{}` must be absolute, without `..`", e.path)));
+                    self.push(Diagnostic::error(
+                        "invalid-path",
+                        path!["storage", "exports", ename, "path"],
+                        format!("export path `{}` must be absolute, without `..`", e.path),
+                    ));
                 }
             }
         }
@@ -1107,7 +1402,9 @@ fn outside(p: TreePath, ip: Ipv4Addr, net: &str, cidr: Cidr) -> Diagnostic {
         p,
         format!("{ip} is not inside network `{net}` ({cidr})"),
     )
-    .help(format!("pick an address inside {cidr}, or put the NIC on the network that holds {ip}"))
+    .help(format!(
+        "pick an address inside {cidr}, or put the NIC on the network that holds {ip}"
+    ))
 }
 
 fn reserved(p: TreePath, ip: Ipv4Addr, cidr: Cidr) -> Diagnostic {

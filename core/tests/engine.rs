@@ -110,8 +110,8 @@ fn graph() -> Vec<Resource> {
     let a = id("deployment", "a");
     vec![
         res("namespace", "ns", &[]),
-        res("deployment", "a", &[ns.clone()]),
-        res("deployment", "b", &[ns.clone()]),
+        res("deployment", "a", std::slice::from_ref(&ns)),
+        res("deployment", "b", std::slice::from_ref(&ns)),
         res("service", "a2", &[a]),
     ]
 }
@@ -126,7 +126,7 @@ async fn apply_respects_dependencies_and_converges() {
     let report = e.apply(&plan, ApplyOptions::default()).await.unwrap();
     assert!(report.is_success(), "{report:?}");
     let calls = p.calls();
-    let pos = |n: &str| calls.iter().position(|(_, i)| i.name == n).unwrap();
+    let pos = |n: &str| calls.iter().position(|(_, i)| &*i.name == n).unwrap();
     assert!(pos("ns") < pos("a") && pos("ns") < pos("b") && pos("a") < pos("a2"));
     let again = e.plan(graph()).await.unwrap();
     assert!(!again.summary.has_changes(), "a second plan is empty");
@@ -138,14 +138,26 @@ async fn concurrency_is_bounded_and_used() {
     let dir = tempfile::tempdir().unwrap();
     let p = Arc::new(TestProvider::with_delay(20));
     let e = engine(&p, dir.path());
-    let many: Vec<Resource> = (0..40).map(|i| res("configmap", &format!("c{i:02}"), &[])).collect();
+    let many: Vec<Resource> = (0..40)
+        .map(|i| res("configmap", &format!("c{i:02}"), &[]))
+        .collect();
     let plan = e.plan(many).await.unwrap();
     let report = e
-        .apply(&plan, ApplyOptions { concurrency: 5, ..Default::default() })
+        .apply(
+            &plan,
+            ApplyOptions {
+                concurrency: 5,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert!(report.is_success());
-    assert_eq!(p.max_running.load(Ordering::SeqCst), 5, "never more than the bound, and the bound is reached");
+    assert_eq!(
+        p.max_running.load(Ordering::SeqCst),
+        5,
+        "never more than the bound, and the bound is reached"
+    );
 }
 
 #[tokio::test]
@@ -158,7 +170,13 @@ async fn a_failure_skips_dependants_but_not_independent_branches() {
     let events = Mutex::new(Vec::new());
     let sink = |ev: &Event| events.lock().unwrap().push(ev.clone());
     let report = e
-        .apply(&plan, ApplyOptions { on_event: Some(&sink), ..Default::default() })
+        .apply(
+            &plan,
+            ApplyOptions {
+                on_event: Some(&sink),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(report.failed.len(), 1);
@@ -167,13 +185,22 @@ async fn a_failure_skips_dependants_but_not_independent_branches() {
     assert_eq!(report.skipped, vec![id("service", "a2")]);
     assert_eq!(report.done.create, 2, "ns and b were created");
     let events = events.into_inner().unwrap();
-    assert!(events.iter().any(|e| matches!(e, Event::StepSkipped { id, .. } if id.name == "a2")));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::StepSkipped { id, .. } if &*id.name == "a2"))
+    );
     assert!(matches!(events.last(), Some(Event::Finished { .. })));
     // The next apply converges once the fault is gone.
     p.fail.lock().unwrap().clear();
     let plan = e.plan(graph()).await.unwrap();
     assert_eq!(plan.summary.create, 2);
-    assert!(e.apply(&plan, ApplyOptions::default()).await.unwrap().is_success());
+    assert!(
+        e.apply(&plan, ApplyOptions::default())
+            .await
+            .unwrap()
+            .is_success()
+    );
 }
 
 #[tokio::test]
@@ -188,7 +215,7 @@ async fn removing_from_the_lab_deletes_in_reverse_dependency_order() {
     assert_eq!(plan.summary.delete, 4);
     e.apply(&plan, ApplyOptions::default()).await.unwrap();
     let calls: Vec<_> = p.calls()[before..].to_vec();
-    let pos = |n: &str| calls.iter().position(|(_, i)| i.name == n).unwrap();
+    let pos = |n: &str| calls.iter().position(|(_, i)| &*i.name == n).unwrap();
     assert!(pos("a2") < pos("a") && pos("a") < pos("ns") && pos("b") < pos("ns"));
     assert!(calls.iter().all(|(a, _)| *a == Action::Delete));
 }
@@ -198,9 +225,17 @@ async fn updates_carry_field_level_changes() {
     let dir = tempfile::tempdir().unwrap();
     let p = Arc::new(TestProvider::default());
     let e = engine(&p, dir.path());
-    let v1 = vec![Resource::new(id("deployment", "web"), json!({"spec": {"replicas": 1, "image": "a:1"}}))];
-    e.apply(&e.plan(v1).await.unwrap(), ApplyOptions::default()).await.unwrap();
-    let v2 = vec![Resource::new(id("deployment", "web"), json!({"spec": {"replicas": 1, "image": "a:2"}}))];
+    let v1 = vec![Resource::new(
+        id("deployment", "web"),
+        json!({"spec": {"replicas": 1, "image": "a:1"}}),
+    )];
+    e.apply(&e.plan(v1).await.unwrap(), ApplyOptions::default())
+        .await
+        .unwrap();
+    let v2 = vec![Resource::new(
+        id("deployment", "web"),
+        json!({"spec": {"replicas": 1, "image": "a:2"}}),
+    )];
     let plan = e.plan(v2).await.unwrap();
     assert_eq!(plan.summary.update, 1);
     let ch = &plan.steps[0].changes;
@@ -222,7 +257,10 @@ async fn plans_are_deterministic() {
     let a = serde_json::to_vec(&e.plan(rs.clone()).await.unwrap()).unwrap();
     rs.reverse();
     let b = serde_json::to_vec(&e.plan(rs).await.unwrap()).unwrap();
-    assert_eq!(a, b, "same input in another order gives a byte-identical plan");
+    assert_eq!(
+        a, b,
+        "same input in another order gives a byte-identical plan"
+    );
 }
 
 #[tokio::test]
@@ -252,7 +290,9 @@ async fn cancel_stops_new_steps_and_reports_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let p = Arc::new(TestProvider::with_delay(30));
     let e = engine(&p, dir.path());
-    let many: Vec<Resource> = (0..20).map(|i| res("configmap", &format!("c{i:02}"), &[])).collect();
+    let many: Vec<Resource> = (0..20)
+        .map(|i| res("configmap", &format!("c{i:02}"), &[]))
+        .collect();
     let plan = e.plan(many).await.unwrap();
     let cancel = Cancel::new();
     let c2 = cancel.clone();
@@ -262,14 +302,24 @@ async fn cancel_stops_new_steps_and_reports_the_rest() {
         }
     };
     let report = e
-        .apply(&plan, ApplyOptions { concurrency: 2, on_event: Some(&sink), cancel, ..Default::default() })
+        .apply(
+            &plan,
+            ApplyOptions {
+                concurrency: 2,
+                on_event: Some(&sink),
+                cancel,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert!(report.cancelled);
     assert_eq!(report.done.create, 2, "the two steps in flight finished");
     assert_eq!(report.skipped.len(), 18);
     let records = e.store().records().unwrap();
-    assert!(records.iter().any(|r| matches!(r, cloudlet_core::store::Record::End { status, .. } if status == "cancelled")));
+    assert!(records.iter().any(
+        |r| matches!(r, cloudlet_core::store::Record::End { status, .. } if status == "cancelled")
+    ));
 }
 
 #[tokio::test]
@@ -279,9 +329,18 @@ async fn a_stale_saved_plan_is_refused() {
     let e = engine(&p, dir.path());
     let plan = e.plan(graph()).await.unwrap();
     // Somebody changes the infrastructure after the plan was saved.
-    p.items.lock().unwrap().insert(id("namespace", "ns"), res("namespace", "ns", &[]));
+    p.items
+        .lock()
+        .unwrap()
+        .insert(id("namespace", "ns"), res("namespace", "ns", &[]));
     let r = e
-        .apply(&plan, ApplyOptions { verify_fresh: true, ..Default::default() })
+        .apply(
+            &plan,
+            ApplyOptions {
+                verify_fresh: true,
+                ..Default::default()
+            },
+        )
         .await;
     assert!(matches!(r, Err(EngineError::StalePlan { .. })), "{r:?}");
 }
@@ -291,23 +350,46 @@ async fn an_interrupted_apply_is_reported_and_the_next_converges_without_duplica
     let dir = tempfile::tempdir().unwrap();
     let p = Arc::new(TestProvider::with_delay(10));
     let e = engine(&p, dir.path());
-    let many: Vec<Resource> = (0..30).map(|i| res("configmap", &format!("c{i:02}"), &[])).collect();
+    let many: Vec<Resource> = (0..30)
+        .map(|i| res("configmap", &format!("c{i:02}"), &[]))
+        .collect();
     let plan = e.plan(many.clone()).await.unwrap();
     // Drop the apply future mid-way: the in-process equivalent of a killed process.
     let _ = tokio::time::timeout(
         Duration::from_millis(45),
-        e.apply(&plan, ApplyOptions { concurrency: 2, ..Default::default() }),
+        e.apply(
+            &plan,
+            ApplyOptions {
+                concurrency: 2,
+                ..Default::default()
+            },
+        ),
     )
     .await;
-    let interrupted = e.store().interrupted().unwrap().expect("the journal shows an unfinished apply");
+    let interrupted = e
+        .store()
+        .interrupted()
+        .unwrap()
+        .expect("the journal shows an unfinished apply");
     assert!(interrupted.done > 0 && interrupted.done < 30);
     let created_before = p.calls().len();
     let events = Mutex::new(Vec::new());
     let sink = |ev: &Event| events.lock().unwrap().push(ev.clone());
     let plan = e.plan(many).await.unwrap();
     assert_eq!(plan.summary.create + plan.summary.unchanged, 30);
-    e.apply(&plan, ApplyOptions { on_event: Some(&sink), ..Default::default() }).await.unwrap();
-    assert!(matches!(events.lock().unwrap().first(), Some(Event::Resumed { .. })));
+    e.apply(
+        &plan,
+        ApplyOptions {
+            on_event: Some(&sink),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        events.lock().unwrap().first(),
+        Some(Event::Resumed { .. })
+    ));
     let calls = p.calls();
     let mut seen = HashSet::new();
     for (a, i) in &calls {

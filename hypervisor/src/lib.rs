@@ -106,16 +106,22 @@ mod tests {
     #[test]
     fn vms_depend_on_their_networks_and_get_stable_macs() {
         let text = "name: t\nsite: {domain: t.lan}\nhosts: {h: {kind: esxi, cpus: 4, memory: 8GiB, storage: 100GiB}}\nnetworks: {lan: {cidr: 10.0.0.0/24}}\nmachines:\n  a: {cpus: 1, memory: 1GiB, disks: [{size: 8GiB}], nics: [{network: lan}]}\n";
-        let lab = load_texts(vec![("t.yaml".into(), text.into())], ".".into()).unwrap().lab;
+        let lab = load_texts(vec![("t.yaml".into(), text.into())], ".".into())
+            .unwrap()
+            .lab;
         let rs = expand(&lab);
         assert_eq!(rs.len(), 2);
         let vm = &rs[1];
         assert_eq!(vm.id.to_string(), "hypervisor/vm/a");
         assert_eq!(vm.depends_on, vec![network_id("lan")]);
-        assert_eq!(vm.body["host"], "h");
-        assert_eq!(vm.body["disks"][0]["size_mib"], 8192);
-        let mac = vm.body["nics"][0]["mac"].as_str().unwrap().to_string();
-        assert_eq!(expand(&lab)[1].body["nics"][0]["mac"], mac.as_str());
-        assert!(u8::from_str_radix(&mac[..2], 16).unwrap() & 2 == 2, "locally administered");
+        let body = vm.body.value();
+        assert_eq!(body["host"], "h");
+        assert_eq!(body["disks"][0]["size_mib"], 8192);
+        let mac = body["nics"][0]["mac"].as_str().unwrap().to_string();
+        assert_eq!(expand(&lab)[1].body.value()["nics"][0]["mac"], mac.as_str());
+        assert!(
+            u8::from_str_radix(&mac[..2], 16).unwrap() & 2 == 2,
+            "locally administered"
+        );
     }
 }

@@ -16,11 +16,21 @@ use serde_json::json;
 
 /// The id of a machine NIC's DHCP reservation.
 pub fn reservation_id(machine: &str, nic: usize) -> ResourceId {
-    ResourceId::new(Domain::Router, "dhcp-reservation", format!("{machine}.nic{nic}"))
+    ResourceId::new(
+        Domain::Router,
+        "dhcp-reservation",
+        format!("{machine}.nic{nic}"),
+    )
 }
 
 /// Where a forward goes: the VIP of an app, the ingress VIP, or a literal address.
-fn forward_target(lab: &Lab, lbs: &[lb::LbService], to: &str, proto: cloudlet_core::model::Protocol, port: u16) -> Option<Ipv4Addr> {
+fn forward_target(
+    lab: &Lab,
+    lbs: &[lb::LbService],
+    to: &str,
+    proto: cloudlet_core::model::Protocol,
+    port: u16,
+) -> Option<Ipv4Addr> {
     if let Ok(ip) = to.parse::<Ipv4Addr>() {
         return Some(ip);
     }
@@ -47,7 +57,11 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
         }
         for (i, nic) in m.nics.iter().enumerate() {
             let Some(ip) = nic.ip else { continue };
-            if lab.networks.get(&nic.network).is_none_or(|n| n.dhcp.is_none()) {
+            if lab
+                .networks
+                .get(&nic.network)
+                .is_none_or(|n| n.dhcp.is_none())
+            {
                 continue;
             }
             out.push(Resource::new(
@@ -68,13 +82,14 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
         }
     }
     if let Some(c) = &lab.cluster
-        && let Some(ing) = &c.ingress {
-            for app in c.apps.values() {
-                for r in &app.ingress {
-                    dns.insert(r.host.clone(), ing.ip);
-                }
+        && let Some(ing) = &c.ingress
+    {
+        for app in c.apps.values() {
+            for r in &app.ingress {
+                dns.insert(r.host.clone(), ing.ip);
             }
         }
+    }
     for (host, ip) in dns {
         out.push(Resource::new(
             ResourceId::new(Domain::Router, "dns-override", host.clone()),
@@ -87,7 +102,11 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
     vips.dedup();
     for ip in &vips {
         out.push(Resource::new(
-            ResourceId::new(Domain::Router, "alias", format!("vip-{}", ip.to_string().replace('.', "-"))),
+            ResourceId::new(
+                Domain::Router,
+                "alias",
+                format!("vip-{}", ip.to_string().replace('.', "-")),
+            ),
             json!({"type": "host", "addresses": [ip.to_string()]}),
         ));
     }
@@ -116,7 +135,11 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
                 "description": format!("{} {}/{} -> {}", f.to, f.protocol.as_str(), f.port, target),
             }),
         );
-        let alias = ResourceId::new(Domain::Router, "alias", format!("vip-{}", target.to_string().replace('.', "-")));
+        let alias = ResourceId::new(
+            Domain::Router,
+            "alias",
+            format!("vip-{}", target.to_string().replace('.', "-")),
+        );
         if vips.contains(&target) {
             fr = fr.after(alias);
         }

@@ -57,9 +57,15 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
         if m.boot.first() != Some(&BootDevice::Network) {
             continue;
         }
-        let Some(profile_name) = &m.install else { continue };
-        let Some(p) = pxe.profiles.get(profile_name) else { continue };
-        let Some((i, nic)) = m.nics.iter().enumerate().next() else { continue };
+        let Some(profile_name) = &m.install else {
+            continue;
+        };
+        let Some(p) = pxe.profiles.get(profile_name) else {
+            continue;
+        };
+        let Some((i, nic)) = m.nics.iter().enumerate().next() else {
+            continue;
+        };
         let mac = lab.nic_mac(name, i, nic).to_string();
         let users: Vec<_> = p
             .users
@@ -75,30 +81,28 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
             .collect();
         let net = lab.networks.get(&nic.network);
         let cfg = install_config_id(name);
-        out.push(
-            Resource::new(
-                cfg.clone(),
-                json!({
-                    "format": match p.format {
-                        InstallFormat::Kickstart => "kickstart",
-                        InstallFormat::Autoinstall => "autoinstall",
-                        InstallFormat::Preseed => "preseed",
-                    },
-                    "hostname": name,
-                    "fqdn": format!("{name}.{}", lab.site.domain),
-                    "mac": mac,
-                    "ip": nic.ip.map(|ip| ip.to_string()),
-                    "prefix": net.map(|n| n.cidr.prefix),
-                    "gateway": net.and_then(|n| n.gateway).map(|g| g.to_string()),
-                    "dns": net.map(|n| n.dns.iter().map(ToString::to_string).collect::<Vec<_>>()),
-                    "timezone": lab.site.timezone,
-                    "users": users,
-                    "packages": p.packages,
-                    "fstype": p.fstype,
-                    "post": p.post,
-                }),
-            )
-        );
+        out.push(Resource::new(
+            cfg.clone(),
+            json!({
+                "format": match p.format {
+                    InstallFormat::Kickstart => "kickstart",
+                    InstallFormat::Autoinstall => "autoinstall",
+                    InstallFormat::Preseed => "preseed",
+                },
+                "hostname": name,
+                "fqdn": format!("{name}.{}", lab.site.domain),
+                "mac": mac,
+                "ip": nic.ip.map(|ip| ip.to_string()),
+                "prefix": net.map(|n| n.cidr.prefix),
+                "gateway": net.and_then(|n| n.gateway).map(|g| g.to_string()),
+                "dns": net.map(|n| n.dns.iter().map(ToString::to_string).collect::<Vec<_>>()),
+                "timezone": lab.site.timezone,
+                "users": users,
+                "packages": p.packages,
+                "fstype": p.fstype,
+                "post": p.post,
+            }),
+        ));
         out.push(
             Resource::new(
                 boot_entry_id(name),
@@ -125,6 +129,9 @@ mod tests {
 
     #[test]
     fn pxelinux_file_names() {
-        assert_eq!(pxelinux_mac_file("AA:bb:0C:dd:ee:ff"), "01-aa-bb-0c-dd-ee-ff");
+        assert_eq!(
+            pxelinux_mac_file("AA:bb:0C:dd:ee:ff"),
+            "01-aa-bb-0c-dd-ee-ff"
+        );
     }
 }

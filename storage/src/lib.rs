@@ -23,7 +23,11 @@ pub fn clients(lab: &Lab, allow: &[String]) -> Vec<String> {
             if let Some(n) = lab.networks.get(a) {
                 vec![n.cidr.to_string()]
             } else if let Some(m) = lab.machines.get(a) {
-                m.nics.iter().filter_map(|n| n.ip).map(|ip| format!("{ip}/32")).collect()
+                m.nics
+                    .iter()
+                    .filter_map(|n| n.ip)
+                    .map(|ip| format!("{ip}/32"))
+                    .collect()
             } else if let Ok(c) = a.parse::<Cidr>() {
                 vec![c.to_string()]
             } else if let Ok(ip) = a.parse::<std::net::Ipv4Addr>() {
