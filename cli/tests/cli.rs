@@ -304,3 +304,97 @@ fn crash_in_the_middle_of_an_apply_then_converge() {
     assert_eq!(journal.matches("\"record\":\"begin\"").count(), 2);
     assert_eq!(journal.matches("\"record\":\"end\"").count(), 1);
 }
+
+fn copy_seed() -> tempfile::TempDir {
+    let lab = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(seed()).unwrap() {
+        let f = f.unwrap();
+        if f.path().extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(f.path(), lab.path().join(f.file_name())).unwrap();
+        }
+    }
+    lab
+}
+
+#[test]
+fn removing_an_app_prunes_exactly_its_objects() {
+    let st = tempfile::tempdir().unwrap();
+    let lab = copy_seed();
+    let l = lab.path().to_str().unwrap();
+    assert!(cloudlet(st.path(), &["apply", l, "--yes"]).status.success());
+    // A file cloudlet did not write sits among its output and must survive the prune.
+    let hand = st
+        .path()
+        .join("local/cluster/deployment/blog.handmade.json");
+    std::fs::write(&hand, "{\"kind\": \"Deployment\"}").unwrap();
+
+    let cluster = lab.path().join("cluster.yaml");
+    let text = std::fs::read_to_string(&cluster).unwrap();
+    let start = text.find("    blog:\n").unwrap();
+    let end = text.find("    wireguard:\n").unwrap();
+    std::fs::write(&cluster, format!("{}{}", &text[..start], &text[end..])).unwrap();
+
+    let o = cloudlet(st.path(), &["plan", l, "--output", "json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let steps = plan["steps"].as_array().unwrap();
+    let ids: Vec<&str> = steps.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert!(steps.iter().all(|s| s["action"] == "delete"), "{ids:?}");
+    assert_eq!(
+        ids.iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        [
+            "cluster/deployment/blog.blog",
+            "cluster/ingress/blog.blog",
+            "cluster/namespace/blog",
+            "cluster/networkpolicy/blog.default-deny",
+            "cluster/persistentvolume/blog-blog-content",
+            "cluster/persistentvolumeclaim/blog.blog-content",
+            "cluster/service/blog.blog",
+            "router/dns-override/blog.example.com",
+        ]
+        .into_iter()
+        .collect()
+    );
+    // Dependants go first: the namespace is deleted after everything in it.
+    let ns = ids
+        .iter()
+        .position(|i| *i == "cluster/namespace/blog")
+        .unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let namespaced = id.starts_with("cluster/") && id.contains("/blog.");
+        assert!(
+            !namespaced || i < ns,
+            "{id} is deleted after its namespace: {ids:?}"
+        );
+    }
+    assert!(cloudlet(st.path(), &["apply", l, "--yes"]).status.success());
+    assert!(
+        hand.exists(),
+        "a file without cloudlet's marker is never pruned"
+    );
+    let o = cloudlet(st.path(), &["plan", l, "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0));
+}
+
+#[test]
+fn a_real_backend_that_is_not_built_in_is_a_clear_error() {
+    let st = tempfile::tempdir().unwrap();
+    let lab = copy_seed();
+    let f = lab.path().join("lab.yaml");
+    let text = std::fs::read_to_string(&f).unwrap().replace(
+        "  hypervisor: {kind: local}",
+        "  hypervisor: {kind: vsphere, endpoint: \"https://vcenter.home.lan/sdk\", credentials: {env: VSPHERE_PASSWORD}}",
+    );
+    std::fs::write(&f, text).unwrap();
+    let l = lab.path().to_str().unwrap();
+    assert!(cloudlet(st.path(), &["validate", l]).status.success());
+    let o = cloudlet(st.path(), &["plan", l]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("no provider for the hypervisor domain: the `vsphere` backend is not available in this build"),
+        "{}",
+        text(&o)
+    );
+}
