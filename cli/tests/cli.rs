@@ -329,10 +329,10 @@ fn removing_an_app_prunes_exactly_its_objects() {
     std::fs::write(&hand, "{\"kind\": \"Deployment\"}").unwrap();
 
     let cluster = lab.path().join("cluster.yaml");
-    let text = std::fs::read_to_string(&cluster).unwrap();
-    let start = text.find("    blog:\n").unwrap();
-    let end = text.find("    wireguard:\n").unwrap();
-    std::fs::write(&cluster, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    let yaml = std::fs::read_to_string(&cluster).unwrap();
+    let start = yaml.find("    blog:\n").unwrap();
+    let end = yaml.find("    wireguard:\n").unwrap();
+    std::fs::write(&cluster, format!("{}{}", &yaml[..start], &yaml[end..])).unwrap();
 
     let o = cloudlet(st.path(), &["plan", l, "--output", "json"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -383,11 +383,11 @@ fn a_real_backend_that_is_not_built_in_is_a_clear_error() {
     let st = tempfile::tempdir().unwrap();
     let lab = copy_seed();
     let f = lab.path().join("lab.yaml");
-    let text = std::fs::read_to_string(&f).unwrap().replace(
+    let yaml = std::fs::read_to_string(&f).unwrap().replace(
         "  hypervisor: {kind: local}",
         "  hypervisor: {kind: vsphere, endpoint: \"https://vcenter.home.lan/sdk\", credentials: {env: VSPHERE_PASSWORD}}",
     );
-    std::fs::write(&f, text).unwrap();
+    std::fs::write(&f, yaml).unwrap();
     let l = lab.path().to_str().unwrap();
     assert!(cloudlet(st.path(), &["validate", l]).status.success());
     let o = cloudlet(st.path(), &["plan", l]);
