@@ -166,24 +166,34 @@ impl Lab {
     /// DHCP reservation and its install config; an NFS volume after its export). Refuses a
     /// lab with validation errors.
     pub fn desired(&self) -> Result<Vec<Resource>, Error> {
-        let report = self.validate();
+        // Validation and expansion read the same model: run them side by side and drop the
+        // expansion when validation fails.
+        let (report, resources) = rayon::join(|| self.validate(), || self.expand());
         if report.has_errors() {
             return Err(Error::Invalid {
                 diagnostics: report.diagnostics,
             });
         }
-        Ok(self.expand())
+        Ok(resources)
     }
 
     /// The desired resources without validating first: for callers that validated already.
     /// On an invalid lab the result is unspecified (but never a panic).
     pub fn expand(&self) -> Vec<Resource> {
         let lab = &self.loaded.lab;
-        let router = network::expand(lab);
-        let pxe = pxe::expand(lab);
-        let storage = storage::expand(lab);
-        let mut hyper = hypervisor::expand(lab);
-        let ids = |rs: &[Resource]| -> std::collections::HashSet<ResourceId> {
+        // The cluster holds most resources; the other domains expand beside it.
+        let (mut cluster, (router, pxe, storage, mut hyper)) = rayon::join(
+            || cluster::expand(lab),
+            || {
+                (
+                    network::expand(lab),
+                    pxe::expand(lab),
+                    storage::expand(lab),
+                    hypervisor::expand(lab),
+                )
+            },
+        );
+        let ids = |rs: &[Resource]| -> rustc_hash::FxHashSet<ResourceId> {
             rs.iter().map(|r| r.id.clone()).collect()
         };
         let (router_ids, pxe_ids) = (ids(&router), ids(&pxe));
@@ -205,9 +215,8 @@ impl Lab {
                 }
             }
         }
-        let mut cluster = cluster::expand(lab);
         let storage_ids = ids(&storage);
-        let mut pv_exports: std::collections::HashMap<ResourceId, ResourceId> = Default::default();
+        let mut pv_exports: rustc_hash::FxHashMap<ResourceId, ResourceId> = Default::default();
         if let Some(c) = &lab.cluster {
             for (name, app) in &c.apps {
                 let ns = cloudlet_core::Lab::app_namespace(name, app);

@@ -17,6 +17,7 @@ use cloudlet_core::model::{App, Cluster, Expose, Lab, Protocol, SecretRef, Traff
 use cloudlet_core::resource::Body;
 use cloudlet_core::{Domain, Resource, ResourceId};
 use k8s::*;
+use rayon::prelude::*;
 
 /// The label saying cloudlet manages an object.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -164,10 +165,21 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
         );
     }
 
-    for (name, app) in &c.apps {
-        let ns = Lab::app_namespace(name, app);
-        namespaces.insert(ns);
-        app_objects(lab, c, name, app, ns, &mut out);
+    // Apps expand independently: spread them over the cores, keeping their order.
+    let apps: Vec<(&String, &App)> = c.apps.iter().collect();
+    namespaces.extend(apps.iter().map(|(name, app)| Lab::app_namespace(name, app)));
+    let per_chunk: Vec<Vec<Resource>> = apps
+        .par_chunks(64)
+        .map(|chunk| {
+            let mut v = Vec::with_capacity(chunk.len() * 9);
+            for (name, app) in chunk {
+                app_objects(lab, c, name, app, Lab::app_namespace(name, app), &mut v);
+            }
+            v
+        })
+        .collect();
+    for v in per_chunk {
+        out.extend(v);
     }
 
     if c.network_policy.default_deny {

@@ -78,9 +78,46 @@ impl ResourceId {
     pub fn new(domain: Domain, kind: impl AsRef<str>, name: impl AsRef<str>) -> Self {
         ResourceId {
             domain,
-            kind: Arc::from(kind.as_ref()),
+            kind: intern_kind(kind.as_ref()),
             name: Arc::from(name.as_ref()),
         }
+    }
+}
+
+/// Kinds repeat in every plan: the known ones share one allocation each.
+fn intern_kind(kind: &str) -> Arc<str> {
+    use std::sync::OnceLock;
+    const KNOWN: [&str; 24] = [
+        "alias",
+        "boot-entry",
+        "configmap",
+        "dataset",
+        "deployment",
+        "dhcp-reservation",
+        "dns-override",
+        "firewall-rule",
+        "ingress",
+        "install-config",
+        "ipaddresspool",
+        "l2advertisement",
+        "menu",
+        "namespace",
+        "network",
+        "networkpolicy",
+        "nfs-export",
+        "persistentvolume",
+        "persistentvolumeclaim",
+        "port-forward",
+        "secret",
+        "service",
+        "snapshot-task",
+        "vm",
+    ];
+    static TABLE: OnceLock<Vec<Arc<str>>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| KNOWN.iter().map(|k| Arc::from(*k)).collect());
+    match KNOWN.binary_search(&kind) {
+        Ok(i) => table[i].clone(),
+        Err(_) => Arc::from(kind),
     }
 }
 
