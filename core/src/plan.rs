@@ -2,12 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use std::fmt::Write as _;
-
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::error::EngineError;
 use crate::resource::{Domain, Resource, ResourceId};
@@ -116,25 +113,20 @@ pub fn digest(resources: &[Resource]) -> String {
     digest_sorted(&sorted)
 }
 
-/// [`digest`] of resources already sorted by id: SHA-256 over the SHA-256 of each run of
-/// 1,024 resources, so the runs hash on all cores.
+/// [`digest`] of resources already sorted by id: BLAKE3 over the BLAKE3 of each run of 1,024
+/// resources, so the runs hash on all cores (and BLAKE3's SIMD lanes within a run).
 fn digest_sorted(sorted: &[&Resource]) -> String {
     use rayon::prelude::*;
     let parts: Vec<[u8; 32]> = sorted
         .par_chunks(1024)
         .map(|chunk| {
-            let mut h = Sha256::new();
-            let mut buf: Vec<u8> = Vec::with_capacity(4096);
+            let size: usize = chunk.iter().map(|r| r.body.as_str().len() + 128).sum();
+            let mut buf: Vec<u8> = Vec::with_capacity(size);
             for r in chunk {
                 put_str(&mut buf, r.id.domain.as_str());
                 put_str(&mut buf, &r.id.kind);
                 put_str(&mut buf, &r.id.name);
-                let body = r.body.as_str().as_bytes();
-                buf.extend_from_slice(&(body.len() as u64).to_le_bytes());
-                h.update(&buf);
-                buf.clear();
-                h.update(body);
-                buf.push(b'D');
+                put_str(&mut buf, r.body.as_str());
                 buf.extend_from_slice(&(r.depends_on.len() as u64).to_le_bytes());
                 for d in &r.depends_on {
                     put_str(&mut buf, d.domain.as_str());
@@ -142,21 +134,15 @@ fn digest_sorted(sorted: &[&Resource]) -> String {
                     put_str(&mut buf, &d.name);
                 }
             }
-            h.update(&buf);
-            h.finalize().into()
+            *blake3::hash(&buf).as_bytes()
         })
         .collect();
-    let mut h = Sha256::new();
-    h.update((sorted.len() as u64).to_le_bytes());
+    let mut h = blake3::Hasher::new();
+    h.update(&(sorted.len() as u64).to_le_bytes());
     for p in &parts {
         h.update(p);
     }
-    let out = h.finalize();
-    let mut hex = String::with_capacity(64);
-    for b in out.iter() {
-        let _ = write!(hex, "{b:02x}");
-    }
-    hex
+    h.finalize().to_hex().to_string()
 }
 
 fn put_str(buf: &mut Vec<u8>, s: &str) {
@@ -229,8 +215,8 @@ pub fn compute(
     desired: Vec<Resource>,
     observed: Vec<Resource>,
 ) -> Result<Plan, EngineError> {
-    // Both sides are sorted and digested independently: do them side by side. Sorting moves
-    // 4-byte indices, not resources; each resource then moves once.
+    // Both sides are sorted independently: side by side. Sorting moves 4-byte indices, not
+    // resources; each resource then moves once.
     let (want, mut have) = rayon::join(|| sorted(desired), || sorted(observed));
     if let Some(w) = want.windows(2).find(|w| w[0].id == w[1].id) {
         return Err(EngineError::DuplicateResource {
@@ -238,42 +224,122 @@ pub fn compute(
         });
     }
     have.dedup_by(|a, b| a.id == b.id);
-    let (desired_digest, observed_digest) = {
-        let (w, h): (Vec<&Resource>, Vec<&Resource>) =
-            (want.iter().collect(), have.iter().collect());
-        rayon::join(|| digest_sorted(&w), || digest_sorted(&h))
-    };
-    // Merge-join the two sorted lists. Steps come out sorted by id.
-    let mut summary = Summary::default();
-    let mut steps: Vec<Step> = Vec::new();
-    // Observed dependencies of updated resources, for delete ordering.
-    let mut old_deps: Vec<(usize, Vec<ResourceId>)> = Vec::new();
-    // Desired resources that need no step (dependencies may point at them).
-    let mut unchanged: FxHashSet<ResourceId> = FxHashSet::default();
-    let mut wi = want.into_iter().peekable();
-    let mut hi = have.into_iter().peekable();
-    loop {
-        let order = match (wi.peek(), hi.peek()) {
-            (None, None) => break,
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (Some(w), Some(h)) => w.id.cmp(&h.id),
+    // The digests and the plan's shape (actions, diffs, edges, order) only read the sorted
+    // resources: compute them at the same time, then move the resources into the steps.
+    let (digests, shape) = rayon::join(
+        || {
+            let (w, h): (Vec<&Resource>, Vec<&Resource>) =
+                (want.iter().collect(), have.iter().collect());
+            rayon::join(|| digest_sorted(&w), || digest_sorted(&h))
+        },
+        || shape(&want, &have),
+    );
+    let (desired_digest, observed_digest) = digests;
+    let Shape {
+        entries,
+        summary,
+        after,
+        order,
+    } = shape?;
+    let ids: Vec<ResourceId> = entries
+        .iter()
+        .map(|e| match e.from {
+            From::Want(i) => want[i].id.clone(),
+            From::Have(i) => have[i].id.clone(),
+        })
+        .collect();
+    let mut want: Vec<Option<Resource>> = want.into_iter().map(Some).collect();
+    let mut have: Vec<Option<Resource>> = have.into_iter().map(Some).collect();
+    let mut entries: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+    let mut steps = Vec::with_capacity(order.len());
+    for i in order {
+        let Some(e) = entries[i].take() else { continue };
+        let resource = match e.from {
+            From::Want(j) => want[j].take(),
+            From::Have(j) => have[j].take(),
         };
-        match order {
+        let Some(resource) = resource else { continue };
+        steps.push(Step {
+            id: ids[i].clone(),
+            action: e.action,
+            after: after[i].iter().map(|&j| ids[j].clone()).collect(),
+            changes: e.changes,
+            resource,
+        });
+    }
+    let mut domains = domains;
+    domains.sort();
+    domains.dedup();
+    Ok(Plan {
+        format: PLAN_FORMAT,
+        lab: lab.to_string(),
+        desired_digest,
+        observed_digest,
+        domains,
+        summary,
+        steps,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum From {
+    Want(usize),
+    Have(usize),
+}
+
+struct Entry {
+    action: Action,
+    from: From,
+    changes: Vec<FieldChange>,
+}
+
+struct Shape {
+    /// One entry per step, sorted by id.
+    entries: Vec<Entry>,
+    summary: Summary,
+    /// Per entry: the entries it waits for (sorted, unique).
+    after: Vec<Vec<usize>>,
+    /// Entry indices in apply order.
+    order: Vec<usize>,
+}
+
+/// Merge-joins the sorted desired and observed resources into steps (by reference), finds
+/// the edges between steps and orders them.
+fn shape(want: &[Resource], have: &[Resource]) -> Result<Shape, EngineError> {
+    let mut summary = Summary::default();
+    let mut entries: Vec<Entry> = Vec::new();
+    // Observed dependencies of updated resources, for delete ordering.
+    let mut old_deps: Vec<(usize, &[ResourceId])> = Vec::new();
+    // Desired resources that need no step (dependencies may point at them).
+    let mut unchanged: FxHashSet<&ResourceId> = FxHashSet::default();
+    let (mut wi, mut hi) = (0, 0);
+    while wi < want.len() || hi < have.len() {
+        let ord = match (want.get(wi), have.get(hi)) {
+            (Some(w), Some(h)) => w.id.cmp(&h.id),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match ord {
             std::cmp::Ordering::Less => {
-                let Some(r) = wi.next() else { break };
                 summary.create += 1;
-                steps.push(step(Action::Create, r, Vec::new()));
+                entries.push(Entry {
+                    action: Action::Create,
+                    from: From::Want(wi),
+                    changes: Vec::new(),
+                });
+                wi += 1;
             }
             std::cmp::Ordering::Greater => {
-                let Some(o) = hi.next() else { break };
                 summary.delete += 1;
-                steps.push(step(Action::Delete, o, Vec::new()));
+                entries.push(Entry {
+                    action: Action::Delete,
+                    from: From::Have(hi),
+                    changes: Vec::new(),
+                });
+                hi += 1;
             }
             std::cmp::Ordering::Equal => {
-                let (Some(r), Some(o)) = (wi.next(), hi.next()) else {
-                    break;
-                };
+                let (r, o) = (&want[wi], &have[hi]);
                 let mut changes = if o.body == r.body {
                     Vec::new()
                 } else {
@@ -288,72 +354,85 @@ pub fn compute(
                 }
                 if changes.is_empty() {
                     summary.unchanged += 1;
-                    unchanged.insert(r.id);
+                    unchanged.insert(&r.id);
                 } else {
                     summary.update += 1;
                     if !o.depends_on.is_empty() {
-                        old_deps.push((steps.len(), o.depends_on));
+                        old_deps.push((entries.len(), &o.depends_on));
                     }
-                    steps.push(step(Action::Update, r, changes));
+                    entries.push(Entry {
+                        action: Action::Update,
+                        from: From::Want(wi),
+                        changes,
+                    });
                 }
+                wi += 1;
+                hi += 1;
             }
         }
     }
+    let res = |e: &Entry| -> &Resource {
+        match e.from {
+            From::Want(i) => &want[i],
+            From::Have(i) => &have[i],
+        }
+    };
 
     // Edges. Create/update: after its dependencies' steps. Delete: after the steps of
     // everything that (as observed) depends on it.
-    let index: FxHashMap<&ResourceId, usize> =
-        steps.iter().enumerate().map(|(i, s)| (&s.id, i)).collect();
-    let mut after: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
-    for (i, s) in steps.iter().enumerate() {
-        for d in &s.resource.depends_on {
+    let index: FxHashMap<&ResourceId, usize> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (&res(e).id, i))
+        .collect();
+    let mut after: Vec<Vec<usize>> = vec![Vec::new(); entries.len()];
+    for (i, e) in entries.iter().enumerate() {
+        let r = res(e);
+        for d in &r.depends_on {
             let Some(&j) = index.get(d) else {
-                if s.action != Action::Delete && !unchanged.contains(d) {
+                if e.action != Action::Delete && !unchanged.contains(d) {
                     return Err(EngineError::MissingDependency {
-                        id: s.id.clone(),
+                        id: r.id.clone(),
                         dependency: d.clone(),
                     });
                 }
                 continue;
             };
-            match s.action {
-                Action::Create | Action::Update if steps[j].action == Action::Delete => {
+            match e.action {
+                Action::Create | Action::Update if entries[j].action == Action::Delete => {
                     return Err(EngineError::MissingDependency {
-                        id: s.id.clone(),
+                        id: r.id.clone(),
                         dependency: d.clone(),
                     });
                 }
                 Action::Create | Action::Update => after[i].push(j),
-                Action::Delete if steps[j].action == Action::Delete => after[j].push(i),
+                Action::Delete if entries[j].action == Action::Delete => after[j].push(i),
                 Action::Delete => {}
             }
         }
     }
     for (i, deps) in &old_deps {
-        for d in deps {
-            if let Some(&j) = index.get(d).filter(|&&j| steps[j].action == Action::Delete) {
+        for d in *deps {
+            if let Some(&j) = index
+                .get(d)
+                .filter(|&&j| entries[j].action == Action::Delete)
+            {
                 after[j].push(*i);
             }
         }
     }
-    drop(index);
-    for (i, a) in after.iter_mut().enumerate() {
+    for a in &mut after {
         a.sort_unstable();
         a.dedup();
-        steps[i].after = a.iter().map(|&j| steps[j].id.clone()).collect();
     }
-    let ordered = topo_order(steps, &after)?;
-    let mut domains = domains;
-    domains.sort();
-    domains.dedup();
-    Ok(Plan {
-        format: PLAN_FORMAT,
-        lab: lab.to_string(),
-        desired_digest,
-        observed_digest,
-        domains,
+    let order = topo_order(&after).map_err(|stuck| EngineError::Cycle {
+        id: res(&entries[stuck]).id.clone(),
+    })?;
+    Ok(Shape {
+        entries,
         summary,
-        steps: ordered,
+        after,
+        order,
     })
 }
 
@@ -368,22 +447,13 @@ fn sorted(mut v: Vec<Resource>) -> Vec<Resource> {
         .collect()
 }
 
-fn step(action: Action, resource: Resource, changes: Vec<FieldChange>) -> Step {
-    Step {
-        id: resource.id.clone(),
-        action,
-        after: Vec::new(),
-        changes,
-        resource,
-    }
-}
-
 /// Kahn's algorithm with the ready set ordered by index (steps are sorted by id): the same
 /// input always gives the same order.
-fn topo_order(steps: Vec<Step>, after: &[Vec<usize>]) -> Result<Vec<Step>, EngineError> {
+/// Returns the order, or a step on a cycle.
+fn topo_order(after: &[Vec<usize>]) -> Result<Vec<usize>, usize> {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
-    let n = steps.len();
+    let n = after.len();
     let mut indegree: Vec<usize> = after.iter().map(Vec::len).collect();
     // Dependants in one flat array (CSR): start[i]..start[i + 1] are the steps waiting on i.
     let mut start = vec![0usize; n + 1];
@@ -416,13 +486,9 @@ fn topo_order(steps: Vec<Step>, after: &[Vec<usize>]) -> Result<Vec<Step>, Engin
         }
     }
     if order.len() < n {
-        let stuck = (0..n).find(|&i| indegree[i] > 0).unwrap_or(0);
-        return Err(EngineError::Cycle {
-            id: steps[stuck].id.clone(),
-        });
+        return Err((0..n).find(|&i| indegree[i] > 0).unwrap_or(0));
     }
-    let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
-    Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
+    Ok(order)
 }
 
 #[cfg(test)]

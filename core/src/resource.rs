@@ -61,8 +61,8 @@ impl FromStr for Domain {
     }
 }
 
-/// A stable resource id: `domain/kind/name`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A stable resource id: `domain/kind/name`. Ordered by domain, kind, then name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ResourceId {
     /// The domain.
     pub domain: Domain,
@@ -81,6 +81,28 @@ impl ResourceId {
             kind: intern_kind(kind.as_ref()),
             name: Arc::from(name.as_ref()),
         }
+    }
+}
+
+impl Ord for ResourceId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.domain
+            .cmp(&other.domain)
+            // interned kinds are usually the same allocation: skip the string compare
+            .then_with(|| {
+                if Arc::ptr_eq(&self.kind, &other.kind) {
+                    std::cmp::Ordering::Equal
+                } else {
+                    self.kind.cmp(&other.kind)
+                }
+            })
+            .then_with(|| self.name.cmp(&other.name))
+    }
+}
+
+impl PartialOrd for ResourceId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
