@@ -5,6 +5,8 @@
 //! holds (validation refuses plaintext); an install config is keyed by the machine's MAC so
 //! the boot service can serve it to that machine only.
 
+pub mod tftp;
+
 use cloudlet_core::model::{BootDevice, InstallFormat, Lab};
 use cloudlet_core::{Domain, Resource, ResourceId};
 use serde_json::json;
@@ -124,6 +126,7 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

@@ -1,0 +1,360 @@
+//! A read-only TFTP server: RFC 1350 with options (RFC 2347), blksize (2348), tsize and
+//! timeout (2349) and windowsize (7440); block numbers roll over past 65535; sessions are
+//! bounded in number and memory (one block buffer each); files come from a [`Namespace`].
+//!
+//! The server is a future ([`TftpServer::run`]) that drives every transfer itself — no task
+//! is spawned — and stops when its shutdown future completes.
+
+pub mod namespace;
+pub mod packet;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::net::UdpSocket;
+
+pub use namespace::{Namespace, Refusal, Source};
+use packet::{ErrorCode, Packet};
+
+/// Limits and defaults of the server.
+#[derive(Debug, Clone)]
+pub struct TftpConfig {
+    /// Transfers at once; further requests are refused with "server busy".
+    pub max_sessions: usize,
+    /// Retransmission timeout when the client does not ask for one.
+    pub timeout: Duration,
+    /// Retransmissions of one window before the transfer is abandoned.
+    pub retries: u32,
+    /// Largest block size granted.
+    pub max_blksize: u16,
+    /// Largest window granted (RFC 7440).
+    pub max_window: u16,
+}
+
+impl Default for TftpConfig {
+    fn default() -> Self {
+        TftpConfig {
+            max_sessions: 256,
+            timeout: Duration::from_secs(1),
+            retries: 5,
+            max_blksize: packet::MAX_BLKSIZE,
+            max_window: 64,
+        }
+    }
+}
+
+/// Counters of a server run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TftpStats {
+    /// Transfers that completed.
+    pub completed: u64,
+    /// Transfers that failed (timeout, client error, refused file).
+    pub failed: u64,
+    /// Requests refused because the server was busy.
+    pub busy: u64,
+    /// Payload bytes sent in completed transfers.
+    pub bytes: u64,
+}
+
+/// A bound TFTP server.
+#[derive(Debug)]
+pub struct TftpServer {
+    socket: UdpSocket,
+    namespace: Arc<Namespace>,
+    config: TftpConfig,
+}
+
+/// Why a transfer ended early.
+#[derive(Debug)]
+enum SessionError {
+    Io(std::io::Error),
+    Timeout,
+    Client(String),
+    Refused,
+}
+
+impl std::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionError::Io(e) => write!(f, "i/o: {e}"),
+            SessionError::Timeout => f.write_str("client stopped answering"),
+            SessionError::Client(m) => write!(f, "client error: {m}"),
+            SessionError::Refused => f.write_str("request refused"),
+        }
+    }
+}
+
+impl From<std::io::Error> for SessionError {
+    fn from(e: std::io::Error) -> Self {
+        SessionError::Io(e)
+    }
+}
+
+struct Request {
+    peer: SocketAddr,
+    local: IpAddr,
+    filename: String,
+    netascii: bool,
+    options: Vec<(String, String)>,
+}
+
+impl TftpServer {
+    /// Binds the server's well-known socket (use port 69, or 0 for any).
+    pub async fn bind(
+        addr: SocketAddr,
+        namespace: Namespace,
+        config: TftpConfig,
+    ) -> std::io::Result<Self> {
+        Ok(TftpServer {
+            socket: UdpSocket::bind(addr).await?,
+            namespace: Arc::new(namespace),
+            config,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Serves until `shutdown` completes; transfers in flight are dropped then.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<TftpStats> {
+        let mut stats = TftpStats::default();
+        let mut sessions = FuturesUnordered::new();
+        let mut buf = vec![0u8; 1024];
+        let local_ip = self.socket.local_addr()?.ip();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(result) = sessions.next(), if !sessions.is_empty() => match result {
+                    Ok(bytes) => {
+                        stats.completed += 1;
+                        stats.bytes += bytes;
+                    }
+                    Err(e) => {
+                        stats.failed += 1;
+                        tracing::debug!(error = %e, "tftp transfer failed");
+                    }
+                },
+                r = self.socket.recv_from(&mut buf) => {
+                    let (n, peer) = match r {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "tftp receive failed");
+                            continue;
+                        }
+                    };
+                    let reply = match packet::parse(&buf[..n]) {
+                        Ok(Packet::Rrq { filename, mode, options }) => {
+                            if mode != "octet" && mode != "netascii" {
+                                Some(packet::error(ErrorCode::IllegalOperation, "mode must be octet or netascii"))
+                            } else if sessions.len() >= self.config.max_sessions {
+                                stats.busy += 1;
+                                Some(packet::error(ErrorCode::Undefined, "server busy, try again"))
+                            } else {
+                                let req = Request {
+                                    peer,
+                                    local: local_ip,
+                                    filename: filename.to_string(),
+                                    netascii: mode == "netascii",
+                                    options: options.into_iter().map(|(k, v)| (k, v.to_string())).collect(),
+                                };
+                                sessions.push(session(req, self.namespace.clone(), self.config.clone()));
+                                None
+                            }
+                        }
+                        Ok(Packet::Wrq) => Some(packet::error(ErrorCode::AccessViolation, "read-only server")),
+                        Ok(_) => None, // stray ACK/DATA for a finished transfer: ignore
+                        Err(e) => Some(packet::error(ErrorCode::IllegalOperation, &e.to_string())),
+                    };
+                    if let Some(reply) = reply {
+                        let _ = self.socket.send_to(&reply, peer).await;
+                    }
+                }
+            }
+        }
+        Ok(stats)
+    }
+}
+
+/// Converts to netascii: LF -> CR LF, CR -> CR NUL.
+fn to_netascii(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 16);
+    for &b in data {
+        match b {
+            b'\n' => out.extend_from_slice(b"\r\n"),
+            b'\r' => out.extend_from_slice(b"\r\0"),
+            _ => out.push(b),
+        }
+    }
+    out
+}
+
+/// Largest file served in netascii mode (it is converted in memory).
+const MAX_NETASCII: u64 = 16 << 20;
+
+async fn session(req: Request, ns: Arc<Namespace>, cfg: TftpConfig) -> Result<u64, SessionError> {
+    let sock = UdpSocket::bind(SocketAddr::new(req.local, 0)).await?;
+    sock.connect(req.peer).await?;
+    let source = match ns.open(&req.filename) {
+        Ok(s) => s,
+        Err(Refusal::NotFound) => {
+            sock.send(&packet::error(ErrorCode::NotFound, "file not found"))
+                .await?;
+            return Err(SessionError::Refused);
+        }
+        Err(Refusal::Forbidden(why)) => {
+            tracing::warn!(peer = %req.peer, name = %req.filename.escape_debug(), why, "tftp request refused");
+            sock.send(&packet::error(ErrorCode::AccessViolation, why))
+                .await?;
+            return Err(SessionError::Refused);
+        }
+    };
+    let source = if req.netascii {
+        if source.len() > MAX_NETASCII {
+            sock.send(&packet::error(
+                ErrorCode::Undefined,
+                "file too large for netascii; use octet",
+            ))
+            .await?;
+            return Err(SessionError::Refused);
+        }
+        let mut raw = vec![0u8; usize::try_from(source.len()).unwrap_or(0)];
+        let n = source.read_at(&mut raw, 0)?;
+        raw.truncate(n);
+        Source::Memory(Arc::from(to_netascii(&raw)))
+    } else {
+        source
+    };
+    let size = source.len();
+
+    // Option negotiation (RFC 2347): grant what is valid, ignore the rest.
+    let mut blksize: u16 = 512;
+    let mut window: u16 = 1;
+    let mut timeout = cfg.timeout;
+    let mut granted: Vec<(&str, String)> = Vec::new();
+    for (name, value) in &req.options {
+        match name.as_str() {
+            "blksize" => {
+                if let Ok(v) = value.parse::<u32>()
+                    && v >= u32::from(packet::MIN_BLKSIZE)
+                {
+                    blksize = u16::try_from(v.min(u32::from(cfg.max_blksize))).unwrap_or(512);
+                    granted.push(("blksize", blksize.to_string()));
+                }
+            }
+            "tsize" if value == "0" => {
+                granted.push(("tsize", size.to_string()));
+            }
+            "timeout" => {
+                if let Ok(v @ 1..=255) = value.parse::<u64>() {
+                    timeout = Duration::from_secs(v);
+                    granted.push(("timeout", v.to_string()));
+                }
+            }
+            "windowsize" => {
+                if let Ok(v) = value.parse::<u32>()
+                    && v >= 1
+                {
+                    window = u16::try_from(v.min(u32::from(cfg.max_window))).unwrap_or(1);
+                    granted.push(("windowsize", window.to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut rbuf = vec![0u8; 1024];
+    if !granted.is_empty() {
+        let oack = packet::oack(&granted);
+        let mut tries = 0;
+        loop {
+            sock.send(&oack).await?;
+            match tokio::time::timeout(timeout, sock.recv(&mut rbuf)).await {
+                Err(_) => {
+                    tries += 1;
+                    if tries > cfg.retries {
+                        return Err(SessionError::Timeout);
+                    }
+                }
+                Ok(n) => match packet::parse(&rbuf[..n?]) {
+                    Ok(Packet::Ack { block: 0 }) => break,
+                    Ok(Packet::Error { message, .. }) => {
+                        return Err(SessionError::Client(message.to_string()));
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    // Blocks are numbered from 1; the last one is shorter than blksize (possibly empty).
+    let bs = u64::from(blksize);
+    let last: u64 = size / bs + 1;
+    let mut base: u64 = 1;
+    let mut out = Vec::with_capacity(usize::from(blksize) + 4);
+    let mut chunk = vec![0u8; usize::from(blksize)];
+    let mut tries = 0;
+    loop {
+        let end = (base + u64::from(window) - 1).min(last);
+        for b in base..=end {
+            let offset = (b - 1) * bs;
+            let want = usize::try_from(bs.min(size.saturating_sub(offset))).unwrap_or(0);
+            let n = source.read_at(&mut chunk[..want], offset)?;
+            packet::data(&mut out, (b & 0xffff) as u16, &chunk[..n]);
+            sock.send(&out).await?;
+        }
+        // Wait for the ACK that moves the window.
+        loop {
+            let n = match tokio::time::timeout(timeout, sock.recv(&mut rbuf)).await {
+                Err(_) => {
+                    tries += 1;
+                    if tries > cfg.retries {
+                        return Err(SessionError::Timeout);
+                    }
+                    break; // resend the window from `base`
+                }
+                Ok(r) => r?,
+            };
+            match packet::parse(&rbuf[..n]) {
+                Ok(Packet::Ack { block }) => {
+                    // Map the 16-bit block number into [base - 1, end].
+                    let span = end - (base - 1);
+                    let delta = u64::from(block.wrapping_sub(((base - 1) & 0xffff) as u16));
+                    if delta > span {
+                        continue; // an old duplicate
+                    }
+                    let acked = base - 1 + delta;
+                    if acked == last {
+                        return Ok(size);
+                    }
+                    if acked >= base {
+                        base = acked + 1;
+                        tries = 0;
+                        break;
+                    }
+                    // The client saw nothing new: resend from base after the timeout,
+                    // unless a later ACK arrives first (RFC 7440 section 4).
+                }
+                Ok(Packet::Error { message, .. }) => {
+                    return Err(SessionError::Client(message.to_string()));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netascii_conversion() {
+        assert_eq!(to_netascii(b"a\nb\rc"), b"a\r\nb\r\0c");
+    }
+}

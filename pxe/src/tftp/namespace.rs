@@ -1,0 +1,199 @@
+//! What the TFTP server may serve: a virtual namespace, never a raw directory walk.
+//!
+//! A name is looked up in the in-memory files first, then under the root directory. Names with
+//! `..` or `.` segments, a leading `/`, backslashes, control characters or NUL are refused
+//! before anything touches the file system, and a name that resolves (through symlinks)
+//! outside the root is refused too.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Why a name is not served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The name is malformed or tries to leave the namespace.
+    Forbidden(&'static str),
+    /// No such file.
+    NotFound,
+}
+
+/// Something to serve.
+#[derive(Debug)]
+pub enum Source {
+    /// Bytes held in memory (rendered menus and scripts).
+    Memory(Arc<[u8]>),
+    /// An open file and its length.
+    File(File, u64),
+}
+
+impl Source {
+    /// The length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Source::Memory(b) => b.len() as u64,
+            Source::File(_, n) => *n,
+        }
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset`.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        match self {
+            Source::Memory(b) => {
+                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(b.len());
+                let n = buf.len().min(b.len() - start);
+                buf[..n].copy_from_slice(&b[start..start + n]);
+                Ok(n)
+            }
+            Source::File(f, _) => {
+                use std::os::unix::fs::FileExt;
+                let mut done = 0;
+                while done < buf.len() {
+                    let n = f.read_at(&mut buf[done..], offset + done as u64)?;
+                    if n == 0 {
+                        break;
+                    }
+                    done += n;
+                }
+                Ok(done)
+            }
+        }
+    }
+}
+
+/// The files a TFTP server serves.
+#[derive(Debug, Clone, Default)]
+pub struct Namespace {
+    root: Option<PathBuf>,
+    memory: BTreeMap<String, Arc<[u8]>>,
+}
+
+/// Checks a requested name; returns it without surprises or says why not.
+pub fn check_name(name: &str) -> Result<&str, Refusal> {
+    if name.is_empty() {
+        return Err(Refusal::Forbidden("empty file name"));
+    }
+    if name.starts_with('/') {
+        return Err(Refusal::Forbidden("absolute paths are not served"));
+    }
+    if name.contains('\\') {
+        return Err(Refusal::Forbidden("backslashes are not allowed"));
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err(Refusal::Forbidden("control characters are not allowed"));
+    }
+    if name
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err(Refusal::Forbidden(
+            "`.`, `..` and empty path segments are not allowed",
+        ));
+    }
+    Ok(name)
+}
+
+impl Namespace {
+    /// An empty namespace.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves files under `root` (read-only).
+    pub fn with_root(mut self, root: impl AsRef<Path>) -> std::io::Result<Self> {
+        self.root = Some(root.as_ref().canonicalize()?);
+        Ok(self)
+    }
+
+    /// Serves `bytes` as `name` (takes precedence over the root directory).
+    pub fn with_file(mut self, name: impl Into<String>, bytes: impl Into<Arc<[u8]>>) -> Self {
+        self.memory.insert(name.into(), bytes.into());
+        self
+    }
+
+    /// Opens a requested name.
+    pub fn open(&self, name: &str) -> Result<Source, Refusal> {
+        let name = check_name(name)?;
+        if let Some(b) = self.memory.get(name) {
+            return Ok(Source::Memory(b.clone()));
+        }
+        let Some(root) = &self.root else {
+            return Err(Refusal::NotFound);
+        };
+        let path = root.join(name);
+        let real = match path.canonicalize() {
+            Ok(p) => p,
+            Err(_) => return Err(Refusal::NotFound),
+        };
+        if !real.starts_with(root) {
+            return Err(Refusal::Forbidden(
+                "the name leads outside the served directory",
+            ));
+        }
+        let file = File::open(&real).map_err(|_| Refusal::NotFound)?;
+        let meta = file.metadata().map_err(|_| Refusal::NotFound)?;
+        if !meta.is_file() {
+            return Err(Refusal::NotFound);
+        }
+        Ok(Source::File(file, meta.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_corpus_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("ok.txt"), b"ok").unwrap();
+        std::fs::write(dir.path().join("secret"), b"s").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), root.join("escape")).unwrap();
+        std::os::unix::fs::symlink(root.join("ok.txt"), root.join("inside")).unwrap();
+        let ns = Namespace::new().with_root(&root).unwrap();
+        for bad in [
+            "../secret",
+            "a/../../secret",
+            "/etc/passwd",
+            "..\\secret",
+            "ok.txt\0",
+            "./ok.txt",
+            "a//b",
+            "",
+            "\u{7f}",
+        ] {
+            assert!(
+                matches!(ns.open(bad), Err(Refusal::Forbidden(_))),
+                "{bad:?} was not refused"
+            );
+        }
+        assert!(
+            matches!(ns.open("escape"), Err(Refusal::Forbidden(_))),
+            "symlink escape"
+        );
+        assert!(matches!(ns.open("missing"), Err(Refusal::NotFound)));
+        assert_eq!(ns.open("ok.txt").unwrap().len(), 2);
+        assert_eq!(
+            ns.open("inside").unwrap().len(),
+            2,
+            "a symlink inside the root is fine"
+        );
+    }
+
+    #[test]
+    fn memory_files_win() {
+        let ns = Namespace::new().with_file("pxelinux.cfg/default", b"DEFAULT local\n".to_vec());
+        let s = ns.open("pxelinux.cfg/default").unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read_at(&mut buf, 8).unwrap();
+        assert_eq!(&buf[..n], b"local\n");
+    }
+}
