@@ -51,6 +51,14 @@ pub enum Error {
     /// Planning or applying failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// An artifact could not be written.
+    #[error("cannot render {}: {message}", path.display())]
+    Render {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// A saved plan could not be read or written.
     #[error("plan file {}: {message}", path.display())]
     PlanFile {
@@ -319,16 +327,40 @@ impl Lab {
         Ok(engine.apply(plan, options).await?)
     }
 
-    /// Writes every desired resource as a file under `dir`, without planning, journaling or
-    /// pruning. Returns the number of files written.
+    /// Writes every desired resource as a file under `dir`, and the artifacts resources carry
+    /// (boot menus, per-machine boot files, install configs) under `dir/files/DOMAIN/`, without
+    /// planning, journaling or pruning. Returns the number of resources written.
     pub async fn render(&self, dir: impl Into<PathBuf>) -> Result<usize, Error> {
+        let dir = dir.into();
         let desired = self.desired()?;
-        let p = LocalProvider::new(dir.into(), self.loaded.lab.name.clone());
+        let p = LocalProvider::new(dir.clone(), self.loaded.lab.name.clone());
+        let io = |path: &Path, e: std::io::Error| Error::Render {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
         for r in &desired {
             p.create(r).await.map_err(|source| EngineError::Observe {
                 domain: r.id.domain,
                 source,
             })?;
+            let body = r.body.value();
+            let Some(files) = body.get("files").and_then(|f| f.as_object()) else {
+                continue;
+            };
+            for (name, text) in files {
+                let Some(text) = text.as_str() else { continue };
+                if cloudlet_pxe::tftp::namespace::check_name(name).is_err() {
+                    return Err(Error::Render {
+                        path: PathBuf::from(name),
+                        message: "artifact names must be plain relative paths".into(),
+                    });
+                }
+                let path = dir.join("files").join(r.id.domain.as_str()).join(name);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+                }
+                std::fs::write(&path, text).map_err(|e| io(&path, e))?;
+            }
         }
         Ok(desired.len())
     }

@@ -199,6 +199,25 @@ fn render_schema_and_completions() {
         "install configs carry the hash"
     );
     assert!(!pxe.contains("hunter2"));
+    // Artifacts as the boot service serves them.
+    let menu = std::fs::read_to_string(out.join("files/pxe/pxelinux.cfg/default")).unwrap();
+    assert!(
+        menu.contains("LABEL ubuntu2004\n  MENU LABEL Ubuntu 20.04\n  MENU DEFAULT\n"),
+        "{menu}"
+    );
+    let ks = std::fs::read_to_string(out.join("files/pxe/install/k8s-node1/ks.cfg")).unwrap();
+    assert!(
+        ks.contains("--iscrypted --password=$6$cloudletseed$"),
+        "{ks}"
+    );
+    let per_mac = std::fs::read_dir(out.join("files/pxe/pxelinux.cfg"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        per_mac, 4,
+        "the menu and one file per network-booting machine"
+    );
+    assert!(out.join("files/pxe/ipxe/k8s-master.ipxe").exists());
 
     let o = cloudlet(st.path(), &["schema"]);
     let schema: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

@@ -5,6 +5,7 @@
 //! holds (validation refuses plaintext); an install config is keyed by the machine's MAC so
 //! the boot service can serve it to that machine only.
 
+pub mod render;
 pub mod tftp;
 
 use cloudlet_core::model::{BootDevice, InstallFormat, Lab};
@@ -32,6 +33,7 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
         return Vec::new();
     };
     let mut out = Vec::new();
+    let server = render::BootServer::of(lab);
     let menu = ResourceId::new(Domain::Pxe, "menu", "default");
     let entries: Vec<_> = pxe
         .profiles
@@ -53,6 +55,7 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
             "default": pxe.menu.default.clone().unwrap_or_else(|| "local".into()),
             "timeout_s": pxe.menu.timeout.unwrap_or(5),
             "entries": entries,
+            "files": {"pxelinux.cfg/default": render::pxelinux_menu(lab)},
         }),
     ));
     for (name, m) in &lab.machines {
@@ -83,6 +86,24 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
             .collect();
         let net = lab.networks.get(&nic.network);
         let cfg = install_config_id(name);
+        let mut install_files = serde_json::Map::new();
+        if p.format == InstallFormat::Kickstart {
+            install_files.insert(
+                format!("install/{name}/ks.cfg"),
+                render::kickstart(lab, name, m, p, server.as_ref()).into(),
+            );
+        }
+        let mut boot_files = serde_json::Map::new();
+        boot_files.insert(
+            format!("pxelinux.cfg/{}", pxelinux_mac_file(&mac)),
+            render::pxelinux_machine(lab, name, p, server.as_ref()).into(),
+        );
+        if let Some(srv) = &server {
+            boot_files.insert(
+                format!("ipxe/{name}.ipxe"),
+                render::ipxe_machine(lab, name, p, srv).into(),
+            );
+        }
         out.push(Resource::new(
             cfg.clone(),
             json!({
@@ -103,6 +124,7 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
                 "packages": p.packages,
                 "fstype": p.fstype,
                 "post": p.post,
+                "files": install_files,
             }),
         ));
         out.push(
@@ -116,6 +138,7 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
                     "initrd": p.initrd,
                     "append": p.append,
                     "install_config": cfg.to_string(),
+                    "files": boot_files,
                 }),
             )
             .after(cfg)
