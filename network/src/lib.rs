@@ -6,6 +6,8 @@
 //! every WAN forward, an alias per MetalLB VIP, and the lab's firewall intents. Router
 //! backends (pfSense, OPNsense, Linux) plug in as providers for [`Domain::Router`].
 
+pub mod linux;
+
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 

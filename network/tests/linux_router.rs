@@ -1,0 +1,302 @@
+//! The Linux router backend for real: the rendered dnsmasq and nftables files are checked by
+//! the tools themselves, then run in network namespaces the test creates (a router with a WAN
+//! and a LAN side, a LAN client and a WAN client): DHCP reservations, DNS records and port
+//! forwards work, and a port that is not forwarded is refused. Traffic stays inside the
+//! namespaces.
+#![allow(missing_docs, clippy::disallowed_methods)]
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cloudlet_core::load::load_texts;
+use cloudlet_network::linux::{LinuxOptions, dnsmasq_conf, nftables};
+
+const LAB: &str = r#"name: rt
+site: {domain: rt.lan}
+networks:
+  wan: {cidr: 192.168.77.0/24, gateway: 192.168.77.1, wan: true}
+  lan:
+    cidr: 10.77.0.0/24
+    gateway: 10.77.0.1
+    dhcp: {ranges: [10.77.0.100-10.77.0.150]}
+    dns: [10.77.0.1]
+router:
+  kind: linux
+  machine: gw
+  forwards:
+    - {port: 443, to: 10.77.0.30}
+    - {port: 51820, protocol: udp, to: 10.77.0.30}
+  firewall:
+    - {from: wan, to: lan, action: deny}
+machines:
+  gw:
+    cpus: 1
+    memory: 1GiB
+    nics:
+      - {network: wan, ip: 192.168.77.2}
+      - {network: lan, ip: 10.77.0.1}
+  web:
+    cpus: 1
+    memory: 1GiB
+    nics: [{network: lan, ip: 10.77.0.30, mac: "52:54:00:77:00:30"}]
+"#;
+
+fn tool(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn sh(cmd: &str) -> Output {
+    Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .expect("sh runs")
+}
+
+fn ok(cmd: &str) {
+    let o = sh(cmd);
+    assert!(
+        o.status.success(),
+        "`{cmd}` failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn rendered(dir: &Path) -> (String, String) {
+    let lab = load_texts(vec![("rt.yaml".into(), LAB.into())], ".".into())
+        .unwrap()
+        .lab;
+    let router = cloudlet_network::expand(&lab);
+    let opts = LinuxOptions {
+        dns_port: 53,
+        lease_file: dir.join("leases").display().to_string(),
+    };
+    (dnsmasq_conf(&lab, &router, &opts), nftables(&lab, &router))
+}
+
+#[test]
+fn rendered_configs_pass_the_tools_own_checks() {
+    assert!(
+        tool("dnsmasq") && tool("nft"),
+        ".ci/run installs dnsmasq-base and nftables"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (dnsmasq, nft) = rendered(dir.path());
+    assert!(
+        dnsmasq.contains("dhcp-host=52:54:00:77:00:30,10.77.0.30,web\n"),
+        "{dnsmasq}"
+    );
+    assert!(
+        dnsmasq.contains("host-record=web.rt.lan,10.77.0.30\n"),
+        "{dnsmasq}"
+    );
+    assert!(
+        nft.contains("iifname \"wan\" udp dport 51820 dnat ip to 10.77.0.30:51820"),
+        "{nft}"
+    );
+    std::fs::write(dir.path().join("dnsmasq.conf"), &dnsmasq).unwrap();
+    std::fs::write(dir.path().join("rules.nft"), &nft).unwrap();
+    ok(&format!(
+        "dnsmasq --test --conf-file={}",
+        dir.path().join("dnsmasq.conf").display()
+    ));
+    // `nft -c` checks in a namespace of our own, so the check never touches the host's rules.
+    let ns = format!("clt-chk-{}", std::process::id());
+    ok(&format!("ip netns add {ns}"));
+    let o = sh(&format!(
+        "ip netns exec {ns} nft -c -f {}",
+        dir.path().join("rules.nft").display()
+    ));
+    let _ = sh(&format!("ip netns del {ns}"));
+    assert!(
+        o.status.success(),
+        "nft -c: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A broken file is refused by the same check.
+    std::fs::write(
+        dir.path().join("bad.nft"),
+        nft.replace("dnat ip to", "dnat ipp to"),
+    )
+    .unwrap();
+    ok(&format!("ip netns add {ns}"));
+    let o = sh(&format!(
+        "ip netns exec {ns} nft -c -f {}",
+        dir.path().join("bad.nft").display()
+    ));
+    let _ = sh(&format!("ip netns del {ns}"));
+    assert!(!o.status.success(), "a broken ruleset must fail the check");
+}
+
+struct Netns {
+    names: Vec<String>,
+    children: Vec<Child>,
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for n in &self.names {
+            let _ = sh(&format!("ip netns del {n}"));
+        }
+    }
+}
+
+#[test]
+fn a_linux_router_in_namespaces_serves_reservations_dns_and_forwards() {
+    assert!(tool("dnsmasq") && tool("nft") && tool("busybox"));
+    let dir = tempfile::tempdir().unwrap();
+    let (dnsmasq, nft) = rendered(dir.path());
+    let conf = dir.path().join("dnsmasq.conf");
+    let rules = dir.path().join("rules.nft");
+    std::fs::write(&conf, &dnsmasq).unwrap();
+    std::fs::write(&rules, &nft).unwrap();
+
+    let id = std::process::id() % 100_000;
+    let (r, l, w) = (format!("clr{id}"), format!("cll{id}"), format!("clw{id}"));
+    let mut env = Netns {
+        names: vec![r.clone(), l.clone(), w.clone()],
+        children: Vec::new(),
+    };
+    for n in &env.names {
+        ok(&format!("ip netns add {n} && ip -n {n} link set lo up"));
+    }
+    // Router interfaces carry the lab's network names.
+    ok(&format!(
+        "ip link add lan netns {r} type veth peer name eth0 netns {l}"
+    ));
+    ok(&format!(
+        "ip link add wan netns {r} type veth peer name eth0 netns {w}"
+    ));
+    ok(&format!(
+        "ip -n {l} link set eth0 address 52:54:00:77:00:30"
+    ));
+    ok(&format!(
+        "ip -n {r} addr add 10.77.0.1/24 dev lan && ip -n {r} addr add 192.168.77.2/24 dev wan && ip -n {r} link set lan up && ip -n {r} link set wan up"
+    ));
+    ok(&format!(
+        "ip -n {w} addr add 192.168.77.50/24 dev eth0 && ip -n {w} link set eth0 up"
+    ));
+    ok(&format!("ip -n {l} link set eth0 up"));
+    ok(&format!(
+        "ip netns exec {r} sysctl -qw net.ipv4.ip_forward=1"
+    ));
+    ok(&format!("ip netns exec {r} nft -f {}", rules.display()));
+    env.children.push(
+        Command::new("ip")
+            .args(["netns", "exec", &r, "dnsmasq", "--no-daemon", "--log-dhcp"])
+            .arg(format!("--conf-file={}", conf.display()))
+            .arg(format!("--pid-file={}", dir.path().join("pid").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    // DHCP: the LAN client with the reserved MAC gets the reserved address.
+    let script = dir.path().join("udhcpc.sh");
+    let got = dir.path().join("got-ip");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = bound ]; then echo \"$ip $router\" > {}; ip addr add $ip/24 dev $interface; ip route add default via $router; fi\n",
+            got.display()
+        ),
+    )
+    .unwrap();
+    ok(&format!("chmod +x {}", script.display()));
+    ok(&format!(
+        "ip netns exec {l} busybox udhcpc -i eth0 -n -q -f -t 5 -T 1 -s {}",
+        script.display()
+    ));
+    assert_eq!(
+        std::fs::read_to_string(&got).unwrap().trim(),
+        "10.77.0.30 10.77.0.1"
+    );
+
+    // DNS: machine names resolve to their addresses.
+    let o = sh(&format!(
+        "ip netns exec {l} busybox nslookup gw.rt.lan 10.77.0.1"
+    ));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("192.168.77.2"), "{out}");
+    let o = sh(&format!(
+        "ip netns exec {l} busybox nslookup web.rt.lan 10.77.0.1"
+    ));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("10.77.0.30"));
+
+    // Forwards: a WAN client reaches the LAN service on TCP 443 through the router's WAN
+    // address; a port that is not forwarded does not get through.
+    let mut server = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &l,
+            "busybox",
+            "nc",
+            "-l",
+            "-p",
+            "443",
+            "-e",
+            "echo",
+            "hello-from-lan",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    let o = sh(&format!(
+        "ip netns exec {w} busybox nc -w 3 192.168.77.2 443 </dev/null"
+    ));
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("hello-from-lan"),
+        "forwarded TCP 443 did not reach the LAN service: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(t.elapsed() < Duration::from_secs(3));
+    env.children.push(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &l,
+                "busybox",
+                "nc",
+                "-l",
+                "-p",
+                "8443",
+                "-e",
+                "echo",
+                "should-not-see",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let o = sh(&format!(
+        "ip netns exec {w} busybox nc -w 2 192.168.77.2 8443 </dev/null"
+    ));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("should-not-see"));
+    // Even straight to the LAN address, WAN -> LAN is denied by the lab's intent.
+    ok(&format!(
+        "ip -n {w} route add 10.77.0.0/24 via 192.168.77.2"
+    ));
+    let o = sh(&format!(
+        "ip netns exec {w} busybox nc -w 2 10.77.0.30 8443 </dev/null"
+    ));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("should-not-see"));
+}
