@@ -164,7 +164,6 @@ pub struct SyntaxError {
 /// Parses one YAML file into its documents (a lab file normally holds one; `---` separates more).
 pub fn parse_yaml(file: u32, text: &str) -> Result<Vec<Node>, Vec<SyntaxError>> {
     let mut builder = Builder {
-        file,
         stack: Vec::new(),
         docs: Vec::new(),
         anchors: HashMap::new(),
@@ -222,7 +221,6 @@ enum Frame {
 }
 
 struct Builder {
-    file: u32,
     stack: Vec<Frame>,
     docs: Vec<Node>,
     anchors: HashMap<usize, Node>,
@@ -372,7 +370,6 @@ impl Builder {
                 Some(key) => entries.push((key, node)),
             },
         }
-        let _ = self.file;
     }
 }
 

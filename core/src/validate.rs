@@ -1122,9 +1122,6 @@ impl<'a> Validator<'a> {
                     ));
                 }
             }
-            if tls.hosts.iter().any(|h| h.starts_with("*.")) && tls.secret.is_none() {
-                // cert-manager needs DNS-01 for wildcards; that is a property of the issuer we cannot see here.
-            }
         }
     }
 
@@ -1181,8 +1178,11 @@ impl<'a> Validator<'a> {
                 } else {
                     Some(on_ip)
                 }
-            } else if let Some(app) = lab.cluster.as_ref().and_then(|c| c.apps.get(&f.to)) {
-                let _ = app;
+            } else if lab
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.apps.contains_key(&f.to))
+            {
                 let mine: Vec<&LbService> = lbs
                     .iter()
                     .filter(|s| s.app.as_deref() == Some(f.to.as_str()))

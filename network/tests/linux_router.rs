@@ -132,6 +132,17 @@ fn rendered_configs_pass_the_tools_own_checks() {
     assert!(!o.status.success(), "a broken ruleset must fail the check");
 }
 
+/// Starts `args` inside namespace `ns`, output discarded.
+fn spawn_in(ns: &str, args: &[&str]) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts")
+}
+
 struct Netns {
     names: Vec<String>,
     children: Vec<Child>,
@@ -235,11 +246,9 @@ fn a_linux_router_in_namespaces_serves_reservations_dns_and_forwards() {
 
     // Forwards: a WAN client reaches the LAN service on TCP 443 through the router's WAN
     // address; a port that is not forwarded does not get through.
-    let mut server = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &l,
+    let mut server = spawn_in(
+        &l,
+        &[
             "busybox",
             "nc",
             "-l",
@@ -248,11 +257,8 @@ fn a_linux_router_in_namespaces_serves_reservations_dns_and_forwards() {
             "-e",
             "echo",
             "hello-from-lan",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+    );
     std::thread::sleep(Duration::from_millis(200));
     let t = Instant::now();
     let o = sh(&format!(
@@ -266,26 +272,19 @@ fn a_linux_router_in_namespaces_serves_reservations_dns_and_forwards() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(t.elapsed() < Duration::from_secs(3));
-    env.children.push(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &l,
-                "busybox",
-                "nc",
-                "-l",
-                "-p",
-                "8443",
-                "-e",
-                "echo",
-                "should-not-see",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    env.children.push(spawn_in(
+        &l,
+        &[
+            "busybox",
+            "nc",
+            "-l",
+            "-p",
+            "8443",
+            "-e",
+            "echo",
+            "should-not-see",
+        ],
+    ));
     std::thread::sleep(Duration::from_millis(200));
     let o = sh(&format!(
         "ip netns exec {w} busybox nc -w 2 192.168.77.2 8443 </dev/null"

@@ -35,6 +35,14 @@ impl BootServer {
     }
 }
 
+fn header(s: &mut String, lab: &Lab, machine: &str) {
+    let _ = writeln!(
+        s,
+        "# rendered by cloudlet for {machine}.{}; do not edit",
+        lab.site.domain
+    );
+}
+
 fn profile_label<'a>(name: &'a str, p: &'a Profile) -> &'a str {
     p.label.as_deref().unwrap_or(name)
 }
@@ -126,11 +134,7 @@ pub fn pxelinux_machine(
     server: Option<&BootServer>,
 ) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# rendered by cloudlet for {machine}.{}; do not edit",
-        lab.site.domain
-    );
+    header(&mut s, lab, machine);
     let _ = writeln!(s, "DEFAULT install");
     let _ = writeln!(s, "PROMPT 0");
     let _ = writeln!(s, "LABEL install");
@@ -195,11 +199,7 @@ pub fn kickstart(
     server: Option<&BootServer>,
 ) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# rendered by cloudlet for {machine}.{}; do not edit",
-        lab.site.domain
-    );
+    header(&mut s, lab, machine);
     let _ = writeln!(s, "lang en_US.UTF-8");
     let _ = writeln!(s, "keyboard us");
     let _ = writeln!(s, "timezone {} --utc", lab.site.timezone);
