@@ -449,3 +449,83 @@ mod tests {
         assert!(respond(&rel, &cfg()).is_none());
     }
 }
+
+/// The proxyDHCP service: UDP 67 (broadcast DISCOVERs, answered by broadcast) and UDP 4011
+/// (unicast REQUESTs, answered to the sender), optionally bound to one interface.
+#[derive(Debug)]
+pub struct ProxyDhcpServer {
+    port67: tokio::net::UdpSocket,
+    port4011: tokio::net::UdpSocket,
+    config: ProxyConfig,
+}
+
+impl ProxyDhcpServer {
+    /// Binds both ports on all addresses of `interface` (Linux `SO_BINDTODEVICE`), or of the
+    /// host when `None`. Other DHCP servers on the segment keep working: this one only answers
+    /// PXE clients and never offers an address. Call it inside the tokio runtime that runs
+    /// the server.
+    pub fn bind(interface: Option<&str>, config: ProxyConfig) -> std::io::Result<Self> {
+        let open = |port: u16| -> std::io::Result<std::net::UdpSocket> {
+            use socket2::{Domain, Protocol, Socket, Type};
+            let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            s.set_reuse_address(true)?;
+            s.set_broadcast(true)?;
+            if let Some(dev) = interface {
+                s.bind_device(Some(dev.as_bytes()))?;
+            }
+            s.set_nonblocking(true)?;
+            s.bind(&std::net::SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
+            Ok(s.into())
+        };
+        Ok(ProxyDhcpServer {
+            port67: tokio::net::UdpSocket::from_std(open(67)?)?,
+            port4011: tokio::net::UdpSocket::from_std(open(4011)?)?,
+            config,
+        })
+    }
+
+    /// Answers until `shutdown` completes. Returns how many replies were sent.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<u64> {
+        use dhcproto::{Encodable, Encoder};
+        let mut sent = 0u64;
+        let (mut b67, mut b4011) = (vec![0u8; 1500], vec![0u8; 1500]);
+        tokio::pin!(shutdown);
+        loop {
+            let (n, peer, on4011) = tokio::select! {
+                () = &mut shutdown => return Ok(sent),
+                r = self.port67.recv_from(&mut b67) => { let (n, p) = r?; (n, p, false) }
+                r = self.port4011.recv_from(&mut b4011) => { let (n, p) = r?; (n, p, true) }
+            };
+            let buf = if on4011 { &b4011[..n] } else { &b67[..n] };
+            let msg = match decode(buf) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!(%peer, error = ?e, "ignoring a datagram that is not DHCP");
+                    continue;
+                }
+            };
+            let Some(reply) = respond(&msg, &self.config) else {
+                continue;
+            };
+            let mut out = Vec::with_capacity(600);
+            if reply.encode(&mut Encoder::new(&mut out)).is_err() {
+                continue;
+            }
+            let r = if on4011 {
+                self.port4011.send_to(&out, peer).await
+            } else if msg.giaddr() != Ipv4Addr::UNSPECIFIED {
+                self.port67.send_to(&out, (msg.giaddr(), 67)).await
+            } else {
+                // The client has no address yet: broadcast to the client port.
+                self.port67.send_to(&out, (Ipv4Addr::BROADCAST, 68)).await
+            };
+            match r {
+                Ok(_) => sent += 1,
+                Err(e) => tracing::warn!(%peer, error = %e, "proxyDHCP reply failed"),
+            }
+        }
+    }
+}

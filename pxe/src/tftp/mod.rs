@@ -60,12 +60,36 @@ pub struct TftpStats {
     pub bytes: u64,
 }
 
+/// What happened to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TftpEvent {
+    /// A file was sent completely.
+    Served {
+        /// The client.
+        peer: SocketAddr,
+        /// The file.
+        name: String,
+        /// Bytes sent.
+        bytes: u64,
+    },
+    /// A transfer did not complete (refused, timed out, aborted by the client).
+    Failed {
+        /// The client.
+        peer: SocketAddr,
+        /// The file.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+}
+
 /// A bound TFTP server.
 #[derive(Debug)]
 pub struct TftpServer {
     socket: UdpSocket,
     namespace: Arc<Namespace>,
     config: TftpConfig,
+    events: Option<tokio::sync::mpsc::Sender<TftpEvent>>,
 }
 
 /// Why a transfer ended early.
@@ -113,7 +137,16 @@ impl TftpServer {
             socket: UdpSocket::bind(addr).await?,
             namespace: Arc::new(namespace),
             config,
+            events: None,
         })
+    }
+
+    /// Reports every finished request on `events` (dropped when the channel is full, so a
+    /// slow reader never stalls transfers).
+    #[must_use]
+    pub fn with_events(mut self, events: tokio::sync::mpsc::Sender<TftpEvent>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// The address the server listens on.
@@ -131,16 +164,24 @@ impl TftpServer {
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                Some(result) = sessions.next(), if !sessions.is_empty() => match result {
-                    Ok(bytes) => {
-                        stats.completed += 1;
-                        stats.bytes += bytes;
+                Some((peer, name, result)) = sessions.next(), if !sessions.is_empty() => {
+                    let result: Result<u64, SessionError> = result;
+                    let event = match result {
+                        Ok(bytes) => {
+                            stats.completed += 1;
+                            stats.bytes += bytes;
+                            TftpEvent::Served { peer, name, bytes }
+                        }
+                        Err(e) => {
+                            stats.failed += 1;
+                            tracing::debug!(error = %e, "tftp transfer failed");
+                            TftpEvent::Failed { peer, name, reason: e.to_string() }
+                        }
+                    };
+                    if let Some(tx) = &self.events {
+                        let _ = tx.try_send(event);
                     }
-                    Err(e) => {
-                        stats.failed += 1;
-                        tracing::debug!(error = %e, "tftp transfer failed");
-                    }
-                },
+                }
                 r = self.socket.recv_from(&mut buf) => {
                     let (n, peer) = match r {
                         Ok(x) => x,
@@ -164,7 +205,12 @@ impl TftpServer {
                                     netascii: mode == "netascii",
                                     options: options.into_iter().map(|(k, v)| (k, v.to_string())).collect(),
                                 };
-                                sessions.push(session(req, self.namespace.clone(), self.config.clone()));
+                                let (ns, cfg) = (self.namespace.clone(), self.config.clone());
+                                sessions.push(async move {
+                                    let (p, n) = (req.peer, req.filename.clone());
+                                    let r: Result<u64, SessionError> = session(req, ns, cfg).await;
+                                    (p, n, r)
+                                });
                                 None
                             }
                         }
