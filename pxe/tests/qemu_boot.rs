@@ -92,6 +92,26 @@ fn a_vm_boots_over_proxydhcp_and_tftp_next_to_another_dhcp_server() {
     )
     .unwrap();
     std::fs::write(dir.path().join("leases"), b"").unwrap();
+    // Router advertisements on the segment: without them iPXE waits ~16 s for IPv6
+    // autoconfiguration before it boots.
+    sh(&format!("ip -n {rtr} addr add fd00:99::2/64 dev vr nodad"));
+    let radvd = dir.path().join("radvd.conf");
+    std::fs::write(
+        &radvd,
+        "interface vr {\n  AdvSendAdvert on;\n  MinRtrAdvInterval 3;\n  MaxRtrAdvInterval 4;\n  prefix fd00:99::/64 {};\n};\n",
+    )
+    .unwrap();
+    env.kids.push(
+        Command::new("ip")
+            .args(["netns", "exec", &rtr, "radvd", "--nodaemon", "--config"])
+            .arg(&radvd)
+            .arg("--pidfile")
+            .arg(dir.path().join("radvd.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     env.kids.push(
         Command::new("ip")
             .args(["netns", "exec", &rtr, "udhcpd", "-f"])
