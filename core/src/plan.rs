@@ -244,8 +244,8 @@ pub fn compute(
     let ids: Vec<ResourceId> = entries
         .iter()
         .map(|e| match e.from {
-            From::Want(i) => want[i].id.clone(),
-            From::Have(i) => have[i].id.clone(),
+            Origin::Want(i) => want[i].id.clone(),
+            Origin::Have(i) => have[i].id.clone(),
         })
         .collect();
     let mut want: Vec<Option<Resource>> = want.into_iter().map(Some).collect();
@@ -255,8 +255,8 @@ pub fn compute(
     for i in order {
         let Some(e) = entries[i].take() else { continue };
         let resource = match e.from {
-            From::Want(j) => want[j].take(),
-            From::Have(j) => have[j].take(),
+            Origin::Want(j) => want[j].take(),
+            Origin::Have(j) => have[j].take(),
         };
         let Some(resource) = resource else { continue };
         steps.push(Step {
@@ -282,14 +282,14 @@ pub fn compute(
 }
 
 #[derive(Clone, Copy)]
-enum From {
+enum Origin {
     Want(usize),
     Have(usize),
 }
 
 struct Entry {
     action: Action,
-    from: From,
+    from: Origin,
     changes: Vec<FieldChange>,
 }
 
@@ -324,7 +324,7 @@ fn shape(want: &[Resource], have: &[Resource]) -> Result<Shape, EngineError> {
                 summary.create += 1;
                 entries.push(Entry {
                     action: Action::Create,
-                    from: From::Want(wi),
+                    from: Origin::Want(wi),
                     changes: Vec::new(),
                 });
                 wi += 1;
@@ -333,7 +333,7 @@ fn shape(want: &[Resource], have: &[Resource]) -> Result<Shape, EngineError> {
                 summary.delete += 1;
                 entries.push(Entry {
                     action: Action::Delete,
-                    from: From::Have(hi),
+                    from: Origin::Have(hi),
                     changes: Vec::new(),
                 });
                 hi += 1;
@@ -362,7 +362,7 @@ fn shape(want: &[Resource], have: &[Resource]) -> Result<Shape, EngineError> {
                     }
                     entries.push(Entry {
                         action: Action::Update,
-                        from: From::Want(wi),
+                        from: Origin::Want(wi),
                         changes,
                     });
                 }
@@ -373,8 +373,8 @@ fn shape(want: &[Resource], have: &[Resource]) -> Result<Shape, EngineError> {
     }
     let res = |e: &Entry| -> &Resource {
         match e.from {
-            From::Want(i) => &want[i],
-            From::Have(i) => &have[i],
+            Origin::Want(i) => &want[i],
+            Origin::Have(i) => &have[i],
         }
     };
 
