@@ -11,13 +11,10 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::HashSet;
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use cloudlet_pxe::proxy_dhcp::{ProxyConfig, ProxyDhcpServer};
-use cloudlet_pxe::tftp::{Namespace, TftpConfig, TftpEvent, TftpServer};
-use support::{BOOT_SCRIPT, MAC, MARKER, Segment};
+use cloudlet_pxe::tftp::TftpEvent;
+use support::{BOOT_SCRIPT, CloudletServices, MARKER, Segment};
 
 const RUNS: usize = 3;
 const LIMIT: Duration = Duration::from_secs(120);
@@ -28,57 +25,14 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn cloudlet_runs(seg: &Segment) -> Vec<Duration> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<TftpEvent>(64);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let services = seg.in_segment(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let ns = Namespace::new()
-                .with_file("boot.ipxe", BOOT_SCRIPT.to_vec())
-                .with_file(MARKER, b"ok\n".to_vec());
-            let tftp = TftpServer::bind("10.99.0.1:69".parse().unwrap(), ns, TftpConfig::default())
-                .await
-                .unwrap()
-                .with_events(tx);
-            let proxy = ProxyDhcpServer::bind(
-                Some("br0"),
-                ProxyConfig {
-                    server: Ipv4Addr::new(10, 99, 0, 1),
-                    bios: "undionly.kpxe".into(),
-                    efi_x64: "ipxe.efi".into(),
-                    efi_arm64: None,
-                    ipxe_script: "tftp://10.99.0.1/boot.ipxe".into(),
-                    http_boot: None,
-                    known: Some(HashSet::from([MAC])),
-                },
-            )
-            .unwrap();
-            let (wtx, wrx) = tokio::sync::watch::channel(());
-            tokio::spawn(async move {
-                let _ = stop_rx.await;
-                drop(wtx);
-            });
-            let (mut w1, mut w2) = (wrx.clone(), wrx);
-            let _ = tokio::join!(
-                tftp.run(async move {
-                    let _ = w1.changed().await;
-                }),
-                proxy.run(async move {
-                    let _ = w2.changed().await;
-                })
-            );
-        });
-    });
+    let mut services = CloudletServices::start(seg);
     let mut times = Vec::new();
     for i in 0..RUNS {
         let start = Instant::now();
         let mut vm = seg.power_on(&seg.dir.path().join(format!("serial-c{i}.log")));
         let mut done = false;
         while !done && start.elapsed() < LIMIT {
-            match rx.try_recv() {
+            match services.events.try_recv() {
                 Ok(TftpEvent::Served { name, .. }) if name == MARKER => done = true,
                 Ok(_) => {}
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
@@ -89,8 +43,6 @@ fn cloudlet_runs(seg: &Segment) -> Vec<Duration> {
         let _ = vm.wait();
         assert!(done, "cloudlet run {i}: the VM did not reach its callback");
     }
-    drop(stop_tx);
-    services.join().unwrap();
     times
 }
 

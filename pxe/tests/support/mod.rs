@@ -190,3 +190,81 @@ pub const BOOT_SCRIPT: &[u8] =
     b"#!ipxe\nimgfetch tftp://10.99.0.1/installed-${net0/mac:hexhyp} ||\npoweroff\n";
 /// The marker's name for [`MAC`].
 pub const MARKER: &str = "installed-52-54-00-12-34-56";
+
+/// cloudlet's boot services (proxyDHCP on `br0` + TFTP on 10.99.0.1) running in the segment
+/// on a thread of their own; they serve [`BOOT_SCRIPT`] and the marker, report TFTP events,
+/// and stop when dropped.
+pub struct CloudletServices {
+    pub events: tokio::sync::mpsc::Receiver<cloudlet_pxe::tftp::TftpEvent>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CloudletServices {
+    pub fn start(seg: &Segment) -> CloudletServices {
+        use cloudlet_pxe::proxy_dhcp::{ProxyConfig, ProxyDhcpServer};
+        use cloudlet_pxe::tftp::{Namespace, TftpConfig, TftpServer};
+        let (tx, events) = tokio::sync::mpsc::channel(64);
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = seg.in_segment(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let ns = Namespace::new()
+                    .with_file("boot.ipxe", BOOT_SCRIPT.to_vec())
+                    .with_file(MARKER, b"ok\n".to_vec());
+                let tftp =
+                    TftpServer::bind("10.99.0.1:69".parse().unwrap(), ns, TftpConfig::default())
+                        .await
+                        .unwrap()
+                        .with_events(tx);
+                let proxy = ProxyDhcpServer::bind(
+                    Some("br0"),
+                    ProxyConfig {
+                        server: std::net::Ipv4Addr::new(10, 99, 0, 1),
+                        bios: "undionly.kpxe".into(),
+                        efi_x64: "ipxe.efi".into(),
+                        efi_arm64: None,
+                        ipxe_script: "tftp://10.99.0.1/boot.ipxe".into(),
+                        http_boot: None,
+                        known: Some(std::collections::HashSet::from([MAC])),
+                    },
+                )
+                .unwrap();
+                // Both services stop when `stop` is dropped.
+                let (wtx, wrx) = tokio::sync::watch::channel(());
+                tokio::spawn(async move {
+                    let _ = stop_rx.await;
+                    drop(wtx);
+                });
+                let (mut w1, mut w2) = (wrx.clone(), wrx);
+                let (t, p) = tokio::join!(
+                    tftp.run(async move {
+                        let _ = w1.changed().await;
+                    }),
+                    proxy.run(async move {
+                        let _ = w2.changed().await;
+                    })
+                );
+                t.unwrap();
+                p.unwrap();
+            });
+        });
+        CloudletServices {
+            events,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for CloudletServices {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
