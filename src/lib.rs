@@ -98,6 +98,9 @@ pub struct Options {
     pub state_dir: Option<PathBuf>,
     /// The output directory of the local backend (default: `STATE_DIR/local`).
     pub output_dir: Option<PathBuf>,
+    /// Take over fields another writer holds (Kubernetes: force conflicts): they are
+    /// planned as changes back to the lab's values instead of being reported as held.
+    pub take_over: bool,
 }
 
 /// A loaded lab and the operations on it.
@@ -249,48 +252,70 @@ impl Lab {
         all
     }
 
-    fn provider_for(
+    async fn provider_for(
         &self,
         domain: Domain,
         target: &Target,
         local: &Arc<dyn Provider>,
     ) -> Result<Arc<dyn Provider>, Error> {
-        match target.kind {
-            TargetKind::Local => Ok(local.clone()),
-            other => Err(Error::Engine(EngineError::NoProvider {
-                domain,
-                reason: format!(
-                    "the `{}` backend is not available in this build of cloudlet; use `kind: local` to render this domain to files",
-                    other.as_str()
-                ),
-            })),
+        let unavailable =
+            |reason: String| Error::Engine(EngineError::NoProvider { domain, reason });
+        match (domain, target.kind) {
+            (_, TargetKind::Local) => Ok(local.clone()),
+            (Domain::Cluster, TargetKind::Kubernetes) => {
+                // The credentials of a Kubernetes target are a kubeconfig file; without one,
+                // the usual places ($KUBECONFIG, ~/.kube/config, in-cluster) are used.
+                let kubeconfig = match &target.credentials {
+                    None => None,
+                    Some(cloudlet_core::model::SecretRef::File(f)) => {
+                        Some(self.loaded.base_dir.join(f))
+                    }
+                    Some(cloudlet_core::model::SecretRef::Env(v)) => {
+                        Some(PathBuf::from(std::env::var_os(v).ok_or_else(|| {
+                            unavailable(format!(
+                                "the environment variable {v} (the kubeconfig path) is not set"
+                            ))
+                        })?))
+                    }
+                };
+                let options = cluster::KubeOptions {
+                    take_over: self.options.take_over,
+                    secrets_dir: self.loaded.base_dir.clone(),
+                    ..cluster::KubeOptions::default()
+                };
+                let p = cluster::KubeProvider::from_kubeconfig(
+                    kubeconfig,
+                    None,
+                    &self.loaded.lab.name,
+                    options,
+                )
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+                Ok(Arc::new(p))
+            }
+            (_, other) => Err(unavailable(format!(
+                "the `{}` backend is not available in this build of cloudlet; use `kind: local` to render this domain to files",
+                other.as_str()
+            ))),
         }
     }
 
     /// The engine for this lab: one provider per domain, as the lab's targets say.
-    pub fn engine(&self) -> Result<Engine, Error> {
+    pub async fn engine(&self) -> Result<Engine, Error> {
         let lab = &self.loaded.lab;
         let local: Arc<dyn Provider> =
             Arc::new(LocalProvider::new(self.output_dir(), lab.name.clone()));
         let t = &lab.targets;
-        let providers = Providers::new()
-            .with(
-                Domain::Hypervisor,
-                self.provider_for(Domain::Hypervisor, &t.hypervisor, &local)?,
-            )
-            .with(
-                Domain::Router,
-                self.provider_for(Domain::Router, &t.router, &local)?,
-            )
-            .with(Domain::Pxe, self.provider_for(Domain::Pxe, &t.pxe, &local)?)
-            .with(
-                Domain::Storage,
-                self.provider_for(Domain::Storage, &t.storage, &local)?,
-            )
-            .with(
-                Domain::Cluster,
-                self.provider_for(Domain::Cluster, &t.cluster, &local)?,
-            );
+        let mut providers = Providers::new();
+        for (domain, target) in [
+            (Domain::Hypervisor, &t.hypervisor),
+            (Domain::Router, &t.router),
+            (Domain::Pxe, &t.pxe),
+            (Domain::Storage, &t.storage),
+            (Domain::Cluster, &t.cluster),
+        ] {
+            providers = providers.with(domain, self.provider_for(domain, target, &local).await?);
+        }
         let store = StateStore::open(self.state_dir())?;
         Ok(Engine::new(lab.name.clone(), providers, store))
     }
@@ -298,7 +323,7 @@ impl Lab {
     /// Plans the lab against what exists.
     pub async fn plan(&self) -> Result<Plan, Error> {
         let desired = self.desired()?;
-        let engine = self.engine()?;
+        let engine = self.engine().await?;
         Ok(engine.plan(desired).await?)
     }
 
@@ -323,7 +348,7 @@ impl Lab {
                 reason: "the lab files changed since the plan was made".into(),
             }));
         }
-        let engine = self.engine()?;
+        let engine = self.engine().await?;
         Ok(engine.apply(plan, options).await?)
     }
 

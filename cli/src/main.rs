@@ -30,6 +30,10 @@ struct Cli {
     /// Where the local backend renders (default: `STATE_DIR/local`).
     #[arg(long, global = true, value_name = "DIR")]
     local_dir: Option<PathBuf>,
+    /// Take over fields another writer holds (an image updater, an autoscaler): plan them
+    /// back to the lab's values and force them on apply, instead of reporting them as held.
+    #[arg(long, global = true)]
+    take_over: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -123,6 +127,7 @@ async fn main() -> ExitCode {
     let opts = Options {
         state_dir: cli.state_dir.clone(),
         output_dir: cli.local_dir.clone(),
+        take_over: cli.take_over,
     };
     let load = |path: &PathBuf| Lab::load(path).map(|l| l.with_options(opts.clone()));
     let result = match cli.command {

@@ -117,6 +117,23 @@ pub(crate) fn plan_text(p: &Plan) -> String {
             );
         }
     }
+    if !p.held.is_empty() {
+        let _ = writeln!(
+            s,
+            "Held by other writers (left as they are; --take-over plans them back):"
+        );
+        for h in &p.held {
+            let _ = writeln!(
+                s,
+                "  ~ {} {}: {} (by {}; the lab says {})",
+                h.id,
+                h.change.path,
+                short(h.change.before.as_ref()),
+                h.by,
+                short(h.change.after.as_ref())
+            );
+        }
+    }
     let sm = p.summary;
     if sm.has_changes() {
         let _ = writeln!(

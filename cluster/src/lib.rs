@@ -8,7 +8,12 @@
 //! MetalLB's `IPAddressPool` / `L2Advertisement` in MetalLB's namespace. Every object carries
 //! cloudlet's labels so it can be found and pruned without a state file.
 
+mod fields;
 mod k8s;
+mod live;
+pub mod metallb;
+
+pub use live::{FIELD_MANAGER, KubeOptions, KubeProvider, PART_OF_LABEL, applyset_id};
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -176,6 +176,15 @@ impl Engine {
 
     /// Observes `domains`, all at once.
     pub async fn observe(&self, domains: &[Domain]) -> Result<Vec<Resource>, EngineError> {
+        self.observe_with(domains, &[]).await
+    }
+
+    /// Observes `domains`, all at once, telling each provider what the lab wants there.
+    pub async fn observe_with(
+        &self,
+        domains: &[Domain],
+        desired: &[Resource],
+    ) -> Result<Vec<Resource>, EngineError> {
         let futs = domains.iter().map(|d| async move {
             let p = self
                 .providers
@@ -184,8 +193,13 @@ impl Engine {
                     domain: *d,
                     reason: "no provider is configured for it".into(),
                 })?;
+            let mine: Vec<Resource> = desired
+                .iter()
+                .filter(|r| r.id.domain == *d)
+                .cloned()
+                .collect();
             let mut found = p
-                .observe(*d)
+                .observe_with(*d, &mine)
                 .await
                 .map_err(|source| EngineError::Observe { domain: *d, source })?;
             found.retain(|r| r.id.domain == *d);
@@ -208,7 +222,7 @@ impl Engine {
             }
         }
         domains.sort();
-        let observed = self.observe(&domains).await?;
+        let observed = self.observe_with(&domains, &desired).await?;
         plan::compute(&self.lab, domains, desired, observed)
     }
 
@@ -235,7 +249,13 @@ impl Engine {
             emit(Event::Resumed { interrupted: i });
         }
         if opts.verify_fresh {
-            let observed = self.observe(&plan.domains).await?;
+            let desired: Vec<Resource> = plan
+                .steps
+                .iter()
+                .filter(|s| s.action != Action::Delete)
+                .map(|s| s.resource.clone())
+                .collect();
+            let observed = self.observe_with(&plan.domains, &desired).await?;
             let now = plan::digest(&observed);
             if now != plan.observed_digest {
                 return Err(EngineError::StalePlan {
@@ -397,6 +417,20 @@ impl Engine {
             }
         }
         report.skipped.sort();
+        if !report.cancelled && report.failed.is_empty() {
+            for d in &plan.domains {
+                let Some(p) = self.providers.get(*d) else {
+                    continue;
+                };
+                if let Err(e) = p.finish(*d).await {
+                    let msg = chain(&e);
+                    tracing::error!(domain = %d, error = %msg, "finishing the apply failed");
+                    report
+                        .failed
+                        .push((ResourceId::new(*d, "(finish)", p.name()), msg));
+                }
+            }
+        }
         let status = if report.cancelled {
             "cancelled"
         } else if report.failed.is_empty() {

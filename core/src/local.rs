@@ -121,6 +121,7 @@ impl LocalProvider {
             id: env.id,
             body: env.body,
             depends_on: env.depends_on,
+            held: Vec::new(),
         }))
     }
 

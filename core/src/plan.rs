@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::EngineError;
-use crate::resource::{Domain, Resource, ResourceId};
+use crate::resource::{Domain, Held, Resource, ResourceId};
 
 /// The format version of saved plans.
 pub const PLAN_FORMAT: u32 = 1;
@@ -76,6 +76,9 @@ pub struct Summary {
     pub delete: usize,
     /// Resources already as desired.
     pub unchanged: usize,
+    /// Fields another writer holds whose value differs from the lab's (reported, not changed).
+    #[serde(default)]
+    pub held: usize,
 }
 
 impl Summary {
@@ -102,6 +105,21 @@ pub struct Plan {
     pub summary: Summary,
     /// The steps, in an order that respects `after`.
     pub steps: Vec<Step>,
+    /// Fields that differ from the lab but that another writer holds: reported, left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<HeldChange>,
+}
+
+/// A difference the plan leaves alone because another writer holds the field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldChange {
+    /// The resource.
+    pub id: ResourceId,
+    /// Who holds the field.
+    pub by: String,
+    /// The field, with its live value (`before`) and the lab's (`after`).
+    #[serde(flatten)]
+    pub change: FieldChange,
 }
 
 /// Digest of a set of resources, independent of their order.
@@ -240,6 +258,7 @@ pub fn compute(
         summary,
         after,
         order,
+        held,
     } = shape?;
     let ids: Vec<ResourceId> = entries
         .iter()
@@ -278,7 +297,29 @@ pub fn compute(
         domains,
         summary,
         steps,
+        held,
     })
+}
+
+/// Whether two dependency lists name the same resources (their order means nothing).
+fn same_set(a: &[ResourceId], b: &[ResourceId]) -> bool {
+    if a == b {
+        return true;
+    }
+    let (mut x, mut y) = (a.to_vec(), b.to_vec());
+    x.sort();
+    x.dedup();
+    y.sort();
+    y.dedup();
+    x == y
+}
+
+fn held_change(id: &ResourceId, h: &Held, c: &FieldChange) -> HeldChange {
+    HeldChange {
+        id: id.clone(),
+        by: h.by.clone(),
+        change: c.clone(),
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -301,6 +342,7 @@ struct Shape {
     after: Vec<Vec<usize>>,
     /// Entry indices in apply order.
     order: Vec<usize>,
+    held: Vec<HeldChange>,
 }
 
 /// Merge-joins the sorted desired and observed resources into steps (by reference), finds
@@ -312,6 +354,7 @@ fn shape(want: &[Resource], have: &[Resource]) -> Result<Shape, EngineError> {
     let mut old_deps: Vec<(usize, &[ResourceId])> = Vec::new();
     // Desired resources that need no step (dependencies may point at them).
     let mut unchanged: FxHashSet<&ResourceId> = FxHashSet::default();
+    let mut held: Vec<HeldChange> = Vec::new();
     let (mut wi, mut hi) = (0, 0);
     while wi < want.len() || hi < have.len() {
         let ord = match (want.get(wi), have.get(hi)) {
@@ -345,7 +388,16 @@ fn shape(want: &[Resource], have: &[Resource]) -> Result<Shape, EngineError> {
                 } else {
                     diff(&o.body.value(), &r.body.value())
                 };
-                if o.depends_on != r.depends_on && changes.is_empty() {
+                if !o.held.is_empty() {
+                    changes.retain(|c| match o.held.iter().find(|h| h.covers(&c.path)) {
+                        Some(h) => {
+                            held.push(held_change(&r.id, h, c));
+                            false
+                        }
+                        None => true,
+                    });
+                }
+                if changes.is_empty() && !same_set(&o.depends_on, &r.depends_on) {
                     changes.push(FieldChange {
                         path: "(depends_on)".into(),
                         before: Some(serde_json::to_value(&o.depends_on).unwrap_or_default()),
@@ -371,6 +423,7 @@ fn shape(want: &[Resource], have: &[Resource]) -> Result<Shape, EngineError> {
             }
         }
     }
+    summary.held = held.len();
     let res = |e: &Entry| -> &Resource {
         match e.from {
             Origin::Want(i) => &want[i],
@@ -433,6 +486,7 @@ fn shape(want: &[Resource], have: &[Resource]) -> Result<Shape, EngineError> {
         summary,
         after,
         order,
+        held,
     })
 }
 

@@ -23,6 +23,18 @@ pub trait Provider: Send + Sync {
     /// Everything this provider manages for the lab in `domain`.
     async fn observe(&self, domain: Domain) -> Result<Vec<Resource>, ProviderError>;
 
+    /// Everything this provider manages in `domain`, observed knowing what the lab wants
+    /// there: a backend may use `desired` to tell what its own normalization does from drift
+    /// (the default ignores it).
+    async fn observe_with(
+        &self,
+        domain: Domain,
+        desired: &[Resource],
+    ) -> Result<Vec<Resource>, ProviderError> {
+        let _ = desired;
+        self.observe(domain).await
+    }
+
     /// Makes `resource`.
     async fn create(&self, resource: &Resource) -> Result<(), ProviderError>;
 
@@ -35,6 +47,14 @@ pub trait Provider: Send + Sync {
 
     /// Removes `resource` (as observed).
     async fn delete(&self, resource: &Resource) -> Result<(), ProviderError>;
+
+    /// Called once after every step of an apply for `domain` succeeded: the place to commit
+    /// what is done per backend rather than per object (trim an inventory, apply pending
+    /// router changes).
+    async fn finish(&self, domain: Domain) -> Result<(), ProviderError> {
+        let _ = domain;
+        Ok(())
+    }
 }
 
 /// Which provider serves which domain.

@@ -250,6 +250,28 @@ pub struct Resource {
     /// Resources that must exist before this one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<ResourceId>,
+    /// Observed resources only: fields of the body another writer holds now (an image
+    /// updater, an autoscaler). The plan reports differences there instead of reverting them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<Held>,
+}
+
+/// A field another writer took over: its path (as in [`crate::plan::FieldChange::path`]) and
+/// who holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Held {
+    /// The field's path in the body.
+    pub path: String,
+    /// The writer holding it (a Kubernetes field manager, a user).
+    pub by: String,
+}
+
+impl Held {
+    /// Whether `path` is this field or lies inside it.
+    pub fn covers(&self, path: &str) -> bool {
+        path.strip_prefix(self.path.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+    }
 }
 
 impl Resource {
@@ -259,6 +281,7 @@ impl Resource {
             id,
             body: body.into(),
             depends_on: Vec::new(),
+            held: Vec::new(),
         }
     }
 

@@ -1,0 +1,933 @@
+//! The Kubernetes provider: server-side apply through kube-rs.
+//!
+//! - What cloudlet manages is found by kubectl's ApplySet convention: a parent Secret
+//!   labelled `applyset.kubernetes.io/id`, listing the group-kinds and namespaces of its
+//!   members, and every member labelled `applyset.kubernetes.io/part-of`. Observation is one
+//!   LIST per group-kind with that label selector; objects without the label are never seen,
+//!   changed or pruned, and a create that finds an unlabelled object of the same name refuses.
+//! - An object's observed body is the live object cut down to the fields cloudlet's field
+//!   manager owns (`managedFields`), so defaults the server fills in and fields other
+//!   controllers write are not drift. Fields another manager took over (an image updater)
+//!   are reported as held, and the next apply leaves them alone unless `take_over` is set.
+//! - Where a projection still differs from the lab, the provider asks the server what an
+//!   apply would produce (`dryRun=All`): if that equals the live object, the difference is
+//!   admission's normalization, not drift.
+//! - Writes are server-side applies with one field manager; 429/503/504 and dropped
+//!   connections are retried with backoff; the engine bounds how many run at once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use cloudlet_core::error::ProviderError;
+use cloudlet_core::plan::FieldChange;
+use cloudlet_core::resource::{Body, Held};
+use cloudlet_core::{Domain, Provider, Resource, ResourceId};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, ApiResource, Scope};
+use kube::{Client, Config};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::fields::{self, Kept};
+
+/// The field manager cloudlet applies with.
+pub const FIELD_MANAGER: &str = "cloudlet";
+/// The label every member of cloudlet's ApplySet carries.
+pub const PART_OF_LABEL: &str = "applyset.kubernetes.io/part-of";
+const APPLYSET_ID_LABEL: &str = "applyset.kubernetes.io/id";
+const GROUP_KINDS: &str = "applyset.kubernetes.io/contains-group-kinds";
+const ADDITIONAL_NAMESPACES: &str = "applyset.kubernetes.io/additional-namespaces";
+const TOOLING: &str = "applyset.kubernetes.io/tooling";
+const AFTER: &str = "cloudlet.dev/after";
+const SECRET_REFS: &str = "cloudlet.dev/secret-refs";
+const SECRET_DIGEST: &str = "cloudlet.dev/secret-digest";
+const REFS_KEY: &str = "cloudlet.dev/secretRefs";
+
+/// How the provider talks to the cluster.
+#[derive(Debug, Clone)]
+pub struct KubeOptions {
+    /// The namespace of the ApplySet parent Secret (`default`).
+    pub applyset_namespace: String,
+    /// Take over fields other managers hold (`--force-conflicts`): they show as changes and
+    /// the apply forces them back to the lab's values.
+    pub take_over: bool,
+    /// The directory `file:` secret references are relative to (the lab's directory).
+    pub secrets_dir: PathBuf,
+    /// Dry-run applies in flight at once while planning.
+    pub concurrency: usize,
+}
+
+impl Default for KubeOptions {
+    fn default() -> Self {
+        KubeOptions {
+            applyset_namespace: "default".into(),
+            take_over: false,
+            secrets_dir: PathBuf::from("."),
+            concurrency: 16,
+        }
+    }
+}
+
+/// A group and kind, written `Kind.group` (`Deployment.apps`, `Namespace`) as ApplySets do.
+type GroupKind = String;
+
+fn group_kind(api_version: &str, kind: &str) -> GroupKind {
+    match api_version.split_once('/') {
+        Some((group, _)) => format!("{kind}.{group}"),
+        None => kind.to_string(),
+    }
+}
+
+fn split_group_kind(gk: &str) -> (&str, &str) {
+    gk.split_once('.').unwrap_or((gk, ""))
+}
+
+#[derive(Default)]
+struct Inventory {
+    /// What the parent Secret says now.
+    group_kinds: BTreeSet<GroupKind>,
+    namespaces: BTreeSet<String>,
+    /// Whether the parent was read (or written) in this process.
+    known: bool,
+    /// Whether `members` holds every member (an observation ran in this process).
+    complete: bool,
+    /// The members as far as this process knows: id → (group-kind, namespace).
+    members: HashMap<ResourceId, (GroupKind, Option<String>)>,
+}
+
+/// Server-side apply of the cluster domain against one API server.
+pub struct KubeProvider {
+    client: Client,
+    options: KubeOptions,
+    parent: String,
+    applyset: String,
+    kinds: Mutex<HashMap<GroupKind, (ApiResource, bool)>>,
+    inventory: tokio::sync::Mutex<Inventory>,
+    /// From the last observation: held fields and uids, per resource.
+    held: Mutex<HashMap<ResourceId, Vec<String>>>,
+    uids: Mutex<HashMap<ResourceId, String>>,
+}
+
+impl std::fmt::Debug for KubeProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeProvider")
+            .field("applyset", &self.applyset)
+            .field("parent", &self.parent)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The ApplySet id of a parent object, as KEP-3659 defines it:
+/// `applyset-<base64url(sha256(<name>.<namespace>.<kind>.<group>))>-v1`.
+pub fn applyset_id(name: &str, namespace: &str, kind: &str, group: &str) -> String {
+    let h = Sha256::digest(format!("{name}.{namespace}.{kind}.{group}").as_bytes());
+    format!(
+        "applyset-{}-v1",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h)
+    )
+}
+
+fn backend(message: String, retryable: bool) -> ProviderError {
+    ProviderError::Backend { message, retryable }
+}
+
+fn api_error(what: &str, e: &kube::Error) -> ProviderError {
+    let retryable = is_retryable(e);
+    let msg = match e {
+        kube::Error::Api(s) => format!("{what}: {} ({} {})", s.message, s.code, s.reason),
+        other => format!("{what}: {other}"),
+    };
+    backend(msg, retryable)
+}
+
+fn is_retryable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => matches!(s.code, 429 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+fn status_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+/// Runs `f` again on throttling, unavailability and dropped connections (6 tries, backoff
+/// from 50 ms).
+async fn retry<T, F, Fut>(mut f: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, kube::Error>>,
+{
+    let mut wait = Duration::from_millis(50);
+    let mut tries = 0;
+    loop {
+        match f().await {
+            Err(e) if tries < 5 && is_retryable(&e) => {
+                tracing::debug!(error = %e, "retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn split_name(id: &ResourceId, namespaced: bool) -> (Option<&str>, &str) {
+    if namespaced {
+        match id.name.split_once('.') {
+            Some((ns, n)) => (Some(ns), n),
+            None => (None, &id.name),
+        }
+    } else {
+        (None, &id.name)
+    }
+}
+
+impl KubeProvider {
+    /// A provider for the lab `lab` over `client`.
+    pub fn new(client: Client, lab: &str, options: KubeOptions) -> Self {
+        let parent = format!("cloudlet-{lab}");
+        let applyset = applyset_id(&parent, &options.applyset_namespace, "Secret", "");
+        KubeProvider {
+            client,
+            options,
+            parent,
+            applyset,
+            kinds: Mutex::new(HashMap::new()),
+            inventory: tokio::sync::Mutex::new(Inventory::default()),
+            held: Mutex::new(HashMap::new()),
+            uids: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A provider from a kubeconfig file (`None`: the usual places: `$KUBECONFIG`,
+    /// `~/.kube/config`, in-cluster) and an optional context.
+    pub async fn from_kubeconfig(
+        path: Option<PathBuf>,
+        context: Option<String>,
+        lab: &str,
+        options: KubeOptions,
+    ) -> Result<Self, ProviderError> {
+        let opts = kube::config::KubeConfigOptions {
+            context,
+            ..Default::default()
+        };
+        let config = match path {
+            Some(p) => {
+                let kc = kube::config::Kubeconfig::read_from(&p).map_err(|e| {
+                    backend(format!("reading kubeconfig {}: {e}", p.display()), false)
+                })?;
+                Config::from_custom_kubeconfig(kc, &opts).await
+            }
+            None => Config::from_kubeconfig(&opts).await,
+        }
+        .map_err(|e| backend(format!("kubeconfig: {e}"), false))?;
+        let client = Client::try_from(config)
+            .map_err(|e| backend(format!("Kubernetes client: {e}"), false))?;
+        Ok(Self::new(client, lab, options))
+    }
+
+    /// The ApplySet id of this lab's objects.
+    pub fn applyset(&self) -> &str {
+        &self.applyset
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn resolve(
+        &self,
+        gk: &str,
+        version: Option<&str>,
+    ) -> Result<(ApiResource, bool), ProviderError> {
+        if let Some(r) = self.kinds.lock().unwrap_or_else(|p| p.into_inner()).get(gk) {
+            return Ok(r.clone());
+        }
+        let (kind, group) = split_group_kind(gk);
+        let found: Option<(ApiResource, ApiCapabilities)> = match version {
+            Some(v) => {
+                let gvk = GroupVersionKind::gvk(group, v, kind);
+                match retry(|| kube::discovery::pinned_kind(&self.client, &gvk)).await {
+                    Ok(r) => Some(r),
+                    Err(kube::Error::Discovery(_)) => None,
+                    Err(e) if status_code(&e) == Some(404) => None,
+                    Err(e) => return Err(api_error(&format!("discovering {gk}"), &e)),
+                }
+            }
+            None => match retry(|| kube::discovery::group(&self.client, group)).await {
+                Ok(g) => g.recommended_kind(kind),
+                Err(kube::Error::Discovery(_)) => None,
+                Err(e) if status_code(&e) == Some(404) => None,
+                Err(e) => return Err(api_error(&format!("discovering {gk}"), &e)),
+            },
+        };
+        let Some((ar, caps)) = found else {
+            return Err(backend(
+                format!(
+                    "the API server does not serve {gk}: install its CRD (or the operator that brings it) first"
+                ),
+                false,
+            ));
+        };
+        let r = (ar, caps.scope == Scope::Namespaced);
+        self.kinds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(gk.to_string(), r.clone());
+        Ok(r)
+    }
+
+    fn forget_group(&self, group: &str) {
+        self.kinds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|gk, _| split_group_kind(gk).1 != group);
+    }
+
+    fn api(&self, ar: &ApiResource, ns: Option<&str>) -> Api<DynamicObject> {
+        match ns {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, ar),
+            None => Api::all_with(self.client.clone(), ar),
+        }
+    }
+
+    fn parent_api(&self) -> Api<DynamicObject> {
+        let ar = ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&());
+        Api::namespaced_with(self.client.clone(), &self.options.applyset_namespace, &ar)
+    }
+
+    async fn read_parent(&self, inv: &mut Inventory) -> Result<(), ProviderError> {
+        let api = self.parent_api();
+        let got = retry(|| api.get_opt(&self.parent))
+            .await
+            .map_err(|e| api_error("reading the ApplySet parent", &e))?;
+        inv.group_kinds.clear();
+        inv.namespaces.clear();
+        if let Some(p) = got {
+            let ann = p.metadata.annotations.unwrap_or_default();
+            let split = |k: &str| -> BTreeSet<String> {
+                ann.get(k)
+                    .map(|s| {
+                        s.split(',')
+                            .filter(|x| !x.is_empty())
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            inv.group_kinds = split(GROUP_KINDS);
+            inv.namespaces = split(ADDITIONAL_NAMESPACES);
+        }
+        inv.known = true;
+        Ok(())
+    }
+
+    async fn write_parent(
+        &self,
+        group_kinds: &BTreeSet<GroupKind>,
+        namespaces: &BTreeSet<String>,
+    ) -> Result<(), ProviderError> {
+        let ns = &self.options.applyset_namespace;
+        let extra: Vec<&str> = namespaces
+            .iter()
+            .map(String::as_str)
+            .filter(|n| n != ns)
+            .collect();
+        let body = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": self.parent,
+                "namespace": ns,
+                "labels": { APPLYSET_ID_LABEL: self.applyset },
+                "annotations": {
+                    TOOLING: concat!("cloudlet/v", env!("CARGO_PKG_VERSION")),
+                    GROUP_KINDS: group_kinds.iter().cloned().collect::<Vec<_>>().join(","),
+                    ADDITIONAL_NAMESPACES: extra.join(","),
+                }
+            }
+        });
+        let api = self.parent_api();
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        let patch = Patch::Apply(&body);
+        retry(|| api.patch(&self.parent, &pp, &patch))
+            .await
+            .map_err(|e| api_error("writing the ApplySet parent", &e))?;
+        Ok(())
+    }
+
+    /// Makes sure the parent lists `gk` and `ns` before a member of them is written, so an
+    /// interrupted apply never leaves a member its parent does not know.
+    async fn enlist(
+        &self,
+        id: &ResourceId,
+        gk: &str,
+        ns: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        let mut inv = self.inventory.lock().await;
+        if !inv.known {
+            self.read_parent(&mut inv).await?;
+        }
+        let need_gk = !inv.group_kinds.contains(gk);
+        let need_ns = ns.is_some_and(|n| !inv.namespaces.contains(n));
+        if need_gk || need_ns {
+            let mut gks = inv.group_kinds.clone();
+            gks.insert(gk.to_string());
+            let mut nss = inv.namespaces.clone();
+            if let Some(n) = ns {
+                nss.insert(n.to_string());
+            }
+            self.write_parent(&gks, &nss).await?;
+            inv.group_kinds = gks;
+            inv.namespaces = nss;
+        }
+        inv.members
+            .insert(id.clone(), (gk.to_string(), ns.map(str::to_string)));
+        Ok(())
+    }
+
+    /// Lists every member of one group-kind.
+    async fn list_kind(&self, gk: &str) -> Result<Vec<Value>, ProviderError> {
+        let (ar, _) = match self.resolve(gk, None).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(group_kind = gk, error = %e, "skipping a kind the server no longer serves");
+                return Ok(Vec::new());
+            }
+        };
+        let api = self.api(&ar, None);
+        let mut out = Vec::new();
+        let mut lp = ListParams::default()
+            .labels(&format!("{PART_OF_LABEL}={}", self.applyset))
+            .limit(500);
+        loop {
+            let page = retry(|| api.list(&lp))
+                .await
+                .map_err(|e| api_error(&format!("listing {gk}"), &e))?;
+            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+            for mut item in page.items {
+                item.types.get_or_insert_with(|| kube::core::TypeMeta {
+                    api_version: ar.api_version.clone(),
+                    kind: ar.kind.clone(),
+                });
+                out.push(
+                    serde_json::to_value(&item)
+                        .map_err(|e| backend(format!("encoding {gk}: {e}"), false))?,
+                );
+            }
+            match next {
+                Some(c) => lp = lp.continue_token(&c),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The observed resource of a live object, and its uid.
+    fn observed(&self, live: &Value) -> Result<(Resource, String), ProviderError> {
+        let meta = &live["metadata"];
+        let name = meta["name"].as_str().unwrap_or_default();
+        let ns = meta["namespace"].as_str();
+        let kind = live["kind"].as_str().unwrap_or_default();
+        let rid = ResourceId::new(
+            Domain::Cluster,
+            kind.to_ascii_lowercase(),
+            match ns {
+                Some(ns) => format!("{ns}.{name}"),
+                None => name.to_string(),
+            },
+        );
+        let managed = meta["managedFields"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let main = |m: &&Value| m.get("subresource").is_none_or(|s| s.as_str() == Some(""));
+        let ours = managed
+            .iter()
+            .filter(main)
+            .find(|m| m["manager"] == FIELD_MANAGER && m["operation"] == "Apply")
+            .and_then(|m| m.get("fieldsV1"));
+        let mut kept = Kept::new();
+        let mut body = match ours {
+            Some(f) => fields::project(f, live, &mut kept),
+            None => Value::Object(Map::new()),
+        };
+        let mut held = Vec::new();
+        if !self.options.take_over {
+            for m in managed.iter().filter(main) {
+                if m["manager"] == FIELD_MANAGER && m["operation"] == "Apply" {
+                    continue;
+                }
+                let Some(f) = m.get("fieldsV1") else { continue };
+                let mut paths = Vec::new();
+                fields::leaves(f, live, &kept, &mut paths);
+                let by = m["manager"].as_str().unwrap_or("unknown").to_string();
+                held.extend(
+                    paths
+                        .into_iter()
+                        .filter(|p| !p.starts_with("status"))
+                        .map(|path| Held {
+                            path,
+                            by: by.clone(),
+                        }),
+                );
+            }
+            held.sort();
+            held.dedup_by(|a, b| a.path == b.path);
+        }
+        let obj = body
+            .as_object_mut()
+            .ok_or_else(|| ProviderError::InvalidData {
+                what: rid.to_string(),
+                message: "not an object".into(),
+            })?;
+        obj.insert("apiVersion".into(), live["apiVersion"].clone());
+        obj.insert("kind".into(), live["kind"].clone());
+        let m = obj
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()));
+        let mut depends_on = Vec::new();
+        let mut refs = None;
+        if let Some(m) = m.as_object_mut() {
+            m.insert("name".into(), json!(name));
+            if let Some(ns) = ns {
+                m.insert("namespace".into(), json!(ns));
+            }
+            if let Some(l) = m.get_mut("labels").and_then(Value::as_object_mut) {
+                l.remove(PART_OF_LABEL);
+            }
+            if let Some(a) = m.get_mut("annotations").and_then(Value::as_object_mut) {
+                if let Some(after) = a.remove(AFTER) {
+                    depends_on = after
+                        .as_str()
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter_map(|s| s.parse().ok())
+                        .collect();
+                }
+                let digest = a.remove(SECRET_DIGEST);
+                if let Some(r) = a.remove(SECRET_REFS) {
+                    refs = Some((r, digest));
+                }
+            }
+            for k in ["labels", "annotations"] {
+                if m.get(k)
+                    .and_then(Value::as_object)
+                    .is_some_and(Map::is_empty)
+                {
+                    m.remove(k);
+                }
+            }
+        }
+        if let Some((r, digest)) = refs {
+            let refs: Value = serde_json::from_str(r.as_str().unwrap_or("{}")).unwrap_or_default();
+            let live_data = live.get("data").cloned().unwrap_or_else(|| json!({}));
+            let recorded = digest.as_ref().and_then(Value::as_str).unwrap_or_default();
+            let by_hand = secret_digest(&rid, &live_data) != recorded;
+            let rotated = self
+                .resolve_secret(&refs)
+                .is_ok_and(|d| secret_digest(&rid, &d) != recorded);
+            obj.remove("data");
+            let mut refs = refs;
+            if (by_hand || rotated)
+                && let Some(o) = refs.as_object_mut()
+            {
+                o.insert("(values)".into(), json!("changed since the last apply"));
+            }
+            obj.insert(REFS_KEY.into(), refs);
+        }
+        let mut r = Resource::new(rid, Body::from(body));
+        depends_on.sort();
+        r.depends_on = depends_on;
+        r.held = held;
+        Ok((r, meta["uid"].as_str().unwrap_or_default().to_string()))
+    }
+
+    /// Reads the values of a Secret's references: key → base64.
+    fn resolve_secret(&self, refs: &Value) -> Result<Value, ProviderError> {
+        let mut data = Map::new();
+        let Some(refs) = refs.as_object() else {
+            return Ok(Value::Object(data));
+        };
+        for (key, r) in refs {
+            let bytes = if let Some(var) = r.get("env").and_then(Value::as_str) {
+                std::env::var(var)
+                    .map_err(|_| {
+                        backend(
+                            format!("secret `{key}`: the environment variable {var} is not set"),
+                            false,
+                        )
+                    })?
+                    .into_bytes()
+            } else if let Some(file) = r.get("file").and_then(Value::as_str) {
+                let p = self.options.secrets_dir.join(file);
+                std::fs::read(&p).map_err(|e| {
+                    backend(
+                        format!("secret `{key}`: reading {}: {e}", p.display()),
+                        false,
+                    )
+                })?
+            } else {
+                return Err(backend(
+                    format!("secret `{key}`: not an env or file reference"),
+                    false,
+                ));
+            };
+            data.insert(
+                key.clone(),
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            );
+        }
+        Ok(Value::Object(data))
+    }
+
+    /// The object to send for `r`: cloudlet's labels and annotations, secret values read,
+    /// held fields left out.
+    fn manifest(&self, r: &Resource, strip_held: bool) -> Result<Value, ProviderError> {
+        let mut v = r.body.value();
+        let obj = v
+            .as_object_mut()
+            .ok_or_else(|| ProviderError::InvalidData {
+                what: r.id.to_string(),
+                message: "the body is not an object".into(),
+            })?;
+        let secret = match obj.remove(REFS_KEY) {
+            Some(refs) => {
+                let data = self.resolve_secret(&refs)?;
+                let digest = secret_digest(&r.id, &data);
+                obj.insert("data".into(), data);
+                Some((refs, digest))
+            }
+            None => None,
+        };
+        let meta = obj
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+            .ok_or_else(|| ProviderError::InvalidData {
+                what: r.id.to_string(),
+                message: "metadata is not an object".into(),
+            })?;
+        let labels = meta
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(l) = labels.as_object_mut() {
+            l.insert(PART_OF_LABEL.into(), json!(self.applyset));
+        }
+        let mut ann = BTreeMap::new();
+        if !r.depends_on.is_empty() {
+            let mut deps: Vec<String> = r.depends_on.iter().map(ToString::to_string).collect();
+            deps.sort();
+            ann.insert(AFTER, deps.join(","));
+        }
+        if let Some((refs, digest)) = secret {
+            ann.insert(SECRET_REFS, refs.to_string());
+            ann.insert(SECRET_DIGEST, digest);
+        }
+        if !ann.is_empty() {
+            let a = meta
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Some(a) = a.as_object_mut() {
+                for (k, val) in ann {
+                    a.insert(k.into(), json!(val));
+                }
+            }
+        }
+        if strip_held && !self.options.take_over {
+            let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(paths) = held.get(&r.id) {
+                for p in paths {
+                    fields::remove_path(&mut v, p);
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    fn target(v: &Value) -> Result<(GroupKind, String, Option<String>, String), ProviderError> {
+        let api_version = v["apiVersion"].as_str().unwrap_or_default();
+        let kind = v["kind"].as_str().unwrap_or_default();
+        let name = v["metadata"]["name"].as_str().unwrap_or_default();
+        if api_version.is_empty() || kind.is_empty() || name.is_empty() {
+            return Err(ProviderError::InvalidData {
+                what: "a Kubernetes object".into(),
+                message: "apiVersion, kind and metadata.name are required".into(),
+            });
+        }
+        let version = api_version.rsplit('/').next().unwrap_or(api_version);
+        Ok((
+            group_kind(api_version, kind),
+            version.to_string(),
+            v["metadata"]["namespace"].as_str().map(str::to_string),
+            name.to_string(),
+        ))
+    }
+
+    async fn apply(&self, r: &Resource, dry_run: bool) -> Result<Value, ProviderError> {
+        // A dry run sends every field: where another manager holds one it conflicts, and the
+        // difference stays in the plan, reported as held.
+        let v = self.manifest(r, !dry_run)?;
+        let (gk, version, ns, name) = Self::target(&v)?;
+        let (ar, namespaced) = self.resolve(&gk, Some(&version)).await?;
+        let ns = if namespaced { ns } else { None };
+        if !dry_run {
+            self.enlist(&r.id, &gk, ns.as_deref()).await?;
+        }
+        let api = self.api(&ar, ns.as_deref());
+        let mut pp = PatchParams::apply(FIELD_MANAGER);
+        pp.force = self.options.take_over;
+        pp.dry_run = dry_run;
+        let patch = Patch::Apply(&v);
+        let out = retry(|| api.patch(&name, &pp, &patch))
+            .await
+            .map_err(|e| match &e {
+                kube::Error::Api(s) if s.code == 409 => backend(
+                    format!("{}: another field manager holds fields the lab sets: {} (re-plan to see them; apply with take-over to force the lab's values)", r.id, s.message),
+                    false,
+                ),
+                _ => api_error(&format!("applying {}", r.id), &e),
+            })?;
+        if !dry_run && gk == "CustomResourceDefinition.apiextensions.k8s.io" {
+            self.wait_established(&api, &name).await?;
+            if let Some(group) = v["spec"]["group"].as_str() {
+                self.forget_group(group);
+            }
+        }
+        serde_json::to_value(&out).map_err(|e| backend(format!("encoding {}: {e}", r.id), false))
+    }
+
+    async fn wait_established(
+        &self,
+        api: &Api<DynamicObject>,
+        name: &str,
+    ) -> Result<(), ProviderError> {
+        for _ in 0..300 {
+            let crd = retry(|| api.get(name))
+                .await
+                .map_err(|e| api_error(&format!("reading CRD {name}"), &e))?;
+            let established = crd.data["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Established" && c["status"] == "True")
+                });
+            if established {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(backend(
+            format!("CRD {name} was not Established within 30 s"),
+            true,
+        ))
+    }
+
+    /// Replaces observed bodies that differ from the lab only by what admission does to an
+    /// apply (defaults, normalized quantities) with the lab's body: the dry run of the lab's
+    /// body equals the live object there.
+    async fn refine(&self, observed: &mut [Resource], desired: &[Resource]) {
+        let want: HashMap<&ResourceId, &Resource> = desired.iter().map(|r| (&r.id, r)).collect();
+        let candidates: Vec<usize> = observed
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| want.get(&o.id).is_some_and(|w| w.body != o.body))
+            .map(|(i, _)| i)
+            .collect();
+        let results: Vec<(usize, Option<Resource>)> = stream::iter(candidates)
+            .map(|i| {
+                let o = &observed[i];
+                let w = want[&o.id];
+                async move {
+                    let Ok(dry) = self.apply(w, true).await else {
+                        return (i, None);
+                    };
+                    let Ok((after, _)) = self.observed(&dry) else {
+                        return (i, None);
+                    };
+                    // What the apply would leave equals what is there: no drift.
+                    let same = after.body == o.body || after.body.value() == o.body.value();
+                    (i, same.then(|| w.clone()))
+                }
+            })
+            .buffer_unordered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        for (i, same) in results {
+            if let Some(w) = same {
+                let o = &mut observed[i];
+                o.body = w.body;
+            }
+        }
+    }
+}
+
+/// A digest of a Secret's values, salted with its id: it tells whether values changed without
+/// putting them (or a bare hash of them) anywhere else.
+fn secret_digest(id: &ResourceId, data: &Value) -> String {
+    let mut h = Sha256::new();
+    h.update(id.to_string().as_bytes());
+    h.update([0]);
+    h.update(Body::from(data.clone()).as_str().as_bytes());
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+#[async_trait]
+impl Provider for KubeProvider {
+    fn name(&self) -> &str {
+        "kubernetes"
+    }
+
+    async fn observe(&self, domain: Domain) -> Result<Vec<Resource>, ProviderError> {
+        if domain != Domain::Cluster {
+            return Ok(Vec::new());
+        }
+        let gks: Vec<GroupKind> = {
+            let mut inv = self.inventory.lock().await;
+            self.read_parent(&mut inv).await?;
+            inv.group_kinds.iter().cloned().collect()
+        };
+        let lists: Vec<(GroupKind, Vec<Value>)> = stream::iter(gks)
+            .map(|gk| async move { self.list_kind(&gk).await.map(|l| (gk, l)) })
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        let mut out = Vec::new();
+        let mut held = HashMap::new();
+        let mut uids = HashMap::new();
+        let mut members = HashMap::new();
+        for (gk, items) in lists {
+            for live in &items {
+                // Objects on their way out are not there any more as far as a plan goes.
+                if live["metadata"]
+                    .get("deletionTimestamp")
+                    .is_some_and(|t| !t.is_null())
+                {
+                    continue;
+                }
+                let (r, uid) = self.observed(live)?;
+                if !r.held.is_empty() {
+                    held.insert(
+                        r.id.clone(),
+                        r.held.iter().map(|h| h.path.clone()).collect(),
+                    );
+                }
+                let ns = live["metadata"]["namespace"].as_str().map(str::to_string);
+                members.insert(r.id.clone(), (gk.clone(), ns));
+                uids.insert(r.id.clone(), uid);
+                out.push(r);
+            }
+        }
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = held;
+        *self.uids.lock().unwrap_or_else(|p| p.into_inner()) = uids;
+        let mut inv = self.inventory.lock().await;
+        inv.members = members;
+        inv.complete = true;
+        Ok(out)
+    }
+
+    async fn observe_with(
+        &self,
+        domain: Domain,
+        desired: &[Resource],
+    ) -> Result<Vec<Resource>, ProviderError> {
+        let mut observed = self.observe(domain).await?;
+        self.refine(&mut observed, desired).await;
+        Ok(observed)
+    }
+
+    async fn create(&self, r: &Resource) -> Result<(), ProviderError> {
+        // Never take over an object someone else made: look first.
+        let v = r.body.value();
+        let (gk, version, ns, name) = Self::target(&v)?;
+        let (ar, namespaced) = self.resolve(&gk, Some(&version)).await?;
+        let ns = if namespaced { ns } else { None };
+        let api = self.api(&ar, ns.as_deref());
+        let existing = retry(|| api.get_opt(&name))
+            .await
+            .map_err(|e| api_error(&format!("reading {}", r.id), &e))?;
+        if let Some(o) = existing {
+            let ours = o
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(PART_OF_LABEL))
+                .is_some_and(|v| *v == self.applyset);
+            if !ours {
+                return Err(ProviderError::NotOwned { id: r.id.clone() });
+            }
+        }
+        self.apply(r, false).await.map(|_| ())
+    }
+
+    async fn update(&self, r: &Resource, _changes: &[FieldChange]) -> Result<(), ProviderError> {
+        self.apply(r, false).await.map(|_| ())
+    }
+
+    async fn delete(&self, r: &Resource) -> Result<(), ProviderError> {
+        let v = r.body.value();
+        let (gk, version, _, _) = Self::target(&v)?;
+        let (ar, namespaced) = self.resolve(&gk, Some(&version)).await?;
+        let (ns, name) = split_name(&r.id, namespaced);
+        let api = self.api(&ar, ns);
+        let uid = self
+            .uids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&r.id)
+            .cloned();
+        let dp = DeleteParams {
+            preconditions: uid.map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match retry(|| api.delete(name, &dp)).await {
+            Ok(_) => {}
+            Err(e) if status_code(&e) == Some(404) => {}
+            Err(e) => return Err(api_error(&format!("deleting {}", r.id), &e)),
+        }
+        self.inventory.lock().await.members.remove(&r.id);
+        Ok(())
+    }
+
+    async fn finish(&self, domain: Domain) -> Result<(), ProviderError> {
+        if domain != Domain::Cluster {
+            return Ok(());
+        }
+        let inv = self.inventory.lock().await;
+        if !inv.known || !inv.complete {
+            return Ok(());
+        }
+        let gks: BTreeSet<GroupKind> = inv.members.values().map(|(g, _)| g.clone()).collect();
+        let nss: BTreeSet<String> = inv
+            .members
+            .values()
+            .filter_map(|(_, n)| n.clone())
+            .collect();
+        if gks != inv.group_kinds || nss != inv.namespaces {
+            drop(inv);
+            self.write_parent(&gks, &nss).await?;
+            let mut inv = self.inventory.lock().await;
+            inv.group_kinds = gks;
+            inv.namespaces = nss;
+        }
+        Ok(())
+    }
+}

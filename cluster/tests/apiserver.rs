@@ -1,0 +1,341 @@
+//! The cluster domain against a real kube-apiserver + etcd (see `support`).
+#![allow(clippy::disallowed_methods)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cloudlet_cluster::{KubeOptions, KubeProvider, PART_OF_LABEL, metallb};
+use cloudlet_core::engine::{ApplyOptions, Engine};
+use cloudlet_core::model::SecretRef;
+use cloudlet_core::{Domain, Lab, Plan, Providers, Resource, StateStore};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use support::ApiServer;
+use tempfile::TempDir;
+
+/// The seed lab; its env-referenced secret points at a variable every test process has
+/// (`PATH`), so the test needs no environment of its own.
+fn seed() -> Lab {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
+    let mut lab = cloudlet_core::load(&dir).expect("the seed lab loads").lab;
+    let wg = lab
+        .cluster
+        .as_mut()
+        .unwrap()
+        .apps
+        .get_mut("wireguard")
+        .unwrap();
+    wg.secrets
+        .insert("PEERS_KEY".into(), SecretRef::Env("PATH".into()));
+    lab
+}
+
+/// The seed's file secret, as a user would provide it.
+fn secrets() -> TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("secrets")).unwrap();
+    std::fs::write(
+        d.path().join("secrets/postmaster-password"),
+        "hunter2-but-long",
+    )
+    .unwrap();
+    d
+}
+
+async fn install_metallb_crds(client: &kube::Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in metallb::crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        api.patch(
+            &name,
+            &PatchParams::apply("test-setup"),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("CRD accepted by the real API server");
+        for _ in 0..100 {
+            let c = api.get(&name).await.unwrap();
+            let ok = c.status.and_then(|s| s.conditions).is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+            if ok {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+struct Setup {
+    _server: ApiServer,
+    client: kube::Client,
+    state: TempDir,
+    secrets: TempDir,
+}
+
+async fn setup() -> Setup {
+    let server = ApiServer::start();
+    let client = server.client().await;
+    install_metallb_crds(&client).await;
+    Setup {
+        _server: server,
+        client,
+        state: tempfile::tempdir().unwrap(),
+        secrets: secrets(),
+    }
+}
+
+fn engine(s: &Setup, lab: &Lab, take_over: bool) -> Engine {
+    let p = KubeProvider::new(
+        s.client.clone(),
+        &lab.name,
+        KubeOptions {
+            take_over,
+            secrets_dir: PathBuf::from(s.secrets.path()),
+            ..KubeOptions::default()
+        },
+    );
+    Engine::new(
+        lab.name.clone(),
+        Providers::new().with(Domain::Cluster, Arc::new(p)),
+        StateStore::open(s.state.path()).unwrap(),
+    )
+}
+
+async fn plan(s: &Setup, lab: &Lab) -> Plan {
+    engine(s, lab, false)
+        .plan(cloudlet_cluster::expand(lab))
+        .await
+        .expect("plan")
+}
+
+async fn converge(s: &Setup, lab: &Lab) -> Plan {
+    let e = engine(s, lab, false);
+    let plan = e.plan(cloudlet_cluster::expand(lab)).await.expect("plan");
+    let report = e
+        .apply(&plan, ApplyOptions::default())
+        .await
+        .expect("apply");
+    assert!(
+        report.failed.is_empty(),
+        "failed steps: {:#?}",
+        report.failed
+    );
+    plan
+}
+
+fn changed(p: &Plan) -> Vec<String> {
+    p.steps
+        .iter()
+        .map(|s| format!("{} {}", s.action.as_str(), s.id))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_cluster_applies_to_an_empty_server_and_replans_empty() {
+    let s = setup().await;
+    let lab = seed();
+    let desired = cloudlet_cluster::expand(&lab);
+    let first = converge(&s, &lab).await;
+    assert_eq!(first.summary.create, desired.len(), "{:?}", changed(&first));
+
+    // The real objects: the shared VIP with its sharing key, MetalLB pool, the secret values.
+    let svcs: Api<Service> = Api::all(s.client.clone());
+    let lbs: Vec<Service> = svcs
+        .list(&ListParams::default().labels(PART_OF_LABEL))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"))
+        .collect();
+    assert!(!lbs.is_empty());
+    for svc in &lbs {
+        let ann = svc.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(
+            ann.get("metallb.io/loadBalancerIPs").map(String::as_str),
+            Some("10.0.20.200")
+        );
+        assert_eq!(
+            ann.get("metallb.io/allow-shared-ip").map(String::as_str),
+            Some("shared")
+        );
+    }
+    let secret: Secret = Api::namespaced(s.client.clone(), "wireguard")
+        .get("wireguard-secrets")
+        .await
+        .expect("the app's secret");
+    let value = secret.data.unwrap()["PEERS_KEY"].0.clone();
+    assert_eq!(value, std::env::var("PATH").unwrap().into_bytes());
+
+    let second = plan(&s, &lab).await;
+    assert!(
+        !second.summary.has_changes(),
+        "a second plan must be empty, got {:?} / {:#?}",
+        changed(&second),
+        second.steps.iter().map(|s| &s.changes).collect::<Vec<_>>()
+    );
+    assert!(second.held.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_change_updates_one_deployment_and_removal_prunes_exactly_its_objects() {
+    let s = setup().await;
+    let mut lab = seed();
+    converge(&s, &lab).await;
+
+    lab.cluster
+        .as_mut()
+        .unwrap()
+        .apps
+        .get_mut("blog")
+        .unwrap()
+        .image = "docker.io/viktorbarzin/blog:v2".into();
+    let p = converge(&s, &lab).await;
+    assert_eq!(changed(&p), vec!["update cluster/deployment/blog.blog"]);
+    assert_eq!(
+        p.steps[0]
+            .changes
+            .iter()
+            .map(|c| c.path.as_str())
+            .collect::<Vec<_>>(),
+        vec!["spec.template.spec.containers[0].image"]
+    );
+    let d: Deployment = Api::namespaced(s.client.clone(), "blog")
+        .get("blog")
+        .await
+        .unwrap();
+    assert_eq!(
+        d.spec.template.spec.unwrap().containers[0].image.as_deref(),
+        Some("docker.io/viktorbarzin/blog:v2")
+    );
+
+    // An object made by hand in the same namespace, and one that looks like ours by name.
+    let cms: Api<ConfigMap> = Api::namespaced(s.client.clone(), "blog");
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some("made-by-hand".into());
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+
+    let before: Vec<Resource> = cloudlet_cluster::expand(&lab);
+    lab.cluster.as_mut().unwrap().apps.remove("blog");
+    let after = cloudlet_cluster::expand(&lab);
+    let gone: Vec<String> = before
+        .iter()
+        .filter(|r| !after.iter().any(|a| a.id == r.id))
+        .map(|r| format!("delete {}", r.id))
+        .collect();
+    let p = converge(&s, &lab).await;
+    let mut got = changed(&p);
+    got.sort();
+    let mut want = gone;
+    want.sort();
+    assert_eq!(got, want, "removing an app prunes exactly its objects");
+    assert!(p.summary.update == 0 && p.summary.create == 0);
+    // The namespace goes (with what was in it, as Kubernetes does); nothing else of ours does.
+    let ns: Api<Namespace> = Api::all(s.client.clone());
+    let blog = ns.get_opt("blog").await.unwrap();
+    assert!(blog.is_none_or(|n| n.metadata.deletion_timestamp.is_some()));
+    assert!(!plan(&s, &lab).await.summary.has_changes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_managers_image_bump_is_reported_not_reverted() {
+    let s = setup().await;
+    let lab = seed();
+    converge(&s, &lab).await;
+
+    // keel bumps the image of blog with its own field manager.
+    let deploys: Api<Deployment> = Api::namespaced(s.client.clone(), "blog");
+    let mut d = deploys.get("blog").await.unwrap();
+    d.metadata.managed_fields = None;
+    d.spec.template.spec.as_mut().unwrap().containers[0].image =
+        Some("docker.io/viktorbarzin/blog:keel-1".into());
+    deploys
+        .replace(
+            "blog",
+            &PostParams {
+                field_manager: Some("keel".into()),
+                ..PostParams::default()
+            },
+            &d,
+        )
+        .await
+        .unwrap();
+
+    let p = plan(&s, &lab).await;
+    assert!(!p.summary.has_changes(), "{:?}", changed(&p));
+    assert_eq!(p.held.len(), 1, "{:#?}", p.held);
+    let h = &p.held[0];
+    assert_eq!(h.id.to_string(), "cluster/deployment/blog.blog");
+    assert_eq!(h.by, "keel");
+    assert_eq!(h.change.path, "spec.template.spec.containers[0].image");
+
+    // A change elsewhere in the same Deployment applies without reverting keel's image.
+    let mut lab2 = lab.clone();
+    lab2.cluster
+        .as_mut()
+        .unwrap()
+        .apps
+        .get_mut("blog")
+        .unwrap()
+        .replicas = 3;
+    let p = converge(&s, &lab2).await;
+    assert_eq!(changed(&p), vec!["update cluster/deployment/blog.blog"]);
+    let d = deploys.get("blog").await.unwrap();
+    let spec = d.spec;
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(
+        spec.template.spec.unwrap().containers[0].image.as_deref(),
+        Some("docker.io/viktorbarzin/blog:keel-1")
+    );
+
+    // Asked to take over, the lab's image comes back.
+    let e = engine(&s, &lab2, true);
+    let p = e.plan(cloudlet_cluster::expand(&lab2)).await.unwrap();
+    assert_eq!(changed(&p), vec!["update cluster/deployment/blog.blog"]);
+    let r = e.apply(&p, ApplyOptions::default()).await.unwrap();
+    assert!(r.failed.is_empty(), "{:?}", r.failed);
+    let d = deploys.get("blog").await.unwrap();
+    assert_eq!(
+        d.spec.template.spec.unwrap().containers[0].image.as_deref(),
+        Some("docker.io/viktorbarzin/blog:latest")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlabelled_object_of_the_same_name_is_never_taken_over() {
+    let s = setup().await;
+    let lab = seed();
+    let ns: Api<Namespace> = Api::all(s.client.clone());
+    let mut n = Namespace::default();
+    n.metadata.name = Some("blog".into());
+    ns.create(&PostParams::default(), &n).await.unwrap();
+
+    let e = engine(&s, &lab, false);
+    let plan = e.plan(cloudlet_cluster::expand(&lab)).await.unwrap();
+    let r = e.apply(&plan, ApplyOptions::default()).await.unwrap();
+    let failed: Vec<String> = r
+        .failed
+        .iter()
+        .map(|(id, m)| format!("{id}: {m}"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].starts_with("cluster/namespace/blog:")
+            && failed[0].contains("not managed by cloudlet"),
+        "{failed:?}"
+    );
+    let live = ns.get("blog").await.unwrap();
+    assert!(
+        !live
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .contains_key(PART_OF_LABEL)
+    );
+}

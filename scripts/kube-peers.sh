@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Builds the Kubernetes test peers (kube-apiserver and etcd) from their Go modules,
+# once per version, into a cache outside the clone, and prints the directory that
+# holds them. Later runs find them there and build nothing.
+#
+#   scripts/kube-peers.sh            # build if missing, print the directory
+#
+# Versions: k8s.io/kubernetes KUBE_VERSION, and the etcd server that release pins.
+set -euo pipefail
+
+KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.8}"
+CACHE="${CLOUDLET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudlet}"
+OUT="$CACHE/kube-$KUBE_VERSION-etcd-$ETCD_VERSION"
+
+if [[ -x "$OUT/kube-apiserver" && -x "$OUT/etcd" ]]; then
+  echo "$OUT"
+  exit 0
+fi
+
+mkdir -p "$CACHE"
+# One build at a time (tests may ask for the peers concurrently).
+exec 9>"$CACHE/.kube-peers.lock"
+flock 9
+if [[ -x "$OUT/kube-apiserver" && -x "$OUT/etcd" ]]; then
+  echo "$OUT"
+  exit 0
+fi
+
+command -v go >/dev/null || { echo "kube-peers: the Go toolchain is needed to build kube-apiserver and etcd" >&2; exit 1; }
+WORK="$(mktemp -d "$CACHE/build.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+export GOFLAGS="${GOFLAGS:-} -mod=mod" CGO_ENABLED=0
+
+# kube-apiserver: k8s.io/kubernetes points its staging modules at local directories,
+# so a module of ours requires it and replaces each staging module with its tagged release.
+mkdir -p "$WORK/kube" "$WORK/etcd" "$OUT.tmp"
+(
+  cd "$WORK/kube"
+  go mod init cloudlet.test/kube-peers >/dev/null 2>&1
+  gomod="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')"
+  staging="v0${KUBE_VERSION#v1}"
+  {
+    echo "require k8s.io/kubernetes $KUBE_VERSION"
+    grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$gomod" | awk -v v="$staging" '{print "replace " $1 " => " $1 " " v}'
+  } >>go.mod
+  cat >tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import _ "k8s.io/kubernetes/cmd/kube-apiserver"
+GO
+  go mod tidy >/dev/null
+  echo "kube-peers: building kube-apiserver $KUBE_VERSION (several minutes the first time)" >&2
+  go build -trimpath -ldflags='-s -w' -o "$OUT.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+)
+
+# etcd: a two-line main of ours over etcdmain at the version Kubernetes pins.
+(
+  cd "$WORK/etcd"
+  go mod init cloudlet.test/etcd >/dev/null 2>&1
+  cat >main.go <<'GO'
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1
+  go mod tidy >/dev/null
+  echo "kube-peers: building etcd $ETCD_VERSION" >&2
+  go build -trimpath -ldflags='-s -w' -o "$OUT.tmp/etcd" .
+)
+
+rm -rf "$OUT"
+mv "$OUT.tmp" "$OUT"
+echo "$OUT"
