@@ -13,7 +13,7 @@ mod k8s;
 mod live;
 pub mod metallb;
 
-pub use live::{FIELD_MANAGER, KubeOptions, KubeProvider, PART_OF_LABEL, applyset_id};
+pub use live::{FIELD_MANAGER, KubeOptions, KubeProvider, KubeStats, PART_OF_LABEL, applyset_id};
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -17,7 +17,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,6 +34,7 @@ use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 use kube::{Client, Config};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
 
 use crate::fields::{self, Kept};
 
@@ -74,6 +76,34 @@ impl Default for KubeOptions {
     }
 }
 
+/// Requests the provider made, by kind (retries included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KubeStats {
+    /// GETs, LISTs and discovery requests.
+    pub reads: u64,
+    /// Server-side applies that were persisted (objects and the ApplySet parent).
+    pub writes: u64,
+    /// Server-side applies with `dryRun=All` (planning).
+    pub dry_runs: u64,
+    /// DELETEs.
+    pub deletes: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    reads: AtomicU64,
+    writes: AtomicU64,
+    dry_runs: AtomicU64,
+    deletes: AtomicU64,
+}
+
+fn count(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// `namespace/name` → the object's ApplySet label.
+type Present = HashMap<String, Option<String>>;
+
 /// A group and kind, written `Kind.group` (`Deployment.apps`, `Namespace`) as ApplySets do.
 type GroupKind = String;
 
@@ -99,6 +129,9 @@ struct Inventory {
     complete: bool,
     /// The members as far as this process knows: id → (group-kind, namespace).
     members: HashMap<ResourceId, (GroupKind, Option<String>)>,
+    /// The group-kinds and namespaces the lab wants (from the last plan): the first write
+    /// lists them all in the parent, so an apply writes the parent once, not per namespace.
+    wanted: (BTreeSet<GroupKind>, BTreeSet<String>),
 }
 
 /// Server-side apply of the cluster domain against one API server.
@@ -112,6 +145,10 @@ pub struct KubeProvider {
     /// From the last observation: held fields and uids, per resource.
     held: Mutex<HashMap<ResourceId, Vec<String>>>,
     uids: Mutex<HashMap<ResourceId, String>>,
+    /// Per group-kind, every object of that kind (`namespace/name` → its ApplySet label),
+    /// listed once (metadata only) when the first object of the kind is created.
+    present: Mutex<HashMap<GroupKind, Arc<OnceCell<Present>>>>,
+    counters: Counters,
 }
 
 impl std::fmt::Debug for KubeProvider {
@@ -208,6 +245,8 @@ impl KubeProvider {
             inventory: tokio::sync::Mutex::new(Inventory::default()),
             held: Mutex::new(HashMap::new()),
             uids: Mutex::new(HashMap::new()),
+            present: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
         }
     }
 
@@ -243,6 +282,17 @@ impl KubeProvider {
         &self.applyset
     }
 
+    /// The requests made so far.
+    pub fn stats(&self) -> KubeStats {
+        let c = &self.counters;
+        KubeStats {
+            reads: c.reads.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+            dry_runs: c.dry_runs.load(Ordering::Relaxed),
+            deletes: c.deletes.load(Ordering::Relaxed),
+        }
+    }
+
     /// The client.
     pub fn client(&self) -> &Client {
         &self.client
@@ -260,14 +310,24 @@ impl KubeProvider {
         let found: Option<(ApiResource, ApiCapabilities)> = match version {
             Some(v) => {
                 let gvk = GroupVersionKind::gvk(group, v, kind);
-                match retry(|| kube::discovery::pinned_kind(&self.client, &gvk)).await {
+                match retry(|| {
+                    count(&self.counters.reads);
+                    kube::discovery::pinned_kind(&self.client, &gvk)
+                })
+                .await
+                {
                     Ok(r) => Some(r),
                     Err(kube::Error::Discovery(_)) => None,
                     Err(e) if status_code(&e) == Some(404) => None,
                     Err(e) => return Err(api_error(&format!("discovering {gk}"), &e)),
                 }
             }
-            None => match retry(|| kube::discovery::group(&self.client, group)).await {
+            None => match retry(|| {
+                count(&self.counters.reads);
+                kube::discovery::group(&self.client, group)
+            })
+            .await
+            {
                 Ok(g) => g.recommended_kind(kind),
                 Err(kube::Error::Discovery(_)) => None,
                 Err(e) if status_code(&e) == Some(404) => None,
@@ -311,9 +371,12 @@ impl KubeProvider {
 
     async fn read_parent(&self, inv: &mut Inventory) -> Result<(), ProviderError> {
         let api = self.parent_api();
-        let got = retry(|| api.get_opt(&self.parent))
-            .await
-            .map_err(|e| api_error("reading the ApplySet parent", &e))?;
+        let got = retry(|| {
+            count(&self.counters.reads);
+            api.get_opt(&self.parent)
+        })
+        .await
+        .map_err(|e| api_error("reading the ApplySet parent", &e))?;
         inv.group_kinds.clear();
         inv.namespaces.clear();
         if let Some(p) = got {
@@ -364,9 +427,12 @@ impl KubeProvider {
         let api = self.parent_api();
         let pp = PatchParams::apply(FIELD_MANAGER).force();
         let patch = Patch::Apply(&body);
-        retry(|| api.patch(&self.parent, &pp, &patch))
-            .await
-            .map_err(|e| api_error("writing the ApplySet parent", &e))?;
+        retry(|| {
+            count(&self.counters.writes);
+            api.patch(&self.parent, &pp, &patch)
+        })
+        .await
+        .map_err(|e| api_error("writing the ApplySet parent", &e))?;
         Ok(())
     }
 
@@ -387,10 +453,12 @@ impl KubeProvider {
         if need_gk || need_ns {
             let mut gks = inv.group_kinds.clone();
             gks.insert(gk.to_string());
+            gks.extend(inv.wanted.0.iter().cloned());
             let mut nss = inv.namespaces.clone();
             if let Some(n) = ns {
                 nss.insert(n.to_string());
             }
+            nss.extend(inv.wanted.1.iter().cloned());
             self.write_parent(&gks, &nss).await?;
             inv.group_kinds = gks;
             inv.namespaces = nss;
@@ -415,9 +483,12 @@ impl KubeProvider {
             .labels(&format!("{PART_OF_LABEL}={}", self.applyset))
             .limit(500);
         loop {
-            let page = retry(|| api.list(&lp))
-                .await
-                .map_err(|e| api_error(&format!("listing {gk}"), &e))?;
+            let page = retry(|| {
+                count(&self.counters.reads);
+                api.list(&lp)
+            })
+            .await
+            .map_err(|e| api_error(&format!("listing {gk}"), &e))?;
             let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
             for mut item in page.items {
                 item.types.get_or_insert_with(|| kube::core::TypeMeta {
@@ -693,7 +764,14 @@ impl KubeProvider {
         pp.force = self.options.take_over;
         pp.dry_run = dry_run;
         let patch = Patch::Apply(&v);
-        let out = retry(|| api.patch(&name, &pp, &patch))
+        let out = retry(|| {
+            count(if dry_run {
+                &self.counters.dry_runs
+            } else {
+                &self.counters.writes
+            });
+            api.patch(&name, &pp, &patch)
+        })
             .await
             .map_err(|e| match &e {
                 kube::Error::Api(s) if s.code == 409 => backend(
@@ -717,9 +795,12 @@ impl KubeProvider {
         name: &str,
     ) -> Result<(), ProviderError> {
         for _ in 0..300 {
-            let crd = retry(|| api.get(name))
-                .await
-                .map_err(|e| api_error(&format!("reading CRD {name}"), &e))?;
+            let crd = retry(|| {
+                count(&self.counters.reads);
+                api.get(name)
+            })
+            .await
+            .map_err(|e| api_error(&format!("reading CRD {name}"), &e))?;
             let established = crd.data["status"]["conditions"]
                 .as_array()
                 .is_some_and(|cs| {
@@ -735,6 +816,50 @@ impl KubeProvider {
             format!("CRD {name} was not Established within 30 s"),
             true,
         ))
+    }
+
+    /// Every object of a kind, metadata only: one LIST per kind instead of a GET per create.
+    async fn present_of(
+        &self,
+        gk: &str,
+        ar: &ApiResource,
+    ) -> Result<Arc<OnceCell<Present>>, ProviderError> {
+        let cell = self
+            .present
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(gk.to_string())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| async {
+            let api = self.api(ar, None);
+            let mut out = HashMap::new();
+            let mut lp = ListParams::default().limit(500);
+            loop {
+                let page = retry(|| {
+                    count(&self.counters.reads);
+                    api.list_metadata(&lp)
+                })
+                .await
+                .map_err(|e| api_error(&format!("listing {gk}"), &e))?;
+                for o in page.items {
+                    let key = format!(
+                        "{}/{}",
+                        o.metadata.namespace.unwrap_or_default(),
+                        o.metadata.name.unwrap_or_default()
+                    );
+                    let label = o.metadata.labels.and_then(|mut l| l.remove(PART_OF_LABEL));
+                    out.insert(key, label);
+                }
+                match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                    Some(c) => lp = lp.continue_token(&c),
+                    None => break,
+                }
+            }
+            Ok::<_, ProviderError>(out)
+        })
+        .await?;
+        Ok(cell)
     }
 
     /// Replaces observed bodies that differ from the lab only by what admission does to an
@@ -834,6 +959,10 @@ impl Provider for KubeProvider {
             }
         }
         *self.held.lock().unwrap_or_else(|p| p.into_inner()) = held;
+        self.present
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         *self.uids.lock().unwrap_or_else(|p| p.into_inner()) = uids;
         let mut inv = self.inventory.lock().await;
         inv.members = members;
@@ -847,30 +976,33 @@ impl Provider for KubeProvider {
         desired: &[Resource],
     ) -> Result<Vec<Resource>, ProviderError> {
         let mut observed = self.observe(domain).await?;
+        let mut wanted = (BTreeSet::new(), BTreeSet::new());
+        for r in desired {
+            let v = r.body.value();
+            if let (Some(a), Some(k)) = (v["apiVersion"].as_str(), v["kind"].as_str()) {
+                wanted.0.insert(group_kind(a, k));
+            }
+            if let Some(ns) = v["metadata"]["namespace"].as_str() {
+                wanted.1.insert(ns.to_string());
+            }
+        }
+        self.inventory.lock().await.wanted = wanted;
         self.refine(&mut observed, desired).await;
         Ok(observed)
     }
 
     async fn create(&self, r: &Resource) -> Result<(), ProviderError> {
-        // Never take over an object someone else made: look first.
+        // Never take over an object someone else made: an apply would merge into it.
         let v = r.body.value();
         let (gk, version, ns, name) = Self::target(&v)?;
         let (ar, namespaced) = self.resolve(&gk, Some(&version)).await?;
         let ns = if namespaced { ns } else { None };
-        let api = self.api(&ar, ns.as_deref());
-        let existing = retry(|| api.get_opt(&name))
-            .await
-            .map_err(|e| api_error(&format!("reading {}", r.id), &e))?;
-        if let Some(o) = existing {
-            let ours = o
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(PART_OF_LABEL))
-                .is_some_and(|v| *v == self.applyset);
-            if !ours {
-                return Err(ProviderError::NotOwned { id: r.id.clone() });
-            }
+        let present = self.present_of(&gk, &ar).await?;
+        let key = format!("{}/{name}", ns.as_deref().unwrap_or_default());
+        if let Some(label) = present.get().and_then(|p| p.get(&key))
+            && label.as_deref() != Some(self.applyset.as_str())
+        {
+            return Err(ProviderError::NotOwned { id: r.id.clone() });
         }
         self.apply(r, false).await.map(|_| ())
     }
@@ -898,7 +1030,12 @@ impl Provider for KubeProvider {
             }),
             ..DeleteParams::background()
         };
-        match retry(|| api.delete(name, &dp)).await {
+        match retry(|| {
+            count(&self.counters.deletes);
+            api.delete(name, &dp)
+        })
+        .await
+        {
             Ok(_) => {}
             Err(e) if status_code(&e) == Some(404) => {}
             Err(e) => return Err(api_error(&format!("deleting {}", r.id), &e)),
