@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use cloudlet_cluster as cluster;
+pub use cloudlet_cluster::compose;
 pub use cloudlet_core as core;
 pub use cloudlet_core::{
     Action, ApplyOptions, ApplyReport, Cancel, Diagnostic, Domain, Event, FieldChange, Plan,

@@ -94,6 +94,11 @@ enum Command {
         #[arg(long, short, value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Turn something that exists into lab files.
+    Import {
+        #[command(subcommand)]
+        what: Import,
+    },
     /// Print the JSON Schema of the lab format.
     Schema,
     /// Print shell completions.
@@ -101,6 +106,72 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum Import {
+    /// A docker-compose project as app blocks: every service an app in one namespace, HTTP
+    /// ports behind the ingress, other ports on the shared VIP, volumes on the NAS export.
+    /// What does not carry over is reported by key, with its position.
+    Compose {
+        /// The compose file.
+        file: PathBuf,
+        /// The project name (default: the file's `name:`, else its directory's name).
+        #[arg(long)]
+        project: Option<String>,
+        /// The domain of the ingress hosts (`SERVICE.DOMAIN`).
+        #[arg(long, default_value = "example.com")]
+        domain: String,
+        /// The lab's storage export the volumes go to.
+        #[arg(long, default_value = "apps")]
+        export: String,
+        /// Write the app blocks to this file instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+fn import_compose(
+    file: &PathBuf,
+    options: cloudlet::compose::ComposeOptions,
+    out: Option<&PathBuf>,
+) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: reading {}: {e}", file.display());
+            return ExitCode::from(1);
+        }
+    };
+    match cloudlet::compose::import(file, &text, &options) {
+        Err(e) => {
+            eprint!("{e}");
+            ExitCode::from(1)
+        }
+        Ok(imported) => {
+            for n in &imported.notes {
+                eprint!("{}", n.render(&imported.sources));
+            }
+            let yaml = cloudlet::compose::to_yaml(&imported);
+            match out {
+                Some(path) => {
+                    if let Err(e) = std::fs::write(path, &yaml) {
+                        eprintln!("error: writing {}: {e}", path.display());
+                        return ExitCode::from(1);
+                    }
+                    eprintln!(
+                        "wrote {} app(s) of project `{}` to {} ({} note(s) above)",
+                        imported.apps.len(),
+                        imported.project,
+                        path.display(),
+                        imported.notes.len()
+                    );
+                }
+                None => print!("{yaml}"),
+            }
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 fn init_tracing(verbose: u8) {
@@ -167,6 +238,25 @@ async fn main() -> ExitCode {
             },
             Err(e) => Err((e, None)),
         },
+        Command::Import {
+            what:
+                Import::Compose {
+                    file,
+                    project,
+                    domain,
+                    export,
+                    out,
+                },
+        } => Ok(import_compose(
+            &file,
+            cloudlet::compose::ComposeOptions {
+                project,
+                domain,
+                export,
+                ..Default::default()
+            },
+            out.as_ref(),
+        )),
         Command::Schema => {
             println!(
                 "{}",

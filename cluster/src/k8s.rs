@@ -97,16 +97,46 @@ pub(crate) struct PodSpec<'a> {
 
 #[derive(Serialize)]
 pub(crate) struct Container<'a> {
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub args: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub command: &'a [String],
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar<'a>>,
     pub image: &'a str,
+    #[serde(rename = "livenessProbe", skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe<'a>>,
     pub name: &'a str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<ContainerPort>,
+    #[serde(rename = "readinessProbe", skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resources: Option<Requests<'a>>,
     #[serde(rename = "volumeMounts", skip_serializing_if = "Vec::is_empty")]
     pub volume_mounts: Vec<VolumeMount<'a>>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Probe<'a> {
+    pub exec: Exec<'a>,
+    #[serde(rename = "failureThreshold")]
+    pub failure_threshold: u32,
+    #[serde(rename = "initialDelaySeconds", skip_serializing_if = "is_zero")]
+    pub initial_delay_seconds: u64,
+    #[serde(rename = "periodSeconds")]
+    pub period_seconds: u64,
+    #[serde(rename = "timeoutSeconds")]
+    pub timeout_seconds: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+#[derive(Serialize)]
+pub(crate) struct Exec<'a> {
+    pub command: &'a [String],
 }
 
 #[derive(Serialize)]

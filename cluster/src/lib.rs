@@ -8,6 +8,7 @@
 //! MetalLB's `IPAddressPool` / `L2Advertisement` in MetalLB's namespace. Every object carries
 //! cloudlet's labels so it can be found and pruned without a state file.
 
+pub mod compose;
 mod fields;
 mod k8s;
 mod live;
@@ -365,9 +366,25 @@ fn app_objects(lab: &Lab, c: &Cluster, name: &str, app: &App, ns: &str, out: &mu
             .filter_map(|(k, v)| v.map(|v| (k, v)))
             .collect(),
     });
+    let probe = |readiness: bool| {
+        app.health.as_ref().map(|h| Probe {
+            exec: Exec {
+                command: &h.command,
+            },
+            // Readiness reacts at the first failure; liveness waits for the retries.
+            failure_threshold: if readiness { 1 } else { h.retries.max(1) },
+            initial_delay_seconds: h.start_period.0,
+            period_seconds: h.interval.0.max(1),
+            timeout_seconds: h.timeout.0.max(1),
+        })
+    };
     let container = Container {
+        args: &app.args,
+        command: &app.command,
         env,
         image: &app.image,
+        liveness_probe: probe(false),
+        readiness_probe: probe(true),
         name,
         ports: app
             .ports

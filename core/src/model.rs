@@ -814,6 +814,44 @@ pub struct App {
     /// Other apps this one talks to (network policy allowances, apply order).
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// The container's entrypoint, replacing the image's.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Arguments to the entrypoint, replacing the image's.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// A check run inside the container: the app gets traffic only while it passes, and is
+    /// restarted when it keeps failing.
+    #[serde(default)]
+    pub health: Option<Health>,
+}
+
+/// A health check: a command run in the container (exit 0 = healthy).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// The command (no shell: use `[sh, -c, "..."]` for one).
+    pub command: Vec<String>,
+    /// Time between checks.
+    #[serde(default = "thirty_seconds")]
+    pub interval: Duration,
+    /// How long one check may take.
+    #[serde(default = "thirty_seconds")]
+    pub timeout: Duration,
+    /// Failures in a row before the app counts as unhealthy.
+    #[serde(default = "three")]
+    pub retries: u32,
+    /// Grace time after start before failures count.
+    #[serde(default)]
+    pub start_period: Duration,
+}
+
+fn thirty_seconds() -> Duration {
+    Duration(30)
+}
+
+fn three() -> u32 {
+    3
 }
 
 fn one_u32() -> u32 {

@@ -326,8 +326,8 @@ impl FromStr for Size {
 }
 string_serde!(Size, "Size", "a size with a binary unit", "8GiB");
 
-/// A duration written with a unit (`30s`, `15m`, `1h`, `7d`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A duration written with a unit (`30s`, `15m`, `1h`, `7d`), in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Duration(pub u64);
 
 impl fmt::Display for Duration {

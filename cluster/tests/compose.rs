@@ -1,0 +1,342 @@
+//! Compose import: five real-world-shaped compose projects become app blocks that validate
+//! and that a real kube-apiserver accepts.
+#![allow(clippy::disallowed_methods)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use cloudlet_cluster::compose::{self, ComposeOptions, Imported};
+use cloudlet_cluster::{KubeOptions, KubeProvider, metallb};
+use cloudlet_core::engine::{ApplyOptions, Engine};
+use cloudlet_core::model::{Expose, Protocol, SecretRef};
+use cloudlet_core::{Domain, Lab, Providers, StateStore};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+
+const FILES: [&str; 5] = [
+    "nextcloud.yml",
+    "wg-easy.yml",
+    "mailserver.yml",
+    "gitea.yml",
+    "monitoring.yml",
+];
+
+fn import(name: &str) -> Imported {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compose");
+    let text = std::fs::read_to_string(dir.join(name)).unwrap();
+    let opts = ComposeOptions {
+        project: Some(name.trim_end_matches(".yml").into()),
+        ..ComposeOptions::default()
+    };
+    compose::import(Path::new(name), &text, &opts).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn notes(i: &Imported) -> Vec<String> {
+    i.notes.iter().map(|d| d.message.clone()).collect()
+}
+
+fn has_note(i: &Imported, needle: &str) -> bool {
+    i.notes.iter().any(|d| d.message.contains(needle))
+}
+
+/// The seed lab without its apps, with an `apps` export, plus the imported apps.
+fn lab_with(i: &Imported) -> Lab {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
+    let mut text: Vec<(std::path::PathBuf, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| (p.clone(), std::fs::read_to_string(&p).unwrap()))
+        .collect();
+    text.sort();
+    let mut lab = cloudlet_core::load::load_texts(text, dir).unwrap().lab;
+    let storage = lab.storage.as_mut().unwrap();
+    let mut export = storage.exports["mail"].clone();
+    export.path = "/mnt/main/apps".into();
+    storage.exports.insert("apps".into(), export);
+    // The seed's forwards name the seed's apps, which make way for the imported ones.
+    lab.router.as_mut().unwrap().forwards.clear();
+    let c = lab.cluster.as_mut().unwrap();
+    c.apps = i.apps.clone();
+    lab
+}
+
+#[test]
+fn every_project_validates_and_reports_what_it_drops() {
+    for f in FILES {
+        let i = import(f);
+        let lab = lab_with(&i);
+        let errors: Vec<String> = cloudlet_core::validate::validate(&lab)
+            .into_iter()
+            .filter(|d| d.is_error())
+            .map(|d| format!("{}: {}", d.code, d.message))
+            .collect();
+        assert!(errors.is_empty(), "{f}: {errors:#?}");
+        // Every note points into the compose file.
+        for d in &i.notes {
+            let loc = d.location.as_ref().expect("a position");
+            assert_eq!(loc.file, Path::new(f));
+            assert!(loc.line > 0);
+        }
+        // And the YAML written for the lab reads back as the same apps.
+        let yaml = compose::to_yaml(&i);
+        let back = cloudlet_core::load::load_texts(
+            vec![(
+                "apps.yaml".into(),
+                format!("name: t\nsite: {{domain: t.lan, timezone: UTC}}\n{yaml}  control_plane: [a]\n  workers: []\n"),
+            )],
+            ".".into(),
+        )
+        .unwrap_or_else(|e| panic!("{f}: the written YAML does not load: {e:?}\n{yaml}"));
+        assert_eq!(back.lab.cluster.unwrap().apps, i.apps, "{f}:\n{yaml}");
+    }
+}
+
+#[test]
+fn nextcloud_shares_one_directory_between_app_and_cron_and_reads_secrets_from_env() {
+    let i = import("nextcloud.yml");
+    let app = &i.apps["app"];
+    let cron = &i.apps["cron"];
+    let dir = |a: &cloudlet_core::model::App, mount: &str| {
+        a.volumes
+            .iter()
+            .find(|v| v.mount == mount)
+            .and_then(|v| v.sub_path.clone())
+            .unwrap()
+    };
+    assert_eq!(dir(app, "/var/www/html"), "nextcloud/nextcloud");
+    assert_eq!(dir(cron, "/var/www/html"), dir(app, "/var/www/html"));
+    assert_eq!(dir(app, "/var/www/html/config"), "nextcloud/config");
+    assert_eq!(cron.command, vec!["/cron.sh"]);
+    assert_eq!(
+        i.apps["db"].args,
+        vec![
+            "--transaction-isolation=READ-COMMITTED",
+            "--log-bin=binlog",
+            "--binlog-format=ROW"
+        ]
+    );
+    // ${VAR} values are secret references, never copied text.
+    assert_eq!(
+        app.secrets["MYSQL_PASSWORD"],
+        SecretRef::Env("MYSQL_PASSWORD".into())
+    );
+    assert_eq!(app.env["MYSQL_HOST"], "db");
+    assert!(!app.env.contains_key("MYSQL_PASSWORD"));
+    // The HTTP port is behind the ingress under the kompose host; redis stays inside.
+    assert_eq!(app.ingress.len(), 1);
+    assert_eq!(app.ingress[0].host, "cloud.example.com");
+    assert_eq!(app.ingress[0].port, Some(80));
+    assert_eq!(i.apps["redis"].ports[0].expose, Expose::Cluster);
+    assert_eq!(app.depends_on, vec!["db", "redis"]);
+    let h = i.apps["db"].health.as_ref().unwrap();
+    assert_eq!(h.command[0], "healthcheck.sh");
+    assert_eq!(
+        (h.interval.0, h.timeout.0, h.retries, h.start_period.0),
+        (10, 5, 5, 60)
+    );
+    assert_eq!(i.apps["db"].volumes[0].size.to_string(), "20GiB");
+    for a in i.apps.values() {
+        assert_eq!(a.namespace.as_deref(), Some("nextcloud"));
+    }
+    assert!(
+        has_note(&i, "`restart` of service `db`"),
+        "{:#?}",
+        notes(&i)
+    );
+    assert!(has_note(&i, "labels `traefik.enable`"), "{:#?}", notes(&i));
+}
+
+#[test]
+fn wireguard_udp_and_web_ui_split_by_protocol() {
+    let i = import("wg-easy.yml");
+    let wg = &i.apps["wg-easy"];
+    let udp = wg.ports.iter().find(|p| p.port == 51820).unwrap();
+    assert_eq!(
+        (udp.protocol, &udp.expose),
+        (Protocol::Udp, &Expose::Shared)
+    );
+    let ui = wg.ports.iter().find(|p| p.port == 51821).unwrap();
+    assert_eq!((ui.protocol, &ui.expose), (Protocol::Tcp, &Expose::Cluster));
+    assert_eq!(wg.ingress[0].host, "wg-easy.example.com");
+    for k in ["container_name", "cap_add", "sysctls", "restart"] {
+        assert!(has_note(&i, &format!("`{k}`")), "{k}: {:#?}", notes(&i));
+    }
+}
+
+#[test]
+fn mailserver_ports_go_on_the_shared_vip_and_host_paths_are_refused() {
+    let i = import("mailserver.yml");
+    let m = &i.apps["mailserver"];
+    let shared: Vec<u16> = m
+        .ports
+        .iter()
+        .filter(|p| p.expose == Expose::Shared)
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(shared, vec![25, 143, 465, 587, 993]);
+    assert!(m.ingress.is_empty());
+    assert_eq!(m.volumes.len(), 4, "{:#?}", m.volumes);
+    assert!(has_note(&i, "the host path /etc/localtime is not mounted"));
+    for k in ["hostname", "env_file", "stop_grace_period"] {
+        assert!(has_note(&i, &format!("`{k}`")), "{k}: {:#?}", notes(&i));
+    }
+    let h = m.health.as_ref().unwrap();
+    assert_eq!(h.command[..2], ["sh".to_string(), "-c".to_string()]);
+}
+
+#[test]
+fn gitea_long_ports_labels_list_and_compose_secrets() {
+    let i = import("gitea.yml");
+    let s = &i.apps["server"];
+    assert_eq!(s.ingress[0].host, "git.example.com");
+    assert_eq!(s.ingress[0].port, Some(3000));
+    let ssh = s.ports.iter().find(|p| p.port == 22).unwrap();
+    assert_eq!(ssh.expose, Expose::Shared);
+    assert!(has_note(&i, "published port 2222 becomes 22"));
+    assert_eq!(s.volumes[0].size.to_string(), "5GiB");
+    assert_eq!(
+        s.secrets["ADMIN_TOKEN"],
+        SecretRef::File("secrets/admin_token.txt".into())
+    );
+    assert_eq!(
+        s.secrets["GITEA__database__PASSWD"],
+        SecretRef::Env("GITEA__database__PASSWD".into())
+    );
+    let db = &i.apps["db"];
+    let r = db.resources.as_ref().unwrap();
+    assert_eq!(
+        (r.cpu.as_deref(), r.memory.as_deref()),
+        (Some("250m"), Some("256Mi"))
+    );
+    assert!(has_note(&i, "deploy.resources.limits"));
+    assert!(has_note(&i, "`driver_opts` of volume `db`"));
+    assert!(has_note(&i, "top-level `networks`"));
+    assert!(
+        has_note(&i, "`POSTGRES_PASSWORD` interpolates"),
+        "{:#?}",
+        notes(&i)
+    );
+}
+
+#[test]
+fn monitoring_host_network_exporter_and_docker_socket_are_reported() {
+    let i = import("monitoring.yml");
+    assert!(has_note(&i, "/var/run/docker.sock is not mounted"));
+    assert!(has_note(&i, "the host path / is not mounted"));
+    assert!(has_note(&i, "`network_mode`"));
+    assert!(has_note(&i, "`pid`"));
+    assert!(has_note(&i, "`user`"));
+    assert!(has_note(&i, "kompose.controller.type: statefulset"));
+    assert_eq!(i.apps["grafana"].ingress[0].host, "grafana.example.com");
+    assert_eq!(
+        i.apps["prometheus"].ingress[0].host,
+        "prometheus.example.com"
+    );
+    let syslog: BTreeMap<(u16, Protocol), Expose> = i.apps["syslog"]
+        .ports
+        .iter()
+        .map(|p| ((p.port, p.protocol), p.expose.clone()))
+        .collect();
+    assert_eq!(syslog[&(514, Protocol::Udp)], Expose::Shared);
+    assert_eq!(syslog[&(601, Protocol::Tcp)], Expose::Shared);
+}
+
+#[test]
+fn broken_compose_files_get_positions() {
+    let bad = "services:\n  web:\n    ports: [\"http\"]\n    depends_on: [nope]\n";
+    let e = compose::import(Path::new("bad.yml"), bad, &ComposeOptions::default()).unwrap_err();
+    let msgs: Vec<String> = e
+        .diagnostics
+        .iter()
+        .map(|d| format!("{}: {}", d.location.as_ref().unwrap(), d.message))
+        .collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.starts_with("bad.yml:3:") && m.contains("not a port")),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("`nope` is not a service")),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("has no `image:`")),
+        "{msgs:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_projects_are_accepted_by_a_real_api_server() {
+    let server = support::ApiServer::start();
+    let client = server.client().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in metallb::crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        crds.patch(
+            &name,
+            &PatchParams::apply("test-setup"),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(secrets.path().join("secrets")).unwrap();
+    std::fs::write(secrets.path().join("secrets/admin_token.txt"), "token").unwrap();
+    for f in FILES {
+        let mut i = import(f);
+        // The user's environment provides the referenced variables; here one every process has.
+        for app in i.apps.values_mut() {
+            for r in app.secrets.values_mut() {
+                if let SecretRef::Env(v) = r {
+                    *v = "PATH".into();
+                }
+            }
+        }
+        let lab = lab_with(&i);
+        let state = tempfile::tempdir().unwrap();
+        let e = Engine::new(
+            lab.name.clone(),
+            Providers::new().with(
+                Domain::Cluster,
+                Arc::new(KubeProvider::new(
+                    client.clone(),
+                    &lab.name,
+                    KubeOptions {
+                        secrets_dir: secrets.path().to_path_buf(),
+                        ..KubeOptions::default()
+                    },
+                )),
+            ),
+            StateStore::open(state.path()).unwrap(),
+        );
+        // One project after the other in the same lab: each apply also prunes the last one.
+        let desired: Vec<_> = cloudlet_cluster::expand(&lab)
+            .into_iter()
+            .filter(|r| {
+                !r.id.kind.contains("ipaddresspool")
+                    && !r.id.kind.contains("l2advertisement")
+                    && !r.id.name.starts_with("metallb-system")
+            })
+            .collect();
+        let plan = e.plan(desired.clone()).await.unwrap();
+        let report = e.apply(&plan, ApplyOptions::default()).await.unwrap();
+        assert!(report.failed.is_empty(), "{f}: {:#?}", report.failed);
+        assert!(report.done.create >= i.apps.len() * 2, "{f}: {report:?}");
+        let again = e.plan(desired).await.unwrap();
+        assert!(
+            !again.summary.has_changes(),
+            "{f}: {:?}",
+            again
+                .steps
+                .iter()
+                .map(|s| (&s.id, &s.changes))
+                .collect::<Vec<_>>()
+        );
+    }
+}
