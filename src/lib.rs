@@ -109,15 +109,140 @@ pub struct Options {
 pub struct Lab {
     loaded: Arc<LoadedLab>,
     options: Options,
+    /// Objects of the lab's plain manifests.
+    manifests: Arc<Vec<Resource>>,
+    /// What compose imports did not carry over (warnings with positions in compose files).
+    notes: Arc<Vec<Diagnostic>>,
+}
+
+fn located(
+    loaded: &LoadedLab,
+    path: &cloudlet_core::source::TreePath,
+) -> Option<cloudlet_core::source::Location> {
+    loaded.source.value(path)
+}
+
+/// Reads what the lab references outside its own files: compose projects (their services
+/// join the apps) and plain manifests.
+fn resolve_imports(loaded: &mut LoadedLab) -> Result<(Vec<Resource>, Vec<Diagnostic>), LoadError> {
+    use cloudlet_core::path;
+    let mut errors = Vec::new();
+    let mut notes = Vec::new();
+    let mut manifests = Vec::new();
+    let Some(cluster) = loaded.lab.cluster.clone() else {
+        return Ok((manifests, notes));
+    };
+    let error = |loaded: &LoadedLab, p: cloudlet_core::source::TreePath, msg: String| {
+        Diagnostic::at_location(Severity::Error, "import", located(loaded, &p), msg)
+    };
+    for (project, r) in &cluster.compose {
+        let file = loaded.base_dir.join(&r.file);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(error(
+                    loaded,
+                    path!["cluster", "compose", project.as_str(), "file"],
+                    format!("cannot read {}: {e}", file.display()),
+                ));
+                continue;
+            }
+        };
+        let opts = compose::ComposeOptions {
+            project: Some(project.clone()),
+            domain: r
+                .domain
+                .clone()
+                .unwrap_or_else(|| loaded.lab.site.domain.clone()),
+            export: r.export.clone(),
+            ..Default::default()
+        };
+        loaded
+            .source
+            .sources
+            .add(file.clone(), Arc::from(text.as_str()));
+        match compose::import(&file, &text, &opts) {
+            Ok(imported) => {
+                notes.extend(imported.notes);
+                let apps = &mut loaded.lab.cluster.as_mut().map(|c| &mut c.apps);
+                for (name, app) in imported.apps {
+                    let Some(apps) = apps.as_mut() else { break };
+                    if apps.contains_key(&name) {
+                        let p = path!["cluster", "compose", project.as_str()];
+                        errors.push(Diagnostic::at_location(
+                            Severity::Error,
+                            "import",
+                            loaded.source.key(&p),
+                            format!("app `{name}` of compose project `{project}` is also an app of the lab"),
+                        ).help("rename the service in the compose file or the app in the lab"));
+                        continue;
+                    }
+                    apps.insert(name, app);
+                }
+            }
+            Err(e) => errors.extend(e.diagnostics),
+        }
+    }
+    for (i, m) in cluster.manifests.iter().enumerate() {
+        let root = loaded.base_dir.join(m);
+        let files = if root.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.sort();
+            v
+        } else {
+            vec![root.clone()]
+        };
+        for f in files {
+            match std::fs::read_to_string(&f) {
+                Ok(text) => match cluster::manifests::read(
+                    &f,
+                    &text,
+                    &loaded.lab.name,
+                    &mut loaded.source.sources,
+                ) {
+                    Ok(rs) => manifests.extend(rs),
+                    Err(ds) => errors.extend(ds),
+                },
+                Err(e) => errors.push(error(
+                    loaded,
+                    path!["cluster", "manifests", i],
+                    format!("cannot read {}: {e}", f.display()),
+                )),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok((manifests, notes))
+    } else {
+        diag::sort(&mut errors);
+        Err(LoadError::Invalid {
+            diagnostics: errors,
+            sources: loaded.source.sources.clone(),
+        })
+    }
 }
 
 impl Lab {
-    /// Loads a lab from a YAML file or a directory of them.
-    pub fn load(path: impl AsRef<Path>) -> Result<Lab, Error> {
+    fn build(mut loaded: LoadedLab) -> Result<Lab, Error> {
+        let (manifests, notes) = resolve_imports(&mut loaded)?;
         Ok(Lab {
-            loaded: Arc::new(cloudlet_core::load(path.as_ref())?),
+            loaded: Arc::new(loaded),
             options: Options::default(),
+            manifests: Arc::new(manifests),
+            notes: Arc::new(notes),
         })
+    }
+
+    /// Loads a lab from a YAML file or a directory of them, with the compose projects and
+    /// manifests it references.
+    pub fn load(path: impl AsRef<Path>) -> Result<Lab, Error> {
+        Lab::build(cloudlet_core::load(path.as_ref())?)
     }
 
     /// Loads a lab from in-memory files (name, text); relative paths resolve against `base_dir`.
@@ -125,10 +250,7 @@ impl Lab {
         files: Vec<(PathBuf, String)>,
         base_dir: impl Into<PathBuf>,
     ) -> Result<Lab, Error> {
-        Ok(Lab {
-            loaded: Arc::new(cloudlet_core::load::load_texts(files, base_dir.into())?),
-            options: Options::default(),
-        })
+        Lab::build(cloudlet_core::load::load_texts(files, base_dir.into())?)
     }
 
     /// The same lab with other state/output directories.
@@ -170,6 +292,7 @@ impl Lab {
         for d in &mut diagnostics {
             d.resolve(&self.loaded.source);
         }
+        diagnostics.extend(self.notes.iter().cloned());
         diag::sort(&mut diagnostics);
         Report { diagnostics }
     }
@@ -244,6 +367,14 @@ impl Lab {
             if let Some(export) = pv_exports.remove(&r.id) {
                 r.depends_on.push(export);
             }
+        }
+        if !self.manifests.is_empty() {
+            // Manifests may bring CRDs the lab's own objects need (MetalLB's, say): link the
+            // whole cluster domain, not just the manifests.
+            cluster.extend(self.manifests.iter().cloned());
+            let all: std::collections::HashSet<ResourceId> =
+                cluster.iter().map(|r| r.id.clone()).collect();
+            cluster::manifests::link(&mut cluster, &all);
         }
         let mut all = hyper;
         all.extend(router);

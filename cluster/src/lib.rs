@@ -12,6 +12,7 @@ pub mod compose;
 mod fields;
 mod k8s;
 mod live;
+pub mod manifests;
 pub mod metallb;
 
 pub use live::{FIELD_MANAGER, KubeOptions, KubeProvider, KubeStats, PART_OF_LABEL, applyset_id};

@@ -35,7 +35,33 @@ const MERGEABLE: &[&str] = &[
     "cluster.apps",
 ];
 
-/// The files of a lab: `path` itself, or every `*.yaml` / `*.yml` under it, sorted.
+/// Whether a YAML file in a lab directory is not a lab file but one the lab references: a
+/// Kubernetes manifest (top-level `apiVersion` and `kind`) or a docker-compose file (top-level
+/// `services`). Those are read through `cluster.manifests` and `cluster.compose`.
+fn foreign(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let mut keys = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("---") && !keys.is_empty() {
+            break;
+        }
+        if line.starts_with('{') {
+            // A JSON document: its keys are quoted.
+            return line.contains("\"apiVersion\"") && line.contains("\"kind\"");
+        }
+        if line.starts_with(|c: char| c.is_ascii_alphabetic())
+            && let Some((k, _)) = line.split_once(':')
+        {
+            keys.push(k.trim());
+        }
+    }
+    (keys.contains(&"apiVersion") && keys.contains(&"kind")) || keys.contains(&"services")
+}
+
+/// The lab files under `path`: `*.yaml` / `*.yml`, recursively, hidden entries and
+/// referenced manifests and compose files left out.
 pub fn lab_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let meta = std::fs::metadata(path).map_err(|source| LoadError::Io {
         path: path.to_path_buf(),
@@ -64,7 +90,7 @@ pub fn lab_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
             }
             if p.is_dir() {
                 stack.push(p);
-            } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+            } else if (name.ends_with(".yaml") || name.ends_with(".yml")) && !foreign(&p) {
                 out.push(p);
             }
         }

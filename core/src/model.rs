@@ -671,6 +671,27 @@ pub struct Cluster {
     /// Apps by name.
     #[serde(default)]
     pub apps: BTreeMap<String, App>,
+    /// docker-compose projects whose services join the apps, by project name.
+    #[serde(default)]
+    pub compose: BTreeMap<String, ComposeRef>,
+    /// Plain Kubernetes manifests applied with the lab: YAML files (multi-document) or
+    /// directories of them, relative to the lab. CRDs among them are applied and waited for
+    /// before the objects of their kinds, in the same run.
+    #[serde(default)]
+    pub manifests: Vec<PathBuf>,
+}
+
+/// A docker-compose project imported into the lab's apps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeRef {
+    /// The compose file, relative to the lab.
+    pub file: PathBuf,
+    /// The domain of the ingress hosts (`SERVICE.DOMAIN`; default: the site's domain).
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// The storage export the project's volumes go to.
+    pub export: String,
 }
 
 /// MetalLB settings.

@@ -1,0 +1,170 @@
+//! The whole path against a real kube-apiserver: a lab whose cluster target is `kubernetes`
+//! (credentials: a kubeconfig file), with a docker-compose project and plain manifests that
+//! bring a CRD and an object of its kind — planned and applied by the `cloudlet` binary and
+//! the library, CRD first and waited for, in one run.
+#![allow(clippy::disallowed_methods)]
+
+#[path = "../../cluster/tests/support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DynamicObject};
+use kube::discovery::ApiResource;
+
+fn lab_dir(server: &support::ApiServer) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
+    for e in std::fs::read_dir(&seed).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            let mut text = std::fs::read_to_string(&p).unwrap();
+            if p.file_name().unwrap() == "lab.yaml" {
+                text = text.replace(
+                    "  cluster: {kind: local}",
+                    "  cluster: {kind: kubernetes, credentials: {file: kubeconfig}}",
+                );
+            }
+            if p.file_name().unwrap() == "cluster.yaml" {
+                // The seed's env-referenced secret reads a variable every process has.
+                text = text.replace("{env: WIREGUARD_PRIVATE_KEY}", "{env: PATH}");
+                text.push_str(
+                    "  compose:\n    notes: {file: compose/notes.yml, export: blog, domain: example.com}\n  manifests: [manifests]\n",
+                );
+            }
+            std::fs::write(dir.path().join(p.file_name().unwrap()), text).unwrap();
+        }
+    }
+    std::fs::copy(&server.kubeconfig, dir.path().join("kubeconfig")).unwrap();
+    std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
+    std::fs::write(dir.path().join("secrets/postmaster-password"), "pw").unwrap();
+    std::fs::create_dir_all(dir.path().join("compose")).unwrap();
+    std::fs::write(
+        dir.path().join("compose/notes.yml"),
+        "services:\n  notes:\n    image: ghcr.io/example/notes:1\n    ports: [\"8088:8080\"]\n    restart: always\n    volumes: [\"notes-data:/data\"]\nvolumes:\n  notes-data: {}\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    std::fs::write(
+        dir.path().join("manifests/metallb-crds.yaml"),
+        cloudlet::cluster::metallb::crds()
+            .iter()
+            .map(|c| serde_json::to_string(c).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n---\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("manifests/widgets.yaml"),
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec: {type: object, properties: {size: {type: integer}}}
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: big, namespace: blog}
+spec: {size: 3}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: extra, namespace: blog}
+data: {key: value}
+"#,
+    )
+    .unwrap();
+    dir
+}
+
+fn cloudlet(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cloudlet"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_applies_the_seed_compose_and_manifests_with_crds_first() {
+    let server = support::ApiServer::start();
+    let dir = lab_dir(&server);
+    let lab = dir.path().to_str().unwrap();
+
+    let (code, out, err) = cloudlet(&["validate", lab]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains("`restart` of service `notes`"),
+        "compose notes shown: {out}{err}"
+    );
+
+    let (code, out, err) = cloudlet(&["apply", lab, "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Apply complete"), "{out}{err}");
+
+    // The custom resource exists, made in the same run as its CRD.
+    let client = server.client().await;
+    let ar = ApiResource {
+        group: "example.com".into(),
+        version: "v1".into(),
+        api_version: "example.com/v1".into(),
+        kind: "Widget".into(),
+        plural: "widgets".into(),
+    };
+    let w = Api::<DynamicObject>::namespaced_with(client.clone(), "blog", &ar)
+        .get("big")
+        .await
+        .unwrap();
+    assert_eq!(w.data["spec"]["size"], 3);
+    let cm: ConfigMap = Api::namespaced(client.clone(), "blog")
+        .get("extra")
+        .await
+        .unwrap();
+    assert_eq!(cm.data.unwrap()["key"], "value");
+    // The compose service is an app of the lab.
+    let _: k8s_openapi::api::apps::v1::Deployment = Api::namespaced(client.clone(), "notes")
+        .get("notes")
+        .await
+        .unwrap();
+
+    let (code, out, err) = cloudlet(&["plan", lab, "--detailed-exitcode"]);
+    assert_eq!(code, 0, "a second plan is empty: {out}{err}");
+    assert!(out.contains("No changes"), "{out}");
+}
+
+#[test]
+fn a_broken_manifest_is_reported_with_its_position_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("lab.yaml"),
+        "name: t\nsite: {domain: t.lan, timezone: UTC}\ncluster:\n  control_plane: []\n  manifests: [m.yaml]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n",
+    )
+    .unwrap();
+    let (code, out, err) = cloudlet(&["validate", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    let all = format!("{out}{err}");
+    assert!(all.contains("m.yaml:1:1"), "{all}");
+    assert!(all.contains("`metadata.name`"), "{all}");
+}
