@@ -178,10 +178,9 @@ pub fn link(manifests: &mut [Resource], all_ids: &std::collections::HashSet<Reso
         let kind = v["kind"].as_str().unwrap_or_default();
         if let Some((group, _)) = api.split_once('/')
             && let Some(crd) = crds.get(&(group.to_string(), kind.to_string()))
+            && !r.depends_on.contains(crd)
         {
-            if !r.depends_on.contains(crd) {
-                r.depends_on.push(crd.clone());
-            }
+            r.depends_on.push(crd.clone());
         }
         if let Some(ns) = v["metadata"]["namespace"].as_str() {
             let nsid = ResourceId::new(Domain::Cluster, "namespace", ns);
