@@ -395,41 +395,43 @@ impl Lab {
         match (domain, target.kind) {
             (_, TargetKind::Local) => Ok(local.clone()),
             (Domain::Cluster, TargetKind::Kubernetes) => {
-                // The credentials of a Kubernetes target are a kubeconfig file; without one,
-                // the usual places ($KUBECONFIG, ~/.kube/config, in-cluster) are used.
-                let kubeconfig = match &target.credentials {
-                    None => None,
-                    Some(cloudlet_core::model::SecretRef::File(f)) => {
-                        Some(self.loaded.base_dir.join(f))
-                    }
-                    Some(cloudlet_core::model::SecretRef::Env(v)) => {
-                        Some(PathBuf::from(std::env::var_os(v).ok_or_else(|| {
-                            unavailable(format!(
-                                "the environment variable {v} (the kubeconfig path) is not set"
-                            ))
-                        })?))
-                    }
-                };
-                let options = cluster::KubeOptions {
-                    take_over: self.options.take_over,
-                    secrets_dir: self.loaded.base_dir.clone(),
-                    ..cluster::KubeOptions::default()
-                };
-                let p = cluster::KubeProvider::from_kubeconfig(
-                    kubeconfig,
-                    None,
-                    &self.loaded.lab.name,
-                    options,
-                )
-                .await
-                .map_err(|e| unavailable(e.to_string()))?;
-                Ok(Arc::new(p))
+                Ok(Arc::new(self.kube_provider(target).await?))
             }
             (_, other) => Err(unavailable(format!(
                 "the `{}` backend is not available in this build of cloudlet; use `kind: local` to render this domain to files",
                 other.as_str()
             ))),
         }
+    }
+
+    async fn kube_provider(&self, target: &Target) -> Result<cluster::KubeProvider, Error> {
+        let unavailable = |reason: String| {
+            Error::Engine(EngineError::NoProvider {
+                domain: Domain::Cluster,
+                reason,
+            })
+        };
+        // The credentials of a Kubernetes target are a kubeconfig file; without one, the
+        // usual places ($KUBECONFIG, ~/.kube/config, in-cluster) are used.
+        let kubeconfig = match &target.credentials {
+            None => None,
+            Some(cloudlet_core::model::SecretRef::File(f)) => Some(self.loaded.base_dir.join(f)),
+            Some(cloudlet_core::model::SecretRef::Env(v)) => {
+                Some(PathBuf::from(std::env::var_os(v).ok_or_else(|| {
+                    unavailable(format!(
+                        "the environment variable {v} (the kubeconfig path) is not set"
+                    ))
+                })?))
+            }
+        };
+        let options = cluster::KubeOptions {
+            take_over: self.options.take_over,
+            secrets_dir: self.loaded.base_dir.clone(),
+            ..cluster::KubeOptions::default()
+        };
+        cluster::KubeProvider::from_kubeconfig(kubeconfig, None, &self.loaded.lab.name, options)
+            .await
+            .map_err(|e| unavailable(e.to_string()))
     }
 
     /// The engine for this lab: one provider per domain, as the lab's targets say.
@@ -450,6 +452,33 @@ impl Lab {
         }
         let store = StateStore::open(self.state_dir())?;
         Ok(Engine::new(lab.name.clone(), providers, store))
+    }
+
+    /// The health of the lab's Kubernetes objects (rollouts, LoadBalancer addresses, ingress
+    /// backends, claims); with `wait`, checks again until nothing is progressing or the time
+    /// is up. Empty when the cluster target is not Kubernetes.
+    pub async fn cluster_health(
+        &self,
+        wait: Option<std::time::Duration>,
+    ) -> Result<Vec<cluster::health::Finding>, Error> {
+        let t = &self.loaded.lab.targets.cluster;
+        if t.kind != TargetKind::Kubernetes {
+            return Ok(Vec::new());
+        }
+        let kube = self.kube_provider(t).await?;
+        let r = match wait {
+            Some(d) => cluster::health::wait(kube.client(), kube.applyset(), d).await,
+            None => cluster::health::check(kube.client(), kube.applyset()).await,
+        };
+        r.map_err(|e| {
+            Error::Engine(EngineError::Observe {
+                domain: Domain::Cluster,
+                source: cloudlet_core::ProviderError::Backend {
+                    message: format!("checking health: {e}"),
+                    retryable: true,
+                },
+            })
+        })
     }
 
     /// Plans the lab against what exists.

@@ -84,6 +84,20 @@ enum Command {
         /// Steps in flight at once.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// After applying, wait this long (`90s`, `5m`) for the cluster's objects to become
+        /// ready, and report what is not.
+        #[arg(long, value_name = "DURATION")]
+        wait: Option<cloudlet::core::types::Duration>,
+    },
+    /// Health of the lab's cluster objects: rollouts, LoadBalancer addresses (with MetalLB's
+    /// reason when it has none), ingress backends without endpoints, unbound claims.
+    Status {
+        /// A lab file or directory.
+        #[arg(default_value = ".")]
+        lab: PathBuf,
+        /// Check again until nothing is progressing, at most this long (`90s`, `5m`).
+        #[arg(long, value_name = "DURATION")]
+        wait: Option<cloudlet::core::types::Duration>,
     },
     /// Write every artifact of the lab to a directory.
     Render {
@@ -222,10 +236,19 @@ async fn main() -> ExitCode {
             plan,
             yes,
             concurrency,
+            wait,
         } => match load(&lab) {
-            Ok(lab) => apply(&lab, plan, yes, concurrency)
-                .await
-                .map_err(|e| (e, Some(lab))),
+            Ok(lab) => match apply(&lab, plan, yes, concurrency).await {
+                Ok(code) if code == ExitCode::SUCCESS && wait.is_some() => {
+                    status(&lab, wait).await.map_err(|e| (e, Some(lab)))
+                }
+                Ok(code) => Ok(code),
+                Err(e) => Err((e, Some(lab))),
+            },
+            Err(e) => Err((e, None)),
+        },
+        Command::Status { lab, wait } => match load(&lab) {
+            Ok(lab) => status(&lab, wait).await.map_err(|e| (e, Some(lab))),
             Err(e) => Err((e, None)),
         },
         Command::Render { lab, dir } => match load(&lab) {
@@ -307,6 +330,39 @@ async fn plan(
     }
     Ok(if detailed && p.summary.has_changes() {
         ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn status(
+    lab: &Lab,
+    wait: Option<cloudlet::core::types::Duration>,
+) -> Result<ExitCode, Error> {
+    use cloudlet::cluster::health::State;
+    if lab.model().targets.cluster.kind != cloudlet::core::model::TargetKind::Kubernetes {
+        println!("The cluster target is not Kubernetes: there is nothing to check.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let found = lab
+        .cluster_health(wait.map(|d| std::time::Duration::from_secs(d.0)))
+        .await?;
+    let mut counts = [0usize; 3];
+    for f in &found {
+        let (mark, i) = match f.state {
+            State::Ready => ("ok", 0),
+            State::Progressing => ("..", 1),
+            State::Failed => ("!!", 2),
+        };
+        counts[i] += 1;
+        println!("  {mark} {} — {}", f.id, f.message);
+    }
+    println!(
+        "{} ready, {} progressing, {} failed.",
+        counts[0], counts[1], counts[2]
+    );
+    Ok(if counts[2] > 0 {
+        ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })

@@ -147,6 +147,19 @@ async fn cli_applies_the_seed_compose_and_manifests_with_crds_first() {
     let (code, out, err) = cloudlet(&["plan", lab, "--detailed-exitcode"]);
     assert_eq!(code, 0, "a second plan is empty: {out}{err}");
     assert!(out.contains("No changes"), "{out}");
+
+    // No controllers run on the test server: everything is still progressing, and waiting
+    // a second turns that into a failure report with exit code 1.
+    let (code, out, err) = cloudlet(&["status", lab]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(".. cluster/deployment/notes.notes"), "{out}");
+    assert!(out.contains("0 ready,"), "{out}");
+    let (code, out, err) = cloudlet(&["status", lab, "--wait", "1s"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("!! cluster/deployment/blog.blog — not ready after 1s"),
+        "{out}"
+    );
 }
 
 #[test]

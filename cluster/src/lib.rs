@@ -10,6 +10,7 @@
 
 pub mod compose;
 mod fields;
+pub mod health;
 mod k8s;
 mod live;
 pub mod manifests;

@@ -339,3 +339,131 @@ async fn an_unlabelled_object_of_the_same_name_is_never_taken_over() {
             .contains_key(PART_OF_LABEL)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_rollouts_addresses_and_ingress_backends() {
+    use cloudlet_cluster::health::{self, State};
+    use k8s_openapi::api::core::v1::Event;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use kube::api::{Patch, PatchParams};
+
+    let s = setup().await;
+    let lab = seed();
+    converge(&s, &lab).await;
+    let applyset =
+        cloudlet_cluster::applyset_id(&format!("cloudlet-{}", lab.name), "default", "Secret", "");
+    let state_of = |f: &[health::Finding], id: &str| {
+        f.iter()
+            .find(|x| x.id.to_string() == id)
+            .map(|x| (x.state, x.message.clone()))
+            .unwrap_or_else(|| panic!("{id} not in {f:#?}"))
+    };
+
+    // No controllers run on this server: nothing has rolled out, no address, no endpoint.
+    let f = health::check(&s.client, &applyset).await.unwrap();
+    assert_eq!(
+        state_of(&f, "cluster/deployment/blog.blog").0,
+        State::Progressing
+    );
+    assert_eq!(
+        state_of(&f, "cluster/ingress/blog.blog").0,
+        State::Progressing
+    );
+    assert!(f.iter().all(|x| x.state != State::Ready), "{f:#?}");
+
+    // Play the controllers through the status subresource.
+    let deploys: Api<Deployment> = Api::namespaced(s.client.clone(), "blog");
+    deploys
+        .patch_status(
+            "blog",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2, "readyReplicas": 2}})),
+        )
+        .await
+        .unwrap();
+    let mail: Api<Deployment> = Api::namespaced(s.client.clone(), "mailserver");
+    mail.patch_status(
+        "mailserver",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": {"observedGeneration": 1, "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"mailserver-1\" has timed out progressing."}]}})),
+    )
+    .await
+    .unwrap();
+    let svcs: Api<Service> = Api::all(s.client.clone());
+    let lbs: Vec<Service> = svcs
+        .list(&ListParams::default().labels(PART_OF_LABEL))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"))
+        .collect();
+    assert!(
+        lbs.len() >= 2,
+        "the seed has several services on the shared VIP"
+    );
+    let (first, second) = (&lbs[0], &lbs[1]);
+    let ns_of = |s: &Service| s.metadata.namespace.clone().unwrap();
+    let name_of = |s: &Service| s.metadata.name.clone().unwrap();
+    Api::<Service>::namespaced(s.client.clone(), &ns_of(first))
+        .patch_status(
+            &name_of(first),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": "10.0.20.200"}]}}})),
+        )
+        .await
+        .unwrap();
+    let ev: Event = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "alloc-failed", "namespace": ns_of(second)},
+        "involvedObject": {"kind": "Service", "name": name_of(second), "namespace": ns_of(second)},
+        "reason": "AllocationFailed",
+        "message": "Failed to allocate IP for \"x\": no available IPs",
+        "type": "Warning",
+        "source": {"component": "metallb-controller"}
+    }))
+    .unwrap();
+    Api::<Event>::namespaced(s.client.clone(), &ns_of(second))
+        .create(&PostParams::default(), &ev)
+        .await
+        .unwrap();
+    let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "blog-abc", "namespace": "blog", "labels": {"kubernetes.io/service-name": "blog"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.244.0.10"], "conditions": {"ready": true}}],
+        "ports": [{"port": 80, "protocol": "TCP"}]
+    }))
+    .unwrap();
+    Api::<EndpointSlice>::namespaced(s.client.clone(), "blog")
+        .create(&PostParams::default(), &slice)
+        .await
+        .unwrap();
+
+    let f = health::check(&s.client, &applyset).await.unwrap();
+    assert_eq!(
+        state_of(&f, "cluster/deployment/blog.blog"),
+        (State::Ready, "2 of 2 replicas available".into())
+    );
+    let (st, msg) = state_of(&f, "cluster/deployment/mailserver.mailserver");
+    assert_eq!(st, State::Failed);
+    assert!(msg.starts_with("ProgressDeadlineExceeded"), "{msg}");
+    let (st, msg) = state_of(
+        &f,
+        &format!("cluster/service/{}.{}", ns_of(first), name_of(first)),
+    );
+    assert_eq!((st, msg.as_str()), (State::Ready, "on 10.0.20.200"));
+    let (st, msg) = state_of(
+        &f,
+        &format!("cluster/service/{}.{}", ns_of(second), name_of(second)),
+    );
+    assert_eq!(st, State::Failed);
+    assert!(msg.contains("no available IPs"), "{msg}");
+    assert_eq!(state_of(&f, "cluster/ingress/blog.blog").0, State::Ready);
+
+    // Waiting gives up on what is still progressing after the timeout and says so.
+    let f = health::wait(&s.client, &applyset, std::time::Duration::from_secs(1))
+        .await
+        .unwrap();
+    let (st, msg) = state_of(&f, "cluster/persistentvolumeclaim/blog.blog-content");
+    assert_eq!(st, State::Failed);
+    assert!(msg.starts_with("not ready after 1s"), "{msg}");
+}
