@@ -354,18 +354,28 @@ async fn an_interrupted_apply_is_reported_and_the_next_converges_without_duplica
         .map(|i| res("configmap", &format!("c{i:02}"), &[]))
         .collect();
     let plan = e.plan(many.clone()).await.unwrap();
-    // Drop the apply future mid-way: the in-process equivalent of a killed process.
-    let _ = tokio::time::timeout(
-        Duration::from_millis(45),
-        e.apply(
+    // Drop the apply future mid-way (after five steps finished, however slow the machine
+    // is): the in-process equivalent of a killed process.
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let enough = tokio::sync::Notify::new();
+    let count = |ev: &Event| {
+        if matches!(ev, Event::StepDone { .. })
+            && done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == 5
+        {
+            enough.notify_one();
+        }
+    };
+    tokio::select! {
+        _ = e.apply(
             &plan,
             ApplyOptions {
                 concurrency: 2,
+                on_event: Some(&count),
                 ..Default::default()
             },
-        ),
-    )
-    .await;
+        ) => panic!("the apply finished before it was interrupted"),
+        _ = enough.notified() => {}
+    }
     let interrupted = e
         .store()
         .interrupted()
