@@ -507,6 +507,7 @@ pub fn import(file: &Path, source: &str, opts: &ComposeOptions) -> Result<Import
             command: Vec::new(),
             args: Vec::new(),
             health: None,
+            workload: cloudlet_core::model::Workload::Deployment,
         };
         // Labels first: they change how ports and volumes map.
         let mut labels: BTreeMap<String, String> = BTreeMap::new();
@@ -566,13 +567,15 @@ pub fn import(file: &Path, source: &str, opts: &ComposeOptions) -> Result<Import
             })
             .unwrap_or(opts.default_size);
         for (lk, lv) in &labels {
-            if lk == "kompose.controller.type" && lv != "deployment" {
+            if lk == "kompose.controller.type" && lv == "statefulset" {
+                app.workload = cloudlet_core::model::Workload::Statefulset;
+            } else if lk == "kompose.controller.type" && lv != "deployment" {
                 if let Some(l) = svc.get("labels") {
                     cx.note(
                         l,
                         &format!("{sp}.labels.{lk}"),
                         format!("`{lk}: {lv}` becomes a Deployment"),
-                        "each volume is its own claim on the NAS, so a Deployment keeps its data across restarts and rebuilds",
+                        "every node runs the app as a Deployment replica set; a daemonset needs a raw manifest",
                     );
                 }
             } else if lk.starts_with("kompose.")
@@ -1177,7 +1180,8 @@ fn prune(v: &mut serde_json::Value) {
                 || (k == "sqlite" && *x == false)
                 || (k == "retries" && *x == 3)
                 || ((k == "interval" || k == "timeout") && *x == "30s")
-                || (k == "start_period" && *x == "0s"))
+                || (k == "start_period" && *x == "0s")
+                || (k == "workload" && *x == "deployment"))
         });
     } else if let Value::Array(a) = v {
         for x in a {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cloudlet_core::{Domain, ResourceId};
 use futures::future::try_join_all;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -68,8 +68,10 @@ pub async fn check(client: &Client, applyset: &str) -> Result<Vec<Finding>, kube
     let services: Api<Service> = Api::all(client.clone());
     let ingresses: Api<Ingress> = Api::all(client.clone());
     let claims: Api<PersistentVolumeClaim> = Api::all(client.clone());
-    let (d, s, i, c) = futures::try_join!(
+    let sets: Api<StatefulSet> = Api::all(client.clone());
+    let (d, ss, s, i, c) = futures::try_join!(
         deployments.list(&lp),
+        sets.list(&lp),
         services.list(&lp),
         ingresses.list(&lp),
         claims.list(&lp)
@@ -77,6 +79,9 @@ pub async fn check(client: &Client, applyset: &str) -> Result<Vec<Finding>, kube
     let mut out = Vec::new();
     for d in &d.items {
         out.push(deployment(d));
+    }
+    for s in &ss.items {
+        out.push(stateful_set(s));
     }
     let metallb = metallb_errors(client).await;
     let lb: Vec<&Service> = s
@@ -163,6 +168,38 @@ fn deployment(d: &Deployment) -> Finding {
         (State::Ready, format!("{want} of {want} replicas available"))
     };
     finding("deployment", ns, name, state, message)
+}
+
+fn stateful_set(s: &StatefulSet) -> Finding {
+    let meta = s.meta();
+    let (ns, name) = (
+        meta.namespace.as_deref(),
+        meta.name.as_deref().unwrap_or_default(),
+    );
+    let want = s.spec.replicas.unwrap_or(1);
+    let st = s.status.clone().unwrap_or_default();
+    let (state, message) = if st.observed_generation.unwrap_or(0) < meta.generation.unwrap_or(0) {
+        (
+            State::Progressing,
+            "waiting for the controller to see the new spec".into(),
+        )
+    } else if st.updated_replicas.unwrap_or(0) < want || st.current_revision != st.update_revision {
+        (
+            State::Progressing,
+            format!(
+                "{} of {want} pods updated",
+                st.updated_replicas.unwrap_or(0)
+            ),
+        )
+    } else if st.ready_replicas.unwrap_or(0) < want {
+        (
+            State::Progressing,
+            format!("{} of {want} pods ready", st.ready_replicas.unwrap_or(0)),
+        )
+    } else {
+        (State::Ready, format!("{want} of {want} pods ready"))
+    };
+    finding("statefulset", ns, name, state, message)
 }
 
 /// MetalLB's ConfigurationState errors, when MetalLB runs a version that has them.

@@ -68,6 +68,9 @@ pub(crate) struct SecretRefs<'a> {
 pub(crate) struct DeploymentSpec<'a> {
     pub replicas: u32,
     pub selector: MatchLabels<'a>,
+    /// StatefulSets only: the Service that governs the pods' names.
+    #[serde(rename = "serviceName", skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<&'a str>,
     pub template: PodTemplate<'a>,
 }
 

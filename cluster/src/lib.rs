@@ -21,7 +21,9 @@ pub use live::{FIELD_MANAGER, KubeOptions, KubeProvider, KubeStats, PART_OF_LABE
 use std::collections::{BTreeMap, BTreeSet};
 
 use cloudlet_core::lb;
-use cloudlet_core::model::{App, Cluster, Expose, Lab, Protocol, SecretRef, TrafficPolicy};
+use cloudlet_core::model::{
+    App, Cluster, Expose, Lab, Protocol, SecretRef, TrafficPolicy, Workload,
+};
 use cloudlet_core::resource::Body;
 use cloudlet_core::{Domain, Resource, ResourceId};
 use k8s::*;
@@ -400,8 +402,10 @@ fn app_objects(lab: &Lab, c: &Cluster, name: &str, app: &App, ns: &str, out: &mu
         resources,
         volume_mounts: mounts,
     };
+    let stateful = app.workload == Workload::Statefulset;
     let spec = DeploymentSpec {
         replicas: app.replicas,
+        service_name: stateful.then_some(name),
         selector: MatchLabels {
             match_labels: AppSelector { app: name },
         },
@@ -415,11 +419,16 @@ fn app_objects(lab: &Lab, c: &Cluster, name: &str, app: &App, ns: &str, out: &mu
             },
         },
     };
+    let (kind_id, kind) = if stateful {
+        ("statefulset", "StatefulSet")
+    } else {
+        ("deployment", "Deployment")
+    };
     let mut dep = Resource::new(
-        id("deployment", Some(ns), name),
+        id(kind_id, Some(ns), name),
         object(
             "apps/v1",
-            "Deployment",
+            kind,
             meta(lab, Some(ns), name, Some(name)),
             Some(spec),
         ),

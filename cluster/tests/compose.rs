@@ -230,7 +230,11 @@ fn monitoring_host_network_exporter_and_docker_socket_are_reported() {
     assert!(has_note(&i, "`network_mode`"));
     assert!(has_note(&i, "`pid`"));
     assert!(has_note(&i, "`user`"));
-    assert!(has_note(&i, "kompose.controller.type: statefulset"));
+    assert_eq!(
+        i.apps["grafana"].workload,
+        cloudlet_core::model::Workload::Statefulset,
+        "kompose.controller.type: statefulset is honoured"
+    );
     assert_eq!(i.apps["grafana"].ingress[0].host, "grafana.example.com");
     assert_eq!(
         i.apps["prometheus"].ingress[0].host,

@@ -845,6 +845,21 @@ pub struct App {
     /// restarted when it keeps failing.
     #[serde(default)]
     pub health: Option<Health>,
+    /// How the app runs: a Deployment, or a StatefulSet for apps that need a stable identity
+    /// (databases that cluster, one pod at a time with ordered restarts).
+    #[serde(default)]
+    pub workload: Workload,
+}
+
+/// The Kubernetes workload an app runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Workload {
+    /// A Deployment (the default).
+    #[default]
+    Deployment,
+    /// A StatefulSet with stable pod names, started and stopped in order.
+    Statefulset,
 }
 
 /// A health check: a command run in the container (exit 0 = healthy).
