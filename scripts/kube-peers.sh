@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Kubernetes test peers (kube-apiserver and etcd) from their Go modules,
+# Builds the Kubernetes test peers (kube-apiserver, etcd, and kubectl as the speed and
+# interoperability baseline) from their Go modules,
 # once per version, into a cache outside the clone, and prints the directory that
 # holds them. Later runs find them there and build nothing.
 #
@@ -13,7 +14,8 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.8}"
 CACHE="${CLOUDLET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudlet}"
 OUT="$CACHE/kube-$KUBE_VERSION-etcd-$ETCD_VERSION"
 
-if [[ -x "$OUT/kube-apiserver" && -x "$OUT/etcd" ]]; then
+have() { [[ -x "$OUT/kube-apiserver" && -x "$OUT/etcd" && -x "$OUT/kubectl" ]]; }
+if have; then
   echo "$OUT"
   exit 0
 fi
@@ -22,7 +24,7 @@ mkdir -p "$CACHE"
 # One build at a time (tests may ask for the peers concurrently).
 exec 9>"$CACHE/.kube-peers.lock"
 flock 9
-if [[ -x "$OUT/kube-apiserver" && -x "$OUT/etcd" ]]; then
+if have; then
   echo "$OUT"
   exit 0
 fi
@@ -35,6 +37,10 @@ export GOFLAGS="${GOFLAGS:-} -mod=mod" CGO_ENABLED=0
 # kube-apiserver: k8s.io/kubernetes points its staging modules at local directories,
 # so a module of ours requires it and replaces each staging module with its tagged release.
 mkdir -p "$WORK/kube" "$WORK/etcd" "$OUT.tmp"
+# Keep what an earlier run built.
+for b in kube-apiserver etcd kubectl; do
+  [[ -x "$OUT/$b" ]] && cp "$OUT/$b" "$OUT.tmp/$b"
+done
 (
   cd "$WORK/kube"
   go mod init cloudlet.test/kube-peers >/dev/null 2>&1
@@ -49,15 +55,21 @@ mkdir -p "$WORK/kube" "$WORK/etcd" "$OUT.tmp"
 
 package tools
 
-import _ "k8s.io/kubernetes/cmd/kube-apiserver"
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
 GO
   go mod tidy >/dev/null
-  echo "kube-peers: building kube-apiserver $KUBE_VERSION (several minutes the first time)" >&2
-  go build -trimpath -ldflags='-s -w' -o "$OUT.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+  for cmd in kube-apiserver kubectl; do
+    [[ -x "$OUT.tmp/$cmd" ]] && continue
+    echo "kube-peers: building $cmd $KUBE_VERSION (minutes the first time)" >&2
+    go build -trimpath -ldflags='-s -w' -o "$OUT.tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+  done
 )
 
 # etcd: a two-line main of ours over etcdmain at the version Kubernetes pins.
-(
+[[ -x "$OUT.tmp/etcd" ]] || (
   cd "$WORK/etcd"
   go mod init cloudlet.test/etcd >/dev/null 2>&1
   cat >main.go <<'GO'

@@ -6,7 +6,8 @@
 //! 2. Re-plan the unchanged objects: cloudlet's plan vs `kubectl diff --server-side`. The
 //!    cluster's resourceVersion before and after cloudlet's plan shows it wrote nothing.
 //!
-//! `cargo bench -p cloudlet-cluster --bench apply` (kubectl from PATH, or `KUBECTL=path`).
+//! `cargo bench -p cloudlet-cluster --bench apply` (kubectl built with the API server by
+//! `scripts/kube-peers.sh` from the same Kubernetes release, or `KUBECTL=path`).
 #![allow(clippy::print_stdout, clippy::disallowed_methods, missing_docs)]
 
 #[path = "../tests/support/mod.rs"]
@@ -39,14 +40,19 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let kubectl = std::env::var("KUBECTL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| support::peers().join("kubectl"));
     if Command::new(&kubectl)
         .arg("version")
         .arg("--client")
         .output()
         .is_err()
     {
-        println!("kubectl not found (set KUBECTL): the baseline cannot run");
+        println!(
+            "kubectl not found at {} (set KUBECTL): the baseline cannot run",
+            kubectl.display()
+        );
         std::process::exit(1);
     }
     let server = support::ApiServer::start();

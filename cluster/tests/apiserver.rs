@@ -467,3 +467,78 @@ async fn health_reports_rollouts_addresses_and_ingress_backends() {
     assert_eq!(st, State::Failed);
     assert!(msg.starts_with("not ready after 1s"), "{msg}");
 }
+
+/// kubectl's ApplySet tooling reads cloudlet's inventory: it refuses to touch a set another
+/// tool manages, and once told the set is its own, its `--prune` finds exactly cloudlet's
+/// members through the id label, the group-kinds and the namespaces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_reads_the_applyset_as_cloudlets() {
+    use kube::api::{Patch, PatchParams};
+    let s = setup().await;
+    let lab = seed();
+    converge(&s, &lab).await;
+    let members = cloudlet_cluster::expand(&lab).len();
+    let kubectl = std::env::var("KUBECTL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| support::peers().join("kubectl"));
+    let probe = s.state.path().join("probe.yaml");
+    std::fs::write(
+        &probe,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: probe, namespace: default}\n",
+    )
+    .unwrap();
+    let run = || {
+        let out = std::process::Command::new(&kubectl)
+            .env("KUBECTL_APPLYSET", "true")
+            .arg("--kubeconfig")
+            .arg(&s._server.kubeconfig)
+            .args([
+                "apply",
+                "--server-side",
+                "--prune",
+                "-n",
+                "default",
+                "--applyset=secret/cloudlet-seed",
+                "-f",
+            ])
+            .arg(&probe)
+            .output()
+            .expect("kubectl runs");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, out) = run();
+    assert!(!ok);
+    assert!(
+        out.contains("managed by tooling \"cloudlet\" instead of \"kubectl\""),
+        "{out}"
+    );
+
+    // Hand the set to kubectl: its id check and its prune must agree with cloudlet's.
+    let secrets: Api<Secret> = Api::namespaced(s.client.clone(), "default");
+    secrets
+        .patch(
+            "cloudlet-seed",
+            &PatchParams::apply("handover").force(),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "cloudlet-seed", "annotations": {"applyset.kubernetes.io/tooling": "kubectl/v1.32.4"}}
+            })),
+        )
+        .await
+        .unwrap();
+    let (ok, out) = run();
+    assert!(ok, "{out}");
+    let pruned = out.lines().filter(|l| l.ends_with(" pruned")).count();
+    assert_eq!(
+        pruned, members,
+        "kubectl prunes exactly cloudlet's members:\n{out}"
+    );
+    assert!(out.contains("deployment.apps/blog pruned"), "{out}");
+}
