@@ -508,6 +508,7 @@ pub fn import(file: &Path, source: &str, opts: &ComposeOptions) -> Result<Import
             args: Vec::new(),
             health: None,
             workload: cloudlet_core::model::Workload::Deployment,
+            files: BTreeMap::new(),
         };
         // Labels first: they change how ports and volumes map.
         let mut labels: BTreeMap<String, String> = BTreeMap::new();
@@ -681,6 +682,7 @@ pub fn import(file: &Path, source: &str, opts: &ComposeOptions) -> Result<Import
                     }
                 }
                 "volumes" => {
+                    let dir = file.parent().unwrap_or(Path::new(""));
                     for (i, vol) in items(v).iter().enumerate() {
                         volume_entry(
                             &mut cx,
@@ -688,6 +690,7 @@ pub fn import(file: &Path, source: &str, opts: &ComposeOptions) -> Result<Import
                             &project,
                             opts,
                             size,
+                            dir,
                             &format!("{kp}[{i}]"),
                             vol,
                         );
@@ -913,12 +916,14 @@ fn env_entry(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn volume_entry(
     cx: &mut Ctx<'_>,
     app: &mut App,
     project: &str,
     opts: &ComposeOptions,
     size: Size,
+    dir: &Path,
     path: &str,
     node: &Node,
 ) {
@@ -1001,6 +1006,17 @@ fn volume_entry(
             format!("{source} is not mounted"),
             "there is no Docker engine on a Kubernetes node; apps that drive Docker need a redesign",
         );
+        return;
+    }
+    let local = dir.join(source.trim_start_matches("./"));
+    if kind == "bind" && !source.starts_with('/') && local.is_file() {
+        cx.note(
+            node,
+            path,
+            format!("the file {source} is mounted read-only from a ConfigMap at {target}"),
+            "its contents are read from the lab directory at every apply; edit it there",
+        );
+        app.files.insert(target, local);
         return;
     }
     let (name, sub) = if kind == "bind" {

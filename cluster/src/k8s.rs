@@ -181,13 +181,38 @@ pub(crate) struct VolumeMount<'a> {
     #[serde(rename = "mountPath")]
     pub mount_path: &'a str,
     pub name: &'a str,
+    #[serde(rename = "readOnly", skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    #[serde(rename = "subPath", skip_serializing_if = "Option::is_none")]
+    pub sub_path: Option<String>,
 }
 
 #[derive(Serialize)]
 pub(crate) struct PodVolume<'a> {
+    #[serde(rename = "configMap", skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapName>,
     pub name: &'a str,
-    #[serde(rename = "persistentVolumeClaim")]
-    pub pvc: ClaimName,
+    #[serde(
+        rename = "persistentVolumeClaim",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pvc: Option<ClaimName>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ConfigMapName {
+    pub name: String,
+}
+
+/// A ConfigMap whose values are files of the lab, read by the provider at apply time.
+#[derive(Serialize)]
+pub(crate) struct FileRefs<'a> {
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    #[serde(rename = "cloudlet.dev/fileRefs")]
+    pub refs: BTreeMap<String, String>,
+    pub kind: &'static str,
+    pub metadata: Meta<'a>,
 }
 
 #[derive(Serialize)]

@@ -353,15 +353,55 @@ fn app_objects(lab: &Lab, c: &Cluster, name: &str, app: &App, ns: &str, out: &mu
         );
         deploy_deps.push(pvcid);
         volumes.push(PodVolume {
+            config_map: None,
             name: &v.name,
-            pvc: ClaimName {
+            pvc: Some(ClaimName {
                 claim_name: pvc_name,
-            },
+            }),
         });
         mounts.push(VolumeMount {
             mount_path: &v.mount,
             name: &v.name,
+            read_only: false,
+            sub_path: None,
         });
+    }
+    if !app.files.is_empty() {
+        // Configuration files: one ConfigMap, each file mounted on its own path.
+        let cm_name = format!("{name}-files");
+        let cmid = id("configmap", Some(ns), &cm_name);
+        let refs = app
+            .files
+            .values()
+            .enumerate()
+            .map(|(i, f)| (format!("f{i}"), f.display().to_string()))
+            .collect();
+        out.push(
+            Resource::new(
+                cmid.clone(),
+                Body::new(&FileRefs {
+                    api_version: "v1",
+                    refs,
+                    kind: "ConfigMap",
+                    metadata: meta(lab, Some(ns), cm_name.as_str(), Some(name)),
+                }),
+            )
+            .after(nsid.clone()),
+        );
+        deploy_deps.push(cmid);
+        volumes.push(PodVolume {
+            config_map: Some(ConfigMapName { name: cm_name }),
+            name: "cloudlet-files",
+            pvc: None,
+        });
+        for (i, mount) in app.files.keys().enumerate() {
+            mounts.push(VolumeMount {
+                mount_path: mount,
+                name: "cloudlet-files",
+                read_only: true,
+                sub_path: Some(format!("f{i}")),
+            });
+        }
     }
 
     let resources = app.resources.as_ref().map(|r| Requests {

@@ -47,9 +47,32 @@ const GROUP_KINDS: &str = "applyset.kubernetes.io/contains-group-kinds";
 const ADDITIONAL_NAMESPACES: &str = "applyset.kubernetes.io/additional-namespaces";
 const TOOLING: &str = "applyset.kubernetes.io/tooling";
 const AFTER: &str = "cloudlet.dev/after";
-const SECRET_REFS: &str = "cloudlet.dev/secret-refs";
-const SECRET_DIGEST: &str = "cloudlet.dev/secret-digest";
-const REFS_KEY: &str = "cloudlet.dev/secretRefs";
+/// Values held as references in a body and read by the provider at apply time: Secret
+/// values (env or file) and ConfigMap files. The live object records the references and a
+/// salted digest of the values in annotations.
+#[derive(Clone, Copy)]
+struct Refs {
+    /// The key of the body that holds the references.
+    body_key: &'static str,
+    /// The annotations recording them and the digest of what was written.
+    refs_annotation: &'static str,
+    digest_annotation: &'static str,
+    /// What changed values are called in a plan.
+    marker: &'static str,
+}
+
+const SECRET_REFS: Refs = Refs {
+    body_key: "cloudlet.dev/secretRefs",
+    refs_annotation: "cloudlet.dev/secret-refs",
+    digest_annotation: "cloudlet.dev/secret-digest",
+    marker: "(values)",
+};
+const FILE_REFS: Refs = Refs {
+    body_key: "cloudlet.dev/fileRefs",
+    refs_annotation: "cloudlet.dev/file-refs",
+    digest_annotation: "cloudlet.dev/file-digest",
+    marker: "(contents)",
+};
 
 /// How the provider talks to the cluster.
 #[derive(Debug, Clone)]
@@ -59,7 +82,8 @@ pub struct KubeOptions {
     /// Take over fields other managers hold (`--force-conflicts`): they show as changes and
     /// the apply forces them back to the lab's values.
     pub take_over: bool,
-    /// The directory `file:` secret references are relative to (the lab's directory).
+    /// The directory `file:` secret references and mounted files are relative to (the lab's
+    /// directory).
     pub secrets_dir: PathBuf,
     /// Dry-run applies in flight at once while planning.
     pub concurrency: usize,
@@ -590,9 +614,11 @@ impl KubeProvider {
                         .filter_map(|s| s.parse().ok())
                         .collect();
                 }
-                let digest = a.remove(SECRET_DIGEST);
-                if let Some(r) = a.remove(SECRET_REFS) {
-                    refs = Some((r, digest));
+                for kind in [SECRET_REFS, FILE_REFS] {
+                    let digest = a.remove(kind.digest_annotation);
+                    if let Some(r) = a.remove(kind.refs_annotation) {
+                        refs = Some((kind, r, digest));
+                    }
                 }
             }
             for k in ["labels", "annotations"] {
@@ -604,22 +630,22 @@ impl KubeProvider {
                 }
             }
         }
-        if let Some((r, digest)) = refs {
+        if let Some((kind, r, digest)) = refs {
             let refs: Value = serde_json::from_str(r.as_str().unwrap_or("{}")).unwrap_or_default();
             let live_data = live.get("data").cloned().unwrap_or_else(|| json!({}));
             let recorded = digest.as_ref().and_then(Value::as_str).unwrap_or_default();
             let by_hand = secret_digest(&rid, &live_data) != recorded;
             let rotated = self
-                .resolve_secret(&refs)
+                .read_refs(kind, &refs)
                 .is_ok_and(|d| secret_digest(&rid, &d) != recorded);
             obj.remove("data");
             let mut refs = refs;
             if (by_hand || rotated)
                 && let Some(o) = refs.as_object_mut()
             {
-                o.insert("(values)".into(), json!("changed since the last apply"));
+                o.insert(kind.marker.into(), json!("changed since the last apply"));
             }
-            obj.insert(REFS_KEY.into(), refs);
+            obj.insert(kind.body_key.into(), refs);
         }
         let mut r = Resource::new(rid, Body::from(body));
         depends_on.sort();
@@ -628,12 +654,32 @@ impl KubeProvider {
         Ok((r, meta["uid"].as_str().unwrap_or_default().to_string()))
     }
 
-    /// Reads the values of a Secret's references: key → base64.
-    fn resolve_secret(&self, refs: &Value) -> Result<Value, ProviderError> {
+    /// Reads the values references point at: for a Secret key → base64 of the value, for a
+    /// ConfigMap key → the file's text.
+    fn read_refs(&self, kind: Refs, refs: &Value) -> Result<Value, ProviderError> {
         let mut data = Map::new();
         let Some(refs) = refs.as_object() else {
             return Ok(Value::Object(data));
         };
+        if kind.body_key == FILE_REFS.body_key {
+            for (key, file) in refs {
+                let p = self
+                    .options
+                    .secrets_dir
+                    .join(file.as_str().unwrap_or_default());
+                let text = std::fs::read_to_string(&p).map_err(|e| {
+                    backend(
+                        format!(
+                            "file {}: {e} (mounted files must be UTF-8 text)",
+                            p.display()
+                        ),
+                        false,
+                    )
+                })?;
+                data.insert(key.clone(), json!(text));
+            }
+            return Ok(Value::Object(data));
+        }
         for (key, r) in refs {
             let bytes = if let Some(var) = r.get("env").and_then(Value::as_str) {
                 std::env::var(var)
@@ -676,15 +722,15 @@ impl KubeProvider {
                 what: r.id.to_string(),
                 message: "the body is not an object".into(),
             })?;
-        let secret = match obj.remove(REFS_KEY) {
-            Some(refs) => {
-                let data = self.resolve_secret(&refs)?;
+        let mut resolved = None;
+        for kind in [SECRET_REFS, FILE_REFS] {
+            if let Some(refs) = obj.remove(kind.body_key) {
+                let data = self.read_refs(kind, &refs)?;
                 let digest = secret_digest(&r.id, &data);
                 obj.insert("data".into(), data);
-                Some((refs, digest))
+                resolved = Some((kind, refs, digest));
             }
-            None => None,
-        };
+        }
         let meta = obj
             .entry("metadata")
             .or_insert_with(|| Value::Object(Map::new()))
@@ -705,9 +751,9 @@ impl KubeProvider {
             deps.sort();
             ann.insert(AFTER, deps.join(","));
         }
-        if let Some((refs, digest)) = secret {
-            ann.insert(SECRET_REFS, refs.to_string());
-            ann.insert(SECRET_DIGEST, digest);
+        if let Some((kind, refs, digest)) = resolved {
+            ann.insert(kind.refs_annotation, refs.to_string());
+            ann.insert(kind.digest_annotation, digest);
         }
         if !ann.is_empty() {
             let a = meta

@@ -845,6 +845,10 @@ pub struct App {
     /// restarted when it keeps failing.
     #[serde(default)]
     pub health: Option<Health>,
+    /// Files mounted into the container (read-only), by mount path: their contents are read
+    /// from the lab directory at apply time into a ConfigMap (configuration files, not data).
+    #[serde(default)]
+    pub files: BTreeMap<String, PathBuf>,
     /// How the app runs: a Deployment, or a StatefulSet for apps that need a stable identity
     /// (databases that cluster, one pod at a time with ordered restarts).
     #[serde(default)]
