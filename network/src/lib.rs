@@ -7,6 +7,7 @@
 //! backends (pfSense, OPNsense, Linux) plug in as providers for [`Domain::Router`].
 
 pub mod linux;
+pub mod router_linux;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

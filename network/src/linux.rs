@@ -30,12 +30,38 @@ impl Default for LinuxOptions {
     }
 }
 
-fn s<'a>(v: &'a serde_json::Value, k: &str) -> &'a str {
+pub(crate) fn s<'a>(v: &'a serde_json::Value, k: &str) -> &'a str {
     v.get(k).and_then(|x| x.as_str()).unwrap_or_default()
 }
 
-/// The dnsmasq configuration.
+/// The dnsmasq configuration: [`dnsmasq_base`] plus the reservations and DNS records.
 pub fn dnsmasq_conf(lab: &Lab, router: &[Resource], opts: &LinuxOptions) -> String {
+    let mut c = dnsmasq_base(lab, opts);
+    for r in router {
+        let b = r.body.value();
+        match &*r.id.kind {
+            "dhcp-reservation" => {
+                let _ = writeln!(
+                    c,
+                    "dhcp-host={},{},{}",
+                    s(&b, "mac"),
+                    s(&b, "ip"),
+                    s(&b, "hostname")
+                );
+            }
+            "dns-override" => {
+                let _ = writeln!(c, "host-record={},{}", s(&b, "host"), s(&b, "address"));
+            }
+            _ => {}
+        }
+    }
+    c
+}
+
+/// The part of the dnsmasq configuration that comes from the lab's networks: ports,
+/// interfaces, DHCP ranges and options. Reservations and records come after it (or from the
+/// files the live backend keeps, which dnsmasq re-reads on SIGHUP).
+pub fn dnsmasq_base(lab: &Lab, opts: &LinuxOptions) -> String {
     let mut c = String::new();
     let _ = writeln!(
         c,
@@ -73,24 +99,6 @@ pub fn dnsmasq_conf(lab: &Lab, router: &[Resource], opts: &LinuxOptions) -> Stri
                 "dhcp-option=tag:{name},option:dns-server,{}",
                 dns.join(",")
             );
-        }
-    }
-    for r in router {
-        let b = r.body.value();
-        match &*r.id.kind {
-            "dhcp-reservation" => {
-                let _ = writeln!(
-                    c,
-                    "dhcp-host={},{},{}",
-                    s(&b, "mac"),
-                    s(&b, "ip"),
-                    s(&b, "hostname")
-                );
-            }
-            "dns-override" => {
-                let _ = writeln!(c, "host-record={},{}", s(&b, "host"), s(&b, "address"));
-            }
-            _ => {}
         }
     }
     c

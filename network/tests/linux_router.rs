@@ -299,3 +299,224 @@ fn a_linux_router_in_namespaces_serves_reservations_dns_and_forwards() {
     ));
     assert!(!String::from_utf8_lossy(&o.stdout).contains("should-not-see"));
 }
+
+mod live {
+    //! The live backend (`router_linux`) through the engine: apply, re-plan, change, and a
+    //! broken change refused before it reaches the running router.
+    use super::*;
+    use std::sync::Arc;
+
+    use cloudlet_core::engine::{ApplyOptions, Engine};
+    use cloudlet_core::resource::Body;
+    use cloudlet_core::{Domain, Provider, Providers, Resource, ResourceId, StateStore};
+    use cloudlet_network::router_linux::{LinuxRouter, LinuxRouterOptions};
+
+    fn lab(text: &str) -> cloudlet_core::Lab {
+        load_texts(vec![("rt.yaml".into(), text.into())], ".".into())
+            .unwrap()
+            .lab
+    }
+
+    fn router(lab: &cloudlet_core::Lab, dir: &Path, ns: &str) -> Arc<LinuxRouter> {
+        Arc::new(LinuxRouter::new(
+            Arc::new(lab.clone()),
+            LinuxRouterOptions {
+                dir: dir.join("cloudlet"),
+                exec: vec!["ip".into(), "netns".into(), "exec".into(), ns.into()],
+                render: LinuxOptions {
+                    dns_port: 53,
+                    lease_file: dir.join("leases").display().to_string(),
+                },
+            },
+        ))
+    }
+
+    async fn converge(p: &Arc<LinuxRouter>, lab: &cloudlet_core::Lab, state: &Path) -> usize {
+        let e = Engine::new(
+            lab.name.clone(),
+            Providers::new().with(Domain::Router, p.clone()),
+            StateStore::open(state).unwrap(),
+        );
+        let plan = e.plan(cloudlet_network::expand(lab)).await.unwrap();
+        let report = e.apply(&plan, ApplyOptions::default()).await.unwrap();
+        assert!(report.failed.is_empty(), "{:#?}", report.failed);
+        let again = e.plan(cloudlet_network::expand(lab)).await.unwrap();
+        assert!(
+            !again.summary.has_changes(),
+            "a second plan is empty: {:?}",
+            again.steps
+        );
+        plan.steps.len()
+    }
+
+    fn lookup(l: &str, name: &str) -> String {
+        String::from_utf8_lossy(
+            &sh(&format!(
+                "ip netns exec {l} busybox nslookup {name} 10.77.0.1"
+            ))
+            .stdout,
+        )
+        .into_owned()
+    }
+
+    fn reach(l: &str, w: &str, port: u16) -> bool {
+        let mut server = spawn_in(
+            l,
+            &[
+                "busybox",
+                "nc",
+                "-l",
+                "-p",
+                &port.to_string(),
+                "-e",
+                "echo",
+                "hello-from-lan",
+            ],
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let o = sh(&format!(
+            "ip netns exec {w} busybox nc -w 2 192.168.77.2 {port} </dev/null"
+        ));
+        let _ = server.kill();
+        let _ = server.wait();
+        String::from_utf8_lossy(&o.stdout).contains("hello-from-lan")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_live_backend_applies_changes_and_refuses_a_broken_one() {
+        assert!(tool("dnsmasq") && tool("nft") && tool("busybox"));
+        let dir = tempfile::tempdir().unwrap();
+        let id = std::process::id() % 100_000;
+        let (r, l, w) = (format!("cpr{id}"), format!("cpl{id}"), format!("cpw{id}"));
+        let _env = Netns {
+            names: vec![r.clone(), l.clone(), w.clone()],
+            children: Vec::new(),
+        };
+        for n in [&r, &l, &w] {
+            ok(&format!("ip netns add {n} && ip -n {n} link set lo up"));
+        }
+        ok(&format!(
+            "ip link add lan netns {r} type veth peer name eth0 netns {l}"
+        ));
+        ok(&format!(
+            "ip link add wan netns {r} type veth peer name eth0 netns {w}"
+        ));
+        ok(&format!(
+            "ip -n {l} link set eth0 address 52:54:00:77:00:30"
+        ));
+        ok(&format!(
+            "ip -n {r} addr add 10.77.0.1/24 dev lan && ip -n {r} addr add 192.168.77.2/24 dev wan && ip -n {r} link set lan up && ip -n {r} link set wan up"
+        ));
+        ok(&format!(
+            "ip -n {w} addr add 192.168.77.50/24 dev eth0 && ip -n {w} link set eth0 up"
+        ));
+        ok(&format!("ip -n {l} link set eth0 up"));
+        ok(&format!(
+            "ip netns exec {r} sysctl -qw net.ipv4.ip_forward=1"
+        ));
+
+        // 1. From nothing: cloudlet writes its files, starts dnsmasq, loads its table.
+        let first = lab(LAB);
+        let p = router(&first, dir.path(), &r);
+        let state = dir.path().join("state");
+        let steps = converge(&p, &first, &state).await;
+        assert!(steps >= 4, "{steps}");
+        let script = dir.path().join("udhcpc.sh");
+        let got = dir.path().join("got-ip");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nif [ \"$1\" = bound ]; then echo \"$ip\" > {}; ip addr add $ip/24 dev $interface; ip route add default via $router; fi\n",
+                got.display()
+            ),
+        )
+        .unwrap();
+        ok(&format!("chmod +x {}", script.display()));
+        ok(&format!(
+            "ip netns exec {l} busybox udhcpc -i eth0 -n -q -f -t 5 -T 1 -s {}",
+            script.display()
+        ));
+        assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), "10.77.0.30");
+        assert!(lookup(&l, "web.rt.lan").contains("10.77.0.30"));
+        assert!(reach(&l, &w, 443), "TCP 443 is forwarded");
+
+        // 2. Change a reservation and a record, remove a forward: one commit, reloaded.
+        let changed = LAB
+            .replace("10.77.0.30, mac", "10.77.0.31, mac")
+            .replace("    - {port: 443, to: 10.77.0.30}\n", "")
+            .replace(
+                "{port: 51820, protocol: udp, to: 10.77.0.30}",
+                "{port: 51820, protocol: udp, to: 10.77.0.31}",
+            );
+        let second = lab(&changed);
+        let p = router(&second, dir.path(), &r);
+        converge(&p, &second, &state).await;
+        assert!(
+            lookup(&l, "web.rt.lan").contains("10.77.0.31"),
+            "{}",
+            lookup(&l, "web.rt.lan")
+        );
+        assert!(!reach(&l, &w, 443), "the removed forward is gone");
+        let hosts = std::fs::read_to_string(dir.path().join("cloudlet/dhcp-hosts")).unwrap();
+        assert!(
+            hosts.contains("52:54:00:77:00:30,10.77.0.31,web"),
+            "{hosts}"
+        );
+
+        // 3. A change the tools reject never reaches the running router.
+        let pid = p.dnsmasq_pid().await.expect("dnsmasq runs");
+        p.observe(Domain::Router).await.unwrap();
+        let bad = Resource::new(
+            ResourceId::new(Domain::Router, "port-forward", "bogus"),
+            Body::from(serde_json::json!({
+                "interface": "wan", "protocol": "bogus", "port": 1, "target": "10.77.0.31", "target_port": 1
+            })),
+        );
+        p.create(&bad).await.unwrap();
+        let e = p.finish(Domain::Router).await.unwrap_err().to_string();
+        assert!(
+            e.contains("nftables ruleset is invalid; nothing changed"),
+            "{e}"
+        );
+        assert_eq!(p.dnsmasq_pid().await.as_deref(), Some(pid.as_str()));
+        assert!(lookup(&l, "web.rt.lan").contains("10.77.0.31"));
+        let live = std::fs::read_to_string(dir.path().join("cloudlet/rules.nft")).unwrap();
+        assert!(!live.contains("bogus"));
+        // The next plan still sees the router as it is, so it converges.
+        let p = router(&second, dir.path(), &r);
+        converge(&p, &second, &state).await;
+
+        // 4. A change that passes the checks but leaves the router unable to serve (dnsmasq
+        //    cannot create its new lease file) is rolled back by itself.
+        let moved = Arc::new(LinuxRouter::new(
+            Arc::new(second.clone()),
+            LinuxRouterOptions {
+                dir: dir.path().join("cloudlet"),
+                exec: vec!["ip".into(), "netns".into(), "exec".into(), r.clone()],
+                render: LinuxOptions {
+                    dns_port: 53,
+                    lease_file: dir.path().join("no-such-dir/leases").display().to_string(),
+                },
+            },
+        ));
+        moved.observe(Domain::Router).await.unwrap();
+        moved
+            .create(&Resource::new(
+                ResourceId::new(Domain::Router, "dns-override", "extra.rt.lan"),
+                Body::from(serde_json::json!({"host": "extra.rt.lan", "address": "10.77.0.99"})),
+            ))
+            .await
+            .unwrap();
+        let e = moved.finish(Domain::Router).await.unwrap_err().to_string();
+        assert!(
+            e.contains("the previous configuration was put back and is serving"),
+            "{e}"
+        );
+        assert!(
+            lookup(&l, "web.rt.lan").contains("10.77.0.31"),
+            "DNS on port 53 is back"
+        );
+        assert!(!lookup(&l, "extra.rt.lan").contains("10.77.0.99"));
+        p.stop_dnsmasq().await;
+    }
+}

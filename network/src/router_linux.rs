@@ -1,0 +1,362 @@
+//! The live Linux router backend: dnsmasq for DHCP reservations and DNS, an nftables table
+//! for port forwards and forward filtering, on the machine (or in the network namespace) the
+//! commands run in.
+//!
+//! cloudlet owns four files in its directory: `dnsmasq.conf` (the lab's networks, plus
+//! `dhcp-hostsfile=` and `addn-hosts=` pointing at the next two), `dhcp-hosts`, `hosts` and
+//! `rules.nft` (table `inet cloudlet`, replaced atomically). Each entry is preceded by a
+//! `# cloudlet:resource` line holding the resource it came from, so observing the router
+//! reads the files, not a state file; dnsmasq configuration elsewhere on the router is never
+//! read or touched.
+//!
+//! Steps only change the pending set; [`Provider::finish`] commits once per apply: render,
+//! check with the tools themselves (`dnsmasq --test`, `nft -c`), keep the live files as
+//! `.prev`, move the new ones in, reload (SIGHUP when only reservations and records changed,
+//! a restart when the base configuration did, `nft -f` for the table), then verify that
+//! dnsmasq runs and the table is loaded — and on any failure put the previous files back
+//! and reload them, so a change that breaks the router undoes itself.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use cloudlet_core::error::ProviderError;
+use cloudlet_core::model::Lab;
+use cloudlet_core::plan::FieldChange;
+use cloudlet_core::{Domain, Provider, Resource, ResourceId};
+
+use crate::linux::{LinuxOptions, dnsmasq_base, nftables, s};
+
+const MARKER: &str = "# cloudlet:resource ";
+
+/// Where and how the router runs.
+#[derive(Debug, Clone)]
+pub struct LinuxRouterOptions {
+    /// cloudlet's directory on the router (`/etc/cloudlet`).
+    pub dir: PathBuf,
+    /// A command prefix every command runs under: empty on the router itself,
+    /// `["ip", "netns", "exec", "NS"]` for a router in a network namespace.
+    pub exec: Vec<String>,
+    /// dnsmasq settings that are not part of the lab (port, lease file).
+    pub render: LinuxOptions,
+}
+
+/// The live Linux router provider.
+pub struct LinuxRouter {
+    lab: Arc<Lab>,
+    options: LinuxRouterOptions,
+    /// The router's entries as observed, then as the apply's steps leave them.
+    pending: Mutex<Option<BTreeMap<ResourceId, Resource>>>,
+    changed: Mutex<bool>,
+}
+
+impl std::fmt::Debug for LinuxRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinuxRouter")
+            .field("dir", &self.options.dir)
+            .field("exec", &self.options.exec)
+            .finish_non_exhaustive()
+    }
+}
+
+fn err(message: String) -> ProviderError {
+    ProviderError::Backend {
+        message,
+        retryable: false,
+    }
+}
+
+/// What the router runs from its files.
+struct Files {
+    conf: String,
+    hosts_dhcp: String,
+    hosts_dns: String,
+    rules: String,
+}
+
+impl LinuxRouter {
+    /// A router for `lab`.
+    pub fn new(lab: Arc<Lab>, options: LinuxRouterOptions) -> Self {
+        LinuxRouter {
+            lab,
+            options,
+            pending: Mutex::new(None),
+            changed: Mutex::new(false),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.options.dir.join(name)
+    }
+
+    /// Runs a command on the router; its output, or what it said on failure.
+    async fn run(&self, args: &[&str]) -> Result<String, String> {
+        let mut all: Vec<&str> = self.options.exec.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        let out = tokio::process::Command::new(all[0])
+            .args(&all[1..])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| format!("{}: {e}", all.join(" ")))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "`{}` failed: {}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    fn read(&self, name: &str) -> Option<String> {
+        std::fs::read_to_string(self.path(name)).ok()
+    }
+
+    fn render(&self, entries: &BTreeMap<ResourceId, Resource>) -> Files {
+        let dir = &self.options.dir;
+        let mut conf = dnsmasq_base(&self.lab, &self.options.render);
+        conf.push_str(&format!(
+            "dhcp-hostsfile={}\naddn-hosts={}\n",
+            dir.join("dhcp-hosts").display(),
+            dir.join("hosts").display()
+        ));
+        let (mut hosts_dhcp, mut hosts_dns, mut recorded) =
+            (String::new(), String::new(), String::new());
+        let mut nft_entries = Vec::new();
+        for r in entries.values() {
+            let line = format!("{MARKER}{}\n", serde_json::to_string(r).unwrap_or_default());
+            let b = r.body.value();
+            match &*r.id.kind {
+                "dhcp-reservation" => {
+                    hosts_dhcp.push_str(&line);
+                    hosts_dhcp.push_str(&format!(
+                        "{},{},{}\n",
+                        s(&b, "mac"),
+                        s(&b, "ip"),
+                        s(&b, "hostname")
+                    ));
+                }
+                "dns-override" => {
+                    hosts_dns.push_str(&line);
+                    hosts_dns.push_str(&format!("{} {}\n", s(&b, "address"), s(&b, "host")));
+                }
+                _ => {
+                    recorded.push_str(&line);
+                    nft_entries.push(r.clone());
+                }
+            }
+        }
+        let mut rules = nftables(&self.lab, &nft_entries);
+        rules.push_str(&recorded);
+        Files {
+            conf,
+            hosts_dhcp,
+            hosts_dns,
+            rules,
+        }
+    }
+
+    fn observe_files(&self) -> Result<BTreeMap<ResourceId, Resource>, ProviderError> {
+        let mut out = BTreeMap::new();
+        for name in ["dhcp-hosts", "hosts", "rules.nft"] {
+            let Some(text) = self.read(name) else {
+                continue;
+            };
+            for (i, line) in text.lines().enumerate() {
+                let Some(json) = line.strip_prefix(MARKER) else {
+                    continue;
+                };
+                let r: Resource =
+                    serde_json::from_str(json).map_err(|e| ProviderError::InvalidData {
+                        what: format!("{}:{}", self.path(name).display(), i + 1),
+                        message: e.to_string(),
+                    })?;
+                if r.id.domain == Domain::Router {
+                    out.insert(r.id.clone(), r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The pid of the running dnsmasq this backend started, if it runs.
+    pub async fn dnsmasq_pid(&self) -> Option<String> {
+        let pid = self.read("dnsmasq.pid")?.trim().to_string();
+        if pid.is_empty() || self.run(&["kill", "-0", &pid]).await.is_err() {
+            return None;
+        }
+        Some(pid)
+    }
+
+    async fn start_dnsmasq(&self) -> Result<(), String> {
+        let conf = format!("--conf-file={}", self.path("dnsmasq.conf").display());
+        let pid = format!("--pid-file={}", self.path("dnsmasq.pid").display());
+        self.run(&["dnsmasq", &conf, &pid]).await.map(|_| ())
+    }
+
+    /// Stops the dnsmasq this backend started.
+    pub async fn stop_dnsmasq(&self) {
+        if let Some(pid) = self.dnsmasq_pid().await {
+            let _ = self.run(&["kill", &pid]).await;
+            for _ in 0..50 {
+                if self.run(&["kill", "-0", &pid]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// Loads the live files into dnsmasq and nftables.
+    async fn reload(&self, restart: bool) -> Result<(), String> {
+        let rules = self.path("rules.nft").display().to_string();
+        self.run(&["nft", "-f", &rules]).await?;
+        match self.dnsmasq_pid().await {
+            Some(pid) if !restart => {
+                self.run(&["kill", "-HUP", &pid]).await?;
+            }
+            _ => {
+                self.stop_dnsmasq().await;
+                self.start_dnsmasq().await?;
+            }
+        }
+        // Does the router still answer? dnsmasq runs and cloudlet's table is there.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if self.dnsmasq_pid().await.is_none() {
+            return Err("dnsmasq is not running after the reload".into());
+        }
+        self.run(&["nft", "list", "table", "inet", "cloudlet"])
+            .await
+            .map(|_| ())
+    }
+
+    async fn commit(&self, entries: &BTreeMap<ResourceId, Resource>) -> Result<(), ProviderError> {
+        let files = self.render(entries);
+        let dir = &self.options.dir;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
+        let named = [
+            ("dnsmasq.conf", &files.conf),
+            ("dhcp-hosts", &files.hosts_dhcp),
+            ("hosts", &files.hosts_dns),
+            ("rules.nft", &files.rules),
+        ];
+        for (name, text) in named {
+            std::fs::write(self.path(&format!("{name}.new")), text)
+                .map_err(|e| err(format!("writing {name}.new: {e}")))?;
+        }
+        // The tools check the candidates before anything live changes.
+        let conf_new = format!("--conf-file={}", self.path("dnsmasq.conf.new").display());
+        self.run(&["dnsmasq", "--test", &conf_new])
+            .await
+            .map_err(|e| {
+                err(format!(
+                    "the new dnsmasq configuration is invalid; nothing changed: {e}"
+                ))
+            })?;
+        let rules_new = self.path("rules.nft.new").display().to_string();
+        self.run(&["nft", "-c", "-f", &rules_new])
+            .await
+            .map_err(|e| {
+                err(format!(
+                    "the new nftables ruleset is invalid; nothing changed: {e}"
+                ))
+            })?;
+        let restart = self.read("dnsmasq.conf").as_deref() != Some(files.conf.as_str());
+        let had_live = self.path("rules.nft").exists();
+        for (name, _) in named {
+            let live = self.path(name);
+            if live.exists() {
+                let _ = std::fs::copy(&live, self.path(&format!("{name}.prev")));
+            }
+            std::fs::rename(self.path(&format!("{name}.new")), &live)
+                .map_err(|e| err(format!("installing {name}: {e}")))?;
+        }
+        if let Err(e) = self.reload(restart).await {
+            if !had_live {
+                return Err(err(format!(
+                    "the router did not come up with the new configuration: {e}"
+                )));
+            }
+            for (name, _) in named {
+                let _ = std::fs::rename(self.path(&format!("{name}.prev")), self.path(name));
+            }
+            let back = self.reload(true).await;
+            return Err(err(format!(
+                "the router did not answer after the change ({e}); the previous configuration was put back{}",
+                match back {
+                    Ok(()) => " and is serving".to_string(),
+                    Err(e2) => format!(", but reloading it failed too: {e2}"),
+                }
+            )));
+        }
+        Ok(())
+    }
+
+    /// Applies `f` to the pending entries (read from the files first if need be).
+    fn with_pending<T>(
+        &self,
+        change: bool,
+        f: impl FnOnce(&mut BTreeMap<ResourceId, Resource>) -> T,
+    ) -> Result<T, ProviderError> {
+        let mut g = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            *g = Some(self.observe_files()?);
+        }
+        if change {
+            *self.changed.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        }
+        Ok(f(g.get_or_insert_with(BTreeMap::new)))
+    }
+}
+
+#[async_trait]
+impl Provider for LinuxRouter {
+    fn name(&self) -> &str {
+        "linux-router"
+    }
+
+    async fn observe(&self, domain: Domain) -> Result<Vec<Resource>, ProviderError> {
+        if domain != Domain::Router {
+            return Ok(Vec::new());
+        }
+        let found = self.observe_files()?;
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(found.clone());
+        Ok(found.into_values().collect())
+    }
+
+    async fn create(&self, r: &Resource) -> Result<(), ProviderError> {
+        self.with_pending(true, |p| {
+            p.insert(r.id.clone(), r.clone());
+        })
+    }
+
+    async fn update(&self, r: &Resource, _changes: &[FieldChange]) -> Result<(), ProviderError> {
+        self.create(r).await
+    }
+
+    async fn delete(&self, r: &Resource) -> Result<(), ProviderError> {
+        self.with_pending(true, |p| {
+            p.remove(&r.id);
+        })
+    }
+
+    async fn finish(&self, domain: Domain) -> Result<(), ProviderError> {
+        if domain != Domain::Router {
+            return Ok(());
+        }
+        let changed = std::mem::take(&mut *self.changed.lock().unwrap_or_else(|p| p.into_inner()));
+        // An apply with router steps commits them; one without still brings up a router
+        // that is not running (after a reboot, say).
+        let entries = self.with_pending(false, |p| p.clone())?;
+        if changed || self.dnsmasq_pid().await.is_none() {
+            self.commit(&entries).await?;
+        }
+        Ok(())
+    }
+}
