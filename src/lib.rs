@@ -113,6 +113,8 @@ pub struct Lab {
     manifests: Arc<Vec<Resource>>,
     /// What compose imports did not carry over (warnings with positions in compose files).
     notes: Arc<Vec<Diagnostic>>,
+    /// Apps that came from a compose project: app → project.
+    compose_apps: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 fn located(
@@ -124,13 +126,20 @@ fn located(
 
 /// Reads what the lab references outside its own files: compose projects (their services
 /// join the apps) and plain manifests.
-fn resolve_imports(loaded: &mut LoadedLab) -> Result<(Vec<Resource>, Vec<Diagnostic>), LoadError> {
+type Imports = (
+    Vec<Resource>,
+    Vec<Diagnostic>,
+    std::collections::BTreeMap<String, String>,
+);
+
+fn resolve_imports(loaded: &mut LoadedLab) -> Result<Imports, LoadError> {
     use cloudlet_core::path;
     let mut errors = Vec::new();
     let mut notes = Vec::new();
     let mut manifests = Vec::new();
+    let mut from_compose = std::collections::BTreeMap::new();
     let Some(cluster) = loaded.lab.cluster.clone() else {
-        return Ok((manifests, notes));
+        return Ok((manifests, notes, from_compose));
     };
     let error = |loaded: &LoadedLab, p: cloudlet_core::source::TreePath, msg: String| {
         Diagnostic::at_location(Severity::Error, "import", located(loaded, &p), msg)
@@ -177,6 +186,7 @@ fn resolve_imports(loaded: &mut LoadedLab) -> Result<(Vec<Resource>, Vec<Diagnos
                         ).help("rename the service in the compose file or the app in the lab"));
                         continue;
                     }
+                    from_compose.insert(name.clone(), project.clone());
                     apps.insert(name, app);
                 }
             }
@@ -218,7 +228,7 @@ fn resolve_imports(loaded: &mut LoadedLab) -> Result<(Vec<Resource>, Vec<Diagnos
         }
     }
     if errors.is_empty() {
-        Ok((manifests, notes))
+        Ok((manifests, notes, from_compose))
     } else {
         diag::sort(&mut errors);
         Err(LoadError::Invalid {
@@ -230,12 +240,13 @@ fn resolve_imports(loaded: &mut LoadedLab) -> Result<(Vec<Resource>, Vec<Diagnos
 
 impl Lab {
     fn build(mut loaded: LoadedLab) -> Result<Lab, Error> {
-        let (manifests, notes) = resolve_imports(&mut loaded)?;
+        let (manifests, notes, compose_apps) = resolve_imports(&mut loaded)?;
         Ok(Lab {
             loaded: Arc::new(loaded),
             options: Options::default(),
             manifests: Arc::new(manifests),
             notes: Arc::new(notes),
+            compose_apps: Arc::new(compose_apps),
         })
     }
 
@@ -290,6 +301,25 @@ impl Lab {
     pub fn validate(&self) -> Report {
         let mut diagnostics = cloudlet_core::validate::validate(&self.loaded.lab);
         for d in &mut diagnostics {
+            // An app imported from compose has no place in the lab files: point at the
+            // compose reference and say so.
+            let app = d
+                .path
+                .as_deref()
+                .and_then(|p| p.strip_prefix("cluster.apps."))
+                .map(|rest| rest.split(['.', '[']).next().unwrap_or(rest));
+            if let Some(project) = app.and_then(|a| self.compose_apps.get(a)) {
+                d.location = self.loaded.source.key(&cloudlet_core::path![
+                    "cluster",
+                    "compose",
+                    project.as_str()
+                ]);
+                d.message = format!(
+                    "{} (app `{}` of compose project `{project}`)",
+                    d.message,
+                    app.unwrap_or_default()
+                );
+            }
             d.resolve(&self.loaded.source);
         }
         diagnostics.extend(self.notes.iter().cloned());

@@ -181,3 +181,28 @@ fn a_broken_manifest_is_reported_with_its_position_before_anything_runs() {
     assert!(all.contains("m.yaml:1:1"), "{all}");
     assert!(all.contains("`metadata.name`"), "{all}");
 }
+
+#[test]
+fn an_error_in_a_compose_app_points_at_its_compose_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("lab.yaml"),
+        "name: t\nsite: {domain: t.lan, timezone: UTC}\ncluster:\n  control_plane: []\n  ingress: {class: traefik, ip: 10.0.20.200, tls: {hosts: [\"*.example.com\"], secret: s}}\n  compose:\n    web: {file: web.yml, export: apps}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("web.yml"),
+        "services:\n  web:\n    image: nginx:1\n    ports: [\"8080:80\"]\n",
+    )
+    .unwrap();
+    let (code, out, err) = cloudlet(&["validate", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    let all = format!("{out}{err}");
+    let at = all.find("error[tls-uncovered]").expect(&all);
+    let block = &all[at..];
+    assert!(
+        block.contains("(app `web` of compose project `web`)"),
+        "{block}"
+    );
+    assert!(block.contains("lab.yaml:7:5"), "{block}");
+}
