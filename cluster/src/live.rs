@@ -1114,3 +1114,67 @@ impl Provider for KubeProvider {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A Kubernetes API that answers with the given status codes in turn (then 404), as
+    /// Status objects the way the API server writes them.
+    fn api(codes: &'static [u16]) -> (Client, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let svc = tower::service_fn(move |_req: http::Request<kube::client::Body>| {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            let code = codes.get(n).copied().unwrap_or(404);
+            async move {
+                let body = json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": format!("answer {code}"), "reason": if code == 404 { "NotFound" } else { "Other" },
+                    "code": code
+                });
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .status(code)
+                        .header("content-type", "application/json")
+                        .body(kube::client::Body::from(body.to_string().into_bytes()))
+                        .expect("a response"),
+                )
+            }
+        });
+        (Client::new(svc, "default"), calls)
+    }
+
+    #[tokio::test]
+    async fn throttling_and_unavailability_are_retried() {
+        let (client, calls) = api(&[429, 503, 504]);
+        let p = KubeProvider::new(client, "t", KubeOptions::default());
+        // The parent is read (429, 503, 504, then 404: there is none), so nothing is observed.
+        let found = p
+            .observe(Domain::Cluster)
+            .await
+            .expect("retried until an answer");
+        assert!(found.is_empty());
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        assert_eq!(p.stats().reads, 4);
+    }
+
+    #[tokio::test]
+    async fn other_failures_are_not_retried() {
+        let (client, calls) = api(&[500]);
+        let p = KubeProvider::new(client, "t", KubeOptions::default());
+        let e = p.observe(Domain::Cluster).await.unwrap_err().to_string();
+        assert!(e.contains("answer 500"), "{e}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn the_applyset_id_follows_kep_3659() {
+        // Same input as kubectl's: name.namespace.kind.group, sha256, base64url, no padding.
+        let id = applyset_id("cloudlet-seed", "default", "Secret", "");
+        assert!(id.starts_with("applyset-") && id.ends_with("-v1"));
+        assert_eq!(id.len(), "applyset-".len() + 43 + "-v1".len());
+        assert!(!id.contains('=') && !id.contains('+') && !id.contains('/'));
+    }
+}
