@@ -1116,6 +1116,7 @@ impl Provider for KubeProvider {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // #[tokio::test] builds a runtime
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
