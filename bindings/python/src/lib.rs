@@ -1,22 +1,196 @@
-//! The native module of the `cloudlet` Python package. Conversion only: every call goes to
-//! the `cloudlet` facade. The full, awaitable API comes with the bindings issue; this module
-//! exposes what needs no runtime: validation, the JSON Schema and the version.
+//! The native module of the `cloudlet` Python package. Conversion and runtime bridging only:
+//! every call goes to the `cloudlet` facade, results cross as JSON text that the Python layer
+//! turns into frozen records, errors cross as `NativeError(kind, message, payload)` that the
+//! Python layer raises as its exception hierarchy. One tokio runtime per process (owned by
+//! pyo3-async-runtimes); the GIL is released around blocking work and never held across an
+//! `.await`.
 
-use pyo3::exceptions::PyValueError;
+use std::path::PathBuf;
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
-/// Validates the lab at `path` (a file or a directory) and returns every diagnostic as JSON:
-/// `{"diagnostics": [{"severity", "code", "message", "location": {"file", "line", "column"}, ...}]}`.
-/// A lab that does not load raises `ValueError` with every loader error, positions included.
-#[pyfunction]
-fn validate(py: Python<'_>, path: std::path::PathBuf) -> PyResult<String> {
-    py.detach(|| match cloudlet::Lab::load(&path) {
-        Ok(lab) => Ok(serde_json::to_string(&lab.validate()).unwrap_or_default()),
-        Err(cloudlet::Error::Load(cloudlet::core::LoadError::Invalid { diagnostics, .. })) => {
-            let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-            Err(PyValueError::new_err(lines.join("\n")))
+create_exception!(
+    _native,
+    NativeError,
+    PyException,
+    "An error of the cloudlet library: args are (kind, message, payload JSON)."
+);
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+/// Maps a facade error to `NativeError(kind, message, payload)`.
+fn error(e: cloudlet::Error) -> PyErr {
+    use cloudlet::Error;
+    use cloudlet::core::{EngineError, LoadError};
+    let (kind, payload) = match &e {
+        Error::Load(LoadError::Invalid { diagnostics, .. }) | Error::Invalid { diagnostics } => {
+            ("lab", json(diagnostics))
         }
-        Err(e) => Err(PyValueError::new_err(e.to_string())),
+        Error::Load(_) => ("io", "null".into()),
+        Error::Engine(EngineError::StalePlan { .. } | EngineError::PlanFormat { .. }) => {
+            ("stale_plan", "null".into())
+        }
+        Error::Engine(EngineError::Locked { .. }) => ("locked", "null".into()),
+        Error::Engine(_) => ("backend", "null".into()),
+        Error::Render { .. } => ("render", "null".into()),
+        Error::PlanFile { .. } => ("io", "null".into()),
+        _ => ("other", "null".into()),
+    };
+    let mut message = e.to_string();
+    let mut cur = std::error::Error::source(&e);
+    while let Some(c) = cur {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cur = c.source();
+    }
+    NativeError::new_err((kind, message, payload))
+}
+
+/// A cancellation token for an apply: running steps finish, no new step starts.
+#[pyclass(frozen, module = "cloudlet._native")]
+struct Cancel(cloudlet::Cancel);
+
+#[pymethods]
+impl Cancel {
+    #[new]
+    fn new() -> Self {
+        Cancel(cloudlet::Cancel::new())
+    }
+    /// Requests cancellation.
+    fn cancel(&self) {
+        self.0.cancel();
+    }
+    /// Whether cancellation was requested.
+    #[getter]
+    fn cancelled(&self) -> bool {
+        self.0.is_cancelled()
+    }
+}
+
+/// A loaded lab.
+#[pyclass(frozen, module = "cloudlet._native")]
+struct Lab(cloudlet::Lab);
+
+#[pymethods]
+impl Lab {
+    /// Loads a lab file or directory (with the compose projects and manifests it references).
+    #[staticmethod]
+    #[pyo3(signature = (path, state_dir=None, take_over=false))]
+    fn load(
+        py: Python<'_>,
+        path: PathBuf,
+        state_dir: Option<PathBuf>,
+        take_over: bool,
+    ) -> PyResult<Self> {
+        py.detach(|| {
+            cloudlet::Lab::load(&path)
+                .map(|l| {
+                    Lab(l.with_options(cloudlet::Options {
+                        state_dir,
+                        take_over,
+                        ..Default::default()
+                    }))
+                })
+                .map_err(error)
+        })
+    }
+
+    /// The lab's name.
+    #[getter]
+    fn name(&self) -> String {
+        self.0.model().name.clone()
+    }
+
+    /// Every diagnostic, as JSON.
+    fn validate(&self, py: Python<'_>) -> String {
+        py.detach(|| json(&self.0.validate().diagnostics))
+    }
+
+    /// Awaitable: the plan, as JSON.
+    fn plan<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let lab = self.0.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            lab.plan().await.map(|p| json(&p)).map_err(error)
+        })
+    }
+
+    /// Awaitable: applies a plan (JSON), calling `on_event(event_json)` for progress.
+    #[pyo3(signature = (plan, on_event=None, cancel=None, concurrency=16))]
+    fn apply<'py>(
+        &self,
+        py: Python<'py>,
+        plan: String,
+        on_event: Option<Py<PyAny>>,
+        cancel: Option<Py<Cancel>>,
+        concurrency: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let lab = self.0.clone();
+        let plan: cloudlet::Plan = serde_json::from_str(&plan).map_err(|e| {
+            NativeError::new_err(("stale_plan", format!("not a cloudlet plan: {e}"), "null"))
+        })?;
+        let cancel = cancel.map(|c| c.get().0.clone()).unwrap_or_default();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let sink = move |e: &cloudlet::Event| {
+                if let Some(cb) = &on_event {
+                    let text = json(e);
+                    Python::attach(|py| {
+                        if let Err(err) = cb.call1(py, (text,)) {
+                            err.write_unraisable(py, None);
+                        }
+                    });
+                }
+            };
+            let options = cloudlet::ApplyOptions {
+                concurrency,
+                on_event: Some(&sink),
+                cancel,
+                verify_fresh: false,
+            };
+            lab.apply(&plan, options)
+                .await
+                .map(|r| json(&r))
+                .map_err(error)
+        })
+    }
+
+    /// Awaitable: writes every resource under `dir`; the number written.
+    fn render<'py>(&self, py: Python<'py>, dir: PathBuf) -> PyResult<Bound<'py, PyAny>> {
+        let lab = self.0.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            lab.render(dir).await.map_err(error)
+        })
+    }
+
+    /// Awaitable: health of the cluster's objects as JSON (empty unless the cluster target
+    /// is Kubernetes); `wait` seconds to wait for them to settle.
+    #[pyo3(signature = (wait=None))]
+    fn cluster_health<'py>(
+        &self,
+        py: Python<'py>,
+        wait: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let lab = self.0.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            lab.cluster_health(wait.map(std::time::Duration::from_secs_f64))
+                .await
+                .map(|f| json(&f))
+                .map_err(error)
+        })
+    }
+}
+
+/// Validates the lab at `path`: every diagnostic as JSON (kept for scripts written against
+/// the first release; `Lab.load(path).validate()` is the same).
+#[pyfunction]
+fn validate(py: Python<'_>, path: PathBuf) -> PyResult<String> {
+    py.detach(|| {
+        cloudlet::Lab::load(&path)
+            .map(|l| json(&l.validate().diagnostics))
+            .map_err(error)
     })
 }
 
@@ -30,6 +204,9 @@ fn schema() -> String {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("NativeError", m.py().get_type::<NativeError>())?;
+    m.add_class::<Lab>()?;
+    m.add_class::<Cancel>()?;
     m.add_function(wrap_pyfunction!(validate, m)?)?;
     m.add_function(wrap_pyfunction!(schema, m)?)?;
     Ok(())

@@ -28,7 +28,7 @@ def test_findings_carry_positions(tmp_path):
 def test_a_lab_that_does_not_load_raises_with_its_position(tmp_path):
     lab = tmp_path / "lab.yaml"
     lab.write_text("name: t\nsite: {domain: t.lan}\nmachines:\n  a: {cpus: 1, memroy: 1GiB}\n")
-    with pytest.raises(ValueError, match=r"lab.yaml:4:16: \[unknown-key\] unknown key `memroy`; did you mean `memory`\?"):
+    with pytest.raises(cloudlet.LabError, match=r"lab.yaml:4:16: \[unknown-key\] unknown key `memroy`; did you mean `memory`\?"):
         cloudlet.validate(lab)
 
 

@@ -1,17 +1,393 @@
-"""cloudlet for Python: a thin layer over the Rust library (see the bindings issue for the full API)."""
+"""cloudlet for Python: the Rust library, awaitable, with typed frozen records.
 
+    import asyncio, cloudlet
+    lab = cloudlet.Lab.load("examples/seed")
+    report = lab.validate()              # every diagnostic, with positions
+    plan = asyncio.run(lab.plan())       # field-level changes
+    result = asyncio.run(lab.apply(plan, on_event=print))
+
+Every method that touches infrastructure is a coroutine; ``Lab.plan_sync`` and
+``Lab.apply_sync`` run them for scripts without an event loop. Nothing here decides
+anything: records are converted from the library's JSON, errors are mapped to the
+exception hierarchy rooted at :class:`CloudletError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
 import json as _json
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any, Awaitable, Callable, Optional, TypeVar, Union
 
 from . import _native
 
-__version__ = _native.__version__
+__version__: str = _native.__version__
+
+__all__ = [
+    "ApplyReport",
+    "BackendError",
+    "Cancel",
+    "CloudletError",
+    "Diagnostic",
+    "Event",
+    "FieldChange",
+    "Finding",
+    "HeldChange",
+    "Lab",
+    "LabError",
+    "LockedError",
+    "Location",
+    "Plan",
+    "StalePlanError",
+    "Step",
+    "Summary",
+    "schema",
+    "validate",
+]
 
 
-def validate(path):
-    """Validate the lab at ``path``; returns the list of diagnostics (dicts with positions)."""
-    return _json.loads(_native.validate(str(path)))["diagnostics"]
+# --- errors -----------------------------------------------------------------------------
 
 
-def schema():
-    """The JSON Schema of the lab format, as a dict."""
+class CloudletError(Exception):
+    """Any error of the cloudlet library. ``kind`` names the class of problem."""
+
+    kind = "other"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class LabError(CloudletError, ValueError):
+    """The lab files do not load or do not validate. ``diagnostics`` has every problem with
+    its file, line and column; ``file``/``line``/``column`` are those of the first."""
+
+    kind = "lab"
+
+    def __init__(self, message: str, diagnostics: list["Diagnostic"]) -> None:
+        first = next((d for d in diagnostics if d.location), None)
+        if first and first.location:
+            message = f"{first.location}: [{first.code}] {first.message}" + (
+                f" (and {len(diagnostics) - 1} more)" if len(diagnostics) > 1 else ""
+            )
+        super().__init__(message)
+        self.diagnostics = diagnostics
+        loc = first.location if first else None
+        self.file = loc.file if loc else None
+        self.line = loc.line if loc else None
+        self.column = loc.column if loc else None
+
+
+class BackendError(CloudletError):
+    """A backend failed while observing or applying (the message has the cause chain)."""
+
+    kind = "backend"
+
+
+class StalePlanError(CloudletError):
+    """A plan no longer matches the lab or the infrastructure: plan again."""
+
+    kind = "stale_plan"
+
+
+class LockedError(CloudletError):
+    """Another apply holds the lab's lock."""
+
+    kind = "locked"
+
+
+class RenderError(CloudletError):
+    """Rendering could not write a file."""
+
+    kind = "render"
+
+
+class IoError(CloudletError):
+    """A file could not be read or written."""
+
+    kind = "io"
+
+
+_KINDS = {c.kind: c for c in (BackendError, StalePlanError, LockedError, RenderError, IoError)}
+
+
+def _raise(e: Exception) -> Any:
+    kind, message, payload = e.args
+    if kind == "lab":
+        raise LabError(message, [Diagnostic._from(d) for d in _json.loads(payload)]) from None
+    raise _KINDS.get(kind, CloudletError)(message) from None
+
+
+_T = TypeVar("_T")
+
+
+async def _call(coro: Awaitable[_T]) -> _T:
+    try:
+        return await coro
+    except _native.NativeError as e:
+        return _raise(e)
+
+
+# --- records ------------------------------------------------------------------------------
+
+
+class _Record:
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain dicts and lists."""
+        return dataclasses.asdict(self)  # type: ignore[arg-type]
+
+    def to_json(self) -> str:
+        """The record as JSON text."""
+        return _json.dumps(self.to_dict())
+
+
+@dataclass(frozen=True)
+class Location(_Record):
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Diagnostic(_Record):
+    severity: str
+    code: str
+    message: str
+    location: Optional[Location] = None
+    path: Optional[str] = None
+    help: Optional[str] = None
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+    @staticmethod
+    def _from(d: dict[str, Any]) -> "Diagnostic":
+        loc = d.get("location")
+        return Diagnostic(
+            severity=d["severity"],
+            code=d["code"],
+            message=d["message"],
+            location=Location(str(loc["file"]), loc["line"], loc["column"]) if loc else None,
+            path=d.get("path"),
+            help=d.get("help"),
+        )
+
+
+@dataclass(frozen=True)
+class FieldChange(_Record):
+    path: str
+    before: Any = None
+    after: Any = None
+
+
+@dataclass(frozen=True)
+class Step(_Record):
+    id: str
+    action: str
+    changes: tuple[FieldChange, ...] = ()
+    after: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Summary(_Record):
+    create: int = 0
+    update: int = 0
+    delete: int = 0
+    unchanged: int = 0
+    held: int = 0
+
+    @property
+    def has_changes(self) -> bool:
+        return self.create + self.update + self.delete > 0
+
+
+@dataclass(frozen=True)
+class HeldChange(_Record):
+    id: str
+    by: str
+    path: str
+    before: Any = None
+    after: Any = None
+
+
+@dataclass(frozen=True)
+class Plan(_Record):
+    lab: str
+    summary: Summary
+    steps: tuple[Step, ...]
+    held: tuple[HeldChange, ...] = ()
+    _json: str = field(default="", repr=False, compare=False)
+
+    @staticmethod
+    def _from(text: str) -> "Plan":
+        p = _json.loads(text)
+        return Plan(
+            lab=p["lab"],
+            summary=Summary(**p["summary"]),
+            steps=tuple(
+                Step(
+                    id=s["id"],
+                    action=s["action"],
+                    changes=tuple(FieldChange(**c) for c in s.get("changes", [])),
+                    after=tuple(s.get("after", [])),
+                )
+                for s in p["steps"]
+            ),
+            held=tuple(
+                HeldChange(id=h["id"], by=h["by"], path=h["path"], before=h.get("before"), after=h.get("after"))
+                for h in p.get("held", [])
+            ),
+            _json=text,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json.loads(self._json)
+
+    def to_json(self) -> str:
+        return self._json
+
+
+@dataclass(frozen=True)
+class Event(_Record):
+    """Progress of an apply: ``type`` is started, step_started, step_done, step_failed,
+    step_skipped, finished or resumed; the other fields depend on it."""
+
+    type: str
+    id: Optional[str] = None
+    action: Optional[str] = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def _from(text: str) -> "Event":
+        d = _json.loads(text)
+        return Event(type=d.pop("type"), id=d.pop("id", None), action=d.pop("action", None), data=d)
+
+
+@dataclass(frozen=True)
+class ApplyReport(_Record):
+    apply: str
+    done: Summary
+    failed: tuple[tuple[str, str], ...]
+    skipped: tuple[str, ...]
+    cancelled: bool
+
+    @property
+    def success(self) -> bool:
+        return not self.failed and not self.skipped and not self.cancelled
+
+    @staticmethod
+    def _from(text: str) -> "ApplyReport":
+        r = _json.loads(text)
+        return ApplyReport(
+            apply=r["apply"],
+            done=Summary(**r["done"]),
+            failed=tuple((i, m) for i, m in r["failed"]),
+            skipped=tuple(r["skipped"]),
+            cancelled=r["cancelled"],
+        )
+
+
+@dataclass(frozen=True)
+class Finding(_Record):
+    id: str
+    state: str
+    message: str
+
+
+# --- the lab ------------------------------------------------------------------------------
+
+
+class Cancel:
+    """Cancels an apply: running steps finish, no new step starts."""
+
+    def __init__(self) -> None:
+        self._native = _native.Cancel()
+
+    def cancel(self) -> None:
+        self._native.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._native.cancelled
+
+
+Pathish = Union[str, "PathLike[str]"]
+
+
+class Lab:
+    """A loaded lab. Create it with :meth:`Lab.load`."""
+
+    def __init__(self, native: "_native.Lab") -> None:
+        self._native = native
+
+    @staticmethod
+    def load(path: Pathish, *, state_dir: Optional[Pathish] = None, take_over: bool = False) -> "Lab":
+        """Loads a lab file or directory; raises :class:`LabError` with positions."""
+        try:
+            return Lab(_native.Lab.load(str(path), None if state_dir is None else str(state_dir), take_over))
+        except _native.NativeError as e:
+            return _raise(e)
+
+    @property
+    def name(self) -> str:
+        return self._native.name
+
+    def validate(self) -> list[Diagnostic]:
+        """Every finding of the whole lab (errors and warnings), with positions. No I/O."""
+        return [Diagnostic._from(d) for d in _json.loads(self._native.validate())]
+
+    async def plan(self) -> Plan:
+        """What apply would create, change or delete, field by field."""
+        return Plan._from(await _call(self._native.plan()))
+
+    async def apply(
+        self,
+        plan: Plan,
+        *,
+        on_event: Optional[Callable[[Event], Any]] = None,
+        cancel: Optional[Cancel] = None,
+        concurrency: int = 16,
+    ) -> ApplyReport:
+        """Applies ``plan``; ``on_event`` gets progress events (from the library's threads)."""
+        cb = None if on_event is None else (lambda text: on_event(Event._from(text)))
+        native_cancel = None if cancel is None else cancel._native
+        text = await _call(self._native.apply(plan.to_json(), cb, native_cancel, concurrency))
+        return ApplyReport._from(text)
+
+    async def render(self, directory: Pathish) -> int:
+        """Writes every resource (and its artifacts) under ``directory``."""
+        return await _call(self._native.render(str(directory)))
+
+    async def cluster_health(self, wait: Optional[float] = None) -> list[Finding]:
+        """Health of the cluster's objects (rollouts, addresses, endpoints, claims)."""
+        text = await _call(self._native.cluster_health(wait))
+        return [Finding(id=f["id"], state=f["state"], message=f["message"]) for f in _json.loads(text)]
+
+    def plan_sync(self) -> Plan:
+        """:meth:`plan` for code without an event loop."""
+        return asyncio.run(self.plan())
+
+    def apply_sync(self, plan: Plan, **kwargs: Any) -> ApplyReport:
+        """:meth:`apply` for code without an event loop."""
+        return asyncio.run(self.apply(plan, **kwargs))
+
+
+def validate(path: Pathish) -> list[dict[str, Any]]:
+    """The diagnostics of the lab at ``path`` as plain dicts (``Lab.load(path).validate()``
+    gives records). Raises :class:`LabError` when the files do not load."""
+    try:
+        return _json.loads(_native.validate(str(path)))
+    except _native.NativeError as e:
+        return _raise(e)
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of the lab format."""
     return _json.loads(_native.schema())

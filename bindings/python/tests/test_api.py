@@ -1,0 +1,100 @@
+"""The awaitable API as a user drives it: load, validate, plan, apply with events and
+cancellation, render, errors as the exception hierarchy, records frozen and convertible."""
+
+import asyncio
+import dataclasses
+import json
+import pathlib
+import shutil
+
+import pytest
+
+import cloudlet
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def seed(tmp_path):
+    lab = tmp_path / "seed"
+    shutil.copytree(ROOT / "examples" / "seed", lab, ignore=shutil.ignore_patterns(".cloudlet"))
+    return lab
+
+
+def test_plan_apply_replan_with_events(seed):
+    lab = cloudlet.Lab.load(seed)
+    assert lab.name == "seed"
+    assert [d for d in lab.validate() if d.is_error] == []
+    plan = asyncio.run(lab.plan())
+    assert plan.summary.create == len(plan.steps) > 50
+    assert isinstance(plan.steps[0], cloudlet.Step)
+    events = []
+    report = asyncio.run(lab.apply(plan, on_event=events.append))
+    assert report.success, report
+    assert report.done.create == plan.summary.create
+    kinds = [e.type for e in events]
+    assert kinds[0] == "started" and kinds[-1] == "finished"
+    assert kinds.count("step_done") == len(plan.steps)
+    again = lab.plan_sync()
+    assert not again.summary.has_changes
+    assert again.summary.unchanged == len(plan.steps)
+
+
+def test_a_cancelled_apply_starts_nothing(seed):
+    lab = cloudlet.Lab.load(seed)
+    plan = lab.plan_sync()
+    cancel = cloudlet.Cancel()
+    cancel.cancel()
+    report = lab.apply_sync(plan, cancel=cancel)
+    assert report.cancelled and not report.success
+    assert report.done.create == 0
+    assert len(report.skipped) == len(plan.steps)
+
+
+def test_a_plan_for_other_lab_files_is_refused(seed):
+    lab = cloudlet.Lab.load(seed)
+    plan = lab.plan_sync()
+    (seed / "cluster.yaml").write_text((seed / "cluster.yaml").read_text().replace("replicas: 2", "replicas: 3"))
+    changed = cloudlet.Lab.load(seed)
+    with pytest.raises(cloudlet.StalePlanError, match="lab files changed"):
+        changed.apply_sync(plan)
+
+
+def test_lab_errors_carry_positions(tmp_path):
+    lab = tmp_path / "lab.yaml"
+    lab.write_text("name: t\nsite: {domain: t.lan}\nmachines:\n  a: {cpus: 1, memroy: 1GiB}\n")
+    with pytest.raises(cloudlet.LabError) as e:
+        cloudlet.Lab.load(lab)
+    err = e.value
+    assert isinstance(err, cloudlet.CloudletError)
+    assert (pathlib.Path(err.file).name, err.line, err.column) == ("lab.yaml", 4, 16)
+    assert err.diagnostics[0].code == "unknown-key"
+    assert "did you mean `memory`" in str(err)
+
+
+def test_invalid_labs_refuse_to_plan(tmp_path):
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(
+        "name: t\nsite: {domain: t.lan}\nnetworks:\n  lan: {cidr: 10.0.0.0/24}\n"
+        "machines:\n  a: {cpus: 1, memory: 1GiB, nics: [{network: lan, ip: 10.0.1.5}]}\n"
+    )
+    l = cloudlet.Lab.load(lab, state_dir=tmp_path / "state")
+    with pytest.raises(cloudlet.LabError) as e:
+        asyncio.run(l.plan())
+    assert e.value.diagnostics[0].code == "address-outside-network"
+
+
+def test_records_are_frozen_and_convert(seed):
+    lab = cloudlet.Lab.load(seed)
+    plan = lab.plan_sync()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.summary.create = 0
+    assert plan.to_dict()["summary"]["create"] == plan.summary.create
+    assert json.loads(plan.to_json())["lab"] == "seed"
+    assert plan.steps[0].to_dict()["id"] == plan.steps[0].id
+
+
+def test_render_writes_artifacts(seed, tmp_path):
+    n = asyncio.run(cloudlet.Lab.load(seed).render(tmp_path / "out"))
+    assert n > 50
+    assert any((tmp_path / "out").rglob("*.json"))
