@@ -1,18 +1,33 @@
 #!/usr/bin/env bash
-# Builds the Python wheel and the Node addon from this checkout and runs their tests the way a
-# user would load them: the wheel installed into a fresh virtualenv, the addon required by path.
+# Builds the Python wheel and the npm package from this checkout with the registries' tools
+# (maturin from PyPI, @napi-rs/cli from npm), installs them the way a user would (a fresh
+# virtualenv; an npm install of the packed tarball into an empty project) and runs their
+# tests against what was installed. Fails if the generated native.d.ts drifted.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(dirname "$here")"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
+# Python
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install -q --disable-pip-version-check "maturin>=1.9,<2" "pytest>=8"
 (cd "$here/python" && "$work/venv/bin/maturin" build --quiet --locked --out "$work/wheels")
 "$work/venv/bin/pip" install -q --disable-pip-version-check "$work"/wheels/cloudlet-*.whl
 (cd "$work" && "$work/venv/bin/python" -m pytest -q "$here/python/tests")
 
-cargo build --quiet --locked -p cloudlet-node
-cp "$root/target/debug/libcloudlet_node.so" "$work/cloudlet.node"
-CLOUDLET_NODE_ADDON="$work/cloudlet.node" node --test "$here/node/test/"
+# Node
+npm install --prefix "$work/napi" -q --no-audit --no-fund "@napi-rs/cli@3.10.12" >/dev/null
+(cd "$here/node" && "$work/napi/node_modules/.bin/napi" build --manifest-path Cargo.toml \
+  --package-json-path package.json --output-dir "$work/node-build" --dts native.d.ts >/dev/null)
+if ! diff -u "$here/node/native.d.ts" "$work/node-build/native.d.ts"; then
+  echo "bindings/node/native.d.ts differs from what the napi build generates: commit the generated file" >&2
+  exit 1
+fi
+mkdir -p "$work/pkg" "$work/app"
+cp "$here/node/index.js" "$here/node/index.d.ts" "$here/node/native.d.ts" "$here/node/package.json" \
+  "$work/node-build/cloudlet.node" "$work/pkg/"
+(cd "$work/pkg" && npm pack --silent --pack-destination "$work" >/dev/null)
+(cd "$work/app" && npm init -y >/dev/null && npm install -q --no-audit --no-fund "$work"/cloudlet-*.tgz >/dev/null)
+CLOUDLET_PACKAGE="$work/app/node_modules/cloudlet" \
+  CLOUDLET_NODE_ADDON="$work/app/node_modules/cloudlet/cloudlet.node" \
+  node --test "$here/node/test/"

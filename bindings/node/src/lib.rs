@@ -1,17 +1,29 @@
-//! The native addon of the `cloudlet` npm package. Conversion only: every call goes to the
-//! `cloudlet` facade. The full Promise-based API comes with the bindings issue; this addon
-//! exposes what needs no runtime: validation, the JSON Schema and the version.
+//! The native addon of the `cloudlet` npm package. Conversion and runtime bridging only:
+//! every call goes to the `cloudlet` facade; results cross as JSON text that `index.js` turns
+//! into frozen objects; errors carry a stable `code` and the whole cause chain in their
+//! message. Async methods return Promises run on napi's tokio runtime (one per process).
+
+use std::path::PathBuf;
 
 use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 
 /// Stable error codes (`err.code` in JavaScript).
 #[derive(Debug, Clone, Copy)]
 pub enum ErrorCode {
-    /// The lab files are not a valid lab.
+    /// The lab files are not a valid lab (load or validation errors, with positions).
     LabInvalid,
-    /// The lab files could not be read.
+    /// A file could not be read or written.
     LabIo,
+    /// The plan is stale: the lab or the infrastructure changed since it was made.
+    PlanStale,
+    /// Another apply holds the lab's lock.
+    Locked,
+    /// A backend failed.
+    Backend,
+    /// Rendering failed.
+    Render,
 }
 
 impl AsRef<str> for ErrorCode {
@@ -19,22 +31,175 @@ impl AsRef<str> for ErrorCode {
         match self {
             ErrorCode::LabInvalid => "LAB_INVALID",
             ErrorCode::LabIo => "LAB_IO",
+            ErrorCode::PlanStale => "PLAN_STALE",
+            ErrorCode::Locked => "LOCKED",
+            ErrorCode::Backend => "BACKEND",
+            ErrorCode::Render => "RENDER",
         }
     }
 }
 
-/// Validates the lab at `path` and returns every diagnostic as JSON text. A lab that does not
-/// load throws an error whose `code` is `LAB_INVALID` (with every loader error) or `LAB_IO`.
-#[napi]
-pub fn validate(path: String) -> Result<String, ErrorCode> {
-    match cloudlet::Lab::load(&path) {
-        Ok(lab) => Ok(serde_json::to_string(&lab.validate()).unwrap_or_default()),
-        Err(cloudlet::Error::Load(cloudlet::core::LoadError::Invalid { diagnostics, .. })) => {
-            let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-            Err(Error::new(ErrorCode::LabInvalid, lines.join("\n")))
-        }
-        Err(e) => Err(Error::new(ErrorCode::LabIo, e.to_string())),
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+/// A facade error as a JavaScript error. The reason is `CODE \u0001 message` (the cause
+/// chain included), and for lab errors `\u0001 diagnostics JSON`: `index.js` turns it into
+/// a `CloudletError` with `code`, `message` and `diagnostics`.
+fn error(e: cloudlet::Error) -> Error {
+    use cloudlet::Error as E;
+    use cloudlet::core::{EngineError, LoadError};
+    let mut message = e.to_string();
+    let mut cur = std::error::Error::source(&e);
+    while let Some(c) = cur {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cur = c.source();
     }
+    let mut diagnostics_json = String::new();
+    let code = match &e {
+        E::Load(LoadError::Invalid { diagnostics, .. }) | E::Invalid { diagnostics } => {
+            diagnostics_json = json(diagnostics);
+            ErrorCode::LabInvalid
+        }
+        E::Load(_) | E::PlanFile { .. } => ErrorCode::LabIo,
+        E::Engine(EngineError::StalePlan { .. } | EngineError::PlanFormat { .. }) => {
+            ErrorCode::PlanStale
+        }
+        E::Engine(EngineError::Locked { .. }) => ErrorCode::Locked,
+        E::Render { .. } => ErrorCode::Render,
+        _ => ErrorCode::Backend,
+    };
+    coded(code, &message, &diagnostics_json)
+}
+
+fn coded(code: ErrorCode, message: &str, diagnostics: &str) -> Error {
+    Error::from_reason(format!("{}\u{1}{message}\u{1}{diagnostics}", code.as_ref()))
+}
+
+/// A cancellation token for an apply: running steps finish, no new step starts.
+#[napi]
+pub struct NativeCancel(cloudlet::Cancel);
+
+#[napi]
+impl NativeCancel {
+    /// A fresh token.
+    #[napi(constructor)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        NativeCancel(cloudlet::Cancel::new())
+    }
+    /// Requests cancellation.
+    #[napi]
+    pub fn cancel(&self) {
+        self.0.cancel();
+    }
+    /// Whether cancellation was requested.
+    #[napi(getter)]
+    pub fn cancelled(&self) -> bool {
+        self.0.is_cancelled()
+    }
+}
+
+/// A loaded lab.
+#[napi]
+pub struct NativeLab(cloudlet::Lab);
+
+#[napi]
+impl NativeLab {
+    /// Loads a lab file or directory (with the compose projects and manifests it references).
+    #[napi(factory)]
+    pub fn load(path: String, state_dir: Option<String>, take_over: Option<bool>) -> Result<Self> {
+        cloudlet::Lab::load(&path)
+            .map(|l| {
+                NativeLab(l.with_options(cloudlet::Options {
+                    state_dir: state_dir.map(PathBuf::from),
+                    take_over: take_over.unwrap_or(false),
+                    ..Default::default()
+                }))
+            })
+            .map_err(error)
+    }
+
+    /// The lab's name.
+    #[napi(getter)]
+    pub fn name(&self) -> String {
+        self.0.model().name.clone()
+    }
+
+    /// Every diagnostic, as JSON.
+    #[napi]
+    pub fn validate(&self) -> String {
+        json(&self.0.validate().diagnostics)
+    }
+
+    /// The plan, as JSON.
+    #[napi]
+    pub async fn plan(&self) -> Result<String> {
+        self.0.plan().await.map(|p| json(&p)).map_err(error)
+    }
+
+    /// Applies a plan (JSON); `on_event(eventJson)` gets progress.
+    #[napi]
+    pub async fn apply(
+        &self,
+        plan: String,
+        on_event: Option<ThreadsafeFunction<String, (), String, Status, false>>,
+        cancel: Option<&NativeCancel>,
+        concurrency: Option<u32>,
+    ) -> Result<String> {
+        let plan: cloudlet::Plan = serde_json::from_str(&plan).map_err(|e| {
+            coded(
+                ErrorCode::PlanStale,
+                &format!("not a cloudlet plan: {e}"),
+                "",
+            )
+        })?;
+        let sink = move |e: &cloudlet::Event| {
+            if let Some(cb) = &on_event {
+                cb.call(json(e), ThreadsafeFunctionCallMode::NonBlocking);
+            }
+        };
+        let options = cloudlet::ApplyOptions {
+            concurrency: concurrency.unwrap_or(16) as usize,
+            on_event: Some(&sink),
+            cancel: cancel.map(|c| c.0.clone()).unwrap_or_default(),
+            verify_fresh: false,
+        };
+        self.0
+            .apply(&plan, options)
+            .await
+            .map(|r| json(&r))
+            .map_err(error)
+    }
+
+    /// Writes every resource under `dir`; the number written.
+    #[napi]
+    pub async fn render(&self, dir: String) -> Result<u32> {
+        self.0
+            .render(dir)
+            .await
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+            .map_err(error)
+    }
+
+    /// Health of the cluster's objects as JSON; `wait` seconds to let them settle.
+    #[napi]
+    pub async fn cluster_health(&self, wait: Option<f64>) -> Result<String> {
+        self.0
+            .cluster_health(wait.map(std::time::Duration::from_secs_f64))
+            .await
+            .map(|f| json(&f))
+            .map_err(error)
+    }
+}
+
+/// Validates the lab at `path`: every diagnostic as JSON.
+#[napi]
+pub fn validate(path: String) -> Result<String> {
+    cloudlet::Lab::load(&path)
+        .map(|lab| json(&lab.validate().diagnostics))
+        .map_err(error)
 }
 
 /// The JSON Schema of the lab format, as JSON text.

@@ -1,0 +1,160 @@
+// cloudlet for Node: the Rust library behind Promises, with frozen plain objects.
+//
+//   const { Lab } = require('cloudlet');
+//   const lab = await Lab.load('examples/seed');
+//   const plan = await lab.plan();
+//   const report = await lab.apply(plan, { onEvent: (e) => console.log(e.type) });
+//
+// Conversion only: records come from the library's JSON, errors become CloudletError with a
+// stable `code` (LAB_INVALID, LAB_IO, PLAN_STALE, LOCKED, BACKEND, RENDER) and the cause chain.
+'use strict';
+
+const native = require(process.env.CLOUDLET_NODE_ADDON || './cloudlet.node');
+
+const deepFreeze = (v) => {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.values(v).forEach(deepFreeze);
+    Object.freeze(v);
+  }
+  return v;
+};
+const parse = (text) => deepFreeze(JSON.parse(text));
+
+/** An error of the cloudlet library; `code` is stable, `diagnostics` set for LAB_INVALID. */
+class CloudletError extends Error {
+  constructor(code, message, diagnostics, cause) {
+    super(message, cause ? { cause } : undefined);
+    this.name = 'CloudletError';
+    this.code = code;
+    this.diagnostics = diagnostics || [];
+    const first = this.diagnostics.find((d) => d.location);
+    if (first) {
+      this.file = first.location.file;
+      this.line = first.location.line;
+      this.column = first.location.column;
+    }
+  }
+}
+
+const convert = (e) => {
+  const parts = String(e && e.message).split('\u0001');
+  if (parts.length < 2) return e;
+  const [code, message, diagnostics] = parts;
+  const diags = diagnostics ? parse(diagnostics) : [];
+  const first = diags.find((d) => d.location);
+  const text = first
+    ? `${first.location.file}:${first.location.line}:${first.location.column}: [${first.code}] ${first.message}` +
+      (diags.length > 1 ? ` (and ${diags.length - 1} more)` : '')
+    : message;
+  return new CloudletError(code, text, diags, e);
+};
+
+const wrap = (fn) => {
+  try {
+    return fn();
+  } catch (e) {
+    throw convert(e);
+  }
+};
+const wrapAsync = async (p) => {
+  try {
+    return await p;
+  } catch (e) {
+    throw convert(e);
+  }
+};
+
+class Lab {
+  /** @param {import('./native').NativeLab} inner */
+  constructor(inner) {
+    this._native = inner;
+  }
+
+  /** Loads a lab file or directory. Rejects with a CloudletError (LAB_INVALID, LAB_IO). */
+  static async load(path, { stateDir, takeOver } = {}) {
+    return new Lab(wrap(() => native.NativeLab.load(String(path), stateDir, takeOver)));
+  }
+
+  get name() {
+    return this._native.name;
+  }
+
+  /** Every finding of the whole lab, with positions. No I/O. */
+  validate() {
+    return parse(this._native.validate());
+  }
+
+  /** What apply would create, change or delete, field by field. */
+  async plan() {
+    return parse(await wrapAsync(this._native.plan()));
+  }
+
+  /**
+   * Applies `plan`. `onEvent` gets progress events; `signal` (an AbortSignal) cancels: running
+   * steps finish, no new step starts.
+   */
+  async apply(plan, { onEvent, signal, concurrency } = {}) {
+    const cancel = new native.NativeCancel();
+    if (signal) {
+      if (signal.aborted) cancel.cancel();
+      else signal.addEventListener('abort', () => cancel.cancel(), { once: true });
+    }
+    const cb = onEvent ? (text) => onEvent(parse(text)) : undefined;
+    return parse(await wrapAsync(this._native.apply(JSON.stringify(plan), cb, cancel, concurrency)));
+  }
+
+  /** Applies `plan`, yielding each progress event; the last one is `finished` with the report. */
+  async *applyEvents(plan, options = {}) {
+    const queue = [];
+    let wake = null;
+    let done = false;
+    let failure = null;
+    this.apply(plan, {
+      ...options,
+      onEvent: (e) => {
+        queue.push(e);
+        if (wake) wake();
+      },
+    })
+      .catch((e) => {
+        failure = e;
+      })
+      .finally(() => {
+        done = true;
+        if (wake) wake();
+      });
+    for (;;) {
+      if (queue.length) {
+        const e = queue.shift();
+        yield e;
+        if (e.type === 'finished') return;
+        continue;
+      }
+      if (done) {
+        if (failure) throw failure;
+        return;
+      }
+      await new Promise((r) => {
+        wake = r;
+      });
+      wake = null;
+    }
+  }
+
+  /** Writes every resource (and its artifacts) under `dir`; the number written. */
+  async render(dir) {
+    return wrapAsync(this._native.render(String(dir)));
+  }
+
+  /** Health of the cluster's objects; `wait` seconds to let them settle. */
+  async clusterHealth(wait) {
+    return parse(await wrapAsync(this._native.clusterHealth(wait)));
+  }
+}
+
+/** The diagnostics of the lab at `path`. */
+const validate = (path) => wrap(() => parse(native.validate(String(path))));
+/** The JSON Schema of the lab format. */
+const schema = () => JSON.parse(native.schema());
+
+module.exports = { Lab, CloudletError, validate, schema, version: native.version() };

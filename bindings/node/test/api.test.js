@@ -1,0 +1,75 @@
+// The Promise API as a user drives it: load, validate, plan, apply with events (callback and
+// async iterator) and AbortSignal, render, errors with stable codes and causes.
+const test = require('node:test');
+const assert = require('node:assert');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const { Lab, CloudletError, validate, schema, version } = require(process.env.CLOUDLET_PACKAGE || '..');
+const root = path.resolve(__dirname, '..', '..', '..');
+
+const seedCopy = () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-'));
+  for (const f of fs.readdirSync(path.join(root, 'examples', 'seed'))) {
+    if (f.endsWith('.yaml')) fs.copyFileSync(path.join(root, 'examples', 'seed', f), path.join(dir, f));
+  }
+  return dir;
+};
+
+test('plan, apply with events, re-plan is empty', async () => {
+  const lab = await Lab.load(seedCopy());
+  assert.strictEqual(lab.name, 'seed');
+  assert.deepStrictEqual(lab.validate().filter((d) => d.severity === 'error'), []);
+  const plan = await lab.plan();
+  assert.ok(plan.summary.create > 50);
+  assert.ok(Object.isFrozen(plan.steps[0]));
+  const events = [];
+  const report = await lab.apply(plan, { onEvent: (e) => events.push(e.type) });
+  assert.strictEqual(report.done.create, plan.summary.create);
+  assert.deepStrictEqual(report.failed, []);
+  assert.strictEqual(events[0], 'started');
+  assert.strictEqual(events.filter((t) => t === 'step_done').length, plan.steps.length);
+  const again = await lab.plan();
+  assert.strictEqual(again.summary.create + again.summary.update + again.summary.delete, 0);
+});
+
+test('events as an async iterator, and cancellation by AbortSignal', async () => {
+  const lab = await Lab.load(seedCopy());
+  const plan = await lab.plan();
+  const seen = [];
+  for await (const e of lab.applyEvents(plan, { concurrency: 1 })) seen.push(e.type);
+  assert.strictEqual(seen.at(-1), 'finished');
+  const lab2 = await Lab.load(seedCopy());
+  const plan2 = await lab2.plan();
+  const ac = new AbortController();
+  ac.abort();
+  const report = await lab2.apply(plan2, { signal: ac.signal });
+  assert.strictEqual(report.cancelled, true);
+  assert.strictEqual(report.done.create, 0);
+});
+
+test('errors carry a stable code, positions and the cause', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-'));
+  fs.writeFileSync(path.join(dir, 'lab.yaml'), 'name: t\nsite: {domain: t.lan}\nmachines:\n  a: {cpus: 1, memroy: 1GiB}\n');
+  await assert.rejects(Lab.load(dir), (e) =>
+    e instanceof CloudletError && e.code === 'LAB_INVALID' && e.line === 4 && e.column === 16 &&
+    e.diagnostics[0].code === 'unknown-key' && e.cause instanceof Error);
+  await assert.rejects(Lab.load(path.join(dir, 'missing')), (e) => e.code === 'LAB_IO');
+  const seed = seedCopy();
+  const lab = await Lab.load(seed);
+  const plan = await lab.plan();
+  const text = fs.readFileSync(path.join(seed, 'cluster.yaml'), 'utf8').replace('replicas: 2', 'replicas: 3');
+  fs.writeFileSync(path.join(seed, 'cluster.yaml'), text);
+  const changed = await Lab.load(seed);
+  await assert.rejects(changed.apply(plan), (e) => e.code === 'PLAN_STALE' && /lab files changed/.test(e.message));
+});
+
+test('render, validate, schema and version', async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-out-'));
+  const n = await (await Lab.load(seedCopy())).render(out);
+  assert.ok(n > 50);
+  assert.deepStrictEqual(validate(path.join(root, 'examples', 'seed')), []);
+  assert.strictEqual(schema().title, 'cloudlet lab');
+  assert.match(version, /^\d+\.\d+\.\d+$/);
+});
