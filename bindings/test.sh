@@ -31,3 +31,13 @@ cp "$here/node/index.js" "$here/node/index.d.ts" "$here/node/native.d.ts" "$here
 CLOUDLET_PACKAGE="$work/app/node_modules/cloudlet" \
   CLOUDLET_NODE_ADDON="$work/app/node_modules/cloudlet/cloudlet.node" \
   node --test "$here/node/test/"
+
+# JVM: the Kotlin that uniffi-bindgen (same uniffi version, a workspace binary) generates from
+# the compiled library, compiled and tested by Maven with JNA loading that library.
+root="$(dirname "$here")"
+cargo build --quiet --locked -p cloudlet-jvm
+"$root/target/debug/uniffi-bindgen" generate --no-format --library "$root/target/debug/libcloudlet_jvm.so" \
+  --language kotlin --out-dir "$work/kotlin" >/dev/null
+mvn -B --no-transfer-progress -f "$here/jvm/pom.xml" -Dkotlin.generated="$work/kotlin" \
+  -Dcloudlet.lib.dir="$root/target/debug" -Dcloudlet.root="$root" test \
+  | grep -E 'Tests run:|BUILD|ERROR|FAIL'

@@ -1,0 +1,147 @@
+//! cloudlet for the JVM through uniffi: a `Lab` object whose async methods are Kotlin
+//! `suspend` functions, errors as a `CloudletException` hierarchy, apply events through a
+//! listener interface. Conversion only: results cross as JSON text.
+
+use std::sync::Arc;
+
+uniffi::setup_scaffolding!();
+
+/// Errors of the library, one variant per kind; `reason` (also the exception's message) has
+/// the cause chain.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum CloudletException {
+    /// The lab files do not load or validate; `diagnostics` is JSON with every position.
+    #[error("{reason}")]
+    Lab {
+        /// What is wrong (the first problem with its position).
+        reason: String,
+        /// Every diagnostic as JSON.
+        diagnostics: String,
+    },
+    /// A file could not be read or written.
+    #[error("{reason}")]
+    Io {
+        /// What went wrong.
+        reason: String,
+    },
+    /// The plan no longer matches the lab or the infrastructure.
+    #[error("{reason}")]
+    StalePlan {
+        /// Why.
+        reason: String,
+    },
+    /// A backend failed, or another apply holds the lock.
+    #[error("{reason}")]
+    Backend {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+impl From<cloudlet::Error> for CloudletException {
+    fn from(e: cloudlet::Error) -> Self {
+        use cloudlet::Error as E;
+        use cloudlet::core::{EngineError, LoadError};
+        let mut message = e.to_string();
+        let mut cur = std::error::Error::source(&e);
+        while let Some(c) = cur {
+            message.push_str(": ");
+            message.push_str(&c.to_string());
+            cur = c.source();
+        }
+        match &e {
+            E::Load(LoadError::Invalid { diagnostics, .. }) | E::Invalid { diagnostics } => {
+                if let Some(d) = diagnostics.iter().find(|d| d.location.is_some()) {
+                    message = d.to_string();
+                }
+                CloudletException::Lab {
+                    reason: message,
+                    diagnostics: json(diagnostics),
+                }
+            }
+            E::Load(_) | E::PlanFile { .. } | E::Render { .. } => {
+                CloudletException::Io { reason: message }
+            }
+            E::Engine(EngineError::StalePlan { .. } | EngineError::PlanFormat { .. }) => {
+                CloudletException::StalePlan { reason: message }
+            }
+            _ => CloudletException::Backend { reason: message },
+        }
+    }
+}
+
+/// Receives apply progress (one JSON event per call, from the library's threads).
+#[uniffi::export(with_foreign)]
+pub trait EventListener: Send + Sync {
+    /// One event.
+    fn on_event(&self, event: String);
+}
+
+/// A loaded lab.
+#[derive(uniffi::Object)]
+pub struct Lab(cloudlet::Lab);
+
+#[uniffi::export(async_runtime = "tokio")]
+impl Lab {
+    /// Loads a lab file or directory; `state_dir` overrides where state and local output go.
+    #[uniffi::constructor]
+    pub fn load(path: String, state_dir: Option<String>) -> Result<Arc<Self>, CloudletException> {
+        let lab = cloudlet::Lab::load(&path)?.with_options(cloudlet::Options {
+            state_dir: state_dir.map(Into::into),
+            ..Default::default()
+        });
+        Ok(Arc::new(Lab(lab)))
+    }
+
+    /// The lab's name.
+    pub fn name(&self) -> String {
+        self.0.model().name.clone()
+    }
+
+    /// Every diagnostic of the whole lab, as JSON.
+    pub fn validate(&self) -> String {
+        json(&self.0.validate().diagnostics)
+    }
+
+    /// The plan, as JSON.
+    pub async fn plan(&self) -> Result<String, CloudletException> {
+        Ok(json(&self.0.plan().await?))
+    }
+
+    /// Applies a plan (JSON) and returns the report as JSON.
+    pub async fn apply(
+        &self,
+        plan: String,
+        listener: Option<Arc<dyn EventListener>>,
+    ) -> Result<String, CloudletException> {
+        let plan: cloudlet::Plan =
+            serde_json::from_str(&plan).map_err(|e| CloudletException::StalePlan {
+                reason: format!("not a cloudlet plan: {e}"),
+            })?;
+        let sink = move |e: &cloudlet::Event| {
+            if let Some(l) = &listener {
+                l.on_event(json(e));
+            }
+        };
+        let options = cloudlet::ApplyOptions {
+            on_event: Some(&sink),
+            ..Default::default()
+        };
+        Ok(json(&self.0.apply(&plan, options).await?))
+    }
+
+    /// Writes every resource under `dir`; the number written.
+    pub async fn render(&self, dir: String) -> Result<u64, CloudletException> {
+        Ok(self.0.render(dir).await? as u64)
+    }
+}
+
+/// The JSON Schema of the lab format, as JSON text.
+#[uniffi::export]
+pub fn schema() -> String {
+    cloudlet::schema().to_string()
+}

@@ -1,0 +1,62 @@
+// The JVM binding as a Kotlin user calls it: suspend functions, a listener for events,
+// errors as CloudletException subclasses.
+import java.nio.file.Files
+import java.nio.file.Path
+import java.nio.file.Paths
+import java.util.Collections
+import kotlinx.coroutines.runBlocking
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertThrows
+import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Test
+import uniffi.cloudlet_jvm.CloudletException
+import uniffi.cloudlet_jvm.EventListener
+import uniffi.cloudlet_jvm.Lab
+import uniffi.cloudlet_jvm.schema
+
+class LabTest {
+    private val root: Path = Paths.get(System.getProperty("cloudlet.root"))
+
+    private fun seedCopy(): Path {
+        val dir = Files.createTempDirectory("cloudlet-")
+        Files.list(root.resolve("examples/seed")).use { files ->
+            files.filter { it.toString().endsWith(".yaml") }
+                .forEach { Files.copy(it, dir.resolve(it.fileName)) }
+        }
+        return dir
+    }
+
+    @Test
+    fun planApplyAndAnEmptyReplan() = runBlocking {
+        val lab = Lab.load(seedCopy().toString(), null)
+        assertEquals("seed", lab.name())
+        assertEquals("[]", lab.validate())
+        val plan = lab.plan()
+        assertTrue(plan.contains("\"action\":\"create\""))
+        val events = Collections.synchronizedList(mutableListOf<String>())
+        val report = lab.apply(plan, object : EventListener {
+            override fun onEvent(event: String) {
+                events.add(event)
+            }
+        })
+        assertTrue(report.contains("\"failed\":[]"), report)
+        assertTrue(events.first().contains("\"type\":\"started\""))
+        assertTrue(events.any { it.contains("\"type\":\"step_done\"") })
+        val again = lab.plan()
+        assertTrue(again.contains("\"create\":0,\"update\":0,\"delete\":0"), again)
+    }
+
+    @Test
+    fun labErrorsAreTypedAndCarryPositions() {
+        val dir = Files.createTempDirectory("cloudlet-")
+        Files.writeString(dir.resolve("lab.yaml"), "name: t\nsite: {domain: t.lan}\nmachines:\n  a: {cpus: 1, memroy: 1GiB}\n")
+        val e = assertThrows(CloudletException.Lab::class.java) { Lab.load(dir.toString(), null) }
+        assertTrue(e.reason.contains("lab.yaml:4:16"), e.reason)
+        assertTrue(e.diagnostics.contains("\"code\":\"unknown-key\""))
+    }
+
+    @Test
+    fun schemaIsJson() {
+        assertTrue(schema().contains("\"title\":\"cloudlet lab\""))
+    }
+}
