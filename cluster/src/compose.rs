@@ -390,17 +390,7 @@ pub fn import(file: &Path, source: &str, opts: &ComposeOptions) -> Result<Import
     let docs = match parse_yaml(fid, source) {
         Ok(d) => d,
         Err(errs) => {
-            let diagnostics = errs
-                .into_iter()
-                .map(|e| {
-                    Diagnostic::at_location(
-                        Severity::Error,
-                        "yaml",
-                        Some(sources.location(e.mark)),
-                        e.message,
-                    )
-                })
-                .collect();
+            let diagnostics = errs.into_iter().map(|e| e.diagnostic(&sources)).collect();
             return Err(ComposeError {
                 diagnostics,
                 sources,

@@ -40,14 +40,7 @@ pub fn read(
     let fid = sources.add(file.to_path_buf(), Arc::from(text));
     let docs = parse_yaml(fid, text).map_err(|errs| {
         errs.into_iter()
-            .map(|e| {
-                Diagnostic::at_location(
-                    Severity::Error,
-                    "yaml",
-                    Some(sources.location(e.mark)),
-                    e.message,
-                )
-            })
+            .map(|e| e.diagnostic(sources))
             .collect::<Vec<_>>()
     })?;
     let mut out = Vec::new();

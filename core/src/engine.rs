@@ -148,16 +148,7 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+use crate::error::chain;
 
 impl Engine {
     /// An engine for the lab `lab`.

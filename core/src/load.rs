@@ -135,18 +135,7 @@ pub fn load_texts(
         let text: Arc<str> = Arc::from(text);
         let id = sources.add(path, text.clone());
         match parse_yaml(id, &text) {
-            Err(errs) => {
-                for e in errs {
-                    let mut d = Diagnostic::at_location(
-                        Severity::Error,
-                        "yaml",
-                        Some(sources.location(e.mark)),
-                        e.message,
-                    );
-                    d.help = e.help;
-                    diags.push(d);
-                }
-            }
+            Err(errs) => diags.extend(errs.into_iter().map(|e| e.diagnostic(&sources))),
             Ok(docs) => {
                 for doc in docs {
                     if let NodeKind::Scalar(crate::source::Scalar::Null) = doc.kind {

@@ -161,6 +161,20 @@ pub struct SyntaxError {
     pub help: Option<String>,
 }
 
+impl SyntaxError {
+    /// The error as a diagnostic at its position in `sources`.
+    pub fn diagnostic(self, sources: &Sources) -> crate::diag::Diagnostic {
+        let mut d = crate::diag::Diagnostic::at_location(
+            crate::diag::Severity::Error,
+            "yaml",
+            Some(sources.location(self.mark)),
+            self.message,
+        );
+        d.help = self.help;
+        d
+    }
+}
+
 /// Parses one YAML file into its documents (a lab file normally holds one; `---` separates more).
 pub fn parse_yaml(file: u32, text: &str) -> Result<Vec<Node>, Vec<SyntaxError>> {
     let mut builder = Builder {

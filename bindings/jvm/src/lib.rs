@@ -46,13 +46,7 @@ impl From<cloudlet::Error> for CloudletException {
     fn from(e: cloudlet::Error) -> Self {
         use cloudlet::Error as E;
         use cloudlet::core::{EngineError, LoadError};
-        let mut message = e.to_string();
-        let mut cur = std::error::Error::source(&e);
-        while let Some(c) = cur {
-            message.push_str(": ");
-            message.push_str(&c.to_string());
-            cur = c.source();
-        }
+        let mut message = cloudlet::core::error::chain(&e);
         match &e {
             E::Load(LoadError::Invalid { diagnostics, .. }) | E::Invalid { diagnostics } => {
                 if let Some(d) = diagnostics.iter().find(|d| d.location.is_some()) {

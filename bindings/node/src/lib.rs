@@ -49,13 +49,7 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 fn error(e: cloudlet::Error) -> Error {
     use cloudlet::Error as E;
     use cloudlet::core::{EngineError, LoadError};
-    let mut message = e.to_string();
-    let mut cur = std::error::Error::source(&e);
-    while let Some(c) = cur {
-        message.push_str(": ");
-        message.push_str(&c.to_string());
-        cur = c.source();
-    }
+    let message = cloudlet::core::error::chain(&e);
     let mut diagnostics_json = String::new();
     let code = match &e {
         E::Load(LoadError::Invalid { diagnostics, .. }) | E::Invalid { diagnostics } => {

@@ -40,13 +40,7 @@ fn error(e: cloudlet::Error) -> PyErr {
         Error::PlanFile { .. } => ("io", "null".into()),
         _ => ("other", "null".into()),
     };
-    let mut message = e.to_string();
-    let mut cur = std::error::Error::source(&e);
-    while let Some(c) = cur {
-        message.push_str(": ");
-        message.push_str(&c.to_string());
-        cur = c.source();
-    }
+    let message = cloudlet::core::error::chain(&e);
     NativeError::new_err((kind, message, payload))
 }
 
