@@ -5,8 +5,13 @@
 # tests against what was installed. Fails if the generated native.d.ts drifted.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+
+# The Rust facade's own answers, for the bindings to match byte for byte.
+cargo build --quiet --locked -p cloudlet-cli
+export CLOUDLET_BIN="$root/target/debug/cloudlet"
 
 # Python
 python3 -m venv "$work/venv"
@@ -34,7 +39,6 @@ CLOUDLET_PACKAGE="$work/app/node_modules/cloudlet" \
 
 # JVM: the Kotlin that uniffi-bindgen (same uniffi version, a workspace binary) generates from
 # the compiled library, compiled and tested by Maven with JNA loading that library.
-root="$(dirname "$here")"
 cargo build --quiet --locked -p cloudlet-jvm
 "$root/target/debug/uniffi-bindgen" generate --no-format --library "$root/target/debug/libcloudlet_jvm.so" \
   --language kotlin --out-dir "$work/kotlin" >/dev/null

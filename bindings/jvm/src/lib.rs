@@ -75,6 +75,29 @@ pub trait EventListener: Send + Sync {
     fn on_event(&self, event: String);
 }
 
+/// Cancels an apply: running steps finish, no new step starts.
+#[derive(uniffi::Object)]
+pub struct Cancel(cloudlet::Cancel);
+
+#[uniffi::export]
+impl Cancel {
+    /// A fresh token.
+    #[uniffi::constructor]
+    pub fn new() -> Arc<Self> {
+        Arc::new(Cancel(cloudlet::Cancel::new()))
+    }
+
+    /// Requests cancellation.
+    pub fn cancel(&self) {
+        self.0.cancel();
+    }
+
+    /// Whether cancellation was requested.
+    pub fn cancelled(&self) -> bool {
+        self.0.is_cancelled()
+    }
+}
+
 /// A loaded lab.
 #[derive(uniffi::Object)]
 pub struct Lab(cloudlet::Lab);
@@ -111,6 +134,7 @@ impl Lab {
         &self,
         plan: String,
         listener: Option<Arc<dyn EventListener>>,
+        cancel: Option<Arc<Cancel>>,
     ) -> Result<String, CloudletException> {
         let plan: cloudlet::Plan =
             serde_json::from_str(&plan).map_err(|e| CloudletException::StalePlan {
@@ -123,6 +147,7 @@ impl Lab {
         };
         let options = cloudlet::ApplyOptions {
             on_event: Some(&sink),
+            cancel: cancel.map(|c| c.0.clone()).unwrap_or_default(),
             ..Default::default()
         };
         Ok(json(&self.0.apply(&plan, options).await?))

@@ -73,3 +73,22 @@ test('render, validate, schema and version', async () => {
   assert.strictEqual(schema().title, 'cloudlet lab');
   assert.match(version, /^\d+\.\d+\.\d+$/);
 });
+
+test('the same plan as the Rust facade, and the README example runs', async () => {
+  const { execFileSync } = require('node:child_process');
+  const bin = process.env.CLOUDLET_BIN;
+  assert.ok(bin, 'CLOUDLET_BIN must name the cloudlet binary (bindings/test.sh sets it)');
+  const dir = seedCopy();
+  const plan = await (await Lab.load(dir)).plan();
+  const cli = execFileSync(bin, ['plan', dir, '--output', 'json'], { encoding: 'utf8' });
+  assert.strictEqual(JSON.stringify(plan), JSON.stringify(JSON.parse(cli)));
+
+  const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+  const [, code] = readme.match(/```js\n([\s\S]*?)```/);
+  const state = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-state-'));
+  const script = code
+    .replace("require('cloudlet')", `require(${JSON.stringify(process.env.CLOUDLET_PACKAGE || path.resolve(__dirname, '..'))})`)
+    .replace("Lab.load('examples/seed')", `Lab.load('examples/seed', { stateDir: ${JSON.stringify(state)} })`);
+  const out = execFileSync(process.execPath, ['-e', `(async () => {\n${script}\n})().catch((e) => { console.error(e); process.exit(1); })`], { cwd: root, encoding: 'utf8' });
+  assert.match(out, /finished/);
+});

@@ -98,3 +98,45 @@ def test_render_writes_artifacts(seed, tmp_path):
     n = asyncio.run(cloudlet.Lab.load(seed).render(tmp_path / "out"))
     assert n > 50
     assert any((tmp_path / "out").rglob("*.json"))
+
+
+def _cli(*args):
+    """The Rust facade as the `cloudlet` binary gives it (bindings/test.sh sets CLOUDLET_BIN)."""
+    import os
+    import subprocess
+
+    binary = os.environ.get("CLOUDLET_BIN")
+    assert binary, "CLOUDLET_BIN must name the cloudlet binary (bindings/test.sh sets it)"
+    return subprocess.run([binary, *args], check=False, capture_output=True, text=True).stdout
+
+
+def _compact(text):
+    return json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
+
+
+def test_the_same_plan_and_diagnostics_as_the_rust_facade(seed, tmp_path):
+    lab = cloudlet.Lab.load(seed)
+    assert lab.plan_sync().to_json() == _compact(_cli("plan", str(seed), "--output", "json"))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        "name: t\nsite: {domain: t.lan}\nnetworks:\n  lan: {cidr: 10.0.0.0/24}\n"
+        "machines:\n  a: {cpus: 1, memory: 1GiB, nics: [{network: lan, ip: 10.0.1.5}]}\n"
+    )
+    ours = cloudlet.validate(broken)
+    theirs = json.loads(_cli("validate", str(broken), "--output", "json"))["diagnostics"]
+    assert json.dumps(ours, sort_keys=True) == json.dumps(theirs, sort_keys=True)
+
+
+def test_the_readme_example_runs(tmp_path):
+    """The README's Python example, as written, run from the repository root."""
+    import re
+    import subprocess
+    import sys
+
+    readme = (ROOT / "README.md").read_text()
+    [code] = re.findall(r"```python\n(.*?)```", readme, re.S)
+    state = tmp_path / "state"
+    code = code.replace('cloudlet.Lab.load("examples/seed")', f'cloudlet.Lab.load("examples/seed", state_dir={str(state)!r})')
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1].startswith("True ")

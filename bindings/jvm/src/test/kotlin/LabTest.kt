@@ -9,6 +9,7 @@ import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertThrows
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Test
+import uniffi.cloudlet_jvm.Cancel
 import uniffi.cloudlet_jvm.CloudletException
 import uniffi.cloudlet_jvm.EventListener
 import uniffi.cloudlet_jvm.Lab
@@ -38,12 +39,23 @@ class LabTest {
             override fun onEvent(event: String) {
                 events.add(event)
             }
-        })
+        }, null)
         assertTrue(report.contains("\"failed\":[]"), report)
         assertTrue(events.first().contains("\"type\":\"started\""))
         assertTrue(events.any { it.contains("\"type\":\"step_done\"") })
         val again = lab.plan()
         assertTrue(again.contains("\"create\":0,\"update\":0,\"delete\":0"), again)
+    }
+
+    @Test
+    fun aCancelledApplyStartsNothing() = runBlocking {
+        val lab = Lab.load(seedCopy().toString(), null)
+        val plan = lab.plan()
+        val cancel = Cancel()
+        cancel.cancel()
+        val report = lab.apply(plan, null, cancel)
+        assertTrue(report.contains("\"cancelled\":true"), report)
+        assertTrue(report.contains("\"create\":0"), report)
     }
 
     @Test
