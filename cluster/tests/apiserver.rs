@@ -129,6 +129,18 @@ async fn converge(s: &Setup, lab: &Lab) -> Plan {
     plan
 }
 
+/// cloudlet's LoadBalancer Services on the server.
+async fn load_balancers(client: &kube::Client) -> Vec<Service> {
+    Api::<Service>::all(client.clone())
+        .list(&ListParams::default().labels(PART_OF_LABEL))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"))
+        .collect()
+}
+
 fn changed(p: &Plan) -> Vec<String> {
     p.steps
         .iter()
@@ -145,15 +157,7 @@ async fn seed_cluster_applies_to_an_empty_server_and_replans_empty() {
     assert_eq!(first.summary.create, desired.len(), "{:?}", changed(&first));
 
     // The real objects: the shared VIP with its sharing key, MetalLB pool, the secret values.
-    let svcs: Api<Service> = Api::all(s.client.clone());
-    let lbs: Vec<Service> = svcs
-        .list(&ListParams::default().labels(PART_OF_LABEL))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"))
-        .collect();
+    let lbs = load_balancers(&s.client).await;
     assert!(!lbs.is_empty());
     for svc in &lbs {
         let ann = svc.metadata.annotations.clone().unwrap_or_default();
@@ -389,15 +393,7 @@ async fn health_reports_rollouts_addresses_and_ingress_backends() {
     )
     .await
     .unwrap();
-    let svcs: Api<Service> = Api::all(s.client.clone());
-    let lbs: Vec<Service> = svcs
-        .list(&ListParams::default().labels(PART_OF_LABEL))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"))
-        .collect();
+    let lbs = load_balancers(&s.client).await;
     assert!(
         lbs.len() >= 2,
         "the seed has several services on the shared VIP"

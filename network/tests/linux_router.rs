@@ -160,26 +160,33 @@ impl Drop for Netns {
     }
 }
 
-#[test]
-fn a_linux_router_in_namespaces_serves_reservations_dns_and_forwards() {
-    assert!(tool("dnsmasq") && tool("nft") && tool("busybox"));
-    let dir = tempfile::tempdir().unwrap();
-    let (dnsmasq, nft) = rendered(dir.path());
-    let conf = dir.path().join("dnsmasq.conf");
-    let rules = dir.path().join("rules.nft");
-    std::fs::write(&conf, &dnsmasq).unwrap();
-    std::fs::write(&rules, &nft).unwrap();
+impl Netns {
+    /// The router, LAN and WAN namespace names.
+    fn rlw(&self) -> (String, String, String) {
+        (
+            self.names[0].clone(),
+            self.names[1].clone(),
+            self.names[2].clone(),
+        )
+    }
+}
 
+/// A router namespace with a LAN and a WAN side (interfaces named after the lab's networks),
+/// a LAN client with the reserved MAC and a WAN client; forwarding on in the router.
+fn topology(prefix: &str) -> Netns {
     let id = std::process::id() % 100_000;
-    let (r, l, w) = (format!("clr{id}"), format!("cll{id}"), format!("clw{id}"));
-    let mut env = Netns {
+    let (r, l, w) = (
+        format!("{prefix}r{id}"),
+        format!("{prefix}l{id}"),
+        format!("{prefix}w{id}"),
+    );
+    let env = Netns {
         names: vec![r.clone(), l.clone(), w.clone()],
         children: Vec::new(),
     };
     for n in &env.names {
         ok(&format!("ip netns add {n} && ip -n {n} link set lo up"));
     }
-    // Router interfaces carry the lab's network names.
     ok(&format!(
         "ip link add lan netns {r} type veth peer name eth0 netns {l}"
     ));
@@ -199,6 +206,21 @@ fn a_linux_router_in_namespaces_serves_reservations_dns_and_forwards() {
     ok(&format!(
         "ip netns exec {r} sysctl -qw net.ipv4.ip_forward=1"
     ));
+    env
+}
+
+#[test]
+fn a_linux_router_in_namespaces_serves_reservations_dns_and_forwards() {
+    assert!(tool("dnsmasq") && tool("nft") && tool("busybox"));
+    let dir = tempfile::tempdir().unwrap();
+    let (dnsmasq, nft) = rendered(dir.path());
+    let conf = dir.path().join("dnsmasq.conf");
+    let rules = dir.path().join("rules.nft");
+    std::fs::write(&conf, &dnsmasq).unwrap();
+    std::fs::write(&rules, &nft).unwrap();
+
+    let mut env = topology("cl");
+    let (r, l, w) = env.rlw();
     ok(&format!("ip netns exec {r} nft -f {}", rules.display()));
     env.children.push(
         Command::new("ip")
@@ -386,34 +408,8 @@ mod live {
     async fn the_live_backend_applies_changes_and_refuses_a_broken_one() {
         assert!(tool("dnsmasq") && tool("nft") && tool("busybox"));
         let dir = tempfile::tempdir().unwrap();
-        let id = std::process::id() % 100_000;
-        let (r, l, w) = (format!("cpr{id}"), format!("cpl{id}"), format!("cpw{id}"));
-        let _env = Netns {
-            names: vec![r.clone(), l.clone(), w.clone()],
-            children: Vec::new(),
-        };
-        for n in [&r, &l, &w] {
-            ok(&format!("ip netns add {n} && ip -n {n} link set lo up"));
-        }
-        ok(&format!(
-            "ip link add lan netns {r} type veth peer name eth0 netns {l}"
-        ));
-        ok(&format!(
-            "ip link add wan netns {r} type veth peer name eth0 netns {w}"
-        ));
-        ok(&format!(
-            "ip -n {l} link set eth0 address 52:54:00:77:00:30"
-        ));
-        ok(&format!(
-            "ip -n {r} addr add 10.77.0.1/24 dev lan && ip -n {r} addr add 192.168.77.2/24 dev wan && ip -n {r} link set lan up && ip -n {r} link set wan up"
-        ));
-        ok(&format!(
-            "ip -n {w} addr add 192.168.77.50/24 dev eth0 && ip -n {w} link set eth0 up"
-        ));
-        ok(&format!("ip -n {l} link set eth0 up"));
-        ok(&format!(
-            "ip netns exec {r} sysctl -qw net.ipv4.ip_forward=1"
-        ));
+        let env = topology("cp");
+        let (r, l, w) = env.rlw();
 
         // 1. From nothing: cloudlet writes its files, starts dnsmasq, loads its table.
         let first = lab(LAB);
