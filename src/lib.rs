@@ -386,7 +386,8 @@ impl Lab {
             for (name, app) in &c.apps {
                 let ns = cloudlet_core::Lab::app_namespace(name, app);
                 for v in &app.volumes {
-                    let export = ResourceId::new(Domain::Storage, "nfs-export", v.export.clone());
+                    let sub = storage::volume_sub_path(name, v);
+                    let export = storage::volume_export_id(&v.export, &sub);
                     if storage_ids.contains(&export) {
                         pv_exports.insert(cluster::volume_pv_id(ns, name, &v.name), export);
                     }
@@ -426,6 +427,36 @@ impl Lab {
             (_, TargetKind::Local) => Ok(local.clone()),
             (Domain::Cluster, TargetKind::Kubernetes) => {
                 Ok(Arc::new(self.kube_provider(target).await?))
+            }
+            // Backends on this machine: cloudlet runs on the router or NAS itself.
+            (Domain::Router | Domain::Storage, _) if target.endpoint.is_some() => {
+                Err(unavailable(format!(
+                    "the `{}` backend runs on the machine cloudlet runs on; remote access (SSH) is not available in this build: drop `endpoint` and run cloudlet there",
+                    target.kind.as_str()
+                )))
+            }
+            (Domain::Router, TargetKind::Linux) => {
+                Ok(Arc::new(network::router_linux::LinuxRouter::new(
+                    Arc::new(self.loaded.lab.clone()),
+                    network::router_linux::LinuxRouterOptions {
+                        dir: target
+                            .dir
+                            .clone()
+                            .unwrap_or_else(|| PathBuf::from("/etc/cloudlet")),
+                        exec: Vec::new(),
+                        render: network::linux::LinuxOptions::default(),
+                    },
+                )))
+            }
+            (Domain::Storage, TargetKind::Ganesha | TargetKind::LinuxNfs) => {
+                let flavor = if target.kind == TargetKind::Ganesha {
+                    storage::linux::Flavor::Ganesha
+                } else {
+                    storage::linux::Flavor::Kernel
+                };
+                Ok(Arc::new(storage::linux::LinuxNas::new(
+                    storage::linux::LinuxNasOptions::new(flavor, target.dir.as_deref()),
+                )))
             }
             (_, other) => Err(unavailable(format!(
                 "the `{}` backend is not available in this build of cloudlet; use `kind: local` to render this domain to files",

@@ -23,11 +23,13 @@ export interface Step {
   action: 'create' | 'update' | 'delete';
   after?: string[];
   changes?: FieldChange[];
-  resource: { id: string; body: unknown; depends_on?: string[] };
+  resource: { id: string; body: unknown; depends_on?: string[]; data?: 'retain' | 'disposable' };
+  /** The step deletes data the lab let go (`retain: false`); apply needs `allowDataLoss`. */
+  data_loss?: boolean;
 }
 
 /** Counts per action. */
-export interface Summary { create: number; update: number; delete: number; unchanged: number; held: number }
+export interface Summary { create: number; update: number; delete: number; unchanged: number; held: number; kept: number; data_loss: number }
 
 /** A difference left alone because another writer holds the field. */
 export interface HeldChange { id: string; by: string; path: string; before?: unknown; after?: unknown }
@@ -42,6 +44,8 @@ export interface Plan {
   summary: Summary;
   steps: Step[];
   held?: HeldChange[];
+  /** Resources holding data that left the lab: kept, not deleted. */
+  kept?: string[];
 }
 
 /** Progress of an apply. */
@@ -84,6 +88,8 @@ export interface ApplyOptions {
   signal?: AbortSignal;
   /** Steps in flight at once (16). */
   concurrency?: number;
+  /** Run steps that delete data (`data_loss`); without it such a plan is refused. */
+  allowDataLoss?: boolean;
 }
 
 /** A loaded lab. */

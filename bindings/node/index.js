@@ -93,14 +93,14 @@ class Lab {
    * Applies `plan`. `onEvent` gets progress events; `signal` (an AbortSignal) cancels: running
    * steps finish, no new step starts.
    */
-  async apply(plan, { onEvent, signal, concurrency } = {}) {
+  async apply(plan, { onEvent, signal, concurrency, allowDataLoss } = {}) {
     const cancel = new native.NativeCancel();
     if (signal) {
       if (signal.aborted) cancel.cancel();
       else signal.addEventListener('abort', () => cancel.cancel(), { once: true });
     }
     const cb = onEvent ? (text) => onEvent(parse(text)) : undefined;
-    return parse(await wrapAsync(this._native.apply(JSON.stringify(plan), cb, cancel, concurrency)));
+    return parse(await wrapAsync(this._native.apply(JSON.stringify(plan), cb, cancel, concurrency, allowDataLoss)));
   }
 
   /** Applies `plan`, yielding each progress event; the last one is `finished` with the report. */

@@ -22,7 +22,7 @@ export declare class NativeLab {
   /** The plan, as JSON. */
   plan(): Promise<string>
   /** Applies a plan (JSON); `on_event(eventJson)` gets progress. */
-  apply(plan: string, onEvent?: (((arg: string) => void)) | undefined | null, cancel?: NativeCancel | undefined | null, concurrency?: number | undefined | null): Promise<string>
+  apply(plan: string, onEvent?: (((arg: string) => void)) | undefined | null, cancel?: NativeCancel | undefined | null, concurrency?: number | undefined | null, allowDataLoss?: boolean | undefined | null): Promise<string>
   /** Writes every resource under `dir`; the number written. */
   render(dir: string): Promise<number>
   /** Health of the cluster's objects as JSON; `wait` seconds to let them settle. */

@@ -84,6 +84,10 @@ enum Command {
         /// Steps in flight at once.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// Run the plan's data-loss steps (deleting datasets or directories the lab marks
+        /// `retain: false`); without it such a plan is refused before anything changes.
+        #[arg(long)]
+        allow_data_loss: bool,
         /// After applying, wait this long (`90s`, `5m`) for the cluster's objects to become
         /// ready, and report what is not.
         #[arg(long, value_name = "DURATION")]
@@ -236,9 +240,10 @@ async fn main() -> ExitCode {
             plan,
             yes,
             concurrency,
+            allow_data_loss,
             wait,
         } => match load(&lab) {
-            Ok(lab) => match apply(&lab, plan, yes, concurrency).await {
+            Ok(lab) => match apply(&lab, plan, yes, concurrency, allow_data_loss).await {
                 Ok(code) if code == ExitCode::SUCCESS && wait.is_some() => {
                     status(&lab, wait).await.map_err(|e| (e, Some(lab)))
                 }
@@ -373,6 +378,7 @@ async fn apply(
     saved: Option<PathBuf>,
     yes: bool,
     concurrency: usize,
+    allow_data_loss: bool,
 ) -> Result<ExitCode, Error> {
     let (p, verify_fresh) = match &saved {
         Some(path) => (cloudlet::read_plan(path)?, true),
@@ -426,6 +432,7 @@ async fn apply(
                 on_event: Some(&sink),
                 cancel,
                 verify_fresh,
+                allow_data_loss,
             },
         )
         .await?;

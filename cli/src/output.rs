@@ -107,6 +107,12 @@ pub(crate) fn plan_text(p: &Plan) -> String {
             step.action.as_str(),
             step.id
         );
+        if step.data_loss {
+            let _ = writeln!(
+                s,
+                "        DATA LOSS: its data is deleted (the lab says `retain: false`)"
+            );
+        }
         for c in &step.changes {
             let _ = writeln!(
                 s,
@@ -134,7 +140,23 @@ pub(crate) fn plan_text(p: &Plan) -> String {
             );
         }
     }
+    if !p.kept.is_empty() {
+        let _ = writeln!(
+            s,
+            "Kept (left the lab, hold data; not deleted — set `retain: false` to let them go):"
+        );
+        for id in &p.kept {
+            let _ = writeln!(s, "  = {id}");
+        }
+    }
     let sm = p.summary;
+    if sm.data_loss > 0 {
+        let _ = writeln!(
+            s,
+            "{} step(s) delete data: apply needs --allow-data-loss.",
+            sm.data_loss
+        );
+    }
     if sm.has_changes() {
         let _ = writeln!(
             s,

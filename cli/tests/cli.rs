@@ -65,7 +65,7 @@ fn validate_plan_apply_replan_on_the_seed() {
     let o = cloudlet(st.path(), &["apply", seed, "--yes"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains("Apply complete: 80 created"),
+        text(&o).contains("Apply complete: 84 created"),
         "{}",
         text(&o)
     );
@@ -98,7 +98,7 @@ fn plan_json_is_deterministic_and_saved_plans_go_stale() {
     assert!(a.status.success());
     assert_eq!(a.stdout, b.stdout, "byte-identical plans");
     let plan: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
-    assert_eq!(plan["summary"]["create"], 80);
+    assert_eq!(plan["summary"]["create"], 84);
 
     let saved = st.path().join("plan.json");
     let o = cloudlet(st.path(), &["plan", l, "--out", saved.to_str().unwrap()]);
@@ -139,7 +139,7 @@ fn plan_json_is_deterministic_and_saved_plans_go_stale() {
     );
     assert!(out.contains("spec.replicas: 3 → 4"), "{out}");
     assert!(
-        out.contains("0 to create, 1 to update, 0 to delete, 79 unchanged"),
+        out.contains("0 to create, 1 to update, 0 to delete, 83 unchanged"),
         "{out}"
     );
 }

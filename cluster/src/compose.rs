@@ -1055,6 +1055,11 @@ fn volume_entry(
         mount: target,
         size,
         sqlite: false,
+        access: cloudlet_core::model::Access::default(),
+        owner: None,
+        mode: None,
+        snapshots: None,
+        retain: true,
     });
 }
 

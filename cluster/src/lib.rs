@@ -312,7 +312,7 @@ fn app_objects(lab: &Lab, c: &Cluster, name: &str, app: &App, ns: &str, out: &mu
                 "PersistentVolume",
                 meta(lab, None, &*pvid.name, Some(name)),
                 Some(PvSpec {
-                    access_modes: ["ReadWriteMany"],
+                    access_modes: [v.access.kubernetes()],
                     capacity: Storage {
                         storage: size.clone(),
                     },
@@ -339,7 +339,7 @@ fn app_objects(lab: &Lab, c: &Cluster, name: &str, app: &App, ns: &str, out: &mu
                     "PersistentVolumeClaim",
                     meta(lab, Some(ns), pvc_name.as_str(), Some(name)),
                     Some(PvcSpec {
-                        access_modes: ["ReadWriteMany"],
+                        access_modes: [v.access.kubernetes()],
                         resources: PvcRequests {
                             requests: Storage { storage: size },
                         },

@@ -129,6 +129,9 @@ pub struct ApplyOptions<'a> {
     pub cancel: Cancel,
     /// Re-observe first and refuse the plan if the infrastructure changed since it was made.
     pub verify_fresh: bool,
+    /// Run steps that destroy data ([`crate::Step::data_loss`]); without it a plan that
+    /// has any is refused before anything runs.
+    pub allow_data_loss: bool,
 }
 
 /// The engine: providers plus the state store.
@@ -228,6 +231,17 @@ impl Engine {
                 found: plan.format,
                 expected: plan::PLAN_FORMAT,
             });
+        }
+        if !opts.allow_data_loss {
+            let lost: Vec<ResourceId> = plan
+                .steps
+                .iter()
+                .filter(|s| s.data_loss)
+                .map(|s| s.id.clone())
+                .collect();
+            if !lost.is_empty() {
+                return Err(EngineError::DataLoss { ids: lost });
+            }
         }
         let _lock = self.store.lock()?;
         let emit = |e: Event| {

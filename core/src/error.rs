@@ -138,6 +138,12 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// The plan destroys data and the apply was not allowed to.
+    #[error("the plan deletes data ({}); nothing was changed. Check the plan, then apply with the permission to lose data (`--allow-data-loss`)", .ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    DataLoss {
+        /// The steps that would destroy data.
+        ids: Vec<ResourceId>,
+    },
     /// A saved plan no longer matches the lab or the infrastructure.
     #[error("the saved plan is stale: {reason}; run `cloudlet plan` again")]
     StalePlan {

@@ -35,7 +35,7 @@ pub use load::{LoadedLab, load};
 pub use model::Lab;
 pub use plan::{Action, FieldChange, Plan, Step, Summary};
 pub use provider::{Provider, Providers};
-pub use resource::{Domain, Resource, ResourceId};
+pub use resource::{Data, Domain, Resource, ResourceId};
 pub use store::StateStore;
 
 /// The JSON Schema of the lab format.

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ProviderError;
 use crate::plan::FieldChange;
 use crate::provider::Provider;
-use crate::resource::{Body, Domain, Resource, ResourceId};
+use crate::resource::{Body, Data, Domain, Resource, ResourceId};
 
 /// The ownership marker written into every file.
 pub const MANAGED_BY: &str = "cloudlet";
@@ -27,6 +27,8 @@ struct Envelope {
     id: ResourceId,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     depends_on: Vec<ResourceId>,
+    #[serde(default, skip_serializing_if = "Data::is_none")]
+    data: Data,
     body: Body,
 }
 
@@ -85,6 +87,8 @@ impl LocalProvider {
             id: &'a ResourceId,
             #[serde(skip_serializing_if = "<[ResourceId]>::is_empty")]
             depends_on: &'a [ResourceId],
+            #[serde(skip_serializing_if = "Data::is_none")]
+            data: Data,
             body: serde_json::Value,
         }
         let out = Out {
@@ -92,6 +96,7 @@ impl LocalProvider {
             lab: &self.lab,
             id: &r.id,
             depends_on: &r.depends_on,
+            data: r.data,
             body: r.body.value(),
         };
         let mut v = serde_json::to_vec_pretty(&out).unwrap_or_default();
@@ -122,6 +127,7 @@ impl LocalProvider {
             body: env.body,
             depends_on: env.depends_on,
             held: Vec::new(),
+            data: env.data,
         }))
     }
 

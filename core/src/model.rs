@@ -109,6 +109,10 @@ pub struct Target {
     /// A CA bundle to trust for this endpoint (TLS verification stays on).
     #[serde(default)]
     pub ca: Option<PathBuf>,
+    /// Backends on this machine (Linux router, nfs-ganesha, kernel NFS): the directory
+    /// cloudlet keeps its own configuration files in (each backend has a default).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
 }
 
 /// Backend kinds.
@@ -632,12 +636,75 @@ pub struct Export {
     /// Read-only export.
     #[serde(default)]
     pub read_only: bool,
-    /// Snapshot policy.
+    /// Whose identity root (or everyone) gets on the NAS: `root` (default: root is mapped
+    /// to nobody), `none` (root stays root: containers that chown their files need it) or
+    /// `all`.
+    #[serde(default)]
+    pub squash: Squash,
+    /// Snapshot policy (recursive: it covers the app volumes on this export too).
     #[serde(default)]
     pub snapshots: Option<SnapshotPolicy>,
     /// Keep the data when the export leaves the lab (default). `false` allows deleting it with an explicit apply flag.
     #[serde(default = "yes")]
     pub retain: bool,
+}
+
+/// NFS identity squashing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Squash {
+    /// Root is mapped to the anonymous user.
+    #[default]
+    Root,
+    /// Nobody is mapped.
+    None,
+    /// Everyone is mapped to the anonymous user.
+    All,
+}
+
+impl Squash {
+    /// The name, as in a lab file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Squash::Root => "root",
+            Squash::None => "none",
+            Squash::All => "all",
+        }
+    }
+}
+
+/// Owner of a volume's directory or dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Owner {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// How a volume is mounted by the cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Read-write by pods on any number of nodes (NFS's natural mode).
+    #[default]
+    ReadWriteMany,
+    /// Read-write by pods on one node.
+    ReadWriteOnce,
+    /// Read-only by pods on any number of nodes.
+    ReadOnlyMany,
+}
+
+impl Access {
+    /// The Kubernetes access mode.
+    pub fn kubernetes(self) -> &'static str {
+        match self {
+            Access::ReadWriteMany => "ReadWriteMany",
+            Access::ReadWriteOnce => "ReadWriteOnce",
+            Access::ReadOnlyMany => "ReadOnlyMany",
+        }
+    }
 }
 
 /// Periodic snapshots.
@@ -987,6 +1054,22 @@ pub struct Volume {
     /// Whether it holds an SQLite database (which must not live on NFS).
     #[serde(default)]
     pub sqlite: bool,
+    /// How the cluster mounts it (default `read_write_many`).
+    #[serde(default)]
+    pub access: Access,
+    /// Owner of its dataset or directory (default: the NAS's default, usually root).
+    #[serde(default)]
+    pub owner: Option<Owner>,
+    /// Permission bits of its dataset or directory, in octal as a string (`"0750"`).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Snapshots of this volume alone (its export's policy covers it too).
+    #[serde(default)]
+    pub snapshots: Option<SnapshotPolicy>,
+    /// Keep its data when it leaves the lab (default). `false` lets an apply with the
+    /// permission to lose data delete it.
+    #[serde(default = "yes")]
+    pub retain: bool,
 }
 
 /// Resource requests.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::EngineError;
-use crate::resource::{Domain, Held, Resource, ResourceId};
+use crate::resource::{Data, Domain, Held, Resource, ResourceId};
 
 /// The format version of saved plans.
 pub const PLAN_FORMAT: u32 = 1;
@@ -63,6 +63,10 @@ pub struct Step {
     pub changes: Vec<FieldChange>,
     /// The resource as it should be (create, update) or as it is (delete).
     pub resource: Resource,
+    /// The step destroys data (a delete of something the lab let go with `retain: false`):
+    /// an apply runs it only when explicitly allowed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub data_loss: bool,
 }
 
 /// Counts per action.
@@ -79,6 +83,12 @@ pub struct Summary {
     /// Fields another writer holds whose value differs from the lab's (reported, not changed).
     #[serde(default)]
     pub held: usize,
+    /// Resources holding data that left the lab and are kept (not deleted).
+    #[serde(default)]
+    pub kept: usize,
+    /// Steps that destroy data.
+    #[serde(default)]
+    pub data_loss: usize,
 }
 
 impl Summary {
@@ -108,6 +118,9 @@ pub struct Plan {
     /// Fields that differ from the lab but that another writer holds: reported, left alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held: Vec<HeldChange>,
+    /// Resources holding data that left the lab: kept, with their data, and not deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<ResourceId>,
 }
 
 /// A difference the plan leaves alone because another writer holds the field.
@@ -259,6 +272,7 @@ pub fn compute(
         after,
         order,
         held,
+        kept,
     } = shape?;
     let ids: Vec<ResourceId> = entries
         .iter()
@@ -267,6 +281,7 @@ pub fn compute(
             Origin::Have(i) => have[i].id.clone(),
         })
         .collect();
+    let kept: Vec<ResourceId> = kept.into_iter().map(|i| have[i].id.clone()).collect();
     let mut want: Vec<Option<Resource>> = want.into_iter().map(Some).collect();
     let mut have: Vec<Option<Resource>> = have.into_iter().map(Some).collect();
     let mut entries: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
@@ -283,6 +298,7 @@ pub fn compute(
             action: e.action,
             after: after[i].iter().map(|&j| ids[j].clone()).collect(),
             changes: e.changes,
+            data_loss: e.action == Action::Delete && resource.data == Data::Disposable,
             resource,
         });
     }
@@ -298,6 +314,7 @@ pub fn compute(
         summary,
         steps,
         held,
+        kept,
     })
 }
 
@@ -343,6 +360,8 @@ struct Shape {
     /// Entry indices in apply order.
     order: Vec<usize>,
     held: Vec<HeldChange>,
+    /// Observed resources (indices) kept although they left the lab.
+    kept: Vec<usize>,
 }
 
 /// Merge-joins the sorted desired and observed resources into steps (by reference), finds
@@ -355,6 +374,7 @@ fn shape(want: &[Resource], have: &[Resource]) -> Result<Shape, EngineError> {
     // Desired resources that need no step (dependencies may point at them).
     let mut unchanged: FxHashSet<&ResourceId> = FxHashSet::default();
     let mut held: Vec<HeldChange> = Vec::new();
+    let mut kept: Vec<usize> = Vec::new();
     let (mut wi, mut hi) = (0, 0);
     while wi < want.len() || hi < have.len() {
         let ord = match (want.get(wi), have.get(hi)) {
@@ -372,8 +392,16 @@ fn shape(want: &[Resource], have: &[Resource]) -> Result<Shape, EngineError> {
                 });
                 wi += 1;
             }
+            std::cmp::Ordering::Greater if have[hi].data == Data::Retain => {
+                summary.kept += 1;
+                kept.push(hi);
+                hi += 1;
+            }
             std::cmp::Ordering::Greater => {
                 summary.delete += 1;
+                if have[hi].data == Data::Disposable {
+                    summary.data_loss += 1;
+                }
                 entries.push(Entry {
                     action: Action::Delete,
                     from: Origin::Have(hi),
@@ -487,6 +515,7 @@ fn shape(want: &[Resource], have: &[Resource]) -> Result<Shape, EngineError> {
         after,
         order,
         held,
+        kept,
     })
 }
 

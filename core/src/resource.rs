@@ -254,6 +254,43 @@ pub struct Resource {
     /// updater, an autoscaler). The plan reports differences there instead of reverting them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held: Vec<Held>,
+    /// Whether removing the resource destroys data, and whether the lab lets it.
+    #[serde(default, skip_serializing_if = "Data::is_none")]
+    pub data: Data,
+}
+
+/// What deleting a resource does to data.
+///
+/// A resource that holds data (a dataset, a directory, a VM disk) says so; the plan then never
+/// deletes it just because it left the lab: with [`Data::Retain`] it is kept and listed in
+/// [`crate::Plan::kept`], with [`Data::Disposable`] (the lab said `retain: false`) its
+/// deletion is planned and marked as data loss, and an apply needs an explicit permission.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Data {
+    /// Holds nothing that deleting it loses (configuration the lab re-creates).
+    #[default]
+    None,
+    /// Holds data the lab keeps: never deleted when it leaves the lab.
+    Retain,
+    /// Holds data the lab lets go: deleting it is data loss, done only when allowed.
+    Disposable,
+}
+
+impl Data {
+    /// [`Data::None`].
+    pub fn is_none(&self) -> bool {
+        *self == Data::None
+    }
+
+    /// From a lab's `retain:` setting on something that holds data.
+    pub fn retained(retain: bool) -> Data {
+        if retain {
+            Data::Retain
+        } else {
+            Data::Disposable
+        }
+    }
 }
 
 /// A field another writer took over: its path (as in [`crate::plan::FieldChange::path`]) and
@@ -282,7 +319,15 @@ impl Resource {
             body: body.into(),
             depends_on: Vec::new(),
             held: Vec::new(),
+            data: Data::None,
         }
+    }
+
+    /// Marks what deleting it does to data.
+    #[must_use]
+    pub fn holding(mut self, data: Data) -> Self {
+        self.data = data;
+        self
     }
 
     /// Adds a dependency.

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::lb::{self, LbService};
-use crate::model::{BootDevice, Expose, Lab, Protocol, TargetKind, TrafficPolicy};
+use crate::model::{BootDevice, Expose, Lab, NasKind, Protocol, TargetKind, TrafficPolicy};
 use crate::path;
 use crate::source::TreePath;
 use crate::types::{Cidr, IpRange, MacAddr};
@@ -1319,6 +1319,40 @@ impl<'a> Validator<'a> {
                         ),
                     ));
                 }
+                if let Some(m) = &v.mode {
+                    let d = m.trim_start_matches("0o");
+                    if !(3..=4).contains(&d.len()) || !d.bytes().all(|b| (b'0'..=b'7').contains(&b))
+                    {
+                        self.push(
+                            Diagnostic::error(
+                                "invalid-mode",
+                                vp.join("mode"),
+                                format!("`{m}` is not a permission mode"),
+                            )
+                            .help("write the octal mode as a quoted string, for example \"0750\""),
+                        );
+                    }
+                }
+                if let Some(sub) = &v.sub_path
+                    && (sub.starts_with('/')
+                        || sub.split('/').any(|s| s == ".." || s == ".")
+                        || !safe_path(sub))
+                {
+                    {
+                        self.push(Diagnostic::error(
+                            "invalid-path",
+                            vp.join("sub_path"),
+                            format!("sub-path `{sub}` must be relative, without `.` or `..` segments, quotes or control characters"),
+                        ));
+                    }
+                }
+                let zfs = lab
+                    .storage
+                    .as_ref()
+                    .is_some_and(|s| s.kind == NasKind::Truenas);
+                if v.snapshots.is_some() && !zfs {
+                    self.push(no_snapshots(vp.join("snapshots")));
+                }
                 if v.sqlite {
                     self.push(
                         Diagnostic::warning("sqlite-on-nfs", vp.join("sqlite"), format!("volume `{}` holds SQLite on NFS; SQLite's locking is unsafe over NFS and corrupts data", v.name))
@@ -1347,16 +1381,47 @@ impl<'a> Validator<'a> {
                         );
                     }
                 }
-                if !e.path.starts_with('/') || e.path.split('/').any(|s| s == "..") {
+                if !e.path.starts_with('/')
+                    || e.path.split('/').any(|s| s == ".." || s == ".")
+                    || !safe_path(&e.path)
+                {
                     self.push(Diagnostic::error(
                         "invalid-path",
                         path!["storage", "exports", ename, "path"],
-                        format!("export path `{}` must be absolute, without `..`", e.path),
+                        format!(
+                            "export path `{}` must be absolute, without `.` or `..` segments, quotes or control characters",
+                            e.path
+                        ),
                     ));
+                }
+                if e.snapshots.is_some() && st.kind != NasKind::Truenas {
+                    self.push(no_snapshots(path![
+                        "storage",
+                        "exports",
+                        ename,
+                        "snapshots"
+                    ]));
                 }
             }
         }
     }
+}
+
+/// Paths go into NAS configuration files: no quotes, braces, `;`, `#` or control characters.
+fn safe_path(p: &str) -> bool {
+    !p.is_empty()
+        && !p
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '"' | '\'' | '\\' | '{' | '}' | ';' | '#'))
+}
+
+fn no_snapshots(p: TreePath) -> Diagnostic {
+    Diagnostic::warning(
+        "snapshots-unsupported",
+        p,
+        "snapshots are taken only on a ZFS NAS (`kind: truenas`); this NAS kind has none, so no snapshot task is made",
+    )
+    .help("protect this data another way (backups, a ZFS-backed NAS) or move it to a TrueNAS")
 }
 
 fn policy(p: TrafficPolicy) -> &'static str {

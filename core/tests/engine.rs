@@ -12,7 +12,7 @@ use cloudlet_core::engine::{ApplyOptions, Cancel, Engine, Event};
 use cloudlet_core::error::{EngineError, ProviderError};
 use cloudlet_core::plan::{Action, FieldChange};
 use cloudlet_core::provider::{Provider, Providers};
-use cloudlet_core::resource::{Domain, Resource, ResourceId};
+use cloudlet_core::resource::{Data, Domain, Resource, ResourceId};
 use cloudlet_core::store::StateStore;
 use serde_json::json;
 
@@ -409,4 +409,69 @@ async fn an_interrupted_apply_is_reported_and_the_next_converges_without_duplica
     assert_eq!(seen.len(), 30);
     assert!(created_before < 30);
     assert!(e.store().interrupted().unwrap().is_none());
+}
+
+#[tokio::test]
+async fn data_that_leaves_the_lab_is_kept_unless_the_lab_lets_it_go_and_the_apply_allows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Arc::new(TestProvider::default());
+    let e = engine(&p, dir.path());
+    let kept = res("dataset", "kept", &[]).holding(Data::Retain);
+    let gone = res("dataset", "gone", &[]).holding(Data::Disposable);
+    let share = res("export", "kept", std::slice::from_ref(&kept.id));
+    let plan = e
+        .plan(vec![kept.clone(), gone.clone(), share])
+        .await
+        .unwrap();
+    e.apply(&plan, ApplyOptions::default()).await.unwrap();
+
+    // Everything leaves the lab: the retained dataset stays and is listed, the export goes,
+    // the disposable dataset is a delete marked as data loss.
+    let plan = e.plan(vec![]).await.unwrap();
+    assert_eq!(plan.kept, vec![kept.id.clone()]);
+    assert_eq!(
+        (
+            plan.summary.kept,
+            plan.summary.delete,
+            plan.summary.data_loss
+        ),
+        (1, 2, 1)
+    );
+    let lossy: Vec<_> = plan
+        .steps
+        .iter()
+        .filter(|s| s.data_loss)
+        .map(|s| &s.id)
+        .collect();
+    assert_eq!(lossy, vec![&gone.id]);
+
+    // Without the permission nothing runs, not even the harmless delete.
+    let before = p.calls().len();
+    let err = e.apply(&plan, ApplyOptions::default()).await.unwrap_err();
+    assert!(
+        matches!(&err, EngineError::DataLoss { ids } if ids == std::slice::from_ref(&gone.id)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--allow-data-loss"), "{err}");
+    assert_eq!(p.calls().len(), before);
+
+    let report = e
+        .apply(
+            &plan,
+            ApplyOptions {
+                allow_data_loss: true,
+                ..ApplyOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let left: Vec<_> = p.items.lock().unwrap().keys().cloned().collect();
+    assert_eq!(
+        left,
+        vec![kept.id.clone()],
+        "only the retained dataset is left"
+    );
+    let again = e.plan(vec![]).await.unwrap();
+    assert!(!again.summary.has_changes() && again.kept == vec![kept.id]);
 }

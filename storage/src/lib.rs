@@ -1,18 +1,70 @@
-//! cloudlet's storage domain: datasets, NFS exports and snapshot tasks as resources.
+//! cloudlet's storage domain: datasets, NFS exports and snapshot tasks as resources, and the
+//! backends that make them real.
 //!
-//! [`expand`] derives them from the lab's storage block: one dataset (or directory) per
-//! export, an export open only to the clients the lab allows (networks and machines resolved
-//! to addresses), and the snapshot task its policy asks for. Datasets carry `retain` so
-//! a backend never deletes data unless the lab says `retain: false`.
+//! [`expand`] derives them from the lab: for each export of the storage block a dataset (or
+//! directory), its NFS export open only to the clients the lab allows, and the snapshot task
+//! its policy asks for (recursive, so it covers the volumes below it); for each app volume a
+//! dataset of its own below its export (quota, owner, mode), an export of exactly that path for
+//! the same clients (the cluster's PersistentVolume mounts it), and its own snapshot task when
+//! it has a policy. Datasets hold data: they are marked [`Data::Retain`] (the default) or
+//! [`Data::Disposable`] (`retain: false`), so leaving the lab never deletes them implicitly.
+//!
+//! Backends: [`linux`] (directories plus nfs-ganesha EXPORT blocks reloaded in place, or a
+//! kernel NFS exports file under `/etc/exports.d/` plus `exportfs -ra`).
 
-use cloudlet_core::model::Lab;
+pub mod linux;
+
+use std::collections::BTreeMap;
+
+use cloudlet_core::model::{Lab, NasKind, SnapshotPolicy};
 use cloudlet_core::types::Cidr;
-use cloudlet_core::{Domain, Resource, ResourceId};
-use serde_json::json;
+use cloudlet_core::{Data, Domain, Resource, ResourceId};
+use serde_json::{Value, json};
+
+/// Kind of datasets (or directories).
+pub const DATASET: &str = "dataset";
+/// Kind of NFS exports.
+pub const NFS_EXPORT: &str = "nfs-export";
+/// Kind of periodic snapshot tasks.
+pub const SNAPSHOT_TASK: &str = "snapshot-task";
 
 /// The id of an export's dataset.
 pub fn dataset_id(export: &str) -> ResourceId {
-    ResourceId::new(Domain::Storage, "dataset", export)
+    ResourceId::new(Domain::Storage, DATASET, export)
+}
+
+/// The id of an export's NFS export.
+pub fn export_id(export: &str) -> ResourceId {
+    ResourceId::new(Domain::Storage, NFS_EXPORT, export)
+}
+
+/// The directory of an app volume below its export: as written, or `APP/VOLUME`.
+pub fn volume_sub_path(app: &str, v: &cloudlet_core::model::Volume) -> String {
+    v.sub_path
+        .clone()
+        .unwrap_or_else(|| format!("{app}/{}", v.name))
+        .trim_matches('/')
+        .to_string()
+}
+
+/// The resource name of an app volume: its export and sub-path, `/` as `.`.
+pub fn volume_name(export: &str, sub_path: &str) -> String {
+    format!("{export}.{}", sub_path.replace('/', "."))
+}
+
+/// The id of an app volume's dataset.
+pub fn volume_dataset_id(export: &str, sub_path: &str) -> ResourceId {
+    ResourceId::new(Domain::Storage, DATASET, volume_name(export, sub_path))
+}
+
+/// The id of an app volume's NFS export.
+pub fn volume_export_id(export: &str, sub_path: &str) -> ResourceId {
+    ResourceId::new(Domain::Storage, NFS_EXPORT, volume_name(export, sub_path))
+}
+
+/// The full path of an app volume on the NAS.
+pub fn volume_path(export_path: &str, sub_path: &str) -> String {
+    format!("{}/{sub_path}", export_path.trim_end_matches('/'))
 }
 
 /// The clients an export allows, as CIDRs.
@@ -42,39 +94,110 @@ pub fn clients(lab: &Lab, allow: &[String]) -> Vec<String> {
     out
 }
 
+fn snapshot_body(path: &str, s: &SnapshotPolicy, recursive: bool) -> Value {
+    json!({"path": path, "every_s": s.every.0, "keep": s.keep, "recursive": recursive})
+}
+
 /// The desired storage state of a lab.
 pub fn expand(lab: &Lab) -> Vec<Resource> {
     let Some(st) = &lab.storage else {
         return Vec::new();
     };
+    // Quotas and snapshots need ZFS; on the Linux backends validation warns instead.
+    let zfs = st.kind == NasKind::Truenas;
     let mut out = Vec::new();
     for (name, e) in &st.exports {
         let ds = dataset_id(name);
-        out.push(Resource::new(
-            ds.clone(),
-            json!({"path": e.path, "retain": e.retain}),
-        ));
+        out.push(
+            Resource::new(ds.clone(), json!({"path": e.path, "retain": e.retain}))
+                .holding(Data::retained(e.retain)),
+        );
         out.push(
             Resource::new(
-                ResourceId::new(Domain::Storage, "nfs-export", name.clone()),
+                export_id(name),
                 json!({
                     "path": e.path,
                     "clients": clients(lab, &e.allow),
                     "read_only": e.read_only,
+                    "squash": e.squash.as_str(),
                     "security": "sys",
                 }),
             )
             .after(ds.clone()),
         );
-        if let Some(s) = &e.snapshots {
+        if let Some(s) = e.snapshots.as_ref().filter(|_| zfs) {
             out.push(
                 Resource::new(
-                    ResourceId::new(Domain::Storage, "snapshot-task", name.clone()),
-                    json!({"path": e.path, "every_s": s.every.0, "keep": s.keep}),
+                    ResourceId::new(Domain::Storage, SNAPSHOT_TASK, name.clone()),
+                    snapshot_body(&e.path, s, true),
                 )
                 .after(ds),
             );
         }
     }
+    // App volumes: one dataset, export and (with a policy) snapshot task each. Apps that share
+    // a directory (compose projects' named volumes) share its resources.
+    let mut volumes: BTreeMap<ResourceId, ()> = BTreeMap::new();
+    for (app, a) in lab.cluster.iter().flat_map(|c| &c.apps) {
+        for v in &a.volumes {
+            let Some(e) = st.exports.get(&v.export) else {
+                continue;
+            };
+            let sub = volume_sub_path(app, v);
+            let ds = volume_dataset_id(&v.export, &sub);
+            if volumes.insert(ds.clone(), ()).is_some() {
+                continue;
+            }
+            let path = volume_path(&e.path, &sub);
+            let mut body = json!({"path": path, "parent": e.path, "retain": v.retain});
+            if zfs {
+                body["quota_mib"] = json!(v.size.mib());
+            }
+            if let Some(o) = v.owner {
+                body["owner"] = json!({"uid": o.uid, "gid": o.gid});
+            }
+            if let Some(m) = &v.mode {
+                body["mode"] = json!(normalize_mode(m));
+            }
+            out.push(
+                Resource::new(ds.clone(), body)
+                    .holding(Data::retained(v.retain))
+                    .after(dataset_id(&v.export)),
+            );
+            out.push(
+                Resource::new(
+                    volume_export_id(&v.export, &sub),
+                    json!({
+                        "path": path,
+                        "clients": clients(lab, &e.allow),
+                        "read_only": e.read_only
+                            || v.access == cloudlet_core::model::Access::ReadOnlyMany,
+                        "squash": e.squash.as_str(),
+                        "security": "sys",
+                    }),
+                )
+                .after(ds.clone()),
+            );
+            if let Some(s) = v.snapshots.as_ref().filter(|_| zfs) {
+                out.push(
+                    Resource::new(
+                        ResourceId::new(
+                            Domain::Storage,
+                            SNAPSHOT_TASK,
+                            volume_name(&v.export, &sub),
+                        ),
+                        snapshot_body(&path, s, false),
+                    )
+                    .after(ds),
+                );
+            }
+        }
+    }
     out
+}
+
+/// A mode as four octal digits (`750` → `0750`); validation has refused anything else.
+pub fn normalize_mode(m: &str) -> String {
+    let m = m.trim_start_matches("0o");
+    format!("{m:0>4}")
 }

@@ -129,12 +129,15 @@ impl Lab {
         Ok(json(&self.0.plan().await?))
     }
 
-    /// Applies a plan (JSON) and returns the report as JSON.
+    /// Applies a plan (JSON) and returns the report as JSON. A plan with data-loss steps is
+    /// refused unless `allow_data_loss`.
+    #[uniffi::method(default(allow_data_loss = false))]
     pub async fn apply(
         &self,
         plan: String,
         listener: Option<Arc<dyn EventListener>>,
         cancel: Option<Arc<Cancel>>,
+        allow_data_loss: bool,
     ) -> Result<String, CloudletException> {
         let plan: cloudlet::Plan =
             serde_json::from_str(&plan).map_err(|e| CloudletException::StalePlan {
@@ -148,6 +151,7 @@ impl Lab {
         let options = cloudlet::ApplyOptions {
             on_event: Some(&sink),
             cancel: cancel.map(|c| c.0.clone()).unwrap_or_default(),
+            allow_data_loss,
             ..Default::default()
         };
         Ok(json(&self.0.apply(&plan, options).await?))

@@ -141,6 +141,7 @@ impl NativeLab {
         on_event: Option<ThreadsafeFunction<String, (), String, Status, false>>,
         cancel: Option<&NativeCancel>,
         concurrency: Option<u32>,
+        allow_data_loss: Option<bool>,
     ) -> Result<String> {
         let plan: cloudlet::Plan = serde_json::from_str(&plan).map_err(|e| {
             coded(
@@ -159,6 +160,7 @@ impl NativeLab {
             on_event: Some(&sink),
             cancel: cancel.map(|c| c.0.clone()).unwrap_or_default(),
             verify_fresh: false,
+            allow_data_loss: allow_data_loss.unwrap_or(false),
         };
         self.0
             .apply(&plan, options)

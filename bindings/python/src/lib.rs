@@ -113,7 +113,7 @@ impl Lab {
     }
 
     /// Awaitable: applies a plan (JSON), calling `on_event(event_json)` for progress.
-    #[pyo3(signature = (plan, on_event=None, cancel=None, concurrency=16))]
+    #[pyo3(signature = (plan, on_event=None, cancel=None, concurrency=16, allow_data_loss=false))]
     fn apply<'py>(
         &self,
         py: Python<'py>,
@@ -121,6 +121,7 @@ impl Lab {
         on_event: Option<Py<PyAny>>,
         cancel: Option<Py<Cancel>>,
         concurrency: usize,
+        allow_data_loss: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let lab = self.0.clone();
         let plan: cloudlet::Plan = serde_json::from_str(&plan).map_err(|e| {
@@ -143,6 +144,7 @@ impl Lab {
                 on_event: Some(&sink),
                 cancel,
                 verify_fresh: false,
+                allow_data_loss,
             };
             lab.apply(&plan, options)
                 .await

@@ -193,6 +193,7 @@ class Step(_Record):
     action: str
     changes: tuple[FieldChange, ...] = ()
     after: tuple[str, ...] = ()
+    data_loss: bool = False
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,8 @@ class Summary(_Record):
     delete: int = 0
     unchanged: int = 0
     held: int = 0
+    kept: int = 0
+    data_loss: int = 0
 
     @property
     def has_changes(self) -> bool:
@@ -223,6 +226,7 @@ class Plan(_Record):
     summary: Summary
     steps: tuple[Step, ...]
     held: tuple[HeldChange, ...] = ()
+    kept: tuple[str, ...] = ()
     _json: str = field(default="", repr=False, compare=False)
 
     @staticmethod
@@ -237,6 +241,7 @@ class Plan(_Record):
                     action=s["action"],
                     changes=tuple(FieldChange(**c) for c in s.get("changes", [])),
                     after=tuple(s.get("after", [])),
+                    data_loss=s.get("data_loss", False),
                 )
                 for s in p["steps"]
             ),
@@ -244,6 +249,7 @@ class Plan(_Record):
                 HeldChange(id=h["id"], by=h["by"], path=h["path"], before=h.get("before"), after=h.get("after"))
                 for h in p.get("held", [])
             ),
+            kept=tuple(p.get("kept", [])),
             _json=text,
         )
 
@@ -354,11 +360,13 @@ class Lab:
         on_event: Optional[Callable[[Event], Any]] = None,
         cancel: Optional[Cancel] = None,
         concurrency: int = 16,
+        allow_data_loss: bool = False,
     ) -> ApplyReport:
-        """Applies ``plan``; ``on_event`` gets progress events (from the library's threads)."""
+        """Applies ``plan``; ``on_event`` gets progress events (from the library's threads).
+        A plan with data-loss steps is refused unless ``allow_data_loss``."""
         cb = None if on_event is None else (lambda text: on_event(Event._from(text)))
         native_cancel = None if cancel is None else cancel._native
-        text = await _call(self._native.apply(plan.to_json(), cb, native_cancel, concurrency))
+        text = await _call(self._native.apply(plan.to_json(), cb, native_cancel, concurrency, allow_data_loss))
         return ApplyReport._from(text)
 
     async def render(self, directory: Pathish) -> int:

@@ -1,0 +1,477 @@
+//! The Linux NAS backends for real, through the engine.
+//!
+//! nfs-ganesha (Debian's, NFSv4 only) runs in a network namespace the test creates; a client
+//! namespace holds two addresses, one a cluster node the lab allows and one it does not, and
+//! reads the exports with libnfs's `nfs-ls`/`nfs-cat` from either (the route's source address
+//! picks which). The kernel-server backend cannot serve here (no nfsd in this kernel): its file
+//! is checked by `exportfs -ra` and read back with `exportfs -v`, inside a mount namespace of
+//! its own so the host's export table is never touched.
+#![allow(missing_docs, clippy::disallowed_methods)]
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cloudlet_core::engine::{ApplyOptions, Engine};
+use cloudlet_core::error::EngineError;
+use cloudlet_core::load::load_texts;
+use cloudlet_core::provider::{Provider, Providers};
+use cloudlet_core::store::StateStore;
+use cloudlet_core::{Action, Domain, Plan};
+use cloudlet_storage::linux::{Flavor, LinuxNas, LinuxNasOptions};
+
+fn sh(cmd: &str) -> Output {
+    Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .expect("sh runs")
+}
+
+fn ok(cmd: &str) -> String {
+    let o = sh(cmd);
+    assert!(
+        o.status.success(),
+        "`{cmd}` failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn tool(name: &str) -> bool {
+    sh(&format!("command -v {name}")).status.success()
+}
+
+/// The lab: one export for the cluster node, one app volume on it.
+fn lab_text(root: &Path, allow: &str, app: bool, retain: bool) -> String {
+    let root = root.display();
+    let mut s = format!(
+        r#"name: nas
+site: {{domain: nas.lan}}
+networks:
+  lan: {{cidr: 10.78.0.0/24, gateway: 10.78.0.1}}
+storage:
+  kind: ganesha
+  address: 10.78.0.2
+  exports:
+    mail: {{path: {root}/mail, allow: [{allow}], squash: none}}
+machines:
+  node1: {{cpus: 1, memory: 1GiB, nics: [{{network: lan, ip: 10.78.0.10}}]}}
+  node2: {{cpus: 1, memory: 1GiB, nics: [{{network: lan, ip: 10.78.0.20}}]}}
+cluster:
+  control_plane: [node1]
+"#
+    );
+    if app {
+        s.push_str(&format!(
+            r#"  apps:
+    mailserver:
+      image: docker.io/mailserver/docker-mailserver:15
+      volumes:
+        - {{name: data, export: mail, mount: /var/mail, size: 1GiB, owner: {{uid: 5000, gid: 5001}}, mode: "0750", retain: {retain}}}
+"#
+        ));
+    }
+    s
+}
+
+fn desired(text: &str) -> Vec<cloudlet_core::Resource> {
+    let loaded =
+        load_texts(vec![("lab.yaml".into(), text.to_string())], ".".into()).expect("loads");
+    let report = cloudlet_core::validate::validate(&loaded.lab);
+    assert!(
+        report.iter().all(|d| !d.is_error()),
+        "{:?}",
+        report.iter().filter(|d| d.is_error()).collect::<Vec<_>>()
+    );
+    cloudlet_storage::expand(&loaded.lab)
+}
+
+struct Env {
+    names: Vec<String>,
+    children: Vec<Child>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for n in &self.names {
+            let _ = sh(&format!("ip netns del {n}"));
+        }
+    }
+}
+
+/// NAS namespace (10.78.0.2) and a client namespace holding 10.78.0.10 and 10.78.0.20.
+fn namespaces() -> Env {
+    let id = std::process::id() % 100_000;
+    let (nas, cli) = (format!("clnas{id}"), format!("clnc{id}"));
+    let env = Env {
+        names: vec![nas.clone(), cli.clone()],
+        children: Vec::new(),
+    };
+    for n in &env.names {
+        ok(&format!("ip netns add {n} && ip -n {n} link set lo up"));
+    }
+    ok(&format!(
+        "ip link add lan netns {nas} type veth peer name eth0 netns {cli}"
+    ));
+    ok(&format!(
+        "ip -n {nas} addr add 10.78.0.2/24 dev lan && ip -n {nas} link set lan up"
+    ));
+    ok(&format!(
+        "ip -n {cli} addr add 10.78.0.10/24 dev eth0 && ip -n {cli} addr add 10.78.0.20/24 dev eth0 && ip -n {cli} link set eth0 up"
+    ));
+    env
+}
+
+/// Lists `path` on the NAS from the client address `from`.
+fn nfs_ls(cli: &str, from: &str, path: &str) -> Output {
+    ok(&format!(
+        "ip -n {cli} route replace 10.78.0.0/24 dev eth0 src {from}"
+    ));
+    sh(&format!(
+        "ip netns exec {cli} timeout 20 nfs-ls 'nfs://10.78.0.2{path}?version=4'"
+    ))
+}
+
+fn nfs_cat(cli: &str, from: &str, path: &str) -> Output {
+    ok(&format!(
+        "ip -n {cli} route replace 10.78.0.0/24 dev eth0 src {from}"
+    ));
+    sh(&format!(
+        "ip netns exec {cli} timeout 20 nfs-cat 'nfs://10.78.0.2{path}?version=4'"
+    ))
+}
+
+fn engine(provider: Arc<dyn Provider>, state: &Path) -> Engine {
+    Engine::new(
+        "nas",
+        Providers::new().with(Domain::Storage, provider),
+        StateStore::open(state).unwrap(),
+    )
+}
+
+async fn apply(e: &Engine, plan: &Plan, allow_data_loss: bool) -> Result<(), EngineError> {
+    let report = e
+        .apply(
+            plan,
+            ApplyOptions {
+                allow_data_loss,
+                ..ApplyOptions::default()
+            },
+        )
+        .await?;
+    assert!(report.is_success(), "{report:?}");
+    Ok(())
+}
+
+fn steps(plan: &Plan) -> Vec<String> {
+    plan.steps
+        .iter()
+        .map(|s| format!("{} {}", s.action.as_str(), s.id))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ganesha_serves_the_labs_volumes_to_allowed_clients_and_keeps_data() {
+    assert!(
+        tool("ganesha.nfsd") && tool("nfs-ls") && tool("nfs-cat"),
+        "needs Debian's nfs-ganesha, nfs-ganesha-vfs and libnfs-utils"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    std::fs::create_dir_all(&root).unwrap();
+    let conf = dir.path().join("cloudlet.conf");
+    std::fs::write(&conf, "").unwrap();
+    let main = dir.path().join("ganesha.conf");
+    std::fs::write(
+        &main,
+        format!(
+            "NFS_CORE_PARAM {{ Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }}\n\
+             NFSV4 {{ Graceless = true; RecoveryBackend = fs; RecoveryRoot = \"{}\"; }}\n\
+             NFS_KRB5 {{ Active_krb5 = false; }}\n\
+             %include \"{}\"\n",
+            dir.path().join("recovery").display(),
+            conf.display()
+        ),
+    )
+    .unwrap();
+    let pid = dir.path().join("ganesha.pid");
+    let mut env = namespaces();
+    let (nas, cli) = (env.names[0].clone(), env.names[1].clone());
+    env.children.push(
+        Command::new("ip")
+            .args(["netns", "exec", &nas, "ganesha.nfsd", "-F", "-f"])
+            .arg(&main)
+            .arg("-p")
+            .arg(&pid)
+            .arg("-L")
+            .arg(dir.path().join("ganesha.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ganesha starts"),
+    );
+    let t = Instant::now();
+    while !sh(&format!("ip netns exec {nas} ss -ltn | grep -q ':2049 '"))
+        .status
+        .success()
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "ganesha did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let provider = Arc::new(LinuxNas::new(LinuxNasOptions {
+        flavor: Flavor::Ganesha,
+        config: conf.clone(),
+        pid_file: pid.clone(),
+        exec: vec!["ip".into(), "netns".into(), "exec".into(), nas.clone()],
+    }));
+    let e = engine(provider, &dir.path().join("state"));
+
+    // Apply: the export's directory, the volume's directory with owner and mode, two exports.
+    let plan = e
+        .plan(desired(&lab_text(&root, "node1", true, true)))
+        .await
+        .unwrap();
+    assert_eq!(plan.summary.create, 4, "{:?}", steps(&plan));
+    apply(&e, &plan, false).await.unwrap();
+    let vol = root.join("mail/mailserver/data");
+    let meta = std::fs::metadata(&vol).unwrap();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert_eq!((meta.uid(), meta.gid()), (5000, 5001));
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o750);
+    std::fs::write(vol.join("mailbox"), "hello from the lab\n").unwrap();
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert_eq!(text.matches("EXPORT {").count(), 2, "{text}");
+    assert!(text.contains("Clients = 10.78.0.10/32"), "{text}");
+
+    // The allowed node reads the volume over NFSv4; the other address is refused.
+    let volp = vol.display().to_string();
+    let o = nfs_cat(&cli, "10.78.0.10", &format!("{volp}/mailbox"));
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("hello from the lab"),
+        "allowed client: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = nfs_ls(&cli, "10.78.0.20", &volp);
+    assert!(
+        !o.status.success(),
+        "a client the lab does not allow must be refused"
+    );
+
+    // A second plan is empty.
+    let again = e
+        .plan(desired(&lab_text(&root, "node1", true, true)))
+        .await
+        .unwrap();
+    assert!(!again.summary.has_changes(), "{:?}", steps(&again));
+
+    // A hand-made change of the volume's mode is drift, put back by the next apply.
+    std::fs::set_permissions(&vol, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let drift = e
+        .plan(desired(&lab_text(&root, "node1", true, true)))
+        .await
+        .unwrap();
+    assert_eq!(
+        steps(&drift),
+        vec!["update storage/dataset/mail.mailserver.data"]
+    );
+    assert_eq!(drift.steps[0].changes[0].path, "mode");
+    apply(&e, &drift, false).await.unwrap();
+    assert_eq!(
+        std::fs::metadata(&vol).unwrap().permissions().mode() & 0o7777,
+        0o750
+    );
+
+    // Allowing node2 changes exactly the two exports; after the reload it reads too.
+    let wider = e
+        .plan(desired(&lab_text(&root, "node1, node2", true, true)))
+        .await
+        .unwrap();
+    assert_eq!(
+        steps(&wider),
+        vec![
+            "update storage/nfs-export/mail",
+            "update storage/nfs-export/mail.mailserver.data"
+        ]
+    );
+    apply(&e, &wider, false).await.unwrap();
+    let o = nfs_ls(&cli, "10.78.0.20", &volp);
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("mailbox"),
+        "node2 after the change: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // Removing the app keeps its directory and every byte, and the plan says so.
+    let gone = e
+        .plan(desired(&lab_text(&root, "node1, node2", false, true)))
+        .await
+        .unwrap();
+    assert_eq!(
+        steps(&gone),
+        vec!["delete storage/nfs-export/mail.mailserver.data"]
+    );
+    assert_eq!(
+        gone.kept
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        vec!["storage/dataset/mail.mailserver.data"]
+    );
+    apply(&e, &gone, false).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(vol.join("mailbox")).unwrap(),
+        "hello from the lab\n"
+    );
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert_eq!(
+        text.matches("EXPORT {").count(),
+        1,
+        "the volume's own export is gone: {text}"
+    );
+    let o = nfs_ls(&cli, "10.78.0.10", &root.join("mail").display().to_string());
+    assert!(o.status.success(), "the export itself still serves");
+    // The kept directory stays on the books: a re-plan is empty and still lists it.
+    let still = e
+        .plan(desired(&lab_text(&root, "node1, node2", false, true)))
+        .await
+        .unwrap();
+    assert!(!still.summary.has_changes() && still.kept.len() == 1);
+
+    // Letting the data go takes `retain: false` in the lab and the permission on apply.
+    let back = e
+        .plan(desired(&lab_text(&root, "node1, node2", true, false)))
+        .await
+        .unwrap();
+    apply(&e, &back, false).await.unwrap();
+    let lossy = e
+        .plan(desired(&lab_text(&root, "node1, node2", false, false)))
+        .await
+        .unwrap();
+    let marked: Vec<String> = lossy
+        .steps
+        .iter()
+        .filter(|s| s.data_loss)
+        .map(|s| s.id.to_string())
+        .collect();
+    assert_eq!(marked, vec!["storage/dataset/mail.mailserver.data"]);
+    let refused = apply(&e, &lossy, false).await.unwrap_err();
+    assert!(matches!(refused, EngineError::DataLoss { .. }), "{refused}");
+    assert!(
+        vol.join("mailbox").exists(),
+        "nothing deleted without the permission"
+    );
+    apply(&e, &lossy, true).await.unwrap();
+    assert!(!vol.exists(), "deleted with the permission");
+    assert!(
+        root.join("mail").exists(),
+        "the export's own directory stays"
+    );
+    let last = e
+        .plan(desired(&lab_text(&root, "node1, node2", false, false)))
+        .await
+        .unwrap();
+    assert!(
+        !last.summary.has_changes() && last.kept.is_empty(),
+        "{:?}",
+        steps(&last)
+    );
+    assert!(last.steps.iter().all(|s| s.action != Action::Delete));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kernel_exports_file_round_trips_through_exportfs() {
+    assert!(
+        tool("exportfs") && tool("unshare"),
+        "needs Debian's nfs-kernel-server"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (etc, lib, root) = (
+        dir.path().join("exports.d"),
+        dir.path().join("nfs-lib"),
+        dir.path().join("data"),
+    );
+    for d in [&etc, &lib, &root] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::create_dir_all("/etc/exports.d").unwrap();
+    // Every command runs in a mount namespace of its own where cloudlet's directory and a
+    // scratch state directory stand in for the system's: the host's export table is untouched.
+    let exec: Vec<String> = vec![
+        "unshare".into(),
+        "-m".into(),
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "mount --bind {} /etc/exports.d && mount --bind {} /var/lib/nfs && exec \"$@\"",
+            etc.display(),
+            lib.display()
+        ),
+        "sh".into(),
+    ];
+    let provider = Arc::new(LinuxNas::new(LinuxNasOptions {
+        flavor: Flavor::Kernel,
+        config: etc.join("cloudlet.exports"),
+        pid_file: dir.path().join("unused.pid"),
+        exec: exec.clone(),
+    }));
+    let e = engine(provider, &dir.path().join("state"));
+    let lab = lab_text(&root, "node1", true, true).replace("kind: ganesha", "kind: linux_nfs");
+    let plan = e.plan(desired(&lab)).await.unwrap();
+    apply(&e, &plan, false).await.unwrap();
+    let file = std::fs::read_to_string(etc.join("cloudlet.exports")).unwrap();
+    let vol = root.join("mail/mailserver/data").display().to_string();
+    assert!(
+        file.contains(&format!(
+            "\"{vol}\" 10.78.0.10/32(rw,sync,no_subtree_check,no_root_squash,sec=sys)"
+        )),
+        "{file}"
+    );
+    let listed = ok(&format!(
+        "unshare -m sh -c 'mount --bind {} /etc/exports.d && mount --bind {} /var/lib/nfs && exportfs -v'",
+        etc.display(),
+        lib.display()
+    ));
+    assert!(
+        listed.contains(&vol) && listed.contains("10.78.0.10/32"),
+        "{listed}"
+    );
+    assert!(listed.contains("no_root_squash"), "{listed}");
+    let again = e.plan(desired(&lab)).await.unwrap();
+    assert!(!again.summary.has_changes(), "{:?}", steps(&again));
+
+    // A change exportfs refuses is rolled back: the previous file comes back.
+    std::fs::write(
+        etc.join("extra.exports"),
+        format!("{} 10.0.0.0/8(rw,bogus_option)\n", root.display()),
+    )
+    .unwrap();
+    let wider = e
+        .plan(desired(
+            &lab.replace("allow: [node1]", "allow: [node1, node2]"),
+        ))
+        .await
+        .unwrap();
+    let report = e.apply(&wider, ApplyOptions::default()).await.unwrap();
+    assert!(
+        !report.is_success(),
+        "exportfs refuses the directory's other file"
+    );
+    let msg = format!("{:?}", report.failed);
+    assert!(msg.contains("previous exports file was restored"), "{msg}");
+    assert_eq!(
+        std::fs::read_to_string(etc.join("cloudlet.exports")).unwrap(),
+        file
+    );
+}
