@@ -372,10 +372,17 @@ fn removing_an_app_prunes_exactly_its_objects() {
             "cluster/persistentvolumeclaim/blog.blog-content",
             "cluster/service/blog.blog",
             "router/dns-override/blog.example.com",
+            "storage/nfs-export/blog.blog.content",
         ]
         .into_iter()
         .collect()
     );
+    // The volume's dataset holds data: kept, and the plan says so.
+    assert_eq!(
+        plan["kept"],
+        serde_json::json!(["storage/dataset/blog.blog.content"])
+    );
+    assert_eq!(plan["summary"]["kept"], 1);
     // Dependants go first: the namespace is deleted after everything in it.
     let ns = ids
         .iter()
