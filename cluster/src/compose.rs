@@ -1055,6 +1055,7 @@ fn volume_entry(
         mount: target,
         size,
         sqlite: false,
+        database: false,
         access: cloudlet_core::model::Access::default(),
         owner: None,
         mode: None,

@@ -1054,6 +1054,10 @@ pub struct Volume {
     /// Whether it holds an SQLite database (which must not live on NFS).
     #[serde(default)]
     pub sqlite: bool,
+    /// Whether it holds a database server's files (PostgreSQL, MariaDB ...): on a ZFS NAS
+    /// its dataset gets a 16K record size and no access-time updates.
+    #[serde(default)]
+    pub database: bool,
     /// How the cluster mounts it (default `read_write_many`).
     #[serde(default)]
     pub access: Access,

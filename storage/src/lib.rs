@@ -10,9 +10,11 @@
 //! [`Data::Disposable`] (`retain: false`), so leaving the lab never deletes them implicitly.
 //!
 //! Backends: [`linux`] (directories plus nfs-ganesha EXPORT blocks reloaded in place, or a
-//! kernel NFS exports file under `/etc/exports.d/` plus `exportfs -ra`).
+//! kernel NFS exports file under `/etc/exports.d/` plus `exportfs -ra`) and [`truenas`]
+//! (JSON-RPC 2.0 over WebSocket).
 
 pub mod linux;
+pub mod truenas;
 
 use std::collections::BTreeMap;
 
@@ -152,6 +154,11 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
             let mut body = json!({"path": path, "parent": e.path, "retain": v.retain});
             if zfs {
                 body["quota_mib"] = json!(v.size.mib());
+                if v.database {
+                    // Database pages are small and written in place.
+                    body["recordsize"] = json!("16K");
+                    body["atime"] = json!("OFF");
+                }
             }
             if let Some(o) = v.owner {
                 body["owner"] = json!({"uid": o.uid, "gid": o.gid});
