@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Kubernetes test peers (kube-apiserver, etcd, and kubectl as the speed and
+# Builds the Kubernetes test peers (kube-apiserver, etcd, kube-controller-manager for the
+# controllers tests need, such as the PersistentVolume binder, and kubectl as the speed and
 # interoperability baseline) from their Go modules,
 # once per version, into a cache outside the clone, and prints the directory that
 # holds them. Later runs find them there and build nothing.
@@ -14,7 +15,7 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.8}"
 CACHE="${CLOUDLET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudlet}"
 OUT="$CACHE/kube-$KUBE_VERSION-etcd-$ETCD_VERSION"
 
-have() { [[ -x "$OUT/kube-apiserver" && -x "$OUT/etcd" && -x "$OUT/kubectl" ]]; }
+have() { [[ -x "$OUT/kube-apiserver" && -x "$OUT/etcd" && -x "$OUT/kubectl" && -x "$OUT/kube-controller-manager" ]]; }
 if have; then
   echo "$OUT"
   exit 0
@@ -38,7 +39,7 @@ export GOFLAGS="${GOFLAGS:-} -mod=mod" CGO_ENABLED=0
 # so a module of ours requires it and replaces each staging module with its tagged release.
 mkdir -p "$WORK/kube" "$WORK/etcd" "$OUT.tmp"
 # Keep what an earlier run built.
-for b in kube-apiserver etcd kubectl; do
+for b in kube-apiserver etcd kubectl kube-controller-manager; do
   [[ -x "$OUT/$b" ]] && cp "$OUT/$b" "$OUT.tmp/$b"
 done
 (
@@ -57,11 +58,12 @@ package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
   go mod tidy >/dev/null
-  for cmd in kube-apiserver kubectl; do
+  for cmd in kube-apiserver kube-controller-manager kubectl; do
     [[ -x "$OUT.tmp/$cmd" ]] && continue
     echo "kube-peers: building $cmd $KUBE_VERSION (minutes the first time)" >&2
     go build -trimpath -ldflags='-s -w' -o "$OUT.tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd"

@@ -104,6 +104,12 @@ pub struct Options {
     pub take_over: bool,
 }
 
+/// The storage backends the facade builds.
+enum StorageBackend {
+    Linux(storage::linux::LinuxNas),
+    TrueNas(storage::truenas::TrueNas),
+}
+
 /// A loaded lab and the operations on it.
 #[derive(Debug, Clone)]
 pub struct Lab {
@@ -448,21 +454,109 @@ impl Lab {
                     },
                 )))
             }
-            (Domain::Storage, TargetKind::Ganesha | TargetKind::LinuxNfs) => {
-                let flavor = if target.kind == TargetKind::Ganesha {
-                    storage::linux::Flavor::Ganesha
-                } else {
-                    storage::linux::Flavor::Kernel
-                };
-                Ok(Arc::new(storage::linux::LinuxNas::new(
-                    storage::linux::LinuxNasOptions::new(flavor, target.dir.as_deref()),
-                )))
+            (Domain::Storage, TargetKind::Ganesha | TargetKind::LinuxNfs | TargetKind::Truenas) => {
+                Ok(match self.storage_backend(target)? {
+                    StorageBackend::Linux(p) => Arc::new(p),
+                    StorageBackend::TrueNas(p) => Arc::new(p),
+                })
             }
             (_, other) => Err(unavailable(format!(
                 "the `{}` backend is not available in this build of cloudlet; use `kind: local` to render this domain to files",
                 other.as_str()
             ))),
         }
+    }
+
+    /// Reads a credential the lab references (never the lab's own text): a file relative to
+    /// the lab, or an environment variable.
+    fn credential(
+        &self,
+        domain: Domain,
+        r: &cloudlet_core::model::SecretRef,
+    ) -> Result<String, Error> {
+        let unavailable =
+            |reason: String| Error::Engine(EngineError::NoProvider { domain, reason });
+        match r {
+            cloudlet_core::model::SecretRef::Env(v) => std::env::var(v).map_err(|_| {
+                unavailable(format!(
+                    "the environment variable {v} (the credentials) is not set"
+                ))
+            }),
+            cloudlet_core::model::SecretRef::File(f) => {
+                let path = self.loaded.base_dir.join(f);
+                std::fs::read_to_string(&path)
+                    .map(|t| t.trim().to_string())
+                    .map_err(|e| {
+                        unavailable(format!(
+                            "reading the credentials file {}: {e}",
+                            path.display()
+                        ))
+                    })
+            }
+        }
+    }
+
+    fn storage_backend(&self, target: &Target) -> Result<StorageBackend, Error> {
+        let unavailable = |reason: String| {
+            Error::Engine(EngineError::NoProvider {
+                domain: Domain::Storage,
+                reason,
+            })
+        };
+        match target.kind {
+            TargetKind::Ganesha | TargetKind::LinuxNfs => {
+                let flavor = if target.kind == TargetKind::Ganesha {
+                    storage::linux::Flavor::Ganesha
+                } else {
+                    storage::linux::Flavor::Kernel
+                };
+                Ok(StorageBackend::Linux(storage::linux::LinuxNas::new(
+                    storage::linux::LinuxNasOptions::new(flavor, target.dir.as_deref()),
+                )))
+            }
+            TargetKind::Truenas => {
+                let endpoint = target.endpoint.clone().ok_or_else(|| {
+                    unavailable("a TrueNAS target needs `endpoint: wss://NAS/api/current`".into())
+                })?;
+                let key = target.credentials.as_ref().ok_or_else(|| {
+                    unavailable(
+                        "a TrueNAS target needs `credentials:` naming where its API key is (`{env: VAR}` or `{file: PATH}`)".into(),
+                    )
+                })?;
+                let api_key = self.credential(Domain::Storage, key)?;
+                Ok(StorageBackend::TrueNas(storage::truenas::TrueNas::new(
+                    self.loaded.lab.name.clone(),
+                    storage::truenas::Connect {
+                        endpoint,
+                        api_key,
+                        ca: target.ca.as_ref().map(|c| self.loaded.base_dir.join(c)),
+                    },
+                )))
+            }
+            other => Err(unavailable(format!(
+                "the storage target cannot be `{}`",
+                other.as_str()
+            ))),
+        }
+    }
+
+    /// The lab's volumes as the NAS has them: path, who may mount, usage, newest snapshot.
+    /// Empty when the storage target renders locally.
+    pub async fn storage_status(&self) -> Result<Vec<storage::VolumeStatus>, Error> {
+        let t = &self.loaded.lab.targets.storage;
+        if t.kind == TargetKind::Local {
+            return Ok(Vec::new());
+        }
+        let r = match self.storage_backend(t)? {
+            StorageBackend::Linux(p) => p.status().await,
+            StorageBackend::TrueNas(p) => p.status().await,
+        };
+        r.map_err(|source| {
+            Error::Engine(EngineError::Observe {
+                domain: Domain::Storage,
+                source,
+            })
+        })
     }
 
     async fn kube_provider(&self, target: &Target) -> Result<cluster::KubeProvider, Error> {

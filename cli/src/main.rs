@@ -117,12 +117,31 @@ enum Command {
         #[command(subcommand)]
         what: Import,
     },
+    /// The lab's NAS.
+    Storage {
+        #[command(subcommand)]
+        what: StorageCmd,
+    },
     /// Print the JSON Schema of the lab format.
     Schema,
     /// Print shell completions.
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StorageCmd {
+    /// Volumes as the NAS has them: path, who may mount, usage, newest snapshot, and whether
+    /// their data stays when they leave the lab.
+    Status {
+        /// A lab file or directory.
+        #[arg(default_value = ".")]
+        lab: PathBuf,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Format::Human)]
+        output: Format,
     },
 }
 
@@ -266,6 +285,14 @@ async fn main() -> ExitCode {
             },
             Err(e) => Err((e, None)),
         },
+        Command::Storage {
+            what: StorageCmd::Status { lab, output },
+        } => match load(&lab) {
+            Ok(lab) => storage_status(&lab, output)
+                .await
+                .map_err(|e| (e, Some(lab))),
+            Err(e) => Err((e, None)),
+        },
         Command::Import {
             what:
                 Import::Compose {
@@ -338,6 +365,44 @@ async fn plan(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+async fn storage_status(lab: &Lab, output: Format) -> Result<ExitCode, Error> {
+    let volumes = lab.storage_status().await?;
+    if output == Format::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&volumes).unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if volumes.is_empty() {
+        println!("No volumes: the storage target is not a NAS, or nothing is applied yet.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for v in &volumes {
+        let used = v.used_bytes.map_or_else(
+            || "?".to_string(),
+            |b| format!("{:.1} MiB", b as f64 / 1048576.0),
+        );
+        println!(
+            "  {:<32} {:<40} {:>12}  {}  {}{}",
+            v.name,
+            v.path,
+            used,
+            if v.exported_to.is_empty() {
+                "not exported".to_string()
+            } else {
+                format!("→ {}", v.exported_to.join(", "))
+            },
+            v.latest_snapshot
+                .as_deref()
+                .map_or_else(|| "no snapshot".to_string(), |s| format!("latest {s}")),
+            if v.retain { "" } else { "  (retain: false)" }
+        );
+    }
+    println!("{} volume(s).", volumes.len());
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn status(

@@ -23,6 +23,23 @@ use cloudlet_core::types::Cidr;
 use cloudlet_core::{Data, Domain, Resource, ResourceId};
 use serde_json::{Value, json};
 
+/// One dataset (or directory) of the lab as the NAS has it, for `cloudlet storage status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VolumeStatus {
+    /// The resource name (`mail`, `mail.mailserver.data`).
+    pub name: String,
+    /// Its path on the NAS.
+    pub path: String,
+    /// The clients its own export allows (empty: not exported by itself).
+    pub exported_to: Vec<String>,
+    /// Bytes used, when the NAS says.
+    pub used_bytes: Option<u64>,
+    /// The newest snapshot, when the NAS takes them.
+    pub latest_snapshot: Option<String>,
+    /// Whether its data stays when it leaves the lab.
+    pub retain: bool,
+}
+
 /// Kind of datasets (or directories).
 pub const DATASET: &str = "dataset";
 /// Kind of NFS exports.

@@ -459,6 +459,47 @@ impl LinuxNas {
     }
 }
 
+impl LinuxNas {
+    /// The lab's directories with their exports and usage (`du`); a Linux NAS takes no
+    /// snapshots.
+    pub async fn status(&self) -> Result<Vec<crate::VolumeStatus>, ProviderError> {
+        let entries = self.read_entries()?;
+        let mut out = Vec::new();
+        for e in entries.values().filter(|e| &*e.resource.id.kind == DATASET) {
+            let v = e.resource.body.value();
+            let path = v["path"].as_str().unwrap_or_default().to_string();
+            let exported_to = entries
+                .values()
+                .filter(|x| &*x.resource.id.kind == NFS_EXPORT)
+                .map(|x| x.resource.body.value())
+                .find(|x| x["path"] == path.as_str())
+                .map(|x| {
+                    x["clients"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| c.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let used_bytes = self
+                .run(&["du", "-sb", &path])
+                .await
+                .ok()
+                .and_then(|o| o.split_whitespace().next().and_then(|n| n.parse().ok()));
+            out.push(crate::VolumeStatus {
+                name: e.resource.id.name.to_string(),
+                path,
+                exported_to,
+                used_bytes,
+                latest_snapshot: None,
+                retain: e.resource.data != Data::Disposable,
+            });
+        }
+        Ok(out)
+    }
+}
+
 #[async_trait]
 impl Provider for LinuxNas {
     fn name(&self) -> &str {

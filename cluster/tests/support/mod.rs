@@ -19,10 +19,15 @@ pub(crate) struct ApiServer {
     pub(crate) token: String,
     etcd: Child,
     apiserver: Child,
+    controllers: Option<Child>,
 }
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
+        if let Some(c) = &mut self.controllers {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         let _ = self.apiserver.kill();
         let _ = self.etcd.kill();
         let _ = self.apiserver.wait();
@@ -203,7 +208,30 @@ current-context: test
             token,
             etcd,
             apiserver,
+            controllers: None,
         }
+    }
+
+    /// Starts kube-controller-manager with only `controllers` (such as
+    /// `persistentvolume-binder-controller`), no leader election, no serving port.
+    pub(crate) fn start_controllers(&mut self, controllers: &[&str]) {
+        let d = self.dir.path();
+        let log = |name: &str| std::fs::File::create(d.join(name)).expect("log file");
+        self.controllers = Some(
+            Command::new(peers().join("kube-controller-manager"))
+                .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+                .arg(format!("--controllers={}", controllers.join(",")))
+                .args([
+                    "--leader-elect=false",
+                    "--secure-port=0",
+                    "--use-service-account-credentials=false",
+                    "--v=1",
+                ])
+                .stdout(log("controllers.log"))
+                .stderr(log("controllers.err"))
+                .spawn()
+                .expect("starting kube-controller-manager"),
+        );
     }
 
     /// A kube client for the admin user (TLS verified against the server's own CA).

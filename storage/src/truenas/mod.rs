@@ -577,6 +577,76 @@ impl TrueNas {
             .all(|(k, v)| k == "comment" || k == "naming_schema" || &actual[k] == v)
     }
 
+    /// The lab's datasets with their exports, usage and newest snapshot: one query each for
+    /// datasets, shares and snapshots.
+    pub async fn status(&self) -> Result<Vec<crate::VolumeStatus>, ProviderError> {
+        let method = self.version().await?.snapshot_query();
+        let datasets = self
+            .call(
+                "pool.dataset.query",
+                json!([[], {"extra": {"flat": true, "retrieve_children": true, "user_properties": true}}]),
+            )
+            .await?;
+        let shares = self
+            .call(
+                "sharing.nfs.query",
+                json!([[["comment", "^", self.marker()]]]),
+            )
+            .await?;
+        let ours: Vec<&Value> = datasets
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| user_prop(d, LAB_PROP) == Some(self.lab.as_str()))
+            .collect();
+        let names: Vec<&str> = ours.iter().filter_map(|d| d["id"].as_str()).collect();
+        let snaps = self
+            .call(
+                method,
+                json!([[["dataset", "in", names]], {"order_by": ["createtxg"]}]),
+            )
+            .await?;
+        let mut out: Vec<crate::VolumeStatus> = ours
+            .iter()
+            .filter_map(|d| {
+                let r = self.dataset_body(d)?;
+                let body = r.body.value();
+                let path = body["path"].as_str().unwrap_or_default().to_string();
+                let exported_to = shares
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|s| s["path"] == path.as_str())
+                    .map(|s| {
+                        Self::share_body(s)["clients"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|c| c.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let latest_snapshot = snaps
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .rev()
+                    .filter(|s| s["dataset"] == d["id"])
+                    .find_map(|s| s["name"].as_str().map(str::to_string));
+                Some(crate::VolumeStatus {
+                    name: r.id.name.to_string(),
+                    path,
+                    exported_to,
+                    used_bytes: d["used"]["parsed"].as_u64(),
+                    latest_snapshot,
+                    retain: r.data != Data::Disposable,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
     /// The snapshots of `dataset` (newest last), with the method this release has.
     pub async fn snapshots(&self, dataset: &str) -> Result<Vec<String>, ProviderError> {
         let method = self.version().await?.snapshot_query();

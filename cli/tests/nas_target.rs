@@ -1,0 +1,170 @@
+//! The seed's storage, end to end through the `cloudlet` binary: the storage target is a FAKE
+//! TrueNAS (storage/tests/support/truenas_fake.rs — TrueNAS cannot run here), reached over
+//! TLS with the lab's CA file and an API key from the environment; the cluster target is a
+//! real kube-apiserver with kube-controller-manager running only the PersistentVolume binder.
+//! One apply makes the datasets, exports and snapshot tasks on the NAS and the PV/PVC pairs in
+//! the cluster, and each claim binds to exactly its volume.
+#![allow(clippy::disallowed_methods)]
+
+#[path = "../../cluster/tests/support/mod.rs"]
+mod support;
+#[path = "../../storage/tests/support/truenas_fake.rs"]
+mod truenas_fake;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use kube::api::Api;
+
+const KEY: &str = "1-cli-test-key";
+
+fn cloudlet(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cloudlet"))
+        .args(args)
+        .env("CLOUDLET_TEST_TRUENAS_KEY", KEY)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn lab_dir(server: &support::ApiServer, fake: &truenas_fake::Fake) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
+    for e in std::fs::read_dir(&seed).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            let mut text = std::fs::read_to_string(&p).unwrap();
+            if p.file_name().unwrap() == "lab.yaml" {
+                text = text
+                    .replace(
+                        "  cluster: {kind: local}",
+                        "  cluster: {kind: kubernetes, credentials: {file: kubeconfig}}",
+                    )
+                    .replace(
+                        "  storage: {kind: local}",
+                        &format!(
+                            "  storage: {{kind: truenas, endpoint: \"{}\", credentials: {{env: CLOUDLET_TEST_TRUENAS_KEY}}, ca: nas-ca.crt}}",
+                            fake.endpoint
+                        ),
+                    );
+            }
+            if p.file_name().unwrap() == "cluster.yaml" {
+                text = text.replace("{env: WIREGUARD_PRIVATE_KEY}", "{env: PATH}");
+            }
+            std::fs::write(dir.path().join(p.file_name().unwrap()), text).unwrap();
+        }
+    }
+    std::fs::copy(&server.kubeconfig, dir.path().join("kubeconfig")).unwrap();
+    std::fs::copy(&fake.ca, dir.path().join("nas-ca.crt")).unwrap();
+    std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
+    std::fs::write(dir.path().join("secrets/postmaster-password"), "pw").unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_volumes_get_datasets_exports_snapshots_and_bound_claims() {
+    let mut server = support::ApiServer::start();
+    server.start_controllers(&["persistentvolume-binder-controller"]);
+    let nas = tempfile::tempdir().unwrap();
+    let fake = truenas_fake::Fake::start(nas.path(), "25.10.1", KEY).await;
+    let dir = lab_dir(&server, &fake);
+    let lab = dir.path().to_str().unwrap();
+
+    let (code, out, err) = cloudlet(&["apply", lab, "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    {
+        let st = fake.state.lock().unwrap();
+        assert!(st.datasets.contains_key("main/mail/mailserver/data"));
+        assert_eq!(st.shares.len(), 4, "two exports and the two volumes' own");
+        assert_eq!(st.tasks.len(), 2);
+    }
+    assert!(
+        !out.contains(KEY) && !err.contains(KEY),
+        "the key is never printed"
+    );
+
+    // The mail server's claim binds to exactly its volume, which points at its export.
+    let client = server.client().await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "mailserver");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pvc = loop {
+        let pvc = claims.get("mailserver-data").await.unwrap();
+        if pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound") {
+            break pvc;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the claim did not bind: {:?}; controller log: {}",
+            pvc.status,
+            std::fs::read_to_string(server.dir.path().join("controllers.err"))
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let pv_name = pvc.spec.unwrap().volume_name.unwrap();
+    let pv: PersistentVolume = Api::all(client.clone()).get(&pv_name).await.unwrap();
+    let spec = pv.spec.unwrap();
+    let nfs = spec.nfs.unwrap();
+    assert_eq!(
+        (nfs.server.as_str(), nfs.path.as_str()),
+        ("10.0.20.30", "/mnt/main/mail/mailserver/data")
+    );
+    assert_eq!(
+        spec.persistent_volume_reclaim_policy.as_deref(),
+        Some("Retain")
+    );
+    assert_eq!(
+        spec.claim_ref.unwrap().name.as_deref(),
+        Some("mailserver-data")
+    );
+
+    // A second plan is empty on both sides.
+    let (code, out, err) = cloudlet(&["plan", lab, "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // storage status: each volume with its clients and newest snapshot.
+    fake.take_snapshot(
+        "main/mail/mailserver/data",
+        "cloudlet-seed-mail-20261127-1000",
+    );
+    let (code, out, err) = cloudlet(&["storage", "status", lab, "--output", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let data = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "mail.mailserver.data")
+        .unwrap();
+    assert_eq!(data["exported_to"], serde_json::json!(["10.0.20.0/24"]));
+    assert_eq!(
+        data["latest_snapshot"],
+        "main/mail/mailserver/data@cloudlet-seed-mail-20261127-1000"
+    );
+    let (code, out, _) = cloudlet(&["storage", "status", lab]);
+    assert_eq!(code, 0);
+    assert!(out.contains("4 volume(s)."), "{out}");
+
+    // Without the key the NAS is not reached, with a clear error.
+    let out = Command::new(env!("CARGO_BIN_EXE_cloudlet"))
+        .args(["plan", lab])
+        .env_remove("CLOUDLET_TEST_TRUENAS_KEY")
+        .output()
+        .unwrap();
+    let all = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && all.contains("CLOUDLET_TEST_TRUENAS_KEY"),
+        "{all}"
+    );
+}
