@@ -435,12 +435,13 @@ impl Lab {
                 Ok(Arc::new(self.kube_provider(target).await?))
             }
             // Backends on this machine: cloudlet runs on the router or NAS itself.
-            (Domain::Router | Domain::Storage, _) if target.endpoint.is_some() => {
-                Err(unavailable(format!(
-                    "the `{}` backend runs on the machine cloudlet runs on; remote access (SSH) is not available in this build: drop `endpoint` and run cloudlet there",
-                    target.kind.as_str()
-                )))
-            }
+            (
+                Domain::Router | Domain::Storage,
+                TargetKind::Linux | TargetKind::Ganesha | TargetKind::LinuxNfs,
+            ) if target.endpoint.is_some() => Err(unavailable(format!(
+                "the `{}` backend runs on the machine cloudlet runs on; remote access (SSH) is not available in this build: drop `endpoint` and run cloudlet there",
+                target.kind.as_str()
+            ))),
             (Domain::Router, TargetKind::Linux) => {
                 Ok(Arc::new(network::router_linux::LinuxRouter::new(
                     Arc::new(self.loaded.lab.clone()),

@@ -56,12 +56,24 @@ fn lab_dir(server: &support::ApiServer, fake: &truenas_fake::Fake) -> tempfile::
             }
             if p.file_name().unwrap() == "cluster.yaml" {
                 text = text.replace("{env: WIREGUARD_PRIVATE_KEY}", "{env: PATH}");
+                // MetalLB's CRDs come with the lab, as they would from its install manifests.
+                text.push_str("  manifests: [manifests]\n");
             }
             std::fs::write(dir.path().join(p.file_name().unwrap()), text).unwrap();
         }
     }
     std::fs::copy(&server.kubeconfig, dir.path().join("kubeconfig")).unwrap();
     std::fs::copy(&fake.ca, dir.path().join("nas-ca.crt")).unwrap();
+    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+    std::fs::write(
+        dir.path().join("manifests/metallb-crds.yaml"),
+        cloudlet::cluster::metallb::crds()
+            .iter()
+            .map(|c| serde_json::to_string(c).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n---\n"),
+    )
+    .unwrap();
     std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
     std::fs::write(dir.path().join("secrets/postmaster-password"), "pw").unwrap();
     dir
