@@ -66,10 +66,20 @@ export interface ApplyReport {
 }
 
 /** Health of one cluster object. */
+/** A dataset (or directory) of the lab as the NAS has it. */
+export interface VolumeStatus {
+  name: string;
+  path: string;
+  exported_to: string[];
+  used_bytes?: number | null;
+  latest_snapshot?: string | null;
+  retain: boolean;
+}
+
 export interface Finding { id: string; state: 'ready' | 'progressing' | 'failed'; message: string }
 
 /** Stable error codes. */
-export type ErrorCode = 'LAB_INVALID' | 'LAB_IO' | 'PLAN_STALE' | 'LOCKED' | 'BACKEND' | 'RENDER';
+export type ErrorCode = 'LAB_INVALID' | 'LAB_IO' | 'PLAN_STALE' | 'LOCKED' | 'DATA_LOSS' | 'BACKEND' | 'RENDER';
 
 /** An error of the cloudlet library. */
 export declare class CloudletError extends Error {
@@ -109,6 +119,8 @@ export declare class Lab {
   render(dir: string): Promise<number>;
   /** Health of the cluster's objects; `wait` seconds to let them settle. */
   clusterHealth(wait?: number): Promise<Finding[]>;
+  /** The lab's volumes on the NAS (empty unless the storage target is a NAS). */
+  storageStatus(): Promise<VolumeStatus[]>;
 }
 
 /** The diagnostics of the lab at `path`. */

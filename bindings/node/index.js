@@ -6,7 +6,7 @@
 //   const report = await lab.apply(plan, { onEvent: (e) => console.log(e.type) });
 //
 // Conversion only: records come from the library's JSON, errors become CloudletError with a
-// stable `code` (LAB_INVALID, LAB_IO, PLAN_STALE, LOCKED, BACKEND, RENDER) and the cause chain.
+// stable `code` (LAB_INVALID, LAB_IO, PLAN_STALE, LOCKED, DATA_LOSS, BACKEND, RENDER) and the cause chain.
 'use strict';
 
 const native = require(process.env.CLOUDLET_NODE_ADDON || './cloudlet.node');
@@ -149,6 +149,11 @@ class Lab {
   /** Health of the cluster's objects; `wait` seconds to let them settle. */
   async clusterHealth(wait) {
     return parse(await wrapAsync(this._native.clusterHealth(wait)));
+  }
+
+  /** The lab's volumes on the NAS: path, clients, usage, newest snapshot. */
+  async storageStatus() {
+    return parse(await wrapAsync(this._native.storageStatus()));
   }
 }
 

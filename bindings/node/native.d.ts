@@ -27,6 +27,8 @@ export declare class NativeLab {
   render(dir: string): Promise<number>
   /** Health of the cluster's objects as JSON; `wait` seconds to let them settle. */
   clusterHealth(wait?: number | undefined | null): Promise<string>
+  /** The lab's volumes as the NAS has them, as JSON. */
+  storageStatus(): Promise<string>
 }
 
 /** The JSON Schema of the lab format, as JSON text. */

@@ -30,6 +30,13 @@ pub enum CloudletException {
         /// Why.
         reason: String,
     },
+    /// The plan deletes data the lab let go (`retain: false`) and the apply was not allowed to;
+    /// nothing was changed.
+    #[error("{reason}")]
+    DataLoss {
+        /// Which steps would delete data.
+        reason: String,
+    },
     /// A backend failed, or another apply holds the lock.
     #[error("{reason}")]
     Backend {
@@ -63,6 +70,7 @@ impl From<cloudlet::Error> for CloudletException {
             E::Engine(EngineError::StalePlan { .. } | EngineError::PlanFormat { .. }) => {
                 CloudletException::StalePlan { reason: message }
             }
+            E::Engine(EngineError::DataLoss { .. }) => CloudletException::DataLoss { reason: message },
             _ => CloudletException::Backend { reason: message },
         }
     }
@@ -160,6 +168,12 @@ impl Lab {
     /// Writes every resource under `dir`; the number written.
     pub async fn render(&self, dir: String) -> Result<u64, CloudletException> {
         Ok(self.0.render(dir).await? as u64)
+    }
+
+    /// The lab's volumes as the NAS has them, as JSON (empty unless the storage target is a
+    /// NAS).
+    pub async fn storage_status(&self) -> Result<String, CloudletException> {
+        Ok(json(&self.0.storage_status().await?))
     }
 }
 

@@ -20,6 +20,8 @@ pub enum ErrorCode {
     PlanStale,
     /// Another apply holds the lab's lock.
     Locked,
+    /// The plan deletes data and the apply was not allowed to (`allowDataLoss`).
+    DataLoss,
     /// A backend failed.
     Backend,
     /// Rendering failed.
@@ -33,6 +35,7 @@ impl AsRef<str> for ErrorCode {
             ErrorCode::LabIo => "LAB_IO",
             ErrorCode::PlanStale => "PLAN_STALE",
             ErrorCode::Locked => "LOCKED",
+            ErrorCode::DataLoss => "DATA_LOSS",
             ErrorCode::Backend => "BACKEND",
             ErrorCode::Render => "RENDER",
         }
@@ -61,6 +64,7 @@ fn error(e: cloudlet::Error) -> Error {
             ErrorCode::PlanStale
         }
         E::Engine(EngineError::Locked { .. }) => ErrorCode::Locked,
+        E::Engine(EngineError::DataLoss { .. }) => ErrorCode::DataLoss,
         E::Render { .. } => ErrorCode::Render,
         _ => ErrorCode::Backend,
     };
@@ -186,6 +190,16 @@ impl NativeLab {
             .cluster_health(wait.map(std::time::Duration::from_secs_f64))
             .await
             .map(|f| json(&f))
+            .map_err(error)
+    }
+
+    /// The lab's volumes as the NAS has them, as JSON.
+    #[napi]
+    pub async fn storage_status(&self) -> Result<String> {
+        self.0
+            .storage_status()
+            .await
+            .map(|v| json(&v))
             .map_err(error)
     }
 }

@@ -92,3 +92,22 @@ test('the same plan as the Rust facade, and the README example runs', async () =
   const out = execFileSync(process.execPath, ['-e', `(async () => {\n${script}\n})().catch((e) => { console.error(e); process.exit(1); })`], { cwd: root, encoding: 'utf8' });
   assert.match(out, /finished/);
 });
+
+test('deleting data needs allowDataLoss; the error has its code', async () => {
+  const dir = seedCopy();
+  const cluster = path.join(dir, 'cluster.yaml');
+  fs.writeFileSync(cluster, fs.readFileSync(cluster, 'utf8').replace('size: 1GiB}', 'size: 1GiB, retain: false}'));
+  let lab = await Lab.load(dir);
+  await lab.apply(await lab.plan());
+  assert.deepStrictEqual(await lab.storageStatus(), []);
+  fs.writeFileSync(cluster, fs.readFileSync(cluster, 'utf8').replace(
+    '      volumes:\n        - {name: content, export: blog, mount: /usr/share/nginx/html, size: 1GiB, retain: false}\n', ''));
+  lab = await Lab.load(dir);
+  const plan = await lab.plan();
+  assert.deepStrictEqual(plan.steps.filter((s) => s.data_loss).map((s) => s.id), ['storage/dataset/blog.blog.content']);
+  await assert.rejects(lab.apply(plan), (e) => e instanceof CloudletError && e.code === 'DATA_LOSS');
+  const report = await lab.apply(plan, { allowDataLoss: true });
+  assert.deepStrictEqual(report.failed, []);
+  const again = await lab.plan();
+  assert.strictEqual(again.summary.create + again.summary.update + again.summary.delete, 0);
+});

@@ -35,6 +35,7 @@ fn error(e: cloudlet::Error) -> PyErr {
             ("stale_plan", "null".into())
         }
         Error::Engine(EngineError::Locked { .. }) => ("locked", "null".into()),
+        Error::Engine(EngineError::DataLoss { ids }) => ("data_loss", json(ids)),
         Error::Engine(_) => ("backend", "null".into()),
         Error::Render { .. } => ("render", "null".into()),
         Error::PlanFile { .. } => ("io", "null".into()),
@@ -175,6 +176,15 @@ impl Lab {
                 .await
                 .map(|f| json(&f))
                 .map_err(error)
+        })
+    }
+
+    /// Awaitable: the lab's volumes as the NAS has them, as JSON (empty unless the storage
+    /// target is a NAS).
+    fn storage_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let lab = self.0.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            lab.storage_status().await.map(|v| json(&v)).map_err(error)
         })
     }
 }

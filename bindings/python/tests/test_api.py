@@ -140,3 +140,24 @@ def test_the_readme_example_runs(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1].startswith("True ")
+
+
+def test_data_that_leaves_the_lab_is_kept_or_needs_permission(seed):
+    cluster = seed / "cluster.yaml"
+    cluster.write_text(cluster.read_text().replace("size: 1GiB}", "size: 1GiB, retain: false}"))
+    lab = cloudlet.Lab.load(seed)
+    assert lab.apply_sync(lab.plan_sync()).success
+    assert asyncio.run(lab.storage_status()) == []  # the storage target renders locally
+    # The blog's volume leaves the lab: deleting its data is marked and refused by default.
+    cluster.write_text(cluster.read_text().replace(
+        "      volumes:\n        - {name: content, export: blog, mount: /usr/share/nginx/html, size: 1GiB, retain: false}\n", ""))
+    lab = cloudlet.Lab.load(seed)
+    plan = lab.plan_sync()
+    lossy = [s.id for s in plan.steps if s.data_loss]
+    assert lossy == ["storage/dataset/blog.blog.content"]
+    assert plan.summary.data_loss == 1 and plan.kept == ()
+    with pytest.raises(cloudlet.DataLossError) as e:
+        lab.apply_sync(plan)
+    assert e.value.ids == ("storage/dataset/blog.blog.content",)
+    assert lab.apply_sync(plan, allow_data_loss=True).success
+    assert not lab.plan_sync().summary.has_changes

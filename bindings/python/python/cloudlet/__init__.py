@@ -33,7 +33,9 @@ __all__ = [
     "Diagnostic",
     "Event",
     "FieldChange",
+    "DataLossError",
     "Finding",
+    "VolumeStatus",
     "HeldChange",
     "Lab",
     "LabError",
@@ -93,6 +95,17 @@ class StalePlanError(CloudletError):
     kind = "stale_plan"
 
 
+class DataLossError(CloudletError):
+    """The plan deletes data the lab let go (``retain: false``) and the apply was not allowed
+    to (``allow_data_loss=True``); nothing was changed. ``ids`` are the steps that would."""
+
+    kind = "data_loss"
+
+    def __init__(self, message: str, ids: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.ids = ids
+
+
 class LockedError(CloudletError):
     """Another apply holds the lab's lock."""
 
@@ -111,13 +124,15 @@ class IoError(CloudletError):
     kind = "io"
 
 
-_KINDS = {c.kind: c for c in (BackendError, StalePlanError, LockedError, RenderError, IoError)}
+_KINDS = {c.kind: c for c in (BackendError, StalePlanError, DataLossError, LockedError, RenderError, IoError)}
 
 
 def _raise(e: Exception) -> Any:
     kind, message, payload = e.args
     if kind == "lab":
         raise LabError(message, [Diagnostic._from(d) for d in _json.loads(payload)]) from None
+    if kind == "data_loss":
+        raise DataLossError(message, tuple(_json.loads(payload))) from None
     raise _KINDS.get(kind, CloudletError)(message) from None
 
 
@@ -307,6 +322,18 @@ class Finding(_Record):
     message: str
 
 
+@dataclass(frozen=True)
+class VolumeStatus(_Record):
+    """A dataset (or directory) of the lab as the NAS has it."""
+
+    name: str
+    path: str
+    exported_to: tuple[str, ...]
+    used_bytes: Optional[int]
+    latest_snapshot: Optional[str]
+    retain: bool
+
+
 # --- the lab ------------------------------------------------------------------------------
 
 
@@ -377,6 +404,22 @@ class Lab:
         """Health of the cluster's objects (rollouts, addresses, endpoints, claims)."""
         text = await _call(self._native.cluster_health(wait))
         return [Finding(id=f["id"], state=f["state"], message=f["message"]) for f in _json.loads(text)]
+
+    async def storage_status(self) -> list[VolumeStatus]:
+        """The lab's volumes on the NAS: path, clients, usage, newest snapshot (empty unless
+        the storage target is a NAS)."""
+        text = await _call(self._native.storage_status())
+        return [
+            VolumeStatus(
+                name=v["name"],
+                path=v["path"],
+                exported_to=tuple(v["exported_to"]),
+                used_bytes=v.get("used_bytes"),
+                latest_snapshot=v.get("latest_snapshot"),
+                retain=v["retain"],
+            )
+            for v in _json.loads(text)
+        ]
 
     def plan_sync(self) -> Plan:
         """:meth:`plan` for code without an event loop."""
