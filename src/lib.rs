@@ -388,6 +388,17 @@ impl Lab {
         }
         let storage_ids = ids(&storage);
         let mut pv_exports: rustc_hash::FxHashMap<ResourceId, ResourceId> = Default::default();
+        for (name, _) in lab
+            .storage
+            .iter()
+            .flat_map(|s| &s.exports)
+            .filter(|(_, e)| e.dynamic)
+        {
+            let export = storage::export_id(name);
+            if storage_ids.contains(&export) {
+                pv_exports.insert(cluster::storage_class_id(name), export);
+            }
+        }
         if let Some(c) = &lab.cluster {
             for (name, app) in &c.apps {
                 let ns = cloudlet_core::Lab::app_namespace(name, app);

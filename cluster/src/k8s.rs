@@ -333,9 +333,9 @@ pub(crate) struct PvcSpec {
     pub access_modes: [&'static str; 1],
     pub resources: PvcRequests,
     #[serde(rename = "storageClassName")]
-    pub storage_class: &'static str,
-    #[serde(rename = "volumeName")]
-    pub volume_name: String,
+    pub storage_class: String,
+    #[serde(rename = "volumeName", skip_serializing_if = "Option::is_none")]
+    pub volume_name: Option<String>,
 }
 
 #[derive(Serialize)]

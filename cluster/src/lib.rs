@@ -46,6 +46,50 @@ fn id(kind: &str, ns: Option<&str>, name: &str) -> ResourceId {
     ResourceId::new(Domain::Cluster, kind, n)
 }
 
+/// The StorageClass of a dynamic export.
+pub fn storage_class_name(export: &str) -> String {
+    format!("nfs-{export}")
+}
+
+/// The id of a dynamic export's StorageClass.
+pub fn storage_class_id(export: &str) -> ResourceId {
+    id("storageclass", None, &storage_class_name(export))
+}
+
+/// csi-driver-nfs StorageClasses for the lab's dynamic exports: the share is the export, each
+/// claim gets `NAMESPACE/CLAIM` below it, volumes are retained, mounts fail fast.
+fn storage_classes(lab: &Lab, out: &mut Vec<Resource>) {
+    let Some(st) = &lab.storage else { return };
+    let server = st
+        .address
+        .or_else(|| st.machine.as_deref().and_then(|m| lab.machine_ip(m)))
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
+    for (name, e) in st.exports.iter().filter(|(_, e)| e.dynamic) {
+        let sc = storage_class_name(name);
+        let metadata = serde_json::to_value(meta(lab, None, sc.as_str(), None)).unwrap_or_default();
+        out.push(Resource::new(
+            storage_class_id(name),
+            Body::new(&serde_json::json!({
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": metadata,
+                "provisioner": "nfs.csi.k8s.io",
+                "parameters": {
+                    "server": server,
+                    "share": e.path,
+                    "subDir": "${pvc.metadata.namespace}/${pvc.metadata.name}",
+                    "onDelete": "retain",
+                },
+                "reclaimPolicy": "Retain",
+                "volumeBindingMode": "Immediate",
+                "allowVolumeExpansion": true,
+                "mountOptions": NFS_MOUNT_OPTIONS,
+            })),
+        ));
+    }
+}
+
 /// The id of the PersistentVolume of an app volume.
 pub fn volume_pv_id(namespace: &str, app: &str, volume: &str) -> ResourceId {
     id(
@@ -132,6 +176,8 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
         }
         out.push(adv);
     }
+
+    storage_classes(lab, &mut out);
 
     let lbs = lb::services(lab);
     for s in &lbs {
@@ -305,6 +351,45 @@ fn app_objects(lab: &Lab, c: &Cluster, name: &str, app: &App, ns: &str, out: &mu
         let pvid = volume_pv_id(ns, name, &v.name);
         let pvc_name = format!("{name}-{}", v.name);
         let size = format!("{}Mi", v.size.mib());
+        if export.dynamic {
+            // csi-driver-nfs provisions the volume: a claim of its StorageClass, no static PV.
+            let pvcid = id("persistentvolumeclaim", Some(ns), &pvc_name);
+            out.push(
+                Resource::new(
+                    pvcid.clone(),
+                    object(
+                        "v1",
+                        "PersistentVolumeClaim",
+                        meta(lab, Some(ns), pvc_name.as_str(), Some(name)),
+                        Some(PvcSpec {
+                            access_modes: [v.access.kubernetes()],
+                            resources: PvcRequests {
+                                requests: Storage { storage: size },
+                            },
+                            storage_class: storage_class_name(&v.export),
+                            volume_name: None,
+                        }),
+                    ),
+                )
+                .after(nsid.clone())
+                .after(storage_class_id(&v.export)),
+            );
+            deploy_deps.push(pvcid);
+            volumes.push(PodVolume {
+                config_map: None,
+                name: &v.name,
+                pvc: Some(ClaimName {
+                    claim_name: pvc_name,
+                }),
+            });
+            mounts.push(VolumeMount {
+                mount_path: &v.mount,
+                name: &v.name,
+                read_only: false,
+                sub_path: None,
+            });
+            continue;
+        }
         out.push(Resource::new(
             pvid.clone(),
             object(
@@ -343,8 +428,8 @@ fn app_objects(lab: &Lab, c: &Cluster, name: &str, app: &App, ns: &str, out: &mu
                         resources: PvcRequests {
                             requests: Storage { storage: size },
                         },
-                        storage_class: "",
-                        volume_name: pvid.name.to_string(),
+                        storage_class: String::new(),
+                        volume_name: Some(pvid.name.to_string()),
                     }),
                 ),
             )

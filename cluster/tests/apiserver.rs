@@ -538,3 +538,52 @@ async fn kubectl_reads_the_applyset_as_cloudlets() {
     );
     assert!(out.contains("deployment.apps/blog pruned"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamic_export_gets_a_csi_storage_class_and_claims_of_it() {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    use k8s_openapi::api::storage::v1::StorageClass;
+    let s = setup().await;
+    let mut lab = seed();
+    lab.storage
+        .as_mut()
+        .unwrap()
+        .exports
+        .get_mut("mail")
+        .unwrap()
+        .dynamic = true;
+    let first = converge(&s, &lab).await;
+    assert!(
+        changed(&first).contains(&"create cluster/storageclass/nfs-mail".to_string()),
+        "{:?}",
+        changed(&first)
+    );
+    let sc: StorageClass = Api::all(s.client.clone()).get("nfs-mail").await.unwrap();
+    assert_eq!(sc.provisioner, "nfs.csi.k8s.io");
+    assert_eq!(sc.reclaim_policy.as_deref(), Some("Retain"));
+    let params = sc.parameters.unwrap();
+    assert_eq!(
+        (params["server"].as_str(), params["share"].as_str()),
+        ("10.0.20.30", "/mnt/main/mail")
+    );
+    // The mail server's claim asks the class; no static volume is made for it (the blog's
+    // static one still is).
+    let pvc: PersistentVolumeClaim = Api::namespaced(s.client.clone(), "mailserver")
+        .get("mailserver-data")
+        .await
+        .unwrap();
+    let spec = pvc.spec.unwrap();
+    assert_eq!(spec.storage_class_name.as_deref(), Some("nfs-mail"));
+    assert_eq!(spec.volume_name, None);
+    let pvs: Vec<String> = Api::<PersistentVolume>::all(s.client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert_eq!(pvs, vec!["blog-blog-content".to_string()]);
+    let again = plan(&s, &lab).await;
+    assert!(!again.summary.has_changes(), "{:?}", changed(&again));
+}

@@ -636,6 +636,12 @@ pub struct Export {
     /// Read-only export.
     #[serde(default)]
     pub read_only: bool,
+    /// Volumes on this export are provisioned by csi-driver-nfs (a StorageClass
+    /// `nfs-EXPORT` that makes one directory per claim) instead of one static volume, dataset
+    /// and export each. The driver must be installed in the cluster (its Helm chart or
+    /// manifests, for example through `cluster.manifests`).
+    #[serde(default)]
+    pub dynamic: bool,
     /// Whose identity root (or everyone) gets on the NAS: `root` (default: root is mapped
     /// to nobody), `none` (root stays root: containers that chown their files need it) or
     /// `all`.

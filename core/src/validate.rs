@@ -1346,6 +1346,28 @@ impl<'a> Validator<'a> {
                         ));
                     }
                 }
+                if export.dynamic {
+                    for (set, field) in [
+                        (v.owner.is_some(), "owner"),
+                        (v.mode.is_some(), "mode"),
+                        (v.snapshots.is_some(), "snapshots"),
+                        (v.sub_path.is_some(), "sub_path"),
+                    ] {
+                        if set {
+                            self.push(
+                                Diagnostic::warning(
+                                    "dynamic-volume",
+                                    vp.join(field),
+                                    format!(
+                                        "`{field}` is not applied: export `{}` is dynamic, csi-driver-nfs makes this volume's directory",
+                                        v.export
+                                    ),
+                                )
+                                .help("set it on a static export, or drop it here"),
+                            );
+                        }
+                    }
+                }
                 let zfs = lab
                     .storage
                     .as_ref()

@@ -159,7 +159,8 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
     let mut volumes: BTreeMap<ResourceId, ()> = BTreeMap::new();
     for (app, a) in lab.cluster.iter().flat_map(|c| &c.apps) {
         for v in &a.volumes {
-            let Some(e) = st.exports.get(&v.export) else {
+            // Dynamic exports: csi-driver-nfs makes the directories; the export covers them.
+            let Some(e) = st.exports.get(&v.export).filter(|e| !e.dynamic) else {
                 continue;
             };
             let sub = volume_sub_path(app, v);
@@ -224,4 +225,70 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
 pub fn normalize_mode(m: &str) -> String {
     let m = m.trim_start_matches("0o");
     format!("{m:0>4}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed() -> Lab {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
+        cloudlet_core::load(&dir).expect("the seed loads").lab
+    }
+
+    fn ids(lab: &Lab) -> Vec<String> {
+        expand(lab).iter().map(|r| r.id.to_string()).collect()
+    }
+
+    #[test]
+    fn each_volume_gets_a_dataset_and_an_export_of_its_own_and_data_is_retained() {
+        let lab = seed();
+        let all = expand(&lab);
+        let ds = all
+            .iter()
+            .find(|r| r.id == volume_dataset_id("mail", "mailserver/data"))
+            .expect("the mail server's dataset");
+        assert_eq!(ds.data, Data::Retain);
+        let body = ds.body.value();
+        assert_eq!(body["path"], "/mnt/main/mail/mailserver/data");
+        assert_eq!(body["quota_mib"], 10240);
+        assert!(ds.depends_on.contains(&dataset_id("mail")));
+        let ex = all
+            .iter()
+            .find(|r| r.id == volume_export_id("mail", "mailserver/data"))
+            .unwrap();
+        assert_eq!(ex.body.value()["clients"], json!(["10.0.20.0/24"]));
+        assert_eq!(ex.data, Data::None, "an export holds no data");
+    }
+
+    #[test]
+    fn a_dynamic_export_leaves_its_volumes_to_the_csi_driver() {
+        let mut lab = seed();
+        lab.storage
+            .as_mut()
+            .unwrap()
+            .exports
+            .get_mut("mail")
+            .unwrap()
+            .dynamic = true;
+        let ids = ids(&lab);
+        assert!(ids.contains(&"storage/nfs-export/mail".to_string()));
+        assert!(
+            !ids.iter().any(|i| i.contains("mail.mailserver")),
+            "{ids:?}"
+        );
+        assert!(ids.iter().any(|i| i.contains("blog.blog.content")));
+    }
+
+    #[test]
+    fn linux_nas_kinds_get_no_quota_and_no_snapshot_tasks() {
+        let mut lab = seed();
+        lab.storage.as_mut().unwrap().kind = NasKind::Ganesha;
+        let all = expand(&lab);
+        assert!(!all.iter().any(|r| &*r.id.kind == SNAPSHOT_TASK));
+        assert!(
+            all.iter()
+                .all(|r| r.body.value().get("quota_mib").is_none())
+        );
+    }
 }

@@ -70,7 +70,9 @@ impl From<cloudlet::Error> for CloudletException {
             E::Engine(EngineError::StalePlan { .. } | EngineError::PlanFormat { .. }) => {
                 CloudletException::StalePlan { reason: message }
             }
-            E::Engine(EngineError::DataLoss { .. }) => CloudletException::DataLoss { reason: message },
+            E::Engine(EngineError::DataLoss { .. }) => {
+                CloudletException::DataLoss { reason: message }
+            }
             _ => CloudletException::Backend { reason: message },
         }
     }
