@@ -351,70 +351,42 @@ fn app_objects(lab: &Lab, c: &Cluster, name: &str, app: &App, ns: &str, out: &mu
         let pvid = volume_pv_id(ns, name, &v.name);
         let pvc_name = format!("{name}-{}", v.name);
         let size = format!("{}Mi", v.size.mib());
-        if export.dynamic {
-            // csi-driver-nfs provisions the volume: a claim of its StorageClass, no static PV.
-            let pvcid = id("persistentvolumeclaim", Some(ns), &pvc_name);
-            out.push(
-                Resource::new(
-                    pvcid.clone(),
-                    object(
-                        "v1",
-                        "PersistentVolumeClaim",
-                        meta(lab, Some(ns), pvc_name.as_str(), Some(name)),
-                        Some(PvcSpec {
-                            access_modes: [v.access.kubernetes()],
-                            resources: PvcRequests {
-                                requests: Storage { storage: size },
-                            },
-                            storage_class: storage_class_name(&v.export),
-                            volume_name: None,
-                        }),
-                    ),
-                )
-                .after(nsid.clone())
-                .after(storage_class_id(&v.export)),
-            );
-            deploy_deps.push(pvcid);
-            volumes.push(PodVolume {
-                config_map: None,
-                name: &v.name,
-                pvc: Some(ClaimName {
-                    claim_name: pvc_name,
-                }),
-            });
-            mounts.push(VolumeMount {
-                mount_path: &v.mount,
-                name: &v.name,
-                read_only: false,
-                sub_path: None,
-            });
-            continue;
-        }
-        out.push(Resource::new(
-            pvid.clone(),
-            object(
-                "v1",
-                "PersistentVolume",
-                meta(lab, None, &*pvid.name, Some(name)),
-                Some(PvSpec {
-                    access_modes: [v.access.kubernetes()],
-                    capacity: Storage {
-                        storage: size.clone(),
-                    },
-                    claim_ref: ClaimRef {
-                        name: pvc_name.clone(),
-                        namespace: ns,
-                    },
-                    mount_options: &NFS_MOUNT_OPTIONS,
-                    nfs: Nfs {
-                        path: format!("{}/{sub}", export.path.trim_end_matches('/')),
-                        server: server.clone(),
-                    },
-                    reclaim: "Retain",
-                    storage_class: "",
-                }),
-            ),
-        ));
+        // A dynamic export: csi-driver-nfs provisions the volume from the export's class.
+        // Otherwise: a static PV of exactly this volume's directory, bound to the claim.
+        let (class, volume_name, claim_dep) = if export.dynamic {
+            (
+                storage_class_name(&v.export),
+                None,
+                storage_class_id(&v.export),
+            )
+        } else {
+            out.push(Resource::new(
+                pvid.clone(),
+                object(
+                    "v1",
+                    "PersistentVolume",
+                    meta(lab, None, &*pvid.name, Some(name)),
+                    Some(PvSpec {
+                        access_modes: [v.access.kubernetes()],
+                        capacity: Storage {
+                            storage: size.clone(),
+                        },
+                        claim_ref: ClaimRef {
+                            name: pvc_name.clone(),
+                            namespace: ns,
+                        },
+                        mount_options: &NFS_MOUNT_OPTIONS,
+                        nfs: Nfs {
+                            path: format!("{}/{sub}", export.path.trim_end_matches('/')),
+                            server: server.clone(),
+                        },
+                        reclaim: "Retain",
+                        storage_class: "",
+                    }),
+                ),
+            ));
+            (String::new(), Some(pvid.name.to_string()), pvid)
+        };
         let pvcid = id("persistentvolumeclaim", Some(ns), &pvc_name);
         out.push(
             Resource::new(
@@ -428,13 +400,13 @@ fn app_objects(lab: &Lab, c: &Cluster, name: &str, app: &App, ns: &str, out: &mu
                         resources: PvcRequests {
                             requests: Storage { storage: size },
                         },
-                        storage_class: String::new(),
-                        volume_name: Some(pvid.name.to_string()),
+                        storage_class: class,
+                        volume_name,
                     }),
                 ),
             )
             .after(nsid.clone())
-            .after(pvid),
+            .after(claim_dep),
         );
         deploy_deps.push(pvcid);
         volumes.push(PodVolume {

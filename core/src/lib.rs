@@ -16,6 +16,7 @@ pub mod de;
 pub mod diag;
 pub mod engine;
 pub mod error;
+pub mod exec;
 pub mod lb;
 pub mod load;
 pub mod local;

@@ -18,7 +18,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -93,24 +92,7 @@ impl LinuxRouter {
 
     /// Runs a command on the router; its output, or what it said on failure.
     async fn run(&self, args: &[&str]) -> Result<String, String> {
-        let mut all: Vec<&str> = self.options.exec.iter().map(String::as_str).collect();
-        all.extend_from_slice(args);
-        let out = tokio::process::Command::new(all[0])
-            .args(&all[1..])
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|e| format!("{}: {e}", all.join(" ")))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "`{}` failed: {}{}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
+        cloudlet_core::exec::run(&self.options.exec, args).await
     }
 
     fn read(&self, name: &str) -> Option<String> {
