@@ -453,6 +453,29 @@ impl Lab {
                 "the `{}` backend runs on the machine cloudlet runs on; remote access (SSH) is not available in this build: drop `endpoint` and run cloudlet there",
                 target.kind.as_str()
             ))),
+            (Domain::Router, TargetKind::Pfsense) => {
+                let endpoint = target.endpoint.clone().ok_or_else(|| {
+                    unavailable("a pfSense target needs `endpoint: https://ROUTER`".into())
+                })?;
+                let key = target.credentials.as_ref().ok_or_else(|| {
+                    unavailable(
+                        "a pfSense target needs `credentials:` naming where its pfrest API key is (`{env: VAR}` or `{file: PATH}`)".into(),
+                    )
+                })?;
+                let api_key = self.credential(Domain::Router, key)?;
+                network::pfsense::PfSense::new(
+                    self.loaded.lab.name.clone(),
+                    network::pfsense::PfSenseOptions {
+                        endpoint,
+                        api_key,
+                        ca: target.ca.as_ref().map(|c| self.loaded.base_dir.join(c)),
+                        take_over: self.options.take_over,
+                        apply_timeout: std::time::Duration::from_secs(120),
+                    },
+                )
+                .map(|p| Arc::new(p) as Arc<dyn Provider>)
+                .map_err(unavailable)
+            }
             (Domain::Router, TargetKind::Linux) => {
                 Ok(Arc::new(network::router_linux::LinuxRouter::new(
                     Arc::new(self.loaded.lab.clone()),

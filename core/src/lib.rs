@@ -26,6 +26,7 @@ pub mod provider;
 pub mod resource;
 pub mod source;
 pub mod store;
+pub mod tls;
 pub mod types;
 pub mod validate;
 

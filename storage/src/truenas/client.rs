@@ -6,15 +6,14 @@
 //! goes on on the server, where [`Client::wait_running_job`] finds it next time.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use cloudlet_core::tls::rustls;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
-use tokio_rustls::rustls;
 use tokio_tungstenite::tungstenite::Message;
 
 /// What went wrong talking to TrueNAS.
@@ -113,37 +112,6 @@ pub struct Connect {
     pub ca: Option<std::path::PathBuf>,
 }
 
-fn tls_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, RpcError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(c);
-    }
-    if let Some(ca) = ca {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
-            .and_then(Iterator::collect)
-            .map_err(|e| RpcError::Config(format!("reading CA file {}: {e}", ca.display())))?;
-        if certs.is_empty() {
-            return Err(RpcError::Config(format!(
-                "CA file {} holds no certificate",
-                ca.display()
-            )));
-        }
-        for c in certs {
-            roots
-                .add(c)
-                .map_err(|e| RpcError::Config(format!("CA file {}: {e}", ca.display())))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| RpcError::Config(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
 /// Host, port and whether TLS is used, from a `ws://` or `wss://` URL.
 fn parse_endpoint(endpoint: &str) -> Result<(bool, String, u16), RpcError> {
     let (tls, rest) = if let Some(r) = endpoint.strip_prefix("wss://") {
@@ -188,7 +156,8 @@ impl Client {
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|e| connect_err(e.to_string()))?;
-        let config = tls_config(c.ca.as_deref())?;
+        let config =
+            cloudlet_core::tls::client_config(c.ca.as_deref()).map_err(RpcError::Config)?;
         let name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|e| RpcError::Config(format!("`{host}`: {e}")))?;
         let stream = tokio_rustls::TlsConnector::from(Arc::new(config))

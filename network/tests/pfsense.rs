@@ -1,0 +1,372 @@
+//! The pfSense backend against a FAKE pfSense (tests/support/pfsense_fake.rs): pfSense cannot
+//! run here and has no simulator, so a stateful fake of the pfrest v2 API that copies its
+//! documented quirks stands in. Every test talks HTTPS to it with the test's own CA.
+#![allow(missing_docs, clippy::disallowed_methods)]
+
+#[path = "support/pfsense_fake.rs"]
+mod pfsense_fake;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloudlet_core::engine::{ApplyOptions, Engine};
+use cloudlet_core::provider::{Provider, Providers};
+use cloudlet_core::store::StateStore;
+use cloudlet_core::{Domain, Plan, Resource};
+use cloudlet_network::pfsense::{PfSense, PfSenseOptions};
+use pfsense_fake::Fake;
+use serde_json::json;
+
+const KEY: &str = "cloudlet-test-api-key";
+const OVERRIDES: &str = "/api/v2/services/dns_resolver/host_overrides";
+const MAPPINGS: &str = "/api/v2/services/dhcp_server/static_mappings";
+
+fn seed_with(edit: impl Fn(&str, String) -> String) -> Vec<Resource> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
+    let texts = cloudlet_core::load::lab_files(&dir)
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let t = edit(&name, std::fs::read_to_string(&p).unwrap());
+            (p, t)
+        })
+        .collect();
+    let loaded = cloudlet_core::load::load_texts(texts, ".".into()).unwrap();
+    let errors: Vec<_> = cloudlet_core::validate::validate(&loaded.lab)
+        .into_iter()
+        .filter(|d| d.is_error())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    cloudlet_network::expand(&loaded.lab)
+}
+
+fn seed() -> Vec<Resource> {
+    seed_with(|_, t| t)
+}
+
+fn provider(fake: &Fake, take_over: bool) -> Arc<PfSense> {
+    Arc::new(
+        PfSense::new(
+            "seed",
+            PfSenseOptions {
+                endpoint: fake.endpoint.clone(),
+                api_key: KEY.into(),
+                ca: Some(fake.ca.clone()),
+                take_over,
+                apply_timeout: Duration::from_secs(5),
+            },
+        )
+        .unwrap(),
+    )
+}
+
+fn engine(p: Arc<PfSense>, state: &Path) -> Engine {
+    Engine::new(
+        "seed",
+        Providers::new().with(Domain::Router, p as Arc<dyn Provider>),
+        StateStore::open(state).unwrap(),
+    )
+}
+
+fn steps(plan: &Plan) -> Vec<String> {
+    plan.steps
+        .iter()
+        .map(|s| format!("{} {}", s.action.as_str(), s.id))
+        .collect()
+}
+
+async fn apply_ok(e: &Engine, plan: &Plan) {
+    let r = e.apply(plan, ApplyOptions::default()).await.unwrap();
+    assert!(r.is_success(), "{r:?}");
+}
+
+fn marked(fake: &Fake, list: &'static str) -> usize {
+    fake.entries(list)
+        .iter()
+        .filter(|e| {
+            e["descr"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("cloudlet:seed ")
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_router_applies_once_per_subsystem_and_replans_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::start(dir.path(), KEY).await;
+    fake.add_by_hand(
+        OVERRIDES,
+        json!({"host": "printer", "domain": "home.lan", "ip": ["10.0.10.50"], "descr": "by hand", "aliases": []}),
+    );
+    let p = provider(&fake, false);
+    let e = engine(p.clone(), &dir.path().join("state"));
+    let desired = seed();
+    let plan = e.plan(desired.clone()).await.unwrap();
+    assert_eq!(plan.summary.create, desired.len(), "{:?}", steps(&plan));
+    apply_ok(&e, &plan).await;
+    {
+        let st = fake.state.lock().unwrap();
+        assert_eq!(
+            st.applies.values().copied().collect::<Vec<_>>(),
+            vec![1, 1, 1],
+            "exactly one apply per subsystem: {:?}",
+            st.applies
+        );
+        assert!(st.pending.is_empty());
+        assert_eq!(st.config, st.live, "everything written is running");
+        let fwd = &st.config["/api/v2/firewall/nat/port_forwards"];
+        assert!(
+            fwd.iter()
+                .any(|f| f["protocol"] == "udp" && f["destination_port"] == "51820")
+        );
+        assert!(
+            fwd.iter()
+                .any(|f| f["destination_port"] == "443" && f["target"] == "10.0.20.200")
+        );
+        assert!(fwd.iter().any(|f| f["destination_port"] == "993"));
+    }
+    let res = desired
+        .iter()
+        .filter(|r| &*r.id.kind == "dhcp-reservation")
+        .count();
+    assert_eq!(marked(&fake, MAPPINGS), res);
+    assert!(
+        fake.entries(OVERRIDES)
+            .iter()
+            .any(|o| o["host"] == "blog" && o["ip"] == json!(["10.0.20.200"]))
+    );
+
+    // A second plan: one list per collection plus the pending check, no writes.
+    let p2 = provider(&fake, false);
+    let e2 = engine(p2.clone(), &dir.path().join("state2"));
+    let again = e2.plan(desired.clone()).await.unwrap();
+    assert!(!again.summary.has_changes(), "{:?}", steps(&again));
+    assert_eq!(
+        p2.requests(),
+        1 + 5 + 3,
+        "version, five lists, three apply states"
+    );
+    assert_eq!(p2.writes(), 0);
+
+    // Adding an app with a host adds exactly one override.
+    let more = seed_with(|name, t| {
+        if name == "cluster.yaml" {
+            format!(
+                "{t}    notes:\n      image: ghcr.io/example/notes:1\n      ports: [{{name: http, port: 8080}}]\n      ingress: [{{host: notes.example.com}}]\n"
+            )
+        } else {
+            t
+        }
+    });
+    let plan = e.plan(more.clone()).await.unwrap();
+    assert_eq!(
+        steps(&plan),
+        vec!["create router/dns-override/notes.example.com"]
+    );
+    apply_ok(&e, &plan).await;
+
+    // Removing the blog deletes exactly its override (ids shift; the hand-made one stays).
+    let no_blog = seed_with(|name, t| {
+        if name == "cluster.yaml" {
+            let start = t.find("    blog:\n").unwrap();
+            let end = t.find("    wireguard:\n").unwrap();
+            format!(
+                "{}{}    notes:\n      image: ghcr.io/example/notes:1\n      ports: [{{name: http, port: 8080}}]\n      ingress: [{{host: notes.example.com}}]\n",
+                &t[..start],
+                &t[end..]
+            )
+        } else {
+            t.lines()
+                .filter(|l| !l.contains("to: blog"))
+                .map(|l| format!("{l}\n"))
+                .collect()
+        }
+    });
+    let plan = e.plan(no_blog.clone()).await.unwrap();
+    assert!(
+        steps(&plan).contains(&"delete router/dns-override/blog.example.com".to_string()),
+        "{:?}",
+        steps(&plan)
+    );
+    apply_ok(&e, &plan).await;
+    let overrides = fake.entries(OVERRIDES);
+    assert!(
+        overrides
+            .iter()
+            .any(|o| o["descr"] == "by hand" && o["host"] == "printer")
+    );
+    assert!(!overrides.iter().any(|o| o["host"] == "blog"));
+    assert!(overrides.iter().any(|o| o["host"] == "notes"));
+    assert!(!e.plan(no_blog).await.unwrap().summary.has_changes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmarked_entry_with_a_labs_mac_is_adopted_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::start(dir.path(), KEY).await;
+    let desired = seed();
+    let r = desired
+        .iter()
+        .find(|r| &*r.id.name == "k8s-node1.nic0")
+        .unwrap()
+        .body
+        .value();
+    fake.add_by_hand(
+        MAPPINGS,
+        json!({"parent_id": r["interface"], "mac": r["mac"].as_str().unwrap().to_uppercase(), "ipaddr": "10.0.20.99", "hostname": "old", "descr": "made in 2021"}),
+    );
+    let e = engine(provider(&fake, false), &dir.path().join("state"));
+    let plan = e.plan(desired.clone()).await.unwrap();
+    let report = e.apply(&plan, ApplyOptions::default()).await.unwrap();
+    let failed: Vec<String> = report
+        .failed
+        .iter()
+        .map(|(i, m)| format!("{i}: {m}"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].contains("k8s-node1.nic0") && failed[0].contains("--take-over"),
+        "{failed:?}"
+    );
+    assert_eq!(
+        fake.entries(MAPPINGS)
+            .iter()
+            .filter(|m| m["hostname"] == "old")
+            .count(),
+        1
+    );
+
+    let e = engine(provider(&fake, true), &dir.path().join("state"));
+    let plan = e.plan(desired.clone()).await.unwrap();
+    apply_ok(&e, &plan).await;
+    let mac = r["mac"].as_str().unwrap().to_ascii_lowercase();
+    let same: Vec<_> = fake
+        .entries(MAPPINGS)
+        .into_iter()
+        .filter(|m| m["mac"].as_str().unwrap().to_ascii_lowercase() == mac)
+        .collect();
+    assert_eq!(same.len(), 1, "adopted, not duplicated");
+    assert_eq!(same[0]["ipaddr"], r["ip"]);
+    assert!(
+        same[0]["descr"]
+            .as_str()
+            .unwrap()
+            .starts_with("cloudlet:seed ")
+    );
+    assert!(!e.plan(desired).await.unwrap().summary.has_changes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_a_dropped_commit_and_a_killed_apply_all_converge_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::start(dir.path(), KEY).await;
+    let desired = seed();
+    let e = engine(provider(&fake, false), &dir.path().join("state"));
+
+    // A 500 on the third write: that step fails, nothing is applied, the rest is recorded.
+    fake.state.lock().unwrap().fail_write_at = Some(3);
+    let plan = e.plan(desired.clone()).await.unwrap();
+    let report = e.apply(&plan, ApplyOptions::default()).await.unwrap();
+    assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+    assert!(report.failed[0].1.contains("500"), "{:?}", report.failed);
+    assert!(
+        !fake.state.lock().unwrap().pending.is_empty(),
+        "written, not applied"
+    );
+    // The next plan shows what is left pending as its commit, and the apply converges.
+    let plan = e.plan(desired.clone()).await.unwrap();
+    assert!(
+        steps(&plan)
+            .iter()
+            .any(|s| s.starts_with("delete router/uncommitted/")),
+        "{:?}",
+        steps(&plan)
+    );
+    apply_ok(&e, &plan).await;
+    assert!(fake.state.lock().unwrap().pending.is_empty());
+
+    // The connection drops when the commit is sent: reported, and the next apply commits.
+    let more = seed_with(|name, t| {
+        if name == "cluster.yaml" {
+            format!(
+                "{t}    notes:\n      image: ghcr.io/example/notes:1\n      ports: [{{name: http, port: 8080}}]\n      ingress: [{{host: notes.example.com}}]\n"
+            )
+        } else {
+            t
+        }
+    });
+    fake.state.lock().unwrap().drop_next_apply = true;
+    let plan = e.plan(more.clone()).await.unwrap();
+    let report = e.apply(&plan, ApplyOptions::default()).await.unwrap();
+    assert!(
+        report
+            .failed
+            .iter()
+            .any(|(id, _)| id.to_string().contains("(finish)")),
+        "{:?}",
+        report.failed
+    );
+    let plan = e.plan(more.clone()).await.unwrap();
+    assert_eq!(steps(&plan), vec!["delete router/uncommitted/dns_resolver"]);
+    apply_ok(&e, &plan).await;
+
+    // Killed mid-apply (the apply's future dropped between writes): no entry twice after the
+    // next apply, which also commits what the killed one wrote.
+    fake.state.lock().unwrap().write_delay = Duration::from_millis(30);
+    let fresh = tempfile::tempdir().unwrap();
+    let fake2 = Fake::start(fresh.path(), KEY).await;
+    fake2.state.lock().unwrap().write_delay = Duration::from_millis(20);
+    let e2 = engine(provider(&fake2, false), &fresh.path().join("state"));
+    let plan = e2.plan(desired.clone()).await.unwrap();
+    let killed = tokio::time::timeout(
+        Duration::from_millis(300),
+        e2.apply(&plan, ApplyOptions::default()),
+    )
+    .await;
+    assert!(killed.is_err(), "the apply was cut off");
+    let written = fake2.state.lock().unwrap().writes;
+    assert!(
+        written > 0 && written < desired.len(),
+        "{written} of {}",
+        desired.len()
+    );
+    fake2.state.lock().unwrap().write_delay = Duration::ZERO;
+    let e2 = engine(provider(&fake2, false), &fresh.path().join("state"));
+    let plan = e2.plan(desired.clone()).await.unwrap();
+    apply_ok(&e2, &plan).await;
+    let st = fake2.state.lock().unwrap();
+    let total: usize = st.config.values().map(Vec::len).sum();
+    assert_eq!(total, desired.len(), "each entry exactly once");
+    assert!(st.pending.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_pfrest_the_error_says_what_to_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::start(dir.path(), KEY).await;
+    fake.state.lock().unwrap().pfrest_installed = false;
+    let e = engine(provider(&fake, false), &dir.path().join("state"));
+    let err = e.plan(seed()).await.unwrap_err().to_string();
+    assert!(err.contains("pfSense-pkg-RESTAPI"), "{err}");
+    // A wrong key is its own clear error; http:// is refused before anything is sent.
+    let other = tempfile::tempdir().unwrap();
+    let fake = Fake::start(other.path(), "other-key").await;
+    let e = engine(provider(&fake, false), &dir.path().join("state2"));
+    let err = e.plan(seed()).await.unwrap_err().to_string();
+    assert!(err.contains("refused the API key"), "{err}");
+    let plain = PfSense::new(
+        "seed",
+        PfSenseOptions {
+            endpoint: "http://127.0.0.1:1".into(),
+            api_key: KEY.into(),
+            ca: None,
+            take_over: false,
+            apply_timeout: Duration::from_secs(1),
+        },
+    );
+    assert!(plain.unwrap_err().contains("https://"));
+}

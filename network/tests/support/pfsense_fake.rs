@@ -1,0 +1,460 @@
+//! A FAKE pfSense with the pfrest v2 REST API, in test code: pfSense cannot run here and has
+//! no simulator. It copies the documented behaviour cloudlet relies on, not pfSense itself:
+//! - HTTPS (a certificate from a CA of the test's own) and `X-API-Key` authentication;
+//! - `{code, status, response_id, message, data}` envelopes;
+//! - object ids are array indexes: deleting an entry shifts every id after it;
+//! - PATCH merges fields but replaces arrays wholesale; the server fills in defaults;
+//! - writes are pending until their subsystem is applied (`POST .../apply`, asynchronous
+//!   unless `{"async": false}`); `GET .../apply` says whether anything is pending;
+//! - faults on request: a 500 on the N-th write, the connection dropped on an apply, a delay
+//!   per write, pfrest missing (404 for every API path).
+#![allow(dead_code, unreachable_pub, clippy::disallowed_methods)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio_rustls::rustls;
+
+/// Collections: (plural path, singular path, subsystem, defaults filled in on create).
+fn collections() -> Vec<(&'static str, &'static str, &'static str, Value)> {
+    vec![
+        (
+            "/api/v2/services/dhcp_server/static_mappings",
+            "/api/v2/services/dhcp_server/static_mapping",
+            "dhcp_server",
+            json!({"cid": "", "domain": "", "dnsserver": [], "gateway": "", "arp_table_static_entry": false, "descr": ""}),
+        ),
+        (
+            "/api/v2/services/dns_resolver/host_overrides",
+            "/api/v2/services/dns_resolver/host_override",
+            "dns_resolver",
+            json!({"aliases": [], "descr": ""}),
+        ),
+        (
+            "/api/v2/firewall/aliases",
+            "/api/v2/firewall/alias",
+            "firewall",
+            json!({"detail": [], "descr": ""}),
+        ),
+        (
+            "/api/v2/firewall/nat/port_forwards",
+            "/api/v2/firewall/nat/port_forward",
+            "firewall",
+            json!({"disabled": false, "nordr": false, "nosync": false, "natreflection": "system", "associated_rule_id": "", "descr": ""}),
+        ),
+        (
+            "/api/v2/firewall/rules",
+            "/api/v2/firewall/rule",
+            "firewall",
+            json!({"disabled": false, "log": false, "statetype": "keep state", "tcp_flags_any": false, "descr": ""}),
+        ),
+    ]
+}
+
+/// What the fake holds.
+#[derive(Default)]
+pub struct State {
+    pub key: String,
+    pub version: String,
+    pub pfrest_installed: bool,
+    /// The configuration by plural path.
+    pub config: BTreeMap<&'static str, Vec<Value>>,
+    /// What is running: the configuration as of each subsystem's last apply.
+    pub live: BTreeMap<&'static str, Vec<Value>>,
+    pub pending: BTreeSet<&'static str>,
+    /// Applies per subsystem.
+    pub applies: BTreeMap<&'static str, usize>,
+    pub writes: usize,
+    pub requests: usize,
+    /// Answer the N-th write (1-based, counted from now) with a 500.
+    pub fail_write_at: Option<usize>,
+    /// Drop the connection on the next apply instead of answering.
+    pub drop_next_apply: bool,
+    pub write_delay: Duration,
+    next_tracker: u64,
+}
+
+pub struct Fake {
+    pub state: Arc<Mutex<State>>,
+    /// `https://127.0.0.1:PORT`.
+    pub endpoint: String,
+    pub ca: std::path::PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn tls(dir: &Path) -> rustls::ServerConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut a = vec!["req", "-x509"];
+    a.extend(ec);
+    a.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=fake-pfsense-ca",
+    ]);
+    openssl(&a, dir);
+    let mut a = vec!["req"];
+    a.extend(ec);
+    a.extend([
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    openssl(&a, dir);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+        dir,
+    );
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("srv.crt"))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("srv.key")).unwrap();
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap()
+}
+
+impl Fake {
+    pub async fn start(dir: &Path, key: &str) -> Fake {
+        let mut st = State {
+            key: key.into(),
+            version: "v2.4.3".into(),
+            pfrest_installed: true,
+            ..State::default()
+        };
+        for (list, ..) in collections() {
+            st.config.insert(list, Vec::new());
+            st.live.insert(list, Vec::new());
+        }
+        let state = Arc::new(Mutex::new(st));
+        let config = Arc::new(tls(dir));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("https://{}", listener.local_addr().unwrap());
+        let s2 = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+                let st = s2.clone();
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        serve(tls, st).await;
+                    }
+                });
+            }
+        });
+        Fake {
+            state,
+            endpoint,
+            ca: dir.join("ca.crt"),
+            task,
+        }
+    }
+
+    /// Adds an entry by hand (no cloudlet marker), as an administrator in the web UI would.
+    pub fn add_by_hand(&self, list: &'static str, entry: Value) {
+        let mut st = self.state.lock().unwrap();
+        st.config.get_mut(list).unwrap().push(entry.clone());
+        st.live.get_mut(list).unwrap().push(entry);
+    }
+
+    pub fn entries(&self, list: &'static str) -> Vec<Value> {
+        self.state.lock().unwrap().config[list].clone()
+    }
+}
+
+async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    s: S,
+    st: Arc<Mutex<State>>,
+) {
+    let mut r = BufReader::new(s);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, target) = (
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or("").to_string(),
+        );
+        let mut len = 0usize;
+        let mut key = String::new();
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "content-length" => len = v.trim().parse().unwrap_or(0),
+                    "x-api-key" => key = v.trim().to_string(),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = vec![0; len];
+        if r.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let query: BTreeMap<String, String> = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let outcome = handle(&st, &method, path, &query, &body, &key).await;
+        let Some((status, data)) = outcome else {
+            return; // the connection is dropped
+        };
+        let envelope = json!({
+            "code": status,
+            "status": if status < 300 { "ok" } else { "error" },
+            "response_id": if status < 300 { "SUCCESS" } else { "ERROR" },
+            "message": if status < 300 { Value::from("") } else { data.clone() },
+            "data": if status < 300 { data } else { Value::Null },
+        });
+        let text = envelope.to_string();
+        let resp = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
+            text.len()
+        );
+        if r.get_mut().write_all(resp.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn handle(
+    st: &Arc<Mutex<State>>,
+    method: &str,
+    path: &str,
+    query: &BTreeMap<String, String>,
+    body: &Value,
+    key: &str,
+) -> Option<(u16, Value)> {
+    let delay = {
+        let mut s = st.lock().unwrap();
+        s.requests += 1;
+        if !s.pfrest_installed {
+            return Some((404, json!("Not Found")));
+        }
+        if key != s.key {
+            return Some((401, json!("Authentication failed")));
+        }
+        s.write_delay
+    };
+    if path == "/api/v2/system/restapi/version" {
+        return Some((
+            200,
+            json!({"current_version": st.lock().unwrap().version.clone()}),
+        ));
+    }
+    // Applies.
+    for sub in ["firewall", "dns_resolver", "dhcp_server"] {
+        let apply = if sub == "firewall" {
+            "/api/v2/firewall/apply".to_string()
+        } else {
+            format!("/api/v2/services/{sub}/apply")
+        };
+        if path != apply {
+            continue;
+        }
+        let mut s = st.lock().unwrap();
+        if method == "GET" {
+            let pending: Vec<&str> = s.pending.iter().copied().filter(|p| *p == sub).collect();
+            return Some((
+                200,
+                json!({"applied": pending.is_empty(), "pending_subsystems": pending}),
+            ));
+        }
+        if s.drop_next_apply {
+            s.drop_next_apply = false;
+            return None;
+        }
+        *s.applies.entry(sub).or_default() += 1;
+        let sync = body["async"] == false;
+        drop(s);
+        let commit = {
+            let st = st.clone();
+            move || {
+                let mut s = st.lock().unwrap();
+                for (list, _, subsystem, _) in collections() {
+                    if subsystem == sub {
+                        let c = s.config[list].clone();
+                        s.live.insert(list, c);
+                    }
+                }
+                s.pending.remove(sub);
+            }
+        };
+        if sync {
+            commit();
+        } else {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                commit();
+            });
+        }
+        return Some((200, json!({"applied": sync})));
+    }
+    let colls = collections();
+    if let Some((list, ..)) = colls.iter().find(|c| c.0 == path) {
+        if method != "GET" {
+            return Some((405, json!("a plural endpoint is not replaced here")));
+        }
+        let s = st.lock().unwrap();
+        let items: Vec<Value> = s.config[list]
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let mut e = e.clone();
+                e["id"] = json!(i);
+                e
+            })
+            .collect();
+        return Some((200, json!(items)));
+    }
+    let Some((list, _, sub, defaults)) = colls.iter().find(|c| c.1 == path) else {
+        return Some((404, json!("Not Found")));
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let mut s = st.lock().unwrap();
+    s.writes += 1;
+    if let Some(n) = s.fail_write_at.as_mut() {
+        *n -= 1;
+        if *n == 0 {
+            s.fail_write_at = None;
+            return Some((500, json!("injected internal error")));
+        }
+    }
+    let items = s.config.get_mut(list).unwrap();
+    let out = match method {
+        "POST" => {
+            if list.ends_with("static_mappings") {
+                let mac = body["mac"].as_str().unwrap_or("");
+                if items.iter().any(|e| {
+                    e["mac"].as_str().map(str::to_ascii_lowercase) == Some(mac.to_ascii_lowercase())
+                        && e["parent_id"] == body["parent_id"]
+                }) {
+                    return Some((
+                        400,
+                        json!(format!("a static mapping for {mac} already exists")),
+                    ));
+                }
+            }
+            let mut e = defaults.clone();
+            for (k, v) in body.as_object().into_iter().flatten() {
+                if k != "id" {
+                    e[k] = v.clone();
+                }
+            }
+            if list.ends_with("/rules") {
+                s.next_tracker += 1;
+                e["tracker"] = json!(1_700_000_000 + s.next_tracker);
+            }
+            let items = s.config.get_mut(list).unwrap();
+            items.push(e.clone());
+            e["id"] = json!(items.len() - 1);
+            e
+        }
+        "PATCH" => {
+            let Some(i) = body["id"]
+                .as_u64()
+                .map(|i| i as usize)
+                .filter(|i| *i < items.len())
+            else {
+                return Some((404, json!(format!("object id {} not found", body["id"]))));
+            };
+            // Fields merge; arrays are replaced wholesale.
+            for (k, v) in body.as_object().into_iter().flatten() {
+                if k != "id" {
+                    items[i][k] = v.clone();
+                }
+            }
+            let mut e = items[i].clone();
+            e["id"] = json!(i);
+            e
+        }
+        "DELETE" => {
+            let Some(i) = query
+                .get("id")
+                .and_then(|i| i.parse::<usize>().ok())
+                .filter(|i| *i < items.len())
+            else {
+                return Some((404, json!("object id not found")));
+            };
+            items.remove(i)
+        }
+        _ => return Some((405, json!("method not allowed"))),
+    };
+    s.pending.insert(sub);
+    Some((200, out))
+}
