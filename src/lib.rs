@@ -104,6 +104,24 @@ pub struct Options {
     pub take_over: bool,
 }
 
+/// An OPNsense key and secret from its `apikey.txt` (`key=...`, `secret=...` lines) or from
+/// `KEY:SECRET`.
+fn opnsense_credentials(text: &str) -> Option<(String, String)> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix('='))
+            .map(str::to_string)
+    };
+    match (field("key"), field("secret")) {
+        (Some(k), Some(s)) if !k.is_empty() && !s.is_empty() => Some((k, s)),
+        _ => text
+            .trim()
+            .split_once(':')
+            .filter(|(k, s)| !k.is_empty() && !s.is_empty())
+            .map(|(k, s)| (k.to_string(), s.to_string())),
+    }
+}
+
 /// The storage backends the facade builds.
 enum StorageBackend {
     Linux(storage::linux::LinuxNas),
@@ -476,6 +494,34 @@ impl Lab {
                 .map(|p| Arc::new(p) as Arc<dyn Provider>)
                 .map_err(unavailable)
             }
+            (Domain::Router, TargetKind::Opnsense) => {
+                let endpoint = target.endpoint.clone().ok_or_else(|| {
+                    unavailable("an OPNsense target needs `endpoint: https://ROUTER`".into())
+                })?;
+                let r = target.credentials.as_ref().ok_or_else(|| {
+                    unavailable(
+                        "an OPNsense target needs `credentials:` naming its API key file (the apikey.txt OPNsense gives, `key=`/`secret=` lines) or a variable holding KEY:SECRET".into(),
+                    )
+                })?;
+                let text = self.credential(Domain::Router, r)?;
+                let (key, secret) = opnsense_credentials(&text).ok_or_else(|| {
+                    unavailable(
+                        "the OPNsense credentials are neither `key=`/`secret=` lines nor KEY:SECRET".into(),
+                    )
+                })?;
+                network::opnsense::OpnSense::new(
+                    self.loaded.lab.name.clone(),
+                    network::opnsense::OpnSenseOptions {
+                        endpoint,
+                        key,
+                        secret,
+                        ca: target.ca.as_ref().map(|c| self.loaded.base_dir.join(c)),
+                        reach_timeout: std::time::Duration::from_secs(20),
+                    },
+                )
+                .map(|p| Arc::new(p) as Arc<dyn Provider>)
+                .map_err(unavailable)
+            }
             (Domain::Router, TargetKind::Linux) => {
                 Ok(Arc::new(network::router_linux::LinuxRouter::new(
                     Arc::new(self.loaded.lab.clone()),
@@ -770,4 +816,21 @@ pub fn write_plan(path: &Path, plan: &Plan) -> Result<(), Error> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn opnsense_credentials_from_its_key_file_or_key_colon_secret() {
+        let file = "key=AbC123\nsecret=s3cr3t+/=\n";
+        assert_eq!(
+            super::opnsense_credentials(file),
+            Some(("AbC123".into(), "s3cr3t+/=".into()))
+        );
+        assert_eq!(
+            super::opnsense_credentials("k:s\n"),
+            Some(("k".into(), "s".into()))
+        );
+        assert_eq!(super::opnsense_credentials("key=only\n"), None);
+    }
 }

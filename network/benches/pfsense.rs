@@ -7,8 +7,9 @@
 //! re-plan with zero writes. `cargo bench -p cloudlet-network --bench pfsense`.
 #![allow(clippy::print_stdout, clippy::disallowed_methods, missing_docs)]
 
-#[path = "../tests/support/pfsense_fake.rs"]
-mod pfsense_fake;
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::pfsense_fake;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod linux;
+pub mod opnsense;
 pub mod pfsense;
 pub mod router_linux;
 

@@ -3,8 +3,7 @@
 //! documented quirks stands in. Every test talks HTTPS to it with the test's own CA.
 #![allow(missing_docs, clippy::disallowed_methods)]
 
-#[path = "support/pfsense_fake.rs"]
-mod pfsense_fake;
+mod support;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,11 +14,10 @@ use cloudlet_core::provider::{Provider, Providers};
 use cloudlet_core::store::StateStore;
 use cloudlet_core::{Domain, Plan, Resource};
 use cloudlet_network::pfsense::{PfSense, PfSenseOptions};
-use pfsense_fake::Fake;
 use serde_json::json;
+use support::pfsense_fake::Fake;
 
 const KEY: &str = "cloudlet-test-api-key";
-const OVERRIDES: &str = "/api/v2/services/dns_resolver/host_overrides";
 const MAPPINGS: &str = "/api/v2/services/dhcp_server/static_mappings";
 
 fn seed_with(edit: impl Fn(&str, String) -> String) -> Vec<Resource> {
@@ -80,128 +78,6 @@ fn steps(plan: &Plan) -> Vec<String> {
 async fn apply_ok(e: &Engine, plan: &Plan) {
     let r = e.apply(plan, ApplyOptions::default()).await.unwrap();
     assert!(r.is_success(), "{r:?}");
-}
-
-fn marked(fake: &Fake, list: &'static str) -> usize {
-    fake.entries(list)
-        .iter()
-        .filter(|e| {
-            e["descr"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("cloudlet:seed ")
-        })
-        .count()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_seeds_router_applies_once_per_subsystem_and_replans_empty() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::start(dir.path(), KEY).await;
-    fake.add_by_hand(
-        OVERRIDES,
-        json!({"host": "printer", "domain": "home.lan", "ip": ["10.0.10.50"], "descr": "by hand", "aliases": []}),
-    );
-    let p = provider(&fake, false);
-    let e = engine(p.clone(), &dir.path().join("state"));
-    let desired = seed();
-    let plan = e.plan(desired.clone()).await.unwrap();
-    assert_eq!(plan.summary.create, desired.len(), "{:?}", steps(&plan));
-    apply_ok(&e, &plan).await;
-    {
-        let st = fake.state.lock().unwrap();
-        assert_eq!(
-            st.applies.values().copied().collect::<Vec<_>>(),
-            vec![1, 1, 1],
-            "exactly one apply per subsystem: {:?}",
-            st.applies
-        );
-        assert!(st.pending.is_empty());
-        assert_eq!(st.config, st.live, "everything written is running");
-        let fwd = &st.config["/api/v2/firewall/nat/port_forwards"];
-        assert!(
-            fwd.iter()
-                .any(|f| f["protocol"] == "udp" && f["destination_port"] == "51820")
-        );
-        assert!(
-            fwd.iter()
-                .any(|f| f["destination_port"] == "443" && f["target"] == "10.0.20.200")
-        );
-        assert!(fwd.iter().any(|f| f["destination_port"] == "993"));
-    }
-    let res = desired
-        .iter()
-        .filter(|r| &*r.id.kind == "dhcp-reservation")
-        .count();
-    assert_eq!(marked(&fake, MAPPINGS), res);
-    assert!(
-        fake.entries(OVERRIDES)
-            .iter()
-            .any(|o| o["host"] == "blog" && o["ip"] == json!(["10.0.20.200"]))
-    );
-
-    // A second plan: one list per collection plus the pending check, no writes.
-    let p2 = provider(&fake, false);
-    let e2 = engine(p2.clone(), &dir.path().join("state2"));
-    let again = e2.plan(desired.clone()).await.unwrap();
-    assert!(!again.summary.has_changes(), "{:?}", steps(&again));
-    assert_eq!(
-        p2.requests(),
-        1 + 5 + 3,
-        "version, five lists, three apply states"
-    );
-    assert_eq!(p2.writes(), 0);
-
-    // Adding an app with a host adds exactly one override.
-    let more = seed_with(|name, t| {
-        if name == "cluster.yaml" {
-            format!(
-                "{t}    notes:\n      image: ghcr.io/example/notes:1\n      ports: [{{name: http, port: 8080}}]\n      ingress: [{{host: notes.example.com}}]\n"
-            )
-        } else {
-            t
-        }
-    });
-    let plan = e.plan(more.clone()).await.unwrap();
-    assert_eq!(
-        steps(&plan),
-        vec!["create router/dns-override/notes.example.com"]
-    );
-    apply_ok(&e, &plan).await;
-
-    // Removing the blog deletes exactly its override (ids shift; the hand-made one stays).
-    let no_blog = seed_with(|name, t| {
-        if name == "cluster.yaml" {
-            let start = t.find("    blog:\n").unwrap();
-            let end = t.find("    wireguard:\n").unwrap();
-            format!(
-                "{}{}    notes:\n      image: ghcr.io/example/notes:1\n      ports: [{{name: http, port: 8080}}]\n      ingress: [{{host: notes.example.com}}]\n",
-                &t[..start],
-                &t[end..]
-            )
-        } else {
-            t.lines()
-                .filter(|l| !l.contains("to: blog"))
-                .map(|l| format!("{l}\n"))
-                .collect()
-        }
-    });
-    let plan = e.plan(no_blog.clone()).await.unwrap();
-    assert!(
-        steps(&plan).contains(&"delete router/dns-override/blog.example.com".to_string()),
-        "{:?}",
-        steps(&plan)
-    );
-    apply_ok(&e, &plan).await;
-    let overrides = fake.entries(OVERRIDES);
-    assert!(
-        overrides
-            .iter()
-            .any(|o| o["descr"] == "by hand" && o["host"] == "printer")
-    );
-    assert!(!overrides.iter().any(|o| o["host"] == "blog"));
-    assert!(overrides.iter().any(|o| o["host"] == "notes"));
-    assert!(!e.plan(no_blog).await.unwrap().summary.has_changes());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,14 +12,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
-use tokio_rustls::rustls;
+
+use super::https;
 
 /// Collections: (plural path, singular path, subsystem, defaults filled in on create).
 fn collections() -> Vec<(&'static str, &'static str, &'static str, Value)> {
@@ -85,94 +83,7 @@ pub struct Fake {
     /// `https://127.0.0.1:PORT`.
     pub endpoint: String,
     pub ca: std::path::PathBuf,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn openssl(args: &[&str], dir: &Path) {
-    let o = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        o.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn tls(dir: &Path) -> rustls::ServerConfig {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut a = vec!["req", "-x509"];
-    a.extend(ec);
-    a.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=fake-pfsense-ca",
-    ]);
-    openssl(&a, dir);
-    let mut a = vec!["req"];
-    a.extend(ec);
-    a.extend([
-        "-keyout",
-        "srv.key",
-        "-out",
-        "srv.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    openssl(&a, dir);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "srv.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "srv.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ],
-        dir,
-    );
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("srv.crt"))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_file(dir.join("srv.key")).unwrap();
-    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap()
+    server: https::Server,
 }
 
 impl Fake {
@@ -188,26 +99,25 @@ impl Fake {
             st.live.insert(list, Vec::new());
         }
         let state = Arc::new(Mutex::new(st));
-        let config = Arc::new(tls(dir));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("https://{}", listener.local_addr().unwrap());
         let s2 = state.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+        let server = https::start(
+            dir,
+            Arc::new(move |req: https::Req| {
                 let st = s2.clone();
-                tokio::spawn(async move {
-                    if let Ok(tls) = acceptor.accept(tcp).await {
-                        serve(tls, st).await;
-                    }
-                });
-            }
-        });
+                Box::pin(async move {
+                    let key = req.headers.get("x-api-key").cloned().unwrap_or_default();
+                    let (status, data) =
+                        handle(&st, &req.method, &req.path, &req.query, &req.body, &key).await?;
+                    Some((status, envelope(status, data)))
+                })
+            }),
+        )
+        .await;
         Fake {
             state,
-            endpoint,
-            ca: dir.join("ca.crt"),
-            task,
+            endpoint: server.endpoint.clone(),
+            ca: server.ca.clone(),
+            server,
         }
     }
 
@@ -223,71 +133,15 @@ impl Fake {
     }
 }
 
-async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
-    s: S,
-    st: Arc<Mutex<State>>,
-) {
-    let mut r = BufReader::new(s);
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let (method, target) = (
-            parts.next().unwrap_or("").to_string(),
-            parts.next().unwrap_or("").to_string(),
-        );
-        let mut len = 0usize;
-        let mut key = String::new();
-        loop {
-            let mut h = String::new();
-            if r.read_line(&mut h).await.unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                match k.trim().to_ascii_lowercase().as_str() {
-                    "content-length" => len = v.trim().parse().unwrap_or(0),
-                    "x-api-key" => key = v.trim().to_string(),
-                    _ => {}
-                }
-            }
-        }
-        let mut body = vec![0; len];
-        if r.read_exact(&mut body).await.is_err() {
-            return;
-        }
-        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-        let query: BTreeMap<String, String> = query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let outcome = handle(&st, &method, path, &query, &body, &key).await;
-        let Some((status, data)) = outcome else {
-            return; // the connection is dropped
-        };
-        let envelope = json!({
-            "code": status,
-            "status": if status < 300 { "ok" } else { "error" },
-            "response_id": if status < 300 { "SUCCESS" } else { "ERROR" },
-            "message": if status < 300 { Value::from("") } else { data.clone() },
-            "data": if status < 300 { data } else { Value::Null },
-        });
-        let text = envelope.to_string();
-        let resp = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
-            text.len()
-        );
-        if r.get_mut().write_all(resp.as_bytes()).await.is_err() {
-            return;
-        }
-    }
+/// The pfrest envelope around an answer.
+fn envelope(status: u16, data: Value) -> Value {
+    json!({
+        "code": status,
+        "status": if status < 300 { "ok" } else { "error" },
+        "response_id": if status < 300 { "SUCCESS" } else { "ERROR" },
+        "message": if status < 300 { Value::from("") } else { data.clone() },
+        "data": if status < 300 { data } else { Value::Null },
+    })
 }
 
 async fn handle(

@@ -1,0 +1,346 @@
+//! The same router scenarios against every API backend: a FAKE pfSense (pfrest v2) and a FAKE
+//! OPNsense with Kea and with dnsmasq (tests/support: neither can run here, both have no
+//! simulator). The Linux router runs for real in tests/linux_router.rs.
+//!
+//! The seed's router: reservations for every VM, overrides for every app host, forwards for
+//! WireGuard UDP 51820, mail and HTTPS to the ingress VIP; one apply per subsystem; a second
+//! plan is empty; adding an app adds exactly one override; an entry made by hand survives
+//! every apply and prune.
+#![allow(missing_docs, clippy::disallowed_methods)]
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloudlet_core::engine::{ApplyOptions, Engine};
+use cloudlet_core::provider::{Provider, Providers};
+use cloudlet_core::store::StateStore;
+use cloudlet_core::{Domain, Plan, Resource};
+use cloudlet_network::opnsense::{OpnSense, OpnSenseOptions};
+use cloudlet_network::pfsense::{PfSense, PfSenseOptions};
+use serde_json::json;
+use support::{opnsense_fake, pfsense_fake};
+
+const KEY: &str = "cloudlet-test-key";
+const SECRET: &str = "cloudlet-test-secret";
+const PF_OVERRIDES: &str = "/api/v2/services/dns_resolver/host_overrides";
+
+fn seed_with(edit: impl Fn(&str, String) -> String) -> Vec<Resource> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
+    let texts = cloudlet_core::load::lab_files(&dir)
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let t = edit(&name, std::fs::read_to_string(&p).unwrap());
+            (p, t)
+        })
+        .collect();
+    let loaded = cloudlet_core::load::load_texts(texts, ".".into()).unwrap();
+    let errors: Vec<_> = cloudlet_core::validate::validate(&loaded.lab)
+        .into_iter()
+        .filter(|d| d.is_error())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    cloudlet_network::expand(&loaded.lab)
+}
+
+const NOTES: &str = "    notes:\n      image: ghcr.io/example/notes:1\n      ports: [{name: http, port: 8080}]\n      ingress: [{host: notes.example.com}]\n";
+
+fn with_notes(name: &str, t: String) -> String {
+    if name == "cluster.yaml" {
+        format!("{t}{NOTES}")
+    } else {
+        t
+    }
+}
+
+fn without_blog(name: &str, t: String) -> String {
+    if name == "cluster.yaml" {
+        let start = t.find("    blog:\n").unwrap();
+        let end = t.find("    wireguard:\n").unwrap();
+        format!("{}{}{NOTES}", &t[..start], &t[end..])
+    } else {
+        t.lines()
+            .filter(|l| !l.contains("to: blog"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+}
+
+enum Fake {
+    Pf(pfsense_fake::Fake),
+    Opn(opnsense_fake::Fake),
+}
+
+impl Fake {
+    async fn start(kind: &str, dir: &Path) -> Fake {
+        match kind {
+            "pfsense" => Fake::Pf(pfsense_fake::Fake::start(dir, KEY).await),
+            dhcp => Fake::Opn(
+                opnsense_fake::Fake::start(
+                    dir,
+                    KEY,
+                    SECRET,
+                    if dhcp == "opnsense-kea" {
+                        "kea"
+                    } else {
+                        "dnsmasq"
+                    },
+                )
+                .await,
+            ),
+        }
+    }
+
+    fn provider(&self) -> Arc<dyn Provider> {
+        match self {
+            Fake::Pf(f) => Arc::new(
+                PfSense::new(
+                    "seed",
+                    PfSenseOptions {
+                        endpoint: f.endpoint.clone(),
+                        api_key: KEY.into(),
+                        ca: Some(f.ca.clone()),
+                        take_over: false,
+                        apply_timeout: Duration::from_secs(5),
+                    },
+                )
+                .unwrap(),
+            ),
+            Fake::Opn(f) => Arc::new(
+                OpnSense::new(
+                    "seed",
+                    OpnSenseOptions {
+                        endpoint: f.endpoint.clone(),
+                        key: KEY.into(),
+                        secret: SECRET.into(),
+                        ca: Some(f.ca.clone()),
+                        reach_timeout: Duration::from_millis(300),
+                    },
+                )
+                .unwrap(),
+            ),
+        }
+    }
+
+    fn add_override_by_hand(&self) {
+        match self {
+            Fake::Pf(f) => f.add_by_hand(
+                PF_OVERRIDES,
+                json!({"host": "printer", "domain": "home.lan", "ip": ["10.0.10.50"], "descr": "by hand", "aliases": []}),
+            ),
+            Fake::Opn(f) => f.add_by_hand(
+                "unbound",
+                json!({"enabled": "1", "hostname": "printer", "domain": "home.lan", "rr": "A", "server": "10.0.10.50", "description": "by hand"}),
+            ),
+        }
+    }
+
+    /// Running host overrides as (host, address, description).
+    fn overrides(&self) -> Vec<(String, String, String)> {
+        match self {
+            Fake::Pf(f) => {
+                let st = f.state.lock().unwrap();
+                st.live[PF_OVERRIDES]
+                    .iter()
+                    .map(|o| {
+                        (
+                            o["host"].as_str().unwrap().into(),
+                            o["ip"][0].as_str().unwrap().into(),
+                            o["descr"].as_str().unwrap().into(),
+                        )
+                    })
+                    .collect()
+            }
+            Fake::Opn(f) => f
+                .live("unbound")
+                .iter()
+                .map(|o| {
+                    (
+                        o["hostname"].as_str().unwrap().into(),
+                        o["server"].as_str().unwrap().into(),
+                        o["description"].as_str().unwrap().into(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Applies per subsystem (pfSense) or module (OPNsense), and whether anything is pending.
+    fn applies(&self) -> (Vec<usize>, bool) {
+        match self {
+            Fake::Pf(f) => {
+                let st = f.state.lock().unwrap();
+                (
+                    st.applies.values().copied().collect(),
+                    !st.pending.is_empty() || st.config != st.live,
+                )
+            }
+            Fake::Opn(f) => {
+                let st = f.state.lock().unwrap();
+                (
+                    st.reconfigures.values().copied().collect(),
+                    st.config != st.live || !st.unconfirmed.is_empty(),
+                )
+            }
+        }
+    }
+
+    fn reservations(&self) -> usize {
+        match self {
+            Fake::Pf(f) => f
+                .entries("/api/v2/services/dhcp_server/static_mappings")
+                .len(),
+            Fake::Opn(f) => {
+                let st = f.state.lock().unwrap();
+                st.live[st.dhcp].len()
+            }
+        }
+    }
+}
+
+fn engine(p: Arc<dyn Provider>, state: &Path) -> Engine {
+    Engine::new(
+        "seed",
+        Providers::new().with(Domain::Router, p),
+        StateStore::open(state).unwrap(),
+    )
+}
+
+fn steps(plan: &Plan) -> Vec<String> {
+    plan.steps
+        .iter()
+        .map(|s| format!("{} {}", s.action.as_str(), s.id))
+        .collect()
+}
+
+async fn apply_ok(e: &Engine, plan: &Plan) {
+    let r = e.apply(plan, ApplyOptions::default()).await.unwrap();
+    assert!(r.is_success(), "{r:?}");
+}
+
+async fn scenario(kind: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::start(kind, dir.path()).await;
+    fake.add_override_by_hand();
+    let e = engine(fake.provider(), &dir.path().join("state"));
+    let desired = seed_with(|_, t| t);
+    let plan = e.plan(desired.clone()).await.unwrap();
+    assert_eq!(
+        plan.summary.create,
+        desired.len(),
+        "{kind}: {:?}",
+        steps(&plan)
+    );
+    apply_ok(&e, &plan).await;
+    let (applies, pending) = fake.applies();
+    assert!(
+        applies.iter().all(|n| *n == 1) && !applies.is_empty(),
+        "{kind}: one apply per subsystem: {applies:?}"
+    );
+    assert!(!pending, "{kind}: everything written is running");
+    let res = desired
+        .iter()
+        .filter(|r| &*r.id.kind == "dhcp-reservation")
+        .count();
+    assert_eq!(fake.reservations(), res, "{kind}");
+    let ov = fake.overrides();
+    assert!(
+        ov.iter()
+            .any(|(h, ip, _)| h == "blog" && ip == "10.0.20.200"),
+        "{kind}: {ov:?}"
+    );
+
+    // A second plan, from a fresh provider, is empty.
+    let e2 = engine(fake.provider(), &dir.path().join("state2"));
+    let again = e2.plan(desired.clone()).await.unwrap();
+    assert!(!again.summary.has_changes(), "{kind}: {:?}", steps(&again));
+
+    // Adding an app with a host adds exactly one override.
+    let more = seed_with(with_notes);
+    let plan = e.plan(more).await.unwrap();
+    assert_eq!(
+        steps(&plan),
+        vec!["create router/dns-override/notes.example.com"],
+        "{kind}"
+    );
+    apply_ok(&e, &plan).await;
+
+    // Removing the blog deletes its override; the hand-made one survives.
+    let fewer = seed_with(without_blog);
+    let plan = e.plan(fewer.clone()).await.unwrap();
+    assert!(
+        steps(&plan).contains(&"delete router/dns-override/blog.example.com".to_string()),
+        "{kind}: {:?}",
+        steps(&plan)
+    );
+    apply_ok(&e, &plan).await;
+    let ov = fake.overrides();
+    assert!(
+        ov.iter().any(|(h, _, d)| h == "printer" && d == "by hand"),
+        "{kind}: {ov:?}"
+    );
+    assert!(!ov.iter().any(|(h, ..)| h == "blog"), "{kind}: {ov:?}");
+    assert!(ov.iter().any(|(h, ..)| h == "notes"), "{kind}: {ov:?}");
+    assert!(
+        !e.plan(fewer).await.unwrap().summary.has_changes(),
+        "{kind}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pfsense_runs_the_seed_scenario() {
+    scenario("pfsense").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opnsense_with_kea_runs_the_seed_scenario() {
+    scenario("opnsense-kea").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opnsense_with_dnsmasq_runs_the_seed_scenario() {
+    scenario("opnsense-dnsmasq").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opnsense_firewall_change_that_cuts_cloudlet_off_reverts_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::start("opnsense-kea", dir.path()).await;
+    let e = engine(fake.provider(), &dir.path().join("state"));
+    let desired = seed_with(|_, t| t);
+    apply_ok(&e, &e.plan(desired.clone()).await.unwrap()).await;
+    let Fake::Opn(f) = &fake else { unreachable!() };
+    let rules_before = f.live("filter").len();
+
+    // A rule that blocks everything to the router itself: applied, the API goes silent, the
+    // change is not confirmed, and OPNsense's own timer puts the previous rules back.
+    let mut lockout = desired.clone();
+    lockout.push(Resource::new(
+        cloudlet_core::ResourceId::new(Domain::Router, "firewall-rule", "intent-999"),
+        json!({"interface": "k8s", "action": "deny", "protocol": "any", "source": "any", "destination": "(self)", "ports": []}),
+    ));
+    let plan = e.plan(lockout).await.unwrap();
+    let report = e.apply(&plan, ApplyOptions::default()).await.unwrap();
+    let msg = format!("{:?}", report.failed);
+    assert!(
+        msg.contains("cut cloudlet off") && msg.contains("rolls it back"),
+        "{msg}"
+    );
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    {
+        let st = f.state.lock().unwrap();
+        assert_eq!(st.rollbacks, 1);
+        assert!(!st.cut_off, "the router answers again");
+        assert_eq!(
+            st.live["filter"].len(),
+            rules_before,
+            "the blocking rule is gone"
+        );
+    }
+    // And the lab without that rule plans empty again.
+    assert!(!e.plan(desired).await.unwrap().summary.has_changes());
+}
