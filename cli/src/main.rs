@@ -30,8 +30,10 @@ struct Cli {
     /// Where the local backend renders (default: `STATE_DIR/local`).
     #[arg(long, global = true, value_name = "DIR")]
     local_dir: Option<PathBuf>,
-    /// Take over fields another writer holds (an image updater, an autoscaler): plan them
-    /// back to the lab's values and force them on apply, instead of reporting them as held.
+    /// Take over what cloudlet did not make: fields another writer holds (an image updater,
+    /// an autoscaler) are planned back to the lab's values and forced on apply instead of
+    /// being reported as held, and router entries made by hand with a lab entry's key (the
+    /// same MAC, the same host name) are adopted and marked instead of refused.
     #[arg(long, global = true)]
     take_over: bool,
     #[command(subcommand)]
