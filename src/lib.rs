@@ -517,6 +517,7 @@ impl Lab {
                         secret,
                         ca: target.ca.as_ref().map(|c| self.loaded.base_dir.join(c)),
                         reach_timeout: std::time::Duration::from_secs(20),
+                        take_over: self.options.take_over,
                     },
                 )
                 .map(|p| Arc::new(p) as Arc<dyn Provider>)

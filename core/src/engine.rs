@@ -422,11 +422,17 @@ impl Engine {
             }
         }
         report.skipped.sort();
-        if !report.cancelled && report.failed.is_empty() {
+        let clean = !report.cancelled && report.failed.is_empty();
+        if !report.cancelled {
             for d in &plan.domains {
                 let Some(p) = self.providers.get(*d) else {
                     continue;
                 };
+                // After a failed step, only backends that commit what did succeed (a router
+                // applying its pending changes) finish; the others wait for a clean apply.
+                if !clean && !p.commits_partial_applies() {
+                    continue;
+                }
                 if let Err(e) = p.finish(*d).await {
                     let msg = chain(&e);
                     tracing::error!(domain = %d, error = %msg, "finishing the apply failed");

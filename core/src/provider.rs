@@ -55,6 +55,14 @@ pub trait Provider: Send + Sync {
         let _ = domain;
         Ok(())
     }
+
+    /// Whether [`Provider::finish`] also runs after an apply in which some steps failed
+    /// (not after a cancelled one), to commit what succeeded: a router whose writes stay
+    /// pending until applied says yes, so nothing is left written but not running. The
+    /// default is no: finishing waits for a clean apply.
+    fn commits_partial_applies(&self) -> bool {
+        false
+    }
 }
 
 /// Which provider serves which domain.

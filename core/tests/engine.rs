@@ -24,6 +24,9 @@ struct TestProvider {
     delay: Duration,
     running: AtomicUsize,
     max_running: AtomicUsize,
+    /// Finish also after failed steps.
+    partial: bool,
+    finished: AtomicUsize,
 }
 
 impl TestProvider {
@@ -84,6 +87,13 @@ impl Provider for TestProvider {
     }
     async fn delete(&self, r: &Resource) -> Result<(), ProviderError> {
         self.op(Action::Delete, r).await
+    }
+    async fn finish(&self, _d: Domain) -> Result<(), ProviderError> {
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn commits_partial_applies(&self) -> bool {
+        self.partial
     }
 }
 
@@ -474,4 +484,41 @@ async fn data_that_leaves_the_lab_is_kept_unless_the_lab_lets_it_go_and_the_appl
     );
     let again = e.plan(vec![]).await.unwrap();
     assert!(!again.summary.has_changes() && again.kept == vec![kept.id]);
+}
+
+#[tokio::test]
+async fn finish_runs_after_failed_steps_only_for_backends_that_commit_partial_applies() {
+    for partial in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Arc::new(TestProvider {
+            partial,
+            ..TestProvider::default()
+        });
+        p.fail.lock().unwrap().insert(id("deployment", "b"));
+        let e = engine(&p, dir.path());
+        let plan = e.plan(graph()).await.unwrap();
+        let report = e.apply(&plan, ApplyOptions::default()).await.unwrap();
+        assert_eq!(report.failed.len(), 1);
+        assert_eq!(
+            p.finished.load(Ordering::SeqCst),
+            usize::from(partial),
+            "partial={partial}"
+        );
+        // A cancelled apply never finishes.
+        let cancel = Cancel::new();
+        cancel.cancel();
+        let plan = e.plan(graph()).await.unwrap();
+        let r = e
+            .apply(
+                &plan,
+                ApplyOptions {
+                    cancel,
+                    ..ApplyOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(r.cancelled);
+        assert_eq!(p.finished.load(Ordering::SeqCst), usize::from(partial));
+    }
 }

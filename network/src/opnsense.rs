@@ -38,6 +38,8 @@ pub struct OpnSenseOptions {
     /// How long to wait for the router to answer after a firewall apply before leaving the
     /// change to OPNsense's automatic rollback.
     pub reach_timeout: std::time::Duration,
+    /// Adopt entries without cloudlet's marker that have a lab entry's natural key.
+    pub take_over: bool,
 }
 
 /// Modules applied separately.
@@ -129,6 +131,9 @@ pub struct OpnSense {
     uuids: Mutex<BTreeMap<ResourceId, String>>,
     touched: Mutex<BTreeSet<Module>>,
     applies: std::sync::atomic::AtomicU64,
+    /// Entries without cloudlet's marker, by module, as (natural key, uuid): a create that
+    /// would duplicate one is refused, or adopts it with `take_over`.
+    unmarked: Mutex<BTreeMap<Module, Vec<(String, String)>>>,
 }
 
 impl std::fmt::Debug for OpnSense {
@@ -186,6 +191,7 @@ impl OpnSense {
             uuids: Mutex::new(BTreeMap::new()),
             touched: Mutex::new(BTreeSet::new()),
             applies: Default::default(),
+            unmarked: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -367,6 +373,17 @@ impl OpnSense {
         }
     }
 
+    /// What makes two entries the same thing to the router.
+    fn natural(module: Module, n: &Value) -> String {
+        match module {
+            Module::Unbound => format!("{}.{}", s(n, "hostname"), s(n, "domain")),
+            Module::Kea => s(n, "hw_address").to_ascii_lowercase(),
+            Module::Dnsmasq => s(n, "hwaddr").to_ascii_lowercase(),
+            Module::Alias => s(n, "name"),
+            Module::Filter | Module::DNat => String::new(),
+        }
+    }
+
     fn descr_of(n: &Value) -> String {
         let d = s(n, "description");
         if d.is_empty() { s(n, "descr") } else { d }
@@ -386,8 +403,29 @@ impl OpnSense {
     async fn write(&self, r: &Resource) -> Result<(), ProviderError> {
         let api = self.api(&r.id.kind).await?;
         let native = self.native(api, r)?;
+        let mut uuid = self.uuids.lock().ok().and_then(|m| m.get(&r.id).cloned());
+        if uuid.is_none() {
+            let key = Self::natural(api.module, &native);
+            let twin = self.unmarked.lock().ok().and_then(|m| {
+                m.get(&api.module)?
+                    .iter()
+                    .find(|(k, _)| !key.is_empty() && *k == key)
+                    .map(|(_, u)| u.clone())
+            });
+            match twin {
+                Some(u) if self.options.take_over => uuid = Some(u),
+                Some(u) => {
+                    return Err(invalid(
+                        r,
+                        format!(
+                            "OPNsense already has an entry cloudlet did not make for `{key}` (uuid {u}); adopt it with --take-over or remove it"
+                        ),
+                    ));
+                }
+                None => {}
+            }
+        }
         let body = json!({ api.wrap: native });
-        let uuid = self.uuids.lock().ok().and_then(|m| m.get(&r.id).cloned());
         let out = match uuid {
             Some(u) => {
                 self.call(Method::POST, &format!("{}/{u}", api.set), Some(&body))
@@ -498,9 +536,16 @@ impl Provider for OpnSense {
         let want: BTreeMap<&ResourceId, &Resource> = desired.iter().map(|r| (&r.id, r)).collect();
         let mut out = Vec::new();
         let mut uuids = BTreeMap::new();
+        let mut unmarked: BTreeMap<Module, Vec<(String, String)>> = BTreeMap::new();
         for api in [&UNBOUND, dhcp, &ALIAS, &FILTER, &DNAT] {
             for n in self.rows(api).await? {
                 let Some(id) = self.owner(&Self::descr_of(&n)) else {
+                    if !Self::descr_of(&n).starts_with("cloudlet:") {
+                        unmarked
+                            .entry(api.module)
+                            .or_default()
+                            .push((Self::natural(api.module, &n), s(&n, "uuid")));
+                    }
                     continue;
                 };
                 if &*id.kind != api.kind {
@@ -527,6 +572,9 @@ impl Provider for OpnSense {
         if let Ok(mut g) = self.uuids.lock() {
             *g = uuids;
         }
+        if let Ok(mut g) = self.unmarked.lock() {
+            *g = unmarked;
+        }
         Ok(out)
     }
 
@@ -547,6 +595,10 @@ impl Provider for OpnSense {
             .await?;
         self.touch(api.module);
         Ok(())
+    }
+
+    fn commits_partial_applies(&self) -> bool {
+        true
     }
 
     async fn finish(&self, domain: Domain) -> Result<(), ProviderError> {

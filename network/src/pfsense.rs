@@ -632,6 +632,10 @@ impl Provider for PfSense {
         Ok(())
     }
 
+    fn commits_partial_applies(&self) -> bool {
+        true
+    }
+
     async fn finish(&self, domain: Domain) -> Result<(), ProviderError> {
         if domain != Domain::Router {
             return Ok(());

@@ -96,6 +96,10 @@ impl Fake {
     }
 
     fn provider(&self) -> Arc<dyn Provider> {
+        self.provider_with(false)
+    }
+
+    fn provider_with(&self, take_over: bool) -> Arc<dyn Provider> {
         match self {
             Fake::Pf(f) => Arc::new(
                 PfSense::new(
@@ -104,7 +108,7 @@ impl Fake {
                         endpoint: f.endpoint.clone(),
                         api_key: KEY.into(),
                         ca: Some(f.ca.clone()),
-                        take_over: false,
+                        take_over,
                         apply_timeout: Duration::from_secs(5),
                     },
                 )
@@ -119,6 +123,7 @@ impl Fake {
                         secret: SECRET.into(),
                         ca: Some(f.ca.clone()),
                         reach_timeout: Duration::from_millis(300),
+                        take_over,
                     },
                 )
                 .unwrap(),
@@ -343,4 +348,58 @@ async fn an_opnsense_firewall_change_that_cuts_cloudlet_off_reverts_by_itself() 
     }
     // And the lab without that rule plans empty again.
     assert!(!e.plan(desired).await.unwrap().summary.has_changes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_made_twin_is_refused_then_adopted_with_take_over_on_every_backend() {
+    for kind in ["pfsense", "opnsense-kea"] {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = Fake::start(kind, dir.path()).await;
+        // An override for the blog's host, made by hand before cloudlet.
+        match &fake {
+            Fake::Pf(f) => f.add_by_hand(
+                PF_OVERRIDES,
+                json!({"host": "blog", "domain": "example.com", "ip": ["10.0.20.9"], "descr": "old", "aliases": []}),
+            ),
+            Fake::Opn(f) => f.add_by_hand(
+                "unbound",
+                json!({"enabled": "1", "hostname": "blog", "domain": "example.com", "rr": "A", "server": "10.0.20.9", "description": "old"}),
+            ),
+        }
+        let desired = seed_with(|_, t| t);
+        let e = engine(fake.provider(), &dir.path().join("state"));
+        let report = e
+            .apply(
+                &e.plan(desired.clone()).await.unwrap(),
+                ApplyOptions::default(),
+            )
+            .await
+            .unwrap();
+        let failed: Vec<String> = report
+            .failed
+            .iter()
+            .map(|(i, m)| format!("{i}: {m}"))
+            .collect();
+        assert!(
+            failed.len() == 1
+                && failed[0].contains("blog.example.com")
+                && failed[0].contains("--take-over"),
+            "{kind}: {failed:?}"
+        );
+        let e = engine(fake.provider_with(true), &dir.path().join("state"));
+        apply_ok(&e, &e.plan(desired.clone()).await.unwrap()).await;
+        let blog: Vec<_> = fake
+            .overrides()
+            .into_iter()
+            .filter(|(h, ..)| h == "blog")
+            .collect();
+        assert_eq!(blog.len(), 1, "{kind}: adopted, not duplicated: {blog:?}");
+        assert_eq!(blog[0].1, "10.0.20.200", "{kind}");
+        assert!(blog[0].2.starts_with("cloudlet:seed "), "{kind}: marked");
+        assert!(!fake.applies().1, "{kind}: nothing written but not running");
+        assert!(
+            !e.plan(desired).await.unwrap().summary.has_changes(),
+            "{kind}"
+        );
+    }
 }
