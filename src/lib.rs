@@ -531,7 +531,7 @@ impl Lab {
                             .dir
                             .clone()
                             .unwrap_or_else(|| PathBuf::from("/etc/cloudlet")),
-                        exec: Vec::new(),
+                        host: cloudlet_core::exec::Host::default(),
                         render: network::linux::LinuxOptions::default(),
                     },
                 )))

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use cloudlet_core::error::ProviderError;
+use cloudlet_core::exec::Host;
 use cloudlet_core::model::Lab;
 use cloudlet_core::plan::FieldChange;
 use cloudlet_core::{Domain, Provider, Resource, ResourceId};
@@ -35,9 +36,9 @@ const MARKER: &str = "# cloudlet:resource ";
 pub struct LinuxRouterOptions {
     /// cloudlet's directory on the router (`/etc/cloudlet`).
     pub dir: PathBuf,
-    /// A command prefix every command runs under: empty on the router itself,
-    /// `["ip", "netns", "exec", "NS"]` for a router in a network namespace.
-    pub exec: Vec<String>,
+    /// Where the router is: this machine (with a command prefix such as
+    /// `ip netns exec NS` for a router in a network namespace), or another over SSH.
+    pub host: Host,
     /// dnsmasq settings that are not part of the lab (port, lease file).
     pub render: LinuxOptions,
 }
@@ -55,7 +56,7 @@ impl std::fmt::Debug for LinuxRouter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LinuxRouter")
             .field("dir", &self.options.dir)
-            .field("exec", &self.options.exec)
+            .field("host", &self.options.host)
             .finish_non_exhaustive()
     }
 }
@@ -92,11 +93,11 @@ impl LinuxRouter {
 
     /// Runs a command on the router; its output, or what it said on failure.
     async fn run(&self, args: &[&str]) -> Result<String, String> {
-        cloudlet_core::exec::run(&self.options.exec, args).await
+        self.options.host.run(args).await
     }
 
-    fn read(&self, name: &str) -> Option<String> {
-        std::fs::read_to_string(self.path(name)).ok()
+    async fn read(&self, name: &str) -> Result<Option<String>, ProviderError> {
+        self.options.host.read(&self.path(name)).await.map_err(err)
     }
 
     fn render(&self, entries: &BTreeMap<ResourceId, Resource>) -> Files {
@@ -143,10 +144,10 @@ impl LinuxRouter {
         }
     }
 
-    fn observe_files(&self) -> Result<BTreeMap<ResourceId, Resource>, ProviderError> {
+    async fn observe_files(&self) -> Result<BTreeMap<ResourceId, Resource>, ProviderError> {
         let mut out = BTreeMap::new();
         for name in ["dhcp-hosts", "hosts", "rules.nft"] {
-            let Some(text) = self.read(name) else {
+            let Some(text) = self.read(name).await? else {
                 continue;
             };
             for (i, line) in text.lines().enumerate() {
@@ -168,7 +169,7 @@ impl LinuxRouter {
 
     /// The pid of the running dnsmasq this backend started, if it runs.
     pub async fn dnsmasq_pid(&self) -> Option<String> {
-        let pid = self.read("dnsmasq.pid")?.trim().to_string();
+        let pid = self.read("dnsmasq.pid").await.ok()??.trim().to_string();
         if pid.is_empty() || self.run(&["kill", "-0", &pid]).await.is_err() {
             return None;
         }
@@ -219,9 +220,7 @@ impl LinuxRouter {
 
     async fn commit(&self, entries: &BTreeMap<ResourceId, Resource>) -> Result<(), ProviderError> {
         let files = self.render(entries);
-        let dir = &self.options.dir;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
+        let host = &self.options.host;
         let named = [
             ("dnsmasq.conf", &files.conf),
             ("dhcp-hosts", &files.hosts_dhcp),
@@ -229,8 +228,9 @@ impl LinuxRouter {
             ("rules.nft", &files.rules),
         ];
         for (name, text) in named {
-            std::fs::write(self.path(&format!("{name}.new")), text)
-                .map_err(|e| err(format!("writing {name}.new: {e}")))?;
+            host.write(&self.path(&format!("{name}.new")), text)
+                .await
+                .map_err(err)?;
         }
         // The tools check the candidates before anything live changes.
         let conf_new = format!("--conf-file={}", self.path("dnsmasq.conf.new").display());
@@ -249,14 +249,15 @@ impl LinuxRouter {
                     "the new nftables ruleset is invalid; nothing changed: {e}"
                 ))
             })?;
-        let restart = self.read("dnsmasq.conf").as_deref() != Some(files.conf.as_str());
-        let had_live = self.path("rules.nft").exists();
+        let restart = self.read("dnsmasq.conf").await?.as_deref() != Some(files.conf.as_str());
+        let had_live = self.read("rules.nft").await?.is_some();
         for (name, _) in named {
             let live = self.path(name);
-            if live.exists() {
-                let _ = std::fs::copy(&live, self.path(&format!("{name}.prev")));
-            }
-            std::fs::rename(self.path(&format!("{name}.new")), &live)
+            host.copy(&live, &self.path(&format!("{name}.prev")))
+                .await
+                .map_err(err)?;
+            host.rename(&self.path(&format!("{name}.new")), &live)
+                .await
                 .map_err(|e| err(format!("installing {name}: {e}")))?;
         }
         if let Err(e) = self.reload(restart).await {
@@ -266,7 +267,9 @@ impl LinuxRouter {
                 )));
             }
             for (name, _) in named {
-                let _ = std::fs::rename(self.path(&format!("{name}.prev")), self.path(name));
+                let _ = host
+                    .rename(&self.path(&format!("{name}.prev")), &self.path(name))
+                    .await;
             }
             let back = self.reload(true).await;
             return Err(err(format!(
@@ -281,15 +284,24 @@ impl LinuxRouter {
     }
 
     /// Applies `f` to the pending entries (read from the files first if need be).
-    fn with_pending<T>(
+    async fn with_pending<T>(
         &self,
         change: bool,
         f: impl FnOnce(&mut BTreeMap<ResourceId, Resource>) -> T,
     ) -> Result<T, ProviderError> {
-        let mut g = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if g.is_none() {
-            *g = Some(self.observe_files()?);
+        let loaded = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        if !loaded {
+            let found = self.observe_files().await?;
+            let mut g = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if g.is_none() {
+                *g = Some(found);
+            }
         }
+        let mut g = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         if change {
             *self.changed.lock().unwrap_or_else(|p| p.into_inner()) = true;
         }
@@ -307,7 +319,7 @@ impl Provider for LinuxRouter {
         if domain != Domain::Router {
             return Ok(Vec::new());
         }
-        let found = self.observe_files()?;
+        let found = self.observe_files().await?;
         *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(found.clone());
         Ok(found.into_values().collect())
     }
@@ -316,6 +328,7 @@ impl Provider for LinuxRouter {
         self.with_pending(true, |p| {
             p.insert(r.id.clone(), r.clone());
         })
+        .await
     }
 
     async fn update(&self, r: &Resource, _changes: &[FieldChange]) -> Result<(), ProviderError> {
@@ -326,6 +339,7 @@ impl Provider for LinuxRouter {
         self.with_pending(true, |p| {
             p.remove(&r.id);
         })
+        .await
     }
 
     async fn finish(&self, domain: Domain) -> Result<(), ProviderError> {
@@ -335,7 +349,7 @@ impl Provider for LinuxRouter {
         let changed = std::mem::take(&mut *self.changed.lock().unwrap_or_else(|p| p.into_inner()));
         // An apply with router steps commits them; one without still brings up a router
         // that is not running (after a reboot, say).
-        let entries = self.with_pending(false, |p| p.clone())?;
+        let entries = self.with_pending(false, |p| p.clone()).await?;
         if changed || self.dnsmasq_pid().await.is_none() {
             self.commit(&entries).await?;
         }

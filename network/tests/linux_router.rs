@@ -329,6 +329,7 @@ mod live {
     use std::sync::Arc;
 
     use cloudlet_core::engine::{ApplyOptions, Engine};
+    use cloudlet_core::exec::Host;
     use cloudlet_core::resource::Body;
     use cloudlet_core::{Domain, Provider, Providers, Resource, ResourceId, StateStore};
     use cloudlet_network::router_linux::{LinuxRouter, LinuxRouterOptions};
@@ -339,12 +340,22 @@ mod live {
             .lab
     }
 
+    fn in_ns(ns: &str) -> Host {
+        Host::Local {
+            prefix: vec!["ip".into(), "netns".into(), "exec".into(), ns.into()],
+        }
+    }
+
     fn router(lab: &cloudlet_core::Lab, dir: &Path, ns: &str) -> Arc<LinuxRouter> {
+        router_on(lab, dir, in_ns(ns))
+    }
+
+    fn router_on(lab: &cloudlet_core::Lab, dir: &Path, host: Host) -> Arc<LinuxRouter> {
         Arc::new(LinuxRouter::new(
             Arc::new(lab.clone()),
             LinuxRouterOptions {
                 dir: dir.join("cloudlet"),
-                exec: vec!["ip".into(), "netns".into(), "exec".into(), ns.into()],
+                host,
                 render: LinuxOptions {
                     dns_port: 53,
                     lease_file: dir.join("leases").display().to_string(),
@@ -488,7 +499,7 @@ mod live {
             Arc::new(second.clone()),
             LinuxRouterOptions {
                 dir: dir.path().join("cloudlet"),
-                exec: vec!["ip".into(), "netns".into(), "exec".into(), r.clone()],
+                host: in_ns(&r),
                 render: LinuxOptions {
                     dns_port: 53,
                     lease_file: dir.path().join("no-such-dir/leases").display().to_string(),
@@ -513,6 +524,139 @@ mod live {
             "DNS on port 53 is back"
         );
         assert!(!lookup(&l, "extra.rt.lan").contains("10.77.0.99"));
+        p.stop_dnsmasq().await;
+    }
+
+    /// A real OpenSSH server on a loopback port, trusting one key of the test's own.
+    struct Sshd {
+        child: std::process::Child,
+        host: Host,
+    }
+
+    impl Drop for Sshd {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn sshd(dir: &Path, remote_prefix: Vec<String>) -> Sshd {
+        let d = dir.join("ssh");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        for k in ["host_key", "client_key"] {
+            ok(&format!(
+                "ssh-keygen -q -t ed25519 -N '' -f {}",
+                d.join(k).display()
+            ));
+        }
+        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let host_pub = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
+        std::fs::write(
+            d.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {host_pub}"),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\nUsePAM no\nPidFile {pid}\n",
+                hk = d.join("host_key").display(),
+                ak = d.join("authorized_keys").display(),
+                pid = d.join("sshd.pid").display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sshd starts");
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(10), "sshd did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let host = Host::Ssh {
+            destination: "root@127.0.0.1".into(),
+            options: vec![
+                "-p".into(),
+                port.to_string(),
+                "-i".into(),
+                d.join("client_key").display().to_string(),
+                "-o".into(),
+                format!("UserKnownHostsFile={}", d.join("known_hosts").display()),
+                "-o".into(),
+                "StrictHostKeyChecking=yes".into(),
+            ],
+            prefix: remote_prefix,
+        };
+        Sshd { child, host }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_live_backend_works_over_ssh() {
+        assert!(
+            tool("dnsmasq")
+                && tool("nft")
+                && tool("busybox")
+                && Path::new("/usr/sbin/sshd").exists(),
+            "needs dnsmasq, nftables, busybox and Debian's openssh-server"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let env = topology("cs");
+        let (r, l, _w) = env.rlw();
+        // Over SSH to this machine's loopback, then into the router's namespace: every file
+        // cloudlet reads or writes and every command goes through ssh.
+        let ssh = sshd(
+            dir.path(),
+            vec!["ip".into(), "netns".into(), "exec".into(), r.clone()],
+        );
+        let first = lab(LAB);
+        let p = router_on(&first, dir.path(), ssh.host.clone());
+        let steps = converge(&p, &first, &dir.path().join("state")).await;
+        assert!(steps >= 4, "{steps}");
+        let running = p.dnsmasq_pid().await;
+        ok(&format!("ip -n {l} addr add 10.77.0.99/24 dev eth0"));
+        let answer = lookup(&l, "web.rt.lan");
+        assert!(
+            answer.contains("10.77.0.30"),
+            "{answer} (dnsmasq pid {running:?}; {})",
+            String::from_utf8_lossy(&sh(&format!("ip netns exec {r} ss -lunp")).stdout)
+        );
+        assert!(dir.path().join("cloudlet/dnsmasq.conf").exists());
+        // A host key that does not match is refused: nothing runs.
+        let Host::Ssh {
+            destination,
+            mut options,
+            prefix,
+        } = ssh.host.clone()
+        else {
+            unreachable!()
+        };
+        let wrong = dir.path().join("ssh/wrong_known_hosts");
+        std::fs::write(&wrong, "[127.0.0.1]:1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtherKeyOtherKeyOtherKeyOtherKeyOtherKey0\n").unwrap();
+        for o in &mut options {
+            if o.starts_with("UserKnownHostsFile=") {
+                *o = format!("UserKnownHostsFile={}", wrong.display());
+            }
+        }
+        let bad = Host::Ssh {
+            destination,
+            options,
+            prefix,
+        };
+        assert!(
+            bad.run(&["true"]).await.is_err(),
+            "an unknown host key is refused"
+        );
         p.stop_dnsmasq().await;
     }
 }
