@@ -15,7 +15,7 @@
 //! - Writes are server-side applies with one field manager; 429/503/504 and dropped
 //!   connections are retried with backoff; the engine bounds how many run at once.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -165,6 +165,8 @@ pub struct KubeProvider {
     parent: String,
     applyset: String,
     kinds: Mutex<HashMap<GroupKind, (ApiResource, bool)>>,
+    /// Groups whose CRD this provider just made: discovery may lag behind `Established`.
+    fresh_groups: Mutex<HashSet<String>>,
     inventory: tokio::sync::Mutex<Inventory>,
     /// From the last observation: held fields and uids, per resource.
     held: Mutex<HashMap<ResourceId, Vec<String>>>,
@@ -266,6 +268,7 @@ impl KubeProvider {
             parent,
             applyset,
             kinds: Mutex::new(HashMap::new()),
+            fresh_groups: Mutex::new(HashSet::new()),
             inventory: tokio::sync::Mutex::new(Inventory::default()),
             held: Mutex::new(HashMap::new()),
             uids: Mutex::new(HashMap::new()),
@@ -330,8 +333,44 @@ impl KubeProvider {
         if let Some(r) = self.kinds.lock().unwrap_or_else(|p| p.into_inner()).get(gk) {
             return Ok(r.clone());
         }
+        let (_, group) = split_group_kind(gk);
+        let fresh = self
+            .fresh_groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(group);
+        // A CRD made a moment ago is served before discovery lists it: ask again for a while.
+        let mut found = self.discover(gk, version).await?;
+        let mut tries = 0;
+        while found.is_none() && fresh && tries < 50 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            found = self.discover(gk, version).await?;
+            tries += 1;
+        }
+        let Some((ar, caps)) = found else {
+            return Err(backend(
+                format!(
+                    "the API server does not serve {gk}: install its CRD (or the operator that brings it) first"
+                ),
+                false,
+            ));
+        };
+        let r = (ar, caps.scope == Scope::Namespaced);
+        self.kinds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(gk.to_string(), r.clone());
+        Ok(r)
+    }
+
+    /// One discovery of `gk` (at `version`, or the group's preferred one).
+    async fn discover(
+        &self,
+        gk: &str,
+        version: Option<&str>,
+    ) -> Result<Option<(ApiResource, ApiCapabilities)>, ProviderError> {
         let (kind, group) = split_group_kind(gk);
-        let found: Option<(ApiResource, ApiCapabilities)> = match version {
+        Ok(match version {
             Some(v) => {
                 let gvk = GroupVersionKind::gvk(group, v, kind);
                 match retry(|| {
@@ -357,21 +396,7 @@ impl KubeProvider {
                 Err(e) if status_code(&e) == Some(404) => None,
                 Err(e) => return Err(api_error(&format!("discovering {gk}"), &e)),
             },
-        };
-        let Some((ar, caps)) = found else {
-            return Err(backend(
-                format!(
-                    "the API server does not serve {gk}: install its CRD (or the operator that brings it) first"
-                ),
-                false,
-            ));
-        };
-        let r = (ar, caps.scope == Scope::Namespaced);
-        self.kinds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(gk.to_string(), r.clone());
-        Ok(r)
+        })
     }
 
     fn forget_group(&self, group: &str) {
@@ -830,6 +855,10 @@ impl KubeProvider {
             self.wait_established(&api, &name).await?;
             if let Some(group) = v["spec"]["group"].as_str() {
                 self.forget_group(group);
+                self.fresh_groups
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(group.to_string());
             }
         }
         serde_json::to_value(&out).map_err(|e| backend(format!("encoding {}: {e}", r.id), false))
