@@ -471,6 +471,35 @@ impl Lab {
                 "the `{}` backend runs on the machine cloudlet runs on; remote access (SSH) is not available in this build: drop `endpoint` and run cloudlet there",
                 target.kind.as_str()
             ))),
+            (Domain::Hypervisor, TargetKind::Libvirt) => {
+                // `endpoint` is a local libvirt URI (`qemu:///system`). Disk images are made
+                // with qemu-img where cloudlet runs, so a remote libvirt is refused.
+                let uri = target
+                    .endpoint
+                    .clone()
+                    .unwrap_or_else(|| "qemu:///system".into());
+                if !uri.starts_with("qemu:///") {
+                    return Err(unavailable(format!(
+                        "libvirt at `{uri}`: only a local libvirt (qemu:///system) is available in this build; run cloudlet on the KVM host"
+                    )));
+                }
+                Ok(Arc::new(hypervisor::libvirt::Libvirt::new(
+                    self.loaded.lab.name.clone(),
+                    hypervisor::libvirt::LibvirtOptions {
+                        uri,
+                        host: cloudlet_core::exec::Host::default(),
+                        images: target
+                            .dir
+                            .clone()
+                            .unwrap_or_else(|| PathBuf::from("/var/lib/libvirt/images")),
+                        domain_type: if std::path::Path::new("/dev/kvm").exists() {
+                            "kvm".into()
+                        } else {
+                            "qemu".into()
+                        },
+                    },
+                )))
+            }
             (Domain::Router, TargetKind::Pfsense) => {
                 let endpoint = target.endpoint.clone().ok_or_else(|| {
                     unavailable("a pfSense target needs `endpoint: https://ROUTER`".into())

@@ -5,6 +5,8 @@
 //! devices the lab lists and never touch others. Backends (vSphere, Proxmox, libvirt) plug
 //! in as [`cloudlet_core::Provider`]s for [`Domain::Hypervisor`].
 
+pub mod libvirt;
+
 use cloudlet_core::model::{BootDevice, Lab, Power};
 use cloudlet_core::{Domain, Resource, ResourceId};
 use serde_json::json;
