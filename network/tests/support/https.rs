@@ -55,7 +55,9 @@ fn openssl(args: &[&str], dir: &Path) {
     );
 }
 
-fn tls(dir: &Path) -> rustls::ServerConfig {
+/// A server configuration with a certificate for 127.0.0.1 signed by a CA made in `dir`
+/// (`dir/ca.crt`), with openssl.
+pub fn tls_config(dir: &Path) -> rustls::ServerConfig {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let ec = [
@@ -125,7 +127,7 @@ fn tls(dir: &Path) -> rustls::ServerConfig {
 
 /// Serves `handler` on a loopback port with TLS; certificates go to `dir`.
 pub async fn start(dir: &Path, handler: Handler) -> Server {
-    let config = Arc::new(tls(dir));
+    let config = Arc::new(tls_config(dir));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("https://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {

@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +23,6 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio_rustls::rustls;
 use tokio_tungstenite::tungstenite::Message;
 
 /// What the fake holds.
@@ -80,86 +78,9 @@ impl Drop for Fake {
     }
 }
 
-fn openssl(args: &[&str], dir: &Path) {
-    let o = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        o.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn tls(dir: &Path) -> rustls::ServerConfig {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut a = vec!["req", "-x509"];
-    a.extend(ec);
-    a.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=fake-truenas-ca",
-    ]);
-    openssl(&a, dir);
-    let mut a = vec!["req"];
-    a.extend(ec);
-    a.extend([
-        "-keyout",
-        "srv.key",
-        "-out",
-        "srv.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    openssl(&a, dir);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "srv.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "srv.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ],
-        dir,
-    );
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("srv.crt"))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_file(dir.join("srv.key")).unwrap();
-    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap()
-}
+// The certificate setup the router fakes use.
+#[path = "../../../network/tests/support/https.rs"]
+mod https;
 
 impl Fake {
     /// Starts a fake of TrueNAS `version` with pool `main`, accepting `api_key`.
@@ -180,7 +101,7 @@ impl Fake {
         let state = Arc::new(Mutex::new(st));
         let drop_during_job = Arc::new(AtomicBool::new(false));
         let job_time = Arc::new(AtomicU64::new(150));
-        let config = Arc::new(tls(dir));
+        let config = Arc::new(https::tls_config(dir));
         let secure = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("wss://{}/api/current", secure.local_addr().unwrap());
