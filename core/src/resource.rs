@@ -330,6 +330,29 @@ impl Resource {
         self
     }
 
+    /// A resource as a backend read it, in the lab's words. Backends do not store the lab's
+    /// form of an object nor its dependency edges: when the backend holds exactly what the lab
+    /// asks for (`holds`), the lab's own resource is reported; otherwise `read()` (the object
+    /// as the backend has it) with the lab's dependencies, so the plan shows only what really
+    /// differs.
+    pub fn observed(
+        id: ResourceId,
+        desired: Option<&Resource>,
+        holds: impl FnOnce(&Resource) -> bool,
+        read: impl FnOnce() -> serde_json::Value,
+    ) -> Resource {
+        match desired {
+            Some(w) if holds(w) => w.clone(),
+            lab => {
+                let mut r = Resource::new(id, read());
+                if let Some(w) = lab {
+                    r.depends_on = w.depends_on.clone();
+                }
+                r
+            }
+        }
+    }
+
     /// Adds a dependency.
     #[must_use]
     pub fn after(mut self, dep: ResourceId) -> Self {

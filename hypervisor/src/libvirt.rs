@@ -558,14 +558,13 @@ impl Provider for Libvirt {
                 continue;
             }
             let body = self.vm_body(&info, w).await;
-            let mut r = match w {
-                Some(w) if body == w.body.value() => w.clone(),
-                _ => Resource::new(id, body),
-            };
-            if let Some(w) = w {
-                r.depends_on = w.depends_on.clone();
-            }
-            out.push(r);
+            let same = body.clone();
+            out.push(Resource::observed(
+                id,
+                w,
+                |w| w.body.value() == same,
+                || body,
+            ));
         }
         Ok(out)
     }

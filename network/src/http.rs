@@ -105,7 +105,7 @@ impl Http {
             .client
             .request(req)
             .await
-            .map_err(|e| HttpError::Transport(chain(&e)))?;
+            .map_err(|e| HttpError::Transport(cloudlet_core::error::chain(&e)))?;
         let status = resp.status().as_u16();
         let body = resp
             .into_body()
@@ -121,8 +121,4 @@ impl Http {
         }
         serde_json::from_slice(&body).map_err(|e| HttpError::Body(e.to_string()))
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    cloudlet_core::error::chain(e)
 }

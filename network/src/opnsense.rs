@@ -556,16 +556,9 @@ impl Provider for OpnSense {
                     self.native(api, w)
                         .is_ok_and(|x| x.as_object().into_iter().flatten().all(|(k, v)| &n[k] == v))
                 };
-                let r = match want.get(&id) {
-                    Some(w) if same(w) => (*w).clone(),
-                    lab => {
-                        let mut r = Resource::new(id, Self::body_of(api.module, &n));
-                        if let Some(w) = lab {
-                            r.depends_on = w.depends_on.clone();
-                        }
-                        r
-                    }
-                };
+                let r = Resource::observed(id.clone(), want.get(&id).copied(), same, || {
+                    Self::body_of(api.module, &n)
+                });
                 out.push(r);
             }
         }

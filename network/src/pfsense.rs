@@ -575,16 +575,12 @@ impl Provider for PfSense {
                 if &*id.kind != c.kind {
                     continue;
                 }
-                let r = match want.get(&id) {
-                    Some(w) if self.native(w).is_ok_and(|x| Self::same(&x, &n)) => (*w).clone(),
-                    lab => {
-                        let mut r = Resource::new(id, Self::body_of(c.kind, &n));
-                        if let Some(w) = lab {
-                            r.depends_on = w.depends_on.clone();
-                        }
-                        r
-                    }
-                };
+                let r = Resource::observed(
+                    id.clone(),
+                    want.get(&id).copied(),
+                    |w| self.native(w).is_ok_and(|x| Self::same(&x, &n)),
+                    || Self::body_of(c.kind, &n),
+                );
                 out.push(r);
             }
         }

@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::seed_with;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,26 +21,6 @@ use support::pfsense_fake::Fake;
 
 const KEY: &str = "cloudlet-test-api-key";
 const MAPPINGS: &str = "/api/v2/services/dhcp_server/static_mappings";
-
-fn seed_with(edit: impl Fn(&str, String) -> String) -> Vec<Resource> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
-    let texts = cloudlet_core::load::lab_files(&dir)
-        .unwrap()
-        .into_iter()
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let t = edit(&name, std::fs::read_to_string(&p).unwrap());
-            (p, t)
-        })
-        .collect();
-    let loaded = cloudlet_core::load::load_texts(texts, ".".into()).unwrap();
-    let errors: Vec<_> = cloudlet_core::validate::validate(&loaded.lab)
-        .into_iter()
-        .filter(|d| d.is_error())
-        .collect();
-    assert!(errors.is_empty(), "{errors:?}");
-    cloudlet_network::expand(&loaded.lab)
-}
 
 fn seed() -> Vec<Resource> {
     seed_with(|_, t| t)

@@ -10,6 +10,8 @@
 
 mod support;
 
+use support::seed_with;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,26 +28,6 @@ use support::{opnsense_fake, pfsense_fake};
 const KEY: &str = "cloudlet-test-key";
 const SECRET: &str = "cloudlet-test-secret";
 const PF_OVERRIDES: &str = "/api/v2/services/dns_resolver/host_overrides";
-
-fn seed_with(edit: impl Fn(&str, String) -> String) -> Vec<Resource> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
-    let texts = cloudlet_core::load::lab_files(&dir)
-        .unwrap()
-        .into_iter()
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let t = edit(&name, std::fs::read_to_string(&p).unwrap());
-            (p, t)
-        })
-        .collect();
-    let loaded = cloudlet_core::load::load_texts(texts, ".".into()).unwrap();
-    let errors: Vec<_> = cloudlet_core::validate::validate(&loaded.lab)
-        .into_iter()
-        .filter(|d| d.is_error())
-        .collect();
-    assert!(errors.is_empty(), "{errors:?}");
-    cloudlet_network::expand(&loaded.lab)
-}
 
 const NOTES: &str = "    notes:\n      image: ghcr.io/example/notes:1\n      ports: [{name: http, port: 8080}]\n      ingress: [{host: notes.example.com}]\n";
 

@@ -122,15 +122,13 @@ async fn truenas(dir: &Path) {
 }
 
 async fn ganesha(dir: &Path) {
-    if Command::new("sh")
-        .args(["-c", "command -v ganesha.nfsd"])
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        println!("| nfs-ganesha | not installed: skipped |");
-        return;
-    }
+    assert!(
+        Command::new("sh")
+            .args(["-c", "command -v ganesha.nfsd"])
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "the bench needs Debian's nfs-ganesha and nfs-ganesha-vfs"
+    );
     let root = dir.join("data");
     std::fs::create_dir_all(&root).unwrap();
     let conf = dir.join("cloudlet.conf");

@@ -738,22 +738,18 @@ impl Provider for TrueNas {
                         self.task_native(r)
                     }
                 };
-                let r = match lab {
-                    // TrueNAS holds exactly what the lab asks for: report the lab's form.
-                    Some(w) if native(w).is_ok_and(|n| Self::same(&n, s)) => (*w).clone(),
-                    _ => {
-                        let body = if kind == NFS_EXPORT {
+                let r = Resource::observed(
+                    id,
+                    lab,
+                    |w| native(w).is_ok_and(|n| Self::same(&n, s)),
+                    || {
+                        if kind == NFS_EXPORT {
                             Self::share_body(s)
                         } else {
                             Self::task_body(s)
-                        };
-                        let mut r = Resource::new(id, body);
-                        if let Some(w) = lab {
-                            r.depends_on = w.depends_on.clone();
                         }
-                        r
-                    }
-                };
+                    },
+                );
                 out.push(r);
             }
         }
