@@ -33,7 +33,10 @@ fi
 command -v go >/dev/null || { echo "kube-peers: the Go toolchain is needed to build kube-apiserver and etcd" >&2; exit 1; }
 WORK="$(mktemp -d "$CACHE/build.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
-export GOFLAGS="${GOFLAGS:-} -mod=mod" CGO_ENABLED=0
+export GOFLAGS="${GOFLAGS:-} -mod=mod -modcacherw" CGO_ENABLED=0
+# Modules and the build cache live in the build directory and go with it: the binaries are
+# all later runs need, and Kubernetes leaves gigabytes in Go's caches otherwise.
+export GOMODCACHE="$WORK/gomod" GOCACHE="$WORK/gocache"
 
 # kube-apiserver: k8s.io/kubernetes points its staging modules at local directories,
 # so a module of ours requires it and replaces each staging module with its tagged release.
