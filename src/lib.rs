@@ -500,6 +500,49 @@ impl Lab {
                     },
                 )))
             }
+            (Domain::Hypervisor, TargetKind::Vsphere) => {
+                let endpoint = target.endpoint.clone().ok_or_else(|| {
+                    unavailable("a vSphere target needs `endpoint: https://VCENTER`".into())
+                })?;
+                let r = target.credentials.as_ref().ok_or_else(|| {
+                    unavailable(
+                        "a vSphere target needs `credentials:` naming where USER:PASSWORD is (`{env: VAR}` or `{file: PATH}`)".into(),
+                    )
+                })?;
+                let text = self.credential(Domain::Hypervisor, r)?;
+                let (user, password) = text
+                    .split_once(':')
+                    .filter(|(u, p)| !u.is_empty() && !p.is_empty())
+                    .ok_or_else(|| {
+                        unavailable("the vSphere credentials are not USER:PASSWORD".into())
+                    })?;
+                let tls = match &target.fingerprint {
+                    Some(f) => cloudlet_core::tls::pinned_config(f),
+                    None => cloudlet_core::tls::client_config(
+                        target
+                            .ca
+                            .as_ref()
+                            .map(|c| self.loaded.base_dir.join(c))
+                            .as_deref(),
+                    ),
+                }
+                .map_err(unavailable)?;
+                Ok(Arc::new(hypervisor::vsphere::Vsphere::new(
+                    self.loaded.lab.name.clone(),
+                    hypervisor::vsphere::VsphereOptions {
+                        endpoint,
+                        user: user.to_string(),
+                        password: password.to_string(),
+                        tls,
+                        datacenter: target.datacenter.clone(),
+                        datastore: target.datastore.clone(),
+                        pool: target.pool.clone(),
+                        switch: target.switch.clone(),
+                        concurrency: 8,
+                        keepalive: std::time::Duration::from_secs(600),
+                    },
+                )))
+            }
             (Domain::Router, TargetKind::Pfsense) => {
                 let endpoint = target.endpoint.clone().ok_or_else(|| {
                     unavailable("a pfSense target needs `endpoint: https://ROUTER`".into())

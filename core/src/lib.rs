@@ -17,6 +17,7 @@ pub mod diag;
 pub mod engine;
 pub mod error;
 pub mod exec;
+pub mod http;
 pub mod lb;
 pub mod load;
 pub mod local;

@@ -128,6 +128,7 @@ impl LocalProvider {
             depends_on: env.depends_on,
             held: Vec::new(),
             data: env.data,
+            grow_only: Vec::new(),
         }))
     }
 

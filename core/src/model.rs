@@ -113,6 +113,22 @@ pub struct Target {
     /// cloudlet keeps its own configuration files in (each backend has a default).
     #[serde(default)]
     pub dir: Option<PathBuf>,
+    /// The SHA-256 fingerprint of the endpoint's certificate (`AB:CD:...`): trust exactly
+    /// that certificate (a self-signed vCenter or ESXi) instead of a CA.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// vSphere: the datacenter (default: the only one).
+    #[serde(default)]
+    pub datacenter: Option<String>,
+    /// vSphere: the datastore of disks that name none (default: the first).
+    #[serde(default)]
+    pub datastore: Option<String>,
+    /// vSphere: the cluster, host or resource pool VMs run in (default: the first cluster).
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// vSphere: the distributed switch of the lab's port groups (default: the only one).
+    #[serde(default)]
+    pub switch: Option<String>,
 }
 
 /// Backend kinds.

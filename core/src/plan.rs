@@ -63,8 +63,9 @@ pub struct Step {
     pub changes: Vec<FieldChange>,
     /// The resource as it should be (create, update) or as it is (delete).
     pub resource: Resource,
-    /// The step destroys data (a delete of something the lab let go with `retain: false`):
-    /// an apply runs it only when explicitly allowed.
+    /// The step destroys data (a delete of something the lab let go with `retain: false`, or
+    /// an update that lowers a grow-only field such as a disk's size): an apply runs it only
+    /// when explicitly allowed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub data_loss: bool,
 }
@@ -298,7 +299,8 @@ pub fn compute(
             action: e.action,
             after: after[i].iter().map(|&j| ids[j].clone()).collect(),
             changes: e.changes,
-            data_loss: e.action == Action::Delete && resource.data == Data::Disposable,
+            data_loss: (e.action == Action::Delete && resource.data == Data::Disposable)
+                || e.shrinks,
             resource,
         });
     }
@@ -349,6 +351,21 @@ struct Entry {
     action: Action,
     from: Origin,
     changes: Vec<FieldChange>,
+    /// An update that lowers a grow-only field.
+    shrinks: bool,
+}
+
+/// Whether `c` lowers one of the `grow_only` fields.
+fn shrinks(grow_only: &[String], c: &FieldChange) -> bool {
+    let field = c.path.rsplit(['.', ']']).next().unwrap_or(&c.path);
+    grow_only.iter().any(|g| g == field)
+        && matches!(
+            (
+                c.before.as_ref().and_then(Value::as_f64),
+                c.after.as_ref().and_then(Value::as_f64)
+            ),
+            (Some(b), Some(a)) if a < b
+        )
 }
 
 struct Shape {
@@ -389,6 +406,7 @@ fn shape(want: &[Resource], have: &[Resource]) -> Result<Shape, EngineError> {
                     action: Action::Create,
                     from: Origin::Want(wi),
                     changes: Vec::new(),
+                    shrinks: false,
                 });
                 wi += 1;
             }
@@ -406,6 +424,7 @@ fn shape(want: &[Resource], have: &[Resource]) -> Result<Shape, EngineError> {
                     action: Action::Delete,
                     from: Origin::Have(hi),
                     changes: Vec::new(),
+                    shrinks: false,
                 });
                 hi += 1;
             }
@@ -440,10 +459,15 @@ fn shape(want: &[Resource], have: &[Resource]) -> Result<Shape, EngineError> {
                     if !o.depends_on.is_empty() {
                         old_deps.push((entries.len(), &o.depends_on));
                     }
+                    let shrinks = changes.iter().any(|c| shrinks(&r.grow_only, c));
+                    if shrinks {
+                        summary.data_loss += 1;
+                    }
                     entries.push(Entry {
                         action: Action::Update,
                         from: Origin::Want(wi),
                         changes,
+                        shrinks,
                     });
                 }
                 wi += 1;
@@ -612,6 +636,26 @@ mod tests {
         let order: Vec<String> = plan.steps.iter().map(|s| s.id.to_string()).collect();
         assert_eq!(order, vec!["cluster/deployment/a.a", "cluster/namespace/a"]);
         assert_eq!(plan.summary.delete, 2);
+    }
+
+    #[test]
+    fn lowering_a_grow_only_field_is_data_loss() {
+        let vm = |mib: u64| {
+            let mut v = r(
+                "vm",
+                "a",
+                json!({"disks": [{"size_mib": mib}], "memory_mib": mib}),
+            );
+            v.grow_only = vec!["size_mib".into()];
+            v
+        };
+        let grow = compute("t", vec![], vec![vm(20)], vec![vm(10)]).unwrap();
+        assert!(!grow.steps[0].data_loss);
+        let shrink = compute("t", vec![], vec![vm(5)], vec![vm(10)]).unwrap();
+        assert!(shrink.steps[0].data_loss);
+        assert_eq!(shrink.summary.data_loss, 1);
+        // memory_mib fell too, but it is not grow-only: one marked step, for the disk.
+        assert_eq!(shrink.steps[0].changes.len(), 2);
     }
 
     #[test]

@@ -257,6 +257,10 @@ pub struct Resource {
     /// Whether removing the resource destroys data, and whether the lab lets it.
     #[serde(default, skip_serializing_if = "Data::is_none")]
     pub data: Data,
+    /// Fields (by name, wherever they are in the body: `size_mib`) whose value may only grow:
+    /// a plan that lowers one (shrinking a disk) marks the step as data loss.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grow_only: Vec<String>,
 }
 
 /// What deleting a resource does to data.
@@ -320,6 +324,7 @@ impl Resource {
             depends_on: Vec::new(),
             held: Vec::new(),
             data: Data::None,
+            grow_only: Vec::new(),
         }
     }
 

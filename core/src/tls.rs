@@ -34,3 +34,81 @@ pub fn client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, String> 
         .with_root_certificates(roots)
         .with_no_client_auth())
 }
+
+/// A client configuration that trusts exactly the server certificate whose SHA-256
+/// fingerprint is `fingerprint` (hex, colons allowed: `AB:CD:...`), for a self-signed
+/// appliance (vCenter, ESXi) whose certificate the operator pinned. The handshake signature
+/// is still verified against that certificate.
+pub fn pinned_config(fingerprint: &str) -> Result<rustls::ClientConfig, String> {
+    let hex: String = fingerprint.chars().filter(|c| *c != ':').collect();
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>();
+    let sha256: [u8; 32] = bytes.and_then(|b| b.try_into().ok()).ok_or_else(|| {
+        format!("`{fingerprint}` is not a SHA-256 fingerprint (64 hex digits, colons allowed)")
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let algs = provider.signature_verification_algorithms;
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned { sha256, algs }))
+        .with_no_client_auth())
+}
+
+/// Accepts the one certificate with the pinned fingerprint.
+#[derive(Debug)]
+struct Pinned {
+    sha256: [u8; 32],
+    algs: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use sha2::Digest;
+        let got = sha2::Sha256::digest(end_entity.as_ref());
+        if got[..] == self.sha256[..] {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            let hex: Vec<String> = got.iter().map(|b| format!("{b:02X}")).collect();
+            Err(rustls::Error::General(format!(
+                "the server's certificate (SHA-256 {}) is not the pinned one",
+                hex.join(":")
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}

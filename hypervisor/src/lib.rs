@@ -6,6 +6,7 @@
 //! in as [`cloudlet_core::Provider`]s for [`Domain::Hypervisor`].
 
 pub mod libvirt;
+pub mod vsphere;
 
 use cloudlet_core::model::{BootDevice, Lab, Power};
 use cloudlet_core::{Domain, Resource, ResourceId};
@@ -87,6 +88,8 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
                 "power": match m.power { Power::On => "on", Power::Off => "off" },
             }),
         );
+        // Shrinking a disk loses what is past the new end: the plan marks it.
+        r.grow_only = vec!["size_mib".into()];
         let mut nets: Vec<&str> = m.nics.iter().map(|n| n.network.as_str()).collect();
         nets.sort_unstable();
         nets.dedup();

@@ -8,8 +8,9 @@
 //! - Only the devices the lab lists are managed, keyed by slot: disk N is `vdX` (its image
 //!   `IMAGES/NAME-diskN.qcow2`), NIC N is the interface with its MAC. A redefinition carries
 //!   every other device of the current definition over untouched.
-//! - Destructive changes are refused, never done implicitly: a disk is grown (`qemu-img
-//!   resize`), never shrunk; deleting a domain keeps its disk images.
+//! - Destructive changes are never done implicitly: a disk grows with `qemu-img resize`; the
+//!   plan marks a shrink as data loss, and only an apply allowed to lose data shrinks it (of a
+//!   stopped VM). Deleting a domain keeps its disk images.
 //! - Reads normalize what libvirt fills in (KiB, its controllers, addresses, machine type), and
 //!   a domain that holds what the lab asks for is reported exactly as the lab wrote it.
 
@@ -408,12 +409,27 @@ impl Libvirt {
                         .map_err(err)?;
                 }
                 Some(have) if have > want => {
-                    return Err(invalid(
-                        r,
-                        format!(
-                            "{slot} would shrink from {have} MiB to {want} MiB, which loses data; cloudlet never shrinks a disk (make a new disk and move the data)"
-                        ),
-                    ));
+                    // The plan marked this as data loss and the apply was allowed to run it.
+                    if info.is_some() && self.running(&r.id.name).await {
+                        return Err(invalid(
+                            r,
+                            format!(
+                                "{slot} would shrink from {have} MiB to {want} MiB while the VM runs: power it off first (`power: off`)"
+                            ),
+                        ));
+                    }
+                    self.options
+                        .host
+                        .run(&[
+                            "qemu-img",
+                            "resize",
+                            "-q",
+                            "--shrink",
+                            &p,
+                            &format!("{want}M"),
+                        ])
+                        .await
+                        .map_err(err)?;
                 }
                 Some(have) if have < want => {
                     if info.is_some() && self.running(&r.id.name).await {
@@ -457,6 +473,10 @@ impl Libvirt {
                     r.id.name
                 ),
             ));
+        }
+        // A VM the lab stops is stopped first: what follows (a disk shrink) may need it off.
+        if current.is_some() && r.body.value()["power"] == "off" && self.running(&r.id.name).await {
+            self.virsh(&["destroy", &r.id.name]).await?;
         }
         self.ensure_disks(r, current.as_ref()).await?;
         let (uuid, others) = current

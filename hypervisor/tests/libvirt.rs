@@ -230,14 +230,39 @@ async fn libvirt_defines_boots_updates_and_removes_only_its_own_vms() {
     assert_eq!(all.lines().filter(|l| l.trim() == vm).count(), 1);
     assert_eq!(virsh(&["domstate", &vm]).1.trim(), "running");
 
-    // A shrinking disk is refused, never done.
-    let smaller = desired(&lab_text(&lab, "384MiB", "on").replace("size: 64MiB", "size: 32MiB"));
+    // A shrinking disk is never done implicitly: the plan marks it as data loss and an apply
+    // refuses it before anything runs; allowed, it still waits for the VM to be off.
+    let smaller_text = lab_text(&lab, "384MiB", "on").replace("size: 64MiB", "size: 32MiB");
+    let plan = e.plan(desired(&smaller_text)).await.unwrap();
+    assert_eq!(plan.summary.data_loss, 1, "{:?}", plan.steps);
+    assert!(plan.steps[0].data_loss);
+    let refused = e.apply(&plan, ApplyOptions::default()).await;
+    assert!(
+        matches!(refused, Err(cloudlet_core::EngineError::DataLoss { .. })),
+        "{refused:?}"
+    );
+    let allowed = || ApplyOptions {
+        allow_data_loss: true,
+        ..ApplyOptions::default()
+    };
+    let r = e.apply(&plan, allowed()).await.unwrap();
+    let msg = format!("{:?}", r.failed);
+    assert!(msg.contains("power it off"), "{msg}");
+    let stopped = desired(&smaller_text.replace("power: on", "power: off"));
     let r = e
-        .apply(&e.plan(smaller).await.unwrap(), ApplyOptions::default())
+        .apply(&e.plan(stopped.clone()).await.unwrap(), allowed())
         .await
         .unwrap();
-    let msg = format!("{:?}", r.failed);
-    assert!(msg.contains("shrink"), "{msg}");
+    assert!(r.is_success(), "{r:?}");
+    assert!(!e.plan(stopped).await.unwrap().summary.has_changes());
+    let r = e
+        .apply(
+            &e.plan(more.clone()).await.unwrap(),
+            ApplyOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(r.is_success(), "{r:?}");
 
     // Removing the machine undefines exactly it; its disk image stays; the stranger stays.
     let none = desired(&format!(

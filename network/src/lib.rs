@@ -6,7 +6,6 @@
 //! every WAN forward, an alias per MetalLB VIP, and the lab's firewall intents. Router
 //! backends (pfSense, OPNsense, Linux) plug in as providers for [`Domain::Router`].
 
-pub mod http;
 pub mod linux;
 pub mod opnsense;
 pub mod pfsense;

@@ -17,12 +17,12 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use cloudlet_core::error::ProviderError;
+use cloudlet_core::http::Method;
 use cloudlet_core::plan::FieldChange;
 use cloudlet_core::{Domain, Provider, Resource, ResourceId};
-use hyper::Method;
 use serde_json::{Value, json};
 
-use crate::http::{Http, HttpError};
+use cloudlet_core::http::{Http, HttpError};
 
 /// How to reach OPNsense.
 #[derive(Debug, Clone)]
