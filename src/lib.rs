@@ -516,17 +516,7 @@ impl Lab {
                     .ok_or_else(|| {
                         unavailable("the vSphere credentials are not USER:PASSWORD".into())
                     })?;
-                let tls = match &target.fingerprint {
-                    Some(f) => cloudlet_core::tls::pinned_config(f),
-                    None => cloudlet_core::tls::client_config(
-                        target
-                            .ca
-                            .as_ref()
-                            .map(|c| self.loaded.base_dir.join(c))
-                            .as_deref(),
-                    ),
-                }
-                .map_err(unavailable)?;
+                let tls = self.target_tls(target).map_err(unavailable)?;
                 Ok(Arc::new(hypervisor::vsphere::Vsphere::new(
                     self.loaded.lab.name.clone(),
                     hypervisor::vsphere::VsphereOptions {
@@ -542,6 +532,41 @@ impl Lab {
                         keepalive: std::time::Duration::from_secs(600),
                     },
                 )))
+            }
+            (Domain::Hypervisor, TargetKind::Proxmox) => {
+                let endpoint = target.endpoint.clone().ok_or_else(|| {
+                    unavailable("a Proxmox target needs `endpoint: https://PVE:8006`".into())
+                })?;
+                let r = target.credentials.as_ref().ok_or_else(|| {
+                    unavailable(
+                        "a Proxmox target needs `credentials:` naming where its API token is, as USER@REALM!NAME=SECRET (`{env: VAR}` or `{file: PATH}`)".into(),
+                    )
+                })?;
+                let text = self.credential(Domain::Hypervisor, r)?;
+                let (token_id, secret) = text
+                    .split_once('=')
+                    .filter(|(t, s)| t.contains('!') && !s.is_empty())
+                    .ok_or_else(|| {
+                        unavailable(
+                            "the Proxmox credentials are not an API token USER@REALM!NAME=SECRET"
+                                .into(),
+                        )
+                    })?;
+                let tls = self.target_tls(target).map_err(unavailable)?;
+                hypervisor::proxmox::Proxmox::new(
+                    self.loaded.lab.name.clone(),
+                    hypervisor::proxmox::ProxmoxOptions {
+                        endpoint,
+                        token_id: token_id.to_string(),
+                        secret: secret.to_string(),
+                        tls,
+                        node: target.node.clone(),
+                        storage: target.datastore.clone(),
+                        concurrency: 4,
+                    },
+                )
+                .map(|p| Arc::new(p) as Arc<dyn Provider>)
+                .map_err(unavailable)
             }
             (Domain::Router, TargetKind::Pfsense) => {
                 let endpoint = target.endpoint.clone().ok_or_else(|| {
@@ -618,6 +643,24 @@ impl Lab {
                 "the `{}` backend is not available in this build of cloudlet; use `kind: local` to render this domain to files",
                 other.as_str()
             ))),
+        }
+    }
+
+    /// The TLS settings of a target: its pinned certificate fingerprint, or the system's
+    /// roots plus its CA file.
+    fn target_tls(
+        &self,
+        target: &Target,
+    ) -> Result<cloudlet_core::tls::rustls::ClientConfig, String> {
+        match &target.fingerprint {
+            Some(f) => cloudlet_core::tls::pinned_config(f),
+            None => cloudlet_core::tls::client_config(
+                target
+                    .ca
+                    .as_ref()
+                    .map(|c| self.loaded.base_dir.join(c))
+                    .as_deref(),
+            ),
         }
     }
 

@@ -120,9 +120,13 @@ pub struct Target {
     /// vSphere: the datacenter (default: the only one).
     #[serde(default)]
     pub datacenter: Option<String>,
-    /// vSphere: the datastore of disks that name none (default: the first).
+    /// vSphere: the datastore, Proxmox: the storage, of disks that name none (default: the
+    /// first that holds VM disks).
     #[serde(default)]
     pub datastore: Option<String>,
+    /// Proxmox: the node VMs are made on (default: the only online one).
+    #[serde(default)]
+    pub node: Option<String>,
     /// vSphere: the cluster, host or resource pool VMs run in (default: the first cluster).
     #[serde(default)]
     pub pool: Option<String>,

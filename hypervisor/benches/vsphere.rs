@@ -8,8 +8,8 @@
 //! `cargo bench -p cloudlet-hypervisor --bench vsphere` (builds vcsim with Go the first time).
 #![allow(clippy::print_stdout, clippy::disallowed_methods, missing_docs)]
 
-#[path = "../tests/support/vcsim.rs"]
-mod vcsim;
+#[path = "../tests/support/peers.rs"]
+mod peers;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,7 +39,7 @@ fn lab() -> Vec<cloudlet_core::Resource> {
 
 /// One apply of the 50 VMs: (seconds, requests, tasks waited for).
 async fn run(concurrency: usize) -> (f64, u64, u64) {
-    let sim = vcsim::Vcsim::start(&["-task-delay", TASK_MS]);
+    let sim = peers::Vcsim::start(&["-task-delay", TASK_MS]);
     let dir = tempfile::tempdir().unwrap();
     let p = Arc::new(Vsphere::new(
         "bench",

@@ -6,6 +6,7 @@
 //! in as [`cloudlet_core::Provider`]s for [`Domain::Hypervisor`].
 
 pub mod libvirt;
+pub mod proxmox;
 pub mod vsphere;
 
 use cloudlet_core::model::{BootDevice, Lab, Power};
@@ -64,6 +65,7 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
                     "network": n.network,
                     "portgroup": portgroup,
                     "mac": lab.nic_mac(name, i, n).to_string(),
+                    "vlan": lab.networks.get(&n.network).and_then(|net| net.vlan),
                 })
             })
             .collect();

@@ -365,7 +365,8 @@ impl Libvirt {
             .map(|(i, (mac, net))| {
                 let network = net.strip_prefix(&prefix).unwrap_or(net);
                 let portgroup = want["nics"][i]["portgroup"].as_str().unwrap_or(network).to_string();
-                json!({"slot": format!("nic{i}"), "network": network, "portgroup": portgroup, "mac": mac})
+                // The VLAN is the segment's (its bridge), not the NIC's: as the lab says.
+                json!({"slot": format!("nic{i}"), "network": network, "portgroup": portgroup, "mac": mac, "vlan": want["nics"][i]["vlan"]})
             })
             .collect();
         json!({

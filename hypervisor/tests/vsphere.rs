@@ -5,8 +5,8 @@
 //! and TLS verified against the CA file or a pinned fingerprint.
 #![allow(missing_docs, clippy::disallowed_methods)]
 
-#[path = "support/vcsim.rs"]
-mod vcsim;
+#[path = "support/peers.rs"]
+mod peers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use cloudlet_core::{Domain, EngineError, Plan, Provider, Providers, StateStore};
 use cloudlet_hypervisor::vsphere::vim::Node;
 use cloudlet_hypervisor::vsphere::{Vsphere, VsphereOptions};
 
-fn options(sim: &vcsim::Vcsim, tls: cloudlet_core::tls::rustls::ClientConfig) -> VsphereOptions {
+fn options(sim: &peers::Vcsim, tls: cloudlet_core::tls::rustls::ClientConfig) -> VsphereOptions {
     VsphereOptions {
         endpoint: format!("{}/sdk", sim.endpoint),
         user: "administrator@vsphere.local".into(),
@@ -33,7 +33,7 @@ fn options(sim: &vcsim::Vcsim, tls: cloudlet_core::tls::rustls::ClientConfig) ->
     }
 }
 
-fn trusted(sim: &vcsim::Vcsim) -> cloudlet_core::tls::rustls::ClientConfig {
+fn trusted(sim: &peers::Vcsim) -> cloudlet_core::tls::rustls::ClientConfig {
     cloudlet_core::tls::client_config(Some(&sim.cert)).unwrap()
 }
 
@@ -135,7 +135,7 @@ async fn vms(p: &Vsphere) -> BTreeMap<String, (String, String, String, Node)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vms_on_a_distributed_port_group_applied_minimally_and_only_ours() {
-    let sim = vcsim::Vcsim::start(&[]);
+    let sim = peers::Vcsim::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let p = Arc::new(Vsphere::new("vs", options(&sim, trusted(&sim))));
     let e = engine(p.clone(), dir.path());
@@ -364,7 +364,7 @@ async fn vms_on_a_distributed_port_group_applied_minimally_and_only_ours() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_is_verified_with_a_ca_file_or_a_pinned_fingerprint() {
-    let sim = vcsim::Vcsim::start(&[]);
+    let sim = peers::Vcsim::start(&[]);
     // The system's roots only: vcsim's self-signed certificate is refused.
     let p = Vsphere::new(
         "vs",

@@ -493,7 +493,8 @@ impl Vsphere {
             } else {
                 json!(portgroup)
             };
-            nics.push(json!({"slot": format!("nic{i}"), "network": network, "portgroup": portgroup, "mac": mac}));
+            // The VLAN is the port group's (a network resource): as the lab says.
+            nics.push(json!({"slot": format!("nic{i}"), "network": network, "portgroup": portgroup, "mac": mac, "vlan": w["vlan"]}));
         }
         let boot: Vec<&str> = props
             .get("config.bootOptions")

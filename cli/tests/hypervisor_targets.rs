@@ -1,11 +1,14 @@
-//! The `cloudlet` binary against vcsim (govmomi's vCenter simulator) as the hypervisor target:
-//! an apply killed between a VM's create and its power-on resumes with the same VM, never a
-//! second one. vcsim delays its answer to ReconfigVM_Task (the boot order, set between the
-//! create and the power-on) so the kill lands in that window.
+//! The `cloudlet` binary with the hypervisor targets the tests can run:
+//! - vcsim (govmomi's vCenter simulator): an apply killed between a VM's create and its
+//!   power-on resumes with the same VM, never a second one. vcsim delays its answer to
+//!   ReconfigVM_Task (the boot order, set between the create and the power-on) so the kill
+//!   lands in that window.
+//! - fakepve (PyPI's Proxmox VE simulator): an API token from the environment, a VM created
+//!   and started, then a plan with no changes.
 #![allow(clippy::disallowed_methods)]
 
-#[path = "../../hypervisor/tests/support/vcsim.rs"]
-mod vcsim;
+#[path = "../../hypervisor/tests/support/peers.rs"]
+mod peers;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -15,7 +18,7 @@ use cloudlet_hypervisor::vsphere::{Vsphere, VsphereOptions};
 
 const CREDS: &str = "administrator@vsphere.local:cloudlet-test";
 
-fn lab(dir: &Path, sim: &vcsim::Vcsim) {
+fn lab(dir: &Path, sim: &peers::Vcsim) {
     std::fs::write(
         dir.join("lab.yaml"),
         format!(
@@ -51,7 +54,7 @@ async fn vms(p: &Vsphere) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_between_create_and_power_on_then_resume_without_a_second_vm() {
-    let sim = vcsim::Vcsim::start(&["-method-delay", "ReconfigVM_Task:3000"]);
+    let sim = peers::Vcsim::start(&["-method-delay", "ReconfigVM_Task:3000"]);
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     lab(dir.path(), &sim);
@@ -122,4 +125,42 @@ async fn crash_between_create_and_power_on_then_resume_without_a_second_vm() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+#[test]
+fn proxmox_target_with_an_api_token_from_the_environment() {
+    let token = "root@pam!cloudlet";
+    let pve = peers::FakePve::start(&serde_json::json!({"guests": []}), token, "s3cret", 0);
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("lab.yaml"),
+        format!(
+            "name: pc\nsite: {{domain: pc.lan}}\nnetworks:\n  lan: {{cidr: 10.86.0.0/24, gateway: 10.86.0.1, portgroup: vmbr0}}\nmachines:\n  pc-a:\n    cpus: 1\n    memory: 512MiB\n    disks: [{{size: 4GiB}}]\n    nics: [{{network: lan}}]\ntargets:\n  hypervisor:\n    kind: proxmox\n    endpoint: {}\n    credentials: {{env: CLOUDLET_TEST_PVE}}\n    ca: {}\n",
+            pve.endpoint,
+            pve.cert.display()
+        ),
+    )
+    .unwrap();
+    let l = dir.path().to_str().unwrap();
+    let run = |args: &[&str]| {
+        let o = cloudlet(state.path(), args)
+            .env("CLOUDLET_TEST_PVE", format!("{token}=s3cret"))
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    };
+    let (code, out) = run(&["apply", l, "--yes"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("created hypervisor/vm/pc-a"), "{out}");
+    let (code, out) = run(&["plan", l, "--detailed-exitcode"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("s3cret"), "the secret never shows: {out}");
 }

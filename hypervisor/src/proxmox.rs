@@ -1,0 +1,846 @@
+//! The Proxmox VE backend through its REST API with an API token.
+//!
+//! - A VM is cloudlet's when its tags hold `cloudlet-LAB`; the tag is part of the create call,
+//!   so an apply killed after a create finds its VM again. Other VMs are never changed or
+//!   deleted, and tags someone else added stay.
+//! - Only the devices the lab lists are managed, keyed by slot: disk N is `scsiN`, NIC N is
+//!   `netN` (`virtio=MAC,bridge=BRIDGE,tag=VLAN`). Other keys of the configuration are never
+//!   written or deleted. Disks grow with `resize`; Proxmox cannot shrink one.
+//! - A lab segment is a bridge of the node (its `portgroup`, default the segment's name) that
+//!   must exist: cloudlet tags NICs with the segment's VLAN and does not edit the host's
+//!   network configuration.
+//! - Configuration writes carry the `digest` they were computed from (a concurrent edit makes
+//!   them fail instead of overwriting it) and are retried with backoff when the VM's lock is
+//!   busy (`got timeout`); long operations return a UPID that is polled to its end.
+//! - Reads take pending values (what the next start uses) as the configuration, so a change
+//!   to a running VM that waits for its restart is not planned again.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cloudlet_core::error::ProviderError;
+use cloudlet_core::http::{Http, HttpError, Method};
+use cloudlet_core::plan::FieldChange;
+use cloudlet_core::{Data, Domain, Provider, Resource, ResourceId};
+use serde_json::{Map, Value, json};
+use tokio::sync::{OnceCell, Semaphore};
+
+/// How to reach Proxmox VE.
+#[derive(Clone)]
+pub struct ProxmoxOptions {
+    /// `https://pve:8006`.
+    pub endpoint: String,
+    /// The API token id, `USER@REALM!NAME`.
+    pub token_id: String,
+    /// The token's secret.
+    pub secret: String,
+    /// TLS settings (see [`cloudlet_core::tls`]).
+    pub tls: cloudlet_core::tls::rustls::ClientConfig,
+    /// The node VMs are made on (default: the only online one).
+    pub node: Option<String>,
+    /// The storage of disks that name none (default: the first that holds images).
+    pub storage: Option<String>,
+    /// VM operations in flight at once.
+    pub concurrency: usize,
+}
+
+impl std::fmt::Debug for ProxmoxOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxmoxOptions")
+            .field("endpoint", &self.endpoint)
+            .field("token_id", &self.token_id)
+            .field("secret", &"<redacted>")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Proxmox VE provider.
+pub struct Proxmox {
+    lab: String,
+    options: ProxmoxOptions,
+    http: Http,
+    site: OnceCell<(String, String)>,
+    ops: Semaphore,
+}
+
+impl std::fmt::Debug for Proxmox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxmox")
+            .field("lab", &self.lab)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn err(message: impl Into<String>, retryable: bool) -> ProviderError {
+    ProviderError::Backend {
+        message: message.into(),
+        retryable,
+    }
+}
+
+fn invalid(r: &Resource, message: impl Into<String>) -> ProviderError {
+    ProviderError::InvalidData {
+        what: r.id.to_string(),
+        message: message.into(),
+    }
+}
+
+/// `size=8G` and friends in MiB.
+fn size_mib(text: &str) -> Option<u64> {
+    let (num, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic())?);
+    let n: f64 = num.parse().ok()?;
+    let mib = match unit {
+        "K" => n / 1024.0,
+        "M" => n,
+        "G" => n * 1024.0,
+        "T" => n * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    // Sizes are whole MiB in practice; rounding keeps float noise out of plans.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Some(mib.round() as u64)
+}
+
+/// The `key=value` options of a drive or NIC string (`local-lvm:vm-100-disk-0,size=8G`); the
+/// first, bare element under `""`.
+fn options(text: &str) -> BTreeMap<String, String> {
+    text.split(',')
+        .enumerate()
+        .map(|(i, part)| match part.split_once('=') {
+            Some((k, v)) if i > 0 || !k.contains(':') => (k.to_string(), v.to_string()),
+            _ => (String::new(), part.to_string()),
+        })
+        .collect()
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+impl Proxmox {
+    /// A provider for `lab`.
+    pub fn new(lab: impl Into<String>, options: ProxmoxOptions) -> Result<Self, String> {
+        if options.token_id.contains('=') || !options.token_id.contains('!') {
+            return Err(format!(
+                "`{}` is not a Proxmox API token id (USER@REALM!NAME)",
+                options.token_id
+            ));
+        }
+        let http = Http::with_tls(
+            options.endpoint.trim_end_matches('/'),
+            options.tls.clone(),
+            vec![(
+                "authorization".into(),
+                format!("PVEAPIToken={}={}", options.token_id, options.secret),
+            )],
+        )?;
+        let ops = Semaphore::new(options.concurrency.max(1));
+        Ok(Proxmox {
+            lab: lab.into(),
+            options,
+            http,
+            site: OnceCell::new(),
+            ops,
+        })
+    }
+
+    /// Requests sent so far.
+    pub fn requests(&self) -> u64 {
+        self.http
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn tag(&self) -> String {
+        format!("cloudlet-{}", self.lab.to_ascii_lowercase())
+    }
+
+    fn mine(&self, tags: &str) -> bool {
+        tags.split([';', ',', ' ']).any(|t| t == self.tag())
+    }
+
+    /// One API call; the `data` of the answer. Lock timeouts are retried with backoff.
+    async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ProviderError> {
+        let mut pause = Duration::from_millis(100);
+        for attempt in 0.. {
+            match self
+                .http
+                .json(method.clone(), &format!("/api2/json{path}"), body)
+                .await
+            {
+                Ok(v) => return Ok(v.get("data").cloned().unwrap_or(Value::Null)),
+                Err(HttpError::Status(s, b)) if b.contains("got timeout") && attempt < 6 => {
+                    tracing::info!(
+                        status = s,
+                        path,
+                        "Proxmox: the VM's lock is busy; trying again"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(HttpError::Status(401, _)) => {
+                    return Err(err(
+                        format!(
+                            "Proxmox refused the API token `{}` (401): check the token id and secret, and that the token is not expired",
+                            self.options.token_id
+                        ),
+                        false,
+                    ));
+                }
+                Err(e) => {
+                    let retryable = matches!(e, HttpError::Transport(_));
+                    return Err(err(format!("Proxmox {method} {path}: {e}"), retryable));
+                }
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Waits for the task `upid` on `node`; its failure as an error.
+    async fn wait(&self, node: &str, upid: &Value, what: &str) -> Result<(), ProviderError> {
+        let Some(upid) = upid.as_str().filter(|u| u.starts_with("UPID:")) else {
+            // A synchronous answer: done.
+            return Ok(());
+        };
+        let path = format!("/nodes/{node}/tasks/{}/status", pct(upid));
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let s = self.api(Method::GET, &path, None).await?;
+            if s["status"] == "stopped" {
+                let exit = text(&s["exitstatus"]);
+                return if exit == "OK" || exit.starts_with("WARNINGS") {
+                    Ok(())
+                } else {
+                    Err(err(format!("Proxmox task {what} failed: {exit}"), false))
+                };
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// The node and the default storage.
+    async fn site(&self) -> Result<&(String, String), ProviderError> {
+        self.site
+            .get_or_try_init(|| async {
+                let nodes = self.api(Method::GET, "/nodes", None).await?;
+                let online: Vec<String> = nodes
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|n| n["status"] == "online")
+                    .map(|n| text(&n["node"]))
+                    .collect();
+                let node = match &self.options.node {
+                    Some(n) if online.contains(n) => n.clone(),
+                    Some(n) => {
+                        return Err(err(
+                            format!("Proxmox node `{n}` is not online (online: {})", online.join(", ")),
+                            false,
+                        ));
+                    }
+                    None if online.len() == 1 => online[0].clone(),
+                    None => {
+                        return Err(err(
+                            format!(
+                                "Proxmox has {} online nodes ({}): name one in the target (`node:`)",
+                                online.len(),
+                                online.join(", ")
+                            ),
+                            false,
+                        ));
+                    }
+                };
+                let storage = match &self.options.storage {
+                    Some(s) => s.clone(),
+                    None => self
+                        .api(Method::GET, &format!("/nodes/{node}/storage"), None)
+                        .await?
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|s| text(&s["content"]).split(',').any(|c| c == "images"))
+                        .map(|s| text(&s["storage"]))
+                        .ok_or_else(|| err(format!("node `{node}` has no storage for VM images"), false))?,
+                };
+                Ok((node, storage))
+            })
+            .await
+    }
+
+    /// VMs of the cluster: (vmid, node, name, tags, status).
+    async fn vms(&self) -> Result<Vec<(u64, String, String, String, String)>, ProviderError> {
+        let all = self
+            .api(Method::GET, "/cluster/resources?type=vm", None)
+            .await?;
+        Ok(all
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| v["type"] == "qemu" && v["template"] != 1)
+            .map(|v| {
+                (
+                    v["vmid"].as_u64().unwrap_or(0),
+                    text(&v["node"]),
+                    text(&v["name"]),
+                    text(&v["tags"]),
+                    text(&v["status"]),
+                )
+            })
+            .collect())
+    }
+
+    /// The configuration the next start uses (pending values applied), and the digest.
+    async fn config(
+        &self,
+        node: &str,
+        vmid: u64,
+    ) -> Result<(Map<String, Value>, String), ProviderError> {
+        let current = self
+            .api(
+                Method::GET,
+                &format!("/nodes/{node}/qemu/{vmid}/config"),
+                None,
+            )
+            .await?;
+        let digest = text(&current["digest"]);
+        let pending = self
+            .api(
+                Method::GET,
+                &format!("/nodes/{node}/qemu/{vmid}/pending"),
+                None,
+            )
+            .await?;
+        let mut cfg = Map::new();
+        for p in pending.as_array().into_iter().flatten() {
+            let key = text(&p["key"]);
+            if p["delete"] == 1 {
+                continue;
+            }
+            let v = if p.get("pending").is_some() {
+                &p["pending"]
+            } else {
+                &p["value"]
+            };
+            cfg.insert(key, v.clone());
+        }
+        if cfg.is_empty() {
+            cfg = current.as_object().cloned().unwrap_or_default();
+        }
+        cfg.remove("digest");
+        Ok((cfg, digest))
+    }
+
+    /// The lab's form of a VM's configuration.
+    fn vm_body(
+        &self,
+        cfg: &Map<String, Value>,
+        status: &str,
+        storage: &str,
+        want: &Value,
+    ) -> Value {
+        let num = |k: &str| text(cfg.get(k).unwrap_or(&Value::Null)).parse::<u64>().ok();
+        let cpus = num("cores").unwrap_or(1) * num("sockets").unwrap_or(1);
+        let mut disks = Vec::new();
+        for n in 0..31 {
+            let Some(d) = cfg.get(&format!("scsi{n}")) else {
+                continue;
+            };
+            let o = options(&text(d));
+            if o.get("media").is_some_and(|m| m == "cdrom") {
+                continue;
+            }
+            let store = o
+                .get("")
+                .and_then(|v| v.split_once(':'))
+                .map(|(s, _)| s)
+                .unwrap_or("");
+            let wanted = &want["disks"][n]["datastore"];
+            let datastore = if (wanted.is_null() && store == storage) || wanted == store {
+                wanted.clone()
+            } else {
+                json!(store)
+            };
+            disks.push(json!({
+                "slot": format!("disk{n}"),
+                "size_mib": o.get("size").and_then(|s| size_mib(s)),
+                "datastore": datastore,
+            }));
+        }
+        let mut nics = Vec::new();
+        for n in 0..32 {
+            let Some(v) = cfg.get(&format!("net{n}")) else {
+                continue;
+            };
+            let o = options(&text(v));
+            let mac = o
+                .iter()
+                .find(|(k, _)| {
+                    matches!(
+                        k.as_str(),
+                        "virtio" | "e1000" | "e1000e" | "vmxnet3" | "rtl8139"
+                    )
+                })
+                .map(|(_, m)| m.to_ascii_lowercase())
+                .unwrap_or_default();
+            let bridge = o.get("bridge").cloned().unwrap_or_default();
+            let vlan: Option<u64> = o.get("tag").and_then(|t| t.parse().ok());
+            let w = &want["nics"][n];
+            let network = if w["portgroup"] == bridge.as_str() {
+                w["network"].clone()
+            } else {
+                json!(bridge)
+            };
+            nics.push(json!({
+                "slot": format!("nic{n}"),
+                "network": network,
+                "portgroup": bridge,
+                "mac": mac,
+                "vlan": vlan,
+            }));
+        }
+        let boot: Vec<&str> = text(cfg.get("boot").unwrap_or(&Value::Null))
+            .strip_prefix("order=")
+            .unwrap_or("")
+            .split(';')
+            .filter(|d| !d.is_empty())
+            .map(|d| {
+                if d.starts_with("net") {
+                    "network"
+                } else if cfg.get(d).is_some_and(|v| text(v).contains("media=cdrom")) {
+                    "cdrom"
+                } else {
+                    "disk"
+                }
+            })
+            .collect();
+        json!({
+            "host": want["host"],
+            "cpus": cpus,
+            "memory_mib": num("memory").unwrap_or(512),
+            "disks": disks,
+            "nics": nics,
+            "boot": boot,
+            "power": if status == "running" { "on" } else { "off" },
+        })
+    }
+
+    fn nic(&self, n: &Value) -> String {
+        let mut s = format!(
+            "virtio={},bridge={}",
+            n["mac"].as_str().unwrap_or("").to_ascii_uppercase(),
+            n["portgroup"].as_str().unwrap_or("")
+        );
+        if let Some(v) = n["vlan"].as_u64() {
+            s.push_str(&format!(",tag={v}"));
+        }
+        s
+    }
+
+    fn boot(v: &Value) -> String {
+        let order: Vec<&str> = v["boot"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(|b| match b {
+                "network" => "net0",
+                "cdrom" => "ide2",
+                _ => "scsi0",
+            })
+            .collect();
+        format!("order={}", order.join(";"))
+    }
+
+    fn gib(r: &Resource, mib: u64) -> Result<u64, ProviderError> {
+        if !mib.is_multiple_of(1024) {
+            return Err(invalid(
+                r,
+                format!("Proxmox allocates disks in whole GiB; {mib} MiB is not"),
+            ));
+        }
+        Ok(mib / 1024)
+    }
+
+    async fn create_vm(&self, r: &Resource) -> Result<(), ProviderError> {
+        let (node, storage) = self.site().await?.clone();
+        let v = r.body.value();
+        let mut body = json!({
+            "name": &*r.id.name,
+            "cores": v["cpus"].as_u64().unwrap_or(1),
+            "sockets": 1,
+            "memory": v["memory_mib"].as_u64().unwrap_or(512),
+            "scsihw": "virtio-scsi-single",
+            "ostype": "l26",
+            "tags": self.tag(),
+            "description": format!("Managed by cloudlet (lab {}, {}).", self.lab, r.id),
+            "boot": Self::boot(&v),
+        });
+        for (n, d) in v["disks"].as_array().into_iter().flatten().enumerate() {
+            let gib = Self::gib(r, d["size_mib"].as_u64().unwrap_or(0))?;
+            let store = d["datastore"].as_str().unwrap_or(&storage);
+            body[format!("scsi{n}")] = json!(format!("{store}:{gib}"));
+        }
+        for (n, nic) in v["nics"].as_array().into_iter().flatten().enumerate() {
+            body[format!("net{n}")] = json!(self.nic(nic));
+        }
+        // The next free id can be taken by someone else between asking and creating.
+        for attempt in 0..5 {
+            let vmid = self.api(Method::GET, "/cluster/nextid", None).await?;
+            body["vmid"] = json!(text(&vmid).parse::<u64>().unwrap_or(0));
+            match self
+                .api(Method::POST, &format!("/nodes/{node}/qemu"), Some(&body))
+                .await
+            {
+                Ok(upid) => {
+                    self.wait(&node, &upid, &format!("create {}", r.id.name))
+                        .await?;
+                    if v["power"] == "on" {
+                        let vmid = body["vmid"].as_u64().unwrap_or(0);
+                        let upid = self
+                            .api(
+                                Method::POST,
+                                &format!("/nodes/{node}/qemu/{vmid}/status/start"),
+                                None,
+                            )
+                            .await?;
+                        self.wait(&node, &upid, &format!("start {}", r.id.name))
+                            .await?;
+                    }
+                    return Ok(());
+                }
+                Err(ProviderError::Backend { message, .. })
+                    if message.contains("already exists") && attempt < 4 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(err("no free VM id after 5 tries", true))
+    }
+
+    /// Brings VM `vmid` to `r`: one digest-guarded configuration write of what differs, disk
+    /// growth by resize, then the power state.
+    async fn converge(
+        &self,
+        r: &Resource,
+        node: &str,
+        vmid: u64,
+        status: &str,
+    ) -> Result<(), ProviderError> {
+        let (_, storage) = self.site().await?.clone();
+        let v = r.body.value();
+        let (cfg, digest) = self.config(node, vmid).await?;
+        let get = |k: &str| text(cfg.get(k).unwrap_or(&Value::Null));
+        let mut set = Map::new();
+        if get("cores") != v["cpus"].as_u64().unwrap_or(1).to_string()
+            || get("sockets").parse().unwrap_or(1) != 1
+        {
+            set.insert("cores".into(), json!(v["cpus"].as_u64().unwrap_or(1)));
+            set.insert("sockets".into(), json!(1));
+        }
+        if get("memory") != v["memory_mib"].as_u64().unwrap_or(512).to_string() {
+            set.insert(
+                "memory".into(),
+                json!(v["memory_mib"].as_u64().unwrap_or(512)),
+            );
+        }
+        let mut grow = Vec::new();
+        for (n, d) in v["disks"].as_array().into_iter().flatten().enumerate() {
+            let key = format!("scsi{n}");
+            let want = d["size_mib"].as_u64().unwrap_or(0);
+            match cfg.get(&key) {
+                None => {
+                    let store = d["datastore"].as_str().unwrap_or(&storage);
+                    set.insert(key, json!(format!("{store}:{}", Self::gib(r, want)?)));
+                }
+                Some(have) => {
+                    let have = options(&text(have))
+                        .get("size")
+                        .and_then(|s| size_mib(s))
+                        .unwrap_or(0);
+                    if have > want {
+                        return Err(invalid(
+                            r,
+                            format!(
+                                "{key} would shrink from {have} MiB to {want} MiB: Proxmox cannot shrink a disk (add a new disk and move the data)"
+                            ),
+                        ));
+                    }
+                    if have < want {
+                        grow.push((key, Self::gib(r, want)?));
+                    }
+                }
+            }
+        }
+        for (n, nic) in v["nics"].as_array().into_iter().flatten().enumerate() {
+            let key = format!("net{n}");
+            let want = self.nic(nic);
+            let same = cfg.get(&key).is_some_and(|have| {
+                let (h, w) = (options(&text(have)), options(&want));
+                let mac = |o: &BTreeMap<String, String>| {
+                    o.iter()
+                        .find(|(k, _)| {
+                            k.as_str() != "bridge" && k.as_str() != "tag" && !k.is_empty()
+                        })
+                        .map(|(k, m)| (k.clone(), m.to_ascii_lowercase()))
+                };
+                mac(&h) == mac(&w)
+                    && h.get("bridge") == w.get("bridge")
+                    && h.get("tag") == w.get("tag")
+            });
+            if !same {
+                set.insert(key, json!(want));
+            }
+        }
+        let boot = Self::boot(&v);
+        if get("boot") != boot {
+            set.insert("boot".into(), json!(boot));
+        }
+        if !self.mine(&get("tags")) {
+            return Err(ProviderError::NotOwned { id: r.id.clone() });
+        }
+        if !set.is_empty() {
+            set.insert("digest".into(), json!(digest));
+            // The synchronous form: a busy lock answers at once (and is retried), and the
+            // digest makes a concurrent edit fail instead of being overwritten.
+            self.api(
+                Method::PUT,
+                &format!("/nodes/{node}/qemu/{vmid}/config"),
+                Some(&Value::Object(set)),
+            )
+            .await?;
+        }
+        for (disk, gib) in grow {
+            let upid = self
+                .api(
+                    Method::PUT,
+                    &format!("/nodes/{node}/qemu/{vmid}/resize"),
+                    Some(&json!({"disk": disk, "size": format!("{gib}G")})),
+                )
+                .await?;
+            self.wait(node, &upid, &format!("resize {disk} of {}", r.id.name))
+                .await?;
+        }
+        let action = match (v["power"].as_str(), status == "running") {
+            (Some("on"), false) => Some("start"),
+            (Some("off"), true) => Some("stop"),
+            _ => None,
+        };
+        if let Some(a) = action {
+            let upid = self
+                .api(
+                    Method::POST,
+                    &format!("/nodes/{node}/qemu/{vmid}/status/{a}"),
+                    None,
+                )
+                .await?;
+            self.wait(node, &upid, &format!("{a} {}", r.id.name))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn write_vm(&self, r: &Resource) -> Result<(), ProviderError> {
+        let _slot = self
+            .ops
+            .acquire()
+            .await
+            .map_err(|e| err(e.to_string(), false))?;
+        let found = self
+            .vms()
+            .await?
+            .into_iter()
+            .find(|(_, _, name, _, _)| *name == *r.id.name);
+        match found {
+            Some((vmid, node, _, tags, status)) if self.mine(&tags) => {
+                self.converge(r, &node, vmid, &status).await
+            }
+            Some(_) => Err(ProviderError::NotOwned { id: r.id.clone() }),
+            None => self.create_vm(r).await,
+        }
+    }
+
+    async fn bridges(&self) -> Result<Vec<String>, ProviderError> {
+        let (node, _) = self.site().await?.clone();
+        Ok(self
+            .api(
+                Method::GET,
+                &format!("/nodes/{node}/network?type=any_bridge"),
+                None,
+            )
+            .await?
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|i| matches!(i["type"].as_str(), Some("bridge" | "OVSBridge")))
+            .map(|i| text(&i["iface"]))
+            .collect())
+    }
+}
+
+/// Percent-encodes a path segment (UPIDs hold `:` and `@`).
+fn pct(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Provider for Proxmox {
+    fn name(&self) -> &str {
+        "proxmox"
+    }
+
+    async fn observe(&self, domain: Domain) -> Result<Vec<Resource>, ProviderError> {
+        self.observe_with(domain, &[]).await
+    }
+
+    async fn observe_with(
+        &self,
+        domain: Domain,
+        desired: &[Resource],
+    ) -> Result<Vec<Resource>, ProviderError> {
+        if domain != Domain::Hypervisor {
+            return Ok(Vec::new());
+        }
+        let want: BTreeMap<&ResourceId, &Resource> = desired.iter().map(|r| (&r.id, r)).collect();
+        let (_, storage) = self.site().await?.clone();
+        let mut out = Vec::new();
+        // Segments are the node's bridges: present when the bridge exists.
+        let bridges = self.bridges().await?;
+        for w in desired.iter().filter(|r| &*r.id.kind == "network") {
+            if w.body.value()["portgroup"]
+                .as_str()
+                .is_some_and(|b| bridges.iter().any(|x| x == b))
+            {
+                out.push(w.clone());
+            }
+        }
+        for (vmid, node, name, tags, status) in self.vms().await? {
+            if !self.mine(&tags) {
+                continue;
+            }
+            let id = ResourceId::new(Domain::Hypervisor, "vm", &*name);
+            let w = want.get(&id).copied();
+            let wv = w.map(|w| w.body.value()).unwrap_or(Value::Null);
+            let (cfg, _) = self.config(&node, vmid).await?;
+            let body = self.vm_body(&cfg, &status, &storage, &wv);
+            let same = body.clone();
+            let mut r = Resource::observed(id, w, |w| w.body.value() == same, || body);
+            // Destroying a VM destroys its disks.
+            r.data = Data::Disposable;
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, r: &Resource) -> Result<(), ProviderError> {
+        match &*r.id.kind {
+            "vm" => self.write_vm(r).await,
+            "network" => {
+                let b = r.body.value()["portgroup"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                if self.bridges().await?.contains(&b) {
+                    Ok(())
+                } else {
+                    Err(invalid(
+                        r,
+                        format!(
+                            "node has no bridge `{b}`: create it in the node's network configuration (cloudlet does not edit it) or set the segment's `portgroup` to an existing bridge"
+                        ),
+                    ))
+                }
+            }
+            other => Err(invalid(r, format!("Proxmox has no `{other}`"))),
+        }
+    }
+
+    async fn update(&self, r: &Resource, _changes: &[FieldChange]) -> Result<(), ProviderError> {
+        self.create(r).await
+    }
+
+    async fn delete(&self, r: &Resource) -> Result<(), ProviderError> {
+        match &*r.id.kind {
+            "vm" => {
+                let _slot = self
+                    .ops
+                    .acquire()
+                    .await
+                    .map_err(|e| err(e.to_string(), false))?;
+                let Some((vmid, node, _, tags, status)) = self
+                    .vms()
+                    .await?
+                    .into_iter()
+                    .find(|(_, _, name, _, _)| *name == *r.id.name)
+                else {
+                    return Ok(());
+                };
+                if !self.mine(&tags) {
+                    return Err(ProviderError::NotOwned { id: r.id.clone() });
+                }
+                if status == "running" {
+                    let upid = self
+                        .api(
+                            Method::POST,
+                            &format!("/nodes/{node}/qemu/{vmid}/status/stop"),
+                            None,
+                        )
+                        .await?;
+                    self.wait(&node, &upid, &format!("stop {}", r.id.name))
+                        .await?;
+                }
+                let upid = self
+                    .api(
+                        Method::DELETE,
+                        &format!("/nodes/{node}/qemu/{vmid}?purge=1&destroy-unreferenced-disks=1"),
+                        None,
+                    )
+                    .await?;
+                self.wait(&node, &upid, &format!("destroy {}", r.id.name))
+                    .await
+            }
+            // The bridge is the node's: leaving the lab does not remove it.
+            "network" => Ok(()),
+            other => Err(invalid(r, format!("Proxmox has no `{other}`"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drive_and_nic_strings() {
+        let d = options("local-lvm:vm-101-disk-0,iothread=1,size=32G");
+        assert_eq!(d[""], "local-lvm:vm-101-disk-0");
+        assert_eq!(size_mib(&d["size"]), Some(32 * 1024));
+        assert_eq!(size_mib("512M"), Some(512));
+        assert_eq!(size_mib("1.5T"), Some(1_572_864));
+        let n = options("virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,tag=20");
+        assert_eq!(n["virtio"], "BC:24:11:AA:BB:CC");
+        assert_eq!(n["tag"], "20");
+        assert_eq!(
+            pct("UPID:pve1:00001:x:qmcreate:101:root@pam!t:"),
+            "UPID%3Apve1%3A00001%3Ax%3Aqmcreate%3A101%3Aroot%40pam%21t%3A"
+        );
+    }
+}

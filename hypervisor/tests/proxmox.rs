@@ -1,0 +1,316 @@
+//! The Proxmox VE backend against fakepve (PyPI: a stateful simulator of the PVE 8/9 API
+//! written by others: API tokens, UPID tasks, `digest`, pending changes, start/stop) on
+//! loopback. The launcher (tests/support/fakepve_launch.py) adds what fakepve lacks, as a
+//! layer of ours: the API token, VM disk resize, and lock timeouts on demand.
+#![allow(missing_docs, clippy::disallowed_methods)]
+
+#[path = "support/peers.rs"]
+mod peers;
+
+use std::sync::Arc;
+
+use cloudlet_core::engine::{ApplyOptions, Engine};
+use cloudlet_core::http::{Http, Method};
+use cloudlet_core::load::load_texts;
+use cloudlet_core::{Domain, EngineError, Plan, Provider, Providers, StateStore};
+use cloudlet_hypervisor::proxmox::{Proxmox, ProxmoxOptions};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "root@pam!cloudlet";
+const SECRET: &str = "5ecret-uuid";
+
+fn provider(pve: &peers::FakePve) -> Arc<Proxmox> {
+    Arc::new(
+        Proxmox::new(
+            "px",
+            ProxmoxOptions {
+                endpoint: pve.endpoint.clone(),
+                token_id: TOKEN.into(),
+                secret: SECRET.into(),
+                tls: cloudlet_core::tls::client_config(Some(&pve.cert)).unwrap(),
+                node: None,
+                storage: None,
+                concurrency: 4,
+            },
+        )
+        .unwrap(),
+    )
+}
+
+/// A lab with machines (name, memory, disk, power).
+fn lab_text(machines: &[(&str, &str, &str, &str)]) -> String {
+    let mut t = String::from(
+        "name: px\nsite: {domain: px.lan}\nnetworks:\n  lan: {cidr: 10.85.0.0/24, gateway: 10.85.0.1, vlan: 20, portgroup: vmbr0}\nmachines:\n",
+    );
+    for (i, (name, memory, disk, power)) in machines.iter().enumerate() {
+        t.push_str(&format!(
+            "  {name}:\n    cpus: 2\n    memory: {memory}\n    disks: [{{size: {disk}}}]\n    nics: [{{network: lan, mac: \"bc:24:11:85:00:{:02x}\"}}]\n    boot: [disk]\n    power: {power}\n",
+            i + 16
+        ));
+    }
+    t
+}
+
+fn desired(text: &str) -> Vec<cloudlet_core::Resource> {
+    let lab = load_texts(vec![("lab.yaml".into(), text.into())], ".".into())
+        .expect("loads")
+        .lab;
+    cloudlet_hypervisor::expand(&lab)
+}
+
+fn steps(plan: &Plan) -> Vec<String> {
+    plan.steps
+        .iter()
+        .map(|s| format!("{} {}", s.action.as_str(), s.id))
+        .collect()
+}
+
+/// An independent reader of the simulator.
+struct Reader(Http);
+
+impl Reader {
+    fn new(pve: &peers::FakePve) -> Reader {
+        Reader(
+            Http::new(
+                &pve.endpoint,
+                Some(&pve.cert),
+                vec![(
+                    "authorization".into(),
+                    format!("PVEAPIToken={TOKEN}={SECRET}"),
+                )],
+            )
+            .unwrap(),
+        )
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.0
+            .json(Method::GET, &format!("/api2/json{path}"), None)
+            .await
+            .unwrap()["data"]
+            .clone()
+    }
+
+    /// name → (vmid, status).
+    async fn vms(&self) -> Vec<(String, u64, String)> {
+        let mut v: Vec<_> = self
+            .get("/cluster/resources?type=vm")
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["name"].as_str().unwrap().to_string(),
+                    v["vmid"].as_u64().unwrap(),
+                    v["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    async fn config(&self, vmid: u64) -> Value {
+        self.get(&format!("/nodes/pve1/qemu/{vmid}/config")).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vms_created_configured_by_slot_and_destroyed_only_when_ours() {
+    // A VM that is not cloudlet's, with a disk and a NIC of its own and a name the lab uses.
+    let guests = json!({"guests": [{"vmid": 100, "name": "px-c", "status": "running",
+        "config": {"memory": "1024", "cores": 1, "net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0"}}]});
+    // The first two configuration writes meet a busy lock.
+    let pve = peers::FakePve::start(&guests, TOKEN, SECRET, 2);
+    let reader = Reader::new(&pve);
+    let stranger = reader.config(100).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = provider(&pve);
+    let e = Engine::new(
+        "px",
+        Providers::new().with(Domain::Hypervisor, p.clone() as Arc<dyn Provider>),
+        StateStore::open(dir.path().join("state")).unwrap(),
+    );
+
+    let two = lab_text(&[
+        ("px-a", "1GiB", "2GiB", "on"),
+        ("px-b", "1GiB", "1GiB", "on"),
+    ]);
+    // The segment is the node's bridge vmbr0, which exists: only the VMs are created.
+    let plan = e.plan(desired(&two)).await.unwrap();
+    assert_eq!(
+        steps(&plan),
+        vec!["create hypervisor/vm/px-a", "create hypervisor/vm/px-b"]
+    );
+    let r = e.apply(&plan, ApplyOptions::default()).await.unwrap();
+    assert!(r.is_success(), "{r:?}");
+    let vms = reader.vms().await;
+    let a = vms.iter().find(|v| v.0 == "px-a").expect("px-a");
+    assert_eq!(a.2, "running");
+    let cfg = reader.config(a.1).await;
+    assert_eq!(cfg["net0"], "virtio=BC:24:11:85:00:10,bridge=vmbr0,tag=20");
+    assert_eq!(cfg["tags"], "cloudlet-px");
+    assert_eq!(cfg["boot"], "order=scsi0");
+    assert_eq!(cfg["cores"], 2);
+    assert!(cfg["scsi0"].as_str().unwrap().contains("size=2G"), "{cfg}");
+    assert!(!e.plan(desired(&two)).await.unwrap().summary.has_changes());
+
+    // Memory of a running VM: one digest-guarded write (after two busy-lock retries); PVE
+    // keeps it pending until the restart, and the re-plan takes the pending value.
+    let more = lab_text(&[
+        ("px-a", "2GiB", "2GiB", "on"),
+        ("px-b", "1GiB", "1GiB", "on"),
+    ]);
+    let plan = e.plan(desired(&more)).await.unwrap();
+    assert_eq!(steps(&plan), vec!["update hypervisor/vm/px-a"]);
+    let r = e.apply(&plan, ApplyOptions::default()).await.unwrap();
+    assert!(r.is_success(), "{r:?}");
+    let pending = reader
+        .get(&format!("/nodes/pve1/qemu/{}/pending", a.1))
+        .await;
+    assert!(
+        pending
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["key"] == "memory" && p["pending"] == 2048),
+        "{pending}"
+    );
+    let again = e.plan(desired(&more)).await.unwrap();
+    assert!(!again.summary.has_changes(), "{:?}", again.steps);
+
+    // A bigger disk: resize; a smaller one is data loss, and Proxmox cannot shrink.
+    let bigger = lab_text(&[
+        ("px-a", "2GiB", "3GiB", "on"),
+        ("px-b", "1GiB", "1GiB", "on"),
+    ]);
+    let r = e
+        .apply(
+            &e.plan(desired(&bigger)).await.unwrap(),
+            ApplyOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(r.is_success(), "{r:?}");
+    assert!(
+        reader.config(a.1).await["scsi0"]
+            .as_str()
+            .unwrap()
+            .contains("size=3G")
+    );
+    assert!(
+        !e.plan(desired(&bigger))
+            .await
+            .unwrap()
+            .summary
+            .has_changes()
+    );
+    let smaller = e.plan(desired(&more)).await.unwrap();
+    assert!(smaller.steps[0].data_loss);
+    let allowed = ApplyOptions {
+        allow_data_loss: true,
+        ..ApplyOptions::default()
+    };
+    let r = e.apply(&smaller, allowed.clone()).await.unwrap();
+    assert!(format!("{:?}", r.failed).contains("cannot shrink"), "{r:?}");
+
+    // A machine named like the VM that is not cloudlet's: refused; that VM is untouched.
+    let clash = lab_text(&[
+        ("px-a", "2GiB", "3GiB", "on"),
+        ("px-b", "1GiB", "1GiB", "on"),
+        ("px-c", "1GiB", "1GiB", "on"),
+    ]);
+    let r = e
+        .apply(
+            &e.plan(desired(&clash)).await.unwrap(),
+            ApplyOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        format!("{:?}", r.failed).contains("not managed by cloudlet"),
+        "{r:?}"
+    );
+
+    // Dropping px-b: a data-loss delete, refused unless allowed; then stopped and destroyed.
+    let one = lab_text(&[("px-a", "2GiB", "3GiB", "on")]);
+    let plan = e.plan(desired(&one)).await.unwrap();
+    assert_eq!(steps(&plan), vec!["delete hypervisor/vm/px-b"]);
+    let refused = e.apply(&plan, ApplyOptions::default()).await;
+    assert!(
+        matches!(refused, Err(EngineError::DataLoss { .. })),
+        "{refused:?}"
+    );
+    let r = e.apply(&plan, allowed).await.unwrap();
+    assert!(r.is_success(), "{r:?}");
+    let names: Vec<String> = reader.vms().await.into_iter().map(|v| v.0).collect();
+    assert_eq!(names, vec!["px-a", "px-c"]);
+    assert_eq!(
+        reader.config(100).await,
+        stranger,
+        "the VM that is not cloudlet's is untouched"
+    );
+    assert!(!e.plan(desired(&one)).await.unwrap().summary.has_changes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bridge_and_a_wrong_token_are_clear_errors() {
+    let pve = peers::FakePve::start(&json!({"guests": []}), TOKEN, SECRET, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let p = provider(&pve);
+    let e = Engine::new(
+        "px",
+        Providers::new().with(Domain::Hypervisor, p as Arc<dyn Provider>),
+        StateStore::open(dir.path().join("state")).unwrap(),
+    );
+    let text = lab_text(&[])
+        .replace("portgroup: vmbr0", "portgroup: vmbr9")
+        .replace("machines:\n", "");
+    let r = e
+        .apply(
+            &e.plan(desired(&text)).await.unwrap(),
+            ApplyOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        format!("{:?}", r.failed).contains("no bridge `vmbr9`"),
+        "{r:?}"
+    );
+
+    let wrong = Proxmox::new(
+        "px",
+        ProxmoxOptions {
+            endpoint: pve.endpoint.clone(),
+            token_id: TOKEN.into(),
+            secret: "wrong".into(),
+            tls: cloudlet_core::tls::client_config(Some(&pve.cert)).unwrap(),
+            node: None,
+            storage: None,
+            concurrency: 1,
+        },
+    )
+    .unwrap();
+    let err = wrong
+        .observe(Domain::Hypervisor)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("refused the API token"), "{err}");
+    assert!(
+        Proxmox::new(
+            "px",
+            ProxmoxOptions {
+                endpoint: pve.endpoint.clone(),
+                token_id: "root@pam".into(),
+                secret: "x".into(),
+                tls: cloudlet_core::tls::client_config(None).unwrap(),
+                node: None,
+                storage: None,
+                concurrency: 1,
+            },
+        )
+        .is_err()
+    );
+}
