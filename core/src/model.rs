@@ -437,6 +437,13 @@ pub struct Machine {
     /// The PXE install profile.
     #[serde(default)]
     pub install: Option<String>,
+    /// A VM template on the hypervisor to clone instead of installing (Proxmox: a template
+    /// VM's name). Used when the VM is made; changing it later does not rebuild the VM.
+    #[serde(default)]
+    pub clone: Option<String>,
+    /// cloud-init settings for a cloned cloud image (Proxmox).
+    #[serde(default)]
+    pub cloud_init: Option<CloudInit>,
     /// Desired power state.
     #[serde(default)]
     pub power: Power,
@@ -475,6 +482,18 @@ pub struct Disk {
     /// The datastore or storage pool.
     #[serde(default)]
     pub datastore: Option<String>,
+}
+
+/// cloud-init settings the hypervisor hands a VM (Proxmox's cloud-init drive).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloudInit {
+    /// The default user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// SSH public keys for that user.
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
 }
 
 /// A virtual NIC.

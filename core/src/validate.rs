@@ -19,6 +19,7 @@ pub fn validate(lab: &Lab) -> Vec<Diagnostic> {
     v.names();
     v.references();
     v.targets();
+    v.clones();
     v.addresses();
     v.macs();
     v.capacity();
@@ -334,6 +335,34 @@ impl<'a> Validator<'a> {
                             apps.clone(),
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// Cloning a template and cloud-init need a hypervisor that does them.
+    fn clones(&mut self) {
+        let kind = self.lab.targets.hypervisor.kind;
+        if matches!(kind, TargetKind::Local | TargetKind::Proxmox) {
+            return;
+        }
+        for (name, m) in &self.lab.machines {
+            for (field, set) in [
+                ("clone", m.clone.is_some()),
+                ("cloud_init", m.cloud_init.is_some()),
+            ] {
+                if set {
+                    self.push(
+                        Diagnostic::error(
+                            "clone-unsupported",
+                            path!["machines", name, field],
+                            format!(
+                                "the `{}` hypervisor backend does not do `{field}` in this build",
+                                kind.as_str()
+                            ),
+                        )
+                        .help("install the machine over PXE (`install: PROFILE`), or use a Proxmox target"),
+                    );
                 }
             }
         }

@@ -78,18 +78,23 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
                 BootDevice::Cdrom => "cdrom",
             })
             .collect();
-        let mut r = Resource::new(
-            vm_id(name),
-            json!({
-                "host": lab.machine_host(m),
-                "cpus": m.cpus,
-                "memory_mib": m.memory.mib(),
-                "disks": disks,
-                "nics": nics,
-                "boot": boot,
-                "power": match m.power { Power::On => "on", Power::Off => "off" },
-            }),
-        );
+        let mut body = json!({
+            "host": lab.machine_host(m),
+            "cpus": m.cpus,
+            "memory_mib": m.memory.mib(),
+            "disks": disks,
+            "nics": nics,
+            "boot": boot,
+            "power": match m.power { Power::On => "on", Power::Off => "off" },
+        });
+        // Only when the lab uses them, so bodies of labs that do not stay as they were.
+        if let Some(c) = &m.clone {
+            body["clone"] = json!(c);
+        }
+        if let Some(ci) = &m.cloud_init {
+            body["cloud_init"] = json!({"user": ci.user, "ssh_keys": ci.ssh_keys});
+        }
+        let mut r = Resource::new(vm_id(name), body);
         // Shrinking a disk loses what is past the new end: the plan marks it.
         r.grow_only = vec!["size_mib".into()];
         let mut nets: Vec<&str> = m.nics.iter().map(|n| n.network.as_str()).collect();

@@ -63,6 +63,19 @@ pub struct Proxmox {
     http: Http,
     site: OnceCell<(String, String)>,
     ops: Semaphore,
+    /// One clone at a time per storage (parallel clones meet PVE's storage lock timeouts).
+    clones: tokio::sync::Mutex<BTreeMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A VM as the cluster lists it.
+#[derive(Debug, Clone)]
+struct Guest {
+    vmid: u64,
+    node: String,
+    name: String,
+    tags: String,
+    status: String,
+    template: bool,
 }
 
 impl std::fmt::Debug for Proxmox {
@@ -148,6 +161,7 @@ impl Proxmox {
             http,
             site: OnceCell::new(),
             ops,
+            clones: tokio::sync::Mutex::default(),
         })
     }
 
@@ -280,8 +294,8 @@ impl Proxmox {
             .await
     }
 
-    /// VMs of the cluster: (vmid, node, name, tags, status).
-    async fn vms(&self) -> Result<Vec<(u64, String, String, String, String)>, ProviderError> {
+    /// VMs of the cluster (templates too).
+    async fn guests(&self) -> Result<Vec<Guest>, ProviderError> {
         let all = self
             .api(Method::GET, "/cluster/resources?type=vm", None)
             .await?;
@@ -289,17 +303,55 @@ impl Proxmox {
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|v| v["type"] == "qemu" && v["template"] != 1)
-            .map(|v| {
-                (
-                    v["vmid"].as_u64().unwrap_or(0),
-                    text(&v["node"]),
-                    text(&v["name"]),
-                    text(&v["tags"]),
-                    text(&v["status"]),
-                )
+            .filter(|v| v["type"] == "qemu")
+            .map(|v| Guest {
+                vmid: v["vmid"].as_u64().unwrap_or(0),
+                node: text(&v["node"]),
+                name: text(&v["name"]),
+                tags: text(&v["tags"]),
+                status: text(&v["status"]),
+                template: v["template"] == 1,
             })
             .collect())
+    }
+
+    /// The VM (not template) called `name`.
+    async fn find(&self, name: &str) -> Result<Option<Guest>, ProviderError> {
+        Ok(self
+            .guests()
+            .await?
+            .into_iter()
+            .find(|g| !g.template && g.name == name))
+    }
+
+    /// Whether `g` is this lab's: its tag, or (a clone stopped before its tags were set)
+    /// the description the create or clone call wrote.
+    async fn owned(&self, g: &Guest) -> Result<bool, ProviderError> {
+        if self.mine(&g.tags) {
+            return Ok(true);
+        }
+        let cfg = self
+            .api(
+                Method::GET,
+                &format!("/nodes/{}/qemu/{}/config", g.node, g.vmid),
+                None,
+            )
+            .await?;
+        Ok(text(&cfg["description"]).starts_with(&self.description_prefix()))
+    }
+
+    fn description_prefix(&self) -> String {
+        format!("Managed by cloudlet (lab {},", self.lab)
+    }
+
+    /// The lock that serializes clones onto one storage.
+    async fn storage_lock(&self, storage: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        self.clones
+            .lock()
+            .await
+            .entry(storage.to_string())
+            .or_default()
+            .clone()
     }
 
     /// The configuration the next start uses (pending values applied), and the digest.
@@ -426,7 +478,7 @@ impl Proxmox {
                 }
             })
             .collect();
-        json!({
+        let mut body = json!({
             "host": want["host"],
             "cpus": cpus,
             "memory_mib": num("memory").unwrap_or(512),
@@ -434,7 +486,25 @@ impl Proxmox {
             "nics": nics,
             "boot": boot,
             "power": if status == "running" { "on" } else { "off" },
-        })
+        });
+        // Where a VM was cloned from is not recorded by PVE: it matters only when making it.
+        if want["clone"].is_string() {
+            body["clone"] = want["clone"].clone();
+        }
+        // cloud-init is managed when the lab sets it (a template may bring its own).
+        if want["cloud_init"].is_object() {
+            let user = text(cfg.get("ciuser").unwrap_or(&Value::Null));
+            let keys: Vec<String> = decode(&text(cfg.get("sshkeys").unwrap_or(&Value::Null)))
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect();
+            body["cloud_init"] = json!({
+                "user": if user.is_empty() { Value::Null } else { json!(user) },
+                "ssh_keys": keys,
+            });
+        }
+        body
     }
 
     fn nic(&self, n: &Value) -> String {
@@ -485,7 +555,7 @@ impl Proxmox {
             "scsihw": "virtio-scsi-single",
             "ostype": "l26",
             "tags": self.tag(),
-            "description": format!("Managed by cloudlet (lab {}, {}).", self.lab, r.id),
+            "description": format!("{} {}).", self.description_prefix(), r.id),
             "boot": Self::boot(&v),
         });
         for (n, d) in v["disks"].as_array().into_iter().flatten().enumerate() {
@@ -527,6 +597,81 @@ impl Proxmox {
             }
         }
         Err(err("no free VM id after 5 tries", true))
+    }
+
+    /// Makes the VM as a full clone of the lab's template, then configures it like any other
+    /// (cores, memory, NICs, boot order, tags, cloud-init, disk growth) and powers it on.
+    /// Clones onto one storage go one at a time; a storage lock timeout is retried.
+    async fn clone_vm(&self, r: &Resource) -> Result<(), ProviderError> {
+        let (_, storage) = self.site().await?.clone();
+        let v = r.body.value();
+        let template = v["clone"].as_str().unwrap_or("");
+        let tpl = self
+            .guests()
+            .await?
+            .into_iter()
+            .find(|g| g.template && g.name == template)
+            .ok_or_else(|| {
+                invalid(
+                    r,
+                    format!("Proxmox has no template VM `{template}` to clone"),
+                )
+            })?;
+        let target = v["disks"][0]["datastore"]
+            .as_str()
+            .unwrap_or(&storage)
+            .to_string();
+        let lock = self.storage_lock(&target).await;
+        let made = {
+            let _one = lock.lock().await;
+            let mut pause = Duration::from_millis(200);
+            let mut made = None;
+            for attempt in 0..6 {
+                let newid = text(&self.api(Method::GET, "/cluster/nextid", None).await?)
+                    .parse::<u64>()
+                    .unwrap_or(0);
+                let body = json!({
+                    "newid": newid,
+                    "name": &*r.id.name,
+                    "full": 1,
+                    "storage": target,
+                    "description": format!("{} {}).", self.description_prefix(), r.id),
+                });
+                let result = match self
+                    .api(
+                        Method::POST,
+                        &format!("/nodes/{}/qemu/{}/clone", tpl.node, tpl.vmid),
+                        Some(&body),
+                    )
+                    .await
+                {
+                    Ok(upid) => {
+                        self.wait(&tpl.node, &upid, &format!("clone {}", r.id.name))
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(()) => {
+                        made = Some(newid);
+                        break;
+                    }
+                    Err(ProviderError::Backend { message, .. })
+                        if attempt < 5
+                            && (message.contains("got timeout")
+                                || message.contains("already exists")) =>
+                    {
+                        tracing::info!(vm = %r.id.name, %message, "Proxmox clone: trying again");
+                        tokio::time::sleep(pause).await;
+                        pause *= 2;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            made.ok_or_else(|| err("the clone did not succeed after 6 tries", true))?
+        };
+        // The clone is on the template's node.
+        self.converge(r, &tpl.node, made, "stopped").await
     }
 
     /// Brings VM `vmid` to `r`: one digest-guarded configuration write of what differs, disk
@@ -608,7 +753,42 @@ impl Proxmox {
             set.insert("boot".into(), json!(boot));
         }
         if !self.mine(&get("tags")) {
-            return Err(ProviderError::NotOwned { id: r.id.clone() });
+            // A clone: the template's tags stay, cloudlet's joins them.
+            let mut tags: Vec<String> = get("tags")
+                .split([';', ',', ' '])
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect();
+            tags.push(self.tag());
+            set.insert("tags".into(), json!(tags.join(";")));
+        }
+        if let Some(ci) = v.get("cloud_init").filter(|c| c.is_object()) {
+            let user = ci["user"].as_str().unwrap_or("");
+            if get("ciuser") != user {
+                set.insert("ciuser".into(), json!(user));
+            }
+            let keys: Vec<&str> = ci["ssh_keys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if decode(&get("sshkeys")).lines().collect::<Vec<_>>() != keys {
+                // PVE takes the keys URL-encoded.
+                set.insert("sshkeys".into(), json!(pct(&keys.join("\n"))));
+            }
+            let has_drive = cfg.iter().any(|(k, v)| {
+                ["ide", "scsi", "sata"].iter().any(|p| k.starts_with(p))
+                    && text(v).contains("cloudinit")
+            });
+            if !has_drive {
+                let slot = if cfg.contains_key("ide2") {
+                    "ide3"
+                } else {
+                    "ide2"
+                };
+                set.insert(slot.into(), json!(format!("{storage}:cloudinit")));
+            }
         }
         if !set.is_empty() {
             set.insert("digest".into(), json!(digest));
@@ -657,16 +837,10 @@ impl Proxmox {
             .acquire()
             .await
             .map_err(|e| err(e.to_string(), false))?;
-        let found = self
-            .vms()
-            .await?
-            .into_iter()
-            .find(|(_, _, name, _, _)| *name == *r.id.name);
-        match found {
-            Some((vmid, node, _, tags, status)) if self.mine(&tags) => {
-                self.converge(r, &node, vmid, &status).await
-            }
+        match self.find(&r.id.name).await? {
+            Some(g) if self.owned(&g).await? => self.converge(r, &g.node, g.vmid, &g.status).await,
             Some(_) => Err(ProviderError::NotOwned { id: r.id.clone() }),
+            None if r.body.value()["clone"].is_string() => self.clone_vm(r).await,
             None => self.create_vm(r).await,
         }
     }
@@ -689,7 +863,28 @@ impl Proxmox {
     }
 }
 
-/// Percent-encodes a path segment (UPIDs hold `:` and `@`).
+/// Decodes percent-encoding (PVE's `sshkeys`).
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encodes a path segment or a value PVE wants URL-encoded (UPIDs hold `:` and `@`).
 fn pct(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -732,15 +927,20 @@ impl Provider for Proxmox {
                 out.push(w.clone());
             }
         }
-        for (vmid, node, name, tags, status) in self.vms().await? {
-            if !self.mine(&tags) {
+        for g in self.guests().await? {
+            if g.template {
                 continue;
             }
-            let id = ResourceId::new(Domain::Hypervisor, "vm", &*name);
+            let id = ResourceId::new(Domain::Hypervisor, "vm", &*g.name);
             let w = want.get(&id).copied();
+            // Untagged VMs are read only when the lab names them (a clone whose tags an
+            // interrupted apply did not set yet carries cloudlet's description).
+            if !self.mine(&g.tags) && (w.is_none() || !self.owned(&g).await?) {
+                continue;
+            }
             let wv = w.map(|w| w.body.value()).unwrap_or(Value::Null);
-            let (cfg, _) = self.config(&node, vmid).await?;
-            let body = self.vm_body(&cfg, &status, &storage, &wv);
+            let (cfg, _) = self.config(&g.node, g.vmid).await?;
+            let body = self.vm_body(&cfg, &g.status, &storage, &wv);
             let same = body.clone();
             let mut r = Resource::observed(id, w, |w| w.body.value() == same, || body);
             // Destroying a VM destroys its disks.
@@ -785,17 +985,13 @@ impl Provider for Proxmox {
                     .acquire()
                     .await
                     .map_err(|e| err(e.to_string(), false))?;
-                let Some((vmid, node, _, tags, status)) = self
-                    .vms()
-                    .await?
-                    .into_iter()
-                    .find(|(_, _, name, _, _)| *name == *r.id.name)
-                else {
+                let Some(g) = self.find(&r.id.name).await? else {
                     return Ok(());
                 };
-                if !self.mine(&tags) {
+                if !self.owned(&g).await? {
                     return Err(ProviderError::NotOwned { id: r.id.clone() });
                 }
+                let (vmid, node, status) = (g.vmid, g.node, g.status);
                 if status == "running" {
                     let upid = self
                         .api(

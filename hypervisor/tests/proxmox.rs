@@ -314,3 +314,79 @@ async fn a_missing_bridge_and_a_wrong_token_are_clear_errors() {
         .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machines_cloned_from_a_template_with_cloud_init() {
+    // A cloud image template, as `qm template` leaves it (its own tag and cloud-init drive).
+    let guests = json!({"guests": [{"vmid": 9000, "name": "debian-12", "template": true,
+        "config": {"memory": "1024", "cores": 1, "tags": "images",
+                   "scsi0": "local-lvm:base-9000-disk-0,size=2G", "ide2": "local-lvm:cloudinit,media=cdrom",
+                   "net0": "virtio=BC:24:11:00:90:00,bridge=vmbr0", "boot": "order=scsi0"}},
+        // A clone an earlier apply made and was killed before it tagged: found by the
+        // description its clone call wrote, finished, not cloned again.
+        {"vmid": 150, "name": "px-f", "status": "stopped",
+         "config": {"memory": "1024", "cores": 1, "tags": "images",
+                    "description": "Managed by cloudlet (lab px, hypervisor/vm/px-f).",
+                    "scsi0": "local-lvm:vm-150-disk-0,size=2G", "ide2": "local-lvm:cloudinit,media=cdrom",
+                    "net0": "virtio=BC:24:11:00:90:01,bridge=vmbr0", "boot": "order=scsi0"}}]});
+    let pve = peers::FakePve::start(&guests, TOKEN, SECRET, 0);
+    let reader = Reader::new(&pve);
+    let dir = tempfile::tempdir().unwrap();
+    let p = provider(&pve);
+    let e = Engine::new(
+        "px",
+        Providers::new().with(Domain::Hypervisor, p as Arc<dyn Provider>),
+        StateStore::open(dir.path().join("state")).unwrap(),
+    );
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOp+/x= ops@home";
+    let mut text = lab_text(&[
+        ("px-d", "2GiB", "4GiB", "on"),
+        ("px-e", "2GiB", "4GiB", "on"),
+        ("px-f", "2GiB", "4GiB", "on"),
+    ]);
+    text = text.replace(
+        "    boot: [disk]\n",
+        &format!("    boot: [disk]\n    clone: debian-12\n    cloud_init: {{user: debian, ssh_keys: [\"{key}\"]}}\n"),
+    );
+    let plan = e.plan(desired(&text)).await.unwrap();
+    assert_eq!(
+        (plan.summary.create, plan.summary.update),
+        (2, 1),
+        "{:?}",
+        plan.steps
+    );
+    // Three clones at once onto one storage: they go one at a time, all succeed.
+    let r = e.apply(&plan, ApplyOptions::default()).await.unwrap();
+    assert!(r.is_success(), "{r:?}");
+    let vms = reader.vms().await;
+    assert_eq!(vms.len(), 4, "{vms:?}");
+    for (i, name) in ["px-d", "px-e", "px-f"].iter().enumerate() {
+        let (_, vmid, status) = vms.iter().find(|v| v.0 == *name).unwrap();
+        assert_eq!(status, "running");
+        let cfg = reader.config(*vmid).await;
+        let mut tags: Vec<&str> = cfg["tags"].as_str().unwrap().split(';').collect();
+        tags.sort_unstable();
+        assert_eq!(
+            tags,
+            vec!["cloudlet-px", "images"],
+            "the template's tag stays: {cfg}"
+        );
+        assert_eq!(cfg["ciuser"], "debian");
+        let sshkeys = cfg["sshkeys"].as_str().unwrap();
+        assert!(
+            !sshkeys.contains(' ') && sshkeys.contains("%2B"),
+            "URL-encoded: {sshkeys}"
+        );
+        assert_eq!(
+            cfg["net0"],
+            format!("virtio=BC:24:11:85:00:{:02X},bridge=vmbr0,tag=20", i + 16)
+        );
+        assert!(cfg["scsi0"].as_str().unwrap().contains("size=4G"), "{cfg}");
+        assert_eq!(
+            cfg["ide2"], "local-lvm:cloudinit,media=cdrom",
+            "the template's cloud-init drive"
+        );
+    }
+    let again = e.plan(desired(&text)).await.unwrap();
+    assert!(!again.summary.has_changes(), "{:?}", again.steps);
+}

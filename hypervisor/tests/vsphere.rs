@@ -40,11 +40,12 @@ fn trusted(sim: &peers::Vcsim) -> cloudlet_core::tls::rustls::ClientConfig {
 /// A lab with machines `names`, each: memory, disk size.
 fn lab_text(machines: &[(&str, &str, &str)]) -> String {
     let mut t = String::from(
-        "name: vs\nsite: {domain: vs.lan}\nnetworks:\n  lan: {cidr: 10.82.0.0/24, gateway: 10.82.0.1, vlan: 20, portgroup: vs-lan}\nmachines:\n",
+        "name: vs\nsite: {domain: vs.lan}\nnetworks:\n  lan: {cidr: 10.82.0.0/24, gateway: 10.82.0.1, vlan: 20, portgroup: vs-lan}\n  mgmt: {cidr: 10.92.0.0/24, portgroup: VM Network}\nmachines:\n",
     );
     for (i, (name, memory, disk)) in machines.iter().enumerate() {
         t.push_str(&format!(
-            "  {name}:\n    cpus: 2\n    memory: {memory}\n    disks: [{{size: {disk}}}]\n    nics: [{{network: lan, mac: \"00:50:56:82:00:{:02x}\"}}]\n    boot: [network, disk]\n",
+            "  {name}:\n    cpus: 2\n    memory: {memory}\n    disks: [{{size: {disk}}}]\n    nics: [{{network: lan, mac: \"00:50:56:82:00:{:02x}\"}}, {{network: mgmt, mac: \"00:50:56:92:00:{:02x}\"}}]\n    boot: [network, disk]\n",
+            i + 16,
             i + 16
         ));
     }
@@ -190,6 +191,18 @@ async fn vms_on_a_distributed_port_group_applied_minimally_and_only_ours() {
             Some(format!("00:50:56:82:00:{:02x}", i + 16).as_str())
         );
         assert_eq!(nic.text_at(&["addressType"]), Some("manual"));
+        // The second NIC is on the host's standard port group, used as it is.
+        let mgmt = devs
+            .children
+            .iter()
+            .filter(|d| d.child("macAddress").is_some())
+            .nth(1)
+            .expect("a second NIC");
+        assert_eq!(
+            mgmt.text_at(&["backing", "deviceName"]),
+            Some("VM Network"),
+            "{mgmt:?}"
+        );
         assert_eq!(
             nic.text_at(&["backing", "port", "portgroupKey"]),
             Some(key.as_str())

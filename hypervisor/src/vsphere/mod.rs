@@ -2,9 +2,10 @@
 //! SOAP API.
 //!
 //! - The lab's segments are distributed port groups on one distributed switch (the one named
-//!   in the target, or the datacenter's only one), VLAN-tagged as the lab says. Without a
-//!   distributed switch (a standalone ESXi), a segment must exist as a standard port group of
-//!   that name: cloudlet checks it and never creates or deletes standard port groups.
+//!   in the target, or the datacenter's only one), VLAN-tagged as the lab says. A segment
+//!   whose port group is an existing standard one (or any segment without a distributed
+//!   switch, on a standalone ESXi) uses it as it is: cloudlet checks it and never creates or
+//!   deletes standard port groups.
 //! - A VM or port group is cloudlet's when its annotation (description) has the line
 //!   `cloudlet:lab=LAB`; others are never read into a plan, changed or deleted. The marker is
 //!   part of the create call, so an apply killed right after a create finds its VM again.
@@ -910,7 +911,12 @@ impl Vsphere {
         let port = format!(
             "<defaultPortConfig xsi:type=\"VMwareDVSPortSetting\"><vlan xsi:type=\"VmwareDistributedVirtualSwitchVlanIdSpec\"><inherited>false</inherited><vlanId>{vlan}</vlanId></vlan></defaultPortConfig>"
         );
-        let existing = self.portgroups().await?.into_iter().find(|p| {
+        let pgs = self.portgroups().await?;
+        if !pgs.iter().any(|p| p.name == name) && self.networks().await?.contains_key(&name) {
+            // A standard port group of the host: the NICs use it as it is.
+            return Ok(());
+        }
+        let existing = pgs.into_iter().find(|p| {
             marked_id(&p.description, &self.lab).as_deref() == Some(&r.id.to_string())
                 || p.name == name
         });
@@ -989,6 +995,18 @@ impl Provider for Vsphere {
         let mut out = Vec::new();
         let pgs = self.portgroups().await?;
         if site.switch.is_some() {
+            // A segment on an existing standard port group (no distributed one of that name)
+            // is the host's: present, never created or deleted.
+            let standard = self.networks().await?;
+            for w in desired.iter().filter(|r| &*r.id.kind == "network") {
+                let name = w.body.value()["portgroup"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                if standard.contains_key(&name) && !pgs.iter().any(|p| p.name == name) {
+                    out.push(w.clone());
+                }
+            }
             for p in &pgs {
                 let Some(id) = marked_id(&p.description, &self.lab) else {
                     continue;

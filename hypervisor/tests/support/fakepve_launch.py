@@ -67,7 +67,8 @@ async def main():
     with open(guests_file) as f:
         for g in json.load(f)['guests']:
             pve.add_vm(g['vmid'], g['name'], node=g.get('node', 'pve1'),
-                       status=g.get('status', 'stopped'), config=g.get('config', {}))
+                       status=g.get('status', 'stopped'), config=g.get('config', {}),
+                       template=g.get('template', False))
     await pve.start(cert, key)
     print(pve.url, flush=True)
     await asyncio.Event().wait()
