@@ -563,6 +563,7 @@ impl Lab {
                         node: target.node.clone(),
                         storage: target.datastore.clone(),
                         concurrency: 4,
+                        sdn_zone: target.zone.clone(),
                     },
                 )
                 .map(|p| Arc::new(p) as Arc<dyn Provider>)

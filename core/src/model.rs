@@ -127,6 +127,10 @@ pub struct Target {
     /// Proxmox: the node VMs are made on (default: the only online one).
     #[serde(default)]
     pub node: Option<String>,
+    /// Proxmox: an SDN zone whose VNets the lab's segments become (default: none, the
+    /// segments are existing bridges of the node).
+    #[serde(default)]
+    pub zone: Option<String>,
     /// vSphere: the cluster, host or resource pool VMs run in (default: the first cluster).
     #[serde(default)]
     pub pool: Option<String>,

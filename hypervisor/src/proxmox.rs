@@ -43,6 +43,9 @@ pub struct ProxmoxOptions {
     pub storage: Option<String>,
     /// VM operations in flight at once.
     pub concurrency: usize,
+    /// An SDN zone: the lab's segments become VNets of that zone (VLAN-tagged as the lab
+    /// says) instead of existing bridges of the node.
+    pub sdn_zone: Option<String>,
 }
 
 impl std::fmt::Debug for ProxmoxOptions {
@@ -63,6 +66,10 @@ pub struct Proxmox {
     http: Http,
     site: OnceCell<(String, String)>,
     ops: Semaphore,
+    /// SDN changes written but not applied yet.
+    sdn_dirty: std::sync::atomic::AtomicBool,
+    /// One SDN apply at a time.
+    sdn_apply: tokio::sync::Mutex<()>,
     /// One clone at a time per storage (parallel clones meet PVE's storage lock timeouts).
     clones: tokio::sync::Mutex<BTreeMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -162,6 +169,8 @@ impl Proxmox {
             site: OnceCell::new(),
             ops,
             clones: tokio::sync::Mutex::default(),
+            sdn_dirty: std::sync::atomic::AtomicBool::new(false),
+            sdn_apply: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -448,8 +457,13 @@ impl Proxmox {
                 .map(|(_, m)| m.to_ascii_lowercase())
                 .unwrap_or_default();
             let bridge = o.get("bridge").cloned().unwrap_or_default();
-            let vlan: Option<u64> = o.get("tag").and_then(|t| t.parse().ok());
             let w = &want["nics"][n];
+            let vlan: Option<u64> = match o.get("tag") {
+                Some(t) => t.parse().ok(),
+                // The VNet's VLAN, as the lab says (the VNet itself is a network resource).
+                None if self.options.sdn_zone.is_some() => w["vlan"].as_u64(),
+                None => None,
+            };
             let network = if w["portgroup"] == bridge.as_str() {
                 w["network"].clone()
             } else {
@@ -513,7 +527,11 @@ impl Proxmox {
             n["mac"].as_str().unwrap_or("").to_ascii_uppercase(),
             n["portgroup"].as_str().unwrap_or("")
         );
-        if let Some(v) = n["vlan"].as_u64() {
+        // On an SDN VNet the VNet carries the VLAN.
+        if let Some(v) = n["vlan"]
+            .as_u64()
+            .filter(|_| self.options.sdn_zone.is_none())
+        {
             s.push_str(&format!(",tag={v}"));
         }
         s
@@ -832,6 +850,8 @@ impl Proxmox {
     }
 
     async fn write_vm(&self, r: &Resource) -> Result<(), ProviderError> {
+        // A VM's NICs need the VNets written before it to exist on the nodes.
+        self.apply_sdn(false).await?;
         let _slot = self
             .ops
             .acquire()
@@ -842,6 +862,130 @@ impl Proxmox {
             Some(_) => Err(ProviderError::NotOwned { id: r.id.clone() }),
             None if r.body.value()["clone"].is_string() => self.clone_vm(r).await,
             None => self.create_vm(r).await,
+        }
+    }
+
+    fn vnet_alias(&self, id: &ResourceId) -> String {
+        format!("cloudlet lab={} {id}", self.lab)
+    }
+
+    /// The zone's VNets as configured (including changes not applied yet).
+    async fn vnets(&self, zone: &str) -> Result<Vec<Value>, ProviderError> {
+        Ok(self
+            .api(Method::GET, "/cluster/sdn/vnets", None)
+            .await?
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| v["zone"] == zone)
+            .cloned()
+            .collect())
+    }
+
+    /// Applies the SDN configuration (`PUT /cluster/sdn`, a reload of every node's network)
+    /// when cloudlet wrote to it, or (`always`) when one of cloudlet's VNets has changes
+    /// pending, as an interrupted apply leaves them.
+    async fn apply_sdn(&self, always: bool) -> Result<(), ProviderError> {
+        let Some(zone) = &self.options.sdn_zone else {
+            return Ok(());
+        };
+        let _one = self.sdn_apply.lock().await;
+        let mut needed = self
+            .sdn_dirty
+            .swap(false, std::sync::atomic::Ordering::SeqCst);
+        if always && !needed {
+            let prefix = format!("cloudlet lab={} ", self.lab);
+            needed = self
+                .api(Method::GET, "/cluster/sdn/vnets?pending=1", None)
+                .await?
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|v| v["zone"] == zone.as_str() || v["pending"]["zone"] == zone.as_str())
+                .any(|v| {
+                    let alias = text(&v["alias"]) + &text(&v["pending"]["alias"]);
+                    v.get("state").is_some() && alias.contains(&prefix)
+                });
+        }
+        if needed {
+            // The apply is cluster-wide: say whose pending edits go live with cloudlet's.
+            let prefix = format!("cloudlet lab={} ", self.lab);
+            let others: Vec<String> = self
+                .api(Method::GET, "/cluster/sdn/vnets?pending=1", None)
+                .await?
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|v| v.get("state").is_some())
+                .filter(|v| !(text(&v["alias"]) + &text(&v["pending"]["alias"])).contains(&prefix))
+                .map(|v| text(&v["vnet"]))
+                .collect();
+            if !others.is_empty() {
+                tracing::warn!(
+                    vnets = %others.join(", "),
+                    "applying the SDN configuration also applies pending changes cloudlet did not make"
+                );
+            }
+            let (node, _) = self.site().await?.clone();
+            let upid = self.api(Method::PUT, "/cluster/sdn", None).await?;
+            self.wait(&node, &upid, "apply the SDN configuration")
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn write_vnet(&self, r: &Resource, zone: &str) -> Result<(), ProviderError> {
+        let v = r.body.value();
+        let name = v["portgroup"].as_str().unwrap_or(&r.id.name).to_string();
+        let valid = name.len() <= 8
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if !valid {
+            return Err(invalid(
+                r,
+                format!(
+                    "`{name}` cannot be an SDN VNet (at most 8 lowercase letters and digits, a letter first): set the segment's `portgroup`"
+                ),
+            ));
+        }
+        let alias = self.vnet_alias(&r.id);
+        let existing = self
+            .vnets(zone)
+            .await?
+            .into_iter()
+            .find(|x| x["vnet"] == name.as_str());
+        let mut body = json!({"alias": alias});
+        match v["vlan"].as_u64() {
+            Some(tag) => body["tag"] = json!(tag),
+            None if existing.is_some() => body["delete"] = json!("tag"),
+            None => {}
+        }
+        match existing {
+            Some(x) if text(&x["alias"]) != alias => {
+                Err(ProviderError::NotOwned { id: r.id.clone() })
+            }
+            Some(_) => {
+                self.api(
+                    Method::PUT,
+                    &format!("/cluster/sdn/vnets/{name}"),
+                    Some(&body),
+                )
+                .await?;
+                self.sdn_dirty
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            }
+            None => {
+                body["vnet"] = json!(name);
+                body["zone"] = json!(zone);
+                self.api(Method::POST, "/cluster/sdn/vnets", Some(&body))
+                    .await?;
+                self.sdn_dirty
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            }
         }
     }
 
@@ -917,8 +1061,39 @@ impl Provider for Proxmox {
         let want: BTreeMap<&ResourceId, &Resource> = desired.iter().map(|r| (&r.id, r)).collect();
         let (_, storage) = self.site().await?.clone();
         let mut out = Vec::new();
-        // Segments are the node's bridges: present when the bridge exists.
-        let bridges = self.bridges().await?;
+        if let Some(zone) = &self.options.sdn_zone {
+            // Segments are VNets of the zone, cloudlet's by their alias.
+            for x in self.vnets(zone).await? {
+                let alias = text(&x["alias"]);
+                let Some(name) =
+                    alias.strip_prefix(&format!("cloudlet lab={} hypervisor/network/", self.lab))
+                else {
+                    continue;
+                };
+                let id = ResourceId::new(Domain::Hypervisor, "network", name);
+                let w = want.get(&id).copied();
+                let wv = w.map(|w| w.body.value()).unwrap_or(Value::Null);
+                let body = json!({
+                    "portgroup": x["vnet"],
+                    "vlan": x["tag"].as_u64(),
+                    "cidr": wv["cidr"],
+                    "wan": wv["wan"],
+                });
+                let same = body.clone();
+                out.push(Resource::observed(
+                    id,
+                    w,
+                    |w| w.body.value() == same,
+                    || body,
+                ));
+            }
+        }
+        // Otherwise segments are the node's bridges: present when the bridge exists.
+        let bridges = if self.options.sdn_zone.is_some() {
+            Vec::new()
+        } else {
+            self.bridges().await?
+        };
         for w in desired.iter().filter(|r| &*r.id.kind == "network") {
             if w.body.value()["portgroup"]
                 .as_str()
@@ -953,6 +1128,10 @@ impl Provider for Proxmox {
     async fn create(&self, r: &Resource) -> Result<(), ProviderError> {
         match &*r.id.kind {
             "vm" => self.write_vm(r).await,
+            "network" if self.options.sdn_zone.is_some() => {
+                let zone = self.options.sdn_zone.clone().unwrap_or_default();
+                self.write_vnet(r, &zone).await
+            }
             "network" => {
                 let b = r.body.value()["portgroup"]
                     .as_str()
@@ -975,6 +1154,18 @@ impl Provider for Proxmox {
 
     async fn update(&self, r: &Resource, _changes: &[FieldChange]) -> Result<(), ProviderError> {
         self.create(r).await
+    }
+
+    async fn finish(&self, domain: Domain) -> Result<(), ProviderError> {
+        if domain == Domain::Hypervisor {
+            self.apply_sdn(true).await?;
+        }
+        Ok(())
+    }
+
+    /// SDN writes stay pending until applied: apply what succeeded.
+    fn commits_partial_applies(&self) -> bool {
+        self.options.sdn_zone.is_some()
     }
 
     async fn delete(&self, r: &Resource) -> Result<(), ProviderError> {
@@ -1013,8 +1204,29 @@ impl Provider for Proxmox {
                 self.wait(&node, &upid, &format!("destroy {}", r.id.name))
                     .await
             }
-            // The bridge is the node's: leaving the lab does not remove it.
-            "network" => Ok(()),
+            "network" => {
+                let Some(zone) = &self.options.sdn_zone else {
+                    // The bridge is the node's: leaving the lab does not remove it.
+                    return Ok(());
+                };
+                let alias = self.vnet_alias(&r.id);
+                if let Some(x) = self
+                    .vnets(zone)
+                    .await?
+                    .into_iter()
+                    .find(|x| text(&x["alias"]) == alias)
+                {
+                    self.api(
+                        Method::DELETE,
+                        &format!("/cluster/sdn/vnets/{}", text(&x["vnet"])),
+                        None,
+                    )
+                    .await?;
+                    self.sdn_dirty
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                Ok(())
+            }
             other => Err(invalid(r, format!("Proxmox has no `{other}`"))),
         }
     }

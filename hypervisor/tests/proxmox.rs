@@ -31,6 +31,7 @@ fn provider(pve: &peers::FakePve) -> Arc<Proxmox> {
                 node: None,
                 storage: None,
                 concurrency: 4,
+                sdn_zone: None,
             },
         )
         .unwrap(),
@@ -289,6 +290,7 @@ async fn a_missing_bridge_and_a_wrong_token_are_clear_errors() {
             node: None,
             storage: None,
             concurrency: 1,
+            sdn_zone: None,
         },
     )
     .unwrap();
@@ -309,6 +311,7 @@ async fn a_missing_bridge_and_a_wrong_token_are_clear_errors() {
                 node: None,
                 storage: None,
                 concurrency: 1,
+                sdn_zone: None,
             },
         )
         .is_err()
@@ -389,4 +392,147 @@ async fn machines_cloned_from_a_template_with_cloud_init() {
     }
     let again = e.plan(desired(&text)).await.unwrap();
     assert!(!again.summary.has_changes(), "{:?}", again.steps);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_as_sdn_vnets_applied_after_the_writes() {
+    let pve = peers::FakePve::start(&json!({"guests": []}), TOKEN, SECRET, 0);
+    let reader = Reader::new(&pve);
+    // A VNet made by hand in the same zone.
+    reader
+        .0
+        .json(
+            Method::POST,
+            "/api2/json/cluster/sdn/vnets",
+            Some(&json!({"vnet": "hand", "zone": "lab", "tag": 99, "alias": "made by hand"})),
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = Arc::new(
+        Proxmox::new(
+            "px",
+            ProxmoxOptions {
+                endpoint: pve.endpoint.clone(),
+                token_id: TOKEN.into(),
+                secret: SECRET.into(),
+                tls: cloudlet_core::tls::client_config(Some(&pve.cert)).unwrap(),
+                node: None,
+                storage: None,
+                concurrency: 4,
+                sdn_zone: Some("lab".into()),
+            },
+        )
+        .unwrap(),
+    );
+    let e = Engine::new(
+        "px",
+        Providers::new().with(Domain::Hypervisor, p as Arc<dyn Provider>),
+        StateStore::open(dir.path().join("state")).unwrap(),
+    );
+    let lab = |dmz: Option<u16>| {
+        let mut t = String::from(
+            "name: px\nsite: {domain: px.lan}\nnetworks:\n  lan: {cidr: 10.87.0.0/24, gateway: 10.87.0.1, vlan: 30, portgroup: pxlan}\n",
+        );
+        if let Some(v) = dmz {
+            t.push_str(&format!(
+                "  dmz: {{cidr: 10.88.0.0/24, vlan: {v}, portgroup: pxdmz}}\n"
+            ));
+        }
+        t.push_str("machines:\n  px-s: {cpus: 1, memory: 1GiB, disks: [{size: 1GiB}], nics: [{network: lan, mac: \"bc:24:11:87:00:10\"}], power: on}\n");
+        t
+    };
+    let plan = e.plan(desired(&lab(Some(31)))).await.unwrap();
+    assert_eq!(
+        steps(&plan),
+        vec![
+            "create hypervisor/network/dmz",
+            "create hypervisor/network/lan",
+            "create hypervisor/vm/px-s"
+        ]
+    );
+    let r = e.apply(&plan, ApplyOptions::default()).await.unwrap();
+    assert!(r.is_success(), "{r:?}");
+    // Applied: nothing pending; the VNets carry the VLANs, the NIC none of its own.
+    let vnets = reader.get("/cluster/sdn/vnets?pending=1").await;
+    let vnets = vnets.as_array().unwrap();
+    assert!(vnets.iter().all(|v| v.get("state").is_none()), "{vnets:?}");
+    let tag = |name: &str| {
+        vnets
+            .iter()
+            .find(|v| v["vnet"] == name)
+            .map(|v| v["tag"].clone())
+    };
+    assert_eq!(tag("pxlan"), Some(json!(30)));
+    assert_eq!(tag("pxdmz"), Some(json!(31)));
+    let vmid = reader.vms().await[0].1;
+    assert_eq!(
+        reader.config(vmid).await["net0"],
+        "virtio=BC:24:11:87:00:10,bridge=pxlan"
+    );
+    assert!(
+        !e.plan(desired(&lab(Some(31))))
+            .await
+            .unwrap()
+            .summary
+            .has_changes()
+    );
+
+    // A new VLAN: one VNet update, applied.
+    let plan = e.plan(desired(&lab(Some(32)))).await.unwrap();
+    assert_eq!(steps(&plan), vec!["update hypervisor/network/dmz"]);
+    assert!(
+        e.apply(&plan, ApplyOptions::default())
+            .await
+            .unwrap()
+            .is_success()
+    );
+    let vnets = reader.get("/cluster/sdn/vnets?pending=1").await;
+    assert!(
+        vnets
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["vnet"] == "pxdmz" && v["tag"] == 32 && v.get("state").is_none()),
+        "{vnets}"
+    );
+
+    // Dropped from the lab: deleted and applied; the hand-made VNet stays.
+    let plan = e.plan(desired(&lab(None))).await.unwrap();
+    assert_eq!(steps(&plan), vec!["delete hypervisor/network/dmz"]);
+    assert!(
+        e.apply(&plan, ApplyOptions::default())
+            .await
+            .unwrap()
+            .is_success()
+    );
+    let names: Vec<String> = reader
+        .get("/cluster/sdn/vnets?pending=1")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            format!(
+                "{}{}",
+                v["vnet"].as_str().unwrap(),
+                v.get("state").map_or("", |_| " (pending)")
+            )
+        })
+        .collect();
+    assert_eq!(names, vec!["hand", "pxlan"]);
+
+    // A segment named like the hand-made VNet: refused, not taken over.
+    let clash = lab(None).replace("portgroup: pxlan", "portgroup: hand");
+    let r = e
+        .apply(
+            &e.plan(desired(&clash)).await.unwrap(),
+            ApplyOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        format!("{:?}", r.failed).contains("not managed by cloudlet"),
+        "{r:?}"
+    );
 }

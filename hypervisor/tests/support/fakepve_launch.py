@@ -9,7 +9,10 @@ What this launcher adds to fakepve, as a small layer of the tests' own:
 - PUT /nodes/{node}/qemu/{vmid}/resize, which fakepve does not simulate for VMs: grows the
   disk's size in the configuration, refuses to shrink, as PVE does;
 - BUSY: the first BUSY configuration writes fail with PVE's lock timeout ("can't lock file
-  ... got timeout"), as under parallel operations on one VM.
+  ... got timeout"), as under parallel operations on one VM;
+- SDN VNets, which fakepve answers statelessly: the configuration (`/cluster/sdn/vnets`,
+  edits pending until applied), the `?pending=1` view (state new/changed/deleted and the
+  pending values) and the apply (`PUT /cluster/sdn`, a task) that makes them running.
 """
 
 import asyncio
@@ -33,6 +36,69 @@ class TestPve(FakePve):
 
     def _routes_qemu(self):
         return super()._routes_qemu() + [('PUT', '/nodes/{node}/qemu/{vmid}/resize', self._qm_resize)]
+
+    def _routes_sdn_vnets(self):
+        one = '/cluster/sdn/vnets/{vnet}'
+        return [('GET', '/cluster/sdn/vnets', self._vnet_list), ('POST', '/cluster/sdn/vnets', self._vnet_create),
+                ('PUT', one, self._vnet_update), ('DELETE', one, self._vnet_delete),
+                ('PUT', '/cluster/sdn', self._sdn_apply)]
+
+    def _sdn(self):
+        if not hasattr(self, 'sdn_config'):
+            self.sdn_config, self.sdn_running = {}, {}
+        return self.sdn_config
+
+    async def _vnet_list(self, v, user):
+        cfg, running = self._sdn(), self.sdn_running
+        if not v.get('pending'):
+            return [dict(x) for _, x in sorted(cfg.items())]
+        out = []
+        for name in sorted(set(cfg) | set(running)):
+            new, old = cfg.get(name), running.get(name)
+            if new == old:
+                out.append(dict(old))
+            elif old is None:
+                out.append({'vnet': name, 'type': 'vnet', 'state': 'new', 'pending': dict(new)})
+            elif new is None:
+                out.append(dict(old, state='deleted'))
+            else:
+                changed = dict((k, x) for k, x in new.items() if old.get(k) != x)
+                out.append(dict(old, state='changed', pending=changed))
+        return out
+
+    async def _vnet_create(self, v, user):
+        cfg = self._sdn()
+        name = v['vnet']
+        if name in cfg:
+            raise PveError(500, "create sdn vnet object failed: vnet '{0}' already defined".format(name))
+        cfg[name] = dict(dict((k, x) for k, x in v.items() if k in ('zone', 'tag', 'alias', 'vlanaware')),
+                         vnet=name, type='vnet')
+        return None
+
+    async def _vnet_update(self, v, user):
+        cfg = self._sdn()
+        name = v['vnet']
+        if name not in cfg:
+            raise PveError(500, "sdn vnet '{0}' does not exist".format(name))
+        new = dict(cfg[name])
+        for k in str(v.get('delete', '')).split(','):
+            new.pop(k, None)
+        new.update((k, x) for k, x in v.items() if k in ('tag', 'alias', 'vlanaware'))
+        cfg[name] = new
+        return None
+
+    async def _vnet_delete(self, v, user):
+        if self._sdn().pop(v['vnet'], None) is None:
+            raise PveError(500, "sdn vnet '{0}' does not exist".format(v['vnet']))
+        return None
+
+    async def _sdn_apply(self, v, user):
+        self._sdn()
+
+        async def body():
+            self.sdn_running = dict((k, dict(x)) for k, x in self.sdn_config.items())
+            self.sdn_applies = getattr(self, 'sdn_applies', 0) + 1
+        return await self.task('pve1', 'reloadnetworkall', '', user, body)
 
     async def _apply_config(self, vm, user, p):
         if self.busy > 0:
