@@ -403,3 +403,94 @@ async fn tls_is_verified_with_a_ca_file_or_a_pinned_fingerprint() {
     assert!(e.contains("not the pinned one"), "{e}");
     assert!(cloudlet_core::tls::pinned_config("AB:CD").is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_lab_on_vcsim() {
+    let sim = peers::Vcsim::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let p = Arc::new(Vsphere::new("seed", options(&sim, trusted(&sim))));
+    let e = Engine::new(
+        "seed",
+        Providers::new().with(Domain::Hypervisor, p.clone() as Arc<dyn Provider>),
+        StateStore::open(dir.path().join("state")).unwrap(),
+    );
+    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
+    let lab = cloudlet_core::load(&seed).expect("the seed loads").lab;
+    let want = cloudlet_hypervisor::expand(&lab);
+    let plan = e.plan(want.clone()).await.unwrap();
+    assert_eq!(plan.summary.create, lab.networks.len() + lab.machines.len());
+    let r = e.apply(&plan, ApplyOptions::default()).await.unwrap();
+    assert!(r.is_success(), "{r:?}");
+    let again = e.plan(want).await.unwrap();
+    assert!(!again.summary.has_changes(), "{:?}", again.steps);
+
+    // Every machine: powered on, its NICs on the seed's distributed port groups with the
+    // lab's MACs; the Kubernetes nodes boot from the network first.
+    let vim = p.session().await.unwrap();
+    let pgs: BTreeMap<String, String> = vim
+        .retrieve("DistributedVirtualPortgroup", &["name", "key"])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| (p["key"].text.clone(), p["name"].text.clone()))
+        .collect();
+    let found = vim
+        .retrieve(
+            "VirtualMachine",
+            &[
+                "name",
+                "runtime.powerState",
+                "config.hardware.device",
+                "config.bootOptions",
+            ],
+        )
+        .await
+        .unwrap();
+    for (name, m) in &lab.machines {
+        let (_, props) = found
+            .iter()
+            .find(|(_, p)| p["name"].text == *name)
+            .unwrap_or_else(|| panic!("{name} exists"));
+        assert_eq!(props["runtime.powerState"].text, "poweredOn", "{name}");
+        let nics: Vec<(String, String)> = props["config.hardware.device"]
+            .children
+            .iter()
+            .filter(|d| d.child("macAddress").is_some())
+            .map(|d| {
+                let key = d
+                    .text_at(&["backing", "port", "portgroupKey"])
+                    .unwrap_or("");
+                (
+                    d.text_at(&["macAddress"]).unwrap().to_string(),
+                    pgs.get(key).cloned().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String)> = m
+            .nics
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    lab.nic_mac(name, i, n).to_string(),
+                    lab.networks[&n.network]
+                        .portgroup
+                        .clone()
+                        .unwrap_or_else(|| n.network.clone()),
+                )
+            })
+            .collect();
+        assert_eq!(nics, expected, "{name}");
+        let first = props["config.bootOptions"]
+            .children
+            .iter()
+            .find(|c| c.name == "bootOrder")
+            .and_then(|o| o.ty.clone());
+        let network_first = m.boot.first() == Some(&cloudlet_core::model::BootDevice::Network);
+        assert_eq!(
+            first.as_deref() == Some("VirtualMachineBootOptionsBootableEthernetDevice"),
+            network_first,
+            "{name}: {first:?}"
+        );
+    }
+}
