@@ -405,7 +405,7 @@ fn removing_an_app_prunes_exactly_its_objects() {
 }
 
 #[test]
-fn a_real_backend_that_is_not_built_in_is_a_clear_error() {
+fn a_real_backend_without_its_credentials_is_a_clear_error() {
     let st = tempfile::tempdir().unwrap();
     let lab = copy_seed();
     let f = lab.path().join("lab.yaml");
@@ -419,7 +419,7 @@ fn a_real_backend_that_is_not_built_in_is_a_clear_error() {
     let o = cloudlet(st.path(), &["plan", l]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        text(&o).contains("no provider for the hypervisor domain: the `vsphere` backend is not available in this build"),
+        text(&o).contains("no provider for the hypervisor domain: the environment variable VSPHERE_PASSWORD (the credentials) is not set"),
         "{}",
         text(&o)
     );
