@@ -5,15 +5,17 @@
 //! marker.
 #![allow(missing_docs, clippy::disallowed_methods)]
 
+#[path = "support/lab.rs"]
+mod lab;
+
+use lab::{desired, steps};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloudlet_core::engine::{ApplyOptions, Engine};
+use cloudlet_core::engine::ApplyOptions;
 use cloudlet_core::exec::Host;
-use cloudlet_core::load::load_texts;
-use cloudlet_core::{Domain, Plan, Provider, Providers, StateStore};
 use cloudlet_hypervisor::libvirt::{Libvirt, LibvirtOptions};
 
 const URI: &str = "qemu:///system";
@@ -69,20 +71,6 @@ fn lab_text(name: &str, memory: &str, power: &str) -> String {
     )
 }
 
-fn desired(text: &str) -> Vec<cloudlet_core::Resource> {
-    let lab = load_texts(vec![("lab.yaml".into(), text.into())], ".".into())
-        .expect("loads")
-        .lab;
-    cloudlet_hypervisor::expand(&lab)
-}
-
-fn steps(plan: &Plan) -> Vec<String> {
-    plan.steps
-        .iter()
-        .map(|s| format!("{} {}", s.action.as_str(), s.id))
-        .collect()
-}
-
 struct Cleanup(Vec<String>, Vec<String>);
 
 impl Drop for Cleanup {
@@ -125,11 +113,7 @@ async fn libvirt_defines_boots_updates_and_removes_only_its_own_vms() {
             domain_type: "qemu".into(),
         },
     ));
-    let e = Engine::new(
-        lab.clone(),
-        Providers::new().with(Domain::Hypervisor, p.clone() as Arc<dyn Provider>),
-        StateStore::open(dir.path().join("state")).unwrap(),
-    );
+    let e = lab::engine(&lab, p.clone(), dir.path());
 
     // A domain without cloudlet's marker, of a name like ours: never read or touched.
     let (ok, out) = {

@@ -7,12 +7,15 @@
 #[path = "support/peers.rs"]
 mod peers;
 
+#[path = "support/lab.rs"]
+mod lab;
+
+use lab::{desired, steps};
 use std::sync::Arc;
 
-use cloudlet_core::engine::{ApplyOptions, Engine};
+use cloudlet_core::engine::ApplyOptions;
 use cloudlet_core::http::{Http, Method};
-use cloudlet_core::load::load_texts;
-use cloudlet_core::{Domain, EngineError, Plan, Provider, Providers, StateStore};
+use cloudlet_core::{Domain, EngineError, Provider};
 use cloudlet_hypervisor::proxmox::{Proxmox, ProxmoxOptions};
 use serde_json::{Value, json};
 
@@ -20,6 +23,11 @@ const TOKEN: &str = "root@pam!cloudlet";
 const SECRET: &str = "5ecret-uuid";
 
 fn provider(pve: &peers::FakePve) -> Arc<Proxmox> {
+    provider_in(pve, None)
+}
+
+/// A provider whose segments are VNets of `zone` (or bridges without one).
+fn provider_in(pve: &peers::FakePve, zone: Option<&str>) -> Arc<Proxmox> {
     Arc::new(
         Proxmox::new(
             "px",
@@ -31,7 +39,7 @@ fn provider(pve: &peers::FakePve) -> Arc<Proxmox> {
                 node: None,
                 storage: None,
                 concurrency: 4,
-                sdn_zone: None,
+                sdn_zone: zone.map(str::to_string),
             },
         )
         .unwrap(),
@@ -50,20 +58,6 @@ fn lab_text(machines: &[(&str, &str, &str, &str)]) -> String {
         ));
     }
     t
-}
-
-fn desired(text: &str) -> Vec<cloudlet_core::Resource> {
-    let lab = load_texts(vec![("lab.yaml".into(), text.into())], ".".into())
-        .expect("loads")
-        .lab;
-    cloudlet_hypervisor::expand(&lab)
-}
-
-fn steps(plan: &Plan) -> Vec<String> {
-    plan.steps
-        .iter()
-        .map(|s| format!("{} {}", s.action.as_str(), s.id))
-        .collect()
 }
 
 /// An independent reader of the simulator.
@@ -128,11 +122,7 @@ async fn vms_created_configured_by_slot_and_destroyed_only_when_ours() {
     let stranger = reader.config(100).await;
     let dir = tempfile::tempdir().unwrap();
     let p = provider(&pve);
-    let e = Engine::new(
-        "px",
-        Providers::new().with(Domain::Hypervisor, p.clone() as Arc<dyn Provider>),
-        StateStore::open(dir.path().join("state")).unwrap(),
-    );
+    let e = lab::engine("px", p.clone(), dir.path());
 
     let two = lab_text(&[
         ("px-a", "1GiB", "2GiB", "on"),
@@ -260,11 +250,7 @@ async fn a_missing_bridge_and_a_wrong_token_are_clear_errors() {
     let pve = peers::FakePve::start(&json!({"guests": []}), TOKEN, SECRET, 0);
     let dir = tempfile::tempdir().unwrap();
     let p = provider(&pve);
-    let e = Engine::new(
-        "px",
-        Providers::new().with(Domain::Hypervisor, p as Arc<dyn Provider>),
-        StateStore::open(dir.path().join("state")).unwrap(),
-    );
+    let e = lab::engine("px", p, dir.path());
     let text = lab_text(&[])
         .replace("portgroup: vmbr0", "portgroup: vmbr9")
         .replace("machines:\n", "");
@@ -336,11 +322,7 @@ async fn machines_cloned_from_a_template_with_cloud_init() {
     let reader = Reader::new(&pve);
     let dir = tempfile::tempdir().unwrap();
     let p = provider(&pve);
-    let e = Engine::new(
-        "px",
-        Providers::new().with(Domain::Hypervisor, p as Arc<dyn Provider>),
-        StateStore::open(dir.path().join("state")).unwrap(),
-    );
+    let e = lab::engine("px", p, dir.path());
     let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOp+/x= ops@home";
     let mut text = lab_text(&[
         ("px-d", "2GiB", "4GiB", "on"),
@@ -409,27 +391,8 @@ async fn segments_as_sdn_vnets_applied_after_the_writes() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let p = Arc::new(
-        Proxmox::new(
-            "px",
-            ProxmoxOptions {
-                endpoint: pve.endpoint.clone(),
-                token_id: TOKEN.into(),
-                secret: SECRET.into(),
-                tls: cloudlet_core::tls::client_config(Some(&pve.cert)).unwrap(),
-                node: None,
-                storage: None,
-                concurrency: 4,
-                sdn_zone: Some("lab".into()),
-            },
-        )
-        .unwrap(),
-    );
-    let e = Engine::new(
-        "px",
-        Providers::new().with(Domain::Hypervisor, p as Arc<dyn Provider>),
-        StateStore::open(dir.path().join("state")).unwrap(),
-    );
+    let p = provider_in(&pve, Some("lab"));
+    let e = lab::engine("px", p, dir.path());
     let lab = |dmz: Option<u16>| {
         let mut t = String::from(
             "name: px\nsite: {domain: px.lan}\nnetworks:\n  lan: {cidr: 10.87.0.0/24, gateway: 10.87.0.1, vlan: 30, portgroup: pxlan}\n",

@@ -8,13 +8,16 @@
 #[path = "support/peers.rs"]
 mod peers;
 
+#[path = "support/lab.rs"]
+mod lab;
+
+use lab::{desired, steps};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cloudlet_core::engine::{ApplyOptions, Engine};
-use cloudlet_core::load::load_texts;
-use cloudlet_core::{Domain, EngineError, Plan, Provider, Providers, StateStore};
+use cloudlet_core::{Domain, EngineError, Provider};
 use cloudlet_hypervisor::vsphere::vim::Node;
 use cloudlet_hypervisor::vsphere::{Vsphere, VsphereOptions};
 
@@ -52,26 +55,8 @@ fn lab_text(machines: &[(&str, &str, &str)]) -> String {
     t
 }
 
-fn desired(text: &str) -> Vec<cloudlet_core::Resource> {
-    let lab = load_texts(vec![("lab.yaml".into(), text.into())], ".".into())
-        .expect("loads")
-        .lab;
-    cloudlet_hypervisor::expand(&lab)
-}
-
-fn steps(plan: &Plan) -> Vec<String> {
-    plan.steps
-        .iter()
-        .map(|s| format!("{} {}", s.action.as_str(), s.id))
-        .collect()
-}
-
 fn engine(p: Arc<Vsphere>, dir: &std::path::Path) -> Engine {
-    Engine::new(
-        "vs",
-        Providers::new().with(Domain::Hypervisor, p as Arc<dyn Provider>),
-        StateStore::open(dir.join("state")).unwrap(),
-    )
+    lab::engine("vs", p, dir)
 }
 
 /// What changed in the per-method call counts.
@@ -409,11 +394,7 @@ async fn the_seed_lab_on_vcsim() {
     let sim = peers::Vcsim::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let p = Arc::new(Vsphere::new("seed", options(&sim, trusted(&sim))));
-    let e = Engine::new(
-        "seed",
-        Providers::new().with(Domain::Hypervisor, p.clone() as Arc<dyn Provider>),
-        StateStore::open(dir.path().join("state")).unwrap(),
-    );
+    let e = lab::engine("seed", p.clone(), dir.path());
     let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
     let lab = cloudlet_core::load(&seed).expect("the seed loads").lab;
     let want = cloudlet_hypervisor::expand(&lab);

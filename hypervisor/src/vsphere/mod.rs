@@ -1110,21 +1110,8 @@ impl Provider for Vsphere {
     }
 
     async fn update(&self, r: &Resource, _changes: &[FieldChange]) -> Result<(), ProviderError> {
-        match &*r.id.kind {
-            "vm" => {
-                let _slot = self
-                    .ops
-                    .acquire()
-                    .await
-                    .map_err(|e| err(VimError::Transport(e.to_string())))?;
-                match self.find_vm(&r.id.name).await? {
-                    Some((vm, true)) => self.converge(r, &vm).await,
-                    Some((_, false)) => Err(ProviderError::NotOwned { id: r.id.clone() }),
-                    None => self.create_vm(r).await,
-                }
-            }
-            _ => self.create(r).await,
-        }
+        // The same path: a VM of this lab is converged, a missing one made.
+        self.create(r).await
     }
 
     async fn delete(&self, r: &Resource) -> Result<(), ProviderError> {

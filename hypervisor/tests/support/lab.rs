@@ -1,0 +1,35 @@
+//! What the hypervisor tests share: a lab text's desired hypervisor resources, a plan's steps
+//! as `ACTION ID` lines, and an engine over one provider.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cloudlet_core::engine::Engine;
+use cloudlet_core::load::load_texts;
+use cloudlet_core::{Domain, Plan, Provider, Providers, Resource, StateStore};
+
+/// The hypervisor resources of a lab given as text.
+pub fn desired(text: &str) -> Vec<Resource> {
+    let lab = load_texts(vec![("lab.yaml".into(), text.into())], ".".into())
+        .expect("loads")
+        .lab;
+    cloudlet_hypervisor::expand(&lab)
+}
+
+/// `ACTION ID` per step.
+pub fn steps(plan: &Plan) -> Vec<String> {
+    plan.steps
+        .iter()
+        .map(|s| format!("{} {}", s.action.as_str(), s.id))
+        .collect()
+}
+
+/// An engine for `lab` with `p` serving the hypervisor domain, its state under `dir`.
+pub fn engine(lab: &str, p: Arc<dyn Provider>, dir: &Path) -> Engine {
+    Engine::new(
+        lab,
+        Providers::new().with(Domain::Hypervisor, p),
+        StateStore::open(dir.join("state")).unwrap(),
+    )
+}
