@@ -44,6 +44,24 @@ CLOUDLET_PACKAGE="$work/app/node_modules/cloudlet" \
 cargo build --quiet --locked -p cloudlet-jvm
 "$root/target/debug/uniffi-bindgen" generate --no-format --library "$root/target/debug/libcloudlet_jvm.so" \
   --language kotlin --out-dir "$work/kotlin" >/dev/null
-mvn -B --no-transfer-progress -f "$here/jvm/pom.xml" -Dkotlin.generated="$work/kotlin" \
+# The README's Kotlin example, as written, in a test (on a copy of the seed).
+mkdir -p "$work/readme" "$work/readme-seed"
+cp "$root"/examples/seed/*.yaml "$work/readme-seed/"
+{
+  echo 'import kotlinx.coroutines.runBlocking'
+  echo 'import org.junit.jupiter.api.Test'
+  echo 'import uniffi.cloudlet_jvm.Cancel'
+  echo 'import uniffi.cloudlet_jvm.Lab'
+  echo 'class ReadmeExampleTest {'
+  echo '    @Test'
+  echo '    fun theReadmeExampleRuns() = runBlocking {'
+  awk '/^```kotlin$/ {on=1; next} on && /^```$/ {exit} on {print "        " $0}' "$root/README.md" \
+    | sed "s|\"examples/seed\"|\"$work/readme-seed\"|"
+  echo '        check(report.contains("\"failed\":[]")) { report }'
+  echo '    }'
+  echo '}'
+} >"$work/readme/ReadmeExampleTest.kt"
+grep -q 'Lab.load' "$work/readme/ReadmeExampleTest.kt" || { echo "README.md has no Kotlin example" >&2; exit 1; }
+mvn -B --no-transfer-progress -f "$here/jvm/pom.xml" -Dkotlin.generated="$work/kotlin" -Dkotlin.readme="$work/readme" \
   -Dcloudlet.lib.dir="$root/target/debug" -Dcloudlet.root="$root" test \
   | grep -E 'Tests run:|BUILD|ERROR|FAIL'

@@ -64,6 +64,40 @@ const wrapAsync = async (p) => {
   }
 };
 
+// A plan's head (format, lab, digests, domains, summary) is read at once; its steps, held
+// changes and kept ids only when first asked for, from the native plan: a plan of thousands
+// of resources crosses into JavaScript only if it is looked at. JSON.stringify(plan) gives
+// the library's JSON.
+const NATIVE = Symbol('cloudlet.nativePlan');
+const full = new WeakMap();
+const whole = (plan) => {
+  let v = full.get(plan);
+  if (!v) {
+    v = parse(plan[NATIVE] ? plan[NATIVE].toJson() : '{}');
+    full.set(plan, v);
+  }
+  return v;
+};
+class Plan {
+  constructor(nativePlan) {
+    Object.assign(this, deepFreeze(JSON.parse(nativePlan.head())));
+    Object.defineProperty(this, NATIVE, { value: nativePlan });
+    Object.freeze(this);
+  }
+  get steps() {
+    return whole(this).steps;
+  }
+  get held() {
+    return whole(this).held || [];
+  }
+  get kept() {
+    return whole(this).kept || [];
+  }
+  toJSON() {
+    return whole(this);
+  }
+}
+
 class Lab {
   /** @param {import('./native').NativeLab} inner */
   constructor(inner) {
@@ -86,7 +120,7 @@ class Lab {
 
   /** What apply would create, change or delete, field by field. */
   async plan() {
-    return parse(await wrapAsync(this._native.plan()));
+    return new Plan(await wrapAsync(this._native.plan()));
   }
 
   /**
@@ -100,7 +134,10 @@ class Lab {
       else signal.addEventListener('abort', () => cancel.cancel(), { once: true });
     }
     const cb = onEvent ? (text) => onEvent(parse(text)) : undefined;
-    return parse(await wrapAsync(this._native.apply(JSON.stringify(plan), cb, cancel, concurrency, allowDataLoss)));
+    const run = plan && plan[NATIVE]
+      ? this._native.apply(plan[NATIVE], cb, cancel, concurrency, allowDataLoss)
+      : this._native.applyJson(JSON.stringify(plan), cb, cancel, concurrency, allowDataLoss);
+    return parse(await wrapAsync(run));
   }
 
   /** Applies `plan`, yielding each progress event; the last one is `finished` with the report. */

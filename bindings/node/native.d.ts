@@ -19,16 +19,26 @@ export declare class NativeLab {
   get name(): string
   /** Every diagnostic, as JSON. */
   validate(): string
-  /** The plan, as JSON. */
-  plan(): Promise<string>
-  /** Applies a plan (JSON); `on_event(eventJson)` gets progress. */
-  apply(plan: string, onEvent?: (((arg: string) => void)) | undefined | null, cancel?: NativeCancel | undefined | null, concurrency?: number | undefined | null, allowDataLoss?: boolean | undefined | null): Promise<string>
+  /** The plan (a native handle). */
+  plan(): Promise<NativePlan>
+  /** Applies a plan; `on_event(eventJson)` gets progress. */
+  apply(plan: NativePlan, onEvent?: (((arg: string) => void)) | undefined | null, cancel?: NativeCancel | undefined | null, concurrency?: number | undefined | null, allowDataLoss?: boolean | undefined | null): Promise<string>
+  /** Applies a plan given as JSON (a saved plan); `on_event(eventJson)` gets progress. */
+  applyJson(plan: string, onEvent?: (((arg: string) => void)) | undefined | null, cancel?: NativeCancel | undefined | null, concurrency?: number | undefined | null, allowDataLoss?: boolean | undefined | null): Promise<string>
   /** Writes every resource under `dir`; the number written. */
   render(dir: string): Promise<number>
   /** Health of the cluster's objects as JSON; `wait` seconds to let them settle. */
   clusterHealth(wait?: number | undefined | null): Promise<string>
   /** The lab's volumes as the NAS has them, as JSON. */
   storageStatus(): Promise<string>
+}
+
+/** A plan, kept native: its head crosses at once, the rest only when asked for. */
+export declare class NativePlan {
+  /** The format, lab, digests, domains and summary, as JSON. */
+  head(): string
+  /** The whole plan as JSON (the same text the Rust facade writes). */
+  toJson(): string
 }
 
 /** The JSON Schema of the lab format, as JSON text. */

@@ -4,6 +4,7 @@
 //! message. Async methods return Promises run on napi's tokio runtime (one per process).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -99,6 +100,59 @@ impl NativeCancel {
     }
 }
 
+/// A plan, kept native: its head crosses at once, the rest only when asked for.
+#[napi]
+pub struct NativePlan(Arc<cloudlet::Plan>);
+
+#[napi]
+impl NativePlan {
+    /// The format, lab, digests, domains and summary, as JSON.
+    #[napi]
+    pub fn head(&self) -> String {
+        let p = &*self.0;
+        json(&serde_json::json!({
+            "format": p.format,
+            "lab": p.lab,
+            "desired_digest": p.desired_digest,
+            "observed_digest": p.observed_digest,
+            "domains": p.domains,
+            "summary": p.summary,
+        }))
+    }
+
+    /// The whole plan as JSON (the same text the Rust facade writes).
+    #[napi]
+    pub fn to_json(&self) -> String {
+        json(&*self.0)
+    }
+}
+
+async fn run_apply(
+    lab: &cloudlet::Lab,
+    plan: &cloudlet::Plan,
+    on_event: Option<ThreadsafeFunction<String, (), String, Status, false>>,
+    cancel: Option<&NativeCancel>,
+    concurrency: Option<u32>,
+    allow_data_loss: Option<bool>,
+) -> Result<String> {
+    let sink = move |e: &cloudlet::Event| {
+        if let Some(cb) = &on_event {
+            cb.call(json(e), ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    };
+    let options = cloudlet::ApplyOptions {
+        concurrency: concurrency.unwrap_or(16) as usize,
+        on_event: Some(&sink),
+        cancel: cancel.map(|c| c.0.clone()).unwrap_or_default(),
+        verify_fresh: false,
+        allow_data_loss: allow_data_loss.unwrap_or(false),
+    };
+    lab.apply(plan, options)
+        .await
+        .map(|r| json(&r))
+        .map_err(error)
+}
+
 /// A loaded lab.
 #[napi]
 pub struct NativeLab(cloudlet::Lab);
@@ -131,15 +185,41 @@ impl NativeLab {
         json(&self.0.validate().diagnostics)
     }
 
-    /// The plan, as JSON.
+    /// The plan (a native handle).
     #[napi]
-    pub async fn plan(&self) -> Result<String> {
-        self.0.plan().await.map(|p| json(&p)).map_err(error)
+    pub async fn plan(&self) -> Result<NativePlan> {
+        self.0
+            .plan()
+            .await
+            .map(|p| NativePlan(Arc::new(p)))
+            .map_err(error)
     }
 
-    /// Applies a plan (JSON); `on_event(eventJson)` gets progress.
+    /// Applies a plan; `on_event(eventJson)` gets progress.
     #[napi]
     pub async fn apply(
+        &self,
+        plan: &NativePlan,
+        on_event: Option<ThreadsafeFunction<String, (), String, Status, false>>,
+        cancel: Option<&NativeCancel>,
+        concurrency: Option<u32>,
+        allow_data_loss: Option<bool>,
+    ) -> Result<String> {
+        let plan = plan.0.clone();
+        run_apply(
+            &self.0,
+            &plan,
+            on_event,
+            cancel,
+            concurrency,
+            allow_data_loss,
+        )
+        .await
+    }
+
+    /// Applies a plan given as JSON (a saved plan); `on_event(eventJson)` gets progress.
+    #[napi]
+    pub async fn apply_json(
         &self,
         plan: String,
         on_event: Option<ThreadsafeFunction<String, (), String, Status, false>>,
@@ -154,23 +234,15 @@ impl NativeLab {
                 "",
             )
         })?;
-        let sink = move |e: &cloudlet::Event| {
-            if let Some(cb) = &on_event {
-                cb.call(json(e), ThreadsafeFunctionCallMode::NonBlocking);
-            }
-        };
-        let options = cloudlet::ApplyOptions {
-            concurrency: concurrency.unwrap_or(16) as usize,
-            on_event: Some(&sink),
-            cancel: cancel.map(|c| c.0.clone()).unwrap_or_default(),
-            verify_fresh: false,
-            allow_data_loss: allow_data_loss.unwrap_or(false),
-        };
-        self.0
-            .apply(&plan, options)
-            .await
-            .map(|r| json(&r))
-            .map_err(error)
+        run_apply(
+            &self.0,
+            &plan,
+            on_event,
+            cancel,
+            concurrency,
+            allow_data_loss,
+        )
+        .await
     }
 
     /// Writes every resource under `dir`; the number written.

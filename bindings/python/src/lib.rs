@@ -67,6 +67,26 @@ impl Cancel {
 }
 
 /// A loaded lab.
+/// A plan, kept native: its summary crosses at once, its steps only when asked for.
+#[pyclass(frozen, module = "cloudlet._native")]
+struct Plan(std::sync::Arc<cloudlet::Plan>);
+
+#[pymethods]
+impl Plan {
+    /// The lab, the summary and the counts of held and kept entries, as JSON.
+    fn head(&self) -> String {
+        json(&serde_json::json!({
+            "lab": self.0.lab,
+            "summary": self.0.summary,
+        }))
+    }
+
+    /// The whole plan as JSON (the same text the Rust facade writes).
+    fn to_json(&self, py: Python<'_>) -> String {
+        py.detach(|| json(&*self.0))
+    }
+}
+
 #[pyclass(frozen, module = "cloudlet._native")]
 struct Lab(cloudlet::Lab);
 
@@ -105,29 +125,43 @@ impl Lab {
         py.detach(|| json(&self.0.validate().diagnostics))
     }
 
-    /// Awaitable: the plan, as JSON.
+    /// Awaitable: the plan (a native handle).
     fn plan<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let lab = self.0.clone();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            lab.plan().await.map(|p| json(&p)).map_err(error)
+            lab.plan()
+                .await
+                .map(|p| Plan(std::sync::Arc::new(p)))
+                .map_err(error)
         })
     }
 
-    /// Awaitable: applies a plan (JSON), calling `on_event(event_json)` for progress.
+    /// Awaitable: applies a plan (a native handle or its JSON), calling
+    /// `on_event(event_json)` for progress.
     #[pyo3(signature = (plan, on_event=None, cancel=None, concurrency=16, allow_data_loss=false))]
     fn apply<'py>(
         &self,
         py: Python<'py>,
-        plan: String,
+        plan: &Bound<'py, PyAny>,
         on_event: Option<Py<PyAny>>,
         cancel: Option<Py<Cancel>>,
         concurrency: usize,
         allow_data_loss: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let lab = self.0.clone();
-        let plan: cloudlet::Plan = serde_json::from_str(&plan).map_err(|e| {
-            NativeError::new_err(("stale_plan", format!("not a cloudlet plan: {e}"), "null"))
-        })?;
+        let plan: std::sync::Arc<cloudlet::Plan> = match plan.cast::<Plan>() {
+            Ok(p) => p.get().0.clone(),
+            Err(_) => {
+                let text: String = plan.extract()?;
+                std::sync::Arc::new(serde_json::from_str(&text).map_err(|e| {
+                    NativeError::new_err((
+                        "stale_plan",
+                        format!("not a cloudlet plan: {e}"),
+                        "null",
+                    ))
+                })?)
+            }
+        };
         let cancel = cancel.map(|c| c.get().0.clone()).unwrap_or_default();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let sink = move |e: &cloudlet::Event| {
@@ -212,6 +246,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("NativeError", m.py().get_type::<NativeError>())?;
     m.add_class::<Lab>()?;
+    m.add_class::<Plan>()?;
     m.add_class::<Cancel>()?;
     m.add_function(wrap_pyfunction!(validate, m)?)?;
     m.add_function(wrap_pyfunction!(schema, m)?)?;

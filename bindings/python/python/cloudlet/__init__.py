@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json as _json
 from dataclasses import dataclass, field
 from os import PathLike
@@ -237,42 +238,65 @@ class HeldChange(_Record):
 
 @dataclass(frozen=True)
 class Plan(_Record):
+    """A plan. The lab's name and the summary are there at once; the steps, held changes and
+    kept ids are read from the native plan when first asked for (a plan of thousands of
+    resources crosses into Python only if it is looked at)."""
+
     lab: str
     summary: Summary
-    steps: tuple[Step, ...]
-    held: tuple[HeldChange, ...] = ()
-    kept: tuple[str, ...] = ()
-    _json: str = field(default="", repr=False, compare=False)
+    _native: Any = field(default=None, repr=False, compare=False)
+    _text: str = field(default="", repr=False, compare=False)
+
+    @staticmethod
+    def _of(native: Any) -> "Plan":
+        head = _json.loads(native.head())
+        return Plan(lab=head["lab"], summary=Summary(**head["summary"]), _native=native)
 
     @staticmethod
     def _from(text: str) -> "Plan":
         p = _json.loads(text)
-        return Plan(
-            lab=p["lab"],
-            summary=Summary(**p["summary"]),
-            steps=tuple(
-                Step(
-                    id=s["id"],
-                    action=s["action"],
-                    changes=tuple(FieldChange(**c) for c in s.get("changes", [])),
-                    after=tuple(s.get("after", [])),
-                    data_loss=s.get("data_loss", False),
-                )
-                for s in p["steps"]
-            ),
-            held=tuple(
-                HeldChange(id=h["id"], by=h["by"], path=h["path"], before=h.get("before"), after=h.get("after"))
-                for h in p.get("held", [])
-            ),
-            kept=tuple(p.get("kept", [])),
-            _json=text,
+        return Plan(lab=p["lab"], summary=Summary(**p["summary"]), _text=text)
+
+    @functools.cached_property
+    def _parsed(self) -> dict[str, Any]:
+        return _json.loads(self.to_json())
+
+    @functools.cached_property
+    def steps(self) -> tuple[Step, ...]:
+        return tuple(
+            Step(
+                id=s["id"],
+                action=s["action"],
+                changes=tuple(FieldChange(**c) for c in s.get("changes", [])),
+                after=tuple(s.get("after", [])),
+                data_loss=s.get("data_loss", False),
+            )
+            for s in self._parsed["steps"]
         )
 
+    @functools.cached_property
+    def held(self) -> tuple[HeldChange, ...]:
+        return tuple(
+            HeldChange(id=h["id"], by=h["by"], path=h["path"], before=h.get("before"), after=h.get("after"))
+            for h in self._parsed.get("held", [])
+        )
+
+    @functools.cached_property
+    def kept(self) -> tuple[str, ...]:
+        return tuple(self._parsed.get("kept", []))
+
     def to_dict(self) -> dict[str, Any]:
-        return _json.loads(self._json)
+        return _json.loads(self.to_json())
 
     def to_json(self) -> str:
-        return self._json
+        """The plan as JSON: the same text the Rust library and the CLI write."""
+        if not self._text and self._native is not None:
+            object.__setattr__(self, "_text", self._native.to_json())
+        return self._text
+
+    def _handle(self) -> Any:
+        """What the native apply takes: the native plan, or its JSON."""
+        return self._native if self._native is not None else self._text
 
 
 @dataclass(frozen=True)
@@ -378,7 +402,7 @@ class Lab:
 
     async def plan(self) -> Plan:
         """What apply would create, change or delete, field by field."""
-        return Plan._from(await _call(self._native.plan()))
+        return Plan._of(await _call(self._native.plan()))
 
     async def apply(
         self,
@@ -393,7 +417,7 @@ class Lab:
         A plan with data-loss steps is refused unless ``allow_data_loss``."""
         cb = None if on_event is None else (lambda text: on_event(Event._from(text)))
         native_cancel = None if cancel is None else cancel._native
-        text = await _call(self._native.apply(plan.to_json(), cb, native_cancel, concurrency, allow_data_loss))
+        text = await _call(self._native.apply(plan._handle(), cb, native_cancel, concurrency, allow_data_loss))
         return ApplyReport._from(text)
 
     async def render(self, directory: Pathish) -> int:
