@@ -1,0 +1,431 @@
+//! Each network-installed machine's install state, persisted in the state store:
+//! discovered → booting → installing → installed, or failed, with timestamps.
+//!
+//! - A machine that asks for its boot program gets the installer only while it is not
+//!   installed, with a fresh per-boot token that its install config URL carries and that is
+//!   valid for the install window; once `installed`, every later boot gets "boot from local
+//!   disk" (one-shot install: no reinstall loop) until a reinstall is asked for explicitly.
+//! - A machine that boots but never fetches its install config, or installs for longer than
+//!   the install window, is `failed` with the reason; its next boot starts over.
+//! - Every change is written to `installs.json` (a temporary file renamed over it), so a
+//!   restarted boot service knows what it knew.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a machine is in its install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Seen asking for a network boot (DHCP).
+    Discovered,
+    /// Its boot program asked for the installer.
+    Booting,
+    /// Its installer fetched its install config.
+    Installing,
+    /// It reported a finished install.
+    Installed,
+    /// It reported a failure, or a window passed.
+    Failed,
+}
+
+/// One transition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    /// The phase entered.
+    pub phase: Phase,
+    /// When (seconds since the Unix epoch).
+    pub at: u64,
+    /// Why, for failures and notes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A machine's install state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    /// The MAC it boots with.
+    pub mac: String,
+    /// The current phase.
+    pub phase: Phase,
+    /// Since when.
+    pub since: u64,
+    /// The current boot's token (while booting or installing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Network boots seen.
+    pub boots: u32,
+    /// Every transition, oldest first (the last 50).
+    pub history: Vec<Transition>,
+}
+
+/// What a machine that network-boots is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootAnswer {
+    /// Install, with this boot's token for the install config URL.
+    Install {
+        /// The per-boot token.
+        token: String,
+    },
+    /// Boot from the local disk: it is installed.
+    LocalDisk,
+}
+
+/// Why a request about a machine's install is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InstallError {
+    /// The machine is not one the boot service installs.
+    #[error("`{0}` is not a machine this boot service installs")]
+    Unknown(String),
+    /// The token is not this boot's, or its window passed.
+    #[error("the token for `{0}` is not valid (another boot's, or its install window passed)")]
+    BadToken(String),
+    /// The system's random source failed.
+    #[error("no token can be made: the system's random source failed ({0})")]
+    Random(String),
+    /// The state file could not be written.
+    #[error("writing the install state {path}: {message}")]
+    Store {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        message: String,
+    },
+}
+
+/// How long each phase may last.
+#[derive(Debug, Clone, Copy)]
+pub struct Windows {
+    /// From the boot program to the install config being fetched.
+    pub boot: Duration,
+    /// From the install config to the report.
+    pub install: Duration,
+}
+
+impl Default for Windows {
+    fn default() -> Self {
+        Windows {
+            boot: Duration::from_secs(15 * 60),
+            install: Duration::from_secs(2 * 60 * 60),
+        }
+    }
+}
+
+/// The install states of a lab's machines.
+#[derive(Debug)]
+pub struct Installs {
+    path: PathBuf,
+    windows: Windows,
+    machines: BTreeMap<String, Machine>,
+}
+
+const HISTORY: usize = 50;
+
+/// 128 bits from the system's random source, as hex.
+fn token() -> Result<String, InstallError> {
+    let mut b = [0u8; 16];
+    // Without the system's randomness no token could be trusted: no install then.
+    getrandom::fill(&mut b).map_err(|e| InstallError::Random(e.to_string()))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Constant-time comparison of two tokens.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+impl Installs {
+    /// The states kept in `dir/installs.json` (empty when there is none yet).
+    pub fn open(dir: &Path, windows: Windows) -> Result<Installs, InstallError> {
+        let path = dir.join("installs.json");
+        let machines = match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| InstallError::Store {
+                path: path.clone(),
+                message: format!("not an install state file: {e}"),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => {
+                return Err(InstallError::Store {
+                    path,
+                    message: e.to_string(),
+                });
+            }
+        };
+        Ok(Installs {
+            path,
+            windows,
+            machines,
+        })
+    }
+
+    /// Every machine's state.
+    pub fn machines(&self) -> &BTreeMap<String, Machine> {
+        &self.machines
+    }
+
+    fn save(&self) -> Result<(), InstallError> {
+        let store = |e: std::io::Error| InstallError::Store {
+            path: self.path.clone(),
+            message: e.to_string(),
+        };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(store)?;
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(&self.machines).unwrap_or_default();
+        std::fs::write(&tmp, text).map_err(store)?;
+        std::fs::rename(&tmp, &self.path).map_err(store)
+    }
+
+    fn enter(&mut self, name: &str, phase: Phase, now: u64, note: Option<String>) {
+        if let Some(m) = self.machines.get_mut(name) {
+            m.phase = phase;
+            m.since = now;
+            if !matches!(phase, Phase::Booting | Phase::Installing) {
+                m.token = None;
+            }
+            m.history.push(Transition {
+                phase,
+                at: now,
+                note,
+            });
+            if m.history.len() > HISTORY {
+                m.history.remove(0);
+            }
+        }
+    }
+
+    /// The machine `name` with `mac` asked for a network boot.
+    pub fn discovered(&mut self, name: &str, mac: &str, now: u64) -> Result<(), InstallError> {
+        let m = self
+            .machines
+            .entry(name.to_string())
+            .or_insert_with(|| Machine {
+                mac: mac.to_ascii_lowercase(),
+                phase: Phase::Discovered,
+                since: now,
+                token: None,
+                boots: 0,
+                history: vec![Transition {
+                    phase: Phase::Discovered,
+                    at: now,
+                    note: None,
+                }],
+            });
+        m.mac = mac.to_ascii_lowercase();
+        self.save()
+    }
+
+    /// The machine's boot program asks what to boot: the installer with a fresh token, or
+    /// the local disk once it is installed.
+    pub fn boot(&mut self, name: &str, now: u64) -> Result<BootAnswer, InstallError> {
+        self.expire(now)?;
+        let m = self
+            .machines
+            .get_mut(name)
+            .ok_or_else(|| InstallError::Unknown(name.to_string()))?;
+        m.boots += 1;
+        if m.phase == Phase::Installed {
+            self.save()?;
+            return Ok(BootAnswer::LocalDisk);
+        }
+        let t = token()?;
+        m.token = Some(t.clone());
+        self.enter(name, Phase::Booting, now, None);
+        self.save()?;
+        Ok(BootAnswer::Install { token: t })
+    }
+
+    /// Whether `token` is the current boot's token of `name`, within its window.
+    pub fn valid(&self, name: &str, token: &str, now: u64) -> bool {
+        self.machines.get(name).is_some_and(|m| {
+            let window = match m.phase {
+                Phase::Booting => self.windows.boot,
+                Phase::Installing => self.windows.install,
+                _ => return false,
+            };
+            m.token.as_deref().is_some_and(|t| same(t, token))
+                && now.saturating_sub(m.since) <= window.as_secs()
+        })
+    }
+
+    /// The installer fetched the install config with `token`.
+    pub fn config_fetched(
+        &mut self,
+        name: &str,
+        token: &str,
+        now: u64,
+    ) -> Result<(), InstallError> {
+        if !self.valid(name, token, now) {
+            return Err(InstallError::BadToken(name.to_string()));
+        }
+        if self.machines.get(name).map(|m| m.phase) == Some(Phase::Booting) {
+            self.enter(name, Phase::Installing, now, None);
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// The installer reports its end: installed, or failed with `note`.
+    pub fn report(
+        &mut self,
+        name: &str,
+        token: &str,
+        ok: bool,
+        note: Option<String>,
+        now: u64,
+    ) -> Result<(), InstallError> {
+        if !self.valid(name, token, now) {
+            return Err(InstallError::BadToken(name.to_string()));
+        }
+        let phase = if ok { Phase::Installed } else { Phase::Failed };
+        self.enter(name, phase, now, note);
+        self.save()
+    }
+
+    /// Asks for `name` to be installed again at its next network boot.
+    pub fn reinstall(&mut self, name: &str, now: u64) -> Result<(), InstallError> {
+        if !self.machines.contains_key(name) {
+            return Err(InstallError::Unknown(name.to_string()));
+        }
+        self.enter(
+            name,
+            Phase::Discovered,
+            now,
+            Some("reinstall asked for".into()),
+        );
+        self.save()
+    }
+
+    /// Fails the machines whose window passed.
+    pub fn expire(&mut self, now: u64) -> Result<(), InstallError> {
+        let late: Vec<(String, &'static str)> = self
+            .machines
+            .iter()
+            .filter_map(|(n, m)| {
+                let age = now.saturating_sub(m.since);
+                match m.phase {
+                    Phase::Booting if age > self.windows.boot.as_secs() => {
+                        Some((n.clone(), "booted but never fetched its install config"))
+                    }
+                    Phase::Installing if age > self.windows.install.as_secs() => {
+                        Some((n.clone(), "did not report the end of its install in time"))
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        if late.is_empty() {
+            return Ok(());
+        }
+        for (n, why) in late {
+            self.enter(&n, Phase::Failed, now, Some(why.into()));
+        }
+        self.save()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn windows() -> Windows {
+        Windows {
+            boot: Duration::from_secs(60),
+            install: Duration::from_secs(600),
+        }
+    }
+
+    #[test]
+    fn one_install_then_local_boots_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Installs::open(dir.path(), windows()).unwrap();
+        s.discovered("k8s-1", "52:54:00:AA:00:01", 100).unwrap();
+        let BootAnswer::Install { token } = s.boot("k8s-1", 101).unwrap() else {
+            panic!("installs first");
+        };
+        assert_eq!(token.len(), 32);
+        assert!(!s.valid("k8s-1", "0000", 102), "another token");
+        assert!(!s.valid("k8s-2", &token, 102), "another machine");
+        s.config_fetched("k8s-1", &token, 110).unwrap();
+        assert_eq!(s.machines()["k8s-1"].phase, Phase::Installing);
+        s.report("k8s-1", &token, true, None, 400).unwrap();
+        // Restarted service: the state is read back; the machine boots from disk from now on.
+        let mut again = Installs::open(dir.path(), windows()).unwrap();
+        assert_eq!(again.machines()["k8s-1"].phase, Phase::Installed);
+        assert_eq!(again.boot("k8s-1", 500).unwrap(), BootAnswer::LocalDisk);
+        assert_eq!(again.boot("k8s-1", 900).unwrap(), BootAnswer::LocalDisk);
+        assert!(
+            !again.valid("k8s-1", &token, 501),
+            "the token ended with the install"
+        );
+        let phases: Vec<Phase> = again.machines()["k8s-1"]
+            .history
+            .iter()
+            .map(|t| t.phase)
+            .collect();
+        assert_eq!(
+            phases,
+            vec![
+                Phase::Discovered,
+                Phase::Booting,
+                Phase::Installing,
+                Phase::Installed
+            ]
+        );
+        again.reinstall("k8s-1", 1000).unwrap();
+        assert!(matches!(
+            again.boot("k8s-1", 1001).unwrap(),
+            BootAnswer::Install { .. }
+        ));
+    }
+
+    #[test]
+    fn windows_fail_machines_and_tokens_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Installs::open(dir.path(), windows()).unwrap();
+        s.discovered("a", "52:54:00:aa:00:02", 0).unwrap();
+        let BootAnswer::Install { token } = s.boot("a", 0).unwrap() else {
+            panic!()
+        };
+        assert!(s.valid("a", &token, 60));
+        assert!(!s.valid("a", &token, 61), "the boot window passed");
+        assert_eq!(
+            s.config_fetched("a", &token, 61),
+            Err(InstallError::BadToken("a".into()))
+        );
+        s.expire(61).unwrap();
+        let m = &s.machines()["a"];
+        assert_eq!(m.phase, Phase::Failed);
+        assert_eq!(
+            m.history.last().unwrap().note.as_deref(),
+            Some("booted but never fetched its install config")
+        );
+        // The next boot starts over with a new token; a failed report is recorded as such.
+        let BootAnswer::Install { token: t2 } = s.boot("a", 100).unwrap() else {
+            panic!()
+        };
+        assert_ne!(t2, token);
+        s.config_fetched("a", &t2, 101).unwrap();
+        s.report("a", &t2, false, Some("disk not found".into()), 150)
+            .unwrap();
+        assert_eq!(s.machines()["a"].phase, Phase::Failed);
+        assert_eq!(
+            s.boot("nobody", 1),
+            Err(InstallError::Unknown("nobody".into()))
+        );
+        assert!(Installs::open(dir.path(), windows()).is_ok());
+        std::fs::write(dir.path().join("installs.json"), "{not json").unwrap();
+        assert!(matches!(
+            Installs::open(dir.path(), windows()),
+            Err(InstallError::Store { .. })
+        ));
+    }
+}
