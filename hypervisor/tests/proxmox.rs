@@ -145,7 +145,7 @@ async fn vms_created_configured_by_slot_and_destroyed_only_when_ours() {
     assert_eq!(cfg["boot"], "order=scsi0");
     assert_eq!(cfg["cores"], 2);
     assert!(cfg["scsi0"].as_str().unwrap().contains("size=2G"), "{cfg}");
-    assert!(!e.plan(desired(&two)).await.unwrap().summary.has_changes());
+    lab::assert_converged(&e, &two).await;
 
     // Memory of a running VM: one digest-guarded write (after two busy-lock retries); PVE
     // keeps it pending until the restart, and the re-plan takes the pending value.
@@ -168,21 +168,14 @@ async fn vms_created_configured_by_slot_and_destroyed_only_when_ours() {
             .any(|p| p["key"] == "memory" && p["pending"] == 2048),
         "{pending}"
     );
-    let again = e.plan(desired(&more)).await.unwrap();
-    assert!(!again.summary.has_changes(), "{:?}", again.steps);
+    lab::assert_converged(&e, &more).await;
 
     // A bigger disk: resize; a smaller one is data loss, and Proxmox cannot shrink.
     let bigger = lab_text(&[
         ("px-a", "2GiB", "3GiB", "on"),
         ("px-b", "1GiB", "1GiB", "on"),
     ]);
-    let r = e
-        .apply(
-            &e.plan(desired(&bigger)).await.unwrap(),
-            ApplyOptions::default(),
-        )
-        .await
-        .unwrap();
+    let r = lab::apply(&e, &bigger, ApplyOptions::default()).await;
     assert!(r.is_success(), "{r:?}");
     assert!(
         reader.config(a.1).await["scsi0"]
@@ -190,13 +183,7 @@ async fn vms_created_configured_by_slot_and_destroyed_only_when_ours() {
             .unwrap()
             .contains("size=3G")
     );
-    assert!(
-        !e.plan(desired(&bigger))
-            .await
-            .unwrap()
-            .summary
-            .has_changes()
-    );
+    lab::assert_converged(&e, &bigger).await;
     let smaller = e.plan(desired(&more)).await.unwrap();
     assert!(smaller.steps[0].data_loss);
     let allowed = ApplyOptions {
@@ -212,13 +199,7 @@ async fn vms_created_configured_by_slot_and_destroyed_only_when_ours() {
         ("px-b", "1GiB", "1GiB", "on"),
         ("px-c", "1GiB", "1GiB", "on"),
     ]);
-    let r = e
-        .apply(
-            &e.plan(desired(&clash)).await.unwrap(),
-            ApplyOptions::default(),
-        )
-        .await
-        .unwrap();
+    let r = lab::apply(&e, &clash, ApplyOptions::default()).await;
     assert!(
         format!("{:?}", r.failed).contains("not managed by cloudlet"),
         "{r:?}"
@@ -242,7 +223,7 @@ async fn vms_created_configured_by_slot_and_destroyed_only_when_ours() {
         stranger,
         "the VM that is not cloudlet's is untouched"
     );
-    assert!(!e.plan(desired(&one)).await.unwrap().summary.has_changes());
+    lab::assert_converged(&e, &one).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,13 +235,7 @@ async fn a_missing_bridge_and_a_wrong_token_are_clear_errors() {
     let text = lab_text(&[])
         .replace("portgroup: vmbr0", "portgroup: vmbr9")
         .replace("machines:\n", "");
-    let r = e
-        .apply(
-            &e.plan(desired(&text)).await.unwrap(),
-            ApplyOptions::default(),
-        )
-        .await
-        .unwrap();
+    let r = lab::apply(&e, &text, ApplyOptions::default()).await;
     assert!(
         format!("{:?}", r.failed).contains("no bridge `vmbr9`"),
         "{r:?}"
@@ -372,8 +347,7 @@ async fn machines_cloned_from_a_template_with_cloud_init() {
             "the template's cloud-init drive"
         );
     }
-    let again = e.plan(desired(&text)).await.unwrap();
-    assert!(!again.summary.has_changes(), "{:?}", again.steps);
+    lab::assert_converged(&e, &text).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -433,13 +407,7 @@ async fn segments_as_sdn_vnets_applied_after_the_writes() {
         reader.config(vmid).await["net0"],
         "virtio=BC:24:11:87:00:10,bridge=pxlan"
     );
-    assert!(
-        !e.plan(desired(&lab(Some(31))))
-            .await
-            .unwrap()
-            .summary
-            .has_changes()
-    );
+    lab::assert_converged(&e, &lab(Some(31))).await;
 
     // A new VLAN: one VNet update, applied.
     let plan = e.plan(desired(&lab(Some(32)))).await.unwrap();
@@ -487,13 +455,7 @@ async fn segments_as_sdn_vnets_applied_after_the_writes() {
 
     // A segment named like the hand-made VNet: refused, not taken over.
     let clash = lab(None).replace("portgroup: pxlan", "portgroup: hand");
-    let r = e
-        .apply(
-            &e.plan(desired(&clash)).await.unwrap(),
-            ApplyOptions::default(),
-        )
-        .await
-        .unwrap();
+    let r = lab::apply(&e, &clash, ApplyOptions::default()).await;
     assert!(
         format!("{:?}", r.failed).contains("not managed by cloudlet"),
         "{r:?}"

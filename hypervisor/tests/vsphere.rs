@@ -224,8 +224,7 @@ async fn vms_on_a_distributed_port_group_applied_minimally_and_only_ours() {
     );
 
     // Re-plan right after apply: nothing (server defaults are not drift).
-    let again = e.plan(desired(&two)).await.unwrap();
-    assert!(!again.summary.has_changes(), "{:?}", again.steps);
+    lab::assert_converged(&e, &two).await;
 
     // More memory: one ReconfigVM_Task, nothing else.
     let calls = vim.calls();
@@ -250,20 +249,13 @@ async fn vms_on_a_distributed_port_group_applied_minimally_and_only_ours() {
     // unless allowed, and vSphere cannot shrink anyway.
     let calls = vim.calls();
     let bigger = lab_text(&[("vs-a", "2GiB", "3GiB"), ("vs-b", "1GiB", "1GiB")]);
-    let r = e
-        .apply(
-            &e.plan(desired(&bigger)).await.unwrap(),
-            ApplyOptions::default(),
-        )
-        .await
-        .unwrap();
+    let r = lab::apply(&e, &bigger, ApplyOptions::default()).await;
     assert!(r.is_success(), "{r:?}");
     assert_eq!(
         delta(&calls, &vim.calls(), &WRITES),
         vec![("ReconfigVM_Task".to_string(), 1)]
     );
-    let again = e.plan(desired(&bigger)).await.unwrap();
-    assert!(!again.summary.has_changes(), "{:?}", again.steps);
+    lab::assert_converged(&e, &bigger).await;
     let smaller = e.plan(desired(&more)).await.unwrap();
     assert!(smaller.steps[0].data_loss, "{:?}", smaller.steps);
     let refused = e.apply(&smaller, ApplyOptions::default()).await;
@@ -328,7 +320,7 @@ async fn vms_on_a_distributed_port_group_applied_minimally_and_only_ours() {
     // The session ends (expiry, a restart of vCenter): the next call logs in again.
     let logins = vim.logins.load(std::sync::atomic::Ordering::Relaxed);
     vim.logout().await.unwrap();
-    assert!(!e.plan(desired(&one)).await.unwrap().summary.has_changes());
+    lab::assert_converged(&e, &one).await;
     assert_eq!(
         vim.logins.load(std::sync::atomic::Ordering::Relaxed),
         logins + 1
@@ -357,7 +349,7 @@ async fn vms_on_a_distributed_port_group_applied_minimally_and_only_ours() {
         .await
         .unwrap();
     assert!(r.is_success(), "{r:?}");
-    assert!(!e.plan(desired(none)).await.unwrap().summary.has_changes());
+    lab::assert_converged(&e, none).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -402,10 +402,13 @@ impl Vsphere {
             .collect())
     }
 
-    const VM_PROPS: [&'static str; 6] = [
+    /// What is read of a VM.
+    const VM_PROPS: [&'static str; 8] = [
         "name",
         "config.annotation",
         "config.template",
+        "config.hardware.numCPU",
+        "config.hardware.memoryMB",
         "config.hardware.device",
         "config.bootOptions",
         "runtime.powerState",
@@ -413,9 +416,7 @@ impl Vsphere {
 
     async fn vm_props(&self, vm: &MoRef) -> Result<Props, ProviderError> {
         let vim = self.session().await?;
-        let mut props: Vec<&str> = Self::VM_PROPS.to_vec();
-        props.extend(["config.hardware.numCPU", "config.hardware.memoryMB"]);
-        vim.retrieve_objects(std::slice::from_ref(vm), &props)
+        vim.retrieve_objects(std::slice::from_ref(vm), &Self::VM_PROPS)
             .await
             .map_err(err)?
             .into_iter()
@@ -765,34 +766,19 @@ impl Vsphere {
             }
         }
         spec.push_str(&changes);
-        let what = format!("reconfigure VM {}", r.id.name);
-        let mut devs = devs;
-        let mut boot_props = props.clone();
-        if added {
-            vim.task(
-                "ReconfigVM_Task",
-                vm,
-                &format!("<spec>{spec}</spec>"),
-                &what,
-            )
-            .await
-            .map_err(err)?;
-            spec.clear();
-            boot_props = self.vm_props(vm).await?;
-            devs = devices(&boot_props);
-        }
-        if let Some(boot) = self.boot_order(r, &v, &devs, &boot_props)? {
+        // Boot order names device keys: devices added now get theirs from this reconfigure.
+        let (spec, boot_props) = if added {
+            self.reconfigure(vm, &r.id.name, &spec).await?;
+            (String::new(), self.vm_props(vm).await?)
+        } else {
+            (spec, props.clone())
+        };
+        let mut spec = spec;
+        if let Some(boot) = self.boot_order(r, &v, &devices(&boot_props), &boot_props)? {
             spec.push_str(&boot);
         }
         if !spec.is_empty() {
-            vim.task(
-                "ReconfigVM_Task",
-                vm,
-                &format!("<spec>{spec}</spec>"),
-                &what,
-            )
-            .await
-            .map_err(err)?;
+            self.reconfigure(vm, &r.id.name, &spec).await?;
         }
         let on = props.get("runtime.powerState").map(|p| p.text.as_str()) == Some("poweredOn");
         match (v["power"].as_str(), on) {
@@ -814,6 +800,21 @@ impl Vsphere {
             _ => {}
         }
         Ok(())
+    }
+
+    /// One ReconfigVM_Task with `spec` (the inside of `<spec>`), waited for.
+    async fn reconfigure(&self, vm: &MoRef, name: &str, spec: &str) -> Result<(), ProviderError> {
+        self.session()
+            .await?
+            .task(
+                "ReconfigVM_Task",
+                vm,
+                &format!("<spec>{spec}</spec>"),
+                &format!("reconfigure VM {name}"),
+            )
+            .await
+            .map(|_| ())
+            .map_err(err)
     }
 
     /// The `<bootOptions>` the lab's boot order needs, or `None` when it is set already.
@@ -1044,10 +1045,8 @@ impl Provider for Vsphere {
             }
         }
         let vim = self.session().await?;
-        let mut props: Vec<&str> = Self::VM_PROPS.to_vec();
-        props.extend(["config.hardware.numCPU", "config.hardware.memoryMB"]);
         for (_, p) in vim
-            .retrieve_in(&site.datacenter, "VirtualMachine", &props)
+            .retrieve_in(&site.datacenter, "VirtualMachine", &Self::VM_PROPS)
             .await
             .map_err(err)?
         {

@@ -33,3 +33,19 @@ pub fn engine(lab: &str, p: Arc<dyn Provider>, dir: &Path) -> Engine {
         StateStore::open(dir.join("state")).unwrap(),
     )
 }
+
+/// Plans the lab `text` and applies the plan with `options`.
+pub async fn apply(
+    e: &Engine,
+    text: &str,
+    options: cloudlet_core::ApplyOptions<'_>,
+) -> cloudlet_core::ApplyReport {
+    let plan = e.plan(desired(text)).await.unwrap();
+    e.apply(&plan, options).await.unwrap()
+}
+
+/// A plan of the lab `text` has no changes.
+pub async fn assert_converged(e: &Engine, text: &str) {
+    let plan = e.plan(desired(text)).await.unwrap();
+    assert!(!plan.summary.has_changes(), "{:?}", plan.steps);
+}
