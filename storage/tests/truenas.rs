@@ -3,6 +3,8 @@
 //! copies the documented quirks stands in. Every test talks TLS to it with the test's own CA.
 #![allow(missing_docs, clippy::disallowed_methods)]
 
+#[path = "../../core/tests/support/seed.rs"]
+mod seed;
 #[path = "support/truenas_fake.rs"]
 mod truenas_fake;
 
@@ -18,35 +20,9 @@ use truenas_fake::Fake;
 
 const KEY: &str = "1-cloudlet-test-key";
 
-fn seed_text() -> Vec<(std::path::PathBuf, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
-    cloudlet_core::load::lab_files(&dir)
-        .unwrap()
-        .into_iter()
-        .map(|p| {
-            let t = std::fs::read_to_string(&p).unwrap();
-            (p, t)
-        })
-        .collect()
-}
-
 /// The seed's storage, with `edit` applied to (file name, text) pairs first.
 fn seed_storage(edit: impl Fn(&str, String) -> String) -> Vec<Resource> {
-    let texts = seed_text()
-        .into_iter()
-        .map(|(p, t)| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let t = edit(&name, t);
-            (p, t)
-        })
-        .collect();
-    let loaded = cloudlet_core::load::load_texts(texts, ".".into()).unwrap();
-    let errors: Vec<_> = cloudlet_core::validate::validate(&loaded.lab)
-        .into_iter()
-        .filter(|d| d.is_error())
-        .collect();
-    assert!(errors.is_empty(), "{errors:?}");
-    cloudlet_storage::expand(&loaded.lab)
+    cloudlet_storage::expand(&seed::seed_lab(edit))
 }
 
 fn provider(fake: &Fake) -> Arc<TrueNas> {
