@@ -226,24 +226,12 @@ fn status_code(e: &kube::Error) -> Option<u16> {
 
 /// Runs `f` again on throttling, unavailability and dropped connections (6 tries, backoff
 /// from 50 ms).
-async fn retry<T, F, Fut>(mut f: F) -> Result<T, kube::Error>
+async fn retry<T, F, Fut>(f: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
 {
-    let mut wait = Duration::from_millis(50);
-    let mut tries = 0;
-    loop {
-        match f().await {
-            Err(e) if tries < 5 && is_retryable(&e) => {
-                tracing::debug!(error = %e, "retrying");
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-                tries += 1;
-            }
-            other => return other,
-        }
-    }
+    cloudlet_core::retry::with_backoff(6, Duration::from_millis(50), is_retryable, f).await
 }
 
 fn split_name(id: &ResourceId, namespaced: bool) -> (Option<&str>, &str) {

@@ -25,6 +25,7 @@ pub mod model;
 pub mod plan;
 pub mod provider;
 pub mod resource;
+pub mod retry;
 pub mod source;
 pub mod store;
 pub mod tls;

@@ -196,39 +196,29 @@ impl Proxmox {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ProviderError> {
-        let mut pause = Duration::from_millis(100);
-        for attempt in 0.. {
-            match self
-                .http
-                .json(method.clone(), &format!("/api2/json{path}"), body)
-                .await
-            {
-                Ok(v) => return Ok(v.get("data").cloned().unwrap_or(Value::Null)),
-                Err(HttpError::Status(s, b)) if b.contains("got timeout") && attempt < 6 => {
-                    tracing::info!(
-                        status = s,
-                        path,
-                        "Proxmox: the VM's lock is busy; trying again"
-                    );
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-                Err(HttpError::Status(401, _)) => {
-                    return Err(err(
-                        format!(
-                            "Proxmox refused the API token `{}` (401): check the token id and secret, and that the token is not expired",
-                            self.options.token_id
-                        ),
-                        false,
-                    ));
-                }
-                Err(e) => {
-                    let retryable = matches!(e, HttpError::Transport(_));
-                    return Err(err(format!("Proxmox {method} {path}: {e}"), retryable));
-                }
+        let url = format!("/api2/json{path}");
+        // A busy VM lock (`got timeout`) passes: up to 7 tries, backoff from 100 ms.
+        let busy =
+            |e: &HttpError| matches!(e, HttpError::Status(_, b) if b.contains("got timeout"));
+        let answer =
+            cloudlet_core::retry::with_backoff(7, Duration::from_millis(100), busy, || {
+                self.http.json(method.clone(), &url, body)
+            })
+            .await;
+        match answer {
+            Ok(v) => Ok(v.get("data").cloned().unwrap_or(Value::Null)),
+            Err(HttpError::Status(401, _)) => Err(err(
+                format!(
+                    "Proxmox refused the API token `{}` (401): check the token id and secret, and that the token is not expired",
+                    self.options.token_id
+                ),
+                false,
+            )),
+            Err(e) => {
+                let retryable = matches!(e, HttpError::Transport(_));
+                Err(err(format!("Proxmox {method} {path}: {e}"), retryable))
             }
         }
-        unreachable!("the loop returns")
     }
 
     /// Waits for the task `upid` on `node`; its failure as an error.
@@ -585,36 +575,35 @@ impl Proxmox {
             body[format!("net{n}")] = json!(self.nic(nic));
         }
         // The next free id can be taken by someone else between asking and creating.
-        for attempt in 0..5 {
-            let vmid = self.api(Method::GET, "/cluster/nextid", None).await?;
-            body["vmid"] = json!(text(&vmid).parse::<u64>().unwrap_or(0));
-            match self
-                .api(Method::POST, &format!("/nodes/{node}/qemu"), Some(&body))
-                .await
-            {
-                Ok(upid) => {
-                    self.wait(&node, &upid, &format!("create {}", r.id.name))
-                        .await?;
-                    if v["power"] == "on" {
-                        let vmid = body["vmid"].as_u64().unwrap_or(0);
-                        let upid = self
-                            .api(
-                                Method::POST,
-                                &format!("/nodes/{node}/qemu/{vmid}/status/start"),
-                                None,
-                            )
-                            .await?;
-                        self.wait(&node, &upid, &format!("start {}", r.id.name))
-                            .await?;
-                    }
-                    return Ok(());
-                }
-                Err(ProviderError::Backend { message, .. })
-                    if message.contains("already exists") && attempt < 4 => {}
-                Err(e) => return Err(e),
+        let taken = |e: &ProviderError| matches!(e, ProviderError::Backend { message, .. } if message.contains("already exists"));
+        let create = format!("/nodes/{node}/qemu");
+        let vmid = cloudlet_core::retry::with_backoff(5, Duration::from_millis(50), taken, || {
+            let (mut body, create) = (body.clone(), create.as_str());
+            async move {
+                let vmid = text(&self.api(Method::GET, "/cluster/nextid", None).await?)
+                    .parse::<u64>()
+                    .unwrap_or(0);
+                body["vmid"] = json!(vmid);
+                let upid = self.api(Method::POST, create, Some(&body)).await?;
+                Ok((vmid, upid))
             }
+        })
+        .await;
+        let (vmid, upid) = vmid?;
+        self.wait(&node, &upid, &format!("create {}", r.id.name))
+            .await?;
+        if v["power"] == "on" {
+            let upid = self
+                .api(
+                    Method::POST,
+                    &format!("/nodes/{node}/qemu/{vmid}/status/start"),
+                    None,
+                )
+                .await?;
+            self.wait(&node, &upid, &format!("start {}", r.id.name))
+                .await?;
         }
-        Err(err("no free VM id after 5 tries", true))
+        Ok(())
     }
 
     /// Makes the VM as a full clone of the lab's template, then configures it like any other
@@ -640,11 +629,15 @@ impl Proxmox {
             .unwrap_or(&storage)
             .to_string();
         let lock = self.storage_lock(&target).await;
+        // A storage lock timeout, or the new id taken meanwhile: try again (6 tries, backoff
+        // from 200 ms), one clone onto this storage at a time.
+        let again = |e: &ProviderError| {
+            matches!(e, ProviderError::Backend { message, .. }
+                if message.contains("got timeout") || message.contains("already exists"))
+        };
         let made = {
             let _one = lock.lock().await;
-            let mut pause = Duration::from_millis(200);
-            let mut made = None;
-            for attempt in 0..6 {
+            cloudlet_core::retry::with_backoff(6, Duration::from_millis(200), again, || async {
                 let newid = text(&self.api(Method::GET, "/cluster/nextid", None).await?)
                     .parse::<u64>()
                     .unwrap_or(0);
@@ -655,38 +648,18 @@ impl Proxmox {
                     "storage": target,
                     "description": format!("{} {}).", self.description_prefix(), r.id),
                 });
-                let result = match self
+                let upid = self
                     .api(
                         Method::POST,
                         &format!("/nodes/{}/qemu/{}/clone", tpl.node, tpl.vmid),
                         Some(&body),
                     )
+                    .await?;
+                self.wait(&tpl.node, &upid, &format!("clone {}", r.id.name))
                     .await
-                {
-                    Ok(upid) => {
-                        self.wait(&tpl.node, &upid, &format!("clone {}", r.id.name))
-                            .await
-                    }
-                    Err(e) => Err(e),
-                };
-                match result {
-                    Ok(()) => {
-                        made = Some(newid);
-                        break;
-                    }
-                    Err(ProviderError::Backend { message, .. })
-                        if attempt < 5
-                            && (message.contains("got timeout")
-                                || message.contains("already exists")) =>
-                    {
-                        tracing::info!(vm = %r.id.name, %message, "Proxmox clone: trying again");
-                        tokio::time::sleep(pause).await;
-                        pause *= 2;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            made.ok_or_else(|| err("the clone did not succeed after 6 tries", true))?
+                    .map(|()| newid)
+            })
+            .await?
         };
         // The clone is on the template's node.
         self.converge(r, &tpl.node, made, "stopped").await
