@@ -24,6 +24,7 @@ use cloudlet_core::model::{
 };
 use cloudlet_core::source::{Node, NodeKind, Scalar, Sources, parse_yaml};
 use cloudlet_core::types::{Duration, Size};
+use cloudlet_core::yaml;
 
 /// How a compose project maps onto the lab.
 #[derive(Debug, Clone)]
@@ -1170,8 +1171,8 @@ pub fn to_yaml(imported: &Imported) -> String {
     for (name, app) in &imported.apps {
         let mut v = serde_json::to_value(app).unwrap_or_default();
         prune(&mut v);
-        out.push_str(&format!("    {}:\n", scalar(name)));
-        emit(&v, 6, &mut out);
+        out.push_str(&format!("    {}:\n", yaml::scalar(name)));
+        yaml::emit(&v, 6, &["expose", "resources", "health"], &mut out);
     }
     out
 }
@@ -1198,61 +1199,6 @@ fn prune(v: &mut serde_json::Value) {
     } else if let Value::Array(a) = v {
         for x in a {
             prune(x);
-        }
-    }
-}
-
-fn scalar(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./@".contains(c))
-        && !s.starts_with(['-', '.', '@'])
-        && !matches!(
-            s,
-            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~"
-        )
-        && s.parse::<f64>().is_err();
-    if plain {
-        s.to_string()
-    } else {
-        serde_json::to_string(s).unwrap_or_default()
-    }
-}
-
-fn inline(v: &serde_json::Value) -> String {
-    use serde_json::Value;
-    match v {
-        Value::String(s) => scalar(s),
-        Value::Array(a) => format!("[{}]", a.iter().map(inline).collect::<Vec<_>>().join(", ")),
-        Value::Object(m) => format!(
-            "{{{}}}",
-            m.iter()
-                .map(|(k, x)| format!("{}: {}", scalar(k), inline(x)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        other => other.to_string(),
-    }
-}
-
-fn emit(v: &serde_json::Value, indent: usize, out: &mut String) {
-    use serde_json::Value;
-    let pad = " ".repeat(indent);
-    if let Value::Object(m) = v {
-        for (k, x) in m {
-            match x {
-                Value::Object(_) if k != "expose" && k != "resources" && k != "health" => {
-                    out.push_str(&format!("{pad}{}:\n", scalar(k)));
-                    emit(x, indent + 2, out);
-                }
-                Value::Array(a) if a.iter().any(Value::is_object) => {
-                    out.push_str(&format!("{pad}{}:\n", scalar(k)));
-                    for it in a {
-                        out.push_str(&format!("{pad}  - {}\n", inline(it)));
-                    }
-                }
-                _ => out.push_str(&format!("{pad}{}: {}\n", scalar(k), inline(x))),
-            }
         }
     }
 }

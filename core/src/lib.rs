@@ -31,6 +31,7 @@ pub mod store;
 pub mod tls;
 pub mod types;
 pub mod validate;
+pub mod yaml;
 
 pub use diag::{Diagnostic, Severity};
 pub use engine::{ApplyOptions, ApplyReport, Cancel, Engine, Event};

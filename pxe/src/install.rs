@@ -11,6 +11,7 @@
 //!   restarted boot service knows what it knew.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -56,6 +57,10 @@ pub struct Machine {
     /// The current boot's token (while booting or installing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The address its current boot asked from: the install config and the report are
+    /// accepted only from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
     /// Network boots seen.
     pub boots: u32,
     /// Every transition, oldest first (the last 50).
@@ -80,9 +85,14 @@ pub enum InstallError {
     /// The machine is not one the boot service installs.
     #[error("`{0}` is not a machine this boot service installs")]
     Unknown(String),
-    /// The token is not this boot's, or its window passed.
-    #[error("the token for `{0}` is not valid (another boot's, or its install window passed)")]
+    /// The token is not this boot's, it comes from another address, or its window passed.
+    #[error(
+        "the token for `{0}` is not valid (another boot's, from another address, or its install window passed)"
+    )]
     BadToken(String),
+    /// The machine was never seen asking for a network boot over DHCP.
+    #[error("`{0}` was not seen asking for a network boot (DHCP) first")]
+    NotSeen(String),
     /// The system's random source failed.
     #[error("no token can be made: the system's random source failed ({0})")]
     Random(String),
@@ -123,6 +133,9 @@ pub struct Installs {
 }
 
 const HISTORY: usize = 50;
+
+/// Seconds within which a boot asking again is the same boot.
+pub const REPEAT: u64 = 10;
 
 /// 128 bits from the system's random source, as hex.
 fn token() -> Result<String, InstallError> {
@@ -212,6 +225,7 @@ impl Installs {
                 phase: Phase::Discovered,
                 since: now,
                 token: None,
+                ip: None,
                 boots: 0,
                 history: vec![Transition {
                     phase: Phase::Discovered,
@@ -223,28 +237,40 @@ impl Installs {
         self.save()
     }
 
-    /// The machine's boot program asks what to boot: the installer with a fresh token, or
-    /// the local disk once it is installed.
-    pub fn boot(&mut self, name: &str, now: u64) -> Result<BootAnswer, InstallError> {
+    /// The machine's boot program, at `peer`, asks what to boot: the installer with a fresh
+    /// token, or the local disk once it is installed. A machine never seen at DHCP is
+    /// refused. The same boot asking again within [`REPEAT`] seconds (a retransmitted or
+    /// repeated request) gets the same token.
+    pub fn boot(&mut self, name: &str, peer: IpAddr, now: u64) -> Result<BootAnswer, InstallError> {
         self.expire(now)?;
         let m = self
             .machines
             .get_mut(name)
-            .ok_or_else(|| InstallError::Unknown(name.to_string()))?;
-        m.boots += 1;
+            .ok_or_else(|| InstallError::NotSeen(name.to_string()))?;
         if m.phase == Phase::Installed {
+            m.boots += 1;
             self.save()?;
             return Ok(BootAnswer::LocalDisk);
         }
+        if m.phase == Phase::Booting
+            && m.ip == Some(peer)
+            && now.saturating_sub(m.since) <= REPEAT
+            && let Some(t) = &m.token
+        {
+            return Ok(BootAnswer::Install { token: t.clone() });
+        }
+        m.boots += 1;
         let t = token()?;
         m.token = Some(t.clone());
+        m.ip = Some(peer);
         self.enter(name, Phase::Booting, now, None);
         self.save()?;
         Ok(BootAnswer::Install { token: t })
     }
 
-    /// Whether `token` is the current boot's token of `name`, within its window.
-    pub fn valid(&self, name: &str, token: &str, now: u64) -> bool {
+    /// Whether `token` is the current boot's token of `name`, presented from the address
+    /// that boot came from, within its window.
+    pub fn valid(&self, name: &str, token: &str, peer: IpAddr, now: u64) -> bool {
         self.machines.get(name).is_some_and(|m| {
             let window = match m.phase {
                 Phase::Booting => self.windows.boot,
@@ -252,18 +278,20 @@ impl Installs {
                 _ => return false,
             };
             m.token.as_deref().is_some_and(|t| same(t, token))
+                && m.ip == Some(peer)
                 && now.saturating_sub(m.since) <= window.as_secs()
         })
     }
 
-    /// The installer fetched the install config with `token`.
+    /// The installer at `peer` fetched the install config with `token`.
     pub fn config_fetched(
         &mut self,
         name: &str,
         token: &str,
+        peer: IpAddr,
         now: u64,
     ) -> Result<(), InstallError> {
-        if !self.valid(name, token, now) {
+        if !self.valid(name, token, peer, now) {
             return Err(InstallError::BadToken(name.to_string()));
         }
         if self.machines.get(name).map(|m| m.phase) == Some(Phase::Booting) {
@@ -278,11 +306,12 @@ impl Installs {
         &mut self,
         name: &str,
         token: &str,
+        peer: IpAddr,
         ok: bool,
         note: Option<String>,
         now: u64,
     ) -> Result<(), InstallError> {
-        if !self.valid(name, token, now) {
+        if !self.valid(name, token, peer, now) {
             return Err(InstallError::BadToken(name.to_string()));
         }
         let phase = if ok { Phase::Installed } else { Phase::Failed };
@@ -336,6 +365,9 @@ impl Installs {
 mod tests {
     use super::*;
 
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 20, 101));
+    const OTHER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 20, 102));
+
     fn windows() -> Windows {
         Windows {
             boot: Duration::from_secs(60),
@@ -348,22 +380,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Installs::open(dir.path(), windows()).unwrap();
         s.discovered("k8s-1", "52:54:00:AA:00:01", 100).unwrap();
-        let BootAnswer::Install { token } = s.boot("k8s-1", 101).unwrap() else {
+        let BootAnswer::Install { token } = s.boot("k8s-1", IP, 101).unwrap() else {
             panic!("installs first");
         };
         assert_eq!(token.len(), 32);
-        assert!(!s.valid("k8s-1", "0000", 102), "another token");
-        assert!(!s.valid("k8s-2", &token, 102), "another machine");
-        s.config_fetched("k8s-1", &token, 110).unwrap();
+        assert!(!s.valid("k8s-1", "0000", IP, 102), "another token");
+        assert!(!s.valid("k8s-2", &token, IP, 102), "another machine");
+        assert!(
+            !s.valid("k8s-1", &token, OTHER, 102),
+            "another address with the right token"
+        );
+        assert_eq!(
+            s.boot("k8s-1", IP, 105).unwrap(),
+            BootAnswer::Install {
+                token: token.clone()
+            },
+            "the same boot asking again keeps its token"
+        );
+        s.config_fetched("k8s-1", &token, IP, 110).unwrap();
         assert_eq!(s.machines()["k8s-1"].phase, Phase::Installing);
-        s.report("k8s-1", &token, true, None, 400).unwrap();
+        s.report("k8s-1", &token, IP, true, None, 400).unwrap();
         // Restarted service: the state is read back; the machine boots from disk from now on.
         let mut again = Installs::open(dir.path(), windows()).unwrap();
         assert_eq!(again.machines()["k8s-1"].phase, Phase::Installed);
-        assert_eq!(again.boot("k8s-1", 500).unwrap(), BootAnswer::LocalDisk);
-        assert_eq!(again.boot("k8s-1", 900).unwrap(), BootAnswer::LocalDisk);
+        assert_eq!(again.boot("k8s-1", IP, 500).unwrap(), BootAnswer::LocalDisk);
+        assert_eq!(again.boot("k8s-1", IP, 900).unwrap(), BootAnswer::LocalDisk);
         assert!(
-            !again.valid("k8s-1", &token, 501),
+            !again.valid("k8s-1", &token, IP, 501),
             "the token ended with the install"
         );
         let phases: Vec<Phase> = again.machines()["k8s-1"]
@@ -382,7 +425,7 @@ mod tests {
         );
         again.reinstall("k8s-1", 1000).unwrap();
         assert!(matches!(
-            again.boot("k8s-1", 1001).unwrap(),
+            again.boot("k8s-1", IP, 1001).unwrap(),
             BootAnswer::Install { .. }
         ));
     }
@@ -392,13 +435,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Installs::open(dir.path(), windows()).unwrap();
         s.discovered("a", "52:54:00:aa:00:02", 0).unwrap();
-        let BootAnswer::Install { token } = s.boot("a", 0).unwrap() else {
+        let BootAnswer::Install { token } = s.boot("a", IP, 0).unwrap() else {
             panic!()
         };
-        assert!(s.valid("a", &token, 60));
-        assert!(!s.valid("a", &token, 61), "the boot window passed");
+        assert!(s.valid("a", &token, IP, 60));
+        assert!(!s.valid("a", &token, IP, 61), "the boot window passed");
         assert_eq!(
-            s.config_fetched("a", &token, 61),
+            s.config_fetched("a", &token, IP, 61),
             Err(InstallError::BadToken("a".into()))
         );
         s.expire(61).unwrap();
@@ -409,17 +452,17 @@ mod tests {
             Some("booted but never fetched its install config")
         );
         // The next boot starts over with a new token; a failed report is recorded as such.
-        let BootAnswer::Install { token: t2 } = s.boot("a", 100).unwrap() else {
+        let BootAnswer::Install { token: t2 } = s.boot("a", IP, 100).unwrap() else {
             panic!()
         };
         assert_ne!(t2, token);
-        s.config_fetched("a", &t2, 101).unwrap();
-        s.report("a", &t2, false, Some("disk not found".into()), 150)
+        s.config_fetched("a", &t2, IP, 101).unwrap();
+        s.report("a", &t2, IP, false, Some("disk not found".into()), 150)
             .unwrap();
         assert_eq!(s.machines()["a"].phase, Phase::Failed);
         assert_eq!(
-            s.boot("nobody", 1),
-            Err(InstallError::Unknown("nobody".into()))
+            s.boot("nobody", IP, 1),
+            Err(InstallError::NotSeen("nobody".into()))
         );
         assert!(Installs::open(dir.path(), windows()).is_ok());
         std::fs::write(dir.path().join("installs.json"), "{not json").unwrap();

@@ -29,6 +29,15 @@ pub fn pxelinux_mac_file(mac: &str) -> String {
     format!("01-{}", mac.to_ascii_lowercase().replace(':', "-"))
 }
 
+/// The file name of an install config in its format.
+pub fn install_file_name(format: InstallFormat) -> &'static str {
+    match format {
+        InstallFormat::Kickstart => "ks.cfg",
+        InstallFormat::Autoinstall => "user-data",
+        InstallFormat::Preseed => "preseed.cfg",
+    }
+}
+
 /// The desired PXE state of a lab.
 pub fn expand(lab: &Lab) -> Vec<Resource> {
     let Some(pxe) = &lab.pxe else {
@@ -89,10 +98,14 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
         let net = lab.networks.get(&nic.network);
         let cfg = install_config_id(name);
         let mut install_files = serde_json::Map::new();
-        if p.format == InstallFormat::Kickstart {
+        install_files.insert(
+            format!("install/{name}/{}", install_file_name(p.format)),
+            render::install_config(lab, name, m, p, server.as_ref()).into(),
+        );
+        if p.format == InstallFormat::Autoinstall {
             install_files.insert(
-                format!("install/{name}/ks.cfg"),
-                render::kickstart(lab, name, m, p, server.as_ref()).into(),
+                format!("install/{name}/meta-data"),
+                render::meta_data(name).into(),
             );
         }
         let mut boot_files = serde_json::Map::new();
@@ -104,6 +117,10 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
             boot_files.insert(
                 format!("ipxe/{name}.ipxe"),
                 render::ipxe_machine(lab, name, p, srv).into(),
+            );
+            boot_files.insert(
+                format!("grub/grub.cfg-{}", pxelinux_mac_file(&mac)),
+                render::grub_machine(lab, name, p, srv).into(),
             );
         }
         out.push(Resource::new(

@@ -108,8 +108,11 @@ pub struct ProxyConfig {
     pub efi_x64: String,
     /// Boot file for ARM64 UEFI clients (TFTP).
     pub efi_arm64: Option<String>,
-    /// URL of the iPXE script, for iPXE clients that speak HTTP.
-    pub ipxe_script: String,
+    /// URL of the iPXE script, for iPXE clients that speak HTTP; `{mac}` in it becomes the
+    /// client's MAC with hyphens (`52-54-00-12-34-56`), so each machine gets its own script
+    /// without one more round trip. `None`: iPXE clients are treated like any PXE client
+    /// (they get the BIOS/UEFI boot file, e.g. pxelinux over TFTP).
+    pub ipxe_script: Option<String>,
     /// URL of the boot program for UEFI HTTP boot clients.
     pub http_boot: Option<String>,
     /// Only these MACs get an answer (the lab's machines); `None` answers every PXE client.
@@ -159,6 +162,16 @@ fn ipxe_with_http(msg: &Message) -> bool {
     false
 }
 
+/// A MAC as `52-54-00-12-34-56` (the first six bytes of `chaddr`).
+pub fn hyphenated(chaddr: &[u8]) -> String {
+    chaddr
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 /// Decides what a request gets, or `None` when it is not ours to answer.
 pub fn decide(msg: &Message, cfg: &ProxyConfig) -> Option<Decision> {
     if msg.opcode() != Opcode::BootRequest {
@@ -179,9 +192,9 @@ pub fn decide(msg: &Message, cfg: &ProxyConfig) -> Option<Decision> {
         Some(DhcpOption::ClientSystemArchitecture(a)) => Arch::from(u16::from(*a)),
         _ => Arch::Bios,
     };
-    let ipxe_http = ipxe_with_http(msg);
-    let file = if ipxe_http {
-        cfg.ipxe_script.clone()
+    let ipxe_http = ipxe_with_http(msg) && cfg.ipxe_script.is_some();
+    let file = if let (true, Some(script)) = (ipxe_http, &cfg.ipxe_script) {
+        script.replace("{mac}", &hyphenated(msg.chaddr()))
     } else if http_client || arch == Arch::HttpBoot {
         cfg.http_boot.clone()?
     } else {
@@ -262,7 +275,7 @@ mod tests {
             bios: "undionly.kpxe".into(),
             efi_x64: "ipxe.efi".into(),
             efi_arm64: None,
-            ipxe_script: "http://10.0.10.20/boot.ipxe".into(),
+            ipxe_script: Some("http://10.0.10.20/ipxe/{mac}".into()),
             http_boot: Some("http://10.0.10.20/ipxe.efi".into()),
             known: Some(HashSet::from([MAC])),
         }
@@ -373,12 +386,28 @@ mod tests {
             vec![0x13, 1, 1, 0x10, 1, 2],
         ));
         let ipxe = vec![DhcpOption::UserClass(b"iPXE".to_vec()), feats];
-        let r = respond(&discover(b"PXEClient:Arch:00000", Some(0), ipxe), &cfg()).unwrap();
+        let r = respond(
+            &discover(b"PXEClient:Arch:00000", Some(0), ipxe.clone()),
+            &cfg(),
+        )
+        .unwrap();
         assert_eq!(
             r.opts().get(OptionCode::BootfileName),
             Some(&DhcpOption::BootfileName(
-                b"http://10.0.10.20/boot.ipxe".to_vec()
-            ))
+                b"http://10.0.10.20/ipxe/52-54-00-12-34-56".to_vec()
+            )),
+            "each machine's own script"
+        );
+        // Without a script (the pxelinux path) iPXE gets the BIOS boot file like any PXE ROM.
+        let pxelinux = ProxyConfig {
+            ipxe_script: None,
+            bios: "pxelinux.0".into(),
+            ..cfg()
+        };
+        let r = respond(&discover(b"PXEClient", Some(0), ipxe), &pxelinux).unwrap();
+        assert_eq!(
+            r.opts().get(OptionCode::BootfileName),
+            Some(&DhcpOption::BootfileName(b"pxelinux.0".to_vec()))
         );
         let no_http = DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(
             OptionCode::Unknown(175),
@@ -452,11 +481,34 @@ mod tests {
 
 /// The proxyDHCP service: UDP 67 (broadcast DISCOVERs, answered by broadcast) and UDP 4011
 /// (unicast REQUESTs, answered to the sender), optionally bound to one interface.
-#[derive(Debug)]
 pub struct ProxyDhcpServer {
     port67: tokio::net::UdpSocket,
     port4011: tokio::net::UdpSocket,
     config: ProxyConfig,
+    observer: Option<Observer>,
+}
+
+/// Called for every request the server answers.
+pub type Observer = std::sync::Arc<dyn Fn(&Answered) + Send + Sync>;
+
+/// A request the server answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered {
+    /// The client's MAC.
+    pub mac: [u8; 6],
+    /// What it got.
+    pub decision: Decision,
+    /// Whether it came on port 4011 (the second exchange) rather than 67.
+    pub port4011: bool,
+}
+
+impl std::fmt::Debug for ProxyDhcpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyDhcpServer")
+            .field("config", &self.config)
+            .field("observer", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProxyDhcpServer {
@@ -481,7 +533,15 @@ impl ProxyDhcpServer {
             port67: tokio::net::UdpSocket::from_std(open(67)?)?,
             port4011: tokio::net::UdpSocket::from_std(open(4011)?)?,
             config,
+            observer: None,
         })
+    }
+
+    /// Calls `observer` for every request answered (it must not block).
+    #[must_use]
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Answers until `shutdown` completes. Returns how many replies were sent.
@@ -510,6 +570,19 @@ impl ProxyDhcpServer {
             let Some(reply) = respond(&msg, &self.config) else {
                 continue;
             };
+            if let (Some(obs), Some(decision), Some(mac)) = (
+                &self.observer,
+                decide(&msg, &self.config),
+                msg.chaddr()
+                    .get(..6)
+                    .and_then(|m| <[u8; 6]>::try_from(m).ok()),
+            ) {
+                obs(&Answered {
+                    mac,
+                    decision,
+                    port4011: on4011,
+                });
+            }
             let mut out = Vec::with_capacity(600);
             if reply.encode(&mut Encoder::new(&mut out)).is_err() {
                 continue;

@@ -12,6 +12,10 @@ use cloudlet_core::model::{InstallUser, Lab, Machine, Profile};
 pub struct BootServer {
     /// `http://ADDRESS[:PORT]` of the boot service, without a trailing slash.
     pub base_url: String,
+    /// This boot's token: cloudlet's boot service serves a machine's install config only
+    /// under the URL with the token of its current boot. `None` renders token-less URLs,
+    /// for a boot server run by other software.
+    pub token: Option<String>,
 }
 
 impl BootServer {
@@ -21,17 +25,37 @@ impl BootServer {
         let ip: Ipv4Addr = lab.machine_ip(lab.pxe.as_ref()?.server.as_deref()?)?;
         Some(BootServer {
             base_url: format!("http://{ip}"),
+            token: None,
         })
+    }
+
+    /// The same server with the token of one boot.
+    #[must_use]
+    pub fn with_token(&self, token: &str) -> BootServer {
+        BootServer {
+            base_url: self.base_url.clone(),
+            token: Some(token.to_string()),
+        }
+    }
+
+    /// The directory of a machine's install files, with a trailing slash (cloud-init's
+    /// NoCloud seed: `user-data`, `meta-data`, `vendor-data` under it).
+    pub fn install_dir(&self, machine: &str) -> String {
+        match &self.token {
+            Some(t) => format!("{}/install/{machine}/{t}/", self.base_url),
+            None => format!("{}/install/{machine}/", self.base_url),
+        }
     }
 
     /// The install config URL of a machine (served only to that machine).
     pub fn install_url(&self, machine: &str) -> String {
-        format!("{}/install/{machine}/config", self.base_url)
+        format!("{}config", self.install_dir(machine))
     }
 
-    /// The callback a machine calls when its install finished.
+    /// The callback a machine calls when its install finished (POST; a body starting with
+    /// `failed` reports a failed install).
     pub fn callback_url(&self, machine: &str) -> String {
-        format!("{}/install/{machine}/done", self.base_url)
+        format!("{}done", self.install_dir(machine))
     }
 }
 
@@ -114,7 +138,8 @@ pub fn install_cmdline(
                 // cloud-init downloading the ISO a second time.
                 let _ = write!(
                     c,
-                    "autoinstall ds=nocloud-net;s={url}/ cloud-config-url=/dev/null "
+                    "autoinstall ds=nocloud-net;s={} cloud-config-url=/dev/null ",
+                    srv.install_dir(machine)
                 );
             }
             cloudlet_core::model::InstallFormat::Preseed => {
@@ -151,6 +176,59 @@ pub fn pxelinux_machine(
 /// `pxelinux.cfg/01-<mac>` once a machine is installed: boot the local disk.
 pub fn pxelinux_local() -> String {
     "DEFAULT local\nPROMPT 0\nLABEL local\n  LOCALBOOT 0\n".to_string()
+}
+
+/// The iPXE script of a machine that is installed: leave iPXE so the firmware boots the next
+/// device (the local disk).
+pub fn ipxe_local() -> String {
+    "#!ipxe\necho installed: booting from the local disk\nexit 0\n".to_string()
+}
+
+/// The iPXE script that sends a machine to its own script (for DHCP servers that hand every
+/// iPXE client the same URL).
+pub fn ipxe_chain(server: &BootServer) -> String {
+    format!(
+        "#!ipxe\nchain {}/ipxe/${{net0/mac:hexhyp}}\n",
+        server.base_url
+    )
+}
+
+/// The GRUB config of a machine's UEFI install (`grub/grub.cfg-01-<mac>`; GRUB's network
+/// image asks for it first): kernel and initrd over HTTP.
+pub fn grub_machine(lab: &Lab, machine: &str, p: &Profile, server: &BootServer) -> String {
+    let host = server
+        .base_url
+        .strip_prefix("http://")
+        .unwrap_or(&server.base_url);
+    let mut s = String::new();
+    header(&mut s, lab, machine);
+    let _ = writeln!(s, "set default=0\nset timeout=0");
+    let _ = writeln!(s, "menuentry 'Install {machine}' {{");
+    // `;` ends a GRUB command: such words are quoted (GRUB removes the quotes).
+    let cmdline: Vec<String> = install_cmdline(lab, machine, p, Some(server))
+        .split(' ')
+        .map(|w| {
+            if w.contains(';') {
+                format!("'{w}'")
+            } else {
+                w.to_string()
+            }
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        "  linux (http,{host})/boot/{} {}",
+        p.kernel,
+        cmdline.join(" ")
+    );
+    let _ = writeln!(s, "  initrd (http,{host})/boot/{}", p.initrd);
+    let _ = writeln!(s, "}}");
+    s
+}
+
+/// The GRUB config of an installed machine: back to the firmware, which boots the disk.
+pub fn grub_local() -> String {
+    "set timeout=0\nmenuentry 'Boot from local disk' {\n  exit\n}\n".to_string()
 }
 
 /// The iPXE script of a machine's install (kernel and initrd over HTTP).
@@ -207,29 +285,26 @@ pub fn kickstart(
     for u in &p.users {
         user_lines(&mut s, u);
     }
-    if let Some(nic) = m.nics.iter().find(|n| n.ip.is_some()) {
-        let net = lab.networks.get(&nic.network);
-        let mut line = String::from("network --device=link --activate");
-        if let (Some(ip), Some(net)) = (nic.ip, net) {
-            let mask = Ipv4Addr::from(
-                u32::MAX
-                    .checked_shl(32 - u32::from(net.cidr.prefix))
-                    .unwrap_or(0),
+    let mut line = String::from("network --device=link --activate");
+    match static_net(lab, m) {
+        Some(n) => {
+            let _ = write!(
+                line,
+                " --bootproto=static --ip={} --netmask={}",
+                n.ip,
+                netmask(n.prefix)
             );
-            let _ = write!(line, " --bootproto=static --ip={ip} --netmask={mask}");
-            if let Some(gw) = net.gateway {
+            if let Some(gw) = n.gateway {
                 let _ = write!(line, " --gateway={gw}");
             }
-            if !net.dns.is_empty() {
-                let dns: Vec<String> = net.dns.iter().map(ToString::to_string).collect();
-                let _ = write!(line, " --nameserver={}", dns.join(","));
+            if !n.dns.is_empty() {
+                let _ = write!(line, " --nameserver={}", n.dns.join(","));
             }
-        } else {
-            line.push_str(" --bootproto=dhcp");
         }
-        let _ = write!(line, " --hostname={machine}.{}", lab.site.domain);
-        let _ = writeln!(s, "{line}");
+        None => line.push_str(" --bootproto=dhcp"),
     }
+    let _ = write!(line, " --hostname={machine}.{}", lab.site.domain);
+    let _ = writeln!(s, "{line}");
     let _ = writeln!(s, "firewall --enabled --ssh");
     let _ = writeln!(s, "bootloader --location=mbr");
     let _ = writeln!(s, "zerombr");
@@ -253,15 +328,268 @@ pub fn kickstart(
         }
     }
     if let Some(srv) = server {
-        let _ = writeln!(
-            s,
-            "wget -q -O /dev/null --post-data=installed {} || curl -fsS -X POST {} || true",
-            srv.callback_url(machine),
-            srv.callback_url(machine)
-        );
+        let _ = writeln!(s, "{}", callback_line(srv, machine, "installed"));
     }
     let _ = writeln!(s, "%end");
     s
+}
+
+/// A machine's static address on its first addressed NIC, from the lab.
+struct StaticNet {
+    ip: Ipv4Addr,
+    prefix: u8,
+    gateway: Option<Ipv4Addr>,
+    dns: Vec<String>,
+}
+
+fn static_net(lab: &Lab, m: &Machine) -> Option<StaticNet> {
+    let nic = m.nics.iter().find(|n| n.ip.is_some())?;
+    let net = lab.networks.get(&nic.network)?;
+    Some(StaticNet {
+        ip: nic.ip?,
+        prefix: net.cidr.prefix,
+        gateway: net.gateway,
+        dns: net.dns.iter().map(ToString::to_string).collect(),
+    })
+}
+
+fn netmask(prefix: u8) -> Ipv4Addr {
+    Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0))
+}
+
+/// The shell line of an install's callback: POST `installed` (busybox wget or curl).
+fn callback_line(server: &BootServer, machine: &str, body: &str) -> String {
+    let url = server.callback_url(machine);
+    format!("wget -q -O /dev/null --post-data={body} {url} || curl -fsS -d {body} {url} || true")
+}
+
+/// Ubuntu autoinstall as cloud-init user-data (`#cloud-config`, NoCloud): locale, keyboard,
+/// the lab's static network matched by MAC, whole-disk storage, packages, users with crypt
+/// hashes and SSH keys (in `user-data`, so no `identity` section is needed), the time zone,
+/// the profile's post commands in the target, and callbacks on success and on error.
+pub fn autoinstall(
+    lab: &Lab,
+    machine: &str,
+    m: &Machine,
+    p: &Profile,
+    server: Option<&BootServer>,
+) -> String {
+    use serde_json::{Value, json};
+    let users: Vec<Value> = p
+        .users
+        .iter()
+        .map(|u| {
+            let mut o = json!({
+                "name": u.name,
+                "shell": "/bin/bash",
+                "lock_passwd": u.password_hash.is_none(),
+            });
+            if let Some(h) = &u.password_hash {
+                o["passwd"] = json!(h);
+            }
+            if !u.ssh_keys.is_empty() {
+                o["ssh_authorized_keys"] = json!(u.ssh_keys);
+            }
+            if u.sudo {
+                o["sudo"] = json!("ALL=(ALL) NOPASSWD:ALL");
+            }
+            o
+        })
+        .collect();
+    let mut ai = json!({
+        "version": 1,
+        "locale": "en_US.UTF-8",
+        "keyboard": {"layout": "us"},
+        "ssh": {"install-server": true, "allow-pw": false},
+        "storage": {"layout": {"name": "direct"}},
+        "user-data": {
+            "hostname": machine,
+            "fqdn": format!("{machine}.{}", lab.site.domain),
+            "timezone": lab.site.timezone,
+            "disable_root": true,
+            "users": users,
+        },
+    });
+    if let (Some(n), Some(nic)) = (static_net(lab, m), m.nics.first()) {
+        let mac = lab
+            .nic_mac(machine, 0, nic)
+            .to_string()
+            .to_ascii_lowercase();
+        let mut eth = json!({
+            "match": {"macaddress": mac},
+            "set-name": "lan0",
+            "addresses": [format!("{}/{}", n.ip, n.prefix)],
+        });
+        if let Some(gw) = n.gateway {
+            eth["routes"] = json!([{"to": "default", "via": gw.to_string()}]);
+        }
+        if !n.dns.is_empty() {
+            eth["nameservers"] = json!({"addresses": n.dns, "search": [lab.site.domain]});
+        }
+        ai["network"] = json!({"version": 2, "ethernets": {"lan0": eth}});
+    }
+    if !p.packages.is_empty() {
+        ai["packages"] = json!(p.packages);
+    }
+    let mut late: Vec<String> = Vec::new();
+    if let Some(post) = &p.post {
+        late.push(format!(
+            "curtin in-target --target=/target -- sh -c {}",
+            sh_quote(post)
+        ));
+    }
+    if let Some(srv) = server {
+        late.push(callback_line(srv, machine, "installed"));
+        ai["error-commands"] = json!([callback_line(srv, machine, "failed")]);
+    }
+    if !late.is_empty() {
+        ai["late-commands"] = json!(late);
+    }
+    let mut s = String::from("#cloud-config\n");
+    header(&mut s, lab, machine);
+    cloudlet_core::yaml::emit(
+        &json!({"autoinstall": ai}),
+        0,
+        &["match", "keyboard", "layout"],
+        &mut s,
+    );
+    s
+}
+
+/// cloud-init's `meta-data` of a machine (NoCloud): its instance id and host name.
+pub fn meta_data(machine: &str) -> String {
+    format!("instance-id: {machine}\nlocal-hostname: {machine}\n")
+}
+
+/// A shell word holding `s` (single quotes).
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// A Debian preseed file: locale, keyboard, the lab's static network, host and domain, the
+/// mirror, time zone, no root login, the first user with its crypt hash (others added in the
+/// target), whole-disk partitioning, packages, then SSH keys, the profile's post commands and
+/// the callback as the late command.
+pub fn preseed(
+    lab: &Lab,
+    machine: &str,
+    m: &Machine,
+    p: &Profile,
+    server: Option<&BootServer>,
+) -> String {
+    let mut s = String::new();
+    header(&mut s, lab, machine);
+    let mut d = |k: &str, t: &str, v: &str| {
+        let _ = writeln!(s, "d-i {k} {t} {v}");
+    };
+    d("debian-installer/locale", "string", "en_US.UTF-8");
+    d("keyboard-configuration/xkb-keymap", "select", "us");
+    d("netcfg/choose_interface", "select", "auto");
+    if let Some(n) = static_net(lab, m) {
+        d("netcfg/disable_autoconfig", "boolean", "true");
+        d("netcfg/get_ipaddress", "string", &n.ip.to_string());
+        d(
+            "netcfg/get_netmask",
+            "string",
+            &netmask(n.prefix).to_string(),
+        );
+        if let Some(gw) = n.gateway {
+            d("netcfg/get_gateway", "string", &gw.to_string());
+        }
+        d("netcfg/get_nameservers", "string", &n.dns.join(" "));
+        d("netcfg/confirm_static", "boolean", "true");
+    }
+    d("netcfg/get_hostname", "string", machine);
+    d("netcfg/get_domain", "string", &lab.site.domain);
+    d("mirror/country", "string", "manual");
+    d("mirror/http/hostname", "string", "deb.debian.org");
+    d("mirror/http/directory", "string", "/debian");
+    d("mirror/http/proxy", "string", "");
+    d("clock-setup/utc", "boolean", "true");
+    d("time/zone", "string", &lab.site.timezone);
+    d("passwd/root-login", "boolean", "false");
+    let mut late: Vec<String> = Vec::new();
+    for (i, u) in p.users.iter().enumerate() {
+        if i == 0 {
+            d("passwd/username", "string", &u.name);
+            d("passwd/user-fullname", "string", &u.name);
+            match &u.password_hash {
+                Some(h) => d("passwd/user-password-crypted", "password", h),
+                None => d("passwd/user-password-crypted", "password", "!"),
+            }
+        } else {
+            late.push(format!(
+                "in-target useradd -m -s /bin/bash {}{}",
+                u.password_hash
+                    .as_ref()
+                    .map(|h| format!("-p {} ", sh_quote(h)))
+                    .unwrap_or_default(),
+                u.name
+            ));
+        }
+        if u.sudo {
+            late.push(format!("in-target usermod -aG sudo {}", u.name));
+        }
+        for k in &u.ssh_keys {
+            late.push(format!(
+                "in-target sh -c {}",
+                sh_quote(&format!(
+                    "mkdir -p ~{n}/.ssh && echo {} >> ~{n}/.ssh/authorized_keys && chown -R {n}: ~{n}/.ssh && chmod 700 ~{n}/.ssh",
+                    sh_quote(k),
+                    n = u.name
+                ))
+            ));
+        }
+    }
+    d("partman-auto/method", "string", "regular");
+    d("partman-auto/choose_recipe", "select", "atomic");
+    d("partman/default_filesystem", "string", &p.fstype);
+    d(
+        "partman-partitioning/confirm_write_new_label",
+        "boolean",
+        "true",
+    );
+    d("partman/choose_partition", "select", "finish");
+    d("partman/confirm", "boolean", "true");
+    d("partman/confirm_nooverwrite", "boolean", "true");
+    d("tasksel/first", "multiselect", "standard, ssh-server");
+    if !p.packages.is_empty() {
+        d("pkgsel/include", "string", &p.packages.join(" "));
+    }
+    d("grub-installer/bootdev", "string", "default");
+    if let Some(post) = &p.post {
+        // A late command is one line: a script of many goes in base64.
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(post);
+        late.push(format!(
+            "echo {b64} | base64 -d > /target/tmp/cloudlet-post.sh"
+        ));
+        late.push("in-target sh /tmp/cloudlet-post.sh".into());
+    }
+    if let Some(srv) = server {
+        late.push(callback_line(srv, machine, "installed"));
+    }
+    if !late.is_empty() {
+        d("preseed/late_command", "string", &late.join("; "));
+    }
+    d("finish-install/reboot_in_progress", "note", "");
+    s
+}
+
+/// A machine's install config in its profile's format (kickstart, autoinstall user-data or
+/// preseed).
+pub fn install_config(
+    lab: &Lab,
+    machine: &str,
+    m: &Machine,
+    p: &Profile,
+    server: Option<&BootServer>,
+) -> String {
+    match p.format {
+        cloudlet_core::model::InstallFormat::Kickstart => kickstart(lab, machine, m, p, server),
+        cloudlet_core::model::InstallFormat::Autoinstall => autoinstall(lab, machine, m, p, server),
+        cloudlet_core::model::InstallFormat::Preseed => preseed(lab, machine, m, p, server),
+    }
 }
 
 #[cfg(test)]
@@ -327,5 +655,135 @@ mod tests {
         assert!(ks.contains("ln -sf /usr/bin/python3 /usr/bin/python\n"));
         assert!(ks.contains("http://10.0.10.20/install/k8s-node1/done"));
         assert!(!ks.contains("plaintext") && !ks.contains("password --plaintext"));
+    }
+
+    fn profile(lab: &Lab, format: cloudlet_core::model::InstallFormat) -> Profile {
+        let mut p = lab.pxe.as_ref().unwrap().profiles["ubuntu2004"].clone();
+        p.format = format;
+        p
+    }
+
+    #[test]
+    fn tokens_go_into_every_url_of_a_boot() {
+        let lab = seed();
+        let srv = BootServer::of(&lab).unwrap().with_token("abc123");
+        assert_eq!(
+            srv.install_url("k8s-node1"),
+            "http://10.0.10.20/install/k8s-node1/abc123/config"
+        );
+        assert_eq!(
+            srv.callback_url("k8s-node1"),
+            "http://10.0.10.20/install/k8s-node1/abc123/done"
+        );
+        let p = profile(&lab, cloudlet_core::model::InstallFormat::Autoinstall);
+        let grub = grub_machine(&lab, "k8s-node1", &p, &srv);
+        assert!(
+            grub.contains("  linux (http,10.0.10.20)/boot/Ubuntu20.04/linux autoinstall 'ds=nocloud-net;s=http://10.0.10.20/install/k8s-node1/abc123/' cloud-config-url=/dev/null hostname=k8s-node1"),
+            "{grub}"
+        );
+        assert!(grub.contains("  initrd (http,10.0.10.20)/boot/Ubuntu20.04/initrd.gz\n"));
+        assert!(grub_local().contains("exit"));
+        assert!(ipxe_local().starts_with("#!ipxe\n") && ipxe_local().contains("exit"));
+    }
+
+    #[test]
+    fn autoinstall_is_yaml_with_hashes_network_and_callbacks() {
+        let lab = seed();
+        let srv = BootServer::of(&lab).unwrap().with_token("t0k");
+        let p = profile(&lab, cloudlet_core::model::InstallFormat::Autoinstall);
+        let m = &lab.machines["k8s-node1"];
+        let ud = autoinstall(&lab, "k8s-node1", m, &p, Some(&srv));
+        assert!(ud.starts_with("#cloud-config\n"), "{ud}");
+        let docs =
+            cloudlet_core::source::parse_yaml(0, &ud).unwrap_or_else(|e| panic!("{e:?}\n{ud}"));
+        let v: serde_json::Value = cloudlet_core::de::from_node(&docs[0]).unwrap();
+        let ai = &v["autoinstall"];
+        assert_eq!(ai["version"], 1);
+        assert_eq!(ai["user-data"]["timezone"], "Europe/Sofia");
+        let u = &ai["user-data"]["users"][0];
+        assert_eq!(u["name"], "wizard");
+        assert!(
+            u["passwd"]
+                .as_str()
+                .unwrap()
+                .starts_with("$6$cloudletseed$")
+        );
+        assert!(
+            u["ssh_authorized_keys"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("ssh-ed25519 ")
+        );
+        let eth = &ai["network"]["ethernets"]["lan0"];
+        assert_eq!(eth["addresses"][0], "10.0.20.11/24");
+        assert_eq!(eth["routes"][0]["via"], "10.0.20.1");
+        assert!(eth["match"]["macaddress"].as_str().unwrap().contains(':'));
+        assert_eq!(ai["packages"][0], "openssh-server");
+        let late = ai["late-commands"].as_array().unwrap();
+        assert!(late[0].as_str().unwrap().starts_with("curtin in-target"));
+        assert!(
+            late[1]
+                .as_str()
+                .unwrap()
+                .contains("http://10.0.10.20/install/k8s-node1/t0k/done")
+        );
+        assert!(
+            ai["error-commands"][0]
+                .as_str()
+                .unwrap()
+                .contains("--post-data=failed")
+        );
+        assert_eq!(
+            meta_data("k8s-node1"),
+            "instance-id: k8s-node1\nlocal-hostname: k8s-node1\n"
+        );
+    }
+
+    #[test]
+    fn preseed_has_static_network_crypted_user_and_late_command() {
+        let lab = seed();
+        let srv = BootServer::of(&lab).unwrap().with_token("t0k");
+        let p = profile(&lab, cloudlet_core::model::InstallFormat::Preseed);
+        let m = &lab.machines["k8s-node1"];
+        let ps = preseed(&lab, "k8s-node1", m, &p, Some(&srv));
+        for line in [
+            "d-i netcfg/get_ipaddress string 10.0.20.11\n",
+            "d-i netcfg/get_netmask string 255.255.255.0\n",
+            "d-i netcfg/get_gateway string 10.0.20.1\n",
+            "d-i netcfg/get_hostname string k8s-node1\n",
+            "d-i time/zone string Europe/Sofia\n",
+            "d-i passwd/root-login boolean false\n",
+            "d-i passwd/username string wizard\n",
+            "d-i pkgsel/include string openssh-server python3 nfs-common\n",
+        ] {
+            assert!(ps.contains(line), "{line:?} missing:\n{ps}");
+        }
+        assert!(ps.contains("d-i passwd/user-password-crypted password $6$cloudletseed$"));
+        let late = ps
+            .lines()
+            .find(|l| l.starts_with("d-i preseed/late_command string "))
+            .unwrap();
+        assert!(late.contains("authorized_keys"), "{late}");
+        assert!(
+            late.contains("http://10.0.10.20/install/k8s-node1/t0k/done"),
+            "{late}"
+        );
+        assert!(
+            !ps.contains("password string"),
+            "no plaintext password question"
+        );
+        assert!(
+            late.contains(
+                "| base64 -d > /target/tmp/cloudlet-post.sh; in-target sh /tmp/cloudlet-post.sh"
+            ),
+            "{late}"
+        );
+        assert_eq!(
+            ps.lines()
+                .filter(|l| !l.starts_with("d-i ") && !l.starts_with('#'))
+                .count(),
+            0,
+            "{ps}"
+        );
     }
 }

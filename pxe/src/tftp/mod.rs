@@ -17,7 +17,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::net::UdpSocket;
 
-pub use namespace::{Namespace, Refusal, Source};
+pub use namespace::{Dynamic, Namespace, Refusal, Source};
 use packet::{ErrorCode, Packet};
 
 /// Limits and defaults of the server.
@@ -247,7 +247,7 @@ const MAX_NETASCII: u64 = 16 << 20;
 async fn session(req: Request, ns: Arc<Namespace>, cfg: TftpConfig) -> Result<u64, SessionError> {
     let sock = UdpSocket::bind(SocketAddr::new(req.local, 0)).await?;
     sock.connect(req.peer).await?;
-    let source = match ns.open(&req.filename) {
+    let source = match ns.open_for(&req.filename, Some(req.peer.ip())) {
         Ok(s) => s,
         Err(Refusal::NotFound) => {
             sock.send(&packet::error(ErrorCode::NotFound, "file not found"))

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -67,11 +68,30 @@ impl Source {
     }
 }
 
+/// Files rendered per request: a machine's own boot config, which depends on who asks and
+/// on the machine's install state.
+pub trait Dynamic: Send + Sync {
+    /// The bytes of `name` for the client at `peer`, or `None` when this layer has no such
+    /// file (the lookup goes on to the static files). `name` has passed [`check_name`].
+    fn open(&self, name: &str, peer: IpAddr) -> Option<Arc<[u8]>>;
+}
+
 /// The files a TFTP server serves.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Namespace {
     root: Option<PathBuf>,
     memory: BTreeMap<String, Arc<[u8]>>,
+    dynamic: Option<Arc<dyn Dynamic>>,
+}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace")
+            .field("root", &self.root)
+            .field("memory", &self.memory.keys().collect::<Vec<_>>())
+            .field("dynamic", &self.dynamic.is_some())
+            .finish()
+    }
 }
 
 /// Checks a requested name; returns it without surprises or says why not.
@@ -117,9 +137,26 @@ impl Namespace {
         self
     }
 
-    /// Opens a requested name.
+    /// Asks `dynamic` first for every name (checked before it sees it).
+    #[must_use]
+    pub fn with_dynamic(mut self, dynamic: Arc<dyn Dynamic>) -> Self {
+        self.dynamic = Some(dynamic);
+        self
+    }
+
+    /// Opens a requested name (without a client: the dynamic layer is not asked).
     pub fn open(&self, name: &str) -> Result<Source, Refusal> {
+        self.open_for(name, None)
+    }
+
+    /// Opens a name requested by the client at `peer`.
+    pub fn open_for(&self, name: &str, peer: Option<IpAddr>) -> Result<Source, Refusal> {
         let name = check_name(name)?;
+        if let (Some(d), Some(peer)) = (&self.dynamic, peer)
+            && let Some(b) = d.open(name, peer)
+        {
+            return Ok(Source::Memory(b));
+        }
         if let Some(b) = self.memory.get(name) {
             return Ok(Source::Memory(b.clone()));
         }

@@ -227,7 +227,7 @@ impl CloudletServices {
                         bios: "undionly.kpxe".into(),
                         efi_x64: "ipxe.efi".into(),
                         efi_arm64: None,
-                        ipxe_script: "tftp://10.99.0.1/boot.ipxe".into(),
+                        ipxe_script: Some("tftp://10.99.0.1/boot.ipxe".into()),
                         http_boot: None,
                         known: Some(std::collections::HashSet::from([MAC])),
                     },
