@@ -5,9 +5,11 @@
 //! holds (validation refuses plaintext); an install config is keyed by the machine's MAC so
 //! the boot service can serve it to that machine only.
 
+pub mod http;
 pub mod install;
 pub mod proxy_dhcp;
 pub mod render;
+pub mod service;
 pub mod tftp;
 
 use cloudlet_core::model::{BootDevice, InstallFormat, Lab};

@@ -7,6 +7,48 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+/// A lab whose machine `vm1` (the test VM's MAC) installs over the network with profile
+/// `tiny` (the test's kernel and initrd), and `vm2`, another machine of the lab.
+pub const BOOT_LAB: &str = r#"name: boot
+site: {domain: boot.lan, timezone: UTC}
+networks:
+  seg: {cidr: 10.99.0.0/24, gateway: 10.99.0.2}
+pxe:
+  profiles:
+    tiny:
+      label: Test install
+      kernel: vmlinuz
+      initrd: initrd.img
+      append: console=ttyS0 panic=-1 quiet
+      format: kickstart
+      users:
+        - name: ops
+          password_hash: $6$cloudletboot$S8MXScT3iI0AzdGtMkwwHYDAcPLbMAhQhzauVor0r.oPLCGew3gw1bOxj.eZBHlNR0Rtu/NhKKmUmYRXZ0UGg1
+          ssh_keys: [ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINpHb06t6clW3i24r3Q/GyWHrc4rmvm8IrcBMu63IrvG ops@boot]
+      packages: [openssh-server]
+      post: echo cloudlet-post-ran
+machines:
+  vm1:
+    cpus: 1
+    memory: 256MiB
+    nics: [{network: seg, mac: "52:54:00:12:34:56"}]
+    boot: [network, disk]
+    install: tiny
+  vm2:
+    cpus: 1
+    memory: 256MiB
+    nics: [{network: seg, mac: "52:54:00:12:34:57"}]
+    boot: [network, disk]
+    install: tiny
+"#;
+
+/// [`BOOT_LAB`], loaded.
+pub fn boot_lab() -> cloudlet_core::model::Lab {
+    cloudlet_core::load::load_texts(vec![("boot.yaml".into(), BOOT_LAB.into())], ".".into())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .lab
+}
+
 /// The VM's MAC.
 pub const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 /// The boot server's address on the segment.

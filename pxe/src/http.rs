@@ -1,0 +1,406 @@
+//! The boot service's HTTP/1.1 transport (hyper): boot scripts, kernels and initrds with range
+//! requests, install configs and callbacks, answered by a [`Handler`].
+//!
+//! Bounded: at most [`Limits::connections`] connections at once (further ones are closed at
+//! once), request headers must arrive within [`Limits::header_timeout`], request bodies are
+//! read up to [`Limits::body`] bytes, and only GET, HEAD and POST are answered. The server is
+//! one future that drives every connection itself — no task is spawned.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming};
+use hyper::header::{
+    ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderValue, RANGE,
+};
+use hyper::{Method, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::tftp::Source;
+
+/// A request, as the handler sees it.
+#[derive(Debug)]
+pub struct Request {
+    /// GET, HEAD or POST.
+    pub method: Method,
+    /// The path, percent-decoding not applied (boot paths are plain).
+    pub path: String,
+    /// The client.
+    pub peer: SocketAddr,
+    /// The body of a POST (at most [`Limits::body`] bytes).
+    pub body: Bytes,
+}
+
+/// What to answer.
+#[derive(Debug)]
+pub enum Reply {
+    /// A small text with its status and content type.
+    Text(StatusCode, &'static str, String),
+    /// A file, honouring the request's range.
+    File(Source),
+}
+
+impl Reply {
+    /// 404 with a reason.
+    pub fn not_found(why: impl Into<String>) -> Reply {
+        Reply::Text(StatusCode::NOT_FOUND, "text/plain", why.into() + "\n")
+    }
+
+    /// 403 with a reason.
+    pub fn forbidden(why: impl Into<String>) -> Reply {
+        Reply::Text(StatusCode::FORBIDDEN, "text/plain", why.into() + "\n")
+    }
+
+    /// 200 with a text.
+    pub fn ok(content_type: &'static str, text: String) -> Reply {
+        Reply::Text(StatusCode::OK, content_type, text)
+    }
+}
+
+/// Answers requests.
+pub trait Handler: Send + Sync + 'static {
+    /// The reply to `req`.
+    fn handle(&self, req: &Request) -> Reply;
+}
+
+/// The server's bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections at once.
+    pub connections: usize,
+    /// Time for a request's headers to arrive.
+    pub header_timeout: Duration,
+    /// Largest request body read.
+    pub body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections: 512,
+            header_timeout: Duration::from_secs(10),
+            body: 4096,
+        }
+    }
+}
+
+/// A bound HTTP server.
+pub struct HttpServer {
+    listener: TcpListener,
+    handler: Arc<dyn Handler>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for HttpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpServer")
+            .field("listener", &self.listener)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The byte range a `Range` header asks for within `len` bytes: `Ok(None)` for the whole
+/// file (no header, several ranges or a header that is not a byte range: RFC 9110 lets a
+/// server ignore those), `Err(())` when unsatisfiable.
+#[allow(clippy::result_unit_err)]
+pub fn byte_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        // The last `b` bytes.
+        let Ok(n) = b.parse::<u64>() else {
+            return Ok(None);
+        };
+        if n == 0 || len == 0 {
+            return Err(());
+        }
+        (len.saturating_sub(n), len - 1)
+    } else {
+        let Ok(start) = a.parse::<u64>() else {
+            return Ok(None);
+        };
+        let end = if b.is_empty() {
+            len.saturating_sub(1)
+        } else {
+            match b.parse::<u64>() {
+                Ok(e) if e >= start => e.min(len.saturating_sub(1)),
+                _ => return Ok(None),
+            }
+        };
+        if start >= len {
+            return Err(());
+        }
+        (start, end)
+    };
+    Ok(Some(range))
+}
+
+/// A file's bytes from `next` to `end` (inclusive), read in chunks as the client takes them.
+struct FileBody {
+    source: Arc<Source>,
+    next: u64,
+    end: u64,
+}
+
+const CHUNK: u64 = 128 * 1024;
+
+impl Body for FileBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if self.next > self.end {
+            return Poll::Ready(None);
+        }
+        let want = (self.end - self.next + 1).min(CHUNK);
+        let mut buf = vec![0u8; usize::try_from(want).unwrap_or(0)];
+        // Boot files are read from the page cache in 128 KiB steps; short enough to read
+        // in place rather than on a blocking thread.
+        let r = self.source.read_at(&mut buf, self.next);
+        Poll::Ready(Some(match r {
+            Ok(0) => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file shrank while it was served",
+            )),
+            Ok(n) => {
+                buf.truncate(n);
+                self.next += n as u64;
+                Ok(Frame::data(Bytes::from(buf)))
+            }
+            Err(e) => Err(e),
+        }))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.end.saturating_add(1).saturating_sub(self.next))
+    }
+}
+
+type Boxed = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
+fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<Boxed> {
+    let mut r = Response::new(
+        http_body_util::Full::new(Bytes::from(body))
+            .map_err(|never: Infallible| match never {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
+}
+
+fn file(source: Source, range: Option<&str>, head: bool) -> Response<Boxed> {
+    let len = source.len();
+    let (status, start, end) = match byte_range(range, len) {
+        Ok(None) => (StatusCode::OK, 0, len.saturating_sub(1)),
+        Ok(Some((a, b))) => (StatusCode::PARTIAL_CONTENT, a, b),
+        Err(()) => {
+            let mut r = text(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "text/plain",
+                "range not satisfiable\n".into(),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(CONTENT_RANGE, v);
+            }
+            return r;
+        }
+    };
+    let count = if len == 0 { 0 } else { end - start + 1 };
+    let body = if head || count == 0 {
+        http_body_util::Empty::new()
+            .map_err(|never: Infallible| match never {})
+            .boxed_unsync()
+    } else {
+        FileBody {
+            source: Arc::new(source),
+            next: start,
+            end,
+        }
+        .boxed_unsync()
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(CONTENT_LENGTH, HeaderValue::from(count));
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
+    {
+        h.insert(CONTENT_RANGE, v);
+    }
+    r
+}
+
+async fn serve(
+    handler: Arc<dyn Handler>,
+    limits: Limits,
+    peer: SocketAddr,
+    req: hyper::Request<Incoming>,
+) -> Result<Response<Boxed>, Infallible> {
+    let method = req.method().clone();
+    if method != Method::GET && method != Method::HEAD && method != Method::POST {
+        return Ok(text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "only GET, HEAD and POST\n".into(),
+        ));
+    }
+    let path = req.uri().path().to_string();
+    let range = req
+        .headers()
+        .get(RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = if method == Method::POST {
+        match http_body_util::Limited::new(req.into_body(), limits.body)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return Ok(text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "text/plain",
+                    format!("bodies are at most {} bytes\n", limits.body),
+                ));
+            }
+        }
+    } else {
+        Bytes::new()
+    };
+    let head = method == Method::HEAD;
+    let request = Request {
+        method,
+        path,
+        peer,
+        body,
+    };
+    Ok(match handler.handle(&request) {
+        Reply::Text(status, ctype, body) => {
+            let mut r = text(status, ctype, if head { String::new() } else { body });
+            if head {
+                r.headers_mut().remove(CONTENT_LENGTH);
+            }
+            r
+        }
+        Reply::File(source) => file(source, range.as_deref(), head),
+    })
+}
+
+impl HttpServer {
+    /// Binds the listening socket (port 0 for any).
+    pub async fn bind(
+        addr: SocketAddr,
+        handler: Arc<dyn Handler>,
+        limits: Limits,
+    ) -> std::io::Result<Self> {
+        Ok(HttpServer {
+            listener: TcpListener::bind(addr).await?,
+            handler,
+            limits,
+        })
+    }
+
+    /// Serves on an already bound listener.
+    pub fn from_listener(listener: TcpListener, handler: Arc<dyn Handler>, limits: Limits) -> Self {
+        HttpServer {
+            listener,
+            handler,
+            limits,
+        }
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes; open connections are dropped then.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        type Conn = Pin<Box<dyn Future<Output = ()> + Send>>;
+        let mut conns: FuturesUnordered<Conn> = FuturesUnordered::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                Some(()) = conns.next(), if !conns.is_empty() => {}
+                r = self.listener.accept() => {
+                    let (stream, peer) = match r {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "http accept failed");
+                            continue;
+                        }
+                    };
+                    if conns.len() >= self.limits.connections {
+                        tracing::warn!(%peer, "http connection refused: too many at once");
+                        drop(stream);
+                        continue;
+                    }
+                    let (handler, limits) = (self.handler.clone(), self.limits);
+                    let svc = hyper::service::service_fn(move |req| {
+                        serve(handler.clone(), limits, peer, req)
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(self.limits.header_timeout)
+                        .serve_connection(TokioIo::new(stream), svc);
+                    conns.push(Box::pin(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(%peer, error = %e, "http connection ended");
+                        }
+                    }));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(byte_range(None, 100), Ok(None));
+        assert_eq!(byte_range(Some("bytes=0-9"), 100), Ok(Some((0, 9))));
+        assert_eq!(byte_range(Some("bytes=90-"), 100), Ok(Some((90, 99))));
+        assert_eq!(byte_range(Some("bytes=-10"), 100), Ok(Some((90, 99))));
+        assert_eq!(byte_range(Some("bytes=-1000"), 100), Ok(Some((0, 99))));
+        assert_eq!(byte_range(Some("bytes=50-1000"), 100), Ok(Some((50, 99))));
+        assert_eq!(byte_range(Some("bytes=100-"), 100), Err(()));
+        assert_eq!(byte_range(Some("bytes=-0"), 100), Err(()));
+        assert_eq!(byte_range(Some("bytes=0-1,5-6"), 100), Ok(None));
+        assert_eq!(byte_range(Some("bytes=9-1"), 100), Ok(None));
+        assert_eq!(byte_range(Some("items=0-1"), 100), Ok(None));
+        assert_eq!(byte_range(Some("bytes=x-1"), 100), Ok(None));
+    }
+}

@@ -1,0 +1,639 @@
+//! The network boot service of a lab: proxyDHCP, TFTP and HTTP over one shared install state.
+//!
+//! A machine of the lab that powers on with network boot
+//! 1. is answered by proxyDHCP (only PXE/HTTP boot clients with the lab's MACs; the router's
+//!    DHCP server keeps handing out addresses) and recorded as `discovered`;
+//! 2. gets its boot program: iPXE with HTTP is sent to its own script (`/ipxe/<mac>`), other
+//!    PXE ROMs get the BIOS or UEFI boot file over TFTP (pxelinux or GRUB), which asks for its
+//!    per-MAC config (`pxelinux.cfg/01-<mac>`, `grub/grub.cfg-01-<mac>`);
+//! 3. that script or config is rendered for this boot: kernel, initrd and a command line whose
+//!    install config URL carries a fresh per-boot token — or "boot from local disk" once the
+//!    machine is installed;
+//! 4. its installer fetches the install config, served only under that token, only to the
+//!    address the boot came from, within the install window (`installing`);
+//! 5. it POSTs to its callback URL: `installed` (every later boot gets the local disk) or
+//!    `failed ...`.
+//!
+//! Every step is an [`Event`]; the state is persisted (see [`crate::install`]).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use cloudlet_core::model::{BootDevice, Lab, Machine, Profile};
+use serde::Serialize;
+
+use crate::http::{self, Handler, HttpServer, Reply};
+use crate::install::{BootAnswer, InstallError, Installs, Windows};
+use crate::proxy_dhcp::{ProxyConfig, ProxyDhcpServer};
+use crate::render::{self, BootServer};
+use crate::tftp::{Dynamic, Namespace, TftpConfig, TftpServer};
+
+/// How iPXE clients boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Loader {
+    /// iPXE with HTTP gets its own script over HTTP (kernel and initrd over HTTP).
+    Ipxe,
+    /// Every client gets the TFTP boot file (pxelinux / GRUB) and its per-MAC config.
+    Pxelinux,
+}
+
+/// Where and how the boot service runs.
+#[derive(Debug, Clone)]
+pub struct BootConfig {
+    /// The service's address on the boot segment (proxyDHCP's server id, TFTP, HTTP).
+    pub address: Ipv4Addr,
+    /// The interface of the boot segment (proxyDHCP binds to it); `None`: every interface.
+    pub interface: Option<String>,
+    /// Whether to run proxyDHCP (off when the router's DHCP server points at this service).
+    pub proxy_dhcp: bool,
+    /// HTTP port.
+    pub http_port: u16,
+    /// TFTP port.
+    pub tftp_port: u16,
+    /// How iPXE clients boot.
+    pub loader: Loader,
+    /// Boot files: boot programs, kernels and initrds (read-only, never walked).
+    pub root: PathBuf,
+    /// Where the install state is kept.
+    pub state_dir: PathBuf,
+    /// Boot file for BIOS PXE ROMs.
+    pub bios_file: String,
+    /// Boot file for x86-64 UEFI PXE ROMs.
+    pub efi_file: String,
+    /// Phase windows.
+    pub windows: Windows,
+    /// TFTP limits.
+    pub tftp: TftpConfig,
+    /// HTTP limits.
+    pub http: http::Limits,
+}
+
+impl BootConfig {
+    /// Defaults: proxyDHCP on, HTTP 80, TFTP 69, iPXE over HTTP, `pxelinux.0` for BIOS ROMs
+    /// and `grubnetx64.efi` for UEFI ones.
+    pub fn new(address: Ipv4Addr, root: PathBuf, state_dir: PathBuf) -> BootConfig {
+        BootConfig {
+            address,
+            interface: None,
+            proxy_dhcp: true,
+            http_port: 80,
+            tftp_port: 69,
+            loader: Loader::Ipxe,
+            root,
+            state_dir,
+            bios_file: "pxelinux.0".into(),
+            efi_file: "grubnetx64.efi".into(),
+            windows: Windows::default(),
+            tftp: TftpConfig::default(),
+            http: http::Limits::default(),
+        }
+    }
+
+    fn base_url(&self, port: u16) -> String {
+        if port == 80 {
+            format!("http://{}", self.address)
+        } else {
+            format!("http://{}:{port}", self.address)
+        }
+    }
+}
+
+/// Something the boot service did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// proxyDHCP answered a machine.
+    Dhcp {
+        /// The machine.
+        machine: String,
+        /// The boot file or script URL it got.
+        file: String,
+    },
+    /// A machine's boot program asked what to boot.
+    Boot {
+        /// The machine.
+        machine: String,
+        /// `install` or `local_disk`.
+        answer: &'static str,
+        /// `ipxe`, `pxelinux` or `grub`.
+        via: &'static str,
+    },
+    /// A machine fetched its install config.
+    Config {
+        /// The machine.
+        machine: String,
+        /// The file (`config`, `user-data`, `meta-data`, `vendor-data`).
+        file: String,
+    },
+    /// A request for an install config or a report was refused.
+    Refused {
+        /// The machine named in the request.
+        machine: String,
+        /// The client.
+        peer: IpAddr,
+        /// Why.
+        why: String,
+    },
+    /// A machine reported the end of its install.
+    Reported {
+        /// The machine.
+        machine: String,
+        /// Whether it is installed.
+        ok: bool,
+        /// What it said besides.
+        note: Option<String>,
+    },
+}
+
+struct Target {
+    name: String,
+    machine: Machine,
+    profile: Profile,
+}
+
+struct Shared {
+    lab: Lab,
+    server: BootServer,
+    proxy_dhcp: bool,
+    installs: Mutex<Installs>,
+    by_mac: HashMap<String, Target>,
+    events: tokio::sync::broadcast::Sender<Event>,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `52-54-00-12-34-56` from `01-52-54-00-12-34-56` or `52:54:00:12:34:56`, lower case.
+fn mac_key(s: &str) -> Option<String> {
+    let s = s.strip_prefix("01-").unwrap_or(s);
+    let hex: Vec<&str> = s.split(['-', ':']).collect();
+    (hex.len() == 6
+        && hex
+            .iter()
+            .all(|h| h.len() == 2 && h.bytes().all(|b| b.is_ascii_hexdigit())))
+    .then(|| hex.join("-").to_ascii_lowercase())
+}
+
+/// The machines of a lab that install over the network, by MAC (`aa-bb-...`).
+fn targets(lab: &Lab) -> HashMap<String, Target> {
+    let Some(pxe) = &lab.pxe else {
+        return HashMap::new();
+    };
+    let mut out = HashMap::new();
+    for (name, m) in &lab.machines {
+        if m.boot.first() != Some(&BootDevice::Network) {
+            continue;
+        }
+        let (Some(profile), Some(nic)) = (
+            m.install.as_ref().and_then(|p| pxe.profiles.get(p)),
+            m.nics.first(),
+        ) else {
+            continue;
+        };
+        if let Some(key) = mac_key(&lab.nic_mac(name, 0, nic).to_string()) {
+            out.insert(
+                key,
+                Target {
+                    name: name.clone(),
+                    machine: m.clone(),
+                    profile: profile.clone(),
+                },
+            );
+        }
+    }
+    out
+}
+
+impl Shared {
+    fn emit(&self, e: Event) {
+        tracing::info!(event = ?e, "boot service");
+        let _ = self.events.send(e);
+    }
+
+    fn installs(&self) -> std::sync::MutexGuard<'_, Installs> {
+        // A panic while holding the lock leaves a consistent map (every change is one
+        // assignment followed by a save): keep serving.
+        self.installs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What the machine with `mac` boots now, asked from `peer`.
+    fn boot(&self, mac: &str, peer: IpAddr, via: &'static str) -> Option<(&Target, BootAnswer)> {
+        let t = self.by_mac.get(mac)?;
+        let mut installs = self.installs();
+        if !self.proxy_dhcp && !installs.machines().contains_key(&t.name) {
+            // Without our proxyDHCP the router's DHCP sent it here: its first request is
+            // its discovery.
+            if let Err(e) = installs.discovered(&t.name, mac, now()) {
+                tracing::warn!(error = %e, "install state not written");
+            }
+        }
+        let answer = match installs.boot(&t.name, peer, now()) {
+            Ok(a) => a,
+            Err(e) => {
+                drop(installs);
+                self.emit(Event::Refused {
+                    machine: t.name.clone(),
+                    peer,
+                    why: e.to_string(),
+                });
+                return None;
+            }
+        };
+        drop(installs);
+        self.emit(Event::Boot {
+            machine: t.name.clone(),
+            answer: match answer {
+                BootAnswer::Install { .. } => "install",
+                BootAnswer::LocalDisk => "local_disk",
+            },
+            via,
+        });
+        Some((t, answer))
+    }
+
+    fn target_by_name(&self, name: &str) -> Option<&Target> {
+        self.by_mac.values().find(|t| t.name == name)
+    }
+
+    fn install_file(&self, req: &http::Request, rest: &str) -> Reply {
+        let peer = req.peer.ip();
+        let mut parts = rest.splitn(3, '/');
+        let (Some(name), Some(token), Some(file)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Reply::not_found("install files are /install/MACHINE/TOKEN/FILE");
+        };
+        let Some(t) = self.target_by_name(name) else {
+            return Reply::not_found(format!("no machine `{name}` installs here"));
+        };
+        let refuse = |e: InstallError| {
+            self.emit(Event::Refused {
+                machine: name.to_string(),
+                peer,
+                why: e.to_string(),
+            });
+            Reply::forbidden(e.to_string())
+        };
+        let server = self.server.with_token(token);
+        match (req.method == hyper::Method::POST, file) {
+            (false, "config" | "user-data") => {
+                if let Err(e) = self.installs().config_fetched(name, token, peer, now()) {
+                    return refuse(e);
+                }
+                self.emit(Event::Config {
+                    machine: name.to_string(),
+                    file: file.to_string(),
+                });
+                Reply::ok(
+                    "text/plain",
+                    render::install_config(&self.lab, name, &t.machine, &t.profile, Some(&server)),
+                )
+            }
+            (false, "meta-data" | "vendor-data") => {
+                if !self.installs().valid(name, token, peer, now()) {
+                    return refuse(InstallError::BadToken(name.to_string()));
+                }
+                self.emit(Event::Config {
+                    machine: name.to_string(),
+                    file: file.to_string(),
+                });
+                // cloud-init asks for both; vendor-data is optional and served empty.
+                let body = if file == "meta-data" {
+                    render::meta_data(name)
+                } else {
+                    String::new()
+                };
+                Reply::ok("text/plain", body)
+            }
+            (true, "done") => {
+                let said = String::from_utf8_lossy(&req.body).trim().to_string();
+                let ok = !said.starts_with("failed");
+                let note = match said.as_str() {
+                    "" | "installed" => None,
+                    _ => Some(said.chars().take(500).collect::<String>()),
+                };
+                if let Err(e) = self
+                    .installs()
+                    .report(name, token, peer, ok, note.clone(), now())
+                {
+                    return refuse(e);
+                }
+                self.emit(Event::Reported {
+                    machine: name.to_string(),
+                    ok,
+                    note,
+                });
+                Reply::ok("text/plain", "recorded\n".into())
+            }
+            _ => Reply::not_found(format!("no install file `{file}`")),
+        }
+    }
+
+    /// The per-MAC boot configs of pxelinux and GRUB, rendered for this boot.
+    fn boot_config(&self, name: &str, peer: IpAddr) -> Option<Arc<[u8]>> {
+        if let Some(mac) = name.strip_prefix("pxelinux.cfg/").and_then(mac_key) {
+            let (t, answer) = self.boot(&mac, peer, "pxelinux")?;
+            let text = match answer {
+                BootAnswer::Install { token } => render::pxelinux_machine(
+                    &self.lab,
+                    &t.name,
+                    &t.profile,
+                    Some(&self.server.with_token(&token)),
+                ),
+                BootAnswer::LocalDisk => render::pxelinux_local(),
+            };
+            return Some(Arc::from(text.into_bytes()));
+        }
+        if let Some(mac) = name.strip_prefix("grub/grub.cfg-").and_then(mac_key) {
+            let (t, answer) = self.boot(&mac, peer, "grub")?;
+            let text = match answer {
+                BootAnswer::Install { token } => render::grub_machine(
+                    &self.lab,
+                    &t.name,
+                    &t.profile,
+                    &self.server.with_token(&token),
+                ),
+                BootAnswer::LocalDisk => render::grub_local(),
+            };
+            return Some(Arc::from(text.into_bytes()));
+        }
+        None
+    }
+}
+
+struct Files {
+    shared: Arc<Shared>,
+}
+
+impl Dynamic for Files {
+    fn open(&self, name: &str, peer: IpAddr) -> Option<Arc<[u8]>> {
+        self.shared.boot_config(name, peer)
+    }
+}
+
+struct Web {
+    shared: Arc<Shared>,
+    namespace: Namespace,
+}
+
+impl Handler for Web {
+    fn handle(&self, req: &http::Request) -> Reply {
+        let s = &self.shared;
+        let path = req.path.trim_start_matches('/');
+        if let Some(rest) = path.strip_prefix("install/") {
+            return s.install_file(req, rest);
+        }
+        if req.method == hyper::Method::POST {
+            return Reply::not_found("only install callbacks are posted");
+        }
+        if path == "boot.ipxe" {
+            return Reply::ok("text/plain", render::ipxe_chain(&s.server));
+        }
+        if let Some(mac) = path.strip_prefix("ipxe/") {
+            let Some(mac) = mac_key(mac) else {
+                return Reply::not_found("scripts are /ipxe/MAC");
+            };
+            return match s.boot(&mac, req.peer.ip(), "ipxe") {
+                Some((t, BootAnswer::Install { token })) => Reply::ok(
+                    "text/plain",
+                    render::ipxe_machine(&s.lab, &t.name, &t.profile, &s.server.with_token(&token)),
+                ),
+                Some((_, BootAnswer::LocalDisk)) => Reply::ok("text/plain", render::ipxe_local()),
+                None => Reply::not_found("no machine of this lab boots with that MAC here"),
+            };
+        }
+        // Kernels and initrds under /boot/, boot programs and per-MAC configs by name.
+        let name = path.strip_prefix("boot/").unwrap_or(path);
+        match self.namespace.open_for(name, Some(req.peer.ip())) {
+            Ok(src) => Reply::File(src),
+            Err(crate::tftp::Refusal::NotFound) => Reply::not_found("no such file"),
+            Err(crate::tftp::Refusal::Forbidden(why)) => Reply::forbidden(why),
+        }
+    }
+}
+
+/// Why the boot service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A socket could not be bound.
+    #[error("{what}: {source} (ports 67, 69, 80 and 4011 need root or CAP_NET_BIND_SERVICE)")]
+    Bind {
+        /// Which.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The boot files directory is missing.
+    #[error("boot files directory {0}: {1}")]
+    Root(PathBuf, std::io::Error),
+    /// The install state could not be read.
+    #[error(transparent)]
+    State(#[from] InstallError),
+    /// The lab has nothing to serve.
+    #[error(
+        "the lab has no machine that installs over the network (boot: [network, ...] and install: PROFILE)"
+    )]
+    Nothing,
+}
+
+/// A bound boot service.
+pub struct BootService {
+    shared: Arc<Shared>,
+    proxy: Option<ProxyDhcpServer>,
+    tftp: TftpServer,
+    http: HttpServer,
+}
+
+impl std::fmt::Debug for BootService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootService")
+            .field("proxy", &self.proxy)
+            .field("tftp", &self.tftp)
+            .field("http", &self.http)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BootService {
+    /// Binds proxyDHCP (when asked), TFTP and HTTP for `lab` and opens its install state.
+    /// Call it inside the runtime that will run it.
+    pub async fn bind(lab: &Lab, config: BootConfig) -> Result<BootService, ServiceError> {
+        let by_mac = targets(lab);
+        if by_mac.is_empty() {
+            return Err(ServiceError::Nothing);
+        }
+        let installs = Installs::open(&config.state_dir, config.windows)?;
+        let bind = |what: &str| {
+            let what = what.to_string();
+            move |source| ServiceError::Bind { what, source }
+        };
+        let ip = IpAddr::V4(config.address);
+        let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, config.http_port))
+            .await
+            .map_err(bind("HTTP"))?;
+        let port = listener.local_addr().map_err(bind("HTTP"))?.port();
+        let server = BootServer {
+            base_url: config.base_url(port),
+            token: None,
+        };
+        let (events, _) = tokio::sync::broadcast::channel(256);
+        let known = by_mac
+            .keys()
+            .filter_map(|k| {
+                let b: Vec<u8> = k
+                    .split('-')
+                    .filter_map(|h| u8::from_str_radix(h, 16).ok())
+                    .collect();
+                <[u8; 6]>::try_from(b).ok()
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            lab: lab.clone(),
+            server: server.clone(),
+            proxy_dhcp: config.proxy_dhcp,
+            installs: Mutex::new(installs),
+            by_mac,
+            events,
+        });
+        let namespace = Namespace::new()
+            .with_root(&config.root)
+            .map_err(|e| ServiceError::Root(config.root.clone(), e))?
+            .with_file(
+                "pxelinux.cfg/default",
+                render::pxelinux_menu(lab).into_bytes(),
+            )
+            .with_dynamic(Arc::new(Files {
+                shared: shared.clone(),
+            }));
+        let tftp = TftpServer::bind(
+            SocketAddr::new(ip, config.tftp_port),
+            namespace.clone(),
+            config.tftp.clone(),
+        )
+        .await
+        .map_err(bind("TFTP"))?;
+        let http = HttpServer::from_listener(
+            listener,
+            Arc::new(Web {
+                shared: shared.clone(),
+                namespace,
+            }),
+            config.http,
+        );
+        let proxy = if config.proxy_dhcp {
+            let cfg = ProxyConfig {
+                server: config.address,
+                bios: config.bios_file.clone(),
+                efi_x64: config.efi_file.clone(),
+                efi_arm64: None,
+                ipxe_script: (config.loader == Loader::Ipxe)
+                    .then(|| format!("{}/ipxe/{{mac}}", server.base_url)),
+                http_boot: None,
+                known: Some(known),
+            };
+            let observed = shared.clone();
+            Some(
+                ProxyDhcpServer::bind(config.interface.as_deref(), cfg)
+                    .map_err(bind("proxyDHCP"))?
+                    .with_observer(Arc::new(move |a| {
+                        let mac = crate::proxy_dhcp::hyphenated(&a.mac);
+                        let Some(t) = observed.by_mac.get(&mac) else {
+                            return;
+                        };
+                        if let Err(e) = observed.installs().discovered(&t.name, &mac, now()) {
+                            tracing::warn!(error = %e, "install state not written");
+                        }
+                        observed.emit(Event::Dhcp {
+                            machine: t.name.clone(),
+                            file: a.decision.file.clone(),
+                        });
+                    })),
+            )
+        } else {
+            None
+        };
+        Ok(BootService {
+            shared,
+            proxy,
+            tftp,
+            http,
+        })
+    }
+
+    /// Events from now on (a slow reader misses the oldest ones, never stalls the service).
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    /// The HTTP address (with the port actually bound).
+    pub fn http_addr(&self) -> std::io::Result<SocketAddr> {
+        self.http.local_addr()
+    }
+
+    /// The TFTP address (with the port actually bound).
+    pub fn tftp_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tftp.local_addr()
+    }
+
+    /// Every machine's install state now.
+    pub fn machines(&self) -> std::collections::BTreeMap<String, crate::install::Machine> {
+        self.shared.installs().machines().clone()
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let services = async {
+            let proxy = async {
+                match self.proxy {
+                    Some(p) => p.run(stop(rx.clone())).await.map(|_| ()),
+                    None => Ok(()),
+                }
+            };
+            let (t, h, p) = tokio::join!(
+                self.tftp.run(stop(rx.clone())),
+                self.http.run(stop(rx.clone())),
+                proxy
+            );
+            t.map(|_| ()).and(h).and(p)
+        };
+        tokio::pin!(services);
+        tokio::select! {
+            r = &mut services => r,
+            () = shutdown => {
+                let _ = tx.send(true);
+                services.await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_keys() {
+        assert_eq!(
+            mac_key("01-52-54-00-AA-bb-cc").as_deref(),
+            Some("52-54-00-aa-bb-cc")
+        );
+        assert_eq!(
+            mac_key("52:54:00:aa:bb:cc").as_deref(),
+            Some("52-54-00-aa-bb-cc")
+        );
+        assert_eq!(mac_key("C0A80001"), None);
+        assert_eq!(mac_key("52-54-00-aa-bb"), None);
+        assert_eq!(mac_key("52-54-00-aa-bb-zz"), None);
+    }
+}
