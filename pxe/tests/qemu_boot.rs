@@ -1,48 +1,113 @@
-//! A VM boots from the network through cloudlet's proxyDHCP and TFTP server, next to a
+//! A VM installs itself over the network through cloudlet's boot service, next to a
 //! PXE-unaware DHCP server (busybox udhcpd) that hands out the address — all inside network
 //! namespaces this test creates: QEMU (software emulation, iPXE ROM, virtio-net) on a tap on a
-//! bridge, udhcpd and radvd behind a veth, cloudlet's services bound in the bridge's namespace.
+//! bridge, udhcpd and radvd behind a veth, cloudlet's proxyDHCP, TFTP and HTTP bound in the
+//! bridge's namespace. The VM boots the Debian cloud kernel and a busybox initrd built here,
+//! fetches its install config with its per-boot token, and calls back; its second boot gets
+//! the local disk. Both paths: iPXE with its script over HTTP, and pxelinux over TFTP.
 #![allow(missing_docs, clippy::disallowed_methods, clippy::print_stderr)]
 
 mod support;
 
 use std::time::{Duration, Instant};
 
-use cloudlet_pxe::tftp::TftpEvent;
-use support::{CloudletServices, MARKER, Segment};
+use cloudlet_pxe::install::{Installs, Phase};
+use cloudlet_pxe::service::{Event, Loader};
+use support::{BootRun, Segment};
 
-#[test]
-fn a_vm_boots_over_proxydhcp_and_tftp_next_to_another_dhcp_server() {
-    let seg = Segment::new("t");
-    let mut services = CloudletServices::start(&seg);
+const LIMIT: Duration = Duration::from_secs(240);
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+fn install_then_local_boot(tag: &str, loader: Loader, via: &str) {
+    let seg = Segment::new(tag);
+    let root = support::boot_root(seg.dir.path());
+    let state = seg.dir.path().join("state");
+    let mut svc = BootRun::start(&seg, &root, &state, loader);
+
+    // First boot: the install.
+    let serial = seg.dir.path().join("serial-1.log");
     let start = Instant::now();
-    let mut vm = seg.power_on(&seg.dir.path().join("serial.log"));
-    let mut seen = Vec::new();
-    while start.elapsed() < Duration::from_secs(120) {
-        match services.events.try_recv() {
-            Ok(e) => {
-                let done = matches!(&e, TftpEvent::Served { name, .. } if name == MARKER);
-                seen.push(e);
-                if done {
-                    break;
-                }
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
+    let mut vm = seg.power_on(&serial);
+    let (hit, seen) = svc.wait_for(LIMIT, |e| matches!(e, Event::Reported { .. }));
     let took = start.elapsed();
     let _ = vm.kill();
     let _ = vm.wait();
-    drop(services);
+    let log = std::fs::read_to_string(&serial).unwrap_or_default();
+    let Some(Event::Reported { machine, ok, note }) = hit else {
+        panic!("no install callback within {LIMIT:?}; events: {seen:#?}\nserial:\n{log}");
+    };
+    assert_eq!(machine, "vm1");
+    assert!(ok, "the install reported a failure: {note:?}\n{log}");
     assert!(
         seen.iter()
-            .any(|e| matches!(e, TftpEvent::Served { name, .. } if name == "boot.ipxe")),
-        "the VM never fetched its boot script over TFTP after proxyDHCP; events: {seen:?}"
+            .any(|e| matches!(e, Event::Dhcp { machine, .. } if machine == "vm1")),
+        "{seen:?}"
     );
     assert!(
-        seen.iter()
-            .any(|e| matches!(e, TftpEvent::Served { name, .. } if name == MARKER)),
-        "the boot script did not run; events: {seen:?}"
+        seen.iter().any(|e| matches!(e, Event::Boot { machine, answer: "install", via: v } if machine == "vm1" && *v == via)),
+        "the boot went through {via}: {seen:?}"
     );
-    eprintln!("power-on to callback: {:.1} s", took.as_secs_f64());
+    // The config the VM received is exactly the one rendered for it with this boot's token.
+    let installs = Installs::open(&state, Default::default()).unwrap();
+    let m = &installs.machines()["vm1"];
+    assert_eq!(m.phase, Phase::Installed);
+    let config = log
+        .split("=== cloudlet-test install config\r\n")
+        .nth(1)
+        .and_then(|s| s.split("=== end").next())
+        .unwrap_or_else(|| panic!("the config is not on the serial console:\n{log}"))
+        .replace("\r\n", "\n");
+    assert!(
+        config.contains(
+            "user --name=ops --groups=sudo,wheel --iscrypted --password=$6$cloudletboot$"
+        ),
+        "{config}"
+    );
+    assert!(
+        config.contains("sshkey --username=ops \"ssh-ed25519 "),
+        "{config}"
+    );
+    assert!(config.contains("timezone UTC --utc\n"), "{config}");
+    assert!(config.contains("echo cloudlet-post-ran\n"), "{config}");
+    assert!(config.contains("http://10.99.0.1/install/vm1/"), "{config}");
+    assert_eq!(
+        note.as_deref(),
+        Some(format!("installed sha256={}", sha256_hex(config.as_bytes())).as_str()),
+        "the callback carries the hash of what the VM fetched"
+    );
+
+    // Second boot of the same VM: boot from the local disk, no second install.
+    let start2 = Instant::now();
+    let mut vm = seg.power_on(&seg.dir.path().join("serial-2.log"));
+    let (hit, seen2) = svc.wait_for(LIMIT, |e| matches!(e, Event::Boot { .. }));
+    let _ = vm.kill();
+    let _ = vm.wait();
+    assert!(
+        matches!(&hit, Some(Event::Boot { machine, answer: "local_disk", .. }) if machine == "vm1"),
+        "second boot: {hit:?} {seen2:?}"
+    );
+    let installs = Installs::open(&state, Default::default()).unwrap();
+    assert_eq!(installs.machines()["vm1"].phase, Phase::Installed);
+    eprintln!(
+        "{via}: power-on to install callback {:.1} s; second boot to its local-disk answer {:.1} s",
+        took.as_secs_f64(),
+        start2.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn a_vm_installs_over_ipxe_and_http_then_boots_its_disk() {
+    install_then_local_boot("i", Loader::Ipxe, "ipxe");
+}
+
+#[test]
+fn a_vm_installs_over_pxelinux_and_tftp_then_boots_its_disk() {
+    install_then_local_boot("p", Loader::Pxelinux, "pxelinux");
 }

@@ -227,26 +227,152 @@ impl Segment {
     }
 }
 
-/// The iPXE script both boot services serve: fetch the "installed" marker, then power off.
-pub const BOOT_SCRIPT: &[u8] =
-    b"#!ipxe\nimgfetch tftp://10.99.0.1/installed-${net0/mac:hexhyp} ||\npoweroff\n";
-/// The marker's name for [`MAC`].
-pub const MARKER: &str = "installed-52-54-00-12-34-56";
+/// The directory of the Debian cloud kernel, its virtio-net modules, a static busybox and
+/// pxelinux (scripts/boot-peers.sh fetches them once into the cache and prints it).
+pub fn boot_peers() -> PathBuf {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/boot-peers.sh");
+    let o = Command::new("bash").arg(script).output().unwrap();
+    assert!(
+        o.status.success(),
+        "scripts/boot-peers.sh: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
+}
 
-/// cloudlet's boot services (proxyDHCP on `br0` + TFTP on 10.99.0.1) running in the segment
-/// on a thread of their own; they serve [`BOOT_SCRIPT`] and the marker, report TFTP events,
-/// and stop when dropped.
-pub struct CloudletServices {
-    pub events: tokio::sync::mpsc::Receiver<cloudlet_pxe::tftp::TftpEvent>,
+/// The test installer: mounts the basics, loads virtio-net, takes an address with udhcpc,
+/// fetches the install config named by `ks=` on the kernel command line, prints it on the
+/// serial console, reports `installed sha256=<its hash>` to the callback next to it, and
+/// powers off.
+pub const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
+  insmod /lib/modules/$m.ko
+done
+ip link set lo up
+ip link set eth0 up
+for w in $(cat /proc/cmdline); do
+  case "$w" in ks=*) KS="${w#ks=}" ;; esac
+done
+udhcpc -i eth0 -s /udhcpc.sh -q -n -t 20 -T 1 >/dev/null 2>&1 || echo "cloudlet-test: no address"
+if wget -q -O /tmp/config "$KS"; then
+  echo "=== cloudlet-test install config"
+  cat /tmp/config
+  echo "=== end"
+  SUM=$(sha256sum /tmp/config | cut -d' ' -f1)
+  wget -q -O /dev/null --post-data="installed sha256=$SUM" "${KS%config}done" && echo "cloudlet-test: reported"
+else
+  echo "cloudlet-test: the install config was refused"
+  wget -q -O /dev/null --post-data="failed no config" "${KS%config}done"
+fi
+poweroff -f
+"#;
+
+const UDHCPC: &str = "#!/bin/sh\ncase \"$1\" in bound|renew) ip addr add $ip/$mask dev $interface; [ -n \"$router\" ] && ip route add default via ${router%% *} ;; esac\nexit 0\n";
+
+/// A newc cpio archive (an initramfs).
+struct Cpio(Vec<u8>, u32);
+
+impl Cpio {
+    fn entry(&mut self, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
+        self.1 += 1;
+        let hdr = format!(
+            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+            self.1,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            name.len() + 1,
+            0
+        );
+        self.0.extend_from_slice(hdr.as_bytes());
+        self.0.extend_from_slice(name.as_bytes());
+        self.0.push(0);
+        while !self.0.len().is_multiple_of(4) {
+            self.0.push(0);
+        }
+        self.0.extend_from_slice(data);
+        while !self.0.len().is_multiple_of(4) {
+            self.0.push(0);
+        }
+    }
+}
+
+/// Builds the test's initrd: busybox, the virtio-net modules, [`INIT`] and a udhcpc script.
+pub fn build_initrd(peers: &Path) -> Vec<u8> {
+    let mut c = Cpio(Vec::new(), 0);
+    for d in ["bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules"] {
+        c.entry(d, 0o040_755, (0, 0), b"");
+    }
+    c.entry("dev/console", 0o020_600, (5, 1), b"");
+    c.entry("dev/null", 0o020_666, (1, 3), b"");
+    c.entry(
+        "bin/busybox",
+        0o100_755,
+        (0, 0),
+        &std::fs::read(peers.join("busybox")).unwrap(),
+    );
+    c.entry("bin/sh", 0o120_777, (0, 0), b"busybox");
+    c.entry("init", 0o100_755, (0, 0), INIT.as_bytes());
+    c.entry("udhcpc.sh", 0o100_755, (0, 0), UDHCPC.as_bytes());
+    for m in std::fs::read_dir(peers.join("modules")).unwrap() {
+        let m = m.unwrap();
+        let name = format!("lib/modules/{}", m.file_name().to_string_lossy());
+        c.entry(&name, 0o100_644, (0, 0), &std::fs::read(m.path()).unwrap());
+    }
+    c.entry("TRAILER!!!", 0, (0, 0), b"");
+    c.0
+}
+
+/// A boot files directory for [`BOOT_LAB`]: `vmlinuz`, `initrd.img`, `pxelinux.0`, `ldlinux.c32`.
+pub fn boot_root(dir: &Path) -> PathBuf {
+    let peers = boot_peers();
+    let root = dir.join("bootfiles");
+    std::fs::create_dir_all(&root).unwrap();
+    for f in ["vmlinuz", "pxelinux.0", "ldlinux.c32"] {
+        std::fs::copy(peers.join(f), root.join(f)).unwrap();
+    }
+    std::fs::write(root.join("initrd.img"), build_initrd(&peers)).unwrap();
+    root
+}
+
+/// The VM's MAC as the lab writes it.
+pub const VM_MAC: &str = "52:54:00:12:34:56";
+
+/// cloudlet's boot service for [`BOOT_LAB`] (proxyDHCP on `br0`, TFTP and HTTP on
+/// 10.99.0.1) running in the segment on a thread of its own; stops when dropped.
+pub struct BootRun {
+    pub events: tokio::sync::broadcast::Receiver<cloudlet_pxe::service::Event>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl CloudletServices {
-    pub fn start(seg: &Segment) -> CloudletServices {
-        use cloudlet_pxe::proxy_dhcp::{ProxyConfig, ProxyDhcpServer};
-        use cloudlet_pxe::tftp::{Namespace, TftpConfig, TftpServer};
-        let (tx, events) = tokio::sync::mpsc::channel(64);
+impl BootRun {
+    pub fn start(
+        seg: &Segment,
+        root: &Path,
+        state: &Path,
+        loader: cloudlet_pxe::service::Loader,
+    ) -> BootRun {
+        use cloudlet_pxe::service::{BootConfig, BootService};
+        let mut cfg = BootConfig::new(
+            SERVER.parse().unwrap(),
+            root.to_path_buf(),
+            state.to_path_buf(),
+        );
+        cfg.interface = Some("br0".into());
+        cfg.loader = loader;
+        let (tx, rx) = std::sync::mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = seg.in_segment(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -254,55 +380,51 @@ impl CloudletServices {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let ns = Namespace::new()
-                    .with_file("boot.ipxe", BOOT_SCRIPT.to_vec())
-                    .with_file(MARKER, b"ok\n".to_vec());
-                let tftp =
-                    TftpServer::bind("10.99.0.1:69".parse().unwrap(), ns, TftpConfig::default())
-                        .await
-                        .unwrap()
-                        .with_events(tx);
-                let proxy = ProxyDhcpServer::bind(
-                    Some("br0"),
-                    ProxyConfig {
-                        server: std::net::Ipv4Addr::new(10, 99, 0, 1),
-                        bios: "undionly.kpxe".into(),
-                        efi_x64: "ipxe.efi".into(),
-                        efi_arm64: None,
-                        ipxe_script: Some("tftp://10.99.0.1/boot.ipxe".into()),
-                        http_boot: None,
-                        known: Some(std::collections::HashSet::from([MAC])),
-                    },
-                )
-                .unwrap();
-                // Both services stop when `stop` is dropped.
-                let (wtx, wrx) = tokio::sync::watch::channel(());
-                tokio::spawn(async move {
+                let svc = BootService::bind(&boot_lab(), cfg).await.unwrap();
+                tx.send(svc.events()).unwrap();
+                svc.run(async move {
                     let _ = stop_rx.await;
-                    drop(wtx);
-                });
-                let (mut w1, mut w2) = (wrx.clone(), wrx);
-                let (t, p) = tokio::join!(
-                    tftp.run(async move {
-                        let _ = w1.changed().await;
-                    }),
-                    proxy.run(async move {
-                        let _ = w2.changed().await;
-                    })
-                );
-                t.unwrap();
-                p.unwrap();
+                })
+                .await
+                .unwrap();
             });
         });
-        CloudletServices {
+        let events = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        BootRun {
             events,
             stop: Some(stop),
             thread: Some(thread),
         }
     }
+
+    /// Waits up to `limit` for an event `want` accepts; returns it and everything seen.
+    pub fn wait_for(
+        &mut self,
+        limit: std::time::Duration,
+        want: impl Fn(&cloudlet_pxe::service::Event) -> bool,
+    ) -> (
+        Option<cloudlet_pxe::service::Event>,
+        Vec<cloudlet_pxe::service::Event>,
+    ) {
+        let start = std::time::Instant::now();
+        let mut seen = Vec::new();
+        while start.elapsed() < limit {
+            match self.events.try_recv() {
+                Ok(e) => {
+                    let hit = want(&e);
+                    seen.push(e.clone());
+                    if hit {
+                        return (Some(e), seen);
+                    }
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+        (None, seen)
+    }
 }
 
-impl Drop for CloudletServices {
+impl Drop for BootRun {
     fn drop(&mut self) {
         drop(self.stop.take());
         if let Some(t) = self.thread.take() {
