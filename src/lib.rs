@@ -60,6 +60,12 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// The network boot service could not start.
+    #[error(transparent)]
+    Boot(#[from] pxe::service::ServiceError),
+    /// The install state could not be read or written.
+    #[error(transparent)]
+    Install(#[from] pxe::install::InstallError),
     /// A saved plan could not be read or written.
     #[error("plan file {}: {message}", path.display())]
     PlanFile {
@@ -68,6 +74,19 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+}
+
+/// A machine that installs over the network, and where its install is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PxeMachine {
+    /// The machine.
+    pub name: String,
+    /// The MAC it boots with.
+    pub mac: String,
+    /// Its install profile.
+    pub profile: String,
+    /// Its install state, once the boot service has seen it.
+    pub state: Option<pxe::install::Machine>,
 }
 
 fn count_errors(d: &[Diagnostic]) -> usize {
@@ -364,6 +383,66 @@ impl Lab {
             });
         }
         Ok(resources)
+    }
+
+    /// Where the network boot service keeps its install state (`STATE_DIR/pxe`).
+    pub fn pxe_state_dir(&self) -> PathBuf {
+        self.state_dir().join("pxe")
+    }
+
+    /// Every machine of the lab that installs over the network, with its install state
+    /// (`None` until the boot service first sees it).
+    pub fn pxe_status(&self) -> Result<Vec<PxeMachine>, Error> {
+        let installs = pxe::install::Installs::open(&self.pxe_state_dir(), Default::default())?;
+        let lab = &self.loaded.lab;
+        let mut out = Vec::new();
+        for (name, m) in &lab.machines {
+            let (Some(profile), Some(nic)) = (&m.install, m.nics.first()) else {
+                continue;
+            };
+            if m.boot.first() != Some(&cloudlet_core::model::BootDevice::Network) {
+                continue;
+            }
+            out.push(PxeMachine {
+                name: name.clone(),
+                mac: lab.nic_mac(name, 0, nic).to_string().to_ascii_lowercase(),
+                profile: profile.clone(),
+                state: installs.machines().get(name).cloned(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Asks for `machine` to be installed again at its next network boot.
+    pub fn pxe_reinstall(&self, machine: &str) -> Result<(), Error> {
+        let mut installs = pxe::install::Installs::open(&self.pxe_state_dir(), Default::default())?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Ok(installs.reinstall(machine, now)?)
+    }
+
+    /// The lab's network boot service, bound and ready to run (proxyDHCP, TFTP and HTTP over
+    /// the install state in [`Lab::pxe_state_dir`]). `config.state_dir` is replaced by that
+    /// directory. Refuses a lab with validation errors.
+    pub async fn boot_service(
+        &self,
+        mut config: pxe::service::BootConfig,
+    ) -> Result<pxe::service::BootService, Error> {
+        let report = self.validate();
+        if report.has_errors() {
+            return Err(Error::Invalid {
+                diagnostics: report.diagnostics,
+            });
+        }
+        config.state_dir = self.pxe_state_dir();
+        Ok(pxe::service::BootService::bind(&self.loaded.lab, config).await?)
+    }
+
+    /// The address the lab's boot server machine (`pxe.server`) has, if any.
+    pub fn pxe_server_address(&self) -> Option<std::net::Ipv4Addr> {
+        let lab = &self.loaded.lab;
+        lab.machine_ip(lab.pxe.as_ref()?.server.as_deref()?)
     }
 
     /// The desired resources without validating first: for callers that validated already.

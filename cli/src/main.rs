@@ -124,6 +124,11 @@ enum Command {
         #[command(subcommand)]
         what: StorageCmd,
     },
+    /// Network install: the boot service and the machines' install state.
+    Pxe {
+        #[command(subcommand)]
+        what: PxeCmd,
+    },
     /// Print the JSON Schema of the lab format.
     Schema,
     /// Print shell completions.
@@ -145,6 +150,68 @@ enum StorageCmd {
         #[arg(long, short, value_enum, default_value_t = Format::Human)]
         output: Format,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum PxeCmd {
+    /// Run the network boot service next to the router's DHCP server: proxyDHCP (PXE clients
+    /// only, never addresses), TFTP and HTTP. Each machine of the lab that boots from the
+    /// network gets its boot program, a script or config rendered for this boot, its kernel
+    /// and initrd, and its install config (only it, with a per-boot token); after it reports
+    /// `installed` it boots from its disk. Runs until Ctrl-C; events are printed as they happen.
+    Serve {
+        /// A lab file or directory.
+        #[arg(default_value = ".")]
+        lab: PathBuf,
+        /// This host's address on the boot segment (default: the address of the lab's
+        /// `pxe.server` machine).
+        #[arg(long)]
+        address: Option<std::net::Ipv4Addr>,
+        /// The interface of the boot segment (proxyDHCP binds to it).
+        #[arg(long, short)]
+        interface: Option<String>,
+        /// The directory of boot programs, kernels and initrds (served read-only; default
+        /// `boot` next to the lab).
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// Do not run proxyDHCP (the router's DHCP server points machines here itself).
+        #[arg(long)]
+        no_proxy_dhcp: bool,
+        /// How iPXE clients boot: their own script over HTTP, or pxelinux over TFTP.
+        #[arg(long, value_enum, default_value_t = LoaderArg::Ipxe)]
+        loader: LoaderArg,
+        /// HTTP port.
+        #[arg(long, default_value_t = 80)]
+        http_port: u16,
+        /// TFTP port.
+        #[arg(long, default_value_t = 69)]
+        tftp_port: u16,
+        /// Print events as JSON lines.
+        #[arg(long, short, value_enum, default_value_t = Format::Human)]
+        output: Format,
+    },
+    /// Each network-installed machine: MAC, profile, install phase and since when.
+    Status {
+        /// A lab file or directory.
+        #[arg(default_value = ".")]
+        lab: PathBuf,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Format::Human)]
+        output: Format,
+    },
+    /// Install a machine again at its next network boot.
+    Reinstall {
+        /// A lab file or directory.
+        lab: PathBuf,
+        /// The machine.
+        machine: String,
+    },
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum LoaderArg {
+    Ipxe,
+    Pxelinux,
 }
 
 #[derive(Subcommand, Debug)]
@@ -295,6 +362,7 @@ async fn main() -> ExitCode {
                 .map_err(|e| (e, Some(lab))),
             Err(e) => Err((e, None)),
         },
+        Command::Pxe { what } => pxe(what, &opts).await,
         Command::Import {
             what:
                 Import::Compose {
@@ -367,6 +435,131 @@ async fn plan(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+async fn pxe(what: PxeCmd, opts: &Options) -> Result<ExitCode, (Error, Option<Lab>)> {
+    let path = match &what {
+        PxeCmd::Serve { lab, .. } | PxeCmd::Status { lab, .. } | PxeCmd::Reinstall { lab, .. } => {
+            lab.clone()
+        }
+    };
+    let lab = Lab::load(&path)
+        .map(|l| l.with_options(opts.clone()))
+        .map_err(|e| (e, None))?;
+    let r = match what {
+        PxeCmd::Status { output, .. } => pxe_status(&lab, output),
+        PxeCmd::Reinstall { machine, .. } => lab.pxe_reinstall(&machine).map(|()| {
+            println!("{machine} installs again at its next network boot.");
+            ExitCode::SUCCESS
+        }),
+        PxeCmd::Serve {
+            address,
+            interface,
+            root,
+            no_proxy_dhcp,
+            loader,
+            http_port,
+            tftp_port,
+            output,
+            ..
+        } => {
+            let Some(address) = address.or_else(|| lab.pxe_server_address()) else {
+                eprintln!(
+                    "error: no address to serve on\n  help: pass --address (this host's address on the boot segment), or name the boot server machine in `pxe.server`"
+                );
+                return Ok(ExitCode::from(1));
+            };
+            let base = if path.is_dir() {
+                path.clone()
+            } else {
+                path.parent().map(PathBuf::from).unwrap_or_default()
+            };
+            let mut cfg = cloudlet::pxe::service::BootConfig::new(
+                address,
+                root.unwrap_or_else(|| base.join("boot")),
+                lab.pxe_state_dir(),
+            );
+            cfg.interface = interface;
+            cfg.proxy_dhcp = !no_proxy_dhcp;
+            cfg.loader = match loader {
+                LoaderArg::Ipxe => cloudlet::pxe::service::Loader::Ipxe,
+                LoaderArg::Pxelinux => cloudlet::pxe::service::Loader::Pxelinux,
+            };
+            cfg.http_port = http_port;
+            cfg.tftp_port = tftp_port;
+            pxe_serve(&lab, cfg, output).await
+        }
+    };
+    r.map_err(|e| (e, Some(lab)))
+}
+
+async fn pxe_serve(
+    lab: &Lab,
+    cfg: cloudlet::pxe::service::BootConfig,
+    output: Format,
+) -> Result<ExitCode, Error> {
+    let (proxy, iface) = (cfg.proxy_dhcp, cfg.interface.clone());
+    let svc = lab.boot_service(cfg).await?;
+    let mut events = svc.events();
+    eprintln!(
+        "serving network installs: HTTP {}, TFTP {}, proxyDHCP {}; state in {}; Ctrl-C stops",
+        svc.http_addr().map(|a| a.to_string()).unwrap_or_default(),
+        svc.tftp_addr().map(|a| a.to_string()).unwrap_or_default(),
+        match (proxy, iface) {
+            (false, _) => "off".to_string(),
+            (true, Some(i)) => format!("on {i}"),
+            (true, None) => "on every interface".to_string(),
+        },
+        lab.pxe_state_dir().display()
+    );
+    let print = async move {
+        loop {
+            match events.recv().await {
+                Ok(e) => {
+                    if output == Format::Json {
+                        println!("{}", serde_json::to_string(&e).unwrap_or_default());
+                    } else {
+                        println!("{}", output::pxe_event(&e));
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    eprintln!("({n} events not shown: the terminal was too slow)");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    };
+    let serve = svc.run(async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("\nstopping");
+    });
+    let (r, ()) = tokio::join!(serve, print);
+    match r {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("error: the boot service stopped: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn pxe_status(lab: &Lab, output: Format) -> Result<ExitCode, Error> {
+    let machines = lab.pxe_status()?;
+    if output == Format::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&machines).unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if machines.is_empty() {
+        println!("No machine of this lab installs over the network.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for m in &machines {
+        println!("{}", output::pxe_machine(m));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn storage_status(lab: &Lab, output: Format) -> Result<ExitCode, Error> {

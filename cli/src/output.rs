@@ -271,3 +271,80 @@ fn past(a: Action) -> &'static str {
         Action::Delete => "deleted",
     }
 }
+
+/// One line per boot service event.
+pub(crate) fn pxe_event(e: &cloudlet::pxe::service::Event) -> String {
+    use cloudlet::pxe::service::Event as E;
+    let at = clock(now());
+    match e {
+        E::Dhcp { machine, file } => format!("{at}  {machine:<20} proxyDHCP → {file}"),
+        E::Boot {
+            machine,
+            answer,
+            via,
+        } => format!(
+            "{at}  {machine:<20} boots ({via}): {}",
+            if *answer == "install" {
+                "install"
+            } else {
+                "local disk (installed)"
+            }
+        ),
+        E::Config { machine, file } => format!("{at}  {machine:<20} fetched its {file}"),
+        E::Refused { machine, peer, why } => {
+            format!("{at}  {machine:<20} REFUSED to {peer}: {why}")
+        }
+        E::Reported { machine, ok, note } => format!(
+            "{at}  {machine:<20} {}{}",
+            if *ok { "installed" } else { "install FAILED" },
+            note.as_deref()
+                .map(|n| format!(": {n}"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `HH:MM:SS` (UTC) of a Unix time.
+fn clock(t: u64) -> String {
+    format!("{:02}:{:02}:{:02}", t / 3600 % 24, t / 60 % 60, t % 60)
+}
+
+/// One line per network-installed machine.
+pub(crate) fn pxe_machine(m: &cloudlet::PxeMachine) -> String {
+    match &m.state {
+        None => format!("  {:<20} {}  {:<12} not seen yet", m.name, m.mac, m.profile),
+        Some(s) => {
+            let ago = now().saturating_sub(s.since);
+            let note = s
+                .history
+                .last()
+                .and_then(|t| t.note.as_deref())
+                .map(|n| format!("  ({n})"))
+                .unwrap_or_default();
+            format!(
+                "  {:<20} {}  {:<12} {:<10} for {}  boots {}{note}",
+                m.name,
+                m.mac,
+                m.profile,
+                format!("{:?}", s.phase).to_lowercase(),
+                human_age(ago),
+                s.boots
+            )
+        }
+    }
+}
+
+fn human_age(s: u64) -> String {
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h{}m", s / 3600, s / 60 % 60),
+        _ => format!("{}d", s / 86400),
+    }
+}

@@ -423,12 +423,12 @@ impl Handler for Web {
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// A socket could not be bound.
-    #[error("{what}: {source} (ports 67, 69, 80 and 4011 need root or CAP_NET_BIND_SERVICE)")]
+    #[error("binding {what}: {message}")]
     Bind {
-        /// Which.
+        /// Which service, on which address.
         what: String,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause and what to do.
+        message: String,
     },
     /// The boot files directory is missing.
     #[error("boot files directory {0}: {1}")]
@@ -470,15 +470,39 @@ impl BootService {
             return Err(ServiceError::Nothing);
         }
         let installs = Installs::open(&config.state_dir, config.windows)?;
-        let bind = |what: &str| {
-            let what = what.to_string();
-            move |source| ServiceError::Bind { what, source }
-        };
         let ip = IpAddr::V4(config.address);
+        let bind = |what: &str, port: u16| {
+            let what = if port == 0 {
+                format!("{what} on {ip}")
+            } else {
+                format!("{what} on {ip}:{port}")
+            };
+            move |e: std::io::Error| {
+                let hint = match e.kind() {
+                    std::io::ErrorKind::PermissionDenied => {
+                        "; ports below 1024 need root or CAP_NET_BIND_SERVICE"
+                    }
+                    std::io::ErrorKind::AddrNotAvailable => {
+                        "; this host has no such address: pass the host's address on the boot segment"
+                    }
+                    std::io::ErrorKind::AddrInUse => {
+                        "; another server (dnsmasq, tftpd, a web server) holds the port"
+                    }
+                    _ => "",
+                };
+                ServiceError::Bind {
+                    what,
+                    message: format!("{e}{hint}"),
+                }
+            }
+        };
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, config.http_port))
             .await
-            .map_err(bind("HTTP"))?;
-        let port = listener.local_addr().map_err(bind("HTTP"))?.port();
+            .map_err(bind("HTTP", config.http_port))?;
+        let port = listener
+            .local_addr()
+            .map_err(bind("HTTP", config.http_port))?
+            .port();
         let server = BootServer {
             base_url: config.base_url(port),
             token: None,
@@ -518,7 +542,7 @@ impl BootService {
             config.tftp.clone(),
         )
         .await
-        .map_err(bind("TFTP"))?;
+        .map_err(bind("TFTP", config.tftp_port))?;
         let http = HttpServer::from_listener(
             listener,
             Arc::new(Web {
@@ -541,7 +565,7 @@ impl BootService {
             let observed = shared.clone();
             Some(
                 ProxyDhcpServer::bind(config.interface.as_deref(), cfg)
-                    .map_err(bind("proxyDHCP"))?
+                    .map_err(bind("proxyDHCP", 67))?
                     .with_observer(Arc::new(move |a| {
                         let mac = crate::proxy_dhcp::hyphenated(&a.mac);
                         let Some(t) = observed.by_mac.get(&mac) else {
