@@ -423,8 +423,9 @@ impl Lab {
     }
 
     /// The lab's network boot service, bound and ready to run (proxyDHCP, TFTP and HTTP over
-    /// the install state in [`Lab::pxe_state_dir`]). `config.state_dir` is replaced by that
-    /// directory. Refuses a lab with validation errors.
+    /// the install state in [`Lab::pxe_state_dir`]). `config.state_dir` and
+    /// `config.secrets_dir` are set to that directory and the lab's. Refuses a lab with
+    /// validation errors.
     pub async fn boot_service(
         &self,
         mut config: pxe::service::BootConfig,
@@ -436,6 +437,7 @@ impl Lab {
             });
         }
         config.state_dir = self.pxe_state_dir();
+        config.secrets_dir = self.loaded.base_dir.clone();
         Ok(pxe::service::BootService::bind(&self.loaded.lab, config).await?)
     }
 
@@ -753,24 +755,8 @@ impl Lab {
     ) -> Result<String, Error> {
         let unavailable =
             |reason: String| Error::Engine(EngineError::NoProvider { domain, reason });
-        match r {
-            cloudlet_core::model::SecretRef::Env(v) => std::env::var(v).map_err(|_| {
-                unavailable(format!(
-                    "the environment variable {v} (the credentials) is not set"
-                ))
-            }),
-            cloudlet_core::model::SecretRef::File(f) => {
-                let path = self.loaded.base_dir.join(f);
-                std::fs::read_to_string(&path)
-                    .map(|t| t.trim().to_string())
-                    .map_err(|e| {
-                        unavailable(format!(
-                            "reading the credentials file {}: {e}",
-                            path.display()
-                        ))
-                    })
-            }
-        }
+        r.read(&self.loaded.base_dir)
+            .map_err(|why| unavailable(format!("the credentials: {why}")))
     }
 
     fn storage_backend(&self, target: &Target) -> Result<StorageBackend, Error> {

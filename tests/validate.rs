@@ -217,6 +217,41 @@ fn plaintext_passwords_are_refused() {
 }
 
 #[test]
+fn a_password_comes_from_a_secret_or_a_hash_not_both() {
+    let ok = edit(
+        BASE,
+        "        - name: admin\n",
+        "        - name: admin\n          password_from: {env: ADMIN_PASSWORD}\n",
+    );
+    assert!(
+        !findings(&ok).iter().any(|d| d.is_error()),
+        "{:?}",
+        findings(&ok)
+    );
+    let t = edit(
+        BASE,
+        "        - name: admin\n",
+        "        - name: admin\n          password_from: {env: ADMIN_PASSWORD}\n          password_hash: \"$6$abc$def\"\n",
+    );
+    let d = only(&t, "password-twice");
+    assert_at(&d, at(&t, "password_from:"));
+    let plain = edit(
+        BASE,
+        "        - name: admin\n",
+        "        - name: admin\n          password_from: hunter2\n",
+    );
+    let Err(e) = lab(&plain) else {
+        panic!("a plain string is not a secret reference")
+    };
+    let text = format!("{e:?}");
+    assert!(
+        text.contains("unknown value `hunter2`, expected one of: env, file")
+            && text.contains("line: 54, column: 26"),
+        "{text}"
+    );
+}
+
+#[test]
 fn password_hashes_must_be_strong_crypt_hashes() {
     let t = edit(
         BASE,

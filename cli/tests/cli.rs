@@ -419,7 +419,7 @@ fn a_real_backend_without_its_credentials_is_a_clear_error() {
     let o = cloudlet(st.path(), &["plan", l]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        text(&o).contains("no provider for the hypervisor domain: the environment variable VSPHERE_PASSWORD (the credentials) is not set"),
+        text(&o).contains("no provider for the hypervisor domain: the credentials: the environment variable VSPHERE_PASSWORD is not set"),
         "{}",
         text(&o)
     );

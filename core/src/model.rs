@@ -72,6 +72,33 @@ pub enum SecretRef {
     File(PathBuf),
 }
 
+impl SecretRef {
+    /// Reads the secret: the variable's value, or the file's text without surrounding
+    /// whitespace (a relative path is relative to `base_dir`, the lab's directory). The error
+    /// names where it looked, never a value.
+    pub fn read(&self, base_dir: &std::path::Path) -> Result<String, String> {
+        match self {
+            SecretRef::Env(v) => {
+                std::env::var(v).map_err(|_| format!("the environment variable {v} is not set"))
+            }
+            SecretRef::File(f) => {
+                let path = base_dir.join(f);
+                std::fs::read_to_string(&path)
+                    .map(|t| t.trim().to_string())
+                    .map_err(|e| format!("reading {}: {e}", path.display()))
+            }
+        }
+    }
+
+    /// Where the secret is, for plans and logs (`env NAME`, `file PATH`).
+    pub fn describe(&self) -> String {
+        match self {
+            SecretRef::Env(v) => format!("env {v}"),
+            SecretRef::File(f) => format!("file {}", f.display()),
+        }
+    }
+}
+
 /// Which backend serves each domain.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -622,6 +649,11 @@ pub struct InstallUser {
     /// A crypt(3) hash (`$6$...` SHA-512, `$y$...` yescrypt). Make one with `mkpasswd -m sha-512`.
     #[serde(default)]
     pub password_hash: Option<String>,
+    /// Where the password is read (an environment variable or a file, never the lab): the
+    /// boot service hashes it with SHA-512 crypt (a fresh salt) when it renders the install
+    /// config; the password itself is never written anywhere.
+    #[serde(default)]
+    pub password_from: Option<SecretRef>,
     /// Refused: plaintext passwords never go into a lab file. Accepted by the parser only to
     /// give a precise error.
     #[serde(default, skip_serializing)]

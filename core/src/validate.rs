@@ -760,7 +760,20 @@ impl<'a> Validator<'a> {
                             up.join("password"),
                             format!("user `{}` has a plaintext password", u.name),
                         )
-                        .help("write `password_hash:` with a SHA-512 crypt hash (`mkpasswd -m sha-512`) or use `ssh_keys:`"),
+                        .help("write `password_from: {env: VAR}` (or `{file: PATH}`; hashed with SHA-512 crypt when the install config is rendered), `password_hash:` with a crypt hash (`mkpasswd -m sha-512`), or use `ssh_keys:`"),
+                    );
+                }
+                if u.password_hash.is_some() && u.password_from.is_some() {
+                    self.out.push(
+                        Diagnostic::error_at_key(
+                            "password-twice",
+                            up.join("password_from"),
+                            format!(
+                                "user `{}` has both `password_hash` and `password_from`",
+                                u.name
+                            ),
+                        )
+                        .help("keep one of them"),
                     );
                 }
                 if let Some(h) = &u.password_hash
@@ -778,7 +791,11 @@ impl<'a> Validator<'a> {
                         .help("generate one with `mkpasswd -m sha-512` (a `$6$...` hash)"),
                     );
                 }
-                if u.password_hash.is_none() && u.ssh_keys.is_empty() && u.password.is_none() {
+                if u.password_hash.is_none()
+                    && u.password_from.is_none()
+                    && u.ssh_keys.is_empty()
+                    && u.password.is_none()
+                {
                     self.out.push(
                         Diagnostic::error(
                             "user-credentials",
@@ -788,7 +805,7 @@ impl<'a> Validator<'a> {
                                 u.name
                             ),
                         )
-                        .help("add `ssh_keys:` or `password_hash:`"),
+                        .help("add `ssh_keys:`, `password_from:` or `password_hash:`"),
                     );
                 }
                 if !is_dns_label(&u.name) || u.name.len() > 32 {

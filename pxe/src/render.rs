@@ -245,6 +245,42 @@ pub fn ipxe_machine(lab: &Lab, machine: &str, p: &Profile, server: &BootServer) 
     )
 }
 
+/// A SHA-512 crypt hash (`$6$rounds=5000$SALT$...`) of `password` with a fresh random
+/// 16-character salt.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    use sha_crypt::{CustomizedPasswordHasher, Params, ShaCrypt};
+    let mut salt = [0u8; 12];
+    getrandom::fill(&mut salt).map_err(|e| format!("no random salt: {e}"))?;
+    ShaCrypt::SHA512
+        .hash_password_customized(password.as_bytes(), &salt, None, None, Params::RECOMMENDED)
+        .map(|h| h.to_string())
+        .map_err(|e| format!("hashing failed: {e}"))
+}
+
+/// `p` with the password of every `password_from` user read (relative files from
+/// `base_dir`) and hashed; the password itself is dropped at once.
+pub fn with_hashed_passwords(p: &Profile, base_dir: &std::path::Path) -> Result<Profile, String> {
+    let mut p = p.clone();
+    for u in &mut p.users {
+        if u.password_hash.is_none()
+            && let Some(from) = &u.password_from
+        {
+            let password = from
+                .read(base_dir)
+                .map_err(|why| format!("the password of user `{}`: {why}", u.name))?;
+            if password.is_empty() {
+                return Err(format!(
+                    "the password of user `{}` ({}) is empty",
+                    u.name,
+                    from.describe()
+                ));
+            }
+            u.password_hash = Some(hash_password(&password)?);
+        }
+    }
+    Ok(p)
+}
+
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
@@ -259,6 +295,16 @@ fn user_lines(s: &mut String, u: &InstallUser) {
             let _ = write!(line, " --iscrypted --password={h}");
         }
         None => line.push_str(" --lock"),
+    }
+    if u.password_hash.is_none()
+        && let Some(from) = &u.password_from
+    {
+        let _ = writeln!(
+            s,
+            "# the password of {} ({}) is hashed in by cloudlet's boot service",
+            u.name,
+            from.describe()
+        );
     }
     let _ = writeln!(s, "{line}");
     for k in &u.ssh_keys {
@@ -784,6 +830,59 @@ mod tests {
                 .count(),
             0,
             "{ps}"
+        );
+    }
+
+    #[test]
+    fn passwords_from_secrets_are_hashed_at_render_time_and_verify_with_libc_crypt() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ops.pw"), "correct horse\n").unwrap();
+        let lab = seed();
+        let mut p = lab.pxe.as_ref().unwrap().profiles["ubuntu2004"].clone();
+        p.users[0].password_hash = None;
+        p.users[0].password_from = Some(cloudlet_core::model::SecretRef::File("ops.pw".into()));
+        let m = &lab.machines["k8s-node1"];
+        let unhashed = kickstart(&lab, "k8s-node1", m, &p, None);
+        assert!(unhashed.contains("# the password of wizard (file ops.pw) is hashed in by cloudlet's boot service\nuser --name=wizard --groups=sudo,wheel --lock\n"), "{unhashed}");
+        let hashed = with_hashed_passwords(&p, dir.path()).unwrap();
+        let h = hashed.users[0].password_hash.clone().unwrap();
+        assert!(h.starts_with("$6$rounds=5000$"), "{h}");
+        let again = with_hashed_passwords(&p, dir.path()).unwrap();
+        assert_ne!(
+            again.users[0].password_hash.as_ref(),
+            Some(&h),
+            "a fresh salt each time"
+        );
+        let ks = kickstart(&lab, "k8s-node1", m, &hashed, None);
+        assert!(
+            ks.contains(&format!("--iscrypted --password={h}\n")),
+            "{ks}"
+        );
+        assert!(!ks.contains("correct horse"));
+        // The C library's crypt(3), through Python, accepts the password and refuses another.
+        let check = |pw: &str| {
+            let o = std::process::Command::new("python3")
+                .args([
+                    "-W",
+                    "ignore",
+                    "-c",
+                    "import crypt,sys; print(crypt.crypt(sys.argv[1], sys.argv[2]) == sys.argv[2])",
+                    pw,
+                    &h,
+                ])
+                .output()
+                .expect("python3 runs");
+            String::from_utf8_lossy(&o.stdout).trim() == "True"
+        };
+        assert!(check("correct horse"));
+        assert!(!check("correct horse battery"));
+        p.users[0].password_from = Some(cloudlet_core::model::SecretRef::Env(
+            "CLOUDLET_TEST_NO_SUCH_VAR".into(),
+        ));
+        let err = with_hashed_passwords(&p, dir.path()).unwrap_err();
+        assert_eq!(
+            err,
+            "the password of user `wizard`: the environment variable CLOUDLET_TEST_NO_SUCH_VAR is not set"
         );
     }
 }

@@ -59,6 +59,8 @@ pub struct BootConfig {
     pub root: PathBuf,
     /// Where the install state is kept.
     pub state_dir: PathBuf,
+    /// The directory relative `password_from` files are read from (the lab's).
+    pub secrets_dir: PathBuf,
     /// Boot file for BIOS PXE ROMs.
     pub bios_file: String,
     /// Boot file for x86-64 UEFI PXE ROMs.
@@ -84,6 +86,7 @@ impl BootConfig {
             loader: Loader::Ipxe,
             root,
             state_dir,
+            secrets_dir: PathBuf::from("."),
             bios_file: "pxelinux.0".into(),
             efi_file: "grubnetx64.efi".into(),
             windows: Windows::default(),
@@ -436,6 +439,9 @@ pub enum ServiceError {
     /// The install state could not be read.
     #[error(transparent)]
     State(#[from] InstallError),
+    /// A user's password could not be read or hashed.
+    #[error("{0}")]
+    Password(String),
     /// The lab has nothing to serve.
     #[error(
         "the lab has no machine that installs over the network (boot: [network, ...] and install: PROFILE)"
@@ -465,9 +471,14 @@ impl BootService {
     /// Binds proxyDHCP (when asked), TFTP and HTTP for `lab` and opens its install state.
     /// Call it inside the runtime that will run it.
     pub async fn bind(lab: &Lab, config: BootConfig) -> Result<BootService, ServiceError> {
-        let by_mac = targets(lab);
+        let mut by_mac = targets(lab);
         if by_mac.is_empty() {
             return Err(ServiceError::Nothing);
+        }
+        // `password_from` secrets are read and hashed once, here; only hashes are kept.
+        for t in by_mac.values_mut() {
+            t.profile = render::with_hashed_passwords(&t.profile, &config.secrets_dir)
+                .map_err(ServiceError::Password)?;
         }
         let installs = Installs::open(&config.state_dir, config.windows)?;
         let ip = IpAddr::V4(config.address);
@@ -559,7 +570,8 @@ impl BootService {
                 efi_arm64: None,
                 ipxe_script: (config.loader == Loader::Ipxe)
                     .then(|| format!("{}/ipxe/{{mac}}", server.base_url)),
-                http_boot: None,
+                // UEFI HTTP boot: the UEFI boot program over HTTP from the same files.
+                http_boot: Some(format!("{}/boot/{}", server.base_url, config.efi_file)),
                 known: Some(known),
             };
             let observed = shared.clone();
