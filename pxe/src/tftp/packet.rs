@@ -174,6 +174,11 @@ pub fn parse(buf: &[u8]) -> Result<Packet<'_>, PacketError> {
 /// Encodes a DATA packet header plus payload into `out`.
 pub fn data(out: &mut Vec<u8>, block: u16, payload: &[u8]) {
     out.clear();
+    data_append(out, block, payload);
+}
+
+/// Appends a DATA packet to `out` (packets of a window, back to back).
+pub fn data_append(out: &mut Vec<u8>, block: u16, payload: &[u8]) {
     out.extend_from_slice(&3u16.to_be_bytes());
     out.extend_from_slice(&block.to_be_bytes());
     out.extend_from_slice(payload);
