@@ -76,6 +76,17 @@ pub enum Error {
     },
 }
 
+/// What the network installs came to while cloudlet served them during an apply.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct InstallOutcome {
+    /// Every network-install machine and its state.
+    pub machines: Vec<PxeMachine>,
+    /// The machines that did not report within the wait.
+    pub not_reported: Vec<String>,
+    /// How long the installs were waited for after the apply.
+    pub waited: std::time::Duration,
+}
+
 /// A machine that installs over the network, and where its install is.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PxeMachine {
@@ -439,6 +450,112 @@ impl Lab {
         config.state_dir = self.pxe_state_dir();
         config.secrets_dir = self.loaded.base_dir.clone();
         Ok(pxe::service::BootService::bind(&self.loaded.lab, config).await?)
+    }
+
+    /// Runs `work` (usually an apply) while the lab's own boot service (`pxe.serve`) serves
+    /// network installs, then keeps serving until every network-install machine that was not
+    /// installed has reported (installed or failed), at most `pxe.serve.wait`. Boot service
+    /// events go to `on_event`. Without `pxe.serve` this only runs `work` (no outcome).
+    pub async fn serving_installs<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, Error>>,
+        on_event: Option<&(dyn Fn(&pxe::service::Event) + Sync)>,
+    ) -> Result<(T, Option<InstallOutcome>), Error> {
+        use pxe::service::Event as E;
+        let Some(serve) = self.loaded.lab.pxe.as_ref().and_then(|p| p.serve.clone()) else {
+            return Ok((work.await?, None));
+        };
+        let mut cfg = pxe::service::BootConfig::new(
+            serve.address,
+            self.loaded.base_dir.join(&serve.root),
+            self.pxe_state_dir(),
+        );
+        cfg.interface = serve.interface.clone();
+        cfg.proxy_dhcp = serve.proxy_dhcp;
+        cfg.http_port = serve.http_port;
+        cfg.tftp_port = serve.tftp_port;
+        cfg.loader = match serve.loader {
+            cloudlet_core::model::BootLoader::Ipxe => pxe::service::Loader::Ipxe,
+            cloudlet_core::model::BootLoader::Pxelinux => pxe::service::Loader::Pxelinux,
+        };
+        let svc = self.boot_service(cfg).await?;
+        let mut events = svc.events();
+        let installed = svc.machines();
+        let mut pending: std::collections::BTreeSet<String> = self
+            .pxe_status()?
+            .into_iter()
+            .filter(|m| {
+                installed
+                    .get(&m.name)
+                    .is_none_or(|s| s.phase != pxe::install::Phase::Installed)
+            })
+            .map(|m| m.name)
+            .collect();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = svc.run(async {
+            let _ = stopped.await;
+        });
+        let wait = std::time::Duration::from_secs(serve.wait.0);
+        let watch = async move {
+            let mut work = std::pin::pin!(work);
+            let mut result: Option<Result<T, Error>> = None;
+            let deadline = tokio::time::sleep(std::time::Duration::MAX / 4);
+            let mut deadline = std::pin::pin!(deadline);
+            let start = std::time::Instant::now();
+            let mut waited = std::time::Duration::ZERO;
+            loop {
+                tokio::select! {
+                    r = &mut work, if result.is_none() => {
+                        let failed = r.is_err();
+                        result = Some(r);
+                        if failed {
+                            break;
+                        }
+                        waited = start.elapsed();
+                        deadline.as_mut().reset(tokio::time::Instant::now() + wait);
+                    }
+                    e = events.recv() => match e {
+                        Ok(e) => {
+                            if let E::Reported { machine, .. } = &e {
+                                pending.remove(machine);
+                            }
+                            if let Some(f) = on_event {
+                                f(&e);
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    },
+                    () = &mut deadline, if result.is_some() => break,
+                }
+                if result.is_some() && pending.is_empty() {
+                    break;
+                }
+            }
+            let _ = stop.send(());
+            (result, pending, start.elapsed().saturating_sub(waited))
+        };
+        let (served, (result, pending, waited)) = tokio::join!(run, watch);
+        let value = match result {
+            Some(r) => r?,
+            None => {
+                return Err(Error::Boot(pxe::service::ServiceError::Bind {
+                    what: "the boot service".into(),
+                    message: format!(
+                        "it stopped before the apply finished: {}",
+                        served.err().map(|e| e.to_string()).unwrap_or_default()
+                    ),
+                }));
+            }
+        };
+        Ok((
+            value,
+            Some(InstallOutcome {
+                machines: self.pxe_status()?,
+                not_reported: pending.into_iter().collect(),
+                waited,
+            }),
+        ))
     }
 
     /// The address the lab's boot server machine (`pxe.server`) has, if any.

@@ -571,12 +571,73 @@ pub struct Pxe {
     /// The machine that serves network boot (omit when cloudlet serves it itself).
     #[serde(default)]
     pub server: Option<String>,
+    /// cloudlet serves network boot itself during `apply` (proxyDHCP next to the router's
+    /// DHCP server, TFTP and HTTP), then waits for the network installs to finish.
+    #[serde(default)]
+    pub serve: Option<Serve>,
     /// The boot menu.
     #[serde(default)]
     pub menu: Menu,
     /// Install profiles by name.
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
+}
+
+/// How cloudlet serves network boot itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Serve {
+    /// This host's address on the boot segment.
+    pub address: Ipv4Addr,
+    /// The interface of the boot segment (proxyDHCP binds to it); every interface when
+    /// omitted.
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// The directory of boot programs, kernels and initrds, relative to the lab.
+    #[serde(default = "default_boot_root")]
+    pub root: PathBuf,
+    /// How iPXE clients boot: `ipxe` (their own script over HTTP) or `pxelinux` (TFTP).
+    #[serde(default)]
+    pub loader: BootLoader,
+    /// Run proxyDHCP (turn off when the router's DHCP server points machines here).
+    #[serde(default = "yes")]
+    pub proxy_dhcp: bool,
+    /// HTTP port.
+    #[serde(default = "default_http_port")]
+    pub http_port: u16,
+    /// TFTP port.
+    #[serde(default = "default_tftp_port")]
+    pub tftp_port: u16,
+    /// How long `apply` waits for the machines that are not installed yet.
+    #[serde(default = "default_install_wait")]
+    pub wait: Duration,
+}
+
+fn default_boot_root() -> PathBuf {
+    PathBuf::from("boot")
+}
+
+fn default_http_port() -> u16 {
+    80
+}
+
+fn default_tftp_port() -> u16 {
+    69
+}
+
+fn default_install_wait() -> Duration {
+    Duration(30 * 60)
+}
+
+/// How iPXE clients boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BootLoader {
+    /// Their own iPXE script over HTTP, kernel and initrd over HTTP.
+    #[default]
+    Ipxe,
+    /// pxelinux over TFTP with a per-MAC config.
+    Pxelinux,
 }
 
 /// The boot menu.

@@ -286,6 +286,29 @@ impl<'a> Validator<'a> {
             }
         }
         if let Some(pxe) = &lab.pxe {
+            if pxe.server.is_some() && pxe.serve.is_some() {
+                self.out.push(
+                    Diagnostic::error_at_key(
+                        "pxe-server-twice",
+                        path!["pxe", "serve"],
+                        "`pxe.serve` (cloudlet serves network boot) and `pxe.server` (a machine of the lab serves it) are both set",
+                    )
+                    .help("keep `serve:` for cloudlet's own boot service, or `server:` for a boot server machine"),
+                );
+            }
+            if let Some(sv) = &pxe.serve
+                && !lab.networks.values().any(|n| n.cidr.contains(sv.address))
+                && !sv.address.is_loopback()
+            {
+                self.out.push(
+                    Diagnostic::warning(
+                        "serve-address",
+                        path!["pxe", "serve", "address"],
+                        format!("{} is in none of the lab's networks", sv.address),
+                    )
+                    .help("the boot service answers on the segment the machines boot on: use this host's address there"),
+                );
+            }
             if let Some(s) = &pxe.server
                 && !lab.machines.contains_key(s)
             {

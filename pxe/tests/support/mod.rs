@@ -230,8 +230,13 @@ impl Segment {
 /// The directory of the Debian cloud kernel, its virtio-net modules, a static busybox and
 /// pxelinux (scripts/boot-peers.sh fetches them once into the cache and prints it).
 pub fn boot_peers() -> PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/boot-peers.sh");
-    let o = Command::new("bash").arg(script).output().unwrap();
+    // The workspace root is this package's directory or its parent.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|d| d.join("scripts/boot-peers.sh"))
+        .find(|p| p.exists())
+        .expect("scripts/boot-peers.sh in the workspace");
+    let o = Command::new("bash").arg(&script).output().unwrap();
     assert!(
         o.status.success(),
         "scripts/boot-peers.sh: {}",
