@@ -266,13 +266,15 @@ impl Shared {
         self.by_mac.values().find(|t| t.name == name)
     }
 
-    fn install_file(&self, req: &http::Request, rest: &str) -> Reply {
+    fn install_file(
+        &self,
+        req: &http::Request,
+        name: &str,
+        token: &str,
+        file: &str,
+        post: bool,
+    ) -> Reply {
         let peer = req.peer.ip();
-        let mut parts = rest.splitn(3, '/');
-        let (Some(name), Some(token), Some(file)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Reply::not_found("install files are /install/MACHINE/TOKEN/FILE");
-        };
         let Some(t) = self.target_by_name(name) else {
             return Reply::not_found(format!("no machine `{name}` installs here"));
         };
@@ -285,7 +287,7 @@ impl Shared {
             Reply::forbidden(e.to_string())
         };
         let server = self.server.with_token(token);
-        match (req.method == hyper::Method::POST, file) {
+        match (post, file) {
             (false, "config" | "user-data") => {
                 if let Err(e) = self.installs().config_fetched(name, token, peer, now()) {
                     return refuse(e);
@@ -371,6 +373,76 @@ impl Shared {
     }
 }
 
+/// What an HTTP request of the boot service asks for, from its method and path alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// `GET /install/MACHINE/TOKEN/FILE` or `POST .../done`.
+    Install {
+        /// The machine named.
+        machine: &'a str,
+        /// The token presented.
+        token: &'a str,
+        /// `config`, `user-data`, `meta-data`, `vendor-data` or `done`.
+        file: &'a str,
+        /// Whether it is the callback (POST).
+        post: bool,
+    },
+    /// `GET /boot.ipxe`: the chain to each machine's own script.
+    Chain,
+    /// `GET /ipxe/MAC`: a machine's script (`MAC` normalized to `aa-bb-...`).
+    Script(String),
+    /// A file of the namespace (`/boot/NAME` or `/NAME`).
+    File(&'a str),
+    /// Nothing served here, and why.
+    NotFound(&'static str),
+}
+
+/// Routes a request. Install paths must have exactly three segments; a machine name or token
+/// with anything but letters, digits and `-` is refused here, before any lookup.
+pub fn route(post: bool, path: &str) -> Route<'_> {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    if let Some(rest) = path.strip_prefix("install/") {
+        let parts: Vec<&str> = rest.split('/').collect();
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        return match parts.as_slice() {
+            [machine, token, file] if plain(machine) && plain(token) => {
+                let served = if post {
+                    *file == "done"
+                } else {
+                    matches!(*file, "config" | "user-data" | "meta-data" | "vendor-data")
+                };
+                if served {
+                    Route::Install {
+                        machine,
+                        token,
+                        file,
+                        post,
+                    }
+                } else {
+                    Route::NotFound(
+                        "install files are config, user-data, meta-data, vendor-data; POST done",
+                    )
+                }
+            }
+            _ => Route::NotFound("install files are /install/MACHINE/TOKEN/FILE"),
+        };
+    }
+    if post {
+        return Route::NotFound("only install callbacks are posted");
+    }
+    if path == "boot.ipxe" {
+        return Route::Chain;
+    }
+    if let Some(mac) = path.strip_prefix("ipxe/") {
+        return mac_key(mac).map_or(Route::NotFound("scripts are /ipxe/MAC"), Route::Script);
+    }
+    Route::File(path.strip_prefix("boot/").unwrap_or(path))
+}
+
 struct Files {
     shared: Arc<Shared>,
 }
@@ -389,35 +461,29 @@ struct Web {
 impl Handler for Web {
     fn handle(&self, req: &http::Request) -> Reply {
         let s = &self.shared;
-        let path = req.path.trim_start_matches('/');
-        if let Some(rest) = path.strip_prefix("install/") {
-            return s.install_file(req, rest);
-        }
-        if req.method == hyper::Method::POST {
-            return Reply::not_found("only install callbacks are posted");
-        }
-        if path == "boot.ipxe" {
-            return Reply::ok("text/plain", render::ipxe_chain(&s.server));
-        }
-        if let Some(mac) = path.strip_prefix("ipxe/") {
-            let Some(mac) = mac_key(mac) else {
-                return Reply::not_found("scripts are /ipxe/MAC");
-            };
-            return match s.boot(&mac, req.peer.ip(), "ipxe") {
+        match route(req.method == hyper::Method::POST, &req.path) {
+            Route::Install {
+                machine,
+                token,
+                file,
+                post,
+            } => s.install_file(req, machine, token, file, post),
+            Route::Chain => Reply::ok("text/plain", render::ipxe_chain(&s.server)),
+            Route::Script(mac) => match s.boot(&mac, req.peer.ip(), "ipxe") {
                 Some((t, BootAnswer::Install { token })) => Reply::ok(
                     "text/plain",
                     render::ipxe_machine(&s.lab, &t.name, &t.profile, &s.server.with_token(&token)),
                 ),
                 Some((_, BootAnswer::LocalDisk)) => Reply::ok("text/plain", render::ipxe_local()),
                 None => Reply::not_found("no machine of this lab boots with that MAC here"),
-            };
-        }
-        // Kernels and initrds under /boot/, boot programs and per-MAC configs by name.
-        let name = path.strip_prefix("boot/").unwrap_or(path);
-        match self.namespace.open_for(name, Some(req.peer.ip())) {
-            Ok(src) => Reply::File(src),
-            Err(crate::tftp::Refusal::NotFound) => Reply::not_found("no such file"),
-            Err(crate::tftp::Refusal::Forbidden(why)) => Reply::forbidden(why),
+            },
+            // Kernels and initrds under /boot/, boot programs and per-MAC configs by name.
+            Route::File(name) => match self.namespace.open_for(name, Some(req.peer.ip())) {
+                Ok(src) => Reply::File(src),
+                Err(crate::tftp::Refusal::NotFound) => Reply::not_found("no such file"),
+                Err(crate::tftp::Refusal::Forbidden(why)) => Reply::forbidden(why),
+            },
+            Route::NotFound(why) => Reply::not_found(why),
         }
     }
 }
@@ -657,6 +723,46 @@ impl BootService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(
+            route(false, "/install/vm1/ab12/config"),
+            Route::Install {
+                machine: "vm1",
+                token: "ab12",
+                file: "config",
+                post: false
+            }
+        );
+        assert!(matches!(
+            route(true, "/install/vm1/ab12/done"),
+            Route::Install { post: true, .. }
+        ));
+        for bad in [
+            "/install/vm1/ab12/done",
+            "/install/vm1/ab12/../config",
+            "/install/../ab12/config",
+            "/install/vm1/ab%2e/config",
+            "/install/vm1/ab12/config/x",
+            "/install/vm1//config",
+            "/install/vm1/ab12/secret",
+        ] {
+            assert!(matches!(route(false, bad), Route::NotFound(_)), "{bad}");
+        }
+        assert!(matches!(
+            route(true, "/install/vm1/ab12/config"),
+            Route::NotFound(_)
+        ));
+        assert!(matches!(route(true, "/boot/vmlinuz"), Route::NotFound(_)));
+        assert_eq!(route(false, "/boot.ipxe"), Route::Chain);
+        assert_eq!(
+            route(false, "/ipxe/52:54:00:AA:bb:cc"),
+            Route::Script("52-54-00-aa-bb-cc".into())
+        );
+        assert_eq!(route(false, "/boot/a/vmlinuz"), Route::File("a/vmlinuz"));
+        assert_eq!(route(false, "/pxelinux.0"), Route::File("pxelinux.0"));
+    }
 
     #[test]
     fn mac_keys() {
