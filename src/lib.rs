@@ -76,6 +76,52 @@ pub enum Error {
     },
 }
 
+/// Settings of the boot service that a caller gives; what it leaves out comes from the lab's
+/// `pxe.serve`, then from the defaults (address: the `pxe.server` machine's; files: `boot`
+/// next to the lab; proxyDHCP on; iPXE over HTTP; ports 80 and 69).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BootOptions {
+    /// This host's address on the boot segment.
+    pub address: Option<std::net::Ipv4Addr>,
+    /// The boot segment's interface.
+    pub interface: Option<String>,
+    /// The boot files directory (relative to the lab).
+    pub root: Option<PathBuf>,
+    /// Whether to run proxyDHCP.
+    pub proxy_dhcp: Option<bool>,
+    /// How iPXE clients boot.
+    pub loader: Option<cloudlet_core::model::BootLoader>,
+    /// HTTP port.
+    pub http_port: Option<u16>,
+    /// TFTP port.
+    pub tftp_port: Option<u16>,
+}
+
+/// A bound boot service for a frontend that runs it on its own runtime: spawn `run`, read
+/// `events`, and send on (or drop) `stop` to end it.
+pub struct BackgroundBoot {
+    /// The HTTP address bound.
+    pub http: std::net::SocketAddr,
+    /// The TFTP address bound.
+    pub tftp: std::net::SocketAddr,
+    /// The service's events; ends when it stops.
+    pub events: pxe::service::Events,
+    /// Ends the service when sent on or dropped.
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    /// The service: runs until `stop`.
+    pub run: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>,
+}
+
+impl std::fmt::Debug for BackgroundBoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackgroundBoot")
+            .field("http", &self.http)
+            .field("tftp", &self.tftp)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What the network installs came to while cloudlet served them during an apply.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct InstallOutcome {
@@ -452,6 +498,81 @@ impl Lab {
         Ok(pxe::service::BootService::bind(&self.loaded.lab, config).await?)
     }
 
+    /// The boot service's settings: `options`, then the lab's `pxe.serve`, then the defaults.
+    pub fn boot_config(&self, options: &BootOptions) -> Result<pxe::service::BootConfig, Error> {
+        let serve = self.loaded.lab.pxe.as_ref().and_then(|p| p.serve.clone());
+        let address = options
+            .address
+            .or(serve.as_ref().map(|s| s.address))
+            .or_else(|| self.pxe_server_address())
+            .ok_or_else(|| {
+                pxe::service::ServiceError::Config(
+                    "no address to serve on: give this host's address on the boot segment (`pxe.serve.address` in the lab, or the address option), or name the boot server machine in `pxe.server`".into(),
+                )
+            })?;
+        let root = options
+            .root
+            .clone()
+            .or(serve.as_ref().map(|s| s.root.clone()))
+            .unwrap_or_else(|| PathBuf::from("boot"));
+        let mut cfg = pxe::service::BootConfig::new(
+            address,
+            self.loaded.base_dir.join(root),
+            self.pxe_state_dir(),
+        );
+        cfg.interface = options
+            .interface
+            .clone()
+            .or(serve.as_ref().and_then(|s| s.interface.clone()));
+        cfg.proxy_dhcp = options
+            .proxy_dhcp
+            .or(serve.as_ref().map(|s| s.proxy_dhcp))
+            .unwrap_or(true);
+        cfg.http_port = options
+            .http_port
+            .or(serve.as_ref().map(|s| s.http_port))
+            .unwrap_or(80);
+        cfg.tftp_port = options
+            .tftp_port
+            .or(serve.as_ref().map(|s| s.tftp_port))
+            .unwrap_or(69);
+        cfg.loader = match options
+            .loader
+            .or(serve.as_ref().map(|s| s.loader))
+            .unwrap_or_default()
+        {
+            cloudlet_core::model::BootLoader::Ipxe => pxe::service::Loader::Ipxe,
+            cloudlet_core::model::BootLoader::Pxelinux => pxe::service::Loader::Pxelinux,
+        };
+        Ok(cfg)
+    }
+
+    /// The boot service bound with `options` (see [`Lab::boot_config`]), split so a frontend
+    /// can run it on its own runtime ([`BackgroundBoot`]).
+    pub async fn boot_in_background(&self, options: &BootOptions) -> Result<BackgroundBoot, Error> {
+        let svc = self.boot_service(self.boot_config(options)?).await?;
+        let addr = |r: std::io::Result<std::net::SocketAddr>| {
+            r.map_err(|e| {
+                Error::Boot(pxe::service::ServiceError::Bind {
+                    what: "the boot service".into(),
+                    message: e.to_string(),
+                })
+            })
+        };
+        let (http, tftp) = (addr(svc.http_addr())?, addr(svc.tftp_addr())?);
+        let events = svc.event_stream();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        Ok(BackgroundBoot {
+            http,
+            tftp,
+            events,
+            stop,
+            run: Box::pin(svc.run(async {
+                let _ = stopped.await;
+            })),
+        })
+    }
+
     /// Runs `work` (usually an apply) while the lab's own boot service (`pxe.serve`) serves
     /// network installs, then keeps serving until every network-install machine that was not
     /// installed has reported (installed or failed), at most `pxe.serve.wait`. Boot service
@@ -465,19 +586,7 @@ impl Lab {
         let Some(serve) = self.loaded.lab.pxe.as_ref().and_then(|p| p.serve.clone()) else {
             return Ok((work.await?, None));
         };
-        let mut cfg = pxe::service::BootConfig::new(
-            serve.address,
-            self.loaded.base_dir.join(&serve.root),
-            self.pxe_state_dir(),
-        );
-        cfg.interface = serve.interface.clone();
-        cfg.proxy_dhcp = serve.proxy_dhcp;
-        cfg.http_port = serve.http_port;
-        cfg.tftp_port = serve.tftp_port;
-        cfg.loader = match serve.loader {
-            cloudlet_core::model::BootLoader::Ipxe => pxe::service::Loader::Ipxe,
-            cloudlet_core::model::BootLoader::Pxelinux => pxe::service::Loader::Pxelinux,
-        };
+        let cfg = self.boot_config(&BootOptions::default())?;
         let svc = self.boot_service(cfg).await?;
         let mut events = svc.events();
         let installed = svc.machines();

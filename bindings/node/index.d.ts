@@ -79,7 +79,7 @@ export interface VolumeStatus {
 export interface Finding { id: string; state: 'ready' | 'progressing' | 'failed'; message: string }
 
 /** Stable error codes. */
-export type ErrorCode = 'LAB_INVALID' | 'LAB_IO' | 'PLAN_STALE' | 'LOCKED' | 'DATA_LOSS' | 'BACKEND' | 'RENDER';
+export type ErrorCode = 'LAB_INVALID' | 'LAB_IO' | 'PLAN_STALE' | 'LOCKED' | 'DATA_LOSS' | 'BACKEND' | 'RENDER' | 'BOOT';
 
 /** An error of the cloudlet library. */
 export declare class CloudletError extends Error {
@@ -102,6 +102,52 @@ export interface ApplyOptions {
   allowDataLoss?: boolean;
 }
 
+/** Settings of the boot service; what is left out comes from the lab's `pxe.serve`. */
+export interface BootOptions {
+  /** This host's address on the boot segment. */
+  address?: string;
+  /** The boot segment's interface (proxyDHCP binds to it). */
+  iface?: string;
+  /** The boot files directory (relative to the lab). */
+  root?: string;
+  /** Run proxyDHCP (default true). */
+  proxyDhcp?: boolean;
+  /** How iPXE clients boot. */
+  loader?: 'ipxe' | 'pxelinux';
+  httpPort?: number;
+  tftpPort?: number;
+  /** Called for each boot event. */
+  onEvent?: (event: BootEvent) => void;
+}
+
+/** What the boot service did. */
+export interface BootEvent {
+  event: 'dhcp' | 'boot' | 'config' | 'refused' | 'reported';
+  machine: string;
+  [key: string]: unknown;
+}
+
+/** A machine's install state; times are Unix seconds. */
+export interface InstallState {
+  mac: string;
+  phase: 'discovered' | 'booting' | 'installing' | 'installed' | 'failed';
+  since: number;
+  ip?: string;
+  boots: number;
+  history: { phase: string; at: number; note?: string }[];
+}
+
+/** A machine that installs over the network. */
+export interface PxeMachine { name: string; mac: string; profile: string; state: InstallState | null }
+
+/** A running network boot service. */
+export declare class BootService {
+  readonly httpAddress: string;
+  readonly tftpAddress: string;
+  /** Stops the service and waits for it to end. */
+  stop(): Promise<void>;
+}
+
 /** A loaded lab. */
 export declare class Lab {
   /** Loads a lab file or directory; rejects with a CloudletError (LAB_INVALID, LAB_IO). */
@@ -121,6 +167,12 @@ export declare class Lab {
   clusterHealth(wait?: number): Promise<Finding[]>;
   /** The lab's volumes on the NAS (empty unless the storage target is a NAS). */
   storageStatus(): Promise<VolumeStatus[]>;
+  /** Starts the lab's network boot service in the background (BOOT errors). */
+  pxeServe(options?: BootOptions): Promise<BootService>;
+  /** Each machine that installs over the network, with its install state. */
+  pxeStatus(): PxeMachine[];
+  /** Installs `machine` again at its next network boot. */
+  pxeReinstall(machine: string): void;
 }
 
 /** The diagnostics of the lab at `path`. */

@@ -6,7 +6,7 @@
 //   const report = await lab.apply(plan, { onEvent: (e) => console.log(e.type) });
 //
 // Conversion only: records come from the library's JSON, errors become CloudletError with a
-// stable `code` (LAB_INVALID, LAB_IO, PLAN_STALE, LOCKED, DATA_LOSS, BACKEND, RENDER) and the cause chain.
+// stable `code` (LAB_INVALID, LAB_IO, PLAN_STALE, LOCKED, DATA_LOSS, BACKEND, RENDER, BOOT) and the cause chain.
 'use strict';
 
 const native = require(process.env.CLOUDLET_NODE_ADDON || './cloudlet.node');
@@ -191,6 +191,55 @@ class Lab {
   /** The lab's volumes on the NAS: path, clients, usage, newest snapshot. */
   async storageStatus() {
     return parse(await wrapAsync(this._native.storageStatus()));
+  }
+
+  /**
+   * Starts the lab's network boot service in the background; options left out come from
+   * the lab's `pxe.serve`. `onEvent` gets each boot event.
+   */
+  async pxeServe({ address, iface, root, proxyDhcp, loader, httpPort, tftpPort, onEvent } = {}) {
+    const options = Object.fromEntries(
+      Object.entries({
+        address,
+        interface: iface,
+        root: root === undefined ? undefined : String(root),
+        proxy_dhcp: proxyDhcp,
+        loader,
+        http_port: httpPort,
+        tftp_port: tftpPort,
+      }).filter(([, v]) => v !== undefined),
+    );
+    const cb = onEvent ? (text) => onEvent(parse(text)) : undefined;
+    return new BootService(await wrapAsync(this._native.pxeServe(JSON.stringify(options), cb)));
+  }
+
+  /** Each machine that installs over the network, with its install state (null until seen). */
+  pxeStatus() {
+    return wrap(() => parse(this._native.pxeStatus()));
+  }
+
+  /** Installs `machine` again at its next network boot. */
+  pxeReinstall(machine) {
+    wrap(() => this._native.pxeReinstall(String(machine)));
+  }
+}
+
+/** A running network boot service; `stop()` ends it. */
+class BootService {
+  constructor(native) {
+    this._native = native;
+    this.httpAddress = native.httpAddress;
+    this.tftpAddress = native.tftpAddress;
+    Object.freeze(this);
+  }
+
+  /** Stops the service and waits for it to end. */
+  async stop() {
+    return wrapAsync(this._native.stop());
+  }
+
+  async [Symbol.asyncDispose]() {
+    return this.stop();
   }
 }
 

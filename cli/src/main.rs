@@ -163,29 +163,29 @@ enum PxeCmd {
         /// A lab file or directory.
         #[arg(default_value = ".")]
         lab: PathBuf,
-        /// This host's address on the boot segment (default: the address of the lab's
-        /// `pxe.server` machine).
+        /// This host's address on the boot segment (default: `pxe.serve.address`, else the
+        /// address of the lab's `pxe.server` machine).
         #[arg(long)]
         address: Option<std::net::Ipv4Addr>,
         /// The interface of the boot segment (proxyDHCP binds to it).
         #[arg(long, short)]
         interface: Option<String>,
         /// The directory of boot programs, kernels and initrds (served read-only; default
-        /// `boot` next to the lab).
+        /// `pxe.serve.root`, else `boot` next to the lab).
         #[arg(long)]
         root: Option<PathBuf>,
         /// Do not run proxyDHCP (the router's DHCP server points machines here itself).
         #[arg(long)]
         no_proxy_dhcp: bool,
-        /// How iPXE clients boot: their own script over HTTP, or pxelinux over TFTP.
-        #[arg(long, value_enum, default_value_t = LoaderArg::Ipxe)]
-        loader: LoaderArg,
-        /// HTTP port.
-        #[arg(long, default_value_t = 80)]
-        http_port: u16,
-        /// TFTP port.
-        #[arg(long, default_value_t = 69)]
-        tftp_port: u16,
+        /// How iPXE clients boot: their own script over HTTP (default), or pxelinux over TFTP.
+        #[arg(long, value_enum)]
+        loader: Option<LoaderArg>,
+        /// HTTP port (default 80).
+        #[arg(long)]
+        http_port: Option<u16>,
+        /// TFTP port (default 69).
+        #[arg(long)]
+        tftp_port: Option<u16>,
         /// Print events as JSON lines.
         #[arg(long, short, value_enum, default_value_t = Format::Human)]
         output: Format,
@@ -463,30 +463,23 @@ async fn pxe(what: PxeCmd, opts: &Options) -> Result<ExitCode, (Error, Option<La
             output,
             ..
         } => {
-            let Some(address) = address.or_else(|| lab.pxe_server_address()) else {
-                eprintln!(
-                    "error: no address to serve on\n  help: pass --address (this host's address on the boot segment), or name the boot server machine in `pxe.server`"
-                );
-                return Ok(ExitCode::from(1));
-            };
-            let base = if path.is_dir() {
-                path.clone()
-            } else {
-                path.parent().map(PathBuf::from).unwrap_or_default()
-            };
-            let mut cfg = cloudlet::pxe::service::BootConfig::new(
+            let here = std::env::current_dir().unwrap_or_default();
+            let options = cloudlet::BootOptions {
                 address,
-                root.unwrap_or_else(|| base.join("boot")),
-                lab.pxe_state_dir(),
-            );
-            cfg.interface = interface;
-            cfg.proxy_dhcp = !no_proxy_dhcp;
-            cfg.loader = match loader {
-                LoaderArg::Ipxe => cloudlet::pxe::service::Loader::Ipxe,
-                LoaderArg::Pxelinux => cloudlet::pxe::service::Loader::Pxelinux,
+                interface,
+                root: root.map(|r| here.join(r)),
+                proxy_dhcp: no_proxy_dhcp.then_some(false),
+                loader: loader.map(|l| match l {
+                    LoaderArg::Ipxe => cloudlet::core::model::BootLoader::Ipxe,
+                    LoaderArg::Pxelinux => cloudlet::core::model::BootLoader::Pxelinux,
+                }),
+                http_port,
+                tftp_port,
             };
-            cfg.http_port = http_port;
-            cfg.tftp_port = tftp_port;
+            let cfg = match lab.boot_config(&options) {
+                Ok(c) => c,
+                Err(e) => return Err((e, Some(lab))),
+            };
             pxe_serve(&lab, cfg, output).await
         }
     };

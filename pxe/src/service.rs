@@ -488,6 +488,28 @@ impl Handler for Web {
     }
 }
 
+/// The events of a running boot service, in order; ends when the service stops.
+#[derive(Debug)]
+pub struct Events(tokio::sync::broadcast::Receiver<Event>);
+
+impl Events {
+    /// The next event, or `None` once the service stopped.
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            match self.0.recv().await {
+                Ok(e) => return Some(e),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "boot service events dropped: the reader was slow"
+                    );
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
 /// Why the boot service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -505,6 +527,9 @@ pub enum ServiceError {
     /// The install state could not be read.
     #[error(transparent)]
     State(#[from] InstallError),
+    /// The service's settings are incomplete.
+    #[error("{0}")]
+    Config(String),
     /// A user's password could not be read or hashed.
     #[error("{0}")]
     Password(String),
@@ -672,6 +697,12 @@ impl BootService {
     /// Events from now on (a slow reader misses the oldest ones, never stalls the service).
     pub fn events(&self) -> tokio::sync::broadcast::Receiver<Event> {
         self.shared.events.subscribe()
+    }
+
+    /// Events from now on, as a stream that skips what a slow reader missed and ends when
+    /// the service stops.
+    pub fn event_stream(&self) -> Events {
+        Events(self.events())
     }
 
     /// The HTTP address (with the port actually bound).

@@ -43,6 +43,12 @@ pub enum CloudletException {
         /// What went wrong.
         reason: String,
     },
+    /// The network boot service could not start, or its install state is unreadable.
+    #[error("{reason}")]
+    Boot {
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -73,12 +79,14 @@ impl From<cloudlet::Error> for CloudletException {
             E::Engine(EngineError::DataLoss { .. }) => {
                 CloudletException::DataLoss { reason: message }
             }
+            E::Boot(_) | E::Install(_) => CloudletException::Boot { reason: message },
             _ => CloudletException::Backend { reason: message },
         }
     }
 }
 
-/// Receives apply progress (one JSON event per call, from the library's threads).
+/// Receives events: an apply's progress or a boot service's work (one JSON event per call,
+/// from the library's threads).
 #[uniffi::export(with_foreign)]
 pub trait EventListener: Send + Sync {
     /// One event.
@@ -105,6 +113,42 @@ impl Cancel {
     /// Whether cancellation was requested.
     pub fn cancelled(&self) -> bool {
         self.0.is_cancelled()
+    }
+}
+
+/// A running network boot service: where it listens, and `stop()`.
+#[derive(uniffi::Object)]
+pub struct BootService {
+    http: String,
+    tftp: String,
+    stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    done: std::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl BootService {
+    /// The HTTP address bound (`IP:PORT`).
+    pub fn http_address(&self) -> String {
+        self.http.clone()
+    }
+
+    /// The TFTP address bound (`IP:PORT`).
+    pub fn tftp_address(&self) -> String {
+        self.tftp.clone()
+    }
+
+    /// Stops the service and waits for it to end.
+    pub async fn stop(&self) -> Result<(), CloudletException> {
+        drop(self.stop.lock().ok().and_then(|mut s| s.take()));
+        let done = self.done.lock().ok().and_then(|mut d| d.take());
+        let fail = |reason: String| CloudletException::Boot { reason };
+        match done {
+            Some(d) => match d.await {
+                Ok(r) => r.map_err(|e| fail(e.to_string())),
+                Err(e) => Err(fail(e.to_string())),
+            },
+            None => Ok(()),
+        }
     }
 }
 
@@ -170,6 +214,46 @@ impl Lab {
     /// Writes every resource under `dir`; the number written.
     pub async fn render(&self, dir: String) -> Result<u64, CloudletException> {
         Ok(self.0.render(dir).await? as u64)
+    }
+
+    /// Starts the lab's network boot service with `options` (JSON of the facade's
+    /// `BootOptions`) in the background; `listener` gets each boot event as JSON.
+    pub async fn pxe_serve(
+        &self,
+        options: String,
+        listener: Option<Arc<dyn EventListener>>,
+    ) -> Result<Arc<BootService>, CloudletException> {
+        let options: cloudlet::BootOptions =
+            serde_json::from_str(&options).map_err(|e| CloudletException::Boot {
+                reason: format!("boot options: {e}"),
+            })?;
+        let b = self.0.boot_in_background(&options).await?;
+        // The runtime uniffi runs this call on (a process-wide one) runs the service.
+        let rt = tokio::runtime::Handle::current();
+        let mut events = b.events;
+        rt.spawn(async move {
+            while let Some(e) = events.next().await {
+                if let Some(l) = &listener {
+                    l.on_event(json(&e));
+                }
+            }
+        });
+        Ok(Arc::new(BootService {
+            http: b.http.to_string(),
+            tftp: b.tftp.to_string(),
+            stop: std::sync::Mutex::new(Some(b.stop)),
+            done: std::sync::Mutex::new(Some(rt.spawn(b.run))),
+        }))
+    }
+
+    /// Each network-installed machine and its install state, as JSON.
+    pub fn pxe_status(&self) -> Result<String, CloudletException> {
+        Ok(json(&self.0.pxe_status()?))
+    }
+
+    /// Installs `machine` again at its next network boot.
+    pub fn pxe_reinstall(&self, machine: String) -> Result<(), CloudletException> {
+        Ok(self.0.pxe_reinstall(&machine)?)
     }
 
     /// The lab's volumes as the NAS has them, as JSON (empty unless the storage target is a

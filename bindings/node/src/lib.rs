@@ -27,6 +27,8 @@ pub enum ErrorCode {
     Backend,
     /// Rendering failed.
     Render,
+    /// The network boot service could not start, or its install state is unreadable.
+    Boot,
 }
 
 impl AsRef<str> for ErrorCode {
@@ -39,6 +41,7 @@ impl AsRef<str> for ErrorCode {
             ErrorCode::DataLoss => "DATA_LOSS",
             ErrorCode::Backend => "BACKEND",
             ErrorCode::Render => "RENDER",
+            ErrorCode::Boot => "BOOT",
         }
     }
 }
@@ -67,6 +70,7 @@ fn error(e: cloudlet::Error) -> Error {
         E::Engine(EngineError::Locked { .. }) => ErrorCode::Locked,
         E::Engine(EngineError::DataLoss { .. }) => ErrorCode::DataLoss,
         E::Render { .. } => ErrorCode::Render,
+        E::Boot(_) | E::Install(_) => ErrorCode::Boot,
         _ => ErrorCode::Backend,
     };
     coded(code, &message, &diagnostics_json)
@@ -151,6 +155,45 @@ async fn run_apply(
         .await
         .map(|r| json(&r))
         .map_err(error)
+}
+
+/// A running network boot service: where it listens, and `stop()`.
+#[napi]
+pub struct NativeBootService {
+    http: String,
+    tftp: String,
+    stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    done: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<std::io::Result<()>>>>,
+}
+
+#[napi]
+impl NativeBootService {
+    /// The HTTP address bound (`IP:PORT`).
+    #[napi(getter)]
+    pub fn http_address(&self) -> String {
+        self.http.clone()
+    }
+
+    /// The TFTP address bound (`IP:PORT`).
+    #[napi(getter)]
+    pub fn tftp_address(&self) -> String {
+        self.tftp.clone()
+    }
+
+    /// Stops the service and waits for it to end.
+    #[napi]
+    pub async fn stop(&self) -> Result<()> {
+        drop(self.stop.lock().ok().and_then(|mut s| s.take()));
+        let done = self.done.lock().ok().and_then(|mut d| d.take());
+        match done {
+            Some(d) => match d.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(coded(ErrorCode::Boot, &e.to_string(), "")),
+                Err(e) => Err(coded(ErrorCode::Boot, &e.to_string(), "")),
+            },
+            None => Ok(()),
+        }
+    }
 }
 
 /// A loaded lab.
@@ -263,6 +306,50 @@ impl NativeLab {
             .await
             .map(|f| json(&f))
             .map_err(error)
+    }
+
+    /// Starts the lab's network boot service with `options` (JSON of the facade's
+    /// `BootOptions`) in the background; `on_event(eventJson)` gets what it does.
+    #[napi]
+    pub async fn pxe_serve(
+        &self,
+        options: String,
+        on_event: Option<ThreadsafeFunction<String, (), String, Status, false>>,
+    ) -> Result<NativeBootService> {
+        let options: cloudlet::BootOptions = serde_json::from_str(&options)
+            .map_err(|e| coded(ErrorCode::Boot, &format!("boot options: {e}"), ""))?;
+        let b = self.0.boot_in_background(&options).await.map_err(error)?;
+        let (ended, done) = tokio::sync::oneshot::channel();
+        let run = b.run;
+        napi::bindgen_prelude::spawn(async move {
+            let _ = ended.send(run.await);
+        });
+        let mut events = b.events;
+        napi::bindgen_prelude::spawn(async move {
+            while let Some(e) = events.next().await {
+                if let Some(cb) = &on_event {
+                    cb.call(json(&e), ThreadsafeFunctionCallMode::NonBlocking);
+                }
+            }
+        });
+        Ok(NativeBootService {
+            http: b.http.to_string(),
+            tftp: b.tftp.to_string(),
+            stop: std::sync::Mutex::new(Some(b.stop)),
+            done: std::sync::Mutex::new(Some(done)),
+        })
+    }
+
+    /// Each network-installed machine and its install state, as JSON.
+    #[napi]
+    pub fn pxe_status(&self) -> Result<String> {
+        self.0.pxe_status().map(|m| json(&m)).map_err(error)
+    }
+
+    /// Installs `machine` again at its next network boot.
+    #[napi]
+    pub fn pxe_reinstall(&self, machine: String) -> Result<()> {
+        self.0.pxe_reinstall(&machine).map_err(error)
     }
 
     /// The lab's volumes as the NAS has them, as JSON.

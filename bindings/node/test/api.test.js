@@ -111,3 +111,37 @@ test('deleting data needs allowDataLoss; the error has its code', async () => {
   const again = await lab.plan();
   assert.strictEqual(again.summary.create + again.summary.update + again.summary.delete, 0);
 });
+
+test('the boot service serves one install to its machine, then stops', async () => {
+  const dir = seedCopy();
+  const lab = await Lab.load(dir, { stateDir: path.join(dir, 'state') });
+  const machines = lab.pxeStatus();
+  assert.deepStrictEqual(machines.map((m) => m.name), ['k8s-master', 'k8s-node1', 'k8s-node2']);
+  assert.strictEqual(machines[1].state, null);
+  const mac = machines[1].mac.replaceAll(':', '-');
+  const events = [];
+  const svc = await lab.pxeServe({
+    address: '127.0.0.1', proxyDhcp: false, httpPort: 0, tftpPort: 0, root: dir, onEvent: (e) => events.push(e),
+  });
+  const base = `http://${svc.httpAddress}`;
+  const script = await (await fetch(`${base}/ipxe/${mac}`)).text();
+  assert.match(script, /^#!ipxe\n/);
+  const token = script.split('/install/k8s-node1/')[1].split('/')[0];
+  const ks = await fetch(`${base}/install/k8s-node1/${token}/config`);
+  assert.strictEqual(ks.status, 200);
+  assert.match(await ks.text(), /--bootproto=static --ip=10\.0\.20\.11/);
+  assert.strictEqual((await fetch(`${base}/install/k8s-node2/${token}/config`)).status, 403);
+  const done = await fetch(`${base}/install/k8s-node1/${token}/done`, { method: 'POST', body: 'installed' });
+  assert.strictEqual(done.status, 200);
+  await svc.stop();
+  for (let i = 0; i < 100 && !events.some((e) => e.event === 'reported'); i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.deepStrictEqual(events.map((e) => e.event), ['boot', 'config', 'refused', 'reported']);
+  assert.strictEqual(events[3].ok, true);
+  assert.strictEqual(lab.pxeStatus()[1].state.phase, 'installed');
+  lab.pxeReinstall('k8s-node1');
+  assert.strictEqual(lab.pxeStatus()[1].state.phase, 'discovered');
+  assert.throws(() => lab.pxeReinstall('nobody'), (e) => e.code === 'BOOT' && /nobody/.test(e.message));
+  await assert.rejects(lab.pxeServe({ proxyDhcp: false }), (e) => e.code === 'BOOT' && /binding HTTP on 10\.0\.10\.20/.test(e.message));
+});

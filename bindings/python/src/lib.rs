@@ -39,6 +39,7 @@ fn error(e: cloudlet::Error) -> PyErr {
         Error::Engine(_) => ("backend", "null".into()),
         Error::Render { .. } => ("render", "null".into()),
         Error::PlanFile { .. } => ("io", "null".into()),
+        Error::Boot(_) | Error::Install(_) => ("boot", "null".into()),
         _ => ("other", "null".into()),
     };
     let message = cloudlet::core::error::chain(&e);
@@ -84,6 +85,47 @@ impl Plan {
     /// The whole plan as JSON (the same text the Rust facade writes).
     fn to_json(&self, py: Python<'_>) -> String {
         py.detach(|| json(&*self.0))
+    }
+}
+
+/// A running boot service: where it listens, and `stop()`.
+#[pyclass(frozen, module = "cloudlet._native")]
+struct BootService {
+    http: String,
+    tftp: String,
+    stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    done: std::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
+}
+
+#[pymethods]
+impl BootService {
+    /// The HTTP address bound (`IP:PORT`).
+    #[getter]
+    fn http_address(&self) -> String {
+        self.http.clone()
+    }
+
+    /// The TFTP address bound (`IP:PORT`).
+    #[getter]
+    fn tftp_address(&self) -> String {
+        self.tftp.clone()
+    }
+
+    /// Awaitable: stops the service and waits for it to end.
+    fn stop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let stop = self.stop.lock().ok().and_then(|mut s| s.take());
+        let done = self.done.lock().ok().and_then(|mut d| d.take());
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            drop(stop);
+            match done {
+                Some(d) => match d.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(NativeError::new_err(("boot", e.to_string(), "null"))),
+                    Err(e) => Err(NativeError::new_err(("boot", e.to_string(), "null"))),
+                },
+                None => Ok(()),
+            }
+        })
     }
 }
 
@@ -213,6 +255,54 @@ impl Lab {
         })
     }
 
+    /// Awaitable: starts the lab's network boot service with `options` (JSON of the facade's
+    /// `BootOptions`) on this process's runtime, calling `on_event(event_json)` as it works.
+    #[pyo3(signature = (options, on_event=None))]
+    fn pxe_serve<'py>(
+        &self,
+        py: Python<'py>,
+        options: String,
+        on_event: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let lab = self.0.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let options: cloudlet::BootOptions = serde_json::from_str(&options).map_err(|e| {
+                NativeError::new_err(("boot", format!("boot options: {e}"), "null"))
+            })?;
+            let b = lab.boot_in_background(&options).await.map_err(error)?;
+            let rt = pyo3_async_runtimes::tokio::get_runtime();
+            let mut events = b.events;
+            rt.spawn(async move {
+                while let Some(e) = events.next().await {
+                    if let Some(cb) = &on_event {
+                        let text = json(&e);
+                        Python::attach(|py| {
+                            if let Err(err) = cb.call1(py, (text,)) {
+                                err.write_unraisable(py, None);
+                            }
+                        });
+                    }
+                }
+            });
+            Ok(BootService {
+                http: b.http.to_string(),
+                tftp: b.tftp.to_string(),
+                stop: std::sync::Mutex::new(Some(b.stop)),
+                done: std::sync::Mutex::new(Some(rt.spawn(b.run))),
+            })
+        })
+    }
+
+    /// Each network-installed machine and its install state, as JSON.
+    fn pxe_status(&self, py: Python<'_>) -> PyResult<String> {
+        py.detach(|| self.0.pxe_status().map(|m| json(&m)).map_err(error))
+    }
+
+    /// Installs `machine` again at its next network boot.
+    fn pxe_reinstall(&self, py: Python<'_>, machine: String) -> PyResult<()> {
+        py.detach(|| self.0.pxe_reinstall(&machine).map_err(error))
+    }
+
     /// Awaitable: the lab's volumes as the NAS has them, as JSON (empty unless the storage
     /// target is a NAS).
     fn storage_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -248,6 +338,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Lab>()?;
     m.add_class::<Plan>()?;
     m.add_class::<Cancel>()?;
+    m.add_class::<BootService>()?;
     m.add_function(wrap_pyfunction!(validate, m)?)?;
     m.add_function(wrap_pyfunction!(schema, m)?)?;
     Ok(())

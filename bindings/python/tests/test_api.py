@@ -161,3 +161,57 @@ def test_data_that_leaves_the_lab_is_kept_or_needs_permission(seed):
     assert e.value.ids == ("storage/dataset/blog.blog.content",)
     assert lab.apply_sync(plan, allow_data_loss=True).success
     assert not lab.plan_sync().summary.has_changes
+
+
+def _http(url, data=None):
+    import urllib.request
+
+    with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=10) as r:
+        return r.read().decode()
+
+
+def test_the_boot_service_serves_one_install_and_stops(seed, tmp_path):
+    import time
+    import urllib.error
+
+    lab = cloudlet.Lab.load(seed, state_dir=tmp_path / "state")
+    machines = lab.pxe_status()
+    assert [m.name for m in machines] == ["k8s-master", "k8s-node1", "k8s-node2"]
+    node1 = machines[1]
+    assert node1.state is None and node1.profile == "ubuntu2004"
+    mac = node1.mac.replace(":", "-")
+    events = []
+
+    async def install():
+        svc = await lab.pxe_serve(
+            address="127.0.0.1", proxy_dhcp=False, http_port=0, tftp_port=0, root=tmp_path, on_event=events.append
+        )
+        async with svc:
+            base = f"http://{svc.http_address}"
+            script = await asyncio.to_thread(_http, f"{base}/ipxe/{mac}")
+            assert script.startswith("#!ipxe\n")
+            token = script.split("/install/k8s-node1/")[1].split("/")[0]
+            ks = await asyncio.to_thread(_http, f"{base}/install/k8s-node1/{token}/config")
+            assert "--bootproto=static --ip=10.0.20.11" in ks
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                await asyncio.to_thread(_http, f"{base}/install/k8s-node2/{token}/config")
+            assert refused.value.code == 403
+            await asyncio.to_thread(_http, f"{base}/install/k8s-node1/{token}/done", b"installed")
+
+    asyncio.run(install())
+    deadline = time.monotonic() + 5
+    while not any(e.event == "reported" for e in events) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [e.event for e in events] == ["boot", "config", "refused", "reported"], events
+    assert isinstance(events[0], cloudlet.BootEvent) and events[0].data["via"] == "ipxe"
+    assert events[3].data["ok"] is True
+    state = lab.pxe_status()[1].state
+    assert state is not None and state.phase == "installed" and state.boots == 1
+    assert json.loads(lab.pxe_status()[1].to_json())["state"]["phase"] == "installed"
+    lab.pxe_reinstall("k8s-node1")
+    assert lab.pxe_status()[1].state.phase == "discovered"
+    with pytest.raises(cloudlet.BootError, match="no such machine|not a machine"):
+        lab.pxe_reinstall("nobody")
+    # Without an address the lab's boot server machine's is used: not this host's.
+    with pytest.raises(cloudlet.BootError, match="binding HTTP on 10.0.10.20"):
+        asyncio.run(lab.pxe_serve(proxy_dhcp=False))

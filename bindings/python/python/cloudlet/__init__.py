@@ -29,6 +29,11 @@ __version__: str = _native.__version__
 __all__ = [
     "ApplyReport",
     "BackendError",
+    "BootError",
+    "BootEvent",
+    "BootService",
+    "InstallState",
+    "PxeMachine",
     "Cancel",
     "CloudletError",
     "Diagnostic",
@@ -125,7 +130,16 @@ class IoError(CloudletError):
     kind = "io"
 
 
-_KINDS = {c.kind: c for c in (BackendError, StalePlanError, DataLossError, LockedError, RenderError, IoError)}
+class BootError(CloudletError):
+    """The network boot service could not start (address, ports, boot files, passwords),
+    or its install state could not be read or written."""
+
+    kind = "boot"
+
+
+_KINDS = {
+    c.kind: c for c in (BackendError, StalePlanError, DataLossError, LockedError, RenderError, IoError, BootError)
+}
 
 
 def _raise(e: Exception) -> Any:
@@ -358,6 +372,83 @@ class VolumeStatus(_Record):
     retain: bool
 
 
+@dataclass(frozen=True)
+class InstallState(_Record):
+    """Where a machine's network install is: ``phase`` is discovered, booting, installing,
+    installed or failed; ``since`` and the history's ``at`` are Unix seconds."""
+
+    phase: str
+    since: int
+    boots: int
+    ip: Optional[str]
+    history: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class PxeMachine(_Record):
+    """A machine that installs over the network, and its install state (``None`` until the
+    boot service first sees it)."""
+
+    name: str
+    mac: str
+    profile: str
+    state: Optional[InstallState]
+
+    @staticmethod
+    def _from(d: dict[str, Any]) -> "PxeMachine":
+        st = d.get("state")
+        return PxeMachine(
+            name=d["name"],
+            mac=d["mac"],
+            profile=d["profile"],
+            state=None
+            if st is None
+            else InstallState(
+                phase=st["phase"], since=st["since"], boots=st["boots"], ip=st.get("ip"), history=tuple(st["history"])
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class BootEvent(_Record):
+    """What the boot service did: ``event`` is dhcp, boot, config, refused or reported;
+    ``data`` has the rest (file, answer, via, peer, why, ok, note)."""
+
+    event: str
+    machine: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def _from(text: str) -> "BootEvent":
+        d = _json.loads(text)
+        return BootEvent(event=d.pop("event"), machine=d.pop("machine"), data=d)
+
+
+class BootService:
+    """A running network boot service (see :meth:`Lab.pxe_serve`); ``async with`` stops it."""
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    @property
+    def http_address(self) -> str:
+        return self._native.http_address
+
+    @property
+    def tftp_address(self) -> str:
+        return self._native.tftp_address
+
+    async def stop(self) -> None:
+        """Stops the service and waits for it to end."""
+        await _call(self._native.stop())
+
+    async def __aenter__(self) -> "BootService":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+
 # --- the lab ------------------------------------------------------------------------------
 
 
@@ -444,6 +535,51 @@ class Lab:
             )
             for v in _json.loads(text)
         ]
+
+    async def pxe_serve(
+        self,
+        *,
+        address: Optional[str] = None,
+        interface: Optional[str] = None,
+        root: Optional[Pathish] = None,
+        proxy_dhcp: Optional[bool] = None,
+        loader: Optional[str] = None,
+        http_port: Optional[int] = None,
+        tftp_port: Optional[int] = None,
+        on_event: Optional[Callable[[BootEvent], Any]] = None,
+    ) -> BootService:
+        """Starts the lab's network boot service (proxyDHCP, TFTP, HTTP) in the background;
+        options left out come from the lab's ``pxe.serve``. ``on_event`` gets
+        :class:`BootEvent` records (from the library's threads)."""
+        options = {
+            k: v
+            for k, v in {
+                "address": address,
+                "interface": interface,
+                "root": None if root is None else str(root),
+                "proxy_dhcp": proxy_dhcp,
+                "loader": loader,
+                "http_port": http_port,
+                "tftp_port": tftp_port,
+            }.items()
+            if v is not None
+        }
+        cb = None if on_event is None else (lambda text: on_event(BootEvent._from(text)))
+        return BootService(await _call(self._native.pxe_serve(_json.dumps(options), cb)))
+
+    def pxe_status(self) -> list[PxeMachine]:
+        """Each machine that installs over the network, with its install state."""
+        try:
+            return [PxeMachine._from(m) for m in _json.loads(self._native.pxe_status())]
+        except _native.NativeError as e:
+            return _raise(e)
+
+    def pxe_reinstall(self, machine: str) -> None:
+        """Installs ``machine`` again at its next network boot."""
+        try:
+            self._native.pxe_reinstall(machine)
+        except _native.NativeError as e:
+            _raise(e)
 
     def plan_sync(self) -> Plan:
         """:meth:`plan` for code without an event loop."""

@@ -14,6 +14,10 @@ import uniffi.cloudlet_jvm.CloudletException
 import uniffi.cloudlet_jvm.EventListener
 import uniffi.cloudlet_jvm.Lab
 import uniffi.cloudlet_jvm.schema
+import java.net.URI
+import java.net.http.HttpClient
+import java.net.http.HttpRequest
+import java.net.http.HttpResponse
 
 class LabTest {
     private val root: Path = Paths.get(System.getProperty("cloudlet.root"))
@@ -70,5 +74,48 @@ class LabTest {
     @Test
     fun schemaIsJson() {
         assertTrue(schema().contains("\"title\":\"cloudlet lab\""))
+    }
+
+    @Test
+    fun theBootServiceServesOneInstallThenStops() = runBlocking {
+        val dir = seedCopy()
+        val lab = Lab.load(dir.toString(), dir.resolve("state").toString())
+        val mac = Regex("\"name\":\"k8s-node1\",\"mac\":\"([0-9a-f:]+)\"")
+            .find(lab.pxeStatus())!!.groupValues[1].replace(':', '-')
+        val events = Collections.synchronizedList(mutableListOf<String>())
+        val svc = lab.pxeServe(
+            "{\"address\":\"127.0.0.1\",\"proxy_dhcp\":false,\"http_port\":0,\"tftp_port\":0,\"root\":\"$dir\"}",
+            object : EventListener {
+                override fun onEvent(event: String) {
+                    events.add(event)
+                }
+            },
+        )
+        val http = HttpClient.newHttpClient()
+        fun get(path: String, body: String? = null): HttpResponse<String> {
+            val b = HttpRequest.newBuilder(URI.create("http://${svc.httpAddress()}$path"))
+            if (body != null) b.POST(HttpRequest.BodyPublishers.ofString(body))
+            return http.send(b.build(), HttpResponse.BodyHandlers.ofString())
+        }
+        val script = get("/ipxe/$mac").body()
+        assertTrue(script.startsWith("#!ipxe\n"), script)
+        val token = script.substringAfter("/install/k8s-node1/").substringBefore("/")
+        val ks = get("/install/k8s-node1/$token/config")
+        assertEquals(200, ks.statusCode())
+        assertTrue(ks.body().contains("--bootproto=static --ip=10.0.20.11"), ks.body())
+        assertEquals(403, get("/install/k8s-node2/$token/config").statusCode())
+        assertEquals(200, get("/install/k8s-node1/$token/done", "installed").statusCode())
+        svc.stop()
+        var waited = 0
+        while (events.none { it.contains("\"event\":\"reported\"") } && waited < 100) {
+            Thread.sleep(50)
+            waited++
+        }
+        assertEquals(listOf("boot", "config", "refused", "reported"), events.map { Regex("\"event\":\"(\\w+)\"").find(it)!!.groupValues[1] })
+        assertTrue(lab.pxeStatus().contains("\"phase\":\"installed\""), lab.pxeStatus())
+        lab.pxeReinstall("k8s-node1")
+        assertTrue(lab.pxeStatus().contains("\"phase\":\"discovered\""), lab.pxeStatus())
+        val e = assertThrows(CloudletException.Boot::class.java) { runBlocking { lab.pxeServe("{\"proxy_dhcp\":false}", null) } }
+        assertTrue(e.message!!.contains("binding HTTP on 10.0.10.20"), e.message)
     }
 }
