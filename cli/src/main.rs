@@ -536,61 +536,73 @@ async fn pxe_serve(
     }
 }
 
-fn pxe_status(lab: &Lab, output: Format) -> Result<ExitCode, Error> {
-    let machines = lab.pxe_status()?;
+/// Records as pretty JSON, or one line each (`none` when there are none), then `footer`.
+fn print_records<T: serde::Serialize>(
+    output: Format,
+    items: &[T],
+    none: &str,
+    line: impl Fn(&T) -> String,
+    footer: Option<String>,
+) -> ExitCode {
     if output == Format::Json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&machines).unwrap_or_default()
+            serde_json::to_string_pretty(items).unwrap_or_default()
         );
-        return Ok(ExitCode::SUCCESS);
+    } else if items.is_empty() {
+        println!("{none}");
+    } else {
+        for it in items {
+            println!("{}", line(it));
+        }
+        if let Some(f) = footer {
+            println!("{f}");
+        }
     }
-    if machines.is_empty() {
-        println!("No machine of this lab installs over the network.");
-        return Ok(ExitCode::SUCCESS);
-    }
-    for m in &machines {
-        println!("{}", output::pxe_machine(m));
-    }
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
+}
+
+fn pxe_status(lab: &Lab, output: Format) -> Result<ExitCode, Error> {
+    let machines = lab.pxe_status()?;
+    Ok(print_records(
+        output,
+        &machines,
+        "No machine of this lab installs over the network.",
+        output::pxe_machine,
+        None,
+    ))
 }
 
 async fn storage_status(lab: &Lab, output: Format) -> Result<ExitCode, Error> {
     let volumes = lab.storage_status().await?;
-    if output == Format::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&volumes).unwrap_or_default()
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    if volumes.is_empty() {
-        println!("No volumes: the storage target is not a NAS, or nothing is applied yet.");
-        return Ok(ExitCode::SUCCESS);
-    }
-    for v in &volumes {
-        let used = v.used_bytes.map_or_else(
-            || "?".to_string(),
-            |b| format!("{:.1} MiB", b as f64 / 1048576.0),
-        );
-        println!(
-            "  {:<32} {:<40} {:>12}  {}  {}{}",
-            v.name,
-            v.path,
-            used,
-            if v.exported_to.is_empty() {
-                "not exported".to_string()
-            } else {
-                format!("→ {}", v.exported_to.join(", "))
-            },
-            v.latest_snapshot
-                .as_deref()
-                .map_or_else(|| "no snapshot".to_string(), |s| format!("latest {s}")),
-            if v.retain { "" } else { "  (retain: false)" }
-        );
-    }
-    println!("{} volume(s).", volumes.len());
-    Ok(ExitCode::SUCCESS)
+    let footer = format!("{} volume(s).", volumes.len());
+    Ok(print_records(
+        output,
+        &volumes,
+        "No volumes: the storage target is not a NAS, or nothing is applied yet.",
+        |v| {
+            let used = v.used_bytes.map_or_else(
+                || "?".to_string(),
+                |b| format!("{:.1} MiB", b as f64 / 1048576.0),
+            );
+            format!(
+                "  {:<32} {:<40} {:>12}  {}  {}{}",
+                v.name,
+                v.path,
+                used,
+                if v.exported_to.is_empty() {
+                    "not exported".to_string()
+                } else {
+                    format!("→ {}", v.exported_to.join(", "))
+                },
+                v.latest_snapshot
+                    .as_deref()
+                    .map_or_else(|| "no snapshot".to_string(), |s| format!("latest {s}")),
+                if v.retain { "" } else { "  (retain: false)" }
+            )
+        },
+        Some(footer),
+    ))
 }
 
 async fn status(

@@ -80,6 +80,27 @@ fn curl(from: &str, args: &[&str]) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
+/// A file fetched with tftp-hpa's client from the service on loopback.
+fn tftp_get(port: u16, name: &str) -> String {
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::new("tftp")
+        .current_dir(out.path())
+        .args([
+            "127.0.0.1",
+            &port.to_string(),
+            "-m",
+            "binary",
+            "-c",
+            "get",
+            name,
+            "got",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    std::fs::read_to_string(out.path().join("got")).unwrap()
+}
+
 fn token_of(text: &str, machine: &str) -> String {
     let key = format!("/install/{machine}/");
     let at = text
@@ -212,43 +233,12 @@ fn install_configs_reach_only_their_machine_and_one_install_then_local_boot() {
     assert_eq!(code, 200);
     assert!(local.contains("exit"), "{local}");
     assert!(!local.contains("/install/"), "{local}");
-    let out = tempfile::tempdir().unwrap();
-    let o = Command::new("tftp")
-        .current_dir(out.path())
-        .args([
-            "127.0.0.1",
-            &svc.tftp_port.to_string(),
-            "-m",
-            "binary",
-            "-c",
-            "get",
-            "pxelinux.cfg/01-52-54-00-12-34-56",
-            "cfg",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
-    let cfg = std::fs::read_to_string(out.path().join("cfg")).unwrap();
+    let cfg = tftp_get(svc.tftp_port, "pxelinux.cfg/01-52-54-00-12-34-56");
     assert!(cfg.contains("LOCALBOOT 0"), "{cfg}");
 
     // vm2 was never asked for its boot (the service runs without proxyDHCP here, so its
     // first boot request discovers it): its TFTP config carries its own token.
-    let o = Command::new("tftp")
-        .current_dir(out.path())
-        .args([
-            "127.0.0.1",
-            &svc.tftp_port.to_string(),
-            "-m",
-            "binary",
-            "-c",
-            "get",
-            "pxelinux.cfg/01-52-54-00-12-34-57",
-            "cfg2",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
-    let cfg2 = std::fs::read_to_string(out.path().join("cfg2")).unwrap();
+    let cfg2 = tftp_get(svc.tftp_port, "pxelinux.cfg/01-52-54-00-12-34-57");
     assert!(cfg2.contains("KERNEL vmlinuz\n"), "{cfg2}");
     let t2 = token_of(&cfg2, "vm2");
     assert_ne!(t2, token);
