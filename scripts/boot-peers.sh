@@ -2,7 +2,9 @@
 # Fetches what the network-install tests boot, from Debian's packages, once per version, into a
 # cache outside the clone: the Debian cloud kernel and the virtio-net modules it needs
 # (linux-image-cloud-amd64's kernel package), a static busybox for the test's initrd
-# (busybox-static), and pxelinux with its ldlinux.c32 (pxelinux, syslinux-common). The packages
+# (busybox-static), pxelinux with its ldlinux.c32 (pxelinux, syslinux-common), and for UEFI
+# network boot QEMU's OVMF firmware (ovmf) and Debian's signed GRUB network image
+# (grub-efi-amd64-signed). The packages
 # are downloaded and unpacked, not installed. Prints the directory.
 set -euo pipefail
 
@@ -16,7 +18,7 @@ if [[ -z "$kpkg" ]]; then
 fi
 [[ -n "$kpkg" ]] || { echo "boot-peers: no linux-image-cloud-amd64 in the package lists" >&2; exit 1; }
 # One query for the three versions (apt-cache takes a second per call).
-versions="$(apt-cache policy "$kpkg" busybox-static pxelinux 2>/dev/null | awk '/^[^ ]/ {p=$1} /Candidate:/ {print p $2}' | tr -d '\n')"
+versions="$(apt-cache policy "$kpkg" busybox-static pxelinux ovmf grub-efi-amd64-signed 2>/dev/null | awk '/^[^ ]/ {p=$1} /Candidate:/ {print p $2}' | tr -d '\n')"
 OUT="$CACHE/boot-$kpkg-$(printf %s "$versions" | sha256sum | cut -c1-12)"
 
 if [[ -f "$OUT/.done" ]]; then
@@ -36,9 +38,9 @@ trap 'rm -rf "$WORK"' EXIT
 chmod 755 "$WORK"
 (
   cd "$WORK"
-  echo "boot-peers: downloading $kpkg, busybox-static, pxelinux, syslinux-common" >&2
-  apt-get download -q "$kpkg" busybox-static pxelinux syslinux-common >/dev/null 2>&1 \
-    || apt-get download "$kpkg" busybox-static pxelinux syslinux-common
+  pkgs=("$kpkg" busybox-static pxelinux syslinux-common ovmf grub-efi-amd64-signed)
+  echo "boot-peers: downloading ${pkgs[*]}" >&2
+  apt-get download -q "${pkgs[@]}" >/dev/null 2>&1 || apt-get download "${pkgs[@]}"
   for deb in ./*.deb; do dpkg-deb -x "$deb" x; done
 )
 rm -rf "$OUT" "$OUT.tmp"
@@ -56,6 +58,8 @@ done
 cp "$x/bin/busybox" "$OUT.tmp/busybox"
 cp "$x/usr/lib/PXELINUX/pxelinux.0" "$OUT.tmp/pxelinux.0"
 cp "$x/usr/lib/syslinux/modules/bios/ldlinux.c32" "$OUT.tmp/ldlinux.c32"
+cp "$x/usr/share/qemu/OVMF.fd" "$OUT.tmp/OVMF.fd"
+cp "$x/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed" "$OUT.tmp/grubnetx64.efi"
 chmod -R a+rX "$OUT.tmp"
 touch "$OUT.tmp/.done"
 mv "$OUT.tmp" "$OUT"

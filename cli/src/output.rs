@@ -277,7 +277,14 @@ pub(crate) fn pxe_event(e: &cloudlet::pxe::service::Event) -> String {
     use cloudlet::pxe::service::Event as E;
     let at = clock(now());
     match e {
-        E::Dhcp { machine, file } => format!("{at}  {machine:<20} proxyDHCP → {file}"),
+        E::Dhcp {
+            machine,
+            file,
+            port4011,
+        } => format!(
+            "{at}  {machine:<20} proxyDHCP{} → {file}",
+            if *port4011 { " (port 4011)" } else { "" }
+        ),
         E::Boot {
             machine,
             answer,

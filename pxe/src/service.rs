@@ -114,6 +114,8 @@ pub enum Event {
         machine: String,
         /// The boot file or script URL it got.
         file: String,
+        /// Whether it asked on port 4011 (the second exchange UEFI firmware makes).
+        port4011: bool,
     },
     /// A machine's boot program asked what to boot.
     Boot {
@@ -680,6 +682,7 @@ impl BootService {
                         observed.emit(Event::Dhcp {
                             machine: t.name.clone(),
                             file: a.decision.file.clone(),
+                            port4011: a.port4011,
                         });
                     })),
             )

@@ -111,3 +111,36 @@ fn a_vm_installs_over_ipxe_and_http_then_boots_its_disk() {
 fn a_vm_installs_over_pxelinux_and_tftp_then_boots_its_disk() {
     install_then_local_boot("p", Loader::Pxelinux, "pxelinux");
 }
+
+/// UEFI firmware's own PXE client (OVMF, no iPXE ROM): proxyDHCP answers it (option 93 = 7,
+/// x86-64 UEFI) with the UEFI boot program, which the firmware loads over TFTP and starts —
+/// Debian's signed GRUB network image.
+#[test]
+fn uefi_firmware_gets_its_boot_program_from_proxydhcp_and_tftp() {
+    let seg = Segment::new("u");
+    let root = support::boot_root(seg.dir.path());
+    let state = seg.dir.path().join("state");
+    let mut svc = BootRun::start(&seg, &root, &state, Loader::Ipxe);
+    let serial = seg.dir.path().join("serial-uefi.log");
+    let start = Instant::now();
+    let mut vm = seg.power_on_uefi(&serial, &support::boot_peers().join("OVMF.fd"));
+    let mut log = String::new();
+    while start.elapsed() < LIMIT && !log.contains("Welcome to GRUB") {
+        std::thread::sleep(Duration::from_millis(200));
+        log = std::fs::read_to_string(&serial).unwrap_or_default();
+    }
+    let took = start.elapsed();
+    let _ = vm.kill();
+    let _ = vm.wait();
+    let (_, seen) = svc.wait_for(Duration::from_millis(200), |_| false);
+    assert!(
+        seen.iter().any(|e| matches!(e, Event::Dhcp { machine, file, .. } if machine == "vm1" && file == "grubnetx64.efi")),
+        "proxyDHCP did not answer the UEFI client with its boot program: {seen:?}\n{log}"
+    );
+    assert!(log.contains("NBP filename is grubnetx64.efi"), "{log}");
+    assert!(
+        log.contains("Welcome to GRUB"),
+        "the boot program did not start:\n{log}"
+    );
+    eprintln!("UEFI PXE: power-on to GRUB {:.1} s", took.as_secs_f64());
+}

@@ -199,6 +199,22 @@ impl Segment {
     /// Powers on the VM: network boot through the iPXE ROM, software emulation. The VM is
     /// killed when the returned child is dropped by the caller (or with the segment).
     pub fn power_on(&self, serial: &Path) -> Child {
+        self.qemu(serial, &[], "")
+    }
+
+    /// Powers on the VM with UEFI firmware (OVMF) and its own network stack (no iPXE ROM):
+    /// the firmware's PXE client does DHCP, the port-4011 exchange and TFTP itself.
+    pub fn power_on_uefi(&self, serial: &Path, ovmf: &Path) -> Child {
+        let bios = ovmf.display().to_string();
+        self.qemu(serial, &["-bios", &bios, "-m", "512"], ",romfile=")
+    }
+
+    fn qemu(&self, serial: &Path, extra: &[&str], nic_extra: &str) -> Child {
+        let mem = if extra.contains(&"-m") {
+            &[][..]
+        } else {
+            &["-m", "256"][..]
+        };
         quiet(
             Command::new("ip")
                 .args([
@@ -208,21 +224,20 @@ impl Segment {
                     "qemu-system-x86_64",
                     "-accel",
                     "tcg",
-                    "-m",
-                    "256",
                     "-display",
                     "none",
                     "-no-reboot",
                 ])
+                .args(mem)
+                .args(extra)
                 .arg("-serial")
                 .arg(format!("file:{}", serial.display()))
                 .args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"])
-                .args([
-                    "-device",
-                    "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56",
-                    "-boot",
-                    "n",
-                ]),
+                .arg("-device")
+                .arg(format!(
+                    "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56{nic_extra}"
+                ))
+                .args(["-boot", "n"]),
         )
     }
 }
@@ -339,12 +354,13 @@ pub fn build_initrd(peers: &Path) -> Vec<u8> {
     c.0
 }
 
-/// A boot files directory for [`BOOT_LAB`]: `vmlinuz`, `initrd.img`, `pxelinux.0`, `ldlinux.c32`.
+/// A boot files directory for [`BOOT_LAB`]: `vmlinuz`, `initrd.img`, `pxelinux.0`,
+/// `ldlinux.c32`, `grubnetx64.efi`.
 pub fn boot_root(dir: &Path) -> PathBuf {
     let peers = boot_peers();
     let root = dir.join("bootfiles");
     std::fs::create_dir_all(&root).unwrap();
-    for f in ["vmlinuz", "pxelinux.0", "ldlinux.c32"] {
+    for f in ["vmlinuz", "pxelinux.0", "ldlinux.c32", "grubnetx64.efi"] {
         std::fs::copy(peers.join(f), root.join(f)).unwrap();
     }
     std::fs::write(root.join("initrd.img"), build_initrd(&peers)).unwrap();
