@@ -133,6 +133,18 @@ pub struct InstallOutcome {
     pub waited: std::time::Duration,
 }
 
+impl InstallOutcome {
+    /// Whether every network-install machine reported a finished install.
+    pub fn is_success(&self) -> bool {
+        self.not_reported.is_empty()
+            && self.machines.iter().all(|m| {
+                m.state
+                    .as_ref()
+                    .is_none_or(|s| s.phase != pxe::install::Phase::Failed)
+            })
+    }
+}
+
 /// A machine that installs over the network, and where its install is.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PxeMachine {
@@ -452,31 +464,21 @@ impl Lab {
     pub fn pxe_status(&self) -> Result<Vec<PxeMachine>, Error> {
         let installs = pxe::install::Installs::open(&self.pxe_state_dir(), Default::default())?;
         let lab = &self.loaded.lab;
-        let mut out = Vec::new();
-        for (name, m) in &lab.machines {
-            let (Some(profile), Some(nic)) = (&m.install, m.nics.first()) else {
-                continue;
-            };
-            if m.boot.first() != Some(&cloudlet_core::model::BootDevice::Network) {
-                continue;
-            }
-            out.push(PxeMachine {
-                name: name.clone(),
-                mac: lab.nic_mac(name, 0, nic).to_string().to_ascii_lowercase(),
-                profile: profile.clone(),
-                state: installs.machines().get(name).cloned(),
-            });
-        }
-        Ok(out)
+        Ok(pxe::network_installs(lab)
+            .into_iter()
+            .map(|n| PxeMachine {
+                name: n.name.to_string(),
+                mac: n.mac(lab),
+                profile: n.profile_name.to_string(),
+                state: installs.machines().get(n.name).cloned(),
+            })
+            .collect())
     }
 
     /// Asks for `machine` to be installed again at its next network boot.
     pub fn pxe_reinstall(&self, machine: &str) -> Result<(), Error> {
         let mut installs = pxe::install::Installs::open(&self.pxe_state_dir(), Default::default())?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        Ok(installs.reinstall(machine, now)?)
+        Ok(installs.reinstall(machine, cloudlet_core::store::now_ms() / 1000)?)
     }
 
     /// The lab's network boot service, bound and ready to run (proxyDHCP, TFTP and HTTP over
@@ -552,12 +554,7 @@ impl Lab {
     pub async fn boot_in_background(&self, options: &BootOptions) -> Result<BackgroundBoot, Error> {
         let svc = self.boot_service(self.boot_config(options)?).await?;
         let addr = |r: std::io::Result<std::net::SocketAddr>| {
-            r.map_err(|e| {
-                Error::Boot(pxe::service::ServiceError::Bind {
-                    what: "the boot service".into(),
-                    message: e.to_string(),
-                })
-            })
+            r.map_err(|e| Error::Boot(pxe::service::ServiceError::Stopped(e.to_string())))
         };
         let (http, tftp) = (addr(svc.http_addr())?, addr(svc.tftp_addr())?);
         let events = svc.event_stream();
@@ -632,7 +629,24 @@ impl Lab {
                                 f(&e);
                             }
                         }
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            // Reports may be among the missed events: the persisted state
+                            // says who is done.
+                            if let Ok(machines) = self.pxe_status() {
+                                pending.retain(|n| {
+                                    machines.iter().any(|m| {
+                                        &m.name == n
+                                            && m.state.as_ref().is_none_or(|s| {
+                                                !matches!(
+                                                    s.phase,
+                                                    pxe::install::Phase::Installed
+                                                        | pxe::install::Phase::Failed
+                                                )
+                                            })
+                                    })
+                                });
+                            }
+                        }
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                     },
                     () = &mut deadline, if result.is_some() => break,
@@ -648,13 +662,10 @@ impl Lab {
         let value = match result {
             Some(r) => r?,
             None => {
-                return Err(Error::Boot(pxe::service::ServiceError::Bind {
-                    what: "the boot service".into(),
-                    message: format!(
-                        "it stopped before the apply finished: {}",
-                        served.err().map(|e| e.to_string()).unwrap_or_default()
-                    ),
-                }));
+                return Err(Error::Boot(pxe::service::ServiceError::Stopped(format!(
+                    "before the apply finished{}",
+                    served.err().map(|e| format!(": {e}")).unwrap_or_default()
+                ))));
             }
         };
         Ok((

@@ -8,7 +8,7 @@
 #[path = "../pxe/tests/support/mod.rs"]
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cloudlet::pxe::install::Phase;
 
@@ -58,10 +58,8 @@ fn apply_serves_the_network_install_and_waits_for_it() {
     });
     // The VM is powered on while the apply runs (by hand, as bare metal would be).
     std::thread::sleep(Duration::from_millis(500));
-    let start = Instant::now();
     let mut vm = seg.power_on(&seg.dir.path().join("serial.log"));
     let (ok, outcome, events) = applying.join().unwrap();
-    let took = start.elapsed();
     let _ = vm.kill();
     let _ = vm.wait();
     assert!(ok, "the apply succeeded");
@@ -79,9 +77,5 @@ fn apply_serves_the_network_install_and_waits_for_it() {
             .iter()
             .any(|e| matches!(e, cloudlet::pxe::service::Event::Reported { ok: true, .. })),
         "{events:?}"
-    );
-    assert!(
-        took < Duration::from_secs(4 * 60),
-        "returned when the install reported"
     );
 }

@@ -656,16 +656,14 @@ async fn apply(
         );
         if lab.model().pxe.as_ref().is_some_and(|x| x.serve.is_some()) {
             // Machines not installed yet (bare metal powered on by hand) are still served.
-            let boot_event =
-                |e: &cloudlet::pxe::service::Event| eprintln!("{}", output::pxe_event(e));
             let ((), installs) = lab
-                .serving_installs(async { Ok(()) }, Some(&boot_event))
+                .serving_installs(async { Ok(()) }, Some(&output::print_pxe_event))
                 .await?;
-            if let Some(o) = installs
-                && !o.not_reported.is_empty()
-            {
-                println!("Not installed: {}", o.not_reported.join(", "));
-                return Ok(ExitCode::from(1));
+            if let Some(o) = installs {
+                print!("{}", output::installs_text(&o));
+                if !o.is_success() {
+                    return Ok(ExitCode::from(1));
+                }
             }
         }
         return Ok(ExitCode::SUCCESS);
@@ -715,29 +713,15 @@ async fn apply(
     );
     // With `pxe.serve` the lab's boot service runs during the apply and until the network
     // installs have reported.
-    let boot_event = |e: &cloudlet::pxe::service::Event| eprintln!("{}", output::pxe_event(e));
-    let (report, installs) = lab.serving_installs(applying, Some(&boot_event)).await?;
+    let (report, installs) = lab
+        .serving_installs(applying, Some(&output::print_pxe_event))
+        .await?;
     progress.finish();
     print!("{}", output::report_text(&report));
     let mut ok = report.is_success();
     if let Some(outcome) = installs {
-        println!("Network installs:");
-        for m in &outcome.machines {
-            println!("{}", output::pxe_machine(m));
-        }
-        let failed = outcome.machines.iter().any(|m| {
-            m.state
-                .as_ref()
-                .is_some_and(|s| s.phase == cloudlet::pxe::install::Phase::Failed)
-        });
-        if !outcome.not_reported.is_empty() {
-            println!(
-                "Not installed after {}s: {} (see `cloudlet pxe status`; `cloudlet pxe serve` keeps serving)",
-                outcome.waited.as_secs(),
-                outcome.not_reported.join(", ")
-            );
-        }
-        ok &= outcome.not_reported.is_empty() && !failed;
+        print!("{}", output::installs_text(&outcome));
+        ok &= outcome.is_success();
     }
     Ok(if ok {
         ExitCode::SUCCESS

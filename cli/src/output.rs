@@ -312,14 +312,34 @@ pub(crate) fn pxe_event(e: &cloudlet::pxe::service::Event) -> String {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    cloudlet::core::store::now_ms() / 1000
 }
 
 /// `HH:MM:SS` (UTC) of a Unix time.
 fn clock(t: u64) -> String {
     format!("{:02}:{:02}:{:02}", t / 3600 % 24, t / 60 % 60, t % 60)
+}
+
+/// A boot service event on standard error (during an apply).
+pub(crate) fn print_pxe_event(e: &cloudlet::pxe::service::Event) {
+    eprintln!("{}", pxe_event(e));
+}
+
+/// What the network installs came to while an apply served them.
+pub(crate) fn installs_text(o: &cloudlet::InstallOutcome) -> String {
+    let mut s = String::from("Network installs:\n");
+    for m in &o.machines {
+        let _ = writeln!(s, "{}", pxe_machine(m));
+    }
+    if !o.not_reported.is_empty() {
+        let _ = writeln!(
+            s,
+            "Not installed after {}s: {} (see `cloudlet pxe status`; `cloudlet pxe serve` keeps serving)",
+            o.waited.as_secs(),
+            o.not_reported.join(", ")
+        );
+    }
+    s
 }
 
 /// One line per network-installed machine.

@@ -316,19 +316,6 @@ async fn serve(
 }
 
 impl HttpServer {
-    /// Binds the listening socket (port 0 for any).
-    pub async fn bind(
-        addr: SocketAddr,
-        handler: Arc<dyn Handler>,
-        limits: Limits,
-    ) -> std::io::Result<Self> {
-        Ok(HttpServer {
-            listener: TcpListener::bind(addr).await?,
-            handler,
-            limits,
-        })
-    }
-
     /// Serves on an already bound listener.
     pub fn from_listener(listener: TcpListener, handler: Arc<dyn Handler>, limits: Limits) -> Self {
         HttpServer {

@@ -12,7 +12,7 @@ pub mod render;
 pub mod service;
 pub mod tftp;
 
-use cloudlet_core::model::{BootDevice, InstallFormat, Lab};
+use cloudlet_core::model::{BootDevice, InstallFormat, Lab, Machine, Nic, Profile};
 use cloudlet_core::{Domain, Resource, ResourceId};
 use serde_json::json;
 
@@ -38,6 +38,52 @@ pub fn install_file_name(format: InstallFormat) -> &'static str {
         InstallFormat::Autoinstall => "user-data",
         InstallFormat::Preseed => "preseed.cfg",
     }
+}
+
+/// A machine of the lab that installs over the network: it boots from the network first
+/// and names an install profile the lab has.
+#[derive(Debug, Clone, Copy)]
+pub struct NetworkInstall<'a> {
+    /// The machine's name.
+    pub name: &'a str,
+    /// The machine.
+    pub machine: &'a Machine,
+    /// The NIC it boots with (its first).
+    pub nic: &'a Nic,
+    /// Its profile's name.
+    pub profile_name: &'a str,
+    /// Its profile.
+    pub profile: &'a Profile,
+}
+
+impl NetworkInstall<'_> {
+    /// The MAC it boots with, lower case with colons.
+    pub fn mac(&self, lab: &Lab) -> String {
+        lab.nic_mac(self.name, 0, self.nic)
+            .to_string()
+            .to_ascii_lowercase()
+    }
+}
+
+/// Every machine of the lab that installs over the network, in name order.
+pub fn network_installs(lab: &Lab) -> Vec<NetworkInstall<'_>> {
+    let Some(pxe) = &lab.pxe else {
+        return Vec::new();
+    };
+    lab.machines
+        .iter()
+        .filter(|(_, m)| m.boot.first() == Some(&BootDevice::Network))
+        .filter_map(|(name, m)| {
+            let profile_name = m.install.as_deref()?;
+            Some(NetworkInstall {
+                name,
+                machine: m,
+                nic: m.nics.first()?,
+                profile_name,
+                profile: pxe.profiles.get(profile_name)?,
+            })
+        })
+        .collect()
 }
 
 /// The desired PXE state of a lab.
@@ -71,20 +117,15 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
             "files": {"pxelinux.cfg/default": render::pxelinux_menu(lab)},
         }),
     ));
-    for (name, m) in &lab.machines {
-        if m.boot.first() != Some(&BootDevice::Network) {
-            continue;
-        }
-        let Some(profile_name) = &m.install else {
-            continue;
-        };
-        let Some(p) = pxe.profiles.get(profile_name) else {
-            continue;
-        };
-        let Some((i, nic)) = m.nics.iter().enumerate().next() else {
-            continue;
-        };
-        let mac = lab.nic_mac(name, i, nic).to_string();
+    for NetworkInstall {
+        name,
+        machine: m,
+        nic,
+        profile_name,
+        profile: p,
+    } in network_installs(lab)
+    {
+        let mac = lab.nic_mac(name, 0, nic).to_string();
         let users: Vec<_> = p
             .users
             .iter()

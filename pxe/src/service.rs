@@ -21,7 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use cloudlet_core::model::{BootDevice, Lab, Machine, Profile};
+use cloudlet_core::model::{Lab, Machine, Profile};
 use serde::Serialize;
 
 use crate::http::{self, Handler, HttpServer, Reply};
@@ -169,9 +169,7 @@ struct Shared {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    cloudlet_core::store::now_ms() / 1000
 }
 
 /// `52-54-00-12-34-56` from `01-52-54-00-12-34-56` or `52:54:00:12:34:56`, lower case.
@@ -187,32 +185,20 @@ fn mac_key(s: &str) -> Option<String> {
 
 /// The machines of a lab that install over the network, by MAC (`aa-bb-...`).
 fn targets(lab: &Lab) -> HashMap<String, Target> {
-    let Some(pxe) = &lab.pxe else {
-        return HashMap::new();
-    };
-    let mut out = HashMap::new();
-    for (name, m) in &lab.machines {
-        if m.boot.first() != Some(&BootDevice::Network) {
-            continue;
-        }
-        let (Some(profile), Some(nic)) = (
-            m.install.as_ref().and_then(|p| pxe.profiles.get(p)),
-            m.nics.first(),
-        ) else {
-            continue;
-        };
-        if let Some(key) = mac_key(&lab.nic_mac(name, 0, nic).to_string()) {
-            out.insert(
+    crate::network_installs(lab)
+        .into_iter()
+        .filter_map(|n| {
+            let key = mac_key(&n.mac(lab))?;
+            Some((
                 key,
                 Target {
-                    name: name.clone(),
-                    machine: m.clone(),
-                    profile: profile.clone(),
+                    name: n.name.to_string(),
+                    machine: n.machine.clone(),
+                    profile: n.profile.clone(),
                 },
-            );
-        }
-    }
-    out
+            ))
+        })
+        .collect()
 }
 
 impl Shared {
@@ -532,6 +518,9 @@ pub enum ServiceError {
     /// The service's settings are incomplete.
     #[error("{0}")]
     Config(String),
+    /// The service stopped, or its sockets could not be read, while a caller still needed it.
+    #[error("the boot service stopped: {0}")]
+    Stopped(String),
     /// A user's password could not be read or hashed.
     #[error("{0}")]
     Password(String),
