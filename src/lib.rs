@@ -170,6 +170,22 @@ pub struct Report {
 }
 
 impl Report {
+    /// A failed load or validation as a report: every frontend gives load errors (syntax,
+    /// types, unreadable files) the same diagnostics as validation findings.
+    pub fn from_error(e: &Error) -> Report {
+        let diagnostics = match e {
+            Error::Load(l) => l.diagnostics(),
+            Error::Invalid { diagnostics } => diagnostics.clone(),
+            other => vec![Diagnostic::at_location(
+                Severity::Error,
+                "error",
+                None,
+                cloudlet_core::diag::printable(&cloudlet_core::error::chain(other)).into_owned(),
+            )],
+        };
+        Report { diagnostics }
+    }
+
     /// Whether any finding is an error.
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
@@ -258,13 +274,13 @@ fn resolve_imports(loaded: &mut LoadedLab) -> Result<Imports, LoadError> {
     };
     for (project, r) in &cluster.compose {
         let file = loaded.base_dir.join(&r.file);
-        let text = match std::fs::read_to_string(&file) {
+        let text = match cloudlet_core::load::read_text(&file) {
             Ok(t) => t,
             Err(e) => {
                 errors.push(error(
                     loaded,
                     path!["cluster", "compose", project.as_str(), "file"],
-                    format!("cannot read {}: {e}", file.display()),
+                    cloudlet_core::error::chain(&e),
                 ));
                 continue;
             }
@@ -321,7 +337,7 @@ fn resolve_imports(loaded: &mut LoadedLab) -> Result<Imports, LoadError> {
             vec![root.clone()]
         };
         for f in files {
-            match std::fs::read_to_string(&f) {
+            match cloudlet_core::load::read_text(&f) {
                 Ok(text) => match cluster::manifests::read(
                     &f,
                     &text,
@@ -334,7 +350,7 @@ fn resolve_imports(loaded: &mut LoadedLab) -> Result<Imports, LoadError> {
                 Err(e) => errors.push(error(
                     loaded,
                     path!["cluster", "manifests", i],
-                    format!("cannot read {}: {e}", f.display()),
+                    cloudlet_core::error::chain(&e),
                 )),
             }
         }
@@ -399,6 +415,12 @@ impl Lab {
             .state_dir
             .clone()
             .unwrap_or_else(|| self.loaded.base_dir.join(".cloudlet"))
+    }
+
+    /// Refuses at once, naming the holder, when another apply holds this lab's lock, so a
+    /// frontend can say so before it plans and asks (the apply itself takes the lock too).
+    pub fn check_unlocked(&self) -> Result<(), Error> {
+        Ok(StateStore::open(self.state_dir())?.check_unlocked()?)
     }
 
     /// The local backend's output directory.

@@ -297,8 +297,29 @@ fn init_tracing(verbose: u8) {
         .try_init();
 }
 
+/// Output cut short by its reader (`cloudlet plan | head`) ends the process quietly, as
+/// other command-line tools do, instead of a panic message: Rust ignores SIGPIPE, so the
+/// failed write panics inside `println!`.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to std") && message.contains("Broken pipe") {
+            // 128 + SIGPIPE, what a shell reports for a tool the pipe ended.
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let opts = Options {
@@ -310,6 +331,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate { lab, output } => match load(&lab) {
             Ok(lab) => Ok(output::validate(&lab, output == Format::Json)),
+            Err(e) if output == Format::Json => Ok(output::validate_failed(&e)),
             Err(e) => Err((e, None)),
         },
         Command::Plan {
@@ -645,6 +667,8 @@ async fn apply(
     concurrency: usize,
     allow_data_loss: bool,
 ) -> Result<ExitCode, Error> {
+    // Another apply's lock refuses this one before anything is planned or printed.
+    lab.check_unlocked()?;
     let (p, verify_fresh) = match &saved {
         Some(path) => (cloudlet::read_plan(path)?, true),
         None => (lab.plan().await?, false),

@@ -44,6 +44,13 @@ pub(crate) fn validate(lab: &Lab, json: bool) -> ExitCode {
     }
 }
 
+/// `validate --output json` of a lab that did not load: the same report, on stdout.
+pub(crate) fn validate_failed(e: &Error) -> ExitCode {
+    let report = cloudlet::Report::from_error(e);
+    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    ExitCode::from(1)
+}
+
 pub(crate) fn error(e: &Error, lab: Option<&Lab>) {
     match e {
         Error::Load(LoadError::Invalid {
@@ -70,7 +77,7 @@ pub(crate) fn error(e: &Error, lab: Option<&Lab>) {
                 let _ = write!(msg, ": {c}");
                 cur = c.source();
             }
-            eprintln!("error: {msg}");
+            eprintln!("error: {}", cloudlet::core::diag::printable(&msg));
         }
     }
 }

@@ -620,3 +620,97 @@ fn serve_install_status_reinstall() {
         "{e}"
     );
 }
+
+#[test]
+fn validate_json_reports_load_errors_as_diagnostics() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("lab.yaml");
+    let cases: [(&[u8], &str, Option<(u64, u64)>); 6] = [
+        (b"name: t\nsite: {domain: t.lan\n", "yaml", Some((3, 1))),
+        (b"name: t\nsite: {domain: t.lan}\nmachines:\n  a: {cpus: x}\n", "type", Some((4, 13))),
+        (b"name: t\nsite: {domain: t.lan}\nbogus: 1\n", "unknown-key", Some((3, 1))),
+        (b"name: t\nname: u\n", "yaml", Some((2, 1))),
+        (b"name: t\nsite: {domain: t.lan}\n\tmachines: {}\n", "yaml", None),
+        (b"name: t\nsite: {domain: \xff}\n", "encoding", Some((2, 16))),
+    ];
+    for (bytes, code, at) in cases {
+        std::fs::write(&f, bytes).unwrap();
+        let o = cloudlet(dir.path(), &["validate", f.to_str().unwrap(), "--output", "json"]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", text(&o)));
+        let d = &v["diagnostics"][0];
+        assert_eq!(d["code"], code, "{v:#}");
+        assert_eq!(d["severity"], "error");
+        if let Some((line, column)) = at {
+            assert_eq!(d["location"]["line"], line, "{v:#}");
+            assert_eq!(d["location"]["column"], column, "{v:#}");
+        }
+    }
+    // Not even a file: still JSON.
+    let missing = dir.path().join("missing.yaml");
+    let o = cloudlet(dir.path(), &["validate", missing.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["diagnostics"][0]["code"], "io");
+    let m = v["diagnostics"][0]["message"].as_str().unwrap();
+    assert_eq!(m.matches("No such file").count(), 1, "{m}");
+}
+
+#[test]
+fn a_plan_cut_short_by_its_reader_exits_quietly() {
+    let state = tempfile::tempdir().unwrap();
+    let lab = tempfile::tempdir().unwrap();
+    // A plan far larger than a pipe's buffer, so writing it must meet the closed pipe.
+    big_lab(lab.path(), 3000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cloudlet"))
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["plan", lab.path().to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe as `head -1` does.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(first.starts_with('+') || first.contains("create"), "{first}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(141), "{err}");
+}
+
+#[test]
+fn a_held_lock_refuses_apply_before_the_plan_with_a_readable_time() {
+    let lab = copy_seed();
+    let state = tempfile::tempdir().unwrap();
+    let lock = state.path().join("lock");
+    std::fs::write(&lock, "pid 4242 since 1764858845000\n").unwrap();
+    let mut holder = Command::new("flock")
+        .arg("-n")
+        .arg(&lock)
+        .args(["sleep", "60"])
+        .spawn()
+        .unwrap();
+    // Wait until flock holds it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let probe = Command::new("flock").arg("-n").arg(&lock).arg("true").status().unwrap();
+        if !probe.success() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = cloudlet(state.path(), &["apply", lab.path().to_str().unwrap(), "--yes"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o);
+    assert!(out.contains("another apply is running"), "{out}");
+    assert!(out.contains("pid 4242 since 2025-12-04 14:34:05 UTC"), "{out}");
+    assert!(!out.contains("create"), "the plan was printed first: {out}");
+}

@@ -22,6 +22,30 @@ pub struct DeError {
     pub message: String,
     /// For an unknown key: the key and the keys that are allowed there.
     pub unknown_key: Option<(String, Vec<&'static str>)>,
+    /// The value at the position may be a secret written in the clear: neither the message
+    /// nor an excerpt of the line may show it.
+    pub secret: bool,
+}
+
+/// The longest message a deserialization error keeps: serde's messages quote the offending
+/// value, which may be a whole file's worth of text on one line.
+const MAX_MESSAGE: usize = 240;
+
+/// A message fit for a terminal and a log line: control characters escaped, length bounded.
+pub fn clean_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(MAX_MESSAGE + 8));
+    for (n, c) in message.chars().enumerate() {
+        if n >= MAX_MESSAGE {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl fmt::Display for DeError {
@@ -36,27 +60,30 @@ impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
         DeError {
             mark: None,
-            message: msg.to_string(),
+            message: clean_message(&msg.to_string()),
             unknown_key: None,
+            secret: false,
         }
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
         DeError {
             mark: None,
-            message: format!("unknown key `{field}`"),
+            message: clean_message(&format!("unknown key `{field}`")),
             unknown_key: Some((field.to_string(), expected.to_vec())),
+            secret: false,
         }
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
         DeError {
             mark: None,
-            message: format!(
+            message: clean_message(&format!(
                 "unknown value `{variant}`, expected one of: {}",
                 expected.join(", ")
-            ),
+            )),
             unknown_key: None,
+            secret: false,
         }
     }
 }
@@ -130,11 +157,14 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
 
     fn deserialize_enum<V: Visitor<'de>>(
         self,
-        _name: &'static str,
-        _variants: &'static [&'static str],
+        name: &'static str,
+        variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DeError> {
         let node = self.0;
+        if name == SECRET_REF {
+            return secret_ref(node, variants, visitor);
+        }
         let r = match &node.kind {
             NodeKind::Scalar(Scalar::Str(s)) => visitor.visit_enum(s.as_str().into_deserializer()),
             NodeKind::Map(entries) if entries.len() == 1 => {
@@ -153,6 +183,42 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char
         bytes byte_buf unit unit_struct seq tuple
         tuple_struct map struct identifier ignored_any
+    }
+}
+
+/// The name of the model's secret reference type: where it is expected, a value written in
+/// the clear is refused without being repeated.
+const SECRET_REF: &str = "SecretRef";
+
+fn secret_ref<'de, V: Visitor<'de>>(
+    node: &Node,
+    variants: &'static [&'static str],
+    visitor: V,
+) -> Result<V::Value, DeError> {
+    let refused = |message: String| DeError {
+        mark: Some(node.mark),
+        message,
+        unknown_key: None,
+        secret: true,
+    };
+    match &node.kind {
+        NodeKind::Map(entries) if entries.len() == 1 => {
+            let (k, v) = &entries[0];
+            if !variants.contains(&k.name.as_str()) {
+                return Err(refused(format!(
+                    "a secret reference names where to read the secret: {}",
+                    variants.join(" or ")
+                )));
+            }
+            at(node.mark, visitor.visit_enum(Enum { key: k, value: v })).map_err(|mut e| {
+                e.secret = true;
+                e
+            })
+        }
+        _ => Err(refused(format!(
+            "a secret is written as a reference (`{{env: NAME}}` or `{{file: PATH}}`), never as its value; found {}",
+            node.describe()
+        ))),
     }
 }
 
@@ -236,6 +302,7 @@ impl<'de> VariantAccess<'de> for NodeDe<'_> {
                 mark: Some(self.0.mark),
                 message: "this value takes no settings".into(),
                 unknown_key: None,
+                secret: false,
             }),
         }
     }

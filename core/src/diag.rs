@@ -77,6 +77,10 @@ pub struct Diagnostic {
     pub related: Vec<Related>,
     #[serde(skip)]
     anchor: Option<Anchor>,
+    /// The line at the position may hold a secret written in the clear: its excerpt shows
+    /// nothing from the position on.
+    #[serde(skip)]
+    pub redact: bool,
 }
 
 impl Diagnostic {
@@ -122,7 +126,15 @@ impl Diagnostic {
             help: None,
             related: Vec::new(),
             anchor,
+            redact: false,
         }
+    }
+
+    /// Hides the value at the position in excerpts: it may be a secret written in the clear.
+    #[must_use]
+    pub fn redacted(mut self) -> Self {
+        self.redact = true;
+        self
     }
 
     /// Adds the fix.
@@ -176,36 +188,32 @@ impl Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        let _ = writeln!(s, "{sev}[{}]: {}", self.code, self.message);
+        let _ = writeln!(s, "{sev}[{}]: {}", self.code, printable(&self.message));
         if let Some(loc) = &self.location {
-            let _ = writeln!(s, "  --> {loc}");
+            let _ = writeln!(s, "  --> {}", printable(&loc.to_string()));
             if let Some(text) = sources.line_text(&loc.file, loc.line) {
                 let num = loc.line.to_string();
                 let pad = " ".repeat(num.len());
+                let (text, caret) = excerpt(text, loc.column, self.redact);
                 let _ = writeln!(s, "{pad} |");
                 let _ = writeln!(s, "{num} | {text}");
-                let caret_pad: String = text
-                    .chars()
-                    .take(loc.column.saturating_sub(1))
-                    .map(|c| if c == '\t' { '\t' } else { ' ' })
-                    .collect();
-                let _ = writeln!(s, "{pad} | {caret_pad}^");
+                let _ = writeln!(s, "{pad} | {}^", " ".repeat(caret));
             }
         } else if let Some(p) = &self.path {
-            let _ = writeln!(s, "  --> {p}");
+            let _ = writeln!(s, "  --> {}", printable(p));
         }
         for r in &self.related {
             match &r.location {
                 Some(l) => {
-                    let _ = writeln!(s, "  = note: {} at {l}", r.message);
+                    let _ = writeln!(s, "  = note: {} at {}", printable(&r.message), printable(&l.to_string()));
                 }
                 None => {
-                    let _ = writeln!(s, "  = note: {}", r.message);
+                    let _ = writeln!(s, "  = note: {}", printable(&r.message));
                 }
             }
         }
         if let Some(h) = &self.help {
-            let _ = writeln!(s, "  = help: {h}");
+            let _ = writeln!(s, "  = help: {}", printable(h));
         }
         s
     }
@@ -218,6 +226,66 @@ impl fmt::Display for Diagnostic {
             None => write!(f, "[{}] {}", self.code, self.message),
         }
     }
+}
+
+/// Text safe to print on a terminal: control characters (escape sequences, carriage
+/// returns) are shown escaped instead of being obeyed.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .flat_map(|c| {
+                let escaped: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                escaped
+            })
+            .collect(),
+    )
+}
+
+/// How many characters of a source line an excerpt shows at most.
+const EXCERPT: usize = 120;
+
+/// The part of a source line shown under a diagnostic, and the caret's offset in it: at
+/// most [`EXCERPT`] characters around the column, control characters (tabs included) shown
+/// as one space each, and nothing from the column on when the value may be a secret.
+fn excerpt(line: &str, column: usize, redact: bool) -> (String, usize) {
+    let col = column.saturating_sub(1);
+    // Anchored at a key (`password: ...`), the value starts after its `: `.
+    let hide_from = if redact {
+        line.chars()
+            .skip(col)
+            .take(EXCERPT)
+            .collect::<String>()
+            .split_once(": ")
+            .filter(|(key, _)| !key.contains([' ', '{', '[', ',']))
+            .map_or(col, |(key, _)| col + key.chars().count() + 2)
+    } else {
+        col
+    };
+    let start = col.saturating_sub(EXCERPT / 3);
+    let mut out = String::new();
+    if start > 0 {
+        out.push('…');
+    }
+    let caret = usize::from(start > 0) + (col - start);
+    for (i, c) in line.chars().enumerate().skip(start) {
+        if redact && i >= hide_from {
+            out.push_str("<redacted>");
+            break;
+        }
+        if i >= start + EXCERPT {
+            out.push('…');
+            break;
+        }
+        out.push(if c.is_control() { ' ' } else { c });
+    }
+    (out, caret)
 }
 
 /// Sorts diagnostics by file, line, column, then code, so output is deterministic.
@@ -259,6 +327,26 @@ pub fn did_you_mean<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn excerpts_are_bounded_escaped_and_redacted() {
+        let long = format!("key: {}", "x".repeat(1_000_000));
+        let (text, caret) = excerpt(&long, 6, false);
+        assert!(text.chars().count() <= EXCERPT + 2, "{}", text.len());
+        assert_eq!(caret, 5);
+        let (text, caret) = excerpt(&long, 500_000, false);
+        assert!(text.starts_with('…') && text.chars().count() <= EXCERPT + 2);
+        assert_eq!(text.chars().nth(caret), Some('x'));
+        let (text, _) = excerpt("password: hunter2", 11, true);
+        assert_eq!(text, "password: <redacted>");
+        let (text, _) = excerpt("  password: hunter2", 3, true);
+        assert_eq!(text, "  password: <redacted>");
+        let (text, _) = excerpt("creds: {value: hunter2}", 8, true);
+        assert_eq!(text, "creds: <redacted>");
+        let (text, _) = excerpt("name: \u{1b}[31mred", 7, false);
+        assert!(!text.contains('\u{1b}'));
+        assert_eq!(printable("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+    }
 
     #[test]
     fn suggestions() {

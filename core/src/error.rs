@@ -11,13 +11,35 @@ use crate::source::Sources;
 #[non_exhaustive]
 pub enum LoadError {
     /// A file or directory could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Io {
         /// The path.
         path: PathBuf,
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// A lab file is a FIFO, a device or a socket: reading it could block forever.
+    #[error("{} is not a regular file; lab files are plain files", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A lab file is larger than the loader reads.
+    #[error("{} has {size} bytes; lab files may have at most {limit}", path.display())]
+    TooLarge {
+        /// The path.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A link to a directory leads back to a directory already read.
+    #[error("{} leads back to a directory of the lab already read (a link loop or a second link to it)", path.display())]
+    DirectoryLoop {
+        /// The link.
+        path: PathBuf,
     },
     /// A directory holds no `*.yaml` / `*.yml` file.
     #[error("no lab files (*.yaml, *.yml) under {}", path.display())]
@@ -35,6 +57,29 @@ pub enum LoadError {
     },
 }
 
+impl LoadError {
+    /// Every problem as diagnostics, so frontends report load errors the way they report
+    /// validation findings (`validate --output json` included). A problem with a whole file
+    /// or directory has no line; its message names the path.
+    pub fn diagnostics(&self) -> Vec<Diagnostic> {
+        use crate::diag::Severity;
+        let code = match self {
+            LoadError::Invalid { diagnostics, .. } => return diagnostics.clone(),
+            LoadError::Io { .. } => "io",
+            LoadError::NotAFile { .. } => "not-a-file",
+            LoadError::TooLarge { .. } => "too-large",
+            LoadError::DirectoryLoop { .. } => "directory-loop",
+            LoadError::NoLabFiles { .. } => "no-lab-files",
+        };
+        vec![Diagnostic::at_location(
+            Severity::Error,
+            code,
+            None,
+            crate::diag::printable(&chain(self)).into_owned(),
+        )]
+    }
+}
+
 fn first_location(d: &[Diagnostic]) -> String {
     d.first()
         .map(|d| format!("; first: {d}"))
@@ -46,7 +91,7 @@ fn first_location(d: &[Diagnostic]) -> String {
 #[non_exhaustive]
 pub enum ProviderError {
     /// An I/O error in a local backend.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         /// What was being done.
         op: &'static str,
@@ -113,7 +158,7 @@ pub enum EngineError {
         reason: String,
     },
     /// Observing a domain failed.
-    #[error("observing the {domain} domain failed: {source}")]
+    #[error("observing the {domain} domain failed")]
     Observe {
         /// The domain.
         domain: Domain,
@@ -130,7 +175,7 @@ pub enum EngineError {
         holder: Option<String>,
     },
     /// The state store could not be read or written.
-    #[error("state store {}: {source}", path.display())]
+    #[error("state store {}", path.display())]
     Store {
         /// The file.
         path: PathBuf,

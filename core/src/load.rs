@@ -35,13 +35,14 @@ const MERGEABLE: &[&str] = &[
     "cluster.apps",
 ];
 
-/// Whether a YAML file in a lab directory is not a lab file but one the lab references: a
+/// The largest lab file read. Labs of thousands of apps stay far below it; past it a file is
+/// refused before it is read, so a stray file cannot take the loader's memory.
+pub const MAX_LAB_FILE: u64 = 32 << 20;
+
+/// Whether a YAML text in a lab directory is not a lab file but one the lab references: a
 /// Kubernetes manifest (top-level `apiVersion` and `kind`) or a docker-compose file (top-level
 /// `services`). Those are read through `cluster.manifests` and `cluster.compose`.
-fn foreign(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return false;
-    };
+fn foreign(text: &str) -> bool {
     let mut keys = Vec::new();
     for line in text.lines() {
         if line.starts_with("---") && !keys.is_empty() {
@@ -60,16 +61,100 @@ fn foreign(path: &Path) -> bool {
     (keys.contains(&"apiVersion") && keys.contains(&"kind")) || keys.contains(&"services")
 }
 
+/// Reads a file the lab names, refusing what is not a regular file (a FIFO or a device would
+/// block or never end) and anything larger than `limit` bytes, before reading it.
+pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read as _;
+    let io = |source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(LoadError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    if meta.len() > limit {
+        return Err(LoadError::TooLarge {
+            path: path.to_path_buf(),
+            size: meta.len(),
+            limit,
+        });
+    }
+    let file = open_nonblocking(path).map_err(io)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(LoadError::TooLarge {
+            path: path.to_path_buf(),
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+/// A text file the lab references (a compose file, a manifest), read like a lab file:
+/// regular files only, at most [`MAX_LAB_FILE`] bytes, UTF-8.
+pub fn read_text(path: &Path) -> Result<String, LoadError> {
+    let bytes = read_regular(path, MAX_LAB_FILE)?;
+    String::from_utf8(bytes).map_err(|e| LoadError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+    })
+}
+
+/// Opens for reading without blocking on a FIFO that was swapped in after the check.
+fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
+/// A lab file as text, or a diagnostic at the first byte that is not UTF-8.
+fn decode(path: &Path, bytes: Vec<u8>) -> Result<String, Diagnostic> {
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        // Valid by construction: the prefix before the first invalid byte.
+        let before = std::str::from_utf8(good).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let bad = e.as_bytes()[good.len()];
+        Diagnostic::at_location(
+            Severity::Error,
+            "encoding",
+            Some(crate::source::Location {
+                file: path.to_path_buf(),
+                line,
+                column,
+            }),
+            format!("byte 0x{bad:02x} is not UTF-8: lab files are UTF-8 text"),
+        )
+        .help("save the file as UTF-8 (for example `iconv -f latin1 -t utf-8`)")
+    })
+}
+
 /// The lab files under `path`: `*.yaml` / `*.yml`, recursively, hidden entries and
-/// referenced manifests and compose files left out.
+/// referenced manifests and compose files left out; links to directories are followed once
+/// (a link back into the tree is an error).
 pub fn lab_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    use std::os::unix::fs::MetadataExt as _;
     let meta = std::fs::metadata(path).map_err(|source| LoadError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    if meta.is_file() {
+    if !meta.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
+    let mut seen = std::collections::HashSet::new();
+    seen.insert((meta.dev(), meta.ino()));
     let mut out = Vec::new();
     let mut stack = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -88,9 +173,23 @@ pub fn lab_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
             if name.starts_with('.') {
                 continue;
             }
-            if p.is_dir() {
+            // Follows links; a dangling link is left to the read below to report.
+            let Ok(m) = std::fs::metadata(&p) else {
+                if name.ends_with(".yaml") || name.ends_with(".yml") {
+                    out.push(p);
+                }
+                continue;
+            };
+            if m.is_dir() {
+                if !seen.insert((m.dev(), m.ino())) {
+                    return Err(LoadError::DirectoryLoop { path: p });
+                }
                 stack.push(p);
-            } else if (name.ends_with(".yaml") || name.ends_with(".yml")) && !foreign(&p) {
+            } else if (name.ends_with(".yaml") || name.ends_with(".yml"))
+                && !read_regular(&p, MAX_LAB_FILE)
+                    .is_ok_and(|b| foreign(&String::from_utf8_lossy(&b)))
+            {
+                // What cannot be read stays in the list: reading it again reports why.
                 out.push(p);
             }
         }
@@ -108,12 +207,19 @@ pub fn lab_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
 pub fn load(path: &Path) -> Result<LoadedLab, LoadError> {
     let files = lab_files(path)?;
     let mut texts = Vec::with_capacity(files.len());
+    let mut diags = Vec::new();
     for f in &files {
-        let text = std::fs::read_to_string(f).map_err(|source| LoadError::Io {
-            path: f.clone(),
-            source,
-        })?;
-        texts.push((f.clone(), text));
+        let bytes = read_regular(f, MAX_LAB_FILE)?;
+        match decode(f, bytes) {
+            Ok(text) => texts.push((f.clone(), text)),
+            Err(d) => diags.push(d),
+        }
+    }
+    if !diags.is_empty() {
+        return Err(LoadError::Invalid {
+            diagnostics: diags,
+            sources: Sources::default(),
+        });
     }
     let base_dir = if path.is_dir() {
         path.to_path_buf()
@@ -232,11 +338,20 @@ fn collect_entry_errors(root: &Node) -> Vec<DeError> {
 }
 
 fn de_diagnostic(e: DeError, map: &SourceMap) -> Diagnostic {
+    let mut d = de_diagnostic_text(&e, map);
+    if e.secret {
+        d.redact = true;
+        d.help = Some("write where the secret is read from: `{env: VARIABLE}` or `{file: PATH}` (relative to the lab directory)".into());
+    }
+    d
+}
+
+fn de_diagnostic_text(e: &DeError, map: &SourceMap) -> Diagnostic {
     let location = e.mark.map(|m| map.sources.location(m));
-    match e.unknown_key {
+    match &e.unknown_key {
         Some((key, expected)) => {
-            let mut msg = format!("unknown key `{key}`");
-            if let Some(s) = did_you_mean(&key, expected.iter().copied()) {
+            let mut msg = format!("unknown key `{}`", crate::de::clean_message(key));
+            if let Some(s) = did_you_mean(key, expected.iter().copied()) {
                 msg.push_str(&format!("; did you mean `{s}`?"));
             }
             Diagnostic::at_location(Severity::Error, "unknown-key", location, msg)

@@ -182,6 +182,9 @@ pub fn parse_yaml(file: u32, text: &str) -> Result<Vec<Node>, Vec<SyntaxError>> 
         docs: Vec::new(),
         anchors: HashMap::new(),
         errors: Vec::new(),
+        expanded: 0,
+        alias_budget: alias_budget(text.len()),
+        fatal: false,
     };
     let parser = Parser::new_from_str(text);
     for item in parser {
@@ -193,6 +196,9 @@ pub fn parse_yaml(file: u32, text: &str) -> Result<Vec<Node>, Vec<SyntaxError>> 
                     column: u32::try_from(span.start.col() + 1).unwrap_or(u32::MAX),
                 };
                 builder.event(event, mark);
+                if builder.fatal {
+                    return Err(builder.errors);
+                }
             }
             Err(e) => {
                 let m = e.marker();
@@ -218,6 +224,23 @@ pub fn parse_yaml(file: u32, text: &str) -> Result<Vec<Node>, Vec<SyntaxError>> 
     }
 }
 
+/// How many nodes aliases may add to a file in all: `*anchor` copies the anchored node, so
+/// nested aliases grow a small file exponentially (the "billion laughs" shape). A file may
+/// expand to 100,000 nodes or 64 per byte of its text, whichever is more; past that the
+/// alias is refused at its position.
+fn alias_budget(text_len: usize) -> usize {
+    text_len.saturating_mul(64).max(100_000)
+}
+
+/// The number of nodes in a tree.
+fn count_nodes(node: &Node) -> usize {
+    match &node.kind {
+        NodeKind::Scalar(_) => 1,
+        NodeKind::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
+        NodeKind::Map(entries) => 1 + entries.iter().map(|(_, v)| 1 + count_nodes(v)).sum::<usize>(),
+    }
+}
+
 enum Frame {
     Seq {
         mark: Mark,
@@ -237,9 +260,20 @@ enum Frame {
 struct Builder {
     stack: Vec<Frame>,
     docs: Vec<Node>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchor's node and its size in nodes.
+    anchors: HashMap<usize, (Node, usize)>,
     errors: Vec<SyntaxError>,
+    /// Nodes added by aliases so far.
+    expanded: usize,
+    /// At most this many nodes may be added by aliases.
+    alias_budget: usize,
+    /// Parsing cannot go on (nesting too deep).
+    fatal: bool,
 }
+
+/// How deep lists and mappings may nest. A lab needs about ten levels; the limit keeps the
+/// recursive walks over the tree (deserialization, merging, dropping) off the stack's end.
+pub const MAX_DEPTH: usize = 128;
 
 impl Builder {
     fn event(&mut self, event: Event<'_>, mark: Mark) {
@@ -250,7 +284,28 @@ impl Builder {
             | Event::DocumentStart(_)
             | Event::DocumentEnd => {}
             Event::Alias(id) => match self.anchors.get(&id) {
-                Some(node) => {
+                Some((node, size)) => {
+                    self.expanded = self.expanded.saturating_add(*size);
+                    if self.expanded > self.alias_budget {
+                        // Reported once; later aliases add nothing, so memory stays bounded.
+                        if !self.errors.iter().any(|e| e.message.starts_with("aliases expand")) {
+                            self.errors.push(SyntaxError {
+                                mark,
+                                message: format!(
+                                    "aliases expand this file to more than {} nodes",
+                                    self.alias_budget
+                                ),
+                                help: Some(
+                                    "nested aliases copy their anchors again and again; write the repeated parts out or use fewer levels of aliases".into(),
+                                ),
+                            });
+                        }
+                        self.push(Node {
+                            kind: NodeKind::Scalar(Scalar::Null),
+                            mark,
+                        });
+                        return;
+                    }
                     let mut node = node.clone();
                     node.mark = mark;
                     self.push(node);
@@ -274,9 +329,17 @@ impl Builder {
                     mark,
                 };
                 if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    self.anchors.insert(anchor, (node.clone(), 1));
                 }
                 self.push(node);
+            }
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
+                self.errors.push(SyntaxError {
+                    mark,
+                    message: format!("lists and mappings nest deeper than {MAX_DEPTH} levels here"),
+                    help: Some("a lab needs only a few levels; check for unclosed `[` or `{`".into()),
+                });
+                self.fatal = true;
             }
             Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
                 mark,
@@ -318,7 +381,8 @@ impl Builder {
                     None => return,
                 };
                 if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    let size = count_nodes(&node);
+                    self.anchors.insert(anchor, (node.clone(), size));
                 }
                 self.push(node);
             }
@@ -624,6 +688,46 @@ mod tests {
         assert_eq!(plain_scalar("10.0.20.1"), Scalar::Str("10.0.20.1".into()));
         assert_eq!(plain_scalar("yes"), Scalar::Str("yes".into()));
         assert_eq!(plain_scalar("~"), Scalar::Null);
+    }
+
+    #[test]
+    fn nested_aliases_are_bounded_and_refused_at_the_alias() {
+        // Nine levels of ten aliases each: 10^9 nodes if expanded.
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let errs = parse_yaml(0, &text).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].message.starts_with("aliases expand"), "{errs:?}");
+        // The first alias past the budget of 100,000 nodes is one of a4's (11,111 nodes each).
+        assert_eq!(errs[0].mark.line, 5, "{errs:?}");
+        // What was built stays within the budget.
+        assert!(alias_budget(text.len()) <= 100_000);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_at_its_position() {
+        // Flow collections: the parser's own limit.
+        let text = format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let errs = parse_yaml(0, &text).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].mark.line, 1);
+        // Block mappings, one level per line: ours.
+        let text: String = (0..1000).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+        let errs = parse_yaml(0, &text).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].message.contains("nest deeper"), "{errs:?}");
+        assert_eq!(errs[0].mark.line as usize, MAX_DEPTH + 1, "{errs:?}");
+    }
+
+    #[test]
+    fn ordinary_aliases_still_expand() {
+        let docs = parse_yaml(0, "a: &x [1, 2]\nb: *x\nc: *x\n").unwrap();
+        assert_eq!(docs[0].get("c").unwrap().kind, docs[0].get("a").unwrap().kind);
     }
 
     #[test]

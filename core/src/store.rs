@@ -7,7 +7,7 @@
 //! can at worst leave a torn last line, which readers skip.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead as _, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -105,6 +105,67 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A Unix time in milliseconds as UTC, `2026-12-04 14:34:05 UTC`.
+pub fn format_utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The lock file's record of its holder, made readable: `pid 42 since 1764858845000`
+/// becomes `pid 42 since 2026-12-04 14:34:05 UTC`.
+fn readable_holder(text: &str) -> String {
+    let text = text.trim();
+    match text.rsplit_once(" since ") {
+        Some((who, ms)) => match ms.parse::<u64>() {
+            Ok(ms) => format!("{who} since {}", format_utc(ms)),
+            Err(_) => crate::diag::printable(text).into_owned(),
+        },
+        None => crate::diag::printable(text).into_owned(),
+    }
+}
+
+/// Opens a file of the state directory. Links are not followed (a journal linked elsewhere
+/// would be written outside the directory) and a FIFO or device is refused instead of
+/// blocking on it.
+fn open_state_file(path: &Path, opts: &mut OpenOptions) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = opts
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                std::io::Error::other(
+                    "it is a symbolic link; the state directory holds only cloudlet's own regular files (remove the link)",
+                )
+            } else {
+                e
+            }
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "it is not a regular file; the state directory holds only cloudlet's own regular files (remove it)",
+        ));
+    }
+    Ok(file)
+}
+
 impl StateStore {
     /// Opens (and creates) the state directory.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, EngineError> {
@@ -135,20 +196,22 @@ impl StateStore {
             path: path.clone(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
+        let mut file = open_state_file(
+            &path,
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+        )
+        .map_err(io)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&path)
-                    .ok()
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty());
+                use std::io::Read as _;
+                let mut text = String::new();
+                let _ = (&file).take(512).read_to_string(&mut text);
+                let holder = Some(readable_holder(&text)).filter(|s| !s.is_empty());
                 return Err(EngineError::Locked { path, holder });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
@@ -156,6 +219,12 @@ impl StateStore {
         file.set_len(0).map_err(io)?;
         writeln!(file, "pid {} since {}", std::process::id(), now_ms()).map_err(io)?;
         Ok(LockGuard { _file: file })
+    }
+
+    /// Whether another process holds the apply lock now: the same refusal `lock` gives,
+    /// without keeping the lock, so a frontend can refuse before it plans.
+    pub fn check_unlocked(&self) -> Result<(), EngineError> {
+        self.lock().map(drop)
     }
 
     /// Appends a record. `durable` also syncs it to disk (used for begin, end and failures).
@@ -167,12 +236,11 @@ impl StateStore {
         };
         let mut guard = self.journal.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
-            let mut f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .read(true)
-                .open(&path)
-                .map_err(io)?;
+            let mut f = open_state_file(
+                &path,
+                OpenOptions::new().create(true).append(true).read(true),
+            )
+            .map_err(io)?;
             // A crash may have left a torn last line: end it so the next record stands alone.
             let len = f.metadata().map_err(io)?.len();
             if len > 0 {
@@ -198,23 +266,34 @@ impl StateStore {
         Ok(())
     }
 
-    /// Every readable record, oldest first (a torn last line is skipped).
+    /// Every readable record, oldest first. A line that is not a record (torn by a crash,
+    /// not UTF-8, written by something else) is skipped with a warning.
     pub fn records(&self) -> Result<Vec<Record>, EngineError> {
         let path = self.journal_path();
-        let file = match File::open(&path) {
+        let file = match open_state_file(&path, OpenOptions::new().read(true)) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => return Err(EngineError::Store { path, source }),
         };
         let mut out = Vec::new();
-        for line in BufReader::new(file).lines() {
+        let mut skipped = 0usize;
+        for line in BufReader::new(file).split(b'\n') {
             let line = line.map_err(|source| EngineError::Store {
                 path: path.clone(),
                 source,
             })?;
-            if let Ok(r) = serde_json::from_str::<Record>(&line) {
-                out.push(r);
+            match serde_json::from_slice::<Record>(&line) {
+                Ok(r) => out.push(r),
+                Err(_) if line.is_empty() => {}
+                Err(_) => skipped += 1,
             }
+        }
+        if skipped > 0 {
+            tracing::warn!(
+                journal = %path.display(),
+                skipped,
+                "journal lines that are not records were skipped"
+            );
         }
         Ok(out)
     }
@@ -273,6 +352,72 @@ mod tests {
         }
         drop(g);
         b.lock().unwrap();
+    }
+
+    #[test]
+    fn the_holder_is_shown_with_a_readable_time() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_utc(1_764_858_845_000), "2025-12-04 14:34:05 UTC");
+        assert_eq!(format_utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(
+            readable_holder("pid 7 since 1764858845000\n"),
+            "pid 7 since 2025-12-04 14:34:05 UTC"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let a = StateStore::open(dir.path()).unwrap();
+        let _g = a.lock().unwrap();
+        match StateStore::open(dir.path()).unwrap().check_unlocked() {
+            Err(e @ EngineError::Locked { .. }) => {
+                let m = e.to_string();
+                assert!(m.contains(" UTC"), "{m}");
+                assert!(!m.contains("since 1"), "{m}");
+            }
+            other => panic!("expected Locked, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn foreign_lines_links_and_fifos_in_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateStore::open(dir.path()).unwrap();
+        let rec = Record::End {
+            apply: "a1".into(),
+            at: 1,
+            status: "ok".into(),
+        };
+        s.record(&rec, false).unwrap();
+        // A line that is not UTF-8, and one that is not a record, in the middle.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(s.journal_path())
+            .unwrap();
+        f.write_all(b"\xff\xfe garbage\n{\"record\":\"nope\"}\n").unwrap();
+        drop(f);
+        let s = StateStore::open(dir.path()).unwrap();
+        s.record(&rec, false).unwrap();
+        assert_eq!(s.records().unwrap(), vec![rec.clone(), rec.clone()]);
+
+        // A journal linked outside the state directory is neither read nor written.
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        let linked = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), linked.path().join("journal.jsonl")).unwrap();
+        let s = StateStore::open(linked.path()).unwrap();
+        let e = s.record(&rec, false).unwrap_err();
+        assert!(crate::error::chain(&e).contains("symbolic link"), "{e}");
+        assert!(s.records().is_err());
+        assert_eq!(std::fs::metadata(outside.path()).unwrap().len(), 0);
+
+        // A FIFO: refused at once instead of blocking.
+        let fifo = tempfile::tempdir().unwrap();
+        let st = std::process::Command::new("mkfifo")
+            .arg(fifo.path().join("journal.jsonl"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let s = StateStore::open(fifo.path()).unwrap();
+        let e = s.records().unwrap_err();
+        assert!(crate::error::chain(&e).contains("not a regular file"), "{e}");
+        assert!(s.record(&rec, false).is_err());
     }
 
     #[test]

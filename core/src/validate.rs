@@ -783,6 +783,7 @@ impl<'a> Validator<'a> {
                             up.join("password"),
                             format!("user `{}` has a plaintext password", u.name),
                         )
+                        .redacted()
                         .help("write `password_from: {env: VAR}` (or `{file: PATH}`; hashed with SHA-512 crypt when the install config is rendered), `password_hash:` with a crypt hash (`mkpasswd -m sha-512`), or use `ssh_keys:`"),
                     );
                 }
