@@ -42,7 +42,10 @@ fn nested_aliases_are_refused_at_the_alias_with_bounded_memory() {
     assert!(text.len() < 600, "{}", text.len());
     let (errors, _) = load_errors(&text);
     assert_eq!(errors.len(), 1, "{errors:#?}");
-    assert!(errors[0].message.starts_with("aliases expand"), "{errors:#?}");
+    assert!(
+        errors[0].message.starts_with("aliases expand"),
+        "{errors:#?}"
+    );
     let loc = errors[0].location.as_ref().unwrap();
     assert!(loc.line > 1 && loc.line < 9, "{loc}");
     // 9^9 nodes would be hundreds of gigabytes; the budget is 100,000 nodes.
@@ -79,7 +82,10 @@ fn a_secret_written_in_the_clear_is_never_echoed() {
             "{}",
             errors[0].message
         );
-        assert_eq!(errors[0].location.as_ref().unwrap().line, at(&t, "Hunter2").0);
+        assert_eq!(
+            errors[0].location.as_ref().unwrap().line,
+            at(&t, "Hunter2").0
+        );
     }
 }
 
@@ -105,12 +111,20 @@ fn a_plaintext_password_is_masked_in_the_excerpt() {
 #[test]
 fn escape_sequences_and_huge_values_are_not_echoed_raw() {
     let value = format!("\"\\e[2J\\e]0;owned\\a{}\"", "x".repeat(2_000_000));
-    let t = edit(BASE, "cpus: 4\n    memory: 8GiB\n    disks: [{size: 50GiB}]", &format!("cpus: {value}\n    memory: 8GiB\n    disks: [{{size: 50GiB}}]"));
+    let t = edit(
+        BASE,
+        "cpus: 4\n    memory: 8GiB\n    disks: [{size: 50GiB}]",
+        &format!("cpus: {value}\n    memory: 8GiB\n    disks: [{{size: 50GiB}}]"),
+    );
     let (errors, rendered) = load_errors(&t);
     assert_eq!(errors.len(), 1, "{}", errors.len());
     assert!(!rendered.contains('\u{1b}'), "escape sequence echoed");
     assert!(!rendered.contains('\u{7}'), "bell echoed");
-    assert!(rendered.len() < 2_000, "{} bytes of diagnostics", rendered.len());
+    assert!(
+        rendered.len() < 2_000,
+        "{} bytes of diagnostics",
+        rendered.len()
+    );
 }
 
 #[test]
@@ -140,9 +154,16 @@ fn an_os_error_names_its_cause_once() {
 #[test]
 fn a_fifo_named_yaml_is_refused_without_hanging() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("lab.yaml"), "name: t\nsite: {domain: t.lan}\n").unwrap();
+    std::fs::write(
+        dir.path().join("lab.yaml"),
+        "name: t\nsite: {domain: t.lan}\n",
+    )
+    .unwrap();
     let fifo = dir.path().join("pipe.yaml");
-    let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
     assert!(status.success());
     let e = cloudlet::Lab::load(dir.path()).unwrap_err();
     assert!(
@@ -154,7 +175,11 @@ fn a_fifo_named_yaml_is_refused_without_hanging() {
 #[test]
 fn a_directory_link_loop_is_one_error() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("lab.yaml"), "name: t\nsite: {domain: t.lan}\n").unwrap();
+    std::fs::write(
+        dir.path().join("lab.yaml"),
+        "name: t\nsite: {domain: t.lan}\n",
+    )
+    .unwrap();
     std::fs::create_dir(dir.path().join("sub")).unwrap();
     std::fs::write(dir.path().join("sub/more.yaml"), "networks: {}\n").unwrap();
     std::os::unix::fs::symlink(dir.path(), dir.path().join("sub/loop")).unwrap();

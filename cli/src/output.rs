@@ -47,7 +47,10 @@ pub(crate) fn validate(lab: &Lab, json: bool) -> ExitCode {
 /// `validate --output json` of a lab that did not load: the same report, on stdout.
 pub(crate) fn validate_failed(e: &Error) -> ExitCode {
     let report = cloudlet::Report::from_error(e);
-    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
     ExitCode::from(1)
 }
 

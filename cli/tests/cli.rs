@@ -627,15 +627,34 @@ fn validate_json_reports_load_errors_as_diagnostics() {
     let f = dir.path().join("lab.yaml");
     let cases: [(&[u8], &str, Option<(u64, u64)>); 6] = [
         (b"name: t\nsite: {domain: t.lan\n", "yaml", Some((3, 1))),
-        (b"name: t\nsite: {domain: t.lan}\nmachines:\n  a: {cpus: x}\n", "type", Some((4, 13))),
-        (b"name: t\nsite: {domain: t.lan}\nbogus: 1\n", "unknown-key", Some((3, 1))),
+        (
+            b"name: t\nsite: {domain: t.lan}\nmachines:\n  a: {cpus: x}\n",
+            "type",
+            Some((4, 13)),
+        ),
+        (
+            b"name: t\nsite: {domain: t.lan}\nbogus: 1\n",
+            "unknown-key",
+            Some((3, 1)),
+        ),
         (b"name: t\nname: u\n", "yaml", Some((2, 1))),
-        (b"name: t\nsite: {domain: t.lan}\n\tmachines: {}\n", "yaml", None),
-        (b"name: t\nsite: {domain: \xff}\n", "encoding", Some((2, 16))),
+        (
+            b"name: t\nsite: {domain: t.lan}\n\tmachines: {}\n",
+            "yaml",
+            None,
+        ),
+        (
+            b"name: t\nsite: {domain: \xff}\n",
+            "encoding",
+            Some((2, 16)),
+        ),
     ];
     for (bytes, code, at) in cases {
         std::fs::write(&f, bytes).unwrap();
-        let o = cloudlet(dir.path(), &["validate", f.to_str().unwrap(), "--output", "json"]);
+        let o = cloudlet(
+            dir.path(),
+            &["validate", f.to_str().unwrap(), "--output", "json"],
+        );
         assert_eq!(o.status.code(), Some(1), "{}", text(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", text(&o)));
@@ -649,7 +668,10 @@ fn validate_json_reports_load_errors_as_diagnostics() {
     }
     // Not even a file: still JSON.
     let missing = dir.path().join("missing.yaml");
-    let o = cloudlet(dir.path(), &["validate", missing.to_str().unwrap(), "--output", "json"]);
+    let o = cloudlet(
+        dir.path(),
+        &["validate", missing.to_str().unwrap(), "--output", "json"],
+    );
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["diagnostics"][0]["code"], "io");
@@ -679,7 +701,10 @@ fn a_plan_cut_short_by_its_reader_exits_quietly() {
         .unwrap();
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(first.starts_with('+') || first.contains("create"), "{first}");
+    assert!(
+        first.starts_with('+') || first.contains("create"),
+        "{first}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(o.status.code(), Some(141), "{err}");
 }
@@ -699,18 +724,29 @@ fn a_held_lock_refuses_apply_before_the_plan_with_a_readable_time() {
     // Wait until flock holds it.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let probe = Command::new("flock").arg("-n").arg(&lock).arg("true").status().unwrap();
+        let probe = Command::new("flock")
+            .arg("-n")
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .unwrap();
         if !probe.success() || Instant::now() > deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let o = cloudlet(state.path(), &["apply", lab.path().to_str().unwrap(), "--yes"]);
+    let o = cloudlet(
+        state.path(),
+        &["apply", lab.path().to_str().unwrap(), "--yes"],
+    );
     let _ = holder.kill();
     let _ = holder.wait();
     assert_eq!(o.status.code(), Some(1));
     let out = text(&o);
     assert!(out.contains("another apply is running"), "{out}");
-    assert!(out.contains("pid 4242 since 2025-12-04 14:34:05 UTC"), "{out}");
+    assert!(
+        out.contains("pid 4242 since 2025-12-04 14:34:05 UTC"),
+        "{out}"
+    );
     assert!(!out.contains("create"), "the plan was printed first: {out}");
 }

@@ -81,6 +81,9 @@ pub struct Diagnostic {
     /// nothing from the position on.
     #[serde(skip)]
     pub redact: bool,
+    /// The finding and its one related place are alike (`used twice`): it points at the later.
+    #[serde(skip)]
+    symmetric: bool,
 }
 
 impl Diagnostic {
@@ -127,6 +130,7 @@ impl Diagnostic {
             related: Vec::new(),
             anchor,
             redact: false,
+            symmetric: false,
         }
     }
 
@@ -156,6 +160,21 @@ impl Diagnostic {
         self
     }
 
+    /// Adds the other place of a finding about two equal things ("used twice"): once both
+    /// are resolved, the finding points at the later of the two, the one just written.
+    #[must_use]
+    pub fn also_used(self, path: TreePath) -> Self {
+        self.alike(path, "also used")
+    }
+
+    /// Adds the other place of a finding that reads the same from either place: once both
+    /// are resolved, the finding points at the later of the two.
+    #[must_use]
+    pub fn alike(mut self, path: TreePath, message: impl Into<String>) -> Self {
+        self.symmetric = true;
+        self.related(path, message)
+    }
+
     /// Fills in the positions from the source map.
     pub fn resolve(&mut self, map: &SourceMap) {
         if self.location.is_none() {
@@ -173,6 +192,14 @@ impl Diagnostic {
                     None => None,
                 };
             }
+        }
+        if self.symmetric
+            && let [r] = self.related.as_mut_slice()
+            && r.location.is_some()
+            && r.location > self.location
+        {
+            std::mem::swap(&mut self.location, &mut r.location);
+            std::mem::swap(&mut self.path, &mut r.path);
         }
     }
 
@@ -205,7 +232,12 @@ impl Diagnostic {
         for r in &self.related {
             match &r.location {
                 Some(l) => {
-                    let _ = writeln!(s, "  = note: {} at {}", printable(&r.message), printable(&l.to_string()));
+                    let _ = writeln!(
+                        s,
+                        "  = note: {} at {}",
+                        printable(&r.message),
+                        printable(&l.to_string())
+                    );
                 }
                 None => {
                     let _ = writeln!(s, "  = note: {}", printable(&r.message));

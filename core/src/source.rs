@@ -237,7 +237,12 @@ fn count_nodes(node: &Node) -> usize {
     match &node.kind {
         NodeKind::Scalar(_) => 1,
         NodeKind::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
-        NodeKind::Map(entries) => 1 + entries.iter().map(|(_, v)| 1 + count_nodes(v)).sum::<usize>(),
+        NodeKind::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(_, v)| 1 + count_nodes(v))
+                .sum::<usize>()
+        }
     }
 }
 
@@ -288,7 +293,11 @@ impl Builder {
                     self.expanded = self.expanded.saturating_add(*size);
                     if self.expanded > self.alias_budget {
                         // Reported once; later aliases add nothing, so memory stays bounded.
-                        if !self.errors.iter().any(|e| e.message.starts_with("aliases expand")) {
+                        if !self
+                            .errors
+                            .iter()
+                            .any(|e| e.message.starts_with("aliases expand"))
+                        {
                             self.errors.push(SyntaxError {
                                 mark,
                                 message: format!(
@@ -337,7 +346,9 @@ impl Builder {
                 self.errors.push(SyntaxError {
                     mark,
                     message: format!("lists and mappings nest deeper than {MAX_DEPTH} levels here"),
-                    help: Some("a lab needs only a few levels; check for unclosed `[` or `{`".into()),
+                    help: Some(
+                        "a lab needs only a few levels; check for unclosed `[` or `{`".into(),
+                    ),
                 });
                 self.fatal = true;
             }
@@ -717,7 +728,9 @@ mod tests {
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].mark.line, 1);
         // Block mappings, one level per line: ours.
-        let text: String = (0..1000).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+        let text: String = (0..1000)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
         let errs = parse_yaml(0, &text).unwrap_err();
         assert_eq!(errs.len(), 1);
         assert!(errs[0].message.contains("nest deeper"), "{errs:?}");
@@ -727,7 +740,10 @@ mod tests {
     #[test]
     fn ordinary_aliases_still_expand() {
         let docs = parse_yaml(0, "a: &x [1, 2]\nb: *x\nc: *x\n").unwrap();
-        assert_eq!(docs[0].get("c").unwrap().kind, docs[0].get("a").unwrap().kind);
+        assert_eq!(
+            docs[0].get("c").unwrap().kind,
+            docs[0].get("a").unwrap().kind
+        );
     }
 
     #[test]

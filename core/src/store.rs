@@ -391,7 +391,8 @@ mod tests {
             .append(true)
             .open(s.journal_path())
             .unwrap();
-        f.write_all(b"\xff\xfe garbage\n{\"record\":\"nope\"}\n").unwrap();
+        f.write_all(b"\xff\xfe garbage\n{\"record\":\"nope\"}\n")
+            .unwrap();
         drop(f);
         let s = StateStore::open(dir.path()).unwrap();
         s.record(&rec, false).unwrap();
@@ -416,7 +417,10 @@ mod tests {
         assert!(st.success());
         let s = StateStore::open(fifo.path()).unwrap();
         let e = s.records().unwrap_err();
-        assert!(crate::error::chain(&e).contains("not a regular file"), "{e}");
+        assert!(
+            crate::error::chain(&e).contains("not a regular file"),
+            "{e}"
+        );
         assert!(s.record(&rec, false).is_err());
     }
 

