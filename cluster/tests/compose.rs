@@ -362,3 +362,36 @@ async fn imported_projects_are_accepted_by_a_real_api_server() {
         .unwrap();
     assert!(cm.data.unwrap()["f0"].contains("scrape_interval: 30s"));
 }
+
+#[test]
+fn imported_values_keep_their_type_when_read_back() {
+    let text = "services:\n  app:\n    image: busybox:1\n    environment:\n      HEX: \"0x10\"\n      T: \"True\"\n      N: \"Null\"\n      NO: \"NO\"\n      OFF: \"Off\"\n      DATE: \"2024-01-01\"\n      OCT: \"017\"\n";
+    let imported = compose::import(
+        Path::new("compose.yml"),
+        text,
+        &ComposeOptions {
+            project: Some("p".into()),
+            ..ComposeOptions::default()
+        },
+    )
+    .unwrap();
+    let yaml = compose::to_yaml(&imported);
+    let lab = "name: t\nsite: {domain: t.lan}\ncluster: {control_plane: []}\n".to_string();
+    let loaded = cloudlet_core::load::load_texts(
+        vec![("lab.yaml".into(), lab), ("apps.yaml".into(), yaml.clone())],
+        ".".into(),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let env = &loaded.lab.cluster.unwrap().apps["app"].env;
+    for (k, v) in [
+        ("HEX", "0x10"),
+        ("T", "True"),
+        ("N", "Null"),
+        ("NO", "NO"),
+        ("OFF", "Off"),
+        ("DATE", "2024-01-01"),
+        ("OCT", "017"),
+    ] {
+        assert_eq!(env.get(k).map(String::as_str), Some(v), "{yaml}");
+    }
+}

@@ -4,17 +4,39 @@
 
 use serde_json::Value;
 
-/// A string as a YAML scalar: plain when it cannot be mistaken for another type, quoted
-/// otherwise.
+/// Words that YAML 1.1 readers (PyYAML, which cloud-init uses) or the 1.2 core schema (our
+/// loader) read as booleans or null, compared without case.
+const WORDS: &[&str] = &[
+    "true", "false", "null", "yes", "no", "on", "off", "y", "n", "~",
+];
+
+/// Whether a reader could take `s` as a number or a date: integers with `_` or a leading `0`
+/// (octal in YAML 1.1), `0x`/`0o`/`0b` forms, floats with an exponent, timestamps.
+fn numeric_looking(s: &str) -> bool {
+    let t = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if !t.starts_with(|c: char| c.is_ascii_digit()) {
+        return false;
+    }
+    let b = t.as_bytes();
+    t.bytes().all(|c| c.is_ascii_digit() || c == b'_')
+        || (b.len() > 1 && b[0] == b'0' && matches!(b[1], b'x' | b'X' | b'o' | b'O' | b'b' | b'B'))
+        || (t
+            .bytes()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'e' | b'E' | b'+' | b'-'))
+            && t.matches('.').count() <= 1
+            && !t.contains("--"))
+        || (b.len() >= 8 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-')
+}
+
+/// A string as a YAML scalar: plain only when every reader gets the same string back (our
+/// loader's YAML 1.2 core schema and YAML 1.1 readers such as PyYAML), JSON-quoted otherwise.
 pub fn scalar(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./@".contains(c))
         && !s.starts_with(['-', '.', '@'])
-        && !matches!(
-            s,
-            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~" | "y" | "n"
-        )
+        && !WORDS.iter().any(|w| w.eq_ignore_ascii_case(s))
+        && !numeric_looking(s)
         && s.parse::<f64>().is_err();
     if plain {
         s.to_string()
@@ -62,9 +84,89 @@ pub fn emit(v: &Value, indent: usize, inline_keys: &[&str], out: &mut String) {
     }
 }
 
+/// Strings of every shape that YAML readers resolve to something else, for round-trip tests.
+pub const TRICKY: &[&str] = &[
+    "0x10",
+    "0X1F",
+    "0o17",
+    "0b101",
+    "017",
+    "1_000",
+    "+12",
+    "-7",
+    "1e3",
+    "1.5e+3",
+    "1.0",
+    ".5",
+    "True",
+    "TRUE",
+    "true",
+    "Null",
+    "NULL",
+    "null",
+    "~",
+    "NO",
+    "No",
+    "no",
+    "Off",
+    "OFF",
+    "on",
+    "Y",
+    "y",
+    "n",
+    "yes",
+    "2024-01-01",
+    "2024-01-01T10:00:00Z",
+    ".inf",
+    "-.inf",
+    ".NaN",
+    "",
+    " ",
+    "-",
+    "- x",
+    "a: b",
+    "#x",
+    "x #y",
+    "'q'",
+    "\"dq\"",
+    "&a",
+    "*a",
+    "!tag",
+    "%x",
+    "@x",
+    "`x",
+    "|",
+    ">",
+    "[x]",
+    "{x}",
+    "10.0.20.1",
+    "1.2.3",
+    "web",
+    "$6$salt$hash",
+    "line\nbreak",
+    "tab\there",
+    "ünïcode",
+    "=",
+    "<<",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_tricky_string_reads_back_as_itself() {
+        for s in TRICKY {
+            let text = format!("k: {}\n", scalar(s));
+            let docs =
+                crate::source::parse_yaml(0, &text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+            assert_eq!(
+                docs[0].get("k").unwrap().kind,
+                crate::source::NodeKind::Scalar(crate::source::Scalar::Str((*s).to_string())),
+                "{text}"
+            );
+        }
+    }
 
     #[test]
     fn ambiguous_strings_are_quoted() {
