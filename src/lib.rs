@@ -499,7 +499,8 @@ impl Lab {
 
     /// Asks for `machine` to be installed again at its next network boot.
     pub fn pxe_reinstall(&self, machine: &str) -> Result<(), Error> {
-        let mut installs = pxe::install::Installs::open(&self.pxe_state_dir(), Default::default())?;
+        let mut installs =
+            pxe::install::Installs::open_exclusive(&self.pxe_state_dir(), Default::default())?;
         Ok(installs.reinstall(machine, cloudlet_core::store::now_ms() / 1000)?)
     }
 

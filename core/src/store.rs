@@ -130,7 +130,7 @@ pub fn format_utc(ms: u64) -> String {
 
 /// The lock file's record of its holder, made readable: `pid 42 since 1764858845000`
 /// becomes `pid 42 since 2026-12-04 14:34:05 UTC`.
-fn readable_holder(text: &str) -> String {
+pub fn readable_holder(text: &str) -> String {
     let text = text.trim();
     match text.rsplit_once(" since ") {
         Some((who, ms)) => match ms.parse::<u64>() {

@@ -1,10 +1,14 @@
 //! The boot service's HTTP/1.1 transport (hyper): boot scripts, kernels and initrds with range
 //! requests, install configs and callbacks, answered by a [`Handler`].
 //!
-//! Bounded: at most [`Limits::connections`] connections at once (further ones are closed at
-//! once), request headers must arrive within [`Limits::header_timeout`], request bodies are
-//! read up to [`Limits::body`] bytes, and only GET, HEAD and POST are answered. The server is
-//! one future that drives every connection itself — no task is spawned.
+//! Bounded: at most [`Limits::connections`] connections at once and
+//! [`Limits::per_client`] from one address (further ones are closed at once), request headers
+//! must arrive within [`Limits::header_timeout`] and a body within [`Limits::body_timeout`],
+//! bodies are read up to [`Limits::body`] bytes into a buffer of their own (however the
+//! client frames them), a connection on which neither side makes progress for
+//! [`Limits::idle`] is closed (a client that never reads its response included), and only
+//! GET, HEAD and POST are answered. The server is one future that drives every connection
+//! itself — no task is spawned.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -82,6 +86,13 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Largest request body read.
     pub body: usize,
+    /// Connections at once from one client address.
+    pub per_client: usize,
+    /// Time for a request's body to arrive.
+    pub body_timeout: Duration,
+    /// Time a connection may go without the client sending or taking a byte while the server
+    /// waits for it (an idle keep-alive connection included).
+    pub idle: Duration,
 }
 
 impl Default for Limits {
@@ -90,7 +101,151 @@ impl Default for Limits {
             connections: 512,
             header_timeout: Duration::from_secs(10),
             body: 4096,
+            per_client: 16,
+            body_timeout: Duration::from_secs(10),
+            idle: Duration::from_secs(20),
         }
+    }
+}
+
+/// The read buffer of a connection (hyper's smallest): a request's head must fit in it.
+const READ_BUFFER: usize = 8192;
+
+/// A connection that fails with `TimedOut` once it has waited [`Limits::idle`] for the
+/// client without either direction making progress.
+struct IdleTimeout<S> {
+    io: S,
+    idle: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<S> IdleTimeout<S> {
+    fn new(io: S, idle: Duration) -> Self {
+        IdleTimeout {
+            io,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+
+    fn progressed(&mut self) {
+        let at = tokio::time::Instant::now() + self.idle;
+        self.deadline.as_mut().reset(at);
+    }
+
+    fn waiting<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client made no progress",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for IdleTimeout<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.io).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    self.progressed();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => self.waiting(cx),
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for IdleTimeout<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                if r.as_ref().is_ok_and(|n| *n > 0) {
+                    self.progressed();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => self.waiting(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => {
+                if r.as_ref().is_ok_and(|n| *n > 0) {
+                    self.progressed();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => self.waiting(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match Pin::new(&mut self.io).poll_flush(cx) {
+            Poll::Ready(r) => Poll::Ready(r),
+            Poll::Pending => self.waiting(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match Pin::new(&mut self.io).poll_shutdown(cx) {
+            Poll::Ready(r) => Poll::Ready(r),
+            Poll::Pending => self.waiting(cx),
+        }
+    }
+}
+
+/// Why a request body was not read.
+enum BodyError {
+    TooLarge,
+    TimedOut,
+    Broken,
+}
+
+/// Reads a request body into a buffer of its own, at most `limit` bytes, within `time`.
+/// Each frame is copied out and dropped at once: frames of one byte each would otherwise
+/// each hold on to a read buffer of the connection.
+async fn read_body(body: Incoming, limit: usize, time: Duration) -> Result<Bytes, BodyError> {
+    let read = async {
+        let mut body = body;
+        let mut out: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| BodyError::Broken)?;
+            if let Ok(data) = frame.into_data() {
+                if out.len() + data.len() > limit {
+                    return Err(BodyError::TooLarge);
+                }
+                if out.capacity() == 0 {
+                    out.reserve_exact(limit);
+                }
+                out.extend_from_slice(&data);
+            }
+        }
+        Ok(Bytes::from(out))
+    };
+    match tokio::time::timeout(time, read).await {
+        Ok(r) => r,
+        Err(_) => Err(BodyError::TimedOut),
     }
 }
 
@@ -280,16 +435,27 @@ async fn serve(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let body = if method == Method::POST {
-        match http_body_util::Limited::new(req.into_body(), limits.body)
-            .collect()
-            .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(_) => {
+        match read_body(req.into_body(), limits.body, limits.body_timeout).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => {
                 return Ok(text(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "text/plain",
                     format!("bodies are at most {} bytes\n", limits.body),
+                ));
+            }
+            Err(BodyError::TimedOut) => {
+                return Ok(text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "text/plain",
+                    "the body did not arrive in time\n".into(),
+                ));
+            }
+            Err(BodyError::Broken) => {
+                return Ok(text(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain",
+                    "the body was cut off\n".into(),
                 ));
             }
         }
@@ -332,13 +498,22 @@ impl HttpServer {
 
     /// Serves until `shutdown` completes; open connections are dropped then.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
-        type Conn = Pin<Box<dyn Future<Output = ()> + Send>>;
+        type Conn = Pin<Box<dyn Future<Output = std::net::IpAddr> + Send>>;
         let mut conns: FuturesUnordered<Conn> = FuturesUnordered::new();
+        let mut per_client: std::collections::HashMap<std::net::IpAddr, usize> =
+            std::collections::HashMap::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
-                Some(()) = conns.next(), if !conns.is_empty() => {}
+                Some(ip) = conns.next(), if !conns.is_empty() => {
+                    if let Some(n) = per_client.get_mut(&ip) {
+                        *n -= 1;
+                        if *n == 0 {
+                            per_client.remove(&ip);
+                        }
+                    }
+                }
                 r = self.listener.accept() => {
                     let (stream, peer) = match r {
                         Ok(x) => x,
@@ -352,6 +527,13 @@ impl HttpServer {
                         drop(stream);
                         continue;
                     }
+                    let mine = per_client.entry(peer.ip()).or_default();
+                    if *mine >= self.limits.per_client {
+                        tracing::warn!(%peer, "http connection refused: too many from this client");
+                        drop(stream);
+                        continue;
+                    }
+                    *mine += 1;
                     let (handler, limits) = (self.handler.clone(), self.limits);
                     let svc = hyper::service::service_fn(move |req| {
                         serve(handler.clone(), limits, peer, req)
@@ -359,11 +541,16 @@ impl HttpServer {
                     let conn = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(self.limits.header_timeout)
-                        .serve_connection(TokioIo::new(stream), svc);
+                        .max_buf_size(READ_BUFFER)
+                        .serve_connection(
+                            TokioIo::new(IdleTimeout::new(stream, self.limits.idle)),
+                            svc,
+                        );
                     conns.push(Box::pin(async move {
                         if let Err(e) = conn.await {
                             tracing::debug!(%peer, error = %e, "http connection ended");
                         }
+                        peer.ip()
                     }));
                 }
             }

@@ -81,6 +81,7 @@ pub enum BootAnswer {
 
 /// Why a request about a machine's install is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InstallError {
     /// The machine is not one the boot service installs.
     #[error("`{0}` is not a machine this boot service installs")]
@@ -96,6 +97,38 @@ pub enum InstallError {
     /// The system's random source failed.
     #[error("no token can be made: the system's random source failed ({0})")]
     Random(String),
+    /// A boot asked from an address other than the one the lab declares for the machine.
+    #[error(
+        "`{name}` booted from {peer}, but the lab gives it {declared}; install configs go only to the machine's own address"
+    )]
+    WrongAddress {
+        /// The machine.
+        name: String,
+        /// Where the request came from.
+        peer: IpAddr,
+        /// The machine's address in the lab.
+        declared: IpAddr,
+    },
+    /// A boot from another address while one is in progress: it does not replace it.
+    #[error(
+        "`{name}` is already installing from {current}; a boot from {peer} is refused until that install ends or its window passes (`cloudlet pxe reinstall` starts over)"
+    )]
+    InProgress {
+        /// The machine.
+        name: String,
+        /// Where the request came from.
+        peer: IpAddr,
+        /// The address of the boot in progress.
+        current: IpAddr,
+    },
+    /// Another boot service (or reinstall) holds the state directory.
+    #[error("the install state {} is in use by a running boot service ({holder}); stop it first, or run this against that service's lab", path.display())]
+    Busy {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it.
+        holder: String,
+    },
     /// The state file could not be written.
     #[error("writing the install state {path}: {message}")]
     Store {
@@ -130,6 +163,9 @@ pub struct Installs {
     path: PathBuf,
     windows: Windows,
     machines: BTreeMap<String, Machine>,
+    /// The exclusive lock of the state directory, for a writer that keeps the state in
+    /// memory (the boot service, a reinstall).
+    _lock: Option<std::fs::File>,
 }
 
 const HISTORY: usize = 50;
@@ -175,7 +211,51 @@ impl Installs {
             path,
             windows,
             machines,
+            _lock: None,
         })
+    }
+
+    /// Opens the states to change them, holding `dir/lock` until dropped: a second boot
+    /// service, or a reinstall while one runs, is refused with who holds it instead of
+    /// overwriting each other's state.
+    pub fn open_exclusive(dir: &Path, windows: Windows) -> Result<Installs, InstallError> {
+        use std::io::{Read as _, Write as _};
+        let path = dir.join("lock");
+        let store = |e: std::io::Error| InstallError::Store {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(store)?;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(store)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = (&file).take(512).read_to_string(&mut text);
+                return Err(InstallError::Busy {
+                    path,
+                    holder: cloudlet_core::store::readable_holder(&text),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(store(e)),
+        }
+        file.set_len(0).map_err(store)?;
+        writeln!(
+            file,
+            "pid {} since {}",
+            std::process::id(),
+            cloudlet_core::store::now_ms()
+        )
+        .map_err(store)?;
+        let mut installs = Installs::open(dir, windows)?;
+        installs._lock = Some(file);
+        Ok(installs)
     }
 
     /// Every machine's state.
@@ -240,13 +320,40 @@ impl Installs {
     /// The machine's boot program, at `peer`, asks what to boot: the installer with a fresh
     /// token, or the local disk once it is installed. A machine never seen at DHCP is
     /// refused. The same boot asking again within [`REPEAT`] seconds (a retransmitted or
-    /// repeated request) gets the same token.
-    pub fn boot(&mut self, name: &str, peer: IpAddr, now: u64) -> Result<BootAnswer, InstallError> {
+    /// repeated request) gets the same token. With `declared` (the machine's address in the
+    /// lab, its DHCP reservation) only that address is answered; without it, a boot from
+    /// another address never replaces one in progress.
+    pub fn boot(
+        &mut self,
+        name: &str,
+        peer: IpAddr,
+        declared: Option<IpAddr>,
+        now: u64,
+    ) -> Result<BootAnswer, InstallError> {
         self.expire(now)?;
+        if let Some(declared) = declared
+            && declared != peer
+        {
+            return Err(InstallError::WrongAddress {
+                name: name.to_string(),
+                peer,
+                declared,
+            });
+        }
         let m = self
             .machines
             .get_mut(name)
             .ok_or_else(|| InstallError::NotSeen(name.to_string()))?;
+        if matches!(m.phase, Phase::Booting | Phase::Installing)
+            && m.token.is_some()
+            && let Some(current) = m.ip.filter(|ip| *ip != peer)
+        {
+            return Err(InstallError::InProgress {
+                name: name.to_string(),
+                peer,
+                current,
+            });
+        }
         if m.phase == Phase::Installed {
             m.boots += 1;
             self.save()?;
@@ -380,7 +487,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Installs::open(dir.path(), windows()).unwrap();
         s.discovered("k8s-1", "52:54:00:AA:00:01", 100).unwrap();
-        let BootAnswer::Install { token } = s.boot("k8s-1", IP, 101).unwrap() else {
+        let BootAnswer::Install { token } = s.boot("k8s-1", IP, None, 101).unwrap() else {
             panic!("installs first");
         };
         assert_eq!(token.len(), 32);
@@ -391,7 +498,7 @@ mod tests {
             "another address with the right token"
         );
         assert_eq!(
-            s.boot("k8s-1", IP, 105).unwrap(),
+            s.boot("k8s-1", IP, None, 105).unwrap(),
             BootAnswer::Install {
                 token: token.clone()
             },
@@ -403,8 +510,14 @@ mod tests {
         // Restarted service: the state is read back; the machine boots from disk from now on.
         let mut again = Installs::open(dir.path(), windows()).unwrap();
         assert_eq!(again.machines()["k8s-1"].phase, Phase::Installed);
-        assert_eq!(again.boot("k8s-1", IP, 500).unwrap(), BootAnswer::LocalDisk);
-        assert_eq!(again.boot("k8s-1", IP, 900).unwrap(), BootAnswer::LocalDisk);
+        assert_eq!(
+            again.boot("k8s-1", IP, None, 500).unwrap(),
+            BootAnswer::LocalDisk
+        );
+        assert_eq!(
+            again.boot("k8s-1", IP, None, 900).unwrap(),
+            BootAnswer::LocalDisk
+        );
         assert!(
             !again.valid("k8s-1", &token, IP, 501),
             "the token ended with the install"
@@ -425,7 +538,7 @@ mod tests {
         );
         again.reinstall("k8s-1", 1000).unwrap();
         assert!(matches!(
-            again.boot("k8s-1", IP, 1001).unwrap(),
+            again.boot("k8s-1", IP, None, 1001).unwrap(),
             BootAnswer::Install { .. }
         ));
     }
@@ -435,7 +548,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Installs::open(dir.path(), windows()).unwrap();
         s.discovered("a", "52:54:00:aa:00:02", 0).unwrap();
-        let BootAnswer::Install { token } = s.boot("a", IP, 0).unwrap() else {
+        let BootAnswer::Install { token } = s.boot("a", IP, None, 0).unwrap() else {
             panic!()
         };
         assert!(s.valid("a", &token, IP, 60));
@@ -452,7 +565,7 @@ mod tests {
             Some("booted but never fetched its install config")
         );
         // The next boot starts over with a new token; a failed report is recorded as such.
-        let BootAnswer::Install { token: t2 } = s.boot("a", IP, 100).unwrap() else {
+        let BootAnswer::Install { token: t2 } = s.boot("a", IP, None, 100).unwrap() else {
             panic!()
         };
         assert_ne!(t2, token);
@@ -461,7 +574,7 @@ mod tests {
             .unwrap();
         assert_eq!(s.machines()["a"].phase, Phase::Failed);
         assert_eq!(
-            s.boot("nobody", IP, 1),
+            s.boot("nobody", IP, None, 1),
             Err(InstallError::NotSeen("nobody".into()))
         );
         assert!(Installs::open(dir.path(), windows()).is_ok());
@@ -470,5 +583,56 @@ mod tests {
             Installs::open(dir.path(), windows()),
             Err(InstallError::Store { .. })
         ));
+    }
+
+    #[test]
+    fn another_address_cannot_take_over_an_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Installs::open(dir.path(), windows()).unwrap();
+        s.discovered("a", "52:54:00:aa:00:01", 0).unwrap();
+        // The lab declares the machine's address: nobody else is answered.
+        assert!(matches!(
+            s.boot("a", OTHER, Some(IP), 1),
+            Err(InstallError::WrongAddress { .. })
+        ));
+        let BootAnswer::Install { token } = s.boot("a", IP, Some(IP), 2).unwrap() else {
+            panic!("installs");
+        };
+        // Without a declared address: a boot in progress is not replaced by another
+        // address, and its token keeps working.
+        let BootAnswer::Install { token: t2 } = s.boot("a", IP, None, 3).unwrap() else {
+            panic!("installs");
+        };
+        assert_eq!(token, t2);
+        assert!(matches!(
+            s.boot("a", OTHER, None, 30),
+            Err(InstallError::InProgress { current, .. }) if current == IP
+        ));
+        assert!(s.valid("a", &token, IP, 31));
+        s.config_fetched("a", &token, IP, 32).unwrap();
+        assert!(matches!(
+            s.boot("a", OTHER, None, 40),
+            Err(InstallError::InProgress { .. })
+        ));
+        s.report("a", &token, IP, true, None, 50).unwrap();
+        assert_eq!(s.machines()["a"].phase, Phase::Installed);
+    }
+
+    #[test]
+    fn one_writer_per_state_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = Installs::open_exclusive(dir.path(), windows()).unwrap();
+        match Installs::open_exclusive(dir.path(), windows()) {
+            Err(e @ InstallError::Busy { .. }) => {
+                let m = e.to_string();
+                assert!(m.contains(&format!("pid {}", std::process::id())), "{m}");
+                assert!(m.contains(" UTC"), "{m}");
+            }
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        // Readers are not kept out.
+        assert!(Installs::open(dir.path(), windows()).is_ok());
+        drop(held);
+        assert!(Installs::open_exclusive(dir.path(), windows()).is_ok());
     }
 }

@@ -157,6 +157,8 @@ struct Target {
     name: String,
     machine: Machine,
     profile: Profile,
+    /// The address the lab gives its boot NIC (its DHCP reservation), if any.
+    address: Option<IpAddr>,
 }
 
 struct Shared {
@@ -195,6 +197,7 @@ fn targets(lab: &Lab) -> HashMap<String, Target> {
                     name: n.name.to_string(),
                     machine: n.machine.clone(),
                     profile: n.profile.clone(),
+                    address: n.nic.ip.map(IpAddr::V4),
                 },
             ))
         })
@@ -226,7 +229,7 @@ impl Shared {
                 tracing::warn!(error = %e, "install state not written");
             }
         }
-        let answer = match installs.boot(&t.name, peer, now()) {
+        let answer = match installs.boot(&t.name, peer, t.address, now()) {
             Ok(a) => a,
             Err(e) => {
                 drop(installs);
@@ -562,7 +565,7 @@ impl BootService {
             t.profile = render::with_hashed_passwords(&t.profile, &config.secrets_dir)
                 .map_err(ServiceError::Password)?;
         }
-        let installs = Installs::open(&config.state_dir, config.windows)?;
+        let installs = Installs::open_exclusive(&config.state_dir, config.windows)?;
         let ip = IpAddr::V4(config.address);
         let bind = |what: &str, port: u16| {
             let what = if port == 0 {

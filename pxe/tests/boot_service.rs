@@ -31,11 +31,20 @@ impl Drop for Running {
 }
 
 fn start(root: &std::path::Path, state: &std::path::Path) -> Running {
+    start_with(root, state, |_| {})
+}
+
+fn start_with(
+    root: &std::path::Path,
+    state: &std::path::Path,
+    tweak: impl FnOnce(&mut BootConfig),
+) -> Running {
     let mut cfg = BootConfig::new(Ipv4Addr::LOCALHOST, root.to_path_buf(), state.to_path_buf());
     cfg.proxy_dhcp = false;
     cfg.http_port = 0;
     cfg.tftp_port = 0;
     cfg.loader = Loader::Ipxe;
+    tweak(&mut cfg);
     let (tx, rx) = std::sync::mpsc::channel();
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
@@ -276,5 +285,306 @@ fn install_configs_reach_only_their_machine_and_one_install_then_local_boot() {
             Phase::Installing,
             Phase::Installed
         ]
+    );
+}
+
+/// The process's resident memory in KiB (the service runs on a thread of this process).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A TCP connection to `to` from the loopback address `from`.
+fn connect_from(from: Ipv4Addr, to: std::net::SocketAddr) -> std::net::TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&std::net::SocketAddr::new(from.into(), 0).into())
+        .unwrap();
+    s.connect(&to.into()).unwrap();
+    let s: std::net::TcpStream = s.into();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+fn http_addr(svc: &Running) -> std::net::SocketAddr {
+    svc.http.trim_start_matches("http://").parse().unwrap()
+}
+
+#[test]
+fn slow_bodies_slow_headers_and_clients_that_never_read_are_bounded() {
+    use std::io::{Read as _, Write as _};
+    let top = tempfile::tempdir().unwrap();
+    let root = top.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    // A kernel larger than any socket buffer, for the client that never reads.
+    std::fs::write(root.join("vmlinuz"), vec![b'k'; 64 << 20]).unwrap();
+    std::fs::write(root.join("initrd.img"), b"initrd").unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let svc = start_with(&root, state.path(), |c| {
+        c.http.idle = Duration::from_secs(3);
+        c.http.body_timeout = Duration::from_secs(3);
+        c.http.header_timeout = Duration::from_secs(3);
+    });
+    let addr = http_addr(&svc);
+    let before = rss_kib();
+
+    // 100 clients, each sending a 4,000-byte body one byte per segment.
+    let mut conns: Vec<std::net::TcpStream> = (0..100u8)
+        .map(|i| {
+            let mut c = connect_from(Ipv4Addr::new(127, 0, 1, i + 1), addr);
+            c.write_all(
+                b"POST /install/vm1/0123/done HTTP/1.1\r\nHost: x\r\nContent-Length: 4000\r\n\r\n",
+            )
+            .unwrap();
+            c
+        })
+        .collect();
+    for _ in 0..4000 {
+        for c in &mut conns {
+            c.write_all(b"x").unwrap();
+        }
+    }
+    for c in &mut conns {
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 403", "{}", String::from_utf8_lossy(&head));
+    }
+    let grown = rss_kib().saturating_sub(before);
+    eprintln!("resident memory grew by {grown} KiB for 100 one-byte-at-a-time bodies");
+    // Before the fix: about 27 MB per connection (2.7 GB here).
+    assert!(grown < 64 * 1024, "grew by {grown} KiB");
+    drop(conns);
+
+    // Slow headers from one address hold at most its share of the slots: 300 connections
+    // that never finish their headers, then a normal request from elsewhere is answered.
+    let slow: Vec<std::net::TcpStream> = (0..300)
+        .filter_map(|_| {
+            let mut c = connect_from(Ipv4Addr::new(127, 0, 2, 1), addr);
+            c.write_all(b"GET /ipxe/52-54-00-12-34-56 HTTP/1.1\r\nHo")
+                .ok()?;
+            Some(c)
+        })
+        .collect();
+    let (code, script) = curl(
+        "127.0.0.1",
+        &[&format!("{}/ipxe/52-54-00-12-34-56", svc.http)],
+    );
+    assert_eq!(code, 200, "{script}");
+    drop(slow);
+
+    // A client that asks for the kernel and never reads: the server gives up on it.
+    let mut lazy = connect_from(Ipv4Addr::new(127, 0, 3, 1), addr);
+    lazy.write_all(b"GET /boot/vmlinuz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    lazy.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match lazy.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(
+        got < 64 << 20,
+        "the whole kernel was kept for a client that did not read"
+    );
+}
+
+#[test]
+fn tftp_netascii_streams_long_timeouts_are_refused_and_fifos_never_block() {
+    let top = tempfile::tempdir().unwrap();
+    let root = top.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let text: Vec<u8> = (0..(16u32 << 20))
+        .map(|i| {
+            if i % 61 == 60 {
+                b'\n'
+            } else {
+                b'a' + (i % 26) as u8
+            }
+        })
+        .collect();
+    std::fs::write(root.join("big.txt"), &text).unwrap();
+    std::fs::write(root.join("vmlinuz"), b"kernel").unwrap();
+    std::fs::write(root.join("initrd.img"), b"initrd").unwrap();
+    let st = Command::new("mkfifo")
+        .arg(root.join("fifo"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let state = tempfile::tempdir().unwrap();
+    let svc = start(&root, state.path());
+    let server = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, svc.tftp_port));
+    let rrq = |name: &str, mode: &str, opts: &[(&str, &str)]| {
+        let mut p = vec![0u8, 1];
+        for part in [name, mode]
+            .into_iter()
+            .chain(opts.iter().flat_map(|(k, v)| [*k, *v]))
+        {
+            p.extend_from_slice(part.as_bytes());
+            p.push(0);
+        }
+        p
+    };
+    let client = |from: Ipv4Addr| {
+        let s = std::net::UdpSocket::bind((from, 0)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+
+    // 64 netascii sessions of a 16 MiB file left hanging after their first block.
+    let before = rss_kib();
+    let hanging: Vec<std::net::UdpSocket> = (0..64u8)
+        .map(|i| {
+            let s = client(Ipv4Addr::new(127, 0, 4, i + 1));
+            s.send_to(&rrq("big.txt", "netascii", &[]), server).unwrap();
+            let mut buf = [0u8; 600];
+            let (n, _) = s.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..2], &[0, 3], "DATA expected, got {:?}", &buf[..n]);
+            s
+        })
+        .collect();
+    let grown = rss_kib().saturating_sub(before);
+    eprintln!("resident memory grew by {grown} KiB for 64 netascii sessions of 16 MiB");
+    assert!(grown < 64 * 1024, "grew by {grown} KiB");
+    drop(hanging);
+
+    // A whole netascii transfer reads back as the file (tftp-hpa converts it back).
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::new("tftp")
+        .current_dir(out.path())
+        .args([
+            "127.0.0.1",
+            &svc.tftp_port.to_string(),
+            "-m",
+            "netascii",
+            "-c",
+            "get",
+            "big.txt",
+            "got",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        std::fs::read(out.path().join("got")).unwrap() == text,
+        "netascii round trip differs"
+    );
+
+    // `timeout=255` is not granted, and one address gets at most its share of sessions.
+    let greedy = client(Ipv4Addr::new(127, 0, 5, 1));
+    let mut busy = 0;
+    for _ in 0..16 {
+        let s = client(Ipv4Addr::new(127, 0, 5, 1));
+        s.send_to(
+            &rrq(
+                "big.txt",
+                "octet",
+                &[("timeout", "255"), ("blksize", "512")],
+            ),
+            server,
+        )
+        .unwrap();
+        let mut buf = [0u8; 600];
+        let (n, _) = s.recv_from(&mut buf).unwrap();
+        let reply = &buf[..n];
+        if reply[..2] == [0, 5] {
+            busy += 1;
+        } else {
+            assert_eq!(&reply[..2], &[0, 6], "OACK expected");
+            assert!(
+                !String::from_utf8_lossy(reply).contains("timeout"),
+                "timeout 255 was granted"
+            );
+        }
+        std::mem::forget(s);
+    }
+    drop(greedy);
+    assert_eq!(busy, 8, "sessions beyond the per-client share are refused");
+    // Others are still served.
+    assert_eq!(tftp_get(svc.tftp_port, "vmlinuz"), "kernel");
+
+    // A FIFO is not served, and blocks nothing.
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::new("tftp")
+        .current_dir(out.path())
+        .args([
+            "127.0.0.1",
+            &svc.tftp_port.to_string(),
+            "-m",
+            "binary",
+            "-c",
+            "get",
+            "fifo",
+            "got",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not found")
+            || String::from_utf8_lossy(&o.stdout).contains("not found"),
+        "{o:?}"
+    );
+    let (code, _) = curl(
+        "127.0.0.1",
+        &["--max-time", "10", &format!("{}/boot/fifo", svc.http)],
+    );
+    assert_eq!(code, 404);
+    assert_eq!(tftp_get(svc.tftp_port, "vmlinuz"), "kernel");
+}
+
+#[test]
+fn another_address_cannot_take_over_a_boot_in_progress() {
+    let top = tempfile::tempdir().unwrap();
+    let root = top.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("vmlinuz"), b"kernel").unwrap();
+    std::fs::write(root.join("initrd.img"), b"initrd").unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut svc = start(&root, state.path());
+    let url = format!("{}/ipxe/52-54-00-12-34-56", svc.http);
+    let (code, script) = curl("127.0.0.1", &[&url]);
+    assert_eq!(code, 200, "{script}");
+    let token = token_of(&script, "vm1");
+    // Another address asks for the same machine's script: refused, reported.
+    let (code, body) = curl("127.0.0.2", &[&url]);
+    assert_ne!(code, 200, "{body}");
+    assert!(!body.contains(&token));
+    let mut refused = false;
+    while let Ok(e) = svc.events.try_recv() {
+        if let Event::Refused { peer, why, .. } = e {
+            refused |= peer == std::net::IpAddr::from(Ipv4Addr::new(127, 0, 0, 2))
+                && why.contains("already installing");
+        }
+    }
+    assert!(refused, "the attempt is reported as an event");
+    // The real machine's token still works.
+    let (code, config) = curl(
+        "127.0.0.1",
+        &[&format!("{}/install/vm1/{token}/config", svc.http)],
+    );
+    assert_eq!(code, 200, "{config}");
+    // A second service on the same state directory is refused.
+    let cfg = BootConfig::new(
+        Ipv4Addr::LOCALHOST,
+        root.clone(),
+        state.path().to_path_buf(),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let second = rt.block_on(BootService::bind(&support::boot_lab(), cfg));
+    let e = second.err().expect("a second service is refused");
+    assert!(
+        e.to_string().contains("in use by a running boot service"),
+        "{e}"
     );
 }

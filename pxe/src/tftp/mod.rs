@@ -33,6 +33,11 @@ pub struct TftpConfig {
     pub max_blksize: u16,
     /// Largest window granted (RFC 7440).
     pub max_window: u16,
+    /// Longest retransmission timeout a client may ask for (RFC 2349 allows 255 s); a longer
+    /// one is not granted, so a stalled session gives its slot back within seconds.
+    pub max_timeout: Duration,
+    /// Transfers at once from one client address, so one client cannot take every slot.
+    pub max_sessions_per_client: usize,
 }
 
 impl Default for TftpConfig {
@@ -43,6 +48,8 @@ impl Default for TftpConfig {
             retries: 5,
             max_blksize: packet::MAX_BLKSIZE,
             max_window: 64,
+            max_timeout: Duration::from_secs(5),
+            max_sessions_per_client: 8,
         }
     }
 }
@@ -158,6 +165,8 @@ impl TftpServer {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<TftpStats> {
         let mut stats = TftpStats::default();
         let mut sessions = FuturesUnordered::new();
+        let mut per_client: std::collections::HashMap<IpAddr, usize> =
+            std::collections::HashMap::new();
         let mut buf = vec![0u8; 1024];
         let local_ip = self.socket.local_addr()?.ip();
         tokio::pin!(shutdown);
@@ -165,6 +174,13 @@ impl TftpServer {
             tokio::select! {
                 () = &mut shutdown => break,
                 Some((peer, name, result)) = sessions.next(), if !sessions.is_empty() => {
+                    let peer: SocketAddr = peer;
+                    if let Some(n) = per_client.get_mut(&peer.ip()) {
+                        *n -= 1;
+                        if *n == 0 {
+                            per_client.remove(&peer.ip());
+                        }
+                    }
                     let result: Result<u64, SessionError> = result;
                     let event = match result {
                         Ok(bytes) => {
@@ -194,10 +210,14 @@ impl TftpServer {
                         Ok(Packet::Rrq { filename, mode, options }) => {
                             if mode != "octet" && mode != "netascii" {
                                 Some(packet::error(ErrorCode::IllegalOperation, "mode must be octet or netascii"))
-                            } else if sessions.len() >= self.config.max_sessions {
+                            } else if sessions.len() >= self.config.max_sessions
+                                || per_client.get(&peer.ip()).copied().unwrap_or(0)
+                                    >= self.config.max_sessions_per_client
+                            {
                                 stats.busy += 1;
                                 Some(packet::error(ErrorCode::Undefined, "server busy, try again"))
                             } else {
+                                *per_client.entry(peer.ip()).or_default() += 1;
                                 let req = Request {
                                     peer,
                                     local: local_ip,
@@ -228,17 +248,114 @@ impl TftpServer {
     }
 }
 
-/// Converts to netascii: LF -> CR LF, CR -> CR NUL.
-fn to_netascii(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + data.len() / 16);
-    for &b in data {
-        match b {
-            b'\n' => out.extend_from_slice(b"\r\n"),
-            b'\r' => out.extend_from_slice(b"\r\0"),
-            _ => out.push(b),
+/// What one byte becomes in netascii: LF -> CR LF, CR -> CR NUL.
+fn netascii_of(b: u8) -> ([u8; 2], usize) {
+    match b {
+        b'\n' => (*b"\r\n", 2),
+        b'\r' => (*b"\r\0", 2),
+        _ => ([b, 0], 1),
+    }
+}
+
+/// A file read as netascii while it is sent: nothing is converted ahead, so a session holds
+/// one read buffer whatever the file's size.
+struct Netascii {
+    /// The file.
+    source: Source,
+    /// Length after conversion.
+    len: u64,
+    /// A raw offset and the converted offset it starts at: where the last read began. The
+    /// window only moves forward (or is sent again from the same block), so reads resume
+    /// here instead of converting from the start.
+    raw: u64,
+    conv: u64,
+}
+
+/// The raw bytes read at once while converting.
+const NETASCII_READ: usize = 16 * 1024;
+
+impl Netascii {
+    /// Measures the converted length in one streaming pass.
+    fn new(source: Source) -> std::io::Result<Self> {
+        let mut buf = vec![0u8; NETASCII_READ];
+        let (mut raw, mut len) = (0u64, 0u64);
+        loop {
+            let n = source.read_at(&mut buf, raw)?;
+            if n == 0 {
+                break;
+            }
+            raw += n as u64;
+            len += n as u64
+                + buf[..n]
+                    .iter()
+                    .filter(|&&b| b == b'\n' || b == b'\r')
+                    .count() as u64;
+        }
+        Ok(Netascii {
+            source,
+            len,
+            raw: 0,
+            conv: 0,
+        })
+    }
+
+    /// Fills `out` with the converted bytes from converted offset `offset`.
+    fn read_at(&mut self, out: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        if offset < self.conv {
+            (self.raw, self.conv) = (0, 0);
+        }
+        let mut buf = vec![0u8; NETASCII_READ];
+        let (mut raw, mut conv) = (self.raw, self.conv);
+        let mut filled = 0;
+        while filled < out.len() {
+            let n = self.source.read_at(&mut buf, raw)?;
+            if n == 0 {
+                break;
+            }
+            for &b in &buf[..n] {
+                let (bytes, k) = netascii_of(b);
+                if conv + k as u64 <= offset {
+                    // Entirely before the offset: the next read may start after it.
+                    (self.raw, self.conv) = (raw + 1, conv + k as u64);
+                } else {
+                    for (i, &e) in bytes[..k].iter().enumerate() {
+                        if conv + i as u64 >= offset && filled < out.len() {
+                            out[filled] = e;
+                            filled += 1;
+                        }
+                    }
+                }
+                raw += 1;
+                conv += k as u64;
+                if filled == out.len() {
+                    break;
+                }
+            }
+        }
+        Ok(filled)
+    }
+}
+
+/// What a session sends: the file as it is, or converted to netascii on the way.
+enum Payload {
+    Octet(Source),
+    Netascii(Netascii),
+}
+
+impl Payload {
+    fn len(&self) -> u64 {
+        match self {
+            Payload::Octet(s) => s.len(),
+            Payload::Netascii(n) => n.len,
         }
     }
-    out
+
+    fn read_at(&mut self, out: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        match self {
+            Payload::Octet(s) => s.read_at(out, offset),
+            Payload::Netascii(n) => n.read_at(out, offset),
+        }
+    }
 }
 
 /// The most bytes one segmented send may carry (a UDP datagram's limit).
@@ -252,9 +369,6 @@ fn gso_segments(sock: &UdpSocket, size: usize) -> bool {
     };
     nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::UdpGsoSegment, &size).is_ok()
 }
-
-/// Largest file served in netascii mode (it is converted in memory).
-const MAX_NETASCII: u64 = 16 << 20;
 
 async fn session(req: Request, ns: Arc<Namespace>, cfg: TftpConfig) -> Result<u64, SessionError> {
     let sock = UdpSocket::bind(SocketAddr::new(req.local, 0)).await?;
@@ -273,21 +387,10 @@ async fn session(req: Request, ns: Arc<Namespace>, cfg: TftpConfig) -> Result<u6
             return Err(SessionError::Refused);
         }
     };
-    let source = if req.netascii {
-        if source.len() > MAX_NETASCII {
-            sock.send(&packet::error(
-                ErrorCode::Undefined,
-                "file too large for netascii; use octet",
-            ))
-            .await?;
-            return Err(SessionError::Refused);
-        }
-        let mut raw = vec![0u8; usize::try_from(source.len()).unwrap_or(0)];
-        let n = source.read_at(&mut raw, 0)?;
-        raw.truncate(n);
-        Source::Memory(Arc::from(to_netascii(&raw)))
+    let mut source = if req.netascii {
+        Payload::Netascii(Netascii::new(source)?)
     } else {
-        source
+        Payload::Octet(source)
     };
     let size = source.len();
 
@@ -310,7 +413,11 @@ async fn session(req: Request, ns: Arc<Namespace>, cfg: TftpConfig) -> Result<u6
                 granted.push(("tsize", size.to_string()));
             }
             "timeout" => {
-                if let Ok(v @ 1..=255) = value.parse::<u64>() {
+                // Granted as asked or not at all (RFC 2349): a longer one than the server
+                // allows is ignored and the default used.
+                if let Ok(v @ 1..=255) = value.parse::<u64>()
+                    && Duration::from_secs(v) <= cfg.max_timeout
+                {
                     timeout = Duration::from_secs(v);
                     granted.push(("timeout", v.to_string()));
                 }
@@ -434,8 +541,41 @@ async fn session(req: Request, ns: Arc<Namespace>, cfg: TftpConfig) -> Result<u6
 mod tests {
     use super::*;
 
+    fn whole(data: &[u8]) -> Vec<u8> {
+        data.iter()
+            .flat_map(|&b| {
+                let (bytes, k) = netascii_of(b);
+                bytes[..k].to_vec()
+            })
+            .collect()
+    }
+
     #[test]
-    fn netascii_conversion() {
-        assert_eq!(to_netascii(b"a\nb\rc"), b"a\r\nb\r\0c");
+    fn netascii_conversion_streams_in_any_window() {
+        assert_eq!(whole(b"a\nb\rc"), b"a\r\nb\r\0c");
+        // Every byte value, with runs of line ends across the read buffer's boundaries.
+        let mut raw: Vec<u8> = (0..=255u8).cycle().take(3 * NETASCII_READ + 7).collect();
+        raw.extend(std::iter::repeat_n(b'\n', NETASCII_READ + 3));
+        let want = whole(&raw);
+        for step in [1usize, 511, 512, 1428, 65_464] {
+            let mut n = Netascii::new(Source::Memory(Arc::from(raw.clone()))).unwrap();
+            assert_eq!(n.len, want.len() as u64);
+            let mut got = Vec::new();
+            let mut off = 0u64;
+            loop {
+                let mut buf = vec![0u8; step];
+                let k = n.read_at(&mut buf, off).unwrap();
+                // Read the same window again, as a retransmission does.
+                let mut again = vec![0u8; step];
+                assert_eq!(n.read_at(&mut again, off).unwrap(), k);
+                assert_eq!(again[..k], buf[..k]);
+                got.extend_from_slice(&buf[..k]);
+                off += k as u64;
+                if k < step {
+                    break;
+                }
+            }
+            assert_eq!(got, want, "step {step}");
+        }
     }
 }

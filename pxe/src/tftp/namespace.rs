@@ -173,7 +173,19 @@ impl Namespace {
                 "the name leads outside the served directory",
             ));
         }
-        let file = File::open(&real).map_err(|_| Refusal::NotFound)?;
+        // Regular files only, opened without blocking: a FIFO or a device in the served
+        // directory would otherwise block the open, and with it the whole service.
+        if !std::fs::metadata(&real).is_ok_and(|m| m.is_file()) {
+            return Err(Refusal::NotFound);
+        }
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&real)
+                .map_err(|_| Refusal::NotFound)?
+        };
         let meta = file.metadata().map_err(|_| Refusal::NotFound)?;
         if !meta.is_file() {
             return Err(Refusal::NotFound);
