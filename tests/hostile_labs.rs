@@ -1,7 +1,7 @@
 //! Lab files written carelessly or with intent: alias bombs, secrets written in the clear,
 //! bytes that are not UTF-8, escape sequences, FIFOs, link loops and huge lines. Each is
 //! refused with a position and bounded in memory, and no secret is echoed.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::print_stderr)] // the tests print what they measure
 
 mod common;
 use cloudlet::core::LoadError;

@@ -625,7 +625,9 @@ fn serve_install_status_reinstall() {
 fn validate_json_reports_load_errors_as_diagnostics() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("lab.yaml");
-    let cases: [(&[u8], &str, Option<(u64, u64)>); 6] = [
+    // (file bytes, diagnostic code, line and column when the problem has one)
+    type Case<'a> = (&'a [u8], &'a str, Option<(u64, u64)>);
+    let cases: [Case<'_>; 6] = [
         (b"name: t\nsite: {domain: t.lan\n", "yaml", Some((3, 1))),
         (
             b"name: t\nsite: {domain: t.lan}\nmachines:\n  a: {cpus: x}\n",

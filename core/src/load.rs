@@ -119,7 +119,7 @@ fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
 }
 
 /// A lab file as text, or a diagnostic at the first byte that is not UTF-8.
-fn decode(path: &Path, bytes: Vec<u8>) -> Result<String, Diagnostic> {
+fn decode(path: &Path, bytes: Vec<u8>) -> Result<String, Box<Diagnostic>> {
     String::from_utf8(bytes).map_err(|e| {
         let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         // Valid by construction: the prefix before the first invalid byte.
@@ -138,6 +138,7 @@ fn decode(path: &Path, bytes: Vec<u8>) -> Result<String, Diagnostic> {
             format!("byte 0x{bad:02x} is not UTF-8: lab files are UTF-8 text"),
         )
         .help("save the file as UTF-8 (for example `iconv -f latin1 -t utf-8`)")
+        .into()
     })
 }
 
@@ -212,7 +213,7 @@ pub fn load(path: &Path) -> Result<LoadedLab, LoadError> {
         let bytes = read_regular(f, MAX_LAB_FILE)?;
         match decode(f, bytes) {
             Ok(text) => texts.push((f.clone(), text)),
-            Err(d) => diags.push(d),
+            Err(d) => diags.push(*d),
         }
     }
     if !diags.is_empty() {
