@@ -437,8 +437,39 @@ fn pxe_status_json(state: &Path) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-fn curl(args: &[&str]) -> (u16, String) {
-    let o = Command::new("curl")
+/// The seed's `k8s-node1` address: the boot service answers the machine only from there.
+const NODE1: &str = "10.0.20.11";
+
+/// A network namespace whose loopback also holds `NODE1`, removed when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("cl-cli-{}", std::process::id());
+        let sh = |cmd: String| {
+            let o = Command::new("sh").args(["-c", &cmd]).output().unwrap();
+            assert!(o.status.success(), "{cmd}: {o:?}");
+        };
+        sh(format!("ip netns add {name}"));
+        let ns = Netns(name);
+        sh(format!(
+            "ip -n {} link set lo up && ip -n {} addr add {NODE1}/32 dev lo",
+            ns.0, ns.0
+        ));
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// curl inside `ns`, from the machine's address.
+fn curl(ns: &Netns, args: &[&str]) -> (u16, String) {
+    let o = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "curl", "--interface", NODE1])
         .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
         .args(args)
         .output()
@@ -469,7 +500,10 @@ fn serve_install_status_reinstall() {
     let node1 = &machines[1];
     let mac = node1["mac"].as_str().unwrap().replace(':', "-");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cloudlet"))
+    // The service runs where the machine's address is: a namespace of the test's own.
+    let ns = Netns::new();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_cloudlet")])
         .arg("--state-dir")
         .arg(st.path())
         .args([
@@ -510,7 +544,7 @@ fn serve_install_status_reinstall() {
         .to_string();
     assert!(banner.contains("proxyDHCP off"), "{banner}");
 
-    let (code, script) = curl(&[&format!("http://{http}/ipxe/{mac}")]);
+    let (code, script) = curl(&ns, &[&format!("http://{http}/ipxe/{mac}")]);
     assert_eq!(code, 200, "{script}");
     let token = script
         .split("/install/k8s-node1/")
@@ -518,17 +552,23 @@ fn serve_install_status_reinstall() {
         .and_then(|r| r.split('/').next())
         .unwrap_or_else(|| panic!("{script}"))
         .to_string();
-    let (code, ks) = curl(&[&format!("http://{http}/install/k8s-node1/{token}/config")]);
+    let (code, ks) = curl(
+        &ns,
+        &[&format!("http://{http}/install/k8s-node1/{token}/config")],
+    );
     assert_eq!(code, 200);
     assert!(
         ks.contains("network --device=link --activate --bootproto=static --ip=10.0.20.11"),
         "{ks}"
     );
-    let (code, _) = curl(&[
-        "-d",
-        "installed",
-        &format!("http://{http}/install/k8s-node1/{token}/done"),
-    ]);
+    let (code, _) = curl(
+        &ns,
+        &[
+            "-d",
+            "installed",
+            &format!("http://{http}/install/k8s-node1/{token}/done"),
+        ],
+    );
     assert_eq!(code, 200);
 
     // The events, as JSON lines, up to the report.
@@ -554,6 +594,13 @@ fn serve_install_status_reinstall() {
     assert_eq!(kinds, ["boot", "config", "reported"], "{events:?}");
     assert_eq!(events[2]["machine"], "k8s-node1");
     assert_eq!(events[2]["ok"], true);
+
+    // A reinstall while the service runs is refused, naming the holder, not silently lost.
+    let o = cloudlet(st.path(), &["pxe", "reinstall", seed, "k8s-node1"]);
+    assert!(!o.status.success(), "{o:?}");
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("in use by a running boot service"), "{said}");
+    assert!(said.contains(&format!("pid {}", child.id())), "{said}");
 
     // Ctrl-C stops it cleanly.
     let pid = child.id().to_string();
@@ -717,10 +764,13 @@ fn a_held_lock_refuses_apply_before_the_plan_with_a_readable_time() {
     let state = tempfile::tempdir().unwrap();
     let lock = state.path().join("lock");
     std::fs::write(&lock, "pid 4242 since 1764858845000\n").unwrap();
+    // Blocking, so the probes below cannot make it give up.
     let mut holder = Command::new("flock")
-        .arg("-n")
         .arg(&lock)
-        .args(["sleep", "60"])
+        .args(["sleep", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     // Wait until flock holds it.
@@ -732,7 +782,8 @@ fn a_held_lock_refuses_apply_before_the_plan_with_a_readable_time() {
             .arg("true")
             .status()
             .unwrap();
-        if !probe.success() || Instant::now() > deadline {
+        assert!(Instant::now() < deadline, "flock never took the lock");
+        if !probe.success() {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));

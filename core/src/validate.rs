@@ -1781,8 +1781,8 @@ impl Validator<'_> {
         }
     }
 
-    /// Files the lab reads into the cluster (`files:`, manifests, compose files) stay inside
-    /// the lab directory; a secret file above it must be named by its absolute path.
+    /// Manifests and compose files stay inside the lab directory; a file or secret file
+    /// above it must be named by its absolute path (a relative `../..` is refused).
     fn lab_paths(&mut self) {
         let Some(c) = &self.lab.cluster else { return };
         let outside = |p: TreePath, what: &str, file: &std::path::Path| {
@@ -1812,9 +1812,9 @@ impl Validator<'_> {
         }
         for (app, a) in &c.apps {
             for (mount, f) in &a.files {
-                if !inside_lab_dir(f) {
+                if f.is_relative() && !inside_lab_dir(f) {
                     self.push(outside(path!["cluster", "apps", app, "files", mount.as_str()], "file", f)
-                        .help("`files:` are configuration kept with the lab: copy the file into the lab directory and name it relative to it"));
+                        .help("`files:` are configuration kept with the lab: copy the file into the lab directory, or name a file elsewhere by its absolute path, so reading it is deliberate"));
                 }
             }
             for (key, r) in &a.secrets {

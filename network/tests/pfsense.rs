@@ -206,13 +206,13 @@ async fn without_pfrest_the_error_says_what_to_install() {
     let fake = Fake::start(dir.path(), KEY).await;
     fake.state.lock().unwrap().pfrest_installed = false;
     let e = engine(provider(&fake, false), &dir.path().join("state"));
-    let err = e.plan(seed()).await.unwrap_err().to_string();
+    let err = cloudlet_core::error::chain(&e.plan(seed()).await.unwrap_err());
     assert!(err.contains("pfSense-pkg-RESTAPI"), "{err}");
     // A wrong key is its own clear error; http:// is refused before anything is sent.
     let other = tempfile::tempdir().unwrap();
     let fake = Fake::start(other.path(), "other-key").await;
     let e = engine(provider(&fake, false), &dir.path().join("state2"));
-    let err = e.plan(seed()).await.unwrap_err().to_string();
+    let err = cloudlet_core::error::chain(&e.plan(seed()).await.unwrap_err());
     assert!(err.contains("refused the API key"), "{err}");
     let plain = PfSense::new(
         "seed",
