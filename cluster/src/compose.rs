@@ -858,6 +858,7 @@ pub fn import(file: &Path, source: &str, opts: &ComposeOptions) -> Result<Import
         }
         apps.insert(app_name, app);
     }
+    reachable_by_name(&mut cx, &mut apps, services, &names);
     if !cx.errors.is_empty() {
         return Err(ComposeError {
             diagnostics: cx.errors,
@@ -871,6 +872,115 @@ pub fn import(file: &Path, source: &str, opts: &ComposeOptions) -> Result<Import
         notes,
         sources,
     })
+}
+
+/// The ports others reach `host` on, read from their environment: `host:PORT` wherever the
+/// name stands alone (`redis://cache:6379`, `DB=database:5432`).
+fn ports_reached_on(host: &str, values: &[&str]) -> std::collections::BTreeSet<u16> {
+    let mut out = std::collections::BTreeSet::new();
+    for v in values {
+        let mut from = 0;
+        while let Some(i) = v[from..].find(host) {
+            let at = from + i;
+            let before = v[..at].chars().next_back();
+            let after = &v[at + host.len()..];
+            let alone = before
+                .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'));
+            if alone && let Some(rest) = after.strip_prefix(':') {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                if let Ok(p) = digits.parse::<u16>()
+                    && p > 0
+                {
+                    out.insert(p);
+                }
+            }
+            from = at + host.len();
+        }
+    }
+    out
+}
+
+/// Whether `host` stands alone as a word in one of `values` (`DB_HOST: database`).
+fn names_host(host: &str, values: &[&str]) -> bool {
+    values.iter().any(|v| {
+        v.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+            .any(|w| w == host)
+    })
+}
+
+/// Compose services reach each other by name on any port the container listens on; in the
+/// cluster a name needs a Service. A service that publishes and exposes nothing gets a
+/// cluster-internal port for each port the others name it with (`cache:6379`); if they name
+/// it without a port, or only depend on it, a warning says who cannot reach it.
+fn reachable_by_name(
+    cx: &mut Ctx<'_>,
+    apps: &mut BTreeMap<String, App>,
+    services: &Node,
+    names: &BTreeMap<String, String>,
+) {
+    for (skey, svc) in entries(services) {
+        let sname = &skey.name;
+        let Some(app_name) = names.get(sname) else {
+            continue;
+        };
+        if apps.get(app_name).is_none_or(|a| !a.ports.is_empty()) {
+            continue;
+        }
+        let mut ports = std::collections::BTreeSet::new();
+        let mut dependents = Vec::new();
+        for (other, a) in apps.iter() {
+            if other == app_name {
+                continue;
+            }
+            let values: Vec<&str> = a.env.values().map(String::as_str).collect();
+            let reached = ports_reached_on(sname, &values);
+            if !reached.is_empty() || names_host(sname, &values) || a.depends_on.contains(app_name)
+            {
+                dependents.push(other.clone());
+            }
+            ports.extend(reached);
+        }
+        if dependents.is_empty() {
+            continue;
+        }
+        let path = format!("services.{sname}");
+        if ports.is_empty() {
+            cx.note(
+                svc,
+                &path,
+                format!(
+                    "`{sname}` publishes and exposes no port, so {} cannot reach it by name in the cluster",
+                    dependents.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
+                ),
+                "add `expose: [PORT]` to the service in the compose file (or `ports:` to the app)",
+            );
+            continue;
+        }
+        let list = ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        cx.note(
+            svc,
+            &path,
+            format!(
+                "`{sname}` exposes no port; {list} (how {} reach it) becomes a cluster Service port",
+                dependents.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
+            ),
+            "check the port, or add `expose:` to the service in the compose file",
+        );
+        if let Some(app) = apps.get_mut(app_name) {
+            for port in ports {
+                app.ports.push(AppPort {
+                    name: None,
+                    port,
+                    protocol: Protocol::Tcp,
+                    expose: Expose::Cluster,
+                });
+            }
+        }
+    }
 }
 
 fn env_entry(

@@ -395,3 +395,47 @@ fn imported_values_keep_their_type_when_read_back() {
         assert_eq!(env.get(k).map(String::as_str), Some(v), "{yaml}");
     }
 }
+
+#[test]
+fn services_reached_by_name_get_a_cluster_port_or_a_warning() {
+    let text = "services:\n  app:\n    image: app:1\n    ports: [\"8080:8080\"]\n    depends_on: [database, cache, worker]\n    environment:\n      DATABASE_URL: postgres://u@database:5432/app\n      REDIS_HOST: cache\n  database:\n    image: postgres:16\n  cache:\n    image: redis:7\n  worker:\n    image: worker:1\n    expose: [\"9000\"]\n  lonely:\n    image: busybox:1\n";
+    let i = compose::import(
+        Path::new("compose.yml"),
+        text,
+        &ComposeOptions {
+            project: Some("p".into()),
+            ..ComposeOptions::default()
+        },
+    )
+    .unwrap();
+    let db = &i.apps["database"];
+    assert_eq!(db.ports.len(), 1, "{:?}", db.ports);
+    assert_eq!(
+        (db.ports[0].port, db.ports[0].expose.clone()),
+        (5432, Expose::Cluster)
+    );
+    assert!(
+        has_note(&i, "`database` exposes no port; 5432 (how `app` reach it)"),
+        "{:?}",
+        notes(&i)
+    );
+    // Named without a port: a warning that says who cannot reach it.
+    assert!(i.apps["cache"].ports.is_empty());
+    assert!(
+        has_note(
+            &i,
+            "`cache` publishes and exposes no port, so `app` cannot reach it by name"
+        ),
+        "{:?}",
+        notes(&i)
+    );
+    // `expose:` already makes a port; nobody needs `lonely`.
+    assert_eq!(i.apps["worker"].ports[0].port, 9000);
+    assert!(
+        !notes(&i)
+            .iter()
+            .any(|n| n.contains("`lonely`") || n.contains("`worker` ")),
+        "{:?}",
+        notes(&i)
+    );
+}
