@@ -9,7 +9,15 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+# The tests run in a network namespace of their own whose loopback also holds the seed's
+# k8s-node1 address (10.0.20.11): the boot service answers a machine only from the address
+# the lab gives it, so the tests serve and fetch there. Installs (pip, npm, Maven) run outside.
+ns="cloudlet-bindings-$$"
+trap 'ip netns del "$ns" 2>/dev/null; rm -rf "$work"' EXIT
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+ip -n "$ns" addr add 10.0.20.11/32 dev lo
+inns() { ip netns exec "$ns" "$@"; }
 
 # The Rust facade's own answers, for the bindings to match byte for byte.
 cargo build --quiet --locked -p cloudlet-cli
@@ -20,7 +28,7 @@ python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install -q --disable-pip-version-check "maturin>=1.9,<2" "pytest>=8"
 (cd "$here/python" && "$work/venv/bin/maturin" build --quiet --locked --profile dev --out "$work/wheels")
 "$work/venv/bin/pip" install -q --disable-pip-version-check "$work"/wheels/cloudlet-*.whl
-(cd "$work" && "$work/venv/bin/python" -m pytest -q "$here/python/tests")
+(cd "$work" && inns "$work/venv/bin/python" -m pytest -q "$here/python/tests")
 
 # Node
 npm install --prefix "$work/napi" -q --no-audit --no-fund "@napi-rs/cli@3.10.12" >/dev/null
@@ -37,7 +45,7 @@ cp "$here/node/index.js" "$here/node/index.d.ts" "$here/node/native.d.ts" "$here
 (cd "$work/app" && npm init -y >/dev/null && npm install -q --no-audit --no-fund "$work"/cloudlet-*.tgz >/dev/null)
 CLOUDLET_PACKAGE="$work/app/node_modules/cloudlet" \
   CLOUDLET_NODE_ADDON="$work/app/node_modules/cloudlet/cloudlet.node" \
-  node --test "$here/node/test/"
+  inns node --test "$here/node/test/"
 
 # JVM: the Kotlin that uniffi-bindgen (same uniffi version, a workspace binary) generates from
 # the compiled library, compiled and tested by Maven with JNA loading that library.
@@ -62,6 +70,11 @@ cp "$root"/examples/seed/*.yaml "$work/readme-seed/"
   echo '}'
 } >"$work/readme/ReadmeExampleTest.kt"
 grep -q 'Lab.load' "$work/readme/ReadmeExampleTest.kt" || { echo "README.md has no Kotlin example" >&2; exit 1; }
+# Maven runs outside the namespace (it fetches what it needs); the JVM it forks for the tests
+# runs inside (surefire's `jvm`: a java that enters the namespace first).
+mkdir -p "$work/in-ns/bin"
+printf '#!/bin/sh\nexec ip netns exec %s %s "$@"\n' "$ns" "$(command -v java)" >"$work/in-ns/bin/java"
+chmod +x "$work/in-ns/bin/java"
 mvn -B --no-transfer-progress -f "$here/jvm/pom.xml" -Dkotlin.generated="$work/kotlin" -Dkotlin.readme="$work/readme" \
-  -Dcloudlet.lib.dir="$root/target/debug" -Dcloudlet.root="$root" test \
+  -Dcloudlet.lib.dir="$root/target/debug" -Dcloudlet.root="$root" -Djvm="$work/in-ns/bin/java" test \
   | grep -E 'Tests run:|BUILD|ERROR|FAIL'

@@ -121,7 +121,7 @@ test('the boot service serves one install to its machine, then stops', async () 
   const mac = machines[1].mac.replaceAll(':', '-');
   const events = [];
   const svc = await lab.pxeServe({
-    address: '127.0.0.1', proxyDhcp: false, httpPort: 0, tftpPort: 0, root: dir, onEvent: (e) => events.push(e),
+    address: '10.0.20.11', proxyDhcp: false, httpPort: 0, tftpPort: 0, root: dir, onEvent: (e) => events.push(e),
   });
   const base = `http://${svc.httpAddress}`;
   const script = await (await fetch(`${base}/ipxe/${mac}`)).text();

@@ -184,7 +184,7 @@ def test_the_boot_service_serves_one_install_and_stops(seed, tmp_path):
 
     async def install():
         svc = await lab.pxe_serve(
-            address="127.0.0.1", proxy_dhcp=False, http_port=0, tftp_port=0, root=tmp_path, on_event=events.append
+            address="10.0.20.11", proxy_dhcp=False, http_port=0, tftp_port=0, root=tmp_path, on_event=events.append
         )
         async with svc:
             base = f"http://{svc.http_address}"

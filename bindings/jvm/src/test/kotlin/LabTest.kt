@@ -84,7 +84,7 @@ class LabTest {
             .find(lab.pxeStatus())!!.groupValues[1].replace(':', '-')
         val events = Collections.synchronizedList(mutableListOf<String>())
         val svc = lab.pxeServe(
-            "{\"address\":\"127.0.0.1\",\"proxy_dhcp\":false,\"http_port\":0,\"tftp_port\":0,\"root\":\"$dir\"}",
+            "{\"address\":\"10.0.20.11\",\"proxy_dhcp\":false,\"http_port\":0,\"tftp_port\":0,\"root\":\"$dir\"}",
             object : EventListener {
                 override fun onEvent(event: String) {
                     events.add(event)
