@@ -500,6 +500,7 @@ pub fn import(file: &Path, source: &str, opts: &ComposeOptions) -> Result<Import
             health: None,
             workload: cloudlet_core::model::Workload::Deployment,
             files: BTreeMap::new(),
+            secret_files: BTreeMap::new(),
         };
         // Labels first: they change how ports and volumes map.
         let mut labels: BTreeMap<String, String> = BTreeMap::new();
@@ -590,6 +591,8 @@ pub fn import(file: &Path, source: &str, opts: &ComposeOptions) -> Result<Import
         }
 
         let mut port_specs: Vec<(PortSpec, &Node)> = Vec::new();
+        // Compose secrets: (where listed, name, path in the container, variable, reference).
+        let mut compose_secrets: Vec<(&Node, String, String, String, SecretRef)> = Vec::new();
         for (k, v) in entries(svc) {
             let kp = format!("{sp}.{}", k.name);
             match k.name.as_str() {
@@ -734,13 +737,12 @@ pub fn import(file: &Path, source: &str, opts: &ComposeOptions) -> Result<Import
                         });
                         match r {
                             Some(r) => {
-                                cx.note(
-                                    s,
-                                    &kp,
-                                    format!("secret `{source}` is passed as the environment variable {var}, not mounted at /run/secrets/{source}"),
-                                    "apps that read *_FILE variables need their own setting changed",
-                                );
-                                app.secrets.insert(var, r);
+                                let at = match target.as_deref() {
+                                    Some(t) if t.starts_with('/') => t.to_string(),
+                                    Some(t) => format!("/run/secrets/{t}"),
+                                    None => format!("/run/secrets/{source}"),
+                                };
+                                compose_secrets.push((s, source, at, var, r));
                             }
                             None => cx.error(
                                 s,
@@ -758,6 +760,21 @@ pub fn import(file: &Path, source: &str, opts: &ComposeOptions) -> Result<Import
                     format!("`{other}` of service `{sname}` is not carried over"),
                     dropped_reason(other),
                 ),
+            }
+        }
+        // A secret whose path a variable names (`POSTGRES_PASSWORD_FILE=/run/secrets/db`) is
+        // mounted there, as compose does; any other is passed as a variable.
+        for (node, source, at, var, r) in compose_secrets {
+            if app.env.values().any(|v| *v == at) {
+                app.secret_files.insert(at, r);
+            } else {
+                cx.note(
+                    node,
+                    &format!("{sp}.secrets"),
+                    format!("secret `{source}` is passed as the environment variable {var}, not mounted at {at}"),
+                    "apps that read *_FILE variables need their own setting changed; a variable whose value is the secret's path gets the file mounted there",
+                );
+                app.secrets.insert(var, r);
             }
         }
         if app.image.is_empty() {

@@ -197,6 +197,14 @@ pub(crate) struct PodVolume<'a> {
         skip_serializing_if = "Option::is_none"
     )]
     pub pvc: Option<ClaimName>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretName>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct SecretName {
+    #[serde(rename = "secretName")]
+    pub secret_name: String,
 }
 
 #[derive(Serialize)]

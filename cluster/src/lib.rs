@@ -287,17 +287,28 @@ fn app_objects(lab: &Lab, c: &Cluster, name: &str, app: &App, ns: &str, out: &mu
             value_from: None,
         })
         .collect();
-    if !app.secrets.is_empty() {
+    // Secret files are keys `file-N` of the same Secret, mounted one by one.
+    let secret_file_keys: Vec<String> = (0..app.secret_files.len())
+        .map(|i| format!("file-{i}"))
+        .collect();
+    if !app.secrets.is_empty() || !app.secret_files.is_empty() {
         let secret_name = format!("{name}-secrets");
         let refs = app
             .secrets
             .iter()
+            .map(|(k, r)| (k.as_str(), r))
+            .chain(
+                secret_file_keys
+                    .iter()
+                    .map(String::as_str)
+                    .zip(app.secret_files.values()),
+            )
             .map(|(k, r)| {
                 let v = match r {
                     SecretRef::Env(e) => ("env", e.clone()),
                     SecretRef::File(f) => ("file", f.display().to_string()),
                 };
-                (k.as_str(), BTreeMap::from([v]))
+                (k, BTreeMap::from([v]))
             })
             .collect();
         let sid = id("secret", Some(ns), &secret_name);
@@ -415,6 +426,7 @@ fn app_objects(lab: &Lab, c: &Cluster, name: &str, app: &App, ns: &str, out: &mu
             pvc: Some(ClaimName {
                 claim_name: pvc_name,
             }),
+            secret: None,
         });
         mounts.push(VolumeMount {
             mount_path: &v.mount,
@@ -450,6 +462,7 @@ fn app_objects(lab: &Lab, c: &Cluster, name: &str, app: &App, ns: &str, out: &mu
             config_map: Some(ConfigMapName { name: cm_name }),
             name: "cloudlet-files",
             pvc: None,
+            secret: None,
         });
         for (i, mount) in app.files.keys().enumerate() {
             mounts.push(VolumeMount {
@@ -457,6 +470,24 @@ fn app_objects(lab: &Lab, c: &Cluster, name: &str, app: &App, ns: &str, out: &mu
                 name: "cloudlet-files",
                 read_only: true,
                 sub_path: Some(format!("f{i}")),
+            });
+        }
+    }
+    if !app.secret_files.is_empty() {
+        volumes.push(PodVolume {
+            config_map: None,
+            name: "cloudlet-secret-files",
+            pvc: None,
+            secret: Some(SecretName {
+                secret_name: format!("{name}-secrets"),
+            }),
+        });
+        for (mount, key) in app.secret_files.keys().zip(&secret_file_keys) {
+            mounts.push(VolumeMount {
+                mount_path: mount,
+                name: "cloudlet-secret-files",
+                read_only: true,
+                sub_path: Some(key.clone()),
             });
         }
     }

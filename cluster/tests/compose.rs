@@ -208,6 +208,13 @@ fn gitea_long_ports_labels_list_and_compose_secrets() {
         SecretRef::Env("GITEA__database__PASSWD".into())
     );
     let db = &i.apps["db"];
+    // POSTGRES_PASSWORD_FILE names the secret's path: the secret is mounted there.
+    assert!(
+        matches!(&db.secret_files["/run/secrets/db_password"], SecretRef::File(p) if p.ends_with("compose/secrets/db_password.txt")),
+        "{:?}",
+        db.secret_files
+    );
+    assert!(!db.secrets.contains_key("DB_PASSWORD"), "{:?}", db.secrets);
     let r = db.resources.as_ref().unwrap();
     assert_eq!(
         (r.cpu.as_deref(), r.memory.as_deref()),
@@ -344,6 +351,42 @@ async fn imported_projects_are_accepted_by_a_real_api_server() {
         let report = e.apply(&plan, ApplyOptions::default()).await.unwrap();
         assert!(report.failed.is_empty(), "{f}: {:#?}", report.failed);
         assert!(report.done.create >= i.apps.len() * 2, "{f}: {report:?}");
+        if f == "gitea.yml" {
+            // The secret file is mounted from the app's Secret, which holds the file's text.
+            let d: k8s_openapi::api::apps::v1::Deployment =
+                Api::namespaced(client.clone(), "gitea")
+                    .get("db")
+                    .await
+                    .unwrap();
+            let pod = d.spec.template.spec.unwrap();
+            let vol = pod
+                .volumes
+                .unwrap()
+                .into_iter()
+                .find(|v| v.name == "cloudlet-secret-files")
+                .unwrap();
+            assert_eq!(
+                vol.secret.unwrap().secret_name.as_deref(),
+                Some("db-secrets")
+            );
+            let mount = pod.containers[0]
+                .volume_mounts
+                .clone()
+                .unwrap()
+                .into_iter()
+                .find(|m| m.mount_path == "/run/secrets/db_password")
+                .unwrap();
+            assert_eq!(mount.sub_path.as_deref(), Some("file-0"));
+            let sec: k8s_openapi::api::core::v1::Secret = Api::namespaced(client.clone(), "gitea")
+                .get("db-secrets")
+                .await
+                .unwrap();
+            assert_eq!(
+                sec.data.unwrap()["file-0"].0,
+                b"s3cret-db\n",
+                "the file as it is, as compose mounts it"
+            );
+        }
         let again = e.plan(desired).await.unwrap();
         assert!(
             !again.summary.has_changes(),

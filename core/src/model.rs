@@ -1058,6 +1058,11 @@ pub struct App {
     /// from the lab directory at apply time into a ConfigMap (configuration files, not data).
     #[serde(default)]
     pub files: BTreeMap<String, PathBuf>,
+    /// Secrets mounted as files (read-only), by mount path: for images that read a secret
+    /// from a file (`POSTGRES_PASSWORD_FILE=/run/secrets/db`). Read at apply time like
+    /// `secrets:`, never written to the lab.
+    #[serde(default)]
+    pub secret_files: BTreeMap<String, SecretRef>,
     /// How the app runs: a Deployment, or a StatefulSet for apps that need a stable identity
     /// (databases that cluster, one pod at a time with ordered restarts).
     #[serde(default)]

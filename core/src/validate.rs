@@ -1817,12 +1817,18 @@ impl Validator<'_> {
                         .help("`files:` are configuration kept with the lab: copy the file into the lab directory, or name a file elsewhere by its absolute path, so reading it is deliberate"));
                 }
             }
-            for (key, r) in &a.secrets {
+            let secret_files = a.secret_files.iter().map(|(k, r)| (k, r, "secret_files"));
+            for (key, r, field) in a
+                .secrets
+                .iter()
+                .map(|(k, r)| (k, r, "secrets"))
+                .chain(secret_files)
+            {
                 if let crate::model::SecretRef::File(f) = r
                     && f.is_relative()
                     && !inside_lab_dir(f)
                 {
-                    self.push(outside(path!["cluster", "apps", app, "secrets", key.as_str()], "secret file", f)
+                    self.push(outside(path!["cluster", "apps", app, field, key.as_str()], "secret file", f)
                         .help("a secret file above the lab directory is named by its absolute path, so reading it is deliberate"));
                 }
             }
