@@ -414,19 +414,46 @@ pub fn import(file: &Path, source: &str, opts: &ComposeOptions) -> Result<Import
             sources,
         });
     };
-    let project = opts
+    let named = opts
         .project
         .clone()
-        .or_else(|| root.get("name").and_then(text))
-        .or_else(|| {
-            file.canonicalize()
-                .ok()?
-                .parent()?
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-        })
-        .map(|p| label(&p))
-        .unwrap_or_else(|| "compose".into());
+        .or_else(|| root.get("name").and_then(text));
+    let from_dir = || {
+        let dir = file.canonicalize().ok()?.parent()?.to_path_buf();
+        // As compose does: the directory's name, lower case, only `a-z0-9_-` kept.
+        let name: String = dir
+            .file_name()?
+            .to_string_lossy()
+            .to_ascii_lowercase()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+            .collect();
+        Some((name, dir))
+    };
+    let project = match named {
+        Some(p) => label(&p),
+        None => match from_dir() {
+            Some((name, dir)) => {
+                let project = label(&name);
+                let others = sibling_compose_files(&dir, file);
+                if !others.is_empty() {
+                    let mut d = Diagnostic::at_location(
+                        Severity::Warning,
+                        "compose-project-name",
+                        Some(sources.location(root.mark)),
+                        format!(
+                            "the project is named `{project}` after its directory, like {} in the same directory: their apps, namespaces and NAS folders would collide",
+                            others.join(", ")
+                        ),
+                    );
+                    d.help = Some("give each project its own name: `name:` at the top of the compose file, or `--project`".into());
+                    cx.notes.push(d);
+                }
+                project
+            }
+            None => "compose".into(),
+        },
+    };
 
     for (k, v) in entries(root) {
         match k.name.as_str() {
@@ -889,6 +916,31 @@ pub fn import(file: &Path, source: &str, opts: &ComposeOptions) -> Result<Import
         notes,
         sources,
     })
+}
+
+/// Other compose files in `dir` (top-level `services:`), by name, that would take the same
+/// project name from it.
+fn sibling_compose_files(dir: &Path, file: &Path) -> Vec<String> {
+    let me = file.canonicalize().ok();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "yml" || x == "yaml")
+                && p.canonicalize().ok() != me
+                && cloudlet_core::load::read_text(p).is_ok_and(|t| {
+                    t.lines()
+                        .any(|l| l.trim_end() == "services:" || l.starts_with("services:"))
+                        && !t.lines().any(|l| l.starts_with("name:"))
+                })
+        })
+        .filter_map(|p| p.file_name().map(|n| format!("`{}`", n.to_string_lossy())))
+        .collect();
+    out.sort();
+    out
 }
 
 /// The ports others reach `host` on, read from their environment: `host:PORT` wherever the

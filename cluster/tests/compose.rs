@@ -482,3 +482,42 @@ fn services_reached_by_name_get_a_cluster_port_or_a_warning() {
         notes(&i)
     );
 }
+
+#[test]
+fn the_project_is_named_after_its_directory_as_compose_does_and_collisions_are_reported() {
+    let top = tempfile::tempdir().unwrap();
+    let dir = top.path().join("My_App.v2");
+    std::fs::create_dir(&dir).unwrap();
+    let a = "services:\n  web:\n    image: nginx:1\n    volumes: [\"./config:/etc/web\"]\n";
+    std::fs::write(dir.join("a.yml"), a).unwrap();
+    std::fs::write(
+        dir.join("b.yml"),
+        "services:\n  api:\n    image: api:1\n    volumes: [\"./config:/etc/api\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("named.yml"),
+        "name: other\nservices:\n  x:\n    image: x:1\n",
+    )
+    .unwrap();
+    let opts = ComposeOptions::default();
+    let i = compose::import(&dir.join("a.yml"), a, &opts).unwrap();
+    // compose: lower case, only a-z0-9_- kept; then a DNS label for the namespace.
+    assert_eq!(i.project, "my-appv2");
+    let n: Vec<_> = i
+        .notes
+        .iter()
+        .filter(|d| d.code == "compose-project-name")
+        .collect();
+    assert_eq!(n.len(), 1, "{:?}", notes(&i));
+    assert!(
+        n[0].message.contains("`b.yml`") && !n[0].message.contains("named.yml"),
+        "{}",
+        n[0].message
+    );
+    // Named projects are not warned about.
+    let named = "name: mine\nservices:\n  web:\n    image: nginx:1\n";
+    let i = compose::import(&dir.join("a.yml"), named, &opts).unwrap();
+    assert_eq!(i.project, "mine");
+    assert!(!i.notes.iter().any(|d| d.code == "compose-project-name"));
+}
