@@ -153,7 +153,7 @@ pub(crate) fn plan_text(p: &Plan) -> String {
     if !p.kept.is_empty() {
         let _ = writeln!(
             s,
-            "Kept (left the lab, hold data; not deleted — set `retain: false` to let them go):"
+            "Kept (left the lab but hold data, or objects cloudlet does not own; not deleted — `retain: false` lets data go, the log names the objects):"
         );
         for id in &p.kept {
             let _ = writeln!(s, "  = {id}");

@@ -928,6 +928,97 @@ impl KubeProvider {
     /// Replaces observed bodies that differ from the lab only by what admission does to an
     /// apply (defaults, normalized quantities) with the lab's body: the dry run of the lab's
     /// body equals the live object there.
+    /// Objects in namespace `ns` that cloudlet does not own and that nothing else in the
+    /// cluster owns either (no owner references): what a person or another tool made there,
+    /// as `Kind/name`. Objects Kubernetes makes in every namespace are left out.
+    async fn foreign_objects(&self, ns: &str) -> Result<Vec<String>, ProviderError> {
+        use k8s_openapi::api::{apps, batch, core, networking};
+        use k8s_openapi::{Metadata, Resource as K8sResource};
+        async fn list<K>(
+            p: &KubeProvider,
+            ns: &str,
+            out: &mut Vec<String>,
+        ) -> Result<(), ProviderError>
+        where
+            K: K8sResource<Scope = k8s_openapi::NamespaceResourceScope>
+                + Metadata<Ty = kube::api::ObjectMeta>
+                + Clone
+                + serde::de::DeserializeOwned
+                + std::fmt::Debug,
+        {
+            let api: Api<K> = Api::namespaced(p.client.clone(), ns);
+            let lp = ListParams::default().limit(200);
+            let page = retry(|| {
+                count(&p.counters.reads);
+                api.list_metadata(&lp)
+            })
+            .await
+            .map_err(|e| api_error(&format!("listing {}s in namespace {ns}", K::KIND), &e))?;
+            for o in page.items {
+                let m = o.metadata;
+                let name = m.name.unwrap_or_default();
+                let ours = m
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(PART_OF_LABEL))
+                    .is_some_and(|v| *v == p.applyset);
+                let owned = m.owner_references.as_ref().is_some_and(|o| !o.is_empty());
+                let leaving = m.deletion_timestamp.is_some();
+                let builtin = matches!(
+                    (K::KIND, name.as_str()),
+                    ("ConfigMap", "kube-root-ca.crt") | ("ServiceAccount", "default")
+                ) || m
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key("kubernetes.io/service-account.name"));
+                if !(ours || owned || leaving || builtin) {
+                    out.push(format!("{}/{name}", K::KIND));
+                }
+            }
+            Ok(())
+        }
+        let mut out = Vec::new();
+        list::<core::v1::ConfigMap>(self, ns, &mut out).await?;
+        list::<core::v1::Secret>(self, ns, &mut out).await?;
+        list::<core::v1::Service>(self, ns, &mut out).await?;
+        list::<core::v1::PersistentVolumeClaim>(self, ns, &mut out).await?;
+        list::<core::v1::Pod>(self, ns, &mut out).await?;
+        list::<core::v1::ServiceAccount>(self, ns, &mut out).await?;
+        list::<apps::v1::Deployment>(self, ns, &mut out).await?;
+        list::<apps::v1::StatefulSet>(self, ns, &mut out).await?;
+        list::<apps::v1::DaemonSet>(self, ns, &mut out).await?;
+        list::<batch::v1::Job>(self, ns, &mut out).await?;
+        list::<batch::v1::CronJob>(self, ns, &mut out).await?;
+        list::<networking::v1::Ingress>(self, ns, &mut out).await?;
+        Ok(out)
+    }
+
+    /// A namespace of cloudlet's that left the lab but holds objects cloudlet does not own is
+    /// kept (listed as kept in the plan, its objects named in a warning) instead of being
+    /// deleted with them: deleting a namespace deletes everything in it.
+    async fn keep_namespaces_with_foreign_objects(
+        &self,
+        observed: &mut [Resource],
+        desired: &[Resource],
+    ) -> Result<(), ProviderError> {
+        let wanted: HashSet<&ResourceId> = desired.iter().map(|r| &r.id).collect();
+        for r in observed
+            .iter_mut()
+            .filter(|r| r.id.kind.as_ref() == "namespace" && !wanted.contains(&r.id))
+        {
+            let foreign = self.foreign_objects(&r.id.name).await?;
+            if !foreign.is_empty() {
+                tracing::warn!(
+                    namespace = %r.id.name,
+                    objects = %foreign.join(", "),
+                    "the namespace left the lab but holds objects cloudlet does not own: it is kept; delete them (or the namespace) by hand to let it go"
+                );
+                r.data = cloudlet_core::resource::Data::Retain;
+            }
+        }
+        Ok(())
+    }
+
     async fn refine(&self, observed: &mut [Resource], desired: &[Resource]) {
         let want: HashMap<&ResourceId, &Resource> = desired.iter().map(|r| (&r.id, r)).collect();
         let candidates: Vec<usize> = observed
@@ -1051,6 +1142,8 @@ impl Provider for KubeProvider {
         }
         self.inventory.lock().await.wanted = wanted;
         self.refine(&mut observed, desired).await;
+        self.keep_namespaces_with_foreign_objects(&mut observed, desired)
+            .await?;
         Ok(observed)
     }
 
