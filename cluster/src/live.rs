@@ -87,6 +87,9 @@ pub struct KubeOptions {
     pub secrets_dir: PathBuf,
     /// Dry-run applies in flight at once while planning.
     pub concurrency: usize,
+    /// The API server's address, named when it cannot be reached (from the kubeconfig when
+    /// the provider is made from one).
+    pub endpoint: Option<String>,
 }
 
 impl Default for KubeOptions {
@@ -96,6 +99,7 @@ impl Default for KubeOptions {
             take_over: false,
             secrets_dir: PathBuf::from("."),
             concurrency: 16,
+            endpoint: None,
         }
     }
 }
@@ -161,6 +165,8 @@ struct Inventory {
 /// Server-side apply of the cluster domain against one API server.
 pub struct KubeProvider {
     client: Client,
+    /// The API server's address, for errors that say it cannot be reached.
+    endpoint: String,
     options: KubeOptions,
     parent: String,
     applyset: String,
@@ -200,10 +206,19 @@ fn backend(message: String, retryable: bool) -> ProviderError {
     ProviderError::Backend { message, retryable }
 }
 
-fn api_error(what: &str, e: &kube::Error) -> ProviderError {
+/// A failed request as a provider error: the API's answer with its code, or, when the
+/// server could not be reached at all, [`ProviderError::Unreachable`] naming its address (the
+/// engine then stops starting this domain's steps).
+fn api_error(endpoint: &str, what: &str, e: &kube::Error) -> ProviderError {
     let retryable = is_retryable(e);
     let msg = match e {
         kube::Error::Api(s) => format!("{what}: {} ({} {})", s.message, s.code, s.reason),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            return ProviderError::Unreachable {
+                endpoint: endpoint.to_string(),
+                message: format!("{what}: {}", cloudlet_core::error::chain(e)),
+            };
+        }
         other => format!("{what}: {other}"),
     };
     backend(msg, retryable)
@@ -252,6 +267,10 @@ impl KubeProvider {
         let applyset = applyset_id(&parent, &options.applyset_namespace, "Secret", "");
         KubeProvider {
             client,
+            endpoint: options
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| "the Kubernetes API server".into()),
             options,
             parent,
             applyset,
@@ -287,6 +306,12 @@ impl KubeProvider {
             None => Config::from_kubeconfig(&opts).await,
         }
         .map_err(|e| backend(format!("kubeconfig: {e}"), false))?;
+        let options = KubeOptions {
+            endpoint: options
+                .endpoint
+                .or_else(|| Some(config.cluster_url.to_string())),
+            ..options
+        };
         let client = Client::try_from(config)
             .map_err(|e| backend(format!("Kubernetes client: {e}"), false))?;
         Ok(Self::new(client, lab, options))
@@ -370,7 +395,9 @@ impl KubeProvider {
                     Ok(r) => Some(r),
                     Err(kube::Error::Discovery(_)) => None,
                     Err(e) if status_code(&e) == Some(404) => None,
-                    Err(e) => return Err(api_error(&format!("discovering {gk}"), &e)),
+                    Err(e) => {
+                        return Err(api_error(&self.endpoint, &format!("discovering {gk}"), &e));
+                    }
                 }
             }
             None => match retry(|| {
@@ -382,7 +409,7 @@ impl KubeProvider {
                 Ok(g) => g.recommended_kind(kind),
                 Err(kube::Error::Discovery(_)) => None,
                 Err(e) if status_code(&e) == Some(404) => None,
-                Err(e) => return Err(api_error(&format!("discovering {gk}"), &e)),
+                Err(e) => return Err(api_error(&self.endpoint, &format!("discovering {gk}"), &e)),
             },
         })
     }
@@ -413,7 +440,7 @@ impl KubeProvider {
             api.get_opt(&self.parent)
         })
         .await
-        .map_err(|e| api_error("reading the ApplySet parent", &e))?;
+        .map_err(|e| api_error(&self.endpoint, "reading the ApplySet parent", &e))?;
         inv.group_kinds.clear();
         inv.namespaces.clear();
         if let Some(p) = got {
@@ -469,7 +496,7 @@ impl KubeProvider {
             api.patch(&self.parent, &pp, &patch)
         })
         .await
-        .map_err(|e| api_error("writing the ApplySet parent", &e))?;
+        .map_err(|e| api_error(&self.endpoint, "writing the ApplySet parent", &e))?;
         Ok(())
     }
 
@@ -525,7 +552,7 @@ impl KubeProvider {
                 api.list(&lp)
             })
             .await
-            .map_err(|e| api_error(&format!("listing {gk}"), &e))?;
+            .map_err(|e| api_error(&self.endpoint, &format!("listing {gk}"), &e))?;
             let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
             for mut item in page.items {
                 item.types.get_or_insert_with(|| kube::core::TypeMeta {
@@ -837,7 +864,7 @@ impl KubeProvider {
                     format!("{}: another field manager holds fields the lab sets: {} (re-plan to see them; apply with take-over to force the lab's values)", r.id, s.message),
                     false,
                 ),
-                _ => api_error(&format!("applying {}", r.id), &e),
+                _ => api_error(&self.endpoint, &format!("applying {}", r.id), &e),
             })?;
         if !dry_run && gk == "CustomResourceDefinition.apiextensions.k8s.io" {
             self.wait_established(&api, &name).await?;
@@ -863,7 +890,7 @@ impl KubeProvider {
                 api.get(name)
             })
             .await
-            .map_err(|e| api_error(&format!("reading CRD {name}"), &e))?;
+            .map_err(|e| api_error(&self.endpoint, &format!("reading CRD {name}"), &e))?;
             let established = crd.data["status"]["conditions"]
                 .as_array()
                 .is_some_and(|cs| {
@@ -904,7 +931,7 @@ impl KubeProvider {
                     api.list_metadata(&lp)
                 })
                 .await
-                .map_err(|e| api_error(&format!("listing {gk}"), &e))?;
+                .map_err(|e| api_error(&self.endpoint, &format!("listing {gk}"), &e))?;
                 for o in page.items {
                     let key = format!(
                         "{}/{}",
@@ -953,7 +980,13 @@ impl KubeProvider {
                 api.list_metadata(&lp)
             })
             .await
-            .map_err(|e| api_error(&format!("listing {}s in namespace {ns}", K::KIND), &e))?;
+            .map_err(|e| {
+                api_error(
+                    &p.endpoint,
+                    &format!("listing {}s in namespace {ns}", K::KIND),
+                    &e,
+                )
+            })?;
             for o in page.items {
                 let m = o.metadata;
                 let name = m.name.unwrap_or_default();
@@ -1194,7 +1227,7 @@ impl Provider for KubeProvider {
         {
             Ok(_) => {}
             Err(e) if status_code(&e) == Some(404) => {}
-            Err(e) => return Err(api_error(&format!("deleting {}", r.id), &e)),
+            Err(e) => return Err(api_error(&self.endpoint, &format!("deleting {}", r.id), &e)),
         }
         self.inventory.lock().await.members.remove(&r.id);
         Ok(())

@@ -1,5 +1,5 @@
 //! The cluster domain against a real kube-apiserver + etcd (see `support`).
-#![allow(clippy::disallowed_methods)]
+#![allow(clippy::disallowed_methods, clippy::print_stderr)] // a test prints what it measured
 
 mod support;
 
@@ -604,4 +604,60 @@ async fn a_dynamic_export_gets_a_csi_storage_class_and_claims_of_it() {
     assert_eq!(pvs, vec!["blog-blog-content".to_string()]);
     let again = plan(&s, &lab).await;
     assert!(!again.summary.has_changes(), "{:?}", changed(&again));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_goes_away_stops_the_apply_with_one_error_naming_it() {
+    let mut server = ApiServer::start();
+    let client = server.client().await;
+    install_metallb_crds(&client).await;
+    let lab = seed();
+    let secrets = secrets();
+    let state = tempfile::tempdir().unwrap();
+    let p = KubeProvider::new(
+        client,
+        &lab.name,
+        KubeOptions {
+            secrets_dir: PathBuf::from(secrets.path()),
+            endpoint: Some(server.url.clone()),
+            ..KubeOptions::default()
+        },
+    );
+    let e = Engine::new(
+        lab.name.clone(),
+        Providers::new().with(Domain::Cluster, Arc::new(p)),
+        StateStore::open(state.path()).unwrap(),
+    );
+    let plan = e.plan(cloudlet_cluster::expand(&lab)).await.unwrap();
+    assert!(plan.steps.len() > 20, "{}", plan.steps.len());
+    server.stop_apiserver();
+    let started = std::time::Instant::now();
+    let report = e.apply(&plan, ApplyOptions::default()).await.unwrap();
+    eprintln!(
+        "{} steps: {} failed, {} skipped, in {:?}",
+        plan.steps.len(),
+        report.failed.len(),
+        report.skipped.len(),
+        started.elapsed()
+    );
+    // Only what was in flight when the server went away failed; the rest never started.
+    assert!(report.failed.len() <= 16, "{:#?}", report.failed);
+    assert_eq!(report.failed.len() + report.skipped.len(), plan.steps.len());
+    assert!(
+        report
+            .failed
+            .iter()
+            .all(|(_, m)| m.contains(&format!("cannot reach {}", server.url))),
+        "{:#?}",
+        report.failed
+    );
+    // A plan while the server is down: one error, its cause once, the address named.
+    let err =
+        cloudlet_core::error::chain(&e.plan(cloudlet_cluster::expand(&lab)).await.unwrap_err());
+    assert_eq!(
+        err.matches("reading the ApplySet parent").count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains(&server.url), "{err}");
 }

@@ -312,10 +312,32 @@ impl Engine {
             ..ApplyReport::default()
         };
         let mut inflight = FuturesUnordered::new();
+        // Domains whose backend could not be reached: their remaining steps are skipped
+        // with that one cause instead of each failing (and being logged) on its own.
+        let mut unreachable: HashMap<Domain, String> = HashMap::new();
         loop {
             while inflight.len() < limit && !opts.cancel.is_cancelled() {
                 let Some(i) = ready.pop_first() else { break };
                 let step = &plan.steps[i];
+                if let Some(cause) = unreachable.get(&step.id.domain) {
+                    let reason = format!("not started: {cause}");
+                    let mut stack = vec![i];
+                    while let Some(d) = stack.pop() {
+                        if dead[d] {
+                            continue;
+                        }
+                        dead[d] = true;
+                        ready.remove(&d);
+                        report.skipped.push(plan.steps[d].id.clone());
+                        emit(Event::StepSkipped {
+                            id: plan.steps[d].id.clone(),
+                            action: plan.steps[d].action,
+                            reason: reason.clone(),
+                        });
+                        stack.extend(dependants[d].iter().copied());
+                    }
+                    continue;
+                }
                 self.store.record(
                     &Record::Started {
                         apply: apply_id.clone(),
@@ -367,7 +389,19 @@ impl Engine {
                 }
                 Err(e) => {
                     let msg = chain(&e);
-                    tracing::error!(id = %step.id, action = step.action.as_str(), error = %msg, "step failed");
+                    if let ProviderError::Unreachable { endpoint, .. } = &e {
+                        let domain = step.id.domain;
+                        if let std::collections::hash_map::Entry::Vacant(v) =
+                            unreachable.entry(domain)
+                        {
+                            tracing::error!(%domain, error = %msg, "the backend cannot be reached: no further step of this domain starts");
+                            v.insert(format!("the {domain} backend {endpoint} cannot be reached"));
+                        } else {
+                            tracing::debug!(id = %step.id, error = %msg, "step failed");
+                        }
+                    } else {
+                        tracing::error!(id = %step.id, action = step.action.as_str(), error = %msg, "step failed");
+                    }
                     self.store.record(
                         &Record::Failed {
                             apply: apply_id.clone(),

@@ -109,6 +109,15 @@ pub enum ProviderError {
         /// Whether trying again may succeed.
         retryable: bool,
     },
+    /// The backend could not be reached at all (connection refused, no route, TLS handshake
+    /// failed): the engine starts no further step of the domain.
+    #[error("cannot reach {endpoint}: {message}")]
+    Unreachable {
+        /// The backend's address.
+        endpoint: String,
+        /// What was being done and what the connection said.
+        message: String,
+    },
     /// The object exists but is not cloudlet's; it is never touched.
     #[error("{id} exists but is not managed by cloudlet; adopt it explicitly or rename it")]
     NotOwned {

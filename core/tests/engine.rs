@@ -26,6 +26,8 @@ struct TestProvider {
     max_running: AtomicUsize,
     /// Finish also after failed steps.
     partial: bool,
+    /// Every step fails as a backend that cannot be reached.
+    down: std::sync::atomic::AtomicBool,
     finished: AtomicUsize,
 }
 
@@ -42,6 +44,12 @@ impl TestProvider {
         tokio::time::sleep(self.delay).await;
         self.running.fetch_sub(1, Ordering::SeqCst);
         self.calls.lock().unwrap().push((action, r.id.clone()));
+        if self.down.load(Ordering::SeqCst) {
+            return Err(ProviderError::Unreachable {
+                endpoint: "https://10.0.20.10:6443".into(),
+                message: format!("creating {}: connection refused", r.id),
+            });
+        }
         if self.fail.lock().unwrap().contains(&r.id) {
             return Err(ProviderError::Backend {
                 message: format!("injected failure on {}", r.id),
@@ -521,4 +529,55 @@ async fn finish_runs_after_failed_steps_only_for_backends_that_commit_partial_ap
         assert!(r.cancelled);
         assert_eq!(p.finished.load(Ordering::SeqCst), usize::from(partial));
     }
+}
+
+#[tokio::test]
+async fn an_unreachable_backend_stops_its_domain_with_one_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Arc::new(TestProvider::with_delay(5));
+    p.down.store(true, Ordering::SeqCst);
+    let e = engine(&p, dir.path());
+    let desired: Vec<Resource> = (0..50)
+        .map(|i| res("configmap", &format!("c{i}"), &[]))
+        .collect();
+    let plan = e.plan(desired).await.unwrap();
+    let events = Mutex::new(Vec::new());
+    let sink = |ev: &Event| events.lock().unwrap().push(ev.clone());
+    let report = e
+        .apply(
+            &plan,
+            ApplyOptions {
+                concurrency: 4,
+                on_event: Some(&sink),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Only the steps already in flight when the first failed reached the backend.
+    assert!(report.failed.len() <= 4, "{:?}", report.failed);
+    assert!(p.calls().len() <= 4, "{}", p.calls().len());
+    assert_eq!(report.failed.len() + report.skipped.len(), 50);
+    assert!(
+        report.failed[0]
+            .1
+            .contains("cannot reach https://10.0.20.10:6443"),
+        "{}",
+        report.failed[0].1
+    );
+    let events = events.into_inner().unwrap();
+    let reasons: Vec<&String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepSkipped { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons.len(), report.skipped.len());
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r.contains("the cluster backend https://10.0.20.10:6443 cannot be reached")),
+        "{reasons:?}"
+    );
 }

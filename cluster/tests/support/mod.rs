@@ -214,6 +214,12 @@ current-context: test
 
     /// Starts kube-controller-manager with only `controllers` (such as
     /// `persistentvolume-binder-controller`), no leader election, no serving port.
+    /// Stops kube-apiserver (etcd keeps running): the server goes away under a client.
+    pub(crate) fn stop_apiserver(&mut self) {
+        let _ = self.apiserver.kill();
+        let _ = self.apiserver.wait();
+    }
+
     pub(crate) fn start_controllers(&mut self, controllers: &[&str]) {
         let d = self.dir.path();
         let log = |name: &str| std::fs::File::create(d.join(name)).expect("log file");
