@@ -108,6 +108,32 @@ impl Default for Limits {
     }
 }
 
+/// Refused connections are logged at most once per this long, with how many there were: a
+/// flood of them must not become a flood of log lines.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Counts refusals and says when to log them.
+#[derive(Default)]
+struct Refusals {
+    last: Option<tokio::time::Instant>,
+    since: u64,
+}
+
+impl Refusals {
+    fn refused(&mut self, peer: SocketAddr, why: &'static str) {
+        self.since += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .last
+            .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_EVERY)
+        {
+            tracing::warn!(%peer, refused = self.since, "http connections refused: {why}");
+            self.last = Some(now);
+            self.since = 0;
+        }
+    }
+}
+
 /// The read buffer of a connection (hyper's smallest): a request's head must fit in it.
 const READ_BUFFER: usize = 8192;
 
@@ -502,6 +528,7 @@ impl HttpServer {
         let mut conns: FuturesUnordered<Conn> = FuturesUnordered::new();
         let mut per_client: std::collections::HashMap<std::net::IpAddr, usize> =
             std::collections::HashMap::new();
+        let mut refusals = Refusals::default();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -523,13 +550,13 @@ impl HttpServer {
                         }
                     };
                     if conns.len() >= self.limits.connections {
-                        tracing::warn!(%peer, "http connection refused: too many at once");
+                        refusals.refused(peer, "too many at once");
                         drop(stream);
                         continue;
                     }
                     let mine = per_client.entry(peer.ip()).or_default();
                     if *mine >= self.limits.per_client {
-                        tracing::warn!(%peer, "http connection refused: too many from this client");
+                        refusals.refused(peer, "too many from one client");
                         drop(stream);
                         continue;
                     }

@@ -167,6 +167,7 @@ impl TftpServer {
         let mut sessions = FuturesUnordered::new();
         let mut per_client: std::collections::HashMap<IpAddr, usize> =
             std::collections::HashMap::new();
+        let lengths = NetasciiLengths::default();
         let mut buf = vec![0u8; 1024];
         let local_ip = self.socket.local_addr()?.ip();
         tokio::pin!(shutdown);
@@ -226,9 +227,10 @@ impl TftpServer {
                                     options: options.into_iter().map(|(k, v)| (k, v.to_string())).collect(),
                                 };
                                 let (ns, cfg) = (self.namespace.clone(), self.config.clone());
+                                let lengths = lengths.clone();
                                 sessions.push(async move {
                                     let (p, n) = (req.peer, req.filename.clone());
-                                    let r: Result<u64, SessionError> = session(req, ns, cfg).await;
+                                    let r: Result<u64, SessionError> = session(req, ns, cfg, lengths).await;
                                     (p, n, r)
                                 });
                                 None
@@ -274,9 +276,41 @@ struct Netascii {
 /// The raw bytes read at once while converting.
 const NETASCII_READ: usize = 16 * 1024;
 
+/// Converted lengths of files already measured, by file identity (device, inode, change time,
+/// length): many sessions of one file measure it once.
+pub(crate) type NetasciiLengths =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(u64, u64, i64, i64, u64), u64>>>;
+
+/// The identity of an open file, for [`NetasciiLengths`].
+fn file_key(source: &Source) -> Option<(u64, u64, i64, i64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    match source {
+        Source::File(f, len) => {
+            let m = f.metadata().ok()?;
+            Some((m.dev(), m.ino(), m.ctime(), m.ctime_nsec(), *len))
+        }
+        Source::Memory(_) => None,
+    }
+}
+
 impl Netascii {
-    /// Measures the converted length in one streaming pass.
-    fn new(source: Source) -> std::io::Result<Self> {
+    /// Measures the converted length in one streaming pass, or takes it from `lengths`.
+    fn new(source: Source, lengths: &NetasciiLengths) -> std::io::Result<Self> {
+        let key = file_key(&source);
+        if let Some(len) = key.and_then(|k| {
+            lengths
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&k)
+                .copied()
+        }) {
+            return Ok(Netascii {
+                source,
+                len,
+                raw: 0,
+                conv: 0,
+            });
+        }
         let mut buf = vec![0u8; NETASCII_READ];
         let (mut raw, mut len) = (0u64, 0u64);
         loop {
@@ -370,7 +404,12 @@ fn gso_segments(sock: &UdpSocket, size: usize) -> bool {
     nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::UdpGsoSegment, &size).is_ok()
 }
 
-async fn session(req: Request, ns: Arc<Namespace>, cfg: TftpConfig) -> Result<u64, SessionError> {
+async fn session(
+    req: Request,
+    ns: Arc<Namespace>,
+    cfg: TftpConfig,
+    lengths: NetasciiLengths,
+) -> Result<u64, SessionError> {
     let sock = UdpSocket::bind(SocketAddr::new(req.local, 0)).await?;
     sock.connect(req.peer).await?;
     let source = match ns.open_for(&req.filename, Some(req.peer.ip())) {
@@ -388,7 +427,7 @@ async fn session(req: Request, ns: Arc<Namespace>, cfg: TftpConfig) -> Result<u6
         }
     };
     let mut source = if req.netascii {
-        Payload::Netascii(Netascii::new(source)?)
+        Payload::Netascii(Netascii::new(source, &lengths)?)
     } else {
         Payload::Octet(source)
     };
@@ -558,7 +597,11 @@ mod tests {
         raw.extend(std::iter::repeat_n(b'\n', NETASCII_READ + 3));
         let want = whole(&raw);
         for step in [1usize, 511, 512, 1428, 65_464] {
-            let mut n = Netascii::new(Source::Memory(Arc::from(raw.clone()))).unwrap();
+            let mut n = Netascii::new(
+                Source::Memory(Arc::from(raw.clone())),
+                &NetasciiLengths::default(),
+            )
+            .unwrap();
             assert_eq!(n.len, want.len() as u64);
             let mut got = Vec::new();
             let mut off = 0u64;
