@@ -34,6 +34,15 @@ fn import(name: &str) -> Imported {
     compose::import(&dir.join(name), &text, &opts).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// A compose text of project `p`, imported.
+fn import_text(text: &str) -> Imported {
+    let opts = ComposeOptions {
+        project: Some("p".into()),
+        ..ComposeOptions::default()
+    };
+    compose::import(Path::new("compose.yml"), text, &opts).unwrap()
+}
+
 fn notes(i: &Imported) -> Vec<String> {
     i.notes.iter().map(|d| d.message.clone()).collect()
 }
@@ -409,15 +418,7 @@ async fn imported_projects_are_accepted_by_a_real_api_server() {
 #[test]
 fn imported_values_keep_their_type_when_read_back() {
     let text = "services:\n  app:\n    image: busybox:1\n    environment:\n      HEX: \"0x10\"\n      T: \"True\"\n      N: \"Null\"\n      NO: \"NO\"\n      OFF: \"Off\"\n      DATE: \"2024-01-01\"\n      OCT: \"017\"\n";
-    let imported = compose::import(
-        Path::new("compose.yml"),
-        text,
-        &ComposeOptions {
-            project: Some("p".into()),
-            ..ComposeOptions::default()
-        },
-    )
-    .unwrap();
+    let imported = import_text(text);
     let yaml = compose::to_yaml(&imported);
     let lab = "name: t\nsite: {domain: t.lan}\ncluster: {control_plane: []}\n".to_string();
     let loaded = cloudlet_core::load::load_texts(
@@ -442,15 +443,7 @@ fn imported_values_keep_their_type_when_read_back() {
 #[test]
 fn services_reached_by_name_get_a_cluster_port_or_a_warning() {
     let text = "services:\n  app:\n    image: app:1\n    ports: [\"8080:8080\"]\n    depends_on: [database, cache, worker]\n    environment:\n      DATABASE_URL: postgres://u@database:5432/app\n      REDIS_HOST: cache\n  database:\n    image: postgres:16\n  cache:\n    image: redis:7\n  worker:\n    image: worker:1\n    expose: [\"9000\"]\n  lonely:\n    image: busybox:1\n";
-    let i = compose::import(
-        Path::new("compose.yml"),
-        text,
-        &ComposeOptions {
-            project: Some("p".into()),
-            ..ComposeOptions::default()
-        },
-    )
-    .unwrap();
+    let i = import_text(text);
     let db = &i.apps["database"];
     assert_eq!(db.ports.len(), 1, "{:?}", db.ports);
     assert_eq!(
