@@ -76,6 +76,91 @@ pub enum Error {
     },
 }
 
+/// What kind of failure an [`Error`] is: the one classification every frontend reports (the
+/// CLI's messages, Python's exception classes, Node's `code`, the JVM's exception variants),
+/// so the same failure has the same kind everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The lab files do not load or validate (diagnostics with positions).
+    Lab,
+    /// A file could not be read or written (a lab path, a saved plan).
+    Io,
+    /// A saved plan no longer matches the lab or the infrastructure, or has another format.
+    StalePlan,
+    /// Another apply holds the lab's lock.
+    Locked,
+    /// The plan deletes data and the apply was not allowed to.
+    DataLoss,
+    /// A backend failed (or could not be reached).
+    Backend,
+    /// Rendering to files failed.
+    Render,
+    /// The network boot service could not start, or its install state is unreadable or busy.
+    Boot,
+}
+
+impl ErrorKind {
+    /// The stable code: `LAB_INVALID`, `LAB_IO`, `PLAN_STALE`, `LOCKED`, `DATA_LOSS`,
+    /// `BACKEND`, `RENDER` or `BOOT`.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::Lab => "LAB_INVALID",
+            ErrorKind::Io => "LAB_IO",
+            ErrorKind::StalePlan => "PLAN_STALE",
+            ErrorKind::Locked => "LOCKED",
+            ErrorKind::DataLoss => "DATA_LOSS",
+            ErrorKind::Backend => "BACKEND",
+            ErrorKind::Render => "RENDER",
+            ErrorKind::Boot => "BOOT",
+        }
+    }
+
+    /// The kind's name in snake case (`lab`, `io`, `stale_plan`, `locked`, `data_loss`,
+    /// `backend`, `render`, `boot`), for languages that name kinds that way.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Lab => "lab",
+            ErrorKind::Io => "io",
+            ErrorKind::StalePlan => "stale_plan",
+            ErrorKind::Locked => "locked",
+            ErrorKind::DataLoss => "data_loss",
+            ErrorKind::Backend => "backend",
+            ErrorKind::Render => "render",
+            ErrorKind::Boot => "boot",
+        }
+    }
+}
+
+impl Error {
+    /// The kind of this failure, the same for every frontend.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Load(LoadError::Invalid { .. }) | Error::Invalid { .. } => ErrorKind::Lab,
+            Error::Load(_) | Error::PlanFile { .. } => ErrorKind::Io,
+            Error::Engine(EngineError::StalePlan { .. } | EngineError::PlanFormat { .. }) => {
+                ErrorKind::StalePlan
+            }
+            Error::Engine(EngineError::Locked { .. }) => ErrorKind::Locked,
+            Error::Engine(EngineError::DataLoss { .. }) => ErrorKind::DataLoss,
+            Error::Engine(_) => ErrorKind::Backend,
+            Error::Render { .. } => ErrorKind::Render,
+            Error::Boot(_) | Error::Install(_) => ErrorKind::Boot,
+        }
+    }
+
+    /// The diagnostics of a [`ErrorKind::Lab`] failure (every problem with its position).
+    pub fn diagnostics(&self) -> Option<&[Diagnostic]> {
+        match self {
+            Error::Load(LoadError::Invalid { diagnostics, .. })
+            | Error::Invalid { diagnostics } => Some(diagnostics),
+            _ => None,
+        }
+    }
+}
+
+pub use cloudlet_core::engine::DEFAULT_CONCURRENCY;
+
 /// Settings of the boot service that a caller gives; what it leaves out comes from the lab's
 /// `pxe.serve`, then from the defaults (address: the `pxe.server` machine's; files: `boot`
 /// next to the lab; proxyDHCP on; iPXE over HTTP; ports 80 and 69).

@@ -84,7 +84,7 @@ enum Command {
         #[arg(long, short)]
         yes: bool,
         /// Steps in flight at once.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = cloudlet::DEFAULT_CONCURRENCY)]
         concurrency: usize,
         /// Run the plan's data-loss steps (deleting datasets or directories the lab marks
         /// `retain: false`); without it such a plan is refused before anything changes.

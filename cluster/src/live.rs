@@ -98,7 +98,7 @@ impl Default for KubeOptions {
             applyset_namespace: "default".into(),
             take_over: false,
             secrets_dir: PathBuf::from("."),
-            concurrency: 16,
+            concurrency: cloudlet_core::engine::DEFAULT_CONCURRENCY,
             endpoint: None,
         }
     }

@@ -134,6 +134,10 @@ pub struct ApplyOptions<'a> {
     pub allow_data_loss: bool,
 }
 
+/// How many steps an apply runs at once unless told otherwise (`ApplyOptions::concurrency`
+/// of 0): the one default every frontend uses.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
 /// The engine: providers plus the state store.
 pub struct Engine {
     lab: String,
@@ -303,7 +307,7 @@ impl Engine {
         let mut ready: BTreeSet<usize> = (0..n).filter(|i| waiting[*i] == 0).collect();
         let mut dead = vec![false; n];
         let limit = if opts.concurrency == 0 {
-            16
+            DEFAULT_CONCURRENCY
         } else {
             opts.concurrency
         };

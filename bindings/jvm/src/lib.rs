@@ -37,9 +37,21 @@ pub enum CloudletException {
         /// Which steps would delete data.
         reason: String,
     },
-    /// A backend failed, or another apply holds the lock.
+    /// Another apply holds the lab's lock.
+    #[error("{reason}")]
+    Locked {
+        /// Who holds it.
+        reason: String,
+    },
+    /// A backend failed.
     #[error("{reason}")]
     Backend {
+        /// What went wrong.
+        reason: String,
+    },
+    /// Rendering to files failed.
+    #[error("{reason}")]
+    Render {
         /// What went wrong.
         reason: String,
     },
@@ -57,30 +69,26 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 
 impl From<cloudlet::Error> for CloudletException {
     fn from(e: cloudlet::Error) -> Self {
-        use cloudlet::Error as E;
-        use cloudlet::core::{EngineError, LoadError};
-        let mut message = cloudlet::core::error::chain(&e);
-        match &e {
-            E::Load(LoadError::Invalid { diagnostics, .. }) | E::Invalid { diagnostics } => {
+        use cloudlet::ErrorKind as K;
+        let mut reason = cloudlet::core::error::chain(&e);
+        match e.kind() {
+            K::Lab => {
+                let diagnostics = e.diagnostics().unwrap_or_default();
                 if let Some(d) = diagnostics.iter().find(|d| d.location.is_some()) {
-                    message = d.to_string();
+                    reason = d.to_string();
                 }
                 CloudletException::Lab {
-                    reason: message,
-                    diagnostics: json(diagnostics),
+                    reason,
+                    diagnostics: json(&diagnostics),
                 }
             }
-            E::Load(_) | E::PlanFile { .. } | E::Render { .. } => {
-                CloudletException::Io { reason: message }
-            }
-            E::Engine(EngineError::StalePlan { .. } | EngineError::PlanFormat { .. }) => {
-                CloudletException::StalePlan { reason: message }
-            }
-            E::Engine(EngineError::DataLoss { .. }) => {
-                CloudletException::DataLoss { reason: message }
-            }
-            E::Boot(_) | E::Install(_) => CloudletException::Boot { reason: message },
-            _ => CloudletException::Backend { reason: message },
+            K::Io => CloudletException::Io { reason },
+            K::StalePlan => CloudletException::StalePlan { reason },
+            K::Locked => CloudletException::Locked { reason },
+            K::DataLoss => CloudletException::DataLoss { reason },
+            K::Render => CloudletException::Render { reason },
+            K::Boot => CloudletException::Boot { reason },
+            _ => CloudletException::Backend { reason },
         }
     }
 }

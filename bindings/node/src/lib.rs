@@ -54,23 +54,17 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 /// chain included), and for lab errors `\u0001 diagnostics JSON`: `index.js` turns it into
 /// a `CloudletError` with `code`, `message` and `diagnostics`.
 fn error(e: cloudlet::Error) -> Error {
-    use cloudlet::Error as E;
-    use cloudlet::core::{EngineError, LoadError};
+    use cloudlet::ErrorKind as K;
     let message = cloudlet::core::error::chain(&e);
-    let mut diagnostics_json = String::new();
-    let code = match &e {
-        E::Load(LoadError::Invalid { diagnostics, .. }) | E::Invalid { diagnostics } => {
-            diagnostics_json = json(diagnostics);
-            ErrorCode::LabInvalid
-        }
-        E::Load(_) | E::PlanFile { .. } => ErrorCode::LabIo,
-        E::Engine(EngineError::StalePlan { .. } | EngineError::PlanFormat { .. }) => {
-            ErrorCode::PlanStale
-        }
-        E::Engine(EngineError::Locked { .. }) => ErrorCode::Locked,
-        E::Engine(EngineError::DataLoss { .. }) => ErrorCode::DataLoss,
-        E::Render { .. } => ErrorCode::Render,
-        E::Boot(_) | E::Install(_) => ErrorCode::Boot,
+    let diagnostics_json = e.diagnostics().map(|d| json(&d)).unwrap_or_default();
+    let code = match e.kind() {
+        K::Lab => ErrorCode::LabInvalid,
+        K::Io => ErrorCode::LabIo,
+        K::StalePlan => ErrorCode::PlanStale,
+        K::Locked => ErrorCode::Locked,
+        K::DataLoss => ErrorCode::DataLoss,
+        K::Render => ErrorCode::Render,
+        K::Boot => ErrorCode::Boot,
         _ => ErrorCode::Backend,
     };
     coded(code, &message, &diagnostics_json)
@@ -145,7 +139,7 @@ async fn run_apply(
         }
     };
     let options = cloudlet::ApplyOptions {
-        concurrency: concurrency.unwrap_or(16) as usize,
+        concurrency: concurrency.map_or(cloudlet::DEFAULT_CONCURRENCY, |c| c as usize),
         on_event: Some(&sink),
         cancel: cancel.map(|c| c.0.clone()).unwrap_or_default(),
         verify_fresh: false,

@@ -145,3 +145,22 @@ test('the boot service serves one install to its machine, then stops', async () 
   assert.throws(() => lab.pxeReinstall('nobody'), (e) => e.code === 'BOOT' && /nobody/.test(e.message));
   await assert.rejects(lab.pxeServe({ proxyDhcp: false }), (e) => e.code === 'BOOT' && /binding HTTP on 10\.0\.10\.20/.test(e.message));
 });
+
+test('another apply holding the lock has the LOCKED code', async () => {
+  const { spawn, spawnSync } = require('node:child_process');
+  const dir = seedCopy();
+  const lab = await Lab.load(dir);
+  const plan = await lab.plan();
+  fs.mkdirSync(path.join(dir, '.cloudlet'), { recursive: true });
+  const lock = path.join(dir, '.cloudlet', 'lock');
+  fs.writeFileSync(lock, '');
+  const holder = spawn('flock', [lock, 'sleep', '30'], { stdio: 'ignore' });
+  try {
+    for (let i = 0; i < 200 && spawnSync('flock', ['-n', lock, 'true']).status === 0; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    await assert.rejects(lab.apply(plan), (e) => e instanceof CloudletError && e.code === 'LOCKED' && /another apply is running/.test(e.message));
+  } finally {
+    holder.kill();
+  }
+});

@@ -22,28 +22,17 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
-/// Maps a facade error to `NativeError(kind, message, payload)`.
+/// Maps a facade error to `NativeError(kind, message, payload)`: the facade's kind, the cause
+/// chain, and the diagnostics or the data-loss steps as JSON.
 fn error(e: cloudlet::Error) -> PyErr {
-    use cloudlet::Error;
-    use cloudlet::core::{EngineError, LoadError};
-    let (kind, payload) = match &e {
-        Error::Load(LoadError::Invalid { diagnostics, .. }) | Error::Invalid { diagnostics } => {
-            ("lab", json(diagnostics))
-        }
-        Error::Load(_) => ("io", "null".into()),
-        Error::Engine(EngineError::StalePlan { .. } | EngineError::PlanFormat { .. }) => {
-            ("stale_plan", "null".into())
-        }
-        Error::Engine(EngineError::Locked { .. }) => ("locked", "null".into()),
-        Error::Engine(EngineError::DataLoss { ids }) => ("data_loss", json(ids)),
-        Error::Engine(_) => ("backend", "null".into()),
-        Error::Render { .. } => ("render", "null".into()),
-        Error::PlanFile { .. } => ("io", "null".into()),
-        Error::Boot(_) | Error::Install(_) => ("boot", "null".into()),
-        _ => ("other", "null".into()),
+    use cloudlet::core::EngineError;
+    let payload = match (&e, e.diagnostics()) {
+        (_, Some(d)) => json(&d),
+        (cloudlet::Error::Engine(EngineError::DataLoss { ids }), None) => json(ids),
+        _ => "null".into(),
     };
     let message = cloudlet::core::error::chain(&e);
-    NativeError::new_err((kind, message, payload))
+    NativeError::new_err((e.kind().name(), message, payload))
 }
 
 /// A cancellation token for an apply: running steps finish, no new step starts.
@@ -180,14 +169,14 @@ impl Lab {
 
     /// Awaitable: applies a plan (a native handle or its JSON), calling
     /// `on_event(event_json)` for progress.
-    #[pyo3(signature = (plan, on_event=None, cancel=None, concurrency=16, allow_data_loss=false))]
+    #[pyo3(signature = (plan, on_event=None, cancel=None, concurrency=None, allow_data_loss=false))]
     fn apply<'py>(
         &self,
         py: Python<'py>,
         plan: &Bound<'py, PyAny>,
         on_event: Option<Py<PyAny>>,
         cancel: Option<Py<Cancel>>,
-        concurrency: usize,
+        concurrency: Option<usize>,
         allow_data_loss: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let lab = self.0.clone();
@@ -217,7 +206,7 @@ impl Lab {
                 }
             };
             let options = cloudlet::ApplyOptions {
-                concurrency,
+                concurrency: concurrency.unwrap_or(cloudlet::DEFAULT_CONCURRENCY),
                 on_event: Some(&sink),
                 cancel,
                 verify_fresh: false,

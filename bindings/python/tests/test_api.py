@@ -215,3 +215,19 @@ def test_the_boot_service_serves_one_install_and_stops(seed, tmp_path):
     # Without an address the lab's boot server machine's is used: not this host's.
     with pytest.raises(cloudlet.BootError, match="binding HTTP on 10.0.10.20"):
         asyncio.run(lab.pxe_serve(proxy_dhcp=False))
+
+
+def test_another_apply_holding_the_lock_is_the_locked_kind(seed):
+    import fcntl
+
+    lab = cloudlet.Lab.load(seed)
+    plan = lab.plan_sync()
+    state = seed / ".cloudlet"
+    state.mkdir(exist_ok=True)
+    with open(state / "lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(cloudlet.LockedError, match="another apply is running") as e:
+            lab.apply_sync(plan)
+    assert e.value.kind == "locked"
+    # Released: the same plan applies.
+    assert lab.apply_sync(plan).success

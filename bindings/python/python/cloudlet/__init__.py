@@ -501,7 +501,7 @@ class Lab:
         *,
         on_event: Optional[Callable[[Event], Any]] = None,
         cancel: Optional[Cancel] = None,
-        concurrency: int = 16,
+        concurrency: Optional[int] = None,
         allow_data_loss: bool = False,
     ) -> ApplyReport:
         """Applies ``plan``; ``on_event`` gets progress events (from the library's threads).

@@ -34,7 +34,7 @@ class Lab:
         plan: Plan | str,
         on_event: Optional[Callable[[str], Any]] = None,
         cancel: Optional[Cancel] = None,
-        concurrency: int = 16,
+        concurrency: Optional[int] = None,
         allow_data_loss: bool = False,
     ) -> str: ...
     async def render(self, dir: str) -> int: ...

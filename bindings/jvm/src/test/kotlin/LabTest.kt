@@ -63,6 +63,29 @@ class LabTest {
     }
 
     @Test
+    fun anotherApplyHoldingTheLockIsTheLockedKind() = runBlocking {
+        val dir = seedCopy()
+        val lab = Lab.load(dir.toString(), null)
+        val plan = lab.plan()
+        Files.createDirectories(dir.resolve(".cloudlet"))
+        val lock = dir.resolve(".cloudlet/lock").toString()
+        Files.writeString(Paths.get(lock), "")
+        // flock(2), as cloudlet's lock is: Java's own file locks are another kind.
+        val holder = ProcessBuilder("flock", lock, "sleep", "30").start()
+        try {
+            var waited = 0
+            while (ProcessBuilder("flock", "-n", lock, "true").start().waitFor() == 0 && waited < 200) {
+                Thread.sleep(25)
+                waited++
+            }
+            val e = assertThrows(CloudletException.Locked::class.java) { runBlocking { lab.apply(plan, null, null) } }
+            assertTrue(e.message!!.contains("another apply is running"), e.message)
+        } finally {
+            holder.destroy()
+        }
+    }
+
+    @Test
     fun labErrorsAreTypedAndCarryPositions() {
         val dir = Files.createTempDirectory("cloudlet-")
         Files.writeString(dir.resolve("lab.yaml"), "name: t\nsite: {domain: t.lan}\nmachines:\n  a: {cpus: 1, memroy: 1GiB}\n")
