@@ -328,6 +328,10 @@ pub struct Lab {
     notes: Arc<Vec<Diagnostic>>,
     /// Apps that came from a compose project: app → project.
     compose_apps: Arc<std::collections::BTreeMap<String, String>>,
+    /// The plans this lab made and has not applied yet (by their in-memory origin): only those
+    /// apply without observing the infrastructure again. Any other plan — saved to a file,
+    /// sent as JSON through a binding, applied once already — is checked for freshness first.
+    planned: Arc<std::sync::Mutex<std::collections::HashSet<u64>>>,
 }
 
 fn located(
@@ -460,6 +464,7 @@ impl Lab {
             manifests: Arc::new(manifests),
             notes: Arc::new(notes),
             compose_apps: Arc::new(compose_apps),
+            planned: Arc::default(),
         })
     }
 
@@ -1248,7 +1253,15 @@ impl Lab {
     pub async fn plan(&self) -> Result<Plan, Error> {
         let desired = self.desired()?;
         let engine = self.engine().await?;
-        Ok(engine.plan(desired).await?)
+        let mut plan = engine.plan(desired).await?;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let origin = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        plan.origin = cloudlet_core::plan::PlanOrigin(Some(origin));
+        self.planned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(origin);
+        Ok(plan)
     }
 
     /// Applies a plan made by [`Lab::plan`] (now, or saved earlier). A plan made from other lab
@@ -1272,6 +1285,18 @@ impl Lab {
                 reason: "the lab files changed since the plan was made".into(),
             }));
         }
+        // The freshness rule, for every frontend: a plan this lab just made applies as it is;
+        // any other is applied only if the infrastructure still is what it was planned from.
+        let made_here = plan.origin.0.is_some_and(|o| {
+            self.planned
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&o)
+        });
+        let options = ApplyOptions {
+            verify_fresh: options.verify_fresh || !made_here,
+            ..options
+        };
         let engine = self.engine().await?;
         Ok(engine.apply(plan, options).await?)
     }

@@ -669,9 +669,10 @@ async fn apply(
 ) -> Result<ExitCode, Error> {
     // Another apply's lock refuses this one before anything is planned or printed.
     lab.check_unlocked()?;
-    let (p, verify_fresh) = match &saved {
-        Some(path) => (cloudlet::read_plan(path)?, true),
-        None => (lab.plan().await?, false),
+    // A saved plan is checked for freshness by the facade's apply, as for every frontend.
+    let p = match &saved {
+        Some(path) => cloudlet::read_plan(path)?,
+        None => lab.plan().await?,
     };
     if !p.summary.has_changes() {
         println!(
@@ -731,8 +732,8 @@ async fn apply(
             concurrency,
             on_event: Some(&sink),
             cancel,
-            verify_fresh,
             allow_data_loss,
+            ..ApplyOptions::default()
         },
     );
     // With `pxe.serve` the lab's boot service runs during the apply and until the network

@@ -122,6 +122,20 @@ pub struct Plan {
     /// Resources holding data that left the lab: kept, with their data, and not deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept: Vec<ResourceId>,
+    /// Which in-memory planning made this plan; never saved, so a plan read back from JSON has
+    /// none. Not part of what the plan says: plans compare equal whatever their origin.
+    #[serde(skip)]
+    pub origin: PlanOrigin,
+}
+
+/// The in-process origin of a plan (see [`Plan::origin`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOrigin(pub Option<u64>);
+
+impl PartialEq for PlanOrigin {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// A difference the plan leaves alone because another writer holds the field.
@@ -317,6 +331,7 @@ pub fn compute(
         steps,
         held,
         kept,
+        origin: PlanOrigin::default(),
     })
 }
 

@@ -164,3 +164,11 @@ test('another apply holding the lock has the LOCKED code', async () => {
     holder.kill();
   }
 });
+
+test('a stale saved plan has the PLAN_STALE code, as in the CLI', async () => {
+  const lab = await Lab.load(seedCopy());
+  const plan = await lab.plan();
+  const saved = JSON.parse(JSON.stringify(plan));
+  assert.deepStrictEqual((await lab.apply(plan)).failed, []);
+  await assert.rejects(lab.apply(saved), (e) => e instanceof CloudletError && e.code === 'PLAN_STALE' && /infrastructure changed/.test(e.message));
+});

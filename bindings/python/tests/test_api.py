@@ -231,3 +231,14 @@ def test_another_apply_holding_the_lock_is_the_locked_kind(seed):
     assert e.value.kind == "locked"
     # Released: the same plan applies.
     assert lab.apply_sync(plan).success
+
+
+def test_a_stale_saved_plan_is_refused_as_the_cli_refuses_it(seed):
+    lab = cloudlet.Lab.load(seed)
+    plan = lab.plan_sync()
+    saved = plan.to_json()
+    assert lab.apply_sync(plan).success
+    # The saved copy was planned against an empty world that is not there any more.
+    with pytest.raises(cloudlet.StalePlanError, match="infrastructure changed") as e:
+        lab.apply_sync(cloudlet.Plan.from_json(saved))
+    assert e.value.kind == "stale_plan"

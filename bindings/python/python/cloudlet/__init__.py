@@ -271,6 +271,13 @@ class Plan(_Record):
         p = _json.loads(text)
         return Plan(lab=p["lab"], summary=Summary(**p["summary"]), _text=text)
 
+    @staticmethod
+    def from_json(text: str) -> "Plan":
+        """A plan saved earlier with :meth:`to_json` (or by ``cloudlet plan --out``). Applying
+        it checks first that the infrastructure is still what it was planned from, and raises
+        :class:`StalePlanError` otherwise."""
+        return Plan._from(text)
+
     @functools.cached_property
     def _parsed(self) -> dict[str, Any]:
         return _json.loads(self.to_json())

@@ -63,6 +63,18 @@ class LabTest {
     }
 
     @Test
+    fun aStaleSavedPlanIsRefusedAsTheCliRefusesIt() = runBlocking {
+        val dir = seedCopy()
+        val plan = Lab.load(dir.toString(), null).plan()
+        // A fresh Lab (another process, later) applies it once; then the saved text is stale.
+        assertTrue(Lab.load(dir.toString(), null).apply(plan, null, null).contains("\"failed\":[]"))
+        val e = assertThrows(CloudletException.StalePlan::class.java) {
+            runBlocking { Lab.load(dir.toString(), null).apply(plan, null, null) }
+        }
+        assertTrue(e.message!!.contains("infrastructure changed"), e.message)
+    }
+
+    @Test
     fun anotherApplyHoldingTheLockIsTheLockedKind() = runBlocking {
         val dir = seedCopy()
         val lab = Lab.load(dir.toString(), null)
