@@ -332,6 +332,10 @@ pub struct Lab {
     /// apply without observing the infrastructure again. Any other plan — saved to a file,
     /// sent as JSON through a binding, applied once already — is checked for freshness first.
     planned: Arc<std::sync::Mutex<std::collections::HashSet<u64>>>,
+    /// The engine `plan` and `apply` share, built on first use: one login per backend per
+    /// `Lab`, and the providers keep what planning observed (the Kubernetes provider's
+    /// ApplySet inventory) for the apply.
+    shared_engine: Arc<tokio::sync::OnceCell<Arc<Engine>>>,
 }
 
 fn located(
@@ -465,6 +469,7 @@ impl Lab {
             notes: Arc::new(notes),
             compose_apps: Arc::new(compose_apps),
             planned: Arc::default(),
+            shared_engine: Arc::default(),
         })
     }
 
@@ -486,7 +491,17 @@ impl Lab {
     #[must_use]
     pub fn with_options(mut self, options: Options) -> Lab {
         self.options = options;
+        // Providers are made from the options: a new set gets a new engine.
+        self.shared_engine = Arc::default();
         self
+    }
+
+    /// The engine of this `Lab` (and its clones), built once.
+    async fn shared_engine(&self) -> Result<Arc<Engine>, Error> {
+        self.shared_engine
+            .get_or_try_init(|| async { self.engine().await.map(Arc::new) })
+            .await
+            .cloned()
     }
 
     /// The typed model.
@@ -1252,7 +1267,7 @@ impl Lab {
     /// Plans the lab against what exists.
     pub async fn plan(&self) -> Result<Plan, Error> {
         let desired = self.desired()?;
-        let engine = self.engine().await?;
+        let engine = self.shared_engine().await?;
         let mut plan = engine.plan(desired).await?;
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let origin = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1297,7 +1312,7 @@ impl Lab {
             verify_fresh: options.verify_fresh || !made_here,
             ..options
         };
-        let engine = self.engine().await?;
+        let engine = self.shared_engine().await?;
         Ok(engine.apply(plan, options).await?)
     }
 

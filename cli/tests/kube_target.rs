@@ -160,6 +160,37 @@ async fn cli_applies_the_seed_compose_and_manifests_with_crds_first() {
         out.contains("!! cluster/deployment/blog.blog — not ready after 1s"),
         "{out}"
     );
+
+    // The ApplySet parent lists the namespaces of its members; after the compose project
+    // leaves the lab (one CLI apply: plan and apply share the provider), it no longer does.
+    let parent_namespaces = || async {
+        let s: k8s_openapi::api::core::v1::Secret = Api::namespaced(client.clone(), "default")
+            .get("cloudlet-seed")
+            .await
+            .unwrap();
+        s.metadata
+            .annotations
+            .unwrap_or_default()
+            .get("applyset.kubernetes.io/additional-namespaces")
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(parent_namespaces().await.split(',').any(|n| n == "notes"));
+    let cluster_yaml = dir.path().join("cluster.yaml");
+    let text = std::fs::read_to_string(&cluster_yaml).unwrap();
+    let without = text.replace(
+        "  compose:\n    notes: {file: compose/notes.yml, export: blog, domain: example.com}\n",
+        "",
+    );
+    assert_ne!(text, without);
+    std::fs::write(&cluster_yaml, &without).unwrap();
+    let (code, out, err) = cloudlet(&["apply", lab, "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let after = parent_namespaces().await;
+    assert!(
+        !after.split(',').any(|n| n == "notes"),
+        "the parent still lists `notes`: {after}"
+    );
 }
 
 #[test]
