@@ -149,6 +149,22 @@ impl Error {
         }
     }
 
+    /// The message every frontend shows: for a lab failure its first positioned problem
+    /// (`file:line:column: [code] message (and N more)`), otherwise the error with its causes.
+    pub fn message(&self) -> String {
+        if let Some(diagnostics) = self.diagnostics()
+            && let Some(first) = diagnostics.iter().find(|d| d.location.is_some())
+        {
+            let more = diagnostics.len() - 1;
+            return if more > 0 {
+                format!("{first} (and {more} more)")
+            } else {
+                first.to_string()
+            };
+        }
+        cloudlet_core::error::chain(self)
+    }
+
     /// The diagnostics of a [`ErrorKind::Lab`] failure (every problem with its position).
     pub fn diagnostics(&self) -> Option<&[Diagnostic]> {
         match self {

@@ -41,12 +41,8 @@ const convert = (e) => {
   if (parts.length < 2) return e;
   const [code, message, diagnostics] = parts;
   const diags = diagnostics ? parse(diagnostics) : [];
-  const first = diags.find((d) => d.location);
-  const text = first
-    ? `${first.location.file}:${first.location.line}:${first.location.column}: [${first.code}] ${first.message}` +
-      (diags.length > 1 ? ` (and ${diags.length - 1} more)` : '')
-    : message;
-  return new CloudletError(code, text, diags, e);
+  // The message is the library's: for a lab error its first positioned problem and how many more.
+  return new CloudletError(code, message, diags, e);
 };
 
 const wrap = (fn) => {

@@ -70,18 +70,12 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 impl From<cloudlet::Error> for CloudletException {
     fn from(e: cloudlet::Error) -> Self {
         use cloudlet::ErrorKind as K;
-        let mut reason = cloudlet::core::error::chain(&e);
+        let reason = e.message();
         match e.kind() {
-            K::Lab => {
-                let diagnostics = e.diagnostics().unwrap_or_default();
-                if let Some(d) = diagnostics.iter().find(|d| d.location.is_some()) {
-                    reason = d.to_string();
-                }
-                CloudletException::Lab {
-                    reason,
-                    diagnostics: json(&diagnostics),
-                }
-            }
+            K::Lab => CloudletException::Lab {
+                reason,
+                diagnostics: json(&e.diagnostics().unwrap_or_default()),
+            },
             K::Io => CloudletException::Io { reason },
             K::StalePlan => CloudletException::StalePlan { reason },
             K::Locked => CloudletException::Locked { reason },

@@ -55,7 +55,7 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 /// a `CloudletError` with `code`, `message` and `diagnostics`.
 fn error(e: cloudlet::Error) -> Error {
     use cloudlet::ErrorKind as K;
-    let message = cloudlet::core::error::chain(&e);
+    let message = e.message();
     let diagnostics_json = e.diagnostics().map(|d| json(&d)).unwrap_or_default();
     let code = match e.kind() {
         K::Lab => ErrorCode::LabInvalid,

@@ -54,7 +54,8 @@ test('errors carry a stable code, positions and the cause', async () => {
   fs.writeFileSync(path.join(dir, 'lab.yaml'), 'name: t\nsite: {domain: t.lan}\nmachines:\n  a: {cpus: 1, memroy: 1GiB}\n');
   await assert.rejects(Lab.load(dir), (e) =>
     e instanceof CloudletError && e.code === 'LAB_INVALID' && e.line === 4 && e.column === 16 &&
-    e.diagnostics[0].code === 'unknown-key' && e.cause instanceof Error);
+    e.diagnostics[0].code === 'unknown-key' && e.cause instanceof Error &&
+    e.message.endsWith("lab.yaml:4:16: [unknown-key] unknown key `memroy`; did you mean `memory`?"));
   await assert.rejects(Lab.load(path.join(dir, 'missing')), (e) => e.code === 'LAB_IO');
   const seed = seedCopy();
   const lab = await Lab.load(seed);

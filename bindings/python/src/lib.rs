@@ -31,8 +31,7 @@ fn error(e: cloudlet::Error) -> PyErr {
         (cloudlet::Error::Engine(EngineError::DataLoss { ids }), None) => json(ids),
         _ => "null".into(),
     };
-    let message = cloudlet::core::error::chain(&e);
-    NativeError::new_err((e.kind().name(), message, payload))
+    NativeError::new_err((e.kind().name(), e.message(), payload))
 }
 
 /// A cancellation token for an apply: running steps finish, no new step starts.

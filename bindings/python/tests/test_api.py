@@ -70,6 +70,8 @@ def test_lab_errors_carry_positions(tmp_path):
     assert (pathlib.Path(err.file).name, err.line, err.column) == ("lab.yaml", 4, 16)
     assert err.diagnostics[0].code == "unknown-key"
     assert "did you mean `memory`" in str(err)
+    # The facade's message, the same in every frontend.
+    assert str(err).endswith("lab.yaml:4:16: [unknown-key] unknown key `memroy`; did you mean `memory`?")
 
 
 def test_invalid_labs_refuse_to_plan(tmp_path):

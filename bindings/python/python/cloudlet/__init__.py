@@ -76,11 +76,8 @@ class LabError(CloudletError, ValueError):
     kind = "lab"
 
     def __init__(self, message: str, diagnostics: list["Diagnostic"]) -> None:
+        # The message is the library's: the first positioned problem and how many more.
         first = next((d for d in diagnostics if d.location), None)
-        if first and first.location:
-            message = f"{first.location}: [{first.code}] {first.message}" + (
-                f" (and {len(diagnostics) - 1} more)" if len(diagnostics) > 1 else ""
-            )
         super().__init__(message)
         self.diagnostics = diagnostics
         loc = first.location if first else None
