@@ -118,6 +118,21 @@ pub enum ProviderError {
         /// What was being done and what the connection said.
         message: String,
     },
+    /// A backend's API refused or failed a request, with what is known about why: retry
+    /// decisions read [`Fault`], never the message.
+    #[error("{backend} {operation}: {message}")]
+    Api {
+        /// The backend (`Proxmox`, ...).
+        backend: &'static str,
+        /// What was asked (`POST /nodes/pve/qemu`, `task clone web`).
+        operation: String,
+        /// The HTTP status, when the answer had one.
+        status: Option<u16>,
+        /// The kind of failure.
+        fault: Fault,
+        /// What the backend said.
+        message: String,
+    },
     /// The object exists but is not cloudlet's; it is never touched.
     #[error("{id} exists but is not managed by cloudlet; adopt it explicitly or rename it")]
     NotOwned {
@@ -132,6 +147,43 @@ pub enum ProviderError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// Why a backend's API refused a request, as far as the backend says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Something with that name or id exists already (an id taken meanwhile).
+    Conflict,
+    /// The backend is busy (a lock it could not take in time, throttling): trying again may
+    /// succeed.
+    Busy,
+    /// The credentials were refused.
+    Unauthorized,
+    /// What was asked for does not exist.
+    NotFound,
+    /// Anything else.
+    Other,
+}
+
+impl ProviderError {
+    /// Whether trying the same request again may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            ProviderError::Backend { retryable, .. } => *retryable,
+            ProviderError::Api { fault, .. } => *fault == Fault::Busy,
+            ProviderError::Unreachable { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// The fault of an API error.
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            ProviderError::Api { fault, .. } => Some(*fault),
+            _ => None,
+        }
+    }
 }
 
 /// Planning or applying failed as a whole.

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cloudlet_core::error::ProviderError;
+use cloudlet_core::error::{Fault, ProviderError};
 use cloudlet_core::http::{Http, HttpError, Method};
 use cloudlet_core::plan::FieldChange;
 use cloudlet_core::{Data, Domain, Provider, Resource, ResourceId};
@@ -98,6 +98,34 @@ fn err(message: impl Into<String>, retryable: bool) -> ProviderError {
     ProviderError::Backend {
         message: message.into(),
         retryable,
+    }
+}
+
+/// What kind of failure a Proxmox error text reports: the one place its wording is read
+/// (the API answers with text only), so retry decisions read the [`Fault`].
+fn fault_of(status: Option<u16>, text: &str) -> Fault {
+    if text.contains("got timeout") {
+        // `trying to acquire lock ... got timeout`: a VM or storage lock held by another task.
+        Fault::Busy
+    } else if text.contains("already exists") {
+        Fault::Conflict
+    } else {
+        match status {
+            Some(401) => Fault::Unauthorized,
+            Some(404) => Fault::NotFound,
+            _ => Fault::Other,
+        }
+    }
+}
+
+/// A Proxmox API or task failure, typed.
+fn api_error(operation: String, status: Option<u16>, message: String) -> ProviderError {
+    ProviderError::Api {
+        backend: "Proxmox",
+        fault: fault_of(status, &message),
+        operation,
+        status,
+        message,
     }
 }
 
@@ -197,9 +225,8 @@ impl Proxmox {
         body: Option<&Value>,
     ) -> Result<Value, ProviderError> {
         let url = format!("/api2/json{path}");
-        // A busy VM lock (`got timeout`) passes: up to 7 tries, backoff from 100 ms.
-        let busy =
-            |e: &HttpError| matches!(e, HttpError::Status(_, b) if b.contains("got timeout"));
+        // A busy VM lock passes: up to 7 tries, backoff from 100 ms.
+        let busy = |e: &HttpError| matches!(e, HttpError::Status(code, b) if fault_of(Some(*code), b) == Fault::Busy);
         let answer =
             cloudlet_core::retry::with_backoff(7, Duration::from_millis(100), busy, || {
                 self.http.json(method.clone(), &url, body)
@@ -213,6 +240,11 @@ impl Proxmox {
                     self.options.token_id
                 ),
                 false,
+            )),
+            Err(HttpError::Status(code, body)) => Err(api_error(
+                format!("{method} {path}"),
+                Some(code),
+                format!("{code}: {body}"),
             )),
             Err(e) => {
                 let retryable = matches!(e, HttpError::Transport(_));
@@ -236,7 +268,11 @@ impl Proxmox {
                 return if exit == "OK" || exit.starts_with("WARNINGS") {
                     Ok(())
                 } else {
-                    Err(err(format!("Proxmox task {what} failed: {exit}"), false))
+                    Err(api_error(
+                        format!("task {what}"),
+                        None,
+                        format!("failed: {exit}"),
+                    ))
                 };
             }
             tokio::time::sleep(pause).await;
@@ -575,7 +611,7 @@ impl Proxmox {
             body[format!("net{n}")] = json!(self.nic(nic));
         }
         // The next free id can be taken by someone else between asking and creating.
-        let taken = |e: &ProviderError| matches!(e, ProviderError::Backend { message, .. } if message.contains("already exists"));
+        let taken = |e: &ProviderError| e.fault() == Some(Fault::Conflict);
         let create = format!("/nodes/{node}/qemu");
         let vmid = cloudlet_core::retry::with_backoff(5, Duration::from_millis(50), taken, || {
             let (mut body, create) = (body.clone(), create.as_str());
@@ -631,10 +667,7 @@ impl Proxmox {
         let lock = self.storage_lock(&target).await;
         // A storage lock timeout, or the new id taken meanwhile: try again (6 tries, backoff
         // from 200 ms), one clone onto this storage at a time.
-        let again = |e: &ProviderError| {
-            matches!(e, ProviderError::Backend { message, .. }
-                if message.contains("got timeout") || message.contains("already exists"))
-        };
+        let again = |e: &ProviderError| matches!(e.fault(), Some(Fault::Busy | Fault::Conflict));
         let made = {
             let _one = lock.lock().await;
             cloudlet_core::retry::with_backoff(6, Duration::from_millis(200), again, || async {
@@ -1208,6 +1241,26 @@ impl Provider for Proxmox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxmox_failures_are_typed_once() {
+        assert_eq!(
+            fault_of(
+                Some(500),
+                "can't lock file '/var/lock/qemu-server/lock-101.conf' - got timeout"
+            ),
+            Fault::Busy
+        );
+        assert_eq!(
+            fault_of(None, "unable to create VM 105: config file already exists"),
+            Fault::Conflict
+        );
+        assert_eq!(fault_of(Some(404), "no such VM"), Fault::NotFound);
+        assert_eq!(fault_of(Some(500), "disk full"), Fault::Other);
+        let e = api_error("task clone web".into(), None, "failed: got timeout".into());
+        assert!(e.retryable());
+        assert_eq!(e.to_string(), "Proxmox task clone web: failed: got timeout");
+    }
 
     #[test]
     fn drive_and_nic_strings() {
