@@ -642,3 +642,44 @@ fn a_reused_address_points_at_the_later_line() {
         at(&t, "10.0.20.11").0
     );
 }
+
+#[test]
+fn what_the_lab_says_a_thing_runs_and_its_target_agree() {
+    let creds = "endpoint: \"https://x.t.lan\", credentials: {env: T}";
+    let t = edit(
+        BASE,
+        "hosts:\n",
+        &format!(
+            "targets:\n  router: {{kind: opnsense, {creds}}}\n  storage: {{kind: linux_nfs, {creds}}}\n  hypervisor: {{kind: proxmox, {creds}}}\nhosts:\n"
+        ),
+    );
+    let all = findings(&t);
+    let found: Vec<&cloudlet::Diagnostic> = all
+        .iter()
+        .filter(|d| d.code == "target-contradicts")
+        .collect();
+    assert_eq!(found.len(), 3, "{all:#?}");
+    let messages: Vec<&str> = found.iter().map(|d| d.message.as_str()).collect();
+    assert!(
+        messages.contains(&"`router.kind` says pfsense, but `targets.router.kind` is opnsense"),
+        "{messages:?}"
+    );
+    assert!(
+        messages.contains(&"`storage.kind` says truenas, but `targets.storage.kind` is linux_nfs"),
+        "{messages:?}"
+    );
+    assert!(
+        messages.contains(&"`hosts.h1.kind` says esxi, but `targets.hypervisor.kind` is proxmox"),
+        "{messages:?}"
+    );
+    // `local` renders any of them; matching kinds are fine.
+    assert!(
+        !findings(&edit(
+            BASE,
+            "hosts:\n",
+            "targets:\n  router: {kind: local}\nhosts:\n"
+        ))
+        .iter()
+        .any(|d| d.code == "target-contradicts")
+    );
+}

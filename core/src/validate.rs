@@ -37,6 +37,7 @@ pub fn validate(lab: &Lab) -> Vec<Diagnostic> {
     v.router_and_nas_addresses();
     v.mount_paths();
     v.lab_paths();
+    v.kinds_agree();
     v.out
 }
 
@@ -1830,6 +1831,81 @@ impl Validator<'_> {
                 {
                     self.push(outside(path!["cluster", "apps", app, field, key.as_str()], "secret file", f)
                         .help("a secret file above the lab directory is named by its absolute path, so reading it is deliberate"));
+                }
+            }
+        }
+    }
+}
+
+impl Validator<'_> {
+    /// What the lab says a thing runs (`router.kind`, `storage.kind`, `hosts.*.kind`) and the
+    /// backend its target names must agree; a `local` target renders any of them.
+    fn kinds_agree(&mut self) {
+        use crate::model::{HostKind, NasKind, RouterKind};
+        let lab = self.lab;
+        let t = &lab.targets;
+        let contradiction = |what: &str, says: &str, target: &str, kind: TargetKind, fix: &str| {
+            Diagnostic::error(
+                "target-contradicts",
+                path!["targets", target, "kind"],
+                format!(
+                    "`{what}` says {says}, but `targets.{target}.kind` is {}",
+                    kind.as_str()
+                ),
+            )
+            .help(fix.to_string())
+        };
+        if let Some(r) = &lab.router
+            && t.router.kind != TargetKind::Local
+        {
+            let (says, wants) = match r.kind {
+                RouterKind::Pfsense => ("pfsense", TargetKind::Pfsense),
+                RouterKind::Opnsense => ("opnsense", TargetKind::Opnsense),
+                RouterKind::Linux => ("linux", TargetKind::Linux),
+            };
+            if t.router.kind != wants {
+                let d = contradiction(
+                    "router.kind",
+                    says,
+                    "router",
+                    t.router.kind,
+                    "make `router.kind` and `targets.router.kind` name the same router software",
+                )
+                .related(path!["router", "kind"], "the router's kind");
+                self.push(d);
+            }
+        }
+        if let Some(st) = &lab.storage
+            && t.storage.kind != TargetKind::Local
+        {
+            let (says, wants) = match st.kind {
+                NasKind::Truenas => ("truenas", TargetKind::Truenas),
+                NasKind::LinuxNfs => ("linux_nfs", TargetKind::LinuxNfs),
+                NasKind::Ganesha => ("ganesha", TargetKind::Ganesha),
+            };
+            if t.storage.kind != wants {
+                let d = contradiction(
+                    "storage.kind",
+                    says,
+                    "storage",
+                    t.storage.kind,
+                    "make `storage.kind` and `targets.storage.kind` name the same NAS software",
+                )
+                .related(path!["storage", "kind"], "the NAS's kind");
+                self.push(d);
+            }
+        }
+        if t.hypervisor.kind != TargetKind::Local {
+            for (name, h) in &lab.hosts {
+                let (says, wants) = match h.kind {
+                    HostKind::Esxi => ("esxi", TargetKind::Vsphere),
+                    HostKind::Proxmox => ("proxmox", TargetKind::Proxmox),
+                    HostKind::Libvirt => ("libvirt", TargetKind::Libvirt),
+                };
+                if t.hypervisor.kind != wants {
+                    let d = contradiction(&format!("hosts.{name}.kind"), says, "hypervisor", t.hypervisor.kind, "an ESXi host is served by `vsphere`, a Proxmox host by `proxmox`, a libvirt host by `libvirt`")
+                        .related(path!["hosts", name.as_str(), "kind"], "the host's kind");
+                    self.push(d);
                 }
             }
         }

@@ -323,10 +323,12 @@ fn slow_bodies_slow_headers_and_clients_that_never_read_are_bounded() {
     std::fs::write(root.join("vmlinuz"), vec![b'k'; 64 << 20]).unwrap();
     std::fs::write(root.join("initrd.img"), b"initrd").unwrap();
     let state = tempfile::tempdir().unwrap();
+    // The bodies below take a while to send on a loaded machine: their time limit is long,
+    // the idle limit (what the client that never reads meets) short.
     let svc = start_with(&root, state.path(), |c| {
-        c.http.idle = Duration::from_secs(3);
-        c.http.body_timeout = Duration::from_secs(3);
-        c.http.header_timeout = Duration::from_secs(3);
+        c.http.idle = Duration::from_secs(5);
+        c.http.body_timeout = Duration::from_secs(120);
+        c.http.header_timeout = Duration::from_secs(60);
     });
     let addr = http_addr(&svc);
     let before = rss_kib();
