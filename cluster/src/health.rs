@@ -17,7 +17,7 @@ use kube::discovery::ApiResource;
 use kube::{Client, Resource as _};
 use serde::Serialize;
 
-use crate::live::PART_OF_LABEL;
+use crate::kube_provider::PART_OF_LABEL;
 
 /// How an object is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

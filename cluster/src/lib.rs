@@ -12,11 +12,13 @@ pub mod compose;
 mod fields;
 pub mod health;
 mod k8s;
-mod live;
+mod kube_provider;
 pub mod manifests;
 pub mod metallb;
 
-pub use live::{FIELD_MANAGER, KubeOptions, KubeProvider, KubeStats, PART_OF_LABEL, applyset_id};
+pub use kube_provider::{
+    FIELD_MANAGER, KubeOptions, KubeProvider, KubeStats, PART_OF_LABEL, applyset_id,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 
