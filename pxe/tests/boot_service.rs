@@ -89,8 +89,9 @@ fn curl(from: &str, args: &[&str]) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
-/// A file fetched with tftp-hpa's client from the service on loopback.
-fn tftp_get(port: u16, name: &str) -> String {
+/// tftp-hpa's client getting `name` in `mode` from the service on loopback: its output and
+/// the file it wrote, if any.
+fn tftp_run(port: u16, mode: &str, name: &str) -> (std::process::Output, Option<Vec<u8>>) {
     let out = tempfile::tempdir().unwrap();
     let o = Command::new("tftp")
         .current_dir(out.path())
@@ -98,7 +99,7 @@ fn tftp_get(port: u16, name: &str) -> String {
             "127.0.0.1",
             &port.to_string(),
             "-m",
-            "binary",
+            mode,
             "-c",
             "get",
             name,
@@ -106,8 +107,15 @@ fn tftp_get(port: u16, name: &str) -> String {
         ])
         .output()
         .unwrap();
+    let got = std::fs::read(out.path().join("got")).ok();
+    (o, got)
+}
+
+/// A file fetched with tftp-hpa's client from the service on loopback.
+fn tftp_get(port: u16, name: &str) -> String {
+    let (o, got) = tftp_run(port, "binary", name);
     assert!(o.status.success(), "{o:?}");
-    std::fs::read_to_string(out.path().join("got")).unwrap()
+    String::from_utf8(got.unwrap()).unwrap()
 }
 
 fn token_of(text: &str, machine: &str) -> String {
@@ -459,26 +467,9 @@ fn tftp_netascii_streams_long_timeouts_are_refused_and_fifos_never_block() {
     drop(hanging);
 
     // A whole netascii transfer reads back as the file (tftp-hpa converts it back).
-    let out = tempfile::tempdir().unwrap();
-    let o = Command::new("tftp")
-        .current_dir(out.path())
-        .args([
-            "127.0.0.1",
-            &svc.tftp_port.to_string(),
-            "-m",
-            "netascii",
-            "-c",
-            "get",
-            "big.txt",
-            "got",
-        ])
-        .output()
-        .unwrap();
+    let (o, got) = tftp_run(svc.tftp_port, "netascii", "big.txt");
     assert!(o.status.success(), "{o:?}");
-    assert!(
-        std::fs::read(out.path().join("got")).unwrap() == text,
-        "netascii round trip differs"
-    );
+    assert!(got.unwrap() == text, "netascii round trip differs");
 
     // `timeout=255` is not granted, and one address gets at most its share of sessions.
     let greedy = client(Ipv4Addr::new(127, 0, 5, 1));
@@ -514,26 +505,13 @@ fn tftp_netascii_streams_long_timeouts_are_refused_and_fifos_never_block() {
     assert_eq!(tftp_get(svc.tftp_port, "vmlinuz"), "kernel");
 
     // A FIFO is not served, and blocks nothing.
-    let out = tempfile::tempdir().unwrap();
-    let o = Command::new("tftp")
-        .current_dir(out.path())
-        .args([
-            "127.0.0.1",
-            &svc.tftp_port.to_string(),
-            "-m",
-            "binary",
-            "-c",
-            "get",
-            "fifo",
-            "got",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("not found")
-            || String::from_utf8_lossy(&o.stdout).contains("not found"),
-        "{o:?}"
+    let (o, _) = tftp_run(svc.tftp_port, "binary", "fifo");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
     );
+    assert!(said.contains("not found"), "{o:?}");
     let (code, _) = curl(
         "127.0.0.1",
         &["--max-time", "10", &format!("{}/boot/fifo", svc.http)],
