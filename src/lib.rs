@@ -30,9 +30,10 @@ pub use cloudlet_network as network;
 pub use cloudlet_pxe as pxe;
 pub use cloudlet_storage as storage;
 
+use cloudlet_core::backend::{self, ConnectError, Connection, Descriptor};
 use cloudlet_core::diag;
 use cloudlet_core::local::LocalProvider;
-use cloudlet_core::model::{Target, TargetKind};
+use cloudlet_core::model::Target;
 use cloudlet_core::source::Sources;
 use cloudlet_core::{Engine, EngineError, LoadError, LoadedLab, Provider, Providers, StateStore};
 
@@ -177,6 +178,22 @@ impl Error {
 
 pub use cloudlet_core::engine::DEFAULT_CONCURRENCY;
 
+/// Every backend of this build, for every domain. A new backend is its module (a provider
+/// plus its [`Descriptor`]) and one line here: validation, `plan` and `apply` read this list.
+pub static BACKENDS: &[&Descriptor] = &[
+    &backend::LOCAL,
+    &hypervisor::vsphere::BACKEND,
+    &hypervisor::proxmox::BACKEND,
+    &hypervisor::libvirt::BACKEND,
+    &network::pfsense::BACKEND,
+    &network::opnsense::BACKEND,
+    &network::router_linux::BACKEND,
+    &storage::truenas::BACKEND,
+    &storage::linux::GANESHA,
+    &storage::linux::KERNEL_NFS,
+    &cluster::BACKEND,
+];
+
 /// Settings of the boot service that a caller gives; what it leaves out comes from the lab's
 /// `pxe.serve`, then from the defaults (address: the `pxe.server` machine's; files: `boot`
 /// next to the lab; proxyDHCP on; iPXE over HTTP; ports 80 and 69).
@@ -220,6 +237,36 @@ impl std::fmt::Debug for BackgroundBoot {
             .field("http", &self.http)
             .field("tftp", &self.tftp)
             .finish_non_exhaustive()
+    }
+}
+
+/// What an apply came to: the engine's report and, when the lab serves its network installs
+/// (`pxe.serve`), what they came to. Reads as the report (`applied.failed`, ...).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Applied {
+    /// What the engine did.
+    #[serde(flatten)]
+    pub report: ApplyReport,
+    /// The network installs served during the apply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub installs: Option<InstallOutcome>,
+}
+
+impl Applied {
+    /// Whether every step succeeded and every network install reported a finished install.
+    pub fn is_success(&self) -> bool {
+        self.report.is_success()
+            && self
+                .installs
+                .as_ref()
+                .is_none_or(InstallOutcome::is_success)
+    }
+}
+
+impl std::ops::Deref for Applied {
+    type Target = ApplyReport;
+    fn deref(&self) -> &ApplyReport {
+        &self.report
     }
 }
 
@@ -307,30 +354,6 @@ pub struct Options {
     /// Take over fields another writer holds (Kubernetes: force conflicts): they are
     /// planned as changes back to the lab's values instead of being reported as held.
     pub take_over: bool,
-}
-
-/// An OPNsense key and secret from its `apikey.txt` (`key=...`, `secret=...` lines) or from
-/// `KEY:SECRET`.
-fn opnsense_credentials(text: &str) -> Option<(String, String)> {
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix('='))
-            .map(str::to_string)
-    };
-    match (field("key"), field("secret")) {
-        (Some(k), Some(s)) if !k.is_empty() && !s.is_empty() => Some((k, s)),
-        _ => text
-            .trim()
-            .split_once(':')
-            .filter(|(k, s)| !k.is_empty() && !s.is_empty())
-            .map(|(k, s)| (k.to_string(), s.to_string())),
-    }
-}
-
-/// The storage backends the facade builds.
-enum StorageBackend {
-    Linux(storage::linux::LinuxNas),
-    TrueNas(storage::truenas::TrueNas),
 }
 
 /// A loaded lab and the operations on it.
@@ -554,7 +577,7 @@ impl Lab {
 
     /// Validates the whole lab: every rule, every finding, with positions. No I/O.
     pub fn validate(&self) -> Report {
-        let mut diagnostics = cloudlet_core::validate::validate(&self.loaded.lab);
+        let mut diagnostics = cloudlet_core::validate::validate_with(&self.loaded.lab, BACKENDS);
         for d in &mut diagnostics {
             // An app imported from compose has no place in the lab files: point at the
             // compose reference and say so.
@@ -718,7 +741,7 @@ impl Lab {
     /// network installs, then keeps serving until every network-install machine that was not
     /// installed has reported (installed or failed), at most `pxe.serve.wait`. Boot service
     /// events go to `on_event`. Without `pxe.serve` this only runs `work` (no outcome).
-    pub async fn serving_installs<T>(
+    async fn serving_installs<T>(
         &self,
         work: impl std::future::Future<Output = Result<T, Error>>,
         on_event: Option<&(dyn Fn(&pxe::service::Event) + Sync)>,
@@ -912,290 +935,58 @@ impl Lab {
         all
     }
 
+    /// What a backend's `connect` is given for `domain`.
+    fn connection<'a>(
+        &'a self,
+        domain: Domain,
+        target: &'a Target,
+        output_dir: &'a Path,
+    ) -> Connection<'a> {
+        Connection {
+            lab: &self.loaded.lab,
+            domain,
+            target,
+            base_dir: &self.loaded.base_dir,
+            output_dir,
+            take_over: self.options.take_over,
+        }
+    }
+
+    /// The provider of `domain`: the backend its target names, from [`BACKENDS`].
     async fn provider_for(
         &self,
         domain: Domain,
         target: &Target,
-        local: &Arc<dyn Provider>,
+        output_dir: &Path,
     ) -> Result<Arc<dyn Provider>, Error> {
-        let unavailable =
-            |reason: String| Error::Engine(EngineError::NoProvider { domain, reason });
-        match (domain, target.kind) {
-            (_, TargetKind::Local) => Ok(local.clone()),
-            (Domain::Cluster, TargetKind::Kubernetes) => {
-                Ok(Arc::new(self.kube_provider(target).await?))
-            }
-            // Backends on this machine: cloudlet runs on the router or NAS itself.
-            (
-                Domain::Router | Domain::Storage,
-                TargetKind::Linux | TargetKind::Ganesha | TargetKind::LinuxNfs,
-            ) if target.endpoint.is_some() => Err(unavailable(format!(
-                "the `{}` backend runs on the machine cloudlet runs on; remote access (SSH) is not available in this build: drop `endpoint` and run cloudlet there",
-                target.kind.as_str()
-            ))),
-            (Domain::Hypervisor, TargetKind::Libvirt) => {
-                // `endpoint` is a local libvirt URI (`qemu:///system`). Disk images are made
-                // with qemu-img where cloudlet runs, so a remote libvirt is refused.
-                let uri = target
-                    .endpoint
-                    .clone()
-                    .unwrap_or_else(|| "qemu:///system".into());
-                if !uri.starts_with("qemu:///") {
-                    return Err(unavailable(format!(
-                        "libvirt at `{uri}`: only a local libvirt (qemu:///system) is available in this build; run cloudlet on the KVM host"
-                    )));
-                }
-                Ok(Arc::new(hypervisor::libvirt::Libvirt::new(
-                    self.loaded.lab.name.clone(),
-                    hypervisor::libvirt::LibvirtOptions {
-                        uri,
-                        host: cloudlet_core::exec::Host::default(),
-                        images: target
-                            .dir
-                            .clone()
-                            .unwrap_or_else(|| PathBuf::from("/var/lib/libvirt/images")),
-                        domain_type: if std::path::Path::new("/dev/kvm").exists() {
-                            "kvm".into()
-                        } else {
-                            "qemu".into()
-                        },
-                    },
-                )))
-            }
-            (Domain::Hypervisor, TargetKind::Vsphere) => {
-                let endpoint = target.endpoint.clone().ok_or_else(|| {
-                    unavailable("a vSphere target needs `endpoint: https://VCENTER`".into())
-                })?;
-                let r = target.credentials.as_ref().ok_or_else(|| {
-                    unavailable(
-                        "a vSphere target needs `credentials:` naming where USER:PASSWORD is (`{env: VAR}` or `{file: PATH}`)".into(),
-                    )
-                })?;
-                let text = self.credential(Domain::Hypervisor, r)?;
-                let (user, password) = text
-                    .split_once(':')
-                    .filter(|(u, p)| !u.is_empty() && !p.is_empty())
-                    .ok_or_else(|| {
-                        unavailable("the vSphere credentials are not USER:PASSWORD".into())
-                    })?;
-                let tls = self.target_tls(target).map_err(unavailable)?;
-                Ok(Arc::new(hypervisor::vsphere::Vsphere::new(
-                    self.loaded.lab.name.clone(),
-                    hypervisor::vsphere::VsphereOptions {
-                        endpoint,
-                        user: user.to_string(),
-                        password: password.to_string(),
-                        tls,
-                        datacenter: target.datacenter.clone(),
-                        datastore: target.datastore.clone(),
-                        pool: target.pool.clone(),
-                        switch: target.switch.clone(),
-                        concurrency: 8,
-                        keepalive: std::time::Duration::from_secs(600),
-                    },
-                )))
-            }
-            (Domain::Hypervisor, TargetKind::Proxmox) => {
-                let endpoint = target.endpoint.clone().ok_or_else(|| {
-                    unavailable("a Proxmox target needs `endpoint: https://PVE:8006`".into())
-                })?;
-                let r = target.credentials.as_ref().ok_or_else(|| {
-                    unavailable(
-                        "a Proxmox target needs `credentials:` naming where its API token is, as USER@REALM!NAME=SECRET (`{env: VAR}` or `{file: PATH}`)".into(),
-                    )
-                })?;
-                let text = self.credential(Domain::Hypervisor, r)?;
-                let (token_id, secret) = text
-                    .split_once('=')
-                    .filter(|(t, s)| t.contains('!') && !s.is_empty())
-                    .ok_or_else(|| {
-                        unavailable(
-                            "the Proxmox credentials are not an API token USER@REALM!NAME=SECRET"
-                                .into(),
-                        )
-                    })?;
-                let tls = self.target_tls(target).map_err(unavailable)?;
-                hypervisor::proxmox::Proxmox::new(
-                    self.loaded.lab.name.clone(),
-                    hypervisor::proxmox::ProxmoxOptions {
-                        endpoint,
-                        token_id: token_id.to_string(),
-                        secret: secret.to_string(),
-                        tls,
-                        node: target.node.clone(),
-                        storage: target.datastore.clone(),
-                        concurrency: 4,
-                        sdn_zone: target.zone.clone(),
-                    },
-                )
-                .map(|p| Arc::new(p) as Arc<dyn Provider>)
-                .map_err(unavailable)
-            }
-            (Domain::Router, TargetKind::Pfsense) => {
-                let endpoint = target.endpoint.clone().ok_or_else(|| {
-                    unavailable("a pfSense target needs `endpoint: https://ROUTER`".into())
-                })?;
-                let key = target.credentials.as_ref().ok_or_else(|| {
-                    unavailable(
-                        "a pfSense target needs `credentials:` naming where its pfrest API key is (`{env: VAR}` or `{file: PATH}`)".into(),
-                    )
-                })?;
-                let api_key = self.credential(Domain::Router, key)?;
-                network::pfsense::PfSense::new(
-                    self.loaded.lab.name.clone(),
-                    network::pfsense::PfSenseOptions {
-                        endpoint,
-                        api_key,
-                        ca: target.ca.as_ref().map(|c| self.loaded.base_dir.join(c)),
-                        take_over: self.options.take_over,
-                        apply_timeout: std::time::Duration::from_secs(120),
-                    },
-                )
-                .map(|p| Arc::new(p) as Arc<dyn Provider>)
-                .map_err(unavailable)
-            }
-            (Domain::Router, TargetKind::Opnsense) => {
-                let endpoint = target.endpoint.clone().ok_or_else(|| {
-                    unavailable("an OPNsense target needs `endpoint: https://ROUTER`".into())
-                })?;
-                let r = target.credentials.as_ref().ok_or_else(|| {
-                    unavailable(
-                        "an OPNsense target needs `credentials:` naming its API key file (the apikey.txt OPNsense gives, `key=`/`secret=` lines) or a variable holding KEY:SECRET".into(),
-                    )
-                })?;
-                let text = self.credential(Domain::Router, r)?;
-                let (key, secret) = opnsense_credentials(&text).ok_or_else(|| {
-                    unavailable(
-                        "the OPNsense credentials are neither `key=`/`secret=` lines nor KEY:SECRET".into(),
-                    )
-                })?;
-                network::opnsense::OpnSense::new(
-                    self.loaded.lab.name.clone(),
-                    network::opnsense::OpnSenseOptions {
-                        endpoint,
-                        key,
-                        secret,
-                        ca: target.ca.as_ref().map(|c| self.loaded.base_dir.join(c)),
-                        reach_timeout: std::time::Duration::from_secs(20),
-                        take_over: self.options.take_over,
-                    },
-                )
-                .map(|p| Arc::new(p) as Arc<dyn Provider>)
-                .map_err(unavailable)
-            }
-            (Domain::Router, TargetKind::Linux) => {
-                Ok(Arc::new(network::router_linux::LinuxRouter::new(
-                    Arc::new(self.loaded.lab.clone()),
-                    network::router_linux::LinuxRouterOptions {
-                        dir: target
-                            .dir
-                            .clone()
-                            .unwrap_or_else(|| PathBuf::from("/etc/cloudlet")),
-                        host: cloudlet_core::exec::Host::default(),
-                        render: network::linux::LinuxOptions::default(),
-                    },
-                )))
-            }
-            (Domain::Storage, TargetKind::Ganesha | TargetKind::LinuxNfs | TargetKind::Truenas) => {
-                Ok(match self.storage_backend(target)? {
-                    StorageBackend::Linux(p) => Arc::new(p),
-                    StorageBackend::TrueNas(p) => Arc::new(p),
+        let failed = |source| Error::Engine(EngineError::NoProvider { domain, source });
+        let backend = backend::find(BACKENDS, target.kind.as_str())
+            .filter(|b| b.serves(domain))
+            .ok_or_else(|| {
+                failed(ConnectError::Unknown {
+                    kind: target.kind.as_str().to_string(),
                 })
-            }
-            (_, other) => Err(unavailable(format!(
-                "the `{}` backend is not available in this build of cloudlet; use `kind: local` to render this domain to files",
-                other.as_str()
-            ))),
-        }
-    }
-
-    /// The TLS settings of a target: its pinned certificate fingerprint, or the system's
-    /// roots plus its CA file.
-    fn target_tls(
-        &self,
-        target: &Target,
-    ) -> Result<cloudlet_core::tls::rustls::ClientConfig, String> {
-        match &target.fingerprint {
-            Some(f) => cloudlet_core::tls::pinned_config(f),
-            None => cloudlet_core::tls::client_config(
-                target
-                    .ca
-                    .as_ref()
-                    .map(|c| self.loaded.base_dir.join(c))
-                    .as_deref(),
-            ),
-        }
-    }
-
-    /// Reads a credential the lab references (never the lab's own text): a file relative to
-    /// the lab, or an environment variable.
-    fn credential(
-        &self,
-        domain: Domain,
-        r: &cloudlet_core::model::SecretRef,
-    ) -> Result<String, Error> {
-        let unavailable =
-            |reason: String| Error::Engine(EngineError::NoProvider { domain, reason });
-        r.read(&self.loaded.base_dir)
-            .map_err(|why| unavailable(format!("the credentials: {why}")))
-    }
-
-    fn storage_backend(&self, target: &Target) -> Result<StorageBackend, Error> {
-        let unavailable = |reason: String| {
-            Error::Engine(EngineError::NoProvider {
-                domain: Domain::Storage,
-                reason,
-            })
-        };
-        match target.kind {
-            TargetKind::Ganesha | TargetKind::LinuxNfs => {
-                let flavor = if target.kind == TargetKind::Ganesha {
-                    storage::linux::Flavor::Ganesha
-                } else {
-                    storage::linux::Flavor::Kernel
-                };
-                Ok(StorageBackend::Linux(storage::linux::LinuxNas::new(
-                    storage::linux::LinuxNasOptions::new(flavor, target.dir.as_deref()),
-                )))
-            }
-            TargetKind::Truenas => {
-                let endpoint = target.endpoint.clone().ok_or_else(|| {
-                    unavailable("a TrueNAS target needs `endpoint: wss://NAS/api/current`".into())
-                })?;
-                let key = target.credentials.as_ref().ok_or_else(|| {
-                    unavailable(
-                        "a TrueNAS target needs `credentials:` naming where its API key is (`{env: VAR}` or `{file: PATH}`)".into(),
-                    )
-                })?;
-                let api_key = self.credential(Domain::Storage, key)?;
-                Ok(StorageBackend::TrueNas(storage::truenas::TrueNas::new(
-                    self.loaded.lab.name.clone(),
-                    storage::truenas::Connect {
-                        endpoint,
-                        api_key,
-                        ca: target.ca.as_ref().map(|c| self.loaded.base_dir.join(c)),
-                    },
-                )))
-            }
-            other => Err(unavailable(format!(
-                "the storage target cannot be `{}`",
-                other.as_str()
-            ))),
-        }
+            })?;
+        let c = self.connection(domain, target, output_dir);
+        (backend.connect)(&c).await.map_err(failed)
     }
 
     /// The lab's volumes as the NAS has them: path, who may mount, usage, newest snapshot.
     /// Empty when the storage target renders locally.
     pub async fn storage_status(&self) -> Result<Vec<storage::VolumeStatus>, Error> {
         let t = &self.loaded.lab.targets.storage;
-        if t.kind == TargetKind::Local {
+        let out = self.output_dir();
+        let c = self.connection(Domain::Storage, t, &out);
+        let nas = storage::Nas::open(&c).map_err(|source| {
+            Error::Engine(EngineError::NoProvider {
+                domain: Domain::Storage,
+                source,
+            })
+        })?;
+        let Some(nas) = nas else {
             return Ok(Vec::new());
-        }
-        let r = match self.storage_backend(t)? {
-            StorageBackend::Linux(p) => p.status().await,
-            StorageBackend::TrueNas(p) => p.status().await,
         };
-        r.map_err(|source| {
+        nas.status().await.map_err(|source| {
             Error::Engine(EngineError::Observe {
                 domain: Domain::Storage,
                 source,
@@ -1203,41 +994,10 @@ impl Lab {
         })
     }
 
-    async fn kube_provider(&self, target: &Target) -> Result<cluster::KubeProvider, Error> {
-        let unavailable = |reason: String| {
-            Error::Engine(EngineError::NoProvider {
-                domain: Domain::Cluster,
-                reason,
-            })
-        };
-        // The credentials of a Kubernetes target are a kubeconfig file; without one, the
-        // usual places ($KUBECONFIG, ~/.kube/config, in-cluster) are used.
-        let kubeconfig = match &target.credentials {
-            None => None,
-            Some(cloudlet_core::model::SecretRef::File(f)) => Some(self.loaded.base_dir.join(f)),
-            Some(cloudlet_core::model::SecretRef::Env(v)) => {
-                Some(PathBuf::from(std::env::var_os(v).ok_or_else(|| {
-                    unavailable(format!(
-                        "the environment variable {v} (the kubeconfig path) is not set"
-                    ))
-                })?))
-            }
-        };
-        let options = cluster::KubeOptions {
-            take_over: self.options.take_over,
-            secrets_dir: self.loaded.base_dir.clone(),
-            ..cluster::KubeOptions::default()
-        };
-        cluster::KubeProvider::from_kubeconfig(kubeconfig, None, &self.loaded.lab.name, options)
-            .await
-            .map_err(|e| unavailable(e.to_string()))
-    }
-
     /// The engine for this lab: one provider per domain, as the lab's targets say.
     pub async fn engine(&self) -> Result<Engine, Error> {
         let lab = &self.loaded.lab;
-        let local: Arc<dyn Provider> =
-            Arc::new(LocalProvider::new(self.output_dir(), lab.name.clone()));
+        let out = self.output_dir();
         let t = &lab.targets;
         let mut providers = Providers::new();
         for (domain, target) in [
@@ -1247,10 +1007,15 @@ impl Lab {
             (Domain::Storage, &t.storage),
             (Domain::Cluster, &t.cluster),
         ] {
-            providers = providers.with(domain, self.provider_for(domain, target, &local).await?);
+            providers = providers.with(domain, self.provider_for(domain, target, &out).await?);
         }
         let store = StateStore::open(self.state_dir())?;
         Ok(Engine::new(lab.name.clone(), providers, store))
+    }
+
+    /// Whether the cluster target is a live Kubernetes API server (not rendered to files).
+    pub fn has_live_cluster(&self) -> bool {
+        self.loaded.lab.targets.cluster.kind == cluster::BACKEND.kind
     }
 
     /// The health of the lab's Kubernetes objects (rollouts, LoadBalancer addresses, ingress
@@ -1261,10 +1026,18 @@ impl Lab {
         wait: Option<std::time::Duration>,
     ) -> Result<Vec<cluster::health::Finding>, Error> {
         let t = &self.loaded.lab.targets.cluster;
-        if t.kind != TargetKind::Kubernetes {
+        if !self.has_live_cluster() {
             return Ok(Vec::new());
         }
-        let kube = self.kube_provider(t).await?;
+        let out = self.output_dir();
+        let kube = cluster::kube_provider::open(&self.connection(Domain::Cluster, t, &out))
+            .await
+            .map_err(|source| {
+                Error::Engine(EngineError::NoProvider {
+                    domain: Domain::Cluster,
+                    source,
+                })
+            })?;
         let r = match wait {
             Some(d) => cluster::health::wait(kube.client(), kube.applyset(), d).await,
             None => cluster::health::check(kube.client(), kube.applyset()).await,
@@ -1296,12 +1069,35 @@ impl Lab {
     }
 
     /// Applies a plan made by [`Lab::plan`] (now, or saved earlier). A plan made from other lab
-    /// files is refused as stale.
-    pub async fn apply(
+    /// files is refused as stale; a plan made elsewhere (saved, sent as JSON) is applied only
+    /// if the infrastructure still is what it was planned from. With `pxe.serve` the lab's
+    /// boot service runs during the apply and until the network installs report (or
+    /// `pxe.serve.wait` passes), even when the plan has no changes.
+    pub async fn apply(&self, plan: &Plan, options: ApplyOptions<'_>) -> Result<Applied, Error> {
+        self.apply_with(plan, options, None).await
+    }
+
+    /// [`Lab::apply`], handing each event of the boot service to `on_boot` while it serves
+    /// the network installs.
+    pub async fn apply_with(
         &self,
         plan: &Plan,
         options: ApplyOptions<'_>,
-    ) -> Result<ApplyReport, Error> {
+        on_boot: Option<&(dyn Fn(&pxe::service::Event) + Sync)>,
+    ) -> Result<Applied, Error> {
+        let applying = async {
+            if plan.steps.is_empty() {
+                // Nothing to change: no lock, no journal entry; installs are still served.
+                self.check_plan_lab(plan)?;
+                return Ok(ApplyReport::default());
+            }
+            self.apply_steps(plan, options).await
+        };
+        let (report, installs) = self.serving_installs(applying, on_boot).await?;
+        Ok(Applied { report, installs })
+    }
+
+    fn check_plan_lab(&self, plan: &Plan) -> Result<(), Error> {
         if plan.lab != self.loaded.lab.name {
             return Err(Error::Engine(EngineError::StalePlan {
                 reason: format!(
@@ -1310,6 +1106,15 @@ impl Lab {
                 ),
             }));
         }
+        Ok(())
+    }
+
+    async fn apply_steps(
+        &self,
+        plan: &Plan,
+        options: ApplyOptions<'_>,
+    ) -> Result<ApplyReport, Error> {
+        self.check_plan_lab(plan)?;
         let desired = self.desired()?;
         if cloudlet_core::plan::digest(&desired) != plan.desired_digest {
             return Err(Error::Engine(EngineError::StalePlan {
@@ -1399,21 +1204,4 @@ pub fn write_plan(path: &Path, plan: &Plan) -> Result<(), Error> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn opnsense_credentials_from_its_key_file_or_key_colon_secret() {
-        let file = "key=AbC123\nsecret=s3cr3t+/=\n";
-        assert_eq!(
-            super::opnsense_credentials(file),
-            Some(("AbC123".into(), "s3cr3t+/=".into()))
-        );
-        assert_eq!(
-            super::opnsense_credentials("k:s\n"),
-            Some(("k".into(), "s".into()))
-        );
-        assert_eq!(super::opnsense_credentials("key=only\n"), None);
-    }
 }

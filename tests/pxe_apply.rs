@@ -45,13 +45,13 @@ fn apply_serves_the_network_install_and_waits_for_it() {
             let plan = lab.plan().await.unwrap();
             let events = std::sync::Mutex::new(Vec::new());
             let on = |e: &cloudlet::pxe::service::Event| events.lock().unwrap().push(e.clone());
-            let (applied, outcome) = lab
-                .serving_installs(lab.apply(&plan, Default::default()), Some(&on))
+            let applied = lab
+                .apply_with(&plan, Default::default(), Some(&on))
                 .await
                 .unwrap();
             (
-                applied.is_success(),
-                outcome.unwrap(),
+                applied.report.is_success(),
+                applied.installs.unwrap(),
                 events.into_inner().unwrap(),
             )
         })

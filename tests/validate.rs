@@ -683,3 +683,106 @@ fn what_the_lab_says_a_thing_runs_and_its_target_agree() {
         .any(|d| d.code == "target-contradicts")
     );
 }
+
+#[test]
+fn a_target_field_its_backend_does_not_read_is_an_error_at_the_field() {
+    let t = edit(
+        BASE,
+        "hosts:\n",
+        "targets:\n  router:\n    kind: pfsense\n    endpoint: \"https://fw.t.lan\"\n    credentials: {env: FW_KEY}\n    fingerprint: \"AB:CD\"\n  storage:\n    kind: ganesha\n    endpoint: \"https://nas.t.lan\"\n  hypervisor:\n    kind: vsphere\n    endpoint: \"https://vc.t.lan\"\n    credentials: {env: VC}\n    datacentre: dc1\nhosts:\n",
+    );
+    let all = findings(&t);
+    let fields: Vec<&cloudlet::Diagnostic> =
+        all.iter().filter(|d| d.code == "target-field").collect();
+    assert_eq!(fields.len(), 3, "{all:#?}");
+    let by = |needle: &str| {
+        *fields
+            .iter()
+            .find(|d| d.message.contains(needle))
+            .unwrap_or_else(|| panic!("no finding about {needle}: {fields:#?}"))
+    };
+    let d = by("`fingerprint`");
+    assert_eq!(
+        d.message,
+        "the `pfsense` backend does not read `fingerprint`"
+    );
+    assert_at(d, at(&t, "\"AB:CD\""));
+    assert_eq!(
+        d.help.as_deref(),
+        Some("remove it; `pfsense` reads: endpoint, credentials, ca")
+    );
+    // A backend on this machine takes no endpoint.
+    let d = by("`ganesha`");
+    assert_at(d, at(&t, "\"https://nas.t.lan\""));
+    // A misspelt setting gets the nearest one the backend reads.
+    let d = by("`datacentre`");
+    assert_at(d, at(&t, "dc1"));
+    assert_eq!(d.help.as_deref(), Some("did you mean `datacenter`?"));
+}
+
+#[test]
+fn an_unknown_backend_kind_is_an_error_with_the_nearest_kind() {
+    let t = edit(
+        BASE,
+        "hosts:\n",
+        "targets:\n  hypervisor: {kind: vsphre, endpoint: \"https://vc.t.lan\", credentials: {env: VC}}\nhosts:\n",
+    );
+    let d = only(&t, "target-kind");
+    assert_eq!(d.message, "unknown backend kind `vsphre`");
+    assert_eq!(d.help.as_deref(), Some("did you mean `vsphere`?"));
+    assert_at(&d, at(&t, "vsphre"));
+}
+
+#[test]
+fn a_local_only_endpoint_is_checked_against_the_forms_its_backend_takes() {
+    let t = edit(
+        BASE,
+        "hosts:\n",
+        "targets:\n  hypervisor: {kind: libvirt, endpoint: \"qemu+ssh://kvm/system\"}\nhosts:\n  h0: {kind: libvirt, cpus: 16, memory: 64GiB, storage: 1TiB}\n",
+    );
+    let all = findings(&t);
+    let d = all
+        .iter()
+        .find(|d| d.code == "target-endpoint")
+        .unwrap_or_else(|| panic!("{all:#?}"));
+    assert_at(d, at(&t, "\"qemu+ssh://"));
+    assert_eq!(
+        d.message,
+        "the `libvirt` backend cannot reach `qemu+ssh://kvm/system`"
+    );
+}
+
+#[test]
+fn the_backend_list_names_each_kind_once_and_serves_every_domain() {
+    use cloudlet::core::Domain;
+    let mut kinds: Vec<&str> = cloudlet::BACKENDS.iter().map(|b| b.kind).collect();
+    let n = kinds.len();
+    kinds.sort_unstable();
+    kinds.dedup();
+    assert_eq!(kinds.len(), n, "a kind is listed twice: {kinds:?}");
+    for d in Domain::ALL {
+        assert!(
+            cloudlet::BACKENDS
+                .iter()
+                .any(|b| b.serves(d) && b.kind == "local"),
+            "{d} has no local backend"
+        );
+    }
+    for b in cloudlet::BACKENDS {
+        // An endpoint form is only given for a backend that reads `endpoint`.
+        assert!(
+            b.endpoint_schemes.is_empty() || b.field("endpoint").is_some(),
+            "{}",
+            b.kind
+        );
+        let mut names: Vec<&str> = b.fields.iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            b.fields.len(),
+            "{} lists a field twice",
+            b.kind
+        );
+    }
+}

@@ -632,7 +632,7 @@ async fn status(
     wait: Option<cloudlet::core::types::Duration>,
 ) -> Result<ExitCode, Error> {
     use cloudlet::cluster::health::State;
-    if lab.model().targets.cluster.kind != cloudlet::core::model::TargetKind::Kubernetes {
+    if !lab.has_live_cluster() {
         println!("The cluster target is not Kubernetes: there is nothing to check.");
         return Ok(ExitCode::SUCCESS);
     }
@@ -679,19 +679,19 @@ async fn apply(
             "No changes: the infrastructure matches the lab ({} resources).",
             p.summary.unchanged
         );
-        if lab.model().pxe.as_ref().is_some_and(|x| x.serve.is_some()) {
-            // Machines not installed yet (bare metal powered on by hand) are still served.
-            let ((), installs) = lab
-                .serving_installs(async { Ok(()) }, Some(&output::print_pxe_event))
-                .await?;
-            if let Some(o) = installs {
-                print!("{}", output::installs_text(&o));
-                if !o.is_success() {
-                    return Ok(ExitCode::from(1));
-                }
-            }
+        // With `pxe.serve`, machines not installed yet (bare metal powered on by hand) are
+        // still served: the facade's apply does that for a plan without changes too.
+        let applied = lab
+            .apply_with(&p, ApplyOptions::default(), Some(&output::print_pxe_event))
+            .await?;
+        if let Some(o) = &applied.installs {
+            print!("{}", output::installs_text(o));
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(if applied.is_success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
     }
     if saved.is_none() || !yes {
         print!("{}", output::plan_text(&p));
@@ -726,29 +726,27 @@ async fn apply(
     });
     let progress = output::Progress::new(p.steps.len());
     let sink = |e: &cloudlet::Event| progress.event(e);
-    let applying = lab.apply(
-        &p,
-        ApplyOptions {
-            concurrency,
-            on_event: Some(&sink),
-            cancel,
-            allow_data_loss,
-            ..ApplyOptions::default()
-        },
-    );
-    // With `pxe.serve` the lab's boot service runs during the apply and until the network
-    // installs have reported.
-    let (report, installs) = lab
-        .serving_installs(applying, Some(&output::print_pxe_event))
+    // With `pxe.serve` the facade's apply runs the lab's boot service during the apply and
+    // until the network installs have reported; its events are printed as they come.
+    let applied = lab
+        .apply_with(
+            &p,
+            ApplyOptions {
+                concurrency,
+                on_event: Some(&sink),
+                cancel,
+                allow_data_loss,
+                ..ApplyOptions::default()
+            },
+            Some(&output::print_pxe_event),
+        )
         .await?;
     progress.finish();
-    print!("{}", output::report_text(&report));
-    let mut ok = report.is_success();
-    if let Some(outcome) = installs {
-        print!("{}", output::installs_text(&outcome));
-        ok &= outcome.is_success();
+    print!("{}", output::report_text(&applied.report));
+    if let Some(outcome) = &applied.installs {
+        print!("{}", output::installs_text(outcome));
     }
-    Ok(if ok {
+    Ok(if applied.is_success() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

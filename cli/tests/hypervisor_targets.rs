@@ -64,7 +64,7 @@ async fn crash_between_create_and_power_on_then_resume_without_a_second_vm() {
             endpoint: sim.endpoint.clone(),
             user: "reader".into(),
             password: "x".into(),
-            tls: cloudlet_core::tls::client_config(Some(&sim.cert)).unwrap(),
+            tls: cloudlet_transport::tls::client_config(Some(&sim.cert)).unwrap(),
             datacenter: None,
             datastore: None,
             pool: None,

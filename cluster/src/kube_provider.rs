@@ -38,6 +38,55 @@ use tokio::sync::OnceCell;
 
 use crate::fields::{self, Kept};
 
+use cloudlet_core::backend::{BoxFuture, ConnectError, Connection, Descriptor, Field};
+
+/// The Kubernetes backend: an API server a kubeconfig reaches.
+pub static BACKEND: Descriptor = Descriptor {
+    kind: "kubernetes",
+    domains: &[Domain::Cluster],
+    summary: "a Kubernetes API server (server-side apply, ApplySet pruning)",
+    manages: &[],
+    fields: &[Field::optional(
+        "credentials",
+        "the kubeconfig: `{file: PATH}` (relative to the lab) or `{env: VAR}` naming a variable that holds its path; without it $KUBECONFIG, ~/.kube/config or the in-cluster account",
+    )],
+    endpoint_schemes: &[],
+    capabilities: &[],
+    connect,
+};
+
+/// The provider a `kubernetes` target names.
+pub async fn open(c: &Connection<'_>) -> Result<KubeProvider, ConnectError> {
+    // The credentials of a Kubernetes target are a kubeconfig file; without one, the usual
+    // places ($KUBECONFIG, ~/.kube/config, in-cluster) are used.
+    let kubeconfig = match &c.target.credentials {
+        None => None,
+        Some(cloudlet_core::model::SecretRef::File(f)) => Some(c.base_dir.join(f)),
+        Some(cloudlet_core::model::SecretRef::Env(v)) => {
+            Some(PathBuf::from(std::env::var_os(v).ok_or_else(|| {
+                ConnectError::Credentials(cloudlet_core::error::SecretError::EnvUnset {
+                    var: v.clone(),
+                })
+            })?))
+        }
+    };
+    let options = KubeOptions {
+        take_over: c.take_over,
+        secrets_dir: c.base_dir.to_path_buf(),
+        ..KubeOptions::default()
+    };
+    KubeProvider::from_kubeconfig(kubeconfig, None, &c.lab.name, options)
+        .await
+        .map_err(|e| ConnectError::Client {
+            backend: "Kubernetes",
+            source: Box::new(e),
+        })
+}
+
+fn connect<'a>(c: &'a Connection<'a>) -> BoxFuture<'a, Result<Arc<dyn Provider>, ConnectError>> {
+    Box::pin(async move { Ok(Arc::new(open(c).await?) as Arc<dyn Provider>) })
+}
+
 /// The field manager cloudlet applies with.
 pub const FIELD_MANAGER: &str = "cloudlet";
 /// The label every member of cloudlet's ApplySet carries.
@@ -246,7 +295,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
 {
-    cloudlet_core::retry::with_backoff(6, Duration::from_millis(50), is_retryable, f).await
+    cloudlet_transport::retry::with_backoff(6, Duration::from_millis(50), is_retryable, f).await
 }
 
 fn split_name(id: &ResourceId, namespaced: bool) -> (Option<&str>, &str) {

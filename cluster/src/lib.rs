@@ -12,12 +12,12 @@ pub mod compose;
 mod fields;
 pub mod health;
 mod k8s;
-mod kube_provider;
+pub mod kube_provider;
 pub mod manifests;
 pub mod metallb;
 
 pub use kube_provider::{
-    FIELD_MANAGER, KubeOptions, KubeProvider, KubeStats, PART_OF_LABEL, applyset_id,
+    BACKEND, FIELD_MANAGER, KubeOptions, KubeProvider, KubeStats, PART_OF_LABEL, applyset_id,
 };
 
 use std::collections::{BTreeMap, BTreeSet};

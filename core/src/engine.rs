@@ -184,13 +184,10 @@ impl Engine {
         desired: &[Resource],
     ) -> Result<Vec<Resource>, EngineError> {
         let futs = domains.iter().map(|d| async move {
-            let p = self
-                .providers
-                .get(*d)
-                .ok_or_else(|| EngineError::NoProvider {
-                    domain: *d,
-                    reason: "no provider is configured for it".into(),
-                })?;
+            let p = self.providers.get(*d).ok_or(EngineError::NoProvider {
+                domain: *d,
+                source: crate::backend::ConnectError::NotConfigured,
+            })?;
             let mine: Vec<Resource> = desired
                 .iter()
                 .filter(|r| r.id.domain == *d)

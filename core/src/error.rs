@@ -86,6 +86,27 @@ fn first_location(d: &[Diagnostic]) -> String {
         .unwrap_or_default()
 }
 
+/// A secret the lab references cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretError {
+    /// The environment variable is not set (or not UTF-8).
+    #[error("the environment variable {var} is not set")]
+    EnvUnset {
+        /// The variable.
+        var: String,
+    },
+    /// The file cannot be read.
+    #[error("reading {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// A provider failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -133,6 +154,25 @@ pub enum ProviderError {
         /// What the backend said.
         message: String,
     },
+    /// A command or file operation on the backend's machine failed; the source is the
+    /// transport's typed error (the command, its exit code and output, or the I/O cause).
+    #[error("{context}")]
+    Command {
+        /// What cloudlet was doing (`checking dnsmasq.conf`, `qemu-img create`).
+        context: String,
+        /// The failure.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The backend's client cannot be made (a TLS setting, an address); nothing was sent.
+    #[error("setting up the {backend} client")]
+    Setup {
+        /// The backend.
+        backend: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The object exists but is not cloudlet's; it is never touched.
     #[error("{id} exists but is not managed by cloudlet; adopt it explicitly or rename it")]
     NotOwned {
@@ -167,6 +207,17 @@ pub enum Fault {
 }
 
 impl ProviderError {
+    /// A failed command or file operation while doing `context`.
+    pub fn command(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> ProviderError {
+        ProviderError::Command {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+
     /// Whether trying the same request again may succeed.
     pub fn retryable(&self) -> bool {
         match self {
@@ -211,12 +262,13 @@ pub enum EngineError {
         id: ResourceId,
     },
     /// No provider serves a domain.
-    #[error("no provider for the {domain} domain: {reason}")]
+    #[error("no provider for the {domain} domain")]
     NoProvider {
         /// The domain.
         domain: Domain,
         /// Why.
-        reason: String,
+        #[source]
+        source: crate::backend::ConnectError,
     },
     /// Observing a domain failed.
     #[error("observing the {domain} domain failed")]

@@ -12,12 +12,11 @@
 
 #![cfg_attr(test, allow(clippy::disallowed_methods))] // #[tokio::test] builds a runtime per test
 
+pub mod backend;
 pub mod de;
 pub mod diag;
 pub mod engine;
 pub mod error;
-pub mod exec;
-pub mod http;
 pub mod lb;
 pub mod load;
 pub mod local;
@@ -25,10 +24,8 @@ pub mod model;
 pub mod plan;
 pub mod provider;
 pub mod resource;
-pub mod retry;
 pub mod source;
 pub mod store;
-pub mod tls;
 pub mod types;
 pub mod validate;
 pub mod yaml;

@@ -76,16 +76,16 @@ impl SecretRef {
     /// Reads the secret: the variable's value, or the file's text without surrounding
     /// whitespace (a relative path is relative to `base_dir`, the lab's directory). The error
     /// names where it looked, never a value.
-    pub fn read(&self, base_dir: &std::path::Path) -> Result<String, String> {
+    pub fn read(&self, base_dir: &std::path::Path) -> Result<String, crate::error::SecretError> {
         match self {
             SecretRef::Env(v) => {
-                std::env::var(v).map_err(|_| format!("the environment variable {v} is not set"))
+                std::env::var(v).map_err(|_| crate::error::SecretError::EnvUnset { var: v.clone() })
             }
             SecretRef::File(f) => {
                 let path = base_dir.join(f);
                 std::fs::read_to_string(&path)
                     .map(|t| t.trim().to_string())
-                    .map_err(|e| format!("reading {}: {e}", path.display()))
+                    .map_err(|source| crate::error::SecretError::Read { path, source })
             }
         }
     }
@@ -120,110 +120,135 @@ pub struct Targets {
     pub cluster: Target,
 }
 
-/// One backend.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+/// One backend: its `kind`, the settings every backend may read, and the settings of its own
+/// (`datacenter`, `node`, ...). Which fields a kind reads is its backend's descriptor's to say
+/// (see [`crate::backend`]); validation refuses the others with their position.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
 pub struct Target {
-    /// The backend kind.
+    /// The backend kind (`local`, `vsphere`, `proxmox`, `libvirt`, `pfsense`, `opnsense`,
+    /// `linux`, `truenas`, `ganesha`, `linux_nfs`, `kubernetes`).
     #[serde(default)]
     pub kind: TargetKind,
     /// The API endpoint (URL) of a real backend.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// Where the credentials are read from (never inline).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<SecretRef>,
     /// A CA bundle to trust for this endpoint (TLS verification stays on).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
-    /// Backends on this machine (Linux router, nfs-ganesha, kernel NFS): the directory
-    /// cloudlet keeps its own configuration files in (each backend has a default).
-    #[serde(default)]
+    /// Backends on this machine (Linux router, nfs-ganesha, kernel NFS, libvirt images): the
+    /// directory cloudlet keeps its files in (each backend has a default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
     /// The SHA-256 fingerprint of the endpoint's certificate (`AB:CD:...`): trust exactly
     /// that certificate (a self-signed vCenter or ESXi) instead of a CA.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
-    /// vSphere: the datacenter (default: the only one).
-    #[serde(default)]
-    pub datacenter: Option<String>,
-    /// vSphere: the datastore, Proxmox: the storage, of disks that name none (default: the
-    /// first that holds VM disks).
-    #[serde(default)]
-    pub datastore: Option<String>,
-    /// Proxmox: the node VMs are made on (default: the only online one).
-    #[serde(default)]
-    pub node: Option<String>,
-    /// Proxmox: an SDN zone whose VNets the lab's segments become (default: none, the
-    /// segments are existing bridges of the node).
-    #[serde(default)]
-    pub zone: Option<String>,
-    /// vSphere: the cluster, host or resource pool VMs run in (default: the first cluster).
-    #[serde(default)]
-    pub pool: Option<String>,
-    /// vSphere: the distributed switch of the lab's port groups (default: the only one).
-    #[serde(default)]
-    pub switch: Option<String>,
+    /// The backend's own settings: vSphere `datacenter`, `datastore`, `pool`, `switch`;
+    /// Proxmox `node`, `datastore`, `zone`.
+    #[serde(flatten)]
+    pub settings: BTreeMap<String, String>,
 }
 
-/// Backend kinds.
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Target;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a target: its `kind` and the settings its backend reads")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Target, A::Error> {
+                let mut t = Target::default();
+                while let Some(key) = m.next_key::<String>()? {
+                    match key.as_str() {
+                        "kind" => t.kind = m.next_value()?,
+                        "endpoint" => t.endpoint = m.next_value()?,
+                        "credentials" => t.credentials = m.next_value()?,
+                        "ca" => t.ca = m.next_value()?,
+                        "dir" => t.dir = m.next_value()?,
+                        "fingerprint" => t.fingerprint = m.next_value()?,
+                        _ => {
+                            let value: String = m.next_value()?;
+                            t.settings.insert(key, value);
+                        }
+                    }
+                }
+                Ok(t)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl Target {
+    /// Every field given besides `kind`, by name: the common ones, then the backend's own.
+    pub fn given(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        for (name, set) in [
+            ("endpoint", self.endpoint.is_some()),
+            ("credentials", self.credentials.is_some()),
+            ("ca", self.ca.is_some()),
+            ("dir", self.dir.is_some()),
+            ("fingerprint", self.fingerprint.is_some()),
+        ] {
+            if set {
+                out.push(name);
+            }
+        }
+        out.extend(self.settings.keys().map(String::as_str));
+        out
+    }
+}
+
+/// The name of a backend kind, as a target's `kind` gives it (`vsphere`); which names exist
+/// is the backend list's to say (see [`crate::backend`]).
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Default,
-    Serialize,
-    Deserialize,
-    JsonSchema,
-    PartialOrd,
-    Ord,
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
-#[serde(rename_all = "snake_case")]
-pub enum TargetKind {
-    /// Render to files under the output directory and run the embedded services.
-    #[default]
-    Local,
-    /// VMware vSphere / ESXi (VIM SOAP API).
-    Vsphere,
-    /// Proxmox VE.
-    Proxmox,
-    /// libvirt (QEMU/KVM).
-    Libvirt,
-    /// pfSense with the pfrest API package.
-    Pfsense,
-    /// OPNsense.
-    Opnsense,
-    /// A Linux router (dnsmasq + nftables).
-    Linux,
-    /// TrueNAS.
-    Truenas,
-    /// nfs-ganesha.
-    Ganesha,
-    /// Kernel NFS server with exports files.
-    LinuxNfs,
-    /// A Kubernetes API server (kubeconfig).
-    Kubernetes,
+#[serde(transparent)]
+pub struct TargetKind(pub String);
+
+impl Default for TargetKind {
+    fn default() -> Self {
+        TargetKind::local()
+    }
 }
 
 impl TargetKind {
+    /// `local`: render to files.
+    pub fn local() -> TargetKind {
+        TargetKind("local".into())
+    }
+
     /// The name as written in a lab file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TargetKind::Local => "local",
-            TargetKind::Vsphere => "vsphere",
-            TargetKind::Proxmox => "proxmox",
-            TargetKind::Libvirt => "libvirt",
-            TargetKind::Pfsense => "pfsense",
-            TargetKind::Opnsense => "opnsense",
-            TargetKind::Linux => "linux",
-            TargetKind::Truenas => "truenas",
-            TargetKind::Ganesha => "ganesha",
-            TargetKind::LinuxNfs => "linux_nfs",
-            TargetKind::Kubernetes => "kubernetes",
-        }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is the `local` backend.
+    pub fn is_local(&self) -> bool {
+        self.0 == "local"
+    }
+}
+
+impl PartialEq<&str> for TargetKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl From<&str> for TargetKind {
+    fn from(s: &str) -> Self {
+        TargetKind(s.to_string())
+    }
+}
+
+impl std::fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

@@ -3,23 +3,40 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
+use crate::backend::Descriptor;
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::lb::{self, LbService};
-use crate::model::{BootDevice, Expose, Lab, NasKind, Protocol, TargetKind, TrafficPolicy};
+use crate::model::{BootDevice, Expose, Lab, NasKind, Protocol, TrafficPolicy};
 use crate::path;
 use crate::source::TreePath;
 use crate::types::{Cidr, IpRange, MacAddr};
 
-/// Runs every rule and returns all findings, unsorted and unresolved.
+mod targets;
+
+/// Runs every rule of the lab language and returns all findings, unsorted and unresolved.
+/// The targets are checked against the backends only by [`validate_with`].
 pub fn validate(lab: &Lab) -> Vec<Diagnostic> {
+    run(lab, None)
+}
+
+/// [`validate`] plus the rules of the targets: each names a backend of `backends` that
+/// serves its domain, gives the fields that backend needs and no field it does not read,
+/// and agrees with what the lab says the router, NAS and hosts run; machines ask only for
+/// what their hypervisor backend can do.
+pub fn validate_with(lab: &Lab, backends: &[&'static Descriptor]) -> Vec<Diagnostic> {
+    run(lab, Some(backends))
+}
+
+fn run(lab: &Lab, backends: Option<&[&'static Descriptor]>) -> Vec<Diagnostic> {
     let mut v = Validator {
         lab,
         out: Vec::new(),
     };
     v.names();
     v.references();
-    v.targets();
-    v.clones();
+    if let Some(backends) = backends {
+        v.targets(backends);
+    }
     v.addresses();
     v.macs();
     v.capacity();
@@ -37,7 +54,6 @@ pub fn validate(lab: &Lab) -> Vec<Diagnostic> {
     v.router_and_nas_addresses();
     v.mount_paths();
     v.lab_paths();
-    v.kinds_agree();
     v.out
 }
 
@@ -364,134 +380,6 @@ impl<'a> Validator<'a> {
                             apps.clone(),
                         );
                     }
-                }
-            }
-        }
-    }
-
-    /// Cloning a template and cloud-init need a hypervisor that does them.
-    fn clones(&mut self) {
-        let kind = self.lab.targets.hypervisor.kind;
-        if matches!(kind, TargetKind::Local | TargetKind::Proxmox) {
-            return;
-        }
-        for (name, m) in &self.lab.machines {
-            for (field, set) in [
-                ("clone", m.clone.is_some()),
-                ("cloud_init", m.cloud_init.is_some()),
-            ] {
-                if set {
-                    self.push(
-                        Diagnostic::error(
-                            "clone-unsupported",
-                            path!["machines", name, field],
-                            format!(
-                                "the `{}` hypervisor backend does not do `{field}` in this build",
-                                kind.as_str()
-                            ),
-                        )
-                        .help("install the machine over PXE (`install: PROFILE`), or use a Proxmox target"),
-                    );
-                }
-            }
-        }
-    }
-
-    fn targets(&mut self) {
-        let t = &self.lab.targets;
-        let rules: [(&str, &super::model::Target, &[TargetKind]); 5] = [
-            (
-                "hypervisor",
-                &t.hypervisor,
-                &[
-                    TargetKind::Local,
-                    TargetKind::Vsphere,
-                    TargetKind::Proxmox,
-                    TargetKind::Libvirt,
-                ],
-            ),
-            (
-                "router",
-                &t.router,
-                &[
-                    TargetKind::Local,
-                    TargetKind::Pfsense,
-                    TargetKind::Opnsense,
-                    TargetKind::Linux,
-                ],
-            ),
-            ("pxe", &t.pxe, &[TargetKind::Local]),
-            (
-                "storage",
-                &t.storage,
-                &[
-                    TargetKind::Local,
-                    TargetKind::Truenas,
-                    TargetKind::Ganesha,
-                    TargetKind::LinuxNfs,
-                ],
-            ),
-            (
-                "cluster",
-                &t.cluster,
-                &[TargetKind::Local, TargetKind::Kubernetes],
-            ),
-        ];
-        for (domain, target, allowed) in rules {
-            let p = path!["targets", domain];
-            if !allowed.contains(&target.kind) {
-                let names: Vec<&str> = allowed.iter().map(|k| k.as_str()).collect();
-                self.push(
-                    Diagnostic::error(
-                        "target-kind",
-                        p.join("kind"),
-                        format!(
-                            "`{}` cannot serve the {domain} domain",
-                            target.kind.as_str()
-                        ),
-                    )
-                    .help(format!("use one of: {}", names.join(", "))),
-                );
-                continue;
-            }
-            let needs_endpoint = !matches!(
-                target.kind,
-                TargetKind::Local
-                    | TargetKind::Libvirt
-                    | TargetKind::Kubernetes
-                    | TargetKind::Linux
-                    | TargetKind::Ganesha
-                    | TargetKind::LinuxNfs
-            );
-            if needs_endpoint {
-                match &target.endpoint {
-                    None => self.push(
-                        Diagnostic::error_at_key(
-                            "target-endpoint",
-                            p.clone(),
-                            format!("the {} target needs an `endpoint`", target.kind.as_str()),
-                        )
-                        .help("add `endpoint: https://HOST` (TLS is verified; add `ca:` for a self-signed certificate)"),
-                    ),
-                    Some(e) if !e.starts_with("https://") && !e.starts_with("wss://") => self.push(
-                        Diagnostic::error(
-                            "target-insecure",
-                            p.join("endpoint"),
-                            format!("endpoint `{e}` is not TLS; credentials would travel in clear"),
-                        )
-                        .help("use an https:// (or wss://) endpoint; add `ca:` to trust a self-signed certificate"),
-                    ),
-                    Some(_) => {}
-                }
-                if target.credentials.is_none() {
-                    self.push(
-                        Diagnostic::error_at_key(
-                            "target-credentials",
-                            p,
-                            format!("the {} target needs `credentials`", target.kind.as_str()),
-                        )
-                        .help("add `credentials: {env: VAR}` or `credentials: {file: PATH}`; never the secret itself"),
-                    );
                 }
             }
         }
@@ -1831,81 +1719,6 @@ impl Validator<'_> {
                 {
                     self.push(outside(path!["cluster", "apps", app, field, key.as_str()], "secret file", f)
                         .help("a secret file above the lab directory is named by its absolute path, so reading it is deliberate"));
-                }
-            }
-        }
-    }
-}
-
-impl Validator<'_> {
-    /// What the lab says a thing runs (`router.kind`, `storage.kind`, `hosts.*.kind`) and the
-    /// backend its target names must agree; a `local` target renders any of them.
-    fn kinds_agree(&mut self) {
-        use crate::model::{HostKind, NasKind, RouterKind};
-        let lab = self.lab;
-        let t = &lab.targets;
-        let contradiction = |what: &str, says: &str, target: &str, kind: TargetKind, fix: &str| {
-            Diagnostic::error(
-                "target-contradicts",
-                path!["targets", target, "kind"],
-                format!(
-                    "`{what}` says {says}, but `targets.{target}.kind` is {}",
-                    kind.as_str()
-                ),
-            )
-            .help(fix.to_string())
-        };
-        if let Some(r) = &lab.router
-            && t.router.kind != TargetKind::Local
-        {
-            let (says, wants) = match r.kind {
-                RouterKind::Pfsense => ("pfsense", TargetKind::Pfsense),
-                RouterKind::Opnsense => ("opnsense", TargetKind::Opnsense),
-                RouterKind::Linux => ("linux", TargetKind::Linux),
-            };
-            if t.router.kind != wants {
-                let d = contradiction(
-                    "router.kind",
-                    says,
-                    "router",
-                    t.router.kind,
-                    "make `router.kind` and `targets.router.kind` name the same router software",
-                )
-                .related(path!["router", "kind"], "the router's kind");
-                self.push(d);
-            }
-        }
-        if let Some(st) = &lab.storage
-            && t.storage.kind != TargetKind::Local
-        {
-            let (says, wants) = match st.kind {
-                NasKind::Truenas => ("truenas", TargetKind::Truenas),
-                NasKind::LinuxNfs => ("linux_nfs", TargetKind::LinuxNfs),
-                NasKind::Ganesha => ("ganesha", TargetKind::Ganesha),
-            };
-            if t.storage.kind != wants {
-                let d = contradiction(
-                    "storage.kind",
-                    says,
-                    "storage",
-                    t.storage.kind,
-                    "make `storage.kind` and `targets.storage.kind` name the same NAS software",
-                )
-                .related(path!["storage", "kind"], "the NAS's kind");
-                self.push(d);
-            }
-        }
-        if t.hypervisor.kind != TargetKind::Local {
-            for (name, h) in &lab.hosts {
-                let (says, wants) = match h.kind {
-                    HostKind::Esxi => ("esxi", TargetKind::Vsphere),
-                    HostKind::Proxmox => ("proxmox", TargetKind::Proxmox),
-                    HostKind::Libvirt => ("libvirt", TargetKind::Libvirt),
-                };
-                if t.hypervisor.kind != wants {
-                    let d = contradiction(&format!("hosts.{name}.kind"), says, "hypervisor", t.hypervisor.kind, "an ESXi host is served by `vsphere`, a Proxmox host by `proxmox`, a libvirt host by `libvirt`")
-                        .related(path!["hosts", name.as_str(), "kind"], "the host's kind");
-                    self.push(d);
                 }
             }
         }

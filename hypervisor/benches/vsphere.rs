@@ -47,7 +47,7 @@ async fn run(concurrency: usize) -> (f64, u64, u64) {
             endpoint: sim.endpoint.clone(),
             user: "bench".into(),
             password: "bench".into(),
-            tls: cloudlet_core::tls::client_config(Some(&sim.cert)).unwrap(),
+            tls: cloudlet_transport::tls::client_config(Some(&sim.cert)).unwrap(),
             datacenter: None,
             datastore: None,
             pool: None,

@@ -9,6 +9,25 @@ pub mod libvirt;
 pub mod proxmox;
 pub mod vsphere;
 
+/// A hypervisor backend that cannot be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The Proxmox credentials do not name an API token (the text is never shown: it may be
+    /// the secret).
+    #[error("the Proxmox credentials are not an API token USER@REALM!NAME=SECRET")]
+    ProxmoxToken,
+    /// The backend's HTTPS client cannot be made.
+    #[error("setting up the {backend} client")]
+    Client {
+        /// The backend.
+        backend: &'static str,
+        /// Why.
+        #[source]
+        source: cloudlet_transport::http::SetupError,
+    },
+}
+
 use cloudlet_core::model::{BootDevice, Lab, Power};
 use cloudlet_core::{Domain, Resource, ResourceId};
 use serde_json::json;

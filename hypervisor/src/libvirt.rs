@@ -19,10 +19,58 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use cloudlet_core::error::ProviderError;
-use cloudlet_core::exec::Host;
 use cloudlet_core::plan::FieldChange;
 use cloudlet_core::{Domain, Provider, Resource, ResourceId};
+use cloudlet_transport::exec::Host;
 use serde_json::{Value, json};
+
+use cloudlet_core::backend::{ConnectError, Connection, Descriptor, Field};
+
+/// The libvirt backend: QEMU/KVM on the machine cloudlet runs on.
+pub static BACKEND: Descriptor = Descriptor {
+    kind: "libvirt",
+    domains: &[Domain::Hypervisor],
+    summary: "libvirt (QEMU/KVM) on this machine",
+    manages: &["libvirt"],
+    fields: &[
+        Field::optional(
+            "endpoint",
+            "the local libvirt URI (default `qemu:///system`); disk images are made with qemu-img here, so a remote libvirt is not available: run cloudlet on the KVM host",
+        ),
+        Field::optional(
+            "dir",
+            "the directory of the VMs' disk images (default /var/lib/libvirt/images)",
+        ),
+    ],
+    endpoint_schemes: &["qemu:///"],
+    capabilities: &[],
+    connect,
+};
+
+fn connect<'a>(
+    c: &'a Connection<'a>,
+) -> cloudlet_core::backend::BoxFuture<'a, Result<std::sync::Arc<dyn Provider>, ConnectError>> {
+    Box::pin(async move {
+        let uri = c
+            .target
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| "qemu:///system".into());
+        Ok(std::sync::Arc::new(Libvirt::new(
+            c.lab.name.clone(),
+            LibvirtOptions {
+                uri,
+                host: Host::default(),
+                images: c.dir_or("/var/lib/libvirt/images"),
+                domain_type: if std::path::Path::new("/dev/kvm").exists() {
+                    "kvm".into()
+                } else {
+                    "qemu".into()
+                },
+            },
+        )) as std::sync::Arc<dyn Provider>)
+    })
+}
 
 const NS: &str = "https://cloudlet.dev/xmlns/libvirt/1";
 
@@ -51,6 +99,11 @@ fn err(message: impl Into<String>) -> ProviderError {
         message: message.into(),
         retryable: false,
     }
+}
+
+/// A failed command or file operation on the KVM host.
+fn host(e: cloudlet_transport::exec::ExecError) -> ProviderError {
+    ProviderError::command("libvirt", e)
 }
 
 fn invalid(r: &Resource, message: impl Into<String>) -> ProviderError {
@@ -191,13 +244,13 @@ impl Libvirt {
     async fn virsh(&self, args: &[&str]) -> Result<String, ProviderError> {
         let mut all = vec!["virsh", "-q", "-c", self.options.uri.as_str()];
         all.extend_from_slice(args);
-        self.options.host.run(&all).await.map_err(err)
+        self.options.host.run(&all).await.map_err(host)
     }
 
     /// Defines from XML text (through a file on the host).
     async fn define(&self, what: &str, xml: &str) -> Result<(), ProviderError> {
         let path = self.options.images.join(format!(".cloudlet-{what}.xml"));
-        self.options.host.write(&path, xml).await.map_err(err)?;
+        self.options.host.write(&path, xml).await.map_err(host)?;
         let p = path.display().to_string();
         let cmd = if what.starts_with("net-") {
             "net-define"
@@ -407,7 +460,7 @@ impl Libvirt {
                             &format!("{want}M"),
                         ])
                         .await
-                        .map_err(err)?;
+                        .map_err(host)?;
                 }
                 Some(have) if have > want => {
                     // The plan marked this as data loss and the apply was allowed to run it.
@@ -430,7 +483,7 @@ impl Libvirt {
                             &format!("{want}M"),
                         ])
                         .await
-                        .map_err(err)?;
+                        .map_err(host)?;
                 }
                 Some(have) if have < want => {
                     if info.is_some() && self.running(&r.id.name).await {
@@ -442,7 +495,7 @@ impl Libvirt {
                             .host
                             .run(&["qemu-img", "resize", "-q", &p, &format!("{want}M")])
                             .await
-                            .map_err(err)?;
+                            .map_err(host)?;
                     }
                 }
                 Some(_) => {}

@@ -20,11 +20,91 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cloudlet_core::error::{Fault, ProviderError};
-use cloudlet_core::http::{Http, HttpError, Method};
 use cloudlet_core::plan::FieldChange;
 use cloudlet_core::{Data, Domain, Provider, Resource, ResourceId};
+use cloudlet_transport::http::{Http, HttpError, Method};
 use serde_json::{Map, Value, json};
 use tokio::sync::{OnceCell, Semaphore};
+
+use cloudlet_core::backend::{Capability, ConnectError, Connection, Descriptor, Field};
+
+/// The Proxmox VE backend.
+pub static BACKEND: Descriptor = Descriptor {
+    kind: "proxmox",
+    domains: &[Domain::Hypervisor],
+    summary: "Proxmox VE (REST API with an API token)",
+    manages: &["proxmox"],
+    fields: &[
+        Field::required(
+            "endpoint",
+            "add `endpoint: https://PVE:8006` (TLS is verified; add `ca:` or `fingerprint:` for a self-signed certificate)",
+        ),
+        Field::required(
+            "credentials",
+            "add `credentials: {env: VAR}` or `{file: PATH}` naming where the API token USER@REALM!NAME=SECRET is; never the secret itself",
+        ),
+        Field::CA,
+        Field::FINGERPRINT,
+        Field::optional(
+            "node",
+            "the node VMs are made on (default: the only online one)",
+        ),
+        Field::optional(
+            "datastore",
+            "the storage of disks that name none (default: the first that holds VM disks)",
+        ),
+        Field::optional(
+            "zone",
+            "an SDN zone whose VNets the lab's segments become (default: none, segments are existing bridges)",
+        ),
+    ],
+    endpoint_schemes: &["https://"],
+    capabilities: &[Capability::Clone, Capability::CloudInit],
+    connect,
+};
+
+fn connect<'a>(
+    c: &'a Connection<'a>,
+) -> cloudlet_core::backend::BoxFuture<'a, Result<std::sync::Arc<dyn Provider>, ConnectError>> {
+    Box::pin(async move {
+        let endpoint = c.endpoint()?;
+        let text = c.credentials()?;
+        let form = ConnectError::CredentialForm {
+            backend: "Proxmox",
+            expected: "an API token USER@REALM!NAME=SECRET",
+        };
+        let Some((token_id, secret)) = text
+            .split_once('=')
+            .filter(|(t, s)| t.contains('!') && !s.is_empty())
+        else {
+            return Err(form);
+        };
+        let tls = cloudlet_transport::tls::config_for(c.fingerprint(), c.ca().as_deref()).map_err(
+            |e| ConnectError::Client {
+                backend: "Proxmox",
+                source: Box::new(e),
+            },
+        )?;
+        let p = Proxmox::new(
+            c.lab.name.clone(),
+            ProxmoxOptions {
+                endpoint,
+                token_id: token_id.to_string(),
+                secret: secret.to_string(),
+                tls,
+                node: c.setting("node"),
+                storage: c.setting("datastore"),
+                concurrency: 4,
+                sdn_zone: c.setting("zone"),
+            },
+        )
+        .map_err(|e| ConnectError::Client {
+            backend: "Proxmox",
+            source: Box::new(e),
+        })?;
+        Ok(std::sync::Arc::new(p) as std::sync::Arc<dyn Provider>)
+    })
+}
 
 /// How to reach Proxmox VE.
 #[derive(Clone)]
@@ -35,8 +115,8 @@ pub struct ProxmoxOptions {
     pub token_id: String,
     /// The token's secret.
     pub secret: String,
-    /// TLS settings (see [`cloudlet_core::tls`]).
-    pub tls: cloudlet_core::tls::rustls::ClientConfig,
+    /// TLS settings (see [`cloudlet_transport::tls`]).
+    pub tls: cloudlet_transport::tls::rustls::ClientConfig,
     /// The node VMs are made on (default: the only online one).
     pub node: Option<String>,
     /// The storage of disks that name none (default: the first that holds images).
@@ -174,12 +254,9 @@ fn text(v: &Value) -> String {
 
 impl Proxmox {
     /// A provider for `lab`.
-    pub fn new(lab: impl Into<String>, options: ProxmoxOptions) -> Result<Self, String> {
+    pub fn new(lab: impl Into<String>, options: ProxmoxOptions) -> Result<Self, crate::Error> {
         if options.token_id.contains('=') || !options.token_id.contains('!') {
-            return Err(format!(
-                "`{}` is not a Proxmox API token id (USER@REALM!NAME)",
-                options.token_id
-            ));
+            return Err(crate::Error::ProxmoxToken);
         }
         let http = Http::with_tls(
             options.endpoint.trim_end_matches('/'),
@@ -188,7 +265,11 @@ impl Proxmox {
                 "authorization".into(),
                 format!("PVEAPIToken={}={}", options.token_id, options.secret),
             )],
-        )?;
+        )
+        .map_err(|source| crate::Error::Client {
+            backend: "Proxmox",
+            source,
+        })?;
         let ops = Semaphore::new(options.concurrency.max(1));
         Ok(Proxmox {
             lab: lab.into(),
@@ -228,7 +309,7 @@ impl Proxmox {
         // A busy VM lock passes: up to 7 tries, backoff from 100 ms.
         let busy = |e: &HttpError| matches!(e, HttpError::Status(code, b) if fault_of(Some(*code), b) == Fault::Busy);
         let answer =
-            cloudlet_core::retry::with_backoff(7, Duration::from_millis(100), busy, || {
+            cloudlet_transport::retry::with_backoff(7, Duration::from_millis(100), busy, || {
                 self.http.json(method.clone(), &url, body)
             })
             .await;
@@ -613,18 +694,19 @@ impl Proxmox {
         // The next free id can be taken by someone else between asking and creating.
         let taken = |e: &ProviderError| e.fault() == Some(Fault::Conflict);
         let create = format!("/nodes/{node}/qemu");
-        let vmid = cloudlet_core::retry::with_backoff(5, Duration::from_millis(50), taken, || {
-            let (mut body, create) = (body.clone(), create.as_str());
-            async move {
-                let vmid = text(&self.api(Method::GET, "/cluster/nextid", None).await?)
-                    .parse::<u64>()
-                    .unwrap_or(0);
-                body["vmid"] = json!(vmid);
-                let upid = self.api(Method::POST, create, Some(&body)).await?;
-                Ok((vmid, upid))
-            }
-        })
-        .await;
+        let vmid =
+            cloudlet_transport::retry::with_backoff(5, Duration::from_millis(50), taken, || {
+                let (mut body, create) = (body.clone(), create.as_str());
+                async move {
+                    let vmid = text(&self.api(Method::GET, "/cluster/nextid", None).await?)
+                        .parse::<u64>()
+                        .unwrap_or(0);
+                    body["vmid"] = json!(vmid);
+                    let upid = self.api(Method::POST, create, Some(&body)).await?;
+                    Ok((vmid, upid))
+                }
+            })
+            .await;
         let (vmid, upid) = vmid?;
         self.wait(&node, &upid, &format!("create {}", r.id.name))
             .await?;
@@ -670,28 +752,33 @@ impl Proxmox {
         let again = |e: &ProviderError| matches!(e.fault(), Some(Fault::Busy | Fault::Conflict));
         let made = {
             let _one = lock.lock().await;
-            cloudlet_core::retry::with_backoff(6, Duration::from_millis(200), again, || async {
-                let newid = text(&self.api(Method::GET, "/cluster/nextid", None).await?)
-                    .parse::<u64>()
-                    .unwrap_or(0);
-                let body = json!({
-                    "newid": newid,
-                    "name": &*r.id.name,
-                    "full": 1,
-                    "storage": target,
-                    "description": format!("{} {}).", self.description_prefix(), r.id),
-                });
-                let upid = self
-                    .api(
-                        Method::POST,
-                        &format!("/nodes/{}/qemu/{}/clone", tpl.node, tpl.vmid),
-                        Some(&body),
-                    )
-                    .await?;
-                self.wait(&tpl.node, &upid, &format!("clone {}", r.id.name))
-                    .await
-                    .map(|()| newid)
-            })
+            cloudlet_transport::retry::with_backoff(
+                6,
+                Duration::from_millis(200),
+                again,
+                || async {
+                    let newid = text(&self.api(Method::GET, "/cluster/nextid", None).await?)
+                        .parse::<u64>()
+                        .unwrap_or(0);
+                    let body = json!({
+                        "newid": newid,
+                        "name": &*r.id.name,
+                        "full": 1,
+                        "storage": target,
+                        "description": format!("{} {}).", self.description_prefix(), r.id),
+                    });
+                    let upid = self
+                        .api(
+                            Method::POST,
+                            &format!("/nodes/{}/qemu/{}/clone", tpl.node, tpl.vmid),
+                            Some(&body),
+                        )
+                        .await?;
+                    self.wait(&tpl.node, &upid, &format!("clone {}", r.id.name))
+                        .await
+                        .map(|()| newid)
+                },
+            )
             .await?
         };
         // The clone is on the template's node.

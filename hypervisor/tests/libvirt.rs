@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloudlet_core::engine::ApplyOptions;
-use cloudlet_core::exec::Host;
 use cloudlet_hypervisor::libvirt::{Libvirt, LibvirtOptions};
+use cloudlet_transport::exec::Host;
 
 const URI: &str = "qemu:///system";
 

@@ -14,9 +14,9 @@ use lab::{desired, steps};
 use std::sync::Arc;
 
 use cloudlet_core::engine::ApplyOptions;
-use cloudlet_core::http::{Http, Method};
 use cloudlet_core::{Domain, EngineError, Provider};
 use cloudlet_hypervisor::proxmox::{Proxmox, ProxmoxOptions};
+use cloudlet_transport::http::{Http, Method};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "root@pam!cloudlet";
@@ -35,7 +35,7 @@ fn provider_in(pve: &peers::FakePve, zone: Option<&str>) -> Arc<Proxmox> {
                 endpoint: pve.endpoint.clone(),
                 token_id: TOKEN.into(),
                 secret: SECRET.into(),
-                tls: cloudlet_core::tls::client_config(Some(&pve.cert)).unwrap(),
+                tls: cloudlet_transport::tls::client_config(Some(&pve.cert)).unwrap(),
                 node: None,
                 storage: None,
                 concurrency: 4,
@@ -247,7 +247,7 @@ async fn a_missing_bridge_and_a_wrong_token_are_clear_errors() {
             endpoint: pve.endpoint.clone(),
             token_id: TOKEN.into(),
             secret: "wrong".into(),
-            tls: cloudlet_core::tls::client_config(Some(&pve.cert)).unwrap(),
+            tls: cloudlet_transport::tls::client_config(Some(&pve.cert)).unwrap(),
             node: None,
             storage: None,
             concurrency: 1,
@@ -268,7 +268,7 @@ async fn a_missing_bridge_and_a_wrong_token_are_clear_errors() {
                 endpoint: pve.endpoint.clone(),
                 token_id: "root@pam".into(),
                 secret: "x".into(),
-                tls: cloudlet_core::tls::client_config(None).unwrap(),
+                tls: cloudlet_transport::tls::client_config(None).unwrap(),
                 node: None,
                 storage: None,
                 concurrency: 1,

@@ -21,7 +21,10 @@ use cloudlet_core::{Domain, EngineError, Provider};
 use cloudlet_hypervisor::vsphere::vim::Node;
 use cloudlet_hypervisor::vsphere::{Vsphere, VsphereOptions};
 
-fn options(sim: &peers::Vcsim, tls: cloudlet_core::tls::rustls::ClientConfig) -> VsphereOptions {
+fn options(
+    sim: &peers::Vcsim,
+    tls: cloudlet_transport::tls::rustls::ClientConfig,
+) -> VsphereOptions {
     VsphereOptions {
         endpoint: format!("{}/sdk", sim.endpoint),
         user: "administrator@vsphere.local".into(),
@@ -36,8 +39,8 @@ fn options(sim: &peers::Vcsim, tls: cloudlet_core::tls::rustls::ClientConfig) ->
     }
 }
 
-fn trusted(sim: &peers::Vcsim) -> cloudlet_core::tls::rustls::ClientConfig {
-    cloudlet_core::tls::client_config(Some(&sim.cert)).unwrap()
+fn trusted(sim: &peers::Vcsim) -> cloudlet_transport::tls::rustls::ClientConfig {
+    cloudlet_transport::tls::client_config(Some(&sim.cert)).unwrap()
 }
 
 /// A lab with machines `names`, each: memory, disk size.
@@ -358,7 +361,7 @@ async fn tls_is_verified_with_a_ca_file_or_a_pinned_fingerprint() {
     // The system's roots only: vcsim's self-signed certificate is refused.
     let p = Vsphere::new(
         "vs",
-        options(&sim, cloudlet_core::tls::client_config(None).unwrap()),
+        options(&sim, cloudlet_transport::tls::client_config(None).unwrap()),
     );
     let e = p.observe(Domain::Hypervisor).await.unwrap_err().to_string();
     assert!(e.to_lowercase().contains("certificate"), "{e}");
@@ -367,18 +370,21 @@ async fn tls_is_verified_with_a_ca_file_or_a_pinned_fingerprint() {
         "vs",
         options(
             &sim,
-            cloudlet_core::tls::pinned_config(&sim.fingerprint).unwrap(),
+            cloudlet_transport::tls::pinned_config(&sim.fingerprint).unwrap(),
         ),
     );
     p.observe(Domain::Hypervisor).await.unwrap();
     let wrong = format!("00{}", &sim.fingerprint[2..]);
     let p = Vsphere::new(
         "vs",
-        options(&sim, cloudlet_core::tls::pinned_config(&wrong).unwrap()),
+        options(
+            &sim,
+            cloudlet_transport::tls::pinned_config(&wrong).unwrap(),
+        ),
     );
     let e = p.observe(Domain::Hypervisor).await.unwrap_err().to_string();
     assert!(e.contains("not the pinned one"), "{e}");
-    assert!(cloudlet_core::tls::pinned_config("AB:CD").is_err());
+    assert!(cloudlet_transport::tls::pinned_config("AB:CD").is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloudlet_core::engine::{ApplyOptions, Engine};
-use cloudlet_core::http::{Http, Method};
 use cloudlet_core::{Domain, Provider, Providers, Resource, ResourceId, StateStore};
 use cloudlet_network::pfsense::{PfSense, PfSenseOptions};
+use cloudlet_transport::http::{Http, Method};
 use serde_json::json;
 
 const N: usize = 500;

@@ -11,6 +11,21 @@ pub mod opnsense;
 pub mod pfsense;
 pub mod router_linux;
 
+/// A router backend that cannot be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The backend's HTTPS client cannot be made.
+    #[error("setting up the {backend} client")]
+    Client {
+        /// The backend.
+        backend: &'static str,
+        /// Why.
+        #[source]
+        source: cloudlet_transport::http::SetupError,
+    },
+}
+
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 

@@ -17,12 +17,96 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use cloudlet_core::error::ProviderError;
-use cloudlet_core::http::Method;
 use cloudlet_core::plan::FieldChange;
 use cloudlet_core::{Domain, Provider, Resource, ResourceId};
+use cloudlet_transport::http::Method;
 use serde_json::{Value, json};
 
-use cloudlet_core::http::{Http, HttpError};
+use cloudlet_transport::http::{Http, HttpError};
+
+use cloudlet_core::backend::{BoxFuture, ConnectError, Connection, Descriptor, Field};
+
+/// The OPNsense backend.
+pub static BACKEND: Descriptor = Descriptor {
+    kind: "opnsense",
+    domains: &[Domain::Router],
+    summary: "OPNsense (its REST API with a key and secret)",
+    manages: &["opnsense"],
+    fields: &[
+        Field::required(
+            "endpoint",
+            "add `endpoint: https://ROUTER` (TLS is verified; add `ca:` for a self-signed certificate)",
+        ),
+        Field::required(
+            "credentials",
+            "add `credentials: {file: apikey.txt}` (the key file OPNsense gives, `key=`/`secret=` lines) or `{env: VAR}` holding KEY:SECRET",
+        ),
+        Field::CA,
+    ],
+    endpoint_schemes: &["https://"],
+    capabilities: &[],
+    connect,
+};
+
+/// An OPNsense key and secret from its `apikey.txt` (`key=...`, `secret=...` lines) or from
+/// `KEY:SECRET`.
+pub fn credentials(text: &str) -> Option<(String, String)> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix('='))
+            .map(str::to_string)
+    };
+    match (field("key"), field("secret")) {
+        (Some(k), Some(s)) if !k.is_empty() && !s.is_empty() => Some((k, s)),
+        _ => text
+            .trim()
+            .split_once(':')
+            .filter(|(k, s)| !k.is_empty() && !s.is_empty())
+            .map(|(k, s)| (k.to_string(), s.to_string())),
+    }
+}
+
+fn connect<'a>(
+    c: &'a Connection<'a>,
+) -> BoxFuture<'a, Result<std::sync::Arc<dyn Provider>, ConnectError>> {
+    Box::pin(async move {
+        let endpoint = c.endpoint()?;
+        let (key, secret) = credentials(&c.credentials()?).ok_or(ConnectError::CredentialForm {
+            backend: "OPNsense",
+            expected: "`key=`/`secret=` lines or KEY:SECRET",
+        })?;
+        let p = OpnSense::new(
+            c.lab.name.clone(),
+            OpnSenseOptions {
+                endpoint,
+                key,
+                secret,
+                ca: c.ca(),
+                reach_timeout: std::time::Duration::from_secs(20),
+                take_over: c.take_over,
+            },
+        )
+        .map_err(|e| ConnectError::Client {
+            backend: "OPNsense",
+            source: Box::new(e),
+        })?;
+        Ok(std::sync::Arc::new(p) as std::sync::Arc<dyn Provider>)
+    })
+}
+
+#[cfg(test)]
+mod credential_tests {
+    #[test]
+    fn from_its_key_file_or_key_colon_secret() {
+        let file = "key=AbC123\nsecret=s3cr3t+/=\n";
+        assert_eq!(
+            super::credentials(file),
+            Some(("AbC123".into(), "s3cr3t+/=".into()))
+        );
+        assert_eq!(super::credentials("k:s\n"), Some(("k".into(), "s".into())));
+        assert_eq!(super::credentials("key=only\n"), None);
+    }
+}
 
 /// How to reach OPNsense.
 #[derive(Debug, Clone)]
@@ -176,12 +260,16 @@ fn basic(key: &str, secret: &str) -> String {
 
 impl OpnSense {
     /// A provider for `lab`.
-    pub fn new(lab: impl Into<String>, options: OpnSenseOptions) -> Result<Self, String> {
+    pub fn new(lab: impl Into<String>, options: OpnSenseOptions) -> Result<Self, crate::Error> {
         let http = Http::new(
             &options.endpoint,
             options.ca.as_deref(),
             vec![("authorization".into(), basic(&options.key, &options.secret))],
-        )?;
+        )
+        .map_err(|source| crate::Error::Client {
+            backend: "OPNsense",
+            source,
+        })?;
         Ok(OpnSense {
             lab: lab.into(),
             http,

@@ -23,12 +23,58 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use cloudlet_core::error::ProviderError;
-use cloudlet_core::http::Method;
 use cloudlet_core::plan::FieldChange;
 use cloudlet_core::{Domain, Provider, Resource, ResourceId};
+use cloudlet_transport::http::Method;
 use serde_json::{Value, json};
 
-use cloudlet_core::http::{Http, HttpError};
+use cloudlet_transport::http::{Http, HttpError};
+
+use cloudlet_core::backend::{BoxFuture, ConnectError, Connection, Descriptor, Field};
+
+/// The pfSense backend (the pfrest API package).
+pub static BACKEND: Descriptor = Descriptor {
+    kind: "pfsense",
+    domains: &[Domain::Router],
+    summary: "pfSense with the pfrest REST API package",
+    manages: &["pfsense"],
+    fields: &[
+        Field::required(
+            "endpoint",
+            "add `endpoint: https://ROUTER` (TLS is verified; add `ca:` for a self-signed certificate)",
+        ),
+        Field::required(
+            "credentials",
+            "add `credentials: {env: VAR}` or `{file: PATH}` naming where the pfrest API key is; never the key itself",
+        ),
+        Field::CA,
+    ],
+    endpoint_schemes: &["https://"],
+    capabilities: &[],
+    connect,
+};
+
+fn connect<'a>(
+    c: &'a Connection<'a>,
+) -> BoxFuture<'a, Result<std::sync::Arc<dyn Provider>, ConnectError>> {
+    Box::pin(async move {
+        let p = PfSense::new(
+            c.lab.name.clone(),
+            PfSenseOptions {
+                endpoint: c.endpoint()?,
+                api_key: c.credentials()?,
+                ca: c.ca(),
+                take_over: c.take_over,
+                apply_timeout: std::time::Duration::from_secs(120),
+            },
+        )
+        .map_err(|e| ConnectError::Client {
+            backend: "pfSense",
+            source: Box::new(e),
+        })?;
+        Ok(std::sync::Arc::new(p) as std::sync::Arc<dyn Provider>)
+    })
+}
 
 /// The oldest pfrest this provider speaks.
 pub const MIN_PFREST: (u32, u32) = (2, 0);
@@ -190,12 +236,16 @@ fn alias_name(name: &str) -> String {
 
 impl PfSense {
     /// A provider for `lab`.
-    pub fn new(lab: impl Into<String>, options: PfSenseOptions) -> Result<Self, String> {
+    pub fn new(lab: impl Into<String>, options: PfSenseOptions) -> Result<Self, crate::Error> {
         let http = Http::new(
             &options.endpoint,
             options.ca.as_deref(),
             vec![("x-api-key".into(), options.api_key.clone())],
-        )?;
+        )
+        .map_err(|source| crate::Error::Client {
+            backend: "pfSense",
+            source,
+        })?;
         Ok(PfSense {
             lab: lab.into(),
             http,

@@ -16,18 +16,50 @@
 //! dnsmasq runs and the table is loaded — and on any failure put the previous files back
 //! and reload them, so a change that breaks the router undoes itself.
 
+use cloudlet_core::error::chain;
+use cloudlet_transport::exec::ExecError;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use cloudlet_core::error::ProviderError;
-use cloudlet_core::exec::Host;
 use cloudlet_core::model::Lab;
 use cloudlet_core::plan::FieldChange;
 use cloudlet_core::{Domain, Provider, Resource, ResourceId};
+use cloudlet_transport::exec::Host;
 
 use crate::linux::{LinuxOptions, dnsmasq_base, nftables, s};
+
+use cloudlet_core::backend::{BoxFuture, ConnectError, Connection, Descriptor, Field};
+
+/// The Linux router backend: dnsmasq and nftables on the machine cloudlet runs on.
+pub static BACKEND: Descriptor = Descriptor {
+    kind: "linux",
+    domains: &[Domain::Router],
+    summary: "a Linux router (dnsmasq + nftables) on this machine",
+    manages: &["linux"],
+    fields: &[Field::optional(
+        "dir",
+        "the directory cloudlet keeps the router's files in (default /etc/cloudlet); the backend runs on the machine cloudlet runs on, so it takes no `endpoint`: run cloudlet on the router",
+    )],
+    endpoint_schemes: &[],
+    capabilities: &[],
+    connect,
+};
+
+fn connect<'a>(c: &'a Connection<'a>) -> BoxFuture<'a, Result<Arc<dyn Provider>, ConnectError>> {
+    Box::pin(async move {
+        Ok(Arc::new(LinuxRouter::new(
+            Arc::new(c.lab.clone()),
+            LinuxRouterOptions {
+                dir: c.dir_or("/etc/cloudlet"),
+                host: Host::default(),
+                render: LinuxOptions::default(),
+            },
+        )) as Arc<dyn Provider>)
+    })
+}
 
 const MARKER: &str = "# cloudlet:resource ";
 
@@ -92,12 +124,16 @@ impl LinuxRouter {
     }
 
     /// Runs a command on the router; its output, or what it said on failure.
-    async fn run(&self, args: &[&str]) -> Result<String, String> {
+    async fn run(&self, args: &[&str]) -> Result<String, ExecError> {
         self.options.host.run(args).await
     }
 
     async fn read(&self, name: &str) -> Result<Option<String>, ProviderError> {
-        self.options.host.read(&self.path(name)).await.map_err(err)
+        self.options
+            .host
+            .read(&self.path(name))
+            .await
+            .map_err(|e| ProviderError::command("the router", e))
     }
 
     fn render(&self, entries: &BTreeMap<ResourceId, Resource>) -> Files {
@@ -176,7 +212,7 @@ impl LinuxRouter {
         Some(pid)
     }
 
-    async fn start_dnsmasq(&self) -> Result<(), String> {
+    async fn start_dnsmasq(&self) -> Result<(), ExecError> {
         let conf = format!("--conf-file={}", self.path("dnsmasq.conf").display());
         let pid = format!("--pid-file={}", self.path("dnsmasq.pid").display());
         self.run(&["dnsmasq", &conf, &pid]).await.map(|_| ())
@@ -196,26 +232,28 @@ impl LinuxRouter {
     }
 
     /// Loads the live files into dnsmasq and nftables.
-    async fn reload(&self, restart: bool) -> Result<(), String> {
+    async fn reload(&self, restart: bool) -> Result<(), ProviderError> {
+        let failed = |e| ProviderError::command("reloading the router", e);
         let rules = self.path("rules.nft").display().to_string();
-        self.run(&["nft", "-f", &rules]).await?;
+        self.run(&["nft", "-f", &rules]).await.map_err(failed)?;
         match self.dnsmasq_pid().await {
             Some(pid) if !restart => {
-                self.run(&["kill", "-HUP", &pid]).await?;
+                self.run(&["kill", "-HUP", &pid]).await.map_err(failed)?;
             }
             _ => {
                 self.stop_dnsmasq().await;
-                self.start_dnsmasq().await?;
+                self.start_dnsmasq().await.map_err(failed)?;
             }
         }
         // Does the router still answer? dnsmasq runs and cloudlet's table is there.
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         if self.dnsmasq_pid().await.is_none() {
-            return Err("dnsmasq is not running after the reload".into());
+            return Err(err("dnsmasq is not running after the reload".into()));
         }
         self.run(&["nft", "list", "table", "inet", "cloudlet"])
             .await
             .map(|_| ())
+            .map_err(failed)
     }
 
     async fn commit(&self, entries: &BTreeMap<ResourceId, Resource>) -> Result<(), ProviderError> {
@@ -230,24 +268,23 @@ impl LinuxRouter {
         for (name, text) in named {
             host.write(&self.path(&format!("{name}.new")), text)
                 .await
-                .map_err(err)?;
+                .map_err(|e| ProviderError::command("the router", e))?;
         }
         // The tools check the candidates before anything live changes.
         let conf_new = format!("--conf-file={}", self.path("dnsmasq.conf.new").display());
         self.run(&["dnsmasq", "--test", &conf_new])
             .await
             .map_err(|e| {
-                err(format!(
-                    "the new dnsmasq configuration is invalid; nothing changed: {e}"
-                ))
+                ProviderError::command(
+                    "the new dnsmasq configuration is invalid; nothing changed",
+                    e,
+                )
             })?;
         let rules_new = self.path("rules.nft.new").display().to_string();
         self.run(&["nft", "-c", "-f", &rules_new])
             .await
             .map_err(|e| {
-                err(format!(
-                    "the new nftables ruleset is invalid; nothing changed: {e}"
-                ))
+                ProviderError::command("the new nftables ruleset is invalid; nothing changed", e)
             })?;
         let restart = self.read("dnsmasq.conf").await?.as_deref() != Some(files.conf.as_str());
         let had_live = self.read("rules.nft").await?.is_some();
@@ -255,16 +292,17 @@ impl LinuxRouter {
             let live = self.path(name);
             host.copy(&live, &self.path(&format!("{name}.prev")))
                 .await
-                .map_err(err)?;
+                .map_err(|e| ProviderError::command("the router", e))?;
             host.rename(&self.path(&format!("{name}.new")), &live)
                 .await
-                .map_err(|e| err(format!("installing {name}: {e}")))?;
+                .map_err(|e| ProviderError::command(format!("installing {name}"), e))?;
         }
         if let Err(e) = self.reload(restart).await {
             if !had_live {
-                return Err(err(format!(
-                    "the router did not come up with the new configuration: {e}"
-                )));
+                return Err(ProviderError::Command {
+                    context: "the router did not come up with the new configuration".into(),
+                    source: Box::new(e),
+                });
             }
             for (name, _) in named {
                 let _ = host
@@ -273,10 +311,11 @@ impl LinuxRouter {
             }
             let back = self.reload(true).await;
             return Err(err(format!(
-                "the router did not answer after the change ({e}); the previous configuration was put back{}",
+                "the router did not answer after the change ({}); the previous configuration was put back{}",
+                chain(&e),
                 match back {
                     Ok(()) => " and is serving".to_string(),
-                    Err(e2) => format!(", but reloading it failed too: {e2}"),
+                    Err(e2) => format!(", but reloading it failed too: {}", chain(&e2)),
                 }
             )));
         }

@@ -329,10 +329,10 @@ mod live {
     use std::sync::Arc;
 
     use cloudlet_core::engine::{ApplyOptions, Engine};
-    use cloudlet_core::exec::Host;
     use cloudlet_core::resource::Body;
     use cloudlet_core::{Domain, Provider, Providers, Resource, ResourceId, StateStore};
     use cloudlet_network::router_linux::{LinuxRouter, LinuxRouterOptions};
+    use cloudlet_transport::exec::Host;
 
     fn lab(text: &str) -> cloudlet_core::Lab {
         load_texts(vec![("rt.yaml".into(), text.into())], ".".into())

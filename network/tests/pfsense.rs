@@ -224,5 +224,16 @@ async fn without_pfrest_the_error_says_what_to_install() {
             apply_timeout: Duration::from_secs(1),
         },
     );
-    assert!(plain.unwrap_err().contains("https://"));
+    let e = plain.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            cloudlet_network::Error::Client {
+                source: cloudlet_transport::http::SetupError::NotHttps { .. },
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(cloudlet_core::error::chain(&e).contains("https://"));
 }

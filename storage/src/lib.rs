@@ -23,6 +23,37 @@ use cloudlet_core::types::Cidr;
 use cloudlet_core::{Data, Domain, Resource, ResourceId};
 use serde_json::{Value, json};
 
+/// A NAS that reports the lab's volumes as it has them (`cloudlet storage status`).
+#[derive(Debug)]
+pub enum Nas {
+    /// nfs-ganesha or the kernel NFS server on this machine.
+    Linux(linux::LinuxNas),
+    /// TrueNAS.
+    TrueNas(truenas::TrueNas),
+}
+
+impl Nas {
+    /// The NAS the storage target names; `None` when the target renders to files (`local`).
+    pub fn open(
+        c: &cloudlet_core::backend::Connection<'_>,
+    ) -> Result<Option<Nas>, cloudlet_core::backend::ConnectError> {
+        Ok(Some(match c.kind() {
+            k if k == linux::GANESHA.kind => Nas::Linux(linux::open(c, linux::Flavor::Ganesha)),
+            k if k == linux::KERNEL_NFS.kind => Nas::Linux(linux::open(c, linux::Flavor::Kernel)),
+            k if k == truenas::BACKEND.kind => Nas::TrueNas(truenas::open(c)?),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// The lab's volumes: path, who may mount, usage, newest snapshot.
+    pub async fn status(&self) -> Result<Vec<VolumeStatus>, cloudlet_core::ProviderError> {
+        match self {
+            Nas::Linux(p) => p.status().await,
+            Nas::TrueNas(p) => p.status().await,
+        }
+    }
+}
+
 /// One dataset (or directory) of the lab as the NAS has it, for `cloudlet storage status`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VolumeStatus {

@@ -28,6 +28,55 @@ use serde_json::{Value, json};
 
 use crate::{DATASET, NFS_EXPORT, SNAPSHOT_TASK};
 
+use cloudlet_core::backend::{BoxFuture, ConnectError, Connection, Descriptor, Field};
+
+const DIR_HELP: &str = "the directory of cloudlet's exports file (default /etc/ganesha for nfs-ganesha, /etc/exports.d for the kernel server); the backend runs on the NAS cloudlet runs on, so it takes no `endpoint`: run cloudlet on the NAS";
+
+/// The nfs-ganesha backend, on the machine cloudlet runs on.
+pub static GANESHA: Descriptor = Descriptor {
+    kind: "ganesha",
+    domains: &[Domain::Storage],
+    summary: "nfs-ganesha on this machine (EXPORT blocks reloaded in place)",
+    manages: &["ganesha"],
+    fields: &[Field::optional("dir", DIR_HELP)],
+    endpoint_schemes: &[],
+    capabilities: &[],
+    connect: connect_ganesha,
+};
+
+/// The kernel NFS server backend, on the machine cloudlet runs on.
+pub static KERNEL_NFS: Descriptor = Descriptor {
+    kind: "linux_nfs",
+    domains: &[Domain::Storage],
+    summary: "the kernel NFS server on this machine (an exports file plus `exportfs -ra`)",
+    manages: &["linux_nfs"],
+    fields: &[Field::optional("dir", DIR_HELP)],
+    endpoint_schemes: &[],
+    capabilities: &[],
+    connect: connect_kernel,
+};
+
+/// The NAS a `ganesha` or `linux_nfs` target names.
+pub fn open(c: &Connection<'_>, flavor: Flavor) -> LinuxNas {
+    LinuxNas::new(LinuxNasOptions::new(flavor, c.target.dir.as_deref()))
+}
+
+fn connect_ganesha<'a>(
+    c: &'a Connection<'a>,
+) -> BoxFuture<'a, Result<std::sync::Arc<dyn Provider>, ConnectError>> {
+    Box::pin(async move {
+        Ok(std::sync::Arc::new(open(c, Flavor::Ganesha)) as std::sync::Arc<dyn Provider>)
+    })
+}
+
+fn connect_kernel<'a>(
+    c: &'a Connection<'a>,
+) -> BoxFuture<'a, Result<std::sync::Arc<dyn Provider>, ConnectError>> {
+    Box::pin(async move {
+        Ok(std::sync::Arc::new(open(c, Flavor::Kernel)) as std::sync::Arc<dyn Provider>)
+    })
+}
+
 const MARKER: &str = "# cloudlet:resource ";
 /// Ganesha export ids cloudlet hands out start here (0 is the pseudo root; low ids are
 /// usually the administrator's).
@@ -151,7 +200,9 @@ impl LinuxNas {
 
     /// Runs a command on the NAS; its output, or what it said on failure.
     async fn run(&self, args: &[&str]) -> Result<String, String> {
-        cloudlet_core::exec::run(&self.options.exec, args).await
+        cloudlet_transport::exec::run(&self.options.exec, args)
+            .await
+            .map_err(|e| cloudlet_transport::chain(&e))
     }
 
     /// The entries recorded in cloudlet's file.

@@ -30,6 +30,78 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use vim::{MoRef, Node, Props, Vim, VimError, esc};
 
+use cloudlet_core::backend::{ConnectError, Connection, Descriptor, Field};
+
+/// The vSphere backend: vCenter or a standalone ESXi through the VIM API.
+pub static BACKEND: Descriptor = Descriptor {
+    kind: "vsphere",
+    domains: &[Domain::Hypervisor],
+    summary: "VMware vCenter or ESXi (VIM SOAP API)",
+    manages: &["esxi"],
+    fields: &[
+        Field::required(
+            "endpoint",
+            "add `endpoint: https://VCENTER` (TLS is verified; add `ca:` or `fingerprint:` for a self-signed certificate)",
+        ),
+        Field::CREDENTIALS,
+        Field::CA,
+        Field::FINGERPRINT,
+        Field::optional("datacenter", "the datacenter (default: the only one)"),
+        Field::optional(
+            "datastore",
+            "the datastore of disks that name none (default: the first)",
+        ),
+        Field::optional(
+            "pool",
+            "the cluster, host or resource pool VMs run in (default: the first cluster)",
+        ),
+        Field::optional(
+            "switch",
+            "the distributed switch of the lab's port groups (default: the only one)",
+        ),
+    ],
+    endpoint_schemes: &["https://"],
+    capabilities: &[],
+    connect,
+};
+
+fn connect<'a>(
+    c: &'a Connection<'a>,
+) -> cloudlet_core::backend::BoxFuture<'a, Result<Arc<dyn Provider>, ConnectError>> {
+    Box::pin(async move {
+        let endpoint = c.endpoint()?;
+        let text = c.credentials()?;
+        let (user, password) = text
+            .split_once(':')
+            .filter(|(u, p)| !u.is_empty() && !p.is_empty())
+            .ok_or(ConnectError::CredentialForm {
+                backend: "vSphere",
+                expected: "USER:PASSWORD",
+            })?;
+        let tls = cloudlet_transport::tls::config_for(c.fingerprint(), c.ca().as_deref()).map_err(
+            |e| ConnectError::Client {
+                backend: "vSphere",
+                source: Box::new(e),
+            },
+        )?;
+        Ok(Arc::new(Vsphere::new(
+            c.lab.name.clone(),
+            VsphereOptions {
+                endpoint,
+                user: user.to_string(),
+                password: password.to_string(),
+                tls,
+                datacenter: c.setting("datacenter"),
+                datastore: c.setting("datastore"),
+                pool: c.setting("pool"),
+                switch: c.setting("switch"),
+                concurrency: 8,
+                keepalive: Duration::from_secs(600),
+            },
+        )) as Arc<dyn Provider>)
+    })
+}
+
 /// How to reach vSphere and where VMs go.
 #[derive(Clone)]
 pub struct VsphereOptions {
@@ -39,9 +111,9 @@ pub struct VsphereOptions {
     pub user: String,
     /// The password.
     pub password: String,
-    /// TLS settings (see [`cloudlet_core::tls`]): the system's roots plus a CA, or a pinned
+    /// TLS settings (see [`cloudlet_transport::tls`]): the system's roots plus a CA, or a pinned
     /// certificate fingerprint.
-    pub tls: cloudlet_core::tls::rustls::ClientConfig,
+    pub tls: cloudlet_transport::tls::rustls::ClientConfig,
     /// The datacenter (default: the only one).
     pub datacenter: Option<String>,
     /// The default datastore for disks that name none (default: the first).
@@ -215,12 +287,15 @@ impl Vsphere {
                     .endpoint
                     .trim_end_matches('/')
                     .trim_end_matches("/sdk");
-                let http =
-                    cloudlet_core::http::Http::with_tls(base, self.options.tls.clone(), Vec::new())
-                        .map_err(|message| ProviderError::Backend {
-                            message,
-                            retryable: false,
-                        })?;
+                let http = cloudlet_transport::http::Http::with_tls(
+                    base,
+                    self.options.tls.clone(),
+                    Vec::new(),
+                )
+                .map_err(|source| ProviderError::Setup {
+                    backend: "vSphere",
+                    source: Box::new(source),
+                })?;
                 let vim = Vim::connect(http, &self.options.user, &self.options.password)
                     .await
                     .map_err(err)?;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use cloudlet_core::http::{Bytes, Http, HttpError, Method};
+use cloudlet_transport::http::{Bytes, Http, HttpError, Method};
 
 const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
 /// The API release cloudlet speaks (vSphere 7.0 U3 and later; the simulator accepts it).
@@ -99,7 +99,7 @@ impl Node {
 }
 
 /// Parses an XML document into [`Node`]s.
-pub fn parse(xml: &str) -> Result<Node, String> {
+pub fn parse(xml: &str) -> Result<Node, roxmltree::Error> {
     fn conv(n: roxmltree::Node<'_, '_>) -> Node {
         let ty = n
             .attributes()
@@ -127,7 +127,7 @@ pub fn parse(xml: &str) -> Result<Node, String> {
             children,
         }
     }
-    let doc = roxmltree::Document::parse(xml).map_err(|e| format!("not XML: {e}"))?;
+    let doc = roxmltree::Document::parse(xml)?;
     Ok(conv(doc.root_element()))
 }
 
@@ -379,7 +379,7 @@ impl Vim {
         let text = String::from_utf8_lossy(&answer.body);
         let doc = parse(&text).map_err(|e| {
             VimError::Transport(format!(
-                "HTTP {} to {method}: {e}: {}",
+                "HTTP {} to {method}: not XML: {e}: {}",
                 answer.status,
                 text.chars().take(300).collect::<String>()
             ))

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use cloudlet_core::tls::rustls;
+use cloudlet_transport::tls::rustls;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -22,6 +22,9 @@ pub enum RpcError {
     /// The endpoint or the credentials cannot be used (nothing was sent).
     #[error("{0}")]
     Config(String),
+    /// The TLS settings cannot be made (an unreadable CA file).
+    #[error("TLS settings")]
+    Tls(#[source] cloudlet_transport::tls::TlsError),
     /// Connecting or the TLS/WebSocket handshake failed.
     #[error("connecting to {endpoint}: {message}")]
     Connect {
@@ -157,7 +160,7 @@ impl Client {
             .await
             .map_err(|e| connect_err(e.to_string()))?;
         let config =
-            cloudlet_core::tls::client_config(c.ca.as_deref()).map_err(RpcError::Config)?;
+            cloudlet_transport::tls::client_config(c.ca.as_deref()).map_err(RpcError::Tls)?;
         let name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|e| RpcError::Config(format!("`{host}`: {e}")))?;
         let stream = tokio_rustls::TlsConnector::from(Arc::new(config))

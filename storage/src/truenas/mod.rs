@@ -31,6 +31,48 @@ use cloudlet_core::{Data, Domain, Provider, Resource, ResourceId};
 use serde_json::{Value, json};
 
 use crate::{DATASET, NFS_EXPORT, SNAPSHOT_TASK};
+
+use cloudlet_core::backend::{BoxFuture, ConnectError, Connection, Descriptor, Field};
+
+/// The TrueNAS backend (JSON-RPC 2.0 over WebSocket).
+pub static BACKEND: Descriptor = Descriptor {
+    kind: "truenas",
+    domains: &[Domain::Storage],
+    summary: "TrueNAS SCALE / Community (JSON-RPC over WebSocket with an API key)",
+    manages: &["truenas"],
+    fields: &[
+        Field::required(
+            "endpoint",
+            "add `endpoint: wss://NAS/api/current` (TLS is verified; add `ca:` for a self-signed certificate)",
+        ),
+        Field::required(
+            "credentials",
+            "add `credentials: {env: VAR}` or `{file: PATH}` naming where the API key is; never the key itself",
+        ),
+        Field::CA,
+    ],
+    endpoint_schemes: &["wss://"],
+    capabilities: &[],
+    connect,
+};
+
+/// The NAS a `truenas` target names.
+pub fn open(c: &Connection<'_>) -> Result<TrueNas, ConnectError> {
+    Ok(TrueNas::new(
+        c.lab.name.clone(),
+        Connect {
+            endpoint: c.endpoint()?,
+            api_key: c.credentials()?,
+            ca: c.ca(),
+        },
+    ))
+}
+
+fn connect<'a>(
+    c: &'a Connection<'a>,
+) -> BoxFuture<'a, Result<std::sync::Arc<dyn Provider>, ConnectError>> {
+    Box::pin(async move { Ok(std::sync::Arc::new(open(c)?) as std::sync::Arc<dyn Provider>) })
+}
 pub use client::{Client, Connect, RpcError, Stats};
 
 const LAB_PROP: &str = "org.cloudlet:lab";

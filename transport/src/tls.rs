@@ -1,13 +1,64 @@
 //! TLS client settings for backends with HTTPS or WSS APIs: the system's roots plus an
 //! optional CA file of the lab's (a self-signed router or NAS); verification always on.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use tokio_rustls::rustls;
 
+/// TLS settings that cannot be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The CA file could not be read or is not PEM.
+    #[error("reading CA file {}", path.display())]
+    ReadCa {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The CA file holds no certificate.
+    #[error("CA file {} holds no certificate", path.display())]
+    EmptyCa {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A certificate of the CA file is unusable.
+    #[error("CA file {}", path.display())]
+    BadCa {
+        /// The file.
+        path: PathBuf,
+        /// What rustls said.
+        #[source]
+        source: rustls::Error,
+    },
+    /// A pinned fingerprint that is not 32 bytes of hex.
+    #[error("`{given}` is not a SHA-256 fingerprint (64 hex digits, colons allowed)")]
+    Fingerprint {
+        /// What was given (a fingerprint is public).
+        given: String,
+    },
+    /// The TLS library refused the settings.
+    #[error("TLS settings")]
+    Settings(#[source] rustls::Error),
+}
+
+/// The TLS settings of a backend: exactly the certificate whose SHA-256 is `fingerprint` when
+/// one is pinned, otherwise the system's roots plus the certificates in `ca`.
+pub fn config_for(
+    fingerprint: Option<&str>,
+    ca: Option<&Path>,
+) -> Result<rustls::ClientConfig, TlsError> {
+    match fingerprint {
+        Some(f) => pinned_config(f),
+        None => client_config(ca),
+    }
+}
+
 /// A client configuration trusting the system's roots and the certificates in `ca` (PEM).
-pub fn client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+pub fn client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -17,20 +68,26 @@ pub fn client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, String> 
     if let Some(ca) = ca {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
             .and_then(Iterator::collect)
-            .map_err(|e| format!("reading CA file {}: {e}", ca.display()))?;
+            .map_err(|source| TlsError::ReadCa {
+                path: ca.to_path_buf(),
+                source,
+            })?;
         if certs.is_empty() {
-            return Err(format!("CA file {} holds no certificate", ca.display()));
+            return Err(TlsError::EmptyCa {
+                path: ca.to_path_buf(),
+            });
         }
         for c in certs {
-            roots
-                .add(c)
-                .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+            roots.add(c).map_err(|source| TlsError::BadCa {
+                path: ca.to_path_buf(),
+                source,
+            })?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(TlsError::Settings)?
         .with_root_certificates(roots)
         .with_no_client_auth())
 }
@@ -39,7 +96,7 @@ pub fn client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, String> 
 /// fingerprint is `fingerprint` (hex, colons allowed: `AB:CD:...`), for a self-signed
 /// appliance (vCenter, ESXi) whose certificate the operator pinned. The handshake signature
 /// is still verified against that certificate.
-pub fn pinned_config(fingerprint: &str) -> Result<rustls::ClientConfig, String> {
+pub fn pinned_config(fingerprint: &str) -> Result<rustls::ClientConfig, TlsError> {
     let hex: String = fingerprint.chars().filter(|c| *c != ':').collect();
     let bytes = (0..hex.len())
         .step_by(2)
@@ -48,14 +105,17 @@ pub fn pinned_config(fingerprint: &str) -> Result<rustls::ClientConfig, String> 
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
         })
         .collect::<Option<Vec<u8>>>();
-    let sha256: [u8; 32] = bytes.and_then(|b| b.try_into().ok()).ok_or_else(|| {
-        format!("`{fingerprint}` is not a SHA-256 fingerprint (64 hex digits, colons allowed)")
-    })?;
+    let sha256: [u8; 32] =
+        bytes
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| TlsError::Fingerprint {
+                given: fingerprint.chars().take(120).collect(),
+            })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let algs = provider.signature_verification_algorithms;
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(TlsError::Settings)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(Pinned { sha256, algs }))
         .with_no_client_auth())

@@ -16,14 +16,32 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 /// What went wrong with a request.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     /// No answer (connection refused or dropped, TLS failure): maybe worth retrying.
+    #[error("no answer: {0}")]
     Transport(String),
     /// An answer with a non-success status; the body as text.
+    #[error("HTTP {0}: {1}")]
     Status(u16, String),
     /// A success status with a body that is not what was expected.
+    #[error("unexpected answer: {0}")]
     Body(String),
+}
+
+/// A client that cannot be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The address is not `https://`: credentials would travel in clear.
+    #[error("`{url}` must be an https:// URL: credentials never travel in clear")]
+    NotHttps {
+        /// The address given.
+        url: String,
+    },
+    /// The TLS settings cannot be made (an unreadable CA file, a malformed fingerprint).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// An answer: status, headers and body.
@@ -44,16 +62,6 @@ impl Answer {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
-    }
-}
-
-impl std::fmt::Display for HttpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HttpError::Transport(m) => write!(f, "no answer: {m}"),
-            HttpError::Status(s, b) => write!(f, "HTTP {s}: {b}"),
-            HttpError::Body(m) => write!(f, "unexpected answer: {m}"),
-        }
     }
 }
 
@@ -81,7 +89,7 @@ impl Http {
         base: &str,
         ca: Option<&std::path::Path>,
         headers: Vec<(String, String)>,
-    ) -> Result<Http, String> {
+    ) -> Result<Http, SetupError> {
         Self::with_tls(base, crate::tls::client_config(ca)?, headers)
     }
 
@@ -90,11 +98,11 @@ impl Http {
         base: &str,
         tls: crate::tls::rustls::ClientConfig,
         headers: Vec<(String, String)>,
-    ) -> Result<Http, String> {
+    ) -> Result<Http, SetupError> {
         if !base.starts_with("https://") {
-            return Err(format!(
-                "`{base}` must be an https:// URL: credentials never travel in clear"
-            ));
+            return Err(SetupError::NotHttps {
+                url: base.chars().take(200).collect(),
+            });
         }
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -134,7 +142,7 @@ impl Http {
             .client
             .request(req)
             .await
-            .map_err(|e| HttpError::Transport(crate::error::chain(&e)))?;
+            .map_err(|e| HttpError::Transport(crate::chain(&e)))?;
         let status = resp.status().as_u16();
         let headers = resp
             .headers()

@@ -2,12 +2,69 @@
 //! reading and writing its files: on the machine cloudlet runs on (inside a namespace through
 //! a command prefix), or on another machine over SSH ([`Host`]).
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+
+/// A command or file operation that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecError {
+    /// An empty command line.
+    #[error("no command to run")]
+    Empty,
+    /// The command could not be started or waited for.
+    #[error("{command}")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command's input could not be written.
+    #[error("writing to `{command}`")]
+    Input {
+        /// The command.
+        command: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command ran and failed.
+    #[error("`{command}` failed: {output}")]
+    Failed {
+        /// The command.
+        command: String,
+        /// Its exit code, when it exited.
+        code: Option<i32>,
+        /// What it printed (standard output, then standard error).
+        output: String,
+    },
+    /// A file operation failed.
+    #[error("{op} {}", path.display())]
+    File {
+        /// What was being done (`reading`, `writing`, `creating`, `renaming`).
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn file<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ExecError + 'a {
+    move |source| ExecError::File {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 /// Runs `args` under `prefix` (empty on the machine itself; `["ip", "netns", "exec", "NS"]`
 /// inside a network namespace); its standard output, or on failure a message with the
 /// command and what it printed.
-pub async fn run(prefix: &[String], args: &[&str]) -> Result<String, String> {
+pub async fn run(prefix: &[String], args: &[&str]) -> Result<String, ExecError> {
     Host::Local {
         prefix: prefix.to_vec(),
     }
@@ -84,7 +141,7 @@ impl Host {
     }
 
     /// Runs `args` there; its standard output, or a message with what it printed.
-    pub async fn run(&self, args: &[&str]) -> Result<String, String> {
+    pub async fn run(&self, args: &[&str]) -> Result<String, ExecError> {
         self.run_with_input(args, None).await
     }
 
@@ -93,11 +150,11 @@ impl Host {
         &self,
         args: &[&str],
         input: Option<&[u8]>,
-    ) -> Result<String, String> {
+    ) -> Result<String, ExecError> {
         use tokio::io::AsyncWriteExt;
         let argv = self.argv(args);
         let Some((program, rest)) = argv.split_first() else {
-            return Err("no command to run".into());
+            return Err(ExecError::Empty);
         };
         let mut child = tokio::process::Command::new(program)
             .args(rest)
@@ -109,36 +166,48 @@ impl Host {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("{}: {e}", argv.join(" ")))?;
+            .map_err(|source| ExecError::Spawn {
+                command: argv.join(" "),
+                source,
+            })?;
         if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
             stdin
                 .write_all(data)
                 .await
-                .map_err(|e| format!("writing to `{}`: {e}", args.join(" ")))?;
+                .map_err(|source| ExecError::Input {
+                    command: args.join(" "),
+                    source,
+                })?;
         }
         let out = child
             .wait_with_output()
             .await
-            .map_err(|e| format!("{}: {e}", argv.join(" ")))?;
+            .map_err(|source| ExecError::Spawn {
+                command: argv.join(" "),
+                source,
+            })?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
-            Err(format!(
-                "`{}` failed: {}{}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
+            Err(ExecError::Failed {
+                command: args.join(" "),
+                code: out.status.code(),
+                output: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            })
         }
     }
 
     /// A file's text, `None` when it does not exist.
-    pub async fn read(&self, path: &std::path::Path) -> Result<Option<String>, String> {
+    pub async fn read(&self, path: &std::path::Path) -> Result<Option<String>, ExecError> {
         match self {
             Host::Local { .. } => match tokio::fs::read_to_string(path).await {
                 Ok(t) => Ok(Some(t)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(format!("reading {}: {e}", path.display())),
+                Err(e) => Err(file("reading", path)(e)),
             },
             Host::Ssh { .. } => {
                 let p = path.display().to_string();
@@ -158,17 +227,17 @@ impl Host {
 
     /// Writes a file (its directory made first); on another machine through a temporary
     /// file renamed into place.
-    pub async fn write(&self, path: &std::path::Path, text: &str) -> Result<(), String> {
+    pub async fn write(&self, path: &std::path::Path, text: &str) -> Result<(), ExecError> {
         match self {
             Host::Local { .. } => {
                 if let Some(d) = path.parent() {
                     tokio::fs::create_dir_all(d)
                         .await
-                        .map_err(|e| format!("creating {}: {e}", d.display()))?;
+                        .map_err(file("creating", d))?;
                 }
                 tokio::fs::write(path, text)
                     .await
-                    .map_err(|e| format!("writing {}: {e}", path.display()))
+                    .map_err(file("writing", path))
             }
             Host::Ssh { .. } => {
                 let p = path.display().to_string();
@@ -187,12 +256,12 @@ impl Host {
         &self,
         from: &std::path::Path,
         to: &std::path::Path,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, ExecError> {
         match self {
             Host::Local { .. } => match tokio::fs::rename(from, to).await {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(format!("renaming {}: {e}", from.display())),
+                Err(e) => Err(file("renaming", from)(e)),
             },
             Host::Ssh { .. } => {
                 let (f, t) = (from.display().to_string(), to.display().to_string());
@@ -212,7 +281,11 @@ impl Host {
     }
 
     /// Copies a file; `Ok(false)` when `from` does not exist.
-    pub async fn copy(&self, from: &std::path::Path, to: &std::path::Path) -> Result<bool, String> {
+    pub async fn copy(
+        &self,
+        from: &std::path::Path,
+        to: &std::path::Path,
+    ) -> Result<bool, ExecError> {
         match self.read(from).await? {
             Some(t) => self.write(to, &t).await.map(|()| true),
             None => Ok(false),
