@@ -189,8 +189,8 @@ pub static BACKENDS: &[&Descriptor] = &[
     &network::opnsense::BACKEND,
     &network::router_linux::BACKEND,
     &storage::truenas::BACKEND,
-    &storage::linux::GANESHA,
-    &storage::linux::KERNEL_NFS,
+    &storage::linux_nas::GANESHA,
+    &storage::linux_nas::KERNEL_NFS,
     &cluster::BACKEND,
 ];
 
@@ -1178,7 +1178,28 @@ impl Lab {
 
 /// The JSON Schema of the lab format.
 pub fn schema() -> serde_json::Value {
-    cloudlet_core::schema()
+    let mut s = cloudlet_core::schema();
+    // The backends of this build say which kinds and settings a target may have.
+    if let Some(defs) = s.get_mut("$defs").and_then(|d| d.as_object_mut()) {
+        if let Some(kind) = defs.get_mut("TargetKind").and_then(|k| k.as_object_mut()) {
+            let kinds: Vec<serde_json::Value> = BACKENDS.iter().map(|b| b.kind.into()).collect();
+            kind.insert("enum".into(), kinds.into());
+        }
+        if let Some(props) = defs
+            .get_mut("Target")
+            .and_then(|t| t.get_mut("properties"))
+            .and_then(|p| p.as_object_mut())
+        {
+            for b in BACKENDS {
+                for f in b.fields {
+                    props.entry(f.name).or_insert_with(
+                        || serde_json::json!({"type": "string", "description": f.help}),
+                    );
+                }
+            }
+        }
+    }
+    s
 }
 
 /// Reads a saved plan.

@@ -786,3 +786,22 @@ fn the_backend_list_names_each_kind_once_and_serves_every_domain() {
         );
     }
 }
+
+#[test]
+fn the_schema_lists_the_backends_kinds_and_their_settings() {
+    let s = cloudlet::schema();
+    let kinds: Vec<&str> = s["$defs"]["TargetKind"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k.as_str())
+        .collect();
+    let listed: Vec<&str> = cloudlet::BACKENDS.iter().map(|b| b.kind).collect();
+    assert_eq!(kinds, listed);
+    let props = s["$defs"]["Target"]["properties"].as_object().unwrap();
+    for b in cloudlet::BACKENDS {
+        for f in b.fields {
+            assert!(props.contains_key(f.name), "{} of {}", f.name, b.kind);
+        }
+    }
+}

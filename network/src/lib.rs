@@ -6,7 +6,7 @@
 //! every WAN forward, an alias per MetalLB VIP, and the lab's firewall intents. Router
 //! backends (pfSense, OPNsense, Linux) plug in as providers for [`Domain::Router`].
 
-pub mod linux;
+pub mod linux_files;
 pub mod opnsense;
 pub mod pfsense;
 pub mod router_linux;

@@ -29,7 +29,7 @@ use cloudlet_core::plan::FieldChange;
 use cloudlet_core::{Domain, Provider, Resource, ResourceId};
 use cloudlet_transport::exec::Host;
 
-use crate::linux::{LinuxOptions, dnsmasq_base, nftables, s};
+use crate::linux_files::{LinuxOptions, dnsmasq_base, nftables, s};
 
 use cloudlet_core::backend::{BoxFuture, ConnectError, Connection, Descriptor, Field};
 

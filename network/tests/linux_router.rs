@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cloudlet_core::load::load_texts;
-use cloudlet_network::linux::{LinuxOptions, dnsmasq_conf, nftables};
+use cloudlet_network::linux_files::{LinuxOptions, dnsmasq_conf, nftables};
 
 const LAB: &str = r#"name: rt
 site: {domain: rt.lan}

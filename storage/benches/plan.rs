@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use cloudlet_core::engine::{ApplyOptions, Engine};
 use cloudlet_core::{Domain, Provider, Providers, Resource, StateStore};
-use cloudlet_storage::linux::{Flavor, LinuxNas, LinuxNasOptions};
+use cloudlet_storage::linux_nas::{Flavor, LinuxNas, LinuxNasOptions};
 use cloudlet_storage::truenas::{Client, Connect, TrueNas};
 use serde_json::json;
 

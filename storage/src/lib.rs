@@ -9,11 +9,11 @@
 //! it has a policy. Datasets hold data: they are marked [`Data::Retain`] (the default) or
 //! [`Data::Disposable`] (`retain: false`), so leaving the lab never deletes them implicitly.
 //!
-//! Backends: [`linux`] (directories plus nfs-ganesha EXPORT blocks reloaded in place, or a
+//! Backends: [`linux_nas`] (directories plus nfs-ganesha EXPORT blocks reloaded in place, or a
 //! kernel NFS exports file under `/etc/exports.d/` plus `exportfs -ra`) and [`truenas`]
 //! (JSON-RPC 2.0 over WebSocket).
 
-pub mod linux;
+pub mod linux_nas;
 pub mod truenas;
 
 use std::collections::BTreeMap;
@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 #[derive(Debug)]
 pub enum Nas {
     /// nfs-ganesha or the kernel NFS server on this machine.
-    Linux(linux::LinuxNas),
+    Linux(linux_nas::LinuxNas),
     /// TrueNAS.
     TrueNas(truenas::TrueNas),
 }
@@ -38,8 +38,12 @@ impl Nas {
         c: &cloudlet_core::backend::Connection<'_>,
     ) -> Result<Option<Nas>, cloudlet_core::backend::ConnectError> {
         Ok(Some(match c.kind() {
-            k if k == linux::GANESHA.kind => Nas::Linux(linux::open(c, linux::Flavor::Ganesha)),
-            k if k == linux::KERNEL_NFS.kind => Nas::Linux(linux::open(c, linux::Flavor::Kernel)),
+            k if k == linux_nas::GANESHA.kind => {
+                Nas::Linux(linux_nas::open(c, linux_nas::Flavor::Ganesha))
+            }
+            k if k == linux_nas::KERNEL_NFS.kind => {
+                Nas::Linux(linux_nas::open(c, linux_nas::Flavor::Kernel))
+            }
             k if k == truenas::BACKEND.kind => Nas::TrueNas(truenas::open(c)?),
             _ => return Ok(None),
         }))

@@ -19,7 +19,7 @@ use cloudlet_core::load::load_texts;
 use cloudlet_core::provider::{Provider, Providers};
 use cloudlet_core::store::StateStore;
 use cloudlet_core::{Action, Domain, Plan};
-use cloudlet_storage::linux::{Flavor, LinuxNas, LinuxNasOptions};
+use cloudlet_storage::linux_nas::{Flavor, LinuxNas, LinuxNasOptions};
 
 fn sh(cmd: &str) -> Output {
     Command::new("sh")
