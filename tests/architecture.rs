@@ -83,12 +83,20 @@ fn domain_crates_depend_only_on_core_and_frontends_only_on_the_facade() {
             .unwrap_or_else(|| panic!("{f} is not in the workspace"));
         assert_eq!(got, &vec!["cloudlet".to_string()], "{f} depends on {got:?}");
     }
+    // The testkit is dev-only: no crate depends on it for its library or binary.
+    for (name, got) in &deps {
+        assert!(
+            !got.contains(&"cloudlet-testkit".to_string()),
+            "{name} depends on the testkit outside its tests"
+        );
+    }
     // Every crate is one of the above or the facade: a new crate gets a place in the layers.
     for name in deps.keys() {
         assert!(
             name == "cloudlet"
                 || name == "cloudlet-core"
                 || name == "cloudlet-transport"
+                || name == "cloudlet-testkit"
                 || domains.contains(&name.as_str())
                 || frontends.contains(&name.as_str()),
             "{name} has no place in the layering test"

@@ -5,8 +5,7 @@
 //! installs itself over iPXE and HTTP, and the apply returns with the machine installed.
 #![allow(missing_docs, clippy::disallowed_methods)]
 
-#[path = "../pxe/tests/support/mod.rs"]
-mod support;
+use cloudlet_testkit::boot as support;
 
 use std::time::Duration;
 

@@ -17,6 +17,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use cloudlet_testkit::hostile::{connect_from, rrq, rss_kib, slow_headers};
+
 struct Server {
     child: Child,
     http: SocketAddr,
@@ -81,29 +83,9 @@ fn serve(root: &Path, state: &Path) -> Server {
     }
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn connect_from(from: Ipv4Addr, to: SocketAddr) -> Option<TcpStream> {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
-    s.bind(&SocketAddr::new(from.into(), 0).into()).ok()?;
-    s.connect_timeout(&to.into(), Duration::from_secs(2)).ok()?;
-    let s: TcpStream = s.into();
-    s.set_nodelay(true).ok()?;
-    Some(s)
-}
-
 /// An ordinary request from 127.0.0.1 while the attack goes on: answered with 200?
 fn ordinary(http: SocketAddr) -> bool {
-    let Some(mut c) = connect_from(Ipv4Addr::LOCALHOST, http) else {
+    let Ok(mut c) = connect_from(Ipv4Addr::LOCALHOST, http) else {
         return false;
     };
     let _ = c.set_read_timeout(Some(Duration::from_secs(3)));
@@ -116,29 +98,6 @@ fn ordinary(http: SocketAddr) -> bool {
     }
     let mut head = [0u8; 12];
     c.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 200"
-}
-
-/// One connection from each address that sends half a request head and stops.
-fn slow_headers(http: SocketAddr, from: impl Iterator<Item = Ipv4Addr>) -> Vec<TcpStream> {
-    from.filter_map(|a| {
-        let mut c = connect_from(a, http)?;
-        c.write_all(b"GET /boot/Ubuntu20.04/linux HTTP/1.1\r\nHo")
-            .ok()?;
-        Some(c)
-    })
-    .collect()
-}
-
-fn rrq(name: &str, mode: &str, opts: &[(&str, &str)]) -> Vec<u8> {
-    let mut p = vec![0u8, 1];
-    for part in [name, mode]
-        .into_iter()
-        .chain(opts.iter().flat_map(|(k, v)| [*k, *v]))
-    {
-        p.extend_from_slice(part.as_bytes());
-        p.push(0);
-    }
-    p
 }
 
 /// An ordinary TFTP read of a small file from 127.0.0.1: completed?
@@ -183,15 +142,15 @@ fn measure<T>(
     let pid = srv.child.id();
     let lines = || srv.logged.load(std::sync::atomic::Ordering::Relaxed);
     let logged_before = lines();
-    let before = rss_kib(pid);
+    let before = rss_kib(Some(pid));
     let held = start();
-    let mut peak = rss_kib(pid);
+    let mut peak = rss_kib(Some(pid));
     let mut answered = 0;
     for _ in 0..10 {
         if probe() {
             answered += 1;
         }
-        peak = peak.max(rss_kib(pid));
+        peak = peak.max(rss_kib(Some(pid)));
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(held);
@@ -200,7 +159,7 @@ fn measure<T>(
         attack,
         before,
         peak,
-        after: rss_kib(pid),
+        after: rss_kib(Some(pid)),
         answered,
         asked: 10,
         logged: lines() - logged_before,
@@ -233,7 +192,7 @@ fn main() {
         &srv,
         || {
             let mut conns: Vec<TcpStream> = (0..100u8)
-                .filter_map(|i| connect_from(Ipv4Addr::new(127, 0, 1, i + 1), http))
+                .filter_map(|i| connect_from(Ipv4Addr::new(127, 0, 1, i + 1), http).ok())
                 .collect();
             for c in &mut conns {
                 let _ = c.write_all(b"POST /install/k8s-node1/0123/done HTTP/1.1\r\nHost: x\r\nContent-Length: 4000\r\n\r\n");
@@ -250,7 +209,13 @@ fn main() {
     rows.push(measure(
         "600 slow headers from one address",
         &srv,
-        || slow_headers(http, (0..600).map(|_| Ipv4Addr::new(127, 0, 2, 1))),
+        || {
+            slow_headers(
+                http,
+                "/boot/Ubuntu20.04/linux",
+                (0..600).map(|_| Ipv4Addr::new(127, 0, 2, 1)),
+            )
+        },
         || ordinary(http),
     ));
     rows.push(measure(
@@ -259,6 +224,7 @@ fn main() {
         || {
             slow_headers(
                 http,
+                "/boot/Ubuntu20.04/linux",
                 (0..600u32)
                     .map(|i| Ipv4Addr::new(127, 0, 3 + (i / 250) as u8, 1 + (i % 250) as u8)),
             )
@@ -271,7 +237,7 @@ fn main() {
         || {
             (0..50u8)
                 .filter_map(|i| {
-                    let mut c = connect_from(Ipv4Addr::new(127, 0, 6, i + 1), http)?;
+                    let mut c = connect_from(Ipv4Addr::new(127, 0, 6, i + 1), http).ok()?;
                     c.write_all(b"GET /boot/Ubuntu20.04/linux HTTP/1.1\r\nHost: x\r\n\r\n")
                         .ok()?;
                     Some(c)
@@ -334,7 +300,7 @@ fn main() {
         );
     }
     assert!(
-        srv.child.id() > 0 && rss_kib(srv.child.id()) > 0,
+        srv.child.id() > 0 && rss_kib(Some(srv.child.id())) > 0,
         "the server died during the attacks"
     );
 }

@@ -7,8 +7,7 @@
 //!   and started, then a plan with no changes.
 #![allow(clippy::disallowed_methods)]
 
-#[path = "../../hypervisor/tests/support/peers.rs"]
-mod peers;
+use cloudlet_testkit::hypervisor_peers as peers;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

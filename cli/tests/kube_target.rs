@@ -4,8 +4,7 @@
 //! the library, CRD first and waited for, in one run.
 #![allow(clippy::disallowed_methods)]
 
-#[path = "../../cluster/tests/support/mod.rs"]
-mod support;
+use cloudlet_testkit::apiserver as support;
 
 use std::path::Path;
 use std::process::Command;

@@ -6,10 +6,8 @@
 //! the cluster, and each claim binds to exactly its volume.
 #![allow(clippy::disallowed_methods)]
 
-#[path = "../../cluster/tests/support/mod.rs"]
-mod support;
-#[path = "../../storage/tests/support/truenas_fake.rs"]
-mod truenas_fake;
+use cloudlet_testkit::apiserver as support;
+use cloudlet_testkit::truenas_fake;
 
 use std::path::Path;
 use std::process::Command;

@@ -10,8 +10,7 @@
 //! `scripts/kube-peers.sh` from the same Kubernetes release, or `KUBECTL=path`).
 #![allow(clippy::print_stdout, clippy::disallowed_methods, missing_docs)]
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use cloudlet_testkit::apiserver as support;
 
 use std::process::Command;
 use std::sync::Arc;

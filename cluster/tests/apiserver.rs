@@ -1,7 +1,7 @@
 //! The cluster domain against a real kube-apiserver + etcd (see `support`).
 #![allow(clippy::disallowed_methods, clippy::print_stderr)] // a test prints what it measured
 
-mod support;
+use cloudlet_testkit::apiserver as support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

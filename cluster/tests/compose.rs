@@ -2,7 +2,7 @@
 //! and that a real kube-apiserver accepts.
 #![allow(clippy::disallowed_methods)]
 
-mod support;
+use cloudlet_testkit::apiserver as support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -8,8 +8,7 @@
 //! `cargo bench -p cloudlet-hypervisor --bench vsphere` (builds vcsim with Go the first time).
 #![allow(clippy::print_stdout, clippy::disallowed_methods, missing_docs)]
 
-#[path = "../tests/support/peers.rs"]
-mod peers;
+use cloudlet_testkit::hypervisor_peers as peers;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -5,8 +5,8 @@
 //! marker.
 #![allow(missing_docs, clippy::disallowed_methods)]
 
-#[path = "support/lab.rs"]
-mod lab;
+mod support;
+use support as lab;
 
 use lab::{desired, steps};
 use std::path::Path;

@@ -4,11 +4,10 @@
 //! layer of ours: the API token, VM disk resize, and lock timeouts on demand.
 #![allow(missing_docs, clippy::disallowed_methods)]
 
-#[path = "support/peers.rs"]
-mod peers;
+use cloudlet_testkit::hypervisor_peers as peers;
 
-#[path = "support/lab.rs"]
-mod lab;
+mod support;
+use support as lab;
 
 use lab::{desired, steps};
 use std::sync::Arc;

@@ -5,11 +5,10 @@
 //! and TLS verified against the CA file or a pinned fingerprint.
 #![allow(missing_docs, clippy::disallowed_methods)]
 
-#[path = "support/peers.rs"]
-mod peers;
+use cloudlet_testkit::hypervisor_peers as peers;
 
-#[path = "support/lab.rs"]
-mod lab;
+mod support;
+use support as lab;
 
 use lab::{desired, steps};
 use std::collections::BTreeMap;

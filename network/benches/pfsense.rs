@@ -7,8 +7,7 @@
 //! re-plan with zero writes. `cargo bench -p cloudlet-network --bench pfsense`.
 #![allow(clippy::print_stdout, clippy::disallowed_methods, missing_docs)]
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use cloudlet_testkit as support;
 use support::pfsense_fake;
 
 use std::sync::Arc;

@@ -12,8 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloudlet_core::engine::{ApplyOptions, Engine};
-use cloudlet_core::provider::{Provider, Providers};
-use cloudlet_core::store::StateStore;
 use cloudlet_core::{Domain, Plan, Resource};
 use cloudlet_network::pfsense::{PfSense, PfSenseOptions};
 use serde_json::json;
@@ -43,19 +41,10 @@ fn provider(fake: &Fake, take_over: bool) -> Arc<PfSense> {
 }
 
 fn engine(p: Arc<PfSense>, state: &Path) -> Engine {
-    Engine::new(
-        "seed",
-        Providers::new().with(Domain::Router, p as Arc<dyn Provider>),
-        StateStore::open(state).unwrap(),
-    )
+    cloudlet_testkit::engine::engine("seed", Domain::Router, p, state)
 }
 
-fn steps(plan: &Plan) -> Vec<String> {
-    plan.steps
-        .iter()
-        .map(|s| format!("{} {}", s.action.as_str(), s.id))
-        .collect()
-}
+use cloudlet_testkit::engine::steps;
 
 async fn apply_ok(e: &Engine, plan: &Plan) {
     let r = e.apply(plan, ApplyOptions::default()).await.unwrap();

@@ -14,8 +14,7 @@
 //! qemu-system-x86, ipxe-qemu, udhcpd, radvd, dnsmasq, python3, and scripts/boot-peers.sh.
 #![allow(missing_docs, clippy::print_stdout, clippy::disallowed_methods)]
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use cloudlet_testkit::boot as support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

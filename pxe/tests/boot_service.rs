@@ -4,7 +4,8 @@
 //! the state kept across a restart.
 #![allow(missing_docs, clippy::disallowed_methods, clippy::print_stderr)] // the hostile-client tests print what they measure
 
-mod support;
+use cloudlet_testkit::boot as support;
+use cloudlet_testkit::hostile::{connect_from, rrq, rss_kib};
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -296,27 +297,6 @@ fn install_configs_reach_only_their_machine_and_one_install_then_local_boot() {
     );
 }
 
-/// The process's resident memory in KiB (the service runs on a thread of this process).
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-/// A TCP connection to `to` from the loopback address `from`.
-fn connect_from(from: Ipv4Addr, to: std::net::SocketAddr) -> std::net::TcpStream {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    s.bind(&std::net::SocketAddr::new(from.into(), 0).into())
-        .unwrap();
-    s.connect(&to.into()).unwrap();
-    let s: std::net::TcpStream = s.into();
-    s.set_nodelay(true).unwrap();
-    s
-}
-
 fn http_addr(svc: &Running) -> std::net::SocketAddr {
     svc.http.trim_start_matches("http://").parse().unwrap()
 }
@@ -339,12 +319,12 @@ fn slow_bodies_slow_headers_and_clients_that_never_read_are_bounded() {
         c.http.header_timeout = Duration::from_secs(60);
     });
     let addr = http_addr(&svc);
-    let before = rss_kib();
+    let before = rss_kib(None);
 
     // 100 clients, each sending a 4,000-byte body one byte per segment.
     let mut conns: Vec<std::net::TcpStream> = (0..100u8)
         .map(|i| {
-            let mut c = connect_from(Ipv4Addr::new(127, 0, 1, i + 1), addr);
+            let mut c = connect_from(Ipv4Addr::new(127, 0, 1, i + 1), addr).unwrap();
             c.write_all(
                 b"POST /install/vm1/0123/done HTTP/1.1\r\nHost: x\r\nContent-Length: 4000\r\n\r\n",
             )
@@ -363,7 +343,7 @@ fn slow_bodies_slow_headers_and_clients_that_never_read_are_bounded() {
         c.read_exact(&mut head).unwrap();
         assert_eq!(&head, b"HTTP/1.1 403", "{}", String::from_utf8_lossy(&head));
     }
-    let grown = rss_kib().saturating_sub(before);
+    let grown = rss_kib(None).saturating_sub(before);
     eprintln!("resident memory grew by {grown} KiB for 100 one-byte-at-a-time bodies");
     // Before the fix: about 27 MB per connection (2.7 GB here).
     assert!(grown < 64 * 1024, "grew by {grown} KiB");
@@ -373,7 +353,7 @@ fn slow_bodies_slow_headers_and_clients_that_never_read_are_bounded() {
     // that never finish their headers, then a normal request from elsewhere is answered.
     let slow: Vec<std::net::TcpStream> = (0..300)
         .filter_map(|_| {
-            let mut c = connect_from(Ipv4Addr::new(127, 0, 2, 1), addr);
+            let mut c = connect_from(Ipv4Addr::new(127, 0, 2, 1), addr).unwrap();
             c.write_all(b"GET /ipxe/52-54-00-12-34-56 HTTP/1.1\r\nHo")
                 .ok()?;
             Some(c)
@@ -387,7 +367,7 @@ fn slow_bodies_slow_headers_and_clients_that_never_read_are_bounded() {
     drop(slow);
 
     // A client that asks for the kernel and never reads: the server gives up on it.
-    let mut lazy = connect_from(Ipv4Addr::new(127, 0, 3, 1), addr);
+    let mut lazy = connect_from(Ipv4Addr::new(127, 0, 3, 1), addr).unwrap();
     lazy.write_all(b"GET /boot/vmlinuz HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     std::thread::sleep(Duration::from_secs(8));
@@ -432,17 +412,6 @@ fn tftp_netascii_streams_long_timeouts_are_refused_and_fifos_never_block() {
     let state = tempfile::tempdir().unwrap();
     let svc = start(&root, state.path());
     let server = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, svc.tftp_port));
-    let rrq = |name: &str, mode: &str, opts: &[(&str, &str)]| {
-        let mut p = vec![0u8, 1];
-        for part in [name, mode]
-            .into_iter()
-            .chain(opts.iter().flat_map(|(k, v)| [*k, *v]))
-        {
-            p.extend_from_slice(part.as_bytes());
-            p.push(0);
-        }
-        p
-    };
     let client = |from: Ipv4Addr| {
         let s = std::net::UdpSocket::bind((from, 0)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -450,7 +419,7 @@ fn tftp_netascii_streams_long_timeouts_are_refused_and_fifos_never_block() {
     };
 
     // 64 netascii sessions of a 16 MiB file left hanging after their first block.
-    let before = rss_kib();
+    let before = rss_kib(None);
     let hanging: Vec<std::net::UdpSocket> = (0..64u8)
         .map(|i| {
             let s = client(Ipv4Addr::new(127, 0, 4, i + 1));
@@ -461,7 +430,7 @@ fn tftp_netascii_streams_long_timeouts_are_refused_and_fifos_never_block() {
             s
         })
         .collect();
-    let grown = rss_kib().saturating_sub(before);
+    let grown = rss_kib(None).saturating_sub(before);
     eprintln!("resident memory grew by {grown} KiB for 64 netascii sessions of 16 MiB");
     assert!(grown < 64 * 1024, "grew by {grown} KiB");
     drop(hanging);

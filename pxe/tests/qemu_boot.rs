@@ -7,7 +7,7 @@
 //! the local disk. Both paths: iPXE with its script over HTTP, and pxelinux over TFTP.
 #![allow(missing_docs, clippy::disallowed_methods, clippy::print_stderr)]
 
-mod support;
+use cloudlet_testkit::boot as support;
 
 use std::time::{Duration, Instant};
 

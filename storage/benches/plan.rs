@@ -8,8 +8,7 @@
 //! `cargo bench -p cloudlet-storage --bench plan` (needs Debian's nfs-ganesha; run as root).
 #![allow(clippy::print_stdout, clippy::disallowed_methods, missing_docs)]
 
-#[path = "../tests/support/truenas_fake.rs"]
-mod truenas_fake;
+use cloudlet_testkit::truenas_fake;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -17,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloudlet_core::engine::{ApplyOptions, Engine};
-use cloudlet_core::{Domain, Provider, Providers, Resource, StateStore};
+use cloudlet_core::{Domain, Provider, Resource};
 use cloudlet_storage::linux_nas::{Flavor, LinuxNas, LinuxNasOptions};
 use cloudlet_storage::truenas::{Client, Connect, TrueNas};
 use serde_json::json;
@@ -49,11 +48,7 @@ fn ms(d: Duration) -> String {
 }
 
 fn engine(p: Arc<dyn Provider>, state: &Path) -> Engine {
-    Engine::new(
-        "bench",
-        Providers::new().with(Domain::Storage, p),
-        StateStore::open(state).unwrap(),
-    )
+    cloudlet_testkit::engine::engine("bench", Domain::Storage, p, state)
 }
 
 async fn truenas(dir: &Path) {

@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 use cloudlet_core::engine::{ApplyOptions, Engine};
 use cloudlet_core::error::EngineError;
 use cloudlet_core::load::load_texts;
-use cloudlet_core::provider::{Provider, Providers};
-use cloudlet_core::store::StateStore;
+use cloudlet_core::provider::Provider;
 use cloudlet_core::{Action, Domain, Plan};
 use cloudlet_storage::linux_nas::{Flavor, LinuxNas, LinuxNasOptions};
 
@@ -148,11 +147,7 @@ fn nfs_cat(cli: &str, from: &str, path: &str) -> Output {
 }
 
 fn engine(provider: Arc<dyn Provider>, state: &Path) -> Engine {
-    Engine::new(
-        "nas",
-        Providers::new().with(Domain::Storage, provider),
-        StateStore::open(state).unwrap(),
-    )
+    cloudlet_testkit::engine::engine("nas", Domain::Storage, provider, state)
 }
 
 async fn apply(e: &Engine, plan: &Plan, allow_data_loss: bool) -> Result<(), EngineError> {
@@ -169,12 +164,7 @@ async fn apply(e: &Engine, plan: &Plan, allow_data_loss: bool) -> Result<(), Eng
     Ok(())
 }
 
-fn steps(plan: &Plan) -> Vec<String> {
-    plan.steps
-        .iter()
-        .map(|s| format!("{} {}", s.action.as_str(), s.id))
-        .collect()
-}
+use cloudlet_testkit::engine::steps;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ganesha_serves_the_labs_volumes_to_allowed_clients_and_keeps_data() {

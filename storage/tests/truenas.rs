@@ -3,17 +3,14 @@
 //! copies the documented quirks stands in. Every test talks TLS to it with the test's own CA.
 #![allow(missing_docs, clippy::disallowed_methods)]
 
-#[path = "../../core/tests/support/seed.rs"]
-mod seed;
-#[path = "support/truenas_fake.rs"]
-mod truenas_fake;
+use cloudlet_testkit::seed;
+use cloudlet_testkit::truenas_fake;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use cloudlet_core::engine::{ApplyOptions, Engine};
-use cloudlet_core::provider::{Provider, Providers};
-use cloudlet_core::store::StateStore;
+use cloudlet_core::provider::Provider;
 use cloudlet_core::{Domain, Plan, Resource};
 use cloudlet_storage::truenas::{Connect, TrueNas};
 use truenas_fake::Fake;
@@ -37,19 +34,10 @@ fn provider(fake: &Fake) -> Arc<TrueNas> {
 }
 
 fn engine(p: Arc<TrueNas>, state: &Path) -> Engine {
-    Engine::new(
-        "seed",
-        Providers::new().with(Domain::Storage, p as Arc<dyn Provider>),
-        StateStore::open(state).unwrap(),
-    )
+    cloudlet_testkit::engine::engine("seed", Domain::Storage, p, state)
 }
 
-fn steps(plan: &Plan) -> Vec<String> {
-    plan.steps
-        .iter()
-        .map(|s| format!("{} {}", s.action.as_str(), s.id))
-        .collect()
-}
+use cloudlet_testkit::engine::steps;
 
 async fn apply_ok(e: &Engine, plan: &Plan) {
     let r = e.apply(plan, ApplyOptions::default()).await.unwrap();

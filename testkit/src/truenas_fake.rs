@@ -78,9 +78,7 @@ impl Drop for Fake {
     }
 }
 
-// The certificate setup the router fakes use.
-#[path = "../../../network/tests/support/https.rs"]
-mod https;
+use crate::https;
 
 impl Fake {
     /// Starts a fake of TrueNAS `version` with pool `main`, accepting `api_key`.

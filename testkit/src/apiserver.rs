@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 /// A running etcd + kube-apiserver; both are killed on drop.
-pub(crate) struct ApiServer {
-    pub(crate) dir: TempDir,
-    pub(crate) url: String,
-    pub(crate) kubeconfig: PathBuf,
-    pub(crate) token: String,
+pub struct ApiServer {
+    pub dir: TempDir,
+    pub url: String,
+    pub kubeconfig: PathBuf,
+    pub token: String,
     etcd: Child,
     apiserver: Child,
     controllers: Option<Child>,
@@ -50,7 +50,7 @@ fn repo_root() -> PathBuf {
 }
 
 /// The directory holding `kube-apiserver` and `etcd` (built on first use).
-pub(crate) fn peers() -> PathBuf {
+pub fn peers() -> PathBuf {
     if let Ok(d) = std::env::var("CLOUDLET_KUBE_PEERS") {
         return PathBuf::from(d);
     }
@@ -73,7 +73,7 @@ fn run(cmd: &mut Command) {
 
 impl ApiServer {
     /// Starts etcd and kube-apiserver and waits until the API server is ready.
-    pub(crate) fn start() -> ApiServer {
+    pub fn start() -> ApiServer {
         let bin = peers();
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
@@ -215,12 +215,12 @@ current-context: test
     /// Starts kube-controller-manager with only `controllers` (such as
     /// `persistentvolume-binder-controller`), no leader election, no serving port.
     /// Stops kube-apiserver (etcd keeps running): the server goes away under a client.
-    pub(crate) fn stop_apiserver(&mut self) {
+    pub fn stop_apiserver(&mut self) {
         let _ = self.apiserver.kill();
         let _ = self.apiserver.wait();
     }
 
-    pub(crate) fn start_controllers(&mut self, controllers: &[&str]) {
+    pub fn start_controllers(&mut self, controllers: &[&str]) {
         let d = self.dir.path();
         let log = |name: &str| std::fs::File::create(d.join(name)).expect("log file");
         self.controllers = Some(
@@ -241,7 +241,7 @@ current-context: test
     }
 
     /// A kube client for the admin user (TLS verified against the server's own CA).
-    pub(crate) async fn client(&self) -> kube::Client {
+    pub async fn client(&self) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
         let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
             .await

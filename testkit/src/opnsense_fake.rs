@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::https;
+use crate::https;
 
 /// Models by search path prefix: (collection, module).
 const MODELS: [(&str, &str, &str); 6] = [

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use cloudlet_core::engine::Engine;
 use cloudlet_core::load::load_texts;
-use cloudlet_core::{Domain, Plan, Provider, Providers, Resource, StateStore};
+use cloudlet_core::{Domain, Provider, Resource};
 
 /// The hypervisor resources of a lab given as text.
 pub fn desired(text: &str) -> Vec<Resource> {
@@ -17,21 +17,11 @@ pub fn desired(text: &str) -> Vec<Resource> {
     cloudlet_hypervisor::expand(&lab)
 }
 
-/// `ACTION ID` per step.
-pub fn steps(plan: &Plan) -> Vec<String> {
-    plan.steps
-        .iter()
-        .map(|s| format!("{} {}", s.action.as_str(), s.id))
-        .collect()
-}
+pub use cloudlet_testkit::engine::steps;
 
 /// An engine for `lab` with `p` serving the hypervisor domain, its state under `dir`.
 pub fn engine(lab: &str, p: Arc<dyn Provider>, dir: &Path) -> Engine {
-    Engine::new(
-        lab,
-        Providers::new().with(Domain::Hypervisor, p),
-        StateStore::open(dir.join("state")).unwrap(),
-    )
+    cloudlet_testkit::engine::engine(lab, Domain::Hypervisor, p, &dir.join("state"))
 }
 
 /// Plans the lab `text` and applies the plan with `options`.

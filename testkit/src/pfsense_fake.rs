@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::https;
+use crate::https;
 
 /// Collections: (plural path, singular path, subsystem, defaults filled in on create).
 fn collections() -> Vec<(&'static str, &'static str, &'static str, Value)> {

@@ -160,7 +160,7 @@ impl FakePve {
                 Path::new(env!("CARGO_MANIFEST_DIR"))
                     .ancestors()
                     .find_map(|p| {
-                        let f = p.join("hypervisor/tests/support/fakepve_launch.py");
+                        let f = p.join("testkit/fakepve_launch.py");
                         f.exists().then_some(f)
                     })
                     .expect("the launcher"),
