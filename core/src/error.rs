@@ -206,6 +206,20 @@ pub enum Fault {
     Other,
 }
 
+impl Fault {
+    /// What an HTTP status alone says: 401/403 unauthorized, 404 not found, 409 conflict,
+    /// 429 and 502-504 busy (throttled, or a proxy in front of a restarting service).
+    pub fn from_status(status: u16) -> Fault {
+        match status {
+            401 | 403 => Fault::Unauthorized,
+            404 => Fault::NotFound,
+            409 => Fault::Conflict,
+            429 | 502..=504 => Fault::Busy,
+            _ => Fault::Other,
+        }
+    }
+}
+
 impl ProviderError {
     /// A failed command or file operation while doing `context`.
     pub fn command(

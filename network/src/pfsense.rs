@@ -200,13 +200,25 @@ impl std::fmt::Debug for PfSense {
     }
 }
 
+/// A failed request, typed: an answer's status becomes an API fault (retry decisions read
+/// it); no answer at all may be worth another try.
 fn backend(what: &str, e: HttpError) -> ProviderError {
-    ProviderError::Backend {
-        retryable: matches!(
-            e,
-            HttpError::Transport(_) | HttpError::Status(429 | 502 | 503 | 504, _)
-        ),
-        message: format!("pfSense {what}: {e}"),
+    match e {
+        HttpError::Status(status, _) => ProviderError::Api {
+            backend: "pfSense",
+            operation: what.to_string(),
+            status: Some(status),
+            fault: cloudlet_core::error::Fault::from_status(status),
+            message: e.to_string(),
+        },
+        HttpError::Transport(_) => ProviderError::Backend {
+            retryable: true,
+            message: format!("pfSense {what}: {e}"),
+        },
+        HttpError::Body(_) => ProviderError::Backend {
+            retryable: false,
+            message: format!("pfSense {what}: {e}"),
+        },
     }
 }
 
@@ -321,10 +333,13 @@ impl PfSense {
                             retryable: false,
                         });
                     }
-                    Err(HttpError::Status(401 | 403, _)) => {
-                        return Err(ProviderError::Backend {
-                            message: "pfSense refused the API key (wrong, revoked, or not allowed to use the REST API)".into(),
-                            retryable: false,
+                    Err(HttpError::Status(status @ (401 | 403), _)) => {
+                        return Err(ProviderError::Api {
+                            backend: "pfSense",
+                            operation: "version check".into(),
+                            status: Some(status),
+                            fault: cloudlet_core::error::Fault::Unauthorized,
+                            message: "refused the API key (wrong, revoked, or not allowed to use the REST API)".into(),
                         });
                     }
                     Err(e) => return Err(backend("version check", e)),

@@ -203,6 +203,23 @@ async fn without_pfrest_the_error_says_what_to_install() {
     let e = engine(provider(&fake, false), &dir.path().join("state2"));
     let err = cloudlet_core::error::chain(&e.plan(seed()).await.unwrap_err());
     assert!(err.contains("refused the API key"), "{err}");
+    // The provider's own error keeps the status and says what kind of failure it is.
+    let refused =
+        cloudlet_core::Provider::observe(&*provider(&fake, false), cloudlet_core::Domain::Router)
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            cloudlet_core::ProviderError::Api {
+                status: Some(401 | 403),
+                fault: cloudlet_core::error::Fault::Unauthorized,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    assert!(!refused.retryable());
     let plain = PfSense::new(
         "seed",
         PfSenseOptions {
