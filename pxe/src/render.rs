@@ -245,35 +245,67 @@ pub fn ipxe_machine(lab: &Lab, machine: &str, p: &Profile, server: &BootServer) 
     )
 }
 
+/// A user's password that cannot be read or hashed (the password itself is never shown).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PasswordError {
+    /// The system gave no randomness for a salt.
+    #[error("no random salt: {0}")]
+    Random(String),
+    /// The hasher refused.
+    #[error("hashing failed: {0}")]
+    Hash(String),
+    /// The password's file or variable cannot be read.
+    #[error("the password of user `{user}`")]
+    Read {
+        /// The user.
+        user: String,
+        /// Why.
+        #[source]
+        source: cloudlet_core::error::SecretError,
+    },
+    /// The password is empty.
+    #[error("the password of user `{user}` ({from}) is empty")]
+    Empty {
+        /// The user.
+        user: String,
+        /// Where it was read from (`env NAME`, `file PATH`).
+        from: String,
+    },
+}
+
 /// A SHA-512 crypt hash (`$6$rounds=5000$SALT$...`) of `password` with a fresh random
 /// 16-character salt.
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<String, PasswordError> {
     use sha_crypt::{CustomizedPasswordHasher, Params, ShaCrypt};
     let mut salt = [0u8; 12];
-    getrandom::fill(&mut salt).map_err(|e| format!("no random salt: {e}"))?;
+    getrandom::fill(&mut salt).map_err(|e| PasswordError::Random(e.to_string()))?;
     ShaCrypt::SHA512
         .hash_password_customized(password.as_bytes(), &salt, None, None, Params::RECOMMENDED)
         .map(|h| h.to_string())
-        .map_err(|e| format!("hashing failed: {e}"))
+        .map_err(|e| PasswordError::Hash(e.to_string()))
 }
 
 /// `p` with the password of every `password_from` user read (relative files from
 /// `base_dir`) and hashed; the password itself is dropped at once.
-pub fn with_hashed_passwords(p: &Profile, base_dir: &std::path::Path) -> Result<Profile, String> {
+pub fn with_hashed_passwords(
+    p: &Profile,
+    base_dir: &std::path::Path,
+) -> Result<Profile, PasswordError> {
     let mut p = p.clone();
     for u in &mut p.users {
         if u.password_hash.is_none()
             && let Some(from) = &u.password_from
         {
-            let password = from
-                .read(base_dir)
-                .map_err(|why| format!("the password of user `{}`: {why}", u.name))?;
+            let password = from.read(base_dir).map_err(|source| PasswordError::Read {
+                user: u.name.clone(),
+                source,
+            })?;
             if password.is_empty() {
-                return Err(format!(
-                    "the password of user `{}` ({}) is empty",
-                    u.name,
-                    from.describe()
-                ));
+                return Err(PasswordError::Empty {
+                    user: u.name.clone(),
+                    from: from.describe(),
+                });
             }
             u.password_hash = Some(hash_password(&password)?);
         }
@@ -879,7 +911,7 @@ mod tests {
         p.users[0].password_from = Some(cloudlet_core::model::SecretRef::Env(
             "CLOUDLET_TEST_NO_SUCH_VAR".into(),
         ));
-        let err = with_hashed_passwords(&p, dir.path()).unwrap_err();
+        let err = cloudlet_core::error::chain(&with_hashed_passwords(&p, dir.path()).unwrap_err());
         assert_eq!(
             err,
             "the password of user `wizard`: the environment variable CLOUDLET_TEST_NO_SUCH_VAR is not set"

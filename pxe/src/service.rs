@@ -525,8 +525,8 @@ pub enum ServiceError {
     #[error("the boot service stopped: {0}")]
     Stopped(String),
     /// A user's password could not be read or hashed.
-    #[error("{0}")]
-    Password(String),
+    #[error(transparent)]
+    Password(#[from] render::PasswordError),
     /// The lab has nothing to serve.
     #[error(
         "the lab has no machine that installs over the network (boot: [network, ...] and install: PROFILE)"
