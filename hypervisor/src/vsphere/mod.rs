@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cloudlet_core::error::ProviderError;
+use cloudlet_core::error::{Fault, ProviderError};
 use cloudlet_core::plan::FieldChange;
 use cloudlet_core::{Data, Domain, Provider, Resource, ResourceId};
 use serde_json::{Value, json};
@@ -170,11 +170,41 @@ impl std::fmt::Debug for Vsphere {
     }
 }
 
+/// A failed call, typed: a SOAP fault or a failed task keeps its fault type as a [`Fault`]
+/// (retry decisions read it); no usable answer may be worth another try.
 fn err(e: VimError) -> ProviderError {
-    let retryable = matches!(e, VimError::Transport(_));
-    ProviderError::Backend {
-        message: e.to_string(),
-        retryable,
+    match e {
+        VimError::Transport(_) => ProviderError::Backend {
+            message: e.to_string(),
+            retryable: true,
+        },
+        VimError::Fault { ref kind, .. } => ProviderError::Api {
+            backend: "vSphere",
+            operation: "call".into(),
+            status: None,
+            fault: fault_of(kind),
+            message: e.to_string(),
+        },
+        VimError::Task {
+            ref task, ref kind, ..
+        } => ProviderError::Api {
+            backend: "vSphere",
+            operation: format!("task {task}"),
+            status: None,
+            fault: fault_of(kind),
+            message: e.to_string(),
+        },
+    }
+}
+
+/// The kind of failure a VIM fault type names.
+fn fault_of(kind: &str) -> Fault {
+    match kind {
+        "DuplicateName" | "AlreadyExists" => Fault::Conflict,
+        "NotAuthenticated" | "InvalidLogin" | "NoPermission" => Fault::Unauthorized,
+        "ManagedObjectNotFound" | "NotFound" => Fault::NotFound,
+        "TaskInProgress" | "ResourceInUse" | "ConcurrentAccess" => Fault::Busy,
+        _ => Fault::Other,
     }
 }
 
@@ -1243,6 +1273,29 @@ impl Provider for Vsphere {
             }
             other => Err(invalid(r, format!("vSphere has no `{other}`"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod fault_tests {
+    use super::*;
+
+    #[test]
+    fn vim_faults_keep_their_kind() {
+        let dup = err(VimError::Fault {
+            kind: "DuplicateName".into(),
+            message: "The name 'web' already exists.".into(),
+        });
+        assert_eq!(dup.fault(), Some(Fault::Conflict));
+        assert!(!dup.retryable());
+        let busy = err(VimError::Task {
+            task: "PowerOnVM_Task".into(),
+            kind: "TaskInProgress".into(),
+            message: "Another task is already in progress.".into(),
+        });
+        assert_eq!(busy.fault(), Some(Fault::Busy));
+        assert!(busy.retryable());
+        assert!(err(VimError::Transport("reset".into())).retryable());
     }
 }
 
