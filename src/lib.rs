@@ -998,15 +998,8 @@ impl Lab {
     pub async fn engine(&self) -> Result<Engine, Error> {
         let lab = &self.loaded.lab;
         let out = self.output_dir();
-        let t = &lab.targets;
         let mut providers = Providers::new();
-        for (domain, target) in [
-            (Domain::Hypervisor, &t.hypervisor),
-            (Domain::Router, &t.router),
-            (Domain::Pxe, &t.pxe),
-            (Domain::Storage, &t.storage),
-            (Domain::Cluster, &t.cluster),
-        ] {
+        for (domain, target) in lab.targets.each() {
             providers = providers.with(domain, self.provider_for(domain, target, &out).await?);
         }
         let store = StateStore::open(self.state_dir())?;

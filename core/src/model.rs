@@ -120,6 +120,20 @@ pub struct Targets {
     pub cluster: Target,
 }
 
+impl Targets {
+    /// Each domain with its target, in apply order of preference.
+    pub fn each(&self) -> [(crate::resource::Domain, &Target); 5] {
+        use crate::resource::Domain;
+        [
+            (Domain::Hypervisor, &self.hypervisor),
+            (Domain::Router, &self.router),
+            (Domain::Pxe, &self.pxe),
+            (Domain::Storage, &self.storage),
+            (Domain::Cluster, &self.cluster),
+        ]
+    }
+}
+
 /// One backend: its `kind`, the settings every backend may read, and the settings of its own
 /// (`datacenter`, `node`, ...). Which fields a kind reads is its backend's descriptor's to say
 /// (see [`crate::backend`]); validation refuses the others with their position.

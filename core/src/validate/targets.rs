@@ -19,15 +19,8 @@ fn lab_name<T: serde::Serialize>(kind: &T) -> String {
 
 impl<'a> Validator<'a> {
     pub(super) fn targets(&mut self, backends: &[&'static Descriptor]) {
-        let t = &self.lab.targets;
         let mut found: Vec<(Domain, &'a Target, &'static Descriptor)> = Vec::new();
-        for (domain, target) in [
-            (Domain::Hypervisor, &t.hypervisor),
-            (Domain::Router, &t.router),
-            (Domain::Pxe, &t.pxe),
-            (Domain::Storage, &t.storage),
-            (Domain::Cluster, &t.cluster),
-        ] {
+        for (domain, target) in self.lab.targets.each() {
             if let Some(d) = self.target(backends, domain, target) {
                 found.push((domain, target, d));
             }
