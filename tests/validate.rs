@@ -805,3 +805,142 @@ fn the_schema_lists_the_backends_kinds_and_their_settings() {
         }
     }
 }
+
+#[test]
+fn a_cluster_cloudlet_makes_is_valid_with_defaults() {
+    let t = edit(
+        BASE,
+        "  workers: [w1]\n",
+        "  workers: [w1]\n  kubernetes: {version: v1.36.3}\n",
+    );
+    assert_eq!(findings(&t), vec![]);
+}
+
+#[test]
+fn the_kubernetes_version_must_be_a_supported_release() {
+    let t = edit(
+        BASE,
+        "  workers: [w1]\n",
+        "  workers: [w1]\n  kubernetes: {version: v1.37.0-rc.1}\n",
+    );
+    let d = only(&t, "kubernetes-version");
+    assert_at(&d, at(&t, "v1.37.0-rc.1"));
+    assert!(d.message.contains("pre-release"), "{}", d.message);
+    let t = edit(
+        BASE,
+        "  workers: [w1]\n",
+        "  workers: [w1]\n  kubernetes: {version: v1.19.4}\n",
+    );
+    let d = only(&t, "kubernetes-version");
+    assert!(
+        d.message
+            .starts_with("Kubernetes 1.19 is not a release this build supports"),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
+fn pod_and_service_ranges_share_no_address_with_anything() {
+    let t = edit(
+        BASE,
+        "  workers: [w1]\n",
+        "  workers: [w1]\n  kubernetes:\n    version: v1.36.3\n    pod_cidr: 10.0.0.0/16\n    service_cidr: 10.0.16.0/20\n",
+    );
+    let all = findings(&t);
+    let found: Vec<&cloudlet::Diagnostic> = all
+        .iter()
+        .filter(|d| d.code == "kubernetes-cidr-overlap")
+        .collect();
+    let messages: Vec<&str> = found.iter().map(|d| d.message.as_str()).collect();
+    // The two ranges overlap each other; the pod range holds lan, k8s, the pool and the
+    // ingress VIP; the Service range holds k8s, the pool and the VIP.
+    assert!(
+        messages.contains(&"the Service range 10.0.16.0/20 overlaps the pod range 10.0.0.0/16"),
+        "{messages:#?}"
+    );
+    assert!(
+        messages.contains(&"the pod range 10.0.0.0/16 overlaps network `lan` (10.0.10.0/24)"),
+        "{messages:#?}"
+    );
+    assert!(
+        messages.contains(
+            &"the Service range 10.0.16.0/20 overlaps MetalLB pool `default` (10.0.20.200-10.0.20.220)"
+        ),
+        "{messages:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("the Service range 10.0.16.0/20 overlaps the VIP 10.0.20.200")),
+        "{messages:#?}"
+    );
+    let d = found
+        .iter()
+        .find(|d| d.message.contains("network `lan`"))
+        .unwrap();
+    assert_at(d, at(&t, "10.0.0.0/16"));
+    assert_eq!(
+        d.related[0].location.as_ref().unwrap().line,
+        at(&t, "10.0.10.0/24").0
+    );
+}
+
+#[test]
+fn several_control_planes_share_a_vip_endpoint_every_node_reaches() {
+    let three = edit(
+        BASE,
+        "  control_plane: [cp]\n  workers: [w1]\n",
+        "  control_plane: [cp, cp2, cp3]\n  workers: [w1]\n  kubernetes: {version: v1.36.3}\n",
+    );
+    let three = edit(
+        &three,
+        "  w1:\n",
+        "  cp2: {cpus: 4, memory: 8GiB, nics: [{network: k8s, ip: 10.0.20.12}]}\n  cp3: {cpus: 4, memory: 8GiB, nics: [{network: lan, ip: 10.0.10.13}]}\n  w1:\n",
+    );
+    let all = findings(&three);
+    let d = all
+        .iter()
+        .find(|d| d.code == "kubernetes-endpoint")
+        .unwrap_or_else(|| panic!("{all:#?}"));
+    assert_eq!(
+        d.message,
+        "with 3 control planes the API needs an `endpoint` they share"
+    );
+    assert_at(d, at(&three, "kubernetes:"));
+    // With a VIP on k8s, cp3 (only on lan) cannot reach it.
+    let vip = edit(
+        &three,
+        "{version: v1.36.3}",
+        "{version: v1.36.3, endpoint: 10.0.20.5}",
+    );
+    let d = only(&vip, "node-off-endpoint-segment");
+    assert_eq!(
+        d.message,
+        "node `cp3` has no NIC on `k8s` (10.0.20.0/24), the segment of the API endpoint 10.0.20.5"
+    );
+    assert_at(&d, at(&vip, "cp3]"));
+    // A machine's own address is not a VIP; an even count is a warning.
+    let taken = edit(&vip, "endpoint: 10.0.20.5", "endpoint: 10.0.20.12");
+    assert!(
+        findings(&taken)
+            .iter()
+            .any(|d| d.code == "kubernetes-endpoint" && d.message.contains("`cp2`'s address")),
+        "{:#?}",
+        findings(&taken)
+    );
+    let four = edit(&vip, "[cp, cp2, cp3]", "[cp, cp2]");
+    let d = only(&four, "control-plane-even");
+    assert_eq!(d.severity, cloudlet::Severity::Warning);
+}
+
+#[test]
+fn a_machine_is_either_a_control_plane_or_a_worker() {
+    let t = edit(BASE, "  workers: [w1]\n", "  workers: [w1, cp]\n");
+    let d = only(&t, "cluster-nodes");
+    assert_eq!(
+        d.message,
+        "machine `cp` is both a control-plane node and a worker"
+    );
+    assert_at(&d, at(&t, "cp]\n  metallb"));
+}

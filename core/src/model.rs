@@ -927,6 +927,58 @@ pub struct Cluster {
     /// before the objects of their kinds, in the same run.
     #[serde(default)]
     pub manifests: Vec<PathBuf>,
+    /// How the cluster itself is made from the lab's machines (kubeadm): its release, its
+    /// address ranges and its API endpoint. Without it the cluster exists already.
+    #[serde(default)]
+    pub kubernetes: Option<Kubernetes>,
+}
+
+/// The Kubernetes cluster cloudlet makes from the control-plane and worker machines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Kubernetes {
+    /// The release, pinned (`v1.36.3`): kubelet, kubeadm and kubectl of exactly this version.
+    pub version: String,
+    /// The pods' addresses (default 10.244.0.0/16): no segment, pool or VIP may be inside.
+    #[serde(default = "default_pod_cidr")]
+    pub pod_cidr: Cidr,
+    /// The Services' cluster addresses (default 10.96.0.0/12).
+    #[serde(default = "default_service_cidr")]
+    pub service_cidr: Cidr,
+    /// The API server's address: by default the single control plane's; with several
+    /// control planes a free address (a VIP) on their segment, which kube-vip announces.
+    #[serde(default)]
+    pub endpoint: Option<Ipv4Addr>,
+    /// The container runtime.
+    #[serde(default)]
+    pub runtime: ContainerRuntime,
+    /// Where nodes install kubelet, kubeadm and kubectl from: the distribution's Kubernetes
+    /// package repository of the version's minor release (pkgs.k8s.io) or a mirror of it.
+    #[serde(default)]
+    pub packages: Option<String>,
+}
+
+fn default_pod_cidr() -> Cidr {
+    Cidr {
+        addr: Ipv4Addr::new(10, 244, 0, 0),
+        prefix: 16,
+    }
+}
+
+fn default_service_cidr() -> Cidr {
+    Cidr {
+        addr: Ipv4Addr::new(10, 96, 0, 0),
+        prefix: 12,
+    }
+}
+
+/// A container runtime for the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerRuntime {
+    /// containerd 2.x (1.x is not supported from Kubernetes 1.36).
+    #[default]
+    Containerd,
 }
 
 /// A docker-compose project imported into the lab's apps.

@@ -2,7 +2,7 @@
 //!
 //! The rules of one concern live in one module: `addresses` (addresses, MACs, segments),
 //! `router` (WAN forwards, where the router and the NAS sit), `metallb` (pools, pinned
-//! VIPs, VIP sharing), `ingress` (host routes and TLS), `pxe` (network boot, install
+//! VIPs, VIP sharing), `ingress` (host routes and TLS), `kubernetes` (the cluster cloudlet makes), `pxe` (network boot, install
 //! users), `capacity` (hosts and Kubernetes nodes), `storage` (volumes, exports,
 //! snapshots, mount paths) and `targets` (backends, from their descriptors). Names,
 //! references, the site and lab paths are checked here.
@@ -21,6 +21,7 @@ use crate::types::{Cidr, IpRange, MacAddr};
 mod addresses;
 mod capacity;
 mod ingress;
+mod kubernetes;
 mod metallb;
 mod pxe;
 mod router;
@@ -60,6 +61,7 @@ fn run(lab: &Lab, backends: Option<&[&'static Descriptor]>) -> Vec<Diagnostic> {
     let lbs = lb::services(lab);
     v.pools_and_vips(&lbs);
     v.sharing(&lbs);
+    v.kubernetes(&lbs);
     v.ingress_routes();
     v.forwards(&lbs);
     v.volumes();

@@ -85,7 +85,7 @@ impl<'a> Validator<'a> {
                 .help("list at least one machine under `control_plane:`"),
             );
         }
-        let mut seen: HashMap<&str, TreePath> = HashMap::new();
+        let mut seen: HashMap<&str, (&str, TreePath)> = HashMap::new();
         let lists = [("control_plane", &c.control_plane), ("workers", &c.workers)];
         for (key, list) in lists {
             for (i, n) in list.iter().enumerate() {
@@ -94,14 +94,16 @@ impl<'a> Validator<'a> {
                     self.unknown("unknown-machine", p.clone(), "machine", n, machines.clone());
                     continue;
                 }
-                if let Some(prev) = seen.insert(n.as_str(), p.clone()) {
+                if let Some((prev_key, prev)) = seen.insert(n.as_str(), (key, p.clone())) {
+                    let message = if prev_key == key {
+                        format!("machine `{n}` is listed twice as a cluster node")
+                    } else {
+                        format!("machine `{n}` is both a control-plane node and a worker")
+                    };
                     self.push(
-                        Diagnostic::error(
-                            "cluster-nodes",
-                            p.clone(),
-                            format!("machine `{n}` is listed twice as a cluster node"),
-                        )
-                        .related(prev, "first listed"),
+                        Diagnostic::error("cluster-nodes", p.clone(), message)
+                            .related(prev, "first listed")
+                            .help("a control-plane node runs workloads too when it has no taint; list each machine once"),
                     );
                 }
                 if lab.machine_ip(n).is_none() {
