@@ -143,7 +143,7 @@ impl<'a> Validator<'a> {
         let lab: &'a Lab = self.lab;
         let kp = path!["cluster", "kubernetes"];
         let cps = c.control_plane.len();
-        if cps > 1 && cps % 2 == 0 {
+        if cps > 1 && cps.is_multiple_of(2) {
             self.push(
                 Diagnostic::warning(
                     "control-plane-even",
