@@ -11,6 +11,7 @@
 pub mod compose;
 mod fields;
 pub mod health;
+pub mod identity;
 mod k8s;
 pub mod kube_provider;
 pub mod manifests;

@@ -28,6 +28,7 @@ pub mod source;
 pub mod store;
 pub mod types;
 pub mod validate;
+pub mod vault;
 pub mod yaml;
 
 pub use diag::{Diagnostic, Severity};

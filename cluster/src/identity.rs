@@ -1,0 +1,172 @@
+//! The cluster's identity, made before any machine boots (as Cluster API and `talosctl gen
+//! secrets` do): the cluster CA, the front-proxy CA, the etcd CA and the service-account key
+//! pair, ECDSA P-256 (kubeadm's `encryptionAlgorithm: ECDSA-P256`). kubeadm keeps a CA it
+//! finds in `/etc/kubernetes/pki`, so every node's certificates chain to these; joins pin the
+//! cluster CA by [`CertKey::ca_cert_hash`] (never `unsafeSkipCAVerification`). The private keys
+//! live only in the lab's [`Vault`]; `Debug` never shows them.
+
+use cloudlet_core::vault::{Vault, VaultError};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, PublicKeyData,
+};
+use sha2::{Digest, Sha256};
+
+/// The vault entry holding the identity.
+pub const VAULT_ENTRY: &str = "kubernetes-identity";
+
+/// How long the CAs are valid (kubeadm's default for its CAs).
+const CA_YEARS: i64 = 10;
+
+/// An identity that cannot be made, read or kept.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// A key or certificate could not be made.
+    #[error("making the {what}")]
+    Make {
+        /// Which one.
+        what: &'static str,
+        /// What rcgen said.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// The vault failed.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// The vault's entry is not an identity this build reads.
+    #[error("the vault's `{VAULT_ENTRY}` entry is not a cluster identity")]
+    Damaged(#[source] serde_json::Error),
+}
+
+/// A CA: its certificate (public) and its private key.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CertKey {
+    /// The certificate, PEM.
+    pub cert: String,
+    /// The private key, PEM (PKCS#8).
+    key: String,
+    /// The SHA-256 of the certificate's SubjectPublicKeyInfo, hex.
+    spki_sha256: String,
+}
+
+impl std::fmt::Debug for CertKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertKey")
+            .field("spki_sha256", &self.spki_sha256)
+            .field("key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertKey {
+    /// The private key, PEM: only for writing it to the node that needs it.
+    pub fn key_pem(&self) -> &str {
+        &self.key
+    }
+
+    /// The discovery pin of this CA: `sha256:<hex of the SHA-256 of its
+    /// SubjectPublicKeyInfo>` (kubeadm's `caCertHashes`).
+    pub fn ca_cert_hash(&self) -> String {
+        format!("sha256:{}", self.spki_sha256)
+    }
+}
+
+/// The service-account signing key pair.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyPairPem {
+    /// The public key, PEM (`sa.pub`).
+    pub public: String,
+    /// The private key, PEM (`sa.key`).
+    private: String,
+}
+
+impl std::fmt::Debug for KeyPairPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyPairPem")
+            .field("private", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyPairPem {
+    /// The private key, PEM: only for writing it to a control plane.
+    pub fn private_pem(&self) -> &str {
+        &self.private
+    }
+}
+
+/// The cluster's identity.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    /// The format of this record.
+    pub format: u32,
+    /// The cluster CA (`ca.crt`, `ca.key`).
+    pub ca: CertKey,
+    /// The front-proxy CA (`front-proxy-ca.crt`, `.key`).
+    pub front_proxy_ca: CertKey,
+    /// The etcd CA (`etcd/ca.crt`, `.key`).
+    pub etcd_ca: CertKey,
+    /// The service-account key pair (`sa.pub`, `sa.key`).
+    pub service_account: KeyPairPem,
+}
+
+fn make_ca(common_name: &str, what: &'static str) -> Result<CertKey, IdentityError> {
+    let made = |source| IdentityError::Make { what, source };
+    let key = KeyPair::generate().map_err(made)?;
+    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(made)?;
+    p.distinguished_name
+        .push(DnType::CommonName, common_name.to_string());
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+        KeyUsagePurpose::KeyCertSign,
+    ];
+    let now = time::OffsetDateTime::now_utc();
+    // A little in the past, for nodes whose clocks lag behind this machine's.
+    p.not_before = now - time::Duration::hours(1);
+    p.not_after = now + time::Duration::days(365 * CA_YEARS);
+    let cert = p.self_signed(&key).map_err(made)?;
+    Ok(CertKey {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+        spki_sha256: hex(&Sha256::digest(key.subject_public_key_info())),
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Identity {
+    /// A new identity.
+    pub fn generate() -> Result<Identity, IdentityError> {
+        let sa = KeyPair::generate().map_err(|source| IdentityError::Make {
+            what: "service-account key",
+            source,
+        })?;
+        Ok(Identity {
+            format: 1,
+            ca: make_ca("kubernetes", "cluster CA")?,
+            front_proxy_ca: make_ca("front-proxy-ca", "front-proxy CA")?,
+            etcd_ca: make_ca("etcd-ca", "etcd CA")?,
+            service_account: KeyPairPem {
+                public: sa.public_key_pem(),
+                private: sa.serialize_pem(),
+            },
+        })
+    }
+
+    /// The identity kept in `vault`, made and kept there first if there is none; `true` when
+    /// it was made now. Made once: every later call reads the same identity.
+    pub fn load_or_make(vault: &Vault) -> Result<(Identity, bool), IdentityError> {
+        if let Some(bytes) = vault.get(VAULT_ENTRY)? {
+            let id = serde_json::from_slice(&bytes).map_err(IdentityError::Damaged)?;
+            return Ok((id, false));
+        }
+        let id = Identity::generate()?;
+        let bytes = serde_json::to_vec(&id).map_err(IdentityError::Damaged)?;
+        vault.put(VAULT_ENTRY, &bytes)?;
+        Ok((id, true))
+    }
+}
