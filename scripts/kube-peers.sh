@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes test peers (kube-apiserver, etcd, kube-controller-manager for the
-# controllers tests need, such as the PersistentVolume binder, and kubectl as the speed and
-# interoperability baseline) from their Go modules,
+# controllers tests need, such as the PersistentVolume binder, kube-scheduler and kubeadm for
+# the bootstrap tests, and kubectl as the speed and interoperability baseline) from their Go
+# modules,
 # once per version, into a cache outside the clone, and prints the directory that
 # holds them. Later runs find them there and build nothing.
 #
@@ -15,7 +16,11 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.8}"
 CACHE="${CLOUDLET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudlet}"
 OUT="$CACHE/kube-$KUBE_VERSION-etcd-$ETCD_VERSION"
 
-have() { [[ -x "$OUT/kube-apiserver" && -x "$OUT/etcd" && -x "$OUT/kubectl" && -x "$OUT/kube-controller-manager" ]]; }
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubeadm kubectl)
+have() {
+  [[ -x "$OUT/etcd" ]] || return 1
+  for b in "${BINARIES[@]}"; do [[ -x "$OUT/$b" ]] || return 1; done
+}
 if have; then
   echo "$OUT"
   exit 0
@@ -42,7 +47,7 @@ export GOMODCACHE="$WORK/gomod" GOCACHE="$WORK/gocache"
 # so a module of ours requires it and replaces each staging module with its tagged release.
 mkdir -p "$WORK/kube" "$WORK/etcd" "$OUT.tmp"
 # Keep what an earlier run built.
-for b in kube-apiserver etcd kubectl kube-controller-manager; do
+for b in etcd "${BINARIES[@]}"; do
   [[ -x "$OUT/$b" ]] && cp "$OUT/$b" "$OUT.tmp/$b"
 done
 (
@@ -62,11 +67,13 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubeadm"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
   go mod tidy >/dev/null
-  for cmd in kube-apiserver kube-controller-manager kubectl; do
+  for cmd in "${BINARIES[@]}"; do
     [[ -x "$OUT.tmp/$cmd" ]] && continue
     echo "kube-peers: building $cmd $KUBE_VERSION (minutes the first time)" >&2
     go build -trimpath -ldflags='-s -w' -o "$OUT.tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd"

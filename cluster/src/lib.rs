@@ -14,6 +14,7 @@ pub mod health;
 pub mod identity;
 mod k8s;
 pub mod kube_provider;
+pub mod kubeadm;
 pub mod manifests;
 pub mod metallb;
 

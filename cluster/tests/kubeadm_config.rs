@@ -1,0 +1,93 @@
+//! Every kubeadm configuration cloudlet renders passes `kubeadm config validate` of a real
+//! kubeadm (built from the Kubernetes Go module by `scripts/kube-peers.sh`), and holds what the
+//! bootstrap relies on: a discovery pin, a short token, no CA key.
+#![allow(missing_docs, clippy::disallowed_methods)]
+
+use std::path::Path;
+use std::process::Command;
+
+use cloudlet_cluster::identity::Identity;
+use cloudlet_cluster::kubeadm::{Token, init_config, join_config};
+
+fn lab() -> cloudlet_core::Lab {
+    cloudlet_testkit::seed::seed_lab(|name, text| {
+        if name == "cluster.yaml" {
+            text.replace(
+                "  workers: [k8s-node1, k8s-node2]\n",
+                "  workers: [k8s-node1, k8s-node2]\n  kubernetes: {version: v1.36.3}\n",
+            )
+        } else {
+            text
+        }
+    })
+}
+
+/// `kubeadm config validate --config FILE`: `Ok` when it accepts, its output when not.
+fn validate(kubeadm: &Path, text: &str, dir: &Path, name: &str) -> Result<(), String> {
+    let f = dir.join(name);
+    std::fs::write(&f, text).unwrap();
+    let o = Command::new(kubeadm)
+        .args(["config", "validate", "--config"])
+        .arg(&f)
+        .output()
+        .expect("kubeadm runs");
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ))
+    }
+}
+
+#[test]
+fn init_and_join_configurations_pass_kubeadms_own_validation() {
+    let kubeadm = cloudlet_testkit::apiserver::peers().join("kubeadm");
+    assert!(
+        kubeadm.exists(),
+        "kubeadm is built by scripts/kube-peers.sh"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let lab = lab();
+    let identity = Identity::generate().unwrap();
+    let token = Token::generate().unwrap();
+    let init = init_config(&lab, "k8s-master", &token).unwrap();
+    validate(&kubeadm, &init, dir.path(), "init.yaml").unwrap_or_else(|e| panic!("{e}\n{init}"));
+    assert!(
+        init.contains("controlPlaneEndpoint: \"10.0.20.10:6443\""),
+        "{init}"
+    );
+    assert!(
+        init.contains("ttl: 15m0s") || init.contains("ttl: \"15m0s\""),
+        "{init}"
+    );
+    assert!(init.contains("podSubnet: 10.244.0.0/16"), "{init}");
+    for (node, control_plane) in [
+        ("k8s-node1", false),
+        ("k8s-node2", false),
+        ("k8s-master", true),
+    ] {
+        let join = join_config(&lab, &identity, node, &token, control_plane).unwrap();
+        validate(&kubeadm, &join, dir.path(), &format!("{node}.yaml"))
+            .unwrap_or_else(|e| panic!("{node}: {e}\n{join}"));
+        assert!(join.contains(&identity.ca.ca_cert_hash()), "{join}");
+        assert!(!join.contains("unsafeSkipCAVerification"), "{join}");
+        assert!(!join.contains("certificateKey"), "{join}");
+        assert!(!join.contains("PRIVATE KEY"), "{join}");
+        assert_eq!(join.contains("controlPlane"), control_plane, "{join}");
+    }
+    // The validation is kubeadm's and it refuses: a join without the CA pin is rejected.
+    let join = join_config(&lab, &identity, "k8s-node1", &token, false).unwrap();
+    let unpinned: String = join
+        .lines()
+        .filter(|l| !l.contains("caCertHashes"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let e = validate(&kubeadm, &unpinned, dir.path(), "unpinned.yaml").unwrap_err();
+    assert!(
+        e.contains("caCertHashes") || e.contains("unsafeSkipCAVerification"),
+        "{e}"
+    );
+}
