@@ -7,6 +7,7 @@
 
 pub mod http;
 pub mod install;
+pub mod node_prep;
 pub mod proxy_dhcp;
 pub mod render;
 pub mod service;

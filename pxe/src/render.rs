@@ -313,6 +313,18 @@ pub fn with_hashed_passwords(
     Ok(p)
 }
 
+/// What runs at the end of `machine`'s install: the Kubernetes node preparation when it is a
+/// node of a cluster the lab makes, then the profile's own `post`.
+fn post_script(lab: &Lab, machine: &str, p: &Profile) -> Option<String> {
+    let prep = crate::node_prep::script(lab, machine, crate::node_prep::Family::of(p.format));
+    match (prep, &p.post) {
+        (None, None) => None,
+        (Some(a), None) => Some(a),
+        (None, Some(b)) => Some(b.clone()),
+        (Some(a), Some(b)) => Some(format!("{a}{b}")),
+    }
+}
+
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
@@ -399,7 +411,7 @@ pub fn kickstart(
     let _ = writeln!(s, "%end");
     let _ = writeln!(s);
     let _ = writeln!(s, "%post --interpreter=/bin/sh");
-    if let Some(post) = &p.post {
+    if let Some(post) = &post_script(lab, machine, p) {
         s.push_str(post);
         if !post.ends_with('\n') {
             s.push('\n');
@@ -510,7 +522,7 @@ pub fn autoinstall(
         ai["packages"] = json!(p.packages);
     }
     let mut late: Vec<String> = Vec::new();
-    if let Some(post) = &p.post {
+    if let Some(post) = &post_script(lab, machine, p) {
         late.push(format!(
             "curtin in-target --target=/target -- sh -c {}",
             sh_quote(post)
@@ -635,7 +647,7 @@ pub fn preseed(
         d("pkgsel/include", "string", &p.packages.join(" "));
     }
     d("grub-installer/bootdev", "string", "default");
-    if let Some(post) = &p.post {
+    if let Some(post) = &post_script(lab, machine, p) {
         // A late command is one line: a script of many goes in base64.
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD.encode(post);
@@ -733,6 +745,34 @@ mod tests {
         assert!(ks.contains("ln -sf /usr/bin/python3 /usr/bin/python\n"));
         assert!(ks.contains("http://10.0.10.20/install/k8s-node1/done"));
         assert!(!ks.contains("plaintext") && !ks.contains("password --plaintext"));
+    }
+
+    #[test]
+    fn nodes_of_a_cluster_cloudlet_makes_are_prepared_in_every_format() {
+        use cloudlet_core::model::InstallFormat as F;
+        let mut lab = seed();
+        let plain = lab.clone();
+        lab.cluster.as_mut().unwrap().kubernetes =
+            Some(serde_json::from_value(serde_json::json!({"version": "v1.36.3"})).unwrap());
+        let m = lab.machines["k8s-node1"].clone();
+        for (format, needle) in [
+            (F::Kickstart, "'kubeadm-1.36.3'".to_string()),
+            (F::Autoinstall, "kubeadm=1.36.3-*".to_string()),
+            // A preseed late command carries the script in base64.
+            (F::Preseed, {
+                use base64::Engine as _;
+                let post = post_script(&lab, "k8s-node1", &profile(&lab, F::Preseed)).unwrap();
+                assert!(post.contains("kubeadm=1.36.3-*"), "{post}");
+                base64::engine::general_purpose::STANDARD.encode(post)
+            }),
+        ] {
+            let p = profile(&lab, format);
+            let text = install_config(&lab, "k8s-node1", &m, &p, None);
+            assert!(text.contains(&needle), "{format:?}: {text}");
+            // Without `cluster.kubernetes` the same machine installs as before.
+            let before = install_config(&plain, "k8s-node1", &m, &p, None);
+            assert!(!before.contains("kubeadm"), "{format:?}: {before}");
+        }
     }
 
     fn profile(lab: &Lab, format: cloudlet_core::model::InstallFormat) -> Profile {
