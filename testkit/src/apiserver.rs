@@ -134,6 +134,8 @@ impl ApiServer {
                     d.join("sa.key").display()
                 ),
                 &format!("--token-auth-file={}", d.join("tokens.csv").display()),
+                // Bootstrap tokens authenticate, as on a kubeadm control plane.
+                "--enable-bootstrap-token-auth",
                 "--authorization-mode=RBAC",
                 "--service-cluster-ip-range=10.96.0.0/16",
                 "--disable-admission-plugins=ServiceAccount",
@@ -241,6 +243,16 @@ current-context: test
     }
 
     /// A kube client for the admin user (TLS verified against the server's own CA).
+    /// A client that authenticates with `bearer` instead of the admin token.
+    pub async fn client_with_token(&self, bearer: &str) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
+        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("config");
+        cfg.auth_info.token = Some(bearer.to_string().into());
+        kube::Client::try_from(cfg).expect("client")
+    }
+
     pub async fn client(&self) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
         let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
