@@ -63,8 +63,31 @@ pub struct Machine {
     pub ip: Option<IpAddr>,
     /// Network boots seen.
     pub boots: u32,
+    /// The SSH host key its last successful install reported (`ssh-ed25519 AAAA...`): what
+    /// cloudlet verifies it by from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
     /// Every transition, oldest first (the last 50).
     pub history: Vec<Transition>,
+}
+
+/// A reported SSH host key in OpenSSH's public form (`TYPE BASE64`, the installer sends
+/// `TYPE:BASE64` so the report stays one word), or `None` when it is not one.
+pub fn parse_host_key(said: &str) -> Option<String> {
+    const TYPES: &[&str] = &[
+        "ssh-ed25519",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "ssh-rsa",
+    ];
+    let (ty, b64) = said.split_once([':', ' '])?;
+    let ok = TYPES.contains(&ty)
+        && (16..=1024).contains(&b64.len())
+        && b64
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
+    ok.then(|| format!("{ty} {b64}"))
 }
 
 /// What a machine that network-boots is told.
@@ -307,6 +330,7 @@ impl Installs {
                 token: None,
                 ip: None,
                 boots: 0,
+                host_key: None,
                 history: vec![Transition {
                     phase: Phase::Discovered,
                     at: now,
@@ -408,7 +432,9 @@ impl Installs {
         Ok(())
     }
 
-    /// The installer reports its end: installed, or failed with `note`.
+    /// The installer reports its end: installed (with the host key the installed system
+    /// has, when it sent one), or failed with `note`.
+    #[allow(clippy::too_many_arguments)]
     pub fn report(
         &mut self,
         name: &str,
@@ -416,6 +442,7 @@ impl Installs {
         peer: IpAddr,
         ok: bool,
         note: Option<String>,
+        host_key: Option<String>,
         now: u64,
     ) -> Result<(), InstallError> {
         if !self.valid(name, token, peer, now) {
@@ -423,7 +450,32 @@ impl Installs {
         }
         let phase = if ok { Phase::Installed } else { Phase::Failed };
         self.enter(name, phase, now, note);
+        if ok && let Some(m) = self.machines.get_mut(name) {
+            // A new install has new host keys: what it reports replaces what was known.
+            m.host_key = host_key;
+        }
         self.save()
+    }
+
+    /// `known_hosts` lines (OpenSSH) for the installed machines whose host key is known,
+    /// each under the address `address_of` gives it (`None`: left out) and `port`.
+    pub fn known_hosts(&self, address_of: impl Fn(&str) -> Option<IpAddr>, port: u16) -> String {
+        let mut out = String::new();
+        for (name, m) in &self.machines {
+            let (Some(key), Some(ip)) = (&m.host_key, address_of(name)) else {
+                continue;
+            };
+            if m.phase != Phase::Installed {
+                continue;
+            }
+            let host = if port == 22 {
+                ip.to_string()
+            } else {
+                format!("[{ip}]:{port}")
+            };
+            out.push_str(&format!("{host} {key}\n"));
+        }
+        out
     }
 
     /// Asks for `name` to be installed again at its next network boot.
@@ -506,7 +558,8 @@ mod tests {
         );
         s.config_fetched("k8s-1", &token, IP, 110).unwrap();
         assert_eq!(s.machines()["k8s-1"].phase, Phase::Installing);
-        s.report("k8s-1", &token, IP, true, None, 400).unwrap();
+        s.report("k8s-1", &token, IP, true, None, None, 400)
+            .unwrap();
         // Restarted service: the state is read back; the machine boots from disk from now on.
         let mut again = Installs::open(dir.path(), windows()).unwrap();
         assert_eq!(again.machines()["k8s-1"].phase, Phase::Installed);
@@ -570,8 +623,16 @@ mod tests {
         };
         assert_ne!(t2, token);
         s.config_fetched("a", &t2, IP, 101).unwrap();
-        s.report("a", &t2, IP, false, Some("disk not found".into()), 150)
-            .unwrap();
+        s.report(
+            "a",
+            &t2,
+            IP,
+            false,
+            Some("disk not found".into()),
+            None,
+            150,
+        )
+        .unwrap();
         assert_eq!(s.machines()["a"].phase, Phase::Failed);
         assert_eq!(
             s.boot("nobody", IP, None, 1),
@@ -614,7 +675,7 @@ mod tests {
             s.boot("a", OTHER, None, 40),
             Err(InstallError::InProgress { .. })
         ));
-        s.report("a", &token, IP, true, None, 50).unwrap();
+        s.report("a", &token, IP, true, None, None, 50).unwrap();
         assert_eq!(s.machines()["a"].phase, Phase::Installed);
     }
 

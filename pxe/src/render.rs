@@ -418,7 +418,10 @@ pub fn kickstart(
         }
     }
     if let Some(srv) = server {
-        let _ = writeln!(s, "{}", callback_line(srv, machine, "installed"));
+        // The installed system's host key goes with the report: cloudlet verifies the machine
+        // by it from then on.
+        let _ = writeln!(s, "ssh-keygen -A >/dev/null 2>&1 || true");
+        let _ = writeln!(s, "{}", callback_line(srv, machine, &installed_body("")));
     }
     let _ = writeln!(s, "%end");
     s
@@ -448,6 +451,14 @@ fn netmask(prefix: u8) -> Ipv4Addr {
 }
 
 /// The shell line of an install's callback: POST `installed` (busybox wget or curl).
+/// The report of a finished install as one shell word: `installed` and the installed
+/// system's ed25519 host key (under `root`, the target's mount point) as `TYPE:BASE64`.
+fn installed_body(root: &str) -> String {
+    format!(
+        "\"installed hostkey=$(cut -d' ' -f1,2 {root}/etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null | tr ' ' :)\""
+    )
+}
+
 fn callback_line(server: &BootServer, machine: &str, body: &str) -> String {
     let url = server.callback_url(machine);
     format!("wget -q -O /dev/null --post-data={body} {url} || curl -fsS -d {body} {url} || true")
@@ -497,6 +508,8 @@ pub fn autoinstall(
             "fqdn": format!("{machine}.{}", lab.site.domain),
             "timezone": lab.site.timezone,
             "disable_root": true,
+            // Keep the host keys the install made (and reported): cloudlet verifies by them.
+            "ssh_deletekeys": false,
             "users": users,
         },
     });
@@ -529,7 +542,8 @@ pub fn autoinstall(
         ));
     }
     if let Some(srv) = server {
-        late.push(callback_line(srv, machine, "installed"));
+        late.push("curtin in-target --target=/target -- ssh-keygen -A".into());
+        late.push(callback_line(srv, machine, &installed_body("/target")));
         ai["error-commands"] = json!([callback_line(srv, machine, "failed")]);
     }
     if !late.is_empty() {
@@ -657,7 +671,8 @@ pub fn preseed(
         late.push("in-target sh /tmp/cloudlet-post.sh".into());
     }
     if let Some(srv) = server {
-        late.push(callback_line(srv, machine, "installed"));
+        late.push("in-target ssh-keygen -A".into());
+        late.push(callback_line(srv, machine, &installed_body("/target")));
     }
     if !late.is_empty() {
         d("preseed/late_command", "string", &late.join("; "));
@@ -745,6 +760,45 @@ mod tests {
         assert!(ks.contains("ln -sf /usr/bin/python3 /usr/bin/python\n"));
         assert!(ks.contains("http://10.0.10.20/install/k8s-node1/done"));
         assert!(!ks.contains("plaintext") && !ks.contains("password --plaintext"));
+    }
+
+    #[test]
+    fn the_install_report_carries_the_host_key_openssh_made() {
+        let root = tempfile::tempdir().unwrap();
+        let ssh = root.path().join("etc/ssh");
+        std::fs::create_dir_all(&ssh).unwrap();
+        let key = ssh.join("ssh_host_ed25519_key");
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "root@vm1", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // The body as the installer's shell expands it.
+        let body = installed_body(&root.path().display().to_string());
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("printf '%s' {body}")])
+            .output()
+            .unwrap();
+        let said = String::from_utf8(out.stdout).unwrap();
+        let word = said.strip_prefix("installed hostkey=").unwrap();
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        let want: Vec<&str> = public.split_whitespace().take(2).collect();
+        assert_eq!(
+            crate::install::parse_host_key(word),
+            Some(want.join(" ")),
+            "{said}"
+        );
+        // Not a key: nothing is kept.
+        assert_eq!(crate::install::parse_host_key("ssh-ed25519:"), None);
+        assert_eq!(
+            crate::install::parse_host_key("x:AAAAAAAAAAAAAAAAAAAA"),
+            None
+        );
+        assert_eq!(
+            crate::install::parse_host_key("ssh-ed25519:AAAA;rm -rf /AAAAAAAAAA"),
+            None
+        );
     }
 
     #[test]
@@ -839,12 +893,18 @@ mod tests {
         assert_eq!(ai["packages"][0], "openssh-server");
         let late = ai["late-commands"].as_array().unwrap();
         assert!(late[0].as_str().unwrap().starts_with("curtin in-target"));
-        assert!(
-            late[1]
-                .as_str()
-                .unwrap()
-                .contains("http://10.0.10.20/install/k8s-node1/t0k/done")
+        // The host keys are made, then the report carries the ed25519 one.
+        assert_eq!(
+            late[1].as_str().unwrap(),
+            "curtin in-target --target=/target -- ssh-keygen -A"
         );
+        let report = late[2].as_str().unwrap();
+        assert!(report.contains("http://10.0.10.20/install/k8s-node1/t0k/done"));
+        assert!(
+            report.contains("hostkey=$(cut -d' ' -f1,2 /target/etc/ssh/ssh_host_ed25519_key.pub"),
+            "{report}"
+        );
+        assert_eq!(ai["user-data"]["ssh_deletekeys"], false);
         assert!(
             ai["error-commands"][0]
                 .as_str()

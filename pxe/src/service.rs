@@ -311,13 +311,24 @@ impl Shared {
             (true, "done") => {
                 let said = String::from_utf8_lossy(&req.body).trim().to_string();
                 let ok = !said.starts_with("failed");
-                let note = match said.as_str() {
+                // `installed hostkey=TYPE:BASE64 ...`: the host key is kept apart, the rest
+                // is the note.
+                let host_key = said
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("hostkey="))
+                    .and_then(crate::install::parse_host_key);
+                let rest: Vec<&str> = said
+                    .split_whitespace()
+                    .filter(|w| !w.starts_with("hostkey="))
+                    .collect();
+                let rest = rest.join(" ");
+                let note = match rest.as_str() {
                     "" | "installed" => None,
-                    _ => Some(said.chars().take(500).collect::<String>()),
+                    _ => Some(rest.chars().take(500).collect::<String>()),
                 };
-                if let Err(e) = self
-                    .installs()
-                    .report(name, token, peer, ok, note.clone(), now())
+                if let Err(e) =
+                    self.installs()
+                        .report(name, token, peer, ok, note.clone(), host_key, now())
                 {
                     return refuse(e);
                 }

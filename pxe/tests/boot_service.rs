@@ -241,7 +241,17 @@ fn install_configs_reach_only_their_machine_and_one_install_then_local_boot() {
     assert_eq!(code, 403);
     let (code, _) = curl(me, &["-d", &"x".repeat(10_000), &done]);
     assert_eq!(code, 413, "bodies are bounded");
-    let (code, _) = curl(me, &["-d", "installed", &done]);
+    // The report carries the installed system's host key (`TYPE:BASE64`, one word).
+    let host_key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHbP0VhlGBazcBu3pRQ2t2GqCpt0sDD+0wTHI8YuQf8b";
+    let (code, _) = curl(
+        me,
+        &[
+            "-d",
+            &format!("installed hostkey={}", host_key.replace(' ', ":")),
+            &done,
+        ],
+    );
     assert_eq!(code, 200);
     let (code, _) = curl(me, &[&cfg_url]);
     assert_eq!(code, 403, "the token ended with the install");
@@ -285,6 +295,8 @@ fn install_configs_reach_only_their_machine_and_one_install_then_local_boot() {
     let installs = cloudlet_pxe::install::Installs::open(state.path(), Default::default()).unwrap();
     let m = &installs.machines()["vm1"];
     assert_eq!(m.phase, Phase::Installed);
+    assert_eq!(m.host_key.as_deref(), Some(host_key));
+    assert!(m.history.last().unwrap().note.is_none(), "{:?}", m.history);
     let phases: Vec<Phase> = m.history.iter().map(|t| t.phase).collect();
     assert_eq!(
         phases,
