@@ -157,6 +157,34 @@ impl Identity {
         })
     }
 
+    /// Writes the identity as kubeadm's `certificatesDir` holds it (`ca.crt`/`ca.key`,
+    /// `front-proxy-ca.*`, `etcd/ca.*`, `sa.key`/`sa.pub`; keys readable by the owner only),
+    /// so kubeadm keeps these CAs instead of making its own. For a control plane only.
+    pub fn write_pki(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::create_dir_all(dir.join("etcd"))?;
+        let write = |name: &str, text: &str, private: bool| -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(if private { 0o600 } else { 0o644 })
+                .open(dir.join(name))?;
+            f.write_all(text.as_bytes())
+        };
+        for (stem, ca) in [
+            ("ca", &self.ca),
+            ("front-proxy-ca", &self.front_proxy_ca),
+            ("etcd/ca", &self.etcd_ca),
+        ] {
+            write(&format!("{stem}.crt"), &ca.cert, false)?;
+            write(&format!("{stem}.key"), ca.key_pem(), true)?;
+        }
+        write("sa.pub", &self.service_account.public, false)?;
+        write("sa.key", self.service_account.private_pem(), true)
+    }
+
     /// The identity kept in `vault`, made and kept there first if there is none; `true` when
     /// it was made now. Made once: every later call reads the same identity.
     pub fn load_or_make(vault: &Vault) -> Result<(Identity, bool), IdentityError> {

@@ -91,3 +91,74 @@ fn init_and_join_configurations_pass_kubeadms_own_validation() {
         "{e}"
     );
 }
+
+/// `openssl verify -CAfile ca cert` succeeds.
+fn verifies(ca: &Path, cert: &Path) -> bool {
+    Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(ca)
+        .arg(cert)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn kubeadm_keeps_cloudlets_cas_and_signs_the_control_planes_certificates_with_them() {
+    let kubeadm = cloudlet_testkit::apiserver::peers().join("kubeadm");
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let identity = Identity::generate().unwrap();
+    identity.write_pki(&pki).unwrap();
+    let init = init_config(&lab(), "k8s-master", &Token::generate().unwrap())
+        .unwrap()
+        .replace("/etc/kubernetes/pki", &pki.display().to_string());
+    let cfg = dir.path().join("init.yaml");
+    std::fs::write(&cfg, &init).unwrap();
+    // kubeadm's own certificate phase, as `kubeadm init` runs it.
+    let o = Command::new(&kubeadm)
+        .args(["init", "phase", "certs", "all", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The CAs and the service-account key are still cloudlet's.
+    assert_eq!(
+        std::fs::read_to_string(pki.join("ca.crt")).unwrap(),
+        identity.ca.cert
+    );
+    assert_eq!(
+        std::fs::read_to_string(pki.join("sa.key")).unwrap(),
+        identity.service_account.private_pem()
+    );
+    // What kubeadm issued chains to them.
+    for (ca, cert) in [
+        ("ca.crt", "apiserver.crt"),
+        ("ca.crt", "apiserver-kubelet-client.crt"),
+        ("front-proxy-ca.crt", "front-proxy-client.crt"),
+        ("etcd/ca.crt", "etcd/server.crt"),
+        ("etcd/ca.crt", "etcd/peer.crt"),
+        ("etcd/ca.crt", "apiserver-etcd-client.crt"),
+    ] {
+        assert!(verifies(&pki.join(ca), &pki.join(cert)), "{cert} by {ca}");
+    }
+    // ... and not to another CA.
+    let other = Identity::generate().unwrap();
+    let other_ca = dir.path().join("other-ca.crt");
+    std::fs::write(&other_ca, &other.ca.cert).unwrap();
+    assert!(!verifies(&other_ca, &pki.join("apiserver.crt")));
+    // The API server's certificate names the endpoint every node dials.
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(pki.join("apiserver.crt"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("IP Address:10.0.20.10"), "{text}");
+}
