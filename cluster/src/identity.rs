@@ -134,6 +134,47 @@ fn make_ca(common_name: &str, what: &'static str) -> Result<CertKey, IdentityErr
     })
 }
 
+/// The group of admin users: kubeadm binds it to `cluster-admin` (so access can be revoked,
+/// unlike `system:masters`).
+pub const ADMIN_GROUP: &str = "kubeadm:cluster-admins";
+
+impl CertKey {
+    /// The CA as an issuer of certificates (its key, and its name `common_name`).
+    fn issuer(&self, common_name: &str) -> Result<rcgen::Issuer<'static, KeyPair>, IdentityError> {
+        let made = |source| IdentityError::Make {
+            what: "CA issuer",
+            source,
+        };
+        let key = KeyPair::from_pem(&self.key).map_err(made)?;
+        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(made)?;
+        p.distinguished_name
+            .push(DnType::CommonName, common_name.to_string());
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+            KeyUsagePurpose::KeyCertSign,
+        ];
+        Ok(rcgen::Issuer::new(p, key))
+    }
+}
+
+/// A kubeconfig with a client certificate: its text holds a private key, so it is written
+/// where only its user reads it, never logged.
+pub struct Kubeconfig(String);
+
+impl std::fmt::Debug for Kubeconfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kubeconfig(<redacted>)")
+    }
+}
+
+impl Kubeconfig {
+    /// The text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -183,6 +224,64 @@ impl Identity {
         }
         write("sa.pub", &self.service_account.public, false)?;
         write("sa.key", self.service_account.private_pem(), true)
+    }
+
+    /// An admin kubeconfig for `user` (group [`ADMIN_GROUP`]) on the API server at
+    /// `server` (`https://10.0.20.10:6443`), its client certificate valid for `valid` from
+    /// now: short-lived, and issued again when asked.
+    pub fn admin_kubeconfig(
+        &self,
+        cluster: &str,
+        server: &str,
+        user: &str,
+        valid: std::time::Duration,
+    ) -> Result<Kubeconfig, IdentityError> {
+        use base64::Engine as _;
+        let made = |source| IdentityError::Make {
+            what: "admin client certificate",
+            source,
+        };
+        let issuer = self.ca.issuer("kubernetes")?;
+        let key = KeyPair::generate().map_err(made)?;
+        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(made)?;
+        p.distinguished_name
+            .push(DnType::CommonName, user.to_string());
+        p.distinguished_name
+            .push(DnType::OrganizationName, ADMIN_GROUP.to_string());
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let now = time::OffsetDateTime::now_utc();
+        p.not_before = now - time::Duration::minutes(5);
+        p.not_after = now + time::Duration::try_from(valid).unwrap_or(time::Duration::hours(1));
+        let cert = p.signed_by(&key, &issuer).map_err(made)?;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        Ok(Kubeconfig(format!(
+            "apiVersion: v1
+kind: Config
+clusters:
+- name: {cluster}
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: {user}
+  user:
+    client-certificate-data: {crt}
+    client-key-data: {key}
+contexts:
+- name: {user}@{cluster}
+  context:
+    cluster: {cluster}
+    user: {user}
+current-context: {user}@{cluster}
+",
+            ca = b64(&self.ca.cert),
+            crt = b64(&cert.pem()),
+            key = b64(&key.serialize_pem()),
+        )))
     }
 
     /// The identity kept in `vault`, made and kept there first if there is none; `true` when

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use cloudlet_cluster::identity::{Identity, VAULT_ENTRY};
 use cloudlet_core::vault::{Vault, new_key};
@@ -137,4 +138,77 @@ fn walk(d: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// A client from `kubeconfig`, pointed at the test server: the kubeconfig names the lab's
+/// endpoint, so its cluster entry (address and CA, verification on) is the test server's.
+async fn client(server: &cloudlet_testkit::apiserver::ApiServer, kubeconfig: &str) -> kube::Client {
+    let mut kc = kube::config::Kubeconfig::from_yaml(kubeconfig).unwrap();
+    let theirs = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
+    kc.clusters[0].cluster = theirs.clusters[0].cluster.clone();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(cfg).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_kubeconfig_from_the_identity_is_admin_on_a_real_api_server() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    let dir = tempfile::tempdir().unwrap();
+    let id = Identity::generate().unwrap();
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(&ca, &id.ca.cert).unwrap();
+    let server = cloudlet_testkit::apiserver::ApiServer::start_with(&[format!(
+        "--client-ca-file={}",
+        ca.display()
+    )]);
+    // What kubeadm init makes: the admin group bound to cluster-admin.
+    let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "kubeadm:cluster-admins"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": cloudlet_cluster::identity::ADMIN_GROUP}],
+    }))
+    .unwrap();
+    kube::Api::<ClusterRoleBinding>::all(server.client().await)
+        .create(&Default::default(), &binding)
+        .await
+        .unwrap();
+    let kc = id
+        .admin_kubeconfig(
+            "seed",
+            "https://10.0.20.10:6443",
+            "alice",
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+    assert_eq!(format!("{kc:?}"), "Kubeconfig(<redacted>)");
+    assert!(kc.expose().contains("server: https://10.0.20.10:6443"));
+    let admin = client(&server, kc.expose()).await;
+    let listed = kube::Api::<Namespace>::all(admin)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(
+        listed
+            .items
+            .iter()
+            .any(|n| n.metadata.name.as_deref() == Some("default"))
+    );
+    // A certificate from another cluster's CA is not accepted.
+    let stranger = Identity::generate()
+        .unwrap()
+        .admin_kubeconfig(
+            "seed",
+            "https://10.0.20.10:6443",
+            "mallory",
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+    let e = kube::Api::<Namespace>::all(client(&server, stranger.expose()).await)
+        .list(&Default::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, kube::Error::Api(ref s) if s.code == 401), "{e}");
 }

@@ -74,6 +74,12 @@ fn run(cmd: &mut Command) {
 impl ApiServer {
     /// Starts etcd and kube-apiserver and waits until the API server is ready.
     pub fn start() -> ApiServer {
+        Self::start_with(&[])
+    }
+
+    /// An API server with `extra` flags besides the usual ones (`--client-ca-file=...` to
+    /// trust client certificates a test's CA issues).
+    pub fn start_with(extra: &[String]) -> ApiServer {
         let bin = peers();
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
@@ -144,6 +150,7 @@ impl ApiServer {
                 "--max-mutating-requests-inflight=500",
                 "--v=0",
             ])
+            .args(extra)
             .stdout(log("apiserver.log"))
             .stderr(log("apiserver.err"))
             .spawn()
