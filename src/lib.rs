@@ -1195,6 +1195,20 @@ pub fn schema() -> serde_json::Value {
     s
 }
 
+/// What a reviewer needs to see of a resource a plan creates or deletes, on one line (a VM's
+/// CPUs, memory, disks and NICs; a forward's ports; an app's images and replicas; whether a
+/// dataset's data is kept): each domain says it for its own kinds. `None` where the id says
+/// enough.
+pub fn headline(r: &Resource) -> Option<String> {
+    match r.id.domain {
+        Domain::Hypervisor => hypervisor::headline(r),
+        Domain::Router => network::headline(r),
+        Domain::Storage => storage::headline(r),
+        Domain::Cluster => cluster::headline(r),
+        Domain::Pxe => None,
+    }
+}
+
 /// Reads a saved plan.
 pub fn read_plan(path: &Path) -> Result<Plan, Error> {
     let text = std::fs::read(path).map_err(|e| Error::PlanFile {

@@ -117,6 +117,11 @@ pub(crate) fn plan_text(p: &Plan) -> String {
             step.action.as_str(),
             step.id
         );
+        if matches!(step.action, Action::Create | Action::Delete)
+            && let Some(h) = cloudlet::headline(&step.resource)
+        {
+            let _ = writeln!(s, "        {h}");
+        }
         if step.data_loss {
             let _ = writeln!(
                 s,

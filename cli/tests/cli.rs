@@ -55,6 +55,29 @@ fn validate_plan_apply_replan_on_the_seed() {
     ] {
         assert!(out.contains(id), "plan lacks {id}:\n{out}");
     }
+    // A reviewer sees what matters of each new resource under its line.
+    for (id, headline) in [
+        (
+            "hypervisor/vm/k8s-master",
+            "4 CPUs, 8 GiB memory, disks 64 GiB, NICs on k8s",
+        ),
+        ("router/port-forward/tcp-25", "tcp/25 on dwan → 10.0.20.200:25"),
+        (
+            "storage/dataset/blog",
+            "/mnt/main/blog (its data is kept when it leaves the lab)",
+        ),
+        (
+            "cluster/deployment/blog.blog",
+            "docker.io/viktorbarzin/blog:latest, 2 replica(s)",
+        ),
+        (
+            "cluster/service/mailserver.mailserver-lb",
+            "LoadBalancer 10.0.20.200, ports 25/TCP 587/TCP 993/TCP",
+        ),
+    ] {
+        let line = format!("create {id}\n        {headline}\n");
+        assert!(out.contains(&line), "plan lacks {line:?}:\n{out}");
+    }
 
     let o = cloudlet(st.path(), &["apply", seed]);
     assert_eq!(

@@ -752,6 +752,60 @@ fn network_policy(
     .after(id("namespace", None, ns))
 }
 
+/// What a reviewer needs to see of a new or removed Kubernetes object, on one line: a
+/// workload's images and replicas, a Service's type, address and ports, an Ingress's hosts.
+pub fn headline(r: &Resource) -> Option<String> {
+    let v = r.body.value();
+    let spec = &v["spec"];
+    match &*r.id.kind {
+        "deployment" | "statefulset" => {
+            let images: Vec<&str> = spec["template"]["spec"]["containers"]
+                .as_array()?
+                .iter()
+                .filter_map(|c| c["image"].as_str())
+                .collect();
+            Some(format!(
+                "{}, {} replica(s)",
+                images.join(", "),
+                spec["replicas"].as_u64().unwrap_or(1)
+            ))
+        }
+        "service" => {
+            let ports: Vec<String> = spec["ports"]
+                .as_array()?
+                .iter()
+                .filter_map(|p| {
+                    Some(format!(
+                        "{}/{}",
+                        p["port"].as_u64()?,
+                        p["protocol"].as_str().unwrap_or("TCP")
+                    ))
+                })
+                .collect();
+            let ty = spec["type"].as_str().unwrap_or("ClusterIP");
+            let vip = v["metadata"]["annotations"]["metallb.io/loadBalancerIPs"].as_str();
+            Some(match vip {
+                Some(ip) => format!("{ty} {ip}, ports {}", ports.join(" ")),
+                None => format!("{ty}, ports {}", ports.join(" ")),
+            })
+        }
+        "ingress" => {
+            let hosts: Vec<&str> = spec["rules"]
+                .as_array()?
+                .iter()
+                .filter_map(|r| r["host"].as_str())
+                .collect();
+            let tls = spec["tls"].as_array().is_some_and(|t| !t.is_empty());
+            Some(format!(
+                "{}{}",
+                hosts.join(", "),
+                if tls { " (TLS)" } else { "" }
+            ))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -129,6 +129,54 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
     out
 }
 
+/// What a reviewer needs to see of a new or removed hypervisor resource, on one line: a VM's
+/// CPUs, memory, disks and NICs; a segment's CIDR and VLAN.
+pub fn headline(r: &Resource) -> Option<String> {
+    let v = r.body.value();
+    let gib = |mib: u64| {
+        if mib.is_multiple_of(1024) {
+            format!("{} GiB", mib / 1024)
+        } else {
+            format!("{mib} MiB")
+        }
+    };
+    match &*r.id.kind {
+        "vm" => {
+            let disks: Vec<String> = v["disks"]
+                .as_array()?
+                .iter()
+                .filter_map(|d| d["size_mib"].as_u64().map(gib))
+                .collect();
+            let nics: Vec<String> = v["nics"]
+                .as_array()?
+                .iter()
+                .filter_map(|n| n["network"].as_str().map(str::to_string))
+                .collect();
+            let cpus = v["cpus"].as_u64()?;
+            Some(format!(
+                "{cpus} CPU{}, {} memory, disks {}, NICs on {}",
+                if cpus == 1 { "" } else { "s" },
+                gib(v["memory_mib"].as_u64()?),
+                if disks.is_empty() {
+                    "none".into()
+                } else {
+                    disks.join(" + ")
+                },
+                if nics.is_empty() {
+                    "none".into()
+                } else {
+                    nics.join(", ")
+                },
+            ))
+        }
+        "network" => Some(match v["vlan"].as_u64() {
+            Some(vlan) => format!("{}, VLAN {vlan}", v["cidr"].as_str()?),
+            None => v["cidr"].as_str()?.to_string(),
+        }),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

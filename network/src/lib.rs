@@ -200,3 +200,49 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
     }
     out
 }
+
+/// What a reviewer needs to see of a new or removed router resource, on one line.
+pub fn headline(r: &Resource) -> Option<String> {
+    let v = r.body.value();
+    let s = |k: &str| v[k].as_str().map(str::to_string);
+    match &*r.id.kind {
+        "port-forward" => Some(format!(
+            "{}/{} on {} → {}:{}",
+            s("protocol")?,
+            v["port"].as_u64()?,
+            s("interface")?,
+            s("target")?,
+            v["target_port"].as_u64()?
+        )),
+        "dhcp-reservation" => Some(format!(
+            "{} for {} ({})",
+            s("ip")?,
+            s("mac")?,
+            s("hostname")?
+        )),
+        "dns-override" => Some(format!("{} → {}", s("host")?, s("address")?)),
+        "firewall-rule" => {
+            let ports: Vec<String> = v["ports"]
+                .as_array()
+                .map(|p| {
+                    p.iter()
+                        .map(|x| x.to_string().trim_matches('"').to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(format!(
+                "{} {} {} → {}{}",
+                s("action")?,
+                s("protocol")?,
+                s("source")?,
+                s("destination")?,
+                if ports.is_empty() {
+                    String::new()
+                } else {
+                    format!(" port {}", ports.join(","))
+                }
+            ))
+        }
+        _ => None,
+    }
+}

@@ -262,6 +262,52 @@ pub fn normalize_mode(m: &str) -> String {
     format!("{m:0>4}")
 }
 
+/// What a reviewer needs to see of a new or removed storage resource, on one line: whether a
+/// dataset's data is kept, who may mount an export, how often snapshots are taken.
+pub fn headline(r: &Resource) -> Option<String> {
+    let v = r.body.value();
+    match &*r.id.kind {
+        DATASET => Some(format!(
+            "{} ({})",
+            v["path"].as_str()?,
+            if r.data == Data::Disposable {
+                "its data is deleted when it leaves the lab"
+            } else {
+                "its data is kept when it leaves the lab"
+            }
+        )),
+        NFS_EXPORT => {
+            let clients: Vec<&str> = v["clients"]
+                .as_array()?
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            Some(format!(
+                "{} to {} ({})",
+                v["path"].as_str()?,
+                clients.join(", "),
+                if v["read_only"].as_bool() == Some(true) {
+                    "read-only"
+                } else {
+                    "read-write"
+                }
+            ))
+        }
+        SNAPSHOT_TASK => {
+            let every = v["every_s"].as_u64()?;
+            let every = if every.is_multiple_of(86400) {
+                format!("{}d", every / 86400)
+            } else if every.is_multiple_of(3600) {
+                format!("{}h", every / 3600)
+            } else {
+                format!("{every}s")
+            };
+            Some(format!("every {every}, keep {}", v["keep"].as_u64()?))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
