@@ -61,7 +61,10 @@ fn validate_plan_apply_replan_on_the_seed() {
             "hypervisor/vm/k8s-master",
             "4 CPUs, 8 GiB memory, disks 64 GiB, NICs on k8s",
         ),
-        ("router/port-forward/tcp-25", "tcp/25 on dwan → 10.0.20.200:25"),
+        (
+            "router/port-forward/tcp-25",
+            "tcp/25 on dwan → 10.0.20.200:25",
+        ),
         (
             "storage/dataset/blog",
             "/mnt/main/blog (its data is kept when it leaves the lab)",

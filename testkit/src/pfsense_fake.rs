@@ -75,6 +75,8 @@ pub struct State {
     /// Drop the connection on the next apply instead of answering.
     pub drop_next_apply: bool,
     pub write_delay: Duration,
+    /// Writes received and not yet applied (a client that gave up does not stop them).
+    pub in_flight: usize,
     next_tracker: u64,
 }
 
@@ -237,6 +239,19 @@ async fn handle(
     let Some((list, _, sub, defaults)) = colls.iter().find(|c| c.1 == path) else {
         return Some((404, json!("Not Found")));
     };
+    /// Counts a write in flight until it is applied (or refused).
+    struct InFlight(Arc<Mutex<State>>);
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            let mut s = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.in_flight = s.in_flight.saturating_sub(1);
+        }
+    }
+    st.lock().unwrap().in_flight += 1;
+    let _in_flight = InFlight(st.clone());
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }

@@ -126,6 +126,11 @@ impl Http {
         body: Bytes,
     ) -> Result<Answer, HttpError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        // What a request is in the log: never its headers (API keys) or its query (which
+        // some APIs use for credentials), nor either body.
+        let shown = path.split('?').next().unwrap_or(path);
+        let method_name = method.to_string();
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
@@ -138,11 +143,20 @@ impl Http {
         let req = req
             .body(Full::new(body))
             .map_err(|e| HttpError::Transport(e.to_string()))?;
-        let resp = self
-            .client
-            .request(req)
-            .await
-            .map_err(|e| HttpError::Transport(crate::chain(&e)))?;
+        let resp = match self.client.request(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                let e = HttpError::Transport(crate::chain(&e));
+                tracing::debug!(
+                    method = %method_name,
+                    path = shown,
+                    ms = started.elapsed().as_millis() as u64,
+                    error = %e,
+                    "request failed"
+                );
+                return Err(e);
+            }
+        };
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
@@ -160,6 +174,14 @@ impl Http {
             .await
             .map_err(|e| HttpError::Transport(e.to_string()))?
             .to_bytes();
+        tracing::debug!(
+            method = %method_name,
+            path = shown,
+            status,
+            ms = started.elapsed().as_millis() as u64,
+            bytes = body.len(),
+            "request"
+        );
         Ok(Answer {
             status,
             headers,
