@@ -36,6 +36,9 @@ struct Cli {
     /// same MAC, the same host name) are adopted and marked instead of refused.
     #[arg(long, global = true)]
     take_over: bool,
+    /// Colour in plans: `auto` on a terminal unless `NO_COLOR` is set, `always`, `never`.
+    #[arg(long, global = true, value_enum, default_value_t = output::ColorChoice::Auto)]
+    color: output::ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -322,6 +325,7 @@ async fn main() -> ExitCode {
     quiet_on_broken_pipe();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    output::set_color(cli.color);
     let opts = Options {
         state_dir: cli.state_dir.clone(),
         output_dir: cli.local_dir.clone(),

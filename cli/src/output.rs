@@ -85,11 +85,55 @@ pub(crate) fn error(e: &Error, lab: Option<&Lab>) {
     }
 }
 
+/// When plans are coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set (no-color.org).
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+static COLOR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Decides once, for this process, whether output is coloured.
+pub(crate) fn set_color(choice: ColorChoice) {
+    let on = match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stdout().is_terminal()
+        }
+    };
+    let _ = COLOR.set(on);
+}
+
+/// `text` in the SGR colour `code` when output is coloured.
+fn paint(code: &str, text: &str) -> String {
+    if COLOR.get().copied().unwrap_or(false) {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
 fn sign(a: Action) -> &'static str {
     match a {
         Action::Create => "+",
         Action::Update => "~",
         Action::Delete => "-",
+    }
+}
+
+/// Green for creates, yellow for updates, red for deletes (as terraform colours them).
+fn action_color(a: Action) -> &'static str {
+    match a {
+        Action::Create => "32",
+        Action::Update => "33",
+        Action::Delete => "31",
     }
 }
 
@@ -112,9 +156,11 @@ pub(crate) fn plan_text(p: &Plan) -> String {
     for step in &p.steps {
         let _ = writeln!(
             s,
-            "  {} {:<6} {}",
-            sign(step.action),
-            step.action.as_str(),
+            "  {} {}",
+            paint(
+                action_color(step.action),
+                &format!("{} {:<6}", sign(step.action), step.action.as_str())
+            ),
             step.id
         );
         if matches!(step.action, Action::Create | Action::Delete)
@@ -125,7 +171,11 @@ pub(crate) fn plan_text(p: &Plan) -> String {
         if step.data_loss {
             let _ = writeln!(
                 s,
-                "        DATA LOSS: its data is deleted (the lab says `retain: false`)"
+                "        {}",
+                paint(
+                    "1;31",
+                    "DATA LOSS: its data is deleted (the lab says `retain: false`)"
+                )
             );
         }
         for c in &step.changes {

@@ -829,3 +829,44 @@ fn a_held_lock_refuses_apply_before_the_plan_with_a_readable_time() {
     );
     assert!(!out.contains("create"), "the plan was printed first: {out}");
 }
+
+#[test]
+fn plans_are_coloured_when_asked_and_never_when_piped_by_default() {
+    let st = tempfile::tempdir().unwrap();
+    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/seed");
+    let always = cloudlet(st.path(), &["--color", "always", "plan", seed]);
+    let out = String::from_utf8_lossy(&always.stdout);
+    assert!(
+        out.contains("\x1b[32m+ create\x1b[0m hypervisor/vm/k8s-master"),
+        "{out}"
+    );
+    // Piped (as here) and `auto`: plain; `never`: plain; NO_COLOR is honoured too.
+    for args in [&["plan", seed][..], &["--color", "never", "plan", seed][..]] {
+        let o = cloudlet(st.path(), args);
+        assert!(
+            !String::from_utf8_lossy(&o.stdout).contains('\x1b'),
+            "{args:?}"
+        );
+    }
+    // On a terminal (util-linux `script` gives it one), `auto` colours unless NO_COLOR is set.
+    let on_tty = |no_color: Option<&str>| {
+        let cmd = format!(
+            "{} --state-dir {} plan {seed}",
+            env!("CARGO_BIN_EXE_cloudlet"),
+            st.path().display()
+        );
+        let mut c = Command::new("script");
+        c.args(["-qec", &cmd, "/dev/null"]).stdin(Stdio::null());
+        c.env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            c.env("NO_COLOR", v);
+        }
+        String::from_utf8_lossy(&c.output().expect("script runs").stdout).into_owned()
+    };
+    assert!(
+        on_tty(None).contains("\x1b[32m+ create"),
+        "{}",
+        on_tty(None)
+    );
+    assert!(!on_tty(Some("1")).contains('\x1b'));
+}
