@@ -1172,6 +1172,16 @@ impl Lab {
 /// The JSON Schema of the lab format.
 pub fn schema() -> serde_json::Value {
     let mut s = cloudlet_core::schema();
+    // One schema for every lab file: a lab split over a directory has `name` and `site` in
+    // one file only, so no root key is required here (the loader checks the merged lab).
+    if let Some(o) = s.as_object_mut() {
+        o.remove("required");
+        o.insert("$id".into(), SCHEMA_ID.into());
+        o.insert(
+            "description".into(),
+            "A cloudlet lab file. A lab is one file or a directory of them; the merged lab needs `name` and `site`.".into(),
+        );
+    }
     // The backends of this build say which kinds and settings a target may have.
     if let Some(defs) = s.get_mut("$defs").and_then(|d| d.as_object_mut()) {
         if let Some(kind) = defs.get_mut("TargetKind").and_then(|k| k.as_object_mut()) {
@@ -1208,6 +1218,10 @@ pub fn headline(r: &Resource) -> Option<String> {
         Domain::Pxe => None,
     }
 }
+
+/// The schema's `$id`; `schema/lab.schema.json` in the repository is its text, and lab files
+/// name it for editors with `# yaml-language-server: $schema=...`.
+pub const SCHEMA_ID: &str = "https://cloudlet.dev/schemas/lab.schema.json";
 
 /// Reads a saved plan.
 pub fn read_plan(path: &Path) -> Result<Plan, Error> {

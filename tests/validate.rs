@@ -947,3 +947,58 @@ fn a_machine_is_either_a_control_plane_or_a_worker() {
     );
     assert_at(&d, at(&t, "cp]\n  metallb"));
 }
+
+#[test]
+fn the_committed_schema_is_the_one_this_build_makes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let committed = std::fs::read_to_string(root.join("schema/lab.schema.json")).unwrap();
+    let made = format!(
+        "{}\n",
+        serde_json::to_string_pretty(&cloudlet::schema()).unwrap()
+    );
+    assert!(
+        committed == made,
+        "schema/lab.schema.json is stale: run `cargo run -p cloudlet-cli -- schema > schema/lab.schema.json`"
+    );
+}
+
+#[test]
+fn every_seed_file_names_the_schema_and_each_fits_it_alone() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schema = cloudlet::schema();
+    assert_eq!(schema["$id"], cloudlet::SCHEMA_ID);
+    assert!(
+        schema.get("required").is_none(),
+        "a file of a directory lab holds only some root keys"
+    );
+    let known: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
+    let mut files = 0;
+    for e in std::fs::read_dir(root.join("examples/seed")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|x| x.to_str()) != Some("yaml") {
+            continue;
+        }
+        files += 1;
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(
+            text.lines().next(),
+            Some("# yaml-language-server: $schema=../../schema/lab.schema.json"),
+            "{}",
+            p.display()
+        );
+        // Each root key of the file is one the schema describes.
+        for line in text.lines() {
+            if let Some((key, _)) = line.split_once(':')
+                && !line.starts_with([' ', '#', '-'])
+                && !key.is_empty()
+            {
+                assert!(
+                    known.iter().any(|k| k.as_str() == key),
+                    "{}: `{key}`",
+                    p.display()
+                );
+            }
+        }
+    }
+    assert_eq!(files, 5);
+}
