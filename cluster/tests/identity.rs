@@ -10,19 +10,7 @@ use std::time::Duration;
 use cloudlet_cluster::identity::{Identity, VAULT_ENTRY};
 use cloudlet_core::vault::{Vault, new_key};
 
-fn openssl(args: &[&str], dir: &Path) -> String {
-    let o = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        o.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use cloudlet_testkit::https::openssl;
 
 /// `openssl x509 -pubkey | openssl pkey -pubin -outform der | openssl dgst -sha256`, as the
 /// kubeadm join documentation computes `--discovery-token-ca-cert-hash`.

@@ -42,7 +42,8 @@ impl Drop for Server {
     }
 }
 
-fn openssl(args: &[&str], dir: &Path) {
+/// Runs `openssl ARGS` in `dir`; its standard output (a failure fails the test).
+pub fn openssl(args: &[&str], dir: &Path) -> String {
     let o = Command::new("openssl")
         .args(args)
         .current_dir(dir)
@@ -53,6 +54,7 @@ fn openssl(args: &[&str], dir: &Path) {
         "openssl {args:?}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// A server configuration with a certificate for 127.0.0.1 signed by a CA made in `dir`
