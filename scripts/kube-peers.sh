@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes test peers (kube-apiserver, etcd, kube-controller-manager for the
 # controllers tests need, such as the PersistentVolume binder, kube-scheduler and kubeadm for
-# the bootstrap tests, and kubectl as the speed and interoperability baseline) from their Go
-# modules,
+# the bootstrap tests, kubemark's hollow nodes that join through the real TLS bootstrap, and
+# kubectl as the speed and interoperability baseline) from their Go modules,
 # once per version, into a cache outside the clone, and prints the directory that
 # holds them. Later runs find them there and build nothing.
 #
@@ -16,7 +16,7 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.8}"
 CACHE="${CLOUDLET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudlet}"
 OUT="$CACHE/kube-$KUBE_VERSION-etcd-$ETCD_VERSION"
 
-BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubeadm kubectl)
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubeadm kubectl kubemark)
 have() {
   [[ -x "$OUT/etcd" ]] || return 1
   for b in "${BINARIES[@]}"; do [[ -x "$OUT/$b" ]] || return 1; done

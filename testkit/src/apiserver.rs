@@ -142,7 +142,6 @@ impl ApiServer {
                 &format!("--token-auth-file={}", d.join("tokens.csv").display()),
                 // Bootstrap tokens authenticate, as on a kubeadm control plane.
                 "--enable-bootstrap-token-auth",
-                "--authorization-mode=RBAC",
                 "--service-cluster-ip-range=10.96.0.0/16",
                 "--disable-admission-plugins=ServiceAccount",
                 "--allow-privileged=true",
@@ -150,6 +149,11 @@ impl ApiServer {
                 "--max-mutating-requests-inflight=500",
                 "--v=0",
             ])
+            // RBAC unless the test chooses its own authorizers (Node,RBAC as kubeadm sets).
+            .args(
+                (!extra.iter().any(|a| a.starts_with("--authorization-mode")))
+                    .then_some("--authorization-mode=RBAC"),
+            )
             .args(extra)
             .stdout(log("apiserver.log"))
             .stderr(log("apiserver.err"))
@@ -230,6 +234,11 @@ current-context: test
     }
 
     pub fn start_controllers(&mut self, controllers: &[&str]) {
+        self.start_controllers_with(controllers, &[]);
+    }
+
+    /// [`ApiServer::start_controllers`] with `extra` flags (`--cluster-signing-cert-file=...`).
+    pub fn start_controllers_with(&mut self, controllers: &[&str], extra: &[String]) {
         let d = self.dir.path();
         let log = |name: &str| std::fs::File::create(d.join(name)).expect("log file");
         self.controllers = Some(
@@ -242,6 +251,7 @@ current-context: test
                     "--use-service-account-credentials=false",
                     "--v=1",
                 ])
+                .args(extra)
                 .stdout(log("controllers.log"))
                 .stderr(log("controllers.err"))
                 .spawn()
