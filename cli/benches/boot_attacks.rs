@@ -173,15 +173,7 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("linux"), vec![b'k'; 64 << 20]).unwrap();
     std::fs::write(dir.join("initrd.gz"), b"initrd").unwrap();
-    let text: Vec<u8> = (0..(16u32 << 20))
-        .map(|i| {
-            if i % 61 == 60 {
-                b'\n'
-            } else {
-                b'a' + (i % 26) as u8
-            }
-        })
-        .collect();
+    let text = cloudlet_testkit::hostile::netascii_text(16 << 20);
     std::fs::write(root.path().join("big.txt"), &text).unwrap();
     let srv = serve(root.path(), state.path());
     let (http, tftp) = (srv.http, srv.tftp);

@@ -49,14 +49,9 @@ pub async fn mint(client: &kube::Client, node: &str, ttl: Duration) -> Result<To
     let expiration = expires
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let secret_part = token.expose();
-    let secret_part = secret_part
-        .split_once('.')
-        .map(|(_, s)| s.to_string())
-        .unwrap_or_default();
     let data: BTreeMap<String, String> = [
         ("token-id", token.id().to_string()),
-        ("token-secret", secret_part),
+        ("token-secret", token.secret().to_string()),
         ("expiration", expiration),
         ("usage-bootstrap-authentication", "true".into()),
         ("usage-bootstrap-signing", "true".into()),

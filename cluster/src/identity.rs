@@ -14,6 +14,13 @@ use sha2::{Digest, Sha256};
 /// The vault entry holding the identity.
 pub const VAULT_ENTRY: &str = "kubernetes-identity";
 
+/// What the CAs' keys may do.
+const CA_USAGES: &[KeyUsagePurpose] = &[
+    KeyUsagePurpose::DigitalSignature,
+    KeyUsagePurpose::KeyEncipherment,
+    KeyUsagePurpose::KeyCertSign,
+];
+
 /// How long the CAs are valid (kubeadm's default for its CAs).
 const CA_YEARS: i64 = 10;
 
@@ -117,11 +124,7 @@ fn make_ca(common_name: &str, what: &'static str) -> Result<CertKey, IdentityErr
     p.distinguished_name
         .push(DnType::CommonName, common_name.to_string());
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-        KeyUsagePurpose::KeyCertSign,
-    ];
+    p.key_usages = CA_USAGES.to_vec();
     let now = time::OffsetDateTime::now_utc();
     // A little in the past, for nodes whose clocks lag behind this machine's.
     p.not_before = now - time::Duration::hours(1);
@@ -149,11 +152,7 @@ impl CertKey {
         let mut p = CertificateParams::new(Vec::<String>::new()).map_err(made)?;
         p.distinguished_name
             .push(DnType::CommonName, common_name.to_string());
-        p.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-            KeyUsagePurpose::KeyCertSign,
-        ];
+        p.key_usages = CA_USAGES.to_vec();
         Ok(rcgen::Issuer::new(p, key))
     }
 }

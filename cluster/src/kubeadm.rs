@@ -89,6 +89,11 @@ impl Token {
         &self.id
     }
 
+    /// The secret half: only for the token's Secret in the cluster.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
     /// The whole token, `id.secret`: only for the configuration written to its node.
     pub fn expose(&self) -> String {
         format!("{}.{}", self.id, self.secret)

@@ -11,6 +11,30 @@ pub mod opnsense;
 pub mod pfsense;
 pub mod router_linux;
 
+/// A failed request to a router's HTTP API, typed: an answer's status becomes an API fault
+/// (retry decisions read it); no answer at all may be worth another try.
+pub(crate) fn http_error(
+    backend: &'static str,
+    what: &str,
+    e: cloudlet_transport::http::HttpError,
+) -> cloudlet_core::ProviderError {
+    use cloudlet_core::ProviderError;
+    use cloudlet_transport::http::HttpError;
+    match e {
+        HttpError::Status(status, _) => ProviderError::Api {
+            backend,
+            operation: what.to_string(),
+            status: Some(status),
+            fault: cloudlet_core::error::Fault::from_status(status),
+            message: e.to_string(),
+        },
+        HttpError::Transport(_) | HttpError::Body(_) => ProviderError::Backend {
+            retryable: matches!(e, HttpError::Transport(_)),
+            message: format!("{backend} {what}: {e}"),
+        },
+    }
+}
+
 /// A router backend that cannot be set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

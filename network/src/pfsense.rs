@@ -200,26 +200,8 @@ impl std::fmt::Debug for PfSense {
     }
 }
 
-/// A failed request, typed: an answer's status becomes an API fault (retry decisions read
-/// it); no answer at all may be worth another try.
 fn backend(what: &str, e: HttpError) -> ProviderError {
-    match e {
-        HttpError::Status(status, _) => ProviderError::Api {
-            backend: "pfSense",
-            operation: what.to_string(),
-            status: Some(status),
-            fault: cloudlet_core::error::Fault::from_status(status),
-            message: e.to_string(),
-        },
-        HttpError::Transport(_) => ProviderError::Backend {
-            retryable: true,
-            message: format!("pfSense {what}: {e}"),
-        },
-        HttpError::Body(_) => ProviderError::Backend {
-            retryable: false,
-            message: format!("pfSense {what}: {e}"),
-        },
-    }
+    crate::http_error("pfSense", what, e)
 }
 
 fn invalid(r: &Resource, message: impl Into<String>) -> ProviderError {

@@ -404,15 +404,7 @@ fn tftp_netascii_streams_long_timeouts_are_refused_and_fifos_never_block() {
     let top = tempfile::tempdir().unwrap();
     let root = top.path().join("root");
     std::fs::create_dir(&root).unwrap();
-    let text: Vec<u8> = (0..(16u32 << 20))
-        .map(|i| {
-            if i % 61 == 60 {
-                b'\n'
-            } else {
-                b'a' + (i % 26) as u8
-            }
-        })
-        .collect();
+    let text = cloudlet_testkit::hostile::netascii_text(16 << 20);
     std::fs::write(root.join("big.txt"), &text).unwrap();
     std::fs::write(root.join("vmlinuz"), b"kernel").unwrap();
     std::fs::write(root.join("initrd.img"), b"initrd").unwrap();

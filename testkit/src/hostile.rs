@@ -33,6 +33,20 @@ pub fn slow_headers(
     .collect()
 }
 
+/// `len` bytes of text in 60-character lines: a netascii transfer converts every line end,
+/// so a server that converts it all in memory first shows up in its resident memory.
+pub fn netascii_text(len: u32) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            if i % 61 == 60 {
+                b'\n'
+            } else {
+                b'a' + (i % 26) as u8
+            }
+        })
+        .collect()
+}
+
 /// A TFTP read request (RFC 1350) for `name` in `mode`, with options (RFC 2347).
 pub fn rrq(name: &str, mode: &str, opts: &[(&str, &str)]) -> Vec<u8> {
     let mut p = vec![0u8, 1];

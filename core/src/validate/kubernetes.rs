@@ -81,8 +81,7 @@ impl<'a> Validator<'a> {
     fn cluster_ranges(&mut self, k: &crate::model::Kubernetes, lbs: &[LbService]) {
         let lab: &'a Lab = self.lab;
         let kp = path!["cluster", "kubernetes"];
-        let overlap =
-            |a: Cidr, b: IpRange| a.first() <= u32::from(b.end) && u32::from(b.start) <= a.last();
+        let overlap = |a: Cidr, b: IpRange| a.range().overlaps(b);
         if overlap(k.service_cidr, k.pod_cidr.range()) {
             self.push(
                 Diagnostic::error(
