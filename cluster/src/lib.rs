@@ -8,6 +8,7 @@
 //! MetalLB's `IPAddressPool` / `L2Advertisement` in MetalLB's namespace. Every object carries
 //! cloudlet's labels so it can be found and pruned without a state file.
 
+pub mod bootstrap;
 pub mod bootstrap_token;
 pub mod compose;
 mod fields;

@@ -7,6 +7,8 @@
 //!   radvd) and boot services run inside it.
 //! - [`pfsense_fake`], [`opnsense_fake`], [`truenas_fake`]: FAKES of appliances that cannot
 //!   run here, reproducing their documented quirks; [`https`] is the TLS server they share.
+//! - [`hollow`]: hollow cluster nodes (network and mount namespaces, sshd, static pods as
+//!   processes, kubemark's kubelet) for the bootstrap.
 //! - [`hostile`]: misbehaving HTTP and TFTP clients and a memory probe.
 //! - [`seed`]: the seed lab, edited and validated; [`engine`]: an engine over one provider and
 //!   a plan's steps as text.
@@ -17,6 +19,7 @@
 pub mod apiserver;
 pub mod boot;
 pub mod engine;
+pub mod hollow;
 pub mod hostile;
 pub mod https;
 pub mod hypervisor_peers;

@@ -1,0 +1,205 @@
+//! The bootstrap on the hollow cluster tier (`cloudlet_testkit::hollow`): nodes that are
+//! network and mount namespaces with their own sshd, the control plane made by real kubeadm
+//! (its phases write the certificates, kubeconfigs and static-pod manifests; the manifests
+//! run as processes), workers joining through the real TLS bootstrap with kubemark's hollow
+//! kubelet. kubemark rather than a real kubelet: a kubelet needs a container runtime and
+//! cgroups that a namespace here does not have; kubemark runs the kubelet's own code for
+//! bootstrap, registration and status with a fake runtime.
+#![allow(missing_docs, clippy::disallowed_methods)]
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloudlet_cluster::bootstrap::{Access, Action, Bootstrap, Options, plan};
+use cloudlet_cluster::bootstrap_token::outstanding;
+use cloudlet_cluster::identity::Identity;
+use cloudlet_testkit::hollow::HollowLab;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+
+fn lab(workers: &[&str]) -> cloudlet_core::Lab {
+    let mut lab = cloudlet_testkit::seed::seed_lab(|name, text| {
+        if name == "cluster.yaml" {
+            text.replace(
+                "  workers: [k8s-node1, k8s-node2]\n",
+                "  workers: [k8s-node1, k8s-node2]\n  kubernetes: {version: v1.36.3}\n",
+            )
+        } else {
+            text
+        }
+    });
+    // Extra workers, on the same segment.
+    let template = lab.machines["k8s-node1"].clone();
+    let c = lab.cluster.as_mut().unwrap();
+    c.workers.clear();
+    for (i, w) in workers.iter().enumerate() {
+        c.workers.push((*w).to_string());
+        if !lab.machines.contains_key(*w) {
+            let mut m = template.clone();
+            m.nics[0].ip = Some(Ipv4Addr::new(10, 0, 20, 60 + u8::try_from(i).unwrap()));
+            lab.machines.insert((*w).to_string(), m);
+        }
+    }
+    lab
+}
+
+/// An outcome with every cause of its error.
+fn chain(r: &Result<(), cloudlet_cluster::bootstrap::BootstrapError>) -> String {
+    let Err(e) = r else { return "ok".into() };
+    let mut out = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        out.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    out
+}
+
+fn hollow(lab: &cloudlet_core::Lab) -> HollowLab {
+    let c = lab.cluster.as_ref().unwrap();
+    let nodes: Vec<(&str, Ipv4Addr)> = c
+        .control_plane
+        .iter()
+        .chain(&c.workers)
+        .map(|n| (n.as_str(), lab.machine_ip(n).unwrap()))
+        .collect();
+    HollowLab::start(&nodes, Ipv4Addr::new(10, 0, 20, 250), 24)
+}
+
+fn bootstrap(lab: &cloudlet_core::Lab, hollow: &HollowLab, identity: &Arc<Identity>) -> Bootstrap {
+    Bootstrap::new(
+        Arc::new(lab.clone()),
+        identity.clone(),
+        Access {
+            user: "root".into(),
+            key: hollow.key.clone(),
+            known_hosts: hollow.known_hosts.clone(),
+            port: 22,
+        },
+        Options {
+            window: Duration::from_secs(60),
+            parallel: 8,
+            // No container runtime, swap or systemd in a namespace.
+            ignore_preflight: vec!["all".into()],
+        },
+    )
+}
+
+/// Waits until every named node is Ready; the names that are not, when time is up.
+async fn ready(client: &kube::Client, names: &[String], wait: Duration) -> Vec<String> {
+    let nodes = Api::<Node>::all(client.clone());
+    let start = std::time::Instant::now();
+    loop {
+        let list = nodes
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        let not: Vec<String> = names
+            .iter()
+            .filter(|n| {
+                !list.iter().any(|o| {
+                    o.metadata.name.as_deref() == Some(n.as_str())
+                        && o.status
+                            .as_ref()
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|c| {
+                                c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                            })
+                })
+            })
+            .cloned()
+            .collect();
+        if not.is_empty() || start.elapsed() > wait {
+            return not;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[test]
+fn installed_machines_become_a_cluster_and_a_reinstalled_worker_comes_back_as_the_same_node() {
+    let lab = lab(&["k8s-node1", "k8s-node2"]);
+    let mut hollow = hollow(&lab);
+    let identity = Arc::new(Identity::generate().unwrap());
+    let b = bootstrap(&lab, &hollow, &identity);
+
+    let (steps, report) = hollow.block_on({
+        let (b, lab) = (b.clone(), lab.clone());
+        async move {
+            let steps = plan(&lab, &b.observe().await.unwrap());
+            let report = b.apply(&steps).await;
+            (steps, report)
+        }
+    });
+    let shown: Vec<String> = steps.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        ["init k8s-master", "join k8s-node1", "join k8s-node2"]
+    );
+    for (s, r) in &report.steps {
+        assert!(r.is_ok(), "{s}: {}\n{}", chain(r), hollow.tail(&s.node, 30));
+    }
+    let (not_ready, tokens, uid) = hollow.block_on({
+        let b = b.clone();
+        async move {
+            let client = b.client().await.unwrap();
+            let names: Vec<String> = ["k8s-master", "k8s-node1", "k8s-node2"]
+                .map(String::from)
+                .into();
+            let not_ready = ready(&client, &names, Duration::from_secs(120)).await;
+            let tokens = outstanding(&client).await.unwrap();
+            let uid = Api::<Node>::all(client)
+                .get("k8s-node1")
+                .await
+                .ok()
+                .and_then(|n| n.metadata.uid);
+            (not_ready, tokens, uid)
+        }
+    });
+    assert!(
+        not_ready.is_empty(),
+        "not Ready: {not_ready:?}\n{}",
+        hollow.tail("k8s-master", 20)
+    );
+    assert!(tokens.is_empty(), "tokens left: {tokens:?}");
+    assert!(uid.is_some());
+
+    // Applied again: everything has joined, nothing to do.
+    let again = hollow.block_on({
+        let (b, lab) = (b.clone(), lab.clone());
+        async move { plan(&lab, &b.observe().await.unwrap()) }
+    });
+    assert!(again.is_empty(), "{again:?}");
+
+    // A worker installed again: its stale Node goes, it rejoins under its name.
+    hollow.reinstall("k8s-node1");
+    let b = bootstrap(&lab, &hollow, &identity);
+    let (steps, report, not_ready, tokens) = hollow.block_on({
+        let (b, lab) = (b.clone(), lab.clone());
+        async move {
+            let steps = plan(&lab, &b.observe().await.unwrap());
+            let report = b.apply(&steps).await;
+            let client = b.client().await.unwrap();
+            let not_ready = ready(
+                &client,
+                &["k8s-node1".to_string()],
+                Duration::from_secs(120),
+            )
+            .await;
+            let tokens = outstanding(&client).await.unwrap();
+            (steps, report, not_ready, tokens)
+        }
+    });
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!(
+        (steps[0].node.as_str(), steps[0].action),
+        ("k8s-node1", Action::Rejoin)
+    );
+    for (s, r) in &report.steps {
+        assert!(r.is_ok(), "{s}: {}\n{}", chain(r), hollow.tail(&s.node, 30));
+    }
+    assert!(not_ready.is_empty(), "{}", hollow.tail("k8s-node1", 30));
+    assert!(tokens.is_empty(), "tokens left: {tokens:?}");
+}
