@@ -8,7 +8,8 @@
 //! - `kubeadm init`, once per cluster, on the first control plane, only while no control
 //!   plane holds a cluster (a kubelet configuration or etcd data) and the API endpoint does
 //!   not answer: never a second init (k3s#13623);
-//! - a join for every node that has not joined; control planes one at a time (etcd adds one
+//! - a join for every node that has not joined (one that does not answer in a cluster that
+//!   exists is down and left alone, unless the API says it never joined); control planes one at a time (etcd adds one
 //!   learner at a time: kubeadm#2005), their CA keys copied over SSH, never uploaded to the
 //!   cluster; workers in parallel, bounded;
 //! - a rejoin for a node whose machine was installed again under the same name: its stale
@@ -276,6 +277,12 @@ pub fn plan(lab: &Lab, observed: &Observed) -> Vec<Step> {
     for (i, (node, cp)) in nodes(lab).into_iter().enumerate() {
         let facts = observed.nodes.get(&node).cloned().unwrap_or_default();
         if facts.joined {
+            continue;
+        }
+        let known = observed.api.as_ref().map(|a| a.contains_key(&node));
+        // A node that does not answer in a cluster that exists is down, not new: it is left
+        // alone unless the API says it never joined (its install may still be running).
+        if exists && !facts.reachable && known != Some(false) {
             continue;
         }
         let action = if !exists && i == 0 {
@@ -689,10 +696,12 @@ impl Bootstrap {
     ) -> Result<(), BootstrapError> {
         let host = self.reach(node).await?;
         let client = self.client().await?;
+        if control_plane {
+            // etcd first: with quorum, a member left by an earlier install of this node is
+            // removed; without, nothing is touched.
+            self.remove_etcd_member(node).await?;
+        }
         if rejoin {
-            if control_plane {
-                self.remove_etcd_member(node).await?;
-            }
             let endpoint = self.endpoint()?;
             match Api::<Node>::all(client.clone())
                 .delete(node, &DeleteParams::default())
@@ -739,8 +748,9 @@ impl Bootstrap {
         Ok(())
     }
 
-    /// Removes `node`'s etcd member (found by its peer address) through a control plane that
-    /// has joined, while etcd has quorum.
+    /// Makes sure etcd has quorum and no member of `node` (found by its peer address: one
+    /// left by an earlier install) through a control plane that has joined; refuses when no
+    /// member answers with quorum.
     async fn remove_etcd_member(&self, node: &str) -> Result<(), BootstrapError> {
         let ip = self
             .lab

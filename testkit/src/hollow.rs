@@ -281,6 +281,35 @@ impl HollowLab {
         self.write_known_hosts();
     }
 
+    /// Adds `ip` to `node`'s interface (a VIP the lab's VIP announcer would hold).
+    pub fn add_address(&self, node: &str, ip: Ipv4Addr) {
+        let n = &self.nodes[node];
+        sh(&format!("ip -n {} addr add {ip}/32 dev eth0", n.netns));
+    }
+
+    /// Runs `argv` inside `node` (its network and mount namespaces); its standard output, or
+    /// what it printed when it failed.
+    pub fn exec(&self, node: &str, argv: &[&str]) -> Result<String, String> {
+        let n = &self.nodes[node];
+        let o = Command::new("nsenter")
+            .args([
+                "--target",
+                &n.sshd.id().to_string(),
+                "--net",
+                "--mount",
+                "--",
+            ])
+            .args(argv)
+            .output()
+            .expect("nsenter runs");
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        if o.status.success() {
+            Ok(out)
+        } else {
+            Err(format!("{out}{}", String::from_utf8_lossy(&o.stderr)))
+        }
+    }
+
     /// Stops `node` for good (a machine that is down).
     pub fn power_off(&mut self, node: &str) {
         if let Some(n) = self.nodes.get_mut(node) {
@@ -453,6 +482,39 @@ fn alive(c: &mut Child) -> bool {
     matches!(c.try_wait(), Ok(None))
 }
 
+/// Copies the static-pod manifests into the hollow kubelet's static-pod directory, so it registers them as a kubelet registers static pods.
+fn mirror_manifests(root: &Path, manifests: &Path) {
+    // kubemark makes it under /tmp and says where: `"Adding static pod path" path="..."`.
+    let log = std::fs::read_to_string(root.join("logs/kubelet.log")).unwrap_or_default();
+    let Some(dir) = log
+        .lines()
+        .rev()
+        .find_map(|l| l.split("\"Adding static pod path\" path=\"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+    else {
+        return;
+    };
+    let want: BTreeMap<std::ffi::OsString, Vec<u8>> = std::fs::read_dir(manifests)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name(), std::fs::read(e.path()).ok()?)))
+        .collect();
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if !want.contains_key(&e.file_name()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    for (name, text) in want {
+        let to = dir.join(&name);
+        if std::fs::read(&to).ok().as_deref() != Some(text.as_slice()) {
+            let _ = std::fs::write(&to, text);
+        }
+    }
+}
+
 /// What the kubelet and systemd would do on the node, every 200 ms until `stop`.
 fn supervise(
     name: &str,
@@ -535,6 +597,11 @@ fn supervise(
                 ]
                 .into();
                 r.kubelet = spawn_in(pid, root, "kubelet", &argv);
+            }
+            // The kubelet's own view of the static pods (it makes their mirror pods, whose
+            // annotations kubeadm reads): kubemark watches a manifest directory of its own.
+            if r.kubelet.is_some() {
+                mirror_manifests(root, &etc.join("manifests"));
             }
             healthy.store(r.kubelet.as_mut().is_some_and(alive), Ordering::SeqCst);
         }
