@@ -67,6 +67,12 @@ pub enum Error {
     /// The install state could not be read or written.
     #[error(transparent)]
     Install(#[from] pxe::install::InstallError),
+    /// The cluster's identity (its vault, its CAs) could not be read or made.
+    #[error(transparent)]
+    Identity(#[from] cluster::identity::IdentityError),
+    /// The lab does not make its cluster, or says too little to reach it.
+    #[error(transparent)]
+    Kubeadm(#[from] cluster::kubeadm::KubeadmError),
     /// A saved plan could not be read or written.
     #[error("plan file {}: {message}", path.display())]
     PlanFile {
@@ -138,7 +144,8 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Load(LoadError::Invalid { .. }) | Error::Invalid { .. } => ErrorKind::Lab,
-            Error::Load(_) | Error::PlanFile { .. } => ErrorKind::Io,
+            Error::Load(_) | Error::PlanFile { .. } | Error::Identity(_) => ErrorKind::Io,
+            Error::Kubeadm(_) => ErrorKind::Lab,
             Error::Engine(EngineError::StalePlan { .. } | EngineError::PlanFormat { .. }) => {
                 ErrorKind::StalePlan
             }
@@ -192,6 +199,7 @@ pub static BACKENDS: &[&Descriptor] = &[
     &storage::linux_nas::GANESHA,
     &storage::linux_nas::KERNEL_NFS,
     &cluster::BACKEND,
+    &cluster::kubeadm_provider::BACKEND,
 ];
 
 /// Settings of the boot service that a caller gives; what it leaves out comes from the lab's
@@ -927,6 +935,27 @@ impl Lab {
                 cluster.iter().map(|r| r.id.clone()).collect();
             cluster::manifests::link(&mut cluster, &all);
         }
+        // The cluster cloudlet makes: its nodes join once their machines exist and are
+        // installed, and its objects wait for the cluster.
+        let nodes = cluster::bootstrap::expand(lab);
+        if let Some(first) = nodes.first().map(|n| n.id.clone()) {
+            for r in &mut cluster {
+                r.depends_on.push(first.clone());
+            }
+            let hyper_ids = ids(&hyper);
+            for mut n in nodes {
+                let machine = n.id.name.to_string();
+                let vm = hypervisor::vm_id(&machine);
+                if hyper_ids.contains(&vm) {
+                    n.depends_on.push(vm);
+                }
+                let install = pxe::install_config_id(&machine);
+                if pxe_ids.contains(&install) {
+                    n.depends_on.push(install);
+                }
+                cluster.push(n);
+            }
+        }
         let mut all = hyper;
         all.extend(router);
         all.extend(pxe);
@@ -941,6 +970,7 @@ impl Lab {
         domain: Domain,
         target: &'a Target,
         output_dir: &'a Path,
+        state_dir: &'a Path,
     ) -> Connection<'a> {
         Connection {
             lab: &self.loaded.lab,
@@ -948,6 +978,7 @@ impl Lab {
             target,
             base_dir: &self.loaded.base_dir,
             output_dir,
+            state_dir,
             take_over: self.options.take_over,
         }
     }
@@ -967,7 +998,8 @@ impl Lab {
                     kind: target.kind.as_str().to_string(),
                 })
             })?;
-        let c = self.connection(domain, target, output_dir);
+        let state = self.state_dir();
+        let c = self.connection(domain, target, output_dir, &state);
         (backend.connect)(&c).await.map_err(failed)
     }
 
@@ -976,7 +1008,8 @@ impl Lab {
     pub async fn storage_status(&self) -> Result<Vec<storage::VolumeStatus>, Error> {
         let t = &self.loaded.lab.targets.storage;
         let out = self.output_dir();
-        let c = self.connection(Domain::Storage, t, &out);
+        let state = self.state_dir();
+        let c = self.connection(Domain::Storage, t, &out, &state);
         let nas = storage::Nas::open(&c).map_err(|source| {
             Error::Engine(EngineError::NoProvider {
                 domain: Domain::Storage,
@@ -998,6 +1031,10 @@ impl Lab {
     pub async fn engine(&self) -> Result<Engine, Error> {
         let lab = &self.loaded.lab;
         let out = self.output_dir();
+        if self.makes_cluster() {
+            // The nodes are verified by the host keys their installs reported.
+            self.write_known_hosts()?;
+        }
         let mut providers = Providers::new();
         for (domain, target) in lab.targets.each() {
             providers = providers.with(domain, self.provider_for(domain, target, &out).await?);
@@ -1008,7 +1045,55 @@ impl Lab {
 
     /// Whether the cluster target is a live Kubernetes API server (not rendered to files).
     pub fn has_live_cluster(&self) -> bool {
-        self.loaded.lab.targets.cluster.kind == cluster::BACKEND.kind
+        let kind = &self.loaded.lab.targets.cluster.kind;
+        *kind == cluster::BACKEND.kind || *kind == cluster::kubeadm_provider::BACKEND.kind
+    }
+
+    /// Whether cloudlet makes the lab's cluster (`targets.cluster.kind: kubeadm`).
+    pub fn makes_cluster(&self) -> bool {
+        self.loaded.lab.targets.cluster.kind == cluster::kubeadm_provider::BACKEND.kind
+    }
+
+    /// Writes the host keys the network installs reported as `STATE/known_hosts`, what the
+    /// bootstrap verifies the nodes by.
+    fn write_known_hosts(&self) -> Result<(), Error> {
+        let installs = pxe::install::Installs::open(&self.pxe_state_dir(), Default::default())?;
+        let lab = &self.loaded.lab;
+        let text = installs.known_hosts(|m| lab.machine_ip(m).map(std::net::IpAddr::V4), 22);
+        let path = self
+            .state_dir()
+            .join(cluster::kubeadm_provider::KNOWN_HOSTS);
+        std::fs::create_dir_all(self.state_dir())
+            .and_then(|()| std::fs::write(&path, text))
+            .map_err(|e| Error::Render {
+                path,
+                message: e.to_string(),
+            })
+    }
+
+    /// An admin kubeconfig for the cluster cloudlet makes: a client certificate from the
+    /// cluster CA (group `kubeadm:cluster-admins`) valid for `valid`, issued now and written
+    /// nowhere. It holds a private key: give it only to its user.
+    pub fn kubeconfig(
+        &self,
+        valid: std::time::Duration,
+    ) -> Result<cluster::identity::Kubeconfig, Error> {
+        let lab = &self.loaded.lab;
+        if !self.makes_cluster() {
+            return Err(cluster::kubeadm::KubeadmError::NotMade.into());
+        }
+        let vault = cloudlet_core::vault::key_from_env()
+            .and_then(|key| cloudlet_core::vault::Vault::open(self.state_dir().join("vault"), &key))
+            .map_err(cluster::identity::IdentityError::Vault)?;
+        let (identity, _) = cluster::identity::Identity::load_or_make(&vault)?;
+        let ep = cluster::kubeadm::endpoint(lab)?;
+        let user = std::env::var("USER").unwrap_or_else(|_| "admin".into());
+        Ok(identity.admin_kubeconfig(
+            &lab.name,
+            &format!("https://{ep}:{}", cluster::kubeadm::API_PORT),
+            &format!("cloudlet:{user}"),
+            valid,
+        )?)
     }
 
     /// The health of the lab's Kubernetes objects (rollouts, LoadBalancer addresses, ingress
@@ -1022,15 +1107,31 @@ impl Lab {
         if !self.has_live_cluster() {
             return Ok(Vec::new());
         }
-        let out = self.output_dir();
-        let kube = cluster::kube_provider::open(&self.connection(Domain::Cluster, t, &out))
-            .await
-            .map_err(|source| {
-                Error::Engine(EngineError::NoProvider {
-                    domain: Domain::Cluster,
-                    source,
-                })
-            })?;
+        let (out, state) = (self.output_dir(), self.state_dir());
+        let c = self.connection(Domain::Cluster, t, &out, &state);
+        let no_provider = |source| {
+            Error::Engine(EngineError::NoProvider {
+                domain: Domain::Cluster,
+                source,
+            })
+        };
+        let observe = |source| {
+            Error::Engine(EngineError::Observe {
+                domain: Domain::Cluster,
+                source,
+            })
+        };
+        let made;
+        let existing;
+        let kube = if self.makes_cluster() {
+            made = cluster::kubeadm_provider::open(&c).map_err(no_provider)?;
+            made.kube().await.map_err(observe)?
+        } else {
+            existing = cluster::kube_provider::open(&c)
+                .await
+                .map_err(no_provider)?;
+            &existing
+        };
         let r = match wait {
             Some(d) => cluster::health::wait(kube.client(), kube.applyset(), d).await,
             None => cluster::health::check(kube.client(), kube.applyset()).await,

@@ -813,10 +813,49 @@ fn a_cluster_cloudlet_makes_is_valid_with_defaults() {
         "  workers: [w1]\n",
         "  workers: [w1]\n  kubernetes: {version: v1.36.3}\n",
     );
-    // Until the bootstrap lands, the one finding says the block is not acted on yet.
-    let d = only(&t, "kubernetes-not-made-yet");
-    assert_eq!(d.severity, cloudlet::Severity::Warning);
-    assert_eq!(findings(&t).len(), 1);
+    assert_eq!(findings(&t), vec![]);
+    let made = format!(
+        "{t}targets:\n  cluster: {{kind: kubeadm, credentials: {{file: keys/install-user}}}}\n"
+    );
+    assert_eq!(findings(&made), vec![]);
+}
+
+#[test]
+fn the_cluster_target_and_cluster_kubernetes_agree_on_who_makes_the_cluster() {
+    // kubeadm makes a cluster the lab must describe.
+    let t = format!(
+        "{BASE}targets:\n  cluster: {{kind: kubeadm, credentials: {{file: keys/install-user}}}}\n"
+    );
+    let d = only(&t, "kubernetes-not-described");
+    assert_at(&d, at(&t, "kubeadm"));
+    assert!(
+        d.help
+            .as_deref()
+            .unwrap_or("")
+            .contains("cluster.kubernetes")
+    );
+    // A described cluster is not one made elsewhere.
+    let t = edit(
+        BASE,
+        "  workers: [w1]\n",
+        "  workers: [w1]\n  kubernetes: {version: v1.36.3}\n",
+    );
+    let t = format!("{t}targets:\n  cluster: {{kind: kubernetes}}\n");
+    let d = only(&t, "kubernetes-made-elsewhere");
+    assert_at(&d, at(&t, "{version: v1.36.3}"));
+    assert!(d.help.as_deref().unwrap_or("").contains("kind: kubeadm"));
+    // The install user's key is how the nodes are reached.
+    let t = edit(
+        BASE,
+        "  workers: [w1]\n",
+        "  workers: [w1]\n  kubernetes: {version: v1.36.3}\n",
+    );
+    let t = format!("{t}targets:\n  cluster: {{kind: kubeadm}}\n");
+    let all = findings(&t);
+    assert!(
+        all.iter().any(|d| d.message.contains("credentials")),
+        "{all:#?}"
+    );
 }
 
 #[test]

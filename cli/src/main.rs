@@ -43,6 +43,14 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Print a new vault key (an age X25519 identity). Keep it outside the lab and its state
+    /// directory, give it to cloudlet as `CLOUDLET_VAULT_KEY` or in the file
+    /// `CLOUDLET_VAULT_KEY_FILE` names, and escrow it: it is what restores the lab's secrets.
+    New,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum Format {
     Human,
@@ -107,6 +115,22 @@ enum Command {
         /// Check again until nothing is progressing, at most this long (`90s`, `5m`).
         #[arg(long, value_name = "DURATION")]
         wait: Option<cloudlet::core::types::Duration>,
+    },
+    /// An admin kubeconfig for the cluster cloudlet makes (`targets.cluster.kind: kubeadm`),
+    /// printed: a client certificate from the cluster CA, issued now and short-lived (ask
+    /// again for a new one). It holds a private key: redirect it to a file only you read.
+    Kubeconfig {
+        /// A lab file or directory.
+        #[arg(default_value = ".")]
+        lab: PathBuf,
+        /// How long its certificate is valid (`1h`, `12h`; at most `24h`).
+        #[arg(long, value_name = "DURATION", default_value = "1h")]
+        valid: cloudlet::core::types::Duration,
+    },
+    /// The lab's vault key: what encrypts the secrets cloudlet makes (the cluster's CAs).
+    Key {
+        #[command(subcommand)]
+        what: KeyCommand,
     },
     /// Write every artifact of the lab to a directory.
     Render {
@@ -370,6 +394,28 @@ async fn main() -> ExitCode {
             Ok(lab) => status(&lab, wait).await.map_err(|e| (e, Some(lab))),
             Err(e) => Err((e, None)),
         },
+        Command::Kubeconfig { lab, valid } => match load(&lab) {
+            Ok(lab) => {
+                let valid = std::time::Duration::from_secs(valid.0.min(24 * 3600));
+                match lab.kubeconfig(valid) {
+                    Ok(k) => {
+                        print!("{}", k.expose());
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => Err((e, Some(lab))),
+                }
+            }
+            Err(e) => Err((e, None)),
+        },
+        Command::Key {
+            what: KeyCommand::New,
+        } => {
+            println!("{}", cloudlet::core::vault::new_key());
+            eprintln!(
+                "cloudlet: a new vault key; keep it outside the lab, set CLOUDLET_VAULT_KEY to it (or CLOUDLET_VAULT_KEY_FILE to a file holding it), and escrow a copy"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Render { lab, dir } => match load(&lab) {
             Ok(lab) => match lab.render(&dir).await {
                 Ok(n) => {

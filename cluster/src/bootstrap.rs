@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloudlet_core::model::Lab;
+use cloudlet_core::{Domain, Resource, ResourceId};
 use cloudlet_transport::exec::{ExecError, Host};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DeleteParams};
@@ -165,12 +166,12 @@ pub enum BootstrapError {
     Token(#[from] TokenError),
     /// A second `kubeadm init` was about to run on a cluster that exists.
     #[error(
-        "refusing a second `kubeadm init` on {node}: {holder} already holds this cluster ({what}) but the API endpoint {endpoint} does not answer; bring {holder} back (or restore it) and apply again"
+        "refusing a second `kubeadm init` on {node}: {holder} already belongs to this cluster ({what}) but the API endpoint {endpoint} does not answer; bring the control plane back (or restore it from a backup), then apply again"
     )]
     SecondInit {
         /// The node init would have run on.
         node: String,
-        /// The control plane that holds the cluster.
+        /// The node that belongs to the cluster.
         holder: String,
         /// What it holds.
         what: &'static str,
@@ -255,6 +256,70 @@ impl std::fmt::Display for Step {
         };
         write!(f, "{verb} {}{role}", self.node)
     }
+}
+
+/// The kind of a node's resource in a plan (`cluster/kubeadm-node/NAME`).
+pub const NODE_KIND: &str = "kubeadm-node";
+
+/// The id of `node`'s resource.
+pub fn node_id(node: &str) -> ResourceId {
+    ResourceId::new(Domain::Cluster, NODE_KIND, node)
+}
+
+/// A node's desired resource: its role, whether it makes the cluster, and that it has
+/// joined.
+fn node_body(node: &str, control_plane: bool, first: bool, joined: bool) -> serde_json::Value {
+    let _ = node;
+    serde_json::json!({
+        "init": first,
+        "joined": joined,
+        "role": if control_plane { "control-plane" } else { "worker" },
+    })
+}
+
+/// The cluster's nodes as resources of the plan, when the lab makes its cluster: the first
+/// control plane first, the other control planes each after the one before it (one at a
+/// time), the workers after the first (in parallel).
+pub fn expand(lab: &Lab) -> Vec<Resource> {
+    if lab
+        .cluster
+        .as_ref()
+        .and_then(|c| c.kubernetes.as_ref())
+        .is_none()
+    {
+        return Vec::new();
+    }
+    let all = nodes(lab);
+    let mut out = Vec::with_capacity(all.len());
+    let mut previous_cp: Option<ResourceId> = None;
+    let first = all.first().map(|(n, _)| node_id(n));
+    for (i, (node, cp)) in all.iter().enumerate() {
+        let mut r = Resource::new(node_id(node), node_body(node, *cp, i == 0, true));
+        if *cp {
+            if let Some(p) = previous_cp.replace(node_id(node)) {
+                r = r.after(p);
+            }
+        } else if let Some(f) = &first {
+            r = r.after(f.clone());
+        }
+        out.push(r);
+    }
+    out
+}
+
+/// The plan's line for a node's resource.
+pub fn headline(r: &Resource) -> Option<String> {
+    if &*r.id.kind != NODE_KIND {
+        return None;
+    }
+    let v = r.body.value();
+    Some(if v["init"] == true {
+        "kubeadm init: the first control plane makes the cluster".to_string()
+    } else if v["role"] == "control-plane" {
+        "kubeadm join as a control plane (after the one before it)".to_string()
+    } else {
+        "kubeadm join as a worker".to_string()
+    })
 }
 
 /// The cluster's nodes in order: control planes (the first one first), then workers.
@@ -386,6 +451,11 @@ impl Bootstrap {
         }
     }
 
+    /// The API server's URL (`https://10.0.20.10:6443`).
+    pub fn endpoint_url(&self) -> Result<String, BootstrapError> {
+        self.endpoint()
+    }
+
     fn endpoint(&self) -> Result<String, BootstrapError> {
         Ok(format!(
             "https://{}:{API_PORT}",
@@ -501,6 +571,55 @@ impl Bootstrap {
             observed.nodes.insert(n, f?);
         }
         Ok(observed)
+    }
+
+    /// The nodes' resources as they are: a node that has joined as the lab wants it; one the
+    /// API knows but that has not joined (installed again) with `joined: false`; one that
+    /// does not answer in a cluster that exists as the lab wants it (down, left alone);
+    /// none for a node that has not joined yet. Also whether the API answered.
+    pub async fn observe_resources(&self) -> Result<(Vec<Resource>, bool), BootstrapError> {
+        let observed = self.observe().await?;
+        let steps = plan(&self.lab, &observed);
+        let mut out = Vec::new();
+        for (i, (node, cp)) in nodes(&self.lab).into_iter().enumerate() {
+            let joined = match steps.iter().find(|s| s.node == node) {
+                None => true,
+                Some(s) if s.action == Action::Rejoin => false,
+                Some(_) => continue,
+            };
+            out.push(Resource::new(
+                node_id(&node),
+                node_body(&node, cp, i == 0, joined),
+            ));
+        }
+        Ok((out, observed.api.is_some()))
+    }
+
+    /// Brings `node` into the cluster now and says how: `kubeadm init` when it is the first
+    /// control plane and there is no cluster yet (guarded: refused while any node belongs to
+    /// one), a rejoin when the API has a stale Node of it, a join otherwise; nothing when it
+    /// has joined.
+    pub async fn bring(&self, node: &str) -> Result<Option<Action>, BootstrapError> {
+        let all = nodes(&self.lab);
+        let Some(pos) = all.iter().position(|(n, _)| n == node) else {
+            return Err(KubeadmError::NoAddress(node.to_string()).into());
+        };
+        let control_plane = all[pos].1;
+        self.reach(node).await?;
+        if self.facts(node).await?.joined {
+            return Ok(None);
+        }
+        let api = self.api_nodes().await;
+        let action = match &api {
+            None if pos == 0 => Action::Init,
+            Some(a) if a.contains_key(node) => Action::Rejoin,
+            _ => Action::Join,
+        };
+        match action {
+            Action::Init => self.init(node).await?,
+            a => self.join(node, control_plane, a == Action::Rejoin).await?,
+        }
+        Ok(Some(action))
     }
 
     /// Waits until `node` answers over SSH (its install may still be running).
@@ -649,12 +768,12 @@ impl Bootstrap {
                 endpoint,
             });
         }
-        for cp in self.lab.cluster.iter().flat_map(|c| &c.control_plane) {
-            let f = self.facts(cp).await?;
+        for (other, _) in nodes(&self.lab) {
+            let f = self.facts(&other).await?;
             if f.etcd_data || f.joined {
                 return Err(BootstrapError::SecondInit {
                     node: node.to_string(),
-                    holder: cp.clone(),
+                    holder: other.clone(),
                     what: if f.etcd_data {
                         "etcd data"
                     } else {

@@ -17,6 +17,7 @@ pub mod identity;
 mod k8s;
 pub mod kube_provider;
 pub mod kubeadm;
+pub mod kubeadm_provider;
 pub mod manifests;
 pub mod metallb;
 
@@ -756,6 +757,9 @@ fn network_policy(
 /// What a reviewer needs to see of a new or removed Kubernetes object, on one line: a
 /// workload's images and replicas, a Service's type, address and ports, an Ingress's hosts.
 pub fn headline(r: &Resource) -> Option<String> {
+    if &*r.id.kind == bootstrap::NODE_KIND {
+        return bootstrap::headline(r);
+    }
     let v = r.body.value();
     let spec = &v["spec"];
     match &*r.id.kind {

@@ -172,6 +172,8 @@ pub struct Connection<'a> {
     pub base_dir: &'a Path,
     /// Where the `local` backend writes.
     pub output_dir: &'a Path,
+    /// The lab's state directory (its vault, the install state).
+    pub state_dir: &'a Path,
     /// Whether cloudlet may take over objects it finds unmarked (`--take-over`).
     pub take_over: bool,
 }

@@ -22,6 +22,11 @@ pub enum VaultError {
         "the vault key is not an age identity (`AGE-SECRET-KEY-1...`, as age-keygen or `cloudlet key new` writes it)"
     )]
     Key,
+    /// No key was given.
+    #[error(
+        "no vault key: set ${KEY_ENV} to it, or ${KEY_FILE_ENV} to a file holding it (`cloudlet key new` makes one; keep it outside the lab and its state directory)"
+    )]
+    NoKey,
     /// The vault was written for another key.
     #[error("the vault at {} was written for the key whose recipient is {expected}; the key given is {given}'s", dir.display())]
     WrongKey {
@@ -81,6 +86,28 @@ pub fn new_key() -> String {
         .to_string()
         .expose_secret()
         .to_string()
+}
+
+/// The environment variable holding the vault key's text.
+pub const KEY_ENV: &str = "CLOUDLET_VAULT_KEY";
+/// The environment variable naming a file that holds the vault key.
+pub const KEY_FILE_ENV: &str = "CLOUDLET_VAULT_KEY_FILE";
+
+/// The vault key: the text of `$CLOUDLET_VAULT_KEY`, or of the file `$CLOUDLET_VAULT_KEY_FILE`
+/// names (never the lab's text, never the state directory).
+pub fn key_from_env() -> Result<String, VaultError> {
+    if let Ok(k) = std::env::var(KEY_ENV)
+        && !k.trim().is_empty()
+    {
+        return Ok(k);
+    }
+    match std::env::var_os(KEY_FILE_ENV) {
+        Some(f) => {
+            let path = PathBuf::from(f);
+            std::fs::read_to_string(&path).map_err(io("reading", &path))
+        }
+        None => Err(VaultError::NoKey),
+    }
 }
 
 /// An open vault.

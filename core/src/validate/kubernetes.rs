@@ -49,18 +49,31 @@ fn check_release(v: &str) -> Result<Option<String>, String> {
 impl<'a> Validator<'a> {
     pub(super) fn kubernetes(&mut self, lbs: &[LbService]) {
         let lab: &'a Lab = self.lab;
+        let kind = lab.targets.cluster.kind.as_str();
+        let made = lab.cluster.as_ref().and_then(|c| c.kubernetes.as_ref());
+        if kind == "kubeadm" && made.is_none() {
+            self.push(
+                Diagnostic::error(
+                    "kubernetes-not-described",
+                    path!["targets", "cluster", "kind"],
+                    "`kind: kubeadm` makes the cluster that `cluster.kubernetes` describes, and the lab has none",
+                )
+                .help("add `cluster.kubernetes: {version: v1.36.3}` (and the nodes in `cluster.control_plane` and `cluster.workers`), or use `kind: kubernetes` for a cluster made elsewhere"),
+            );
+        }
         let Some(c) = &lab.cluster else { return };
         let Some(k) = &c.kubernetes else { return };
         let kp = path!["cluster", "kubernetes"];
-        // Said plainly until the bootstrap lands: the block is checked, not yet acted on.
-        self.push(
-            Diagnostic::warning(
-                "kubernetes-not-made-yet",
-                kp.clone(),
-                "this build validates `cluster.kubernetes` but does not make the cluster yet: plan and apply leave the machines as installed",
-            )
-            .help("make the cluster with kubeadm by hand for now and point `targets.cluster` at it (`kind: kubernetes`)"),
-        );
+        if kind == "kubernetes" {
+            self.push(
+                Diagnostic::error(
+                    "kubernetes-made-elsewhere",
+                    kp.clone(),
+                    "`cluster.kubernetes` says cloudlet makes the cluster, but `targets.cluster.kind` is `kubernetes` (a cluster made elsewhere)",
+                )
+                .help("use `kind: kubeadm` for the cluster cloudlet makes, or remove `cluster.kubernetes` to use the existing one"),
+            );
+        }
         match check_release(&k.version) {
             Err(message) => self.push(
                 Diagnostic::error("kubernetes-version", kp.join("version"), message)
