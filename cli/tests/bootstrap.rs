@@ -18,38 +18,6 @@ use kube::api::Api;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cloudlet");
 
-fn lab_text(key: &Path, known_hosts: &Path) -> String {
-    format!(
-        r#"name: hollow
-site: {{domain: hollow.lan, timezone: UTC}}
-networks:
-  k8s: {{cidr: 10.0.20.0/24, gateway: 10.0.20.1}}
-machines:
-  cp: {{cpus: 2, memory: 4GiB, nics: [{{network: k8s, ip: 10.0.20.10}}]}}
-  w1: {{cpus: 2, memory: 4GiB, nics: [{{network: k8s, ip: 10.0.20.11}}]}}
-  w2: {{cpus: 2, memory: 4GiB, nics: [{{network: k8s, ip: 10.0.20.12}}]}}
-cluster:
-  control_plane: [cp]
-  workers: [w1, w2]
-  kubernetes: {{version: v1.36.3}}
-  apps:
-    web:
-      image: nginx:1.27
-      replicas: 2
-      ports: [{{name: http, port: 80}}]
-targets:
-  cluster:
-    # The hollow nodes have no container runtime or systemd: preflight errors only warn.
-    kind: kubeadm
-    credentials: {{file: {key}}}
-    known_hosts: {known_hosts}
-    ignore_preflight_errors: all
-"#,
-        key = key.display(),
-        known_hosts = known_hosts.display(),
-    )
-}
-
 /// Runs the CLI (from the segment's namespace) with the vault key in its environment.
 async fn cloudlet(key: &str, args: &[&str]) -> Output {
     tokio::process::Command::new(BIN)
@@ -104,7 +72,8 @@ fn apply_makes_the_cluster_then_its_apps_in_one_run() {
     );
     let dir = tempfile::tempdir().unwrap();
     let lab = dir.path().join("lab.yaml");
-    std::fs::write(&lab, lab_text(&hollow.key, &hollow.known_hosts)).unwrap();
+    let apps = "  apps:\n    web:\n      image: nginx:1.27\n      replicas: 2\n      ports: [{name: http, port: 80}]\n";
+    std::fs::write(&lab, hollow.lab_yaml(&["cp"], &["w1", "w2"], apps)).unwrap();
     let lab_arg = lab.display().to_string();
 
     let key = std::process::Command::new(BIN)

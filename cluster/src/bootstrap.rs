@@ -37,6 +37,56 @@ use crate::bootstrap_token::{self, TokenError};
 use crate::identity::{Identity, IdentityError};
 use crate::kubeadm::{self, API_PORT, KubeadmError, Token};
 
+/// The kube-vip release that announces a several-control-plane endpoint unless the lab names
+/// another image (`cluster.kubernetes.vip_image`).
+pub const KUBE_VIP_IMAGE: &str = "ghcr.io/kube-vip/kube-vip:v0.8.9";
+
+/// Where kube-vip's static pod goes.
+const KUBE_VIP_MANIFEST: &str = "/etc/kubernetes/manifests/kube-vip.yaml";
+
+/// kube-vip as a static pod: the VIP on `interface` by ARP, held by the control plane that
+/// leads (a lease in `kube-system`), reaching the API with `kubeconfig` (kubeadm's
+/// `super-admin.conf` during the init, whose `admin.conf` has no rights yet: kube-vip#684).
+pub fn kube_vip_manifest(vip: Ipv4Addr, interface: &str, image: &str, kubeconfig: &str) -> String {
+    let env: Vec<serde_json::Value> = [
+        ("vip_arp", "true"),
+        ("port", "6443"),
+        ("vip_interface", interface),
+        ("vip_cidr", "32"),
+        ("cp_enable", "true"),
+        ("cp_namespace", "kube-system"),
+        ("vip_leaderelection", "true"),
+        ("vip_leasename", "plndr-cp-lock"),
+        ("vip_leaseduration", "5"),
+        ("vip_renewdeadline", "3"),
+        ("vip_retryperiod", "1"),
+        ("address", &vip.to_string()),
+    ]
+    .iter()
+    .map(|(k, v)| serde_json::json!({"name": k, "value": v}))
+    .collect();
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kube-vip", "namespace": "kube-system"},
+        "spec": {
+            "containers": [{
+                "name": "kube-vip",
+                "image": image,
+                "imagePullPolicy": "IfNotPresent",
+                "args": ["manager"],
+                "env": env,
+                "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}},
+                "volumeMounts": [{"mountPath": "/etc/kubernetes/admin.conf", "name": "kubeconfig"}],
+            }],
+            "hostAliases": [{"hostnames": ["kubernetes"], "ip": "127.0.0.1"}],
+            "hostNetwork": true,
+            "volumes": [{"name": "kubeconfig", "hostPath": {"path": kubeconfig}}],
+        },
+    });
+    kubeadm::documents(&[pod])
+}
+
 /// Where kubeadm's configuration for a node is written while it runs (then removed).
 const CONFIG_DIR: &str = "/etc/kubernetes/cloudlet";
 
@@ -189,6 +239,16 @@ pub enum BootstrapError {
         answering: usize,
         /// Members etcd knows.
         members: usize,
+    },
+    /// No interface of a control plane holds its address (kube-vip announces the VIP there).
+    #[error(
+        "no interface of {node} has its address {address}: check its network settings (the lab's address for it must be configured on it)"
+    )]
+    NoInterface {
+        /// The node.
+        node: String,
+        /// Its address in the lab.
+        address: Ipv4Addr,
     },
     /// Not attempted: a step it depends on failed.
     #[error("{node} was not joined: {because} failed first")]
@@ -756,6 +816,65 @@ impl Bootstrap {
         args
     }
 
+    /// The endpoint's VIP, when the cluster has several control planes (kube-vip announces it).
+    fn vip(&self) -> Option<Ipv4Addr> {
+        let c = self.lab.cluster.as_ref()?;
+        let k = c.kubernetes.as_ref()?;
+        (c.control_plane.len() > 1).then_some(k.endpoint).flatten()
+    }
+
+    /// Writes kube-vip's static pod on a control plane, on the interface that holds the node's
+    /// address there.
+    async fn put_kube_vip(
+        &self,
+        host: &Host,
+        node: &str,
+        vip: Ipv4Addr,
+        kubeconfig: &str,
+    ) -> Result<(), BootstrapError> {
+        let ip = self
+            .lab
+            .machine_ip(node)
+            .ok_or_else(|| KubeadmError::NoAddress(node.to_string()))?;
+        let out = self
+            .run(
+                host,
+                node,
+                "finding the node's interface",
+                &["ip", "-o", "-4", "addr", "show"],
+                &[],
+            )
+            .await?;
+        let prefix = format!("{ip}/");
+        let interface = out
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.get(2) == Some(&"inet") && f.get(3).is_some_and(|a| a.starts_with(&prefix)))
+                    .then(|| f.get(1).map(|i| i.trim_end_matches(':').to_string()))
+                    .flatten()
+            })
+            .ok_or_else(|| BootstrapError::NoInterface {
+                node: node.to_string(),
+                address: ip,
+            })?;
+        let image = self
+            .lab
+            .cluster
+            .as_ref()
+            .and_then(|c| c.kubernetes.as_ref())
+            .and_then(|k| k.vip_image.clone())
+            .unwrap_or_else(|| KUBE_VIP_IMAGE.to_string());
+        self.put(
+            host,
+            node,
+            KUBE_VIP_MANIFEST,
+            &kube_vip_manifest(vip, &interface, &image, kubeconfig),
+            &[],
+        )
+        .await
+    }
+
     async fn init(&self, node: &str) -> Result<(), BootstrapError> {
         let host = self.reach(node).await?;
         // The guard, looked at again just before: never a second init.
@@ -796,11 +915,21 @@ impl Bootstrap {
             &secrets,
         )
         .await?;
+        // The endpoint answers before kubeadm needs it (kubeadm#3294).
+        if let Some(vip) = self.vip() {
+            self.put_kube_vip(&host, node, vip, "/etc/kubernetes/super-admin.conf")
+                .await?;
+        }
         let args = self.kubeadm_args("init", &config, &["--skip-phases=show-join-command"]);
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let ran = self.run(&host, node, "kubeadm init", &argv, &secrets).await;
         let _ = host.run(&["rm", "-f", &config]).await;
         ran?;
+        if let Some(vip) = self.vip() {
+            // From now on kube-vip needs no more than an admin.
+            self.put_kube_vip(&host, node, vip, "/etc/kubernetes/admin.conf")
+                .await?;
+        }
         // The init's own token is not needed: every join gets its own.
         let client = self.client().await?;
         bootstrap_token::revoke(&client, token.id()).await?;
@@ -839,6 +968,10 @@ impl Bootstrap {
         }
         if control_plane {
             self.put_pki(&host, node).await?;
+            if let Some(vip) = self.vip() {
+                self.put_kube_vip(&host, node, vip, "/etc/kubernetes/admin.conf")
+                    .await?;
+            }
         }
         let token = bootstrap_token::mint(&client, node, bootstrap_token::MAX_TTL).await?;
         let whole = token.expose();

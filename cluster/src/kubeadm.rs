@@ -141,7 +141,7 @@ fn node_registration(lab: &Lab, k: &Kubernetes, node: &str) -> Result<Value, Kub
     }))
 }
 
-fn documents(docs: &[Value]) -> String {
+pub(crate) fn documents(docs: &[Value]) -> String {
     let mut out = String::new();
     for (i, d) in docs.iter().enumerate() {
         if i > 0 {

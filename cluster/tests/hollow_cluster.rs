@@ -15,7 +15,7 @@ use cloudlet_cluster::bootstrap::{Access, Action, Bootstrap, Options, plan};
 use cloudlet_cluster::bootstrap_token::outstanding;
 use cloudlet_cluster::identity::Identity;
 use cloudlet_testkit::hollow::HollowLab;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
 
 fn lab(workers: &[&str]) -> cloudlet_core::Lab {
@@ -291,6 +291,52 @@ fn three_control_planes_join_one_at_a_time_and_a_reinstalled_one_replaces_its_et
         members(&hollow, "k8s-master").unwrap(),
         peers(&[10, 13, 14])
     );
+    // kube-vip announces the VIP from every control plane: its static pod, registered by each
+    // kubelet (so the API server accepted its spec), on the interface holding the node's
+    // address, with kubeadm's admin kubeconfig once the init is done.
+    let vips = hollow.block_on({
+        let b = b.clone();
+        async move {
+            let client = b.client().await.unwrap();
+            let pods = Api::<Pod>::namespaced(client, "kube-system");
+            let mut found = Vec::new();
+            for cp in ["k8s-master", "k8s-cp2", "k8s-cp3"] {
+                for _ in 0..300 {
+                    if let Ok(p) = pods.get(&format!("kube-vip-{cp}")).await {
+                        found.push(p);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            found
+        }
+    });
+    assert_eq!(vips.len(), 3, "kube-vip's mirror pods: {}", vips.len());
+    for p in &vips {
+        let spec = p.spec.as_ref().unwrap();
+        let env: Vec<(String, String)> = spec.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+            .collect();
+        assert!(
+            env.contains(&("address".into(), vip.to_string())),
+            "{env:?}"
+        );
+        assert!(
+            env.contains(&("vip_interface".into(), "eth0".into())),
+            "{env:?}"
+        );
+        let kubeconfig = spec.volumes.as_ref().unwrap()[0]
+            .host_path
+            .as_ref()
+            .unwrap()
+            .path
+            .clone();
+        assert_eq!(kubeconfig, "/etc/kubernetes/admin.conf");
+    }
 
     // k8s-cp3 installed again: its old member goes, it joins as a new one.
     hollow.reinstall("k8s-cp3");

@@ -956,6 +956,10 @@ pub struct Kubernetes {
     /// package repository of the version's minor release (pkgs.k8s.io) or a mirror of it.
     #[serde(default)]
     pub packages: Option<String>,
+    /// The kube-vip image that announces `endpoint` from the control planes (a mirror's copy
+    /// of it, say); by default the release this build was tested with.
+    #[serde(default)]
+    pub vip_image: Option<String>,
 }
 
 fn default_pod_cidr() -> Cidr {

@@ -281,6 +281,48 @@ impl HollowLab {
         self.write_known_hosts();
     }
 
+    /// A lab file (`name: hollow`) whose cluster cloudlet makes on these nodes: the first of
+    /// `control_planes` inits, the rest join; `cluster_extra` is more of the `cluster:` block
+    /// (indented two spaces: apps). The target reaches the nodes with [`HollowLab::key`] and
+    /// [`HollowLab::known_hosts`]; kubeadm's preflight errors only warn (no container runtime
+    /// or systemd here).
+    pub fn lab_yaml(
+        &self,
+        control_planes: &[&str],
+        workers: &[&str],
+        cluster_extra: &str,
+    ) -> String {
+        let mut machines = String::new();
+        for (name, n) in &self.nodes {
+            machines.push_str(&format!(
+                "  {name}: {{cpus: 2, memory: 4GiB, nics: [{{network: k8s, ip: {}}}]}}\n",
+                n.ip
+            ));
+        }
+        format!(
+            "name: hollow
+site: {{domain: hollow.lan, timezone: UTC}}
+networks:
+  k8s: {{cidr: 10.0.20.0/24, gateway: 10.0.20.1}}
+machines:
+{machines}cluster:
+  control_plane: [{cps}]
+  workers: [{ws}]
+  kubernetes: {{version: v1.36.3}}
+{cluster_extra}targets:
+  cluster:
+    kind: kubeadm
+    credentials: {{file: {key}}}
+    known_hosts: {known_hosts}
+    ignore_preflight_errors: all
+",
+            cps = control_planes.join(", "),
+            ws = workers.join(", "),
+            key = self.key.display(),
+            known_hosts = self.known_hosts.display(),
+        )
+    }
+
     /// Adds `ip` to `node`'s interface (a VIP the lab's VIP announcer would hold).
     pub fn add_address(&self, node: &str, ip: Ipv4Addr) {
         let n = &self.nodes[node];
