@@ -68,6 +68,16 @@ fn hollow(lab: &cloudlet_core::Lab) -> HollowLab {
 }
 
 fn bootstrap(lab: &cloudlet_core::Lab, hollow: &HollowLab, identity: &Arc<Identity>) -> Bootstrap {
+    bootstrap_within(lab, hollow, identity, Duration::from_secs(60))
+}
+
+/// A bootstrap that waits at most `window` for a node to answer.
+fn bootstrap_within(
+    lab: &cloudlet_core::Lab,
+    hollow: &HollowLab,
+    identity: &Arc<Identity>,
+    window: Duration,
+) -> Bootstrap {
     Bootstrap::new(
         Arc::new(lab.clone()),
         identity.clone(),
@@ -78,7 +88,7 @@ fn bootstrap(lab: &cloudlet_core::Lab, hollow: &HollowLab, identity: &Arc<Identi
             port: 22,
         },
         Options {
-            window: Duration::from_secs(60),
+            window,
             parallel: 8,
             // No container runtime, swap or systemd in a namespace.
             ignore_preflight: vec!["all".into()],
@@ -416,5 +426,47 @@ fn a_node_answering_with_a_host_key_its_install_did_not_report_is_refused_by_nam
     assert!(
         message.contains("k8s-node1") && message.contains("host key"),
         "{message}"
+    );
+}
+
+#[test]
+fn a_node_that_does_not_come_back_fails_only_itself() {
+    let lab = lab(&["k8s-node1", "k8s-node2"]);
+    let mut hollow = hollow(&lab);
+    hollow.power_off("k8s-node2");
+    let identity = Arc::new(Identity::generate().unwrap());
+    let b = bootstrap_within(&lab, &hollow, &identity, Duration::from_secs(3));
+    let report = hollow.block_on({
+        let lab = lab.clone();
+        async move {
+            let steps = plan(&lab, &b.observe().await.unwrap());
+            b.apply(&steps).await
+        }
+    });
+    let outcome = |n: &str| {
+        report
+            .steps
+            .iter()
+            .find(|(s, _)| s.node == n)
+            .map(|(_, r)| chain(r))
+            .unwrap()
+    };
+    assert_eq!(
+        outcome("k8s-master"),
+        "ok",
+        "{}",
+        hollow.tail("k8s-master", 20)
+    );
+    assert_eq!(
+        outcome("k8s-node1"),
+        "ok",
+        "{}",
+        hollow.tail("k8s-node1", 20)
+    );
+    let down = outcome("k8s-node2");
+    assert!(
+        down.starts_with("k8s-node2 did not answer over SSH within")
+            && down.contains("cloudlet pxe status"),
+        "{down}"
     );
 }
