@@ -173,6 +173,13 @@ export declare class Lab {
   pxeStatus(): PxeMachine[];
   /** Installs `machine` again at its next network boot. */
   pxeReinstall(machine: string): void;
+  /**
+   * An admin kubeconfig for the cluster cloudlet makes (`targets.cluster.kind: kubeadm`): a
+   * client certificate from the cluster CA valid for `validSeconds` (default an hour, at most
+   * a day), issued now and written nowhere. It holds a private key. The vault key is read from
+   * `CLOUDLET_VAULT_KEY` or the file `CLOUDLET_VAULT_KEY_FILE` names.
+   */
+  kubeconfig(validSeconds?: number): string;
 }
 
 /** The diagnostics of the lab at `path`. */

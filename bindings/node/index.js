@@ -218,6 +218,14 @@ class Lab {
   pxeReinstall(machine) {
     wrap(() => this._native.pxeReinstall(String(machine)));
   }
+
+  /**
+   * An admin kubeconfig for the cluster cloudlet makes: a client certificate valid for
+   * `validSeconds` (default an hour, at most a day). It holds a private key.
+   */
+  kubeconfig(validSeconds) {
+    return wrap(() => this._native.kubeconfig(validSeconds === undefined ? undefined : Number(validSeconds)));
+  }
 }
 
 /** A running network boot service; `stop()` ends it. */

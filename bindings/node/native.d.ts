@@ -46,6 +46,11 @@ export declare class NativeLab {
   pxeServe(options: string, onEvent?: (((arg: string) => void)) | undefined | null): Promise<NativeBootService>
   /** Each network-installed machine and its install state, as JSON. */
   pxeStatus(): string
+  /**
+   * An admin kubeconfig for the cluster cloudlet makes, its client certificate valid for
+   * `valid_seconds` (default an hour, at most a day). It holds a private key.
+   */
+  kubeconfig(validSeconds?: number | undefined | null): string
   /** Installs `machine` again at its next network boot. */
   pxeReinstall(machine: string): void
   /** The lab's volumes as the NAS has them, as JSON. */

@@ -23,7 +23,9 @@ pub const TOKEN_TTL: &str = "15m0s";
 #[non_exhaustive]
 pub enum KubeadmError {
     /// The lab does not make its cluster (`cluster.kubernetes` is missing).
-    #[error("the lab has no `cluster.kubernetes`: cloudlet does not make its cluster")]
+    #[error(
+        "cloudlet does not make this lab's cluster: that takes `cluster.kubernetes` and `targets.cluster.kind: kubeadm`"
+    )]
     NotMade,
     /// A node has no address.
     #[error("node `{0}` has no address")]

@@ -253,6 +253,13 @@ impl Lab {
         Ok(json(&self.0.pxe_status()?))
     }
 
+    /// An admin kubeconfig for the cluster cloudlet makes, its client certificate valid for
+    /// `valid_seconds` (at most a day). It holds a private key.
+    pub fn kubeconfig(&self, valid_seconds: u64) -> Result<String, CloudletException> {
+        let valid = std::time::Duration::from_secs(valid_seconds.clamp(60, 86_400));
+        Ok(self.0.kubeconfig(valid)?.expose().to_string())
+    }
+
     /// Installs `machine` again at its next network boot.
     pub fn pxe_reinstall(&self, machine: String) -> Result<(), CloudletException> {
         Ok(self.0.pxe_reinstall(&machine)?)

@@ -340,6 +340,17 @@ impl NativeLab {
         self.0.pxe_status().map(|m| json(&m)).map_err(error)
     }
 
+    /// An admin kubeconfig for the cluster cloudlet makes, its client certificate valid for
+    /// `valid_seconds` (default an hour, at most a day). It holds a private key.
+    #[napi]
+    pub fn kubeconfig(&self, valid_seconds: Option<f64>) -> Result<String> {
+        let valid = valid_seconds.unwrap_or(3600.0).clamp(60.0, 86_400.0);
+        self.0
+            .kubeconfig(std::time::Duration::from_secs_f64(valid))
+            .map(|k| k.expose().to_string())
+            .map_err(error)
+    }
+
     /// Installs `machine` again at its next network boot.
     #[napi]
     pub fn pxe_reinstall(&self, machine: String) -> Result<()> {

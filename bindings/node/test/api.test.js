@@ -173,3 +173,29 @@ test('a stale saved plan has the PLAN_STALE code, as in the CLI', async () => {
   assert.deepStrictEqual((await lab.apply(plan)).failed, []);
   await assert.rejects(lab.apply(saved), (e) => e instanceof CloudletError && e.code === 'PLAN_STALE' && /infrastructure changed/.test(e.message));
 });
+
+// A vault key for tests only (made with `cloudlet key new`; it protects nothing real).
+const TEST_VAULT_KEY = 'AGE-SECRET-KEY-1254S4P44ZUUJTCXVU3PPXQVUQUNNJJ2APTVXPQ9DTCMALELAXMZQFFHANH';
+
+test('an admin kubeconfig for the cluster cloudlet makes', async () => {
+  const dir = seedCopy();
+  const plain = await Lab.load(dir);
+  assert.throws(() => plain.kubeconfig(), (e) => e.code === 'LAB_INVALID' && /does not make this lab's cluster/.test(e.message));
+  const edit = (f, from, to) => fs.writeFileSync(path.join(dir, f), fs.readFileSync(path.join(dir, f), 'utf8').replace(from, to));
+  edit('cluster.yaml', '  workers: [k8s-node1, k8s-node2]\n', '  workers: [k8s-node1, k8s-node2]\n  kubernetes: {version: v1.36.3}\n');
+  edit('lab.yaml', '  cluster: {kind: local}\n', '  cluster: {kind: kubeadm, credentials: {file: install-user}}\n');
+  const lab = await Lab.load(dir);
+  const saved = process.env.CLOUDLET_VAULT_KEY;
+  try {
+    delete process.env.CLOUDLET_VAULT_KEY;
+    assert.throws(() => lab.kubeconfig(), (e) => e.code === 'LAB_IO' && /CLOUDLET_VAULT_KEY/.test(e.message));
+    process.env.CLOUDLET_VAULT_KEY = TEST_VAULT_KEY;
+    const first = lab.kubeconfig(600);
+    assert.match(first, /server: https:\/\/10\.0\.20\.10:6443/);
+    const ca = (t) => t.split('certificate-authority-data: ')[1].split(/\s/)[0];
+    assert.strictEqual(ca(lab.kubeconfig()), ca(first));
+  } finally {
+    if (saved === undefined) delete process.env.CLOUDLET_VAULT_KEY;
+    else process.env.CLOUDLET_VAULT_KEY = saved;
+  }
+});

@@ -286,6 +286,19 @@ impl Lab {
         py.detach(|| self.0.pxe_status().map(|m| json(&m)).map_err(error))
     }
 
+    /// An admin kubeconfig for the cluster cloudlet makes, its client certificate valid for
+    /// `valid` seconds (at most a day). It holds a private key.
+    #[pyo3(signature = (valid=3600.0))]
+    fn kubeconfig(&self, py: Python<'_>, valid: f64) -> PyResult<String> {
+        let valid = std::time::Duration::from_secs_f64(valid.clamp(60.0, 86_400.0));
+        py.detach(|| {
+            self.0
+                .kubeconfig(valid)
+                .map(|k| k.expose().to_string())
+                .map_err(error)
+        })
+    }
+
     /// Installs `machine` again at its next network boot.
     fn pxe_reinstall(&self, py: Python<'_>, machine: String) -> PyResult<()> {
         py.detach(|| self.0.pxe_reinstall(&machine).map_err(error))

@@ -244,3 +244,46 @@ def test_a_stale_saved_plan_is_refused_as_the_cli_refuses_it(seed):
     with pytest.raises(cloudlet.StalePlanError, match="infrastructure changed") as e:
         lab.apply_sync(cloudlet.Plan.from_json(saved))
     assert e.value.kind == "stale_plan"
+
+
+# A vault key for tests only (made with `cloudlet key new`; it protects nothing real).
+TEST_VAULT_KEY = "AGE-SECRET-KEY-1254S4P44ZUUJTCXVU3PPXQVUQUNNJJ2APTVXPQ9DTCMALELAXMZQFFHANH"
+
+
+def make_the_cluster(lab: pathlib.Path) -> None:
+    """The seed, with the cluster cloudlet makes from its machines."""
+    cluster = lab / "cluster.yaml"
+    cluster.write_text(
+        cluster.read_text().replace(
+            "  workers: [k8s-node1, k8s-node2]\n",
+            "  workers: [k8s-node1, k8s-node2]\n  kubernetes: {version: v1.36.3}\n",
+        )
+    )
+    main = lab / "lab.yaml"
+    main.write_text(
+        main.read_text().replace(
+            "  cluster: {kind: local}\n",
+            "  cluster: {kind: kubeadm, credentials: {file: install-user}}\n",
+        )
+    )
+
+
+def test_an_admin_kubeconfig_for_the_cluster_cloudlet_makes(seed, monkeypatch):
+    with pytest.raises(cloudlet.LabError, match="does not make this lab's cluster"):
+        cloudlet.Lab.load(seed).kubeconfig()
+    make_the_cluster(seed)
+    lab = cloudlet.Lab.load(seed)
+    monkeypatch.delenv("CLOUDLET_VAULT_KEY", raising=False)
+    monkeypatch.delenv("CLOUDLET_VAULT_KEY_FILE", raising=False)
+    with pytest.raises(cloudlet.IoError, match="CLOUDLET_VAULT_KEY"):
+        lab.kubeconfig()
+    monkeypatch.setenv("CLOUDLET_VAULT_KEY", TEST_VAULT_KEY)
+    first = lab.kubeconfig(valid=600)
+    assert "server: https://10.0.20.10:6443" in first
+    assert "client-key-data: " in first
+    # The cluster's identity is made once and kept: the same CA, a new client certificate.
+    again = lab.kubeconfig()
+    ca = lambda t: t.split("certificate-authority-data: ")[1].split()[0]  # noqa: E731
+    crt = lambda t: t.split("client-certificate-data: ")[1].split()[0]  # noqa: E731
+    assert ca(first) == ca(again) and crt(first) != crt(again)
+    assert any(p.suffix == ".age" for p in (seed / ".cloudlet" / "vault").iterdir())

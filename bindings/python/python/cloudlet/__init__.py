@@ -142,7 +142,9 @@ _KINDS = {
 def _raise(e: Exception) -> Any:
     kind, message, payload = e.args
     if kind == "lab":
-        raise LabError(message, [Diagnostic._from(d) for d in _json.loads(payload)]) from None
+        # A lab that says too little for what was asked has no positioned diagnostics.
+        found = _json.loads(payload) or []
+        raise LabError(message, [Diagnostic._from(d) for d in found]) from None
     if kind == "data_loss":
         raise DataLossError(message, tuple(_json.loads(payload))) from None
     raise _KINDS.get(kind, CloudletError)(message) from None
@@ -584,6 +586,16 @@ class Lab:
             self._native.pxe_reinstall(machine)
         except _native.NativeError as e:
             _raise(e)
+
+    def kubeconfig(self, valid: float = 3600.0) -> str:
+        """An admin kubeconfig for the cluster cloudlet makes (``targets.cluster.kind:
+        kubeadm``): a client certificate from the cluster CA valid for ``valid`` seconds (at
+        most a day), issued now and written nowhere. It holds a private key. The vault key is
+        read from ``CLOUDLET_VAULT_KEY`` or the file ``CLOUDLET_VAULT_KEY_FILE`` names."""
+        try:
+            return self._native.kubeconfig(valid)
+        except _native.NativeError as e:
+            return _raise(e)
 
     def plan_sync(self) -> Plan:
         """:meth:`plan` for code without an event loop."""

@@ -107,6 +107,13 @@ class LabTest {
     }
 
     @Test
+    fun aKubeconfigIsOnlyForAClusterCloudletMakes() {
+        val lab = Lab.load(seedCopy().toString(), null)
+        val e = assertThrows(CloudletException.Lab::class.java) { lab.kubeconfig(3600u) }
+        assertTrue(e.reason.contains("does not make this lab's cluster"), e.reason)
+    }
+
+    @Test
     fun schemaIsJson() {
         assertTrue(schema().contains("\"title\":\"cloudlet lab\""))
     }
