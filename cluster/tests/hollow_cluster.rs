@@ -19,16 +19,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
 
 fn lab(workers: &[&str]) -> cloudlet_core::Lab {
-    let mut lab = cloudlet_testkit::seed::seed_lab(|name, text| {
-        if name == "cluster.yaml" {
-            text.replace(
-                "  workers: [k8s-node1, k8s-node2]\n",
-                "  workers: [k8s-node1, k8s-node2]\n  kubernetes: {version: v1.36.3}\n",
-            )
-        } else {
-            text
-        }
-    });
+    let mut lab = cloudlet_testkit::seed::seed_lab_making_its_cluster();
     // Extra workers, on the same segment.
     let template = lab.machines["k8s-node1"].clone();
     let c = lab.cluster.as_mut().unwrap();
@@ -96,6 +87,23 @@ fn bootstrap_within(
     )
 }
 
+/// Observes, plans and applies once, from the segment.
+fn run(
+    hollow: &HollowLab,
+    b: &Bootstrap,
+    lab: &cloudlet_core::Lab,
+) -> (
+    Vec<cloudlet_cluster::bootstrap::Step>,
+    cloudlet_cluster::bootstrap::Report,
+) {
+    let (b, lab) = (b.clone(), lab.clone());
+    hollow.block_on(async move {
+        let steps = plan(&lab, &b.observe().await.unwrap());
+        let report = b.apply(&steps).await;
+        (steps, report)
+    })
+}
+
 /// Waits until every named node is Ready; the names that are not, when time is up.
 async fn ready(client: &kube::Client, names: &[String], wait: Duration) -> Vec<String> {
     let nodes = Api::<Node>::all(client.clone());
@@ -135,14 +143,7 @@ fn installed_machines_become_a_cluster_and_a_reinstalled_worker_comes_back_as_th
     let identity = Arc::new(Identity::generate().unwrap());
     let b = bootstrap(&lab, &hollow, &identity);
 
-    let (steps, report) = hollow.block_on({
-        let (b, lab) = (b.clone(), lab.clone());
-        async move {
-            let steps = plan(&lab, &b.observe().await.unwrap());
-            let report = b.apply(&steps).await;
-            (steps, report)
-        }
-    });
+    let (steps, report) = run(&hollow, &b, &lab);
     let shown: Vec<String> = steps.iter().map(ToString::to_string).collect();
     assert_eq!(
         shown,
@@ -269,14 +270,7 @@ fn three_control_planes_join_one_at_a_time_and_a_reinstalled_one_replaces_its_et
     hollow.add_address("k8s-master", vip);
     let identity = Arc::new(Identity::generate().unwrap());
     let b = bootstrap(&lab, &hollow, &identity);
-    let (steps, report) = hollow.block_on({
-        let (b, lab) = (b.clone(), lab.clone());
-        async move {
-            let steps = plan(&lab, &b.observe().await.unwrap());
-            let report = b.apply(&steps).await;
-            (steps, report)
-        }
-    });
+    let (steps, report) = run(&hollow, &b, &lab);
     let shown: Vec<String> = steps.iter().map(ToString::to_string).collect();
     assert_eq!(
         shown,
@@ -351,14 +345,7 @@ fn three_control_planes_join_one_at_a_time_and_a_reinstalled_one_replaces_its_et
     // k8s-cp3 installed again: its old member goes, it joins as a new one.
     hollow.reinstall("k8s-cp3");
     let b = bootstrap(&lab, &hollow, &identity);
-    let (steps, report) = hollow.block_on({
-        let (b, lab) = (b.clone(), lab.clone());
-        async move {
-            let steps = plan(&lab, &b.observe().await.unwrap());
-            let report = b.apply(&steps).await;
-            (steps, report)
-        }
-    });
+    let (steps, report) = run(&hollow, &b, &lab);
     assert_eq!(
         steps
             .iter()
@@ -386,13 +373,7 @@ fn three_control_planes_join_one_at_a_time_and_a_reinstalled_one_replaces_its_et
     hollow.power_off("k8s-cp2");
     hollow.reinstall("k8s-cp3");
     let b = bootstrap(&lab, &hollow, &identity);
-    let report = hollow.block_on({
-        let (b, lab) = (b.clone(), lab.clone());
-        async move {
-            let steps = plan(&lab, &b.observe().await.unwrap());
-            b.apply(&steps).await
-        }
-    });
+    let (_, report) = run(&hollow, &b, &lab);
     let cp3 = report
         .steps
         .iter()
@@ -436,13 +417,7 @@ fn a_node_that_does_not_come_back_fails_only_itself() {
     hollow.power_off("k8s-node2");
     let identity = Arc::new(Identity::generate().unwrap());
     let b = bootstrap_within(&lab, &hollow, &identity, Duration::from_secs(3));
-    let report = hollow.block_on({
-        let lab = lab.clone();
-        async move {
-            let steps = plan(&lab, &b.observe().await.unwrap());
-            b.apply(&steps).await
-        }
-    });
+    let (_, report) = run(&hollow, &b, &lab);
     let outcome = |n: &str| {
         report
             .steps

@@ -10,16 +10,7 @@ use cloudlet_cluster::identity::Identity;
 use cloudlet_cluster::kubeadm::{Token, init_config, join_config};
 
 fn lab() -> cloudlet_core::Lab {
-    cloudlet_testkit::seed::seed_lab(|name, text| {
-        if name == "cluster.yaml" {
-            text.replace(
-                "  workers: [k8s-node1, k8s-node2]\n",
-                "  workers: [k8s-node1, k8s-node2]\n  kubernetes: {version: v1.36.3}\n",
-            )
-        } else {
-            text
-        }
-    })
+    cloudlet_testkit::seed::seed_lab_making_its_cluster()
 }
 
 /// `kubeadm config validate --config FILE`: `Ok` when it accepts, its output when not.

@@ -9,23 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use cloudlet_pxe::install::{BootAnswer, Installs, Windows, parse_host_key};
+use cloudlet_testkit::hollow::ssh_keygen;
 
 const IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn keygen(path: &Path) -> String {
-    let st = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "x", "-f"])
-        .arg(path)
-        .status()
-        .expect("ssh-keygen runs");
-    assert!(st.success());
-    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
-    public
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 struct Sshd(Child);
 
@@ -115,9 +101,9 @@ fn install(s: &mut Installs, name: &str, host_key: &str, now: u64) {
 #[test]
 fn openssh_verifies_a_machine_by_the_host_key_its_install_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let user = keygen(&dir.path().join("user"));
+    let user = ssh_keygen(&dir.path().join("user"));
     std::fs::write(dir.path().join("authorized"), format!("{user}\n")).unwrap();
-    let first = keygen(&dir.path().join("host1"));
+    let first = ssh_keygen(&dir.path().join("host1"));
     let state = dir.path().join("state");
     let mut installs = Installs::open(&state, Windows::default()).unwrap();
     install(&mut installs, "vm1", &first, 100);
@@ -131,7 +117,7 @@ fn openssh_verifies_a_machine_by_the_host_key_its_install_reported() {
 
     // Something else answering at that address with another key is refused.
     drop(_server);
-    let other = keygen(&dir.path().join("host2"));
+    let other = ssh_keygen(&dir.path().join("host2"));
     let port2 = free_port();
     std::fs::write(&known, installs.known_hosts(|_| Some(IP), port2)).unwrap();
     let _impostor = sshd(dir.path(), &dir.path().join("host2"), port2);

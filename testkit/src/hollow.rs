@@ -52,7 +52,9 @@ fn enter_netns(ns: &Path) {
     nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
 }
 
-fn keygen(path: &Path) -> String {
+/// A new ed25519 key pair at `path` (and `path.pub`), no passphrase; its public key as
+/// `TYPE BASE64`.
+pub fn ssh_keygen(path: &Path) -> String {
     let _ = std::fs::remove_file(path);
     let _ = std::fs::remove_file(path.with_extension("pub"));
     let st = Command::new("ssh-keygen")
@@ -182,7 +184,7 @@ impl HollowLab {
              ip -n {seg} addr add {admin}/{prefix_len} dev br0"
         ));
         let key = dir.path().join("install-user");
-        keygen(&key);
+        ssh_keygen(&key);
         let seg_ns = PathBuf::from(format!("/run/netns/{seg}"));
         let enter = seg_ns.clone();
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -373,7 +375,7 @@ machines:
         for d in ["etc", "etc.work", "varlib", "varlib.work", "logs"] {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
-        let host_key = keygen(&root.join("ssh_host_ed25519_key"));
+        let host_key = ssh_keygen(&root.join("ssh_host_ed25519_key"));
         std::fs::write(
             root.join("authorized_keys"),
             std::fs::read_to_string(self.key.with_extension("pub")).unwrap(),

@@ -22,3 +22,17 @@ pub fn seed_lab(edit: impl Fn(&str, String) -> String) -> cloudlet_core::Lab {
     assert!(errors.is_empty(), "{errors:?}");
     loaded.lab
 }
+
+/// The seed lab whose cluster cloudlet makes (`cluster.kubernetes: {version: v1.36.3}`).
+pub fn seed_lab_making_its_cluster() -> cloudlet_core::Lab {
+    seed_lab(|name, text| {
+        if name == "cluster.yaml" {
+            text.replace(
+                "  workers: [k8s-node1, k8s-node2]\n",
+                "  workers: [k8s-node1, k8s-node2]\n  kubernetes: {version: v1.36.3}\n",
+            )
+        } else {
+            text
+        }
+    })
+}
