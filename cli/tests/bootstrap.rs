@@ -88,7 +88,8 @@ fn apply_makes_the_cluster_then_its_apps_in_one_run() {
         let (key, lab_arg) = (key.clone(), lab_arg.clone());
         async move {
             let plan = cloudlet(&key, &["plan", &lab_arg]).await;
-            let apply = cloudlet(&key, &["apply", &lab_arg, "--yes"]).await;
+            // With every log line there is (trace): none may carry a secret.
+            let apply = cloudlet(&key, &["apply", &lab_arg, "--yes", "-vvv"]).await;
             let kubeconfig = cloudlet(&key, &["kubeconfig", &lab_arg]).await;
             let again = cloudlet(&key, &["plan", &lab_arg]).await;
             (plan, apply, kubeconfig, again)
@@ -179,6 +180,15 @@ fn apply_makes_the_cluster_then_its_apps_in_one_run() {
     ] {
         assert!(!t.contains("PRIVATE KEY"), "{what} printed a key");
         assert!(!t.contains("token:"), "{what} printed a token");
+        assert!(
+            !t.contains("token-secret"),
+            "{what} logged a token Secret's data"
+        );
+        assert!(!t.contains("client-key-data"), "{what} logged a kubeconfig");
+        assert!(
+            !t.contains("authorization:") && !t.contains("Authorization:"),
+            "{what} logged a credential header"
+        );
     }
     for (path, t) in files(&dir.path().join(".cloudlet")) {
         assert!(!t.contains("PRIVATE KEY"), "{} holds a key", path.display());
@@ -186,6 +196,17 @@ fn apply_makes_the_cluster_then_its_apps_in_one_run() {
             !t.contains("client-key-data"),
             "{} holds a kubeconfig",
             path.display()
+        );
+    }
+    for n in ["cp", "w1", "w2"] {
+        // The link systemctl makes (it points into the node's own /etc).
+        let wants = hollow
+            .etc(n)
+            .join("systemd/system/multi-user.target.wants/kubelet.service");
+        assert_eq!(
+            std::fs::read_link(&wants).ok(),
+            Some(PathBuf::from("/etc/systemd/system/kubelet.service")),
+            "the kubelet of {n} starts at boot"
         );
     }
     for w in ["w1", "w2"] {

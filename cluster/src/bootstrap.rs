@@ -875,6 +875,20 @@ impl Bootstrap {
         .await
     }
 
+    /// The kubelet starts at every boot from now on (the install left it disabled; kubeadm
+    /// only starts it).
+    async fn enable_kubelet(&self, host: &Host, node: &str) -> Result<(), BootstrapError> {
+        self.run(
+            host,
+            node,
+            "enabling the kubelet",
+            &["systemctl", "enable", "kubelet"],
+            &[],
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn init(&self, node: &str) -> Result<(), BootstrapError> {
         let host = self.reach(node).await?;
         // The guard, looked at again just before: never a second init.
@@ -920,6 +934,7 @@ impl Bootstrap {
             self.put_kube_vip(&host, node, vip, "/etc/kubernetes/super-admin.conf")
                 .await?;
         }
+        self.enable_kubelet(&host, node).await?;
         let args = self.kubeadm_args("init", &config, &["--skip-phases=show-join-command"]);
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let ran = self.run(&host, node, "kubeadm init", &argv, &secrets).await;
@@ -986,6 +1001,7 @@ impl Bootstrap {
                 &secrets,
             )
             .await?;
+            self.enable_kubelet(&host, node).await?;
             let args = self.kubeadm_args("join", &config, &[]);
             let argv: Vec<&str> = args.iter().map(String::as_str).collect();
             let ran = self.run(&host, node, "kubeadm join", &argv, &secrets).await;

@@ -15,8 +15,10 @@ use cloudlet_cluster::bootstrap::{Access, Action, Bootstrap, Options, plan};
 use cloudlet_cluster::bootstrap_token::outstanding;
 use cloudlet_cluster::identity::Identity;
 use cloudlet_testkit::hollow::HollowLab;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::api::Api;
+use kube::api::{WatchEvent, WatchParams};
 
 fn lab(workers: &[&str]) -> cloudlet_core::Lab {
     let mut lab = cloudlet_testkit::seed::seed_lab_making_its_cluster();
@@ -143,12 +145,24 @@ fn installed_machines_become_a_cluster_and_a_reinstalled_worker_comes_back_as_th
     let identity = Arc::new(Identity::generate().unwrap());
     let b = bootstrap(&lab, &hollow, &identity);
 
-    let (steps, report) = run(&hollow, &b, &lab);
+    // Interrupted after the init: the next run resumes from what it sees, with no second init.
+    let steps = hollow.block_on({
+        let (b, lab) = (b.clone(), lab.clone());
+        async move { plan(&lab, &b.observe().await.unwrap()) }
+    });
     let shown: Vec<String> = steps.iter().map(ToString::to_string).collect();
     assert_eq!(
         shown,
         ["init k8s-master", "join k8s-node1", "join k8s-node2"]
     );
+    let first = hollow.block_on({
+        let (b, init) = (b.clone(), steps[..1].to_vec());
+        async move { b.apply(&init).await }
+    });
+    assert!(first.is_success(), "{}", chain(&first.steps[0].1));
+    let (steps, report) = run(&hollow, &b, &lab);
+    let shown: Vec<String> = steps.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["join k8s-node1", "join k8s-node2"]);
     for (s, r) in &report.steps {
         assert!(r.is_ok(), "{s}: {}\n{}", chain(r), hollow.tail(&s.node, 30));
     }
@@ -187,12 +201,36 @@ fn installed_machines_become_a_cluster_and_a_reinstalled_worker_comes_back_as_th
     // A worker installed again: its stale Node goes, it rejoins under its name.
     hollow.reinstall("k8s-node1");
     let b = bootstrap(&lab, &hollow, &identity);
-    let (steps, report, not_ready, tokens) = hollow.block_on({
+    let (steps, report, not_ready, tokens, minted, nodes) = hollow.block_on({
         let (b, lab) = (b.clone(), lab.clone());
         async move {
+            let client = b.client().await.unwrap();
+            // Every token Secret made while it runs, as the API server tells its watchers.
+            let secrets = Api::<Secret>::namespaced(client.clone(), "kube-system");
+            let from = secrets
+                .list_metadata(&Default::default())
+                .await
+                .unwrap()
+                .metadata
+                .resource_version
+                .unwrap();
+            let mut stream = secrets
+                .watch(&WatchParams::default().timeout(60), &from)
+                .await
+                .unwrap()
+                .boxed();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let watching = tokio::spawn(async move {
+                while let Some(Ok(e)) = stream.next().await {
+                    if let WatchEvent::Added(s) = e
+                        && s.type_.as_deref() == Some("bootstrap.kubernetes.io/token")
+                    {
+                        let _ = tx.send(s.metadata.labels.unwrap_or_default());
+                    }
+                }
+            });
             let steps = plan(&lab, &b.observe().await.unwrap());
             let report = b.apply(&steps).await;
-            let client = b.client().await.unwrap();
             let not_ready = ready(
                 &client,
                 &["k8s-node1".to_string()],
@@ -200,7 +238,19 @@ fn installed_machines_become_a_cluster_and_a_reinstalled_worker_comes_back_as_th
             )
             .await;
             let tokens = outstanding(&client).await.unwrap();
-            (steps, report, not_ready, tokens)
+            let nodes = Api::<Node>::all(client.clone())
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .len();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            watching.abort();
+            let mut minted = Vec::new();
+            while let Ok(labels) = rx.try_recv() {
+                minted.push(labels);
+            }
+            (steps, report, not_ready, tokens, minted, nodes)
         }
     });
     assert_eq!(steps.len(), 1, "{steps:?}");
@@ -213,6 +263,16 @@ fn installed_machines_become_a_cluster_and_a_reinstalled_worker_comes_back_as_th
     }
     assert!(not_ready.is_empty(), "{}", hollow.tail("k8s-node1", 30));
     assert!(tokens.is_empty(), "tokens left: {tokens:?}");
+    assert_eq!(nodes, 3, "nothing duplicated");
+    assert_eq!(
+        minted.len(),
+        1,
+        "exactly one token for the rejoin: {minted:?}"
+    );
+    assert_eq!(
+        minted[0].get("cloudlet.dev/join-node").map(String::as_str),
+        Some("k8s-node1")
+    );
 }
 
 fn members(hollow: &HollowLab, node: &str) -> Result<Vec<String>, String> {

@@ -376,6 +376,15 @@ machines:
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
         let host_key = ssh_keygen(&root.join("ssh_host_ed25519_key"));
+        // The kubelet's unit, as its package installs it (systemctl enables it offline; the
+        // supervisor below is what runs it).
+        let units = root.join("etc/systemd/system");
+        std::fs::create_dir_all(&units).unwrap();
+        std::fs::write(
+            units.join("kubelet.service"),
+            "[Unit]\nDescription=kubelet (hollow)\n[Service]\nExecStart=/usr/bin/kubelet\n[Install]\nWantedBy=multi-user.target\n",
+        )
+        .unwrap();
         std::fs::write(
             root.join("authorized_keys"),
             std::fs::read_to_string(self.key.with_extension("pub")).unwrap(),
