@@ -77,6 +77,18 @@ fn install_then_local_boot(tag: &str, loader: Loader, via: &str) {
     assert!(config.contains("timezone UTC --utc\n"), "{config}");
     assert!(config.contains("echo cloudlet-post-ran\n"), "{config}");
     assert!(config.contains("http://10.99.0.1/install/vm1/"), "{config}");
+    // vm1 is the control plane of the cluster the lab makes: its install prepares it.
+    for prep in [
+        "# Kubernetes node preparation (cloudlet): v1.36.3, containerd, swap off",
+        "swapoff -a",
+        "br_netfilter",
+        "net.ipv4.ip_forward = 1",
+        "'kubelet-1.36.3' 'kubeadm-1.36.3' 'kubectl-1.36.3'",
+        "sed -i 's/SystemdCgroup = false/SystemdCgroup = true/' /etc/containerd/config.toml",
+        "systemctl disable kubelet",
+    ] {
+        assert!(config.contains(prep), "`{prep}` not in the install:\n{config}");
+    }
     assert_eq!(
         note.as_deref(),
         Some(format!("installed sha256={}", sha256_hex(config.as_bytes())).as_str()),

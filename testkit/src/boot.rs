@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// A lab whose machine `vm1` (the test VM's MAC) installs over the network with profile
-/// `tiny` (the test's kernel and initrd), and `vm2`, another machine of the lab.
+/// `tiny` (the test's kernel and initrd), and `vm2`, another machine of the lab; both are
+/// nodes of the cluster the lab makes, so their installs carry the node preparation.
 pub const BOOT_LAB: &str = r#"name: boot
 site: {domain: boot.lan, timezone: UTC}
 networks:
@@ -40,6 +41,10 @@ machines:
     nics: [{network: seg, mac: "52:54:00:12:34:57"}]
     boot: [network, disk]
     install: tiny
+cluster:
+  control_plane: [vm1]
+  workers: [vm2]
+  kubernetes: {version: v1.36.3}
 "#;
 
 /// [`BOOT_LAB`], loaded.
