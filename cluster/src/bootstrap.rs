@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloudlet_core::model::Lab;
+use cloudlet_core::vault::Vault;
 use cloudlet_core::{Domain, Resource, ResourceId};
 use cloudlet_transport::exec::{ExecError, Host};
 use k8s_openapi::api::core::v1::Node;
@@ -211,6 +212,28 @@ pub enum BootstrapError {
         #[source]
         source: Box<kube::Error>,
     },
+    /// The API server does not answer, so a node cannot join.
+    #[error(
+        "the API server at {endpoint} does not answer, so {node} cannot join: bring the control plane up (`cloudlet status` shows it; with several, check that the VIP is announced), then apply again"
+    )]
+    ApiUnreachable {
+        /// The node.
+        node: String,
+        /// The endpoint.
+        endpoint: String,
+        /// What the connection said.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// kubeadm's discovery refused the node's token: it expired (a join slower than its 15
+    /// minutes) or was revoked meanwhile.
+    #[error(
+        "the join token of {node} expired or was revoked before its join finished; apply again: a new token is minted just before the next attempt"
+    )]
+    TokenExpired {
+        /// The node.
+        node: String,
+    },
     /// A join token could not be minted or revoked.
     #[error(transparent)]
     Token(#[from] TokenError),
@@ -225,6 +248,18 @@ pub enum BootstrapError {
         holder: String,
         /// What it holds.
         what: &'static str,
+        /// The endpoint.
+        endpoint: String,
+    },
+    /// The record says the cluster was initialized, and none of its control planes answers.
+    #[error(
+        "refusing a second `kubeadm init` on {node}: this cluster was initialized ({at}) and its API endpoint {endpoint} does not answer; bring its control planes back, or restore the cluster from a backup, then apply again"
+    )]
+    AlreadyInitialized {
+        /// The node init would have run on.
+        node: String,
+        /// When it was initialized.
+        at: String,
         /// The endpoint.
         endpoint: String,
     },
@@ -278,6 +313,8 @@ pub struct Observed {
     pub nodes: BTreeMap<String, NodeFacts>,
     /// The cluster's Node objects and whether each is Ready, when the API answered.
     pub api: Option<BTreeMap<String, bool>>,
+    /// When the lab's record says its cluster was initialized (`kubeadm init` ran).
+    pub initialized: Option<String>,
 }
 
 /// What a node needs.
@@ -396,8 +433,9 @@ fn nodes(lab: &Lab) -> Vec<(String, bool)> {
 
 /// What each node needs, from what was observed.
 pub fn plan(lab: &Lab, observed: &Observed) -> Vec<Step> {
-    let exists =
-        observed.api.is_some() || observed.nodes.iter().any(|(_, f)| f.joined || f.etcd_data);
+    let exists = observed.initialized.is_some()
+        || observed.api.is_some()
+        || observed.nodes.iter().any(|(_, f)| f.joined || f.etcd_data);
     let mut steps = Vec::new();
     for (i, (node, cp)) in nodes(lab).into_iter().enumerate() {
         let facts = observed.nodes.get(&node).cloned().unwrap_or_default();
@@ -447,7 +485,11 @@ pub struct Bootstrap {
     identity: Arc<Identity>,
     access: Access,
     options: Options,
+    record: Option<Arc<Vault>>,
 }
+
+/// The vault entry recording the cluster's init (when, on which node, for which CA).
+pub const INIT_RECORD: &str = "cluster-initialized";
 
 impl std::fmt::Debug for Bootstrap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -482,6 +524,19 @@ fn redact_error(e: ExecError, secrets: &[&str]) -> ExecError {
     }
 }
 
+/// Whether the API server could not be reached at all (refused, no route, timed out), as
+/// opposed to answering with an error.
+fn connection_failed(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_))
+}
+
+/// Whether kubeadm's discovery refused the join token: kubeadm says it is "invalid for this
+/// cluster, or it has expired" when no valid token signs the cluster-info ConfigMap.
+fn token_refused(e: &ExecError) -> bool {
+    matches!(e, ExecError::Failed { output, .. }
+        if output.contains("invalid for this cluster, or it has expired"))
+}
+
 /// Whether an SSH failure is a host key that does not match.
 fn host_key_mismatch(e: &ExecError) -> bool {
     matches!(e, ExecError::Failed { code: Some(255), output, .. }
@@ -508,7 +563,51 @@ impl Bootstrap {
             identity,
             access,
             options,
+            record: None,
         }
+    }
+
+    /// Keeps the fact that the cluster was initialized in `vault` (beside its identity, so a
+    /// backup of the vault carries it): with it, a cluster whose control planes are all down
+    /// is known to exist, and no init is planned or run for it.
+    #[must_use]
+    pub fn with_record(mut self, vault: Arc<Vault>) -> Self {
+        self.record = Some(vault);
+        self
+    }
+
+    /// When the record says the cluster was initialized (for this identity's CA).
+    fn initialized(&self) -> Result<Option<String>, BootstrapError> {
+        let Some(v) = &self.record else {
+            return Ok(None);
+        };
+        let Some(bytes) = v.get(INIT_RECORD).map_err(IdentityError::Vault)? else {
+            return Ok(None);
+        };
+        let r: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        // A record for another CA is another cluster's.
+        if r["ca"].as_str() != Some(self.identity.ca.ca_cert_hash().as_str()) {
+            return Ok(None);
+        }
+        Ok(Some(
+            r["at"].as_str().unwrap_or("an earlier run").to_string(),
+        ))
+    }
+
+    fn record_init(&self, node: &str) -> Result<(), BootstrapError> {
+        let Some(v) = &self.record else {
+            return Ok(());
+        };
+        let at = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let r = serde_json::json!({
+            "node": node,
+            "at": at,
+            "ca": self.identity.ca.ca_cert_hash(),
+        });
+        v.put(INIT_RECORD, r.to_string().as_bytes())
+            .map_err(|e| IdentityError::Vault(e).into())
     }
 
     /// The API server's URL (`https://10.0.20.10:6443`).
@@ -625,6 +724,7 @@ impl Bootstrap {
         let facts = futures::future::join_all(names.iter().map(|(n, _)| self.facts(n))).await;
         let mut observed = Observed {
             api: self.api_nodes().await,
+            initialized: self.initialized()?,
             ..Observed::default()
         };
         for ((n, _), f) in names.into_iter().zip(facts) {
@@ -893,6 +993,13 @@ impl Bootstrap {
         let host = self.reach(node).await?;
         // The guard, looked at again just before: never a second init.
         let endpoint = self.endpoint()?;
+        if let Some(at) = self.initialized()? {
+            return Err(BootstrapError::AlreadyInitialized {
+                node: node.to_string(),
+                at,
+                endpoint,
+            });
+        }
         if self.api_nodes().await.is_some() {
             return Err(BootstrapError::SecondInit {
                 node: node.to_string(),
@@ -940,6 +1047,7 @@ impl Bootstrap {
         let ran = self.run(&host, node, "kubeadm init", &argv, &secrets).await;
         let _ = host.run(&["rm", "-f", &config]).await;
         ran?;
+        self.record_init(node)?;
         if let Some(vip) = self.vip() {
             // From now on kube-vip needs no more than an admin.
             self.put_kube_vip(&host, node, vip, "/etc/kubernetes/admin.conf")
@@ -972,6 +1080,13 @@ impl Bootstrap {
             {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) if connection_failed(&e) => {
+                    return Err(BootstrapError::ApiUnreachable {
+                        node: node.to_string(),
+                        endpoint,
+                        source: Box::new(e),
+                    });
+                }
                 Err(e) => {
                     return Err(BootstrapError::Api {
                         what: format!("removing the stale Node {node}"),
@@ -988,7 +1103,17 @@ impl Bootstrap {
                     .await?;
             }
         }
-        let token = bootstrap_token::mint(&client, node, bootstrap_token::MAX_TTL).await?;
+        let token = match bootstrap_token::mint(&client, node, bootstrap_token::MAX_TTL).await {
+            Ok(t) => t,
+            Err(TokenError::Api { source, .. }) if connection_failed(&source) => {
+                return Err(BootstrapError::ApiUnreachable {
+                    node: node.to_string(),
+                    endpoint: self.endpoint()?,
+                    source: Box::new(source),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
         let whole = token.expose();
         let secrets = [whole.as_str(), token.secret()];
         let joined = async {
@@ -1006,7 +1131,14 @@ impl Bootstrap {
             let argv: Vec<&str> = args.iter().map(String::as_str).collect();
             let ran = self.run(&host, node, "kubeadm join", &argv, &secrets).await;
             let _ = host.run(&["rm", "-f", &config]).await;
-            ran.map(|_| ())
+            match ran {
+                Err(BootstrapError::Command { source, .. }) if token_refused(&source) => {
+                    Err(BootstrapError::TokenExpired {
+                        node: node.to_string(),
+                    })
+                }
+                other => other.map(|_| ()),
+            }
         }
         .await;
         // Revoked whatever happened: a token outlives its join by nothing.
@@ -1157,5 +1289,47 @@ impl Bootstrap {
             .await;
         report.steps.extend(done);
         report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubeadms_refusal_of_an_expired_token_is_recognised() {
+        // kubeadm's words when no valid token signs cluster-info (its discovery/token package).
+        let said = "[preflight] Running pre-flight checks\nerror execution phase preflight: couldn't validate the identity of the API Server: could not find a JWS signature in the cluster-info ConfigMap for token ID \"abcdef\"\nThis token id \"abcdef\" is invalid for this cluster, or it has expired. Use \"kubeadm token create\" on the control-plane node to create a new valid token";
+        let failed = ExecError::Failed {
+            command: "kubeadm join".into(),
+            code: Some(1),
+            output: said.into(),
+        };
+        assert!(token_refused(&failed));
+        let other = ExecError::Failed {
+            command: "kubeadm join".into(),
+            code: Some(1),
+            output: "error execution phase kubelet-start: timed out waiting for the condition"
+                .into(),
+        };
+        assert!(!token_refused(&other));
+    }
+
+    #[test]
+    fn secrets_are_taken_out_of_what_a_node_prints() {
+        let e = redact_error(
+            ExecError::Failed {
+                command: "kubeadm join --token abcdef.0123456789abcdef".into(),
+                code: Some(1),
+                output: "bad token abcdef.0123456789abcdef (0123456789abcdef)".into(),
+            },
+            &["abcdef.0123456789abcdef", "0123456789abcdef"],
+        );
+        let text = format!("{e:?}");
+        assert!(!text.contains("0123456789abcdef"), "{text}");
+        assert!(
+            text.contains("abcdef.<redacted>") || text.contains("<redacted>"),
+            "{text}"
+        );
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use cloudlet_cluster::bootstrap::{Access, Action, Bootstrap, Options, plan};
 use cloudlet_cluster::bootstrap_token::outstanding;
 use cloudlet_cluster::identity::Identity;
+use cloudlet_core::vault::Vault;
 use cloudlet_testkit::hollow::HollowLab;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
@@ -503,5 +504,40 @@ fn a_node_that_does_not_come_back_fails_only_itself() {
         down.starts_with("k8s-node2 did not answer over SSH within")
             && down.contains("cloudlet pxe status"),
         "{down}"
+    );
+}
+
+#[test]
+fn a_worker_cannot_join_while_the_api_server_is_down_and_is_told_why_by_name() {
+    let lab = lab(&["k8s-node1"]);
+    let mut hollow = hollow(&lab);
+    let identity = Arc::new(Identity::generate().unwrap());
+    // The init is recorded in the lab's vault, as the kubeadm backend keeps it.
+    let state = tempfile::tempdir().unwrap();
+    let vault = Vault::open(state.path().join("vault"), &cloudlet_core::vault::new_key()).unwrap();
+    let b = bootstrap(&lab, &hollow, &identity).with_record(Arc::new(vault));
+    let init = hollow.block_on({
+        let (b, lab) = (b.clone(), lab.clone());
+        async move {
+            let steps = plan(&lab, &b.observe().await.unwrap());
+            b.apply(&steps[..1]).await
+        }
+    });
+    assert!(init.is_success(), "{}", chain(&init.steps[0].1));
+    hollow.power_off("k8s-master");
+    let (steps, report) = run(&hollow, &b, &lab);
+    // The control plane does not answer: the record says the cluster exists, so it is down
+    // and left alone (no second init); the worker is tried and told why.
+    let shown: Vec<String> = steps.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["join k8s-node1"]);
+    let message = chain(&report.steps[0].1);
+    assert!(
+        message.contains("does not answer, so k8s-node1 cannot join")
+            && message.contains("apply again"),
+        "{message}"
+    );
+    assert!(
+        !hollow.etc("k8s-node1").join("kubernetes/cloudlet").exists(),
+        "nothing was written to the worker"
     );
 }

@@ -87,7 +87,10 @@ fn install_then_local_boot(tag: &str, loader: Loader, via: &str) {
         "sed -i 's/SystemdCgroup = false/SystemdCgroup = true/' /etc/containerd/config.toml",
         "systemctl disable kubelet",
     ] {
-        assert!(config.contains(prep), "`{prep}` not in the install:\n{config}");
+        assert!(
+            config.contains(prep),
+            "`{prep}` not in the install:\n{config}"
+        );
     }
     assert_eq!(
         note.as_deref(),
