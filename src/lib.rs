@@ -799,6 +799,13 @@ impl Lab {
                         Ok(e) => {
                             if let E::Reported { machine, .. } = &e {
                                 pending.remove(machine);
+                                // The bootstrap verifies the machine by the host key it
+                                // just reported.
+                                if self.makes_cluster()
+                                    && let Err(err) = self.write_known_hosts()
+                                {
+                                    tracing::warn!(%machine, error = %err, "cannot record its host key");
+                                }
                             }
                             if let Some(f) = on_event {
                                 f(&e);

@@ -42,6 +42,7 @@ fn once(n: usize, concurrency: usize, key: &str) -> f64 {
     let lab = dir.path().join("lab.yaml");
     let workers: Vec<&str> = named[1..].iter().map(|(n, _)| *n).collect();
     std::fs::write(&lab, hollow.lab_yaml(&["cp"], &workers, "")).unwrap();
+    hollow.report_installs(&dir.path().join(".cloudlet"));
     let lab = lab.display().to_string();
     let key = key.to_string();
     let want = n + 1;

@@ -190,6 +190,17 @@ pub enum BootstrapError {
         /// The node.
         node: String,
     },
+    /// No host key is recorded for a node: its install never reported one.
+    #[error(
+        "no host key is known for {node} after {}s: its install has not reported (`cloudlet pxe status`); for a machine installed without cloudlet, give its key in the target's `known_hosts` file",
+        waited.as_secs()
+    )]
+    UnknownHostKey {
+        /// The node.
+        node: String,
+        /// How long it was waited for.
+        waited: Duration,
+    },
     /// A command on a node failed (its output is shown with secrets removed).
     #[error("{what} on {node} failed")]
     Command {
@@ -537,11 +548,18 @@ fn token_refused(e: &ExecError) -> bool {
         if output.contains("invalid for this cluster, or it has expired"))
 }
 
-/// Whether an SSH failure is a host key that does not match.
-fn host_key_mismatch(e: &ExecError) -> bool {
+/// Whether an SSH failure is a host key other than the one recorded for the node.
+fn host_key_changed(e: &ExecError) -> bool {
     matches!(e, ExecError::Failed { code: Some(255), output, .. }
-        if output.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
-            || output.contains("Host key verification failed"))
+        if output.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"))
+}
+
+/// Whether an SSH failure is a node with no recorded host key yet (its install has not
+/// reported: the installer's own sshd may be answering meanwhile).
+fn host_key_unknown(e: &ExecError) -> bool {
+    matches!(e, ExecError::Failed { code: Some(255), output, .. }
+        if output.contains("Host key verification failed")
+            && !output.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"))
 }
 
 /// Whether an SSH failure is SSH's own (the node did not answer), not the command's.
@@ -706,10 +724,11 @@ impl Bootstrap {
                 joined: o.lines().any(|l| l == "joined"),
                 etcd_data: o.lines().any(|l| l == "etcd"),
             }),
-            Err(e) if host_key_mismatch(&e) => Err(BootstrapError::HostKey {
+            Err(e) if host_key_changed(&e) => Err(BootstrapError::HostKey {
                 node: node.to_string(),
             }),
-            Err(e) if unreachable(&e) => Ok(NodeFacts::default()),
+            // No host key reported yet: not a node to talk to yet.
+            Err(e) if unreachable(&e) || host_key_unknown(&e) => Ok(NodeFacts::default()),
             Err(e) => Err(BootstrapError::Command {
                 node: node.to_string(),
                 what: "looking at the node",
@@ -789,9 +808,16 @@ impl Bootstrap {
         loop {
             match host.run(&["true"]).await {
                 Ok(_) => return Ok(host),
-                Err(e) if host_key_mismatch(&e) => {
+                Err(e) if host_key_changed(&e) => {
                     return Err(BootstrapError::HostKey {
                         node: node.to_string(),
+                    });
+                }
+                // Its install may report its host key any moment (the file is read anew).
+                Err(e) if host_key_unknown(&e) && start.elapsed() >= self.options.window => {
+                    return Err(BootstrapError::UnknownHostKey {
+                        node: node.to_string(),
+                        waited: start.elapsed(),
                     });
                 }
                 Err(e) if start.elapsed() >= self.options.window || !unreachable(&e) => {

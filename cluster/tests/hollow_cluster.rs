@@ -541,3 +541,47 @@ fn a_worker_cannot_join_while_the_api_server_is_down_and_is_told_why_by_name() {
         "nothing was written to the worker"
     );
 }
+
+#[test]
+fn a_node_is_waited_for_until_its_install_reports_its_host_key() {
+    let lab = lab(&["k8s-node1", "k8s-node2"]);
+    let hollow = hollow(&lab);
+    let all = std::fs::read_to_string(&hollow.known_hosts).unwrap();
+    let without = |ips: &[&str]| -> String {
+        all.lines()
+            .filter(|l| !ips.iter().any(|ip| l.starts_with(&format!("{ip} "))))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    // Neither worker's install has reported yet; k8s-node1's does three seconds in.
+    std::fs::write(&hollow.known_hosts, without(&["10.0.20.11", "10.0.20.12"])).unwrap();
+    let later = (hollow.known_hosts.clone(), without(&["10.0.20.12"]));
+    let reporter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        std::fs::write(&later.0, later.1).unwrap();
+    });
+    let identity = Arc::new(Identity::generate().unwrap());
+    let b = bootstrap_within(&lab, &hollow, &identity, Duration::from_secs(15));
+    let (steps, report) = run(&hollow, &b, &lab);
+    reporter.join().unwrap();
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    let outcome = |n: &str| {
+        report
+            .steps
+            .iter()
+            .find(|(s, _)| s.node == n)
+            .map(|(_, r)| chain(r))
+            .unwrap()
+    };
+    assert_eq!(
+        outcome("k8s-node1"),
+        "ok",
+        "{}",
+        hollow.tail("k8s-node1", 20)
+    );
+    let unknown = outcome("k8s-node2");
+    assert!(
+        unknown.starts_with("no host key is known for k8s-node2") && unknown.contains("pxe status"),
+        "{unknown}"
+    );
+}

@@ -285,9 +285,9 @@ impl HollowLab {
 
     /// A lab file (`name: hollow`) whose cluster cloudlet makes on these nodes: the first of
     /// `control_planes` inits, the rest join; `cluster_extra` is more of the `cluster:` block
-    /// (indented two spaces: apps). The target reaches the nodes with [`HollowLab::key`] and
-    /// [`HollowLab::known_hosts`]; kubeadm's preflight errors only warn (no container runtime
-    /// or systemd here).
+    /// (indented two spaces: apps). The target reaches the nodes with [`HollowLab::key`], and
+    /// verifies them by the host keys their installs reported ([`HollowLab::report_installs`]);
+    /// kubeadm's preflight errors only warn (no container runtime or systemd here).
     pub fn lab_yaml(
         &self,
         control_planes: &[&str],
@@ -315,14 +315,44 @@ machines:
   cluster:
     kind: kubeadm
     credentials: {{file: {key}}}
-    known_hosts: {known_hosts}
     ignore_preflight_errors: all
 ",
             cps = control_planes.join(", "),
             ws = workers.join(", "),
             key = self.key.display(),
-            known_hosts = self.known_hosts.display(),
         )
+    }
+
+    /// Records every node's install in the lab's install state under `state` (`STATE/pxe`), as
+    /// the boot service does when an install calls back: with the host key it reported, which
+    /// is what cloudlet then verifies the node by.
+    pub fn report_installs(&self, state: &Path) {
+        use cloudlet_pxe::install::{BootAnswer, Installs, Windows, parse_host_key};
+        let mut installs = Installs::open(&state.join("pxe"), Windows::default()).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        for (i, (name, n)) in self.nodes.iter().enumerate() {
+            let ip = std::net::IpAddr::V4(n.ip);
+            installs
+                .discovered(
+                    name,
+                    &format!("52:54:00:77:{:02x}:{:02x}", i / 256, i % 256),
+                    now,
+                )
+                .unwrap();
+            let BootAnswer::Install { token } = installs.boot(name, ip, None, now + 1).unwrap()
+            else {
+                panic!("{name} installs");
+            };
+            installs.config_fetched(name, &token, ip, now + 2).unwrap();
+            let key = parse_host_key(&n.host_key.replace(' ', ":"));
+            assert!(key.is_some(), "{}", n.host_key);
+            installs
+                .report(name, &token, ip, true, None, key, now + 3)
+                .unwrap();
+        }
     }
 
     /// Adds `ip` to `node`'s interface (a VIP the lab's VIP announcer would hold).
