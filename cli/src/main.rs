@@ -83,6 +83,24 @@ enum Command {
         #[arg(long)]
         detailed_exitcode: bool,
     },
+    /// Print a plan saved with `plan --out` as `plan` shows it (or as JSON).
+    Show {
+        /// The saved plan.
+        plan: PathBuf,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Format::Human)]
+        output: Format,
+    },
+    /// The plan's steps and the order between them as a Graphviz DOT graph (`cloudlet graph
+    /// | dot -Tsvg > plan.svg`): of the lab against what exists now, or of a saved plan.
+    Graph {
+        /// A lab file or directory.
+        #[arg(default_value = ".")]
+        lab: PathBuf,
+        /// A saved plan instead of planning now.
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
+    },
     /// Make the infrastructure match the lab.
     Apply {
         /// A lab file or directory.
@@ -394,6 +412,30 @@ async fn main() -> ExitCode {
             Ok(lab) => status(&lab, wait).await.map_err(|e| (e, Some(lab))),
             Err(e) => Err((e, None)),
         },
+        Command::Show { plan, output } => match cloudlet::read_plan(&plan) {
+            Ok(p) => {
+                if output == Format::Json {
+                    println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
+                } else {
+                    print!("{}", output::plan_text(&p));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Err((e, None)),
+        },
+        Command::Graph { lab, plan } => {
+            let planned = match plan {
+                Some(path) => cloudlet::read_plan(&path).map_err(|e| (e, None)),
+                None => match load(&lab) {
+                    Ok(lab) => lab.plan().await.map_err(|e| (e, Some(lab))),
+                    Err(e) => Err((e, None)),
+                },
+            };
+            planned.map(|p| {
+                print!("{}", output::plan_dot(&p));
+                ExitCode::SUCCESS
+            })
+        }
         Command::Kubeconfig { lab, valid } => match load(&lab) {
             Ok(lab) => {
                 let valid = std::time::Duration::from_secs(valid.0.min(24 * 3600));

@@ -238,6 +238,45 @@ pub(crate) fn plan_text(p: &Plan) -> String {
     s
 }
 
+/// A plan as a Graphviz DOT graph: a node per step (its action and id, coloured by action), an
+/// edge from each step to the steps that wait for it.
+pub(crate) fn plan_dot(p: &Plan) -> String {
+    let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut s = String::new();
+    let _ = writeln!(s, "digraph {} {{", quote(&format!("plan of {}", p.lab)));
+    let _ = writeln!(
+        s,
+        "  rankdir=LR;\n  node [shape=box, style=rounded, fontname=monospace];"
+    );
+    let planned: std::collections::HashSet<String> =
+        p.steps.iter().map(|st| st.id.to_string()).collect();
+    for st in &p.steps {
+        let color = match st.action {
+            Action::Create => "darkgreen",
+            Action::Update => "darkgoldenrod",
+            Action::Delete => "red3",
+        };
+        let id = st.id.to_string();
+        let _ = writeln!(
+            s,
+            "  {} [label={}, color={color}];",
+            quote(&id),
+            quote(&format!("{} {}", sign(st.action), id))
+        );
+    }
+    for st in &p.steps {
+        for before in &st.after {
+            let b = before.to_string();
+            // Edges between planned steps only: what is already as desired waits for nothing.
+            if planned.contains(&b) {
+                let _ = writeln!(s, "  {} -> {};", quote(&b), quote(&st.id.to_string()));
+            }
+        }
+    }
+    s.push_str("}\n");
+    s
+}
+
 pub(crate) fn report_text(r: &ApplyReport) -> String {
     let mut s = String::new();
     for (id, e) in &r.failed {

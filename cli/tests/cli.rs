@@ -872,3 +872,75 @@ fn plans_are_coloured_when_asked_and_never_when_piped_by_default() {
     );
     assert!(!on_tty(Some("1")).contains('\x1b'));
 }
+
+#[test]
+fn a_saved_plan_is_shown_as_planned_and_drawn_as_a_graph_graphviz_reads() {
+    let state = tempfile::tempdir().unwrap();
+    let st = state.path().to_str().unwrap();
+    let saved = state.path().join("plan.json");
+    let seed = seed();
+    let seed = seed.to_str().unwrap();
+    let planned = cloudlet(
+        state.path(),
+        &["plan", seed, "--out", saved.to_str().unwrap()],
+    );
+    assert!(planned.status.success(), "{}", text(&planned));
+    // `show` prints what `plan` printed (without the line about saving it).
+    let shown = cloudlet(state.path(), &["show", saved.to_str().unwrap()]);
+    assert!(shown.status.success(), "{}", text(&shown));
+    let planned_text = String::from_utf8_lossy(&planned.stdout);
+    let shown_text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        planned_text.starts_with(shown_text.as_ref()),
+        "{shown_text}"
+    );
+    assert!(shown_text.contains("84 to create"), "{shown_text}");
+    let missing = cloudlet(state.path(), &["show", &format!("{st}/nothing.json")]);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing).contains("nothing.json"),
+        "{}",
+        text(&missing)
+    );
+
+    // The graph of the same plan: Graphviz reads it, with a node per step and the plan's edges.
+    let graph = cloudlet(
+        state.path(),
+        &["graph", seed, "--plan", saved.to_str().unwrap()],
+    );
+    assert!(graph.status.success(), "{}", text(&graph));
+    let dot = String::from_utf8(graph.stdout).unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
+    let steps = plan["steps"].as_array().unwrap();
+    let nodes = dot.lines().filter(|l| l.contains(" [label=")).count();
+    assert_eq!(nodes, steps.len());
+    assert!(
+        dot.contains(" -> \"hypervisor/vm/k8s-master\";"),
+        "what a VM waits for: {dot}"
+    );
+    let mut rendered = std::process::Command::new("dot")
+        .args(["-Tplain"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("Graphviz's dot runs (graphviz)");
+    use std::io::Write as _;
+    rendered
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dot.as_bytes())
+        .unwrap();
+    let out = rendered.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plain = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        plain.lines().filter(|l| l.starts_with("node ")).count(),
+        steps.len()
+    );
+}
