@@ -73,6 +73,13 @@ pub enum Error {
     /// The lab does not make its cluster, or says too little to reach it.
     #[error(transparent)]
     Kubeadm(#[from] cluster::kubeadm::KubeadmError),
+    /// A platform component's release could not be fetched or did not match its checksum.
+    #[error(transparent)]
+    Release(#[from] cluster::platform::fetch::FetchError),
+    /// A platform component's release could not be adapted (an object without a name, a
+    /// manifest of another shape than the component's).
+    #[error(transparent)]
+    Platform(#[from] cluster::platform::AdaptError),
     /// A saved plan could not be read or written.
     #[error("plan file {}: {message}", path.display())]
     PlanFile {
@@ -145,7 +152,8 @@ impl Error {
         match self {
             Error::Load(LoadError::Invalid { .. }) | Error::Invalid { .. } => ErrorKind::Lab,
             Error::Load(_) | Error::PlanFile { .. } | Error::Identity(_) => ErrorKind::Io,
-            Error::Kubeadm(_) => ErrorKind::Lab,
+            Error::Kubeadm(_) | Error::Platform(_) => ErrorKind::Lab,
+            Error::Release(_) => ErrorKind::Backend,
             Error::Engine(EngineError::StalePlan { .. } | EngineError::PlanFormat { .. }) => {
                 ErrorKind::StalePlan
             }
@@ -362,6 +370,9 @@ pub struct Options {
     /// Take over fields another writer holds (Kubernetes: force conflicts): they are
     /// planned as changes back to the lab's values instead of being reported as held.
     pub take_over: bool,
+    /// Where fetched release manifests are kept (default: `$CLOUDLET_CACHE_DIR/releases`,
+    /// else `~/.cache/cloudlet/releases`).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// A loaded lab and the operations on it.
@@ -383,6 +394,9 @@ pub struct Lab {
     /// `Lab`, and the providers keep what planning observed (the Kubernetes provider's
     /// ApplySet inventory) for the apply.
     shared_engine: Arc<tokio::sync::OnceCell<Arc<Engine>>>,
+    /// The platform's objects from its fetched releases, once a plan against a backend that
+    /// applies releases asked for them.
+    platform: Arc<tokio::sync::OnceCell<Arc<Vec<Resource>>>>,
 }
 
 fn located(
@@ -517,6 +531,7 @@ impl Lab {
             compose_apps: Arc::new(compose_apps),
             planned: Arc::default(),
             shared_engine: Arc::default(),
+            platform: Arc::default(),
         })
     }
 
@@ -540,6 +555,7 @@ impl Lab {
         self.options = options;
         // Providers are made from the options: a new set gets a new engine.
         self.shared_engine = Arc::default();
+        self.platform = Arc::default();
         self
     }
 
@@ -586,6 +602,7 @@ impl Lab {
     /// Validates the whole lab: every rule, every finding, with positions. No I/O.
     pub fn validate(&self) -> Report {
         let mut diagnostics = cloudlet_core::validate::validate_with(&self.loaded.lab, BACKENDS);
+        diagnostics.extend(cluster::platform::validate(&self.loaded.lab));
         for d in &mut diagnostics {
             // An app imported from compose has no place in the lab files: point at the
             // compose reference and say so.
@@ -942,6 +959,15 @@ impl Lab {
                 cluster.iter().map(|r| r.id.clone()).collect();
             cluster::manifests::link(&mut cluster, &all);
         }
+        // The platform: its objects where the cluster's backend applies releases (and they
+        // were fetched), else each component as its pinned release.
+        match self.platform.get() {
+            Some(objects) => {
+                cluster::platform::link(objects, &mut cluster);
+                cluster.extend(objects.iter().cloned());
+            }
+            None => cluster.extend(cluster::platform::pins(lab)),
+        }
         // The cluster cloudlet makes: its nodes join once their machines exist and are
         // installed, and its objects wait for the cluster.
         let nodes = cluster::bootstrap::expand(lab);
@@ -1050,6 +1076,57 @@ impl Lab {
         Ok(Engine::new(lab.name.clone(), providers, store))
     }
 
+    /// Where release manifests are cached.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.options
+            .cache_dir
+            .clone()
+            .unwrap_or_else(cluster::platform::fetch::default_cache)
+    }
+
+    /// Whether the cluster's backend applies the platform's releases (a live API server),
+    /// rather than being given each component as its pinned release.
+    pub fn applies_releases(&self) -> bool {
+        backend::find(BACKENDS, self.loaded.lab.targets.cluster.kind.as_str())
+            .is_some_and(|d| d.can(cloudlet_core::backend::Capability::Releases))
+    }
+
+    /// Fetches (or takes from the cache) the releases of the platform components the lab
+    /// installs, checks their SHA-256 and adapts them into objects, once per `Lab`; nothing
+    /// when the cluster's backend does not apply releases or the lab is invalid (planning
+    /// reports that).
+    pub async fn fetch_platform(&self) -> Result<(), Error> {
+        if !self.applies_releases() {
+            return Ok(());
+        }
+        let lab = &self.loaded.lab;
+        self.platform
+            .get_or_try_init(|| async {
+                let src = cluster::platform::fetch::Sources {
+                    cache: self.cache_dir(),
+                    base_dir: self.loaded.base_dir.clone(),
+                    mirror: lab.cluster.as_ref().and_then(|c| c.platform.mirror.clone()),
+                    mirror_ca: lab
+                        .cluster
+                        .as_ref()
+                        .and_then(|c| c.platform.mirror_ca.clone()),
+                };
+                let mut releases = cluster::platform::Releases::default();
+                for (def, settings) in cluster::platform::installed(lab) {
+                    // An unpinnable release is a validation error, reported with its position.
+                    let Ok(pin) = cluster::platform::pin(def, settings) else {
+                        continue;
+                    };
+                    let texts = cluster::platform::fetch::fetch(&src, &pin).await?;
+                    releases.insert(def.key, pin.version, texts);
+                }
+                let objects = cluster::platform::expand(lab, &releases)?;
+                Ok::<_, Error>(Arc::new(objects))
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Whether the cluster target is a live Kubernetes API server (not rendered to files).
     pub fn has_live_cluster(&self) -> bool {
         let kind = &self.loaded.lab.targets.cluster.kind;
@@ -1156,6 +1233,7 @@ impl Lab {
 
     /// Plans the lab against what exists.
     pub async fn plan(&self) -> Result<Plan, Error> {
+        self.fetch_platform().await?;
         let desired = self.desired()?;
         let engine = self.shared_engine().await?;
         let mut plan = engine.plan(desired).await?;
@@ -1216,6 +1294,7 @@ impl Lab {
         options: ApplyOptions<'_>,
     ) -> Result<ApplyReport, Error> {
         self.check_plan_lab(plan)?;
+        self.fetch_platform().await?;
         let desired = self.desired()?;
         if cloudlet_core::plan::digest(&desired) != plan.desired_digest {
             return Err(Error::Engine(EngineError::StalePlan {

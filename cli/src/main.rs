@@ -372,6 +372,8 @@ async fn main() -> ExitCode {
         state_dir: cli.state_dir.clone(),
         output_dir: cli.local_dir.clone(),
         take_over: cli.take_over,
+        // CLOUDLET_CACHE_DIR moves the release cache (see README).
+        cache_dir: None,
     };
     let load = |path: &PathBuf| Lab::load(path).map(|l| l.with_options(opts.clone()));
     let result = match cli.command {

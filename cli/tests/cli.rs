@@ -93,7 +93,7 @@ fn validate_plan_apply_replan_on_the_seed() {
     let o = cloudlet(st.path(), &["apply", seed, "--yes"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains("Apply complete: 84 created"),
+        text(&o).contains("Apply complete: 86 created"),
         "{}",
         text(&o)
     );
@@ -126,7 +126,7 @@ fn plan_json_is_deterministic_and_saved_plans_go_stale() {
     assert!(a.status.success());
     assert_eq!(a.stdout, b.stdout, "byte-identical plans");
     let plan: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
-    assert_eq!(plan["summary"]["create"], 84);
+    assert_eq!(plan["summary"]["create"], 86);
 
     let saved = st.path().join("plan.json");
     let o = cloudlet(st.path(), &["plan", l, "--out", saved.to_str().unwrap()]);
@@ -167,7 +167,7 @@ fn plan_json_is_deterministic_and_saved_plans_go_stale() {
     );
     assert!(out.contains("spec.replicas: 3 → 4"), "{out}");
     assert!(
-        out.contains("0 to create, 1 to update, 0 to delete, 83 unchanged"),
+        out.contains("0 to create, 1 to update, 0 to delete, 85 unchanged"),
         "{out}"
     );
 }
@@ -894,7 +894,7 @@ fn a_saved_plan_is_shown_as_planned_and_drawn_as_a_graph_graphviz_reads() {
         planned_text.starts_with(shown_text.as_ref()),
         "{shown_text}"
     );
-    assert!(shown_text.contains("84 to create"), "{shown_text}");
+    assert!(shown_text.contains("86 to create"), "{shown_text}");
     let missing = cloudlet(state.path(), &["show", &format!("{st}/nothing.json")]);
     assert!(!missing.status.success());
     assert!(

@@ -30,7 +30,7 @@ fn lab_dir(server: &support::ApiServer) -> tempfile::TempDir {
                 // The seed's env-referenced secret reads a variable every process has.
                 text = text.replace("{env: WIREGUARD_PRIVATE_KEY}", "{env: PATH}");
                 text.push_str(
-                    "  compose:\n    notes: {file: compose/notes.yml, export: blog, domain: example.com}\n  manifests: [manifests]\n",
+                    "  compose:\n    notes: {file: compose/notes.yml, export: blog, domain: example.com}\n  manifests: [manifests]\n  # MetalLB's CRDs come with the manifests here; the platform's own install is tested in tests/platform.rs.\n  platform: {metallb: {external: true}, traefik: {external: true}}\n",
                 );
             }
             std::fs::write(dir.path().join(p.file_name().unwrap()), text).unwrap();

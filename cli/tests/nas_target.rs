@@ -56,6 +56,10 @@ fn lab_dir(server: &support::ApiServer, fake: &truenas_fake::Fake) -> tempfile::
                 text = text.replace("{env: WIREGUARD_PRIVATE_KEY}", "{env: PATH}");
                 // MetalLB's CRDs come with the lab, as they would from its install manifests.
                 text.push_str("  manifests: [manifests]\n");
+                // MetalLB's CRDs come with the manifests; the platform is tested in tests/platform.rs.
+                text.push_str(
+                    "  platform: {metallb: {external: true}, traefik: {external: true}}\n",
+                );
             }
             std::fs::write(dir.path().join(p.file_name().unwrap()), text).unwrap();
         }

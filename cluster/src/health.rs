@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use cloudlet_core::{Domain, ResourceId};
 use futures::future::try_join_all;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Service};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DynamicObject, ListParams};
@@ -69,9 +69,11 @@ pub async fn check(client: &Client, applyset: &str) -> Result<Vec<Finding>, kube
     let ingresses: Api<Ingress> = Api::all(client.clone());
     let claims: Api<PersistentVolumeClaim> = Api::all(client.clone());
     let sets: Api<StatefulSet> = Api::all(client.clone());
-    let (d, ss, s, i, c) = futures::try_join!(
+    let daemons: Api<DaemonSet> = Api::all(client.clone());
+    let (d, ss, ds, s, i, c) = futures::try_join!(
         deployments.list(&lp),
         sets.list(&lp),
+        daemons.list(&lp),
         services.list(&lp),
         ingresses.list(&lp),
         claims.list(&lp)
@@ -82,6 +84,9 @@ pub async fn check(client: &Client, applyset: &str) -> Result<Vec<Finding>, kube
     }
     for s in &ss.items {
         out.push(stateful_set(s));
+    }
+    for d in &ds.items {
+        out.push(daemon_set(d));
     }
     let metallb = metallb_errors(client).await;
     let lb: Vec<&Service> = s
@@ -200,6 +205,207 @@ fn stateful_set(s: &StatefulSet) -> Finding {
         (State::Ready, format!("{want} of {want} pods ready"))
     };
     finding("statefulset", ns, name, state, message)
+}
+
+fn daemon_set(d: &DaemonSet) -> Finding {
+    let meta = d.meta();
+    let (ns, name) = (
+        meta.namespace.as_deref(),
+        meta.name.as_deref().unwrap_or_default(),
+    );
+    let st = d.status.clone().unwrap_or_default();
+    let want = st.desired_number_scheduled;
+    let (state, message) = if st.observed_generation.unwrap_or(0) < meta.generation.unwrap_or(0) {
+        (
+            State::Progressing,
+            "waiting for the controller to see the new spec".into(),
+        )
+    } else if st.updated_number_scheduled.unwrap_or(0) < want {
+        (
+            State::Progressing,
+            format!(
+                "{} of {want} nodes run the new pods",
+                st.updated_number_scheduled.unwrap_or(0)
+            ),
+        )
+    } else if st.number_available.unwrap_or(0) < want {
+        (
+            State::Progressing,
+            format!(
+                "{} of {want} nodes' pods available",
+                st.number_available.unwrap_or(0)
+            ),
+        )
+    } else {
+        (
+            State::Ready,
+            format!("{want} of {want} nodes' pods available"),
+        )
+    };
+    finding("daemonset", ns, name, state, message)
+}
+
+/// What keeps the pods `selector` picks in `ns` from being ready, one line per pod that is
+/// not: the scheduler's message for a pending pod, a container's waiting reason
+/// (ImagePullBackOff, CrashLoopBackOff) with its message, a failed readiness. Empty when
+/// every pod is ready; one line saying so when there are no pods at all.
+pub async fn pod_problems(client: &Client, ns: &str, selector: &str) -> Vec<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().labels(selector).limit(50);
+    let list = match pods.list(&lp).await {
+        Ok(l) => l,
+        Err(e) => return vec![format!("its pods could not be listed: {e}")],
+    };
+    if list.items.is_empty() {
+        return vec![format!(
+            "no pods match {selector} in {ns} (none were made: is the controller manager running, and does a node match?)"
+        )];
+    }
+    let mut out = Vec::new();
+    for p in &list.items {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let st = p.status.clone().unwrap_or_default();
+        let cond = |t: &str| {
+            st.conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == t)
+                .cloned()
+        };
+        if let Some(c) = cond("PodScheduled").filter(|c| c.status == "False") {
+            out.push(format!(
+                "pod {ns}/{name}: Pending: {}",
+                c.message.unwrap_or_else(|| c.reason.unwrap_or_default())
+            ));
+            continue;
+        }
+        let statuses = st
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(st.container_statuses.iter().flatten());
+        let mut said = false;
+        for cs in statuses {
+            let state = cs.state.clone().unwrap_or_default();
+            if let Some(w) = state.waiting {
+                let reason = w.reason.unwrap_or_else(|| "Waiting".into());
+                let last = cs
+                    .last_state
+                    .as_ref()
+                    .and_then(|l| l.terminated.as_ref())
+                    .map(|t| {
+                        format!(
+                            " (last exit {}{})",
+                            t.exit_code,
+                            t.reason
+                                .as_deref()
+                                .map(|r| format!(", {r}"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_default();
+                out.push(format!(
+                    "pod {ns}/{name}: container {}: {reason}{}{last}",
+                    cs.name,
+                    w.message.map(|m| format!(": {m}")).unwrap_or_default()
+                ));
+                said = true;
+            } else if let Some(t) = state.terminated
+                && t.exit_code != 0
+            {
+                out.push(format!(
+                    "pod {ns}/{name}: container {}: exited {}{}",
+                    cs.name,
+                    t.exit_code,
+                    t.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                ));
+                said = true;
+            }
+        }
+        let ready = cond("Ready").is_some_and(|c| c.status == "True");
+        if !said && !ready {
+            out.push(format!(
+                "pod {ns}/{name}: {} and not ready{}",
+                st.phase.clone().unwrap_or_else(|| "Pending".into()),
+                cond("Ready")
+                    .and_then(|c| c.message)
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
+
+/// The label selector of a workload's pods (`a=b,c=d`).
+fn selector_of(labels: Option<&BTreeMap<String, String>>) -> String {
+    labels
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Waits until the workload `kind` (`Deployment`, `DaemonSet`, `StatefulSet`) `ns/name` is
+/// rolled out and available, checking every `every`. After `window` the error says what it
+/// last was and what keeps each pod from being ready.
+pub async fn wait_ready(
+    client: &Client,
+    kind: &str,
+    ns: &str,
+    name: &str,
+    window: Duration,
+    every: Duration,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + window;
+    loop {
+        let (f, selector) = match kind {
+            "Deployment" => {
+                let d = Api::<Deployment>::namespaced(client.clone(), ns)
+                    .get(name)
+                    .await
+                    .map_err(|e| format!("reading deployment {ns}/{name}: {e}"))?;
+                let sel = selector_of(d.spec.selector.match_labels.as_ref());
+                (deployment(&d), sel)
+            }
+            "DaemonSet" => {
+                let d = Api::<DaemonSet>::namespaced(client.clone(), ns)
+                    .get(name)
+                    .await
+                    .map_err(|e| format!("reading daemonset {ns}/{name}: {e}"))?;
+                let sel = selector_of(d.spec.selector.match_labels.as_ref());
+                (daemon_set(&d), sel)
+            }
+            "StatefulSet" => {
+                let s = Api::<StatefulSet>::namespaced(client.clone(), ns)
+                    .get(name)
+                    .await
+                    .map_err(|e| format!("reading statefulset {ns}/{name}: {e}"))?;
+                let sel = selector_of(s.spec.selector.match_labels.as_ref());
+                (stateful_set(&s), sel)
+            }
+            _ => return Ok(()),
+        };
+        if f.state == State::Ready {
+            return Ok(());
+        }
+        if f.state == State::Failed || tokio::time::Instant::now() >= deadline {
+            let pods = pod_problems(client, ns, &selector).await;
+            return Err(format!(
+                "{} {ns}/{name} is not ready after {}s: {}{}",
+                kind.to_ascii_lowercase(),
+                window.as_secs(),
+                f.message,
+                if pods.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", pods.join("; "))
+                }
+            ));
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// MetalLB's ConfigurationState errors, when MetalLB runs a version that has them.

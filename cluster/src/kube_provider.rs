@@ -51,7 +51,7 @@ pub static BACKEND: Descriptor = Descriptor {
         "the kubeconfig: `{file: PATH}` (relative to the lab) or `{env: VAR}` naming a variable that holds its path; without it $KUBECONFIG, ~/.kube/config or the in-cluster account",
     )],
     endpoint_schemes: &[],
-    capabilities: &[],
+    capabilities: &[cloudlet_core::backend::Capability::Releases],
     connect,
 };
 
@@ -899,15 +899,42 @@ impl KubeProvider {
         pp.force = self.options.take_over;
         pp.dry_run = dry_run;
         let patch = Patch::Apply(&v);
-        let out = retry(|| {
-            count(if dry_run {
-                &self.counters.dry_runs
-            } else {
-                &self.counters.writes
-            });
-            api.patch(&name, &pp, &patch)
-        })
-            .await
+        // An object a webhook guards waits, within its window, for the webhook to answer
+        // (its controller may have started a moment ago).
+        let window = wait_window(&v);
+        let deadline = tokio::time::Instant::now() + window.unwrap_or_default();
+        let out = loop {
+            let got = retry(|| {
+                count(if dry_run {
+                    &self.counters.dry_runs
+                } else {
+                    &self.counters.writes
+                });
+                api.patch(&name, &pp, &patch)
+            })
+            .await;
+            match got {
+                Err(kube::Error::Api(s))
+                    if window.is_some() && !dry_run && is_webhook_failure(&s.message) =>
+                {
+                    if tokio::time::Instant::now() >= deadline {
+                        let pods = self.webhook_pods(&s.message).await;
+                        return Err(backend(
+                            format!(
+                                "applying {}: its webhook did not answer within {}s: {}{}",
+                                r.id,
+                                window.unwrap_or_default().as_secs(),
+                                s.message,
+                                if pods.is_empty() { String::new() } else { format!("; {}", pods.join("; ")) }
+                            ),
+                            false,
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                other => break other,
+            }
+        }
             .map_err(|e| match &e {
                 kube::Error::Api(s) if s.code == 409 => backend(
                     format!("{}: another field manager holds fields the lab sets: {} (re-plan to see them; apply with take-over to force the lab's values)", r.id, s.message),
@@ -915,6 +942,24 @@ impl KubeProvider {
                 ),
                 _ => api_error(&self.endpoint, &format!("applying {}", r.id), &e),
             })?;
+        if !dry_run
+            && let Some(window) = window
+            && matches!(
+                v["kind"].as_str(),
+                Some("Deployment" | "DaemonSet" | "StatefulSet")
+            )
+        {
+            crate::health::wait_ready(
+                &self.client,
+                v["kind"].as_str().unwrap_or_default(),
+                ns.as_deref().unwrap_or("default"),
+                &name,
+                window,
+                Duration::from_secs(1),
+            )
+            .await
+            .map_err(|m| backend(format!("{}: {m}", r.id), false))?;
+        }
         if !dry_run && gk == "CustomResourceDefinition.apiextensions.k8s.io" {
             self.wait_established(&api, &name).await?;
             if let Some(group) = v["spec"]["group"].as_str() {
@@ -926,6 +971,32 @@ impl KubeProvider {
             }
         }
         serde_json::to_value(&out).map_err(|e| backend(format!("encoding {}: {e}", r.id), false))
+    }
+
+    /// What keeps the pods behind the webhook a failure message names from answering (the
+    /// message carries its address, `https://SERVICE.NAMESPACE.svc...`).
+    async fn webhook_pods(&self, message: &str) -> Vec<String> {
+        let Some((svc, ns)) = webhook_service(message) else {
+            return Vec::new();
+        };
+        let services: Api<k8s_openapi::api::core::v1::Service> =
+            Api::namespaced(self.client.clone(), &ns);
+        let selector = match services.get_opt(&svc).await {
+            Ok(Some(s)) => s
+                .spec
+                .and_then(|s| s.selector)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            Ok(None) => return vec![format!("its service {ns}/{svc} does not exist")],
+            Err(e) => return vec![format!("its service {ns}/{svc} could not be read: {e}")],
+        };
+        if selector.is_empty() {
+            return Vec::new();
+        }
+        crate::health::pod_problems(&self.client, &ns, &selector).await
     }
 
     async fn wait_established(
@@ -1135,6 +1206,28 @@ impl KubeProvider {
             }
         }
     }
+}
+
+/// The readiness window an object carries ([`crate::platform::WAIT_ANNOTATION`]).
+fn wait_window(v: &Value) -> Option<Duration> {
+    v["metadata"]["annotations"][crate::platform::WAIT_ANNOTATION]
+        .as_str()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// Whether an API error says an admission webhook could not be called (not that it said no).
+fn is_webhook_failure(message: &str) -> bool {
+    message.contains("failed calling webhook")
+}
+
+/// The service (name, namespace) a webhook failure message names.
+fn webhook_service(message: &str) -> Option<(String, String)> {
+    let at = message.find("https://")? + "https://".len();
+    let host = message[at..].split([':', '/', '"', ' ']).next()?;
+    let mut parts = host.split('.');
+    let (svc, ns) = (parts.next()?, parts.next()?);
+    (parts.next() == Some("svc")).then(|| (svc.to_string(), ns.to_string()))
 }
 
 /// A digest of a Secret's values, salted with its id: it tells whether values changed without

@@ -50,7 +50,7 @@ pub static BACKEND: Descriptor = Descriptor {
         ),
     ],
     endpoint_schemes: &[],
-    capabilities: &[],
+    capabilities: &[cloudlet_core::backend::Capability::Releases],
     connect,
 };
 

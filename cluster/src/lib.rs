@@ -20,6 +20,7 @@ pub mod kubeadm;
 pub mod kubeadm_provider;
 pub mod manifests;
 pub mod metallb;
+pub mod platform;
 
 pub use kube_provider::{
     BACKEND, FIELD_MANAGER, KubeOptions, KubeProvider, KubeStats, PART_OF_LABEL, applyset_id,
@@ -763,6 +764,28 @@ pub fn headline(r: &Resource) -> Option<String> {
     let v = r.body.value();
     let spec = &v["spec"];
     match &*r.id.kind {
+        "release" => Some(format!(
+            "{} {} in {}, {} file(s) pinned by SHA-256",
+            v["component"].as_str()?,
+            v["version"].as_str()?,
+            v["namespace"].as_str()?,
+            v["files"].as_array()?.len()
+        )),
+        "daemonset" => {
+            let images: Vec<&str> = spec["template"]["spec"]["containers"]
+                .as_array()?
+                .iter()
+                .filter_map(|c| c["image"].as_str())
+                .collect();
+            Some(format!("{}, one pod per node", images.join(", ")))
+        }
+        "customresourcedefinition" => Some(format!(
+            "{} ({})",
+            spec["names"]["kind"].as_str()?,
+            v["metadata"]["annotations"][platform::RELEASE_ANNOTATION]
+                .as_str()
+                .unwrap_or("the lab's manifests")
+        )),
         "deployment" | "statefulset" => {
             let images: Vec<&str> = spec["template"]["spec"]["containers"]
                 .as_array()?

@@ -72,6 +72,10 @@ pub enum Capability {
     Clone,
     /// Hands a VM cloud-init settings (`machines.*.cloud_init`).
     CloudInit,
+    /// Applies the platform's upstream release manifests (`cluster.platform`): the facade
+    /// fetches, checks and adapts them into objects before planning. A backend without it
+    /// is given each component as its pinned release.
+    Releases,
 }
 
 impl Capability {
@@ -80,6 +84,7 @@ impl Capability {
         match self {
             Capability::Clone => "clone",
             Capability::CloudInit => "cloud_init",
+            Capability::Releases => "platform",
         }
     }
 }

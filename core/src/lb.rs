@@ -76,10 +76,19 @@ pub fn services(lab: &Lab) -> Vec<LbService> {
             sharing_key: ing.sharing_key.clone(),
             traffic_policy: ing.traffic_policy,
             selector: vec![(APP_LABEL.to_string(), ing.class.clone())],
-            ports: vec![
-                (Protocol::Tcp, 80, 80, p.clone()),
-                (Protocol::Tcp, 443, 443, p.clone()),
-            ],
+            ports: {
+                // Traefik listens unprivileged on 8000 and 8443 (cloudlet's install and its
+                // Helm chart alike); other controllers on 80 and 443.
+                let (web, secure) = if ing.class == "traefik" {
+                    (8000, 8443)
+                } else {
+                    (80, 443)
+                };
+                vec![
+                    (Protocol::Tcp, 80, web, p.clone()),
+                    (Protocol::Tcp, 443, secure, p.clone()),
+                ]
+            },
             path: p,
         });
     }

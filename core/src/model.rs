@@ -931,6 +931,11 @@ pub struct Cluster {
     /// address ranges and its API endpoint. Without it the cluster exists already.
     #[serde(default)]
     pub kubernetes: Option<Kubernetes>,
+    /// The cluster's own components, which cloudlet installs and upgrades: the pod network
+    /// (Calico), MetalLB, Traefik, csi-driver-nfs and cert-manager. Each is on when the lab
+    /// needs it unless said otherwise.
+    #[serde(default)]
+    pub platform: Platform,
 }
 
 /// The Kubernetes cluster cloudlet makes from the control-plane and worker machines.
@@ -996,6 +1001,112 @@ pub struct ComposeRef {
     pub domain: Option<String>,
     /// The storage export the project's volumes go to.
     pub export: String,
+}
+
+/// The cluster's own components (`cluster.platform`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Platform {
+    /// Where release manifests are fetched instead of their upstream addresses (a site
+    /// without internet): an `https://` or `http://` URL or a directory (relative to the
+    /// lab) laid out `COMPONENT/VERSION/FILE`. Their SHA-256 is checked all the same.
+    #[serde(default)]
+    pub mirror: Option<String>,
+    /// A CA file (PEM, relative to the lab) to trust for an `https://` mirror besides the
+    /// system's roots.
+    #[serde(default)]
+    pub mirror_ca: Option<PathBuf>,
+    /// A registry that mirrors the components' images: `quay.io/metallb/controller:v0.16.1`
+    /// is pulled as `REGISTRY/metallb/controller:v0.16.1`.
+    #[serde(default)]
+    pub registry: Option<String>,
+    /// Calico, the pod network that enforces the NetworkPolicies cloudlet writes; needed
+    /// when cloudlet makes the cluster (a cluster made otherwise has its own).
+    #[serde(default)]
+    pub calico: Component,
+    /// MetalLB (controller and layer-2 speaker), serving `cluster.metallb`'s pools; needed
+    /// when the lab has pools or LoadBalancer services.
+    #[serde(default)]
+    pub metallb: Component,
+    /// Traefik, the ingress controller on `cluster.ingress.ip`; needed when the lab has an
+    /// ingress of class `traefik`.
+    #[serde(default)]
+    pub traefik: Component,
+    /// csi-driver-nfs, which provisions volumes on exports marked `dynamic: true`.
+    #[serde(default)]
+    pub csi_driver_nfs: Component,
+    /// cert-manager, which issues the ingress certificate through `cluster.ingress.tls.
+    /// cluster_issuer`; needed when that is set.
+    #[serde(default)]
+    pub cert_manager: Component,
+}
+
+/// One component of the platform.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    /// Whether cloudlet installs it: by default when the lab needs it. `false` removes what
+    /// cloudlet installed of it.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// It is installed by other means (Helm, by hand): cloudlet installs nothing of it and
+    /// takes what the lab needs of it as there.
+    #[serde(default)]
+    pub external: bool,
+    /// The release (`v0.16.1`): by default the one this build pins. A release this build
+    /// does not know needs `files`.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The release's manifest files, for a release this build does not know: each an
+    /// `https://` URL (or a path relative to the lab) and its SHA-256.
+    #[serde(default)]
+    pub files: Vec<ReleaseFile>,
+    /// Labels the nodes its pods run on must have (its DaemonSets' too).
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Requests of each of its containers, instead of upstream's.
+    #[serde(default)]
+    pub resources: Option<Resources>,
+    /// Allow moving to an older release whose CRDs store another version than the
+    /// installed one's (objects stored in the newer version may not read back).
+    #[serde(default)]
+    pub allow_downgrade: bool,
+    /// How long its controllers may take to become ready (default 5m).
+    #[serde(default)]
+    pub ready_within: Option<Duration>,
+    /// cert-manager only: the ACME account of the ClusterIssuer named by
+    /// `cluster.ingress.tls.cluster_issuer` (without it that issuer is made by other means).
+    #[serde(default)]
+    pub acme: Option<Acme>,
+}
+
+/// A release manifest file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseFile {
+    /// Where it is published (`https://...`) or a file relative to the lab.
+    pub url: String,
+    /// Its SHA-256, hex: a file with another checksum is refused.
+    pub sha256: String,
+}
+
+/// An ACME account (Let's Encrypt by default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Acme {
+    /// The account's e-mail address (expiry notices go there).
+    pub email: String,
+    /// The directory URL (default: Let's Encrypt's production directory).
+    #[serde(default = "letsencrypt")]
+    pub server: String,
+    /// DNS-01 through Cloudflare, needed for a wildcard host (`*.example.com`); without it
+    /// HTTP-01 through the ingress controller.
+    #[serde(default)]
+    pub cloudflare: Option<SecretRef>,
+}
+
+fn letsencrypt() -> String {
+    "https://acme-v02.api.letsencrypt.org/directory".into()
 }
 
 /// MetalLB settings.
@@ -1354,5 +1465,126 @@ impl Lab {
     /// The namespace of an app.
     pub fn app_namespace<'a>(name: &'a str, app: &'a App) -> &'a str {
         app.namespace.as_deref().unwrap_or(name)
+    }
+}
+
+/// The platform's components by their key under `cluster.platform`, in the order they are
+/// installed (the pod network first; cert-manager's issuer needs the ingress controller).
+pub const PLATFORM_COMPONENTS: [&str; 5] = [
+    "calico",
+    "metallb",
+    "traefik",
+    "csi_driver_nfs",
+    "cert_manager",
+];
+
+impl Platform {
+    /// The component called `name` (a key of [`PLATFORM_COMPONENTS`]).
+    pub fn component(&self, name: &str) -> Option<&Component> {
+        Some(match name {
+            "calico" => &self.calico,
+            "metallb" => &self.metallb,
+            "traefik" => &self.traefik,
+            "csi_driver_nfs" => &self.csi_driver_nfs,
+            "cert_manager" => &self.cert_manager,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a lab needs a platform component, and where it says so.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Need {
+    /// What needs it, in words (`app \`blog\` routes blog.example.com`).
+    pub reason: String,
+    /// The place in the lab that needs it.
+    pub path: crate::source::TreePath,
+}
+
+impl Lab {
+    /// Why the lab needs the platform component `name`, if it does.
+    pub fn platform_need(&self, name: &str) -> Option<Need> {
+        use crate::path;
+        let c = self.cluster.as_ref()?;
+        let need = |reason: String, path| Some(Need { reason, path });
+        match name {
+            "calico" => c.kubernetes.as_ref().and_then(|_| {
+                need(
+                    "cloudlet makes the cluster: its pods need a network that enforces the lab's NetworkPolicies".into(),
+                    path!["cluster", "kubernetes"],
+                )
+            }),
+            "metallb" => {
+                if let Some(ing) = &c.ingress {
+                    return need(
+                        format!("the ingress VIP {} is a MetalLB address", ing.ip),
+                        path!["cluster", "ingress", "ip"],
+                    );
+                }
+                for (app, a) in &c.apps {
+                    if let Some(i) = a.ports.iter().position(|p| p.expose != Expose::Cluster) {
+                        return need(
+                            format!("app `{app}` exposes a port on a MetalLB address"),
+                            path!["cluster", "apps", app.as_str(), "ports", i, "expose"],
+                        );
+                    }
+                }
+                c.metallb.as_ref().and_then(|_| {
+                    need(
+                        "the lab has MetalLB pools".into(),
+                        path!["cluster", "metallb"],
+                    )
+                })
+            }
+            "traefik" => {
+                c.ingress.as_ref().filter(|i| i.class == "traefik")?;
+                for (app, a) in &c.apps {
+                    if let Some(r) = a.ingress.first() {
+                        return need(
+                            format!("app `{app}` routes {} through the ingress", r.host),
+                            path!["cluster", "apps", app.as_str(), "ingress", 0, "host"],
+                        );
+                    }
+                }
+                need(
+                    "the lab's ingress is of class `traefik`".into(),
+                    path!["cluster", "ingress", "class"],
+                )
+            }
+            "csi_driver_nfs" => self
+                .storage
+                .iter()
+                .flat_map(|s| &s.exports)
+                .find(|(_, e)| e.dynamic)
+                .and_then(|(name, _)| {
+                    need(
+                        format!("export `{name}` is dynamic: csi-driver-nfs provisions its volumes"),
+                        path!["storage", "exports", name.as_str(), "dynamic"],
+                    )
+                }),
+            "cert_manager" => {
+                let tls = c.ingress.as_ref()?.tls.as_ref()?;
+                let issuer = tls.cluster_issuer.as_ref()?;
+                need(
+                    format!("the ingress certificate is issued by ClusterIssuer `{issuer}`"),
+                    path!["cluster", "ingress", "tls", "cluster_issuer"],
+                )
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether cloudlet installs the platform component `name`: switched on, or needed and
+    /// neither switched off nor installed by other means.
+    pub fn platform_installs(&self, name: &str) -> bool {
+        let Some(c) = &self.cluster else { return false };
+        let Some(comp) = c.platform.component(name) else {
+            return false;
+        };
+        if comp.external {
+            return false;
+        }
+        comp.enabled
+            .unwrap_or_else(|| self.platform_need(name).is_some())
     }
 }

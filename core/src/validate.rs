@@ -23,6 +23,7 @@ mod capacity;
 mod ingress;
 mod kubernetes;
 mod metallb;
+mod platform;
 mod pxe;
 mod router;
 mod storage;
@@ -63,6 +64,7 @@ fn run(lab: &Lab, backends: Option<&[&'static Descriptor]>) -> Vec<Diagnostic> {
     v.sharing(&lbs);
     v.kubernetes(&lbs);
     v.ingress_routes();
+    v.platform();
     v.forwards(&lbs);
     v.volumes();
     v.segments();

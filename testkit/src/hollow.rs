@@ -287,7 +287,8 @@ impl HollowLab {
     /// `control_planes` inits, the rest join; `cluster_extra` is more of the `cluster:` block
     /// (indented two spaces: apps). The target reaches the nodes with [`HollowLab::key`], and
     /// verifies them by the host keys their installs reported ([`HollowLab::report_installs`]);
-    /// kubeadm's preflight errors only warn (no container runtime or systemd here).
+    /// kubeadm's preflight errors only warn (no container runtime or systemd here). Calico is
+    /// taken as installed unless `cluster_extra` has a `platform:` block.
     pub fn lab_yaml(
         &self,
         control_planes: &[&str],
@@ -301,6 +302,12 @@ impl HollowLab {
                 n.ip
             ));
         }
+        // The pod network is the platform's (tests that install it say so in `cluster_extra`).
+        let platform = if cluster_extra.contains("  platform:") {
+            ""
+        } else {
+            "  platform: {calico: {external: true}}\n"
+        };
         format!(
             "name: hollow
 site: {{domain: hollow.lan, timezone: UTC}}
@@ -311,7 +318,7 @@ machines:
   control_plane: [{cps}]
   workers: [{ws}]
   kubernetes: {{version: v1.36.3}}
-{cluster_extra}targets:
+{platform}{cluster_extra}targets:
   cluster:
     kind: kubeadm
     credentials: {{file: {key}}}

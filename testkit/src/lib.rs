@@ -10,6 +10,9 @@
 //! - [`hollow`]: hollow cluster nodes (network and mount namespaces, sshd, static pods as
 //!   processes, kubemark's kubelet) for the bootstrap.
 //! - [`hostile`]: misbehaving HTTP and TFTP clients and a memory probe.
+//! - [`platform`]: STAND-IN release manifests in upstream's shape, the HTTP server that
+//!   hosts them, an allowing admission webhook and FAKE ROLLOUTS (status written through the
+//!   API where no kubelet runs).
 //! - [`seed`]: the seed lab, edited and validated; [`engine`]: an engine over one provider and
 //!   a plan's steps as text.
 //!
@@ -25,5 +28,6 @@ pub mod https;
 pub mod hypervisor_peers;
 pub mod opnsense_fake;
 pub mod pfsense_fake;
+pub mod platform;
 pub mod seed;
 pub mod truenas_fake;

@@ -5,6 +5,7 @@
 
 #![cfg_attr(test, allow(clippy::disallowed_methods))] // #[tokio::test] builds a runtime per test
 
+pub mod download;
 pub mod exec;
 pub mod http;
 pub mod retry;
