@@ -1041,3 +1041,153 @@ fn every_seed_file_names_the_schema_and_each_fits_it_alone() {
     }
     assert_eq!(files, 5);
 }
+
+/// BASE with a platform block appended to its cluster.
+fn with_platform(block: &str) -> String {
+    format!("{BASE}  platform:\n{block}")
+}
+
+#[test]
+fn a_component_the_lab_needs_cannot_be_switched_off() {
+    // An app with a route and Traefik off.
+    let t = with_platform("    traefik: {enabled: false}\n");
+    let d = only(&t, "platform-needed");
+    assert_at(&d, at(&t, "false}"));
+    assert!(
+        d.message.contains(
+            "`traefik` is switched off but the lab needs it: app `web` routes web.example.com"
+        ),
+        "{}",
+        d.message
+    );
+    let rel = d.related[0].location.as_ref().unwrap();
+    assert_eq!((rel.line, rel.column), at(&t, "web.example.com}"));
+    assert!(d.help.as_deref().unwrap().contains("external: true"));
+
+    // A shared VIP with MetalLB off.
+    let t = with_platform("    metallb: {enabled: false}\n");
+    let d = only(&t, "platform-needed");
+    assert!(
+        d.message
+            .contains("the ingress VIP 10.0.20.200 is a MetalLB address"),
+        "{}",
+        d.message
+    );
+    assert_eq!(
+        d.related[0].location.as_ref().unwrap().line,
+        at(&t, "ip: 10.0.20.200").0
+    );
+
+    // A dynamic export with csi-driver-nfs off.
+    let t = edit(
+        &with_platform("    csi_driver_nfs: {enabled: false}\n"),
+        "data: {path: /mnt/tank/data, allow: [k8s]}",
+        "data: {path: /mnt/tank/data, allow: [k8s], dynamic: true}",
+    );
+    let d = only(&t, "platform-needed");
+    assert!(
+        d.message.contains("export `data` is dynamic"),
+        "{}",
+        d.message
+    );
+    assert_eq!(
+        d.related[0].location.as_ref().unwrap().line,
+        at(&t, "dynamic: true").0
+    );
+
+    // Installed by other means: fine.
+    let t = with_platform(
+        "    traefik: {enabled: false, external: true}\n    metallb: {external: true}\n",
+    );
+    assert!(
+        findings(&t).iter().all(|d| d.code != "platform-needed"),
+        "{:#?}",
+        findings(&t)
+    );
+}
+
+#[test]
+fn a_release_this_build_does_not_know_needs_its_files() {
+    let t = with_platform("    metallb: {version: v0.99.0}\n");
+    let d = only(&t, "platform-release");
+    assert_at(&d, at(&t, "v0.99.0"));
+    assert!(
+        d.message
+            .contains("MetalLB v0.99.0 is not a release this build knows (it knows v0.16.1"),
+        "{}",
+        d.message
+    );
+
+    let t = with_platform(
+        "    metallb:\n      version: v0.99.0\n      files: [{url: \"https://example.com/m.yaml\", sha256: abc}]\n",
+    );
+    let d = only(&t, "release-checksum");
+    assert_at(&d, at(&t, "abc}"));
+
+    let sha = "a".repeat(64);
+    let t = with_platform(&format!(
+        "    metallb:\n      version: v0.99.0\n      files: [{{url: \"ftp://example.com/m.yaml\", sha256: {sha}}}]\n"
+    ));
+    let d = only(&t, "release-url");
+    assert_at(&d, at(&t, "\"ftp://"));
+
+    // cert-manager's release asset has no checksum this build could read: the lab gives it.
+    let t = edit(
+        &with_platform(
+            "    cert_manager: {acme: {email: admin@example.com, cloudflare: {env: CF_TOKEN}}}\n",
+        ),
+        "secret: wildcard",
+        "cluster_issuer: letsencrypt",
+    );
+    let d = only(&t, "platform-release");
+    assert!(d.message.contains("does not know the SHA-256 of https://github.com/cert-manager/cert-manager/releases/download/v1.21.1/cert-manager.yaml"), "{}", d.message);
+}
+
+#[test]
+fn acme_needs_an_issuer_an_address_and_dns01_for_a_wildcard() {
+    let sha = "b".repeat(64);
+    let files = format!(
+        "version: v1.21.1, files: [{{url: \"https://example.com/cm.yaml\", sha256: {sha}}}]"
+    );
+    let issued = |acme: &str| {
+        edit(
+            &with_platform(&format!("    cert_manager: {{{files}, acme: {acme}}}\n")),
+            "secret: wildcard",
+            "cluster_issuer: letsencrypt",
+        )
+    };
+    assert_eq!(
+        findings(&issued(
+            "{email: admin@example.com, cloudflare: {env: CF_TOKEN}}"
+        )),
+        vec![]
+    );
+    let t = issued("{email: admin@example.com}");
+    let d = only(&t, "acme-wildcard");
+    assert!(d.message.contains("`*.example.com`"), "{}", d.message);
+    let t = issued("{email: admin, cloudflare: {env: CF_TOKEN}}");
+    assert_at(&only(&t, "acme-email"), at(&t, "admin,"));
+    let t = issued(
+        "{email: a@example.com, server: \"http://acme.lan/dir\", cloudflare: {env: CF_TOKEN}}",
+    );
+    only(&t, "acme-server");
+    // Without an issuer naming it, the account is for nothing.
+    let t = with_platform(&format!(
+        "    cert_manager: {{{files}, enabled: true, acme: {{email: a@example.com}}}}\n"
+    ));
+    only(&t, "acme-issuer");
+    let t = with_platform("    metallb: {acme: {email: a@example.com}}\n");
+    only(&t, "acme-component");
+}
+
+#[test]
+fn the_mirror_and_the_registry_are_checked() {
+    let t = with_platform("    mirror: \"ftp://mirror.lan/\"\n    registry: \"https://reg.lan\"\n");
+    assert_at(&only(&t, "platform-mirror"), at(&t, "\"ftp://"));
+    assert_at(
+        &only(&t, "platform-registry"),
+        at(&t, "\"https://reg.lan\""),
+    );
+    let t = with_platform("    mirror: releases/\n    registry: reg.lan:5000/mirror\n");
+    assert_eq!(findings(&t), vec![]);
+}

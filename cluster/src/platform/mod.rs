@@ -575,3 +575,224 @@ pub fn link(platform: &[Resource], others: &mut Vec<Resource>) {
         r.body = Body::new(&v);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lab(extra: &str) -> Lab {
+        let text = format!(
+            "name: t\nsite: {{domain: t.lan}}\ncluster:\n  control_plane: []\n  metallb:\n    pools:\n      default: {{addresses: [10.0.20.200-10.0.20.210]}}\n{extra}"
+        );
+        let loaded = cloudlet_core::load::load_texts(
+            vec![("lab.yaml".into(), text)],
+            std::path::PathBuf::from("."),
+        )
+        .unwrap();
+        loaded.lab
+    }
+
+    const METALLB: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: metallb-system}\n---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: ipaddresspools.metallb.io}\nspec: {group: metallb.io, names: {kind: IPAddressPool, plural: ipaddresspools}, scope: Namespaced, versions: []}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: controller, namespace: metallb-system}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: controller, namespace: metallb-system}\nspec: {template: {spec: {containers: [{name: c, image: quay.io/metallb/controller:v1}]}}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: metallb-webhook-service, namespace: metallb-system}\n---\napiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {name: metallb-webhook-configuration}\nwebhooks: []\n";
+
+    #[test]
+    fn a_component_is_pinned_to_the_catalog_or_the_labs_files() {
+        let l = lab("");
+        let c = &l.cluster.as_ref().unwrap().platform.metallb;
+        let p = pin(&metallb::COMPONENT, c).unwrap();
+        assert_eq!(p.version, metallb::COMPONENT.releases[0].version);
+        assert_eq!(p.files[0].sha256.len(), 64);
+        let l = lab("  platform:\n    metallb: {version: v0.1.0}\n");
+        let c = &l.cluster.as_ref().unwrap().platform.metallb;
+        assert!(matches!(
+            pin(&metallb::COMPONENT, c),
+            Err(PinError::UnknownRelease { .. })
+        ));
+        let sha = "AB".repeat(32);
+        let l = lab(&format!(
+            "  platform:\n    metallb: {{version: v0.1.0, files: [{{url: m.yaml, sha256: {sha}}}]}}\n"
+        ));
+        let c = &l.cluster.as_ref().unwrap().platform.metallb;
+        let p = pin(&metallb::COMPONENT, c).unwrap();
+        assert_eq!(
+            p.files[0].sha256,
+            sha.to_ascii_lowercase(),
+            "checksums compare in lower case"
+        );
+        // Every catalog entry has a URL per file and a checksum of the right form, or none.
+        for d in COMPONENTS {
+            assert!(!d.releases.is_empty(), "{}", d.key);
+            for r in d.releases {
+                for f in r.files {
+                    assert!(
+                        f.url.starts_with("https://") && f.url.contains(r.version),
+                        "{}",
+                        f.url
+                    );
+                    assert!(
+                        f.sha256.is_none_or(
+                            |s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+                        )
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn waves_order_a_component_and_the_labs_pools_wait_for_its_webhook() {
+        let l = lab("  platform:\n    metallb: {ready_within: 42s}\n");
+        let mut releases = Releases::default();
+        releases.insert("metallb", "v1".into(), vec![Arc::from(METALLB)]);
+        let objs = expand(&l, &releases).unwrap();
+        let get = |id: &str| {
+            objs.iter()
+                .find(|r| r.id.to_string() == id)
+                .unwrap_or_else(|| panic!("{id}"))
+        };
+        let deps = |id: &str| -> Vec<String> {
+            get(id).depends_on.iter().map(ToString::to_string).collect()
+        };
+        assert_eq!(
+            deps("cluster/customresourcedefinition/ipaddresspools.metallb.io"),
+            vec!["cluster/namespace/metallb-system"]
+        );
+        assert_eq!(
+            deps("cluster/serviceaccount/metallb-system.controller"),
+            vec!["cluster/customresourcedefinition/ipaddresspools.metallb.io"]
+        );
+        assert_eq!(
+            deps("cluster/deployment/metallb-system.controller"),
+            vec!["cluster/serviceaccount/metallb-system.controller"]
+        );
+        assert_eq!(
+            deps("cluster/validatingwebhookconfiguration/metallb-webhook-configuration"),
+            vec![
+                "cluster/deployment/metallb-system.controller",
+                "cluster/service/metallb-system.metallb-webhook-service"
+            ]
+        );
+        let d = get("cluster/deployment/metallb-system.controller")
+            .body
+            .value();
+        assert_eq!(d["metadata"]["annotations"][WAIT_ANNOTATION], "42");
+        assert_eq!(d["metadata"]["labels"][COMPONENT_LABEL], "metallb");
+        let crd = get("cluster/customresourcedefinition/ipaddresspools.metallb.io")
+            .body
+            .value();
+        assert_eq!(
+            crd["metadata"]["annotations"][RELEASE_ANNOTATION],
+            "metallb v1"
+        );
+        assert!(
+            crd["spec"].get("versions").is_some(),
+            "CRDs go as published"
+        );
+
+        // The lab's pool: after the webhook, retried within the window; the Namespace is the
+        // component's.
+        let mut others = crate::expand(&l);
+        assert!(
+            others
+                .iter()
+                .any(|r| r.id.to_string() == "cluster/namespace/metallb-system")
+        );
+        link(&objs, &mut others);
+        assert!(
+            !others
+                .iter()
+                .any(|r| r.id.to_string() == "cluster/namespace/metallb-system")
+        );
+        let pool = others
+            .iter()
+            .find(|r| &*r.id.kind == "ipaddresspool")
+            .unwrap();
+        assert!(pool.depends_on.iter().any(|d| d.to_string()
+            == "cluster/validatingwebhookconfiguration/metallb-webhook-configuration"));
+        assert_eq!(
+            pool.body.value()["metadata"]["annotations"][WAIT_ANNOTATION],
+            "42"
+        );
+    }
+
+    #[test]
+    fn a_release_with_an_object_twice_or_without_a_name_is_refused() {
+        let l = lab("");
+        let mut releases = Releases::default();
+        releases.insert(
+            "metallb",
+            "v1".into(),
+            vec![Arc::from(METALLB), Arc::from(METALLB)],
+        );
+        let e = expand(&l, &releases).unwrap_err();
+        assert!(e.message.contains("is in the release twice"), "{e}");
+        let mut releases = Releases::default();
+        releases.insert(
+            "metallb",
+            "v1".into(),
+            vec![Arc::from(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {namespace: x}\n",
+            )],
+        );
+        let e = expand(&l, &releases).unwrap_err();
+        assert!(
+            e.to_string().starts_with("MetalLB v1: an object without"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cached_file_that_changed_is_fetched_again_and_a_wrong_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.yaml"), METALLB).unwrap();
+        let sha = {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(METALLB.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let src = fetch::Sources {
+            cache: dir.path().join("cache"),
+            base_dir: dir.path().to_path_buf(),
+            mirror: None,
+            mirror_ca: None,
+        };
+        let p = Pin {
+            key: "metallb",
+            version: "v1".into(),
+            files: vec![Pinned {
+                url: "m.yaml".into(),
+                sha256: sha.clone(),
+            }],
+        };
+        assert_eq!(&*fetch::fetch(&src, &p).await.unwrap()[0], METALLB);
+        let cached = dir.path().join("cache/sha256").join(&sha);
+        std::fs::write(&cached, "tampered").unwrap();
+        assert_eq!(
+            &*fetch::fetch(&src, &p).await.unwrap()[0],
+            METALLB,
+            "a cache entry is checked too"
+        );
+        assert_eq!(std::fs::read_to_string(&cached).unwrap(), METALLB);
+        std::fs::write(dir.path().join("m.yaml"), "kind: Other\n").unwrap();
+        std::fs::remove_file(&cached).unwrap();
+        let e = fetch::fetch(&src, &p).await.unwrap_err().to_string();
+        assert!(e.contains("not the pinned") && e.contains(&sha), "{e}");
+        // With a mirror, an upstream URL is read from MIRROR/COMPONENT/VERSION/FILE.
+        let src = fetch::Sources {
+            mirror: Some("mirror".into()),
+            ..src
+        };
+        let up = Pinned {
+            url: "https://example.com/a/metallb-native.yaml?x=1".into(),
+            sha256: sha,
+        };
+        assert_eq!(
+            fetch::location(&src, &p, &up),
+            dir.path()
+                .join("mirror/metallb/v1/metallb-native.yaml")
+                .display()
+                .to_string()
+        );
+    }
+}
