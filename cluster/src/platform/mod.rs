@@ -577,6 +577,7 @@ pub fn link(platform: &[Resource], others: &mut Vec<Resource>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // #[tokio::test] builds a runtime per test
 mod tests {
     use super::*;
 
