@@ -80,6 +80,10 @@ pub enum Error {
     /// manifest of another shape than the component's).
     #[error(transparent)]
     Platform(#[from] cluster::platform::AdaptError),
+    /// The plan moves a platform component to an older release across a CRD storage
+    /// version, and the lab does not allow it.
+    #[error("{} {} → {} moves CRD {} from storage version {} back to {}: objects stored as {} may not read back; set `cluster.platform.{}.allow_downgrade: true` to go ahead (after a backup)", .0.key, .0.from, .0.to, .0.crd, .0.storage.0, .0.storage.1, .0.storage.0, .0.key)]
+    Downgrade(Box<cluster::platform::Downgrade>),
     /// A saved plan could not be read or written.
     #[error("plan file {}: {message}", path.display())]
     PlanFile {
@@ -152,7 +156,7 @@ impl Error {
         match self {
             Error::Load(LoadError::Invalid { .. }) | Error::Invalid { .. } => ErrorKind::Lab,
             Error::Load(_) | Error::PlanFile { .. } | Error::Identity(_) => ErrorKind::Io,
-            Error::Kubeadm(_) | Error::Platform(_) => ErrorKind::Lab,
+            Error::Kubeadm(_) | Error::Platform(_) | Error::Downgrade(_) => ErrorKind::Lab,
             Error::Release(_) => ErrorKind::Backend,
             Error::Engine(EngineError::StalePlan { .. } | EngineError::PlanFormat { .. }) => {
                 ErrorKind::StalePlan
@@ -1127,6 +1131,23 @@ impl Lab {
         Ok(())
     }
 
+    /// Refuses a plan that moves a platform component to an older release whose CRDs
+    /// store another version, unless the component allows it.
+    fn refuse_downgrades(&self, plan: &Plan) -> Result<(), Error> {
+        let platform = self.loaded.lab.cluster.as_ref().map(|c| &c.platform);
+        for step in &plan.steps {
+            if let Some(d) = cluster::platform::downgrade(step) {
+                let allowed = platform
+                    .and_then(|p| p.component(&d.key))
+                    .is_some_and(|c| c.allow_downgrade);
+                if !allowed {
+                    return Err(Error::Downgrade(Box::new(d)));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the cluster target is a live Kubernetes API server (not rendered to files).
     pub fn has_live_cluster(&self) -> bool {
         let kind = &self.loaded.lab.targets.cluster.kind;
@@ -1237,6 +1258,7 @@ impl Lab {
         let desired = self.desired()?;
         let engine = self.shared_engine().await?;
         let mut plan = engine.plan(desired).await?;
+        self.refuse_downgrades(&plan)?;
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let origin = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         plan.origin = cloudlet_core::plan::PlanOrigin(Some(origin));
@@ -1294,6 +1316,7 @@ impl Lab {
         options: ApplyOptions<'_>,
     ) -> Result<ApplyReport, Error> {
         self.check_plan_lab(plan)?;
+        self.refuse_downgrades(plan)?;
         self.fetch_platform().await?;
         let desired = self.desired()?;
         if cloudlet_core::plan::digest(&desired) != plan.desired_digest {

@@ -113,7 +113,8 @@ impl Files {
         Files {
             calico: standin::calico("v9.0.0"),
             metallb: standin::metallb("v9.1.0", hook, "v1beta1"),
-            metallb2: standin::metallb("v9.2.0", hook, "v1beta1"),
+            // The newer release stores its CRDs as v1beta2.
+            metallb2: standin::metallb("v9.2.0", hook, "v1beta2"),
             traefik: standin::traefik(),
             csi: standin::csi_driver_nfs("v9.4.0"),
             cert_manager: standin::cert_manager("v9.5.0", hook),
@@ -419,6 +420,37 @@ async fn the_platform_is_fetched_once_checked_adapted_and_applied_with_the_seed_
             .image
             .as_deref(),
         Some("reg.lan:5000/metallb/controller:v9.2.0")
+    );
+
+    // Back to the older release would move the CRDs' storage version back: refused unless
+    // the lab allows it.
+    write_lab(
+        &dir,
+        &server,
+        &platform_block(&mirror_url, &files, "v9.1.0", ""),
+    );
+    let down = load(&dir, &state, &cache);
+    let err = down.plan().await.unwrap_err();
+    assert!(matches!(err, cloudlet::Error::Downgrade(_)), "{err}");
+    let msg = err.message();
+    assert!(msg.contains("metallb v9.2.0 → v9.1.0 moves CRD ipaddresspools.metallb.io from storage version v1beta2 back to v1beta1"), "{msg}");
+    assert!(msg.contains("allow_downgrade: true"), "{msg}");
+    let allowed = platform_block(&mirror_url, &files, "v9.1.0", "").replace(
+        "metallb: {version: v9.1.0,",
+        "metallb: {version: v9.1.0, allow_downgrade: true,",
+    );
+    write_lab(&dir, &server, &allowed);
+    let plan = load(&dir, &state, &cache).plan().await.unwrap();
+    assert!(
+        plan.steps
+            .iter()
+            .any(|s| s.id.to_string()
+                == "cluster/customresourcedefinition/ipaddresspools.metallb.io")
+    );
+    write_lab(
+        &dir,
+        &server,
+        &platform_block(&mirror_url, &files, "v9.2.0", ""),
     );
 
     // Switching csi-driver-nfs off prunes exactly its objects.

@@ -576,6 +576,87 @@ pub fn link(platform: &[Resource], others: &mut Vec<Resource>) {
     }
 }
 
+/// A CRD update that moves a component to an older release whose CRD stores another
+/// version than the installed one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downgrade {
+    /// The component (`metallb`).
+    pub key: String,
+    /// The installed release.
+    pub from: String,
+    /// The release asked for.
+    pub to: String,
+    /// The CRD.
+    pub crd: String,
+    /// Its storage version now, and the one the older release stores.
+    pub storage: (String, String),
+}
+
+/// `v1.2.3-rc.1` as numbers for ordering (`None` when it is not such a version).
+fn version_key(v: &str) -> Option<Vec<u64>> {
+    let core = v.trim_start_matches('v').split(['-', '+']).next()?;
+    core.split('.').map(|n| n.parse().ok()).collect()
+}
+
+fn storage_of(versions: &Value) -> Option<String> {
+    versions
+        .as_array()?
+        .iter()
+        .find(|v| v["storage"] == true)
+        .and_then(|v| v["name"].as_str())
+        .map(str::to_string)
+}
+
+/// The downgrade a planned update of a component's CRD is, if it is one: its release
+/// annotation goes to an older version and its storage version changes.
+pub fn downgrade(step: &cloudlet_core::plan::Step) -> Option<Downgrade> {
+    if step.action != cloudlet_core::plan::Action::Update
+        || &*step.resource.id.kind != "customresourcedefinition"
+    {
+        return None;
+    }
+    let release_path = format!("metadata.annotations.{RELEASE_ANNOTATION}");
+    let change = step.changes.iter().find(|c| c.path == release_path)?;
+    let (before, after) = (
+        change.before.as_ref()?.as_str()?,
+        change.after.as_ref()?.as_str()?,
+    );
+    let (key, from) = before.split_once(' ')?;
+    let (key2, to) = after.split_once(' ')?;
+    if key != key2 || version_key(to)? >= version_key(from)? {
+        return None;
+    }
+    // The live versions: the desired ones with the planned changes taken back.
+    let desired = step.resource.body.value();
+    let mut live = desired["spec"]["versions"].clone();
+    for c in &step.changes {
+        if c.path == "spec.versions" {
+            live = c.before.clone().unwrap_or(Value::Null);
+        } else if let Some(rest) = c.path.strip_prefix("spec.versions[")
+            && let Some((i, field)) = rest.split_once("].")
+            && let Ok(i) = i.parse::<usize>()
+            && !field.contains('.')
+            && let Some(item) = live.get_mut(i).and_then(Value::as_object_mut)
+        {
+            match &c.before {
+                Some(b) => item.insert(field.to_string(), b.clone()),
+                None => item.remove(field),
+            };
+        }
+    }
+    let (now, then) = (
+        storage_of(&live)?,
+        storage_of(&desired["spec"]["versions"])?,
+    );
+    (now != then).then(|| Downgrade {
+        key: key.to_string(),
+        from: from.to_string(),
+        to: to.to_string(),
+        crd: step.resource.id.name.to_string(),
+        storage: (now, then),
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // #[tokio::test] builds a runtime per test
 mod tests {
