@@ -193,8 +193,23 @@ fn dynamic(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource 
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_platform_is_fetched_once_checked_adapted_and_applied_with_the_seed_in_one_run() {
+/// One test's peers: an API server, a work directory (lab, state, cache), the stand-in
+/// releases (their webhooks answered by an allowing webhook, or behind their Services where
+/// nothing answers, as upstream ships them) and the mirror serving them.
+struct Setup {
+    server: ApiServer,
+    client: kube::Client,
+    work: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    state: std::path::PathBuf,
+    cache: std::path::PathBuf,
+    files: Files,
+    mirror: FileServer,
+    mirror_url: String,
+    _webhook: Option<cloudlet_testkit::https::Server>,
+}
+
+async fn setup(answering: bool) -> Setup {
     let server = ApiServer::start();
     let client = server.client().await;
     let work = tempfile::tempdir().unwrap();
@@ -204,13 +219,46 @@ async fn the_platform_is_fetched_once_checked_adapted_and_applied_with_the_seed_
         work.path().join("cache"),
     );
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::create_dir_all(work.path().join("webhook")).unwrap();
-    let (_webhook, hook) = standin::allowing_webhook(&work.path().join("webhook")).await;
+    let (webhook, hook) = if answering {
+        std::fs::create_dir_all(work.path().join("webhook")).unwrap();
+        let (w, h) = standin::allowing_webhook(&work.path().join("webhook")).await;
+        (Some(w), h)
+    } else {
+        (None, Webhook::Service)
+    };
     let files = Files::new(&hook);
     let mirror = FileServer::start().await;
     files.serve(&mirror, &dir);
-    let _rollouts = standin::fake_rollouts(client.clone(), "cloudlet.dev/component", Vec::new());
     let mirror_url = format!("{}/mirror", mirror.url);
+    Setup {
+        server,
+        client,
+        work,
+        dir,
+        state,
+        cache,
+        files,
+        mirror,
+        mirror_url,
+        _webhook: webhook,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_platform_is_fetched_once_checked_adapted_and_applied_with_the_seed_in_one_run() {
+    let Setup {
+        work: _work,
+        server,
+        client,
+        dir,
+        state,
+        cache,
+        files,
+        mirror,
+        mirror_url,
+        _webhook: _answering,
+    } = setup(true).await;
+    let _rollouts = standin::fake_rollouts(client.clone(), "cloudlet.dev/component", Vec::new());
     write_lab(
         &dir,
         &server,
@@ -497,19 +545,18 @@ async fn the_platform_is_fetched_once_checked_adapted_and_applied_with_the_seed_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_release_whose_checksum_differs_is_refused_before_anything_is_applied() {
-    let server = ApiServer::start();
-    let client = server.client().await;
-    let work = tempfile::tempdir().unwrap();
-    let (dir, state, cache) = (
-        work.path().join("lab"),
-        work.path().join("state"),
-        work.path().join("cache"),
-    );
-    std::fs::create_dir_all(&dir).unwrap();
-    let files = Files::new(&Webhook::Service);
-    let mirror = FileServer::start().await;
-    files.serve(&mirror, &dir);
-    let mirror_url = format!("{}/mirror", mirror.url);
+    let Setup {
+        work: _work,
+        server,
+        client,
+        dir,
+        state,
+        cache,
+        files,
+        mirror,
+        mirror_url,
+        ..
+    } = setup(false).await;
     write_lab(
         &dir,
         &server,
@@ -547,21 +594,20 @@ async fn a_release_whose_checksum_differs_is_refused_before_anything_is_applied(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_webhook_that_never_answers_and_a_pod_that_cannot_pull_are_named_within_the_window() {
-    let server = ApiServer::start();
-    let client = server.client().await;
-    let work = tempfile::tempdir().unwrap();
-    let (dir, state, cache) = (
-        work.path().join("lab"),
-        work.path().join("state"),
-        work.path().join("cache"),
-    );
-    std::fs::create_dir_all(&dir).unwrap();
     // Upstream's shape: MetalLB's webhook behind its Service, where no pod answers.
-    let files = Files::new(&Webhook::Service);
-    let mirror = FileServer::start().await;
-    files.serve(&mirror, &dir);
+    let Setup {
+        server,
+        client,
+        work,
+        dir,
+        state,
+        cache,
+        files,
+        mirror,
+        mirror_url,
+        ..
+    } = setup(false).await;
     let _rollouts = standin::fake_rollouts(client.clone(), "cloudlet.dev/component", Vec::new());
-    let mirror_url = format!("{}/mirror", mirror.url);
     let block = platform_block(&mirror_url, &files, "v9.1.0", "")
         .replace(
             "node_selector: {role: infra},",

@@ -51,6 +51,14 @@ enum KeyCommand {
     New,
 }
 
+#[derive(Subcommand, Debug)]
+enum PlatformCommand {
+    /// Every release of the platform's components this build knows, one file a line:
+    /// component, version, URL and SHA-256 (`-` where the lab must give it), tab-separated.
+    /// `scripts/platform-pins.sh` checks them against upstream (the release step).
+    Releases,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum Format {
     Human,
@@ -149,6 +157,11 @@ enum Command {
     Key {
         #[command(subcommand)]
         what: KeyCommand,
+    },
+    /// The platform's components (Calico, MetalLB, Traefik, csi-driver-nfs, cert-manager).
+    Platform {
+        #[command(subcommand)]
+        what: PlatformCommand,
     },
     /// Write every artifact of the lab to a directory.
     Render {
@@ -458,6 +471,24 @@ async fn main() -> ExitCode {
             eprintln!(
                 "cloudlet: a new vault key; keep it outside the lab, set CLOUDLET_VAULT_KEY to it (or CLOUDLET_VAULT_KEY_FILE to a file holding it), and escrow a copy"
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Platform {
+            what: PlatformCommand::Releases,
+        } => {
+            for d in cloudlet::cluster::platform::COMPONENTS {
+                for r in d.releases {
+                    for f in r.files {
+                        println!(
+                            "{}\t{}\t{}\t{}",
+                            d.key,
+                            r.version,
+                            f.url,
+                            f.sha256.unwrap_or("-")
+                        );
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Render { lab, dir } => match load(&lab) {

@@ -813,8 +813,8 @@ pub struct Export {
     pub read_only: bool,
     /// Volumes on this export are provisioned by csi-driver-nfs (a StorageClass
     /// `nfs-EXPORT` that makes one directory per claim) instead of one static volume, dataset
-    /// and export each. The driver must be installed in the cluster (its Helm chart or
-    /// manifests, for example through `cluster.manifests`).
+    /// and export each. cloudlet installs the driver (`cluster.platform.csi_driver_nfs`)
+    /// unless it is said to be installed by other means.
     #[serde(default)]
     pub dynamic: bool,
     /// Whose identity root (or everyone) gets on the NAS: `root` (default: root is mapped
