@@ -1201,16 +1201,12 @@ impl Lab {
         )?)
     }
 
-    /// The health of the lab's Kubernetes objects (rollouts, LoadBalancer addresses, ingress
-    /// backends, claims); with `wait`, checks again until nothing is progressing or the time
-    /// is up. Empty when the cluster target is not Kubernetes.
-    pub async fn cluster_health(
-        &self,
-        wait: Option<std::time::Duration>,
-    ) -> Result<Vec<cluster::health::Finding>, Error> {
+    /// A client of the lab's live cluster and the ApplySet it manages there (`None` when the
+    /// cluster target is not Kubernetes).
+    async fn live_cluster(&self) -> Result<Option<(kube::Client, String)>, Error> {
         let t = &self.loaded.lab.targets.cluster;
         if !self.has_live_cluster() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let (out, state) = (self.output_dir(), self.state_dir());
         let c = self.connection(Domain::Cluster, t, &out, &state);
@@ -1226,30 +1222,54 @@ impl Lab {
                 source,
             })
         };
-        let made;
-        let existing;
-        let kube = if self.makes_cluster() {
-            made = cluster::kubeadm_provider::open(&c).map_err(no_provider)?;
-            made.kube().await.map_err(observe)?
+        Ok(Some(if self.makes_cluster() {
+            let made = cluster::kubeadm_provider::open(&c).map_err(no_provider)?;
+            let kube = made.kube().await.map_err(observe)?;
+            (kube.client().clone(), kube.applyset().to_string())
         } else {
-            existing = cluster::kube_provider::open(&c)
+            let existing = cluster::kube_provider::open(&c)
                 .await
                 .map_err(no_provider)?;
-            &existing
+            (existing.client().clone(), existing.applyset().to_string())
+        }))
+    }
+
+    fn health_error(e: &kube::Error) -> Error {
+        Error::Engine(EngineError::Observe {
+            domain: Domain::Cluster,
+            source: cloudlet_core::ProviderError::Backend {
+                message: format!("checking health: {e}"),
+                retryable: true,
+            },
+        })
+    }
+
+    /// The health of the lab's Kubernetes objects (rollouts, LoadBalancer addresses, ingress
+    /// backends, claims); with `wait`, checks again until nothing is progressing or the time
+    /// is up. Empty when the cluster target is not Kubernetes.
+    pub async fn cluster_health(
+        &self,
+        wait: Option<std::time::Duration>,
+    ) -> Result<Vec<cluster::health::Finding>, Error> {
+        let Some((client, applyset)) = self.live_cluster().await? else {
+            return Ok(Vec::new());
         };
         let r = match wait {
-            Some(d) => cluster::health::wait(kube.client(), kube.applyset(), d).await,
-            None => cluster::health::check(kube.client(), kube.applyset()).await,
+            Some(d) => cluster::health::wait(&client, &applyset, d).await,
+            None => cluster::health::check(&client, &applyset).await,
         };
-        r.map_err(|e| {
-            Error::Engine(EngineError::Observe {
-                domain: Domain::Cluster,
-                source: cloudlet_core::ProviderError::Backend {
-                    message: format!("checking health: {e}"),
-                    retryable: true,
-                },
-            })
-        })
+        r.map_err(|e| Self::health_error(&e))
+    }
+
+    /// The platform's components with their release and health, and which node announces
+    /// each LoadBalancer address. Empty when the cluster target is not Kubernetes.
+    pub async fn platform_status(&self) -> Result<cluster::platform::status::Status, Error> {
+        let Some((client, applyset)) = self.live_cluster().await? else {
+            return Ok(Default::default());
+        };
+        cluster::platform::status::check(&client, &applyset)
+            .await
+            .map_err(|e| Self::health_error(&e))
     }
 
     /// Plans the lab against what exists.

@@ -424,6 +424,72 @@ async fn the_platform_is_fetched_once_checked_adapted_and_applied_with_the_seed_
         );
     }
 
+    // Status: each component at its release, ready (the fake rollouts); the VIP MetalLB
+    // announces and from which node (what its controller and speaker would write).
+    let status = lab.platform_status().await.unwrap();
+    let comps: Vec<String> = status
+        .components
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {:?}",
+                c.key,
+                c.version.as_deref().unwrap_or("-"),
+                c.state
+            )
+        })
+        .collect();
+    assert_eq!(
+        comps,
+        vec![
+            "calico v9.0.0 Ready",
+            "cert_manager v9.5.0 Ready",
+            "csi_driver_nfs v9.4.0 Ready",
+            "metallb v9.1.0 Ready",
+            "traefik v9.3.0 Ready"
+        ]
+    );
+    let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), "traefik");
+    let lb = serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": "10.0.20.200", "ipMode": "VIP"}]}}});
+    svcs.patch_status(
+        "traefik",
+        &Default::default(),
+        &kube::api::Patch::Merge(&lb),
+    )
+    .await
+    .unwrap();
+    let l2 = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        "lb-system",
+        &dynamic(
+            "metallb.io",
+            "v1beta1",
+            "ServiceL2Status",
+            "servicel2statuses",
+        ),
+    );
+    let obj: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "metallb.io/v1beta1", "kind": "ServiceL2Status",
+        "metadata": {"name": "l2-x7k2p", "namespace": "lb-system"}
+    }))
+    .unwrap();
+    l2.create(&Default::default(), &obj).await.unwrap();
+    let st = serde_json::json!({"status": {"node": "k8s-node1", "serviceName": "traefik", "serviceNamespace": "traefik", "interfaces": [{"name": "ens18"}]}});
+    l2.patch_status(
+        "l2-x7k2p",
+        &Default::default(),
+        &kube::api::Patch::Merge(&st),
+    )
+    .await
+    .unwrap();
+    let status = lab.platform_status().await.unwrap();
+    assert_eq!(status.announcements.len(), 1, "{status:?}");
+    let a = &status.announcements[0];
+    assert_eq!(
+        (a.ip.as_str(), a.service.as_str(), a.node.as_str()),
+        ("10.0.20.200", "traefik/traefik", "k8s-node1")
+    );
+
     // A second run, a new process's worth of state but the same cache: no download, no change.
     let again = load(&dir, &state, &cache);
     let plan = again.plan().await.unwrap();

@@ -764,6 +764,32 @@ async fn status(
     let found = lab
         .cluster_health(wait.map(|d| std::time::Duration::from_secs(d.0)))
         .await?;
+    let platform = lab.platform_status().await?;
+    if !platform.components.is_empty() {
+        println!("Platform:");
+        for c in &platform.components {
+            let mark = match c.state {
+                State::Ready => "ok",
+                State::Progressing => "..",
+                State::Failed => "!!",
+            };
+            println!(
+                "  {mark} {} {} — {}",
+                c.key,
+                c.version.as_deref().unwrap_or("(version unknown)"),
+                c.message
+            );
+        }
+    }
+    for a in &platform.announcements {
+        println!(
+            "  {} ({}) is announced from node {}",
+            a.ip, a.service, a.node
+        );
+    }
+    if !platform.components.is_empty() || !platform.announcements.is_empty() {
+        println!("Objects:");
+    }
     let mut counts = [0usize; 3];
     for f in &found {
         let (mark, i) = match f.state {

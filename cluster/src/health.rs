@@ -125,7 +125,7 @@ pub async fn check(client: &Client, applyset: &str) -> Result<Vec<Finding>, kube
     Ok(out)
 }
 
-fn deployment(d: &Deployment) -> Finding {
+pub(crate) fn deployment(d: &Deployment) -> Finding {
     let meta = d.meta();
     let (ns, name) = (
         meta.namespace.as_deref(),
@@ -207,7 +207,7 @@ fn stateful_set(s: &StatefulSet) -> Finding {
     finding("statefulset", ns, name, state, message)
 }
 
-fn daemon_set(d: &DaemonSet) -> Finding {
+pub(crate) fn daemon_set(d: &DaemonSet) -> Finding {
     let meta = d.meta();
     let (ns, name) = (
         meta.namespace.as_deref(),

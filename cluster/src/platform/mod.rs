@@ -21,6 +21,7 @@ pub mod cert_manager;
 pub mod csi_driver_nfs;
 pub mod fetch;
 pub mod metallb;
+pub mod status;
 pub mod traefik;
 pub mod transform;
 
@@ -42,8 +43,8 @@ use crate::{LAB_LABEL, MANAGED_BY_LABEL};
 pub const WAIT_ANNOTATION: &str = "cloudlet.dev/wait";
 /// The label naming the platform component an object belongs to.
 pub const COMPONENT_LABEL: &str = "cloudlet.dev/component";
-/// The annotation on a component's CRDs naming the release they came from
-/// (`metallb v0.16.1`): what a downgrade is recognised by.
+/// The annotation on a component's CRDs and workloads naming the release they came from
+/// (`metallb v0.16.1`): what a downgrade is recognised by and `status` reports.
 pub const RELEASE_ANNOTATION: &str = "cloudlet.dev/release";
 /// The default readiness window of a component.
 pub const DEFAULT_WAIT_SECS: u64 = 300;
@@ -453,6 +454,9 @@ fn order(
                     a.insert(RELEASE_ANNOTATION.into(), json!(release));
                 } else {
                     a.insert(WAIT_ANNOTATION.into(), json!(wait.to_string()));
+                    if matches!(kind.as_str(), "Deployment" | "DaemonSet" | "StatefulSet") {
+                        a.insert(RELEASE_ANNOTATION.into(), json!(release));
+                    }
                 }
             }
         }
