@@ -614,3 +614,142 @@ pub fn fake_rollouts(client: kube::Client, label: &str, stuck: Vec<String>) -> F
         }
     }))
 }
+
+/// THE SEED WITH STAND-IN RELEASES, shared by the platform tests and benchmark.
+/// The seed, its cluster on the test's API server, with `platform` as its platform block.
+pub fn write_seed_lab(dir: &Path, server: &crate::apiserver::ApiServer, platform: &str) {
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
+    for e in std::fs::read_dir(&seed).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "yaml") {
+            continue;
+        }
+        let mut text = std::fs::read_to_string(&p).unwrap();
+        if p.file_name().unwrap() == "lab.yaml" {
+            text = text.replace(
+                "  cluster: {kind: local}",
+                "  cluster: {kind: kubernetes, credentials: {file: kubeconfig}}",
+            );
+        }
+        if p.file_name().unwrap() == "cluster.yaml" {
+            text = text
+                .replace("{env: WIREGUARD_PRIVATE_KEY}", "{env: PATH}")
+                .replace(
+                    "  metallb:\n    pools:",
+                    "  metallb:\n    namespace: lb-system\n    pools:",
+                )
+                .replace(
+                    "      secret: tls-secret\n",
+                    "      cluster_issuer: letsencrypt\n",
+                );
+            text.push_str(platform);
+        }
+        std::fs::write(dir.join(p.file_name().unwrap()), text).unwrap();
+    }
+    std::fs::copy(&server.kubeconfig, dir.join("kubeconfig")).unwrap();
+    std::fs::create_dir_all(dir.join("secrets")).unwrap();
+    std::fs::write(dir.join("secrets/postmaster-password"), "pw").unwrap();
+}
+
+/// The platform block: every component at a release this build does not know, so the lab
+/// gives its files; MetalLB, Traefik, cert-manager and Calico through the mirror, csi-driver-nfs
+/// from the lab's own files.
+pub fn platform_block(mirror: &str, files: &Files, metallb_version: &str, extra: &str) -> String {
+    let f =
+        |url: &str, text: &str| format!("{{url: \"{url}\", sha256: {}}}", sha256(text.as_bytes()));
+    let metallb = if metallb_version == "v9.1.0" {
+        &files.metallb
+    } else {
+        &files.metallb2
+    };
+    format!(
+        "  platform:\n    mirror: {mirror}\n    registry: reg.lan:5000\n\
+         \x20   calico: {{enabled: true, version: v9.0.0, files: [{}]}}\n\
+         \x20   metallb: {{version: {metallb_version}, node_selector: {{role: infra}}, files: [{}]}}\n\
+         \x20   traefik: {{version: v9.3.0, files: [{}, {}]}}\n\
+         \x20   csi_driver_nfs: {{enabled: true, version: v9.4.0, files: [{}, {}, {}, {}]}}\n\
+         \x20   cert_manager:\n      version: v9.5.0\n      files: [{}]\n      acme: {{email: admin@example.com, cloudflare: {{env: PATH}}}}\n{extra}",
+        f("https://releases.invalid/calico/calico.yaml", &files.calico),
+        f(
+            "https://releases.invalid/metallb/config/manifests/metallb-native.yaml",
+            metallb
+        ),
+        f(
+            "https://releases.invalid/traefik/kubernetes-crd-definition-v1.yml",
+            &files.traefik.0
+        ),
+        f(
+            "https://releases.invalid/traefik/kubernetes-crd-rbac.yml",
+            &files.traefik.1
+        ),
+        f("releases/rbac-csi-nfs.yaml", &files.csi[0]),
+        f("releases/csi-nfs-driverinfo.yaml", &files.csi[1]),
+        f("releases/csi-nfs-controller.yaml", &files.csi[2]),
+        f("releases/csi-nfs-node.yaml", &files.csi[3]),
+        f(
+            "https://github.invalid/cert-manager/releases/download/v9.5.0/cert-manager.yaml",
+            &files.cert_manager
+        ),
+    )
+}
+
+pub struct Files {
+    pub calico: String,
+    pub metallb: String,
+    pub metallb2: String,
+    pub traefik: (String, String),
+    pub csi: [String; 4],
+    pub cert_manager: String,
+}
+
+impl Files {
+    /// The stand-ins, their webhooks reached as `hook` says.
+    pub fn new(hook: &Webhook) -> Files {
+        Files {
+            calico: calico("v9.0.0"),
+            metallb: metallb("v9.1.0", hook, "v1beta1"),
+            // The newer release stores its CRDs as v1beta2.
+            metallb2: metallb("v9.2.0", hook, "v1beta2"),
+            traefik: traefik(),
+            csi: csi_driver_nfs("v9.4.0"),
+            cert_manager: cert_manager("v9.5.0", hook),
+        }
+    }
+
+    /// Puts the mirrored files on `mirror` and the lab's own into `dir/releases`.
+    pub fn serve(&self, mirror: &FileServer, dir: &Path) {
+        mirror.put("/mirror/calico/v9.0.0/calico.yaml", self.calico.clone());
+        mirror.put(
+            "/mirror/metallb/v9.1.0/metallb-native.yaml",
+            self.metallb.clone(),
+        );
+        mirror.put(
+            "/mirror/metallb/v9.2.0/metallb-native.yaml",
+            self.metallb2.clone(),
+        );
+        mirror.put(
+            "/mirror/traefik/v9.3.0/kubernetes-crd-definition-v1.yml",
+            self.traefik.0.clone(),
+        );
+        mirror.put(
+            "/mirror/traefik/v9.3.0/kubernetes-crd-rbac.yml",
+            self.traefik.1.clone(),
+        );
+        mirror.put(
+            "/mirror/cert_manager/v9.5.0/cert-manager.yaml",
+            self.cert_manager.clone(),
+        );
+        std::fs::create_dir_all(dir.join("releases")).unwrap();
+        for (name, text) in [
+            "rbac-csi-nfs.yaml",
+            "csi-nfs-driverinfo.yaml",
+            "csi-nfs-controller.yaml",
+            "csi-nfs-node.yaml",
+        ]
+        .iter()
+        .zip(&self.csi)
+        {
+            std::fs::write(dir.join("releases").join(name), text).unwrap();
+        }
+    }
+}
