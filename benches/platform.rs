@@ -164,7 +164,7 @@ fn by_hand(bin: &Path, server: &ApiServer, groups: &[(String, Vec<Value>)], dir:
                         &format!("crd/{name}"),
                     ],
                 ),
-                "Deployment" if !key.is_empty() => kubectl(
+                kind @ ("Deployment" | "DaemonSet") if !key.is_empty() => kubectl(
                     bin,
                     kc,
                     &[
@@ -173,19 +173,7 @@ fn by_hand(bin: &Path, server: &ApiServer, groups: &[(String, Vec<Value>)], dir:
                         "rollout",
                         "status",
                         "--timeout=60s",
-                        &format!("deployment/{name}"),
-                    ],
-                ),
-                "DaemonSet" if !key.is_empty() => kubectl(
-                    bin,
-                    kc,
-                    &[
-                        "-n",
-                        ns,
-                        "rollout",
-                        "status",
-                        "--timeout=60s",
-                        &format!("daemonset/{name}"),
+                        &format!("{}/{name}", kind.to_ascii_lowercase()),
                     ],
                 ),
                 _ => {}

@@ -563,53 +563,62 @@ impl Drop for FakeRollouts {
     }
 }
 
+/// Writes the status `status(object)` onto every object `api` lists with `lp` that is not in
+/// `stuck` and whose status does not show its generation yet.
+async fn roll_out<K>(
+    api: &Api<K>,
+    client: &kube::Client,
+    lp: &ListParams,
+    stuck: &[String],
+    status: impl Fn(&K) -> Value,
+) where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let Ok(list) = api.list(lp).await else { return };
+    for o in list.items {
+        let m = o.meta();
+        let (ns, name) = (
+            m.namespace.clone().unwrap_or_default(),
+            m.name.clone().unwrap_or_default(),
+        );
+        let g = m.generation.unwrap_or(1);
+        let seen = serde_json::to_value(&o)
+            .ok()
+            .and_then(|v| v["status"]["observedGeneration"].as_i64());
+        if stuck.contains(&name) || seen == Some(g) {
+            continue;
+        }
+        let mut body = status(&o);
+        body["status"]["observedGeneration"] = json!(g);
+        let api: Api<K> = Api::namespaced(client.clone(), &ns);
+        let _ = api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&body))
+            .await;
+    }
+}
+
 /// Starts [`FakeRollouts`].
 pub fn fake_rollouts(client: kube::Client, label: &str, stuck: Vec<String>) -> FakeRollouts {
     let lp = ListParams::default().labels(label);
     FakeRollouts(tokio::spawn(async move {
         let deployments: Api<Deployment> = Api::all(client.clone());
         let daemons: Api<DaemonSet> = Api::all(client.clone());
-        let pp = PatchParams::default();
         loop {
-            if let Ok(list) = deployments.list(&lp).await {
-                for d in list.items {
-                    let (ns, name) = (
-                        d.metadata.namespace.clone().unwrap_or_default(),
-                        d.metadata.name.clone().unwrap_or_default(),
-                    );
-                    if stuck.contains(&name) {
-                        continue;
-                    }
-                    let n = d.spec.replicas.unwrap_or(1);
-                    let g = d.metadata.generation.unwrap_or(1);
-                    if d.status.as_ref().and_then(|s| s.observed_generation) == Some(g) {
-                        continue;
-                    }
-                    let status = json!({"status": {"observedGeneration": g, "replicas": n, "updatedReplicas": n, "readyReplicas": n, "availableReplicas": n,
-                        "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "fake rollout"}]}});
-                    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-                    let _ = api.patch_status(&name, &pp, &Patch::Merge(&status)).await;
-                }
-            }
-            if let Ok(list) = daemons.list(&lp).await {
-                for d in list.items {
-                    let (ns, name) = (
-                        d.metadata.namespace.clone().unwrap_or_default(),
-                        d.metadata.name.clone().unwrap_or_default(),
-                    );
-                    if stuck.contains(&name) {
-                        continue;
-                    }
-                    let g = d.metadata.generation.unwrap_or(1);
-                    if d.status.as_ref().and_then(|s| s.observed_generation) == Some(g) {
-                        continue;
-                    }
-                    let status = json!({"status": {"observedGeneration": g, "desiredNumberScheduled": 2, "currentNumberScheduled": 2,
-                        "numberMisscheduled": 0, "numberReady": 2, "updatedNumberScheduled": 2, "numberAvailable": 2}});
-                    let api: Api<DaemonSet> = Api::namespaced(client.clone(), &ns);
-                    let _ = api.patch_status(&name, &pp, &Patch::Merge(&status)).await;
-                }
-            }
+            roll_out(&deployments, &client, &lp, &stuck, |d: &Deployment| {
+                let n = d.spec.replicas.unwrap_or(1);
+                json!({"status": {"replicas": n, "updatedReplicas": n, "readyReplicas": n, "availableReplicas": n,
+                    "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "fake rollout"}]}})
+            })
+            .await;
+            roll_out(&daemons, &client, &lp, &stuck, |_: &DaemonSet| {
+                json!({"status": {"desiredNumberScheduled": 2, "currentNumberScheduled": 2,
+                    "numberMisscheduled": 0, "numberReady": 2, "updatedNumberScheduled": 2, "numberAvailable": 2}})
+            })
+            .await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }))
