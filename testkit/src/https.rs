@@ -29,7 +29,7 @@ pub type Handler =
     Arc<dyn Fn(Req) -> Pin<Box<dyn Future<Output = Option<(u16, Value)>> + Send>> + Send + Sync>;
 
 pub struct Server {
-    /// `https://127.0.0.1:PORT`.
+    /// `https://IP:PORT`.
     pub endpoint: String,
     /// The CA that signed the server's certificate.
     pub ca: PathBuf,
@@ -60,6 +60,11 @@ pub fn openssl(args: &[&str], dir: &Path) -> String {
 /// A server configuration with a certificate for 127.0.0.1 signed by a CA made in `dir`
 /// (`dir/ca.crt`), with openssl.
 pub fn tls_config(dir: &Path) -> rustls::ServerConfig {
+    tls_config_for(dir, std::net::Ipv4Addr::LOCALHOST.into())
+}
+
+/// A server configuration with a certificate for `ip` signed by a CA made in `dir`.
+pub fn tls_config_for(dir: &Path, ip: std::net::IpAddr) -> rustls::ServerConfig {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let ec = [
@@ -82,18 +87,12 @@ pub fn tls_config(dir: &Path) -> rustls::ServerConfig {
         "/CN=fake-router-ca",
     ]);
     openssl(&a, dir);
+    let cn = format!("/CN={ip}");
     let mut a = vec!["req"];
     a.extend(ec);
-    a.extend([
-        "-keyout",
-        "srv.key",
-        "-out",
-        "srv.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
+    a.extend(["-keyout", "srv.key", "-out", "srv.csr", "-subj", &cn]);
     openssl(&a, dir);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    std::fs::write(dir.join("san.ext"), format!("subjectAltName=IP:{ip}\n")).unwrap();
     openssl(
         &[
             "x509",
@@ -129,8 +128,13 @@ pub fn tls_config(dir: &Path) -> rustls::ServerConfig {
 
 /// Serves `handler` on a loopback port with TLS; certificates go to `dir`.
 pub async fn start(dir: &Path, handler: Handler) -> Server {
-    let config = Arc::new(tls_config(dir));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_on(dir, std::net::Ipv4Addr::LOCALHOST.into(), handler).await
+}
+
+/// Serves `handler` on a port of `ip` with TLS; certificates (for `ip`) go to `dir`.
+pub async fn start_on(dir: &Path, ip: std::net::IpAddr, handler: Handler) -> Server {
+    let config = Arc::new(tls_config_for(dir, ip));
+    let listener = TcpListener::bind((ip, 0)).await.unwrap();
     let endpoint = format!("https://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {

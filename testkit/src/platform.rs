@@ -78,6 +78,12 @@ fn binding(name: &str, role: &str, ns: &str, sa: &str) -> Value {
         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]})
 }
 
+/// `w` with its pods tolerating `tolerations`.
+fn tolerating(mut w: Value, tolerations: Value) -> Value {
+    w["spec"]["template"]["spec"]["tolerations"] = tolerations;
+    w
+}
+
 fn workload(kind: &str, ns: &str, name: &str, labels: Value, image: &str, sa: &str) -> Value {
     let mut spec = json!({
         "selector": {"matchLabels": labels},
@@ -203,13 +209,19 @@ pub fn metallb(version: &str, hook: &Webhook, storage: &str) -> String {
             &format!("quay.io/metallb/controller:{version}"),
             "controller",
         ),
-        workload(
-            "DaemonSet",
-            ns,
-            "speaker",
-            speaker,
-            &format!("quay.io/metallb/speaker:{version}"),
-            "speaker",
+        tolerating(
+            workload(
+                "DaemonSet",
+                ns,
+                "speaker",
+                speaker,
+                &format!("quay.io/metallb/speaker:{version}"),
+                "speaker",
+            ),
+            json!([
+                {"key": "node-role.kubernetes.io/master", "effect": "NoSchedule", "operator": "Exists"},
+                {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule", "operator": "Exists"}
+            ]),
         ),
         validating(
             "metallb-webhook-configuration",
@@ -256,6 +268,11 @@ pub fn calico(version: &str) -> String {
     ds["spec"]["template"]["spec"]["initContainers"] =
         json!([{"name": "install-cni", "image": format!("quay.io/calico/cni:{version}")}]);
     ds["spec"]["template"]["spec"]["hostNetwork"] = json!(true);
+    ds["spec"]["template"]["spec"]["tolerations"] = json!([
+        {"effect": "NoSchedule", "operator": "Exists"},
+        {"key": "CriticalAddonsOnly", "operator": "Exists"},
+        {"effect": "NoExecute", "operator": "Exists"}
+    ]);
     documents(&[
         json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "calico-kube-controllers", "namespace": ns}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": kc}}}),
         sa(ns, "calico-kube-controllers"),
@@ -373,13 +390,16 @@ pub fn csi_driver_nfs(version: &str) -> [String; 4] {
             &format!("registry.k8s.io/sig-storage/nfsplugin:{version}"),
             "csi-nfs-controller-sa",
         )]),
-        documents(&[workload(
-            "DaemonSet",
-            ns,
-            "csi-nfs-node",
-            json!({"app": "csi-nfs-node"}),
-            &format!("registry.k8s.io/sig-storage/nfsplugin:{version}"),
-            "csi-nfs-node-sa",
+        documents(&[tolerating(
+            workload(
+                "DaemonSet",
+                ns,
+                "csi-nfs-node",
+                json!({"app": "csi-nfs-node"}),
+                &format!("registry.k8s.io/sig-storage/nfsplugin:{version}"),
+                "csi-nfs-node-sa",
+            ),
+            json!([{"operator": "Exists"}]),
         )]),
     ]
 }
@@ -534,6 +554,14 @@ impl FileServer {
 /// An admission webhook that allows everything, over TLS with a CA made in `dir`: its
 /// address and the CA's PEM, for a [`Webhook::Url`].
 pub async fn allowing_webhook(dir: &Path) -> (crate::https::Server, Webhook) {
+    allowing_webhook_on(dir, std::net::Ipv4Addr::LOCALHOST.into()).await
+}
+
+/// [`allowing_webhook`] on an address of `ip` (one the API server reaches).
+pub async fn allowing_webhook_on(
+    dir: &Path,
+    ip: std::net::IpAddr,
+) -> (crate::https::Server, Webhook) {
     let handler: crate::https::Handler = Arc::new(|req: crate::https::Req| {
         Box::pin(async move {
             let uid = req.body["request"]["uid"].clone();
@@ -546,7 +574,7 @@ pub async fn allowing_webhook(dir: &Path) -> (crate::https::Server, Webhook) {
             ))
         })
     });
-    let server = crate::https::start(dir, handler).await;
+    let server = crate::https::start_on(dir, ip, handler).await;
     let ca = std::fs::read_to_string(&server.ca).expect("the CA");
     let hook = Webhook::Url(server.endpoint.clone(), ca);
     (server, hook)
@@ -627,6 +655,18 @@ pub fn fake_rollouts(client: kube::Client, label: &str, stuck: Vec<String>) -> F
 /// THE SEED WITH STAND-IN RELEASES, shared by the platform tests and benchmark.
 /// The seed, its cluster on the test's API server, with `platform` as its platform block.
 pub fn write_seed_lab(dir: &Path, server: &crate::apiserver::ApiServer, platform: &str) {
+    write_seed_lab_on(
+        dir,
+        "{kind: kubernetes, credentials: {file: kubeconfig}}",
+        "",
+        platform,
+    );
+    std::fs::copy(&server.kubeconfig, dir.join("kubeconfig")).unwrap();
+}
+
+/// The seed with `target` as its cluster target (a YAML flow mapping), `cluster` more of its
+/// `cluster:` block (indented two spaces) and `platform` as its platform block.
+pub fn write_seed_lab_on(dir: &Path, target: &str, cluster: &str, platform: &str) {
     let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
     for e in std::fs::read_dir(&seed).unwrap() {
         let p = e.unwrap().path();
@@ -635,17 +675,14 @@ pub fn write_seed_lab(dir: &Path, server: &crate::apiserver::ApiServer, platform
         }
         let mut text = std::fs::read_to_string(&p).unwrap();
         if p.file_name().unwrap() == "lab.yaml" {
-            text = text.replace(
-                "  cluster: {kind: local}",
-                "  cluster: {kind: kubernetes, credentials: {file: kubeconfig}}",
-            );
+            text = text.replace("  cluster: {kind: local}", &format!("  cluster: {target}"));
         }
         if p.file_name().unwrap() == "cluster.yaml" {
             text = text
                 .replace("{env: WIREGUARD_PRIVATE_KEY}", "{env: PATH}")
                 .replace(
                     "  metallb:\n    pools:",
-                    "  metallb:\n    namespace: lb-system\n    pools:",
+                    &format!("{cluster}  metallb:\n    namespace: lb-system\n    pools:"),
                 )
                 .replace(
                     "      secret: tls-secret\n",
@@ -655,7 +692,6 @@ pub fn write_seed_lab(dir: &Path, server: &crate::apiserver::ApiServer, platform
         }
         std::fs::write(dir.join(p.file_name().unwrap()), text).unwrap();
     }
-    std::fs::copy(&server.kubeconfig, dir.join("kubeconfig")).unwrap();
     std::fs::create_dir_all(dir.join("secrets")).unwrap();
     std::fs::write(dir.join("secrets/postmaster-password"), "pw").unwrap();
 }
