@@ -8,7 +8,7 @@
 #
 #   scripts/kube-peers.sh            # build if missing, print the directory
 #
-# Versions: k8s.io/kubernetes KUBE_VERSION, and the etcd server that release pins.
+# Versions: k8s.io/kubernetes KUBE_VERSION, and the etcd server (and its etcdutl) that release pins.
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
@@ -18,7 +18,7 @@ OUT="$CACHE/kube-$KUBE_VERSION-etcd-$ETCD_VERSION"
 
 BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubeadm kubectl kubemark)
 have() {
-  [[ -x "$OUT/etcd" ]] || return 1
+  [[ -x "$OUT/etcd" && -x "$OUT/etcdutl" ]] || return 1
   for b in "${BINARIES[@]}"; do [[ -x "$OUT/$b" ]] || return 1; done
 }
 if have; then
@@ -47,7 +47,7 @@ export GOMODCACHE="$WORK/gomod" GOCACHE="$WORK/gocache"
 # so a module of ours requires it and replaces each staging module with its tagged release.
 mkdir -p "$WORK/kube" "$WORK/etcd" "$OUT.tmp"
 # Keep what an earlier run built.
-for b in etcd "${BINARIES[@]}"; do
+for b in etcd etcdutl "${BINARIES[@]}"; do
   [[ -x "$OUT/$b" ]] && cp "$OUT/$b" "$OUT.tmp/$b"
 done
 (
@@ -99,6 +99,23 @@ GO
   go mod tidy >/dev/null
   echo "kube-peers: building etcd $ETCD_VERSION" >&2
   go build -trimpath -ldflags='-s -w' -o "$OUT.tmp/etcd" .
+)
+
+# etcdutl: restores an etcd snapshot into a data directory (the backup tests' restore).
+[[ -x "$OUT.tmp/etcdutl" ]] || (
+  mkdir -p "$WORK/etcdutl" && cd "$WORK/etcdutl"
+  go mod init cloudlet.test/etcdutl >/dev/null 2>&1
+  cat >tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import _ "go.etcd.io/etcd/etcdutl/v3"
+GO
+  go get "go.etcd.io/etcd/etcdutl/v3@$ETCD_VERSION" >/dev/null 2>&1
+  go mod tidy >/dev/null
+  echo "kube-peers: building etcdutl $ETCD_VERSION" >&2
+  go build -trimpath -ldflags='-s -w' -o "$OUT.tmp/etcdutl" go.etcd.io/etcd/etcdutl/v3
 )
 
 rm -rf "$OUT"

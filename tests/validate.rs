@@ -1191,3 +1191,43 @@ fn the_mirror_and_the_registry_are_checked() {
     let t = with_platform("    mirror: releases/\n    registry: reg.lan:5000/mirror\n");
     assert_eq!(findings(&t), vec![]);
 }
+
+/// BASE with a backup block.
+fn with_backup(block: &str) -> String {
+    format!("{BASE}backup:\n  key: {{env: CLOUDLET_BACKUP_KEY}}\n{block}")
+}
+
+#[test]
+fn a_backup_class_names_a_target_the_lab_has() {
+    let ok = with_backup(
+        "  targets: {nas: {dir: /mnt/backup}}\n  state: {target: nas, every: 1h, keep: {last: 3}}\n",
+    );
+    assert_eq!(findings(&ok), vec![]);
+    let t =
+        with_backup("  targets: {nas: {dir: /mnt/backup}}\n  state: {target: usb, every: 1h}\n");
+    let d = only(&t, "backup-target");
+    assert_at(&d, at(&t, "usb"));
+    assert_eq!(d.message, "no backup target `usb`");
+    assert_eq!(d.help.as_deref(), Some("one of: nas"));
+}
+
+#[test]
+fn a_backup_schedule_divides_a_day_and_keeps_something() {
+    let t = with_backup("  targets: {nas: {dir: /mnt/b}}\n  state: {target: nas, every: 7h}\n");
+    let d = only(&t, "backup-every");
+    assert_at(&d, at(&t, "7h"));
+    assert!(d.message.contains("does not divide a day"), "{}", d.message);
+    let t = with_backup("  targets: {nas: {dir: /mnt/b}}\n  state: {target: nas, every: 1m}\n");
+    assert_at(&only(&t, "backup-every"), at(&t, "1m"));
+    for ok in ["15m", "6h", "1d", "7d"] {
+        let t = with_backup(&format!(
+            "  targets: {{nas: {{dir: /mnt/b}}}}\n  state: {{target: nas, every: {ok}}}\n"
+        ));
+        assert_eq!(findings(&t), vec![], "{ok}");
+    }
+    let t = with_backup(
+        "  targets: {nas: {dir: /mnt/b}}\n  state: {target: nas, every: 1h, keep: {daily: 0}}\n",
+    );
+    let d = only(&t, "backup-keep");
+    assert_at(&d, at(&t, "0}}"));
+}

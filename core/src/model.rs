@@ -45,6 +45,9 @@ pub struct Lab {
     /// The Kubernetes cluster and its apps.
     #[serde(default)]
     pub cluster: Option<Cluster>,
+    /// What is backed up, where, and how often.
+    #[serde(default)]
+    pub backup: Option<Backup>,
 }
 
 /// Facts about the site.
@@ -1586,5 +1589,82 @@ impl Lab {
         }
         comp.enabled
             .unwrap_or_else(|| self.platform_need(name).is_some())
+    }
+}
+
+/// Backups (`backup`): where they go, the key that encrypts them, and how often each class of
+/// the lab's state is backed up. Each target holds one repository in restic's format (stock
+/// `restic` reads it), shared by every class, which its snapshots' tags tell apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backup {
+    /// The repositories' password, from the environment or a file. Keep a copy offline (the
+    /// recovery kit): without it no backup can be read.
+    pub key: SecretRef,
+    /// Where backups go, by name.
+    pub targets: BTreeMap<String, BackupTarget>,
+    /// cloudlet's own state: the vault (the cluster's identity, generated keys), the
+    /// network installs' record, the journal.
+    #[serde(default)]
+    pub state: Option<BackupClass>,
+}
+
+/// Where a repository lives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupTarget {
+    /// A directory (a local disk, or a share mounted on the machine that runs cloudlet)
+    /// that is the repository; relative to the lab's directory unless absolute.
+    pub dir: PathBuf,
+}
+
+/// How one class of state is backed up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupClass {
+    /// The target (a name under `backup.targets`).
+    pub target: String,
+    /// How often (`15m`, `1h`, `6h`, `1d`): the most data a restore can lose.
+    pub every: Duration,
+    /// Which snapshots are kept; all, when nothing is said.
+    #[serde(default)]
+    pub keep: Keep,
+}
+
+/// A retention policy, as restic's `forget --keep-*`: a snapshot is kept when any rule keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Keep {
+    /// The newest N.
+    #[serde(default)]
+    pub last: Option<u32>,
+    /// The newest of each of the last N hours that have one.
+    #[serde(default)]
+    pub hourly: Option<u32>,
+    /// The newest of each of the last N days that have one.
+    #[serde(default)]
+    pub daily: Option<u32>,
+    /// The newest of each of the last N weeks that have one.
+    #[serde(default)]
+    pub weekly: Option<u32>,
+    /// The newest of each of the last N months that have one.
+    #[serde(default)]
+    pub monthly: Option<u32>,
+}
+
+impl Keep {
+    /// Whether no rule is given (every snapshot is kept).
+    pub fn keeps_all(&self) -> bool {
+        *self == Keep::default()
+    }
+}
+
+impl Backup {
+    /// The classes the lab backs up, by name.
+    pub fn classes(&self) -> Vec<(&'static str, &BackupClass)> {
+        [("state", &self.state)]
+            .into_iter()
+            .filter_map(|(n, c)| c.as_ref().map(|c| (n, c)))
+            .collect()
     }
 }

@@ -19,6 +19,7 @@ use crate::source::TreePath;
 use crate::types::{Cidr, IpRange, MacAddr};
 
 mod addresses;
+mod backup;
 mod capacity;
 mod ingress;
 mod kubernetes;
@@ -65,6 +66,7 @@ fn run(lab: &Lab, backends: Option<&[&'static Descriptor]>) -> Vec<Diagnostic> {
     v.kubernetes(&lbs);
     v.ingress_routes();
     v.platform();
+    v.backups();
     v.forwards(&lbs);
     v.volumes();
     v.segments();

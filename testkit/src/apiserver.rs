@@ -17,6 +17,8 @@ pub struct ApiServer {
     pub url: String,
     pub kubeconfig: PathBuf,
     pub token: String,
+    /// etcd's client address (`http://127.0.0.1:PORT`).
+    pub etcd_url: String,
     etcd: Child,
     apiserver: Child,
     controllers: Option<Child>,
@@ -80,9 +82,18 @@ impl ApiServer {
     /// An API server with `extra` flags besides the usual ones (`--client-ca-file=...` to
     /// trust client certificates a test's CA issues).
     pub fn start_with(extra: &[String]) -> ApiServer {
+        Self::start_from(None, extra)
+    }
+
+    /// An API server whose etcd starts on `data` (a data directory `etcdutl snapshot restore`
+    /// made, moved into place), with `extra` flags.
+    pub fn start_from(data: Option<&Path>, extra: &[String]) -> ApiServer {
         let bin = peers();
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
+        if let Some(data) = data {
+            std::fs::rename(data, d.join("etcd")).expect("moving the restored data directory");
+        }
         let (client_port, peer_port, api_port) = (free_port(), free_port(), free_port());
         let log = |name: &str| std::fs::File::create(d.join(name)).expect("log file");
         let etcd = Command::new(bin.join("etcd"))
@@ -219,6 +230,7 @@ current-context: test
             url,
             kubeconfig,
             token,
+            etcd_url: format!("http://127.0.0.1:{client_port}"),
             etcd,
             apiserver,
             controllers: None,

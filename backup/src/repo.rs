@@ -1,0 +1,301 @@
+//! A backup repository in restic's format, through rustic_core: stock `restic` reads what
+//! cloudlet writes, and cloudlet restores what restic wrote. One repository per target holds
+//! every class; a snapshot's tags say its class (`cloudlet:state`, `cloudlet:cluster`) and its
+//! host is the lab's name.
+//!
+//! rustic_core is synchronous: call these from a blocking thread (`spawn_blocking`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustic_backend::LocalBackend;
+use rustic_core::{
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions,
+    LocalDestination, LsOptions, OpenStatus, PathList, Repository, RepositoryBackends,
+    RepositoryOptions, RestoreOptions, SnapshotOptions, repofile::SnapshotFile,
+};
+
+use crate::BackupError;
+
+/// The tag that marks a snapshot of `class`.
+pub fn class_tag(class: &str) -> String {
+    format!("cloudlet:{class}")
+}
+
+/// One snapshot, as `cloudlet backup list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Snapshot {
+    /// The full ID (restic shows the first 8 characters).
+    pub id: String,
+    /// When it was taken (RFC 3339).
+    pub time: String,
+    /// When it was taken, in seconds since the Unix epoch.
+    pub unix: i64,
+    /// Its class (`state`, `cluster`), from its tags; empty for a snapshot cloudlet did not write.
+    pub class: String,
+    /// The host it names (the lab's name for cloudlet's).
+    pub host: String,
+    /// The paths it holds.
+    pub paths: Vec<String>,
+    /// Files and bytes it read, when the writer recorded them.
+    pub files: u64,
+    /// Bytes read.
+    pub bytes: u64,
+}
+
+impl Snapshot {
+    fn from_file(s: &SnapshotFile) -> Snapshot {
+        let tags: Vec<String> = s.tags.iter().map(ToString::to_string).collect();
+        let class = tags
+            .iter()
+            .find_map(|t| t.strip_prefix("cloudlet:"))
+            .unwrap_or_default()
+            .to_string();
+        let (files, bytes) = s.summary.as_ref().map_or((0, 0), |m| {
+            (m.total_files_processed, m.total_bytes_processed)
+        });
+        Snapshot {
+            id: s.id.to_hex().as_str().to_string(),
+            time: s.time.timestamp().to_string(),
+            unix: s.time.timestamp().as_second(),
+            class,
+            host: s.hostname.clone(),
+            paths: s.paths.iter().map(ToString::to_string).collect(),
+            files,
+            bytes,
+        }
+    }
+}
+
+/// An open repository.
+pub struct Repo {
+    dir: PathBuf,
+    key: String,
+    repo: Repository<OpenStatus>,
+}
+
+impl std::fmt::Debug for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repo")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What went wrong in rustic_core, with what cloudlet was doing; never the key.
+fn rustic(
+    dir: &Path,
+    doing: &'static str,
+) -> impl Fn(Box<rustic_core::RusticError>) -> BackupError {
+    let dir = dir.to_path_buf();
+    move |e| BackupError::Repository {
+        dir: dir.clone(),
+        doing,
+        message: e.display_log().trim_start_matches("Error: ").to_string(),
+    }
+}
+
+fn unopened(dir: &Path) -> Result<Repository<()>, BackupError> {
+    let path = dir.to_str().ok_or_else(|| BackupError::Repository {
+        dir: dir.to_path_buf(),
+        doing: "opening",
+        message: "the path is not UTF-8".into(),
+    })?;
+    let be = LocalBackend::new(path, std::iter::empty()).map_err(rustic(dir, "opening"))?;
+    let backends = RepositoryBackends::new(Arc::new(be), None);
+    // No local cache: what is checked and restored is read from the target itself.
+    let opts = RepositoryOptions::default().no_cache(true);
+    Repository::new(&opts, &backends).map_err(rustic(dir, "opening"))
+}
+
+/// Whether `dir` holds a repository (its `config` file).
+pub fn exists(dir: &Path) -> bool {
+    dir.join("config").is_file()
+}
+
+impl Repo {
+    /// Opens the repository at `dir` with `key`. A key that opens no key file of the
+    /// repository is [`BackupError::WrongKey`], and nothing is written.
+    pub fn open(dir: &Path, key: &str) -> Result<Repo, BackupError> {
+        if !exists(dir) {
+            return Err(BackupError::NoRepository {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let repo = unopened(dir)?
+            .open(&Credentials::password(key))
+            .map_err(|e| {
+                if e.is_incorrect_password() {
+                    BackupError::WrongKey {
+                        dir: dir.to_path_buf(),
+                    }
+                } else {
+                    rustic(dir, "opening")(e)
+                }
+            })?;
+        Ok(Repo {
+            dir: dir.to_path_buf(),
+            key: key.to_string(),
+            repo,
+        })
+    }
+
+    /// The repository opened again (rustic_core's index states consume it).
+    fn reopened(&self) -> Result<Repository<OpenStatus>, BackupError> {
+        unopened(&self.dir)?
+            .open(&Credentials::password(&self.key))
+            .map_err(rustic(&self.dir, "opening"))
+    }
+
+    /// Opens the repository at `dir`, making it first when the directory has none.
+    pub fn open_or_init(dir: &Path, key: &str) -> Result<Repo, BackupError> {
+        if exists(dir) {
+            return Repo::open(dir, key);
+        }
+        std::fs::create_dir_all(dir).map_err(|source| BackupError::Io {
+            path: dir.to_path_buf(),
+            doing: "making the repository's directory",
+            source,
+        })?;
+        let repo = unopened(dir)?
+            .init(
+                &Credentials::password(key),
+                &KeyOptions::default(),
+                &ConfigOptions::default(),
+            )
+            .map_err(rustic(dir, "making the repository"))?;
+        tracing::info!(dir = %dir.display(), "made a backup repository");
+        Ok(Repo {
+            dir: dir.to_path_buf(),
+            key: key.to_string(),
+            repo,
+        })
+    }
+
+    /// The repository's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Backs up the directory `source` as the path `as_path` (what a restore recreates),
+    /// tagged with `class`, naming `host`.
+    pub fn backup(
+        &self,
+        source: &Path,
+        as_path: &str,
+        host: &str,
+        class: &str,
+    ) -> Result<Snapshot, BackupError> {
+        let err = rustic(&self.dir, "backing up");
+        let indexed = self.reopened()?.to_indexed_ids().map_err(&err)?;
+        let src = source.to_str().ok_or_else(|| BackupError::Repository {
+            dir: self.dir.clone(),
+            doing: "backing up",
+            message: format!("{} is not UTF-8", source.display()),
+        })?;
+        let paths = PathList::from_string(src)
+            .map_err(&err)?
+            .sanitize()
+            .map_err(|e| BackupError::Repository {
+                dir: self.dir.clone(),
+                doing: "backing up",
+                message: e.to_string(),
+            })?;
+        let snap = SnapshotOptions::default()
+            .host(host.to_string())
+            .add_tags(&class_tag(class))
+            .and_then(|o| o.to_snapshot())
+            .map_err(&err)?;
+        let opts = BackupOptions::default().as_path(PathBuf::from(as_path));
+        let s = indexed.backup(&opts, &paths, snap).map_err(&err)?;
+        Ok(Snapshot::from_file(&s))
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<Snapshot>, BackupError> {
+        let mut all: Vec<Snapshot> = self
+            .repo
+            .get_all_snapshots()
+            .map_err(rustic(&self.dir, "listing snapshots"))?
+            .iter()
+            .map(Snapshot::from_file)
+            .collect();
+        all.sort_by(|a, b| a.unix.cmp(&b.unix).then(a.id.cmp(&b.id)));
+        Ok(all)
+    }
+
+    /// Checks the repository: its structure (indexes, snapshots, trees), and with
+    /// `read_data` every pack's content against its hashes. The problems found, empty when
+    /// none.
+    pub fn check(&self, read_data: bool) -> Result<Vec<String>, BackupError> {
+        let found = self
+            .repo
+            .check(CheckOptions::default().read_data(read_data))
+            .map_err(rustic(&self.dir, "checking"))?;
+        if found.is_ok().is_ok() {
+            return Ok(Vec::new());
+        }
+        // Errors and the warnings beside them (rustic_core does not export the level type).
+        Ok(found.0.iter().map(|(_, e)| e.to_string()).collect())
+    }
+
+    /// Restores the snapshot `id` (or a unique prefix of it) into `dest`, which is made.
+    pub fn restore(&self, id: &str, dest: &Path) -> Result<(), BackupError> {
+        let err = rustic(&self.dir, "restoring");
+        let repo = self.reopened()?.to_indexed().map_err(&err)?;
+        let node = repo.node_from_snapshot_path(id, |_| true).map_err(&err)?;
+        let ls = repo.ls(&node, &LsOptions::default()).map_err(&err)?;
+        let dest_s = dest.to_str().ok_or_else(|| BackupError::Repository {
+            dir: self.dir.clone(),
+            doing: "restoring",
+            message: format!("{} is not UTF-8", dest.display()),
+        })?;
+        let dest = LocalDestination::new(dest_s, true, !node.is_dir()).map_err(&err)?;
+        let opts = RestoreOptions::default();
+        let plan = repo
+            .prepare_restore(&opts, ls.clone(), &dest, false)
+            .map_err(&err)?;
+        repo.restore(plan, &opts, ls, &dest).map_err(&err)
+    }
+
+    /// Forgets the snapshots of `class` and `host` that `keep` does not keep (nothing when it
+    /// keeps all); their IDs. The data they alone held stays until a prune.
+    pub fn forget(
+        &self,
+        class: &str,
+        host: &str,
+        keep: &cloudlet_core::model::Keep,
+    ) -> Result<Vec<String>, BackupError> {
+        if keep.keeps_all() {
+            return Ok(Vec::new());
+        }
+        let err = rustic(&self.dir, "forgetting snapshots");
+        let tag = class_tag(class);
+        let mut mine = self
+            .repo
+            .get_matching_snapshots(|s| s.hostname == host && s.tags.iter().any(|t| *t == tag))
+            .map_err(&err)?;
+        mine.sort_by(|a, b| a.time.cmp(&b.time));
+        let n = |v: Option<u32>| v.map(|v| i32::try_from(v).unwrap_or(i32::MAX));
+        let opts = KeepOptions::default()
+            .keep_last(n(keep.last))
+            .keep_hourly(n(keep.hourly))
+            .keep_daily(n(keep.daily))
+            .keep_weekly(n(keep.weekly))
+            .keep_monthly(n(keep.monthly));
+        let now = rustic_core::jiff::Zoned::now();
+        let verdicts = opts.apply(mine, &now).map_err(&err)?;
+        let gone: Vec<_> = verdicts
+            .iter()
+            .filter(|v| !v.keep)
+            .map(|v| v.snapshot.id)
+            .collect();
+        if !gone.is_empty() {
+            self.repo.delete_snapshots(&gone).map_err(&err)?;
+        }
+        Ok(gone
+            .iter()
+            .map(|i| i.to_hex().as_str().to_string())
+            .collect())
+    }
+}

@@ -1,0 +1,157 @@
+//! The verification ladder: each level proves more than the one below it, and records how
+//! long it took.
+//!
+//! - L0: the newest run of the class succeeded.
+//! - L1: a snapshot of the class exists, younger than twice its schedule.
+//! - L2: the repository checks out with every pack's data read and hashed (a flipped byte
+//!   inside a pack passes L1 and fails here).
+//! - L3: the newest snapshot restored to scratch matches, file by file, the manifest taken
+//!   from the source at backup time (content, size and mode).
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::repo::{Repo, Snapshot};
+use crate::runs::Run;
+use crate::stage::Manifest;
+
+/// One level's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Level {
+    /// 0 to 3.
+    pub level: u8,
+    /// What it proves.
+    pub name: &'static str,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+    /// How long it took.
+    pub seconds: f64,
+}
+
+/// The highest level there is.
+pub const HIGHEST: u8 = 3;
+
+/// What a class is, for the ladder.
+#[derive(Debug, Clone)]
+pub struct Class<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// The lab's name (its snapshots' host).
+    pub host: &'a str,
+    /// Its schedule, in seconds.
+    pub every: u64,
+    /// The path its snapshots hold (`/cloudlet/LAB/CLASS`).
+    pub as_path: &'a str,
+}
+
+/// The newest snapshot of `class`.
+pub fn newest<'s>(snapshots: &'s [Snapshot], class: &Class<'_>) -> Option<&'s Snapshot> {
+    snapshots
+        .iter()
+        .filter(|s| s.class == class.name && s.host == class.host)
+        .max_by_key(|s| s.unix)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Climbs the ladder for `class` up to `up_to`, stopping at the first level that fails;
+/// `scratch` is where L3 restores (emptied by the caller).
+pub fn ladder(
+    repo: &Repo,
+    class: &Class<'_>,
+    runs: &[Run],
+    up_to: u8,
+    scratch: &Path,
+) -> Vec<Level> {
+    let mut out = Vec::new();
+    let mut step = |level: u8, name: &'static str, f: &mut dyn FnMut() -> (bool, String)| {
+        let t = Instant::now();
+        let (ok, detail) = f();
+        out.push(Level {
+            level,
+            name,
+            ok,
+            detail,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        ok
+    };
+    let last = runs.iter().rev().find(|r| r.class == class.name);
+    if !step(0, "the job ran", &mut || match last {
+        None => (false, "no run recorded".into()),
+        Some(r) => match &r.error {
+            Some(e) => (false, format!("the newest run failed: {e}")),
+            None => (
+                true,
+                format!(
+                    "the newest run made {}",
+                    r.snapshot.as_deref().unwrap_or("?")
+                ),
+            ),
+        },
+    }) || up_to == 0
+    {
+        return out;
+    }
+    let snapshots = repo.snapshots();
+    let mut newest_id = None;
+    if !step(1, "a recent snapshot exists", &mut || match &snapshots {
+        Err(e) => (false, e.to_string()),
+        Ok(all) => match newest(all, class) {
+            None => (false, format!("no snapshot of `{}`", class.name)),
+            Some(s) => {
+                let age = now() - s.unix;
+                newest_id = Some(s.id.clone());
+                let limit = i64::try_from(class.every.saturating_mul(2)).unwrap_or(i64::MAX);
+                (
+                    age <= limit,
+                    format!(
+                        "{} taken {age}s ago (at most {limit}s allowed)",
+                        short(&s.id)
+                    ),
+                )
+            }
+        },
+    }) || up_to == 1
+    {
+        return out;
+    }
+    if !step(
+        2,
+        "the repository checks out with its data read",
+        &mut || match repo.check(true) {
+            Err(e) => (false, e.to_string()),
+            Ok(found) if found.is_empty() => (true, "no errors".into()),
+            Ok(found) => (false, found.join("; ")),
+        },
+    ) || up_to == 2
+    {
+        return out;
+    }
+    let id = newest_id.unwrap_or_default();
+    step(3, "a restore to scratch matches the source", &mut || {
+        let restored = repo
+            .restore(&format!("{id}:{}", class.as_path), scratch)
+            .and_then(|()| Manifest::read(scratch, short(&id)))
+            .and_then(|m| m.differences(scratch).map(|d| (m.files.len(), d)));
+        match restored {
+            Err(e) => (false, e.to_string()),
+            Ok((n, d)) if d.is_empty() => (true, format!("{} files of {} match", n, short(&id))),
+            Ok((_, d)) => (false, d.join("; ")),
+        }
+    });
+    out
+}
+
+/// restic's short form of a snapshot ID.
+pub fn short(id: &str) -> &str {
+    &id[..id.len().min(8)]
+}

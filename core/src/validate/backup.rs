@@ -1,0 +1,112 @@
+//! Backups: every class names a target the lab has, runs on a schedule a timer and a CronJob
+//! can both keep, and keeps at least one snapshot.
+
+#![allow(clippy::wildcard_imports)]
+
+use super::*;
+use crate::model::BackupClass;
+
+/// The shortest schedule: a backup every 5 minutes.
+const SHORTEST: u64 = 5 * 60;
+const DAY: u64 = 86_400;
+
+impl<'a> Validator<'a> {
+    pub(super) fn backups(&mut self) {
+        let lab = self.lab;
+        let Some(b) = &lab.backup else { return };
+        if b.targets.is_empty() {
+            self.push(
+                Diagnostic::error(
+                    "backup-targets",
+                    path!["backup", "targets"],
+                    "no backup target: backups need somewhere to go",
+                )
+                .help("add one: `targets: {nas: {dir: /mnt/backups/lab}}`"),
+            );
+        }
+        for (name, t) in &b.targets {
+            if !is_dns_label(name) {
+                self.push(Diagnostic::error_at_key(
+                    "backup-target-name",
+                    path!["backup", "targets", name],
+                    format!("target name `{name}` is not a DNS label"),
+                ));
+            }
+            if t.dir.as_os_str().is_empty() {
+                self.push(Diagnostic::error(
+                    "backup-target-dir",
+                    path!["backup", "targets", name, "dir"],
+                    "an empty directory",
+                ));
+            }
+        }
+        for (class, c) in b.classes() {
+            self.backup_class(class, c);
+        }
+    }
+
+    fn backup_class(&mut self, class: &'static str, c: &BackupClass) {
+        let b = self.lab.backup.as_ref().expect("backup");
+        let cp = path!["backup", class];
+        if !b.targets.contains_key(&c.target) {
+            let known: Vec<&str> = b.targets.keys().map(String::as_str).collect();
+            self.push(
+                Diagnostic::error(
+                    "backup-target",
+                    cp.join("target"),
+                    format!("no backup target `{}`", c.target),
+                )
+                .help(if known.is_empty() {
+                    "define it under `backup.targets`".to_string()
+                } else {
+                    format!("one of: {}", known.join(", "))
+                }),
+            );
+        }
+        let every = c.every.0;
+        if every < SHORTEST {
+            self.push(
+                Diagnostic::error(
+                    "backup-every",
+                    cp.join("every"),
+                    format!(
+                        "every {} is more often than a backup can be kept up",
+                        c.every
+                    ),
+                )
+                .help("5m at the shortest"),
+            );
+        } else if !(DAY.is_multiple_of(every) || every.is_multiple_of(DAY)) {
+            self.push(
+                Diagnostic::error(
+                    "backup-every",
+                    cp.join("every"),
+                    format!(
+                        "every {} does not divide a day, so no calendar schedule keeps it",
+                        c.every
+                    ),
+                )
+                .help("a divisor of a day (15m, 30m, 1h, 2h, 4h, 6h, 12h) or whole days (1d, 7d)"),
+            );
+        }
+        let k = &c.keep;
+        for (rule, n) in [
+            ("last", k.last),
+            ("hourly", k.hourly),
+            ("daily", k.daily),
+            ("weekly", k.weekly),
+            ("monthly", k.monthly),
+        ] {
+            if n == Some(0) {
+                self.push(
+                    Diagnostic::error(
+                        "backup-keep",
+                        cp.join("keep").join(rule),
+                        format!("`keep.{rule}: 0` keeps nothing by that rule"),
+                    )
+                    .help("leave the rule out, or keep at least 1"),
+                );
+            }
+        }
+    }
+}
