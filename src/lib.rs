@@ -18,6 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use cloudlet_backup as backup_store;
 pub use cloudlet_cluster as cluster;
 pub use cloudlet_cluster::compose;
 pub use cloudlet_core as core;
@@ -29,6 +30,9 @@ pub use cloudlet_hypervisor as hypervisor;
 pub use cloudlet_network as network;
 pub use cloudlet_pxe as pxe;
 pub use cloudlet_storage as storage;
+
+mod backup;
+pub use backup::{BackupRun, TargetSnapshots, Verified, on_calendar};
 
 use cloudlet_core::backend::{self, ConnectError, Connection, Descriptor};
 use cloudlet_core::diag;
@@ -84,6 +88,18 @@ pub enum Error {
     /// version, and the lab does not allow it.
     #[error("{} {} → {} moves CRD {} from storage version {} back to {}: objects stored as {} may not read back; set `cluster.platform.{}.allow_downgrade: true` to go ahead (after a backup)", .0.key, .0.from, .0.to, .0.crd, .0.storage.0, .0.storage.1, .0.storage.0, .0.key)]
     Downgrade(Box<cluster::platform::Downgrade>),
+    /// A backup could not be made, listed, verified or read.
+    #[error(transparent)]
+    Backup(#[from] cloudlet_backup::BackupError),
+    /// The backup key could not be read from where the lab says it is.
+    #[error("the backup key (`backup.key`)")]
+    BackupKey(#[source] Box<cloudlet_core::error::SecretError>),
+    /// The lab declares no backups.
+    #[error("the lab has no `backup` block: add one with a key and a target")]
+    NoBackup,
+    /// A backup class the lab does not declare was asked for.
+    #[error("the lab does not back up `{0}`: it declares no `backup.{0}`")]
+    NoBackupClass(String),
     /// A saved plan could not be read or written.
     #[error("plan file {}: {message}", path.display())]
     PlanFile {
@@ -156,7 +172,15 @@ impl Error {
         match self {
             Error::Load(LoadError::Invalid { .. }) | Error::Invalid { .. } => ErrorKind::Lab,
             Error::Load(_) | Error::PlanFile { .. } | Error::Identity(_) => ErrorKind::Io,
-            Error::Kubeadm(_) | Error::Platform(_) | Error::Downgrade(_) => ErrorKind::Lab,
+            Error::Kubeadm(_)
+            | Error::Platform(_)
+            | Error::Downgrade(_)
+            | Error::NoBackup
+            | Error::NoBackupClass(_) => ErrorKind::Lab,
+            Error::BackupKey(_) | Error::Backup(cloudlet_backup::BackupError::Io { .. }) => {
+                ErrorKind::Io
+            }
+            Error::Backup(_) => ErrorKind::Backend,
             Error::Release(_) => ErrorKind::Backend,
             Error::Engine(EngineError::StalePlan { .. } | EngineError::PlanFormat { .. }) => {
                 ErrorKind::StalePlan

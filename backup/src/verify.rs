@@ -62,6 +62,32 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// L0: whether the newest recorded run of `class` succeeded.
+pub fn level0(class: &Class<'_>, runs: &[Run]) -> Level {
+    let t = Instant::now();
+    let last = runs.iter().rev().find(|r| r.class == class.name);
+    let (ok, detail) = match last {
+        None => (false, "no run recorded".to_string()),
+        Some(r) => match &r.error {
+            Some(e) => (false, format!("the newest run failed: {e}")),
+            None => (
+                true,
+                format!(
+                    "the newest run made {}",
+                    short(r.snapshot.as_deref().unwrap_or("?"))
+                ),
+            ),
+        },
+    };
+    Level {
+        level: 0,
+        name: "the job ran",
+        ok,
+        detail,
+        seconds: t.elapsed().as_secs_f64(),
+    }
+}
+
 /// Climbs the ladder for `class` up to `up_to`, stopping at the first level that fails;
 /// `scratch` is where L3 restores (emptied by the caller).
 pub fn ladder(
@@ -71,7 +97,12 @@ pub fn ladder(
     up_to: u8,
     scratch: &Path,
 ) -> Vec<Level> {
-    let mut out = Vec::new();
+    let zero = level0(class, runs);
+    let ok = zero.ok;
+    let mut out = vec![zero];
+    if !ok || up_to == 0 {
+        return out;
+    }
     let mut step = |level: u8, name: &'static str, f: &mut dyn FnMut() -> (bool, String)| {
         let t = Instant::now();
         let (ok, detail) = f();
@@ -84,23 +115,6 @@ pub fn ladder(
         });
         ok
     };
-    let last = runs.iter().rev().find(|r| r.class == class.name);
-    if !step(0, "the job ran", &mut || match last {
-        None => (false, "no run recorded".into()),
-        Some(r) => match &r.error {
-            Some(e) => (false, format!("the newest run failed: {e}")),
-            None => (
-                true,
-                format!(
-                    "the newest run made {}",
-                    r.snapshot.as_deref().unwrap_or("?")
-                ),
-            ),
-        },
-    }) || up_to == 0
-    {
-        return out;
-    }
     let snapshots = repo.snapshots();
     let mut newest_id = None;
     if !step(1, "a recent snapshot exists", &mut || match &snapshots {

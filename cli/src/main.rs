@@ -3,6 +3,7 @@
 //! everything else is the `cloudlet` library.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod backup;
 mod output;
 
 // Planning builds and drops hundreds of thousands of small JSON values; mimalloc does that
@@ -157,6 +158,11 @@ enum Command {
     Key {
         #[command(subcommand)]
         what: KeyCommand,
+    },
+    /// Backups: run them, list them, prove them by restoring, schedule them.
+    Backup {
+        #[command(subcommand)]
+        what: backup::BackupCommand,
     },
     /// The platform's components (Calico, MetalLB, Traefik, csi-driver-nfs, cert-manager).
     Platform {
@@ -473,6 +479,10 @@ async fn main() -> ExitCode {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Backup { what } => match load(&what.lab().to_path_buf()) {
+            Ok(lab) => backup::run(&lab, &what).await.map_err(|e| (e, Some(lab))),
+            Err(e) => Err((e, None)),
+        },
         Command::Platform {
             what: PlatformCommand::Releases,
         } => {
@@ -757,9 +767,14 @@ async fn status(
     wait: Option<cloudlet::core::types::Duration>,
 ) -> Result<ExitCode, Error> {
     use cloudlet::cluster::health::State;
+    let backups_failed = backup::print_status(lab);
     if !lab.has_live_cluster() {
         println!("The cluster target is not Kubernetes: there is nothing to check.");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(if backups_failed {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
     }
     let found = lab
         .cluster_health(wait.map(|d| std::time::Duration::from_secs(d.0)))
@@ -804,7 +819,7 @@ async fn status(
         "{} ready, {} progressing, {} failed.",
         counts[0], counts[1], counts[2]
     );
-    Ok(if counts[2] > 0 {
+    Ok(if counts[2] > 0 || backups_failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -174,6 +174,22 @@ impl Kubeconfig {
     }
 }
 
+/// A private key's PEM: never logged, written nowhere.
+pub struct PrivateKeyPem(String);
+
+impl std::fmt::Debug for PrivateKeyPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrivateKeyPem(<redacted>)")
+    }
+}
+
+impl PrivateKeyPem {
+    /// The text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -281,6 +297,35 @@ current-context: {user}@{cluster}
             crt = b64(&cert.pem()),
             key = b64(&key.serialize_pem()),
         )))
+    }
+
+    /// A client certificate of the etcd CA (`CN=user`), valid for `valid` from now, and its
+    /// key: what etcd's client port asks for (kubeadm's etcd runs with client-cert-auth). The
+    /// key is for this process only: written nowhere.
+    pub fn etcd_client(
+        &self,
+        user: &str,
+        valid: std::time::Duration,
+    ) -> Result<(String, PrivateKeyPem), IdentityError> {
+        let made = |source| IdentityError::Make {
+            what: "etcd client certificate",
+            source,
+        };
+        let issuer = self.etcd_ca.issuer("etcd-ca")?;
+        let key = KeyPair::generate().map_err(made)?;
+        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(made)?;
+        p.distinguished_name
+            .push(DnType::CommonName, user.to_string());
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let now = time::OffsetDateTime::now_utc();
+        p.not_before = now - time::Duration::minutes(5);
+        p.not_after = now + time::Duration::try_from(valid).unwrap_or(time::Duration::hours(1));
+        let cert = p.signed_by(&key, &issuer).map_err(made)?;
+        Ok((cert.pem(), PrivateKeyPem(key.serialize_pem())))
     }
 
     /// The identity kept in `vault`, made and kept there first if there is none; `true` when

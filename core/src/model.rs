@@ -1607,6 +1607,10 @@ pub struct Backup {
     /// network installs' record, the journal.
     #[serde(default)]
     pub state: Option<BackupClass>,
+    /// The cluster cloudlet makes: an etcd snapshot taken through etcd's API on the first
+    /// control plane (with a client certificate of the cluster's etcd CA).
+    #[serde(default)]
+    pub cluster: Option<BackupClass>,
 }
 
 /// Where a repository lives.
@@ -1662,7 +1666,7 @@ impl Keep {
 impl Backup {
     /// The classes the lab backs up, by name.
     pub fn classes(&self) -> Vec<(&'static str, &BackupClass)> {
-        [("state", &self.state)]
+        [("state", &self.state), ("cluster", &self.cluster)]
             .into_iter()
             .filter_map(|(n, c)| c.as_ref().map(|c| (n, c)))
             .collect()

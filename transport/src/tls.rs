@@ -43,6 +43,12 @@ pub enum TlsError {
     /// The TLS library refused the settings.
     #[error("TLS settings")]
     Settings(#[source] rustls::Error),
+    /// A client certificate or key in memory is not usable PEM (never shows the key).
+    #[error("the {what} is not usable PEM")]
+    Pem {
+        /// Which: `CA`, `client certificate`, `client key`.
+        what: &'static str,
+    },
 }
 
 /// The TLS settings of a backend: exactly the certificate whose SHA-256 is `fingerprint` when
@@ -55,6 +61,41 @@ pub fn config_for(
         Some(f) => pinned_config(f),
         None => client_config(ca),
     }
+}
+
+/// A client configuration for a server that asks for a client certificate (etcd): trusting
+/// exactly the CA `ca_pem` (not the system's roots), presenting `cert_pem` with `key_pem`.
+pub fn mutual_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<rustls::ClientConfig, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(ca_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|_| TlsError::Pem { what: "CA" })?;
+    if cas.is_empty() {
+        return Err(TlsError::Pem { what: "CA" });
+    }
+    for c in cas {
+        roots.add(c).map_err(TlsError::Settings)?;
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|_| TlsError::Pem {
+            what: "client certificate",
+        })?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|_| TlsError::Pem { what: "client key" })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Settings)?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(TlsError::Settings)
 }
 
 /// A client configuration trusting the system's roots and the certificates in `ca` (PEM).

@@ -1,5 +1,5 @@
 //! Backups: every class names a target the lab has, runs on a schedule a timer and a CronJob
-//! can both keep, and keeps at least one snapshot.
+//! can both keep, keeps at least one snapshot, and backs up what cloudlet can reach.
 
 #![allow(clippy::wildcard_imports)]
 
@@ -9,6 +9,14 @@ use crate::model::BackupClass;
 /// The shortest schedule: a backup every 5 minutes.
 const SHORTEST: u64 = 5 * 60;
 const DAY: u64 = 86_400;
+
+/// Whether a calendar schedule (a systemd timer, a CronJob) keeps `every` seconds exactly:
+/// whole minutes dividing an hour, whole hours dividing a day, or whole days.
+fn schedulable(every: u64) -> bool {
+    (every < 3600 && every.is_multiple_of(60) && 3600_u64.is_multiple_of(every))
+        || (every.is_multiple_of(3600) && DAY.is_multiple_of(every))
+        || every.is_multiple_of(DAY)
+}
 
 impl<'a> Validator<'a> {
     pub(super) fn backups(&mut self) {
@@ -43,6 +51,19 @@ impl<'a> Validator<'a> {
         for (class, c) in b.classes() {
             self.backup_class(class, c);
         }
+        if b.cluster.is_some() && lab.targets.cluster.kind != "kubeadm" {
+            self.push(
+                Diagnostic::error(
+                    "backup-cluster",
+                    path!["backup", "cluster"],
+                    format!(
+                        "the cluster is backed up as an etcd snapshot, which needs the cluster cloudlet makes; the cluster target is `{}`",
+                        lab.targets.cluster.kind
+                    ),
+                )
+                .help("set `targets.cluster.kind: kubeadm`, or remove `backup.cluster` (backing up the objects of a cluster made by other means is not supported yet)"),
+            );
+        }
     }
 
     fn backup_class(&mut self, class: &'static str, c: &BackupClass) {
@@ -76,7 +97,7 @@ impl<'a> Validator<'a> {
                 )
                 .help("5m at the shortest"),
             );
-        } else if !(DAY.is_multiple_of(every) || every.is_multiple_of(DAY)) {
+        } else if !schedulable(every) {
             self.push(
                 Diagnostic::error(
                     "backup-every",
@@ -86,7 +107,7 @@ impl<'a> Validator<'a> {
                         c.every
                     ),
                 )
-                .help("a divisor of a day (15m, 30m, 1h, 2h, 4h, 6h, 12h) or whole days (1d, 7d)"),
+                .help("minutes that divide an hour (15m, 30m), hours that divide a day (1h, 2h, 6h, 12h), or whole days (1d, 7d)"),
             );
         }
         let k = &c.keep;

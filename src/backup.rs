@@ -1,0 +1,412 @@
+//! Backups through the facade: run each class the lab declares into its target, list what
+//! the targets hold, verify up the ladder, and the systemd units that run backups when
+//! cloudlet is not running. The rules of what a class holds live here; the repository
+//! format, staging, etcd's API and the ladder live in [`cloudlet_backup`].
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cloudlet_backup::repo::{Repo, Snapshot};
+use cloudlet_backup::runs::{self, Run};
+use cloudlet_backup::stage::Manifest;
+use cloudlet_backup::verify::{self, Class, Level};
+use cloudlet_backup::{BackupError, blocking, etcd};
+use cloudlet_core::model::{Backup, BackupClass};
+
+use crate::{Error, Lab, cluster};
+
+/// What a state backup leaves out of the state directory: the lock, the record of backup
+/// runs (it changes with every run), and the local backend's rendered files (made again from
+/// the lab by any apply).
+const STATE_SKIP: &[&str] = &["lock", "backup", "local"];
+
+/// How often a failed class is tried before its run is recorded as failed.
+const ATTEMPTS: u32 = 3;
+
+/// One class's run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackupRun {
+    /// The class (`state`, `cluster`).
+    pub class: String,
+    /// The target's name.
+    pub target: String,
+    /// The snapshot it made.
+    pub snapshot: Option<Snapshot>,
+    /// Why it failed, after its attempts.
+    pub error: Option<String>,
+    /// How long it took, attempts included.
+    pub seconds: f64,
+    /// The snapshots retention forgot.
+    pub forgotten: Vec<String>,
+}
+
+/// What one target holds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TargetSnapshots {
+    /// The target's name.
+    pub target: String,
+    /// Its repository's directory.
+    pub dir: PathBuf,
+    /// Its snapshots, oldest first (every host's and class's).
+    pub snapshots: Vec<Snapshot>,
+}
+
+/// One class's climb up the ladder.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verified {
+    /// The class.
+    pub class: String,
+    /// The target's name.
+    pub target: String,
+    /// Each level reached, the failed one last.
+    pub levels: Vec<Level>,
+}
+
+impl Verified {
+    /// Whether every level asked for passed.
+    pub fn passed(&self, up_to: u8) -> bool {
+        self.levels.len() == usize::from(up_to) + 1 && self.levels.iter().all(|l| l.ok)
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Lab {
+    fn backup_block(&self) -> Result<&Backup, Error> {
+        self.loaded.lab.backup.as_ref().ok_or(Error::NoBackup)
+    }
+
+    /// The repositories' password, from where the lab says.
+    fn backup_key(&self, b: &Backup) -> Result<String, Error> {
+        b.key
+            .read(&self.loaded.base_dir)
+            .map_err(|e| Error::BackupKey(Box::new(e)))
+    }
+
+    /// The directory of the target `name`.
+    fn target_dir(&self, b: &Backup, name: &str) -> PathBuf {
+        b.targets
+            .get(name)
+            .map(|t| self.loaded.base_dir.join(&t.dir))
+            .unwrap_or_default()
+    }
+
+    /// The path a class's snapshots hold (`/cloudlet/LAB/CLASS`): what a restore recreates.
+    pub fn backup_path(&self, class: &str) -> String {
+        format!("/cloudlet/{}/{class}", self.loaded.lab.name)
+    }
+
+    /// Backs up each class the lab declares (those named in `only`, when it names any), one
+    /// after the other, each into its target; a failed class is tried [`ATTEMPTS`] times, then
+    /// recorded as failed and the others still run. Every run is recorded for `verify` and
+    /// `status`. Retention runs after each class's backup.
+    pub async fn backup_run(&self, only: &[String]) -> Result<Vec<BackupRun>, Error> {
+        self.check_backup_lab()?;
+        let b = self.backup_block()?;
+        for o in only {
+            if !b.classes().iter().any(|(c, _)| c == o) {
+                return Err(Error::NoBackupClass(o.clone()));
+            }
+        }
+        let key = self.backup_key(b)?;
+        let mut out = Vec::new();
+        for (class, c) in b.classes() {
+            if !only.is_empty() && !only.iter().any(|o| o == class) {
+                continue;
+            }
+            let started = now();
+            let t = Instant::now();
+            let mut result = Err(BackupError::Task("not tried".into()));
+            for attempt in 1..=ATTEMPTS {
+                result = self.backup_class(class, c, &key).await;
+                match &result {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(class, attempt, error = %e, "backup failed");
+                        if attempt < ATTEMPTS {
+                            tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                        }
+                    }
+                }
+            }
+            let seconds = t.elapsed().as_secs_f64();
+            let (snapshot, forgotten, error) = match result {
+                Ok((s, f)) => (Some(s), f, None),
+                Err(e) => (None, Vec::new(), Some(cloudlet_core::error::chain(&e))),
+            };
+            runs::record(
+                &self.state_dir(),
+                &Run {
+                    class: class.to_string(),
+                    target: c.target.clone(),
+                    started,
+                    seconds,
+                    snapshot: snapshot.as_ref().map(|s| s.id.clone()),
+                    error: error.clone(),
+                },
+            )?;
+            out.push(BackupRun {
+                class: class.to_string(),
+                target: c.target.clone(),
+                snapshot,
+                error,
+                seconds,
+                forgotten,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Refuses a lab with validation errors, as plan does.
+    fn check_backup_lab(&self) -> Result<(), Error> {
+        let report = self.validate();
+        if report.has_errors() {
+            return Err(Error::Invalid {
+                diagnostics: report.diagnostics,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stages `class` and writes it into its target; the snapshot and what retention forgot.
+    async fn backup_class(
+        &self,
+        class: &'static str,
+        c: &BackupClass,
+        key: &str,
+    ) -> Result<(Snapshot, Vec<String>), BackupError> {
+        let b = self.loaded.lab.backup.as_ref().expect("checked");
+        let staging = tempfile::Builder::new()
+            .prefix("cloudlet-backup-")
+            .tempdir()
+            .map_err(|source| BackupError::Io {
+                path: std::env::temp_dir(),
+                doing: "making a staging directory in",
+                source,
+            })?;
+        let dir = staging.path().to_path_buf();
+        let taken = now();
+        match class {
+            "state" => {
+                let state = self.state_dir();
+                let d = dir.clone();
+                blocking(move || cloudlet_backup::stage::copy_tree(&state, &d, STATE_SKIP)).await?;
+            }
+            "cluster" => self.stage_etcd(&dir).await?,
+            other => unreachable!("class `{other}` is not one of the lab's"),
+        }
+        let (target, host, as_path) = (
+            self.target_dir(b, &c.target),
+            self.loaded.lab.name.clone(),
+            self.backup_path(class),
+        );
+        let (key, keep) = (key.to_string(), c.keep.clone());
+        blocking(move || {
+            Manifest::of(&dir, class, taken)?.write(&dir)?;
+            let repo = Repo::open_or_init(&target, &key)?;
+            let snap = repo.backup(&dir, &as_path, &host, class)?;
+            let forgotten = repo.forget(class, &host, &keep)?;
+            drop(staging);
+            Ok((snap, forgotten))
+        })
+        .await
+    }
+
+    /// An etcd snapshot of the cluster cloudlet made, from its first control plane, into
+    /// `dir/etcd.db`.
+    async fn stage_etcd(&self, dir: &Path) -> Result<(), BackupError> {
+        let lab = &self.loaded.lab;
+        let fail = |message: String| BackupError::Etcd {
+            endpoint: "the first control plane".into(),
+            message,
+        };
+        let cp = lab
+            .cluster
+            .as_ref()
+            .and_then(|c| c.control_plane.first())
+            .ok_or_else(|| fail("the lab has no control plane".into()))?;
+        let ip = lab
+            .machine_ip(cp)
+            .ok_or_else(|| fail(format!("`{cp}` has no address")))?;
+        let vault = cloudlet_core::vault::key_from_env()
+            .and_then(|k| cloudlet_core::vault::Vault::open(self.state_dir().join("vault"), &k))
+            .map_err(|e| fail(format!("the vault: {}", cloudlet_core::error::chain(&e))))?;
+        let (identity, _) = cluster::identity::Identity::load_or_make(&vault)
+            .map_err(|e| fail(cloudlet_core::error::chain(&e)))?;
+        let (cert, key) = identity
+            .etcd_client("cloudlet-backup", Duration::from_secs(3600))
+            .map_err(|e| fail(cloudlet_core::error::chain(&e)))?;
+        let tls =
+            cloudlet_transport::tls::mutual_config(&identity.etcd_ca.cert, &cert, key.expose())
+                .map_err(|e| fail(cloudlet_core::error::chain(&e)))?;
+        etcd::snapshot(
+            &format!("https://{ip}:2379"),
+            tls,
+            &dir.join("etcd.db"),
+            etcd::Limits::default(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// What each target holds.
+    pub async fn backup_list(&self) -> Result<Vec<TargetSnapshots>, Error> {
+        let b = self.backup_block()?;
+        let key = self.backup_key(b)?;
+        let mut out = Vec::new();
+        for name in b.targets.keys() {
+            let dir = self.target_dir(b, name);
+            let (d, k) = (dir.clone(), key.clone());
+            let snapshots = if cloudlet_backup::repo::exists(&dir) {
+                blocking(move || Repo::open(&d, &k)?.snapshots()).await?
+            } else {
+                Vec::new()
+            };
+            out.push(TargetSnapshots {
+                target: name.clone(),
+                dir,
+                snapshots,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Climbs the verification ladder for each class up to `up_to` (0–3): L3 restores the
+    /// newest snapshot into a scratch directory that is removed afterwards.
+    pub async fn backup_verify(&self, up_to: u8) -> Result<Vec<Verified>, Error> {
+        let b = self.backup_block()?;
+        let key = self.backup_key(b)?;
+        let up_to = up_to.min(verify::HIGHEST);
+        let all_runs = runs::read(&self.state_dir());
+        let mut out = Vec::new();
+        for (class, c) in b.classes() {
+            let target = self.target_dir(b, &c.target);
+            let (host, as_path) = (self.loaded.lab.name.clone(), self.backup_path(class));
+            let (key, runs, every) = (key.clone(), all_runs.clone(), c.every.0);
+            let levels = blocking(move || {
+                let scratch = tempfile::Builder::new()
+                    .prefix("cloudlet-verify-")
+                    .tempdir()
+                    .map_err(|source| BackupError::Io {
+                        path: std::env::temp_dir(),
+                        doing: "making a scratch directory in",
+                        source,
+                    })?;
+                let class = Class {
+                    name: class,
+                    host: &host,
+                    every,
+                    as_path: &as_path,
+                };
+                match Repo::open(&target, &key) {
+                    Ok(repo) => Ok(verify::ladder(
+                        &repo,
+                        &class,
+                        &runs,
+                        up_to,
+                        &scratch.path().join("restore"),
+                    )),
+                    // A repository that cannot be opened fails every level but L0.
+                    Err(e @ BackupError::WrongKey { .. }) => Err(e),
+                    Err(e) => {
+                        let mut l = vec![verify::level0(&class, &runs)];
+                        if l[0].ok && up_to > 0 {
+                            l.push(Level {
+                                level: 1,
+                                name: "a recent snapshot exists",
+                                ok: false,
+                                detail: e.to_string(),
+                                seconds: 0.0,
+                            });
+                        }
+                        Ok(l)
+                    }
+                }
+            })
+            .await?;
+            out.push(Verified {
+                class: class.to_string(),
+                target: c.target.clone(),
+                levels,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The newest run of each class, for `status`.
+    pub fn backup_runs(&self) -> Vec<Run> {
+        let all = runs::read(&self.state_dir());
+        let mut out: Vec<Run> = Vec::new();
+        for r in all.into_iter().rev() {
+            if !out.iter().any(|o| o.class == r.class) {
+                out.push(r);
+            }
+        }
+        out.reverse();
+        out
+    }
+
+    /// systemd units that run each class's backup on its schedule with `bin` (the cloudlet
+    /// executable) on the lab at `lab_path`: `cloudlet-backup-LAB-CLASS.service` and `.timer`.
+    /// The key and the vault's key come from `/etc/cloudlet/LAB.env` when the lab reads them
+    /// from the environment.
+    pub fn backup_timer_units(
+        &self,
+        bin: &Path,
+        lab_path: &Path,
+    ) -> Result<Vec<(String, String)>, Error> {
+        let b = self.backup_block()?;
+        let lab = &self.loaded.lab.name;
+        let mut out = Vec::new();
+        for (class, c) in b.classes() {
+            let unit = format!("cloudlet-backup-{lab}-{class}");
+            out.push((
+                format!("{unit}.service"),
+                format!(
+                    "[Unit]\nDescription=cloudlet: back up the {class} of lab {lab}\n\
+                     Wants=network-online.target\nAfter=network-online.target\n\n\
+                     [Service]\nType=oneshot\nEnvironmentFile=-/etc/cloudlet/{lab}.env\n\
+                     ExecStart={} backup run {} --class {class}\n",
+                    bin.display(),
+                    lab_path.display()
+                ),
+            ));
+            out.push((
+                format!("{unit}.timer"),
+                format!(
+                    "[Unit]\nDescription=cloudlet: back up the {class} of lab {lab} every {}\n\n\
+                     [Timer]\nOnCalendar={}\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n",
+                    c.every,
+                    on_calendar(c.every.0)
+                ),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// systemd's calendar expression for "every `every` seconds", aligned to the hour or the day:
+/// validation has made sure `every` is whole minutes dividing an hour, whole hours dividing a
+/// day, or whole days (N days other than 1 and 7 count from each month's 1st).
+pub fn on_calendar(every: u64) -> String {
+    const DAY: u64 = 86_400;
+    if every >= DAY {
+        return if every == 7 * DAY {
+            "Mon *-*-* 00:00:00".into()
+        } else if every == DAY {
+            "*-*-* 00:00:00".into()
+        } else {
+            // Whole days other than 1 and 7: every N days of the month from the 1st.
+            format!("*-*-01/{} 00:00:00", every / DAY)
+        };
+    }
+    if every >= 3600 && every.is_multiple_of(3600) {
+        return format!("*-*-* 00/{}:00:00", every / 3600);
+    }
+    // Whole minutes dividing an hour.
+    format!("*-*-* *:00/{}:00", every / 60)
+}
