@@ -16,9 +16,9 @@ use cloudlet_core::model::{Backup, BackupClass};
 use crate::{Error, Lab, cluster};
 
 /// What a state backup leaves out of the state directory: the lock, the record of backup
-/// runs (it changes with every run), and the local backend's rendered files (made again from
-/// the lab by any apply).
-const STATE_SKIP: &[&str] = &["lock", "backup", "local"];
+/// runs (it changes with every run), the local backend's rendered files (made again from the
+/// lab by any apply) and the journal of a restore.
+const STATE_SKIP: &[&str] = &["lock", "backup", "local", "restore"];
 
 /// How often a failed class is tried before its run is recorded as failed.
 const ATTEMPTS: u32 = 3;
@@ -76,19 +76,19 @@ fn now() -> u64 {
 }
 
 impl Lab {
-    fn backup_block(&self) -> Result<&Backup, Error> {
+    pub(crate) fn backup_block(&self) -> Result<&Backup, Error> {
         self.loaded.lab.backup.as_ref().ok_or(Error::NoBackup)
     }
 
     /// The repositories' password, from where the lab says.
-    fn backup_key(&self, b: &Backup) -> Result<String, Error> {
+    pub(crate) fn backup_key(&self, b: &Backup) -> Result<String, Error> {
         b.key
             .read(&self.loaded.base_dir)
             .map_err(|e| Error::BackupKey(Box::new(e)))
     }
 
     /// The directory of the target `name`.
-    fn target_dir(&self, b: &Backup, name: &str) -> PathBuf {
+    pub(crate) fn target_dir(&self, b: &Backup, name: &str) -> PathBuf {
         b.targets
             .get(name)
             .map(|t| self.loaded.base_dir.join(&t.dir))
@@ -162,7 +162,7 @@ impl Lab {
     }
 
     /// Refuses a lab with validation errors, as plan does.
-    fn check_backup_lab(&self) -> Result<(), Error> {
+    pub(crate) fn check_backup_lab(&self) -> Result<(), Error> {
         let report = self.validate();
         if report.has_errors() {
             return Err(Error::Invalid {

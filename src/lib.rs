@@ -32,7 +32,9 @@ pub use cloudlet_pxe as pxe;
 pub use cloudlet_storage as storage;
 
 mod backup;
+mod restore;
 pub use backup::{BackupRun, TargetSnapshots, Verified, on_calendar};
+pub use restore::{LossWindow, PHASES, Phase, RestoreEvent, RestoreOptions, Restored};
 
 use cloudlet_core::backend::{self, ConnectError, Connection, Descriptor};
 use cloudlet_core::diag;
@@ -100,6 +102,46 @@ pub enum Error {
     /// A backup class the lab does not declare was asked for.
     #[error("the lab does not back up `{0}`: it declares no `backup.{0}`")]
     NoBackupClass(String),
+    /// A backup target the lab does not declare was named.
+    #[error("the lab has no backup target `{0}` (see `backup.targets`)")]
+    NoBackupTarget(String),
+    /// A restore would overwrite the lab's state, and was not forced.
+    #[error(
+        "refusing to restore over the lab's state in {}: {} file(s) would be overwritten ({}); restore into an empty lab, or pass --force to overwrite them",
+        state.display(),
+        paths.len(),
+        paths.iter().take(5).map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    RestoreNotEmpty {
+        /// The state directory.
+        state: PathBuf,
+        /// What would be overwritten (relative to it).
+        paths: Vec<PathBuf>,
+    },
+    /// An earlier restore stopped before its end.
+    #[error(
+        "an earlier restore stopped before its end: resume it with --resume, or start over with --force"
+    )]
+    RestoreUnderWay,
+    /// `--resume` with no stopped restore from that target.
+    #[error("there is no stopped restore from that target to resume")]
+    RestoreNothingToResume,
+    /// A restore phase failed; the phases after it did not run.
+    #[error(
+        "restore phase `{phase}` failed; fix the cause, then resume: cloudlet restore LAB --from {from} --resume"
+    )]
+    RestorePhase {
+        /// The phase.
+        phase: &'static str,
+        /// The target restored from.
+        from: String,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
+    /// An apply or a step of a restore phase failed.
+    #[error("{0}")]
+    RestoreApply(String),
     /// A saved plan could not be read or written.
     #[error("plan file {}: {message}", path.display())]
     PlanFile {
@@ -181,6 +223,12 @@ impl Error {
                 ErrorKind::Io
             }
             Error::Backup(_) => ErrorKind::Backend,
+            Error::NoBackupTarget(_) | Error::RestoreUnderWay | Error::RestoreNothingToResume => {
+                ErrorKind::Lab
+            }
+            Error::RestoreNotEmpty { .. } => ErrorKind::DataLoss,
+            Error::RestorePhase { source, .. } => source.kind(),
+            Error::RestoreApply(_) => ErrorKind::Backend,
             Error::Release(_) => ErrorKind::Backend,
             Error::Engine(EngineError::StalePlan { .. } | EngineError::PlanFormat { .. }) => {
                 ErrorKind::StalePlan

@@ -225,3 +225,66 @@ pub(crate) fn print_status(lab: &Lab) -> bool {
     }
     failed
 }
+
+/// `cloudlet restore`: each phase as it goes, then the timeline and the data-loss windows.
+pub(crate) async fn restore(
+    lab: &Lab,
+    from: String,
+    force: bool,
+    resume: bool,
+) -> Result<ExitCode, Error> {
+    if force && !resume {
+        let would = lab.restore_would_overwrite();
+        if !would.is_empty() {
+            println!(
+                "--force: overwriting {} file(s) of the lab's state in {}:",
+                would.len(),
+                lab.state_dir().display()
+            );
+            for p in would.iter().take(20) {
+                println!("  {}", p.display());
+            }
+            if would.len() > 20 {
+                println!("  ... and {} more", would.len() - 20);
+            }
+        }
+    }
+    let options = cloudlet::RestoreOptions {
+        from,
+        force,
+        resume,
+        verify_within: None,
+    };
+    let mut on_event = |e: cloudlet::RestoreEvent| match e {
+        cloudlet::RestoreEvent::Started(name) => println!("restore: {name} ..."),
+        cloudlet::RestoreEvent::Finished(p) => println!(
+            "restore: {} {} in {:.1}s: {}",
+            p.name,
+            if !p.ok {
+                "FAILED"
+            } else if p.skipped {
+                "skipped"
+            } else {
+                "done"
+            },
+            p.seconds,
+            p.detail
+        ),
+    };
+    let restored = lab.restore(&options, &mut on_event).await?;
+    println!("Timeline:");
+    for p in &restored.phases {
+        println!("  {:<15} {:>8.1}s", p.name, p.seconds);
+    }
+    println!("  {:<15} {:>8.1}s", "total", restored.seconds());
+    println!("Data-loss window (written after the snapshot, not restored):");
+    for w in &restored.windows {
+        println!(
+            "  {:<8} snapshot {} taken {}s before the restore began",
+            w.class,
+            &w.snapshot[..8.min(w.snapshot.len())],
+            w.seconds_before_restore
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

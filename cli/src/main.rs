@@ -159,6 +159,22 @@ enum Command {
         #[command(subcommand)]
         what: KeyCommand,
     },
+    /// Rebuild the lab from its files and a backup target: cloudlet's state, the
+    /// infrastructure, the cluster with its data; each phase timed and journaled.
+    Restore {
+        /// A lab file or directory.
+        #[arg(default_value = ".")]
+        lab: PathBuf,
+        /// The backup target to restore from (a name under `backup.targets`).
+        #[arg(long, value_name = "TARGET")]
+        from: String,
+        /// Overwrite the lab's state although it is not empty (what is overwritten is listed).
+        #[arg(long)]
+        force: bool,
+        /// Go on with a restore that stopped, skipping the phases it finished.
+        #[arg(long)]
+        resume: bool,
+    },
     /// Backups: run them, list them, prove them by restoring, schedule them.
     Backup {
         #[command(subcommand)]
@@ -479,6 +495,17 @@ async fn main() -> ExitCode {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Restore {
+            lab,
+            from,
+            force,
+            resume,
+        } => match load(&lab) {
+            Ok(lab) => backup::restore(&lab, from, force, resume)
+                .await
+                .map_err(|e| (e, Some(lab))),
+            Err(e) => Err((e, None)),
+        },
         Command::Backup { what } => match load(&what.lab().to_path_buf()) {
             Ok(lab) => backup::run(&lab, &what).await.map_err(|e| (e, Some(lab))),
             Err(e) => Err((e, None)),

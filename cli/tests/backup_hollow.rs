@@ -32,7 +32,10 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(!t.contains(KEY), "the key was printed:\n{t}");
-    assert!(!t.contains("PRIVATE KEY"), "a private key was printed:\n{t}");
+    assert!(
+        !t.contains("PRIVATE KEY"),
+        "a private key was printed:\n{t}"
+    );
     t
 }
 
@@ -45,7 +48,8 @@ fn the_cluster_class_snapshots_etcd_of_the_cluster_cloudlet_made_and_proves_it()
     );
     let work = tempfile::tempdir().unwrap();
     let (lab, target) = (work.path().join("lab.yaml"), work.path().join("nas"));
-    let apps = "  apps:\n    web:\n      image: nginx:1.27\n      ports: [{name: http, port: 80}]\n";
+    let apps =
+        "  apps:\n    web:\n      image: nginx:1.27\n      ports: [{name: http, port: 80}]\n";
     let yaml = format!(
         "{}backup:\n  key: {{env: CLOUDLET_BACKUP_KEY}}\n  targets: {{nas: {{dir: {}}}}}\n  cluster: {{target: nas, every: 6h}}\n  state: {{target: nas, every: 1h}}\n",
         hollow.lab_yaml(&["cp"], &[], apps),
@@ -66,16 +70,28 @@ fn the_cluster_class_snapshots_etcd_of_the_cluster_cloudlet_made_and_proves_it()
         let verify = cloudlet(&vault, &["backup", "verify", &l]).await;
         (apply, run, verify)
     });
-    assert!(apply.status.success(), "{}\n{}", text(&apply), hollow.tail("cp", 20));
+    assert!(
+        apply.status.success(),
+        "{}\n{}",
+        text(&apply),
+        hollow.tail("cp", 20)
+    );
     let run_text = text(&run);
-    assert!(run.status.success(), "{run_text}\n{}", hollow.tail("cp", 20));
+    assert!(
+        run.status.success(),
+        "{run_text}\n{}",
+        hollow.tail("cp", 20)
+    );
     assert!(run_text.contains("ok state → nas"), "{run_text}");
     assert!(run_text.contains("ok cluster → nas"), "{run_text}");
     let verify_text = text(&verify);
     assert!(verify.status.success(), "{verify_text}");
     assert!(
         verify_text.contains("cluster → nas:\n  ok L0")
-            && verify_text.matches("ok L3 a restore to scratch matches the source").count() == 2,
+            && verify_text
+                .matches("ok L3 a restore to scratch matches the source")
+                .count()
+                == 2,
         "{verify_text}"
     );
 

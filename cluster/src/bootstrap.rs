@@ -88,6 +88,8 @@ pub fn kube_vip_manifest(vip: Ipv4Addr, interface: &str, image: &str, kubeconfig
     kubeadm::documents(&[pod])
 }
 
+mod restore;
+
 /// Where kubeadm's configuration for a node is written while it runs (then removed).
 const CONFIG_DIR: &str = "/etc/kubernetes/cloudlet";
 
@@ -211,6 +213,14 @@ pub enum BootstrapError {
         /// What failed.
         #[source]
         source: Box<ExecError>,
+    },
+    /// etcd is restored onto one control plane only.
+    #[error(
+        "restoring etcd into a cluster of {count} control planes is not supported: restore into one, then add the others"
+    )]
+    RestoreSeveral {
+        /// How many the lab has.
+        count: usize,
     },
     /// The API server refused or could not be reached.
     #[error("{what}: the API server at {endpoint} did not do it")]

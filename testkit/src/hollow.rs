@@ -429,13 +429,33 @@ machines:
         .unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
         let r = root.display();
-        // What the install's node preparation put on the machine: kubeadm and kubectl.
+        // What the install's node preparation put on the machine: kubeadm and kubectl, and
+        // containerd's `ctr` (here a stand-in whose `run IMAGE ID CMD ARGS` runs CMD from the
+        // peers' directory, the way the static pods run).
         let bin = peers();
+        let ctr = root.join("ctr");
+        std::fs::write(
+            &ctr,
+            format!(
+                "#!/bin/sh\n\
+                 # ctr stand-in: `ctr [-n NS] run [--flags] [--mount SPEC] IMAGE ID CMD ARGS...`\n\
+                 while [ $# -gt 0 ]; do case \"$1\" in run) shift; break;; *) shift;; esac; done\n\
+                 while [ $# -gt 0 ]; do case \"$1\" in --mount) shift 2;; --*) shift;; *) break;; esac; done\n\
+                 shift 2\n\
+                 cmd=$1; shift\n\
+                 exec {}/\"$cmd\" \"$@\"\n",
+                bin.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&ctr, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let ctr = ctr.display();
         let bin = bin.display();
         let script = format!(
             "mount -t overlay overlay -o lowerdir=/etc,upperdir={r}/etc,workdir={r}/etc.work /etc && \
              mount -t overlay overlay -o lowerdir=/var/lib,upperdir={r}/varlib,workdir={r}/varlib.work /var/lib && \
-             mount -t tmpfs tmpfs /usr/local/bin && ln -s {bin}/kubeadm {bin}/kubectl /usr/local/bin/ && \
+             mount -t tmpfs tmpfs /usr/local/bin && ln -s {bin}/kubeadm {bin}/kubectl {ctr} /usr/local/bin/ && \
              exec /usr/sbin/sshd -D -e -h {r}/ssh_host_ed25519_key -o ListenAddress={ip}:22 \
              -o AuthorizedKeysFile={r}/authorized_keys -o StrictModes=no -o UsePAM=no \
              -o PermitRootLogin=prohibit-password -o PasswordAuthentication=no -o PidFile=none \

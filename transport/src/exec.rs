@@ -201,6 +201,47 @@ impl Host {
         }
     }
 
+    /// Runs `args` there with the local file `file` streamed to its standard input (a large
+    /// file is never held in memory).
+    pub async fn run_with_file(
+        &self,
+        args: &[&str],
+        file: &std::path::Path,
+    ) -> Result<String, ExecError> {
+        let argv = self.argv(args);
+        let Some((program, rest)) = argv.split_first() else {
+            return Err(ExecError::Empty);
+        };
+        let input = std::fs::File::open(file).map_err(|source| ExecError::Input {
+            command: args.join(" "),
+            source,
+        })?;
+        let out = tokio::process::Command::new(program)
+            .args(rest)
+            .stdin(Stdio::from(input))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .map_err(|source| ExecError::Spawn {
+                command: argv.join(" "),
+                source,
+            })?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(ExecError::Failed {
+                command: args.join(" "),
+                code: out.status.code(),
+                output: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            })
+        }
+    }
+
     /// A file's text, `None` when it does not exist.
     pub async fn read(&self, path: &std::path::Path) -> Result<Option<String>, ExecError> {
         match self {

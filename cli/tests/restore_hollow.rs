@@ -1,0 +1,210 @@
+//! Disaster recovery end to end on the hollow cluster tier: a lab cloudlet made (kubeadm
+//! control plane, a worker, an app) is backed up (cloudlet's state and an etcd snapshot),
+//! then everything is destroyed — every process, every node's disk, the namespaces, the
+//! lab's state directory. New machines come up at the same addresses (new host keys, as
+//! after a reinstall), and `cloudlet restore` rebuilds the lab from its files, the backup
+//! target and the keys: the kubeconfig issued before the disaster works again (same CA), the
+//! objects written before the backup are back, the one written after it is not (the
+//! data-loss window), and the timeline is printed. A second restore into the rebuilt lab is
+//! refused without --force, and changes nothing.
+#![allow(missing_docs, clippy::disallowed_methods, clippy::print_stderr)] // the restore's timeline is printed (seen with --no-capture)
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::Output;
+
+use cloudlet_testkit::hollow::HollowLab;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cloudlet");
+const KEY: &str = "restore-backup-key";
+
+async fn cloudlet(vault: &str, args: &[&str]) -> Output {
+    tokio::process::Command::new(BIN)
+        .args(args)
+        .env("CLOUDLET_VAULT_KEY", vault)
+        .env("CLOUDLET_BACKUP_KEY", KEY)
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("the CLI runs")
+}
+
+fn text(o: &Output) -> String {
+    let t = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!t.contains(KEY), "the key was printed:\n{t}");
+    assert!(
+        !t.contains("PRIVATE KEY"),
+        "a private key was printed:\n{t}"
+    );
+    t
+}
+
+fn machines() -> HollowLab {
+    HollowLab::start(
+        &[
+            ("cp", Ipv4Addr::new(10, 0, 20, 10)),
+            ("w1", Ipv4Addr::new(10, 0, 20, 11)),
+        ],
+        Ipv4Addr::new(10, 0, 20, 250),
+        24,
+    )
+}
+
+async fn client(kubeconfig: &str) -> kube::Client {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::from_yaml(kubeconfig).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+async fn canary(client: &kube::Client, name: &str, seq: u32) {
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some(name.into());
+    cm.data = Some([("seq".to_string(), seq.to_string())].into());
+    Api::<ConfigMap>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+}
+
+fn journal(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(".cloudlet/restore/journal.json")).unwrap_or_default()
+}
+
+#[test]
+fn a_lab_destroyed_after_its_backup_is_rebuilt_by_one_restore_with_its_data() {
+    let work = tempfile::tempdir().unwrap();
+    let (lab, target) = (work.path().join("lab.yaml"), work.path().join("nas"));
+    let state = work.path().join(".cloudlet");
+    let vault = String::from_utf8(
+        std::process::Command::new(BIN)
+            .args(["key", "new"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let l = lab.display().to_string();
+
+    // Before: the lab made, its canaries written, backed up; one more canary after the backup.
+    let before = machines();
+    let write_lab = |machines: &HollowLab| {
+        let apps =
+            "  apps:\n    web:\n      image: nginx:1.27\n      ports: [{name: http, port: 80}]\n";
+        std::fs::write(
+            &lab,
+            format!(
+                "{}backup:\n  key: {{env: CLOUDLET_BACKUP_KEY}}\n  targets: {{nas: {{dir: {}}}}}\n  state: {{target: nas, every: 1h}}\n  cluster: {{target: nas, every: 1h}}\n",
+                machines.lab_yaml(&["cp"], &["w1"], apps),
+                target.display()
+            ),
+        )
+        .unwrap();
+    };
+    write_lab(&before);
+    before.report_installs(&state);
+    let kubeconfig = before.block_on({
+        let (vault, l) = (vault.clone(), l.clone());
+        async move {
+            let apply = cloudlet(&vault, &["apply", &l, "--yes"]).await;
+            assert!(apply.status.success(), "{}", text(&apply));
+            let kc = cloudlet(&vault, &["kubeconfig", &l, "--valid", "2h"]).await;
+            assert!(kc.status.success(), "{}", text(&kc));
+            let kc = String::from_utf8(kc.stdout).unwrap();
+            let c = client(&kc).await;
+            for i in 0..20 {
+                canary(&c, &format!("canary-{i}"), i).await;
+            }
+            let run = cloudlet(&vault, &["backup", "run", &l]).await;
+            assert!(run.status.success(), "{}", text(&run));
+            canary(&c, "after-the-backup", 99).await;
+            kc
+        }
+    });
+
+    // The disaster: every machine and everything on it, and the lab's state.
+    drop(before);
+    std::fs::remove_dir_all(&state).unwrap();
+
+    // New machines at the same addresses, installed anew (new host keys reported).
+    let after = machines();
+    // The same lab files; only the install user's key file is the new machines' (here each
+    // set of hollow machines makes its own).
+    write_lab(&after);
+    after.report_installs(&state);
+    let (restore, again) = after.block_on({
+        let (vault, l) = (vault.clone(), l.clone());
+        async move {
+            let restore = cloudlet(&vault, &["restore", &l, "--from", "nas"]).await;
+            let again = cloudlet(&vault, &["restore", &l, "--from", "nas"]).await;
+            (restore, again)
+        }
+    });
+    let out = text(&restore);
+    eprintln!("{out}");
+    assert!(
+        restore.status.success(),
+        "{out}\n{}\n{}",
+        after.tail("cp", 30),
+        after.tail("w1", 10)
+    );
+    for line in [
+        "restore: identity done in ",
+        "restore: infrastructure done in ",
+        "restore: cluster data done in ",
+        "restore: reconcile done in ",
+        "restore: verify done in ",
+        "Timeline:",
+        "Data-loss window",
+    ] {
+        assert!(out.contains(line), "`{line}` not in:\n{out}");
+    }
+    assert!(
+        out.lines()
+            .any(|l| l.trim_start().starts_with("cluster  snapshot ")),
+        "{out}"
+    );
+
+    // Refused into a lab that is not empty, and nothing changed.
+    let journal_before = journal(work.path());
+    let t = text(&again);
+    assert!(!again.status.success(), "{t}");
+    assert!(
+        t.contains("refusing to restore over the lab's state"),
+        "{t}"
+    );
+    assert!(t.contains("--force"), "{t}");
+    assert_eq!(journal(work.path()), journal_before);
+
+    // The kubeconfig issued before the disaster works: same CA. The data is back.
+    let (seqs, late, web) = after.block_on(async move {
+        let c = client(&kubeconfig).await;
+        let maps = Api::<ConfigMap>::namespaced(c.clone(), "default");
+        let mut seqs = Vec::new();
+        for i in 0..20 {
+            let cm = maps.get(&format!("canary-{i}")).await.unwrap();
+            seqs.push(cm.data.unwrap()["seq"].parse::<u32>().unwrap());
+        }
+        let late = maps.get_opt("after-the-backup").await.unwrap();
+        let web = Api::<Deployment>::namespaced(c, "web")
+            .get_opt("web")
+            .await
+            .unwrap();
+        (seqs, late, web)
+    });
+    assert_eq!(seqs, (0..20).collect::<Vec<_>>());
+    assert!(late.is_none(), "written after the backup, so not restored");
+    assert!(web.is_some(), "the app is back");
+}

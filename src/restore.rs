@@ -1,0 +1,466 @@
+//! `restore`: the lab rebuilt from its files, a backup target and its keys, in gated phases,
+//! each journaled (`STATE/restore/journal.json`) so a failed restore resumes where it stopped.
+//!
+//! 1. identity — cloudlet's state (the vault with the cluster's CAs, generated keys, the
+//!    journal) from the newest `state` snapshot, proven against its manifest first. The
+//!    network installs' records are not restored: the machines are installed anew and
+//!    report again.
+//! 2. infrastructure — the lab applied: router, NAS, hypervisor, network installs, and the
+//!    cluster made again with the same identity (old kubeconfigs keep working), its platform
+//!    and apps.
+//! 3. cluster data — the newest `cluster` snapshot (etcd) restored onto the control plane.
+//! 4. reconcile — the lab applied again over the restored objects.
+//! 5. verify — the cluster's objects waited for until ready.
+//!
+//! Restoring into a lab whose state directory is not empty is refused unless forced, and the
+//! refusal lists what would be overwritten.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cloudlet_backup::repo::{Repo, Snapshot};
+use cloudlet_backup::stage::{MANIFEST, Manifest};
+use cloudlet_backup::{BackupError, blocking};
+use serde::{Deserialize, Serialize};
+
+use crate::{ApplyOptions, Error, Lab, cluster};
+
+/// What the identity phase leaves out of the restored state: the installs' records and the
+/// host keys they reported, and the record that the cluster was initialized (the machines are
+/// installed anew and the cluster made again), the lock, the restore's own journal, and the
+/// snapshot's manifest.
+const NOT_RESTORED: &[&str] = &[
+    "pxe",
+    "known_hosts",
+    "vault/cluster-initialized.age",
+    "lock",
+    "restore",
+    MANIFEST,
+];
+
+/// The phases, in order.
+pub const PHASES: &[&str] = &[
+    "identity",
+    "infrastructure",
+    "cluster data",
+    "reconcile",
+    "verify",
+];
+
+/// How a restore runs.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// The backup target to restore from (a name under `backup.targets`).
+    pub from: String,
+    /// Go ahead although the lab's state directory is not empty (what would be overwritten
+    /// is reported first).
+    pub force: bool,
+    /// Go on with a restore that stopped, skipping the phases it finished.
+    pub resume: bool,
+    /// How long the verify phase waits for the cluster's objects (default 10 minutes).
+    pub verify_within: Option<Duration>,
+}
+
+/// One phase's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phase {
+    /// Its name (one of [`PHASES`]).
+    pub name: String,
+    /// Whether it finished.
+    pub ok: bool,
+    /// Whether it was skipped (nothing of it in the lab, or done by an earlier run).
+    pub skipped: bool,
+    /// How long it took.
+    pub seconds: f64,
+    /// What it did or why it failed.
+    pub detail: String,
+}
+
+/// How much data a class's restore lost: everything written after its snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LossWindow {
+    /// The class.
+    pub class: String,
+    /// The snapshot restored.
+    pub snapshot: String,
+    /// When it was taken (seconds since the Unix epoch).
+    pub taken: i64,
+    /// How long before the restore began it was taken: the most that can have been lost.
+    pub seconds_before_restore: i64,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Restored {
+    /// The target it restored from.
+    pub from: String,
+    /// When it began (seconds since the Unix epoch).
+    pub started: i64,
+    /// Each phase, in order.
+    pub phases: Vec<Phase>,
+    /// Each restored class's data-loss window.
+    pub windows: Vec<LossWindow>,
+}
+
+impl Restored {
+    /// Whether every phase finished.
+    pub fn is_success(&self) -> bool {
+        self.phases.len() == PHASES.len() && self.phases.iter().all(|p| p.ok)
+    }
+
+    /// The whole restore's duration.
+    pub fn seconds(&self) -> f64 {
+        self.phases.iter().map(|p| p.seconds).sum()
+    }
+}
+
+/// What a restore reports as it goes.
+#[derive(Debug, Clone)]
+pub enum RestoreEvent {
+    /// A phase begins.
+    Started(&'static str),
+    /// A phase ended.
+    Finished(Phase),
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn journal_path(state: &Path) -> PathBuf {
+    state.join("restore").join("journal.json")
+}
+
+fn write_journal(state: &Path, r: &Restored) -> Result<(), Error> {
+    let p = journal_path(state);
+    let io = |e: std::io::Error| Error::Render {
+        path: p.clone(),
+        message: e.to_string(),
+    };
+    std::fs::create_dir_all(p.parent().expect("a parent")).map_err(io)?;
+    let tmp = p.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(r).expect("serializes")).map_err(io)?;
+    std::fs::rename(&tmp, &p).map_err(io)
+}
+
+/// The files under `dir` (relative), but those under a `skip` prefix.
+fn files_under(dir: &Path, skip: &[&str]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in std::fs::read_dir(dir.join(&rel))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let r = rel.join(e.file_name());
+            if skip.iter().any(|s| r.starts_with(s)) {
+                continue;
+            }
+            if e.path().is_dir() {
+                stack.push(r);
+            } else {
+                out.push(r);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+impl Lab {
+    /// The files of the lab's state a restore would overwrite (empty for a lab with nothing
+    /// to lose). The installs' records are not among them.
+    pub fn restore_would_overwrite(&self) -> Vec<PathBuf> {
+        files_under(&self.state_dir(), NOT_RESTORED)
+    }
+
+    /// The journal of the newest restore, if one ran.
+    pub fn restore_journal(&self) -> Option<Restored> {
+        let bytes = std::fs::read(journal_path(&self.state_dir())).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Rebuilds the lab from the backup target `options.from`: the phases of this module,
+    /// each reported through `on_event` and journaled. A phase that fails stops the phases
+    /// after it (the error says how to resume).
+    pub async fn restore(
+        &self,
+        options: &RestoreOptions,
+        on_event: &mut (dyn FnMut(RestoreEvent) + Send),
+    ) -> Result<Restored, Error> {
+        self.check_backup_lab()?;
+        let b = self.backup_block()?;
+        if !b.targets.contains_key(&options.from) {
+            return Err(Error::NoBackupTarget(options.from.clone()));
+        }
+        let state = self.state_dir();
+        let earlier = self.restore_journal().filter(|r| !r.is_success());
+        if !options.resume {
+            if earlier.is_some() && !options.force {
+                return Err(Error::RestoreUnderWay);
+            }
+            let would = self.restore_would_overwrite();
+            if !would.is_empty() && !options.force {
+                return Err(Error::RestoreNotEmpty {
+                    state,
+                    paths: would,
+                });
+            }
+        }
+        let mut done = match (options.resume, earlier) {
+            (true, Some(r)) if r.from == options.from => r,
+            (true, _) => return Err(Error::RestoreNothingToResume),
+            (false, _) => Restored {
+                from: options.from.clone(),
+                started: now(),
+                ..Restored::default()
+            },
+        };
+        let key = self.backup_key(b)?;
+        let target = self.target_dir(b, &options.from);
+        let mut phases = Vec::new();
+        for name in PHASES {
+            let previous = done.phases.iter().find(|p| p.name == *name && p.ok);
+            if let Some(p) = previous {
+                let mut p = p.clone();
+                p.skipped = true;
+                p.detail = format!("done by an earlier run: {}", p.detail);
+                on_event(RestoreEvent::Finished(p.clone()));
+                phases.push(p);
+                continue;
+            }
+            on_event(RestoreEvent::Started(name));
+            let t = Instant::now();
+            let outcome = self
+                .restore_phase(name, &target, &key, options, &mut done)
+                .await;
+            let phase = match &outcome {
+                Ok(Some(detail)) => Phase {
+                    name: (*name).to_string(),
+                    ok: true,
+                    skipped: false,
+                    seconds: t.elapsed().as_secs_f64(),
+                    detail: detail.clone(),
+                },
+                Ok(None) => Phase {
+                    name: (*name).to_string(),
+                    ok: true,
+                    skipped: true,
+                    seconds: t.elapsed().as_secs_f64(),
+                    detail: "nothing of it in the lab".into(),
+                },
+                Err(e) => Phase {
+                    name: (*name).to_string(),
+                    ok: false,
+                    skipped: false,
+                    seconds: t.elapsed().as_secs_f64(),
+                    detail: e.message(),
+                },
+            };
+            on_event(RestoreEvent::Finished(phase.clone()));
+            phases.push(phase.clone());
+            done.phases.retain(|p| p.name != *name);
+            done.phases.push(phase);
+            write_journal(&state, &done)?;
+            if let Err(e) = outcome {
+                return Err(Error::RestorePhase {
+                    phase: name,
+                    from: options.from.clone(),
+                    source: Box::new(e),
+                });
+            }
+        }
+        done.phases = phases;
+        write_journal(&state, &done)?;
+        Ok(done)
+    }
+
+    /// Runs one phase; what it did, `None` when the lab has nothing for it.
+    async fn restore_phase(
+        &self,
+        name: &str,
+        target: &Path,
+        key: &str,
+        options: &RestoreOptions,
+        done: &mut Restored,
+    ) -> Result<Option<String>, Error> {
+        let b = self.backup_block()?;
+        match name {
+            "identity" => {
+                if b.state.is_none() {
+                    return Ok(None);
+                }
+                let (scratch, snap) = self.restore_class("state", target, key).await?;
+                let state = self.state_dir();
+                let from = scratch.path().to_path_buf();
+                let n = blocking(move || {
+                    let files = files_under(&from, NOT_RESTORED);
+                    for rel in &files {
+                        let to = state.join(rel);
+                        let io = |source| BackupError::Io {
+                            path: to.clone(),
+                            doing: "restoring",
+                            source,
+                        };
+                        if let Some(d) = to.parent() {
+                            std::fs::create_dir_all(d).map_err(io)?;
+                        }
+                        std::fs::copy(from.join(rel), &to).map_err(io)?;
+                    }
+                    Ok(files.len())
+                })
+                .await?;
+                done.windows.push(self.window("state", &snap, done.started));
+                Ok(Some(format!(
+                    "{n} files of cloudlet's state from snapshot {}",
+                    short(&snap.id)
+                )))
+            }
+            "infrastructure" | "reconcile" => {
+                let plan = self.plan().await?;
+                let changes = plan.summary.create + plan.summary.update + plan.summary.delete;
+                let applied = self.apply(&plan, ApplyOptions::default()).await?;
+                if !applied.report.failed.is_empty() {
+                    let failed: Vec<String> = applied
+                        .report
+                        .failed
+                        .iter()
+                        .take(5)
+                        .map(|(id, e)| format!("{id}: {e}"))
+                        .collect();
+                    return Err(Error::RestoreApply(failed.join("; ")));
+                }
+                Ok(Some(format!("{changes} change(s) applied")))
+            }
+            "cluster data" => {
+                if b.cluster.is_none() || !self.makes_cluster() {
+                    return Ok(None);
+                }
+                let (scratch, snap) = self.restore_class("cluster", target, key).await?;
+                let (out, state) = (self.output_dir(), self.state_dir());
+                let c = self.connection(
+                    crate::Domain::Cluster,
+                    &self.loaded.lab.targets.cluster,
+                    &out,
+                    &state,
+                );
+                let made = cluster::kubeadm_provider::open(&c).map_err(|source| {
+                    Error::Engine(cloudlet_core::EngineError::NoProvider {
+                        domain: crate::Domain::Cluster,
+                        source,
+                    })
+                })?;
+                made.bootstrap()
+                    .restore_etcd(&scratch.path().join("etcd.db"))
+                    .await
+                    .map_err(|e| Error::RestoreApply(cloudlet_core::error::chain(&e)))?;
+                done.windows
+                    .push(self.window("cluster", &snap, done.started));
+                Ok(Some(format!(
+                    "etcd from snapshot {} on the control plane",
+                    short(&snap.id)
+                )))
+            }
+            "verify" => {
+                if !self.has_live_cluster() {
+                    return Ok(None);
+                }
+                let within = options.verify_within.unwrap_or(Duration::from_secs(600));
+                let found = self.cluster_health(Some(within)).await?;
+                use cluster::health::State;
+                let bad: Vec<String> = found
+                    .iter()
+                    .filter(|f| f.state != State::Ready)
+                    .map(|f| format!("{} — {}", f.id, f.message))
+                    .collect();
+                let failed = found.iter().filter(|f| f.state == State::Failed).count();
+                if failed > 0 {
+                    return Err(Error::RestoreApply(bad.join("; ")));
+                }
+                Ok(Some(format!(
+                    "{} of {} objects ready{}",
+                    found.len() - bad.len(),
+                    found.len(),
+                    if bad.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (still progressing: {})", bad.join("; "))
+                    }
+                )))
+            }
+            other => unreachable!("phase `{other}`"),
+        }
+    }
+
+    fn window(&self, class: &str, snap: &Snapshot, started: i64) -> LossWindow {
+        LossWindow {
+            class: class.to_string(),
+            snapshot: snap.id.clone(),
+            taken: snap.unix,
+            seconds_before_restore: started - snap.unix,
+        }
+    }
+
+    /// The newest snapshot of `class` restored into a scratch directory and proven against
+    /// its manifest: a snapshot cut short or damaged stops here, named.
+    async fn restore_class(
+        &self,
+        class: &'static str,
+        target: &Path,
+        key: &str,
+    ) -> Result<(tempfile::TempDir, Snapshot), Error> {
+        let (target, key) = (target.to_path_buf(), key.to_string());
+        let (host, as_path) = (self.loaded.lab.name.clone(), self.backup_path(class));
+        Ok(blocking(move || {
+            let repo = Repo::open(&target, &key)?;
+            let all = repo.snapshots()?;
+            let snap = all
+                .iter()
+                .filter(|s| s.class == class && s.host == host)
+                .max_by_key(|s| s.unix)
+                .cloned()
+                .ok_or_else(|| BackupError::Manifest {
+                    snapshot: "(none)".into(),
+                    message: format!(
+                        "no snapshot of `{class}` for lab `{host}` in {}",
+                        target.display()
+                    ),
+                })?;
+            let scratch = tempfile::Builder::new()
+                .prefix("cloudlet-restore-")
+                .tempdir()
+                .map_err(|source| BackupError::Io {
+                    path: std::env::temp_dir(),
+                    doing: "making a scratch directory in",
+                    source,
+                })?;
+            let dir = scratch.path().to_path_buf();
+            let named = |e: BackupError| BackupError::Manifest {
+                snapshot: snap.id.clone(),
+                message: e.to_string(),
+            };
+            repo.restore(&format!("{}:{as_path}", snap.id), &dir)
+                .map_err(named)?;
+            let m = Manifest::read(&dir, &snap.id)?;
+            let diff = m.differences(&dir)?;
+            if !diff.is_empty() {
+                return Err(BackupError::Manifest {
+                    snapshot: snap.id.clone(),
+                    message: format!(
+                        "the restored files do not match what was backed up: {}",
+                        diff.join("; ")
+                    ),
+                });
+            }
+            Ok((scratch, snap))
+        })
+        .await?)
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(8)]
+}
