@@ -27,13 +27,15 @@ use crate::{ApplyOptions, Error, Lab, cluster};
 
 /// What the identity phase leaves out of the restored state: the installs' records and the
 /// host keys they reported, and the record that the cluster was initialized (the machines are
-/// installed anew and the cluster made again), the lock, the restore's own journal, and the
+/// installed anew and the cluster made again), the lock, the local backend's rendered files
+/// (not backed up: any apply renders them again), the restore's own journal, and the
 /// snapshot's manifest.
 const NOT_RESTORED: &[&str] = &[
     "pxe",
     "known_hosts",
     "vault/cluster-initialized.age",
     "lock",
+    "local",
     "restore",
     MANIFEST,
 ];
@@ -234,7 +236,10 @@ impl Lab {
             }
             on_event(RestoreEvent::Started(name));
             let t = Instant::now();
-            let outcome = self
+            // Each phase on a fresh engine: the state it would hold open (the journal) may
+            // have been replaced by the identity phase.
+            let fresh = self.clone().with_options(self.options.clone());
+            let outcome = fresh
                 .restore_phase(name, &target, &key, options, &mut done)
                 .await;
             let phase = match &outcome {

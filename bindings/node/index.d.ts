@@ -76,6 +76,42 @@ export interface VolumeStatus {
   retain: boolean;
 }
 
+export interface Snapshot {
+  id: string;
+  time: string;
+  unix: number;
+  /** cloudlet's class (`state`, `cluster`); empty for a snapshot cloudlet did not write. */
+  class: string;
+  host: string;
+  paths: string[];
+  files: number;
+  bytes: number;
+}
+
+export interface BackupRun {
+  class: string;
+  target: string;
+  snapshot: Snapshot | null;
+  error: string | null;
+  seconds: number;
+  forgotten: string[];
+}
+
+export interface TargetSnapshots { target: string; dir: string; snapshots: Snapshot[] }
+
+export interface Level { level: number; name: string; ok: boolean; detail: string; seconds: number }
+
+export interface Verified { class: string; target: string; levels: Level[] }
+
+export interface RestorePhase { name: string; ok: boolean; skipped: boolean; seconds: number; detail: string }
+
+export interface Restored {
+  from: string;
+  started: number;
+  phases: RestorePhase[];
+  windows: { class: string; snapshot: string; taken: number; seconds_before_restore: number }[];
+}
+
 export interface Finding { id: string; state: 'ready' | 'progressing' | 'failed'; message: string }
 
 /** Stable error codes. */
@@ -167,6 +203,14 @@ export declare class Lab {
   clusterHealth(wait?: number): Promise<Finding[]>;
   /** The lab's volumes on the NAS (empty unless the storage target is a NAS). */
   storageStatus(): Promise<VolumeStatus[]>;
+  /** Backs up each class the lab declares (or those in `classes`) now. */
+  backupRun(classes?: string[]): Promise<BackupRun[]>;
+  /** The snapshots each backup target holds. */
+  backupList(): Promise<TargetSnapshots[]>;
+  /** Each class's climb up the verification ladder to `level` (0-3, default 3). */
+  backupVerify(level?: number): Promise<Verified[]>;
+  /** Rebuilds the lab from the backup target `from` (DATA_LOSS when its state is not empty and not forced). */
+  restore(from: string, options?: { force?: boolean; resume?: boolean; onPhase?: (phase: RestorePhase) => void }): Promise<Restored>;
   /** Starts the lab's network boot service in the background (BOOT errors). */
   pxeServe(options?: BootOptions): Promise<BootService>;
   /** Each machine that installs over the network, with its install state. */

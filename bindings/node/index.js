@@ -184,6 +184,27 @@ class Lab {
     return parse(await wrapAsync(this._native.clusterHealth(wait)));
   }
 
+  /** Backs up each class the lab declares (or those in `classes`) now. */
+  async backupRun(classes) {
+    return parse(await wrapAsync(this._native.backupRun(classes)));
+  }
+
+  /** The snapshots each backup target holds. */
+  async backupList() {
+    return parse(await wrapAsync(this._native.backupList()));
+  }
+
+  /** Each class's climb up the verification ladder to `level` (0-3, default 3). */
+  async backupVerify(level) {
+    return parse(await wrapAsync(this._native.backupVerify(level)));
+  }
+
+  /** Rebuilds the lab from the backup target `from`; `onPhase` gets each phase as it ends. */
+  async restore(from, { force, resume, onPhase } = {}) {
+    const cb = onPhase ? (text) => onPhase(JSON.parse(text)) : undefined;
+    return parse(await wrapAsync(this._native.restore(from, force, resume, cb)));
+  }
+
   /** The lab's volumes on the NAS: path, clients, usage, newest snapshot. */
   async storageStatus() {
     return parse(await wrapAsync(this._native.storageStatus()));

@@ -53,6 +53,17 @@ export declare class NativeLab {
   kubeconfig(validSeconds?: number | undefined | null): string
   /** Installs `machine` again at its next network boot. */
   pxeReinstall(machine: string): void
+  /** Backs up each class the lab declares (or those in `classes`) now; each run as JSON. */
+  backupRun(classes?: Array<string> | undefined | null): Promise<string>
+  /** The snapshots each backup target holds, as JSON. */
+  backupList(): Promise<string>
+  /** Each class's climb up the verification ladder to `level` (0-3), as JSON. */
+  backupVerify(level?: number | undefined | null): Promise<string>
+  /**
+   * Rebuilds the lab from the backup target `from`; `on_phase(phaseJson)` gets each
+   * phase as it ends. What it did, as JSON.
+   */
+  restore(from: string, force?: boolean | undefined | null, resume?: boolean | undefined | null, onPhase?: (((arg: string) => void)) | undefined | null): Promise<string>
   /** The lab's volumes as the NAS has them, as JSON. */
   storageStatus(): Promise<string>
 }

@@ -265,6 +265,44 @@ impl Lab {
         Ok(self.0.pxe_reinstall(&machine)?)
     }
 
+    /// Backs up each class the lab declares (or those in `classes`) now; each run as JSON.
+    pub async fn backup_run(&self, classes: Vec<String>) -> Result<String, CloudletException> {
+        Ok(json(&self.0.backup_run(&classes).await?))
+    }
+
+    /// The snapshots each backup target holds, as JSON.
+    pub async fn backup_list(&self) -> Result<String, CloudletException> {
+        Ok(json(&self.0.backup_list().await?))
+    }
+
+    /// Each class's climb up the verification ladder to `level` (0-3), as JSON.
+    pub async fn backup_verify(&self, level: u8) -> Result<String, CloudletException> {
+        Ok(json(&self.0.backup_verify(level).await?))
+    }
+
+    /// Rebuilds the lab from the backup target `from`; `listener` gets each phase (JSON) as
+    /// it ends. What it did, as JSON.
+    pub async fn restore(
+        &self,
+        from: String,
+        force: bool,
+        resume: bool,
+        listener: Option<Arc<dyn EventListener>>,
+    ) -> Result<String, CloudletException> {
+        let options = cloudlet::RestoreOptions {
+            from,
+            force,
+            resume,
+            verify_within: None,
+        };
+        let mut sink = move |e: cloudlet::RestoreEvent| {
+            if let (Some(l), cloudlet::RestoreEvent::Finished(p)) = (&listener, e) {
+                l.on_event(json(&p));
+            }
+        };
+        Ok(json(&self.0.restore(&options, &mut sink).await?))
+    }
+
     /// The lab's volumes as the NAS has them, as JSON (empty unless the storage target is a
     /// NAS).
     pub async fn storage_status(&self) -> Result<String, CloudletException> {

@@ -357,6 +357,60 @@ impl NativeLab {
         self.0.pxe_reinstall(&machine).map_err(error)
     }
 
+    /// Backs up each class the lab declares (or those in `classes`) now; each run as JSON.
+    #[napi]
+    pub async fn backup_run(&self, classes: Option<Vec<String>>) -> Result<String> {
+        self.0
+            .backup_run(&classes.unwrap_or_default())
+            .await
+            .map(|r| json(&r))
+            .map_err(error)
+    }
+
+    /// The snapshots each backup target holds, as JSON.
+    #[napi]
+    pub async fn backup_list(&self) -> Result<String> {
+        self.0.backup_list().await.map(|r| json(&r)).map_err(error)
+    }
+
+    /// Each class's climb up the verification ladder to `level` (0-3), as JSON.
+    #[napi]
+    pub async fn backup_verify(&self, level: Option<u8>) -> Result<String> {
+        self.0
+            .backup_verify(level.unwrap_or(3))
+            .await
+            .map(|r| json(&r))
+            .map_err(error)
+    }
+
+    /// Rebuilds the lab from the backup target `from`; `on_phase(phaseJson)` gets each
+    /// phase as it ends. What it did, as JSON.
+    #[napi]
+    pub async fn restore(
+        &self,
+        from: String,
+        force: Option<bool>,
+        resume: Option<bool>,
+        on_phase: Option<ThreadsafeFunction<String, (), String, Status, false>>,
+    ) -> Result<String> {
+        let options = cloudlet::RestoreOptions {
+            from,
+            force: force.unwrap_or(false),
+            resume: resume.unwrap_or(false),
+            verify_within: None,
+        };
+        let mut sink = move |e: cloudlet::RestoreEvent| {
+            if let (Some(cb), cloudlet::RestoreEvent::Finished(p)) = (&on_phase, e) {
+                cb.call(json(&p), ThreadsafeFunctionCallMode::NonBlocking);
+            }
+        };
+        self.0
+            .restore(&options, &mut sink)
+            .await
+            .map(|r| json(&r))
+            .map_err(error)
+    }
+
     /// The lab's volumes as the NAS has them, as JSON.
     #[napi]
     pub async fn storage_status(&self) -> Result<String> {

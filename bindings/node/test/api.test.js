@@ -199,3 +199,29 @@ test('an admin kubeconfig for the cluster cloudlet makes', async () => {
     else process.env.CLOUDLET_VAULT_KEY = saved;
   }
 });
+
+test('backups run, list, verify and restore the lab', async () => {
+  const dir = seedCopy();
+  const nas = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-nas-'));
+  fs.mkdirSync(path.join(dir, 'secrets'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'secrets', 'postmaster-password'), 'pw');
+  fs.writeFileSync(
+    path.join(dir, 'backup.yaml'),
+    `backup:\n  key: {env: CLOUDLET_BACKUP_KEY}\n  targets: {nas: {dir: ${nas}}}\n  state: {target: nas, every: 1h}\n`,
+  );
+  process.env.CLOUDLET_BACKUP_KEY = 'node-backup-key';
+  const lab = await Lab.load(dir);
+  assert.deepStrictEqual((await lab.apply(await lab.plan())).failed, []);
+  const runs = await lab.backupRun();
+  assert.deepStrictEqual(runs.map((r) => [r.class, r.target, r.error]), [['state', 'nas', null]]);
+  const listed = await lab.backupList();
+  assert.strictEqual(listed[0].snapshots[0].id, runs[0].snapshot.id);
+  const verified = await lab.backupVerify();
+  assert.deepStrictEqual(verified[0].levels.map((l) => [l.level, l.ok]), [[0, true], [1, true], [2, true], [3, true]]);
+  await assert.rejects(lab.restore('nas'), (e) => e.code === 'DATA_LOSS' && /refusing to restore/.test(e.message));
+  fs.rmSync(path.join(dir, '.cloudlet'), { recursive: true });
+  const phases = [];
+  const restored = await (await Lab.load(dir)).restore('nas', { onPhase: (p) => phases.push(p.name) });
+  assert.deepStrictEqual(restored.phases.map((p) => p.name), ['identity', 'infrastructure', 'cluster data', 'reconcile', 'verify']);
+  assert.strictEqual(restored.windows[0].class, 'state');
+});

@@ -304,6 +304,79 @@ impl Lab {
         py.detach(|| self.0.pxe_reinstall(&machine).map_err(error))
     }
 
+    /// Awaitable: backs up each class the lab declares (or those in `classes`) now; each
+    /// class's run as JSON.
+    #[pyo3(signature = (classes=Vec::new()))]
+    fn backup_run<'py>(
+        &self,
+        py: Python<'py>,
+        classes: Vec<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let lab = self.0.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            lab.backup_run(&classes)
+                .await
+                .map(|r| json(&r))
+                .map_err(error)
+        })
+    }
+
+    /// Awaitable: the snapshots each backup target holds, as JSON.
+    fn backup_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let lab = self.0.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            lab.backup_list().await.map(|r| json(&r)).map_err(error)
+        })
+    }
+
+    /// Awaitable: each class's climb up the verification ladder to `level`, as JSON.
+    #[pyo3(signature = (level=3))]
+    fn backup_verify<'py>(&self, py: Python<'py>, level: u8) -> PyResult<Bound<'py, PyAny>> {
+        let lab = self.0.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            lab.backup_verify(level)
+                .await
+                .map(|r| json(&r))
+                .map_err(error)
+        })
+    }
+
+    /// Awaitable: rebuilds the lab from the backup target `source`, calling
+    /// `on_event(phase_json)` as each phase ends; what it did, as JSON.
+    #[pyo3(signature = (source, force=false, resume=false, on_event=None))]
+    fn restore<'py>(
+        &self,
+        py: Python<'py>,
+        source: String,
+        force: bool,
+        resume: bool,
+        on_event: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let lab = self.0.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let options = cloudlet::RestoreOptions {
+                from: source,
+                force,
+                resume,
+                verify_within: None,
+            };
+            let mut sink = move |e: cloudlet::RestoreEvent| {
+                if let (Some(cb), cloudlet::RestoreEvent::Finished(p)) = (&on_event, e) {
+                    let text = json(&p);
+                    Python::attach(|py| {
+                        if let Err(err) = cb.call1(py, (text,)) {
+                            err.write_unraisable(py, None);
+                        }
+                    });
+                }
+            };
+            lab.restore(&options, &mut sink)
+                .await
+                .map(|r| json(&r))
+                .map_err(error)
+        })
+    }
+
     /// Awaitable: the lab's volumes as the NAS has them, as JSON (empty unless the storage
     /// target is a NAS).
     fn storage_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

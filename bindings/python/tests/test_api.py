@@ -287,3 +287,32 @@ def test_an_admin_kubeconfig_for_the_cluster_cloudlet_makes(seed, monkeypatch):
     crt = lambda t: t.split("client-certificate-data: ")[1].split()[0]  # noqa: E731
     assert ca(first) == ca(again) and crt(first) != crt(again)
     assert any(p.suffix == ".age" for p in (seed / ".cloudlet" / "vault").iterdir())
+
+
+def test_backups_run_list_verify_and_restore(seed, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLOUDLET_BACKUP_KEY", "python-backup-key")
+    (seed / "secrets").mkdir(exist_ok=True)
+    (seed / "secrets" / "postmaster-password").write_text("pw")
+    (seed / "backup.yaml").write_text(
+        "backup:\n  key: {env: CLOUDLET_BACKUP_KEY}\n"
+        f"  targets: {{nas: {{dir: {tmp_path / 'nas'}}}}}\n"
+        "  state: {target: nas, every: 1h}\n"
+    )
+    lab = cloudlet.Lab.load(seed)
+    assert lab.apply_sync(lab.plan_sync()).success
+    runs = asyncio.run(lab.backup_run())
+    assert [(r.class_, r.target, r.error) for r in runs] == [("state", "nas", None)]
+    listed = asyncio.run(lab.backup_list())
+    assert listed[0].snapshots[0].id == runs[0].snapshot.id
+    assert listed[0].snapshots[0].class_ == "state"
+    verified = asyncio.run(lab.backup_verify())
+    assert [l.level for l in verified[0].levels] == [0, 1, 2, 3]
+    assert all(l.ok for l in verified[0].levels)
+    with pytest.raises(cloudlet.DataLossError, match="refusing to restore"):
+        asyncio.run(lab.restore("nas"))
+    shutil.rmtree(seed / ".cloudlet")
+    phases = []
+    restored = asyncio.run(lab.restore("nas", on_phase=phases.append))
+    assert restored.success
+    assert [p.name for p in phases] == ["identity", "infrastructure", "cluster data", "reconcile", "verify"]
+    assert restored.windows[0].class_ == "state"

@@ -28,6 +28,14 @@ __version__: str = _native.__version__
 
 __all__ = [
     "ApplyReport",
+    "BackupRun",
+    "Level",
+    "LossWindow",
+    "RestorePhase",
+    "Restored",
+    "Snapshot",
+    "TargetSnapshots",
+    "Verified",
     "BackendError",
     "BootError",
     "BootEvent",
@@ -146,7 +154,7 @@ def _raise(e: Exception) -> Any:
         found = _json.loads(payload) or []
         raise LabError(message, [Diagnostic._from(d) for d in found]) from None
     if kind == "data_loss":
-        raise DataLossError(message, tuple(_json.loads(payload))) from None
+        raise DataLossError(message, tuple(_json.loads(payload) or [])) from None
     raise _KINDS.get(kind, CloudletError)(message) from None
 
 
@@ -379,6 +387,96 @@ class VolumeStatus(_Record):
 
 
 @dataclass(frozen=True)
+class Snapshot(_Record):
+    """A snapshot in a backup repository (restic's format); ``class_`` is cloudlet's class
+    (``state``, ``cluster``), empty for one cloudlet did not write."""
+
+    id: str
+    time: str
+    unix: int
+    class_: str
+    host: str
+    paths: tuple[str, ...]
+    files: int
+    bytes: int
+
+    @staticmethod
+    def _from(d: dict[str, Any]) -> "Snapshot":
+        return Snapshot(
+            id=d["id"], time=d["time"], unix=d["unix"], class_=d["class"], host=d["host"],
+            paths=tuple(d["paths"]), files=d["files"], bytes=d["bytes"],
+        )
+
+
+@dataclass(frozen=True)
+class BackupRun(_Record):
+    """One class's backup run: its snapshot, or why it failed after its attempts."""
+
+    class_: str
+    target: str
+    snapshot: Optional[Snapshot]
+    error: Optional[str]
+    seconds: float
+    forgotten: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TargetSnapshots(_Record):
+    target: str
+    dir: str
+    snapshots: tuple[Snapshot, ...]
+
+
+@dataclass(frozen=True)
+class Level(_Record):
+    """One rung of the verification ladder (0 the job ran ... 3 a restore matches)."""
+
+    level: int
+    name: str
+    ok: bool
+    detail: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Verified(_Record):
+    class_: str
+    target: str
+    levels: tuple[Level, ...]
+
+
+@dataclass(frozen=True)
+class RestorePhase(_Record):
+    name: str
+    ok: bool
+    skipped: bool
+    seconds: float
+    detail: str
+
+
+@dataclass(frozen=True)
+class LossWindow(_Record):
+    """What a restored class can have lost: what was written after its snapshot."""
+
+    class_: str
+    snapshot: str
+    taken: int
+    seconds_before_restore: int
+
+
+@dataclass(frozen=True)
+class Restored(_Record):
+    source: str
+    started: int
+    phases: tuple[RestorePhase, ...]
+    windows: tuple[LossWindow, ...]
+
+    @property
+    def success(self) -> bool:
+        return all(p.ok for p in self.phases)
+
+
+@dataclass(frozen=True)
 class InstallState(_Record):
     """Where a machine's network install is: ``phase`` is discovered, booting, installing,
     installed or failed; ``since`` and the history's ``at`` are Unix seconds."""
@@ -525,6 +623,56 @@ class Lab:
         """Health of the cluster's objects (rollouts, addresses, endpoints, claims)."""
         text = await _call(self._native.cluster_health(wait))
         return [Finding(id=f["id"], state=f["state"], message=f["message"]) for f in _json.loads(text)]
+
+    async def backup_run(self, classes: Optional[list[str]] = None) -> list[BackupRun]:
+        """Backs up each class the lab declares (or those named) now."""
+        text = await _call(self._native.backup_run(list(classes or [])))
+        return [
+            BackupRun(
+                class_=r["class"], target=r["target"],
+                snapshot=None if r["snapshot"] is None else Snapshot._from(r["snapshot"]),
+                error=r["error"], seconds=r["seconds"], forgotten=tuple(r["forgotten"]),
+            )
+            for r in _json.loads(text)
+        ]
+
+    async def backup_list(self) -> list[TargetSnapshots]:
+        """The snapshots each backup target holds."""
+        text = await _call(self._native.backup_list())
+        return [
+            TargetSnapshots(target=t["target"], dir=t["dir"], snapshots=tuple(Snapshot._from(s) for s in t["snapshots"]))
+            for t in _json.loads(text)
+        ]
+
+    async def backup_verify(self, level: int = 3) -> list[Verified]:
+        """Each class's climb up the verification ladder to ``level`` (0-3)."""
+        text = await _call(self._native.backup_verify(level))
+        return [
+            Verified(class_=v["class"], target=v["target"], levels=tuple(Level(**l) for l in v["levels"]))
+            for v in _json.loads(text)
+        ]
+
+    async def restore(
+        self,
+        source: str,
+        *,
+        force: bool = False,
+        resume: bool = False,
+        on_phase: Optional[Callable[[RestorePhase], Any]] = None,
+    ) -> Restored:
+        """Rebuilds the lab from the backup target ``source``; ``on_phase`` gets each phase as
+        it ends."""
+        cb = None if on_phase is None else (lambda text: on_phase(RestorePhase(**_json.loads(text))))
+        d = _json.loads(await _call(self._native.restore(source, force, resume, cb)))
+        return Restored(
+            source=d["from"], started=d["started"],
+            phases=tuple(RestorePhase(**p) for p in d["phases"]),
+            windows=tuple(
+                LossWindow(class_=w["class"], snapshot=w["snapshot"], taken=w["taken"],
+                           seconds_before_restore=w["seconds_before_restore"])
+                for w in d["windows"]
+            ),
+        )
 
     async def storage_status(self) -> list[VolumeStatus]:
         """The lab's volumes on the NAS: path, clients, usage, newest snapshot (empty unless

@@ -114,6 +114,35 @@ class LabTest {
     }
 
     @Test
+    fun backupsRunVerifyAndRestoreTheLab() = runBlocking {
+        val dir = seedCopy()
+        val nas = Files.createTempDirectory("cloudlet-nas-")
+        Files.createDirectories(dir.resolve("secrets"))
+        Files.writeString(dir.resolve("secrets/postmaster-password"), "pw")
+        Files.writeString(dir.resolve("secrets/backup-key"), "jvm-backup-key\n")
+        Files.writeString(
+            dir.resolve("backup.yaml"),
+            "backup:\n  key: {file: secrets/backup-key}\n  targets: {nas: {dir: $nas}}\n  state: {target: nas, every: 1h}\n",
+        )
+        val lab = Lab.load(dir.toString(), null)
+        assertTrue(lab.apply(lab.plan(), null, null).contains("\"failed\":[]"))
+        val runs = lab.backupRun(listOf())
+        assertTrue(runs.contains("\"class\":\"state\"") && runs.contains("\"error\":null"), runs)
+        val verified = lab.backupVerify(3u)
+        assertEquals(4, Regex("\"ok\":true").findAll(verified).count(), verified)
+        assertThrows(CloudletException.DataLoss::class.java) { runBlocking { lab.restore("nas", false, false, null) } }
+        dir.resolve(".cloudlet").toFile().deleteRecursively()
+        val phases = Collections.synchronizedList(mutableListOf<String>())
+        val restored = Lab.load(dir.toString(), null).restore("nas", false, false, object : EventListener {
+            override fun onEvent(event: String) {
+                phases.add(event)
+            }
+        })
+        assertEquals(5, phases.size, restored)
+        assertTrue(restored.contains("\"class\":\"state\""), restored)
+    }
+
+    @Test
     fun schemaIsJson() {
         assertTrue(schema().contains("\"title\":\"cloudlet lab\""))
     }
