@@ -65,7 +65,7 @@ fn restic_restore(repo: &Path, id: &str, to: &Path, cache: &Path) -> f64 {
     let o = Command::new("restic")
         .arg("-r")
         .arg(repo)
-        .args(["restore", &format!("{id}:/bench"), "--target"])
+        .args(["restore", id, "--target"])
         .arg(to)
         .env("RESTIC_PASSWORD", KEY)
         .env("RESTIC_CACHE_DIR", cache)
