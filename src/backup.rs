@@ -180,14 +180,7 @@ impl Lab {
         key: &str,
     ) -> Result<(Snapshot, Vec<String>), BackupError> {
         let b = self.loaded.lab.backup.as_ref().expect("checked");
-        let staging = tempfile::Builder::new()
-            .prefix("cloudlet-backup-")
-            .tempdir()
-            .map_err(|source| BackupError::Io {
-                path: std::env::temp_dir(),
-                doing: "making a staging directory in",
-                source,
-            })?;
+        let staging = cloudlet_backup::stage::scratch("backup")?;
         let dir = staging.path().to_path_buf();
         let taken = now();
         match class {
@@ -288,14 +281,7 @@ impl Lab {
             let (host, as_path) = (self.loaded.lab.name.clone(), self.backup_path(class));
             let (key, runs, every) = (key.clone(), all_runs.clone(), c.every.0);
             let levels = blocking(move || {
-                let scratch = tempfile::Builder::new()
-                    .prefix("cloudlet-verify-")
-                    .tempdir()
-                    .map_err(|source| BackupError::Io {
-                        path: std::env::temp_dir(),
-                        doing: "making a scratch directory in",
-                        source,
-                    })?;
+                let scratch = cloudlet_backup::stage::scratch("verify")?;
                 let class = Class {
                     name: class,
                     host: &host,

@@ -434,14 +434,7 @@ impl Lab {
                         target.display()
                     ),
                 })?;
-            let scratch = tempfile::Builder::new()
-                .prefix("cloudlet-restore-")
-                .tempdir()
-                .map_err(|source| BackupError::Io {
-                    path: std::env::temp_dir(),
-                    doing: "making a scratch directory in",
-                    source,
-                })?;
+            let scratch = cloudlet_backup::stage::scratch("restore")?;
             let dir = scratch.path().to_path_buf();
             let named = |e: BackupError| BackupError::Manifest {
                 snapshot: snap.id.clone(),

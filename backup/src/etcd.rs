@@ -100,13 +100,12 @@ pub async fn snapshot(
                 String::from_utf8_lossy(&text[..text.len().min(4096)])
             )));
         }
-        let mut file = tokio::fs::File::create(dest)
-            .await
-            .map_err(|source| BackupError::Io {
-                path: dest.to_path_buf(),
-                doing: "writing",
-                source,
-            })?;
+        let written = |source| BackupError::Io {
+            path: dest.to_path_buf(),
+            doing: "writing",
+            source,
+        };
+        let mut file = tokio::fs::File::create(dest).await.map_err(written)?;
         let mut decoder = Decoder::new(limits.max_bytes);
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| fail(cloudlet_transport::chain(&e)))?;
@@ -114,25 +113,13 @@ pub async fn snapshot(
                 continue;
             };
             for chunk in decoder.feed(&data).map_err(&fail)? {
-                file.write_all(&chunk)
-                    .await
-                    .map_err(|source| BackupError::Io {
-                        path: dest.to_path_buf(),
-                        doing: "writing",
-                        source,
-                    })?;
+                file.write_all(&chunk).await.map_err(written)?;
             }
         }
         let (tail, taken) = decoder.finish().map_err(&fail)?;
-        file.write_all(&tail)
-            .await
-            .and(file.flush().await)
-            .and(file.sync_all().await)
-            .map_err(|source| BackupError::Io {
-                path: dest.to_path_buf(),
-                doing: "writing",
-                source,
-            })?;
+        file.write_all(&tail).await.map_err(written)?;
+        file.flush().await.map_err(written)?;
+        file.sync_all().await.map_err(written)?;
         // The file is what `etcdctl snapshot save` writes: the database and etcd's hash after
         // it, which `etcdutl snapshot restore` checks again.
         Ok(taken)

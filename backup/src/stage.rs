@@ -167,6 +167,19 @@ impl Manifest {
     }
 }
 
+/// A scratch directory of the system's temporary directory, named `cloudlet-PURPOSE-…`,
+/// removed when dropped.
+pub fn scratch(purpose: &str) -> Result<tempfile::TempDir, BackupError> {
+    tempfile::Builder::new()
+        .prefix(&format!("cloudlet-{purpose}-"))
+        .tempdir()
+        .map_err(|source| BackupError::Io {
+            path: std::env::temp_dir(),
+            doing: "making a scratch directory in",
+            source,
+        })
+}
+
 /// Copies the regular files under `source` into `staging` (modes kept), but those whose
 /// relative path starts with one of `skip`.
 pub fn copy_tree(source: &Path, staging: &Path, skip: &[&str]) -> Result<(), BackupError> {

@@ -8,27 +8,18 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 const KEY: &str = "a-backup-key-that-must-never-be-printed";
 
+mod common;
+
 fn cloudlet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cloudlet"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("runs")
+    common::cloudlet(&[], args)
 }
 
 fn text(o: &Output) -> String {
-    let t = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(!t.contains(KEY), "the key was printed:\n{t}");
-    t
+    common::text(o, &[KEY])
 }
 
 /// The seed with a backup block: the key in a file, the target `target`.

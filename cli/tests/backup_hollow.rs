@@ -11,32 +11,20 @@ use std::process::Output;
 use cloudlet_testkit::apiserver::peers;
 use cloudlet_testkit::hollow::HollowLab;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cloudlet");
+mod common;
+
 const KEY: &str = "hollow-backup-key";
 
 async fn cloudlet(vault: &str, args: &[&str]) -> Output {
-    tokio::process::Command::new(BIN)
-        .args(args)
-        .env("CLOUDLET_VAULT_KEY", vault)
-        .env("CLOUDLET_BACKUP_KEY", KEY)
-        .env("NO_COLOR", "1")
-        .output()
-        .await
-        .expect("the CLI runs")
+    common::cloudlet_async(
+        &[("CLOUDLET_VAULT_KEY", vault), ("CLOUDLET_BACKUP_KEY", KEY)],
+        args,
+    )
+    .await
 }
 
 fn text(o: &Output) -> String {
-    let t = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(!t.contains(KEY), "the key was printed:\n{t}");
-    assert!(
-        !t.contains("PRIVATE KEY"),
-        "a private key was printed:\n{t}"
-    );
-    t
+    common::text(o, &[KEY])
 }
 
 #[test]
@@ -57,11 +45,7 @@ fn the_cluster_class_snapshots_etcd_of_the_cluster_cloudlet_made_and_proves_it()
     );
     std::fs::write(&lab, yaml).unwrap();
     hollow.report_installs(&work.path().join(".cloudlet"));
-    let key = std::process::Command::new(BIN)
-        .args(["key", "new"])
-        .output()
-        .unwrap();
-    let vault = String::from_utf8(key.stdout).unwrap().trim().to_string();
+    let vault = common::vault_key();
     let l = lab.display().to_string();
 
     let (apply, run, verify) = hollow.block_on(async move {

@@ -17,37 +17,21 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cloudlet");
+mod common;
+use common::client;
 
 /// Runs the CLI (from the segment's namespace) with the vault key and the release cache of
 /// the test in its environment.
 async fn cloudlet(key: &str, cache: &str, args: &[&str]) -> Output {
-    tokio::process::Command::new(BIN)
-        .args(args)
-        .env("CLOUDLET_VAULT_KEY", key)
-        .env("CLOUDLET_CACHE_DIR", cache)
-        .env("NO_COLOR", "1")
-        .output()
-        .await
-        .expect("the CLI runs")
+    common::cloudlet_async(
+        &[("CLOUDLET_VAULT_KEY", key), ("CLOUDLET_CACHE_DIR", cache)],
+        args,
+    )
+    .await
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-async fn client(kubeconfig: &str) -> kube::Client {
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::from_yaml(kubeconfig).unwrap(),
-        &Default::default(),
-    )
-    .await
-    .unwrap();
-    kube::Client::try_from(config).unwrap()
+    common::text(o, &[])
 }
 
 /// Each platform workload as `kind namespace/name: ready/desired`, and the nodes its pods run on.
@@ -155,12 +139,7 @@ fn the_seed_and_its_platform_apply_to_empty_machines_in_one_run_and_every_compon
     let lab = dir.display().to_string();
     let cache = work.path().join("cache").display().to_string();
 
-    let key = std::process::Command::new(BIN)
-        .args(["key", "new"])
-        .output()
-        .unwrap();
-    assert!(key.status.success());
-    let key = String::from_utf8(key.stdout).unwrap().trim().to_string();
+    let key = common::vault_key();
 
     let (apply, status, kubeconfig) = hollow.block_on({
         let (key, lab, cache) = (key.clone(), lab.clone(), cache.clone());

@@ -6,28 +6,18 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 const KEY: &str = "seed-restore-key";
 
+mod common;
+
 fn cloudlet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cloudlet"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("CLOUDLET_BACKUP_KEY", KEY)
-        .stdin(Stdio::null())
-        .output()
-        .expect("runs")
+    common::cloudlet(&[("CLOUDLET_BACKUP_KEY", KEY)], args)
 }
 
 fn text(o: &Output) -> String {
-    let t = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(!t.contains(KEY), "the key was printed:\n{t}");
-    t
+    common::text(o, &[KEY])
 }
 
 fn seed_with_backup(work: &Path) -> PathBuf {

@@ -18,32 +18,21 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cloudlet");
+mod common;
+use common::client;
+
 const KEY: &str = "restore-backup-key";
 
 async fn cloudlet(vault: &str, args: &[&str]) -> Output {
-    tokio::process::Command::new(BIN)
-        .args(args)
-        .env("CLOUDLET_VAULT_KEY", vault)
-        .env("CLOUDLET_BACKUP_KEY", KEY)
-        .env("NO_COLOR", "1")
-        .output()
-        .await
-        .expect("the CLI runs")
+    common::cloudlet_async(
+        &[("CLOUDLET_VAULT_KEY", vault), ("CLOUDLET_BACKUP_KEY", KEY)],
+        args,
+    )
+    .await
 }
 
 fn text(o: &Output) -> String {
-    let t = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(!t.contains(KEY), "the key was printed:\n{t}");
-    assert!(
-        !t.contains("PRIVATE KEY"),
-        "a private key was printed:\n{t}"
-    );
-    t
+    common::text(o, &[KEY])
 }
 
 fn machines() -> HollowLab {
@@ -55,16 +44,6 @@ fn machines() -> HollowLab {
         Ipv4Addr::new(10, 0, 20, 250),
         24,
     )
-}
-
-async fn client(kubeconfig: &str) -> kube::Client {
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::from_yaml(kubeconfig).unwrap(),
-        &Default::default(),
-    )
-    .await
-    .unwrap();
-    kube::Client::try_from(config).unwrap()
 }
 
 async fn canary(client: &kube::Client, name: &str, seq: u32) {
@@ -86,16 +65,7 @@ fn a_lab_destroyed_after_its_backup_is_rebuilt_by_one_restore_with_its_data() {
     let work = tempfile::tempdir().unwrap();
     let (lab, target) = (work.path().join("lab.yaml"), work.path().join("nas"));
     let state = work.path().join(".cloudlet");
-    let vault = String::from_utf8(
-        std::process::Command::new(BIN)
-            .args(["key", "new"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .to_string();
+    let vault = common::vault_key();
     let l = lab.display().to_string();
 
     // Before: the lab made, its canaries written, backed up; one more canary after the backup.

@@ -142,6 +142,38 @@ fn make_ca(common_name: &str, what: &'static str) -> Result<CertKey, IdentityErr
 pub const ADMIN_GROUP: &str = "kubeadm:cluster-admins";
 
 impl CertKey {
+    /// A client certificate of this CA (named `ca_name`) for `common_name` in
+    /// `organization`, valid for `valid` from a little before now; its PEM and its key.
+    fn client_cert(
+        &self,
+        ca_name: &str,
+        common_name: &str,
+        organization: Option<&str>,
+        valid: std::time::Duration,
+        what: &'static str,
+    ) -> Result<(String, KeyPair), IdentityError> {
+        let made = |source| IdentityError::Make { what, source };
+        let issuer = self.issuer(ca_name)?;
+        let key = KeyPair::generate().map_err(made)?;
+        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(made)?;
+        p.distinguished_name
+            .push(DnType::CommonName, common_name.to_string());
+        if let Some(o) = organization {
+            p.distinguished_name
+                .push(DnType::OrganizationName, o.to_string());
+        }
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let now = time::OffsetDateTime::now_utc();
+        p.not_before = now - time::Duration::minutes(5);
+        p.not_after = now + time::Duration::try_from(valid).unwrap_or(time::Duration::hours(1));
+        let cert = p.signed_by(&key, &issuer).map_err(made)?;
+        Ok((cert.pem(), key))
+    }
+
     /// The CA as an issuer of certificates (its key, and its name `common_name`).
     fn issuer(&self, common_name: &str) -> Result<rcgen::Issuer<'static, KeyPair>, IdentityError> {
         let made = |source| IdentityError::Make {
@@ -252,26 +284,13 @@ impl Identity {
         valid: std::time::Duration,
     ) -> Result<Kubeconfig, IdentityError> {
         use base64::Engine as _;
-        let made = |source| IdentityError::Make {
-            what: "admin client certificate",
-            source,
-        };
-        let issuer = self.ca.issuer("kubernetes")?;
-        let key = KeyPair::generate().map_err(made)?;
-        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(made)?;
-        p.distinguished_name
-            .push(DnType::CommonName, user.to_string());
-        p.distinguished_name
-            .push(DnType::OrganizationName, ADMIN_GROUP.to_string());
-        p.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let now = time::OffsetDateTime::now_utc();
-        p.not_before = now - time::Duration::minutes(5);
-        p.not_after = now + time::Duration::try_from(valid).unwrap_or(time::Duration::hours(1));
-        let cert = p.signed_by(&key, &issuer).map_err(made)?;
+        let (cert, key) = self.ca.client_cert(
+            "kubernetes",
+            user,
+            Some(ADMIN_GROUP),
+            valid,
+            "admin client certificate",
+        )?;
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         Ok(Kubeconfig(format!(
             "apiVersion: v1
@@ -294,7 +313,7 @@ contexts:
 current-context: {user}@{cluster}
 ",
             ca = b64(&self.ca.cert),
-            crt = b64(&cert.pem()),
+            crt = b64(&cert),
             key = b64(&key.serialize_pem()),
         )))
     }
@@ -307,25 +326,10 @@ current-context: {user}@{cluster}
         user: &str,
         valid: std::time::Duration,
     ) -> Result<(String, PrivateKeyPem), IdentityError> {
-        let made = |source| IdentityError::Make {
-            what: "etcd client certificate",
-            source,
-        };
-        let issuer = self.etcd_ca.issuer("etcd-ca")?;
-        let key = KeyPair::generate().map_err(made)?;
-        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(made)?;
-        p.distinguished_name
-            .push(DnType::CommonName, user.to_string());
-        p.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let now = time::OffsetDateTime::now_utc();
-        p.not_before = now - time::Duration::minutes(5);
-        p.not_after = now + time::Duration::try_from(valid).unwrap_or(time::Duration::hours(1));
-        let cert = p.signed_by(&key, &issuer).map_err(made)?;
-        Ok((cert.pem(), PrivateKeyPem(key.serialize_pem())))
+        let (cert, key) =
+            self.etcd_ca
+                .client_cert("etcd-ca", user, None, valid, "etcd client certificate")?;
+        Ok((cert, PrivateKeyPem(key.serialize_pem())))
     }
 
     /// The identity kept in `vault`, made and kept there first if there is none; `true` when

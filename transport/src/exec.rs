@@ -110,6 +110,23 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// What a finished command said: its standard output, or a failure with all it printed.
+fn finished(args: &[&str], out: &std::process::Output) -> Result<String, ExecError> {
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(ExecError::Failed {
+            command: args.join(" "),
+            code: out.status.code(),
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        })
+    }
+}
+
 impl Host {
     /// The full command line for `args`.
     fn argv(&self, args: &[&str]) -> Vec<String> {
@@ -186,19 +203,7 @@ impl Host {
                 command: argv.join(" "),
                 source,
             })?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(ExecError::Failed {
-                command: args.join(" "),
-                code: out.status.code(),
-                output: format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            })
-        }
+        finished(args, &out)
     }
 
     /// Runs `args` there with the local file `file` streamed to its standard input (a large
@@ -227,19 +232,7 @@ impl Host {
                 command: argv.join(" "),
                 source,
             })?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(ExecError::Failed {
-                command: args.join(" "),
-                code: out.status.code(),
-                output: format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            })
-        }
+        finished(args, &out)
     }
 
     /// A file's text, `None` when it does not exist.

@@ -1,0 +1,65 @@
+//! What the CLI's end-to-end tests share: running the binary with an environment, reading
+//! what it printed (asserting that no secret is in it), and a client from a kubeconfig.
+#![allow(dead_code, unreachable_pub, clippy::disallowed_methods)]
+
+use std::process::{Output, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cloudlet");
+
+/// Runs the CLI with `env` (and `NO_COLOR`), no standard input.
+pub fn cloudlet(env: &[(&str, &str)], args: &[&str]) -> Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the CLI runs")
+}
+
+/// [`cloudlet`] from a task (on the hollow segment's threads, so it reaches the nodes).
+pub async fn cloudlet_async(env: &[(&str, &str)], args: &[&str]) -> Output {
+    tokio::process::Command::new(BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("the CLI runs")
+}
+
+/// All the CLI printed; fails when any of `secrets` (or a private key) is in it.
+pub fn text(o: &Output, secrets: &[&str]) -> String {
+    let t = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for s in secrets {
+        assert!(!t.contains(s), "a secret was printed:\n{t}");
+    }
+    assert!(
+        !t.contains("PRIVATE KEY"),
+        "a private key was printed:\n{t}"
+    );
+    t
+}
+
+/// A client of the cluster a kubeconfig names.
+pub async fn client(kubeconfig: &str) -> kube::Client {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::from_yaml(kubeconfig).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// A new vault key, from `cloudlet key new`.
+pub fn vault_key() -> String {
+    let o = cloudlet(&[], &["key", "new"]);
+    assert!(o.status.success());
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
