@@ -55,6 +55,7 @@ fn domain_crates_depend_only_on_core_and_frontends_only_on_the_facade() {
         "cloudlet-pxe",
         "cloudlet-storage",
         "cloudlet-cluster",
+        "cloudlet-backup",
     ];
     let frontends = [
         "cloudlet-cli",

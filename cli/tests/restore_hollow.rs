@@ -97,12 +97,23 @@ fn a_lab_destroyed_after_its_backup_is_rebuilt_by_one_restore_with_its_data() {
             for i in 0..20 {
                 canary(&c, &format!("canary-{i}"), i).await;
             }
+            // The writing canary: its sequence number and the time, every second, before,
+            // during and after the backup, until the disaster.
+            let writer = tokio::spawn(write_every_second(c.clone()));
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
             let run = cloudlet(&vault, &["backup", "run", &l]).await;
             assert!(run.status.success(), "{}", text(&run));
             canary(&c, "after-the-backup", 99).await;
-            kc
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            writer.abort();
+            let last = Api::<ConfigMap>::namespaced(c, "default")
+                .get("writer")
+                .await
+                .unwrap();
+            (kc, written(&last))
         }
     });
+    let (kubeconfig, (last_seq, last_at)) = kubeconfig;
 
     // The disaster: every machine and everything on it, and the lab's state.
     drop(before);
@@ -114,12 +125,19 @@ fn a_lab_destroyed_after_its_backup_is_rebuilt_by_one_restore_with_its_data() {
     // set of hollow machines makes its own).
     write_lab(&after);
     after.report_installs(&state);
-    let (restore, again) = after.block_on({
-        let (vault, l) = (vault.clone(), l.clone());
+    let restore_began = std::time::Instant::now();
+    let (restore, again, answering) = after.block_on({
+        let (vault, l, kc) = (vault.clone(), l.clone(), kubeconfig.clone());
         async move {
             let restore = cloudlet(&vault, &["restore", &l, "--from", "nas"]).await;
+            // RTO: from the restore's start until the canary answers again.
+            let maps = Api::<ConfigMap>::namespaced(client(&kc).await, "default");
+            while maps.get_opt("writer").await.ok().flatten().is_none() {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            let answering = restore_began.elapsed();
             let again = cloudlet(&vault, &["restore", &l, "--from", "nas"]).await;
-            (restore, again)
+            (restore, again, answering)
         }
     });
     let out = text(&restore);
@@ -159,7 +177,7 @@ fn a_lab_destroyed_after_its_backup_is_rebuilt_by_one_restore_with_its_data() {
     assert_eq!(journal(work.path()), journal_before);
 
     // The kubeconfig issued before the disaster works: same CA. The data is back.
-    let (seqs, late, web) = after.block_on(async move {
+    let (seqs, late, web, restored) = after.block_on(async move {
         let c = client(&kubeconfig).await;
         let maps = Api::<ConfigMap>::namespaced(c.clone(), "default");
         let mut seqs = Vec::new();
@@ -168,13 +186,59 @@ fn a_lab_destroyed_after_its_backup_is_rebuilt_by_one_restore_with_its_data() {
             seqs.push(cm.data.unwrap()["seq"].parse::<u32>().unwrap());
         }
         let late = maps.get_opt("after-the-backup").await.unwrap();
+        let restored = written(&maps.get("writer").await.unwrap());
         let web = Api::<Deployment>::namespaced(c, "web")
             .get_opt("web")
             .await
             .unwrap();
-        (seqs, late, web)
+        (seqs, late, web, restored)
     });
     assert_eq!(seqs, (0..20).collect::<Vec<_>>());
     assert!(late.is_none(), "written after the backup, so not restored");
     assert!(web.is_some(), "the app is back");
+    // RPO: what the writing canary wrote last before the disaster against what came back;
+    // within the cluster class's schedule (1h), and no later than the backup.
+    let (restored_seq, restored_at) = restored;
+    assert!(restored_seq <= last_seq, "{restored_seq} > {last_seq}");
+    let rpo = last_at - restored_at;
+    assert!((0..=3600).contains(&rpo), "RPO {rpo}s");
+    eprintln!(
+        "canary: last written #{last_seq}, restored #{restored_seq}: RPO {rpo}s ({} writes lost); RTO {:.1}s (restore start to the canary answering)",
+        last_seq - restored_seq,
+        answering.as_secs_f64()
+    );
+}
+
+/// Writes the `writer` ConfigMap's sequence number and time every second.
+async fn write_every_second(c: kube::Client) {
+    let maps = Api::<ConfigMap>::namespaced(c, "default");
+    for seq in 0u64.. {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some("writer".into());
+        cm.data = Some(
+            [
+                ("seq".to_string(), seq.to_string()),
+                ("at".to_string(), now.to_string()),
+            ]
+            .into(),
+        );
+        let _ = maps
+            .patch(
+                "writer",
+                &kube::api::PatchParams::apply("canary").force(),
+                &kube::api::Patch::Apply(&cm),
+            )
+            .await;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// The sequence number and time the writer's ConfigMap holds.
+fn written(cm: &ConfigMap) -> (u64, i64) {
+    let d = cm.data.as_ref().unwrap();
+    (d["seq"].parse().unwrap(), d["at"].parse().unwrap())
 }
