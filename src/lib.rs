@@ -139,9 +139,13 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
-    /// An apply or a step of a restore phase failed.
+    /// An apply of a restore phase left steps failed (the first few, with their errors), or
+    /// the cluster's objects failed to come back.
     #[error("{0}")]
     RestoreApply(String),
+    /// etcd could not be restored onto the control plane.
+    #[error("restoring etcd onto the control plane")]
+    RestoreEtcd(#[source] Box<cluster::bootstrap::BootstrapError>),
     /// A saved plan could not be read or written.
     #[error("plan file {}: {message}", path.display())]
     PlanFile {
@@ -228,7 +232,7 @@ impl Error {
             }
             Error::RestoreNotEmpty { .. } => ErrorKind::DataLoss,
             Error::RestorePhase { source, .. } => source.kind(),
-            Error::RestoreApply(_) => ErrorKind::Backend,
+            Error::RestoreApply(_) | Error::RestoreEtcd(_) => ErrorKind::Backend,
             Error::Release(_) => ErrorKind::Backend,
             Error::Engine(EngineError::StalePlan { .. } | EngineError::PlanFormat { .. }) => {
                 ErrorKind::StalePlan

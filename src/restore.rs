@@ -361,7 +361,7 @@ impl Lab {
                 made.bootstrap()
                     .restore_etcd(&scratch.path().join("etcd.db"))
                     .await
-                    .map_err(|e| Error::RestoreApply(cloudlet_core::error::chain(&e)))?;
+                    .map_err(|e| Error::RestoreEtcd(Box::new(e)))?;
                 done.windows
                     .push(self.window("cluster", &snap, done.started));
                 Ok(Some(format!(
