@@ -298,7 +298,10 @@ impl Lab {
                 if b.state.is_none() {
                     return Ok(None);
                 }
-                let (scratch, snap) = self.restore_class("state", target, key).await?;
+                // Restored beside the state (under its `restore/`), so its files move into
+                // place instead of being copied.
+                let within = self.state_dir().join("restore");
+                let (scratch, snap) = self.restore_class("state", target, key, &within).await?;
                 let state = self.state_dir();
                 let from = scratch.path().to_path_buf();
                 let n = blocking(move || {
@@ -313,7 +316,7 @@ impl Lab {
                         if let Some(d) = to.parent() {
                             std::fs::create_dir_all(d).map_err(io)?;
                         }
-                        std::fs::copy(from.join(rel), &to).map_err(io)?;
+                        std::fs::rename(from.join(rel), &to).map_err(io)?;
                     }
                     Ok(files.len())
                 })
@@ -344,7 +347,8 @@ impl Lab {
                 if b.cluster.is_none() || !self.makes_cluster() {
                     return Ok(None);
                 }
-                let (scratch, snap) = self.restore_class("cluster", target, key).await?;
+                let within = std::env::temp_dir();
+                let (scratch, snap) = self.restore_class("cluster", target, key, &within).await?;
                 let (out, state) = (self.output_dir(), self.state_dir());
                 let c = self.connection(
                     crate::Domain::Cluster,
@@ -409,15 +413,17 @@ impl Lab {
         }
     }
 
-    /// The newest snapshot of `class` restored into a scratch directory and proven against
+    /// The newest snapshot of `class` restored into a scratch directory under `within` and
+    /// proven against
     /// its manifest: a snapshot cut short or damaged stops here, named.
     async fn restore_class(
         &self,
         class: &'static str,
         target: &Path,
         key: &str,
+        within: &Path,
     ) -> Result<(tempfile::TempDir, Snapshot), Error> {
-        let (target, key) = (target.to_path_buf(), key.to_string());
+        let (target, key, within) = (target.to_path_buf(), key.to_string(), within.to_path_buf());
         let (host, as_path) = (self.loaded.lab.name.clone(), self.backup_path(class));
         Ok(blocking(move || {
             let repo = Repo::open(&target, &key)?;
@@ -434,7 +440,7 @@ impl Lab {
                         target.display()
                     ),
                 })?;
-            let scratch = cloudlet_backup::stage::scratch("restore")?;
+            let scratch = cloudlet_backup::stage::scratch_in(&within, "restore")?;
             let dir = scratch.path().to_path_buf();
             let named = |e: BackupError| BackupError::Manifest {
                 snapshot: snap.id.clone(),

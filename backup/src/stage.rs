@@ -170,14 +170,21 @@ impl Manifest {
 /// A scratch directory of the system's temporary directory, named `cloudlet-PURPOSE-…`,
 /// removed when dropped.
 pub fn scratch(purpose: &str) -> Result<tempfile::TempDir, BackupError> {
+    scratch_in(&std::env::temp_dir(), purpose)
+}
+
+/// [`scratch`] under `parent` (made when missing): on the filesystem its files move to.
+pub fn scratch_in(parent: &Path, purpose: &str) -> Result<tempfile::TempDir, BackupError> {
+    let io = |source| BackupError::Io {
+        path: parent.to_path_buf(),
+        doing: "making a scratch directory in",
+        source,
+    };
+    std::fs::create_dir_all(parent).map_err(io)?;
     tempfile::Builder::new()
         .prefix(&format!("cloudlet-{purpose}-"))
-        .tempdir()
-        .map_err(|source| BackupError::Io {
-            path: std::env::temp_dir(),
-            doing: "making a scratch directory in",
-            source,
-        })
+        .tempdir_in(parent)
+        .map_err(io)
 }
 
 /// Copies the regular files under `source` into `staging` (modes kept), but those whose
