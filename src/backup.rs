@@ -3,11 +3,12 @@
 //! cloudlet is not running. The rules of what a class holds live here; the repository
 //! format, staging, etcd's API and the ladder live in [`cloudlet_backup`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cloudlet_backup::repo::{Repo, Snapshot};
+use cloudlet_backup::repo::{Location, Repo, Snapshot};
 use cloudlet_backup::runs::{self, Run};
+use cloudlet_backup::s3::S3Location;
 use cloudlet_backup::stage::Manifest;
 use cloudlet_backup::verify::{self, Class, Level};
 use cloudlet_backup::{BackupError, blocking, etcd};
@@ -45,8 +46,8 @@ pub struct BackupRun {
 pub struct TargetSnapshots {
     /// The target's name.
     pub target: String,
-    /// Its repository's directory.
-    pub dir: PathBuf,
+    /// Its repository: a directory, or `s3:https://…` (never credentials).
+    pub repository: String,
     /// Its snapshots, oldest first (every host's and class's).
     pub snapshots: Vec<Snapshot>,
 }
@@ -87,12 +88,34 @@ impl Lab {
             .map_err(|e| Error::BackupKey(Box::new(e)))
     }
 
-    /// The directory of the target `name`.
-    pub(crate) fn target_dir(&self, b: &Backup, name: &str) -> PathBuf {
-        b.targets
+    /// Where the target `name` keeps its repository, with its credentials read.
+    pub(crate) fn target_location(&self, b: &Backup, name: &str) -> Result<Location, Error> {
+        let t = b
+            .targets
             .get(name)
-            .map(|t| self.loaded.base_dir.join(&t.dir))
-            .unwrap_or_default()
+            .ok_or_else(|| Error::NoBackupTarget(name.to_string()))?;
+        let base = &self.loaded.base_dir;
+        if let Some(s3) = &t.s3 {
+            let read = |field: &'static str, r: &cloudlet_core::model::SecretRef| {
+                r.read(base).map_err(|e| Error::BackupCredential {
+                    target: name.to_string(),
+                    field,
+                    source: Box::new(e),
+                })
+            };
+            return Ok(Location::S3(S3Location {
+                endpoint: s3.endpoint.trim_end_matches('/').to_string(),
+                bucket: s3.bucket.clone(),
+                prefix: s3.prefix.clone(),
+                region: s3.region.clone().unwrap_or_else(|| "us-east-1".into()),
+                access_key: read("access_key", &s3.access_key)?,
+                secret_key: read("secret_key", &s3.secret_key)?,
+                ca: s3.ca.as_ref().map(|c| base.join(c)),
+            }));
+        }
+        Ok(Location::Dir(
+            base.join(t.dir.as_deref().unwrap_or(Path::new(""))),
+        ))
     }
 
     /// The path a class's snapshots hold (`/cloudlet/LAB/CLASS`): what a restore recreates.
@@ -193,7 +216,8 @@ impl Lab {
             other => unreachable!("class `{other}` is not one of the lab's"),
         }
         let (target, host, as_path) = (
-            self.target_dir(b, &c.target),
+            self.target_location(b, &c.target)
+                .map_err(|e| BackupError::Task(cloudlet_core::error::chain(&e)))?,
             self.loaded.lab.name.clone(),
             self.backup_path(class),
         );
@@ -252,16 +276,20 @@ impl Lab {
         let key = self.backup_key(b)?;
         let mut out = Vec::new();
         for name in b.targets.keys() {
-            let dir = self.target_dir(b, name);
-            let (d, k) = (dir.clone(), key.clone());
-            let snapshots = if cloudlet_backup::repo::exists(&dir) {
-                blocking(move || Repo::open(&d, &k)?.snapshots()).await?
-            } else {
-                Vec::new()
-            };
+            let loc = self.target_location(b, name)?;
+            let repository = loc.to_string();
+            let k = key.clone();
+            let snapshots = blocking(move || {
+                if cloudlet_backup::repo::exists(&loc)? {
+                    Repo::open(&loc, &k)?.snapshots()
+                } else {
+                    Ok(Vec::new())
+                }
+            })
+            .await?;
             out.push(TargetSnapshots {
                 target: name.clone(),
-                dir,
+                repository,
                 snapshots,
             });
         }
@@ -277,7 +305,7 @@ impl Lab {
         let all_runs = runs::read(&self.state_dir());
         let mut out = Vec::new();
         for (class, c) in b.classes() {
-            let target = self.target_dir(b, &c.target);
+            let target = self.target_location(b, &c.target)?;
             let (host, as_path) = (self.loaded.lab.name.clone(), self.backup_path(class));
             let (key, runs, every) = (key.clone(), all_runs.clone(), c.every.0);
             let levels = blocking(move || {

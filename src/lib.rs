@@ -96,6 +96,17 @@ pub enum Error {
     /// The backup key could not be read from where the lab says it is.
     #[error("the backup key (`backup.key`)")]
     BackupKey(#[source] Box<cloudlet_core::error::SecretError>),
+    /// A backup target's credential could not be read from where the lab says it is.
+    #[error("`backup.targets.{target}.s3.{field}`")]
+    BackupCredential {
+        /// The target.
+        target: String,
+        /// `access_key` or `secret_key`.
+        field: &'static str,
+        /// Why it could not be read.
+        #[source]
+        source: Box<cloudlet_core::error::SecretError>,
+    },
     /// The lab declares no backups.
     #[error("the lab has no `backup` block: add one with a key and a target")]
     NoBackup,
@@ -223,9 +234,9 @@ impl Error {
             | Error::Downgrade(_)
             | Error::NoBackup
             | Error::NoBackupClass(_) => ErrorKind::Lab,
-            Error::BackupKey(_) | Error::Backup(cloudlet_backup::BackupError::Io { .. }) => {
-                ErrorKind::Io
-            }
+            Error::BackupKey(_)
+            | Error::BackupCredential { .. }
+            | Error::Backup(cloudlet_backup::BackupError::Io { .. }) => ErrorKind::Io,
             Error::Backup(_) => ErrorKind::Backend,
             Error::NoBackupTarget(_) | Error::RestoreUnderWay | Error::RestoreNothingToResume => {
                 ErrorKind::Lab

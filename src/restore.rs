@@ -18,7 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cloudlet_backup::repo::{Repo, Snapshot};
+use cloudlet_backup::repo::{Location, Repo, Snapshot};
 use cloudlet_backup::stage::{MANIFEST, Manifest};
 use cloudlet_backup::{BackupError, blocking};
 use serde::{Deserialize, Serialize};
@@ -222,7 +222,7 @@ impl Lab {
             },
         };
         let key = self.backup_key(b)?;
-        let target = self.target_dir(b, &options.from);
+        let target = self.target_location(b, &options.from)?;
         let mut phases = Vec::new();
         for name in PHASES {
             let previous = done.phases.iter().find(|p| p.name == *name && p.ok);
@@ -287,7 +287,7 @@ impl Lab {
     async fn restore_phase(
         &self,
         name: &str,
-        target: &Path,
+        target: &Location,
         key: &str,
         options: &RestoreOptions,
         done: &mut Restored,
@@ -419,11 +419,11 @@ impl Lab {
     async fn restore_class(
         &self,
         class: &'static str,
-        target: &Path,
+        target: &Location,
         key: &str,
         within: &Path,
     ) -> Result<(tempfile::TempDir, Snapshot), Error> {
-        let (target, key, within) = (target.to_path_buf(), key.to_string(), within.to_path_buf());
+        let (target, key, within) = (target.clone(), key.to_string(), within.to_path_buf());
         let (host, as_path) = (self.loaded.lab.name.clone(), self.backup_path(class));
         Ok(blocking(move || {
             let repo = Repo::open(&target, &key)?;
@@ -435,10 +435,7 @@ impl Lab {
                 .cloned()
                 .ok_or_else(|| BackupError::Manifest {
                     snapshot: "(none)".into(),
-                    message: format!(
-                        "no snapshot of `{class}` for lab `{host}` in {}",
-                        target.display()
-                    ),
+                    message: format!("no snapshot of `{class}` for lab `{host}` in {target}"),
                 })?;
             let scratch = cloudlet_backup::stage::scratch_in(&within, "restore")?;
             let dir = scratch.path().to_path_buf();

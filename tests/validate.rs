@@ -1231,3 +1231,61 @@ fn a_backup_schedule_divides_a_day_and_keeps_something() {
     let d = only(&t, "backup-keep");
     assert_at(&d, at(&t, "0}}"));
 }
+
+#[test]
+fn a_backup_target_is_a_directory_or_an_s3_store_over_tls() {
+    let s3 = |endpoint: &str, bucket: &str, prefix: &str| {
+        with_backup(&format!(
+            "  targets:\n    off:\n      s3: {{endpoint: {endpoint}, bucket: {bucket}, prefix: {prefix:?}, access_key: {{env: K}}, secret_key: {{file: s}}}}\n  state: {{target: off, every: 1h}}\n"
+        ))
+    };
+    assert_eq!(
+        findings(&s3("https://minio.lan:9000", "lab-backups", "home/seed")),
+        vec![]
+    );
+    assert_eq!(
+        findings(&s3("https://s3.example.org/", "b.c-d", "")),
+        vec![]
+    );
+
+    let t = s3("http://minio.lan:9000", "lab-backups", "");
+    let d = only(&t, "backup-s3-endpoint");
+    assert_at(&d, at(&t, "http://"));
+    assert!(d.message.contains("travel in clear"), "{}", d.message);
+    let t = s3("https://minio.lan/lab-backups", "lab-backups", "");
+    assert_eq!(
+        only(&t, "backup-s3-endpoint").message,
+        "`https://minio.lan/lab-backups` is not `https://HOST[:PORT]`"
+    );
+    assert_at(
+        &only(&t, "backup-s3-endpoint"),
+        at(&t, "https://minio.lan/"),
+    );
+
+    for bad in ["ab", "Lab_Backups", "-lab", "lab-"] {
+        let t = s3("https://minio.lan", bad, "");
+        let d = only(&t, "backup-s3-bucket");
+        assert_eq!(d.message, format!("`{bad}` is not a bucket name"));
+    }
+    for bad in ["/home", "home/", "a//b", "a/../b"] {
+        let t = s3("https://minio.lan", "lab-backups", bad);
+        assert_eq!(
+            only(&t, "backup-s3-prefix").message,
+            format!("`{bad}` is not a path inside the bucket")
+        );
+    }
+
+    let t = with_backup(
+        "  targets:\n    off: {dir: /mnt/b, s3: {endpoint: https://m, bucket: bbb, access_key: {env: K}, secret_key: {env: S}}}\n  state: {target: off, every: 1h}\n",
+    );
+    let d = only(&t, "backup-target-kind");
+    assert_eq!(
+        d.message,
+        "target `off` needs exactly one of `dir` and `s3`, not both"
+    );
+    let t = with_backup("  targets:\n    off: {}\n  state: {target: off, every: 1h}\n");
+    assert_eq!(
+        only(&t, "backup-target-kind").message,
+        "target `off` needs exactly one of `dir` and `s3`"
+    );
+}

@@ -2,6 +2,8 @@
 //!
 //! - [`repo`]: repositories in restic's format (through rustic_core), one per target, every
 //!   class in it told apart by tags; stock `restic` reads them.
+//! - [`s3`]: an S3-compatible store as a repository's backend (Signature V4 over the
+//!   project's HTTPS client).
 //! - [`stage`]: what a class backs up, staged as a directory with a manifest of every file's
 //!   SHA-256 and mode, so a restore can be proven byte for byte.
 //! - [`etcd`]: a snapshot of etcd through its API (the gateway's `maintenance/snapshot`),
@@ -14,6 +16,7 @@
 pub mod etcd;
 pub mod repo;
 pub mod runs;
+pub mod s3;
 pub mod stage;
 pub mod verify;
 
@@ -24,24 +27,23 @@ use std::path::PathBuf;
 pub enum BackupError {
     /// The key opens no key file of the repository.
     #[error(
-        "the backup key does not open the repository at {}: give the key it was made with (nothing was written)",
-        dir.display()
+        "the backup key does not open the repository at {repo}: give the key it was made with (nothing was written)"
     )]
     WrongKey {
         /// The repository.
-        dir: PathBuf,
+        repo: String,
     },
     /// There is no repository where one was expected.
-    #[error("no backup repository at {}", dir.display())]
+    #[error("no backup repository at {repo}")]
     NoRepository {
         /// Where one was looked for.
-        dir: PathBuf,
+        repo: String,
     },
     /// The repository refused or failed.
-    #[error("{doing} the repository at {}: {message}", dir.display())]
+    #[error("{doing} the repository at {repo}: {message}")]
     Repository {
-        /// The repository.
-        dir: PathBuf,
+        /// The repository (its path, or its `s3:` address).
+        repo: String,
         /// What cloudlet was doing.
         doing: &'static str,
         /// What rustic_core said.

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustic_backend::LocalBackend;
+
+use crate::s3::{S3Backend, S3Location};
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions,
     LocalDestination, LsOptions, OpenStatus, PathList, Repository, RepositoryBackends,
@@ -67,9 +69,28 @@ impl Snapshot {
     }
 }
 
+/// Where a repository lives.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// A directory.
+    Dir(PathBuf),
+    /// A prefix of a bucket in an S3-compatible store.
+    S3(S3Location),
+}
+
+impl std::fmt::Display for Location {
+    /// As restic names it (a path, or `s3:https://…`); never credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Dir(d) => write!(f, "{}", d.display()),
+            Location::S3(s) => write!(f, "{s}"),
+        }
+    }
+}
+
 /// An open repository.
 pub struct Repo {
-    dir: PathBuf,
+    location: Location,
     key: String,
     repo: Repository<OpenStatus>,
 }
@@ -77,64 +98,93 @@ pub struct Repo {
 impl std::fmt::Debug for Repo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Repo")
-            .field("dir", &self.dir)
+            .field("location", &self.location.to_string())
             .finish_non_exhaustive()
     }
 }
 
 /// What went wrong in rustic_core, with what cloudlet was doing; never the key.
 fn rustic(
-    dir: &Path,
+    loc: &Location,
     doing: &'static str,
 ) -> impl Fn(Box<rustic_core::RusticError>) -> BackupError {
-    let dir = dir.to_path_buf();
+    let repo = loc.to_string();
     move |e| BackupError::Repository {
-        dir: dir.clone(),
+        repo: repo.clone(),
         doing,
         message: e.display_log().trim_start_matches("Error: ").to_string(),
     }
 }
 
-fn unopened(dir: &Path) -> Result<Repository<()>, BackupError> {
-    let path = dir.to_str().ok_or_else(|| BackupError::Repository {
-        dir: dir.to_path_buf(),
-        doing: "opening",
-        message: "the path is not UTF-8".into(),
-    })?;
-    let be = LocalBackend::new(path, std::iter::empty()).map_err(rustic(dir, "opening"))?;
-    let backends = RepositoryBackends::new(Arc::new(be), None);
-    // No local cache: what is checked and restored is read from the target itself.
-    let opts = RepositoryOptions::default().no_cache(true);
-    Repository::new(&opts, &backends).map_err(rustic(dir, "opening"))
+fn refused(loc: &Location, doing: &'static str, message: String) -> BackupError {
+    BackupError::Repository {
+        repo: loc.to_string(),
+        doing,
+        message,
+    }
 }
 
-/// Whether `dir` holds a repository (its `config` file).
-pub fn exists(dir: &Path) -> bool {
-    dir.join("config").is_file()
+fn s3_backend(s: &S3Location) -> Result<S3Backend, BackupError> {
+    let loc = Location::S3(s.clone());
+    let rt = tokio::runtime::Handle::try_current().map_err(|_| {
+        refused(
+            &loc,
+            "opening",
+            "no async runtime to send requests on".into(),
+        )
+    })?;
+    S3Backend::new(s.clone(), rt).map_err(|m| refused(&loc, "opening", m))
+}
+
+fn unopened(loc: &Location) -> Result<Repository<()>, BackupError> {
+    let be: Arc<dyn rustic_core::WriteBackend> = match loc {
+        Location::Dir(dir) => {
+            let path = dir
+                .to_str()
+                .ok_or_else(|| refused(loc, "opening", "the path is not UTF-8".into()))?;
+            Arc::new(LocalBackend::new(path, std::iter::empty()).map_err(rustic(loc, "opening"))?)
+        }
+        Location::S3(s) => Arc::new(s3_backend(s)?),
+    };
+    let backends = RepositoryBackends::new(be, None);
+    // No local cache: what is checked and restored is read from the target itself.
+    let opts = RepositoryOptions::default().no_cache(true);
+    Repository::new(&opts, &backends).map_err(rustic(loc, "opening"))
+}
+
+/// Whether `loc` holds a repository (its `config` file). Asks the store for an S3 target
+/// (from a blocking thread of a runtime).
+pub fn exists(loc: &Location) -> Result<bool, BackupError> {
+    match loc {
+        Location::Dir(dir) => Ok(dir.join("config").is_file()),
+        Location::S3(s) => s3_backend(s)?
+            .has_config()
+            .map_err(|m| refused(loc, "opening", m)),
+    }
 }
 
 impl Repo {
     /// Opens the repository at `dir` with `key`. A key that opens no key file of the
     /// repository is [`BackupError::WrongKey`], and nothing is written.
-    pub fn open(dir: &Path, key: &str) -> Result<Repo, BackupError> {
-        if !exists(dir) {
+    pub fn open(loc: &Location, key: &str) -> Result<Repo, BackupError> {
+        if !exists(loc)? {
             return Err(BackupError::NoRepository {
-                dir: dir.to_path_buf(),
+                repo: loc.to_string(),
             });
         }
-        let repo = unopened(dir)?
+        let repo = unopened(loc)?
             .open(&Credentials::password(key))
             .map_err(|e| {
                 if e.is_incorrect_password() {
                     BackupError::WrongKey {
-                        dir: dir.to_path_buf(),
+                        repo: loc.to_string(),
                     }
                 } else {
-                    rustic(dir, "opening")(e)
+                    rustic(loc, "opening")(e)
                 }
             })?;
         Ok(Repo {
-            dir: dir.to_path_buf(),
+            location: loc.clone(),
             key: key.to_string(),
             repo,
         })
@@ -142,39 +192,41 @@ impl Repo {
 
     /// The repository opened again (rustic_core's index states consume it).
     fn reopened(&self) -> Result<Repository<OpenStatus>, BackupError> {
-        unopened(&self.dir)?
+        unopened(&self.location)?
             .open(&Credentials::password(&self.key))
-            .map_err(rustic(&self.dir, "opening"))
+            .map_err(rustic(&self.location, "opening"))
     }
 
     /// Opens the repository at `dir`, making it first when the directory has none.
-    pub fn open_or_init(dir: &Path, key: &str) -> Result<Repo, BackupError> {
-        if exists(dir) {
-            return Repo::open(dir, key);
+    pub fn open_or_init(loc: &Location, key: &str) -> Result<Repo, BackupError> {
+        if exists(loc)? {
+            return Repo::open(loc, key);
         }
-        std::fs::create_dir_all(dir).map_err(|source| BackupError::Io {
-            path: dir.to_path_buf(),
-            doing: "making the repository's directory",
-            source,
-        })?;
-        let repo = unopened(dir)?
+        if let Location::Dir(dir) = loc {
+            std::fs::create_dir_all(dir).map_err(|source| BackupError::Io {
+                path: dir.clone(),
+                doing: "making the repository's directory",
+                source,
+            })?;
+        }
+        let repo = unopened(loc)?
             .init(
                 &Credentials::password(key),
                 &KeyOptions::default(),
                 &ConfigOptions::default(),
             )
-            .map_err(rustic(dir, "making the repository"))?;
-        tracing::info!(dir = %dir.display(), "made a backup repository");
+            .map_err(rustic(loc, "making the repository"))?;
+        tracing::info!(repo = %loc, "made a backup repository");
         Ok(Repo {
-            dir: dir.to_path_buf(),
+            location: loc.clone(),
             key: key.to_string(),
             repo,
         })
     }
 
-    /// The repository's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Where the repository is.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     /// Backs up the directory `source` as the path `as_path` (what a restore recreates),
@@ -186,10 +238,10 @@ impl Repo {
         host: &str,
         class: &str,
     ) -> Result<Snapshot, BackupError> {
-        let err = rustic(&self.dir, "backing up");
+        let err = rustic(&self.location, "backing up");
         let indexed = self.reopened()?.to_indexed_ids().map_err(&err)?;
         let src = source.to_str().ok_or_else(|| BackupError::Repository {
-            dir: self.dir.clone(),
+            repo: self.location.to_string(),
             doing: "backing up",
             message: format!("{} is not UTF-8", source.display()),
         })?;
@@ -197,7 +249,7 @@ impl Repo {
             .map_err(&err)?
             .sanitize()
             .map_err(|e| BackupError::Repository {
-                dir: self.dir.clone(),
+                repo: self.location.to_string(),
                 doing: "backing up",
                 message: e.to_string(),
             })?;
@@ -216,7 +268,7 @@ impl Repo {
         let mut all: Vec<Snapshot> = self
             .repo
             .get_all_snapshots()
-            .map_err(rustic(&self.dir, "listing snapshots"))?
+            .map_err(rustic(&self.location, "listing snapshots"))?
             .iter()
             .map(Snapshot::from_file)
             .collect();
@@ -231,7 +283,7 @@ impl Repo {
         let found = self
             .repo
             .check(CheckOptions::default().read_data(read_data))
-            .map_err(rustic(&self.dir, "checking"))?;
+            .map_err(rustic(&self.location, "checking"))?;
         if found.is_ok().is_ok() {
             return Ok(Vec::new());
         }
@@ -241,12 +293,12 @@ impl Repo {
 
     /// Restores the snapshot `id` (or a unique prefix of it) into `dest`, which is made.
     pub fn restore(&self, id: &str, dest: &Path) -> Result<(), BackupError> {
-        let err = rustic(&self.dir, "restoring");
+        let err = rustic(&self.location, "restoring");
         let repo = self.reopened()?.to_indexed().map_err(&err)?;
         let node = repo.node_from_snapshot_path(id, |_| true).map_err(&err)?;
         let ls = repo.ls(&node, &LsOptions::default()).map_err(&err)?;
         let dest_s = dest.to_str().ok_or_else(|| BackupError::Repository {
-            dir: self.dir.clone(),
+            repo: self.location.to_string(),
             doing: "restoring",
             message: format!("{} is not UTF-8", dest.display()),
         })?;
@@ -269,7 +321,7 @@ impl Repo {
         if keep.keeps_all() {
             return Ok(Vec::new());
         }
-        let err = rustic(&self.dir, "forgetting snapshots");
+        let err = rustic(&self.location, "forgetting snapshots");
         let tag = class_tag(class);
         let mut mine = self
             .repo

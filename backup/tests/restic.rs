@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cloudlet_backup::repo::Repo;
+use cloudlet_backup::repo::{Location, Repo};
 use cloudlet_backup::runs::Run;
 use cloudlet_backup::stage::Manifest;
 use cloudlet_backup::verify::{Class, ladder};
@@ -107,7 +107,7 @@ fn stock_restic_reads_what_cloudlet_writes() {
     let w = tempfile::tempdir().unwrap();
     let (src, repo_dir) = (w.path().join("src"), w.path().join("repo"));
     let manifest = source(&src);
-    let repo = Repo::open_or_init(&repo_dir, KEY).unwrap();
+    let repo = Repo::open_or_init(&Location::Dir(repo_dir.clone()), KEY).unwrap();
     let snap = repo
         .backup(&src, "/cloudlet/home/state", "home", "state")
         .unwrap();
@@ -152,7 +152,7 @@ fn cloudlet_restores_what_stock_restic_wrote() {
         &["backup", "--host", "other", src.to_str().unwrap()],
     );
 
-    let repo = Repo::open(&repo_dir, KEY).unwrap();
+    let repo = Repo::open(&Location::Dir(repo_dir.clone()), KEY).unwrap();
     let snaps = repo.snapshots().unwrap();
     assert_eq!(snaps.len(), 1);
     assert_eq!(snaps[0].host, "other");
@@ -173,7 +173,7 @@ fn a_flipped_byte_inside_a_pack_passes_level_1_and_is_caught_at_level_2() {
         w.path().join("scratch"),
     );
     source(&src);
-    let repo = Repo::open_or_init(&repo_dir, KEY).unwrap();
+    let repo = Repo::open_or_init(&Location::Dir(repo_dir.clone()), KEY).unwrap();
     let snap = repo
         .backup(&src, "/cloudlet/home/state", "home", "state")
         .unwrap();
@@ -195,7 +195,7 @@ fn a_flipped_byte_inside_a_pack_passes_level_1_and_is_caught_at_level_2() {
     std::fs::set_permissions(&pack, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(&pack, bytes).unwrap();
 
-    let repo = Repo::open(&repo_dir, KEY).unwrap();
+    let repo = Repo::open(&Location::Dir(repo_dir.clone()), KEY).unwrap();
     let levels = ladder(
         &repo,
         &class(),
@@ -233,7 +233,7 @@ fn a_wrong_key_is_refused_by_name_and_nothing_is_written() {
     let w = tempfile::tempdir().unwrap();
     let (src, repo_dir) = (w.path().join("src"), w.path().join("repo"));
     source(&src);
-    Repo::open_or_init(&repo_dir, KEY)
+    Repo::open_or_init(&Location::Dir(repo_dir.clone()), KEY)
         .unwrap()
         .backup(&src, "/cloudlet/home/state", "home", "state")
         .unwrap();
@@ -242,7 +242,7 @@ fn a_wrong_key_is_refused_by_name_and_nothing_is_written() {
         .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
         .collect();
     for open in [Repo::open, Repo::open_or_init] {
-        let err = open(&repo_dir, "not the key").unwrap_err();
+        let err = open(&Location::Dir(repo_dir.clone()), "not the key").unwrap_err();
         assert!(matches!(err, BackupError::WrongKey { .. }), "{err:?}");
         let text = err.to_string();
         assert!(text.contains("does not open the repository"), "{text}");
@@ -260,7 +260,7 @@ fn retention_forgets_exactly_the_snapshots_no_rule_keeps() {
     let w = tempfile::tempdir().unwrap();
     let (src, repo_dir) = (w.path().join("src"), w.path().join("repo"));
     source(&src);
-    let repo = Repo::open_or_init(&repo_dir, KEY).unwrap();
+    let repo = Repo::open_or_init(&Location::Dir(repo_dir.clone()), KEY).unwrap();
     let mut made = Vec::new();
     for i in 0..4 {
         std::fs::write(src.join("journal.jsonl"), format!("{i}\n")).unwrap();

@@ -113,7 +113,7 @@ pub(crate) async fn run(lab: &Lab, cmd: &BackupCommand) -> Result<ExitCode, Erro
                 return Ok(ExitCode::SUCCESS);
             }
             for t in &all {
-                println!("{} ({}):", t.target, t.dir.display());
+                println!("{} ({}):", t.target, t.repository);
                 if t.snapshots.is_empty() {
                     println!("  no snapshots");
                 }

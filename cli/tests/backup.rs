@@ -24,19 +24,7 @@ fn text(o: &Output) -> String {
 
 /// The seed with a backup block: the key in a file, the target `target`.
 fn lab(work: &Path, target: &Path) -> PathBuf {
-    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
-    let dir = work.join("lab");
-    std::fs::create_dir_all(dir.join("secrets")).unwrap();
-    for e in std::fs::read_dir(&seed).unwrap().flatten() {
-        if e.path().is_file() {
-            std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
-        }
-    }
-    std::fs::copy(
-        seed.join("secrets/postmaster-password"),
-        dir.join("secrets/postmaster-password"),
-    )
-    .ok();
+    let dir = common::seed_lab(work);
     std::fs::write(dir.join("secrets/backup-key"), format!("{KEY}\n")).unwrap();
     std::fs::write(
         dir.join("backup.yaml"),

@@ -21,15 +21,7 @@ fn text(o: &Output) -> String {
 }
 
 fn seed_with_backup(work: &Path) -> PathBuf {
-    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
-    let dir = work.join("lab");
-    std::fs::create_dir_all(dir.join("secrets")).unwrap();
-    for e in std::fs::read_dir(&seed).unwrap().flatten() {
-        if e.path().is_file() {
-            std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
-        }
-    }
-    std::fs::write(dir.join("secrets/postmaster-password"), "pw").unwrap();
+    let dir = common::seed_lab(work);
     std::fs::write(
         dir.join("backup.yaml"),
         format!(

@@ -1613,13 +1613,44 @@ pub struct Backup {
     pub cluster: Option<BackupClass>,
 }
 
-/// Where a repository lives.
+/// Where a repository lives: one of `dir` or `s3`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupTarget {
     /// A directory (a local disk, or a share mounted on the machine that runs cloudlet)
     /// that is the repository; relative to the lab's directory unless absolute.
-    pub dir: PathBuf,
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// A prefix of a bucket in an S3-compatible store (MinIO, Garage, Backblaze B2, Wasabi,
+    /// AWS): off the machine, and off the site when the store is.
+    #[serde(default)]
+    pub s3: Option<S3Target>,
+}
+
+/// An S3-compatible store: `restic -r s3:ENDPOINT/BUCKET/PREFIX` reads the same repository.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct S3Target {
+    /// The store's address, `https://HOST[:PORT]` (requests are path-style:
+    /// `https://HOST/BUCKET/KEY`).
+    pub endpoint: String,
+    /// The bucket; it must exist.
+    pub bucket: String,
+    /// The repository's path inside the bucket (`labs/home`); the bucket's root when empty.
+    #[serde(default)]
+    pub prefix: String,
+    /// The region signatures name; `us-east-1` (what most self-hosted stores expect) when
+    /// not given.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The access key ID, from the environment or a file.
+    pub access_key: SecretRef,
+    /// The secret access key, from the environment or a file.
+    pub secret_key: SecretRef,
+    /// A CA certificate (PEM) to trust besides the system's roots, for a store with a
+    /// certificate of the lab's own CA; relative to the lab's directory.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
 }
 
 /// How one class of state is backed up.

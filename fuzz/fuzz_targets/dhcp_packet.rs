@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         bios: "undionly.kpxe".into(),
         efi_x64: "ipxe.efi".into(),
         efi_arm64: Some("ipxe-arm64.efi".into()),
-        ipxe_script: "http://10.0.0.1/boot.ipxe".into(),
+        ipxe_script: Some("http://10.0.0.1/boot.ipxe".into()),
         http_boot: Some("http://10.0.0.1/ipxe.efi".into()),
         known: None,
     };

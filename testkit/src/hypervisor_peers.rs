@@ -27,23 +27,9 @@ impl Drop for Vcsim {
     }
 }
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .find(|p| p.join("scripts/vcsim.sh").exists())
-        .expect("the workspace root")
-        .to_path_buf()
-}
-
 /// The vcsim binary (built once per version into the cache).
 pub fn binary() -> PathBuf {
-    let o = Command::new("bash")
-        .arg(root().join("scripts/vcsim.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("bash runs");
-    assert!(o.status.success(), "scripts/vcsim.sh failed");
-    PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
+    crate::peer_binary("vcsim.sh")
 }
 
 /// A self-signed certificate for 127.0.0.1 in `dir`: (cert, key, SHA-256 fingerprint).
@@ -145,7 +131,7 @@ impl FakePve {
     /// and the first `busy` configuration writes failing with a lock timeout.
     pub fn start(guests: &serde_json::Value, token_id: &str, secret: &str, busy: u32) -> FakePve {
         let o = Command::new("bash")
-            .arg(root().join("scripts/fakepve.sh"))
+            .arg(crate::workspace_root().join("scripts/fakepve.sh"))
             .stderr(Stdio::inherit())
             .output()
             .expect("bash runs");

@@ -9,6 +9,8 @@
 //!   run here, reproducing their documented quirks; [`https`] is the TLS server they share.
 //! - [`hollow`]: hollow cluster nodes (network and mount namespaces, sshd, static pods as
 //!   processes, kubemark's kubelet) for the bootstrap.
+//! - [`s3`]: an S3-compatible store (gofakes3 behind a Signature V4 check) and a proxy that
+//!   cuts a target off mid-transfer, for the backup targets.
 //! - [`hostile`]: misbehaving HTTP and TFTP clients and a memory probe.
 //! - [`platform`]: STAND-IN release manifests in upstream's shape, the HTTP server that
 //!   hosts them, an allowing admission webhook and FAKE ROLLOUTS (status written through the
@@ -29,5 +31,26 @@ pub mod hypervisor_peers;
 pub mod opnsense_fake;
 pub mod pfsense_fake;
 pub mod platform;
+pub mod s3;
 pub mod seed;
 pub mod truenas_fake;
+
+/// The workspace's root (where `scripts/` is).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|p| p.join("scripts").is_dir() && p.join("Cargo.lock").is_file())
+        .expect("the workspace root")
+        .to_path_buf()
+}
+
+/// The binary a peer script (`scripts/NAME.sh`) builds once into the cache and names.
+pub fn peer_binary(script: &str) -> std::path::PathBuf {
+    let o = std::process::Command::new("bash")
+        .arg(workspace_root().join("scripts").join(script))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("bash runs");
+    assert!(o.status.success(), "scripts/{script} failed");
+    std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
+}

@@ -15,6 +15,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+/// The largest answer [`Http::send`] takes: API answers are small; larger ones are refused.
+pub const MAX_BODY: usize = 64 << 20;
+
 /// What went wrong with a request.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -117,13 +120,27 @@ impl Http {
         })
     }
 
-    /// Sends `method path` with `body` and the extra `headers`; any status is an answer.
+    /// Sends `method path` with `body` and the extra `headers`; any status is an answer. An
+    /// answer's body larger than [`MAX_BODY`] is an error.
     pub async fn send(
         &self,
         method: Method,
         path: &str,
         headers: &[(&str, &str)],
         body: Bytes,
+    ) -> Result<Answer, HttpError> {
+        self.send_bounded(method, path, headers, body, MAX_BODY)
+            .await
+    }
+
+    /// As [`Http::send`], refusing an answer whose body is larger than `max` bytes.
+    pub async fn send_bounded(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+        max: usize,
     ) -> Result<Answer, HttpError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
@@ -168,11 +185,16 @@ impl Http {
                 )
             })
             .collect();
-        let body = resp
-            .into_body()
+        let body = http_body_util::Limited::new(resp.into_body(), max)
             .collect()
             .await
-            .map_err(|e| HttpError::Transport(e.to_string()))?
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    HttpError::Body(format!("the answer is larger than {max} bytes"))
+                } else {
+                    HttpError::Transport(e.to_string())
+                }
+            })?
             .to_bytes();
         tracing::debug!(
             method = %method_name,

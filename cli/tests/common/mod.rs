@@ -63,3 +63,18 @@ pub fn vault_key() -> String {
     assert!(o.status.success());
     String::from_utf8(o.stdout).unwrap().trim().to_string()
 }
+
+/// The seed's lab files copied into `work/lab` (with its postmaster password), for a test to
+/// add a block to.
+pub fn seed_lab(work: &std::path::Path) -> std::path::PathBuf {
+    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
+    let dir = work.join("lab");
+    std::fs::create_dir_all(dir.join("secrets")).unwrap();
+    for e in std::fs::read_dir(&seed).unwrap().flatten() {
+        if e.path().is_file() {
+            std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+        }
+    }
+    std::fs::write(dir.join("secrets/postmaster-password"), "pw").unwrap();
+    dir
+}

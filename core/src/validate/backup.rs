@@ -40,12 +40,30 @@ impl<'a> Validator<'a> {
                     format!("target name `{name}` is not a DNS label"),
                 ));
             }
-            if t.dir.as_os_str().is_empty() {
+            let tp = path!["backup", "targets", name];
+            match (&t.dir, &t.s3) {
+                (Some(_), Some(_)) | (None, None) => self.push(
+                    Diagnostic::error(
+                        "backup-target-kind",
+                        tp.clone(),
+                        format!(
+                            "target `{name}` needs exactly one of `dir` and `s3`{}",
+                            if t.dir.is_some() { ", not both" } else { "" }
+                        ),
+                    )
+                    .help("`dir: /mnt/backups/lab`, or `s3: {endpoint: https://minio.lan:9000, bucket: backups, access_key: {env: S3_KEY}, secret_key: {env: S3_SECRET}}`"),
+                ),
+                _ => {}
+            }
+            if t.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
                 self.push(Diagnostic::error(
                     "backup-target-dir",
-                    path!["backup", "targets", name, "dir"],
+                    tp.join("dir"),
                     "an empty directory",
                 ));
+            }
+            if let Some(s3) = &t.s3 {
+                self.s3_target(&tp.join("s3"), s3);
             }
         }
         for (class, c) in b.classes() {
@@ -62,6 +80,67 @@ impl<'a> Validator<'a> {
                     ),
                 )
                 .help("set `targets.cluster.kind: kubeadm`, or remove `backup.cluster` (backing up the objects of a cluster made by other means is not supported yet)"),
+            );
+        }
+    }
+
+    fn s3_target(&mut self, p: &TreePath, s3: &crate::model::S3Target) {
+        let host = s3
+            .endpoint
+            .strip_prefix("https://")
+            .map(|h| h.trim_end_matches('/'));
+        match host {
+            None => self.push(
+                Diagnostic::error(
+                    "backup-s3-endpoint",
+                    p.join("endpoint"),
+                    format!("`{}` is not an https:// address: credentials and data would travel in clear", s3.endpoint),
+                )
+                .help("serve the store over TLS and write `https://HOST[:PORT]`; give `ca` when its certificate is the lab's own"),
+            ),
+            Some(h) if h.is_empty() || h.contains('/') || h.contains('?') => self.push(
+                Diagnostic::error(
+                    "backup-s3-endpoint",
+                    p.join("endpoint"),
+                    format!("`{}` is not `https://HOST[:PORT]`", s3.endpoint),
+                )
+                .help("the bucket and the prefix have fields of their own"),
+            ),
+            Some(_) => {}
+        }
+        // S3's bucket naming rules: 3–63 of a-z, 0-9, `.` and `-`, starting and ending with a
+        // letter or digit.
+        let b = &s3.bucket;
+        let ok = (3..=63).contains(&b.len())
+            && b.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+            && b.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && b.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !ok {
+            self.push(
+                Diagnostic::error(
+                    "backup-s3-bucket",
+                    p.join("bucket"),
+                    format!("`{b}` is not a bucket name"),
+                )
+                .help("3 to 63 lower-case letters, digits, `.` and `-`, starting and ending with a letter or digit"),
+            );
+        }
+        let pre = &s3.prefix;
+        if pre.starts_with('/')
+            || pre.ends_with('/')
+            || (!pre.is_empty()
+                && pre
+                    .split('/')
+                    .any(|s| s.is_empty() || s == "." || s == ".."))
+        {
+            self.push(
+                Diagnostic::error(
+                    "backup-s3-prefix",
+                    p.join("prefix"),
+                    format!("`{pre}` is not a path inside the bucket"),
+                )
+                .help("segments separated by `/`, without a leading or trailing `/`, `.` or `..` (`labs/home`)"),
             );
         }
     }
