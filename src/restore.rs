@@ -443,10 +443,12 @@ impl Lab {
                 snapshot: snap.id.clone(),
                 message: e.to_string(),
             };
-            repo.restore(&format!("{}:{as_path}", snap.id), &dir)
+            // Each file is hashed as it is written: the proof costs no second read.
+            let got = repo
+                .restore_hashed(&format!("{}:{as_path}", snap.id), &dir)
                 .map_err(named)?;
             let m = Manifest::read(&dir, &snap.id)?;
-            let diff = m.differences(&dir)?;
+            let diff = m.compare(&got);
             if !diff.is_empty() {
                 return Err(BackupError::Manifest {
                     snapshot: snap.id.clone(),

@@ -10,7 +10,40 @@ use std::sync::Arc;
 
 use rustic_backend::LocalBackend;
 
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+
+use sha2::{Digest as _, Sha256};
+
 use crate::s3::{S3Backend, S3Location};
+use crate::stage::{Entry, Manifest, hex};
+
+/// How much of a file a restore holds at once.
+const CHUNK: usize = 4 << 20;
+
+/// The permission bits of a mode as restic stores it (Go's `os.FileMode`: setuid, setgid and
+/// sticky in high bits of their own).
+fn go_mode(m: u32) -> u32 {
+    let mut out = m & 0o777;
+    if m & (1 << 23) != 0 {
+        out |= 0o4000;
+    }
+    if m & (1 << 22) != 0 {
+        out |= 0o2000;
+    }
+    if m & (1 << 20) != 0 {
+        out |= 0o1000;
+    }
+    out
+}
+
+/// `dest/rel` when `rel` stays inside `dest` (no root, no `..`).
+fn safe_join(dest: &Path, rel: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    rel.components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        .then(|| dest.join(rel))
+}
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions,
     LocalDestination, LsOptions, OpenStatus, PathList, Repository, RepositoryBackends,
@@ -308,6 +341,109 @@ impl Repo {
             .prepare_restore(&opts, ls.clone(), &dest, false)
             .map_err(&err)?;
         repo.restore(plan, &opts, ls, &dest).map_err(&err)
+    }
+
+    /// Restores the snapshot path `id` (`ID:PATH`, or an ID) into `dest` (made) as
+    /// [`Repo::restore`] does, file by file on every core with at most one chunk of each file
+    /// in memory, hashing each file as it is written: what came out, as a manifest (SHA-256,
+    /// size and permission bits of every regular file), without reading anything back.
+    /// Directories and symbolic links are made; modes and modification times are set.
+    pub fn restore_hashed(&self, id: &str, dest: &Path) -> Result<Manifest, BackupError> {
+        use rayon::prelude::*;
+        use rustic_core::repofile::NodeType;
+        let err = rustic(&self.location, "restoring");
+        let repo = self.reopened()?.to_indexed().map_err(&err)?;
+        let root = repo.node_from_snapshot_path(id, |_| true).map_err(&err)?;
+        let io = |path: &Path, doing: &'static str| {
+            let path = path.to_path_buf();
+            move |source| BackupError::Io {
+                path: path.clone(),
+                doing,
+                source,
+            }
+        };
+        std::fs::create_dir_all(dest).map_err(io(dest, "making"))?;
+        let mut files = Vec::new();
+        let mut dirs = vec![(dest.to_path_buf(), root.meta.mode)];
+        for item in repo.ls(&root, &LsOptions::default()).map_err(&err)? {
+            let (rel, node) = item.map_err(&err)?;
+            let to = safe_join(dest, &rel).ok_or_else(|| {
+                refused(
+                    &self.location,
+                    "restoring",
+                    format!(
+                        "the snapshot names a path outside the restore: {}",
+                        rel.display()
+                    ),
+                )
+            })?;
+            match &node.node_type {
+                NodeType::Dir => {
+                    std::fs::create_dir_all(&to).map_err(io(&to, "making"))?;
+                    dirs.push((to, node.meta.mode));
+                }
+                NodeType::Symlink { .. } => {
+                    let target = node.node_type.to_link();
+                    if let Some(parent) = to.parent() {
+                        std::fs::create_dir_all(parent).map_err(io(parent, "making"))?;
+                    }
+                    std::os::unix::fs::symlink(target, &to).map_err(io(&to, "linking"))?;
+                }
+                NodeType::File => files.push((rel, to, node)),
+                // Devices, FIFOs and sockets are not state cloudlet keeps.
+                _ => {}
+            }
+        }
+        let entries: Vec<(String, Entry)> = files
+            .into_par_iter()
+            .map(|(rel, to, node)| {
+                let open = repo.open_file(&node).map_err(&err)?;
+                let mut out = std::fs::File::create(&to).map_err(io(&to, "writing"))?;
+                let mut h = Sha256::new();
+                let mut at = 0_usize;
+                let size = usize::try_from(node.meta.size).unwrap_or(usize::MAX);
+                while at < size {
+                    let chunk = repo
+                        .read_file_at(&open, at, CHUNK.min(size - at))
+                        .map_err(&err)?;
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    h.update(&chunk);
+                    out.write_all(&chunk).map_err(io(&to, "writing"))?;
+                    at += chunk.len();
+                }
+                let mode = go_mode(node.meta.mode.unwrap_or(0o644));
+                out.set_permissions(std::fs::Permissions::from_mode(mode))
+                    .map_err(io(&to, "setting the mode of"))?;
+                if let Some(t) = &node.meta.mtime {
+                    let when = std::time::UNIX_EPOCH
+                        + std::time::Duration::from_secs(u64::try_from(t.as_second()).unwrap_or(0));
+                    let _ = out.set_modified(when);
+                }
+                let rel = rel.to_string_lossy().replace('\\', "/");
+                Ok((
+                    rel,
+                    Entry {
+                        sha256: hex(&h.finalize()),
+                        size: at as u64,
+                        mode,
+                    },
+                ))
+            })
+            .collect::<Result<_, BackupError>>()?;
+        // Directory modes last: a read-only directory would refuse its own files.
+        for (d, mode) in dirs.iter().rev() {
+            if let Some(m) = mode {
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(go_mode(*m)))
+                    .map_err(io(d, "setting the mode of"))?;
+            }
+        }
+        Ok(Manifest {
+            class: String::new(),
+            taken: 0,
+            files: entries.into_iter().collect(),
+        })
     }
 
     /// Forgets the snapshots of `class` and `host` that `keep` does not keep (nothing when it

@@ -97,19 +97,25 @@ fn files_under(dir: &Path) -> Result<Vec<(String, PathBuf)>, BackupError> {
 impl Manifest {
     /// The manifest of every file under `dir` but a manifest already there.
     pub fn of(dir: &Path, class: &str, taken: u64) -> Result<Manifest, BackupError> {
-        let mut files = BTreeMap::new();
-        for (rel, p) in files_under(dir)? {
-            if rel == MANIFEST {
-                continue;
-            }
-            let (sha256, size) = hash_file(&p)?;
-            let mode = std::fs::metadata(&p)
-                .map_err(io(&p, "reading"))?
-                .permissions()
-                .mode()
-                & 0o7777;
-            files.insert(rel, Entry { sha256, size, mode });
-        }
+        use rayon::prelude::*;
+        // Files are hashed on every core: reading them back is the manifest's whole cost.
+        let listed: Vec<(String, PathBuf)> = files_under(dir)?
+            .into_iter()
+            .filter(|(rel, _)| rel != MANIFEST)
+            .collect();
+        let entries: Vec<(String, Entry)> = listed
+            .into_par_iter()
+            .map(|(rel, p)| {
+                let (sha256, size) = hash_file(&p)?;
+                let mode = std::fs::metadata(&p)
+                    .map_err(io(&p, "reading"))?
+                    .permissions()
+                    .mode()
+                    & 0o7777;
+                Ok((rel, Entry { sha256, size, mode }))
+            })
+            .collect::<Result<_, BackupError>>()?;
+        let files: BTreeMap<String, Entry> = entries.into_iter().collect();
         Ok(Manifest {
             class: class.to_string(),
             taken,
@@ -141,6 +147,14 @@ impl Manifest {
     /// extra); empty when they match.
     pub fn differences(&self, dir: &Path) -> Result<Vec<String>, BackupError> {
         let found = Manifest::of(dir, &self.class, self.taken)?;
+        Ok(self.compare(&found))
+    }
+
+    /// How `found` (the files as restored) differs from this manifest; empty when they match.
+    /// The manifest's own file is not compared.
+    pub fn compare(&self, found: &Manifest) -> Vec<String> {
+        let mut found = found.clone();
+        found.files.remove(MANIFEST);
         let mut out = Vec::new();
         for (path, want) in &self.files {
             match found.files.get(path) {
@@ -163,7 +177,7 @@ impl Manifest {
                 out.push(format!("{path}: not in the manifest"));
             }
         }
-        Ok(out)
+        out
     }
 }
 

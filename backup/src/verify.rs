@@ -153,9 +153,10 @@ pub fn ladder(
     let id = newest_id.unwrap_or_default();
     step(3, "a restore to scratch matches the source", &mut || {
         let restored = repo
-            .restore(&format!("{id}:{}", class.as_path), scratch)
-            .and_then(|()| Manifest::read(scratch, short(&id)))
-            .and_then(|m| m.differences(scratch).map(|d| (m.files.len(), d)));
+            .restore_hashed(&format!("{id}:{}", class.as_path), scratch)
+            .and_then(|got| {
+                Manifest::read(scratch, short(&id)).map(|m| (m.files.len(), m.compare(&got)))
+            });
         match restored {
             Err(e) => (false, e.to_string()),
             Ok((n, d)) if d.is_empty() => (true, format!("{} files of {} match", n, short(&id))),

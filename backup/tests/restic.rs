@@ -292,3 +292,49 @@ fn retention_forgets_exactly_the_snapshots_no_rule_keeps() {
     assert!(left.contains(&made[2]) && left.contains(&made[3]));
     let _ = stage::MANIFEST;
 }
+
+/// The restore that hashes as it writes gives back what restic wrote — files with their
+/// modes (setuid and sticky included), directories with theirs, symbolic links — and its
+/// manifest of what it wrote is the one the source makes.
+#[test]
+fn the_hashing_restore_brings_back_what_restic_wrote() {
+    let w = tempfile::tempdir().unwrap();
+    let (src, repo_dir) = (w.path().join("src"), w.path().join("repo"));
+    std::fs::create_dir_all(src.join("keys/empty")).unwrap();
+    let big: Vec<u8> = (0..11_000_000_u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(src.join("keys/big"), &big).unwrap();
+    std::fs::write(src.join("tool"), b"#!/bin/sh\n").unwrap();
+    std::fs::write(src.join("zero"), b"").unwrap();
+    std::fs::set_permissions(src.join("tool"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::fs::set_permissions(src.join("keys"), std::fs::Permissions::from_mode(0o1750)).unwrap();
+    std::os::unix::fs::symlink("keys/big", src.join("link")).unwrap();
+    let expected = Manifest::of(&src, "", 0).unwrap();
+    restic(&repo_dir, &["init"]);
+    restic(&repo_dir, &["backup", src.to_str().unwrap()]);
+    let repo = Repo::open(&Location::Dir(repo_dir.clone()), KEY).unwrap();
+    let id = repo.snapshots().unwrap()[0].id.clone();
+    let dest = w.path().join("out");
+    let got = repo
+        .restore_hashed(&format!("{id}:{}", src.display()), &dest)
+        .unwrap();
+    assert_eq!(
+        got.files, expected.files,
+        "what was written is what was backed up"
+    );
+    assert_eq!(expected.compare(&got), Vec::<String>::new());
+    assert_eq!(std::fs::read(dest.join("keys/big")).unwrap(), big);
+    let mode = |p: &str| {
+        std::fs::metadata(dest.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("tool"), 0o4755);
+    assert_eq!(mode("keys"), 0o1750);
+    assert!(dest.join("keys/empty").is_dir());
+    assert_eq!(
+        std::fs::read_link(dest.join("link")).unwrap(),
+        Path::new("keys/big")
+    );
+}

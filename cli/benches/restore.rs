@@ -2,8 +2,8 @@
 //! 1 GiB in 1,000 files) against stock `restic restore` of the same snapshot from the same
 //! repository, in the same run, alternating round by round (which goes first alternates too).
 //! cloudlet's run does more than restic's: it proves the restored files against the
-//! snapshot's manifest before putting them in place, and runs the lab's other phases (an
-//! apply of a lab with nothing else in it). The data is incompressible, backed up once by
+//! snapshot's manifest (hashing each file as it writes it) before putting them in place, and
+//! runs the lab's other phases (an apply of a lab with nothing else in it). The data is incompressible, backed up once by
 //! `cloudlet backup run`. `cargo bench -p cloudlet-cli --bench restore` (restic from Debian's
 //! package; `BENCH_MIB` to change the total).
 #![allow(clippy::print_stdout, clippy::disallowed_methods, missing_docs)]
