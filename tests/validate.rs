@@ -1289,3 +1289,34 @@ fn a_backup_target_is_a_directory_or_an_s3_store_over_tls() {
         "target `off` needs exactly one of `dir` and `s3`"
     );
 }
+
+#[test]
+fn volume_backups_need_a_target_pods_reach_and_warn_about_live_databases() {
+    let s3 = "  targets:\n    off:\n      s3: {endpoint: https://minio.lan:9000, bucket: lab-backups, access_key: {env: K}, secret_key: {env: S}}\n    nas: {dir: /mnt/b}\n";
+    let ok = with_backup(&format!(
+        "{s3}  volumes: {{target: off, every: 6h, keep: {{daily: 7}}}}\n"
+    ));
+    assert_eq!(findings(&ok), vec![]);
+    let t = with_backup(&format!("{s3}  volumes: {{target: nas, every: 6h}}\n"));
+    let d = only(&t, "backup-volumes-target");
+    assert_at(&d, at(&t, "nas, every: 6h"));
+    assert!(
+        d.message.contains("cannot reach the directory"),
+        "{}",
+        d.message
+    );
+    let t = with_backup(&format!("{s3}  volumes: {{target: off, every: 7h}}\n"));
+    assert_at(&only(&t, "backup-every"), at(&t, "7h"));
+    let t = with_backup(&format!(
+        "{s3}  volumes: {{target: off, every: 1h, image: \"\"}}\n"
+    ));
+    only(&t, "backup-volumes-image");
+    let t = edit(
+        &ok,
+        "{name: data, export: data, mount: /data, size: 1GiB}",
+        "{name: data, export: data, mount: /data, size: 1GiB, database: true}",
+    );
+    let d = only(&t, "backup-volumes-database");
+    assert!(!d.is_error(), "a warning: {d:?}");
+    assert_at(&d, at(&t, "true}]"));
+}

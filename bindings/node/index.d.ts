@@ -97,7 +97,7 @@ export interface BackupRun {
   forgotten: string[];
 }
 
-export interface TargetSnapshots { target: string; dir: string; snapshots: Snapshot[] }
+export interface TargetSnapshots { target: string; repository: string; snapshots: Snapshot[] }
 
 export interface Level { level: number; name: string; ok: boolean; detail: string; seconds: number }
 

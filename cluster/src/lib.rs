@@ -21,6 +21,7 @@ pub mod kubeadm_provider;
 pub mod manifests;
 pub mod metallb;
 pub mod platform;
+pub mod volume_backup;
 
 pub use kube_provider::{
     BACKEND, FIELD_MANAGER, KubeOptions, KubeProvider, KubeStats, PART_OF_LABEL, applyset_id,
@@ -123,6 +124,41 @@ fn meta<'a>(
         name: name.into(),
         namespace: ns,
     }
+}
+
+/// A Secret's reference, as the provider reads it at apply time.
+pub(crate) fn secret_ref(r: &SecretRef) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([match r {
+        SecretRef::Env(e) => ("env", e.clone()),
+        SecretRef::File(f) => ("file", f.display().to_string()),
+    }])
+}
+
+/// A Secret of app `app` in `ns` whose body holds references only (the provider reads the
+/// values at apply time), after its namespace; its id.
+pub(crate) fn secret_refs<'a>(
+    lab: &'a Lab,
+    ns: &'a str,
+    name: &str,
+    app: &'a str,
+    refs: BTreeMap<&'a str, BTreeMap<&'static str, String>>,
+    out: &mut Vec<Resource>,
+) -> ResourceId {
+    let sid = id("secret", Some(ns), name);
+    out.push(
+        Resource::new(
+            sid.clone(),
+            Body::new(&SecretRefs {
+                api_version: "v1",
+                refs,
+                kind: "Secret",
+                metadata: meta(lab, Some(ns), name, Some(app)),
+                type_: "Opaque",
+            }),
+        )
+        .after(id("namespace", None, ns)),
+    );
+    sid
 }
 
 fn object<S: serde::Serialize>(
@@ -237,7 +273,9 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
         .map(|chunk| {
             let mut v = Vec::with_capacity(chunk.len() * 9);
             for (name, app) in chunk {
-                app_objects(lab, c, name, app, Lab::app_namespace(name, app), &mut v);
+                let ns = Lab::app_namespace(name, app);
+                app_objects(lab, c, name, app, ns, &mut v);
+                volume_backup::objects(lab, name, app, ns, &mut v);
             }
             v
         })
@@ -311,29 +349,9 @@ fn app_objects(lab: &Lab, c: &Cluster, name: &str, app: &App, ns: &str, out: &mu
                     .map(String::as_str)
                     .zip(app.secret_files.values()),
             )
-            .map(|(k, r)| {
-                let v = match r {
-                    SecretRef::Env(e) => ("env", e.clone()),
-                    SecretRef::File(f) => ("file", f.display().to_string()),
-                };
-                (k, BTreeMap::from([v]))
-            })
+            .map(|(k, r)| (k, secret_ref(r)))
             .collect();
-        let sid = id("secret", Some(ns), &secret_name);
-        // The body holds references only; the provider reads the values at apply time.
-        out.push(
-            Resource::new(
-                sid.clone(),
-                Body::new(&SecretRefs {
-                    api_version: "v1",
-                    refs,
-                    kind: "Secret",
-                    metadata: meta(lab, Some(ns), secret_name.as_str(), Some(name)),
-                    type_: "Opaque",
-                }),
-            )
-            .after(nsid.clone()),
-        );
+        let sid = secret_refs(lab, ns, &secret_name, name, refs, out);
         deploy_deps.push(sid);
         for k in app.secrets.keys() {
             env.push(EnvVar {

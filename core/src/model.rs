@@ -1611,6 +1611,67 @@ pub struct Backup {
     /// control plane (with a client certificate of the cluster's etcd CA).
     #[serde(default)]
     pub cluster: Option<BackupClass>,
+    /// The apps' volumes, file by file, by a CronJob per app with volumes that the plan
+    /// holds (stock restic's image, the keys from a Secret): backups run in the cluster,
+    /// whether cloudlet runs or not. The target must be one pods reach (`s3`).
+    #[serde(default)]
+    pub volumes: Option<VolumeBackup>,
+}
+
+/// How the apps' volumes are backed up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeBackup {
+    /// The target (a name under `backup.targets`; an `s3` one).
+    pub target: String,
+    /// How often (`15m`, `1h`, `6h`, `1d`): the most data a restore can lose.
+    pub every: Duration,
+    /// Which snapshots of each app are kept; all, when nothing is said.
+    #[serde(default)]
+    pub keep: Keep,
+    /// The restic image the CronJobs run (pulled through `cluster.platform.registry` when
+    /// it is set).
+    #[serde(default = "default_restic_image")]
+    pub image: String,
+}
+
+fn default_restic_image() -> String {
+    DEFAULT_RESTIC_IMAGE.to_string()
+}
+
+/// The restic image volume backups run unless the lab names another.
+pub const DEFAULT_RESTIC_IMAGE: &str = "docker.io/restic/restic:0.17.3";
+
+impl VolumeBackup {
+    /// Its schedule and retention as a class, for the rules every class shares.
+    pub fn as_class(&self) -> BackupClass {
+        BackupClass {
+            target: self.target.clone(),
+            every: self.every,
+            keep: self.keep.clone(),
+        }
+    }
+}
+
+/// The cron schedule (a CronJob's `schedule`) for "every `every` seconds", aligned to the hour
+/// or the day as the systemd timers are: validation makes sure `every` is whole minutes
+/// dividing an hour, whole hours dividing a day, or whole days.
+pub fn cron_schedule(every: u64) -> String {
+    const DAY: u64 = 86_400;
+    if every >= DAY {
+        return match every / DAY {
+            1 => "0 0 * * *".into(),
+            7 => "0 0 * * 1".into(),
+            n => format!("0 0 */{n} * *"),
+        };
+    }
+    if every >= 3600 {
+        return match every / 3600 {
+            1 => "0 * * * *".into(),
+            n => format!("0 */{n} * * *"),
+        };
+    }
+    format!("*/{} * * * *", (every / 60).max(1))
 }
 
 /// Where a repository lives: one of `dir` or `s3`.

@@ -69,6 +69,10 @@ impl<'a> Validator<'a> {
         for (class, c) in b.classes() {
             self.backup_class(class, c);
         }
+        if let Some(v) = &b.volumes {
+            self.backup_class("volumes", &v.as_class());
+            self.volume_backup(v);
+        }
         if b.cluster.is_some() && lab.targets.cluster.kind != "kubeadm" {
             self.push(
                 Diagnostic::error(
@@ -142,6 +146,53 @@ impl<'a> Validator<'a> {
                 )
                 .help("segments separated by `/`, without a leading or trailing `/`, `.` or `..` (`labs/home`)"),
             );
+        }
+    }
+
+    /// Volume backups run in pods: their target must be one pods reach, and the lab must
+    /// have apps with volumes in a cluster cloudlet applies.
+    fn volume_backup(&mut self, v: &crate::model::VolumeBackup) {
+        let lab = self.lab;
+        let b = lab.backup.as_ref().expect("backup");
+        if let Some(t) = b.targets.get(&v.target)
+            && t.s3.is_none()
+        {
+            self.push(
+                Diagnostic::error(
+                    "backup-volumes-target",
+                    path!["backup", "volumes", "target"],
+                    format!(
+                        "volume backups run in the cluster's pods, which cannot reach the directory of target `{}`",
+                        v.target
+                    ),
+                )
+                .help("give `volumes` an `s3` target (a MinIO or Garage on the NAS will do)"),
+            );
+        }
+        if v.image.trim().is_empty() || v.image.contains(char::is_whitespace) {
+            self.push(Diagnostic::error(
+                "backup-volumes-image",
+                path!["backup", "volumes", "image"],
+                format!("`{}` is not an image reference", v.image),
+            ));
+        }
+        let Some(c) = &lab.cluster else { return };
+        for (name, app) in &c.apps {
+            for (i, vol) in app.volumes.iter().enumerate() {
+                if vol.database {
+                    self.push(
+                        Diagnostic::warning(
+                            "backup-volumes-database",
+                            path!["cluster", "apps", name, "volumes", i, "database"],
+                            format!(
+                                "volume `{}` of `{name}` holds a database server's files: a copy of them taken while it runs may not load",
+                                vol.name
+                            ),
+                        )
+                        .help("dump the database into another volume on a schedule (database dumps through a hook are not supported yet), or accept a crash-consistent copy"),
+                    );
+                }
+            }
         }
     }
 

@@ -423,7 +423,7 @@ class BackupRun(_Record):
 @dataclass(frozen=True)
 class TargetSnapshots(_Record):
     target: str
-    dir: str
+    repository: str
     snapshots: tuple[Snapshot, ...]
 
 
@@ -640,7 +640,7 @@ class Lab:
         """The snapshots each backup target holds."""
         text = await _call(self._native.backup_list())
         return [
-            TargetSnapshots(target=t["target"], dir=t["dir"], snapshots=tuple(Snapshot._from(s) for s in t["snapshots"]))
+            TargetSnapshots(target=t["target"], repository=t["repository"], snapshots=tuple(Snapshot._from(s) for s in t["snapshots"]))
             for t in _json.loads(text)
         ]
 
