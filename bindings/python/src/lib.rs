@@ -405,6 +405,26 @@ fn schema() -> String {
 }
 
 /// The module.
+/// Registered with `atexit`: lets the runtime's threads leave the interpreter before it is
+/// torn down. pyo3-async-runtimes hands a result to Python from a runtime thread
+/// (`call_soon_threadsafe`); Python can take the result and reach its exit while that thread
+/// still waits to drop the call's arguments, and a thread entering the interpreter during
+/// finalization crashes the process (pyo3-async-runtimes issue 40; seen here as a segfault in
+/// about one exit in seven). Without holding the interpreter, this waits (at most two seconds)
+/// until no runtime task is left, then a moment more for such a thread to finish. A
+/// background service (`pxe_serve`) keeps tasks alive; the wait then ends at its bound.
+#[pyfunction]
+fn _quiesce(py: Python<'_>) {
+    py.detach(|| {
+        let metrics = pyo3_async_runtimes::tokio::get_runtime().metrics();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while metrics.num_alive_tasks() > 0 && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    });
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -415,5 +435,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<BootService>()?;
     m.add_function(wrap_pyfunction!(validate, m)?)?;
     m.add_function(wrap_pyfunction!(schema, m)?)?;
+    m.add_function(wrap_pyfunction!(_quiesce, m)?)?;
     Ok(())
 }

@@ -24,6 +24,11 @@ from typing import Any, Awaitable, Callable, Optional, TypeVar, Union
 
 from . import _native
 
+import atexit as _atexit
+
+# Let the runtime's last tasks leave the interpreter before it is torn down.
+_atexit.register(_native._quiesce)
+
 __version__: str = _native.__version__
 
 __all__ = [
