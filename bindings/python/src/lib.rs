@@ -414,6 +414,10 @@ fn schema() -> String {
 /// until no runtime task is left, then a moment more for such a thread to finish. A
 /// background service (`pxe_serve`) keeps tasks alive; the wait then ends at its bound.
 #[pyfunction]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the interpreter's exit waits on threads it cannot await: a blocking pause is the point"
+)]
 fn _quiesce(py: Python<'_>) {
     py.detach(|| {
         let metrics = pyo3_async_runtimes::tokio::get_runtime().metrics();
