@@ -141,11 +141,14 @@ impl Lab {
             if !only.is_empty() && !only.iter().any(|o| o == class) {
                 continue;
             }
+            // Where it goes, read as the key is: a credential that cannot be read is the lab's
+            // error, not an attempt that failed.
+            let target = self.target_location(b, &c.target)?;
             let started = now();
             let t = Instant::now();
             let mut result = Err(BackupError::Task("not tried".into()));
             for attempt in 1..=ATTEMPTS {
-                result = self.backup_class(class, c, &key).await;
+                result = self.backup_class(class, c, &target, &key).await;
                 match &result {
                     Ok(_) => break,
                     Err(e) => {
@@ -200,9 +203,9 @@ impl Lab {
         &self,
         class: &'static str,
         c: &BackupClass,
+        target: &Location,
         key: &str,
     ) -> Result<(Snapshot, Vec<String>), BackupError> {
-        let b = self.loaded.lab.backup.as_ref().expect("checked");
         let staging = cloudlet_backup::stage::scratch("backup")?;
         let dir = staging.path().to_path_buf();
         let taken = now();
@@ -216,8 +219,7 @@ impl Lab {
             other => unreachable!("class `{other}` is not one of the lab's"),
         }
         let (target, host, as_path) = (
-            self.target_location(b, &c.target)
-                .map_err(|e| BackupError::Task(cloudlet_core::error::chain(&e)))?,
+            target.clone(),
             self.loaded.lab.name.clone(),
             self.backup_path(class),
         );

@@ -16,7 +16,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::s3::{S3Backend, S3Location};
-use crate::stage::{Entry, Manifest, hex};
+use crate::stage::{Entry, Manifest, hex, io};
 
 /// How much of a file a restore holds at once.
 const CHUNK: usize = 4 << 20;
@@ -354,14 +354,6 @@ impl Repo {
         let err = rustic(&self.location, "restoring");
         let repo = self.reopened()?.to_indexed().map_err(&err)?;
         let root = repo.node_from_snapshot_path(id, |_| true).map_err(&err)?;
-        let io = |path: &Path, doing: &'static str| {
-            let path = path.to_path_buf();
-            move |source| BackupError::Io {
-                path: path.clone(),
-                doing,
-                source,
-            }
-        };
         std::fs::create_dir_all(dest).map_err(io(dest, "making"))?;
         let mut files = Vec::new();
         let mut dirs = vec![(dest.to_path_buf(), root.meta.mode)];

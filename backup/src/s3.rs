@@ -19,6 +19,8 @@ use rustic_core::{
 };
 use sha2::{Digest, Sha256};
 
+use crate::stage::hex;
+
 /// The hash of an empty body.
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 /// Attempts per request.
@@ -99,14 +101,6 @@ pub fn uri_encode(s: &str, keep_slash: bool) -> String {
         }
     }
     out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 fn hmac(key: &[u8], data: &str) -> Vec<u8> {

@@ -38,7 +38,7 @@ pub struct Manifest {
     pub files: BTreeMap<String, Entry>,
 }
 
-fn io(path: &Path, doing: &'static str) -> impl Fn(std::io::Error) -> BackupError {
+pub(crate) fn io(path: &Path, doing: &'static str) -> impl Fn(std::io::Error) -> BackupError {
     let path = path.to_path_buf();
     move |source| BackupError::Io {
         path: path.clone(),

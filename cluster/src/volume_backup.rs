@@ -75,16 +75,6 @@ pub fn script(lab: &Lab, ns: &str, app: &str) -> Option<String> {
     Some(out)
 }
 
-/// `s3:https://HOST/BUCKET[/PREFIX]`, as restic names the target.
-fn repository(s3: &cloudlet_core::model::S3Target) -> String {
-    let mut r = format!("s3:{}/{}", s3.endpoint.trim_end_matches('/'), s3.bucket);
-    if !s3.prefix.is_empty() {
-        r.push('/');
-        r.push_str(&s3.prefix);
-    }
-    r
-}
-
 /// The app's backup Secret and CronJob, when the lab backs up volumes and the app has any.
 pub fn objects(lab: &Lab, name: &str, app: &App, ns: &str, out: &mut Vec<Resource>) {
     if app.volumes.is_empty() {
@@ -172,7 +162,7 @@ pub fn objects(lab: &Lab, name: &str, app: &App, ns: &str, out: &mut Vec<Resourc
                                 "image": image,
                                 "command": ["/bin/sh", "-c", script],
                                 "env": [
-                                    {"name": "RESTIC_REPOSITORY", "value": repository(s3)},
+                                    {"name": "RESTIC_REPOSITORY", "value": s3.restic_repository()},
                                     {"name": "RESTIC_CACHE_DIR", "value": "/tmp/restic-cache"},
                                     from_secret("RESTIC_PASSWORD"),
                                     from_secret("AWS_ACCESS_KEY_ID"),

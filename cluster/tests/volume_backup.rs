@@ -69,7 +69,7 @@ fn run_container(
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     let mut setup = String::from("set -e\n");
-    for d in ["usr", "etc", "dev"] {
+    for d in ["usr", "dev"] {
         setup.push_str(&format!("mount --rbind /{d} {}/{d}\n", root.display()));
     }
     for l in ["bin", "sbin", "lib", "lib64"] {

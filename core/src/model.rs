@@ -1714,6 +1714,18 @@ pub struct S3Target {
     pub ca: Option<PathBuf>,
 }
 
+impl S3Target {
+    /// The repository as restic names it: `s3:ENDPOINT/BUCKET[/PREFIX]`.
+    pub fn restic_repository(&self) -> String {
+        let mut r = format!("s3:{}/{}", self.endpoint.trim_end_matches('/'), self.bucket);
+        if !self.prefix.is_empty() {
+            r.push('/');
+            r.push_str(&self.prefix);
+        }
+        r
+    }
+}
+
 /// How one class of state is backed up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
