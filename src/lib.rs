@@ -154,6 +154,9 @@ pub enum Error {
     /// the cluster's objects failed to come back.
     #[error("{0}")]
     RestoreApply(String),
+    /// An app's volumes could not be restored in the cluster.
+    #[error("restoring the apps' volumes")]
+    RestoreVolumes(#[source] Box<cluster::volume_restore::VolumeRestoreError>),
     /// etcd could not be restored onto the control plane.
     #[error("restoring etcd onto the control plane")]
     RestoreEtcd(#[source] Box<cluster::bootstrap::BootstrapError>),
@@ -243,7 +246,9 @@ impl Error {
             }
             Error::RestoreNotEmpty { .. } => ErrorKind::DataLoss,
             Error::RestorePhase { source, .. } => source.kind(),
-            Error::RestoreApply(_) | Error::RestoreEtcd(_) => ErrorKind::Backend,
+            Error::RestoreApply(_) | Error::RestoreEtcd(_) | Error::RestoreVolumes(_) => {
+                ErrorKind::Backend
+            }
             Error::Release(_) => ErrorKind::Backend,
             Error::Engine(EngineError::StalePlan { .. } | EngineError::PlanFormat { .. }) => {
                 ErrorKind::StalePlan
@@ -1361,8 +1366,25 @@ impl Lab {
 
     /// Plans the lab against what exists.
     pub async fn plan(&self) -> Result<Plan, Error> {
+        self.plan_holding(&[]).await
+    }
+
+    /// The desired resources with the workloads `held` at 0 replicas (a restore holds the
+    /// apps whose volumes come back).
+    fn desired_holding(&self, held: &[ResourceId]) -> Result<Vec<Resource>, Error> {
+        let mut desired = self.desired()?;
+        for r in desired.iter_mut().filter(|r| held.contains(&r.id)) {
+            let mut v = r.body.value();
+            v["spec"]["replicas"] = serde_json::json!(0);
+            r.body = cloudlet_core::resource::Body::new(&v);
+        }
+        Ok(desired)
+    }
+
+    /// [`Lab::plan`] with the workloads `held` at 0 replicas.
+    pub(crate) async fn plan_holding(&self, held: &[ResourceId]) -> Result<Plan, Error> {
         self.fetch_platform().await?;
-        let desired = self.desired()?;
+        let desired = self.desired_holding(held)?;
         let engine = self.shared_engine().await?;
         let mut plan = engine.plan(desired).await?;
         self.refuse_downgrades(&plan)?;
@@ -1393,13 +1415,24 @@ impl Lab {
         options: ApplyOptions<'_>,
         on_boot: Option<&(dyn Fn(&pxe::service::Event) + Sync)>,
     ) -> Result<Applied, Error> {
+        self.apply_holding(plan, options, on_boot, &[]).await
+    }
+
+    /// [`Lab::apply_with`] of a plan made by [`Lab::plan_holding`] with the same `held`.
+    pub(crate) async fn apply_holding(
+        &self,
+        plan: &Plan,
+        options: ApplyOptions<'_>,
+        on_boot: Option<&(dyn Fn(&pxe::service::Event) + Sync)>,
+        held: &[ResourceId],
+    ) -> Result<Applied, Error> {
         let applying = async {
             if plan.steps.is_empty() {
                 // Nothing to change: no lock, no journal entry; installs are still served.
                 self.check_plan_lab(plan)?;
                 return Ok(ApplyReport::default());
             }
-            self.apply_steps(plan, options).await
+            self.apply_steps(plan, options, held).await
         };
         let (report, installs) = self.serving_installs(applying, on_boot).await?;
         Ok(Applied { report, installs })
@@ -1421,11 +1454,12 @@ impl Lab {
         &self,
         plan: &Plan,
         options: ApplyOptions<'_>,
+        held: &[ResourceId],
     ) -> Result<ApplyReport, Error> {
         self.check_plan_lab(plan)?;
         self.refuse_downgrades(plan)?;
         self.fetch_platform().await?;
-        let desired = self.desired()?;
+        let desired = self.desired_holding(held)?;
         if cloudlet_core::plan::digest(&desired) != plan.desired_digest {
             return Err(Error::Engine(EngineError::StalePlan {
                 reason: "the lab files changed since the plan was made".into(),

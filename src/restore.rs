@@ -7,10 +7,14 @@
 //!    report again.
 //! 2. infrastructure — the lab applied: router, NAS, hypervisor, network installs, and the
 //!    cluster made again with the same identity (old kubeconfigs keep working), its platform
-//!    and apps.
+//!    and apps — those whose volumes are backed up held at 0 replicas, so nothing starts on
+//!    an empty volume.
 //! 3. cluster data — the newest `cluster` snapshot (etcd) restored onto the control plane.
-//! 4. reconcile — the lab applied again over the restored objects.
-//! 5. verify — the cluster's objects waited for until ready.
+//! 4. volumes — each app with backed-up volumes held at 0 replicas until its pods are gone
+//!    (the etcd snapshot brings its old replica count back), then its newest volume snapshot
+//!    restored by a Job running stock restic over its claims, all apps at once.
+//! 5. reconcile — the lab applied again over the restored objects: the held apps scale up.
+//! 6. verify — the cluster's objects waited for until ready.
 //!
 //! Restoring into a lab whose state directory is not empty is refused unless forced, and the
 //! refusal lists what would be overwritten.
@@ -22,6 +26,8 @@ use cloudlet_backup::repo::{Location, Repo, Snapshot};
 use cloudlet_backup::stage::{MANIFEST, Manifest};
 use cloudlet_backup::{BackupError, blocking};
 use serde::{Deserialize, Serialize};
+
+use cloudlet_core::ResourceId;
 
 use crate::{ApplyOptions, Error, Lab, cluster};
 
@@ -45,6 +51,7 @@ pub const PHASES: &[&str] = &[
     "identity",
     "infrastructure",
     "cluster data",
+    "volumes",
     "reconcile",
     "verify",
 ];
@@ -61,6 +68,9 @@ pub struct RestoreOptions {
     pub resume: bool,
     /// How long the verify phase waits for the cluster's objects (default 10 minutes).
     pub verify_within: Option<Duration>,
+    /// How long the volumes phase waits for the held apps' pods to stop and for each app's
+    /// restore Job (default 30 minutes).
+    pub volumes_within: Option<Duration>,
 }
 
 /// One phase's outcome.
@@ -83,6 +93,9 @@ pub struct Phase {
 pub struct LossWindow {
     /// The class.
     pub class: String,
+    /// For the `volumes` class, the app (`NAMESPACE/APP`) whose volumes the snapshot holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
     /// The snapshot restored.
     pub snapshot: String,
     /// When it was taken (seconds since the Unix epoch).
@@ -328,9 +341,20 @@ impl Lab {
                 )))
             }
             "infrastructure" | "reconcile" => {
-                let plan = self.plan().await?;
+                // The infrastructure is made with the apps whose volumes come back held at 0
+                // replicas; the reconcile scales them up.
+                let held: Vec<ResourceId> = if name == "infrastructure" {
+                    self.volume_apps()
+                        .map(|(n, app)| cluster::workload_id(n, app))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let plan = self.plan_holding(&held).await?;
                 let changes = plan.summary.create + plan.summary.update + plan.summary.delete;
-                let applied = self.apply(&plan, ApplyOptions::default()).await?;
+                let applied = self
+                    .apply_holding(&plan, ApplyOptions::default(), None, &held)
+                    .await?;
                 if !applied.report.failed.is_empty() {
                     let failed: Vec<String> = applied
                         .report
@@ -373,6 +397,7 @@ impl Lab {
                     short(&snap.id)
                 )))
             }
+            "volumes" => self.restore_volumes(key, options, done).await,
             "verify" => {
                 if !self.has_live_cluster() {
                     return Ok(None);
@@ -404,8 +429,105 @@ impl Lab {
         }
     }
 
+    /// The apps whose volumes the lab backs up.
+    fn volume_apps(&self) -> impl Iterator<Item = (&str, &cloudlet_core::model::App)> {
+        let lab = &self.loaded.lab;
+        lab.cluster
+            .iter()
+            .flat_map(|c| c.apps.iter())
+            .filter(|(_, app)| cluster::volume_backup::backed_up(lab, app))
+            .map(|(n, app)| (n.as_str(), app))
+    }
+
+    /// The volumes phase: each backed-up app's newest volume snapshot (of this lab) restored
+    /// by its Job, the app held at 0 replicas meanwhile. An app with no snapshot yet is named
+    /// and left as it is.
+    async fn restore_volumes(
+        &self,
+        key: &str,
+        options: &RestoreOptions,
+        done: &mut Restored,
+    ) -> Result<Option<String>, Error> {
+        let b = self.backup_block()?;
+        let Some(v) = &b.volumes else {
+            return Ok(None);
+        };
+        let apps: Vec<_> = self.volume_apps().collect();
+        if apps.is_empty() || !self.has_live_cluster() {
+            return Ok(None);
+        }
+        let target = self.target_location(b, &v.target)?;
+        let k = key.to_string();
+        let snaps = blocking(move || Repo::open(&target, &k)?.snapshots()).await?;
+        let lab = &self.loaded.lab;
+        let mut restores = Vec::new();
+        let mut taken = Vec::new();
+        let mut never = Vec::new();
+        for (name, app) in apps {
+            let ns = cloudlet_core::model::Lab::app_namespace(name, app);
+            let tag = cluster::volume_backup::app_tag(ns, name);
+            let newest = snaps
+                .iter()
+                .filter(|s| s.class == "volumes" && s.host == lab.name && s.tags.contains(&tag))
+                .max_by_key(|s| s.unix);
+            let Some(snap) = newest else {
+                never.push(format!("{ns}/{name}"));
+                continue;
+            };
+            let Some(job) = cluster::volume_backup::restore_job(lab, name, app, ns, &snap.id)
+            else {
+                continue;
+            };
+            restores.push(cluster::volume_restore::AppRestore {
+                namespace: ns.to_string(),
+                app: name.to_string(),
+                stateful: app.workload == cloudlet_core::model::Workload::Statefulset,
+                job,
+            });
+            taken.push(snap.clone());
+        }
+        let Some((client, _)) = self.live_cluster().await? else {
+            return Ok(None);
+        };
+        let within = options
+            .volumes_within
+            .unwrap_or(Duration::from_secs(30 * 60));
+        let volumes = |e| Error::RestoreVolumes(Box::new(e));
+        cluster::volume_restore::hold(&client, &restores, within)
+            .await
+            .map_err(volumes)?;
+        let restored = cluster::volume_restore::restore(&client, &restores, within)
+            .await
+            .map_err(volumes)?;
+        let mut said = Vec::new();
+        for (r, snap) in restored.iter().zip(&taken) {
+            said.push(format!(
+                "{} from snapshot {} in {:.1}s",
+                r.app,
+                short(&snap.id),
+                r.seconds
+            ));
+            let mut w = self.window("volumes", snap, done.started);
+            w.app = Some(r.app.clone());
+            done.windows.push(w);
+        }
+        let mut detail = if said.is_empty() {
+            "no app's volumes to restore".to_string()
+        } else {
+            format!("volumes of {}", said.join(", "))
+        };
+        if !never.is_empty() {
+            detail.push_str(&format!(
+                "; never backed up, left empty: {}",
+                never.join(", ")
+            ));
+        }
+        Ok(Some(detail))
+    }
+
     fn window(&self, class: &str, snap: &Snapshot, started: i64) -> LossWindow {
         LossWindow {
+            app: None,
             class: class.to_string(),
             snapshot: snap.id.clone(),
             taken: snap.unix,
@@ -466,4 +588,64 @@ impl Lab {
 
 fn short(id: &str) -> &str {
     &id[..id.len().min(8)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The seed with its apps' volumes backed up to an S3 target, in a directory of its own.
+    fn seed_with_volume_backups() -> (tempfile::TempDir, Lab) {
+        let work = tempfile::tempdir().unwrap();
+        let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed");
+        for e in std::fs::read_dir(&seed).unwrap().flatten() {
+            std::fs::copy(e.path(), work.path().join(e.file_name())).unwrap();
+        }
+        std::fs::create_dir_all(work.path().join("secrets")).unwrap();
+        for f in ["postmaster-password", "s3-access", "s3-secret", "key"] {
+            std::fs::write(work.path().join("secrets").join(f), "x").unwrap();
+        }
+        std::fs::write(
+            work.path().join("backup.yaml"),
+            "backup:\n  key: {file: secrets/key}\n  targets:\n    offsite:\n      s3: {endpoint: https://store.example, bucket: vols, access_key: {file: secrets/s3-access}, secret_key: {file: secrets/s3-secret}}\n  volumes: {target: offsite, every: 6h}\n",
+        )
+        .unwrap();
+        let lab = Lab::load(work.path()).unwrap();
+        (work, lab)
+    }
+
+    fn replicas(plan: &cloudlet_core::Plan, name: &str) -> serde_json::Value {
+        plan.steps
+            .iter()
+            .find(|s| &*s.id.kind == "deployment" && &*s.id.name == name)
+            .unwrap_or_else(|| panic!("no deployment {name} in the plan"))
+            .resource
+            .body
+            .value()["spec"]["replicas"]
+            .clone()
+    }
+
+    #[allow(clippy::disallowed_methods, reason = "a test's runtime")]
+    #[tokio::test]
+    async fn the_infrastructure_phase_holds_only_the_apps_whose_volumes_come_back() {
+        let (_work, lab) = seed_with_volume_backups();
+        let held: Vec<ResourceId> = lab
+            .volume_apps()
+            .map(|(n, app)| cluster::workload_id(n, app))
+            .collect();
+        let names: Vec<&str> = held.iter().map(|id| &*id.name).collect();
+        assert_eq!(names, ["blog.blog", "mailserver.mailserver"]);
+
+        let plan = lab.plan_holding(&held).await.unwrap();
+        assert_eq!(replicas(&plan, "blog.blog"), 0);
+        assert_eq!(replicas(&plan, "mailserver.mailserver"), 0);
+        assert_eq!(
+            replicas(&plan, "wireguard.wireguard"),
+            1,
+            "no volumes: not held"
+        );
+        // The lab as written: the seed's replicas.
+        let plan = lab.plan().await.unwrap();
+        assert_eq!(replicas(&plan, "blog.blog"), 2);
+    }
 }

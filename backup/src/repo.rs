@@ -72,6 +72,8 @@ pub struct Snapshot {
     pub host: String,
     /// The paths it holds.
     pub paths: Vec<String>,
+    /// Its tags (an app's volumes: `cloudlet-app:NAMESPACE/APP`).
+    pub tags: Vec<String>,
     /// Files and bytes it read, when the writer recorded them.
     pub files: u64,
     /// Bytes read.
@@ -96,6 +98,7 @@ impl Snapshot {
             class,
             host: s.hostname.clone(),
             paths: s.paths.iter().map(ToString::to_string).collect(),
+            tags,
             files,
             bytes,
         }

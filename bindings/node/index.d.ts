@@ -109,7 +109,7 @@ export interface Restored {
   from: string;
   started: number;
   phases: RestorePhase[];
-  windows: { class: string; snapshot: string; taken: number; seconds_before_restore: number }[];
+  windows: { class: string; app?: string; snapshot: string; taken: number; seconds_before_restore: number }[];
 }
 
 export interface Finding { id: string; state: 'ready' | 'progressing' | 'failed'; message: string }

@@ -232,6 +232,7 @@ pub(crate) async fn restore(
     from: String,
     force: bool,
     resume: bool,
+    wait: Option<cloudlet::core::types::Duration>,
 ) -> Result<ExitCode, Error> {
     if force && !resume {
         let would = lab.restore_would_overwrite();
@@ -253,7 +254,8 @@ pub(crate) async fn restore(
         from,
         force,
         resume,
-        verify_within: None,
+        verify_within: wait.map(|w| std::time::Duration::from_secs(w.0)),
+        ..Default::default()
     };
     let mut on_event = |e: cloudlet::RestoreEvent| match e {
         cloudlet::RestoreEvent::Started(name) => println!("restore: {name} ..."),
@@ -279,9 +281,13 @@ pub(crate) async fn restore(
     println!("  {:<15} {:>8.1}s", "total", restored.seconds());
     println!("Data-loss window (written after the snapshot, not restored):");
     for w in &restored.windows {
+        let class = match &w.app {
+            Some(app) => format!("{} {app}", w.class),
+            None => w.class.clone(),
+        };
         println!(
             "  {:<8} snapshot {} taken {}s before the restore began",
-            w.class,
+            class,
             &w.snapshot[..8.min(w.snapshot.len())],
             w.seconds_before_restore
         );

@@ -174,6 +174,10 @@ enum Command {
         /// Go on with a restore that stopped, skipping the phases it finished.
         #[arg(long)]
         resume: bool,
+        /// How long the verify phase waits for the cluster's objects to become ready
+        /// (`90s`, `5m`; default 10m).
+        #[arg(long, value_name = "DURATION")]
+        wait: Option<cloudlet::core::types::Duration>,
     },
     /// Backups: run them, list them, prove them by restoring, schedule them.
     Backup {
@@ -500,8 +504,9 @@ async fn main() -> ExitCode {
             from,
             force,
             resume,
+            wait,
         } => match load(&lab) {
-            Ok(lab) => backup::restore(&lab, from, force, resume)
+            Ok(lab) => backup::restore(&lab, from, force, resume, wait)
                 .await
                 .map_err(|e| (e, Some(lab))),
             Err(e) => Err((e, None)),

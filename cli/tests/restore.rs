@@ -122,6 +122,7 @@ fn restore_refuses_a_full_lab_stops_at_a_damaged_snapshot_and_resumes() {
         "restore: identity done in ",
         "restore: infrastructure done in ",
         "restore: cluster data skipped",
+        "restore: volumes skipped",
         "restore: reconcile done in ",
         "restore: verify skipped",
         "Timeline:",

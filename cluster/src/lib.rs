@@ -22,6 +22,7 @@ pub mod manifests;
 pub mod metallb;
 pub mod platform;
 pub mod volume_backup;
+pub mod volume_restore;
 
 pub use kube_provider::{
     BACKEND, FIELD_MANAGER, KubeOptions, KubeProvider, KubeStats, PART_OF_LABEL, applyset_id,
@@ -53,6 +54,16 @@ fn id(kind: &str, ns: Option<&str>, name: &str) -> ResourceId {
         None => name.to_string(),
     };
     ResourceId::new(Domain::Cluster, kind, n)
+}
+
+/// The id of an app's workload: its StatefulSet, or its Deployment.
+pub fn workload_id(name: &str, app: &App) -> ResourceId {
+    let kind = if app.workload == Workload::Statefulset {
+        "statefulset"
+    } else {
+        "deployment"
+    };
+    id(kind, Some(Lab::app_namespace(name, app)), name)
 }
 
 /// The StorageClass of a dynamic export.

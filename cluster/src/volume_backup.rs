@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use cloudlet_core::model::{App, Lab, SecretRef, cron_schedule};
+use cloudlet_core::model::{App, Lab, S3Target, SecretRef, VolumeBackup, cron_schedule};
 use cloudlet_core::resource::Body;
 use cloudlet_core::{Resource, ResourceId};
 use serde_json::json;
@@ -77,12 +77,7 @@ pub fn script(lab: &Lab, ns: &str, app: &str) -> Option<String> {
 
 /// The app's backup Secret and CronJob, when the lab backs up volumes and the app has any.
 pub fn objects(lab: &Lab, name: &str, app: &App, ns: &str, out: &mut Vec<Resource>) {
-    if app.volumes.is_empty() {
-        return;
-    }
-    let Some(b) = &lab.backup else { return };
-    let Some(v) = &b.volumes else { return };
-    let Some(s3) = b.targets.get(&v.target).and_then(|t| t.s3.as_ref()) else {
+    let (Some(b), Some((v, s3))) = (&lab.backup, volumes_target(lab, app)) else {
         return;
     };
     let Some(script) = script(lab, ns, name) else {
@@ -99,22 +94,84 @@ pub fn objects(lab: &Lab, name: &str, app: &App, ns: &str, out: &mut Vec<Resourc
         refs.insert("ca.crt", secret_ref(&SecretRef::File(ca.clone())));
     }
     let sid = secret_refs(lab, ns, &obj, name, refs, out);
+    let mut deps: Vec<ResourceId> = vec![nsid, sid];
+    deps.extend(app.volumes.iter().map(|vol| {
+        id(
+            "persistentvolumeclaim",
+            Some(ns),
+            &format!("{name}-{}", vol.name),
+        )
+    }));
+    let metadata =
+        serde_json::to_value(meta(lab, Some(ns), obj.as_str(), Some(name))).unwrap_or_default();
+    let mut job = Resource::new(
+        id("cronjob", Some(ns), &obj),
+        Body::new(&json!({
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": metadata,
+            "spec": {
+                "schedule": cron_schedule(v.every.0),
+                "concurrencyPolicy": "Forbid",
+                "startingDeadlineSeconds": 600,
+                "successfulJobsHistoryLimit": 3,
+                "failedJobsHistoryLimit": 3,
+                "jobTemplate": {"spec": {
+                    "backoffLimit": 2,
+                    "ttlSecondsAfterFinished": 86_400,
+                    "template": pod_template(lab, name, app, &obj, &script, true),
+                }},
+            },
+        })),
+    );
+    job.depends_on = deps;
+    out.push(job);
+}
+
+/// Whether the lab backs up the app's volumes (it has some, and the lab's `backup.volumes`
+/// names an S3 target).
+pub fn backed_up(lab: &Lab, app: &App) -> bool {
+    volumes_target(lab, app).is_some()
+}
+
+/// The lab's S3 target for volumes, when it backs them up and `app` has any.
+fn volumes_target<'a>(lab: &'a Lab, app: &App) -> Option<(&'a VolumeBackup, &'a S3Target)> {
+    if app.volumes.is_empty() {
+        return None;
+    }
+    let b = lab.backup.as_ref()?;
+    let v = b.volumes.as_ref()?;
+    Some((v, b.targets.get(&v.target)?.s3.as_ref()?))
+}
+
+/// The pod that runs `script` with stock restic over the app's claims at `/data/VOLUME`
+/// (read-only for a backup, writable for a restore), its keys from the app's backup Secret
+/// `obj`, the store's CA mounted when the lab names one.
+fn pod_template(
+    lab: &Lab,
+    name: &str,
+    app: &App,
+    obj: &str,
+    script: &str,
+    read_only: bool,
+) -> serde_json::Value {
+    let Some((v, s3)) = volumes_target(lab, app) else {
+        return serde_json::Value::Null;
+    };
     let from_secret =
         |var: &str| json!({"name": var, "valueFrom": {"secretKeyRef": {"name": obj, "key": var}}});
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
-    let mut deps: Vec<ResourceId> = vec![nsid, sid];
     for vol in &app.volumes {
         let claim = format!("{name}-{}", vol.name);
-        deps.push(id("persistentvolumeclaim", Some(ns), &claim));
         volumes.push(json!({
             "name": format!("v-{}", vol.name),
-            "persistentVolumeClaim": {"claimName": claim, "readOnly": true},
+            "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only},
         }));
         mounts.push(json!({
             "name": format!("v-{}", vol.name),
             "mountPath": format!("{MOUNT_ROOT}/{}", vol.name),
-            "readOnly": true,
+            "readOnly": read_only,
         }));
     }
     if s3.ca.is_some() {
@@ -136,48 +193,91 @@ pub fn objects(lab: &Lab, name: &str, app: &App, ns: &str, out: &mut Vec<Resourc
         Some(r) => crate::platform::transform::mirrored_image(&v.image, r),
         None => v.image.clone(),
     };
-    let metadata =
-        serde_json::to_value(meta(lab, Some(ns), obj.as_str(), Some(name))).unwrap_or_default();
-    let mut job = Resource::new(
-        id("cronjob", Some(ns), &obj),
-        Body::new(&json!({
-            "apiVersion": "batch/v1",
-            "kind": "CronJob",
-            "metadata": metadata,
-            "spec": {
-                "schedule": cron_schedule(v.every.0),
-                "concurrencyPolicy": "Forbid",
-                "startingDeadlineSeconds": 600,
-                "successfulJobsHistoryLimit": 3,
-                "failedJobsHistoryLimit": 3,
-                "jobTemplate": {"spec": {
-                    "backoffLimit": 2,
-                    "ttlSecondsAfterFinished": 86_400,
-                    "template": {
-                        "metadata": {"labels": {"app.kubernetes.io/name": obj, "app.kubernetes.io/managed-by": "cloudlet"}},
-                        "spec": {
-                            "restartPolicy": "Never",
-                            "containers": [{
-                                "name": "restic",
-                                "image": image,
-                                "command": ["/bin/sh", "-c", script],
-                                "env": [
-                                    {"name": "RESTIC_REPOSITORY", "value": s3.restic_repository()},
-                                    {"name": "RESTIC_CACHE_DIR", "value": "/tmp/restic-cache"},
-                                    from_secret("RESTIC_PASSWORD"),
-                                    from_secret("AWS_ACCESS_KEY_ID"),
-                                    from_secret("AWS_SECRET_ACCESS_KEY"),
-                                ],
-                                "volumeMounts": mounts,
-                                "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": false},
-                            }],
-                            "volumes": volumes,
-                        },
-                    },
-                }},
+    json!({
+        "metadata": {"labels": {"app.kubernetes.io/name": obj, "app.kubernetes.io/managed-by": "cloudlet"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "restic",
+                "image": image,
+                "command": ["/bin/sh", "-c", script],
+                "env": [
+                    {"name": "RESTIC_REPOSITORY", "value": s3.restic_repository()},
+                    {"name": "RESTIC_CACHE_DIR", "value": "/tmp/restic-cache"},
+                    from_secret("RESTIC_PASSWORD"),
+                    from_secret("AWS_ACCESS_KEY_ID"),
+                    from_secret("AWS_SECRET_ACCESS_KEY"),
+                ],
+                "volumeMounts": mounts,
+                "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": false},
+            }],
+            "volumes": volumes,
+        },
+    })
+}
+
+/// The name of the app's restore Job.
+pub fn restore_name(app: &str) -> String {
+    format!("{app}-restore")
+}
+
+/// The label that marks a restore Job, its value the app.
+pub const RESTORE_LABEL: &str = "cloudlet.dev/restore";
+
+/// The script a restore Job runs: each of the app's volumes emptied, then `snapshot` restored
+/// over them, so every volume is exactly what was backed up (a volume declared after the
+/// snapshot was taken comes back empty).
+pub fn restore_script(lab: &Lab, app: &App, snapshot: &str) -> Option<String> {
+    let (_, s3) = volumes_target(lab, app)?;
+    let ca = if s3.ca.is_some() {
+        format!(" --cacert {CA_PATH}")
+    } else {
+        String::new()
+    };
+    let mut out = String::from("set -eu\n");
+    for vol in &app.volumes {
+        out.push_str(&format!(
+            "find {} -mindepth 1 -delete\n",
+            sh(&format!("{MOUNT_ROOT}/{}", vol.name))
+        ));
+    }
+    out.push_str(&format!(
+        "restic{ca} restore {} --target {MOUNT_ROOT}\n",
+        sh(snapshot)
+    ));
+    Some(out)
+}
+
+/// The Job that restores the app's volumes from `snapshot` (one of its volume snapshots),
+/// with the keys of the app's backup Secret, which the plan holds; `None` when the lab backs
+/// up no volumes of the app.
+pub fn restore_job(
+    lab: &Lab,
+    name: &str,
+    app: &App,
+    ns: &str,
+    snapshot: &str,
+) -> Option<serde_json::Value> {
+    let script = restore_script(lab, app, snapshot)?;
+    let obj = restore_name(name);
+    let mut template = pod_template(lab, name, app, &object_name(name), &script, false);
+    template["metadata"]["labels"][RESTORE_LABEL] = json!(name);
+    Some(json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": obj,
+            "namespace": ns,
+            "labels": {
+                "app.kubernetes.io/managed-by": "cloudlet",
+                RESTORE_LABEL: name,
             },
-        })),
-    );
-    job.depends_on = deps;
-    out.push(job);
+            "annotations": {"cloudlet.dev/snapshot": snapshot},
+        },
+        "spec": {
+            "backoffLimit": 2,
+            "ttlSecondsAfterFinished": 86_400,
+            "template": template,
+        },
+    }))
 }

@@ -6,13 +6,13 @@
 //! it makes are read back by cloudlet, and retention keeps what the lab says.
 #![allow(missing_docs, clippy::disallowed_methods)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use cloudlet_backup::repo::{Location, Repo};
 use cloudlet_backup::s3::S3Location;
+use cloudlet_testkit::container::{from_refs, run_pod};
 use cloudlet_testkit::s3::{ACCESS_KEY, S3Peer, SECRET_KEY};
-use serde_json::Value;
 
 const KEY: &str = "volume-backup-key";
 
@@ -56,54 +56,6 @@ fn find<'a>(
         .unwrap_or_else(|| panic!("no {kind} {name} in the plan"))
 }
 
-/// Runs `script` as the backup container would: a root of its own holding the host's
-/// programs, `/data/VOLUME` bound from `volumes`, the CA at its path, `env` only.
-fn run_container(
-    root: &Path,
-    script: &str,
-    env: &[(String, String)],
-    volumes: &[(String, &Path)],
-    ca: &Path,
-) -> std::process::Output {
-    for d in ["usr", "etc", "tmp", "dev", "proc", "etc-cloudlet"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    let mut setup = String::from("set -e\n");
-    for d in ["usr", "dev"] {
-        setup.push_str(&format!("mount --rbind /{d} {}/{d}\n", root.display()));
-    }
-    for l in ["bin", "sbin", "lib", "lib64"] {
-        if Path::new("/").join(l).is_symlink() {
-            let _ = std::os::unix::fs::symlink(format!("usr/{l}"), root.join(l));
-        }
-    }
-    std::fs::create_dir_all(root.join("etc-cloudlet")).unwrap();
-    for (name, src) in volumes {
-        let at = root.join("data").join(name);
-        std::fs::create_dir_all(&at).unwrap();
-        setup.push_str(&format!(
-            "mount --bind -o ro {} {}\n",
-            src.display(),
-            at.display()
-        ));
-    }
-    let ca_dir = root.join("cloudlet-ca");
-    std::fs::create_dir_all(&ca_dir).unwrap();
-    std::fs::copy(ca, ca_dir.join("ca.crt")).unwrap();
-    setup.push_str(&format!(
-        "mount -t tmpfs none {r}/etc\nmkdir -p {r}/etc/cloudlet-backup {r}/etc/ssl\ncp -r /etc/ssl/. {r}/etc/ssl/ 2>/dev/null || true\nmount --bind {r}/cloudlet-ca {r}/etc/cloudlet-backup\nexec chroot {r} /bin/sh -c \"$CLOUDLET_SCRIPT\"\n",
-        r = root.display()
-    ));
-    Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &setup])
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
-        .env("CLOUDLET_SCRIPT", script)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .expect("unshare runs")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_planned_cronjob_backs_up_an_apps_volumes_with_stock_restic() {
     let work = tempfile::tempdir().unwrap();
@@ -137,25 +89,10 @@ async fn the_planned_cronjob_backs_up_an_apps_volumes_with_stock_restic() {
             .any(|r| &*r.id.kind == "cronjob" && r.id.name.contains("wireguard"))
     );
 
-    // The container's environment: literal values, and the Secret's keys read where its
-    // references say (as the provider does at apply time).
-    let refs = &secret["cloudlet.dev/secretRefs"];
-    let mut env = Vec::new();
-    for e in c["env"].as_array().unwrap() {
-        let name = e["name"].as_str().unwrap().to_string();
-        let value = match (&e["value"], &e["valueFrom"]["secretKeyRef"]["key"]) {
-            (Value::String(v), _) => v.clone(),
-            (_, Value::String(k)) => match (&refs[k.as_str()]["env"], &refs[k.as_str()]["file"]) {
-                (Value::String(var), _) => std::env::var(var).unwrap(),
-                (_, Value::String(f)) => std::fs::read_to_string(f).unwrap().trim().to_string(),
-                _ => panic!("{k}: no reference"),
-            },
-            _ => panic!("{name}: no value"),
-        };
-        env.push((name, value));
-    }
     let script = c["command"][2].as_str().unwrap().to_string();
+    assert!(script.contains("restic --cacert"), "{script}");
     assert_eq!(c["command"][0], "/bin/sh");
+    let template = &job["spec"]["jobTemplate"]["spec"]["template"];
 
     // The volume as it is on the NAS.
     let content = work.path().join("nas/blog/content");
@@ -175,12 +112,11 @@ async fn the_planned_cronjob_backs_up_an_apps_volumes_with_stock_restic() {
     let mut ids = Vec::new();
     for round in 0..3 {
         std::fs::write(content.join("round"), format!("{round}\n")).unwrap();
-        let o = run_container(
+        let o = run_pod(
             &work.path().join(format!("root{round}")),
-            &script,
-            &env,
-            &[("content".to_string(), content.as_path())],
-            &peer.ca,
+            template,
+            &BTreeMap::from([from_refs(&secret)]),
+            &BTreeMap::from([("blog-content".to_string(), content.clone())]),
         );
         let out = format!(
             "{}{}",
@@ -243,4 +179,171 @@ fn the_backup_image_comes_through_the_labs_registry() {
         job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"],
         "registry.lan:5000/restic/restic:0.17.3"
     );
+}
+
+/// Every file under `dir` (relative) with its content.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_restore_job_holds_the_app_and_brings_its_volumes_back_with_stock_restic() {
+    use cloudlet_cluster::volume_restore::{self, AppRestore, VolumeRestoreError};
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use kube::api::{Api, PostParams};
+    use std::time::Duration;
+
+    let work = tempfile::tempdir().unwrap();
+    let peer = S3Peer::start(work.path(), "lab-volumes");
+    let lab = lab(&peer, work.path(), None);
+    let plan = cloudlet_cluster::expand(&lab);
+    let secrets = BTreeMap::from([from_refs(
+        &find(&plan, "secret", "blog.blog-backup").body.value(),
+    )]);
+    let cron = find(&plan, "cronjob", "blog.blog-backup").body.value();
+
+    // Backed up once, by the planned CronJob's container.
+    let content = work.path().join("nas/blog/content");
+    std::fs::create_dir_all(content.join("posts")).unwrap();
+    std::fs::write(content.join("index.html"), b"<h1>home</h1>\n").unwrap();
+    std::fs::write(content.join("posts/1.html"), vec![b'y'; 200_000]).unwrap();
+    let before = tree(&content);
+    let claims = BTreeMap::from([("blog-content".to_string(), content.clone())]);
+    let o = run_pod(
+        &work.path().join("backup-root"),
+        &cron["spec"]["jobTemplate"]["spec"]["template"],
+        &secrets,
+        &claims,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let loc = Location::S3(S3Location {
+        endpoint: peer.endpoint.clone(),
+        bucket: peer.bucket.clone(),
+        prefix: "vols".into(),
+        region: "us-east-1".into(),
+        access_key: ACCESS_KEY.into(),
+        secret_key: SECRET_KEY.into(),
+        ca: Some(peer.ca.clone()),
+    });
+    let snaps = cloudlet_backup::blocking(move || Repo::open(&loc, KEY)?.snapshots())
+        .await
+        .unwrap();
+    let snap = snaps
+        .iter()
+        .find(|s| s.tags.iter().any(|t| t == "cloudlet-app:blog/blog"))
+        .expect("the app's snapshot is tagged with it");
+
+    // The disaster: the volume comes back empty but for a file the app wrote on it since.
+    std::fs::remove_dir_all(&content).unwrap();
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("written-after"), b"stray").unwrap();
+
+    let server = cloudlet_testkit::apiserver::ApiServer::start();
+    let client = server.client().await;
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some("blog".into());
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let dep: Deployment =
+        serde_json::from_value(find(&plan, "deployment", "blog.blog").body.value()).unwrap();
+    let deps = Api::<Deployment>::namespaced(client.clone(), "blog");
+    deps.create(&PostParams::default(), &dep).await.unwrap();
+    // A pod of the app, running until its workload is scaled down.
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "blog-1", "labels": {"app.kubernetes.io/name": "blog"}},
+        "spec": {"containers": [{"name": "blog", "image": "nginx"}]},
+    }))
+    .unwrap();
+    let pods = Api::<Pod>::namespaced(client.clone(), "blog");
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+
+    let app = &lab.cluster.as_ref().unwrap().apps["blog"];
+    let job = cloudlet_cluster::volume_backup::restore_job(&lab, "blog", app, "blog", &snap.id)
+        .expect("the app's volumes are backed up");
+    let text = job.to_string();
+    assert!(!text.contains(SECRET_KEY) && !text.contains(KEY), "{text}");
+    let apps = vec![AppRestore {
+        namespace: "blog".into(),
+        app: "blog".into(),
+        stateful: false,
+        job,
+    }];
+    let runs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let acting = tokio::spawn(cloudlet_testkit::container::kubelet(
+        client.clone(),
+        work.path().join("jobs"),
+        cloudlet_cluster::volume_backup::RESTORE_LABEL,
+        claims.clone(),
+        cloudlet_testkit::container::SecretSource::Given(secrets.clone()),
+        runs.clone(),
+    ));
+
+    volume_restore::hold(&client, &apps, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let held = deps.get("blog").await.unwrap();
+    assert_eq!(held.spec.replicas, Some(0));
+    assert!(
+        pods.get_opt("blog-1").await.unwrap().is_none(),
+        "hold returned while the app's pod was still there"
+    );
+
+    let done = volume_restore::restore(&client, &apps, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].app, "blog/blog");
+    {
+        let runs = runs.lock().unwrap();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert_eq!(runs[0].job, "blog/blog-restore");
+        assert_eq!(
+            runs[0].workload_replicas,
+            Some(0),
+            "the Job ran while the app was held"
+        );
+    }
+    assert_eq!(
+        tree(&content),
+        before,
+        "the volume is exactly what was backed up"
+    );
+
+    // A snapshot that is not there: the Job fails, and the error names the app and the Job.
+    let bad = cloudlet_cluster::volume_backup::restore_job(&lab, "blog", app, "blog", "0123abcd")
+        .unwrap();
+    let apps = vec![AppRestore {
+        job: bad,
+        ..apps[0].clone()
+    }];
+    let e = volume_restore::restore(&client, &apps, Duration::from_secs(120))
+        .await
+        .unwrap_err();
+    acting.abort();
+    let VolumeRestoreError::Failed { app, job, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!((app.as_str(), job.as_str()), ("blog/blog", "blog-restore"));
+    let msg = e.to_string();
+    assert!(
+        msg.contains("kubectl -n blog logs job/blog-restore"),
+        "{msg}"
+    );
+    assert!(!msg.contains(SECRET_KEY) && !msg.contains(KEY), "{msg}");
 }

@@ -11,6 +11,8 @@
 //!   processes, kubemark's kubelet) for the bootstrap.
 //! - [`s3`]: an S3-compatible store (gofakes3 behind a Signature V4 check) and a proxy that
 //!   cuts a target off mid-transfer, for the backup targets.
+//! - [`container`]: a pod's container run as a kubelet would (chroot, claims bound from
+//!   directories) and a Job's outcome written through the API, where no kubelet runs.
 //! - [`hostile`]: misbehaving HTTP and TFTP clients and a memory probe.
 //! - [`platform`]: STAND-IN release manifests in upstream's shape, the HTTP server that
 //!   hosts them, an allowing admission webhook and FAKE ROLLOUTS (status written through the
@@ -23,6 +25,7 @@
 
 pub mod apiserver;
 pub mod boot;
+pub mod container;
 pub mod engine;
 pub mod hollow;
 pub mod hostile;

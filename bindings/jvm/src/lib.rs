@@ -293,7 +293,7 @@ impl Lab {
             from,
             force,
             resume,
-            verify_within: None,
+            ..Default::default()
         };
         let mut sink = move |e: cloudlet::RestoreEvent| {
             if let (Some(l), cloudlet::RestoreEvent::Finished(p)) = (&listener, e) {

@@ -397,7 +397,7 @@ impl NativeLab {
             from,
             force: force.unwrap_or(false),
             resume: resume.unwrap_or(false),
-            verify_within: None,
+            ..Default::default()
         };
         let mut sink = move |e: cloudlet::RestoreEvent| {
             if let (Some(cb), cloudlet::RestoreEvent::Finished(p)) = (&on_phase, e) {

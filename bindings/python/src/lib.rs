@@ -358,7 +358,7 @@ impl Lab {
                 from: source,
                 force,
                 resume,
-                verify_within: None,
+                ..Default::default()
             };
             let mut sink = move |e: cloudlet::RestoreEvent| {
                 if let (Some(cb), cloudlet::RestoreEvent::Finished(p)) = (&on_event, e) {

@@ -467,6 +467,7 @@ class LossWindow(_Record):
     snapshot: str
     taken: int
     seconds_before_restore: int
+    app: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -674,7 +675,8 @@ class Lab:
             phases=tuple(RestorePhase(**p) for p in d["phases"]),
             windows=tuple(
                 LossWindow(class_=w["class"], snapshot=w["snapshot"], taken=w["taken"],
-                           seconds_before_restore=w["seconds_before_restore"])
+                           seconds_before_restore=w["seconds_before_restore"],
+                           app=w.get("app"))
                 for w in d["windows"]
             ),
         )
