@@ -57,6 +57,9 @@ pub struct TargetSnapshots {
 pub struct Verified {
     /// The class.
     pub class: String,
+    /// For the `volumes` class, the app (`NAMESPACE/APP`) whose volumes were proven.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
     /// The target's name.
     pub target: String,
     /// Each level reached, the failed one last.
@@ -346,11 +349,131 @@ impl Lab {
             .await?;
             out.push(Verified {
                 class: class.to_string(),
+                app: None,
                 target: c.target.clone(),
                 levels,
             });
         }
+        out.extend(self.verify_volumes(b, &key, up_to).await?);
         Ok(out)
+    }
+
+    /// The ladder for each app whose volumes the lab backs up: L0 from its CronJob's status in
+    /// the live cluster, then its newest snapshot in the volumes target (the repository's
+    /// data read once for all apps).
+    async fn verify_volumes(
+        &self,
+        b: &Backup,
+        key: &str,
+        up_to: u8,
+    ) -> Result<Vec<Verified>, Error> {
+        let Some(v) = &b.volumes else {
+            return Ok(Vec::new());
+        };
+        let lab = &self.loaded.lab;
+        let apps: Vec<(String, String)> = lab
+            .cluster
+            .iter()
+            .flat_map(|c| c.apps.iter())
+            .filter(|(_, app)| cluster::volume_backup::backed_up(lab, app))
+            .map(|(n, app)| {
+                (
+                    cloudlet_core::model::Lab::app_namespace(n, app).to_string(),
+                    n.clone(),
+                )
+            })
+            .collect();
+        if apps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = match self.live_cluster().await {
+            Ok(Some((c, _))) => Ok(c),
+            Ok(None) => {
+                Err("the lab's cluster target is not a live cluster: no CronJob to ask".to_string())
+            }
+            Err(e) => Err(format!("the cluster could not be reached: {e}")),
+        };
+        let mut zeros = Vec::new();
+        for (ns, app) in &apps {
+            let t = std::time::Instant::now();
+            let (ok, detail) = match &client {
+                Err(why) => (false, why.clone()),
+                Ok(c) => match cluster::volume_backup::last_run(c, ns, app).await {
+                    Ok(found) => found,
+                    Err(e) => (false, format!("reading its CronJob: {e}")),
+                },
+            };
+            zeros.push(Level {
+                level: 0,
+                name: "the job ran",
+                ok,
+                detail,
+                seconds: t.elapsed().as_secs_f64(),
+            });
+        }
+        let target = self.target_location(b, &v.target)?;
+        let (key, host, every) = (key.to_string(), lab.name.clone(), v.every.0);
+        let ladders = blocking(move || {
+            // A wrong key is the lab's error; a repository that cannot be opened otherwise
+            // fails every level but L0.
+            let repo = match Repo::open(&target, &key) {
+                Err(e @ BackupError::WrongKey { .. }) => return Err(e),
+                other => other,
+            };
+            let mut checked = None;
+            let mut out = Vec::new();
+            for ((ns, app), zero) in apps.iter().zip(zeros) {
+                let levels = match &repo {
+                    Ok(repo) => {
+                        let tag = cluster::volume_backup::app_tag(ns, app);
+                        let select = |s: &cloudlet_backup::repo::Snapshot| {
+                            s.class == "volumes" && s.host == host && s.tags.contains(&tag)
+                        };
+                        let subject = verify::Subject {
+                            what: format!("the volumes of {ns}/{app}"),
+                            every,
+                            select: &select,
+                            proof: verify::Proof::Blocks,
+                        };
+                        let scratch = cloudlet_backup::stage::scratch("verify")?;
+                        verify::climb(
+                            repo,
+                            &subject,
+                            zero,
+                            up_to,
+                            &scratch.path().join("restore"),
+                            &mut checked,
+                        )
+                    }
+                    Err(e) => {
+                        let ok = zero.ok;
+                        let mut l = vec![zero];
+                        if ok && up_to > 0 {
+                            l.push(Level {
+                                level: 1,
+                                name: "a recent snapshot exists",
+                                ok: false,
+                                detail: e.to_string(),
+                                seconds: 0.0,
+                            });
+                        }
+                        l
+                    }
+                };
+                out.push((format!("{ns}/{app}"), levels));
+            }
+            Ok(out)
+        })
+        .await?;
+        Ok(ladders
+            .into_iter()
+            .map(|(app, levels)| Verified {
+                class: "volumes".into(),
+                app: Some(app),
+                target: v.target.clone(),
+                levels,
+            })
+            .collect())
     }
 
     /// The newest run of each class, for `status`.

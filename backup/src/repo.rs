@@ -18,9 +18,6 @@ use sha2::{Digest as _, Sha256};
 use crate::s3::{S3Backend, S3Location};
 use crate::stage::{Entry, Manifest, hex, io};
 
-/// How much of a file a restore holds at once.
-const CHUNK: usize = 4 << 20;
-
 /// The permission bits of a mode as restic stores it (Go's `os.FileMode`: setuid, setgid and
 /// sticky in high bits of their own).
 fn go_mode(m: u32) -> u32 {
@@ -45,9 +42,10 @@ fn safe_join(dest: &Path, rel: &Path) -> Option<PathBuf> {
         .then(|| dest.join(rel))
 }
 use rustic_core::{
-    BackupOptions, CheckOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions,
+    BackupOptions, BlobId, CheckOptions, ConfigOptions, Credentials, KeepOptions, KeyOptions,
     LocalDestination, LsOptions, OpenStatus, PathList, Repository, RepositoryBackends,
-    RepositoryOptions, RestoreOptions, SnapshotOptions, repofile::SnapshotFile,
+    RepositoryOptions, RestoreOptions, SnapshotOptions,
+    repofile::{BlobType, SnapshotFile},
 };
 
 use crate::BackupError;
@@ -347,10 +345,13 @@ impl Repo {
     }
 
     /// Restores the snapshot path `id` (`ID:PATH`, or an ID) into `dest` (made) as
-    /// [`Repo::restore`] does, file by file on every core with at most one chunk of each file
-    /// in memory, hashing each file as it is written: what came out, as a manifest (SHA-256,
-    /// size and permission bits of every regular file), without reading anything back.
-    /// Directories and symbolic links are made; modes and modification times are set.
+    /// [`Repo::restore`] does, file by file on every core with one block (restic's chunk, at
+    /// most 8 MiB) of each file in memory, hashing each file as it is written: what came out,
+    /// as a manifest (SHA-256, size and permission bits of every regular file), without
+    /// reading anything back. Each block must hash to its ID (the hash the writer took of that
+    /// piece of the source) and each file must come out at the size the snapshot records, or
+    /// the restore stops, naming the file. Directories and symbolic links are made; modes and
+    /// modification times are set.
     pub fn restore_hashed(&self, id: &str, dest: &Path) -> Result<Manifest, BackupError> {
         use rayon::prelude::*;
         use rustic_core::repofile::NodeType;
@@ -392,21 +393,41 @@ impl Repo {
         let entries: Vec<(String, Entry)> = files
             .into_par_iter()
             .map(|(rel, to, node)| {
-                let open = repo.open_file(&node).map_err(&err)?;
                 let mut out = std::fs::File::create(&to).map_err(io(&to, "writing"))?;
                 let mut h = Sha256::new();
-                let mut at = 0_usize;
-                let size = usize::try_from(node.meta.size).unwrap_or(usize::MAX);
-                while at < size {
-                    let chunk = repo
-                        .read_file_at(&open, at, CHUNK.min(size - at))
+                let mut at = 0_u64;
+                // Blob by blob: each one's content must hash to its ID, the hash the writer
+                // took of that piece of the source.
+                for id in node.content.iter().flatten() {
+                    let blob = repo
+                        .get_blob_cached(&BlobId::from(*id), BlobType::Data)
                         .map_err(&err)?;
-                    if chunk.is_empty() {
-                        break;
+                    let got = Sha256::digest(&blob);
+                    if hex(&got) != id.to_hex().as_str() {
+                        return Err(refused(
+                            &self.location,
+                            "restoring",
+                            format!(
+                                "{}: a block does not hash to its ID {} (the data differs from what was backed up)",
+                                rel.display(),
+                                &id.to_hex()[..8]
+                            ),
+                        ));
                     }
-                    h.update(&chunk);
-                    out.write_all(&chunk).map_err(io(&to, "writing"))?;
-                    at += chunk.len();
+                    h.update(&blob);
+                    out.write_all(&blob).map_err(io(&to, "writing"))?;
+                    at += blob.len() as u64;
+                }
+                if at != node.meta.size {
+                    return Err(refused(
+                        &self.location,
+                        "restoring",
+                        format!(
+                            "{}: {at} bytes restored, the snapshot records {}",
+                            rel.display(),
+                            node.meta.size
+                        ),
+                    ));
                 }
                 let mode = go_mode(node.meta.mode.unwrap_or(0o644));
                 out.set_permissions(std::fs::Permissions::from_mode(mode))
@@ -421,7 +442,7 @@ impl Repo {
                     rel,
                     Entry {
                         sha256: hex(&h.finalize()),
-                        size: at as u64,
+                        size: at,
                         mode,
                     },
                 ))

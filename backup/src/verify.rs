@@ -6,7 +6,9 @@
 //! - L2: the repository checks out with every pack's data read and hashed (a flipped byte
 //!   inside a pack passes L1 and fails here).
 //! - L3: the newest snapshot restored to scratch matches, file by file, the manifest taken
-//!   from the source at backup time (content, size and mode).
+//!   from the source at backup time (content, size and mode); for an app's volumes, which
+//!   stock restic writes without a manifest, every block matches the hash restic took of the
+//!   source (its ID) and every file comes out at the size the snapshot records.
 
 use std::path::Path;
 use std::time::Instant;
@@ -97,7 +99,60 @@ pub fn ladder(
     up_to: u8,
     scratch: &Path,
 ) -> Vec<Level> {
-    let zero = level0(class, runs);
+    let subject = Subject {
+        what: format!("`{}`", class.name),
+        every: class.every,
+        select: &|s: &Snapshot| s.class == class.name && s.host == class.host,
+        proof: Proof::Manifest {
+            as_path: class.as_path,
+        },
+    };
+    climb(
+        repo,
+        &subject,
+        level0(class, runs),
+        up_to,
+        scratch,
+        &mut None,
+    )
+}
+
+/// How L3 proves a restore.
+#[derive(Debug, Clone, Copy)]
+pub enum Proof<'a> {
+    /// Against the manifest the snapshot holds at `as_path` (cloudlet's classes).
+    Manifest {
+        /// The path the class's snapshots hold.
+        as_path: &'a str,
+    },
+    /// Block by block against the hashes the writer took of the source (each block's ID),
+    /// every file at the size the snapshot records (app volumes, written by stock restic).
+    Blocks,
+}
+
+/// What a ladder climbs for: a class of cloudlet's, or an app's volumes.
+pub struct Subject<'a> {
+    /// How levels name it (`` `state` ``, `the volumes of blog/blog`).
+    pub what: String,
+    /// Its schedule, in seconds.
+    pub every: u64,
+    /// Which snapshots are its.
+    pub select: &'a dyn Fn(&Snapshot) -> bool,
+    /// How L3 proves a restore.
+    pub proof: Proof<'a>,
+}
+
+/// Climbs from `zero` (L0, found by the caller) up to `up_to` for `subject`, stopping at the
+/// first level that fails; `scratch` is where L3 restores. `checked` holds L2's outcome for
+/// the repository once found, so ladders over one repository read its data once.
+pub fn climb(
+    repo: &Repo,
+    subject: &Subject<'_>,
+    zero: Level,
+    up_to: u8,
+    scratch: &Path,
+    checked: &mut Option<(bool, String)>,
+) -> Vec<Level> {
     let ok = zero.ok;
     let mut out = vec![zero];
     if !ok || up_to == 0 {
@@ -119,12 +174,16 @@ pub fn ladder(
     let mut newest_id = None;
     if !step(1, "a recent snapshot exists", &mut || match &snapshots {
         Err(e) => (false, e.to_string()),
-        Ok(all) => match newest(all, class) {
-            None => (false, format!("no snapshot of `{}`", class.name)),
+        Ok(all) => match all
+            .iter()
+            .filter(|s| (subject.select)(s))
+            .max_by_key(|s| s.unix)
+        {
+            None => (false, format!("no snapshot of {}", subject.what)),
             Some(s) => {
                 let age = now() - s.unix;
                 newest_id = Some(s.id.clone());
-                let limit = i64::try_from(class.every.saturating_mul(2)).unwrap_or(i64::MAX);
+                let limit = i64::try_from(subject.every.saturating_mul(2)).unwrap_or(i64::MAX);
                 (
                     age <= limit,
                     format!(
@@ -141,28 +200,53 @@ pub fn ladder(
     if !step(
         2,
         "the repository checks out with its data read",
-        &mut || match repo.check(true) {
-            Err(e) => (false, e.to_string()),
-            Ok(found) if found.is_empty() => (true, "no errors".into()),
-            Ok(found) => (false, found.join("; ")),
+        &mut || {
+            checked
+                .get_or_insert_with(|| match repo.check(true) {
+                    Err(e) => (false, e.to_string()),
+                    Ok(found) if found.is_empty() => (true, "no errors".into()),
+                    Ok(found) => (false, found.join("; ")),
+                })
+                .clone()
         },
     ) || up_to == 2
     {
         return out;
     }
     let id = newest_id.unwrap_or_default();
-    step(3, "a restore to scratch matches the source", &mut || {
-        let restored = repo
-            .restore_hashed(&format!("{id}:{}", class.as_path), scratch)
-            .and_then(|got| {
-                Manifest::read(scratch, short(&id)).map(|m| (m.files.len(), m.compare(&got)))
-            });
-        match restored {
-            Err(e) => (false, e.to_string()),
-            Ok((n, d)) if d.is_empty() => (true, format!("{} files of {} match", n, short(&id))),
-            Ok((_, d)) => (false, d.join("; ")),
-        }
-    });
+    step(
+        3,
+        "a restore to scratch matches the source",
+        &mut || match subject.proof {
+            Proof::Manifest { as_path } => {
+                let restored = repo
+                    .restore_hashed(&format!("{id}:{as_path}"), scratch)
+                    .and_then(|got| {
+                        Manifest::read(scratch, short(&id))
+                            .map(|m| (m.files.len(), m.compare(&got)))
+                    });
+                match restored {
+                    Err(e) => (false, e.to_string()),
+                    Ok((n, d)) if d.is_empty() => {
+                        (true, format!("{} files of {} match", n, short(&id)))
+                    }
+                    Ok((_, d)) => (false, d.join("; ")),
+                }
+            }
+            Proof::Blocks => match repo.restore_hashed(&id, scratch) {
+                Err(e) => (false, e.to_string()),
+                Ok(got) => (
+                    true,
+                    format!(
+                        "{} files ({} bytes) of {} restored, every block matching the hash taken from the source",
+                        got.files.len(),
+                        got.files.values().map(|e| e.size).sum::<u64>(),
+                        short(&id)
+                    ),
+                ),
+            },
+        },
+    );
     out
 }
 

@@ -84,6 +84,8 @@ export interface Snapshot {
   class: string;
   host: string;
   paths: string[];
+  /** Its tags (an app's volumes: `cloudlet-app:NAMESPACE/APP`). */
+  tags: string[];
   files: number;
   bytes: number;
 }
@@ -101,7 +103,7 @@ export interface TargetSnapshots { target: string; repository: string; snapshots
 
 export interface Level { level: number; name: string; ok: boolean; detail: string; seconds: number }
 
-export interface Verified { class: string; target: string; levels: Level[] }
+export interface Verified { class: string; app?: string; target: string; levels: Level[] }
 
 export interface RestorePhase { name: string; ok: boolean; skipped: boolean; seconds: number; detail: string }
 

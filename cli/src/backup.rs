@@ -142,7 +142,10 @@ pub(crate) async fn run(lab: &Lab, cmd: &BackupCommand) -> Result<ExitCode, Erro
                 json(&all);
             } else {
                 for v in &all {
-                    println!("{} → {}:", v.class, v.target);
+                    match &v.app {
+                        Some(app) => println!("{} {app} → {}:", v.class, v.target),
+                        None => println!("{} → {}:", v.class, v.target),
+                    }
                     for l in &v.levels {
                         println!(
                             "  {} L{} {} ({:.2}s): {}",

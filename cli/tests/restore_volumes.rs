@@ -152,6 +152,51 @@ async fn a_restore_brings_each_apps_volumes_back_while_the_app_is_held() {
         assert!(o.status.success(), "the backup pod failed: {out}");
     }
 
+    // `backup verify` proves each app's volumes: L0 asks the CronJob, which has no successful
+    // run until its controller (here: the test) records one.
+    let o = cloudlet(&["backup", "verify", l]).await;
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("volumes blog/blog → offsite:") && t.contains("has no successful run yet"),
+        "{t}"
+    );
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    for c in &crons.items {
+        Api::<CronJob>::namespaced(client.clone(), c.metadata.namespace.as_deref().unwrap())
+            .patch_status(
+                c.metadata.name.as_deref().unwrap(),
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(serde_json::json!({"status": {
+                    "lastScheduleTime": now, "lastSuccessfulTime": now,
+                }})),
+            )
+            .await
+            .unwrap();
+    }
+    let o = cloudlet(&["backup", "verify", l, "--json"]).await;
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let verified: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let apps: Vec<&str> = verified
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["app"].as_str().unwrap())
+        .collect();
+    assert_eq!(apps, ["blog/blog", "mailserver/mailserver"], "{t}");
+    for v in verified.as_array().unwrap() {
+        let l3 = &v["levels"][3];
+        assert_eq!(l3["ok"], true, "{v}");
+        assert!(
+            l3["detail"]
+                .as_str()
+                .unwrap()
+                .contains("every block matching the hash taken from the source"),
+            "{v}"
+        );
+    }
+
     // The disaster: the cluster is gone (a new, empty API server takes its place, its
     // kubeconfig the lab's), and so are the volumes' files and the lab's state; a file has
     // been written on one of the new, empty volumes since.

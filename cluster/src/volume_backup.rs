@@ -281,3 +281,41 @@ pub fn restore_job(
         },
     }))
 }
+
+/// Whether the app's backup CronJob's newest run succeeded, and what its status says — L0 of
+/// the verification ladder for the app's volumes. A run in progress counts as the one before
+/// it.
+pub async fn last_run(
+    client: &kube::Client,
+    ns: &str,
+    app: &str,
+) -> Result<(bool, String), kube::Error> {
+    use k8s_openapi::api::batch::v1::CronJob;
+    let name = object_name(app);
+    let Some(cj) = kube::Api::<CronJob>::namespaced(client.clone(), ns)
+        .get_opt(&name)
+        .await?
+    else {
+        return Ok((
+            false,
+            format!("no CronJob {ns}/{name} in the cluster (apply the lab)"),
+        ));
+    };
+    let st = cj.status.unwrap_or_default();
+    let success = st.last_successful_time.map(|t| t.0);
+    let scheduled = st.last_schedule_time.map(|t| t.0);
+    let running = st.active.is_some_and(|a| !a.is_empty());
+    Ok(match (success, scheduled) {
+        (None, _) => (
+            false,
+            format!("CronJob {ns}/{name} has no successful run yet"),
+        ),
+        (Some(ok), Some(s)) if s > ok && !running => (
+            false,
+            format!(
+                "the run of CronJob {ns}/{name} scheduled at {s} did not succeed (the newest success: {ok}; kubectl -n {ns} get jobs)"
+            ),
+        ),
+        (Some(ok), _) => (true, format!("CronJob {ns}/{name} last succeeded at {ok}")),
+    })
+}

@@ -404,12 +404,14 @@ class Snapshot(_Record):
     paths: tuple[str, ...]
     files: int
     bytes: int
+    tags: tuple[str, ...] = ()
 
     @staticmethod
     def _from(d: dict[str, Any]) -> "Snapshot":
         return Snapshot(
             id=d["id"], time=d["time"], unix=d["unix"], class_=d["class"], host=d["host"],
             paths=tuple(d["paths"]), files=d["files"], bytes=d["bytes"],
+            tags=tuple(d.get("tags", ())),
         )
 
 
@@ -448,6 +450,7 @@ class Verified(_Record):
     class_: str
     target: str
     levels: tuple[Level, ...]
+    app: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -654,7 +657,8 @@ class Lab:
         """Each class's climb up the verification ladder to ``level`` (0-3)."""
         text = await _call(self._native.backup_verify(level))
         return [
-            Verified(class_=v["class"], target=v["target"], levels=tuple(Level(**l) for l in v["levels"]))
+            Verified(class_=v["class"], target=v["target"], levels=tuple(Level(**l) for l in v["levels"]),
+                     app=v.get("app"))
             for v in _json.loads(text)
         ]
 
