@@ -331,19 +331,7 @@ impl Lab {
                     )),
                     // A repository that cannot be opened fails every level but L0.
                     Err(e @ BackupError::WrongKey { .. }) => Err(e),
-                    Err(e) => {
-                        let mut l = vec![verify::level0(&class, &runs)];
-                        if l[0].ok && up_to > 0 {
-                            l.push(Level {
-                                level: 1,
-                                name: "a recent snapshot exists",
-                                ok: false,
-                                detail: e.to_string(),
-                                seconds: 0.0,
-                            });
-                        }
-                        Ok(l)
-                    }
+                    Err(e) => Ok(verify::unopened(verify::level0(&class, &runs), up_to, &e)),
                 }
             })
             .await?;
@@ -445,20 +433,7 @@ impl Lab {
                             &mut checked,
                         )
                     }
-                    Err(e) => {
-                        let ok = zero.ok;
-                        let mut l = vec![zero];
-                        if ok && up_to > 0 {
-                            l.push(Level {
-                                level: 1,
-                                name: "a recent snapshot exists",
-                                ok: false,
-                                detail: e.to_string(),
-                                seconds: 0.0,
-                            });
-                        }
-                        l
-                    }
+                    Err(e) => verify::unopened(zero, up_to, e),
                 };
                 out.push((format!("{ns}/{app}"), levels));
             }

@@ -90,6 +90,23 @@ pub fn level0(class: &Class<'_>, runs: &[Run]) -> Level {
     }
 }
 
+/// The ladder when the repository cannot be opened: L0 as found, then (when L0 passed and
+/// more was asked) L1 failed with why.
+pub fn unopened(zero: Level, up_to: u8, why: &crate::BackupError) -> Vec<Level> {
+    let ok = zero.ok;
+    let mut out = vec![zero];
+    if ok && up_to > 0 {
+        out.push(Level {
+            level: 1,
+            name: "a recent snapshot exists",
+            ok: false,
+            detail: why.to_string(),
+            seconds: 0.0,
+        });
+    }
+    out
+}
+
 /// Climbs the ladder for `class` up to `up_to`, stopping at the first level that fails;
 /// `scratch` is where L3 restores (emptied by the caller).
 pub fn ladder(

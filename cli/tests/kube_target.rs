@@ -13,6 +13,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
 
+mod common;
+
 fn lab_dir(server: &support::ApiServer) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
@@ -45,16 +47,7 @@ fn lab_dir(server: &support::ApiServer) -> tempfile::TempDir {
         "services:\n  notes:\n    image: ghcr.io/example/notes:1\n    ports: [\"8088:8080\"]\n    restart: always\n    volumes: [\"notes-data:/data\"]\nvolumes:\n  notes-data: {}\n",
     )
     .unwrap();
-    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
-    std::fs::write(
-        dir.path().join("manifests/metallb-crds.yaml"),
-        cloudlet::cluster::metallb::crds()
-            .iter()
-            .map(|c| serde_json::to_string(c).unwrap())
-            .collect::<Vec<_>>()
-            .join("\n---\n"),
-    )
-    .unwrap();
+    common::metallb_crds(dir.path());
     std::fs::write(
         dir.path().join("manifests/widgets.yaml"),
         r#"apiVersion: apiextensions.k8s.io/v1

@@ -18,6 +18,8 @@ use kube::api::Api;
 
 const KEY: &str = "1-cli-test-key";
 
+mod common;
+
 fn cloudlet(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_cloudlet"))
         .args(args)
@@ -66,16 +68,7 @@ fn lab_dir(server: &support::ApiServer, fake: &truenas_fake::Fake) -> tempfile::
     }
     std::fs::copy(&server.kubeconfig, dir.path().join("kubeconfig")).unwrap();
     std::fs::copy(&fake.ca, dir.path().join("nas-ca.crt")).unwrap();
-    std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
-    std::fs::write(
-        dir.path().join("manifests/metallb-crds.yaml"),
-        cloudlet::cluster::metallb::crds()
-            .iter()
-            .map(|c| serde_json::to_string(c).unwrap())
-            .collect::<Vec<_>>()
-            .join("\n---\n"),
-    )
-    .unwrap();
+    common::metallb_crds(dir.path());
     std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
     std::fs::write(dir.path().join("secrets/postmaster-password"), "pw").unwrap();
     dir

@@ -52,16 +52,7 @@ fn lab(work: &Path, kubeconfig: &Path, peer: &S3Peer) -> PathBuf {
             + "  manifests: [manifests]\n  platform: {metallb: {external: true}, traefik: {external: true}}\n"
     });
     std::fs::copy(kubeconfig, dir.join("kubeconfig")).unwrap();
-    std::fs::create_dir_all(dir.join("manifests")).unwrap();
-    std::fs::write(
-        dir.join("manifests/metallb-crds.yaml"),
-        cloudlet::cluster::metallb::crds()
-            .iter()
-            .map(|c| serde_json::to_string(c).unwrap())
-            .collect::<Vec<_>>()
-            .join("\n---\n"),
-    )
-    .unwrap();
+    common::metallb_crds(&dir);
     std::fs::write(dir.join("secrets/s3-access"), ACCESS_KEY).unwrap();
     std::fs::write(dir.join("secrets/s3-secret"), SECRET_KEY).unwrap();
     std::fs::write(
@@ -75,24 +66,6 @@ fn lab(work: &Path, kubeconfig: &Path, peer: &S3Peer) -> PathBuf {
     )
     .unwrap();
     dir
-}
-
-/// Every file under `dir` (relative) with its content.
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().display().to_string();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +91,10 @@ async fn a_restore_brings_each_apps_volumes_back_while_the_app_is_held() {
         ("blog-content".to_string(), blog.clone()),
         ("mailserver-data".to_string(), mail.clone()),
     ]);
-    let (blog_before, mail_before) = (tree(&blog), tree(&mail));
+    let (blog_before, mail_before) = (
+        cloudlet_testkit::files_of(&blog),
+        cloudlet_testkit::files_of(&mail),
+    );
 
     // Each applied CronJob's pod, run once with the Secrets the apply wrote.
     let client = server.client().await;
@@ -266,12 +242,12 @@ async fn a_restore_brings_each_apps_volumes_back_while_the_app_is_held() {
         }
     }
     assert_eq!(
-        tree(&blog),
+        cloudlet_testkit::files_of(&blog),
         blog_before,
         "the blog's volume is what was backed up"
     );
     assert_eq!(
-        tree(&mail),
+        cloudlet_testkit::files_of(&mail),
         mail_before,
         "the mail volume is what was backed up"
     );

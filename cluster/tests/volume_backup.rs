@@ -46,6 +46,19 @@ fn lab(peer: &S3Peer, work: &Path, registry: Option<&str>) -> cloudlet_core::Lab
     })
 }
 
+/// The repository the lab's volume backups write, as cloudlet reads it.
+fn location(peer: &S3Peer) -> Location {
+    Location::S3(S3Location {
+        endpoint: peer.endpoint.clone(),
+        bucket: peer.bucket.clone(),
+        prefix: "vols".into(),
+        region: "us-east-1".into(),
+        access_key: ACCESS_KEY.into(),
+        secret_key: SECRET_KEY.into(),
+        ca: Some(peer.ca.clone()),
+    })
+}
+
 fn find<'a>(
     plan: &'a [cloudlet_core::Resource],
     kind: &str,
@@ -100,15 +113,7 @@ async fn the_planned_cronjob_backs_up_an_apps_volumes_with_stock_restic() {
     std::fs::write(content.join("index.html"), b"<h1>home</h1>\n").unwrap();
     std::fs::write(content.join("posts/1.html"), vec![b'x'; 300_000]).unwrap();
 
-    let loc = Location::S3(S3Location {
-        endpoint: peer.endpoint.clone(),
-        bucket: peer.bucket.clone(),
-        prefix: "vols".into(),
-        region: "us-east-1".into(),
-        access_key: ACCESS_KEY.into(),
-        secret_key: SECRET_KEY.into(),
-        ca: Some(peer.ca.clone()),
-    });
+    let loc = location(&peer);
     let mut ids = Vec::new();
     for round in 0..3 {
         std::fs::write(content.join("round"), format!("{round}\n")).unwrap();
@@ -181,24 +186,6 @@ fn the_backup_image_comes_through_the_labs_registry() {
     );
 }
 
-/// Every file under `dir` (relative) with its content.
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().display().to_string();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_restore_job_holds_the_app_and_brings_its_volumes_back_with_stock_restic() {
     use cloudlet_cluster::volume_restore::{self, AppRestore, VolumeRestoreError};
@@ -221,7 +208,7 @@ async fn the_restore_job_holds_the_app_and_brings_its_volumes_back_with_stock_re
     std::fs::create_dir_all(content.join("posts")).unwrap();
     std::fs::write(content.join("index.html"), b"<h1>home</h1>\n").unwrap();
     std::fs::write(content.join("posts/1.html"), vec![b'y'; 200_000]).unwrap();
-    let before = tree(&content);
+    let before = cloudlet_testkit::files_of(&content);
     let claims = BTreeMap::from([("blog-content".to_string(), content.clone())]);
     let o = run_pod(
         &work.path().join("backup-root"),
@@ -230,15 +217,7 @@ async fn the_restore_job_holds_the_app_and_brings_its_volumes_back_with_stock_re
         &claims,
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let loc = Location::S3(S3Location {
-        endpoint: peer.endpoint.clone(),
-        bucket: peer.bucket.clone(),
-        prefix: "vols".into(),
-        region: "us-east-1".into(),
-        access_key: ACCESS_KEY.into(),
-        secret_key: SECRET_KEY.into(),
-        ca: Some(peer.ca.clone()),
-    });
+    let loc = location(&peer);
     let snaps = cloudlet_backup::blocking(move || Repo::open(&loc, KEY)?.snapshots())
         .await
         .unwrap();
@@ -320,7 +299,7 @@ async fn the_restore_job_holds_the_app_and_brings_its_volumes_back_with_stock_re
         );
     }
     assert_eq!(
-        tree(&content),
+        cloudlet_testkit::files_of(&content),
         before,
         "the volume is exactly what was backed up"
     );

@@ -78,3 +78,18 @@ pub fn seed_lab(work: &std::path::Path) -> std::path::PathBuf {
     std::fs::write(dir.join("secrets/postmaster-password"), "pw").unwrap();
     dir
 }
+
+/// MetalLB's CRDs as a plain manifest of the lab (`DIR/manifests/metallb-crds.yaml`), as they
+/// would come with its install manifests, for a cluster whose platform is its own.
+pub fn metallb_crds(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir.join("manifests")).unwrap();
+    std::fs::write(
+        dir.join("manifests/metallb-crds.yaml"),
+        cloudlet::cluster::metallb::crds()
+            .iter()
+            .map(|c| serde_json::to_string(c).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n---\n"),
+    )
+    .unwrap();
+}
