@@ -129,6 +129,16 @@ pub enum Error {
         /// What would be overwritten (relative to it).
         paths: Vec<PathBuf>,
     },
+    /// A restore would replace the volumes of apps that run in the cluster.
+    #[error(
+        "{} app(s) run in the cluster with volumes a restore would replace with their newest snapshot (everything written since would be lost): {}; restore with --force to replace them",
+        apps.len(),
+        apps.join(", ")
+    )]
+    RestoreLiveVolumes {
+        /// The apps (`NAMESPACE/APP`).
+        apps: Vec<String>,
+    },
     /// An earlier restore stopped before its end.
     #[error(
         "an earlier restore stopped before its end: resume it with --resume, or start over with --force"
@@ -244,7 +254,7 @@ impl Error {
             Error::NoBackupTarget(_) | Error::RestoreUnderWay | Error::RestoreNothingToResume => {
                 ErrorKind::Lab
             }
-            Error::RestoreNotEmpty { .. } => ErrorKind::DataLoss,
+            Error::RestoreNotEmpty { .. } | Error::RestoreLiveVolumes { .. } => ErrorKind::DataLoss,
             Error::RestorePhase { source, .. } => source.kind(),
             Error::RestoreApply(_) | Error::RestoreEtcd(_) | Error::RestoreVolumes(_) => {
                 ErrorKind::Backend

@@ -192,6 +192,35 @@ impl Lab {
         files_under(&self.state_dir(), NOT_RESTORED)
     }
 
+    /// The apps (`NAMESPACE/APP`) whose volumes a restore would replace while they run: those
+    /// with backed-up volumes whose workload the lab's cluster already holds. Empty when there
+    /// is no cluster to ask, or it does not answer within 10 seconds (a cluster still to be
+    /// made holds nothing).
+    pub async fn restore_would_replace(&self) -> Vec<String> {
+        let apps: Vec<(String, String, bool)> = self
+            .volume_apps()
+            .map(|(n, app)| {
+                (
+                    cloudlet_core::model::Lab::app_namespace(n, app).to_string(),
+                    n.to_string(),
+                    app.workload == cloudlet_core::model::Workload::Statefulset,
+                )
+            })
+            .collect();
+        if apps.is_empty() || !self.has_live_cluster() {
+            return Vec::new();
+        }
+        let ask = async {
+            let (client, _) = self.live_cluster().await.ok()??;
+            cluster::volume_restore::live(&client, &apps).await.ok()
+        };
+        tokio::time::timeout(Duration::from_secs(10), ask)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
     /// The journal of the newest restore, if one ran.
     pub fn restore_journal(&self) -> Option<Restored> {
         let bytes = std::fs::read(journal_path(&self.state_dir())).ok()?;
@@ -223,6 +252,10 @@ impl Lab {
                     state,
                     paths: would,
                 });
+            }
+            let apps = self.restore_would_replace().await;
+            if !apps.is_empty() && !options.force {
+                return Err(Error::RestoreLiveVolumes { apps });
             }
         }
         let mut done = match (options.resume, earlier) {

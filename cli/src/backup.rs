@@ -252,6 +252,14 @@ pub(crate) async fn restore(
                 println!("  ... and {} more", would.len() - 20);
             }
         }
+        let apps = lab.restore_would_replace().await;
+        if !apps.is_empty() {
+            println!(
+                "--force: replacing the volumes of {} running app(s) with their newest snapshot: {}",
+                apps.len(),
+                apps.join(", ")
+            );
+        }
     }
     let options = cloudlet::RestoreOptions {
         from,

@@ -173,6 +173,26 @@ async fn a_restore_brings_each_apps_volumes_back_while_the_app_is_held() {
         );
     }
 
+    // A restore while the apps run (the lab's state lost, the cluster and its volumes not)
+    // would replace their data with the snapshot: refused, naming them, and nothing changes.
+    std::fs::remove_dir_all(dir.join(".cloudlet")).unwrap();
+    let o = cloudlet(&["restore", l, "--from", "offsite"]).await;
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("2 app(s) run in the cluster with volumes a restore would replace")
+            && t.contains("blog/blog, mailserver/mailserver")
+            && t.contains("--force"),
+        "{t}"
+    );
+    assert_eq!(cloudlet_testkit::files_of(&blog), blog_before);
+    let d: Deployment = Api::namespaced(client.clone(), "blog")
+        .get("blog")
+        .await
+        .unwrap();
+    assert_eq!(d.spec.replicas, Some(2), "the app was not held");
+    assert!(!dir.join(".cloudlet/restore").exists(), "nothing journaled");
+
     // The disaster: the cluster is gone (a new, empty API server takes its place, its
     // kubeconfig the lab's), and so are the volumes' files and the lab's state; a file has
     // been written on one of the new, empty volumes since.
@@ -185,7 +205,7 @@ async fn a_restore_brings_each_apps_volumes_back_while_the_app_is_held() {
         std::fs::create_dir_all(d).unwrap();
     }
     std::fs::write(blog.join("written-after"), b"stray").unwrap();
-    std::fs::remove_dir_all(dir.join(".cloudlet")).unwrap();
+    let _ = std::fs::remove_dir_all(dir.join(".cloudlet"));
 
     let client = server.client().await;
     let runs: Arc<Mutex<Vec<JobRun>>> = Arc::default();

@@ -272,3 +272,29 @@ async fn restore_one(
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// Which of `apps` (namespace, app, stateful) have their workload in the cluster: apps that
+/// run with volumes a restore would replace. `NAMESPACE/APP` each.
+pub async fn live(
+    client: &Client,
+    apps: &[(String, String, bool)],
+) -> Result<Vec<String>, kube::Error> {
+    let mut out = Vec::new();
+    for (ns, app, stateful) in apps {
+        let found = if *stateful {
+            Api::<StatefulSet>::namespaced(client.clone(), ns)
+                .get_opt(app)
+                .await?
+                .is_some()
+        } else {
+            Api::<Deployment>::namespaced(client.clone(), ns)
+                .get_opt(app)
+                .await?
+                .is_some()
+        };
+        if found {
+            out.push(format!("{ns}/{app}"));
+        }
+    }
+    Ok(out)
+}
