@@ -216,6 +216,7 @@ test('backups run, list, verify and restore the lab', async () => {
   assert.deepStrictEqual(runs.map((r) => [r.class, r.target, r.error]), [['state', 'nas', null]]);
   const listed = await lab.backupList();
   assert.strictEqual(listed[0].snapshots[0].id, runs[0].snapshot.id);
+  assert.ok(listed[0].snapshots[0].tags.includes('cloudlet:state'));
   const verified = await lab.backupVerify();
   assert.deepStrictEqual(verified[0].levels.map((l) => [l.level, l.ok]), [[0, true], [1, true], [2, true], [3, true]]);
   await assert.rejects(lab.restore('nas'), (e) => e.code === 'DATA_LOSS' && /refusing to restore/.test(e.message));
@@ -224,4 +225,5 @@ test('backups run, list, verify and restore the lab', async () => {
   const restored = await (await Lab.load(dir)).restore('nas', { onPhase: (p) => phases.push(p.name) });
   assert.deepStrictEqual(restored.phases.map((p) => p.name), ['identity', 'infrastructure', 'cluster data', 'volumes', 'reconcile', 'verify']);
   assert.strictEqual(restored.windows[0].class, 'state');
+  assert.strictEqual(restored.windows[0].app, undefined);
 });

@@ -305,7 +305,9 @@ def test_backups_run_list_verify_and_restore(seed, tmp_path, monkeypatch):
     listed = asyncio.run(lab.backup_list())
     assert listed[0].snapshots[0].id == runs[0].snapshot.id
     assert listed[0].snapshots[0].class_ == "state"
+    assert "cloudlet:state" in listed[0].snapshots[0].tags
     verified = asyncio.run(lab.backup_verify())
+    assert verified[0].app is None
     assert [l.level for l in verified[0].levels] == [0, 1, 2, 3]
     assert all(l.ok for l in verified[0].levels)
     with pytest.raises(cloudlet.DataLossError, match="refusing to restore"):
@@ -316,6 +318,7 @@ def test_backups_run_list_verify_and_restore(seed, tmp_path, monkeypatch):
     assert restored.success
     assert [p.name for p in phases] == ["identity", "infrastructure", "cluster data", "volumes", "reconcile", "verify"]
     assert restored.windows[0].class_ == "state"
+    assert restored.windows[0].app is None
 
 
 def test_the_process_exits_cleanly_after_awaiting_the_library(tmp_path):
