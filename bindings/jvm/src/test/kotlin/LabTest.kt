@@ -138,7 +138,8 @@ class LabTest {
                 phases.add(event)
             }
         })
-        assertEquals(5, phases.size, restored)
+        assertEquals(6, phases.size, restored)
+        assertTrue(phases[3].contains("\"name\":\"volumes\""), phases[3])
         assertTrue(restored.contains("\"class\":\"state\""), restored)
     }
 
