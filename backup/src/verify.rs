@@ -50,14 +50,6 @@ pub struct Class<'a> {
     pub as_path: &'a str,
 }
 
-/// The newest snapshot of `class`.
-pub fn newest<'s>(snapshots: &'s [Snapshot], class: &Class<'_>) -> Option<&'s Snapshot> {
-    snapshots
-        .iter()
-        .filter(|s| s.class == class.name && s.host == class.host)
-        .max_by_key(|s| s.unix)
-}
-
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
