@@ -73,6 +73,48 @@ impl Verified {
     }
 }
 
+/// Writes a device's configuration files under `dir`, each readable by the owner only; a
+/// name that would leave `dir` (or shadow the manifest) is refused.
+pub(crate) fn write_config_files(
+    dir: &Path,
+    files: &[cloudlet_core::ConfigFile],
+) -> Result<(), BackupError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    for f in files {
+        if !cloudlet_core::ConfigFile::valid_name(&f.name)
+            || f.name == cloudlet_backup::stage::MANIFEST
+        {
+            return Err(BackupError::Device {
+                device: "router",
+                source: format!(
+                    "its backend named a file `{}`, which is not a plain relative name",
+                    f.name.chars().take(100).collect::<String>()
+                )
+                .into(),
+            });
+        }
+        let path = dir.join(&f.name);
+        let io = |source| BackupError::Io {
+            path: path.clone(),
+            doing: "writing",
+            source,
+        };
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p).map_err(io)?;
+        }
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        out.write_all(&f.bytes).map_err(io)?;
+    }
+    Ok(())
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -219,6 +261,7 @@ impl Lab {
                 blocking(move || cloudlet_backup::stage::copy_tree(&state, &d, STATE_SKIP)).await?;
             }
             "cluster" => self.stage_etcd(&dir).await?,
+            "router" => self.stage_router(&dir).await?,
             other => unreachable!("class `{other}` is not one of the lab's"),
         }
         let (target, host, as_path) = (
@@ -236,6 +279,25 @@ impl Lab {
             Ok((snap, forgotten))
         })
         .await
+    }
+
+    /// The router's configuration, as its backend exports it, into `dir` (one file each,
+    /// readable by the owner only: it holds the router's secrets).
+    async fn stage_router(&self, dir: &Path) -> Result<(), BackupError> {
+        let fail = |source: Box<dyn std::error::Error + Send + Sync>| BackupError::Device {
+            device: "router",
+            source,
+        };
+        let router = self
+            .router_provider()
+            .await
+            .map_err(|e| fail(Box::new(e)))?;
+        let files = router
+            .export_config()
+            .await
+            .map_err(|e| fail(Box::new(e)))?;
+        let d = dir.to_path_buf();
+        blocking(move || write_config_files(&d, &files)).await
     }
 
     /// An etcd snapshot of the cluster cloudlet made, from its first control plane, into

@@ -167,6 +167,9 @@ pub enum Error {
     /// An app's volumes could not be restored in the cluster.
     #[error("restoring the apps' volumes")]
     RestoreVolumes(#[source] Box<cluster::volume_restore::VolumeRestoreError>),
+    /// The router did not take its backed-up configuration.
+    #[error("giving the router its backed-up configuration")]
+    RestoreRouter(#[source] Box<cloudlet_core::ProviderError>),
     /// etcd could not be restored onto the control plane.
     #[error("restoring etcd onto the control plane")]
     RestoreEtcd(#[source] Box<cluster::bootstrap::BootstrapError>),
@@ -256,9 +259,10 @@ impl Error {
             }
             Error::RestoreNotEmpty { .. } | Error::RestoreLiveVolumes { .. } => ErrorKind::DataLoss,
             Error::RestorePhase { source, .. } => source.kind(),
-            Error::RestoreApply(_) | Error::RestoreEtcd(_) | Error::RestoreVolumes(_) => {
-                ErrorKind::Backend
-            }
+            Error::RestoreApply(_)
+            | Error::RestoreEtcd(_)
+            | Error::RestoreVolumes(_)
+            | Error::RestoreRouter(_) => ErrorKind::Backend,
             Error::Release(_) => ErrorKind::Backend,
             Error::Engine(EngineError::StalePlan { .. } | EngineError::PlanFormat { .. }) => {
                 ErrorKind::StalePlan
@@ -1140,6 +1144,13 @@ impl Lab {
         let state = self.state_dir();
         let c = self.connection(domain, target, output_dir, &state);
         (backend.connect)(&c).await.map_err(failed)
+    }
+
+    /// The router's provider, as the lab's router target names it.
+    pub(crate) async fn router_provider(&self) -> Result<Arc<dyn Provider>, Error> {
+        let out = self.output_dir();
+        self.provider_for(Domain::Router, &self.loaded.lab.targets.router, &out)
+            .await
     }
 
     /// The lab's volumes as the NAS has them: path, who may mount, usage, newest snapshot.

@@ -5,16 +5,20 @@
 //!    journal) from the newest `state` snapshot, proven against its manifest first. The
 //!    network installs' records are not restored: the machines are installed anew and
 //!    report again.
-//! 2. infrastructure — the lab applied: router, NAS, hypervisor, network installs, and the
+//! 2. router — the router's whole configuration from the newest `router` snapshot, given
+//!    back through its backend: loaded and running where the backend can (the Linux router:
+//!    its files and DHCP leases), otherwise saved under `STATE/restore/router/` with the
+//!    steps that load it (OPNsense's API cannot take a configuration).
+//! 3. infrastructure — the lab applied: router, NAS, hypervisor, network installs, and the
 //!    cluster made again with the same identity (old kubeconfigs keep working), its platform
 //!    and apps — those whose volumes are backed up held at 0 replicas, so nothing starts on
 //!    an empty volume.
-//! 3. cluster data — the newest `cluster` snapshot (etcd) restored onto the control plane.
-//! 4. volumes — each app with backed-up volumes held at 0 replicas until its pods are gone
+//! 4. cluster data — the newest `cluster` snapshot (etcd) restored onto the control plane.
+//! 5. volumes — each app with backed-up volumes held at 0 replicas until its pods are gone
 //!    (the etcd snapshot brings its old replica count back), then its newest volume snapshot
 //!    restored by a Job running stock restic over its claims, all apps at once.
-//! 5. reconcile — the lab applied again over the restored objects: the held apps scale up.
-//! 6. verify — the cluster's objects waited for until ready.
+//! 6. reconcile — the lab applied again over the restored objects: the held apps scale up.
+//! 7. verify — the cluster's objects waited for until ready.
 //!
 //! Restoring into a lab whose state directory is not empty is refused unless forced, and the
 //! refusal lists what would be overwritten.
@@ -49,6 +53,7 @@ const NOT_RESTORED: &[&str] = &[
 /// The phases, in order.
 pub const PHASES: &[&str] = &[
     "identity",
+    "router",
     "infrastructure",
     "cluster data",
     "volumes",
@@ -373,6 +378,7 @@ impl Lab {
                     short(&snap.id)
                 )))
             }
+            "router" => self.restore_router(target, key, done).await,
             "infrastructure" | "reconcile" => {
                 // The infrastructure is made with the apps whose volumes come back held at 0
                 // replicas; the reconcile scales them up.
@@ -460,6 +466,62 @@ impl Lab {
             }
             other => unreachable!("phase `{other}`"),
         }
+    }
+
+    /// The router phase: the newest `router` snapshot, proven, handed to the router's backend.
+    async fn restore_router(
+        &self,
+        target: &Location,
+        key: &str,
+        done: &mut Restored,
+    ) -> Result<Option<String>, Error> {
+        let b = self.backup_block()?;
+        if b.router.is_none() || self.loaded.lab.router.is_none() {
+            return Ok(None);
+        }
+        let within = self.state_dir().join("restore");
+        let (scratch, snap) = self.restore_class("router", target, key, &within).await?;
+        let from = scratch.path().to_path_buf();
+        let files = blocking(move || {
+            files_under(&from, &[MANIFEST])
+                .into_iter()
+                .map(|rel| {
+                    let path = from.join(&rel);
+                    let bytes = std::fs::read(&path).map_err(|source| BackupError::Io {
+                        path,
+                        doing: "reading",
+                        source,
+                    })?;
+                    Ok(cloudlet_core::ConfigFile {
+                        name: rel.to_string_lossy().into_owned(),
+                        bytes,
+                    })
+                })
+                .collect::<Result<Vec<_>, BackupError>>()
+        })
+        .await?;
+        let router = self.router_provider().await?;
+        let imported = router
+            .import_config(&files)
+            .await
+            .map_err(|e| Error::RestoreRouter(Box::new(e)))?;
+        done.windows
+            .push(self.window("router", &snap, done.started));
+        let detail = match imported {
+            cloudlet_core::Imported::Live { detail } => detail,
+            cloudlet_core::Imported::ByHand { file, how } => {
+                let keep = self.state_dir().join("restore").join("router");
+                let chosen: Vec<_> = files.into_iter().filter(|f| f.name == file).collect();
+                let k = keep.clone();
+                blocking(move || crate::backup::write_config_files(&k, &chosen)).await?;
+                format!(
+                    "load it by hand: {} is saved as {} — {how}",
+                    file,
+                    keep.join(&file).display()
+                )
+            }
+        };
+        Ok(Some(format!("from snapshot {}: {detail}", short(&snap.id))))
     }
 
     /// The apps whose volumes the lab backs up.

@@ -76,6 +76,15 @@ pub enum BackupError {
         /// What is wrong.
         message: String,
     },
+    /// A device did not hand out its configuration, or handed out one that cannot be kept.
+    #[error("the {device}'s configuration")]
+    Device {
+        /// The device (`router`).
+        device: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The blocking task running rustic_core failed.
     #[error("the backup task stopped: {0}")]
     Task(String),

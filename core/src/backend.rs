@@ -76,6 +76,9 @@ pub enum Capability {
     /// fetches, checks and adapts them into objects before planning. A backend without it
     /// is given each component as its pinned release.
     Releases,
+    /// Exports the device's whole configuration as the device keeps it, and takes it back
+    /// (`backup.router`): see [`crate::Provider::export_config`].
+    ConfigBackup,
 }
 
 impl Capability {
@@ -85,6 +88,7 @@ impl Capability {
             Capability::Clone => "clone",
             Capability::CloudInit => "cloud_init",
             Capability::Releases => "platform",
+            Capability::ConfigBackup => "backup",
         }
     }
 }

@@ -37,7 +37,7 @@ pub use error::{EngineError, LoadError, ProviderError};
 pub use load::{LoadedLab, load};
 pub use model::Lab;
 pub use plan::{Action, FieldChange, Plan, Step, Summary};
-pub use provider::{Provider, Providers};
+pub use provider::{ConfigFile, Imported, Provider, Providers};
 pub use resource::{Data, Domain, Resource, ResourceId};
 pub use store::StateStore;
 

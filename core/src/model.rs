@@ -1611,6 +1611,11 @@ pub struct Backup {
     /// control plane (with a client certificate of the cluster's etcd CA).
     #[serde(default)]
     pub cluster: Option<BackupClass>,
+    /// The router's whole configuration as the router keeps it, through its backend: what
+    /// the lab says and everything else on it (hand-made rules, users, DHCP leases).
+    /// OPNsense's `config.xml`; the Linux router's files and leases.
+    #[serde(default)]
+    pub router: Option<BackupClass>,
     /// The apps' volumes, file by file, by a CronJob per app with volumes that the plan
     /// holds (stock restic's image, the keys from a Secret): backups run in the cluster,
     /// whether cloudlet runs or not. The target must be one pods reach (`s3`).
@@ -1770,9 +1775,13 @@ impl Keep {
 impl Backup {
     /// The classes the lab backs up, by name.
     pub fn classes(&self) -> Vec<(&'static str, &BackupClass)> {
-        [("state", &self.state), ("cluster", &self.cluster)]
-            .into_iter()
-            .filter_map(|(n, c)| c.as_ref().map(|c| (n, c)))
-            .collect()
+        [
+            ("state", &self.state),
+            ("router", &self.router),
+            ("cluster", &self.cluster),
+        ]
+        .into_iter()
+        .filter_map(|(n, c)| c.as_ref().map(|c| (n, c)))
+        .collect()
     }
 }

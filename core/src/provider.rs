@@ -63,6 +63,79 @@ pub trait Provider: Send + Sync {
     fn commits_partial_applies(&self) -> bool {
         false
     }
+
+    /// The device's whole configuration as the device keeps it, for `backup.router`: what
+    /// the lab says and everything else on it (hand-made rules, leases, users), so a rebuilt
+    /// device comes back with all of it. Only a backend with
+    /// [`crate::backend::Capability::ConfigBackup`] answers; the default refuses.
+    async fn export_config(&self) -> Result<Vec<ConfigFile>, ProviderError> {
+        Err(ProviderError::Backend {
+            message: format!(
+                "the {} backend cannot export its configuration",
+                self.name()
+            ),
+            retryable: false,
+        })
+    }
+
+    /// Gives the device back a configuration [`Provider::export_config`] made: running when
+    /// the backend can load it, or the file to hand the device and how, when its API has no
+    /// way to take one. The default refuses.
+    async fn import_config(&self, files: &[ConfigFile]) -> Result<Imported, ProviderError> {
+        let _ = files;
+        Err(ProviderError::Backend {
+            message: format!("the {} backend cannot import a configuration", self.name()),
+            retryable: false,
+        })
+    }
+}
+
+/// One file of a device's configuration. It holds secrets (password hashes, keys), so it is
+/// never printed: its `Debug` shows the name and size only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// Its name, relative and without `..` (`config.xml`, `leases`).
+    pub name: String,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for ConfigFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigFile")
+            .field("name", &self.name)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl ConfigFile {
+    /// Whether `name` is one a backup may hold: one plain relative component per level, no
+    /// `..`, no absolute path, nothing empty.
+    pub fn valid_name(name: &str) -> bool {
+        !name.is_empty()
+            && name.len() <= 255
+            && name
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\\'))
+    }
+}
+
+/// How a configuration came back to its device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Imported {
+    /// The device runs it now.
+    Live {
+        /// What was loaded.
+        detail: String,
+    },
+    /// The device's API cannot take it: the file to hand it, and how.
+    ByHand {
+        /// The file (one of those given).
+        file: String,
+        /// The steps, in the device's own words.
+        how: String,
+    },
 }
 
 /// Which provider serves which domain.

@@ -18,13 +18,13 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use cloudlet_core::error::ProviderError;
 use cloudlet_core::plan::FieldChange;
-use cloudlet_core::{Domain, Provider, Resource, ResourceId};
+use cloudlet_core::{ConfigFile, Domain, Imported, Provider, Resource, ResourceId};
 use cloudlet_transport::http::Method;
 use serde_json::{Value, json};
 
 use cloudlet_transport::http::{Http, HttpError};
 
-use cloudlet_core::backend::{BoxFuture, ConnectError, Connection, Descriptor, Field};
+use cloudlet_core::backend::{BoxFuture, Capability, ConnectError, Connection, Descriptor, Field};
 
 /// The OPNsense backend.
 pub static BACKEND: Descriptor = Descriptor {
@@ -44,7 +44,7 @@ pub static BACKEND: Descriptor = Descriptor {
         Field::CA,
     ],
     endpoint_schemes: &["https://"],
-    capabilities: &[],
+    capabilities: &[Capability::ConfigBackup],
     connect,
 };
 
@@ -730,10 +730,108 @@ impl Provider for OpnSense {
         }
         Ok(())
     }
+
+    /// The running `config.xml` (`GET /api/core/backup/download/this`; the API user needs
+    /// the `Diagnostics: Configuration History` privilege), refused unless it is OPNsense's
+    /// configuration document.
+    async fn export_config(&self) -> Result<Vec<ConfigFile>, ProviderError> {
+        const PATH: &str = "/api/core/backup/download/this";
+        let what = format!("GET {PATH}");
+        let a = self
+            .http
+            .send_bounded(
+                Method::GET,
+                PATH,
+                &[("accept", "application/xml, text/xml, */*")],
+                cloudlet_transport::http::Bytes::new(),
+                MAX_CONFIG,
+            )
+            .await
+            .map_err(|e| backend(&what, e))?;
+        match a.status {
+            200 => {}
+            401 | 403 => {
+                return Err(ProviderError::Backend {
+                    message: "OPNsense refused to hand out its configuration: give the API user the `Diagnostics: Configuration History` privilege".into(),
+                    retryable: false,
+                });
+            }
+            status => {
+                return Err(backend(
+                    &what,
+                    HttpError::Status(
+                        status,
+                        String::from_utf8_lossy(&a.body).chars().take(300).collect(),
+                    ),
+                ));
+            }
+        }
+        if !is_config_xml(&a.body) {
+            return Err(ProviderError::InvalidData {
+                what: "OPNsense's configuration".into(),
+                message: "the answer is not a config.xml (no `<opnsense>` document)".into(),
+            });
+        }
+        Ok(vec![ConfigFile {
+            name: CONFIG_XML.into(),
+            bytes: a.body.to_vec(),
+        }])
+    }
+
+    /// OPNsense's API cannot load a configuration: its web interface or its installer can.
+    async fn import_config(&self, files: &[ConfigFile]) -> Result<Imported, ProviderError> {
+        let Some(f) = files.iter().find(|f| f.name == CONFIG_XML) else {
+            return Err(ProviderError::InvalidData {
+                what: "the router's backup".into(),
+                message: format!("no {CONFIG_XML} in it"),
+            });
+        };
+        if !is_config_xml(&f.bytes) {
+            return Err(ProviderError::InvalidData {
+                what: format!("the backed-up {CONFIG_XML}"),
+                message: "not an OPNsense configuration (no `<opnsense>` document)".into(),
+            });
+        }
+        Ok(Imported::ByHand {
+            file: CONFIG_XML.into(),
+            how: "OPNsense's API cannot load a configuration: in its web interface, System → Configuration → Backups → Restore, choose this file and restore all areas (the router reboots with it); on a fresh install, the installer's `Import configuration` takes it from a USB stick as /conf/config.xml".into(),
+        })
+    }
+}
+
+/// The name OPNsense and pfSense give their configuration.
+const CONFIG_XML: &str = "config.xml";
+
+/// The largest configuration taken (a config.xml with thousands of rules is a few MiB).
+const MAX_CONFIG: usize = 32 << 20;
+
+/// Whether `bytes` is an OPNsense configuration document: XML whose root is `<opnsense>`.
+fn is_config_xml(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(4096)];
+    let text = String::from_utf8_lossy(head);
+    let t = text.trim_start_matches('\u{feff}').trim_start();
+    let body = match t.strip_prefix("<?xml") {
+        Some(rest) => rest.split_once("?>").map_or("", |(_, b)| b).trim_start(),
+        None => t,
+    };
+    body.starts_with("<opnsense>") || body.starts_with("<opnsense ")
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn config_xml_is_recognized_by_its_root() {
+        assert!(super::is_config_xml(
+            b"<?xml version=\"1.0\"?>\n<opnsense>\n  <system/>\n</opnsense>\n"
+        ));
+        assert!(super::is_config_xml(b"\xef\xbb\xbf<opnsense></opnsense>"));
+        assert!(!super::is_config_xml(
+            b"<?xml version=\"1.0\"?><pfsense></pfsense>"
+        ));
+        assert!(!super::is_config_xml(b"<html><body>login</body></html>"));
+        assert!(!super::is_config_xml(b""));
+    }
+
     #[test]
     fn basic_credentials() {
         assert_eq!(super::basic("key", "secret"), "Basic a2V5OnNlY3JldA==");

@@ -31,7 +31,8 @@ use cloudlet_transport::exec::Host;
 
 use crate::linux_files::{LinuxOptions, dnsmasq_base, nftables, s};
 
-use cloudlet_core::backend::{BoxFuture, ConnectError, Connection, Descriptor, Field};
+use cloudlet_core::backend::{BoxFuture, Capability, ConnectError, Connection, Descriptor, Field};
+use cloudlet_core::{ConfigFile, Imported};
 
 /// The Linux router backend: dnsmasq and nftables on the machine cloudlet runs on.
 pub static BACKEND: Descriptor = Descriptor {
@@ -39,12 +40,18 @@ pub static BACKEND: Descriptor = Descriptor {
     domains: &[Domain::Router],
     summary: "a Linux router (dnsmasq + nftables) on this machine",
     manages: &["linux"],
-    fields: &[Field::optional(
-        "dir",
-        "the directory cloudlet keeps the router's files in (default /etc/cloudlet); the backend runs on the machine cloudlet runs on, so it takes no `endpoint`: run cloudlet on the router",
-    )],
+    fields: &[
+        Field::optional(
+            "dir",
+            "the directory cloudlet keeps the router's files in (default /etc/cloudlet); the backend runs on the machine cloudlet runs on, so it takes no `endpoint`: run cloudlet on the router",
+        ),
+        Field::optional(
+            "leases",
+            "the file dnsmasq keeps its DHCP leases in (default /var/lib/misc/cloudlet.leases)",
+        ),
+    ],
     endpoint_schemes: &[],
-    capabilities: &[],
+    capabilities: &[Capability::ConfigBackup],
     connect,
 };
 
@@ -55,13 +62,31 @@ fn connect<'a>(c: &'a Connection<'a>) -> BoxFuture<'a, Result<Arc<dyn Provider>,
             LinuxRouterOptions {
                 dir: c.dir_or("/etc/cloudlet"),
                 host: Host::default(),
-                render: LinuxOptions::default(),
+                render: LinuxOptions {
+                    lease_file: c
+                        .setting("leases")
+                        .unwrap_or_else(|| LinuxOptions::default().lease_file),
+                    ..LinuxOptions::default()
+                },
             },
         )) as Arc<dyn Provider>)
     })
 }
 
 const MARKER: &str = "# cloudlet:resource ";
+
+/// The files that record cloudlet's entries.
+const ENTRY_FILES: [&str; 3] = ["dhcp-hosts", "hosts", "rules.nft"];
+
+/// The files a configuration backup holds besides the leases.
+const BACKED_UP: [&str; 4] = ["dnsmasq.conf", "dhcp-hosts", "hosts", "rules.nft"];
+
+/// The name the DHCP leases have in a configuration backup.
+const LEASES: &str = "leases";
+
+/// The largest lease file an import takes (dnsmasq's lines are under 200 bytes: this is
+/// tens of thousands of leases).
+const MAX_LEASES: usize = 8 << 20;
 
 /// Where and how the router runs.
 #[derive(Debug, Clone)]
@@ -182,25 +207,35 @@ impl LinuxRouter {
 
     async fn observe_files(&self) -> Result<BTreeMap<ResourceId, Resource>, ProviderError> {
         let mut out = BTreeMap::new();
-        for name in ["dhcp-hosts", "hosts", "rules.nft"] {
-            let Some(text) = self.read(name).await? else {
-                continue;
-            };
-            for (i, line) in text.lines().enumerate() {
-                let Some(json) = line.strip_prefix(MARKER) else {
-                    continue;
-                };
-                let r: Resource =
-                    serde_json::from_str(json).map_err(|e| ProviderError::InvalidData {
-                        what: format!("{}:{}", self.path(name).display(), i + 1),
-                        message: e.to_string(),
-                    })?;
-                if r.id.domain == Domain::Router {
-                    out.insert(r.id.clone(), r);
-                }
+        for name in ENTRY_FILES {
+            if let Some(text) = self.read(name).await? {
+                self.entries_of(name, &text, &mut out)?;
             }
         }
         Ok(out)
+    }
+
+    /// The router entries recorded in `text`, one of [`ENTRY_FILES`], into `out`.
+    fn entries_of(
+        &self,
+        name: &str,
+        text: &str,
+        out: &mut BTreeMap<ResourceId, Resource>,
+    ) -> Result<(), ProviderError> {
+        for (i, line) in text.lines().enumerate() {
+            let Some(json) = line.strip_prefix(MARKER) else {
+                continue;
+            };
+            let r: Resource =
+                serde_json::from_str(json).map_err(|e| ProviderError::InvalidData {
+                    what: format!("{}:{}", self.path(name).display(), i + 1),
+                    message: e.to_string(),
+                })?;
+            if r.id.domain == Domain::Router {
+                out.insert(r.id.clone(), r);
+            }
+        }
+        Ok(())
     }
 
     /// The pid of the running dnsmasq this backend started, if it runs.
@@ -393,5 +428,91 @@ impl Provider for LinuxRouter {
             self.commit(&entries).await?;
         }
         Ok(())
+    }
+
+    /// cloudlet's four files and dnsmasq's leases (the router's runtime state: the
+    /// addresses it handed out beyond the reservations).
+    async fn export_config(&self) -> Result<Vec<ConfigFile>, ProviderError> {
+        let mut out = Vec::new();
+        for name in BACKED_UP {
+            if let Some(text) = self.read(name).await? {
+                out.push(ConfigFile {
+                    name: name.to_string(),
+                    bytes: text.into_bytes(),
+                });
+            }
+        }
+        if out.is_empty() {
+            return Err(err(format!(
+                "the router has no configuration in {}: apply the lab first",
+                self.options.dir.display()
+            )));
+        }
+        let leases = std::path::Path::new(&self.options.render.lease_file);
+        if let Some(text) = self
+            .options
+            .host
+            .read(leases)
+            .await
+            .map_err(|e| ProviderError::command("reading the DHCP leases", e))?
+        {
+            out.push(ConfigFile {
+                name: LEASES.to_string(),
+                bytes: text.into_bytes(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// dnsmasq stopped, its leases put back, then the entries the files record committed as
+    /// an apply commits them: rendered, checked by dnsmasq and nft, moved in, started and
+    /// seen running.
+    async fn import_config(&self, files: &[ConfigFile]) -> Result<Imported, ProviderError> {
+        let text = |f: &ConfigFile| {
+            String::from_utf8(f.bytes.clone()).map_err(|_| ProviderError::InvalidData {
+                what: format!("the backed-up {}", f.name),
+                message: "not UTF-8 text".into(),
+            })
+        };
+        let mut entries = BTreeMap::new();
+        let mut leases = None;
+        for f in files {
+            if ENTRY_FILES.contains(&f.name.as_str()) {
+                self.entries_of(&f.name, &text(f)?, &mut entries)?;
+            } else if f.name == LEASES {
+                if f.bytes.len() > MAX_LEASES {
+                    return Err(ProviderError::InvalidData {
+                        what: "the backed-up DHCP leases".into(),
+                        message: format!("larger than {MAX_LEASES} bytes"),
+                    });
+                }
+                leases = Some(text(f)?);
+            }
+        }
+        if !files.iter().any(|f| BACKED_UP.contains(&f.name.as_str())) {
+            return Err(ProviderError::InvalidData {
+                what: "the router's backup".into(),
+                message: format!("none of {} in it", BACKED_UP.join(", ")),
+            });
+        }
+        // dnsmasq reads its leases when it starts and writes them as they change: it must
+        // not run while they are put back.
+        self.stop_dnsmasq().await;
+        let n_leases = leases.as_ref().map_or(0, |l| l.lines().count());
+        if let Some(l) = &leases {
+            self.options
+                .host
+                .write(std::path::Path::new(&self.options.render.lease_file), l)
+                .await
+                .map_err(|e| ProviderError::command("restoring the DHCP leases", e))?;
+        }
+        self.commit(&entries).await?;
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(entries.clone());
+        Ok(Imported::Live {
+            detail: format!(
+                "{} entries and {n_leases} DHCP lease(s); dnsmasq and the nftables table running",
+                entries.len()
+            ),
+        })
     }
 }

@@ -527,6 +527,116 @@ mod live {
         p.stop_dnsmasq().await;
     }
 
+    /// Runs busybox udhcpc in `ns` asking for `want` (or anything); the address it got.
+    fn lease_in(ns: &str, dir: &Path, want: Option<&str>) -> String {
+        let script = dir.join(format!("udhcpc-{ns}.sh"));
+        let got = dir.join(format!("got-{ns}"));
+        let _ = std::fs::remove_file(&got);
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nif [ \"$1\" = bound ]; then echo \"$ip\" > {}; ip addr add $ip/24 dev $interface 2>/dev/null; fi\n",
+                got.display()
+            ),
+        )
+        .unwrap();
+        ok(&format!("chmod +x {}", script.display()));
+        let ask = want.map(|ip| format!("-r {ip}")).unwrap_or_default();
+        ok(&format!(
+            "ip netns exec {ns} busybox udhcpc -i eth0 -n -q -f -t 5 -T 1 {ask} -s {}",
+            script.display()
+        ));
+        std::fs::read_to_string(&got).unwrap().trim().to_string()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_router_comes_back_from_its_exported_configuration_with_its_leases() {
+        use cloudlet_core::{ConfigFile, Imported};
+        assert!(tool("dnsmasq") && tool("nft") && tool("busybox"));
+        let dir = tempfile::tempdir().unwrap();
+        let env = topology("cb");
+        let (r, l, _w) = env.rlw();
+        let first = lab(LAB);
+        let p = router(&first, dir.path(), &r);
+        converge(&p, &first, &dir.path().join("state")).await;
+
+        // A client without a reservation takes an address from the range: runtime state
+        // that is in no lab file.
+        ok(&format!(
+            "ip -n {l} link set eth0 down && ip -n {l} link set eth0 address 52:54:00:77:00:99 && ip -n {l} link set eth0 up"
+        ));
+        let dynamic = lease_in(&l, dir.path(), None);
+        assert!(dynamic.starts_with("10.77.0.1"), "{dynamic}");
+
+        let files = p.export_config().await.unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["dnsmasq.conf", "dhcp-hosts", "hosts", "rules.nft", "leases"]
+        );
+        let leases = String::from_utf8(files[4].bytes.clone()).unwrap();
+        assert!(
+            leases.contains(&format!("52:54:00:77:00:99 {dynamic}")),
+            "{leases}"
+        );
+        assert!(
+            !format!("{:?}", files[0]).contains("dhcp-range"),
+            "Debug never shows content"
+        );
+
+        // Disaster: dnsmasq gone, the table gone, the files and the leases gone.
+        p.stop_dnsmasq().await;
+        ok(&format!("ip netns exec {r} nft delete table inet cloudlet"));
+        std::fs::remove_dir_all(dir.path().join("cloudlet")).unwrap();
+        std::fs::remove_file(dir.path().join("leases")).unwrap();
+        assert!(
+            lookup(&l, "web.rt.lan").is_empty() || !lookup(&l, "web.rt.lan").contains("10.77.0.30")
+        );
+
+        // A backup that holds nothing of the router is refused before anything changes.
+        let fresh = router(&first, dir.path(), &r);
+        let e = fresh
+            .import_config(&[ConfigFile {
+                name: "other".into(),
+                bytes: b"x".to_vec(),
+            }])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("none of dnsmasq.conf"), "{e}");
+        assert!(!dir.path().join("cloudlet").exists());
+
+        let imported = fresh.import_config(&files).await.unwrap();
+        let Imported::Live { detail } = imported else {
+            panic!("the Linux router loads its configuration: {imported:?}")
+        };
+        assert!(detail.contains("1 DHCP lease(s)"), "{detail}");
+        assert!(fresh.dnsmasq_pid().await.is_some(), "dnsmasq runs again");
+        assert!(lookup(&l, "web.rt.lan").contains("10.77.0.30"));
+        let table = String::from_utf8_lossy(
+            &sh(&format!("ip netns exec {r} nft list table inet cloudlet")).stdout,
+        )
+        .into_owned();
+        assert!(
+            table.contains("dnat ip to 10.77.0.30:443"),
+            "the forward is back in the loaded table: {table}"
+        );
+        let back = std::fs::read_to_string(dir.path().join("leases")).unwrap();
+        assert!(back.contains("52:54:00:77:00:99"), "{back}");
+
+        // dnsmasq holds the restored lease: another client (the same link with another MAC)
+        // asking for that address is given another one.
+        ok(&format!(
+            "ip -n {l} addr flush dev eth0 && ip -n {l} link set eth0 down && ip -n {l} link set eth0 address 52:54:00:77:00:98 && ip -n {l} link set eth0 up"
+        ));
+        let got = lease_in(&l, dir.path(), Some(&dynamic));
+        assert_ne!(got, dynamic, "the restored lease is the first client's");
+        assert!(got.starts_with("10.77.0.1"), "{got}");
+        // The plan over the restored router is empty: the backup held what the lab says.
+        converge(&fresh, &first, &dir.path().join("state2")).await;
+        fresh.stop_dnsmasq().await;
+    }
+
     /// A real OpenSSH server on a loopback port, trusting one key of the test's own.
     struct Sshd {
         child: std::process::Child,

@@ -375,3 +375,56 @@ async fn a_hand_made_twin_is_refused_then_adopted_with_take_over_on_every_backen
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opnsense_hands_out_its_whole_config_xml_and_says_how_to_load_it_back() {
+    use cloudlet_core::Imported;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::start("opnsense-kea", dir.path()).await;
+    fake.add_override_by_hand();
+    let p = fake.provider();
+    let e = engine(p.clone(), &dir.path().join("state"));
+    let plan = e.plan(seed_with(|_, t| t)).await.unwrap();
+    apply_ok(&e, &plan).await;
+
+    let files = p.export_config().await.unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].name, "config.xml");
+    let xml = String::from_utf8(files[0].bytes.clone()).unwrap();
+    assert!(xml.contains("<opnsense>"), "{xml}");
+    // Everything on the box: cloudlet's entries and the one made by hand.
+    assert!(
+        xml.contains("blog.example.com") || xml.contains("&quot;blog&quot;"),
+        "{xml}"
+    );
+    assert!(xml.contains("by hand"), "{xml}");
+
+    // Its API has no way to load one: the file and the steps, nothing sent.
+    let before = match &fake {
+        Fake::Opn(f) => f.server_requests(),
+        Fake::Pf(_) => unreachable!(),
+    };
+    let imported = p.import_config(&files).await.unwrap();
+    let Imported::ByHand { file, how } = imported else {
+        panic!("OPNsense cannot load a configuration over its API: {imported:?}")
+    };
+    assert_eq!(file, "config.xml");
+    assert!(how.contains("System → Configuration → Backups"), "{how}");
+    let after = match &fake {
+        Fake::Opn(f) => f.server_requests(),
+        Fake::Pf(_) => unreachable!(),
+    };
+    assert_eq!(before, after, "an import sends nothing");
+    // A file that is not OPNsense's is refused.
+    let mut wrong = files.clone();
+    wrong[0].bytes = b"<?xml version=\"1.0\"?><pfsense></pfsense>".to_vec();
+    let e = p.import_config(&wrong).await.unwrap_err().to_string();
+    assert!(e.contains("not an OPNsense configuration"), "{e}");
+
+    // Without the privilege the download needs, the error names it.
+    if let Fake::Opn(f) = &fake {
+        f.state.lock().unwrap().history_privilege = false;
+    }
+    let e = p.export_config().await.unwrap_err().to_string();
+    assert!(e.contains("Diagnostics: Configuration History"), "{e}");
+}

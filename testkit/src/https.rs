@@ -25,6 +25,14 @@ pub struct Req {
     pub body: Value,
 }
 
+const RAW_TYPE: &str = "$raw-content-type";
+const RAW_BODY: &str = "$raw-body";
+
+/// A reply that is not JSON: `body` sent as it is, with `content_type`.
+pub fn raw(content_type: &str, body: String) -> Value {
+    serde_json::json!({ RAW_TYPE: content_type, RAW_BODY: body })
+}
+
 pub type Handler =
     Arc<dyn Fn(Req) -> Pin<Box<dyn Future<Output = Option<(u16, Value)>> + Send>> + Send + Sync>;
 
@@ -206,9 +214,12 @@ async fn connection<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         let Some((status, reply)) = handler(req).await else {
             return;
         };
-        let text = reply.to_string();
+        let (ct, text) = match (reply.get(RAW_TYPE), reply.get(RAW_BODY)) {
+            (Some(Value::String(ct)), Some(Value::String(b))) => (ct.clone(), b.clone()),
+            _ => ("application/json".to_string(), reply.to_string()),
+        };
         let resp = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
+            "HTTP/1.1 {status} X\r\ncontent-type: {ct}\r\ncontent-length: {}\r\n\r\n{text}",
             text.len()
         );
         if r.get_mut().write_all(resp.as_bytes()).await.is_err() {

@@ -35,6 +35,11 @@ const MODELS: [(&str, &str, &str); 6] = [
 #[derive(Default)]
 pub struct State {
     pub auth: String,
+    /// Whether the API user holds `Diagnostics: Configuration History`, which the backup
+    /// download needs.
+    pub history_privilege: bool,
+    /// Requests answered or refused so far.
+    pub requests: u64,
     pub dhcp: &'static str,
     /// Configuration per module: uuid → object.
     pub config: BTreeMap<&'static str, BTreeMap<String, Value>>,
@@ -75,6 +80,7 @@ impl Fake {
             ),
             dhcp,
             rollback_after: Duration::from_millis(600),
+            history_privilege: true,
             next: 1,
             ..State::default()
         };
@@ -116,6 +122,11 @@ impl Fake {
         st.live.get_mut(module).unwrap().insert(id, obj);
     }
 
+    /// Requests received so far.
+    pub fn server_requests(&self) -> u64 {
+        self.state.lock().unwrap().requests
+    }
+
     pub fn live(&self, module: &'static str) -> Vec<Value> {
         self.state.lock().unwrap().live[module]
             .values()
@@ -124,8 +135,33 @@ impl Fake {
     }
 }
 
+/// The running configuration as OPNsense's `config.xml` would hold it: a `<opnsense>`
+/// document, one element per applied object (the fake's JSON, escaped).
+fn config_xml(s: &State) -> String {
+    let esc = |t: &str| {
+        t.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let mut x = String::from("<?xml version=\"1.0\"?>\n<opnsense>\n  <version>25.7</version>\n");
+    for (module, objs) in &s.live {
+        x.push_str(&format!("  <{module}>\n"));
+        for (uuid, obj) in objs {
+            x.push_str(&format!(
+                "    <item uuid=\"{uuid}\">{}</item>\n",
+                esc(&obj.to_string())
+            ));
+        }
+        x.push_str(&format!("  </{module}>\n"));
+    }
+    x.push_str("</opnsense>\n");
+    x
+}
+
 fn handle(st: &Arc<Mutex<State>>, req: https::Req) -> Option<(u16, Value)> {
     let mut s = st.lock().unwrap();
+    s.requests += 1;
     if s.cut_off {
         return None;
     }
@@ -138,6 +174,12 @@ fn handle(st: &Arc<Mutex<State>>, req: https::Req) -> Option<(u16, Value)> {
     let p = req.path.as_str();
     if p == "/api/core/system/status" {
         return Some((200, json!({"status": "ok"})));
+    }
+    if p == "/api/core/backup/download/this" {
+        if !s.history_privilege {
+            return Some((403, json!({"status": 403, "message": "Forbidden"})));
+        }
+        return Some((200, https::raw("application/xml", config_xml(&s))));
     }
     if let Some(svc) = p
         .strip_prefix("/api/")

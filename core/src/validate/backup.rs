@@ -73,6 +73,16 @@ impl<'a> Validator<'a> {
             self.backup_class("volumes", &v.as_class());
             self.volume_backup(v);
         }
+        if b.router.is_some() && lab.router.is_none() {
+            self.push(
+                Diagnostic::error(
+                    "backup-router",
+                    path!["backup", "router"],
+                    "`backup.router` backs up the lab's router, but the lab has no `router`",
+                )
+                .help("remove `backup.router`, or declare the router (`router: {kind: opnsense, ...}`)"),
+            );
+        }
         if b.cluster.is_some() && lab.targets.cluster.kind != "kubeadm" {
             self.push(
                 Diagnostic::error(

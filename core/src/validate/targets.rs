@@ -29,6 +29,9 @@ impl<'a> Validator<'a> {
             if domain == Domain::Hypervisor {
                 self.capabilities(d, backends);
             }
+            if domain == Domain::Router {
+                self.router_backup(d, backends);
+            }
             if !d.manages.is_empty() {
                 self.kinds_agree(domain, target, d, backends);
             }
@@ -182,6 +185,36 @@ impl<'a> Validator<'a> {
                 );
             }
         }
+    }
+
+    /// `backup.router` needs a router backend that exports its configuration.
+    fn router_backup(&mut self, d: &Descriptor, backends: &[&'static Descriptor]) {
+        let wanted = self.lab.backup.as_ref().is_some_and(|b| b.router.is_some());
+        if !wanted || self.lab.router.is_none() || d.can(Capability::ConfigBackup) {
+            return;
+        }
+        let able: Vec<&str> = backends
+            .iter()
+            .filter(|b| b.serves(Domain::Router) && b.can(Capability::ConfigBackup))
+            .map(|b| b.kind)
+            .collect();
+        let why = if d.manages.is_empty() {
+            format!(
+                "the router target is `{}`, which renders files from the lab: there is no router configuration to back up",
+                d.kind
+            )
+        } else {
+            format!(
+                "the `{}` router backend cannot export the router's configuration in this build",
+                d.kind
+            )
+        };
+        self.push(
+            Diagnostic::error("backup-router", path!["backup", "router"], why).help(format!(
+                "remove `backup.router` and back the router up by its own means, or use a router target that can: {}",
+                able.join(", ")
+            )),
+        );
     }
 
     /// What the lab says a thing runs (`router.kind`, `storage.kind`, `hosts.*.kind`) and the

@@ -138,8 +138,8 @@ class LabTest {
                 phases.add(event)
             }
         })
-        assertEquals(6, phases.size, restored)
-        assertTrue(phases[3].contains("\"name\":\"volumes\""), phases[3])
+        assertEquals(7, phases.size, restored)
+        assertTrue(phases[4].contains("\"name\":\"volumes\""), phases[4])
         assertTrue(restored.contains("\"class\":\"state\""), restored)
     }
 
