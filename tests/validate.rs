@@ -1320,3 +1320,41 @@ fn volume_backups_need_a_target_pods_reach_and_warn_about_live_databases() {
     assert!(!d.is_error(), "a warning: {d:?}");
     assert_at(&d, at(&t, "true}]"));
 }
+
+#[test]
+fn a_router_backup_needs_a_router_whose_backend_exports_its_configuration() {
+    let block = "  targets: {nas: {dir: /mnt/b}}\n  router: {target: nas, every: 1d}\n";
+    // Every target local: nothing but rendered files, nothing to back up.
+    let t = with_backup(block);
+    let d = only(&t, "backup-router");
+    assert_at(&d, at(&t, "{target: nas, every: 1d}"));
+    assert!(
+        d.message.contains("renders files from the lab"),
+        "{}",
+        d.message
+    );
+    assert!(
+        d.help.as_deref().unwrap_or("").contains("opnsense, linux"),
+        "{:?}",
+        d.help
+    );
+    // pfSense's API (pfrest) hands out no config.xml.
+    let pf = edit(
+        &t,
+        "name: t\n",
+        "name: t\ntargets:\n  router: {kind: pfsense, endpoint: https://gw.t.lan, credentials: {env: PF_KEY}}\n",
+    );
+    let d = only(&pf, "backup-router");
+    assert!(
+        d.message.contains("`pfsense` router backend cannot export"),
+        "{}",
+        d.message
+    );
+    // OPNsense does.
+    let opn = edit(
+        &edit(&t, "  kind: pfsense\n", "  kind: opnsense\n"),
+        "name: t\n",
+        "name: t\ntargets:\n  router: {kind: opnsense, endpoint: https://gw.t.lan, credentials: {env: OPN_KEY}}\n",
+    );
+    assert_eq!(findings(&opn), vec![]);
+}

@@ -14,7 +14,7 @@ pub(crate) enum BackupCommand {
         /// A lab file or directory.
         #[arg(default_value = ".")]
         lab: PathBuf,
-        /// Only this class (`state`, `cluster`); repeat for more.
+        /// Only this class (`state`, `router`, `cluster`); repeat for more.
         #[arg(long = "class", value_name = "CLASS")]
         classes: Vec<String>,
     },
