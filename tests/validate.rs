@@ -709,7 +709,7 @@ fn a_target_field_its_backend_does_not_read_is_an_error_at_the_field() {
     assert_at(d, at(&t, "\"AB:CD\""));
     assert_eq!(
         d.help.as_deref(),
-        Some("remove it; `pfsense` reads: endpoint, credentials, ca")
+        Some("remove it; `pfsense` reads: endpoint, credentials, gui_credentials, ca")
     );
     // A backend on this machine takes no endpoint.
     let d = by("`ganesha`");
@@ -1334,22 +1334,39 @@ fn a_router_backup_needs_a_router_whose_backend_exports_its_configuration() {
         d.message
     );
     assert!(
-        d.help.as_deref().unwrap_or("").contains("opnsense, linux"),
+        d.help
+            .as_deref()
+            .unwrap_or("")
+            .contains("pfsense, opnsense, linux"),
         "{:?}",
         d.help
     );
-    // pfSense's API (pfrest) hands out no config.xml.
+    // pfSense hands out config.xml only to its web interface: the target needs its
+    // credentials, and with them it is valid.
     let pf = edit(
         &t,
         "name: t\n",
         "name: t\ntargets:\n  router: {kind: pfsense, endpoint: https://gw.t.lan, credentials: {env: PF_KEY}}\n",
     );
-    let d = only(&pf, "backup-router");
-    assert!(
-        d.message.contains("`pfsense` router backend cannot export"),
-        "{}",
-        d.message
+    let d = only(&pf, "target-field-missing");
+    assert_eq!(
+        d.message,
+        "`backup.router` needs the pfsense target's `gui_credentials`"
     );
+    assert!(
+        d.help
+            .as_deref()
+            .unwrap_or("")
+            .contains("WebCfg - Diagnostics: Backup & Restore"),
+        "{:?}",
+        d.help
+    );
+    let pf = edit(
+        &pf,
+        "credentials: {env: PF_KEY}}",
+        "credentials: {env: PF_KEY}, gui_credentials: {file: secrets/pf-gui.txt}}",
+    );
+    assert_eq!(findings(&pf), vec![]);
     // OPNsense does.
     let opn = edit(
         &edit(&t, "  kind: pfsense\n", "  kind: opnsense\n"),

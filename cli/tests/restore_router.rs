@@ -4,15 +4,17 @@
 //!   no lab file holds, `backup run` keeps the files and the leases, `verify` proves them up to
 //!   L3; then the router loses everything (dnsmasq, its table, its files, its leases and
 //!   cloudlet's state) and `cloudlet restore` brings it back with the client's lease;
-//! - a FAKE OPNsense (it cannot run here): its whole config.xml is backed up, and the restore
-//!   saves it for loading by hand (its API cannot take one) before applying the lab to it.
+//! - the seed's router on a FAKE pfSense (its web interface hands out config.xml) and on a
+//!   FAKE OPNsense (neither can run here): the whole config.xml is backed up, and the restore
+//!   saves it for loading by hand (neither API takes one) before applying the lab to the
+//!   reinstalled box.
 #![allow(missing_docs, clippy::disallowed_methods)]
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use cloudlet_testkit::opnsense_fake;
+use cloudlet_testkit::{opnsense_fake, pfsense_fake};
 
 const KEY: &str = "router-restore-key";
 
@@ -254,30 +256,96 @@ fn a_linux_router_comes_back_with_its_leases_from_cloudlet_restore() {
     let _ = sh(&format!("kill {}", pid.trim()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn opnsense_s_config_xml_is_backed_up_and_saved_for_loading_by_hand() {
-    const API_KEY: &str = "opn-key";
-    const API_SECRET: &str = "opn-secret-value";
+/// A fake router of either kind, as the restore sees it.
+enum FakeRouter {
+    Opn(opnsense_fake::Fake),
+    Pf(pfsense_fake::Fake),
+}
+
+impl FakeRouter {
+    /// Entries running on the box.
+    fn served(&self) -> usize {
+        match self {
+            FakeRouter::Opn(f) => f.state.lock().unwrap().live.values().map(|m| m.len()).sum(),
+            FakeRouter::Pf(f) => f.state.lock().unwrap().live.values().map(Vec::len).sum(),
+        }
+    }
+
+    /// The box reinstalled: nothing configured.
+    fn wipe(&self) {
+        match self {
+            FakeRouter::Opn(f) => {
+                let mut s = f.state.lock().unwrap();
+                s.live
+                    .values_mut()
+                    .for_each(std::collections::BTreeMap::clear);
+                s.config
+                    .values_mut()
+                    .for_each(std::collections::BTreeMap::clear);
+            }
+            FakeRouter::Pf(f) => {
+                let mut s = f.state.lock().unwrap();
+                s.live.values_mut().for_each(Vec::clear);
+                s.config.values_mut().for_each(Vec::clear);
+            }
+        }
+    }
+}
+
+/// The seed with its router on a fake `kind` box, backed up, the box and cloudlet's state
+/// lost, restored: config.xml saved for loading by hand, the lab applied to the fresh box.
+async fn config_xml_saved_for_loading_by_hand(kind: &str) {
+    const API_KEY: &str = "router-api-key";
+    const API_SECRET: &str = "router-api-secret-value";
+    const GUI_PASSWORD: &str = "router-gui-password";
     let work = tempfile::tempdir().unwrap();
-    let fake = opnsense_fake::Fake::start(work.path(), API_KEY, API_SECRET, "dnsmasq").await;
     let dir = common::seed_lab(work.path());
-    std::fs::write(
-        dir.join("secrets/opnsense.txt"),
-        format!("key={API_KEY}\nsecret={API_SECRET}\n"),
-    )
-    .unwrap();
-    let lab_yaml = std::fs::read_to_string(dir.join("lab.yaml")).unwrap();
-    let lab_yaml = lab_yaml
+    let (fake, endpoint, ca, target) = if kind == "opnsense" {
+        let f = opnsense_fake::Fake::start(work.path(), API_KEY, API_SECRET, "dnsmasq").await;
+        std::fs::write(
+            dir.join("secrets/opnsense.txt"),
+            format!("key={API_KEY}\nsecret={API_SECRET}\n"),
+        )
+        .unwrap();
+        let (e, c) = (f.endpoint.clone(), f.ca.clone());
+        (
+            FakeRouter::Opn(f),
+            e,
+            c,
+            "credentials: {file: secrets/opnsense.txt}",
+        )
+    } else {
+        let f = pfsense_fake::Fake::start(work.path(), API_SECRET).await;
+        {
+            let mut s = f.state.lock().unwrap();
+            s.gui_user = Some(("backup".into(), GUI_PASSWORD.into()));
+            s.gui_backup_privilege = true;
+        }
+        std::fs::write(dir.join("secrets/pfrest.txt"), API_SECRET).unwrap();
+        std::fs::write(
+            dir.join("secrets/pfsense-gui.txt"),
+            format!("backup:{GUI_PASSWORD}\n"),
+        )
+        .unwrap();
+        let (e, c) = (f.endpoint.clone(), f.ca.clone());
+        (
+            FakeRouter::Pf(f),
+            e,
+            c,
+            "credentials: {file: secrets/pfrest.txt}, gui_credentials: {file: secrets/pfsense-gui.txt}",
+        )
+    };
+    let lab_yaml = std::fs::read_to_string(dir.join("lab.yaml"))
+        .unwrap()
         .replace(
             "  router: {kind: local}",
             &format!(
-                "  router: {{kind: opnsense, endpoint: {}, ca: {}, credentials: {{file: secrets/opnsense.txt}}}}",
-                fake.endpoint,
-                fake.ca.display()
+                "  router: {{kind: {kind}, endpoint: {endpoint}, ca: {}, {target}}}",
+                ca.display()
             ),
         )
-        .replace("  kind: pfsense\n", "  kind: opnsense\n");
-    assert!(lab_yaml.contains("kind: opnsense, endpoint"));
+        .replace("  kind: pfsense\n", &format!("  kind: {kind}\n"));
+    assert!(lab_yaml.contains(&format!("kind: {kind}, endpoint")));
     std::fs::write(dir.join("lab.yaml"), lab_yaml).unwrap();
     std::fs::write(
         dir.join("backup.yaml"),
@@ -289,56 +357,55 @@ async fn opnsense_s_config_xml_is_backed_up_and_saved_for_loading_by_hand() {
     .unwrap();
     let l = dir.to_str().unwrap();
     let env = [("CLOUDLET_BACKUP_KEY", KEY)];
-    let secrets = [KEY, API_SECRET];
+    let secrets = [KEY, API_SECRET, GUI_PASSWORD];
 
     let o = common::cloudlet_async(&env, &["apply", l, "--yes"]).await;
-    assert!(o.status.success(), "{}", common::text(&o, &secrets));
+    assert!(o.status.success(), "{kind}: {}", common::text(&o, &secrets));
     let o = common::cloudlet_async(&env, &["backup", "run", l]).await;
     let t = common::text(&o, &secrets);
-    assert!(o.status.success(), "{t}");
-    assert!(t.contains("ok router → nas: snapshot "), "{t}");
+    assert!(o.status.success(), "{kind}: {t}");
+    assert!(t.contains("ok router → nas: snapshot "), "{kind}: {t}");
 
-    // The box lost: a fresh OPNsense answers on the same address, and cloudlet's state is gone.
-    let served = {
-        let s = fake.state.lock().unwrap();
-        s.live
-            .values()
-            .map(std::collections::BTreeMap::len)
-            .sum::<usize>()
-    };
+    // The box reinstalled (same address, nothing configured); cloudlet's state gone.
+    let served = fake.served();
     assert!(served > 0);
-    {
-        let mut s = fake.state.lock().unwrap();
-        for m in s.live.values_mut() {
-            m.clear();
-        }
-        for m in s.config.values_mut() {
-            m.clear();
-        }
-    }
+    fake.wipe();
     std::fs::remove_dir_all(dir.join(".cloudlet")).unwrap();
 
     let o = common::cloudlet_async(&env, &["restore", l, "--from", "nas"]).await;
     let t = common::text(&o, &secrets);
-    assert!(o.status.success(), "{t}");
+    assert!(o.status.success(), "{kind}: {t}");
     assert!(t.contains("restore: router done in "), "{t}");
     assert!(
         t.contains("load it by hand: config.xml is saved as "),
         "{t}"
     );
-    assert!(t.contains("System → Configuration → Backups"), "{t}");
+    assert!(t.contains("Backup"), "{t}");
     let saved = dir.join(".cloudlet/restore/router/config.xml");
     let xml = std::fs::read_to_string(&saved).unwrap();
-    assert!(xml.contains("<opnsense>") && xml.contains("blog"), "{xml}");
+    assert!(
+        xml.contains(&format!("<{kind}>")) && xml.contains("blog"),
+        "{xml}"
+    );
     assert_eq!(
         std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777,
         0o600,
         "the router's secrets are readable by the owner only"
     );
     // The infrastructure phase applied the lab to the fresh box.
-    let again: usize = {
-        let s = fake.state.lock().unwrap();
-        s.live.values().map(std::collections::BTreeMap::len).sum()
-    };
-    assert_eq!(again, served, "the lab's router entries are back");
+    assert_eq!(
+        fake.served(),
+        served,
+        "{kind}: the lab's router entries are back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pfsense_s_config_xml_comes_from_its_web_interface_and_is_saved_for_loading_by_hand() {
+    config_xml_saved_for_loading_by_hand("pfsense").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opnsense_s_config_xml_is_backed_up_and_saved_for_loading_by_hand() {
+    config_xml_saved_for_loading_by_hand("opnsense").await;
 }

@@ -25,6 +25,8 @@ pub struct Field {
     pub required: bool,
     /// What it is, with an example: shown when it is missing or misspelt.
     pub help: &'static str,
+    /// A capability that cannot work without it: needed when the lab asks for that.
+    pub needed_for: Option<Capability>,
 }
 
 impl Field {
@@ -34,6 +36,7 @@ impl Field {
             name,
             required: true,
             help,
+            needed_for: None,
         }
     }
 
@@ -43,6 +46,21 @@ impl Field {
             name,
             required: false,
             help,
+            needed_for: None,
+        }
+    }
+
+    /// A field the backend needs only to do `capability`.
+    pub const fn needed_for(
+        name: &'static str,
+        capability: Capability,
+        help: &'static str,
+    ) -> Field {
+        Field {
+            name,
+            required: false,
+            help,
+            needed_for: Some(capability),
         }
     }
 
@@ -204,6 +222,15 @@ impl Connection<'_> {
     /// A backend-specific setting (`datacenter`).
     pub fn setting(&self, name: &str) -> Option<String> {
         self.target.settings.get(name).cloned()
+    }
+
+    /// The web interface's credentials' text, when the target gives them.
+    pub fn gui_credentials(&self) -> Result<Option<String>, ConnectError> {
+        self.target
+            .gui_credentials
+            .as_ref()
+            .map(|r| r.read(self.base_dir).map_err(ConnectError::Credentials))
+            .transpose()
     }
 
     /// The target's CA file, relative to the lab.

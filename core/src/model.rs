@@ -152,6 +152,11 @@ pub struct Target {
     /// Where the credentials are read from (never inline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<SecretRef>,
+    /// Where the web interface's `USER:PASSWORD` is read from (never inline), for what a
+    /// device's API cannot do: pfSense hands out its `config.xml` (`backup.router`) only to
+    /// its web interface. Give a user with that page's privilege and no other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gui_credentials: Option<SecretRef>,
     /// A CA bundle to trust for this endpoint (TLS verification stays on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
@@ -184,6 +189,7 @@ impl<'de> Deserialize<'de> for Target {
                         "kind" => t.kind = m.next_value()?,
                         "endpoint" => t.endpoint = m.next_value()?,
                         "credentials" => t.credentials = m.next_value()?,
+                        "gui_credentials" => t.gui_credentials = m.next_value()?,
                         "ca" => t.ca = m.next_value()?,
                         "dir" => t.dir = m.next_value()?,
                         "fingerprint" => t.fingerprint = m.next_value()?,
@@ -207,6 +213,7 @@ impl Target {
         for (name, set) in [
             ("endpoint", self.endpoint.is_some()),
             ("credentials", self.credentials.is_some()),
+            ("gui_credentials", self.gui_credentials.is_some()),
             ("ca", self.ca.is_some()),
             ("dir", self.dir.is_some()),
             ("fingerprint", self.fingerprint.is_some()),

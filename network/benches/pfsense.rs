@@ -61,6 +61,7 @@ async fn run() {
         PfSense::new(
             "bench",
             PfSenseOptions {
+                gui: None,
                 endpoint: fake.endpoint.clone(),
                 api_key: KEY.into(),
                 ca: Some(fake.ca.clone()),

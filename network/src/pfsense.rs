@@ -24,13 +24,13 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use cloudlet_core::error::ProviderError;
 use cloudlet_core::plan::FieldChange;
-use cloudlet_core::{Domain, Provider, Resource, ResourceId};
+use cloudlet_core::{ConfigFile, Domain, Imported, Provider, Resource, ResourceId};
 use cloudlet_transport::http::Method;
 use serde_json::{Value, json};
 
 use cloudlet_transport::http::{Http, HttpError};
 
-use cloudlet_core::backend::{BoxFuture, ConnectError, Connection, Descriptor, Field};
+use cloudlet_core::backend::{BoxFuture, Capability, ConnectError, Connection, Descriptor, Field};
 
 /// The pfSense backend (the pfrest API package).
 pub static BACKEND: Descriptor = Descriptor {
@@ -47,10 +47,15 @@ pub static BACKEND: Descriptor = Descriptor {
             "credentials",
             "add `credentials: {env: VAR}` or `{file: PATH}` naming where the pfrest API key is; never the key itself",
         ),
+        Field::needed_for(
+            "gui_credentials",
+            Capability::ConfigBackup,
+            "for `backup.router`: `{env: VAR}` or `{file: PATH}` holding USER:PASSWORD of a web-interface user with only the `WebCfg - Diagnostics: Backup & Restore` privilege (pfrest cannot hand out config.xml)",
+        ),
         Field::CA,
     ],
     endpoint_schemes: &["https://"],
-    capabilities: &[],
+    capabilities: &[Capability::ConfigBackup],
     connect,
 };
 
@@ -63,6 +68,19 @@ fn connect<'a>(
             PfSenseOptions {
                 endpoint: c.endpoint()?,
                 api_key: c.credentials()?,
+                gui: c
+                    .gui_credentials()?
+                    .map(|t| {
+                        t.trim()
+                            .split_once(':')
+                            .filter(|(u, p)| !u.is_empty() && !p.is_empty())
+                            .map(|(u, p)| (u.to_string(), p.to_string()))
+                            .ok_or(ConnectError::CredentialForm {
+                                backend: "pfSense",
+                                expected: "`gui_credentials` holding USER:PASSWORD",
+                            })
+                    })
+                    .transpose()?,
                 ca: c.ca(),
                 take_over: c.take_over,
                 apply_timeout: std::time::Duration::from_secs(120),
@@ -163,18 +181,30 @@ fn coll(kind: &str) -> Option<&'static Coll> {
 }
 
 /// How to reach pfSense.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PfSenseOptions {
     /// `https://ROUTER[:PORT]`.
     pub endpoint: String,
     /// A pfrest API key.
     pub api_key: String,
+    /// The web interface's user and password, for its `config.xml` (`backup.router`): pfrest
+    /// cannot hand it out.
+    pub gui: Option<(String, String)>,
     /// A CA file for a self-signed router certificate.
     pub ca: Option<std::path::PathBuf>,
     /// Adopt entries without cloudlet's marker that have a lab entry's natural key.
     pub take_over: bool,
     /// How long to wait for an applied subsystem to settle.
     pub apply_timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for PfSenseOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PfSenseOptions")
+            .field("endpoint", &self.endpoint)
+            .field("gui_user", &self.gui.as_ref().map(|(u, _)| u))
+            .finish_non_exhaustive()
+    }
 }
 
 /// The pfSense provider.
@@ -692,5 +722,286 @@ impl Provider for PfSense {
             self.apply_subsystem(sub).await?;
         }
         Ok(())
+    }
+
+    /// The running `config.xml`, from the web interface's Diagnostics → Backup & Restore:
+    /// pfrest hands out only a JSON view of it that does not load back.
+    async fn export_config(&self) -> Result<Vec<ConfigFile>, ProviderError> {
+        let Some((user, password)) = &self.options.gui else {
+            return Err(ProviderError::Backend {
+                message: "pfSense hands out its config.xml only to its web interface: give the target `gui_credentials` (USER:PASSWORD of a user with the `WebCfg - Diagnostics: Backup & Restore` privilege)".into(),
+                retryable: false,
+            });
+        };
+        let gui = Http::new(
+            &self.options.endpoint,
+            self.options.ca.as_deref(),
+            Vec::new(),
+        )
+        .map_err(|e| ProviderError::Setup {
+            backend: "pfSense",
+            source: Box::new(e),
+        })?;
+        let bytes = gui::config_xml(&gui, user, password).await?;
+        Ok(vec![ConfigFile {
+            name: gui::CONFIG_XML.into(),
+            bytes,
+        }])
+    }
+
+    /// pfSense loads a configuration in its web interface or at boot, not over pfrest.
+    async fn import_config(&self, files: &[ConfigFile]) -> Result<Imported, ProviderError> {
+        let Some(f) = files.iter().find(|f| f.name == gui::CONFIG_XML) else {
+            return Err(ProviderError::InvalidData {
+                what: "the router's backup".into(),
+                message: format!("no {} in it", gui::CONFIG_XML),
+            });
+        };
+        if !gui::is_config_xml(&f.bytes) {
+            return Err(ProviderError::InvalidData {
+                what: format!("the backed-up {}", gui::CONFIG_XML),
+                message: "not a pfSense configuration (no `<pfsense>` document)".into(),
+            });
+        }
+        Ok(Imported::ByHand {
+            file: gui::CONFIG_XML.into(),
+            how: "pfSense loads a configuration in its web interface: Diagnostics → Backup & Restore → Restore Backup, all areas, choose this file (the firewall reboots with it); on a fresh install, put it on a USB stick as /config/config.xml for the External Configuration Locator, or use the installer's `Recover config.xml`".into(),
+        })
+    }
+}
+
+/// pfSense's web interface, for the one thing pfrest cannot do: hand out `config.xml`.
+/// The page is a PHP form: a session cookie, a `__csrf_magic` token in every form that the
+/// next POST must echo, a login that changes the session id.
+mod gui {
+    use cloudlet_core::error::ProviderError;
+    use cloudlet_transport::http::{Answer, Bytes, Http, HttpError, Method};
+    use std::collections::BTreeMap;
+
+    pub(super) const CONFIG_XML: &str = "config.xml";
+    const PAGE: &str = "/diag_backup.php";
+    /// The largest answer taken: a config.xml with thousands of rules is a few MiB.
+    const MAX: usize = 32 << 20;
+
+    fn fail(message: impl Into<String>) -> ProviderError {
+        ProviderError::Backend {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    /// Whether `bytes` is a pfSense configuration: XML whose root is `<pfsense>`.
+    pub(super) fn is_config_xml(bytes: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
+        let t = text.trim_start_matches('\u{feff}').trim_start();
+        let body = match t.strip_prefix("<?xml") {
+            Some(rest) => rest.split_once("?>").map_or("", |(_, b)| b).trim_start(),
+            None => t,
+        };
+        body.starts_with("<pfsense>") || body.starts_with("<pfsense ")
+    }
+
+    /// The `__csrf_magic` token of the form in `html`.
+    pub(super) fn csrf(html: &[u8]) -> Option<String> {
+        let text = String::from_utf8_lossy(html);
+        let at = text
+            .find("name='__csrf_magic'")
+            .or_else(|| text.find("name=\"__csrf_magic\""))?;
+        let rest = &text[at..text.len().min(at + 400)];
+        let v = rest.find("value=")? + "value=".len();
+        let quote = rest[v..].chars().next()?;
+        if quote != '"' && quote != '\'' {
+            return None;
+        }
+        let value = &rest[v + 1..];
+        let end = value.find(quote)?;
+        let token = &value[..end];
+        (!token.is_empty() && token.len() < 300).then(|| token.to_string())
+    }
+
+    /// The session's cookies, as the answers set them.
+    #[derive(Default)]
+    struct Jar(BTreeMap<String, String>);
+
+    impl Jar {
+        fn take(&mut self, a: &Answer) {
+            for (k, v) in &a.headers {
+                if k != "set-cookie" {
+                    continue;
+                }
+                let pair = v.split(';').next().unwrap_or("");
+                if let Some((name, value)) = pair.split_once('=') {
+                    self.0
+                        .insert(name.trim().to_string(), value.trim().to_string());
+                }
+            }
+        }
+
+        fn header(&self) -> String {
+            self.0
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        }
+    }
+
+    /// One request to the page with the session's cookies; redirects within the page
+    /// followed (a login may answer with one).
+    async fn send(
+        http: &Http,
+        jar: &mut Jar,
+        form: Option<&[(&str, &str)]>,
+    ) -> Result<Answer, ProviderError> {
+        let (mut method, mut body) = match form {
+            Some(f) => (
+                Method::POST,
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(f.iter())
+                    .finish(),
+            ),
+            None => (Method::GET, String::new()),
+        };
+        let mut path = PAGE.to_string();
+        for _ in 0..3 {
+            let cookie = jar.header();
+            let mut headers = vec![("accept", "text/html, application/xml, */*")];
+            if !cookie.is_empty() {
+                headers.push(("cookie", cookie.as_str()));
+            }
+            if method == Method::POST {
+                headers.push(("content-type", "application/x-www-form-urlencoded"));
+            }
+            let a = http
+                .send_bounded(
+                    method.clone(),
+                    &path,
+                    &headers,
+                    Bytes::from(body.clone()),
+                    MAX,
+                )
+                .await
+                .map_err(|e| {
+                    crate::http_error("pfSense", &format!("the web interface's {PAGE}"), e)
+                })?;
+            jar.take(&a);
+            match a.status {
+                301..=303 => {
+                    let to = a.header("location").unwrap_or(PAGE);
+                    // Only within the router: an absolute address elsewhere is not followed.
+                    let local = to.strip_prefix(http.base()).unwrap_or(to);
+                    if !local.starts_with('/') {
+                        return Err(fail(format!(
+                            "pfSense's web interface redirected to `{}`",
+                            local.chars().take(100).collect::<String>()
+                        )));
+                    }
+                    path = local.to_string();
+                    method = Method::GET;
+                    body.clear();
+                }
+                200 => return Ok(a),
+                status => {
+                    return Err(crate::http_error(
+                        "pfSense",
+                        &format!("the web interface's {PAGE}"),
+                        HttpError::Status(
+                            status,
+                            String::from_utf8_lossy(&a.body).chars().take(200).collect(),
+                        ),
+                    ));
+                }
+            }
+        }
+        Err(fail("pfSense's web interface redirected more than 3 times"))
+    }
+
+    fn token_of(a: &Answer, doing: &str) -> Result<String, ProviderError> {
+        csrf(&a.body).ok_or_else(|| {
+            fail(format!(
+                "pfSense's web interface answered {doing} without the form's CSRF token"
+            ))
+        })
+    }
+
+    /// Logs in to the web interface and downloads `config.xml`, checked to be one.
+    pub(super) async fn config_xml(
+        http: &Http,
+        user: &str,
+        password: &str,
+    ) -> Result<Vec<u8>, ProviderError> {
+        let mut jar = Jar::default();
+        let login = send(http, &mut jar, None).await?;
+        let token = token_of(&login, "the login page")?;
+        let page = send(
+            http,
+            &mut jar,
+            Some(&[
+                ("__csrf_magic", &token),
+                ("usernamefld", user),
+                ("passwordfld", password),
+                ("login", "Sign In"),
+            ]),
+        )
+        .await?;
+        let text = String::from_utf8_lossy(&page.body);
+        if text.contains("name=\"usernamefld\"") || text.contains("name='usernamefld'") {
+            return Err(fail(
+                "pfSense's web interface refused the user and password of `gui_credentials`",
+            ));
+        }
+        if !text.contains("name=\"download\"") && !text.contains("name='download'") {
+            return Err(fail(
+                "pfSense's web interface did not show the backup page to the user of `gui_credentials`: give it the `WebCfg - Diagnostics: Backup & Restore` privilege",
+            ));
+        }
+        let token = token_of(&page, "the backup page")?;
+        let a = send(
+            http,
+            &mut jar,
+            Some(&[
+                ("__csrf_magic", &token),
+                ("backuparea", ""),
+                ("donotbackuprrd", "yes"),
+                ("encrypt_password", ""),
+                ("download", "Download configuration as XML"),
+            ]),
+        )
+        .await?;
+        if !is_config_xml(&a.body) {
+            return Err(ProviderError::InvalidData {
+                what: "pfSense's configuration".into(),
+                message: "the download is not a config.xml (no `<pfsense>` document)".into(),
+            });
+        }
+        Ok(a.body.to_vec())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn the_form_token_is_read_in_either_quoting() {
+            let html = br#"<form><input type='hidden' name='__csrf_magic' value="sid:ab12,1700000000;ip:cd,1700000000" /></form>"#;
+            assert_eq!(
+                super::csrf(html).as_deref(),
+                Some("sid:ab12,1700000000;ip:cd,1700000000")
+            );
+            let html = br#"<input type="hidden" name="__csrf_magic" value='sid:x,1' />"#;
+            assert_eq!(super::csrf(html).as_deref(), Some("sid:x,1"));
+            assert_eq!(super::csrf(b"<html>no form</html>"), None);
+            assert_eq!(
+                super::csrf(b"name='__csrf_magic' value=\"unterminated"),
+                None
+            );
+        }
+
+        #[test]
+        fn a_config_is_recognized_by_its_root() {
+            assert!(super::is_config_xml(
+                b"<?xml version=\"1.0\"?>\n<pfsense>\n</pfsense>"
+            ));
+            assert!(!super::is_config_xml(b"<?xml version=\"1.0\"?><opnsense/>"));
+            assert!(!super::is_config_xml(b"<!DOCTYPE html><html></html>"));
+        }
     }
 }

@@ -29,6 +29,7 @@ fn provider(fake: &Fake, take_over: bool) -> Arc<PfSense> {
         PfSense::new(
             "seed",
             PfSenseOptions {
+                gui: None,
                 endpoint: fake.endpoint.clone(),
                 api_key: KEY.into(),
                 ca: Some(fake.ca.clone()),
@@ -232,6 +233,7 @@ async fn without_pfrest_the_error_says_what_to_install() {
     let plain = PfSense::new(
         "seed",
         PfSenseOptions {
+            gui: None,
             endpoint: "http://127.0.0.1:1".into(),
             api_key: KEY.into(),
             ca: None,
@@ -292,4 +294,104 @@ async fn every_backend_request_is_logged_at_debug_without_its_key() {
         assert!(l.contains(" ms="), "{l}");
     }
     assert!(!text.contains(KEY), "the API key is never logged:\n{text}");
+}
+
+fn with_gui(fake: &Fake, user: &str, password: &str) -> Arc<PfSense> {
+    Arc::new(
+        PfSense::new(
+            "seed",
+            PfSenseOptions {
+                gui: Some((user.into(), password.into())),
+                endpoint: fake.endpoint.clone(),
+                api_key: KEY.into(),
+                ca: Some(fake.ca.clone()),
+                take_over: false,
+                apply_timeout: Duration::from_secs(5),
+            },
+        )
+        .unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_xml_comes_from_the_web_interface_with_its_session_and_csrf_token() {
+    use cloudlet_core::{Imported, Provider};
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::start(dir.path(), KEY).await;
+    fake.add_by_hand(
+        "/api/v2/services/dns_resolver/host_overrides",
+        json!({"host": "printer", "domain": "home.lan", "ip": ["10.0.10.50"], "descr": "by hand", "aliases": []}),
+    );
+    let e = engine(provider(&fake, false), &dir.path().join("state"));
+    let plan = e.plan(seed()).await.unwrap();
+    apply_ok(&e, &plan).await;
+    const PASSWORD: &str = "gui-password-9f3e";
+    {
+        let mut s = fake.state.lock().unwrap();
+        s.gui_user = Some(("backup".into(), PASSWORD.into()));
+        s.gui_backup_privilege = true;
+    }
+
+    // Without web credentials: the error says what to give.
+    let err = provider(&fake, false)
+        .export_config()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gui_credentials"), "{err}");
+
+    // The whole configuration: cloudlet's entries and the one made by hand.
+    let files = with_gui(&fake, "backup", PASSWORD)
+        .export_config()
+        .await
+        .unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].name, "config.xml");
+    let xml = String::from_utf8(files[0].bytes.clone()).unwrap();
+    assert!(xml.contains("<pfsense>"), "{xml}");
+    assert!(
+        xml.contains("by hand") && xml.contains("cloudlet:seed"),
+        "{xml}"
+    );
+    assert!(
+        !format!("{:?}", files[0]).contains("pfsense>"),
+        "Debug hides content"
+    );
+
+    // A wrong password, and a user without the page's privilege: clear errors, no password
+    // echoed.
+    let err = with_gui(&fake, "backup", "wrong-password-1")
+        .export_config()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("refused the user and password"), "{err}");
+    assert!(!err.contains("wrong-password-1"), "{err}");
+    fake.state.lock().unwrap().gui_backup_privilege = false;
+    let err = with_gui(&fake, "backup", PASSWORD)
+        .export_config()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("WebCfg - Diagnostics: Backup & Restore"),
+        "{err}"
+    );
+    assert!(!err.contains(PASSWORD), "{err}");
+
+    // pfrest cannot load a configuration: the file and the steps.
+    let imported = provider(&fake, false).import_config(&files).await.unwrap();
+    let Imported::ByHand { file, how } = imported else {
+        panic!("pfSense loads a configuration by hand: {imported:?}")
+    };
+    assert_eq!(file, "config.xml");
+    assert!(how.contains("Diagnostics → Backup & Restore"), "{how}");
+    let mut wrong = files.clone();
+    wrong[0].bytes = b"<?xml version=\"1.0\"?><opnsense/>".to_vec();
+    let err = provider(&fake, false)
+        .import_config(&wrong)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a pfSense configuration"), "{err}");
 }

@@ -86,6 +86,7 @@ impl Fake {
                 PfSense::new(
                     "seed",
                     PfSenseOptions {
+                        gui: None,
                         endpoint: f.endpoint.clone(),
                         api_key: KEY.into(),
                         ca: Some(f.ca.clone()),

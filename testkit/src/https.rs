@@ -23,14 +23,26 @@ pub struct Req {
     /// Header names in lower case.
     pub headers: BTreeMap<String, String>,
     pub body: Value,
+    /// The body as sent (a form, a file).
+    pub raw_body: Vec<u8>,
 }
 
 const RAW_TYPE: &str = "$raw-content-type";
 const RAW_BODY: &str = "$raw-body";
+const RAW_HEADERS: &str = "$raw-headers";
 
 /// A reply that is not JSON: `body` sent as it is, with `content_type`.
 pub fn raw(content_type: &str, body: String) -> Value {
     serde_json::json!({ RAW_TYPE: content_type, RAW_BODY: body })
+}
+
+/// [`raw`] with more headers (`set-cookie`, `location`, ...).
+pub fn raw_with(content_type: &str, body: String, headers: &[(&str, String)]) -> Value {
+    let headers: Vec<Value> = headers
+        .iter()
+        .map(|(k, v)| serde_json::json!([k, v]))
+        .collect();
+    serde_json::json!({ RAW_TYPE: content_type, RAW_BODY: body, RAW_HEADERS: headers })
 }
 
 pub type Handler =
@@ -210,6 +222,7 @@ async fn connection<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
                 .collect(),
             headers,
             body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            raw_body: body,
         };
         let Some((status, reply)) = handler(req).await else {
             return;
@@ -218,8 +231,19 @@ async fn connection<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             (Some(Value::String(ct)), Some(Value::String(b))) => (ct.clone(), b.clone()),
             _ => ("application/json".to_string(), reply.to_string()),
         };
+        let mut extra = String::new();
+        for h in reply
+            .get(RAW_HEADERS)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(k), Some(v)) = (h[0].as_str(), h[1].as_str()) {
+                extra.push_str(&format!("{k}: {v}\r\n"));
+            }
+        }
         let resp = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: {ct}\r\ncontent-length: {}\r\n\r\n{text}",
+            "HTTP/1.1 {status} X\r\ncontent-type: {ct}\r\n{extra}content-length: {}\r\n\r\n{text}",
             text.len()
         );
         if r.get_mut().write_all(resp.as_bytes()).await.is_err() {

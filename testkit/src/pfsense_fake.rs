@@ -7,7 +7,11 @@
 //! - writes are pending until their subsystem is applied (`POST .../apply`, asynchronous
 //!   unless `{"async": false}`); `GET .../apply` says whether anything is pending;
 //! - faults on request: a 500 on the N-th write, the connection dropped on an apply, a delay
-//!   per write, pfrest missing (404 for every API path).
+//!   per write, pfrest missing (404 for every API path);
+//! - the web interface's `diag_backup.php`, the one place pfSense hands out its `config.xml`:
+//!   a PHP session cookie, a login form, a `__csrf_magic` token per form that a POST must echo,
+//!   a new session id on login, and a page without the download for a user lacking the
+//!   `WebCfg - Diagnostics: Backup & Restore` privilege.
 #![allow(dead_code, unreachable_pub, clippy::disallowed_methods)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -78,6 +82,13 @@ pub struct State {
     /// Writes received and not yet applied (a client that gave up does not stop them).
     pub in_flight: usize,
     next_tracker: u64,
+    /// The web interface's user and password.
+    pub gui_user: Option<(String, String)>,
+    /// Whether that user may use Diagnostics → Backup & Restore.
+    pub gui_backup_privilege: bool,
+    /// Web sessions by id: (logged in, the CSRF token of the last form served).
+    pub sessions: BTreeMap<String, (bool, String)>,
+    next_session: u64,
 }
 
 pub struct Fake {
@@ -107,6 +118,9 @@ impl Fake {
             Arc::new(move |req: https::Req| {
                 let st = s2.clone();
                 Box::pin(async move {
+                    if req.path == "/diag_backup.php" {
+                        return Some(gui(&st, &req));
+                    }
                     let key = req.headers.get("x-api-key").cloned().unwrap_or_default();
                     let (status, data) =
                         handle(&st, &req.method, &req.path, &req.query, &req.body, &key).await?;
@@ -133,6 +147,157 @@ impl Fake {
     pub fn entries(&self, list: &'static str) -> Vec<Value> {
         self.state.lock().unwrap().config[list].clone()
     }
+}
+
+/// An HTML page of the web interface with a form carrying `token`.
+fn page(title: &str, token: &str, form: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html><head><title>pfSense - {title}</title></head><body><form method=\"post\"><input type='hidden' name='__csrf_magic' value=\"{token}\" />{form}</form></body></html>"
+    )
+}
+
+const LOGIN_FORM: &str = "<input type=\"text\" name=\"usernamefld\" /><input type=\"password\" name=\"passwordfld\" /><button type=\"submit\" name=\"login\" value=\"Sign In\">Sign In</button>";
+const BACKUP_FORM: &str = "<select name=\"backuparea\"><option value=\"\">All</option></select><input type=\"checkbox\" name=\"donotbackuprrd\" value=\"yes\" checked /><button name=\"download\" value=\"Download configuration as XML\">Download</button>";
+
+/// The running configuration as pfSense's `config.xml`: a `<pfsense>` document.
+fn config_xml(s: &State) -> String {
+    let esc = |t: &str| {
+        t.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut x = String::from("<?xml version=\"1.0\"?>\n<pfsense>\n\t<version>24.0</version>\n");
+    for (list, entries) in &s.live {
+        let tag = list.rsplit('/').next().unwrap_or("list");
+        for e in entries {
+            x.push_str(&format!("\t<{tag}>{}</{tag}>\n", esc(&e.to_string())));
+        }
+    }
+    x.push_str("</pfsense>\n");
+    x
+}
+
+/// `diag_backup.php`, with its session, login and CSRF token.
+fn gui(st: &Arc<Mutex<State>>, req: &https::Req) -> (u16, Value) {
+    let mut s = st.lock().unwrap();
+    s.requests += 1;
+    let cookie = req
+        .headers
+        .get("cookie")
+        .into_iter()
+        .flat_map(|c| c.split(';'))
+        .find_map(|c| c.trim().strip_prefix("PHPSESSID="))
+        .map(str::to_string);
+    let fresh = |s: &mut State| {
+        s.next_session += 1;
+        format!("sess{:08x}{}", s.next_session * 7919, s.next_session)
+    };
+    let mut headers: Vec<(&str, String)> = Vec::new();
+    let sid = match cookie.filter(|c| s.sessions.contains_key(c)) {
+        Some(c) => c,
+        None => {
+            let c = fresh(&mut s);
+            s.sessions.insert(c.clone(), (false, String::new()));
+            headers.push((
+                "set-cookie",
+                format!("PHPSESSID={c}; path=/; secure; HttpOnly"),
+            ));
+            c
+        }
+    };
+    let token = |s: &mut State, sid: &str| {
+        s.next_session += 1;
+        let t = format!(
+            "sid:{:x},{}",
+            s.next_session * 104_729,
+            1_700_000_000 + s.next_session
+        );
+        s.sessions.get_mut(sid).unwrap().1 = t.clone();
+        t
+    };
+    let html = |body: String, headers: &[(&str, String)]| {
+        https::raw_with("text/html; charset=UTF-8", body, headers)
+    };
+    if req.method == "GET" {
+        let logged_in = s.sessions[&sid].0;
+        let t = token(&mut s, &sid);
+        let body = if logged_in {
+            page("Diagnostics: Backup & Restore", &t, BACKUP_FORM)
+        } else {
+            page("Login", &t, LOGIN_FORM)
+        };
+        return (200, html(body, &headers));
+    }
+    let form: BTreeMap<String, String> = form_urlencoded::parse(&req.raw_body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let (logged_in, expected) = s.sessions[&sid].clone();
+    if form.get("__csrf_magic") != Some(&expected) || expected.is_empty() {
+        return (
+            403,
+            html(
+                "<html><body>CSRF check failed. Your form session may have expired, or you may not have cookies enabled.</body></html>".into(),
+                &headers,
+            ),
+        );
+    }
+    if !logged_in {
+        let given = (
+            form.get("usernamefld").cloned().unwrap_or_default(),
+            form.get("passwordfld").cloned().unwrap_or_default(),
+        );
+        if form.contains_key("login") && s.gui_user.as_ref() == Some(&given) {
+            // A new session id on login.
+            s.sessions.remove(&sid);
+            let new = fresh(&mut s);
+            s.sessions.insert(new.clone(), (true, String::new()));
+            headers.push((
+                "set-cookie",
+                format!("PHPSESSID={new}; path=/; secure; HttpOnly"),
+            ));
+            let t = token(&mut s, &new);
+            let body = if s.gui_backup_privilege {
+                page("Diagnostics: Backup & Restore", &t, BACKUP_FORM)
+            } else {
+                page("Status: Dashboard", &t, "")
+            };
+            return (200, html(body, &headers));
+        }
+        let t = token(&mut s, &sid);
+        return (
+            200,
+            html(
+                page(
+                    "Login",
+                    &t,
+                    &format!("<div>Username or Password incorrect</div>{LOGIN_FORM}"),
+                ),
+                &headers,
+            ),
+        );
+    }
+    if !s.gui_backup_privilege {
+        let t = token(&mut s, &sid);
+        return (200, html(page("Status: Dashboard", &t, ""), &headers));
+    }
+    if form.contains_key("download") {
+        headers.push((
+            "content-disposition",
+            "attachment; filename=config-pfsense.home.lan-20261205170000.xml".into(),
+        ));
+        return (
+            200,
+            https::raw_with("application/octet-stream", config_xml(&s), &headers),
+        );
+    }
+    let t = token(&mut s, &sid);
+    (
+        200,
+        html(
+            page("Diagnostics: Backup & Restore", &t, BACKUP_FORM),
+            &headers,
+        ),
+    )
 }
 
 /// The pfrest envelope around an answer.

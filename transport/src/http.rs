@@ -120,6 +120,11 @@ impl Http {
         })
     }
 
+    /// The address requests go to (`https://host[:port]`).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Sends `method path` with `body` and the extra `headers`; any status is an answer. An
     /// answer's body larger than [`MAX_BODY`] is an error.
     pub async fn send(

@@ -187,10 +187,27 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// `backup.router` needs a router backend that exports its configuration.
+    /// `backup.router` needs a router backend that exports its configuration, with the
+    /// fields it needs for that.
     fn router_backup(&mut self, d: &Descriptor, backends: &[&'static Descriptor]) {
         let wanted = self.lab.backup.as_ref().is_some_and(|b| b.router.is_some());
-        if !wanted || self.lab.router.is_none() || d.can(Capability::ConfigBackup) {
+        if !wanted || self.lab.router.is_none() {
+            return;
+        }
+        if d.can(Capability::ConfigBackup) {
+            let given = self.lab.targets.router.given();
+            for f in d.fields.iter().filter(|f| {
+                f.needed_for == Some(Capability::ConfigBackup) && !given.contains(&f.name)
+            }) {
+                self.push(
+                    Diagnostic::error_at_key(
+                        "target-field-missing",
+                        path!["targets", "router"],
+                        format!("`backup.router` needs the {} target's `{}`", d.kind, f.name),
+                    )
+                    .help(f.help.to_string()),
+                );
+            }
             return;
         }
         let able: Vec<&str> = backends
