@@ -806,7 +806,7 @@ const CONFIG_XML: &str = "config.xml";
 const MAX_CONFIG: usize = 32 << 20;
 
 /// Whether `bytes` is an OPNsense configuration document: XML whose root is `<opnsense>`.
-fn is_config_xml(bytes: &[u8]) -> bool {
+pub fn is_config_xml(bytes: &[u8]) -> bool {
     let head = &bytes[..bytes.len().min(4096)];
     let text = String::from_utf8_lossy(head);
     let t = text.trim_start_matches('\u{feff}').trim_start();
