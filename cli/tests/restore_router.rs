@@ -10,6 +10,7 @@
 //!   reinstalled box.
 #![allow(missing_docs, clippy::disallowed_methods)]
 
+use cloudlet_testkit::shell::{ok, sh, tool};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -19,27 +20,6 @@ use cloudlet_testkit::{opnsense_fake, pfsense_fake};
 const KEY: &str = "router-restore-key";
 
 mod common;
-
-fn sh(cmd: &str) -> Output {
-    Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .expect("sh runs")
-}
-
-fn ok(cmd: &str) {
-    let o = sh(cmd);
-    assert!(
-        o.status.success(),
-        "`{cmd}` failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn tool(name: &str) -> bool {
-    sh(&format!("command -v {name}")).status.success()
-}
 
 /// Namespaces the test made; what runs in them is killed and they are removed on drop.
 struct Namespaces(Vec<String>);

@@ -5,8 +5,9 @@
 //! namespaces.
 #![allow(missing_docs, clippy::disallowed_methods)]
 
+use cloudlet_testkit::shell::{ok, sh, tool};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cloudlet_core::load::load_texts;
@@ -41,30 +42,6 @@ machines:
     memory: 1GiB
     nics: [{network: lan, ip: 10.77.0.30, mac: "52:54:00:77:00:30"}]
 "#;
-
-fn tool(name: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn sh(cmd: &str) -> Output {
-    Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .expect("sh runs")
-}
-
-fn ok(cmd: &str) {
-    let o = sh(cmd);
-    assert!(
-        o.status.success(),
-        "`{cmd}` failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
 
 fn rendered(dir: &Path) -> (String, String) {
     let lab = load_texts(vec![("rt.yaml".into(), LAB.into())], ".".into())

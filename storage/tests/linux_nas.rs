@@ -8,6 +8,7 @@
 //! its own so the host's export table is never touched.
 #![allow(missing_docs, clippy::disallowed_methods)]
 
+use cloudlet_testkit::shell::{ok, sh, tool};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -19,28 +20,6 @@ use cloudlet_core::load::load_texts;
 use cloudlet_core::provider::Provider;
 use cloudlet_core::{Action, Domain, Plan};
 use cloudlet_storage::linux_nas::{Flavor, LinuxNas, LinuxNasOptions};
-
-fn sh(cmd: &str) -> Output {
-    Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .expect("sh runs")
-}
-
-fn ok(cmd: &str) -> String {
-    let o = sh(cmd);
-    assert!(
-        o.status.success(),
-        "`{cmd}` failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn tool(name: &str) -> bool {
-    sh(&format!("command -v {name}")).status.success()
-}
 
 /// The lab: one export for the cluster node, one app volume on it.
 fn lab_text(root: &Path, allow: &str, app: bool, retain: bool) -> String {
