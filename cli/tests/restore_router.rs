@@ -10,7 +10,7 @@
 //!   reinstalled box.
 #![allow(missing_docs, clippy::disallowed_methods)]
 
-use cloudlet_testkit::shell::{ok, sh, tool};
+use cloudlet_testkit::shell::{nslookup, ok, sh, tool, udhcpc};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -100,34 +100,8 @@ backup:
     dir
 }
 
-/// A DHCP lease for the client namespace `ns`: the address it was given (and now holds).
-fn lease(ns: &str, work: &Path) -> String {
-    let script = work.join("udhcpc.sh");
-    let got = work.join("got-ip");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nif [ \"$1\" = bound ]; then echo \"$ip\" > {}; ip addr add $ip/24 dev $interface 2>/dev/null; fi\n",
-            got.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    ok(&format!(
-        "ip netns exec {ns} busybox udhcpc -i eth0 -n -q -f -t 5 -T 1 -s {}",
-        script.display()
-    ));
-    std::fs::read_to_string(&got).unwrap().trim().to_string()
-}
-
 fn lookup(ns: &str, name: &str) -> String {
-    String::from_utf8_lossy(
-        &sh(&format!(
-            "ip netns exec {ns} busybox nslookup {name} 10.77.0.1"
-        ))
-        .stdout,
-    )
-    .into_owned()
+    nslookup(ns, name, "10.77.0.1")
 }
 
 fn dnsmasq_runs(router_dir: &Path) -> bool {
@@ -169,7 +143,7 @@ fn a_linux_router_comes_back_with_its_leases_from_cloudlet_restore() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(dnsmasq_runs(&w.join("router")));
     // A client with no reservation: its address is the router's runtime state.
-    let dynamic = lease(&l, w);
+    let dynamic = udhcpc(&l, w, None);
     assert!(dynamic.starts_with("10.77.0.1"), "{dynamic}");
     assert!(lookup(&l, "web.rt.lan").contains("10.77.0.30"));
 

@@ -6,6 +6,7 @@
 //! every WAN forward, an alias per MetalLB VIP, and the lab's firewall intents. Router
 //! backends (pfSense, OPNsense, Linux) plug in as providers for [`Domain::Router`].
 
+pub mod config_xml;
 pub mod linux_files;
 pub mod opnsense;
 pub mod pfsense;

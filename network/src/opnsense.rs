@@ -24,6 +24,8 @@ use serde_json::{Value, json};
 
 use cloudlet_transport::http::{Http, HttpError};
 
+use crate::config_xml;
+
 use cloudlet_core::backend::{BoxFuture, Capability, ConnectError, Connection, Descriptor, Field};
 
 /// The OPNsense backend.
@@ -744,7 +746,7 @@ impl Provider for OpnSense {
                 PATH,
                 &[("accept", "application/xml, text/xml, */*")],
                 cloudlet_transport::http::Bytes::new(),
-                MAX_CONFIG,
+                config_xml::MAX,
             )
             .await
             .map_err(|e| backend(&what, e))?;
@@ -773,65 +775,29 @@ impl Provider for OpnSense {
             });
         }
         Ok(vec![ConfigFile {
-            name: CONFIG_XML.into(),
+            name: config_xml::NAME.into(),
             bytes: a.body.to_vec(),
         }])
     }
 
     /// OPNsense's API cannot load a configuration: its web interface or its installer can.
     async fn import_config(&self, files: &[ConfigFile]) -> Result<Imported, ProviderError> {
-        let Some(f) = files.iter().find(|f| f.name == CONFIG_XML) else {
-            return Err(ProviderError::InvalidData {
-                what: "the router's backup".into(),
-                message: format!("no {CONFIG_XML} in it"),
-            });
-        };
-        if !is_config_xml(&f.bytes) {
-            return Err(ProviderError::InvalidData {
-                what: format!("the backed-up {CONFIG_XML}"),
-                message: "not an OPNsense configuration (no `<opnsense>` document)".into(),
-            });
-        }
-        Ok(Imported::ByHand {
-            file: CONFIG_XML.into(),
-            how: "OPNsense's API cannot load a configuration: in its web interface, System → Configuration → Backups → Restore, choose this file and restore all areas (the router reboots with it); on a fresh install, the installer's `Import configuration` takes it from a USB stick as /conf/config.xml".into(),
-        })
+        config_xml::by_hand(
+            files,
+            "opnsense",
+            "OPNsense",
+            "OPNsense's API cannot load a configuration: in its web interface, System → Configuration → Backups → Restore, choose this file and restore all areas (the router reboots with it); on a fresh install, the installer's `Import configuration` takes it from a USB stick as /conf/config.xml",
+        )
     }
 }
 
-/// The name OPNsense and pfSense give their configuration.
-const CONFIG_XML: &str = "config.xml";
-
-/// The largest configuration taken (a config.xml with thousands of rules is a few MiB).
-const MAX_CONFIG: usize = 32 << 20;
-
 /// Whether `bytes` is an OPNsense configuration document: XML whose root is `<opnsense>`.
 pub fn is_config_xml(bytes: &[u8]) -> bool {
-    let head = &bytes[..bytes.len().min(4096)];
-    let text = String::from_utf8_lossy(head);
-    let t = text.trim_start_matches('\u{feff}').trim_start();
-    let body = match t.strip_prefix("<?xml") {
-        Some(rest) => rest.split_once("?>").map_or("", |(_, b)| b).trim_start(),
-        None => t,
-    };
-    body.starts_with("<opnsense>") || body.starts_with("<opnsense ")
+    config_xml::has_root(bytes, "opnsense")
 }
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn config_xml_is_recognized_by_its_root() {
-        assert!(super::is_config_xml(
-            b"<?xml version=\"1.0\"?>\n<opnsense>\n  <system/>\n</opnsense>\n"
-        ));
-        assert!(super::is_config_xml(b"\xef\xbb\xbf<opnsense></opnsense>"));
-        assert!(!super::is_config_xml(
-            b"<?xml version=\"1.0\"?><pfsense></pfsense>"
-        ));
-        assert!(!super::is_config_xml(b"<html><body>login</body></html>"));
-        assert!(!super::is_config_xml(b""));
-    }
-
     #[test]
     fn basic_credentials() {
         assert_eq!(super::basic("key", "secret"), "Basic a2V5OnNlY3JldA==");

@@ -744,29 +744,19 @@ impl Provider for PfSense {
         })?;
         let bytes = gui::config_xml(&gui, user, password).await?;
         Ok(vec![ConfigFile {
-            name: gui::CONFIG_XML.into(),
+            name: crate::config_xml::NAME.into(),
             bytes,
         }])
     }
 
     /// pfSense loads a configuration in its web interface or at boot, not over pfrest.
     async fn import_config(&self, files: &[ConfigFile]) -> Result<Imported, ProviderError> {
-        let Some(f) = files.iter().find(|f| f.name == gui::CONFIG_XML) else {
-            return Err(ProviderError::InvalidData {
-                what: "the router's backup".into(),
-                message: format!("no {} in it", gui::CONFIG_XML),
-            });
-        };
-        if !gui::is_config_xml(&f.bytes) {
-            return Err(ProviderError::InvalidData {
-                what: format!("the backed-up {}", gui::CONFIG_XML),
-                message: "not a pfSense configuration (no `<pfsense>` document)".into(),
-            });
-        }
-        Ok(Imported::ByHand {
-            file: gui::CONFIG_XML.into(),
-            how: "pfSense loads a configuration in its web interface: Diagnostics → Backup & Restore → Restore Backup, all areas, choose this file (the firewall reboots with it); on a fresh install, put it on a USB stick as /config/config.xml for the External Configuration Locator, or use the installer's `Recover config.xml`".into(),
-        })
+        crate::config_xml::by_hand(
+            files,
+            "pfsense",
+            "pfSense",
+            "pfSense loads a configuration in its web interface: Diagnostics → Backup & Restore → Restore Backup, all areas, choose this file (the firewall reboots with it); on a fresh install, put it on a USB stick as /config/config.xml for the External Configuration Locator, or use the installer's `Recover config.xml`",
+        )
     }
 }
 
@@ -778,7 +768,7 @@ pub fn form_token(html: &[u8]) -> Option<String> {
 
 /// Whether `bytes` is a pfSense `config.xml`: XML whose root is `<pfsense>`.
 pub fn is_config_xml(bytes: &[u8]) -> bool {
-    gui::is_config_xml(bytes)
+    crate::config_xml::has_root(bytes, "pfsense")
 }
 
 /// pfSense's web interface, for the one thing pfrest cannot do: hand out `config.xml`.
@@ -789,27 +779,13 @@ mod gui {
     use cloudlet_transport::http::{Answer, Bytes, Http, HttpError, Method};
     use std::collections::BTreeMap;
 
-    pub(super) const CONFIG_XML: &str = "config.xml";
     const PAGE: &str = "/diag_backup.php";
-    /// The largest answer taken: a config.xml with thousands of rules is a few MiB.
-    const MAX: usize = 32 << 20;
 
     fn fail(message: impl Into<String>) -> ProviderError {
         ProviderError::Backend {
             message: message.into(),
             retryable: false,
         }
-    }
-
-    /// Whether `bytes` is a pfSense configuration: XML whose root is `<pfsense>`.
-    pub(super) fn is_config_xml(bytes: &[u8]) -> bool {
-        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
-        let t = text.trim_start_matches('\u{feff}').trim_start();
-        let body = match t.strip_prefix("<?xml") {
-            Some(rest) => rest.split_once("?>").map_or("", |(_, b)| b).trim_start(),
-            None => t,
-        };
-        body.starts_with("<pfsense>") || body.starts_with("<pfsense ")
     }
 
     /// The `__csrf_magic` token of the form in `html`.
@@ -889,7 +865,7 @@ mod gui {
                     &path,
                     &headers,
                     Bytes::from(body.clone()),
-                    MAX,
+                    crate::config_xml::MAX,
                 )
                 .await
                 .map_err(|e| {
@@ -979,7 +955,7 @@ mod gui {
             ]),
         )
         .await?;
-        if !is_config_xml(&a.body) {
+        if !super::is_config_xml(&a.body) {
             return Err(ProviderError::InvalidData {
                 what: "pfSense's configuration".into(),
                 message: "the download is not a config.xml (no `<pfsense>` document)".into(),
@@ -1016,7 +992,7 @@ mod gui {
                     assert!(!t.is_empty() && t.len() < 300 && !t.contains('"'));
                     assert!(String::from_utf8_lossy(b).contains(&t));
                 }
-                let _ = super::is_config_xml(b);
+                let _ = super::super::is_config_xml(b);
             };
             for cut in 0..=page.len() {
                 check(&page[..cut]);
@@ -1031,15 +1007,6 @@ mod gui {
                 p[at] = (x >> 32) as u8;
                 check(&p);
             }
-        }
-
-        #[test]
-        fn a_config_is_recognized_by_its_root() {
-            assert!(super::is_config_xml(
-                b"<?xml version=\"1.0\"?>\n<pfsense>\n</pfsense>"
-            ));
-            assert!(!super::is_config_xml(b"<?xml version=\"1.0\"?><opnsense/>"));
-            assert!(!super::is_config_xml(b"<!DOCTYPE html><html></html>"));
         }
     }
 }

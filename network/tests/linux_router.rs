@@ -5,7 +5,7 @@
 //! namespaces.
 #![allow(missing_docs, clippy::disallowed_methods)]
 
-use cloudlet_testkit::shell::{ok, sh, tool};
+use cloudlet_testkit::shell::{nslookup, ok, sh, tool, udhcpc};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -360,13 +360,7 @@ mod live {
     }
 
     fn lookup(l: &str, name: &str) -> String {
-        String::from_utf8_lossy(
-            &sh(&format!(
-                "ip netns exec {l} busybox nslookup {name} 10.77.0.1"
-            ))
-            .stdout,
-        )
-        .into_owned()
+        nslookup(l, name, "10.77.0.1")
     }
 
     fn reach(l: &str, w: &str, port: u16) -> bool {
@@ -504,28 +498,6 @@ mod live {
         p.stop_dnsmasq().await;
     }
 
-    /// Runs busybox udhcpc in `ns` asking for `want` (or anything); the address it got.
-    fn lease_in(ns: &str, dir: &Path, want: Option<&str>) -> String {
-        let script = dir.join(format!("udhcpc-{ns}.sh"));
-        let got = dir.join(format!("got-{ns}"));
-        let _ = std::fs::remove_file(&got);
-        std::fs::write(
-            &script,
-            format!(
-                "#!/bin/sh\nif [ \"$1\" = bound ]; then echo \"$ip\" > {}; ip addr add $ip/24 dev $interface 2>/dev/null; fi\n",
-                got.display()
-            ),
-        )
-        .unwrap();
-        ok(&format!("chmod +x {}", script.display()));
-        let ask = want.map(|ip| format!("-r {ip}")).unwrap_or_default();
-        ok(&format!(
-            "ip netns exec {ns} busybox udhcpc -i eth0 -n -q -f -t 5 -T 1 {ask} -s {}",
-            script.display()
-        ));
-        std::fs::read_to_string(&got).unwrap().trim().to_string()
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_router_comes_back_from_its_exported_configuration_with_its_leases() {
         use cloudlet_core::{ConfigFile, Imported};
@@ -542,7 +514,7 @@ mod live {
         ok(&format!(
             "ip -n {l} link set eth0 down && ip -n {l} link set eth0 address 52:54:00:77:00:99 && ip -n {l} link set eth0 up"
         ));
-        let dynamic = lease_in(&l, dir.path(), None);
+        let dynamic = udhcpc(&l, dir.path(), None);
         assert!(dynamic.starts_with("10.77.0.1"), "{dynamic}");
 
         let files = p.export_config().await.unwrap();
@@ -606,7 +578,7 @@ mod live {
         ok(&format!(
             "ip -n {l} addr flush dev eth0 && ip -n {l} link set eth0 down && ip -n {l} link set eth0 address 52:54:00:77:00:98 && ip -n {l} link set eth0 up"
         ));
-        let got = lease_in(&l, dir.path(), Some(&dynamic));
+        let got = udhcpc(&l, dir.path(), Some(&dynamic));
         assert_ne!(got, dynamic, "the restored lease is the first client's");
         assert!(got.starts_with("10.77.0.1"), "{got}");
         // The plan over the restored router is empty: the backup held what the lab says.

@@ -393,5 +393,5 @@ async fn config_xml_comes_from_the_web_interface_with_its_session_and_csrf_token
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("not a pfSense configuration"), "{err}");
+    assert!(err.contains("not pfSense's configuration"), "{err}");
 }

@@ -420,7 +420,7 @@ async fn opnsense_hands_out_its_whole_config_xml_and_says_how_to_load_it_back() 
     let mut wrong = files.clone();
     wrong[0].bytes = b"<?xml version=\"1.0\"?><pfsense></pfsense>".to_vec();
     let e = p.import_config(&wrong).await.unwrap_err().to_string();
-    assert!(e.contains("not an OPNsense configuration"), "{e}");
+    assert!(e.contains("not OPNsense's configuration"), "{e}");
 
     // Without the privilege the download needs, the error names it.
     if let Fake::Opn(f) = &fake {

@@ -28,3 +28,41 @@ pub fn ok(cmd: &str) -> String {
 pub fn tool(name: &str) -> bool {
     sh(&format!("command -v {name}")).status.success()
 }
+
+/// A DHCP lease for `eth0` of the namespace `ns` from busybox `udhcpc` (asking for `want`, if
+/// given): the address it was given, which the interface then holds. `scratch` keeps the
+/// client's script.
+pub fn udhcpc(ns: &str, scratch: &std::path::Path, want: Option<&str>) -> String {
+    let script = scratch.join(format!("udhcpc-{ns}.sh"));
+    let got = scratch.join(format!("got-{ns}"));
+    let _ = std::fs::remove_file(&got);
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = bound ]; then echo \"$ip\" > {}; ip addr add $ip/24 dev $interface 2>/dev/null; fi\n",
+            got.display()
+        ),
+    )
+    .expect("the script is written");
+    ok(&format!("chmod +x {}", script.display()));
+    let ask = want.map(|ip| format!("-r {ip}")).unwrap_or_default();
+    ok(&format!(
+        "ip netns exec {ns} busybox udhcpc -i eth0 -n -q -f -t 5 -T 1 {ask} -s {}",
+        script.display()
+    ));
+    std::fs::read_to_string(&got)
+        .expect("udhcpc bound an address")
+        .trim()
+        .to_string()
+}
+
+/// What busybox `nslookup NAME SERVER` printed in the namespace `ns`.
+pub fn nslookup(ns: &str, name: &str, server: &str) -> String {
+    String::from_utf8_lossy(
+        &sh(&format!(
+            "ip netns exec {ns} busybox nslookup {name} {server}"
+        ))
+        .stdout,
+    )
+    .into_owned()
+}
