@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use cloudlet_backup::repo::{Location, Repo, Snapshot};
 use cloudlet_backup::runs::{self, Run};
 use cloudlet_backup::s3::S3Location;
+use cloudlet_backup::sftp::SftpLocation;
 use cloudlet_backup::stage::Manifest;
 use cloudlet_backup::verify::{self, Class, Level};
 use cloudlet_backup::{BackupError, blocking, etcd};
@@ -156,6 +157,16 @@ impl Lab {
                 access_key: read("access_key", &s3.access_key)?,
                 secret_key: read("secret_key", &s3.secret_key)?,
                 ca: s3.ca.as_ref().map(|c| base.join(c)),
+            }));
+        }
+        if let Some(sftp) = &t.sftp {
+            return Ok(Location::Sftp(SftpLocation {
+                host: sftp.host.clone(),
+                port: sftp.port,
+                user: sftp.user.clone(),
+                path: sftp.path.clone(),
+                identity: sftp.identity.as_ref().map(|p| base.join(p)),
+                known_hosts: sftp.known_hosts.as_ref().map(|p| base.join(p)),
             }));
         }
         Ok(Location::Dir(

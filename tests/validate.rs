@@ -1281,13 +1281,57 @@ fn a_backup_target_is_a_directory_or_an_s3_store_over_tls() {
     let d = only(&t, "backup-target-kind");
     assert_eq!(
         d.message,
-        "target `off` needs exactly one of `dir` and `s3`, not both"
+        "target `off` needs exactly one of `dir`, `sftp` and `s3`, not several"
     );
     let t = with_backup("  targets:\n    off: {}\n  state: {target: off, every: 1h}\n");
     assert_eq!(
         only(&t, "backup-target-kind").message,
-        "target `off` needs exactly one of `dir` and `s3`"
+        "target `off` needs exactly one of `dir`, `sftp` and `s3`"
     );
+}
+
+#[test]
+fn sftp_targets_name_a_host_a_user_and_a_path_ssh_cannot_misread() {
+    let sftp = |body: &str| {
+        with_backup(&format!(
+            "  targets:\n    nas:\n      sftp: {body}\n  state: {{target: nas, every: 1h}}\n"
+        ))
+    };
+    let ok = sftp(
+        "{host: nas.lan, port: 2222, user: backup, path: /tank/backups/lab, identity: secrets/backup_ed25519, known_hosts: secrets/known_hosts}",
+    );
+    assert_eq!(findings(&ok), vec![]);
+    assert_eq!(
+        findings(&sftp(
+            "{host: 192.168.1.20, user: backup, path: backups/lab}"
+        )),
+        vec![],
+        "the port defaults to 22, ssh's own keys and known hosts apply"
+    );
+    let t = sftp("{host: -oProxyCommand=evil, user: backup, path: /b}");
+    let d = only(&t, "backup-sftp-host");
+    assert_eq!(
+        d.message,
+        "`-oProxyCommand=evil` is not a host name or address"
+    );
+    assert_at(&d, at(&t, "-oProxyCommand"));
+    let t = sftp("{host: nas.lan, user: \"backup@nas\", path: /b}");
+    assert_eq!(
+        only(&t, "backup-sftp-user").message,
+        "`backup@nas` is not a user name"
+    );
+    let t = sftp("{host: nas.lan, user: backup, path: \" \"}");
+    only(&t, "backup-sftp-path");
+    let t = sftp("{host: nas.lan, user: backup, path: /b, port: 0}");
+    only(&t, "backup-sftp-port");
+    let e = lab(&sftp("{host: nas.lan, user: backup}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("path"), "{e}");
+    let t = with_backup(
+        "  targets:\n    off: {dir: /mnt/b, sftp: {host: nas.lan, user: backup, path: /b}}\n  state: {target: off, every: 1h}\n",
+    );
+    only(&t, "backup-target-kind");
 }
 
 #[test]
@@ -1301,7 +1345,7 @@ fn volume_backups_need_a_target_pods_reach_and_warn_about_live_databases() {
     let d = only(&t, "backup-volumes-target");
     assert_at(&d, at(&t, "nas, every: 6h"));
     assert!(
-        d.message.contains("cannot reach the directory"),
+        d.message.contains("reach only an `s3` target"),
         "{}",
         d.message
     );

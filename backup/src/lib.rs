@@ -2,6 +2,7 @@
 //!
 //! - [`repo`]: repositories in restic's format (through rustic_core), one per target, every
 //!   class in it told apart by tags; stock `restic` reads them.
+//! - [`sftp`]: an SFTP server as a repository's backend (through the system's OpenSSH client).
 //! - [`s3`]: an S3-compatible store as a repository's backend (Signature V4 over the
 //!   project's HTTPS client).
 //! - [`stage`]: what a class backs up, staged as a directory with a manifest of every file's
@@ -17,6 +18,7 @@ pub mod etcd;
 pub mod repo;
 pub mod runs;
 pub mod s3;
+pub mod sftp;
 pub mod stage;
 pub mod verify;
 

@@ -16,6 +16,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::s3::{S3Backend, S3Location};
+use crate::sftp::{SftpBackend, SftpLocation};
 use crate::stage::{Entry, Manifest, hex, io};
 
 /// The permission bits of a mode as restic stores it (Go's `os.FileMode`: setuid, setgid and
@@ -110,6 +111,8 @@ pub enum Location {
     Dir(PathBuf),
     /// A prefix of a bucket in an S3-compatible store.
     S3(S3Location),
+    /// A directory on an SFTP server.
+    Sftp(SftpLocation),
 }
 
 impl std::fmt::Display for Location {
@@ -118,6 +121,7 @@ impl std::fmt::Display for Location {
         match self {
             Location::Dir(d) => write!(f, "{}", d.display()),
             Location::S3(s) => write!(f, "{s}"),
+            Location::Sftp(s) => write!(f, "{s}"),
         }
     }
 }
@@ -170,6 +174,13 @@ fn s3_backend(s: &S3Location) -> Result<S3Backend, BackupError> {
     S3Backend::new(s.clone(), rt).map_err(|m| refused(&loc, "opening", m))
 }
 
+fn sftp_backend(s: &SftpLocation) -> Result<SftpBackend, BackupError> {
+    let loc = Location::Sftp(s.clone());
+    let rt = tokio::runtime::Handle::try_current()
+        .map_err(|_| refused(&loc, "opening", "no async runtime to run ssh on".into()))?;
+    SftpBackend::new(s.clone(), rt).map_err(|m| refused(&loc, "opening", m))
+}
+
 fn unopened(loc: &Location) -> Result<Repository<()>, BackupError> {
     let be: Arc<dyn rustic_core::WriteBackend> = match loc {
         Location::Dir(dir) => {
@@ -179,6 +190,7 @@ fn unopened(loc: &Location) -> Result<Repository<()>, BackupError> {
             Arc::new(LocalBackend::new(path, std::iter::empty()).map_err(rustic(loc, "opening"))?)
         }
         Location::S3(s) => Arc::new(s3_backend(s)?),
+        Location::Sftp(s) => Arc::new(sftp_backend(s)?),
     };
     let backends = RepositoryBackends::new(be, None);
     // No local cache: what is checked and restored is read from the target itself.
@@ -192,6 +204,9 @@ pub fn exists(loc: &Location) -> Result<bool, BackupError> {
     match loc {
         Location::Dir(dir) => Ok(dir.join("config").is_file()),
         Location::S3(s) => s3_backend(s)?
+            .has_config()
+            .map_err(|m| refused(loc, "opening", m)),
+        Location::Sftp(s) => sftp_backend(s)?
             .has_config()
             .map_err(|m| refused(loc, "opening", m)),
     }

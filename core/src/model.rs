@@ -1686,7 +1686,7 @@ pub fn cron_schedule(every: u64) -> String {
     format!("*/{} * * * *", (every / 60).max(1))
 }
 
-/// Where a repository lives: one of `dir` or `s3`.
+/// Where a repository lives: one of `dir`, `sftp` or `s3`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupTarget {
@@ -1698,6 +1698,58 @@ pub struct BackupTarget {
     /// AWS): off the machine, and off the site when the store is.
     #[serde(default)]
     pub s3: Option<S3Target>,
+    /// A directory on an SSH server (a NAS, another machine, a rented storage box), through
+    /// the system's OpenSSH client as restic does.
+    #[serde(default)]
+    pub sftp: Option<SftpTarget>,
+}
+
+/// A directory on an SSH server: `restic -r sftp:USER@HOST:PATH` reads the same repository.
+/// ssh logs in with the key given (or its own: the agent, `~/.ssh`) and never without
+/// knowing the server's host key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SftpTarget {
+    /// The server's name or address.
+    pub host: String,
+    /// Its SSH port.
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    /// The user to log in as.
+    pub user: String,
+    /// The repository's directory on the server: absolute, or relative to the user's home.
+    pub path: String,
+    /// A private key file to log in with, relative to the lab's directory; ssh's own keys and
+    /// agent when not given. A key with a passphrase needs the agent.
+    #[serde(default)]
+    pub identity: Option<PathBuf>,
+    /// The server's host key in ssh's `known_hosts` format (`ssh-keyscan -p PORT HOST`, checked
+    /// against the server's console), relative to the lab's directory; the user's
+    /// `~/.ssh/known_hosts` when not given. An unknown or changed host key is refused.
+    #[serde(default)]
+    pub known_hosts: Option<PathBuf>,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+
+/// Whether `host` is a name or address ssh reads as a host (never as an option).
+pub fn ssh_host_ok(host: &str) -> bool {
+    !host.is_empty()
+        && !host.starts_with('-')
+        && host
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':' | b'_'))
+}
+
+/// Whether `user` is a user name ssh reads as one (never as an option).
+pub fn ssh_user_ok(user: &str) -> bool {
+    !user.is_empty()
+        && !user.starts_with('-')
+        && user
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
 }
 
 /// An S3-compatible store: `restic -r s3:ENDPOINT/BUCKET/PREFIX` reads the same repository.

@@ -36,6 +36,7 @@ pub mod pfsense_fake;
 pub mod platform;
 pub mod s3;
 pub mod seed;
+pub mod sftp;
 pub mod shell;
 pub mod truenas_fake;
 

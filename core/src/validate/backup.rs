@@ -41,19 +41,22 @@ impl<'a> Validator<'a> {
                 ));
             }
             let tp = path!["backup", "targets", name];
-            match (&t.dir, &t.s3) {
-                (Some(_), Some(_)) | (None, None) => self.push(
+            let kinds = [t.dir.is_some(), t.s3.is_some(), t.sftp.is_some()]
+                .into_iter()
+                .filter(|k| *k)
+                .count();
+            if kinds != 1 {
+                self.push(
                     Diagnostic::error(
                         "backup-target-kind",
                         tp.clone(),
                         format!(
-                            "target `{name}` needs exactly one of `dir` and `s3`{}",
-                            if t.dir.is_some() { ", not both" } else { "" }
+                            "target `{name}` needs exactly one of `dir`, `sftp` and `s3`{}",
+                            if kinds > 1 { ", not several" } else { "" }
                         ),
                     )
-                    .help("`dir: /mnt/backups/lab`, or `s3: {endpoint: https://minio.lan:9000, bucket: backups, access_key: {env: S3_KEY}, secret_key: {env: S3_SECRET}}`"),
-                ),
-                _ => {}
+                    .help("`dir: /mnt/backups/lab`, `sftp: {host: nas.lan, user: backup, path: /tank/backups/lab}`, or `s3: {endpoint: https://minio.lan:9000, bucket: backups, access_key: {env: S3_KEY}, secret_key: {env: S3_SECRET}}`"),
+                );
             }
             if t.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
                 self.push(Diagnostic::error(
@@ -64,6 +67,9 @@ impl<'a> Validator<'a> {
             }
             if let Some(s3) = &t.s3 {
                 self.s3_target(&tp.join("s3"), s3);
+            }
+            if let Some(sftp) = &t.sftp {
+                self.sftp_target(&tp.join("sftp"), sftp);
             }
         }
         for (class, c) in b.classes() {
@@ -159,6 +165,47 @@ impl<'a> Validator<'a> {
         }
     }
 
+    fn sftp_target(&mut self, p: &TreePath, t: &crate::model::SftpTarget) {
+        use crate::model::{ssh_host_ok, ssh_user_ok};
+        if !ssh_host_ok(&t.host) {
+            self.push(
+                Diagnostic::error(
+                    "backup-sftp-host",
+                    p.join("host"),
+                    format!("`{}` is not a host name or address", t.host),
+                )
+                .help("a name (`nas.lan`) or an address (`192.168.1.20`); the user and the port have fields of their own"),
+            );
+        }
+        if !ssh_user_ok(&t.user) {
+            self.push(
+                Diagnostic::error(
+                    "backup-sftp-user",
+                    p.join("user"),
+                    format!("`{}` is not a user name", t.user),
+                )
+                .help("letters, digits, `.`, `-` and `_`, not starting with `-`"),
+            );
+        }
+        if t.path.trim().is_empty() || t.path.chars().any(char::is_control) {
+            self.push(
+                Diagnostic::error(
+                    "backup-sftp-path",
+                    p.join("path"),
+                    "not a directory's path",
+                )
+                .help("the repository's directory on the server: `/tank/backups/lab`, or `backups/lab` under the user's home"),
+            );
+        }
+        if t.port == 0 {
+            self.push(Diagnostic::error(
+                "backup-sftp-port",
+                p.join("port"),
+                "port 0 is not a port",
+            ));
+        }
+    }
+
     /// Volume backups run in pods: their target must be one pods reach, and the lab must
     /// have apps with volumes in a cluster cloudlet applies.
     fn volume_backup(&mut self, v: &crate::model::VolumeBackup) {
@@ -172,7 +219,7 @@ impl<'a> Validator<'a> {
                     "backup-volumes-target",
                     path!["backup", "volumes", "target"],
                     format!(
-                        "volume backups run in the cluster's pods, which cannot reach the directory of target `{}`",
+                        "volume backups run in the cluster's pods, which reach only an `s3` target, not target `{}`",
                         v.target
                     ),
                 )
