@@ -32,9 +32,13 @@ pub use cloudlet_pxe as pxe;
 pub use cloudlet_storage as storage;
 
 mod backup;
+mod doctor;
 mod restore;
+mod watch;
 pub use backup::{BackupRun, TargetSnapshots, Verified, on_calendar};
+pub use doctor::{Counts, Diagnosis, DoctorOptions};
 pub use restore::{LossWindow, PHASES, Phase, RestoreEvent, RestoreOptions, Restored};
+pub use watch::{Change, Remediate, WatchEvent, WatchOptions, Webhook, WebhookFormat};
 
 use cloudlet_core::backend::{self, ConnectError, Connection, Descriptor};
 use cloudlet_core::diag;
@@ -106,6 +110,15 @@ pub enum Error {
         /// Why it could not be read.
         #[source]
         source: Box<cloudlet_core::error::SecretError>,
+    },
+    /// A webhook of `watch` cannot be set up (not `https://`, its TLS settings).
+    #[error("webhook to {host}")]
+    Webhook {
+        /// The URL's host (the URL itself may hold a secret).
+        host: String,
+        /// Why.
+        #[source]
+        source: cloudlet_transport::http::SetupError,
     },
     /// The lab declares no backups.
     #[error("the lab has no `backup` block: add one with a key and a target")]
@@ -249,7 +262,8 @@ impl Error {
             | Error::Platform(_)
             | Error::Downgrade(_)
             | Error::NoBackup
-            | Error::NoBackupClass(_) => ErrorKind::Lab,
+            | Error::NoBackupClass(_)
+            | Error::Webhook { .. } => ErrorKind::Lab,
             Error::BackupKey(_)
             | Error::BackupCredential { .. }
             | Error::Backup(cloudlet_backup::BackupError::Io { .. }) => ErrorKind::Io,
@@ -434,6 +448,23 @@ pub struct PxeMachine {
 
 fn count_errors(d: &[Diagnostic]) -> usize {
     d.iter().filter(|d| d.is_error()).count()
+}
+
+/// The address and host name of an `https://HOST[:PORT]` URL (port 443 by default), when
+/// the host resolves.
+async fn endpoint_address(url: Option<&str>) -> Option<(std::net::SocketAddr, String)> {
+    let rest = url?.strip_prefix("https://")?;
+    let authority = rest.split('/').next()?;
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {
+            Ok(p) => (h, p),
+            Err(_) => (authority, 443),
+        },
+        _ => (authority, 443),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addr = tokio::net::lookup_host((host, port)).await.ok()?.next()?;
+    Some((addr, host.to_string()))
 }
 
 /// The outcome of validation.
@@ -1317,6 +1348,17 @@ impl Lab {
     /// A client of the lab's live cluster and the ApplySet it manages there (`None` when the
     /// cluster target is not Kubernetes).
     async fn live_cluster(&self) -> Result<Option<(kube::Client, String)>, Error> {
+        Ok(self
+            .live_cluster_endpoint()
+            .await?
+            .map(|(client, set, _)| (client, set)))
+    }
+
+    /// [`Lab::live_cluster`] with the API server's address and host name (from its URL).
+    #[allow(clippy::type_complexity)]
+    async fn live_cluster_endpoint(
+        &self,
+    ) -> Result<Option<(kube::Client, String, Option<(std::net::SocketAddr, String)>)>, Error> {
         let t = &self.loaded.lab.targets.cluster;
         if !self.has_live_cluster() {
             return Ok(None);
@@ -1338,12 +1380,20 @@ impl Lab {
         Ok(Some(if self.makes_cluster() {
             let made = cluster::kubeadm_provider::open(&c).map_err(no_provider)?;
             let kube = made.kube().await.map_err(observe)?;
-            (kube.client().clone(), kube.applyset().to_string())
+            (
+                kube.client().clone(),
+                kube.applyset().to_string(),
+                endpoint_address(kube.endpoint()).await,
+            )
         } else {
             let existing = cluster::kube_provider::open(&c)
                 .await
                 .map_err(no_provider)?;
-            (existing.client().clone(), existing.applyset().to_string())
+            (
+                existing.client().clone(),
+                existing.applyset().to_string(),
+                endpoint_address(existing.endpoint()).await,
+            )
         }))
     }
 

@@ -525,7 +525,7 @@ impl Lab {
     }
 
     /// The apps whose volumes the lab backs up.
-    fn volume_apps(&self) -> impl Iterator<Item = (&str, &cloudlet_core::model::App)> {
+    pub(crate) fn volume_apps(&self) -> impl Iterator<Item = (&str, &cloudlet_core::model::App)> {
         let lab = &self.loaded.lab;
         lab.cluster
             .iter()

@@ -143,6 +143,25 @@ enum Command {
         #[arg(long, value_name = "DURATION")]
         wait: Option<cloudlet::core::types::Duration>,
     },
+    /// Check the running lab: every backend reached and observed, drift, the cluster's nodes,
+    /// stuck pods, objects, LoadBalancer addresses and served certificates, machines stuck
+    /// installing, backups' age. Each finding with its evidence and fix. Exit 0 all ok, 1
+    /// warnings, 2 failures (or the lab cannot be read).
+    Doctor {
+        /// A lab file or directory.
+        #[arg(default_value = ".")]
+        lab: PathBuf,
+        /// Output format (`json`: the findings with a format version, stable for tools).
+        #[arg(long, short, value_enum, default_value_t = Format::Human)]
+        output: Format,
+        /// The most one check may take (`10s`, `1m`): a backend that does not answer fails
+        /// its own checks after it, and only those.
+        #[arg(long, value_name = "DURATION", default_value = "10s")]
+        timeout: cloudlet::core::types::Duration,
+        /// Checks run at once (1: one after the other).
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
     /// An admin kubeconfig for the cluster cloudlet makes (`targets.cluster.kind: kubeadm`),
     /// printed: a client certificate from the cluster CA, issued now and short-lived (ask
     /// again for a new one). It holds a private key: redirect it to a file only you read.
@@ -448,6 +467,36 @@ async fn main() -> ExitCode {
                 Err(e) => Err((e, Some(lab))),
             },
             Err(e) => Err((e, None)),
+        },
+        Command::Doctor {
+            lab,
+            output,
+            timeout,
+            concurrency,
+        } => match load(&lab) {
+            Ok(lab) => {
+                let d = lab
+                    .doctor(&cloudlet::DoctorOptions {
+                        timeout: std::time::Duration::from_secs(timeout.0.max(1)),
+                        concurrency,
+                        ..Default::default()
+                    })
+                    .await;
+                if output == Format::Json {
+                    println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+                } else {
+                    print!("{}", output::doctor_text(&d));
+                }
+                Ok(ExitCode::from(match d.status {
+                    cloudlet::core::doctor::Status::Ok => 0,
+                    cloudlet::core::doctor::Status::Warn => 1,
+                    cloudlet::core::doctor::Status::Fail => 2,
+                }))
+            }
+            Err(e) => {
+                output::error(&e, None);
+                return ExitCode::from(2);
+            }
         },
         Command::Status { lab, wait } => match load(&lab) {
             Ok(lab) => status(&lab, wait).await.map_err(|e| (e, Some(lab))),

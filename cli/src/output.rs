@@ -479,3 +479,33 @@ fn human_age(s: u64) -> String {
         _ => format!("{}d", s / 86400),
     }
 }
+
+/// `doctor`'s findings: grouped by domain, the worst first within each check, a fix under
+/// every finding that is not ok, then the counts.
+pub(crate) fn doctor_text(d: &cloudlet::Diagnosis) -> String {
+    use cloudlet::core::doctor::Status;
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut group: Option<Option<cloudlet::Domain>> = None;
+    for f in &d.findings {
+        if group != Some(f.domain) {
+            group = Some(f.domain);
+            let _ = writeln!(out, "{}:", f.domain.map_or("backups", |d| d.as_str()));
+        }
+        let mark = match f.status {
+            Status::Ok => paint("32", "ok  "),
+            Status::Warn => paint("33", "warn"),
+            Status::Fail => paint("1;31", "FAIL"),
+        };
+        let _ = writeln!(out, "  {mark} {}: {}", f.subject, f.evidence);
+        if let Some(fix) = &f.fix {
+            let _ = writeln!(out, "       fix: {fix}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{} ok, {} warning(s), {} failure(s) in {:.2}s.",
+        d.counts.ok, d.counts.warn, d.counts.fail, d.seconds
+    );
+    out
+}

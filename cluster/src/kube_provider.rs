@@ -382,6 +382,11 @@ impl KubeProvider {
         }
     }
 
+    /// The API server's URL, when known.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.options.endpoint.as_deref()
+    }
+
     /// The client.
     pub fn client(&self) -> &Client {
         &self.client

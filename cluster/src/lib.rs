@@ -11,6 +11,7 @@
 pub mod bootstrap;
 pub mod bootstrap_token;
 pub mod compose;
+pub mod doctor;
 mod fields;
 pub mod health;
 pub mod identity;

@@ -15,6 +15,7 @@
 pub mod backend;
 pub mod de;
 pub mod diag;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod lb;

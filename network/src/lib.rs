@@ -7,6 +7,7 @@
 //! backends (pfSense, OPNsense, Linux) plug in as providers for [`Domain::Router`].
 
 pub mod config_xml;
+pub mod doctor;
 pub mod linux_files;
 pub mod opnsense;
 pub mod pfsense;

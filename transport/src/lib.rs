@@ -9,6 +9,7 @@ pub mod download;
 pub mod exec;
 pub mod http;
 pub mod retry;
+pub mod served;
 pub mod tls;
 
 /// `e` and its causes, `: `-separated (`reading ca.pem: No such file or directory`).
