@@ -160,6 +160,7 @@ impl Change {
 /// What a watch reports as it goes.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum WatchEvent {
     /// A round ended.
     Round {
@@ -174,8 +175,10 @@ pub enum WatchEvent {
     Notified {
         /// Its host.
         host: String,
-        /// The HTTP status, or why it was not delivered.
-        outcome: Result<u16, String>,
+        /// The HTTP status it answered.
+        status: Option<u16>,
+        /// Why it was not delivered.
+        error: Option<String>,
     },
     /// Something was put right (or, in a dry run, would have been).
     Remediated {
@@ -252,9 +255,14 @@ impl Lab {
                 on_event(&WatchEvent::Changed(c.clone()));
                 for (hook, client) in hooks {
                     let outcome = send(self.model().name.as_str(), hook, client, c).await;
+                    let (status, error) = match outcome {
+                        Ok(s) => (Some(s), None),
+                        Err((s, e)) => (s, Some(e)),
+                    };
                     on_event(&WatchEvent::Notified {
                         host: hook.host(),
-                        outcome,
+                        status,
+                        error,
                     });
                 }
             }
@@ -574,7 +582,7 @@ async fn send(
     hook: &Webhook,
     client: &cloudlet_transport::http::Http,
     c: &Change,
-) -> Result<u16, String> {
+) -> Result<u16, (Option<u16>, String)> {
     let (path, body) = payload(lab, hook, c);
     let answer = tokio::time::timeout(
         Duration::from_secs(15),
@@ -587,12 +595,15 @@ async fn send(
         ),
     )
     .await
-    .map_err(|_| "no answer within 15s".to_string())?
-    .map_err(|e| chain(&e))?;
+    .map_err(|_| (None, "no answer within 15s".to_string()))?
+    .map_err(|e| (None, chain(&e)))?;
     if (200..300).contains(&answer.status) {
         Ok(answer.status)
     } else {
-        Err(format!("answered HTTP {}", answer.status))
+        Err((
+            Some(answer.status),
+            format!("answered HTTP {}", answer.status),
+        ))
     }
 }
 

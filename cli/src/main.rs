@@ -61,6 +61,12 @@ enum PlatformCommand {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum RemediateWhat {
+    Drift,
+    StuckPods,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum Format {
     Human,
     Json,
@@ -161,6 +167,43 @@ enum Command {
         /// Checks run at once (1: one after the other).
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+    },
+    /// Doctor on an interval: each change of a finding's state printed and sent to the
+    /// webhooks (one message per change), OpenMetrics on `/metrics` and `/healthz` with
+    /// `--listen`, drift re-applied and stuck pods deleted with `--remediate`. Runs until
+    /// interrupted (or `--rounds`).
+    Watch {
+        /// A lab file or directory.
+        #[arg(default_value = ".")]
+        lab: PathBuf,
+        /// Between rounds (`30s`, `1m`, `5m`).
+        #[arg(long, value_name = "DURATION", default_value = "1m")]
+        interval: cloudlet::core::types::Duration,
+        /// The most one check may take.
+        #[arg(long, value_name = "DURATION", default_value = "10s")]
+        timeout: cloudlet::core::types::Duration,
+        /// Serve `/metrics` and `/healthz` on this address (`127.0.0.1:9464`).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// A webhook: `FORMAT=VAR` reads the URL from the environment variable VAR,
+        /// `FORMAT=@FILE` from a file (webhook URLs hold secrets, so never on the command
+        /// line); FORMAT is json, ntfy, matrix or slack. Repeat for more.
+        #[arg(long, value_name = "FORMAT=VAR")]
+        webhook: Vec<String>,
+        /// Put right by itself: `drift` (apply the lab when it drifted, never a plan that
+        /// loses data) and `stuck-pods` (delete pods stuck past their threshold that a
+        /// controller makes again). Repeat for both.
+        #[arg(long, value_enum)]
+        remediate: Vec<RemediateWhat>,
+        /// Say what remediation would do; do nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Stop after this many rounds.
+        #[arg(long)]
+        rounds: Option<u64>,
+        /// Output: `human` lines, or `json`: one event per line.
+        #[arg(long, short, value_enum, default_value_t = Format::Human)]
+        output: Format,
     },
     /// An admin kubeconfig for the cluster cloudlet makes (`targets.cluster.kind: kubeadm`),
     /// printed: a client certificate from the cluster CA, issued now and short-lived (ask
@@ -497,6 +540,32 @@ async fn main() -> ExitCode {
                 output::error(&e, None);
                 return ExitCode::from(2);
             }
+        },
+        Command::Watch {
+            lab,
+            interval,
+            timeout,
+            listen,
+            webhook,
+            remediate,
+            dry_run,
+            rounds,
+            output,
+        } => match load(&lab) {
+            Ok(lab) => {
+                let options =
+                    watch_options(interval, timeout, &webhook, &remediate, dry_run, rounds);
+                match options {
+                    Ok(options) => watch(&lab, &options, listen, output)
+                        .await
+                        .map_err(|e| (e, Some(lab))),
+                    Err(message) => {
+                        eprintln!("error: {message}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            Err(e) => Err((e, None)),
         },
         Command::Status { lab, wait } => match load(&lab) {
             Ok(lab) => status(&lab, wait).await.map_err(|e| (e, Some(lab))),
@@ -841,6 +910,85 @@ async fn storage_status(lab: &Lab, output: Format) -> Result<ExitCode, Error> {
         },
         Some(footer),
     ))
+}
+
+/// The watch's options from the command line; a webhook URL is read from where its flag
+/// says, and never printed.
+fn watch_options(
+    interval: cloudlet::core::types::Duration,
+    timeout: cloudlet::core::types::Duration,
+    webhooks: &[String],
+    remediate: &[RemediateWhat],
+    dry_run: bool,
+    rounds: Option<u64>,
+) -> Result<cloudlet::WatchOptions, String> {
+    let mut hooks = Vec::new();
+    for w in webhooks {
+        let (format, from) = w
+            .split_once('=')
+            .ok_or_else(|| format!("--webhook {w}: expected FORMAT=VAR or FORMAT=@FILE"))?;
+        let format: cloudlet::WebhookFormat =
+            format.parse().map_err(|e| format!("--webhook: {e}"))?;
+        let url = match from.strip_prefix('@') {
+            Some(file) => std::fs::read_to_string(file)
+                .map_err(|e| format!("--webhook {format:?}: reading {file}: {e}"))?,
+            None => std::env::var(from)
+                .map_err(|_| format!("--webhook: the environment variable {from} is not set"))?,
+        };
+        hooks.push(cloudlet::Webhook {
+            format,
+            url: url.trim().to_string(),
+        });
+    }
+    Ok(cloudlet::WatchOptions {
+        interval: std::time::Duration::from_secs(interval.0.max(1)),
+        doctor: cloudlet::DoctorOptions {
+            timeout: std::time::Duration::from_secs(timeout.0.max(1)),
+            ..Default::default()
+        },
+        webhooks: hooks,
+        remediate: cloudlet::Remediate {
+            drift: remediate.contains(&RemediateWhat::Drift),
+            stuck_pods: remediate.contains(&RemediateWhat::StuckPods),
+            dry_run,
+        },
+        rounds,
+    })
+}
+
+async fn watch(
+    lab: &Lab,
+    options: &cloudlet::WatchOptions,
+    listen: Option<std::net::SocketAddr>,
+    output: Format,
+) -> Result<ExitCode, Error> {
+    let listener = match listen {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                if output == Format::Human {
+                    println!("Serving /metrics and /healthz on http://{addr}");
+                }
+                Some(l)
+            }
+            Err(e) => {
+                eprintln!("error: cannot listen on {addr}: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        None => None,
+    };
+    let print = move |e: &cloudlet::WatchEvent| {
+        if output == Format::Json {
+            println!("{}", serde_json::to_string(e).unwrap_or_default());
+        } else if let Some(line) = output::watch_event(e) {
+            println!("{line}");
+        }
+    };
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    lab.watch(options, listener, &print, stop).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn status(

@@ -509,3 +509,37 @@ pub(crate) fn doctor_text(d: &cloudlet::Diagnosis) -> String {
     );
     out
 }
+
+/// One line for a watch event (`None` for what a person need not read).
+pub(crate) fn watch_event(e: &cloudlet::WatchEvent) -> Option<String> {
+    use cloudlet::WatchEvent;
+    Some(match e {
+        WatchEvent::Round { round, diagnosis } => format!(
+            "round {round}: {} ok, {} warning(s), {} failure(s) in {:.2}s",
+            diagnosis.counts.ok, diagnosis.counts.warn, diagnosis.counts.fail, diagnosis.seconds
+        ),
+        WatchEvent::Changed(c) => {
+            let fix = c
+                .fix
+                .as_deref()
+                .map(|f| format!("\n       fix: {f}"))
+                .unwrap_or_default();
+            format!("  {}{fix}", c.line())
+        }
+        WatchEvent::Notified {
+            host,
+            error: Some(e),
+            ..
+        } => format!("  webhook to {host} failed: {e}"),
+        WatchEvent::Remediated {
+            action,
+            dry_run,
+            error,
+        } => match (dry_run, error) {
+            (true, _) => format!("  would {action} (dry run)"),
+            (false, None) => format!("  did: {action}"),
+            (false, Some(e)) => format!("  could not {action}: {e}"),
+        },
+        _ => return None,
+    })
+}

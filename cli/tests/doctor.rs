@@ -6,7 +6,6 @@
 //! never answers. Each finding is checked, with its ok side where the test can make it.
 #![allow(clippy::disallowed_methods)]
 
-use std::path::Path;
 use std::sync::Arc;
 
 use cloudlet_testkit::apiserver as support;
@@ -18,47 +17,6 @@ use tokio::net::TcpListener;
 use tokio_rustls::rustls;
 
 mod common;
-
-fn lab_dir(server: &support::ApiServer, router: Option<u16>) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
-    for e in std::fs::read_dir(&seed).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "yaml") {
-            let mut text = std::fs::read_to_string(&p).unwrap();
-            if p.file_name().unwrap() == "lab.yaml" {
-                text = text.replace(
-                    "  cluster: {kind: local}",
-                    "  cluster: {kind: kubernetes, credentials: {file: kubeconfig}}",
-                );
-                if let Some(port) = router {
-                    // The resolver the lab hands out: a silent one on loopback.
-                    text = text.replace("dns: [10.0.10.1]", "dns: [127.77.0.53]");
-                    text = text.replace("dns: [10.0.20.1]", "dns: [127.77.0.53]");
-                    text = text.replace("  kind: pfsense\n", "  kind: opnsense\n");
-                    text = text.replace(
-                        "  router: {kind: local}",
-                        &format!(
-                            "  router: {{kind: opnsense, endpoint: \"https://127.0.0.1:{port}\", credentials: {{env: OPN_KEY}}}}"
-                        ),
-                    );
-                }
-            }
-            if p.file_name().unwrap() == "cluster.yaml" {
-                text = text.replace("{env: WIREGUARD_PRIVATE_KEY}", "{env: PATH}");
-                text.push_str(
-                    "  manifests: [manifests]\n  platform: {metallb: {external: true}, traefik: {external: true}}\n",
-                );
-            }
-            std::fs::write(dir.path().join(p.file_name().unwrap()), text).unwrap();
-        }
-    }
-    std::fs::copy(&server.kubeconfig, dir.path().join("kubeconfig")).unwrap();
-    std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
-    std::fs::write(dir.path().join("secrets/postmaster-password"), "pw").unwrap();
-    common::metallb_crds(dir.path());
-    dir
-}
 
 fn ago(seconds: i64) -> String {
     k8s_openapi::jiff::Timestamp::from_second(
@@ -149,7 +107,7 @@ fn status_of(d: &Value, check: &str, subject: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_finds_what_is_stuck_expired_unanswered_and_drifted() {
     let server = support::ApiServer::start();
-    let dir = lab_dir(&server, None);
+    let dir = common::seed_on_apiserver(&server.kubeconfig, None);
     let lab = dir.path().to_str().unwrap();
     let out = common::cloudlet(&[], &["apply", lab, "--yes"]);
     assert!(out.status.success(), "{}", common::text(&out, &[]));
@@ -472,7 +430,7 @@ async fn a_backend_that_hangs_fails_its_own_checks_within_the_limit() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let resolver = tokio::net::UdpSocket::bind("127.77.0.53:53").await.unwrap();
-    let dir = lab_dir(&server, Some(port));
+    let dir = common::seed_on_apiserver(&server.kubeconfig, Some(port));
     let lab = dir.path().to_str().unwrap();
     let env = [("OPN_KEY", "key:secret-never-printed")];
     let (code, d) = doctor(lab, &env, &["--timeout", "2s"]);
