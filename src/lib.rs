@@ -120,6 +120,27 @@ pub enum Error {
         #[source]
         source: cloudlet_transport::http::SetupError,
     },
+    /// Another apply of this lab (from another machine) holds the lab's Lease in its cluster.
+    #[error(
+        "another apply of this lab holds the Lease {lease}: {holder}; try again when it is done"
+    )]
+    LeaseHeld {
+        /// `namespace/name`.
+        lease: String,
+        /// Who, and for how long.
+        holder: String,
+    },
+    /// The lab's Lease was taken over while this apply ran (it could not renew it in time);
+    /// the apply stopped.
+    #[error(
+        "the Lease {lease} was taken over by {to} while this apply ran: it stopped; run it again"
+    )]
+    LeaseLost {
+        /// `namespace/name`.
+        lease: String,
+        /// The new holder.
+        to: String,
+    },
     /// The lab declares no backups.
     #[error("the lab has no `backup` block: add one with a key and a target")]
     NoBackup,
@@ -281,7 +302,9 @@ impl Error {
             Error::Engine(EngineError::StalePlan { .. } | EngineError::PlanFormat { .. }) => {
                 ErrorKind::StalePlan
             }
-            Error::Engine(EngineError::Locked { .. }) => ErrorKind::Locked,
+            Error::Engine(EngineError::Locked { .. })
+            | Error::LeaseHeld { .. }
+            | Error::LeaseLost { .. } => ErrorKind::Locked,
             Error::Engine(EngineError::DataLoss { .. }) => ErrorKind::DataLoss,
             Error::Engine(_) => ErrorKind::Backend,
             Error::Render { .. } => ErrorKind::Render,
@@ -1549,7 +1572,48 @@ impl Lab {
             ..options
         };
         let engine = self.shared_engine().await?;
-        Ok(engine.apply(plan, options).await?)
+        // Past one machine, applies are kept apart by a Lease in the lab's cluster.
+        let Some(lock) = Box::pin(self.apply_lease()).await else {
+            return Ok(Box::pin(engine.apply(plan, options)).await?);
+        };
+        let lease = format!(
+            "{}/{}",
+            cluster::lease::NAMESPACE,
+            cluster::lease::apply_lease(&self.loaded.lab.name)
+        );
+        match Box::pin(lock.hold(Box::pin(engine.apply(plan, options.clone())))).await {
+            Ok(r) => Ok(r?),
+            Err(cluster::lease::HoldError::Held(h)) => Err(Error::LeaseHeld {
+                lease,
+                holder: h.to_string(),
+            }),
+            Err(cluster::lease::HoldError::Lost(to)) => Err(Error::LeaseLost { lease, to }),
+            Err(e) => {
+                // The cluster does not answer for its Lease: what runs here is still kept
+                // apart by the state directory's lock.
+                tracing::warn!(lease, error = %cloudlet_core::error::chain(&e), "applying without the cluster's Lease");
+                Ok(Box::pin(engine.apply(plan, options)).await?)
+            }
+        }
+    }
+
+    /// The Lease an apply holds, when the lab's cluster answers within 5 seconds (a cluster
+    /// still to be made has none yet).
+    async fn apply_lease(&self) -> Option<cluster::lease::LeaseLock> {
+        if !self.has_live_cluster() {
+            return None;
+        }
+        let live =
+            tokio::time::timeout(std::time::Duration::from_secs(5), self.live_cluster()).await;
+        let Ok(Ok(Some((client, _)))) = live else {
+            return None;
+        };
+        Some(cluster::lease::LeaseLock::new(
+            client,
+            &cluster::lease::apply_lease(&self.loaded.lab.name),
+            &cluster::lease::identity(),
+            std::time::Duration::from_secs(30),
+        ))
     }
 
     /// Writes every desired resource as a file under `dir`, and the artifacts resources carry

@@ -110,6 +110,10 @@ pub struct WatchOptions {
     pub remediate: Remediate,
     /// Stop after this many rounds (`None`: until stopped).
     pub rounds: Option<u64>,
+    /// Take part in leader election through a Lease in the lab's cluster, held this long per
+    /// renewal: of several watches of one lab (replicas, machines), only the holder checks,
+    /// sends and remediates; another takes over once the holder stops renewing.
+    pub lease: Option<Duration>,
 }
 
 impl Default for WatchOptions {
@@ -120,6 +124,7 @@ impl Default for WatchOptions {
             webhooks: Vec::new(),
             remediate: Remediate::default(),
             rounds: None,
+            lease: None,
         }
     }
 }
@@ -180,6 +185,16 @@ pub enum WatchEvent {
         /// Why it was not delivered.
         error: Option<String>,
     },
+    /// This watch holds the Lease: it checks, sends and remediates from now on.
+    Leading {
+        /// Its identity in the Lease.
+        me: String,
+    },
+    /// Another watch holds the Lease: this one waits to take over.
+    Following {
+        /// The holder.
+        leader: String,
+    },
     /// Something was put right (or, in a dry run, would have been).
     Remediated {
         /// What.
@@ -218,18 +233,37 @@ impl Lab {
             .map(|w| Ok((w.clone(), webhook_client(w)?)))
             .collect::<Result<Vec<_>, Error>>()?;
         let exposed = Arc::new(Mutex::new(Exposed::default()));
-        let rounds = self.watch_rounds(options, &hooks, &exposed, on_event);
+        let lease = match options.lease {
+            None => None,
+            Some(duration) => {
+                let Some((client, _)) = self.live_cluster().await? else {
+                    return Err(Error::Kubeadm(cluster::kubeadm::KubeadmError::NotMade));
+                };
+                Some(cluster::lease::LeaseLock::new(
+                    client,
+                    &cluster::lease::watch_lease(&self.model().name),
+                    &cluster::lease::identity(),
+                    duration,
+                ))
+            }
+        };
+        let rounds = self.watch_rounds(options, &hooks, &exposed, on_event, lease.as_ref());
         let serve = async {
             match metrics {
                 Some(l) => serve_metrics(l, &exposed, options.interval).await,
                 None => std::future::pending::<()>().await,
             }
         };
-        tokio::select! {
+        let out = tokio::select! {
             r = rounds => r,
             () = serve => Ok(()),
             () = stop => Ok(()),
+        };
+        if let Some(l) = &lease {
+            // The next replica takes over at once instead of after the Lease's duration.
+            let _ = l.release().await;
         }
+        out
     }
 
     async fn watch_rounds(
@@ -238,11 +272,46 @@ impl Lab {
         hooks: &[(Webhook, cloudlet_transport::http::Http)],
         exposed: &Mutex<Exposed>,
         on_event: &(dyn Fn(&WatchEvent) + Sync),
+        lease: Option<&cluster::lease::LeaseLock>,
     ) -> Result<(), Error> {
         let mut previous: Option<BTreeMap<Key, Finding>> = None;
         let mut round = 0u64;
         let mut next = tokio::time::Instant::now();
+        let mut leading: Option<bool> = None;
+        let mut renewed = tokio::time::Instant::now();
         loop {
+            if let Some(l) = lease {
+                let lead = match l.try_acquire().await {
+                    Ok(None) => {
+                        renewed = tokio::time::Instant::now();
+                        true
+                    }
+                    Ok(Some(h)) => {
+                        if leading != Some(false) {
+                            on_event(&WatchEvent::Following { leader: h.identity });
+                        }
+                        false
+                    }
+                    // Not renewed: leading only while the last renewal lasts.
+                    Err(e) => {
+                        tracing::warn!(error = %chain(&e), "renewing the watch's Lease");
+                        leading == Some(true) && renewed.elapsed() < l.duration()
+                    }
+                };
+                if lead && leading != Some(true) {
+                    on_event(&WatchEvent::Leading {
+                        me: l.me().to_string(),
+                    });
+                    // A new leader starts from what it sees now.
+                    previous = None;
+                }
+                leading = Some(lead);
+                if !lead {
+                    tokio::time::sleep(l.duration() / 3).await;
+                    next = tokio::time::Instant::now();
+                    continue;
+                }
+            }
             round += 1;
             let d = self.doctor(&options.doctor).await;
             let now: BTreeMap<Key, Finding> = d
@@ -284,7 +353,30 @@ impl Lab {
                 return Ok(());
             }
             next += options.interval;
-            tokio::time::sleep_until(next.max(tokio::time::Instant::now())).await;
+            // Until the next round, the Lease is renewed every third of its duration.
+            loop {
+                let now = tokio::time::Instant::now();
+                if now >= next {
+                    break;
+                }
+                match lease {
+                    Some(l) if next - now > l.duration() / 3 => {
+                        tokio::time::sleep(l.duration() / 3).await;
+                        match l.try_acquire().await {
+                            Ok(None) => renewed = tokio::time::Instant::now(),
+                            Ok(Some(h)) => {
+                                on_event(&WatchEvent::Following { leader: h.identity });
+                                leading = Some(false);
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %chain(&e), "renewing the watch's Lease")
+                            }
+                        }
+                    }
+                    _ => tokio::time::sleep_until(next).await,
+                }
+            }
         }
     }
 

@@ -201,6 +201,11 @@ enum Command {
         /// Stop after this many rounds.
         #[arg(long)]
         rounds: Option<u64>,
+        /// Elect a leader through a Lease in the lab's cluster, held this long per renewal
+        /// (`15s`): of several watches of the lab (replicas, machines), only the holder
+        /// checks, sends and remediates; another takes over when it stops renewing.
+        #[arg(long, value_name = "DURATION")]
+        lease: Option<cloudlet::core::types::Duration>,
         /// Output: `human` lines, or `json`: one event per line.
         #[arg(long, short, value_enum, default_value_t = Format::Human)]
         output: Format,
@@ -550,11 +555,17 @@ async fn main() -> ExitCode {
             remediate,
             dry_run,
             rounds,
+            lease,
             output,
         } => match load(&lab) {
             Ok(lab) => {
-                let options =
-                    watch_options(interval, timeout, &webhook, &remediate, dry_run, rounds);
+                let options = watch_options(
+                    interval, timeout, &webhook, &remediate, dry_run, rounds,
+                )
+                .map(|o| cloudlet::WatchOptions {
+                    lease: lease.map(|d| std::time::Duration::from_secs(d.0.max(3))),
+                    ..o
+                });
                 match options {
                     Ok(options) => watch(&lab, &options, listen, output)
                         .await
@@ -953,6 +964,7 @@ fn watch_options(
             dry_run,
         },
         rounds,
+        lease: None,
     })
 }
 

@@ -526,6 +526,10 @@ pub(crate) fn watch_event(e: &cloudlet::WatchEvent) -> Option<String> {
                 .unwrap_or_default();
             format!("  {}{fix}", c.line())
         }
+        WatchEvent::Leading { me } => format!("leading: this watch ({me}) holds the Lease"),
+        WatchEvent::Following { leader } => {
+            format!("following: {leader} holds the Lease; waiting to take over")
+        }
         WatchEvent::Notified {
             host,
             error: Some(e),

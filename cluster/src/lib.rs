@@ -19,6 +19,7 @@ mod k8s;
 pub mod kube_provider;
 pub mod kubeadm;
 pub mod kubeadm_provider;
+pub mod lease;
 pub mod manifests;
 pub mod metallb;
 pub mod platform;
