@@ -106,24 +106,13 @@ impl Lab {
         if self.model().backup.is_some() {
             checks.push(("backup.fresh", None, Box::pin(self.backups_fresh())));
         }
-        let mut findings: Vec<Finding> = futures::stream::iter(checks)
-            .map(|(name, domain, check)| async move {
-                // The observation holds its own limit per domain, plus the plan.
-                let outer = if name == "observe" { limit * 2 } else { limit };
-                match tokio::time::timeout(outer, check).await {
-                    Ok(f) => f,
-                    Err(_) => vec![
-                        Finding::new(
-                            name,
-                            domain,
-                            name,
-                            Status::Fail,
-                            format!("no answer within {}s", outer.as_secs()),
-                        )
-                        .fix("the backend behind it hangs: check it, or give more time with --timeout"),
-                    ],
-                }
-            })
+        // The futures are made first (nothing runs until polled), so the stream holds no
+        // closure over borrowed items (which a spawned, `Send` future could not prove).
+        let bounded_checks: Vec<_> = checks
+            .into_iter()
+            .map(|(name, domain, check)| bounded(name, domain, check, limit))
+            .collect();
+        let mut findings: Vec<Finding> = futures::stream::iter(bounded_checks)
             .buffer_unordered(options.concurrency.max(1))
             .flat_map(futures::stream::iter)
             .collect()
@@ -615,6 +604,30 @@ impl Lab {
             }
         }
         out
+    }
+}
+
+/// `check` within its time limit (the observation holds its own limit per domain, plus the
+/// plan, so it gets two); past it, one failure says so.
+async fn bounded(
+    name: &'static str,
+    domain: Option<Domain>,
+    check: Check<'_>,
+    limit: Duration,
+) -> Vec<Finding> {
+    let outer = if name == "observe" { limit * 2 } else { limit };
+    match tokio::time::timeout(outer, check).await {
+        Ok(f) => f,
+        Err(_) => vec![
+            Finding::new(
+                name,
+                domain,
+                name,
+                Status::Fail,
+                format!("no answer within {}s", outer.as_secs()),
+            )
+            .fix("the backend behind it hangs: check it, or give more time with --timeout"),
+        ],
     }
 }
 

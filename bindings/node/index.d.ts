@@ -116,6 +116,30 @@ export interface Restored {
 
 export interface Finding { id: string; state: 'ready' | 'progressing' | 'failed'; message: string }
 
+/** One finding of `Lab.doctor`. */
+export interface DoctorFinding {
+  /** The check's stable name (`cluster.pod`, `router.reachable`). */
+  check: string;
+  domain: 'hypervisor' | 'router' | 'pxe' | 'storage' | 'cluster' | null;
+  subject: string;
+  status: 'ok' | 'warn' | 'fail';
+  evidence: string;
+  /** Absent when all is well. */
+  fix?: string;
+}
+
+/** What `Lab.doctor` found. */
+export interface Diagnosis {
+  format: number;
+  lab: string;
+  status: 'ok' | 'warn' | 'fail';
+  counts: { ok: number; warn: number; fail: number };
+  seconds: number;
+  /** Changes from the lab per domain that answered. */
+  drift: Record<string, number>;
+  findings: DoctorFinding[];
+}
+
 /** Stable error codes. */
 export type ErrorCode = 'LAB_INVALID' | 'LAB_IO' | 'PLAN_STALE' | 'LOCKED' | 'DATA_LOSS' | 'BACKEND' | 'RENDER' | 'BOOT';
 
@@ -203,6 +227,8 @@ export declare class Lab {
   render(dir: string): Promise<number>;
   /** Health of the cluster's objects; `wait` seconds to let them settle. */
   clusterHealth(wait?: number): Promise<Finding[]>;
+  /** Checks the running lab, every check at once within `timeout` seconds (default 10). */
+  doctor(options?: { timeout?: number; concurrency?: number }): Promise<Diagnosis>;
   /** The lab's volumes on the NAS (empty unless the storage target is a NAS). */
   storageStatus(): Promise<VolumeStatus[]>;
   /** Backs up each class the lab declares (or those in `classes`) now. */

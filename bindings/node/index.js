@@ -184,6 +184,15 @@ class Lab {
     return parse(await wrapAsync(this._native.clusterHealth(wait)));
   }
 
+  /**
+   * Checks the running lab: every backend reached and observed, drift, the cluster's nodes,
+   * stuck pods, objects, addresses and certificates, installs, backups' age — all at once,
+   * each check within `timeout` seconds (default 10). Never rejects for what it finds.
+   */
+  async doctor(options = {}) {
+    return parse(await wrapAsync(this._native.doctor(options.timeout, options.concurrency)));
+  }
+
   /** Backs up each class the lab declares (or those in `classes`) now. */
   async backupRun(classes) {
     return parse(await wrapAsync(this._native.backupRun(classes)));

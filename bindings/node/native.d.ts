@@ -40,6 +40,11 @@ export declare class NativeLab {
   /** Health of the cluster's objects as JSON; `wait` seconds to let them settle. */
   clusterHealth(wait?: number | undefined | null): Promise<string>
   /**
+   * The doctor's findings about the running lab as JSON; `timeout` seconds per check,
+   * `concurrency` checks at once.
+   */
+  doctor(timeout?: number | undefined | null, concurrency?: number | undefined | null): Promise<string>
+  /**
    * Starts the lab's network boot service with `options` (JSON of the facade's
    * `BootOptions`) in the background; `on_event(eventJson)` gets what it does.
    */

@@ -303,6 +303,16 @@ impl Lab {
         Ok(json(&self.0.restore(&options, &mut sink).await?))
     }
 
+    /// The doctor's findings about the running lab, as JSON: every check at once, each
+    /// within `timeout_seconds`.
+    pub async fn doctor(&self, timeout_seconds: f64) -> String {
+        let options = cloudlet::DoctorOptions {
+            timeout: std::time::Duration::from_secs_f64(timeout_seconds.max(0.001)),
+            ..Default::default()
+        };
+        json(&self.0.doctor(&options).await)
+    }
+
     /// The lab's volumes as the NAS has them, as JSON (empty unless the storage target is a
     /// NAS).
     pub async fn storage_status(&self) -> Result<String, CloudletException> {

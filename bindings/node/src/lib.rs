@@ -302,6 +302,20 @@ impl NativeLab {
             .map_err(error)
     }
 
+    /// The doctor's findings about the running lab as JSON; `timeout` seconds per check,
+    /// `concurrency` checks at once.
+    #[napi]
+    pub async fn doctor(&self, timeout: Option<f64>, concurrency: Option<u32>) -> Result<String> {
+        let mut options = cloudlet::DoctorOptions::default();
+        if let Some(t) = timeout {
+            options.timeout = std::time::Duration::from_secs_f64(t.max(0.001));
+        }
+        if let Some(c) = concurrency {
+            options.concurrency = c as usize;
+        }
+        Ok(json(&self.0.doctor(&options).await))
+    }
+
     /// Starts the lab's network boot service with `options` (JSON of the facade's
     /// `BootOptions`) in the background; `on_event(eventJson)` gets what it does.
     #[napi]

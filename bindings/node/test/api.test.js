@@ -227,3 +227,29 @@ test('backups run, list, verify and restore the lab', async () => {
   assert.strictEqual(restored.windows[0].class, 'state');
   assert.strictEqual(restored.windows[0].app, undefined);
 });
+
+test('doctor reports drift and a backup that never ran', async () => {
+  const dir = seedCopy();
+  const nas = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-nas-'));
+  fs.writeFileSync(
+    path.join(dir, 'backup.yaml'),
+    `backup:\n  key: {env: CLOUDLET_BACKUP_KEY}\n  targets: {nas: {dir: ${nas}}}\n  state: {target: nas, every: 1h}\n`,
+  );
+  process.env.CLOUDLET_BACKUP_KEY = 'node-backup-key';
+  const lab = await Lab.load(dir);
+  assert.deepStrictEqual((await lab.apply(await lab.plan())).failed, []);
+  const found = await lab.doctor({ timeout: 5 });
+  assert.strictEqual(found.format, 1);
+  const by = (d, check, subject) => d.findings.find((f) => f.check === check && f.subject === subject);
+  assert.strictEqual(by(found, 'cluster.drift', 'cluster').status, 'ok');
+  assert.strictEqual(by(found, 'cluster.drift', 'cluster').fix, undefined);
+  assert.strictEqual(by(found, 'backup.fresh', 'backup state').status, 'fail');
+  assert.strictEqual(found.status, 'fail');
+  const yaml = path.join(dir, 'cluster.yaml');
+  fs.writeFileSync(yaml, fs.readFileSync(yaml, 'utf8').replace('replicas: 2', 'replicas: 3'));
+  await lab.backupRun();
+  const drifted = await (await Lab.load(dir)).doctor();
+  assert.strictEqual(by(drifted, 'cluster.drift', 'cluster').status, 'warn');
+  assert.strictEqual(drifted.drift.cluster, 1);
+  assert.strictEqual(by(drifted, 'backup.fresh', 'backup state').status, 'ok');
+});

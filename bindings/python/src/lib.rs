@@ -243,6 +243,28 @@ impl Lab {
         })
     }
 
+    /// Awaitable: the doctor's findings about the running lab as JSON (the facade's
+    /// `Diagnosis`); `timeout` seconds per check, `concurrency` checks at once.
+    #[pyo3(signature = (timeout=None, concurrency=None))]
+    fn doctor<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        concurrency: Option<usize>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let lab = self.0.clone();
+        let mut options = cloudlet::DoctorOptions::default();
+        if let Some(t) = timeout {
+            options.timeout = std::time::Duration::from_secs_f64(t.max(0.001));
+        }
+        if let Some(c) = concurrency {
+            options.concurrency = c;
+        }
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            Ok(json(&lab.doctor(&options).await))
+        })
+    }
+
     /// Awaitable: starts the lab's network boot service with `options` (JSON of the facade's
     /// `BootOptions`) on this process's runtime, calling `on_event(event_json)` as it works.
     #[pyo3(signature = (options, on_event=None))]

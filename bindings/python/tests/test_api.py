@@ -341,3 +341,31 @@ def test_the_process_exits_cleanly_after_awaiting_the_library(tmp_path):
         )
         codes.append(out.returncode)
     assert codes == [0] * 30
+
+
+def test_doctor_reports_drift_and_late_backups(seed, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLOUDLET_BACKUP_KEY", "python-backup-key")
+    (seed / "backup.yaml").write_text(
+        "backup:\n  key: {env: CLOUDLET_BACKUP_KEY}\n"
+        f"  targets: {{nas: {{dir: {tmp_path / 'nas'}}}}}\n"
+        "  state: {target: nas, every: 1h}\n"
+    )
+    lab = cloudlet.Lab.load(seed)
+    assert lab.apply_sync(lab.plan_sync()).success
+    found = asyncio.run(lab.doctor(timeout=5))
+    assert isinstance(found, cloudlet.Diagnosis) and found.format == 1
+    by = {(f.check, f.subject): f for f in found.findings}
+    assert by[("cluster.drift", "cluster")].status == "ok"
+    assert found.drift == {"hypervisor": 0, "router": 0, "pxe": 0, "storage": 0, "cluster": 0}
+    never = by[("backup.fresh", "backup state")]
+    assert never.status == "fail" and never.fix.startswith("`cloudlet backup run --class state`")
+    assert found.status == "fail" and found.counts["fail"] == 1
+    (seed / "cluster.yaml").write_text((seed / "cluster.yaml").read_text().replace("replicas: 2", "replicas: 3"))
+    asyncio.run(lab.backup_run())
+    drifted = asyncio.run(cloudlet.Lab.load(seed).doctor())
+    by = {(f.check, f.subject): f for f in drifted.findings}
+    assert by[("cluster.drift", "cluster")].status == "warn"
+    assert "1 to update" in by[("cluster.drift", "cluster")].evidence
+    assert by[("backup.fresh", "backup state")].status == "ok"
+    assert drifted.status == "warn" and drifted.drift["cluster"] == 1
+    assert json.loads(drifted.to_json())["findings"][0]["check"]

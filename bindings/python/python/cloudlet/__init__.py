@@ -54,6 +54,8 @@ __all__ = [
     "FieldChange",
     "DataLossError",
     "Finding",
+    "DoctorFinding",
+    "Diagnosis",
     "VolumeStatus",
     "HeldChange",
     "Lab",
@@ -380,6 +382,48 @@ class Finding(_Record):
 
 
 @dataclass(frozen=True)
+class DoctorFinding(_Record):
+    """One finding of ``Lab.doctor``: a check's stable name, what it looked at, ``ok`` /
+    ``warn`` / ``fail``, the evidence and the fix (``None`` when all is well)."""
+
+    check: str
+    domain: Optional[str]
+    subject: str
+    status: str
+    evidence: str
+    fix: Optional[str]
+
+
+@dataclass(frozen=True)
+class Diagnosis(_Record):
+    """What ``Lab.doctor`` found: the worst status, counts per status, seconds taken, drift
+    per domain and every finding."""
+
+    format: int
+    lab: str
+    status: str
+    counts: dict[str, int]
+    seconds: float
+    drift: dict[str, int]
+    findings: tuple[DoctorFinding, ...]
+
+    @staticmethod
+    def _from(text: str) -> "Diagnosis":
+        d = _json.loads(text)
+        return Diagnosis(
+            format=d["format"], lab=d["lab"], status=d["status"], counts=dict(d["counts"]),
+            seconds=d["seconds"], drift=dict(d["drift"]),
+            findings=tuple(
+                DoctorFinding(
+                    check=f["check"], domain=f["domain"], subject=f["subject"],
+                    status=f["status"], evidence=f["evidence"], fix=f.get("fix"),
+                )
+                for f in d["findings"]
+            ),
+        )
+
+
+@dataclass(frozen=True)
 class VolumeStatus(_Record):
     """A dataset (or directory) of the lab as the NAS has it."""
 
@@ -632,6 +676,12 @@ class Lab:
         """Health of the cluster's objects (rollouts, addresses, endpoints, claims)."""
         text = await _call(self._native.cluster_health(wait))
         return [Finding(id=f["id"], state=f["state"], message=f["message"]) for f in _json.loads(text)]
+
+    async def doctor(self, timeout: float = 10.0, concurrency: int = 32) -> Diagnosis:
+        """Checks the running lab: every backend reached and observed, drift, the cluster's
+        nodes, stuck pods, objects, addresses and certificates, installs, backups' age — all at
+        once, each check within ``timeout`` seconds. Never raises for what it finds."""
+        return Diagnosis._from(await _call(self._native.doctor(timeout, concurrency)))
 
     async def backup_run(self, classes: Optional[list[str]] = None) -> list[BackupRun]:
         """Backs up each class the lab declares (or those named) now."""

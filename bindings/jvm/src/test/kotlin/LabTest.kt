@@ -144,6 +144,26 @@ class LabTest {
     }
 
     @Test
+    fun doctorReportsABackupThatNeverRan() = runBlocking {
+        val dir = seedCopy()
+        val nas = Files.createTempDirectory("cloudlet-nas-")
+        Files.createDirectories(dir.resolve("secrets"))
+        Files.writeString(dir.resolve("secrets/backup-key"), "jvm-backup-key\n")
+        Files.writeString(
+            dir.resolve("backup.yaml"),
+            "backup:\n  key: {file: secrets/backup-key}\n  targets: {nas: {dir: $nas}}\n  state: {target: nas, every: 1h}\n",
+        )
+        val lab = Lab.load(dir.toString(), null)
+        assertTrue(lab.apply(lab.plan(), null, null).contains("\"failed\":[]"))
+        val found = lab.doctor(5.0)
+        assertTrue(found.contains("\"format\":1") && found.contains("\"status\":\"fail\""), found)
+        assertTrue(found.contains("\"check\":\"backup.fresh\""), found)
+        lab.backupRun(listOf())
+        val after = lab.doctor(5.0)
+        assertTrue(after.contains("\"status\":\"ok\",\"counts\""), after)
+    }
+
+    @Test
     fun schemaIsJson() {
         assertTrue(schema().contains("\"title\":\"cloudlet lab\""))
     }
