@@ -18,14 +18,6 @@ use tokio_rustls::rustls;
 
 mod common;
 
-fn ago(seconds: i64) -> String {
-    k8s_openapi::jiff::Timestamp::from_second(
-        k8s_openapi::jiff::Timestamp::now().as_second() - seconds,
-    )
-    .unwrap()
-    .to_string()
-}
-
 /// A TLS server on `addr` serving a certificate for `host` valid from `from` to `until`
 /// (seconds from now), until the task is dropped.
 async fn serve_tls(addr: &str, host: &str, from: i64, until: i64) -> tokio::task::JoinHandle<()> {
@@ -159,7 +151,7 @@ async fn doctor_finds_what_is_stuck_expired_unanswered_and_drifted() {
             name,
             json!({"conditions": [{"type": "Ready", "status": ready,
             "reason": "KubeletNotReady", "message": "container runtime is down",
-            "lastHeartbeatTime": ago(since), "lastTransitionTime": ago(since)}]}),
+            "lastHeartbeatTime": common::ago(since), "lastTransitionTime": common::ago(since)}]}),
         )
         .await;
     }
@@ -189,26 +181,26 @@ async fn doctor_finds_what_is_stuck_expired_unanswered_and_drifted() {
             "",
             json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
             "status": "False", "reason": "Unschedulable", "message": "0/2 nodes are available: 2 Insufficient memory.",
-            "lastTransitionTime": ago(3600)}]}),
+            "lastTransitionTime": common::ago(3600)}]}),
         ),
         (
             "mounting",
             "n1",
             json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
-            "status": "True", "lastTransitionTime": ago(7200)}], "containerStatuses":
+            "status": "True", "lastTransitionTime": common::ago(7200)}], "containerStatuses":
             container(json!({"waiting": {"reason": "ContainerCreating"}}), 0)}),
         ),
         (
             "zombie",
             "n1",
             json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False",
-            "message": "containers with unready status: [app]", "lastTransitionTime": ago(40 * 60)}]}),
+            "message": "containers with unready status: [app]", "lastTransitionTime": common::ago(40 * 60)}]}),
         ),
         (
             "healthy",
             "n1",
             json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True",
-            "lastTransitionTime": ago(7200)}]}),
+            "lastTransitionTime": common::ago(7200)}]}),
         ),
     ];
     for (name, node, status) in &stuck {
@@ -393,7 +385,7 @@ async fn doctor_finds_what_is_stuck_expired_unanswered_and_drifted() {
         &nodes,
         "n2",
         json!({"conditions": [{"type": "Ready", "status": "True",
-        "lastHeartbeatTime": ago(0), "lastTransitionTime": ago(0)}]}),
+        "lastHeartbeatTime": common::ago(0), "lastTransitionTime": common::ago(0)}]}),
     )
     .await;
     for name in ["crashing", "unplaced", "mounting", "zombie"] {

@@ -17,11 +17,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 mod common;
 
-fn now_micro() -> String {
-    let t = k8s_openapi::jiff::Timestamp::now();
-    t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apply_waits_for_no_one_else_holding_the_labs_lease() {
     let server = support::ApiServer::start();
@@ -48,7 +43,7 @@ async fn an_apply_waits_for_no_one_else_holding_the_labs_lease() {
             &PostParams::default(),
             &serde_json::from_value(json!({"metadata": {"name": "cloudlet-seed-apply"},
                 "spec": {"holderIdentity": "ops-laptop pid 4242", "leaseDurationSeconds": 4,
-                "acquireTime": now_micro(), "renewTime": now_micro()}}))
+                "acquireTime": common::now_micro(), "renewTime": common::now_micro()}}))
             .unwrap(),
         )
         .await

@@ -18,14 +18,6 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 mod common;
 
-fn ago(seconds: i64) -> String {
-    k8s_openapi::jiff::Timestamp::from_second(
-        k8s_openapi::jiff::Timestamp::now().as_second() - seconds,
-    )
-    .unwrap()
-    .to_string()
-}
-
 async fn make_pod(pods: &Api<Pod>, name: &str, owned: bool, status: Value) {
     let mut meta = json!({"name": name});
     if owned {
@@ -51,7 +43,7 @@ async fn make_pod(pods: &Api<Pod>, name: &str, owned: bool, status: Value) {
 
 fn zombie_status() -> Value {
     json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False",
-        "message": "containers with unready status: [app]", "lastTransitionTime": ago(40 * 60)}]})
+        "message": "containers with unready status: [app]", "lastTransitionTime": common::ago(40 * 60)}]})
 }
 
 async fn get(addr: &str, path: &str) -> (String, String) {
@@ -88,7 +80,7 @@ async fn watch_sends_each_change_once_serves_metrics_and_puts_things_right() {
             &PatchParams::default(),
             &Patch::Merge(
                 json!({"status": {"conditions": [{"type": "Ready", "status": "True",
-                "lastHeartbeatTime": ago(0), "lastTransitionTime": ago(3600)}]}}),
+                "lastHeartbeatTime": common::ago(0), "lastTransitionTime": common::ago(3600)}]}}),
             ),
         )
         .await
@@ -150,14 +142,7 @@ async fn watch_sends_each_change_once_serves_metrics_and_puts_things_right() {
         !text.contains("blog/crashing (dry run)"),
         "a pod nobody remakes is left: {text}"
     );
-    assert!(
-        pods.get("zombie")
-            .await
-            .unwrap()
-            .metadata
-            .deletion_timestamp
-            .is_none()
-    );
+    assert!(!common::deleting(&pods, "zombie").await);
     assert!(services.get_opt("blog").await.unwrap().is_none());
 
     // The webhook receiver: every message kept.
@@ -262,22 +247,8 @@ async fn watch_sends_each_change_once_serves_metrics_and_puts_things_right() {
             .any(|v| v["action"] == "apply the lab (1 change(s) of drift)" && v["error"].is_null()),
         "{remediated:#?}"
     );
-    assert!(
-        pods.get("zombie")
-            .await
-            .unwrap()
-            .metadata
-            .deletion_timestamp
-            .is_some()
-    );
-    assert!(
-        pods.get("crashing")
-            .await
-            .unwrap()
-            .metadata
-            .deletion_timestamp
-            .is_none()
-    );
+    assert!(common::deleting(&pods, "zombie").await);
+    assert!(!common::deleting(&pods, "crashing").await);
     assert!(
         services.get_opt("blog").await.unwrap().is_some(),
         "the Service is back"

@@ -125,22 +125,30 @@ pub fn node(n: &Node, now: i64) -> Finding {
     Finding::ok("cluster.node", D, subject, "Ready")
 }
 
-/// Every pod of the cluster that is stuck; one ok finding with the count when none is.
-pub async fn pods(client: &Client, th: &Thresholds, now: i64) -> Result<Vec<Finding>, kube::Error> {
+/// Every pod of the cluster, and the names of the nodes that are not Ready.
+async fn pods_and_unready(
+    client: &Client,
+    now: i64,
+) -> Result<(Vec<Pod>, Vec<String>), kube::Error> {
     let (pod_api, node_api, lp) = (
         Api::<Pod>::all(client.clone()),
         Api::<Node>::all(client.clone()),
         ListParams::default(),
     );
     let (pods, nodes) = futures::try_join!(pod_api.list(&lp), node_api.list(&lp))?;
-    let not_ready: Vec<String> = nodes
+    let not_ready = nodes
         .items
         .iter()
         .filter(|n| node(n, now).status == Status::Fail)
         .map(|n| n.name_any())
         .collect();
+    Ok((pods.items, not_ready))
+}
+
+/// Every pod of the cluster that is stuck; one ok finding with the count when none is.
+pub async fn pods(client: &Client, th: &Thresholds, now: i64) -> Result<Vec<Finding>, kube::Error> {
+    let (pods, not_ready) = pods_and_unready(client, now).await?;
     let mut out: Vec<Finding> = pods
-        .items
         .iter()
         .filter_map(|p| stuck(p, th, now, &not_ready))
         .collect();
@@ -149,7 +157,7 @@ pub async fn pods(client: &Client, th: &Thresholds, now: i64) -> Result<Vec<Find
             "cluster.pod",
             D,
             "pods",
-            format!("{} pods, none stuck", pods.items.len()),
+            format!("{} pods, none stuck", pods.len()),
         ));
     }
     Ok(out)
@@ -410,24 +418,9 @@ pub async fn delete_stuck(
     now: i64,
     dry_run: bool,
 ) -> Result<Vec<(String, Result<(), kube::Error>)>, kube::Error> {
-    let (pod_api, node_api, lp) = (
-        Api::<Pod>::all(client.clone()),
-        Api::<Node>::all(client.clone()),
-        ListParams::default(),
-    );
-    let (pods, nodes) = futures::try_join!(pod_api.list(&lp), node_api.list(&lp))?;
-    let not_ready: Vec<String> = nodes
-        .items
-        .iter()
-        .filter(|n| node(n, now).status == Status::Fail)
-        .map(|n| n.name_any())
-        .collect();
+    let (pods, not_ready) = pods_and_unready(client, now).await?;
     let mut out = Vec::new();
-    for p in pods
-        .items
-        .iter()
-        .filter(|p| deletable(p, th, now, &not_ready))
-    {
+    for p in pods.iter().filter(|p| deletable(p, th, now, &not_ready)) {
         let ns = p.namespace().unwrap_or_default();
         let name = p.name_any();
         let r = if dry_run {
@@ -492,16 +485,10 @@ pub async fn vips(
         if spec.type_.as_deref() != Some("LoadBalancer") {
             continue;
         }
-        let ips: Vec<IpAddr> = s
-            .status
-            .as_ref()
-            .and_then(|st| st.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i.ip.as_deref()?.parse().ok())
-            .collect();
-        for ip in ips {
+        for ip in health::load_balancer_ips(s)
+            .iter()
+            .filter_map(|ip| ip.parse::<IpAddr>().ok())
+        {
             for p in spec.ports.iter().flatten() {
                 if p.protocol.as_deref().unwrap_or("TCP") != "TCP" {
                     continue;

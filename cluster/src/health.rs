@@ -408,6 +408,18 @@ pub async fn wait_ready(
     }
 }
 
+/// The addresses a LoadBalancer Service's status publishes.
+pub fn load_balancer_ips(s: &Service) -> Vec<String> {
+    s.status
+        .as_ref()
+        .and_then(|st| st.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.ip.clone())
+        .collect()
+}
+
 /// MetalLB's ConfigurationState errors, when MetalLB runs a version that has them.
 async fn metallb_errors(client: &Client) -> Vec<String> {
     let ar = ApiResource {
@@ -446,15 +458,7 @@ async fn load_balancer(
         meta.namespace.as_deref(),
         meta.name.as_deref().unwrap_or_default(),
     );
-    let ips: Vec<String> = s
-        .status
-        .as_ref()
-        .and_then(|st| st.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|i| i.ip)
-        .collect();
+    let ips = load_balancer_ips(s);
     if !ips.is_empty() {
         return Ok(finding(
             "service",

@@ -17,6 +17,16 @@ const seedCopy = () => {
   return dir;
 };
 
+// The lab backs its state up hourly into a directory target `nas`.
+const withBackup = (dir) => {
+  const nas = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-nas-'));
+  fs.writeFileSync(
+    path.join(dir, 'backup.yaml'),
+    `backup:\n  key: {env: CLOUDLET_BACKUP_KEY}\n  targets: {nas: {dir: ${nas}}}\n  state: {target: nas, every: 1h}\n`,
+  );
+  process.env.CLOUDLET_BACKUP_KEY = 'node-backup-key';
+};
+
 test('plan, apply with events, re-plan is empty', async () => {
   const lab = await Lab.load(seedCopy());
   assert.strictEqual(lab.name, 'seed');
@@ -202,14 +212,9 @@ test('an admin kubeconfig for the cluster cloudlet makes', async () => {
 
 test('backups run, list, verify and restore the lab', async () => {
   const dir = seedCopy();
-  const nas = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-nas-'));
   fs.mkdirSync(path.join(dir, 'secrets'), { recursive: true });
   fs.writeFileSync(path.join(dir, 'secrets', 'postmaster-password'), 'pw');
-  fs.writeFileSync(
-    path.join(dir, 'backup.yaml'),
-    `backup:\n  key: {env: CLOUDLET_BACKUP_KEY}\n  targets: {nas: {dir: ${nas}}}\n  state: {target: nas, every: 1h}\n`,
-  );
-  process.env.CLOUDLET_BACKUP_KEY = 'node-backup-key';
+  withBackup(dir);
   const lab = await Lab.load(dir);
   assert.deepStrictEqual((await lab.apply(await lab.plan())).failed, []);
   const runs = await lab.backupRun();
@@ -230,12 +235,7 @@ test('backups run, list, verify and restore the lab', async () => {
 
 test('doctor reports drift and a backup that never ran', async () => {
   const dir = seedCopy();
-  const nas = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudlet-nas-'));
-  fs.writeFileSync(
-    path.join(dir, 'backup.yaml'),
-    `backup:\n  key: {env: CLOUDLET_BACKUP_KEY}\n  targets: {nas: {dir: ${nas}}}\n  state: {target: nas, every: 1h}\n`,
-  );
-  process.env.CLOUDLET_BACKUP_KEY = 'node-backup-key';
+  withBackup(dir);
   const lab = await Lab.load(dir);
   assert.deepStrictEqual((await lab.apply(await lab.plan())).failed, []);
   const found = await lab.doctor({ timeout: 5 });

@@ -21,6 +21,16 @@ def seed(tmp_path):
     return lab
 
 
+def with_backup(seed, tmp_path, monkeypatch):
+    """The lab backs its state up hourly into a directory target `nas`."""
+    monkeypatch.setenv("CLOUDLET_BACKUP_KEY", "python-backup-key")
+    (seed / "backup.yaml").write_text(
+        "backup:\n  key: {env: CLOUDLET_BACKUP_KEY}\n"
+        f"  targets: {{nas: {{dir: {tmp_path / 'nas'}}}}}\n"
+        "  state: {target: nas, every: 1h}\n"
+    )
+
+
 def test_plan_apply_replan_with_events(seed):
     lab = cloudlet.Lab.load(seed)
     assert lab.name == "seed"
@@ -290,14 +300,9 @@ def test_an_admin_kubeconfig_for_the_cluster_cloudlet_makes(seed, monkeypatch):
 
 
 def test_backups_run_list_verify_and_restore(seed, tmp_path, monkeypatch):
-    monkeypatch.setenv("CLOUDLET_BACKUP_KEY", "python-backup-key")
+    with_backup(seed, tmp_path, monkeypatch)
     (seed / "secrets").mkdir(exist_ok=True)
     (seed / "secrets" / "postmaster-password").write_text("pw")
-    (seed / "backup.yaml").write_text(
-        "backup:\n  key: {env: CLOUDLET_BACKUP_KEY}\n"
-        f"  targets: {{nas: {{dir: {tmp_path / 'nas'}}}}}\n"
-        "  state: {target: nas, every: 1h}\n"
-    )
     lab = cloudlet.Lab.load(seed)
     assert lab.apply_sync(lab.plan_sync()).success
     runs = asyncio.run(lab.backup_run())
@@ -344,12 +349,7 @@ def test_the_process_exits_cleanly_after_awaiting_the_library(tmp_path):
 
 
 def test_doctor_reports_drift_and_late_backups(seed, tmp_path, monkeypatch):
-    monkeypatch.setenv("CLOUDLET_BACKUP_KEY", "python-backup-key")
-    (seed / "backup.yaml").write_text(
-        "backup:\n  key: {env: CLOUDLET_BACKUP_KEY}\n"
-        f"  targets: {{nas: {{dir: {tmp_path / 'nas'}}}}}\n"
-        "  state: {target: nas, every: 1h}\n"
-    )
+    with_backup(seed, tmp_path, monkeypatch)
     lab = cloudlet.Lab.load(seed)
     assert lab.apply_sync(lab.plan_sync()).success
     found = asyncio.run(lab.doctor(timeout=5))

@@ -137,3 +137,29 @@ pub fn seed_on_apiserver(kubeconfig: &std::path::Path, router: Option<u16>) -> t
     metallb_crds(dir.path());
     dir
 }
+
+/// A time `seconds` ago as the API server writes it (RFC 3339), for statuses tests write.
+pub fn ago(seconds: i64) -> String {
+    k8s_openapi::jiff::Timestamp::from_second(
+        k8s_openapi::jiff::Timestamp::now().as_second() - seconds,
+    )
+    .unwrap()
+    .to_string()
+}
+
+/// Now with microseconds, as a Lease's times are written.
+pub fn now_micro() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+        .to_string()
+}
+
+/// Whether the pod `name` is being deleted.
+pub async fn deleting(pods: &kube::Api<k8s_openapi::api::core::v1::Pod>, name: &str) -> bool {
+    pods.get(name)
+        .await
+        .unwrap()
+        .metadata
+        .deletion_timestamp
+        .is_some()
+}

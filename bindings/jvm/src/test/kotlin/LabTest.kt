@@ -113,17 +113,22 @@ class LabTest {
         assertTrue(e.reason.contains("does not make this lab's cluster"), e.reason)
     }
 
-    @Test
-    fun backupsRunVerifyAndRestoreTheLab() = runBlocking {
-        val dir = seedCopy()
+    /** The lab backs its state up hourly into a directory target `nas`. */
+    private fun withBackup(dir: Path) {
         val nas = Files.createTempDirectory("cloudlet-nas-")
         Files.createDirectories(dir.resolve("secrets"))
-        Files.writeString(dir.resolve("secrets/postmaster-password"), "pw")
         Files.writeString(dir.resolve("secrets/backup-key"), "jvm-backup-key\n")
         Files.writeString(
             dir.resolve("backup.yaml"),
             "backup:\n  key: {file: secrets/backup-key}\n  targets: {nas: {dir: $nas}}\n  state: {target: nas, every: 1h}\n",
         )
+    }
+
+    @Test
+    fun backupsRunVerifyAndRestoreTheLab() = runBlocking {
+        val dir = seedCopy()
+        withBackup(dir)
+        Files.writeString(dir.resolve("secrets/postmaster-password"), "pw")
         val lab = Lab.load(dir.toString(), null)
         assertTrue(lab.apply(lab.plan(), null, null).contains("\"failed\":[]"))
         val runs = lab.backupRun(listOf())
@@ -146,13 +151,7 @@ class LabTest {
     @Test
     fun doctorReportsABackupThatNeverRan() = runBlocking {
         val dir = seedCopy()
-        val nas = Files.createTempDirectory("cloudlet-nas-")
-        Files.createDirectories(dir.resolve("secrets"))
-        Files.writeString(dir.resolve("secrets/backup-key"), "jvm-backup-key\n")
-        Files.writeString(
-            dir.resolve("backup.yaml"),
-            "backup:\n  key: {file: secrets/backup-key}\n  targets: {nas: {dir: $nas}}\n  state: {target: nas, every: 1h}\n",
-        )
+        withBackup(dir)
         val lab = Lab.load(dir.toString(), null)
         assertTrue(lab.apply(lab.plan(), null, null).contains("\"failed\":[]"))
         val found = lab.doctor(5.0)
