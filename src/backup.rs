@@ -311,6 +311,24 @@ impl Lab {
         blocking(move || write_config_files(&d, &files)).await
     }
 
+    /// TLS to the etcd of the cluster cloudlet made: a client certificate for `user` from the
+    /// cluster's etcd CA in the vault, valid for an hour.
+    pub(crate) fn etcd_tls(
+        &self,
+        user: &str,
+    ) -> Result<cloudlet_transport::tls::rustls::ClientConfig, String> {
+        let vault = cloudlet_core::vault::key_from_env()
+            .and_then(|k| cloudlet_core::vault::Vault::open(self.state_dir().join("vault"), &k))
+            .map_err(|e| format!("the vault: {}", cloudlet_core::error::chain(&e)))?;
+        let (identity, _) = cluster::identity::Identity::load_or_make(&vault)
+            .map_err(|e| cloudlet_core::error::chain(&e))?;
+        let (cert, key) = identity
+            .etcd_client(user, Duration::from_secs(3600))
+            .map_err(|e| cloudlet_core::error::chain(&e))?;
+        cloudlet_transport::tls::mutual_config(&identity.etcd_ca.cert, &cert, key.expose())
+            .map_err(|e| cloudlet_core::error::chain(&e))
+    }
+
     /// An etcd snapshot of the cluster cloudlet made, from its first control plane, into
     /// `dir/etcd.db`.
     async fn stage_etcd(&self, dir: &Path) -> Result<(), BackupError> {
@@ -327,17 +345,7 @@ impl Lab {
         let ip = lab
             .machine_ip(cp)
             .ok_or_else(|| fail(format!("`{cp}` has no address")))?;
-        let vault = cloudlet_core::vault::key_from_env()
-            .and_then(|k| cloudlet_core::vault::Vault::open(self.state_dir().join("vault"), &k))
-            .map_err(|e| fail(format!("the vault: {}", cloudlet_core::error::chain(&e))))?;
-        let (identity, _) = cluster::identity::Identity::load_or_make(&vault)
-            .map_err(|e| fail(cloudlet_core::error::chain(&e)))?;
-        let (cert, key) = identity
-            .etcd_client("cloudlet-backup", Duration::from_secs(3600))
-            .map_err(|e| fail(cloudlet_core::error::chain(&e)))?;
-        let tls =
-            cloudlet_transport::tls::mutual_config(&identity.etcd_ca.cert, &cert, key.expose())
-                .map_err(|e| fail(cloudlet_core::error::chain(&e)))?;
+        let tls = self.etcd_tls("cloudlet-backup").map_err(fail)?;
         etcd::snapshot(
             &format!("https://{ip}:2379"),
             tls,

@@ -87,6 +87,13 @@ impl Lab {
         if self.has_live_cluster() {
             checks.extend(self.cluster_checks(options));
         }
+        if self.makes_cluster() {
+            checks.push((
+                "cluster.etcd",
+                Some(Domain::Cluster),
+                Box::pin(self.etcd_members(limit / 2)),
+            ));
+        }
         if !pxe::network_installs(self.model()).is_empty() {
             checks.push((
                 "pxe.install",
@@ -461,6 +468,25 @@ impl Lab {
             })
             .collect();
         (!names.is_empty()).then(|| ((resolver, 53).into(), names))
+    }
+
+    /// The etcd members of the cluster cloudlet made (one per control plane, on port 2379),
+    /// asked with a client certificate of the cluster's etcd CA.
+    async fn etcd_members(&self, limit: Duration) -> Vec<Finding> {
+        let lab = self.model();
+        let members: Vec<(String, String)> = lab
+            .cluster
+            .iter()
+            .flat_map(|c| c.control_plane.iter())
+            .filter_map(|cp| Some((cp.clone(), format!("https://{}:2379", lab.machine_ip(cp)?))))
+            .collect();
+        match self.etcd_tls("cloudlet-doctor") {
+            Ok(tls) => cluster::doctor::etcd(&members, &tls, limit).await,
+            Err(e) => vec![
+                Finding::new("cluster.etcd", Some(Domain::Cluster), "etcd", Status::Fail, e)
+                    .fix("etcd is asked with a certificate of the cluster's etcd CA: give cloudlet the vault key (CLOUDLET_VAULT_KEY)"),
+            ],
+        }
     }
 
     /// Machines whose network install has not moved on within the threshold.

@@ -48,11 +48,12 @@ fn the_cluster_class_snapshots_etcd_of_the_cluster_cloudlet_made_and_proves_it()
     let vault = common::vault_key();
     let l = lab.display().to_string();
 
-    let (apply, run, verify) = hollow.block_on(async move {
+    let (apply, run, verify, doctor) = hollow.block_on(async move {
         let apply = cloudlet(&vault, &["apply", &l, "--yes"]).await;
         let run = cloudlet(&vault, &["backup", "run", &l]).await;
         let verify = cloudlet(&vault, &["backup", "verify", &l]).await;
-        (apply, run, verify)
+        let doctor = cloudlet(&vault, &["doctor", &l, "--output", "json"]).await;
+        (apply, run, verify, doctor)
     });
     assert!(
         apply.status.success(),
@@ -78,6 +79,33 @@ fn the_cluster_class_snapshots_etcd_of_the_cluster_cloudlet_made_and_proves_it()
                 == 2,
         "{verify_text}"
     );
+
+    // The doctor asks the cluster's etcd with a certificate of its etcd CA, and finds the
+    // backups fresh.
+    let d: serde_json::Value = serde_json::from_slice(&doctor.stdout)
+        .unwrap_or_else(|e| panic!("doctor's JSON: {e}: {}", text(&doctor)));
+    let finding = |check: &str, subject: &str| {
+        d["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["check"] == check && f["subject"] == subject)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {check} {subject}: {d:#}"))
+    };
+    let member = finding("cluster.etcd", "etcd cp");
+    assert_eq!(member["status"], "ok", "{member}");
+    assert!(
+        member["evidence"].as_str().unwrap().contains("the leader"),
+        "{member}"
+    );
+    assert_eq!(
+        finding("cluster.etcd", "etcd quorum")["evidence"],
+        "1 of 1 members answer, one leader"
+    );
+    assert_eq!(finding("backup.fresh", "backup cluster")["status"], "ok");
+    assert_eq!(finding("backup.fresh", "backup state")["status"], "ok");
+    assert_eq!(finding("cluster.drift", "cluster")["status"], "ok", "{d:#}");
 
     // Stock restic gives the snapshot back; etcdutl (with etcd's hash check) restores it.
     let out = work.path().join("out");

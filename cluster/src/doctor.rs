@@ -17,6 +17,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt as _};
 
+use cloudlet_core::error::chain;
+
 use crate::health::{self, State};
 use crate::kube_provider::PART_OF_LABEL;
 
@@ -679,6 +681,189 @@ pub async fn ingress_certificates(
         }
     });
     Ok(futures::future::join_all(checks).await)
+}
+
+/// One etcd member's answer to `POST /v3/maintenance/status` (its JSON gateway).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdStatus {
+    /// Its member id.
+    pub member: String,
+    /// The leader's member id (`0`: none).
+    pub leader: String,
+    /// Its version.
+    pub version: String,
+    /// Its database's size in bytes.
+    pub db_size: u64,
+    /// Its alarms and errors (`NOSPACE`, a corrupt member).
+    pub errors: Vec<String>,
+}
+
+/// Reads a status answer; `None` when it is not one.
+pub fn etcd_status(v: &serde_json::Value) -> Option<EtcdStatus> {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    Some(EtcdStatus {
+        member: text(&v["header"]["member_id"])?,
+        leader: text(&v["leader"]).unwrap_or_else(|| "0".into()),
+        version: v["version"]
+            .as_str()
+            .unwrap_or("?")
+            .chars()
+            .take(32)
+            .collect(),
+        db_size: text(&v["dbSize"]).and_then(|s| s.parse().ok()).unwrap_or(0),
+        errors: v["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(16)
+            .filter_map(|e| e.as_str().map(|s| s.chars().take(300).collect()))
+            .collect(),
+    })
+}
+
+/// etcd's members, asked through their client addresses with the client certificate `tls`
+/// carries: each member's status (reachable, its version, its leader, its alarms), then the
+/// quorum — how many of the members the cluster lists answer, against how many it needs.
+/// `members` are `(name, https://ADDRESS:2379)`.
+pub async fn etcd(
+    members: &[(String, String)],
+    tls: &cloudlet_transport::tls::rustls::ClientConfig,
+    limit: Duration,
+) -> Vec<Finding> {
+    use cloudlet_transport::http::{Http, Method};
+    let ask = |url: String, path: &'static str| {
+        let tls = tls.clone();
+        async move {
+            let http = Http::with_tls(&url, tls, Vec::new()).map_err(|e| chain(&e))?;
+            match tokio::time::timeout(
+                limit,
+                http.json(Method::POST, path, Some(&serde_json::json!({}))),
+            )
+            .await
+            {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(chain(&e)),
+                Err(_) => Err(format!("no answer within {}s", limit.as_secs())),
+            }
+        }
+    };
+    let statuses = futures::future::join_all(members.iter().map(|(name, url)| {
+        let ask = &ask;
+        async move {
+            (
+                name.clone(),
+                url.clone(),
+                ask(url.clone(), "/v3/maintenance/status").await,
+            )
+        }
+    }))
+    .await;
+    let mut out = Vec::new();
+    let mut answering = 0usize;
+    let mut leaders = std::collections::BTreeSet::new();
+    let mut listed: Option<usize> = None;
+    for (name, url, answer) in &statuses {
+        let subject = format!("etcd {name}");
+        let st = match answer {
+            Err(e) => {
+                out.push(
+                    Finding::new("cluster.etcd", D, subject, Status::Fail, format!("{url}: {e}"))
+                        .fix(format!(
+                            "on {name}: is etcd running (`crictl ps --name etcd`, its static pod's log)?"
+                        )),
+                );
+                continue;
+            }
+            Ok(v) => match etcd_status(v) {
+                Some(st) => st,
+                None => {
+                    out.push(Finding::new(
+                        "cluster.etcd",
+                        D,
+                        subject,
+                        Status::Fail,
+                        format!("{url} answered something that is not etcd's status"),
+                    ));
+                    continue;
+                }
+            },
+        };
+        answering += 1;
+        if st.leader != "0" {
+            leaders.insert(st.leader.clone());
+        }
+        if listed.is_none()
+            && let Ok(v) = ask(url.clone(), "/v3/cluster/member/list").await
+        {
+            listed = v["members"].as_array().map(Vec::len);
+        }
+        let role = if st.leader == st.member {
+            "the leader".to_string()
+        } else if st.leader == "0" {
+            "without a leader".to_string()
+        } else {
+            "a follower".to_string()
+        };
+        let evidence = format!(
+            "etcd {}, {role}, database {} MiB",
+            st.version,
+            st.db_size.div_ceil(1 << 20)
+        );
+        out.push(if st.errors.is_empty() && st.leader != "0" {
+            Finding::ok("cluster.etcd", D, subject, evidence)
+        } else if st.errors.is_empty() {
+            Finding::new("cluster.etcd", D, subject, Status::Fail, evidence)
+                .fix("a member without a leader cannot serve writes: is a majority of members up and reaching each other on port 2380?")
+        } else {
+            Finding::new(
+                "cluster.etcd",
+                D,
+                subject,
+                Status::Fail,
+                format!("{evidence}; alarms: {}", st.errors.join("; ")),
+            )
+            .fix("NOSPACE: compact and defragment (`etcdctl defrag`), then `etcdctl alarm disarm`")
+        });
+    }
+    let members_n = listed.unwrap_or(0).max(members.len());
+    let quorum = members_n / 2 + 1;
+    let subject = "etcd quorum";
+    out.push(if answering == members_n && leaders.len() == 1 {
+        Finding::ok(
+            "cluster.etcd",
+            D,
+            subject,
+            format!("{answering} of {members_n} members answer, one leader"),
+        )
+    } else if answering >= quorum && leaders.len() <= 1 {
+        Finding::new(
+            "cluster.etcd",
+            D,
+            subject,
+            Status::Warn,
+            format!(
+                "{answering} of {members_n} members answer: quorum holds ({quorum} needed), {} more lost loses it",
+                answering + 1 - quorum
+            ),
+        )
+        .fix("bring the member back, or replace it (`cloudlet apply` rejoins a reinstalled control plane)")
+    } else {
+        Finding::new(
+            "cluster.etcd",
+            D,
+            subject,
+            Status::Fail,
+            format!(
+                "{answering} of {members_n} members answer, {quorum} needed: quorum is lost, the API server cannot write"
+            ),
+        )
+        .fix("bring members back until a majority runs; if they are gone for good, `cloudlet restore` from the cluster's etcd snapshot")
+    });
+    out
 }
 
 #[cfg(test)]
