@@ -1345,9 +1345,26 @@ fn volume_backups_need_a_target_pods_reach_and_warn_about_live_databases() {
     let d = only(&t, "backup-volumes-target");
     assert_at(&d, at(&t, "nas, every: 6h"));
     assert!(
-        d.message.contains("reach only an `s3` target"),
+        d.message.contains("reach only an `s3` or `sftp` target"),
         "{}",
         d.message
+    );
+    // SFTP is reached from a pod with the key and host key the target names, so it needs both.
+    let sftp = "    box: {sftp: {host: nas.lan, user: backup, path: /b, identity: keys/id, known_hosts: keys/kh}}\n    bare: {sftp: {host: nas.lan, user: backup, path: /b}}\n";
+    let t = with_backup(&format!(
+        "{s3}{sftp}  volumes: {{target: box, every: 6h}}\n"
+    ));
+    assert_eq!(findings(&t), vec![]);
+    let t = with_backup(&format!(
+        "{s3}{sftp}  volumes: {{target: bare, every: 6h}}\n"
+    ));
+    let d: Vec<_> = findings(&t);
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert!(d.iter().all(|x| x.code == "backup-volumes-sftp"), "{d:?}");
+    assert!(
+        d[0].message.ends_with("the target needs `identity`"),
+        "{}",
+        d[0].message
     );
     let t = with_backup(&format!("{s3}  volumes: {{target: off, every: 7h}}\n"));
     assert_at(&only(&t, "backup-every"), at(&t, "7h"));

@@ -67,16 +67,9 @@ impl std::fmt::Display for SftpLocation {
     /// As restic names it: `sftp:USER@HOST:PATH`, or `sftp://USER@HOST:PORT/PATH` on a port
     /// other than 22 (an absolute path then starts with `//`).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == 22 {
-            write!(f, "sftp:{}@{host}:{}", self.user, self.path)
-        } else {
-            write!(f, "sftp://{}@{host}:{}/{}", self.user, self.port, self.path)
-        }
+        f.write_str(&cloudlet_core::model::sftp_repository(
+            &self.user, &self.host, self.port, &self.path,
+        ))
     }
 }
 
@@ -132,34 +125,13 @@ fn not_found(e: &SftpError) -> bool {
 /// The ssh command that opens the SFTP subsystem on `loc`'s server.
 pub fn ssh_command(loc: &SftpLocation) -> Command {
     let mut c = Command::new("ssh");
-    c.args([
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        "ConnectTimeout=15",
-        "-o",
-        "ServerAliveInterval=15",
-        "-o",
-        "ServerAliveCountMax=4",
-        "-o",
-        "LogLevel=ERROR",
-    ]);
-    if let Some(k) = &loc.known_hosts {
-        c.arg("-o")
-            .arg(format!("UserKnownHostsFile={}", k.display()));
-    }
-    if let Some(i) = &loc.identity {
-        c.arg("-o").arg("IdentitiesOnly=yes").arg("-i").arg(i);
-    }
-    c.arg("-p")
-        .arg(loc.port.to_string())
-        .arg("-l")
-        .arg(&loc.user)
-        .args(["-s", "--"])
-        .arg(&loc.host)
-        .arg("sftp");
+    c.args(cloudlet_core::model::ssh_args(
+        &loc.host,
+        loc.port,
+        &loc.user,
+        loc.identity.as_deref(),
+        loc.known_hosts.as_deref(),
+    ));
     c
 }
 

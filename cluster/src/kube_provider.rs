@@ -797,12 +797,19 @@ impl KubeProvider {
                     .into_bytes()
             } else if let Some(file) = r.get("file").and_then(Value::as_str) {
                 let p = self.options.secrets_dir.join(file);
-                std::fs::read(&p).map_err(|e| {
+                let bytes = std::fs::read(&p).map_err(|e| {
                     backend(
                         format!("secret `{key}`: reading {}: {e}", p.display()),
                         false,
                     )
-                })?
+                })?;
+                if r.get("verbatim").and_then(Value::as_str) == Some("true") {
+                    bytes
+                } else {
+                    // A value, as cloudlet reads it everywhere: without surrounding
+                    // whitespace (a key file ends with a newline).
+                    bytes.trim_ascii().to_vec()
+                }
             } else {
                 return Err(backend(
                     format!("secret `{key}`: not an env or file reference"),

@@ -139,12 +139,23 @@ fn meta<'a>(
     }
 }
 
-/// A Secret's reference, as the provider reads it at apply time.
+/// A Secret's reference, as the provider reads it at apply time: a value (a password, a
+/// key), read as cloudlet reads it everywhere ([`SecretRef::read`]: a file's text without
+/// surrounding whitespace), so the pod and cloudlet agree on it.
 pub(crate) fn secret_ref(r: &SecretRef) -> BTreeMap<&'static str, String> {
     BTreeMap::from([match r {
         SecretRef::Env(e) => ("env", e.clone()),
         SecretRef::File(f) => ("file", f.display().to_string()),
     }])
+}
+
+/// A reference to a file that a pod mounts as a file (an SSH key, a CA certificate): its
+/// bytes as they are — an OpenSSH key without its last newline does not load.
+pub(crate) fn verbatim_file_ref(f: &std::path::Path) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("file", f.display().to_string()),
+        ("verbatim", "true".to_string()),
+    ])
 }
 
 /// A Secret of app `app` in `ns` whose body holds references only (the provider reads the

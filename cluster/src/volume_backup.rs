@@ -1,6 +1,8 @@
 //! Volume backups as the plan holds them: per app with volumes, a Secret of references (the
 //! repository key and the store's keys, read by the provider at apply time) and a CronJob
-//! that runs stock restic over the app's claims, mounted read-only, into the lab's S3 target.
+//! that runs stock restic over the app's claims, mounted read-only, into the lab's S3 or SFTP
+//! target (restic's image carries OpenSSH's client; the key and the server's host key are
+//! mounted from the Secret).
 //! The CronJob's script makes the repository when the target has none, backs up every volume
 //! of the app as one snapshot (host: the lab, tags `cloudlet:volumes` and
 //! `cloudlet-app:NAMESPACE/APP`, path `/data`, each volume a directory at the top of the
@@ -9,17 +11,124 @@
 
 use std::collections::BTreeMap;
 
-use cloudlet_core::model::{App, Lab, S3Target, SecretRef, VolumeBackup, cron_schedule};
+use cloudlet_core::model::{App, Lab, S3Target, SftpTarget, VolumeBackup, cron_schedule, ssh_args};
 use cloudlet_core::resource::Body;
 use cloudlet_core::{Resource, ResourceId};
 use serde_json::json;
 
-use crate::{id, meta, secret_ref, secret_refs};
+use crate::{id, meta, secret_ref, secret_refs, verbatim_file_ref};
 
 /// Where the app's volumes are mounted in the backup pod: `/data/VOLUME`.
 pub const MOUNT_ROOT: &str = "/data";
 /// Where the store's CA is mounted.
 pub const CA_PATH: &str = "/etc/cloudlet-backup/ca.crt";
+/// Where an SFTP target's key (`id`) and host key (`known_hosts`) are mounted.
+pub const SSH_DIR: &str = "/etc/cloudlet-backup/ssh";
+
+/// The store an app's volumes go to: a target a pod can reach.
+#[derive(Debug, Clone, Copy)]
+enum Store<'a> {
+    S3(&'a S3Target),
+    Sftp(&'a SftpTarget),
+}
+
+impl Store<'_> {
+    fn repository(&self) -> String {
+        match self {
+            Store::S3(s3) => s3.restic_repository(),
+            Store::Sftp(t) => t.restic_repository(),
+        }
+    }
+
+    /// restic's options for the store inside the pod (after `restic`).
+    fn flags(&self) -> String {
+        match self {
+            Store::S3(s3) if s3.ca.is_some() => format!(" --cacert {CA_PATH}"),
+            Store::S3(_) => String::new(),
+            Store::Sftp(t) => {
+                let dir = std::path::Path::new(SSH_DIR);
+                let args = ssh_args(
+                    &t.host,
+                    t.port,
+                    &t.user,
+                    Some(&dir.join("id")),
+                    Some(&dir.join("known_hosts")),
+                );
+                format!(
+                    " -o {}",
+                    sh(&format!("sftp.command=ssh {}", args.join(" ")))
+                )
+            }
+        }
+    }
+
+    /// What the app's backup Secret holds for the store besides the repository key.
+    fn refs(&self) -> Vec<(&'static str, BTreeMap<&'static str, String>)> {
+        match self {
+            Store::S3(s3) => {
+                let mut r = vec![
+                    ("AWS_ACCESS_KEY_ID", secret_ref(&s3.access_key)),
+                    ("AWS_SECRET_ACCESS_KEY", secret_ref(&s3.secret_key)),
+                ];
+                if let Some(ca) = &s3.ca {
+                    r.push(("ca.crt", verbatim_file_ref(ca)));
+                }
+                r
+            }
+            Store::Sftp(t) => t
+                .identity
+                .iter()
+                .map(|i| ("ssh-identity", verbatim_file_ref(i)))
+                .chain(
+                    t.known_hosts
+                        .iter()
+                        .map(|k| ("ssh-known-hosts", verbatim_file_ref(k))),
+                )
+                .collect(),
+        }
+    }
+
+    /// The container's environment for the store, from the Secret `obj`.
+    fn env(&self, obj: &str) -> Vec<serde_json::Value> {
+        let from_secret = |var: &str| json!({"name": var, "valueFrom": {"secretKeyRef": {"name": obj, "key": var}}});
+        match self {
+            Store::S3(_) => vec![
+                from_secret("AWS_ACCESS_KEY_ID"),
+                from_secret("AWS_SECRET_ACCESS_KEY"),
+            ],
+            Store::Sftp(_) => Vec::new(),
+        }
+    }
+
+    /// The pod's volume and the container's mount of the store's files, when it has any.
+    fn files(&self, obj: &str) -> Option<(serde_json::Value, serde_json::Value)> {
+        match self {
+            Store::S3(s3) => s3.ca.as_ref().map(|_| {
+                (
+                    json!({
+                        "name": "backup-ca",
+                        "secret": {"secretName": obj, "items": [{"key": "ca.crt", "path": "ca.crt"}]},
+                    }),
+                    json!({
+                        "name": "backup-ca",
+                        "mountPath": CA_PATH.trim_end_matches("/ca.crt"),
+                        "readOnly": true,
+                    }),
+                )
+            }),
+            Store::Sftp(_) => Some((
+                json!({
+                    "name": "backup-ssh",
+                    "secret": {"secretName": obj, "defaultMode": 0o400, "items": [
+                        {"key": "ssh-identity", "path": "id"},
+                        {"key": "ssh-known-hosts", "path": "known_hosts"},
+                    ]},
+                }),
+                json!({"name": "backup-ssh", "mountPath": SSH_DIR, "readOnly": true}),
+            )),
+        }
+    }
+}
 
 /// The tag of an app's volume snapshots.
 pub fn app_tag(ns: &str, app: &str) -> String {
@@ -40,12 +149,7 @@ fn sh(s: &str) -> String {
 pub fn script(lab: &Lab, ns: &str, app: &str) -> Option<String> {
     let b = lab.backup.as_ref()?;
     let v = b.volumes.as_ref()?;
-    let s3 = b.targets.get(&v.target)?.s3.as_ref()?;
-    let ca = if s3.ca.is_some() {
-        format!(" --cacert {CA_PATH}")
-    } else {
-        String::new()
-    };
+    let ca = store(lab)?.flags();
     let (host, tag) = (sh(&lab.name), sh(&app_tag(ns, app)));
     let mut out = format!(
         "set -eu\n\
@@ -77,7 +181,7 @@ pub fn script(lab: &Lab, ns: &str, app: &str) -> Option<String> {
 
 /// The app's backup Secret and CronJob, when the lab backs up volumes and the app has any.
 pub fn objects(lab: &Lab, name: &str, app: &App, ns: &str, out: &mut Vec<Resource>) {
-    let (Some(b), Some((v, s3))) = (&lab.backup, volumes_target(lab, app)) else {
+    let (Some(b), Some((v, store))) = (&lab.backup, volumes_target(lab, app)) else {
         return;
     };
     let Some(script) = script(lab, ns, name) else {
@@ -85,14 +189,8 @@ pub fn objects(lab: &Lab, name: &str, app: &App, ns: &str, out: &mut Vec<Resourc
     };
     let obj = object_name(name);
     let nsid = id("namespace", None, ns);
-    let mut refs = BTreeMap::from([
-        ("RESTIC_PASSWORD", secret_ref(&b.key)),
-        ("AWS_ACCESS_KEY_ID", secret_ref(&s3.access_key)),
-        ("AWS_SECRET_ACCESS_KEY", secret_ref(&s3.secret_key)),
-    ]);
-    if let Some(ca) = &s3.ca {
-        refs.insert("ca.crt", secret_ref(&SecretRef::File(ca.clone())));
-    }
+    let mut refs = BTreeMap::from([("RESTIC_PASSWORD", secret_ref(&b.key))]);
+    refs.extend(store.refs());
     let sid = secret_refs(lab, ns, &obj, name, refs, out);
     let mut deps: Vec<ResourceId> = vec![nsid, sid];
     deps.extend(app.volumes.iter().map(|vol| {
@@ -129,19 +227,26 @@ pub fn objects(lab: &Lab, name: &str, app: &App, ns: &str, out: &mut Vec<Resourc
 }
 
 /// Whether the lab backs up the app's volumes (it has some, and the lab's `backup.volumes`
-/// names an S3 target).
+/// names an S3 or SFTP target).
 pub fn backed_up(lab: &Lab, app: &App) -> bool {
     volumes_target(lab, app).is_some()
 }
 
-/// The lab's S3 target for volumes, when it backs them up and `app` has any.
-fn volumes_target<'a>(lab: &'a Lab, app: &App) -> Option<(&'a VolumeBackup, &'a S3Target)> {
+/// The store `backup.volumes` names, when a pod can reach it (S3 or SFTP).
+fn store(lab: &Lab) -> Option<Store<'_>> {
+    let b = lab.backup.as_ref()?;
+    let t = b.targets.get(&b.volumes.as_ref()?.target)?;
+    t.s3.as_ref()
+        .map(Store::S3)
+        .or_else(|| t.sftp.as_ref().map(Store::Sftp))
+}
+
+/// The lab's volume backups and their store, when it backs them up and `app` has any.
+fn volumes_target<'a>(lab: &'a Lab, app: &App) -> Option<(&'a VolumeBackup, Store<'a>)> {
     if app.volumes.is_empty() {
         return None;
     }
-    let b = lab.backup.as_ref()?;
-    let v = b.volumes.as_ref()?;
-    Some((v, b.targets.get(&v.target)?.s3.as_ref()?))
+    Some((lab.backup.as_ref()?.volumes.as_ref()?, store(lab)?))
 }
 
 /// The pod that runs `script` with stock restic over the app's claims at `/data/VOLUME`
@@ -155,7 +260,7 @@ fn pod_template(
     script: &str,
     read_only: bool,
 ) -> serde_json::Value {
-    let Some((v, s3)) = volumes_target(lab, app) else {
+    let Some((v, store)) = volumes_target(lab, app) else {
         return serde_json::Value::Null;
     };
     let from_secret =
@@ -174,16 +279,9 @@ fn pod_template(
             "readOnly": read_only,
         }));
     }
-    if s3.ca.is_some() {
-        volumes.push(json!({
-            "name": "backup-ca",
-            "secret": {"secretName": obj, "items": [{"key": "ca.crt", "path": "ca.crt"}]},
-        }));
-        mounts.push(json!({
-            "name": "backup-ca",
-            "mountPath": CA_PATH.trim_end_matches("/ca.crt"),
-            "readOnly": true,
-        }));
+    if let Some((volume, mount)) = store.files(obj) {
+        volumes.push(volume);
+        mounts.push(mount);
     }
     let image = match lab
         .cluster
@@ -193,6 +291,12 @@ fn pod_template(
         Some(r) => crate::platform::transform::mirrored_image(&v.image, r),
         None => v.image.clone(),
     };
+    let mut env = vec![
+        json!({"name": "RESTIC_REPOSITORY", "value": store.repository()}),
+        json!({"name": "RESTIC_CACHE_DIR", "value": "/tmp/restic-cache"}),
+        from_secret("RESTIC_PASSWORD"),
+    ];
+    env.extend(store.env(obj));
     json!({
         "metadata": {"labels": {"app.kubernetes.io/name": obj, "app.kubernetes.io/managed-by": "cloudlet"}},
         "spec": {
@@ -201,13 +305,7 @@ fn pod_template(
                 "name": "restic",
                 "image": image,
                 "command": ["/bin/sh", "-c", script],
-                "env": [
-                    {"name": "RESTIC_REPOSITORY", "value": s3.restic_repository()},
-                    {"name": "RESTIC_CACHE_DIR", "value": "/tmp/restic-cache"},
-                    from_secret("RESTIC_PASSWORD"),
-                    from_secret("AWS_ACCESS_KEY_ID"),
-                    from_secret("AWS_SECRET_ACCESS_KEY"),
-                ],
+                "env": env,
                 "volumeMounts": mounts,
                 "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": false},
             }],
@@ -228,12 +326,8 @@ pub const RESTORE_LABEL: &str = "cloudlet.dev/restore";
 /// over them, so every volume is exactly what was backed up (a volume declared after the
 /// snapshot was taken comes back empty).
 pub fn restore_script(lab: &Lab, app: &App, snapshot: &str) -> Option<String> {
-    let (_, s3) = volumes_target(lab, app)?;
-    let ca = if s3.ca.is_some() {
-        format!(" --cacert {CA_PATH}")
-    } else {
-        String::new()
-    };
+    let (_, store) = volumes_target(lab, app)?;
+    let ca = store.flags();
     let mut out = String::from("set -eu\n");
     for vol in &app.volumes {
         out.push_str(&format!(

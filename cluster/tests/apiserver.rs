@@ -38,9 +38,10 @@ fn seed() -> Lab {
 fn secrets() -> TempDir {
     let d = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(d.path().join("secrets")).unwrap();
+    // Ending with a newline, as `echo` writes it.
     std::fs::write(
         d.path().join("secrets/postmaster-password"),
-        "hunter2-but-long",
+        "hunter2-but-long\n",
     )
     .unwrap();
     d
@@ -176,6 +177,15 @@ async fn seed_cluster_applies_to_an_empty_server_and_replans_empty() {
         .expect("the app's secret");
     let value = secret.data.unwrap()["PEERS_KEY"].0.clone();
     assert_eq!(value, std::env::var("PATH").unwrap().into_bytes());
+    // A value from a file arrives as cloudlet itself reads it: without the file's newline.
+    let mail: Secret = Api::namespaced(s.client.clone(), "mailserver")
+        .get("mailserver-secrets")
+        .await
+        .expect("the mail server's secret");
+    assert_eq!(
+        mail.data.unwrap()["POSTMASTER_PASSWORD"].0,
+        b"hunter2-but-long".to_vec()
+    );
 
     let second = plan(&s, &lab).await;
     assert!(

@@ -326,3 +326,109 @@ async fn the_restore_job_holds_the_app_and_brings_its_volumes_back_with_stock_re
     );
     assert!(!msg.contains(SECRET_KEY) && !msg.contains(KEY), "{msg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_go_to_an_sftp_target_with_the_labs_key_and_come_back_from_it() {
+    use cloudlet_backup::sftp::SftpLocation;
+    let work = tempfile::tempdir().unwrap();
+    let peer = cloudlet_testkit::sftp::SftpPeer::start(&work.path().join("sftp"));
+    let repo = work.path().join("repo");
+    let key = work.path().join("backup-key");
+    // With a newline at its end: the pod and cloudlet must still agree on the key.
+    std::fs::write(&key, format!("{KEY}\n")).unwrap();
+    let block = format!(
+        "\nbackup:\n  key: {{file: {}}}\n  targets:\n    box:\n      sftp: {{host: 127.0.0.1, port: {}, user: {}, path: {}, identity: {}, known_hosts: {}}}\n  volumes: {{target: box, every: 6h}}\n",
+        key.display(),
+        peer.addr.port(),
+        peer.user,
+        repo.display(),
+        peer.identity.display(),
+        peer.known_hosts.display()
+    );
+    let lab = cloudlet_testkit::seed::seed_lab(move |name, mut text| {
+        if name == "cluster.yaml" {
+            text.push_str(&block);
+        }
+        text
+    });
+    let plan = cloudlet_cluster::expand(&lab);
+    let secret = find(&plan, "secret", "blog.blog-backup").body.value();
+    let cron = find(&plan, "cronjob", "blog.blog-backup").body.value();
+    let template = &cron["spec"]["jobTemplate"]["spec"]["template"];
+    let c = &template["spec"]["containers"][0];
+    let script = c["command"][2].as_str().unwrap();
+    assert!(
+        script
+            .contains("restic -o 'sftp.command=ssh -o BatchMode=yes -o StrictHostKeyChecking=yes"),
+        "{script}"
+    );
+    assert!(
+        !c["env"].to_string().contains("AWS_"),
+        "no store keys for SFTP: {}",
+        c["env"]
+    );
+    let private = std::fs::read_to_string(&peer.identity).unwrap();
+    let text =
+        serde_json::to_string(&plan.iter().map(|r| r.body.value()).collect::<Vec<_>>()).unwrap();
+    assert!(
+        !text.contains(private.lines().nth(1).unwrap()) && !text.contains(KEY),
+        "a secret is in the plan"
+    );
+
+    // Backed up by the CronJob's container, through the server's SSH with the lab's key.
+    let content = work.path().join("nas/blog/content");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("index.html"), b"<h1>home</h1>\n").unwrap();
+    std::fs::write(content.join("big"), vec![b'z'; 400_000]).unwrap();
+    let before = cloudlet_testkit::files_of(&content);
+    let secrets = BTreeMap::from([from_refs(&secret)]);
+    let claims = BTreeMap::from([("blog-content".to_string(), content.clone())]);
+    let o = run_pod(
+        &work.path().join("root-backup"),
+        template,
+        &secrets,
+        &claims,
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "the backup container failed:\n{said}");
+    assert!(!said.contains(KEY), "{said}");
+    assert!(peer.connections.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    let loc = Location::Sftp(SftpLocation {
+        host: "127.0.0.1".into(),
+        port: peer.addr.port(),
+        user: peer.user.clone(),
+        path: repo.display().to_string(),
+        identity: Some(peer.identity.clone()),
+        known_hosts: Some(peer.known_hosts.clone()),
+    });
+    let snaps = cloudlet_backup::blocking(move || Repo::open(&loc, KEY)?.snapshots())
+        .await
+        .unwrap();
+    let snap = snaps
+        .iter()
+        .find(|s| s.tags.iter().any(|t| t == "cloudlet-app:blog/blog"))
+        .expect("the app's snapshot, read by cloudlet over SFTP");
+
+    // Lost, then brought back by the restore Job's container from the same server.
+    std::fs::remove_dir_all(&content).unwrap();
+    std::fs::create_dir_all(&content).unwrap();
+    let app = &lab.cluster.as_ref().unwrap().apps["blog"];
+    let job =
+        cloudlet_cluster::volume_backup::restore_job(&lab, "blog", app, "blog", &snap.id).unwrap();
+    let o = run_pod(
+        &work.path().join("root-restore"),
+        &job["spec"]["template"],
+        &secrets,
+        &claims,
+    );
+    assert!(
+        o.status.success(),
+        "the restore container failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(cloudlet_testkit::files_of(&content), before);
+}

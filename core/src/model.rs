@@ -1734,6 +1734,77 @@ fn default_ssh_port() -> u16 {
     22
 }
 
+impl SftpTarget {
+    /// The repository as restic names it (see [`sftp_repository`]).
+    pub fn restic_repository(&self) -> String {
+        sftp_repository(&self.user, &self.host, self.port, &self.path)
+    }
+}
+
+/// An SFTP repository as restic names it: `sftp:USER@HOST:PATH`, or
+/// `sftp://USER@HOST:PORT/PATH` on a port other than 22 (an absolute path then starts with
+/// `//`).
+pub fn sftp_repository(user: &str, host: &str, port: u16, path: &str) -> String {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    if port == 22 {
+        format!("sftp:{user}@{host}:{path}")
+    } else {
+        format!("sftp://{user}@{host}:{port}/{path}")
+    }
+}
+
+/// The arguments of the `ssh` that carries SFTP to a backup target, the one rule for every
+/// place that starts it (cloudlet itself, restic in a volume backup's pod): batch mode (no
+/// prompt), the host key checked strictly against `known_hosts` (when given, only that
+/// file), only the `identity` key when given, bounded waits, then `-s -- HOST sftp`.
+pub fn ssh_args(
+    host: &str,
+    port: u16,
+    user: &str,
+    identity: Option<&std::path::Path>,
+    known_hosts: Option<&std::path::Path>,
+) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "ConnectTimeout=15",
+        "-o",
+        "ServerAliveInterval=15",
+        "-o",
+        "ServerAliveCountMax=4",
+        "-o",
+        "LogLevel=ERROR",
+    ]
+    .map(String::from)
+    .to_vec();
+    if let Some(k) = known_hosts {
+        a.push("-o".into());
+        a.push(format!("UserKnownHostsFile={}", k.display()));
+    }
+    if let Some(i) = identity {
+        a.extend(["-o".into(), "IdentitiesOnly=yes".into(), "-i".into()]);
+        a.push(i.display().to_string());
+    }
+    a.extend([
+        "-p".into(),
+        port.to_string(),
+        "-l".into(),
+        user.to_string(),
+        "-s".into(),
+        "--".into(),
+        host.to_string(),
+        "sftp".into(),
+    ]);
+    a
+}
+
 /// Whether `host` is a name or address ssh reads as a host (never as an option).
 pub fn ssh_host_ok(host: &str) -> bool {
     !host.is_empty()

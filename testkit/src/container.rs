@@ -35,7 +35,11 @@ pub fn from_refs(body: &Value) -> (String, BTreeMap<String, Vec<u8>>) {
                 .into_bytes(),
             (_, Value::String(f)) => {
                 let b = std::fs::read(f).unwrap_or_else(|e| panic!("{key}: {f}: {e}"));
-                String::from_utf8_lossy(&b).trim_end().as_bytes().to_vec()
+                if r["verbatim"] == "true" {
+                    b
+                } else {
+                    b.trim_ascii().to_vec()
+                }
             }
             _ => panic!("{key}: no reference in {body}"),
         };
@@ -109,8 +113,9 @@ pub fn run_pod(
             let _ = std::os::unix::fs::symlink(format!("usr/{l}"), root.join(l));
         }
     }
+    // An image's /etc: its CA bundle, and the users (ssh looks its user up).
     setup.push_str(&format!(
-        "mount -t tmpfs none {r}/etc\nmkdir -p {r}/etc/ssl\ncp -r /etc/ssl/. {r}/etc/ssl/ 2>/dev/null || true\n"
+        "mount -t tmpfs none {r}/etc\nmkdir -p {r}/etc/ssl\ncp -r /etc/ssl/. {r}/etc/ssl/ 2>/dev/null || true\ncp /etc/passwd /etc/group {r}/etc/\n"
     ));
     let volumes: BTreeMap<&str, &Value> = spec["volumes"]
         .as_array()
@@ -130,14 +135,16 @@ pub fn run_pod(
         } else if v["secret"].is_object() {
             let dir = root.join("secrets").join(v["name"].as_str().unwrap());
             std::fs::create_dir_all(&dir).unwrap();
+            // Modes as the kubelet sets them: the item's, else the volume's default (0644).
+            let default_mode = v["secret"]["defaultMode"].as_u64().unwrap_or(0o644);
             for item in v["secret"]["items"].as_array().into_iter().flatten() {
                 let key = item["key"].as_str().unwrap();
                 let name = v["secret"]["secretName"].as_str().unwrap();
-                std::fs::write(
-                    dir.join(item["path"].as_str().unwrap()),
-                    value(secrets, name, key),
-                )
-                .unwrap();
+                let file = dir.join(item["path"].as_str().unwrap());
+                std::fs::write(&file, value(secrets, name, key)).unwrap();
+                let mode = item["mode"].as_u64().unwrap_or(default_mode) as u32;
+                std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                    .unwrap();
             }
             dir
         } else {

@@ -213,18 +213,44 @@ impl<'a> Validator<'a> {
         let b = lab.backup.as_ref().expect("backup");
         if let Some(t) = b.targets.get(&v.target)
             && t.s3.is_none()
+            && t.sftp.is_none()
         {
             self.push(
                 Diagnostic::error(
                     "backup-volumes-target",
                     path!["backup", "volumes", "target"],
                     format!(
-                        "volume backups run in the cluster's pods, which reach only an `s3` target, not target `{}`",
+                        "volume backups run in the cluster's pods, which reach only an `s3` or `sftp` target, not the directory of target `{}`",
                         v.target
                     ),
                 )
-                .help("give `volumes` an `s3` target (a MinIO or Garage on the NAS will do)"),
+                .help("give `volumes` an `s3` target (a MinIO or Garage on the NAS will do) or an `sftp` one"),
             );
+        }
+        if let Some(sftp) = b.targets.get(&v.target).and_then(|t| t.sftp.as_ref()) {
+            // A pod has no agent and no ~/.ssh: the key and the host key go in its Secret.
+            for (field, given) in [
+                ("identity", sftp.identity.is_some()),
+                ("known_hosts", sftp.known_hosts.is_some()),
+            ] {
+                if !given {
+                    self.push(
+                        Diagnostic::error(
+                            "backup-volumes-sftp",
+                            path!["backup", "volumes", "target"],
+                            format!(
+                                "volume backups to SFTP target `{}` run in pods, which have no agent and no ~/.ssh: the target needs `{field}`",
+                                v.target
+                            ),
+                        )
+                        .help(if field == "identity" {
+                            "give the target `identity: FILE`, a key without a passphrase that the server takes"
+                        } else {
+                            "give the target `known_hosts: FILE` (`ssh-keyscan -p PORT HOST`, checked against the server)"
+                        }),
+                    );
+                }
+            }
         }
         if v.image.trim().is_empty() || v.image.contains(char::is_whitespace) {
             self.push(Diagnostic::error(
