@@ -204,4 +204,39 @@ mod tests {
         assert_eq!(answer(&[0xff; 5000], 0x1234), None);
         assert!(query("a..b", 1).is_none());
     }
+
+    /// What the fuzz target checks, on stable: every truncation of a real answer and 5,000
+    /// damaged copies read without a panic, and only a response with the query's id counts.
+    #[test]
+    fn damaged_answers_never_panic() {
+        let q = query("web.rt.lan", 0x4242).unwrap();
+        let mut m = Message::from_vec(&q).unwrap();
+        m.metadata.message_type = MessageType::Response;
+        for i in 0..3u8 {
+            m.answers.push(hickory_proto::rr::Record::from_rdata(
+                Name::from_ascii("web.rt.lan").unwrap(),
+                60,
+                RData::A(hickory_proto::rr::rdata::A(Ipv4Addr::new(10, 77, 0, i))),
+            ));
+        }
+        let good = m.to_vec().unwrap();
+        for n in 0..good.len() {
+            let _ = answer(&good[..n], 0x4242);
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..5000 {
+            let mut bytes = good.clone();
+            for _ in 0..4 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let i = (seed as usize) % bytes.len();
+                bytes[i] = (seed >> 32) as u8;
+            }
+            if let Some(Answer::Addresses(v)) = answer(&bytes, 0x4242) {
+                assert_eq!(u16::from_be_bytes([bytes[0], bytes[1]]), 0x4242);
+                assert!(v.len() * 12 <= bytes.len());
+            }
+        }
+    }
 }
