@@ -363,17 +363,26 @@ fn app_objects(lab: &Lab, c: &Cluster, name: &str, app: &App, ns: &str, out: &mu
         .collect();
     if !app.secrets.is_empty() || !app.secret_files.is_empty() {
         let secret_name = format!("{name}-secrets");
+        // Values for the environment; files mounted as files keep their bytes.
         let refs = app
             .secrets
             .iter()
-            .map(|(k, r)| (k.as_str(), r))
+            .map(|(k, r)| (k.as_str(), secret_ref(r)))
             .chain(
                 secret_file_keys
                     .iter()
                     .map(String::as_str)
-                    .zip(app.secret_files.values()),
+                    .zip(app.secret_files.values())
+                    .map(|(k, r)| {
+                        (
+                            k,
+                            match r {
+                                SecretRef::File(f) => verbatim_file_ref(f),
+                                SecretRef::Env(_) => secret_ref(r),
+                            },
+                        )
+                    }),
             )
-            .map(|(k, r)| (k, secret_ref(r)))
             .collect();
         let sid = secret_refs(lab, ns, &secret_name, name, refs, out);
         deploy_deps.push(sid);
