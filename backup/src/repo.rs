@@ -518,3 +518,34 @@ impl Repo {
             .collect())
     }
 }
+
+/// A rustic_core backend error saying `what`.
+pub(crate) fn backend_error(what: String) -> Box<rustic_core::RusticError> {
+    rustic_core::RusticError::new(rustic_core::ErrorKind::Backend, "{what}")
+        .attach_context("what", what)
+}
+
+/// Turns a store's listing (file names and sizes) into what rustic_core asks of a backend:
+/// each file of type `tpe` with its ID (the config's is the default one), names that are not
+/// IDs skipped, a file of 4 GiB or more refused — `at` names the store in that error.
+pub(crate) fn listed(
+    tpe: rustic_core::FileType,
+    all: Vec<(String, u64)>,
+    at: &dyn std::fmt::Display,
+) -> rustic_core::RusticResult<Vec<(rustic_core::Id, u32)>> {
+    let mut out = Vec::with_capacity(all.len());
+    for (name, size) in all {
+        let id = if tpe == rustic_core::FileType::Config {
+            rustic_core::Id::default()
+        } else {
+            match rustic_core::Id::parse_some(&name, tpe) {
+                Some(id) => id,
+                None => continue,
+            }
+        };
+        let size = u32::try_from(size)
+            .map_err(|_| backend_error(format!("{name} on {at} is larger than 4 GiB")))?;
+        out.push((id, size));
+    }
+    Ok(out)
+}

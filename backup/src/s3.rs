@@ -14,11 +14,10 @@ use std::time::Duration;
 
 use cloudlet_transport::http::{Answer, Bytes, Http, HttpError, Method};
 use hmac::{Hmac, KeyInit, Mac};
-use rustic_core::{
-    BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
-};
+use rustic_core::{BytesList, FileType, Id, ReadBackend, RusticResult, WriteBackend};
 use sha2::{Digest, Sha256};
 
+use crate::repo::backend_error;
 use crate::stage::hex;
 
 /// The hash of an empty body.
@@ -245,10 +244,6 @@ pub fn parse_list(body: &[u8]) -> Result<Page, String> {
     Ok(Page { items, next })
 }
 
-fn backend_error(what: String) -> Box<RusticError> {
-    RusticError::new(ErrorKind::Backend, "{what}").attach_context("what", what)
-}
-
 impl S3Backend {
     /// A backend for `loc`, running its requests on `rt`.
     pub fn new(loc: S3Location, rt: tokio::runtime::Handle) -> Result<S3Backend, String> {
@@ -441,27 +436,16 @@ impl ReadBackend for S3Backend {
             FileType::Config => "config".to_string(),
             _ => format!("{}/", tpe.dirname()),
         };
-        let all = self.run(self.list_all(&dir))?;
-        let mut out = Vec::with_capacity(all.len());
-        for (key, size) in all {
-            let name = key.rsplit('/').next().unwrap_or_default();
-            let id = if tpe == FileType::Config {
-                if name != "config" {
-                    continue;
-                }
-                Id::default()
-            } else {
-                match Id::parse_some(name, tpe) {
-                    Some(id) => id,
-                    None => continue,
-                }
-            };
-            let size = u32::try_from(size).map_err(|_| {
-                backend_error(format!("{key} on {} is larger than 4 GiB", self.loc))
-            })?;
-            out.push((id, size));
-        }
-        Ok(out)
+        let all: Vec<(String, u64)> = self
+            .run(self.list_all(&dir))?
+            .into_iter()
+            .filter_map(|(key, size)| {
+                let name = key.rsplit('/').next().unwrap_or_default().to_string();
+                // The config is the one object called `config`, not one that starts so.
+                (tpe != FileType::Config || name == "config").then_some((name, size))
+            })
+            .collect();
+        crate::repo::listed(tpe, all, &self.loc)
     }
 
     fn read_full(&self, tpe: FileType, id: &Id) -> RusticResult<Bytes> {

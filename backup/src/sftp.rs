@@ -18,11 +18,10 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::repo::backend_error;
 use openssh_sftp_client::error::SftpErrorKind;
 use openssh_sftp_client::{Error as SftpError, Sftp, SftpOptions};
-use rustic_core::{
-    BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
-};
+use rustic_core::{BytesList, FileType, Id, ReadBackend, RusticResult, WriteBackend};
 use tokio::io::AsyncSeekExt as _;
 use tokio::process::{Child, Command};
 
@@ -112,10 +111,6 @@ impl std::fmt::Debug for SftpBackend {
             .field("loc", &self.loc.to_string())
             .finish_non_exhaustive()
     }
-}
-
-fn backend_error(what: String) -> Box<RusticError> {
-    RusticError::new(ErrorKind::Backend, "{what}").attach_context("what", what)
 }
 
 fn not_found(e: &SftpError) -> bool {
@@ -458,22 +453,7 @@ impl ReadBackend for SftpBackend {
                 self.run(&format!("listing {dir}"), self.list_dir(&dir))?
             }
         };
-        let mut out = Vec::with_capacity(all.len());
-        for (name, size) in all {
-            let id = if tpe == FileType::Config {
-                Id::default()
-            } else {
-                match Id::parse_some(&name, tpe) {
-                    Some(id) => id,
-                    None => continue,
-                }
-            };
-            let size = u32::try_from(size).map_err(|_| {
-                backend_error(format!("{name} on {} is larger than 4 GiB", self.loc))
-            })?;
-            out.push((id, size));
-        }
-        Ok(out)
+        crate::repo::listed(tpe, all, &self.loc)
     }
 
     fn read_full(&self, tpe: FileType, id: &Id) -> RusticResult<Bytes> {

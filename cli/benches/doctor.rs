@@ -16,8 +16,28 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use cloudlet_testkit::seed::seed_on_apiserver;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cloudlet");
+
+/// The CLI as a user runs it; what it printed, failing the bench when it did not succeed.
+fn cloudlet(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .env("OPN_KEY", "key:secret")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
 
 const ROUNDS: usize = 5;
 
@@ -28,22 +48,19 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn doctor(lab: &str, concurrency: &str) -> (f64, usize) {
     let t = Instant::now();
-    let out = common::cloudlet(
-        &[("OPN_KEY", "key:secret")],
-        &[
-            "doctor",
-            lab,
-            "--output",
-            "json",
-            "--timeout",
-            "2s",
-            "--concurrency",
-            concurrency,
-        ],
-    );
+    let out = cloudlet(&[
+        "doctor",
+        lab,
+        "--output",
+        "json",
+        "--timeout",
+        "2s",
+        "--concurrency",
+        concurrency,
+    ]);
     let secs = t.elapsed().as_secs_f64();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("doctor's JSON: {e}: {}", common::text(&out, &[])));
+        .unwrap_or_else(|e| panic!("doctor's JSON: {e}: {}", text(&out)));
     (secs, v["findings"].as_array().map_or(0, Vec::len))
 }
 
@@ -117,16 +134,16 @@ async fn populate(server: &ApiServer) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let server = ApiServer::start();
-    let up = common::seed_on_apiserver(&server.kubeconfig, None);
+    let up = seed_on_apiserver(&server.kubeconfig, None);
     // Half down: a router that accepts and never answers, a resolver that never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let down = common::seed_on_apiserver(
+    let down = seed_on_apiserver(
         &server.kubeconfig,
         Some(silent.local_addr().unwrap().port()),
     );
     let _resolver = tokio::net::UdpSocket::bind("127.77.0.53:53").await.unwrap();
-    let out = common::cloudlet(&[], &["apply", up.path().to_str().unwrap(), "--yes"]);
-    assert!(out.status.success(), "{}", common::text(&out, &[]));
+    let out = cloudlet(&["apply", up.path().to_str().unwrap(), "--yes"]);
+    assert!(out.status.success(), "{}", text(&out));
     populate(&server).await;
     let mut listeners = Vec::new();
     for port in [25, 443, 587, 993] {

@@ -99,7 +99,7 @@ fn status_of(d: &Value, check: &str, subject: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_finds_what_is_stuck_expired_unanswered_and_drifted() {
     let server = support::ApiServer::start();
-    let dir = common::seed_on_apiserver(&server.kubeconfig, None);
+    let dir = cloudlet_testkit::seed::seed_on_apiserver(&server.kubeconfig, None);
     let lab = dir.path().to_str().unwrap();
     let out = common::cloudlet(&[], &["apply", lab, "--yes"]);
     assert!(out.status.success(), "{}", common::text(&out, &[]));
@@ -422,7 +422,7 @@ async fn a_backend_that_hangs_fails_its_own_checks_within_the_limit() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let resolver = tokio::net::UdpSocket::bind("127.77.0.53:53").await.unwrap();
-    let dir = common::seed_on_apiserver(&server.kubeconfig, Some(port));
+    let dir = cloudlet_testkit::seed::seed_on_apiserver(&server.kubeconfig, Some(port));
     let lab = dir.path().to_str().unwrap();
     let env = [("OPN_KEY", "key:secret-never-printed")];
     let (code, d) = doctor(lab, &env, &["--timeout", "2s"]);

@@ -47,7 +47,7 @@ fn lab_dir(server: &support::ApiServer) -> tempfile::TempDir {
         "services:\n  notes:\n    image: ghcr.io/example/notes:1\n    ports: [\"8088:8080\"]\n    restart: always\n    volumes: [\"notes-data:/data\"]\nvolumes:\n  notes-data: {}\n",
     )
     .unwrap();
-    common::metallb_crds(dir.path());
+    cloudlet_testkit::seed::metallb_crds(dir.path());
     std::fs::write(
         dir.path().join("manifests/widgets.yaml"),
         r#"apiVersion: apiextensions.k8s.io/v1

@@ -20,7 +20,7 @@ mod common;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apply_waits_for_no_one_else_holding_the_labs_lease() {
     let server = support::ApiServer::start();
-    let dir = common::seed_on_apiserver(&server.kubeconfig, None);
+    let dir = cloudlet_testkit::seed::seed_on_apiserver(&server.kubeconfig, None);
     let lab = dir.path().to_str().unwrap();
     let out = common::cloudlet(&[], &["apply", lab, "--yes"]);
     assert!(out.status.success(), "{}", common::text(&out, &[]));
@@ -122,7 +122,7 @@ async fn next_event(w: &mut Watcher) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_two_watches_one_leads_and_the_other_takes_over_when_it_dies() {
     let server = support::ApiServer::start();
-    let dir = common::seed_on_apiserver(&server.kubeconfig, None);
+    let dir = cloudlet_testkit::seed::seed_on_apiserver(&server.kubeconfig, None);
     let lab = dir.path().to_str().unwrap();
     let out = common::cloudlet(&[], &["apply", lab, "--yes"]);
     assert!(out.status.success(), "{}", common::text(&out, &[]));

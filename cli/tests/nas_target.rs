@@ -68,7 +68,7 @@ fn lab_dir(server: &support::ApiServer, fake: &truenas_fake::Fake) -> tempfile::
     }
     std::fs::copy(&server.kubeconfig, dir.path().join("kubeconfig")).unwrap();
     std::fs::copy(&fake.ca, dir.path().join("nas-ca.crt")).unwrap();
-    common::metallb_crds(dir.path());
+    cloudlet_testkit::seed::metallb_crds(dir.path());
     std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
     std::fs::write(dir.path().join("secrets/postmaster-password"), "pw").unwrap();
     dir

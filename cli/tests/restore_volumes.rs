@@ -52,7 +52,7 @@ fn lab(work: &Path, kubeconfig: &Path, peer: &S3Peer) -> PathBuf {
             + "  manifests: [manifests]\n  platform: {metallb: {external: true}, traefik: {external: true}}\n"
     });
     std::fs::copy(kubeconfig, dir.join("kubeconfig")).unwrap();
-    common::metallb_crds(&dir);
+    cloudlet_testkit::seed::metallb_crds(&dir);
     std::fs::write(dir.join("secrets/s3-access"), ACCESS_KEY).unwrap();
     std::fs::write(dir.join("secrets/s3-secret"), SECRET_KEY).unwrap();
     std::fs::write(

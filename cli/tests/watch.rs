@@ -60,7 +60,7 @@ async fn get(addr: &str, path: &str) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_sends_each_change_once_serves_metrics_and_puts_things_right() {
     let server = support::ApiServer::start();
-    let dir = common::seed_on_apiserver(&server.kubeconfig, None);
+    let dir = cloudlet_testkit::seed::seed_on_apiserver(&server.kubeconfig, None);
     let lab = dir.path().to_str().unwrap();
     let out = common::cloudlet(&[], &["apply", lab, "--yes"]);
     assert!(out.status.success(), "{}", common::text(&out, &[]));
