@@ -14,7 +14,7 @@ use cloudlet_core::{Domain, Resource};
 use futures::StreamExt as _;
 use serde::Serialize;
 
-use crate::{Lab, cluster, network};
+use crate::{Lab, cluster, network, storage};
 
 /// How `doctor` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,8 @@ type Check<'a> = Pin<Box<dyn Future<Output = Vec<Finding>> + Send + 'a>>;
 impl Lab {
     /// Checks the running lab: each domain's backend reached and observed, drift, the
     /// cluster's nodes, stuck pods, objects, addresses and served certificates, machines
-    /// stuck installing, and the backups' age. Never fails: what cannot be checked is a
+    /// stuck installing, each NAS export mounted over NFS and its free space, and the
+    /// backups' age. Never fails: what cannot be checked is a
     /// finding too.
     pub async fn doctor(&self, options: &DoctorOptions) -> Diagnosis {
         let start = Instant::now();
@@ -99,6 +100,23 @@ impl Lab {
                 "pxe.install",
                 Some(Domain::Pxe),
                 Box::pin(async move { self.installs_stuck(&options.thresholds) }),
+            ));
+        }
+        if self.model().targets.storage.kind.as_str() != "local"
+            && self
+                .model()
+                .storage
+                .as_ref()
+                .is_some_and(|s| !s.exports.is_empty())
+        {
+            checks.push((
+                "storage.mount",
+                Some(Domain::Storage),
+                Box::pin(storage::doctor::exports(
+                    self.model(),
+                    limit / 2,
+                    &options.thresholds,
+                )),
             ));
         }
         if let Some((resolver, names)) = self.dns_names() {

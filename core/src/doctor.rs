@@ -119,6 +119,10 @@ pub struct Thresholds {
     pub cert_fail_days: u64,
     /// A machine installing this long is stuck (seconds).
     pub installing: u64,
+    /// A NAS file system with less than this share free (percent) is a warning.
+    pub space_warn_percent: u8,
+    /// With less than this share free (percent), a failure: writes are about to fail.
+    pub space_fail_percent: u8,
 }
 
 impl Default for Thresholds {
@@ -131,6 +135,8 @@ impl Default for Thresholds {
             cert_warn_days: 30,
             cert_fail_days: 7,
             installing: 60 * 60,
+            space_warn_percent: 15,
+            space_fail_percent: 5,
         }
     }
 }

@@ -13,7 +13,9 @@
 //! kernel NFS exports file under `/etc/exports.d/` plus `exportfs -ra`) and [`truenas`]
 //! (JSON-RPC 2.0 over WebSocket).
 
+pub mod doctor;
 pub mod linux_nas;
+pub mod nfs;
 pub mod truenas;
 
 use std::collections::BTreeMap;

@@ -106,6 +106,49 @@ fn namespaces() -> Env {
     env
 }
 
+/// Starts nfs-ganesha in the NAS namespace (`env.names[0]`) with `conf` included, and waits
+/// until it listens.
+async fn ganesha(env: &mut Env, dir: &Path, conf: &Path, pid: &Path) {
+    let nas = env.names[0].clone();
+    let main = dir.join("ganesha.conf");
+    std::fs::write(
+        &main,
+        format!(
+            "NFS_CORE_PARAM {{ Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }}\n\
+             NFSV4 {{ Graceless = true; RecoveryBackend = fs; RecoveryRoot = \"{}\"; }}\n\
+             NFS_KRB5 {{ Active_krb5 = false; }}\n\
+             %include \"{}\"\n",
+            dir.join("recovery").display(),
+            conf.display()
+        ),
+    )
+    .unwrap();
+    env.children.push(
+        Command::new("ip")
+            .args(["netns", "exec", &nas, "ganesha.nfsd", "-F", "-f"])
+            .arg(&main)
+            .arg("-p")
+            .arg(pid)
+            .arg("-L")
+            .arg(dir.join("ganesha.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ganesha starts"),
+    );
+    let t = Instant::now();
+    while !sh(&format!("ip netns exec {nas} ss -ltn | grep -q ':2049 '"))
+        .status
+        .success()
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "ganesha did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Lists `path` on the NAS from the client address `from`.
 fn nfs_ls(cli: &str, from: &str, path: &str) -> Output {
     ok(&format!(
@@ -156,46 +199,10 @@ async fn ganesha_serves_the_labs_volumes_to_allowed_clients_and_keeps_data() {
     std::fs::create_dir_all(&root).unwrap();
     let conf = dir.path().join("cloudlet.conf");
     std::fs::write(&conf, "").unwrap();
-    let main = dir.path().join("ganesha.conf");
-    std::fs::write(
-        &main,
-        format!(
-            "NFS_CORE_PARAM {{ Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }}\n\
-             NFSV4 {{ Graceless = true; RecoveryBackend = fs; RecoveryRoot = \"{}\"; }}\n\
-             NFS_KRB5 {{ Active_krb5 = false; }}\n\
-             %include \"{}\"\n",
-            dir.path().join("recovery").display(),
-            conf.display()
-        ),
-    )
-    .unwrap();
     let pid = dir.path().join("ganesha.pid");
     let mut env = namespaces();
     let (nas, cli) = (env.names[0].clone(), env.names[1].clone());
-    env.children.push(
-        Command::new("ip")
-            .args(["netns", "exec", &nas, "ganesha.nfsd", "-F", "-f"])
-            .arg(&main)
-            .arg("-p")
-            .arg(&pid)
-            .arg("-L")
-            .arg(dir.path().join("ganesha.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ganesha starts"),
-    );
-    let t = Instant::now();
-    while !sh(&format!("ip netns exec {nas} ss -ltn | grep -q ':2049 '"))
-        .status
-        .success()
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "ganesha did not listen"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    ganesha(&mut env, dir.path(), &conf, &pid).await;
 
     let provider = Arc::new(LinuxNas::new(LinuxNasOptions {
         flavor: Flavor::Ganesha,
@@ -442,5 +449,189 @@ async fn the_kernel_exports_file_round_trips_through_exportfs() {
     assert_eq!(
         std::fs::read_to_string(etc.join("cloudlet.exports")).unwrap(),
         file
+    );
+}
+
+/// A tmpfs of `mib` MiB mounted on `dir`, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, mib: u32) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        ok(&format!(
+            "mount -t tmpfs -o size={mib}m tmpfs {}",
+            dir.display()
+        ));
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = sh(&format!("umount -l {}", self.0.display()));
+    }
+}
+
+/// `cloudlet doctor`'s mount check for real: nfs-ganesha in a namespace behind a veth whose
+/// near end holds this machine's address and node1's, so the check asks as node1 would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_mounts_each_export_from_a_nodes_address_and_reads_its_free_space() {
+    use cloudlet_core::doctor::{Status, Thresholds};
+    assert!(
+        tool("ganesha.nfsd"),
+        "needs Debian's nfs-ganesha and nfs-ganesha-vfs"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (fine, full, taken) = (
+        dir.path().join("fine"),
+        dir.path().join("full"),
+        dir.path().join("taken"),
+    );
+    let _fine = Tmpfs::mount(&fine, 16);
+    let _full = Tmpfs::mount(&full, 16);
+    std::fs::create_dir_all(&taken).unwrap();
+    // 15.5 of 16 MiB written: under 5% free.
+    std::fs::write(full.join("fill"), vec![7u8; 31 << 19]).unwrap();
+    let id = std::process::id() % 100_000;
+    let (nas, near) = (format!("clnd{id}"), format!("cld{id}"));
+    let mut env = Env {
+        names: vec![nas.clone()],
+        children: Vec::new(),
+    };
+    ok(&format!("ip netns add {nas} && ip -n {nas} link set lo up"));
+    ok(&format!(
+        "ip link add {near} type veth peer name lan netns {nas}"
+    ));
+    ok(&format!(
+        "ip -n {nas} addr add 10.79.0.2/24 dev lan && ip -n {nas} link set lan up"
+    ));
+    ok(&format!(
+        "ip addr add 10.79.0.1/24 dev {near} && ip addr add 10.79.0.10/32 dev {near} && ip link set {near} up"
+    ));
+    // The NAS as cloudlet writes it, but `taken` changed by hand to node2 only.
+    let block = |id: u32, path: &Path, client: &str| {
+        format!(
+            "EXPORT {{\n  Export_Id = {id};\n  Path = \"{p}\";\n  Pseudo = \"{p}\";\n  Protocols = 4;\n  Transports = TCP;\n  SecType = sys;\n  Squash = No_Root_Squash;\n  Access_Type = None;\n  FSAL {{ Name = VFS; }}\n  CLIENT {{ Clients = {client}; Access_Type = RW; }}\n}}\n",
+            p = path.display()
+        )
+    };
+    let conf = dir.path().join("cloudlet.conf");
+    std::fs::write(
+        &conf,
+        [
+            block(1, &fine, "10.79.0.10/32"),
+            block(2, &full, "10.79.0.10/32"),
+            block(3, &taken, "10.79.0.20/32"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    ganesha(&mut env, dir.path(), &conf, &dir.path().join("ganesha.pid")).await;
+
+    let text = format!(
+        r#"name: nas
+site: {{domain: nas.lan}}
+networks:
+  lan: {{cidr: 10.79.0.0/24, gateway: 10.79.0.254}}
+storage:
+  kind: ganesha
+  address: 10.79.0.2
+  exports:
+    fine: {{path: {fine}, allow: [node1], squash: none}}
+    full: {{path: {full}, allow: [node1], squash: none}}
+    taken: {{path: {taken}, allow: [node1], squash: none}}
+    away: {{path: {taken}, allow: [node2]}}
+machines:
+  node1: {{cpus: 1, memory: 1GiB, nics: [{{network: lan, ip: 10.79.0.10}}]}}
+  node2: {{cpus: 1, memory: 1GiB, nics: [{{network: lan, ip: 10.79.0.20}}]}}
+cluster:
+  control_plane: [node1]
+  workers: [node2]
+"#,
+        fine = fine.display(),
+        full = full.display(),
+        taken = taken.display()
+    );
+    let lab = load_texts(vec![("lab.yaml".into(), text)], ".".into())
+        .expect("loads")
+        .lab;
+    let t = Thresholds::default();
+    let findings = cloudlet_storage::doctor::exports(&lab, Duration::from_secs(5), &t).await;
+    let find = |check: &str, subject: &str| {
+        findings
+            .iter()
+            .find(|f| f.check == check && f.subject == subject)
+            .unwrap_or_else(|| panic!("{check} {subject}: {findings:#?}"))
+            .clone()
+    };
+    let f = find("storage.mount", "export fine");
+    assert_eq!(f.status, Status::Ok, "{f:?}");
+    assert!(
+        f.evidence.starts_with(&format!(
+            "{} mounts over NFSv4 from 10.79.0.10 (node1) port ",
+            fine.display()
+        )) && f
+            .evidence
+            .ends_with(": a directory; root may read, lookup, modify, extend, delete"),
+        "{f:?}"
+    );
+    let s = find("storage.space", "export fine");
+    assert_eq!(s.status, Status::Ok, "{s:?}");
+    assert!(s.evidence.ends_with("of 16.0 MiB free (100.0%)"), "{s:?}");
+
+    assert_eq!(find("storage.mount", "export full").status, Status::Ok);
+    let s = find("storage.space", "export full");
+    assert_eq!(s.status, Status::Fail, "{s:?}");
+    assert!(s.evidence.ends_with("of 16.0 MiB free (3.1%)"), "{s:?}");
+
+    let f = find("storage.mount", "export taken");
+    assert_eq!(f.status, Status::Fail, "{f:?}");
+    assert!(
+        f.evidence
+            .contains("does not mount over NFSv4 from 10.79.0.10 (node1)")
+            && f.evidence.contains("NFS4ERR_"),
+        "{f:?}"
+    );
+    assert!(
+        f.fix
+            .as_deref()
+            .unwrap()
+            .contains("`cloudlet apply` puts the export"),
+        "{f:?}"
+    );
+    assert!(
+        !findings
+            .iter()
+            .any(|f| f.check == "storage.space" && f.subject == "export taken"),
+        "no space read through a refused export"
+    );
+
+    let f = find("storage.mount", "export away");
+    assert_eq!(f.status, Status::Warn, "{f:?}");
+    assert!(
+        f.evidence
+            .contains("this machine (10.79.0.1) is not a client it allows (10.79.0.20/32)"),
+        "{f:?}"
+    );
+
+    // The NAS's service down: every mount fails at once, with the way to bring it back.
+    for c in &mut env.children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let _ = sh(&format!("ip netns pids {nas} | xargs -r kill -9"));
+    let findings = cloudlet_storage::doctor::exports(&lab, Duration::from_secs(5), &t).await;
+    let down: Vec<_> = findings
+        .iter()
+        .filter(|f| f.check == "storage.mount" && f.status == Status::Fail)
+        .collect();
+    assert_eq!(down.len(), 3, "{findings:#?}");
+    assert!(
+        down.iter().all(|f| f
+            .fix
+            .as_deref()
+            .unwrap()
+            .starts_with("start the NAS's NFS service")),
+        "{down:#?}"
     );
 }

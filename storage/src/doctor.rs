@@ -1,0 +1,314 @@
+//! `cloudlet doctor`'s NAS checks that no API shows: each export asked over NFS, as a node
+//! mounting it would ask ([`crate::nfs`]), from a node's address when one is on the machine
+//! cloudlet runs on (it runs on a node, or `watch` runs in the cluster on the host's
+//! network), else from this machine's own address when the export allows it; and the free
+//! space of the file system under each export, as the server reports it to that client.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use cloudlet_core::doctor::{Finding, Status, Thresholds};
+use cloudlet_core::types::Cidr;
+use cloudlet_core::{Domain, Lab};
+
+use crate::nfs::{self, ACCESS_DELETE, ACCESS_EXTEND, ACCESS_LOOKUP, ACCESS_MODIFY, ACCESS_READ};
+
+const D: Option<Domain> = Some(Domain::Storage);
+
+/// Where one export is asked from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A node's address, on this machine.
+    Node(String, Ipv4Addr),
+    /// This machine's own address towards the NAS.
+    Here(Ipv4Addr),
+}
+
+/// The cluster's nodes with their addresses.
+fn nodes(lab: &Lab) -> Vec<(String, Ipv4Addr)> {
+    lab.cluster
+        .iter()
+        .flat_map(|c| c.control_plane.iter().chain(&c.workers))
+        .filter_map(|n| Some((n.clone(), lab.machine_ip(n)?)))
+        .collect()
+}
+
+/// Whether `ip` is an address of this machine (a socket binds to it).
+fn local(ip: Ipv4Addr) -> bool {
+    std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
+/// The address this machine would use towards `nas` (no packet is sent).
+fn here(nas: Ipv4Addr) -> Option<Ipv4Addr> {
+    let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    s.connect((nas, 2049)).ok()?;
+    match s.local_addr().ok()?.ip() {
+        IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+        _ => None,
+    }
+}
+
+/// Where to ask an export allowing `clients` from: the first node on this machine it
+/// allows, else this machine when it allows it.
+pub fn source(
+    nodes: &[(String, Ipv4Addr)],
+    clients: &[Cidr],
+    here: Option<Ipv4Addr>,
+    local: impl Fn(Ipv4Addr) -> bool,
+) -> Option<Source> {
+    let allowed = |ip: Ipv4Addr| clients.iter().any(|c| c.contains(ip));
+    nodes
+        .iter()
+        .find(|(_, ip)| allowed(*ip) && local(*ip))
+        .map(|(n, ip)| Source::Node(n.clone(), *ip))
+        .or_else(|| here.filter(|ip| allowed(*ip)).map(Source::Here))
+}
+
+/// `1.5 GiB`.
+fn bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+fn rights(bits: u32) -> String {
+    let names = [
+        (ACCESS_READ, "read"),
+        (ACCESS_LOOKUP, "lookup"),
+        (ACCESS_MODIFY, "modify"),
+        (ACCESS_EXTEND, "extend"),
+        (ACCESS_DELETE, "delete"),
+    ];
+    let granted: Vec<&str> = names
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    if granted.is_empty() {
+        "no rights".into()
+    } else {
+        granted.join(", ")
+    }
+}
+
+/// The space finding of the file system under an export.
+pub fn space(export: &str, s: nfs::Space, t: &Thresholds) -> Finding {
+    let pct = if s.total == 0 {
+        0.0
+    } else {
+        s.avail as f64 * 100.0 / s.total as f64
+    };
+    let evidence = format!("{} of {} free ({pct:.1}%)", bytes(s.avail), bytes(s.total));
+    let subject = format!("export {export}");
+    if pct < f64::from(t.space_fail_percent) {
+        Finding::new("storage.space", D, subject, Status::Fail, evidence).fix(
+            "free space on the NAS now (old snapshots, a larger pool): writes are about to fail and databases on it to stop",
+        )
+    } else if pct < f64::from(t.space_warn_percent) {
+        Finding::new("storage.space", D, subject, Status::Warn, evidence)
+            .fix("free space on the NAS or grow its pool before writes fail")
+    } else {
+        Finding::ok("storage.space", D, subject, evidence)
+    }
+}
+
+/// The findings of one export's answer.
+fn mount_findings(
+    export: &str,
+    path: &str,
+    read_only: bool,
+    from: &str,
+    asked: Option<SocketAddr>,
+    result: Result<nfs::Mounted, nfs::NfsError>,
+    t: &Thresholds,
+) -> Vec<Finding> {
+    let subject = format!("export {export}");
+    let port = asked.map_or_else(String::new, |a| format!(" port {}", a.port()));
+    match result {
+        Ok(m) if m.kind != "directory" => vec![
+            Finding::new(
+                "storage.mount",
+                D,
+                subject,
+                Status::Fail,
+                format!("{path} is a {}, not a directory", m.kind),
+            )
+            .fix("the export's path must be a directory on the NAS: check `storage.exports` and the NAS"),
+        ],
+        Ok(m) if m.access & (ACCESS_READ | ACCESS_LOOKUP) != ACCESS_READ | ACCESS_LOOKUP => vec![
+            Finding::new(
+                "storage.mount",
+                D,
+                subject,
+                Status::Fail,
+                format!(
+                    "{path} mounts over NFSv4 from {from}{port}, but root there may only {}",
+                    rights(m.access)
+                ),
+            )
+            .fix("the export's directory must be readable and searchable by the nodes' root (its mode, or `squash: none`)"),
+        ],
+        Ok(m) => {
+            let mut out = vec![Finding::ok(
+                "storage.mount",
+                D,
+                subject,
+                format!(
+                    "{path} mounts over NFSv4 from {from}{port}: a directory; root may {}{}",
+                    rights(m.access),
+                    if read_only { " (read-only export)" } else { "" }
+                ),
+            )];
+            if let Some(s) = m.space {
+                out.push(space(export, s, t));
+            }
+            out
+        }
+        Err(e) => {
+            let fix = match (&e, e.status()) {
+                (nfs::NfsError::Connect { .. } | nfs::NfsError::Timeout(..), _) => {
+                    "start the NAS's NFS service and let the nodes reach port 2049 (the router's rules)".to_string()
+                }
+                (nfs::NfsError::Version { .. }, _) => {
+                    "turn on NFSv4 on the NAS (TrueNAS: Services → NFS → Enabled Protocols)".to_string()
+                }
+                (_, Some(s)) if s.starts_with("NFS4ERR_ACCESS") || s.starts_with("NFS4ERR_PERM") || s.starts_with("NFS4ERR_NOENT") => format!(
+                    "the NAS does not export {path} to {from}: `cloudlet apply` puts the export and its clients back (`cloudlet plan` shows the drift)"
+                ),
+                (_, Some(s)) if s.starts_with("NFS4ERR_WRONGSEC") => {
+                    "the export wants Kerberos; cloudlet's nodes mount with sys: set the export's security to sys".to_string()
+                }
+                _ => "look at the NAS's NFS service log".to_string(),
+            };
+            vec![
+                Finding::new(
+                    "storage.mount",
+                    D,
+                    subject,
+                    Status::Fail,
+                    format!("{path} does not mount over NFSv4 from {from}{port}: {e}"),
+                )
+                .fix(fix),
+            ]
+        }
+    }
+}
+
+/// Every export of the lab's NAS asked over NFS within `limit` each (all at once), from a
+/// node's address or this machine's as [`source`] picks. Nothing when the lab has no NAS
+/// address.
+pub async fn exports(lab: &Lab, limit: Duration, t: &Thresholds) -> Vec<Finding> {
+    let Some(st) = &lab.storage else {
+        return Vec::new();
+    };
+    let Some(nas) = st
+        .address
+        .or_else(|| st.machine.as_deref().and_then(|m| lab.machine_ip(m)))
+    else {
+        return Vec::new();
+    };
+    let nodes = nodes(lab);
+    let here = here(nas);
+    let asks = st.exports.iter().map(|(name, e)| {
+        let clients: Vec<Cidr> = crate::clients(lab, &e.allow)
+            .iter()
+            .filter_map(|c| c.parse().ok())
+            .collect();
+        let from = source(&nodes, &clients, here, local);
+        let want = if e.read_only {
+            ACCESS_READ | ACCESS_LOOKUP
+        } else {
+            ACCESS_READ | ACCESS_LOOKUP | ACCESS_MODIFY | ACCESS_EXTEND | ACCESS_DELETE
+        };
+        async move {
+            let Some(from) = from else {
+                let me = here.map_or_else(|| "this machine".to_string(), |ip| format!("this machine ({ip})"));
+                return vec![
+                    Finding::new(
+                        "storage.mount",
+                        D,
+                        format!("export {name}"),
+                        Status::Warn,
+                        format!(
+                            "not checked: no node the export allows has its address here, and {me} is not a client it allows ({})",
+                            if clients.is_empty() { "none".to_string() } else { clients.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ") }
+                        ),
+                    )
+                    .fix("run `cloudlet doctor` on a node, or `cloudlet watch` in the cluster on the host's network, to check mounts as the nodes make them"),
+                ];
+            };
+            let (ip, said) = match &from {
+                Source::Node(n, ip) => (*ip, format!("{ip} ({n})")),
+                Source::Here(ip) => (*ip, format!("{ip} (this machine)")),
+            };
+            let (asked, result) = nfs::probe(
+                SocketAddr::from((nas, 2049)),
+                Some(IpAddr::V4(ip)),
+                &e.path,
+                want,
+                limit,
+            )
+            .await;
+            mount_findings(name, &e.path, e.read_only, &said, asked, result, t)
+        }
+    });
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_node_the_export_allows_goes_first_then_this_machine() {
+        let nodes = vec![
+            ("n1".to_string(), Ipv4Addr::new(10, 0, 20, 11)),
+            ("n2".to_string(), Ipv4Addr::new(10, 0, 20, 12)),
+        ];
+        let k8s: Vec<Cidr> = vec!["10.0.20.0/24".parse().unwrap()];
+        let me = Some(Ipv4Addr::new(10, 0, 10, 50));
+        assert_eq!(
+            source(&nodes, &k8s, me, |ip| ip == Ipv4Addr::new(10, 0, 20, 12)),
+            Some(Source::Node("n2".into(), Ipv4Addr::new(10, 0, 20, 12)))
+        );
+        assert_eq!(source(&nodes, &k8s, me, |_| false), None);
+        let both: Vec<Cidr> = vec!["10.0.0.0/16".parse().unwrap()];
+        assert_eq!(
+            source(&nodes, &both, me, |_| false),
+            Some(Source::Here(Ipv4Addr::new(10, 0, 10, 50)))
+        );
+        let only_n1: Vec<Cidr> = vec!["10.0.20.11/32".parse().unwrap()];
+        assert_eq!(
+            source(&nodes, &only_n1, me, |_| true).unwrap(),
+            Source::Node("n1".into(), Ipv4Addr::new(10, 0, 20, 11))
+        );
+    }
+
+    #[test]
+    fn free_space_is_ok_then_a_warning_then_a_failure() {
+        let t = Thresholds::default();
+        let s = |avail| nfs::Space {
+            avail,
+            free: avail,
+            total: 100 << 30,
+        };
+        let f = space("mail", s(40 << 30), &t);
+        assert_eq!(f.status, Status::Ok);
+        assert_eq!(f.evidence, "40.0 GiB of 100.0 GiB free (40.0%)");
+        assert_eq!(space("mail", s(10 << 30), &t).status, Status::Warn);
+        assert_eq!(space("mail", s(1 << 30), &t).status, Status::Fail);
+    }
+}
