@@ -102,6 +102,20 @@ impl Lab {
                 Box::pin(async move { self.installs_stuck(&options.thresholds) }),
             ));
         }
+        // The PXE server runs when the lab's machines do (a hypervisor target), or where
+        // `pxe.serve` says.
+        if let Some(server) = pxe::doctor::server(self.model()).filter(|_| {
+            self.model().targets.hypervisor.kind.as_str() != "local"
+                || self.model().pxe.as_ref().is_some_and(|p| p.serve.is_some())
+        }) {
+            checks.push((
+                "pxe.serve",
+                Some(Domain::Pxe),
+                Box::pin(
+                    async move { vec![pxe::doctor::menu(self.model(), server, limit / 2).await] },
+                ),
+            ));
+        }
         if self.model().targets.storage.kind.as_str() != "local"
             && self
                 .model()
@@ -117,6 +131,11 @@ impl Lab {
                     limit / 2,
                     &options.thresholds,
                 )),
+            ));
+            checks.push((
+                "storage.snapshot",
+                Some(Domain::Storage),
+                Box::pin(self.snapshots_fresh()),
             ));
         }
         if let Some((resolver, names)) = self.dns_names() {
@@ -486,6 +505,32 @@ impl Lab {
             })
             .collect();
         (!names.is_empty()).then(|| ((resolver, 53).into(), names))
+    }
+
+    /// Each snapshot policy's newest snapshot on the NAS against its period.
+    async fn snapshots_fresh(&self) -> Vec<Finding> {
+        if !storage::expand(self.model())
+            .iter()
+            .any(|r| &*r.id.kind == storage::SNAPSHOT_TASK)
+        {
+            return Vec::new();
+        }
+        match self.storage_status().await {
+            Ok(status) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                storage::doctor::snapshots(self.model(), &status, now)
+            }
+            Err(e) => vec![Finding::new(
+                "storage.snapshot",
+                Some(Domain::Storage),
+                "snapshots",
+                Status::Fail,
+                chain(&e),
+            )
+            .fix("the NAS's API must answer to list its snapshots (`storage.reachable` says why not)")],
+        }
     }
 
     /// The etcd members of the cluster cloudlet made (one per control plane, on port 2379),

@@ -116,12 +116,9 @@ pub fn freshness(
         good.target,
         span(age)
     );
-    let status = if age > every.saturating_mul(3) {
-        Status::Fail
-    } else if age > every.saturating_add(every / 2) || newest_failed.is_some() {
-        Status::Warn
-    } else {
-        Status::Ok
+    let status = match cloudlet_core::doctor::lateness(age, every) {
+        Status::Ok if newest_failed.is_some() => Status::Warn,
+        s => s,
     };
     let finding = Finding::new("backup.fresh", None, subject, status, evidence);
     if status == Status::Ok {

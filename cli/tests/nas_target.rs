@@ -163,6 +163,54 @@ async fn the_seeds_volumes_get_datasets_exports_snapshots_and_bound_claims() {
     assert_eq!(code, 0);
     assert!(out.contains("4 volume(s)."), "{out}");
 
+    // doctor: each snapshot policy's newest snapshot against its period (the NAS's ZFS
+    // creation time), and the exports' mounts, which cannot be asked from here.
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    fake.take_snapshot_at("main/mail", "cloudlet-seed-mail-x", now - 30 * 60);
+    fake.take_snapshot_at("main/blog", "cloudlet-seed-blog-x", now - 4 * 86_400);
+    let (_, out, err) = cloudlet(&["doctor", lab, "--output", "json"]);
+    let d: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let find = |check: &str, subject: &str| {
+        d["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["check"] == check && f["subject"] == subject)
+            .unwrap_or_else(|| panic!("{check} {subject}: {d:#}"))
+            .clone()
+    };
+    let mail = find("storage.snapshot", "snapshots mail");
+    assert_eq!(mail["status"], "ok", "{mail}");
+    assert_eq!(
+        mail["evidence"],
+        "newest snapshot main/mail@cloudlet-seed-mail-x is 30m old (schedule: every 1h)"
+    );
+    let blog = find("storage.snapshot", "snapshots blog");
+    assert_eq!(blog["status"], "fail", "{blog}");
+    assert!(
+        blog["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("is 4d old (schedule: every 1d)"),
+        "{blog}"
+    );
+    let mount = find("storage.mount", "export mail");
+    assert_eq!(mount["status"], "warn", "{mount}");
+    assert!(
+        mount["evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("not checked:"),
+        "{mount}"
+    );
+
     // Without the key the NAS is not reached, with a clear error.
     let out = Command::new(env!("CARGO_BIN_EXE_cloudlet"))
         .args(["plan", lab])

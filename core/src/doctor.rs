@@ -141,6 +141,18 @@ impl Default for Thresholds {
     }
 }
 
+/// How late something made every `every` seconds is at `age` seconds (sanoid's rule for
+/// snapshots, used for backups too): past 1.5 periods a warning, past 3 a failure.
+pub fn lateness(age: u64, every: u64) -> Status {
+    if age > every.saturating_mul(3) {
+        Status::Fail
+    } else if age > every.saturating_add(every / 2) {
+        Status::Warn
+    } else {
+        Status::Ok
+    }
+}
+
 /// A span of seconds in words: `45s`, `12m`, `3h 5m`, `2d 4h`.
 pub fn span(seconds: u64) -> String {
     let (d, h, m) = (

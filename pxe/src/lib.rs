@@ -5,6 +5,7 @@
 //! holds (validation refuses plaintext); an install config is keyed by the machine's MAC so
 //! the boot service can serve it to that machine only.
 
+pub mod doctor;
 pub mod http;
 pub mod install;
 pub mod node_prep;

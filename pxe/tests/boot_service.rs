@@ -543,3 +543,100 @@ fn another_address_cannot_take_over_a_boot_in_progress() {
         "{e}"
     );
 }
+
+/// dnsmasq's TFTP server (port 69 on an address of its own on loopback), serving `root`.
+struct DnsmasqTftp(std::process::Child);
+
+impl Drop for DnsmasqTftp {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn dnsmasq_tftp(ip: &str, root: &std::path::Path) -> DnsmasqTftp {
+    assert!(
+        cloudlet_testkit::shell::tool("dnsmasq"),
+        ".ci/run installs dnsmasq-base"
+    );
+    DnsmasqTftp(
+        Command::new("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                &format!("--listen-address={ip}"),
+                "--port=0",
+                "--pid-file=",
+                "--user=root",
+                "--conf-file=/dev/null",
+                "--enable-tftp",
+                &format!("--tftp-root={}", root.display()),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// `cloudlet doctor`'s boot check: the menu read over TFTP from cloudlet's boot service is the
+/// lab's; another lab's menu is a warning; a real TFTP server (dnsmasq) without it, or nothing
+/// listening, a failure. A file of many blocks from dnsmasq reads back byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reads_the_boot_menu_over_tftp_and_compares_it_with_the_labs() {
+    use cloudlet_core::doctor::Status;
+    use cloudlet_pxe::doctor::{MENU, menu, read};
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let svc = start(root.path(), state.path());
+    let at: std::net::SocketAddr = ([127, 0, 0, 1], svc.tftp_port).into();
+    let lab = support::boot_lab();
+    let f = menu(&lab, at, Duration::from_secs(5)).await;
+    assert_eq!(f.status, Status::Ok, "{f:?}");
+    let rendered = cloudlet_pxe::render::pxelinux_menu(&lab);
+    assert_eq!(
+        f.evidence,
+        format!(
+            "{MENU} read over TFTP: {} bytes, as the lab renders it",
+            rendered.len()
+        )
+    );
+    let mut other = lab.clone();
+    other.pxe.as_mut().unwrap().menu.title = Some("another lab".into());
+    let f = menu(&other, at, Duration::from_secs(5)).await;
+    assert_eq!(f.status, Status::Warn, "{f:?}");
+    assert!(f.fix.unwrap().contains("restart `cloudlet boot`"));
+
+    // dnsmasq: a file of seven blocks and a bit reads back whole; the menu it lacks is refused.
+    let ip = format!("127.84.{}.1", std::process::id() % 250);
+    let files = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..3_700u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(files.path().join("big.bin"), &big).unwrap();
+    let _tftp = dnsmasq_tftp(&ip, files.path());
+    let server: std::net::SocketAddr = format!("{ip}:69").parse().unwrap();
+    let mut got = Err(cloudlet_pxe::doctor::ReadError::TooLong);
+    for _ in 0..50 {
+        got = read(server, "big.bin", Duration::from_secs(2)).await;
+        if got.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got.unwrap(), big);
+    let f = menu(&lab, server, Duration::from_secs(5)).await;
+    assert_eq!(f.status, Status::Fail, "{f:?}");
+    assert!(
+        f.evidence.starts_with(&format!(
+            "{MENU} over TFTP: the server refused it: TFTP error 1"
+        )),
+        "{f:?}"
+    );
+
+    // Nothing listening: a failure within the limit.
+    drop(svc);
+    let f = menu(&lab, at, Duration::from_secs(2)).await;
+    assert_eq!(f.status, Status::Fail, "{f:?}");
+    assert_eq!(f.evidence, format!("{MENU} over TFTP: no answer within 2s"));
+}

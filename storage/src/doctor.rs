@@ -2,12 +2,13 @@
 //! mounting it would ask ([`crate::nfs`]), from a node's address when one is on the machine
 //! cloudlet runs on (it runs on a node, or `watch` runs in the cluster on the host's
 //! network), else from this machine's own address when the export allows it; and the free
-//! space of the file system under each export, as the server reports it to that client.
+//! space of the file system under each export, as the server reports it to that client;
+//! and each snapshot policy's newest snapshot against its period.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use cloudlet_core::doctor::{Finding, Status, Thresholds};
+use cloudlet_core::doctor::{Finding, Status, Thresholds, lateness, span};
 use cloudlet_core::types::Cidr;
 use cloudlet_core::{Domain, Lab};
 
@@ -265,6 +266,59 @@ pub async fn exports(lab: &Lab, limit: Duration, t: &Thresholds) -> Vec<Finding>
         .await
         .into_iter()
         .flatten()
+        .collect()
+}
+
+/// Each snapshot policy's newest snapshot against its period (sanoid's rule,
+/// [`lateness`]): `status` is what the NAS reported for the lab's datasets, `now` Unix
+/// seconds. A policy whose dataset the NAS does not list, or that has no snapshot yet, is a
+/// warning (a task just made has not run).
+pub fn snapshots(lab: &Lab, status: &[crate::VolumeStatus], now: i64) -> Vec<Finding> {
+    crate::expand(lab)
+        .iter()
+        .filter(|r| &*r.id.kind == crate::SNAPSHOT_TASK)
+        .filter_map(|r| {
+            let v = r.body.value();
+            Some((r.id.name.to_string(), v["path"].as_str()?.to_string(), v["every_s"].as_u64()?))
+        })
+        .map(|(name, path, every)| {
+            let subject = format!("snapshots {name}");
+            let schedule = span(every);
+            let Some(ds) = status.iter().find(|s| s.path == path) else {
+                return Finding::new(
+                    "storage.snapshot",
+                    D,
+                    subject,
+                    Status::Warn,
+                    format!("the NAS lists no dataset at {path} (schedule: every {schedule})"),
+                )
+                .fix("`cloudlet apply` makes the dataset and its snapshot task");
+            };
+            let (Some(snap), Some(at)) = (&ds.latest_snapshot, ds.latest_snapshot_at) else {
+                return Finding::new(
+                    "storage.snapshot",
+                    D,
+                    subject,
+                    Status::Warn,
+                    format!("no snapshot of {path} yet (schedule: every {schedule})"),
+                )
+                .fix("is the periodic snapshot task enabled on the NAS (TrueNAS: Data Protection → Periodic Snapshot Tasks)?");
+            };
+            let age = u64::try_from(now.saturating_sub(at)).unwrap_or(0);
+            let status = lateness(age, every);
+            let f = Finding::new(
+                "storage.snapshot",
+                D,
+                subject,
+                status,
+                format!("newest snapshot {snap} is {} old (schedule: every {schedule})", span(age)),
+            );
+            if status == Status::Ok {
+                f
+            } else {
+                f.fix("the NAS's periodic snapshot task has stopped: look at its state (TrueNAS: Data Protection → Periodic Snapshot Tasks) and the pool's health")
+            }
+        })
         .collect()
 }
 

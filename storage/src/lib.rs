@@ -73,6 +73,8 @@ pub struct VolumeStatus {
     pub used_bytes: Option<u64>,
     /// The newest snapshot, when the NAS takes them.
     pub latest_snapshot: Option<String>,
+    /// When the newest snapshot was taken (Unix seconds), when the NAS says.
+    pub latest_snapshot_at: Option<i64>,
     /// Whether its data stays when it leaves the lab.
     pub retain: bool,
 }

@@ -526,6 +526,7 @@ impl LinuxNas {
                 exported_to,
                 used_bytes,
                 latest_snapshot: None,
+                latest_snapshot_at: None,
                 retain: e.resource.data != Data::Disposable,
             });
         }

@@ -35,8 +35,8 @@ pub struct State {
     pub datasets: BTreeMap<String, Dataset>,
     pub shares: BTreeMap<i64, Value>,
     pub tasks: BTreeMap<i64, Value>,
-    /// (dataset, snapshot name) in creation order.
-    pub snapshots: Vec<(String, String)>,
+    /// (dataset, snapshot name, creation in Unix seconds) in creation order.
+    pub snapshots: Vec<(String, String, i64)>,
     pub jobs: BTreeMap<i64, Value>,
     next_id: i64,
     /// Every method called, in order.
@@ -139,13 +139,21 @@ impl Fake {
         }
     }
 
-    /// Takes a snapshot of `dataset`, as a periodic task would.
+    /// Takes a snapshot of `dataset` now, as a periodic task would.
     pub fn take_snapshot(&self, dataset: &str, name: &str) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.take_snapshot_at(dataset, name, now);
+    }
+
+    /// Takes a snapshot of `dataset` as if at `created` (Unix seconds).
+    pub fn take_snapshot_at(&self, dataset: &str, name: &str, created: i64) {
         self.state
             .lock()
             .unwrap()
             .snapshots
-            .push((dataset.to_string(), name.to_string()));
+            .push((dataset.to_string(), name.to_string(), created));
     }
 
     pub fn calls(&self) -> Vec<String> {
@@ -504,7 +512,7 @@ impl Ctx {
                 st.datasets
                     .retain(|k, _| k != &name && !k.starts_with(&prefix));
                 st.snapshots
-                    .retain(|(d, _)| d != &name && !d.starts_with(&prefix));
+                    .retain(|(d, _, _)| d != &name && !d.starts_with(&prefix));
                 Ok(json!(true))
             }
             "sharing.nfs.query" => Ok(json!(
@@ -644,11 +652,22 @@ impl Ctx {
                         format!("Method {method} not found"),
                     ));
                 }
+                // Properties only when asked for (`extra.properties`), as the middleware
+                // reads them from ZFS: value, rawvalue (Unix seconds for `creation`), parsed.
+                let creation = p[1]["extra"]["properties"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == "creation"));
                 Ok(json!(
                     st.snapshots
                         .iter()
                         .enumerate()
-                        .map(|(i, (d, n))| json!({"id": format!("{d}@{n}"), "dataset": d, "name": format!("{d}@{n}"), "createtxg": i}))
+                        .map(|(i, (d, n, at))| {
+                            let mut s = json!({"id": format!("{d}@{n}"), "dataset": d, "name": format!("{d}@{n}"), "snapshot_name": n, "createtxg": i});
+                            if creation {
+                                s["properties"] = json!({"creation": {"value": at.to_string(), "rawvalue": at.to_string(), "parsed": {"$date": at * 1000}, "source": "NONE"}});
+                            }
+                            s
+                        })
                         .filter(|s| matches(s, &p[0]))
                         .collect::<Vec<_>>()
                 ))

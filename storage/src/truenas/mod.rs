@@ -645,7 +645,7 @@ impl TrueNas {
         let snaps = self
             .call(
                 method,
-                json!([[["dataset", "in", names]], {"order_by": ["createtxg"]}]),
+                json!([[["dataset", "in", names]], {"order_by": ["createtxg"], "extra": {"properties": ["creation"]}}]),
             )
             .await?;
         let mut out: Vec<crate::VolumeStatus> = ours
@@ -668,19 +668,26 @@ impl TrueNas {
                             .collect()
                     })
                     .unwrap_or_default();
-                let latest_snapshot = snaps
+                let newest = snaps
                     .as_array()
                     .into_iter()
                     .flatten()
                     .rev()
-                    .filter(|s| s["dataset"] == d["id"])
-                    .find_map(|s| s["name"].as_str().map(str::to_string));
+                    .find(|s| s["dataset"] == d["id"] && s["name"].is_string());
+                let latest_snapshot = newest.and_then(|s| s["name"].as_str().map(str::to_string));
+                // ZFS's `creation` in Unix seconds (its raw value).
+                let latest_snapshot_at = newest.and_then(|s| {
+                    s["properties"]["creation"]["rawvalue"]
+                        .as_str()
+                        .and_then(|v| v.parse().ok())
+                });
                 Some(crate::VolumeStatus {
                     name: r.id.name.to_string(),
                     path,
                     exported_to,
                     used_bytes: d["used"]["parsed"].as_u64(),
                     latest_snapshot,
+                    latest_snapshot_at,
                     retain: r.data != Data::Disposable,
                 })
             })
