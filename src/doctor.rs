@@ -467,10 +467,15 @@ impl Lab {
                             .await,
                         );
                     }
-                    match cluster::doctor::ingress_certificates(&c, &set, th, now, limit / 2).await
-                    {
-                        Ok(f) => out.extend(f),
-                        Err(e) => out.extend(kube_failed("cluster.certificate", e)),
+                    let (ingresses, kubelets) = futures::join!(
+                        cluster::doctor::ingress_certificates(&c, &set, th, now, limit / 2),
+                        cluster::doctor::kubelet_certificates(&c, th, now, limit / 2)
+                    );
+                    for found in [ingresses, kubelets] {
+                        match found {
+                            Ok(f) => out.extend(f),
+                            Err(e) => out.extend(kube_failed("cluster.certificate", e)),
+                        }
                     }
                     out
                 }),

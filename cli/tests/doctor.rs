@@ -151,7 +151,9 @@ async fn doctor_finds_what_is_stuck_expired_unanswered_and_drifted() {
             name,
             json!({"conditions": [{"type": "Ready", "status": ready,
             "reason": "KubeletNotReady", "message": "container runtime is down",
-            "lastHeartbeatTime": common::ago(since), "lastTransitionTime": common::ago(since)}]}),
+            "lastHeartbeatTime": common::ago(since), "lastTransitionTime": common::ago(since)}],
+            "addresses": [{"type": "InternalIP", "address": if name == "n1" { "127.77.0.11" } else { "127.77.0.12" }}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}}),
         )
         .await;
     }
@@ -240,6 +242,8 @@ async fn doctor_finds_what_is_stuck_expired_unanswered_and_drifted() {
     )
     .await;
     let expired = serve_tls("127.77.0.1:443", "blog.example.com", -400 * 86_400, -86_400).await;
+    // n1's kubelet serves a self-signed certificate with three days left.
+    let _kubelet = serve_tls("127.77.0.11:10250", "n1", -360 * 86_400, 3 * 86_400 + 7_200).await;
     let mail: Api<Service> = Api::namespaced(client.clone(), "mailserver");
     let shared = mail
         .list(&Default::default())
@@ -322,6 +326,23 @@ async fn doctor_finds_what_is_stuck_expired_unanswered_and_drifted() {
             .unwrap()
             .starts_with("expired 1d ago"),
         "{cert}"
+    );
+    let kubelet = find(&d, "cluster.certificate", "kubelet n1");
+    assert_eq!(kubelet["status"], "fail", "{kubelet}");
+    assert!(
+        kubelet["evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("expires in 3d"),
+        "{kubelet}"
+    );
+    assert!(
+        !d["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["subject"] == "kubelet n2"),
+        "a node not Ready is left to its own finding"
     );
     let vip = |port: u16| {
         status_of(

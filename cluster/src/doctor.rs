@@ -627,6 +627,59 @@ pub fn certificate_finding(
     }
 }
 
+/// The serving certificate of each Ready node's kubelet, read on its address and port as
+/// the node reports them (`InternalIP`, the kubelet endpoint, else 10250): a kubelet's
+/// self-signed certificate lasts a year and is not renewed by `kubeadm certs renew`. Nodes
+/// not Ready are left to their own finding.
+pub async fn kubelet_certificates(
+    client: &Client,
+    th: &Thresholds,
+    now: i64,
+    limit: Duration,
+) -> Result<Vec<Finding>, kube::Error> {
+    let list = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let probes: Vec<_> = list
+        .items
+        .iter()
+        .filter(|n| node(n, now).status != Status::Fail)
+        .filter_map(|n| {
+            let st = n.status.as_ref()?;
+            let ip: IpAddr = st
+                .addresses
+                .iter()
+                .flatten()
+                .find(|a| a.type_ == "InternalIP")?
+                .address
+                .parse()
+                .ok()?;
+            let port = st
+                .daemon_endpoints
+                .as_ref()
+                .and_then(|d| d.kubelet_endpoint.as_ref())
+                .map_or(10250, |e| e.port);
+            let port = u16::try_from(port)
+                .ok()
+                .filter(|p| *p != 0)
+                .unwrap_or(10250);
+            let name = n.name_any();
+            Some(async move {
+                served_certificate(
+                    format!("kubelet {name}"),
+                    SocketAddr::new(ip, port),
+                    &name,
+                    th,
+                    now,
+                    limit,
+                )
+                .await
+            })
+        })
+        .collect();
+    Ok(futures::future::join_all(probes).await)
+}
+
 /// The certificate each of the lab's Ingresses serves for each of its TLS hosts, read on
 /// port 443 of the address its status publishes.
 pub async fn ingress_certificates(
