@@ -220,19 +220,7 @@ mod tests {
             ));
         }
         let good = m.to_vec().unwrap();
-        for n in 0..good.len() {
-            let _ = answer(&good[..n], 0x4242);
-        }
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        for _ in 0..5000 {
-            let mut bytes = good.clone();
-            for _ in 0..4 {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let i = (seed as usize) % bytes.len();
-                bytes[i] = (seed >> 32) as u8;
-            }
+        for bytes in cloudlet_testkit::hostile::damaged(&good, 5000) {
             if let Some(Answer::Addresses(v)) = answer(&bytes, 0x4242) {
                 assert_eq!(u16::from_be_bytes([bytes[0], bytes[1]]), 0x4242);
                 assert!(v.len() * 12 <= bytes.len());

@@ -596,17 +596,7 @@ mod tests {
             ],
         );
         assert!(reply(&good, 3, "/x").is_ok());
-        let mut seed = 0x9e37_79b9_u32;
-        for _ in 0..5_000 {
-            let mut b = good.clone();
-            for _ in 0..3 {
-                seed ^= seed << 13;
-                seed ^= seed >> 17;
-                seed ^= seed << 5;
-                let i = seed as usize % b.len();
-                b[i] = (seed >> 8) as u8;
-            }
-            b.truncate(seed as usize % (good.len() + 1));
+        for b in cloudlet_testkit::hostile::damaged(&good, 5_000) {
             let _ = reply(&b, 3, "/x");
         }
     }

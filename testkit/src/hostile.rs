@@ -75,3 +75,27 @@ pub fn rss_kib(pid: Option<u32>) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// `count` damaged copies of `good` (a few bytes overwritten each, seeded, so every run reads
+/// the same copies), then every truncation of it: what a reader of network input meets on
+/// stable Rust, beside its fuzz target.
+pub fn damaged(good: &[u8], count: usize) -> Vec<Vec<u8>> {
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut out: Vec<Vec<u8>> = (0..count)
+        .map(|_| {
+            let mut bytes = good.to_vec();
+            for _ in 0..4 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let i = usize::try_from(seed % good.len().max(1) as u64).unwrap_or(0);
+                if let Some(b) = bytes.get_mut(i) {
+                    *b = (seed >> 32) as u8;
+                }
+            }
+            bytes
+        })
+        .collect();
+    out.extend((0..good.len()).map(|n| good[..n].to_vec()));
+    out
+}
