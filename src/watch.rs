@@ -302,8 +302,17 @@ impl Lab {
                     on_event(&WatchEvent::Leading {
                         me: l.me().to_string(),
                     });
-                    // A new leader starts from what it sees now.
-                    previous = None;
+                    // A new leader starts from the states the last one left on the Lease
+                    // (nothing reported twice, a recovery in between still reported), else
+                    // from what it sees now.
+                    previous = match l.noted(STATES_ANNOTATION).await {
+                        Ok(Some(text)) => left_states(&text),
+                        Ok(None) => None,
+                        Err(e) => {
+                            tracing::warn!(error = %chain(&e), "reading the states the last leader left");
+                            None
+                        }
+                    };
                 }
                 leading = Some(lead);
                 if !lead {
@@ -334,6 +343,11 @@ impl Lab {
                         error,
                     });
                 }
+            }
+            if let Some(l) = lease
+                && let Err(e) = l.note(STATES_ANNOTATION, &states_left(&now)).await
+            {
+                tracing::warn!(error = %chain(&e), "leaving the states on the Lease");
             }
             self.remediate(options, &d, on_event).await;
             let text = self.metrics_text(&d, round);
@@ -549,6 +563,44 @@ impl Lab {
             _ => None,
         })
     }
+}
+
+/// The annotation of the watch's Lease where the leader leaves the states it reported.
+pub(crate) const STATES_ANNOTATION: &str = "cloudlet.dev/watch-states";
+/// The most findings left there (the annotations of an object hold 256 KiB in all).
+const MAX_LEFT: usize = 500;
+/// The most characters of a finding's evidence left there.
+const MAX_LEFT_EVIDENCE: usize = 200;
+
+/// The findings that are not ok, as the next leader reads them ([`left_states`]): ok ones
+/// are what a leader assumes of anything it has not heard of.
+fn states_left(now: &BTreeMap<Key, Finding>) -> String {
+    let left: Vec<Finding> = now
+        .values()
+        .filter(|f| f.status != Status::Ok)
+        .take(MAX_LEFT)
+        .map(|f| Finding {
+            evidence: f.evidence.chars().take(MAX_LEFT_EVIDENCE).collect(),
+            fix: None,
+            ..f.clone()
+        })
+        .collect();
+    serde_json::to_string(&left).unwrap_or_else(|_| "[]".into())
+}
+
+/// The states another leader left; `None` when they do not read (then the new leader starts
+/// from what it sees).
+fn left_states(text: &str) -> Option<BTreeMap<Key, Finding>> {
+    if text.len() > 256 * 1024 {
+        return None;
+    }
+    let left: Vec<Finding> = serde_json::from_str(text).ok()?;
+    Some(
+        left.into_iter()
+            .take(MAX_LEFT)
+            .map(|f| ((f.check.clone(), f.subject.clone()), f))
+            .collect(),
+    )
 }
 
 /// Every change between two rounds' findings. The first round (`previous` is `None`)
@@ -922,6 +974,31 @@ mod tests {
             "{said}"
         );
         assert!(!said.contains("secret") && !said.contains("pw"), "{said}");
+    }
+
+    #[test]
+    fn a_new_leader_reports_only_what_changed_since_the_last_one_left() {
+        let before: BTreeMap<_, _> = [
+            f("cluster.node", "node a", Status::Fail),
+            f("cluster.node", "node b", Status::Ok),
+            f("storage.space", "export x", Status::Warn),
+        ]
+        .into();
+        let left = left_states(&states_left(&before)).unwrap();
+        assert_eq!(left.len(), 2, "only what is not ok is left");
+        let now: BTreeMap<_, _> = [
+            f("cluster.node", "node a", Status::Fail),
+            f("cluster.node", "node b", Status::Ok),
+            f("storage.space", "export x", Status::Ok),
+        ]
+        .into();
+        let c = changes(Some(&left), &now);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(
+            (c[0].subject.as_str(), c[0].from, c[0].to),
+            ("export x", Some(Status::Warn), Some(Status::Ok))
+        );
+        assert!(left_states("not json").is_none());
     }
 
     #[test]

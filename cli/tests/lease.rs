@@ -136,12 +136,21 @@ async fn of_two_watches_one_leads_and_the_other_takes_over_when_it_dies() {
     assert_eq!(b_first["event"], "following", "{b_first}");
     assert_eq!(b_first["leader"], a_id.as_str());
     // The leader keeps checking; the follower does nothing meanwhile.
+    // Its first round reports what is not ok (no nodes yet), once.
     let mut rounds = 0;
+    let mut reported = Vec::new();
     while rounds < 3 {
-        if next_event(&mut a).await["event"] == "round" {
+        let e = next_event(&mut a).await;
+        if e["event"] == "round" {
             rounds += 1;
+        } else if e["event"] == "changed" {
+            reported.push(format!("{} {}", e["check"], e["subject"]));
         }
     }
+    assert!(
+        reported.contains(&r#""cluster.node" "nodes""#.to_string()),
+        "{reported:?}"
+    );
     // Killed: it never lets go, so the other waits for the Lease to expire, then leads.
     a.child.start_kill().unwrap();
     let _ = a.child.wait().await;
@@ -149,9 +158,14 @@ async fn of_two_watches_one_leads_and_the_other_takes_over_when_it_dies() {
     assert_eq!(took["event"], "leading", "{took}");
     let b_id = took["me"].as_str().unwrap().to_string();
     assert_ne!(a_id, b_id);
+    // It starts from the states the leader left on the Lease: nothing is reported twice.
     loop {
         let e = next_event(&mut b).await;
         assert_ne!(e["event"], "following", "{e}");
+        assert_ne!(
+            e["event"], "changed",
+            "reported again by the new leader: {e}"
+        );
         if e["event"] == "round" {
             break;
         }

@@ -201,6 +201,41 @@ impl LeaseLock {
             }))
     }
 
+    /// Writes `value` as the annotation `key` of the Lease, when it is ours (what a leader
+    /// leaves for the next one). A write that races another holder is dropped: `Ok(false)`.
+    pub async fn note(&self, key: &str, value: &str) -> Result<bool, kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(false);
+        };
+        let spec = lease.spec.clone().unwrap_or_default();
+        if spec.holder_identity.as_deref() != Some(self.me.as_str()) {
+            return Ok(false);
+        }
+        lease
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(key.to_string(), value.to_string());
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The annotation `key` of the Lease, whoever wrote it.
+    pub async fn noted(&self, key: &str) -> Result<Option<String>, kube::Error> {
+        Ok(self
+            .api
+            .get_opt(&self.name)
+            .await?
+            .and_then(|l| l.metadata.annotations?.remove(key)))
+    }
+
     /// Lets it go, when it is ours (as client-go does: no holder, so the next taker need not
     /// wait for it to expire).
     pub async fn release(&self) -> Result<(), kube::Error> {
