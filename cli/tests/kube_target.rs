@@ -6,7 +6,6 @@
 
 use cloudlet_testkit::apiserver as support;
 
-use std::path::Path;
 use std::process::Command;
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -16,28 +15,22 @@ use kube::discovery::ApiResource;
 mod common;
 
 fn lab_dir(server: &support::ApiServer) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
-    for e in std::fs::read_dir(&seed).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "yaml") {
-            let mut text = std::fs::read_to_string(&p).unwrap();
-            if p.file_name().unwrap() == "lab.yaml" {
-                text = text.replace(
-                    "  cluster: {kind: local}",
-                    "  cluster: {kind: kubernetes, credentials: {file: kubeconfig}}",
-                );
-            }
-            if p.file_name().unwrap() == "cluster.yaml" {
-                // The seed's env-referenced secret reads a variable every process has.
-                text = text.replace("{env: WIREGUARD_PRIVATE_KEY}", "{env: PATH}");
-                text.push_str(
-                    "  compose:\n    notes: {file: compose/notes.yml, export: blog, domain: example.com}\n  manifests: [manifests]\n  # MetalLB's CRDs come with the manifests here; the platform's own install is tested in tests/platform.rs.\n  platform: {metallb: {external: true}, traefik: {external: true}}\n",
-                );
-            }
-            std::fs::write(dir.path().join(p.file_name().unwrap()), text).unwrap();
+    let dir = cloudlet_testkit::seed::seed_dir(|name, mut text| {
+        if name == "lab.yaml" {
+            text = text.replace(
+                "  cluster: {kind: local}",
+                "  cluster: {kind: kubernetes, credentials: {file: kubeconfig}}",
+            );
         }
-    }
+        if name == "cluster.yaml" {
+            // The seed's env-referenced secret reads a variable every process has.
+            text = text.replace("{env: WIREGUARD_PRIVATE_KEY}", "{env: PATH}");
+            text.push_str(
+                "  compose:\n    notes: {file: compose/notes.yml, export: blog, domain: example.com}\n  manifests: [manifests]\n  # MetalLB's CRDs come with the manifests here; the platform's own install is tested in tests/platform.rs.\n  platform: {metallb: {external: true}, traefik: {external: true}}\n",
+            );
+        }
+        text
+    });
     std::fs::copy(&server.kubeconfig, dir.path().join("kubeconfig")).unwrap();
     std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
     std::fs::write(dir.path().join("secrets/postmaster-password"), "pw").unwrap();

@@ -9,7 +9,6 @@
 use cloudlet_testkit::apiserver as support;
 use cloudlet_testkit::truenas_fake;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -34,38 +33,30 @@ fn cloudlet(args: &[&str]) -> (i32, String, String) {
 }
 
 fn lab_dir(server: &support::ApiServer, fake: &truenas_fake::Fake) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
-    for e in std::fs::read_dir(&seed).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "yaml") {
-            let mut text = std::fs::read_to_string(&p).unwrap();
-            if p.file_name().unwrap() == "lab.yaml" {
-                text = text
-                    .replace(
-                        "  cluster: {kind: local}",
-                        "  cluster: {kind: kubernetes, credentials: {file: kubeconfig}}",
-                    )
-                    .replace(
-                        "  storage: {kind: local}",
-                        &format!(
-                            "  storage: {{kind: truenas, endpoint: \"{}\", credentials: {{env: CLOUDLET_TEST_TRUENAS_KEY}}, ca: nas-ca.crt}}",
-                            fake.endpoint
-                        ),
-                    );
-            }
-            if p.file_name().unwrap() == "cluster.yaml" {
-                text = text.replace("{env: WIREGUARD_PRIVATE_KEY}", "{env: PATH}");
-                // MetalLB's CRDs come with the lab, as they would from its install manifests.
-                text.push_str("  manifests: [manifests]\n");
-                // MetalLB's CRDs come with the manifests; the platform is tested in tests/platform.rs.
-                text.push_str(
-                    "  platform: {metallb: {external: true}, traefik: {external: true}}\n",
+    let dir = cloudlet_testkit::seed::seed_dir(|name, mut text| {
+        if name == "lab.yaml" {
+            text = text
+                .replace(
+                    "  cluster: {kind: local}",
+                    "  cluster: {kind: kubernetes, credentials: {file: kubeconfig}}",
+                )
+                .replace(
+                    "  storage: {kind: local}",
+                    &format!(
+                        "  storage: {{kind: truenas, endpoint: \"{}\", credentials: {{env: CLOUDLET_TEST_TRUENAS_KEY}}, ca: nas-ca.crt}}",
+                        fake.endpoint
+                    ),
                 );
-            }
-            std::fs::write(dir.path().join(p.file_name().unwrap()), text).unwrap();
         }
-    }
+        if name == "cluster.yaml" {
+            text = text.replace("{env: WIREGUARD_PRIVATE_KEY}", "{env: PATH}");
+            // MetalLB's CRDs come with the lab, as they would from its install manifests.
+            text.push_str("  manifests: [manifests]\n");
+            // MetalLB's CRDs come with the manifests; the platform is tested in tests/platform.rs.
+            text.push_str("  platform: {metallb: {external: true}, traefik: {external: true}}\n");
+        }
+        text
+    });
     std::fs::copy(&server.kubeconfig, dir.path().join("kubeconfig")).unwrap();
     std::fs::copy(&fake.ca, dir.path().join("nas-ca.crt")).unwrap();
     cloudlet_testkit::seed::metallb_crds(dir.path());

@@ -69,6 +69,18 @@ fn find<'a>(
         .unwrap_or_else(|| panic!("no {kind} {name} in the plan"))
 }
 
+/// The blog app's volume snapshot in the repository at `loc`, found by the tag the backup
+/// Job gives it.
+async fn app_snapshot(loc: Location) -> cloudlet_backup::repo::Snapshot {
+    let snaps = cloudlet_backup::blocking(move || Repo::open(&loc, KEY)?.snapshots())
+        .await
+        .unwrap();
+    snaps
+        .into_iter()
+        .find(|s| s.tags.iter().any(|t| t == "cloudlet-app:blog/blog"))
+        .expect("the app's snapshot is tagged with it")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_planned_cronjob_backs_up_an_apps_volumes_with_stock_restic() {
     let work = tempfile::tempdir().unwrap();
@@ -218,13 +230,7 @@ async fn the_restore_job_holds_the_app_and_brings_its_volumes_back_with_stock_re
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let loc = location(&peer);
-    let snaps = cloudlet_backup::blocking(move || Repo::open(&loc, KEY)?.snapshots())
-        .await
-        .unwrap();
-    let snap = snaps
-        .iter()
-        .find(|s| s.tags.iter().any(|t| t == "cloudlet-app:blog/blog"))
-        .expect("the app's snapshot is tagged with it");
+    let snap = app_snapshot(loc).await;
 
     // The disaster: the volume comes back empty but for a file the app wrote on it since.
     std::fs::remove_dir_all(&content).unwrap();
@@ -405,13 +411,8 @@ async fn volumes_go_to_an_sftp_target_with_the_labs_key_and_come_back_from_it() 
         identity: Some(peer.identity.clone()),
         known_hosts: Some(peer.known_hosts.clone()),
     });
-    let snaps = cloudlet_backup::blocking(move || Repo::open(&loc, KEY)?.snapshots())
-        .await
-        .unwrap();
-    let snap = snaps
-        .iter()
-        .find(|s| s.tags.iter().any(|t| t == "cloudlet-app:blog/blog"))
-        .expect("the app's snapshot, read by cloudlet over SFTP");
+    // Read by cloudlet over SFTP.
+    let snap = app_snapshot(loc).await;
 
     // Lost, then brought back by the restore Job's container from the same server.
     std::fs::remove_dir_all(&content).unwrap();

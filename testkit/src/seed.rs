@@ -37,6 +37,22 @@ pub fn seed_lab_making_its_cluster() -> cloudlet_core::Lab {
     })
 }
 
+/// The seed's files written to a new directory with `edit(file name, text)` applied to each:
+/// a lab the `cloudlet` binary reads.
+pub fn seed_dir(edit: impl Fn(&str, String) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
+    for e in std::fs::read_dir(&seed).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let text = edit(&name, std::fs::read_to_string(&p).unwrap());
+            std::fs::write(dir.path().join(&name), text).unwrap();
+        }
+    }
+    dir
+}
+
 /// MetalLB's CRDs as a plain manifest of the lab (`DIR/manifests/metallb-crds.yaml`), as they
 /// would come with its install manifests, for a cluster whose platform is its own.
 pub fn metallb_crds(dir: &std::path::Path) {
@@ -56,39 +72,33 @@ pub fn metallb_crds(dir: &std::path::Path) {
 /// manifest, the platform external); with `router`, an OPNsense router at that loopback
 /// port and a resolver at 127.77.0.53 — for the doctor and watch tests.
 pub fn seed_on_apiserver(kubeconfig: &std::path::Path, router: Option<u16>) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed");
-    for e in std::fs::read_dir(&seed).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "yaml") {
-            let mut text = std::fs::read_to_string(&p).unwrap();
-            if p.file_name().unwrap() == "lab.yaml" {
+    let dir = seed_dir(|name, mut text| {
+        if name == "lab.yaml" {
+            text = text.replace(
+                "  cluster: {kind: local}",
+                "  cluster: {kind: kubernetes, credentials: {file: kubeconfig}}",
+            );
+            if let Some(port) = router {
+                // The resolver the lab hands out: a silent one on loopback.
+                text = text.replace("dns: [10.0.10.1]", "dns: [127.77.0.53]");
+                text = text.replace("dns: [10.0.20.1]", "dns: [127.77.0.53]");
+                text = text.replace("  kind: pfsense\n", "  kind: opnsense\n");
                 text = text.replace(
-                    "  cluster: {kind: local}",
-                    "  cluster: {kind: kubernetes, credentials: {file: kubeconfig}}",
-                );
-                if let Some(port) = router {
-                    // The resolver the lab hands out: a silent one on loopback.
-                    text = text.replace("dns: [10.0.10.1]", "dns: [127.77.0.53]");
-                    text = text.replace("dns: [10.0.20.1]", "dns: [127.77.0.53]");
-                    text = text.replace("  kind: pfsense\n", "  kind: opnsense\n");
-                    text = text.replace(
-                        "  router: {kind: local}",
-                        &format!(
-                            "  router: {{kind: opnsense, endpoint: \"https://127.0.0.1:{port}\", credentials: {{env: OPN_KEY}}}}"
-                        ),
-                    );
-                }
-            }
-            if p.file_name().unwrap() == "cluster.yaml" {
-                text = text.replace("{env: WIREGUARD_PRIVATE_KEY}", "{env: PATH}");
-                text.push_str(
-                    "  manifests: [manifests]\n  platform: {metallb: {external: true}, traefik: {external: true}}\n",
+                    "  router: {kind: local}",
+                    &format!(
+                        "  router: {{kind: opnsense, endpoint: \"https://127.0.0.1:{port}\", credentials: {{env: OPN_KEY}}}}"
+                    ),
                 );
             }
-            std::fs::write(dir.path().join(p.file_name().unwrap()), text).unwrap();
         }
-    }
+        if name == "cluster.yaml" {
+            text = text.replace("{env: WIREGUARD_PRIVATE_KEY}", "{env: PATH}");
+            text.push_str(
+                "  manifests: [manifests]\n  platform: {metallb: {external: true}, traefik: {external: true}}\n",
+            );
+        }
+        text
+    });
     std::fs::copy(kubeconfig, dir.path().join("kubeconfig")).unwrap();
     std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
     std::fs::write(dir.path().join("secrets/postmaster-password"), "pw").unwrap();
