@@ -14,7 +14,7 @@ use cloudlet_core::{Domain, Resource};
 use futures::StreamExt as _;
 use serde::Serialize;
 
-use crate::{Lab, cluster, network, storage};
+use crate::{Lab, cluster, hypervisor, network, storage};
 
 /// How `doctor` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +71,8 @@ pub struct Diagnosis {
 type Check<'a> = Pin<Box<dyn Future<Output = Vec<Finding>> + Send + 'a>>;
 
 impl Lab {
-    /// Checks the running lab: each domain's backend reached and observed, drift, the
+    /// Checks the running lab: each domain's backend reached and observed, drift, the host's
+    /// capacity as the hypervisor reports it, the
     /// cluster's nodes, stuck pods, objects, addresses and served certificates, machines
     /// stuck installing, each NAS export mounted over NFS and its free space, and the
     /// backups' age. Never fails: what cannot be checked is a
@@ -93,6 +94,17 @@ impl Lab {
                 "cluster.etcd",
                 Some(Domain::Cluster),
                 Box::pin(self.etcd_members(limit / 2)),
+            ));
+        }
+        let hv = &self.model().targets.hypervisor;
+        if !self.model().hosts.is_empty()
+            && cloudlet_core::backend::find(crate::BACKENDS, hv.kind.as_str())
+                .is_some_and(|b| b.can(cloudlet_core::backend::Capability::HostUsage))
+        {
+            checks.push((
+                "hypervisor.capacity",
+                Some(Domain::Hypervisor),
+                Box::pin(self.host_capacity(&options.thresholds)),
             ));
         }
         if !pxe::network_installs(self.model()).is_empty() {
@@ -535,6 +547,34 @@ impl Lab {
                 chain(&e),
             )
             .fix("the NAS's API must answer to list its snapshots (`storage.reachable` says why not)")],
+        }
+    }
+
+    /// What the hypervisor reports of where it makes the lab's VMs, against the lab's hosts.
+    async fn host_capacity(&self, th: &Thresholds) -> Vec<Finding> {
+        let out = self.output_dir();
+        let target = &self.model().targets.hypervisor;
+        let usage = async {
+            let p = self.provider_for(Domain::Hypervisor, target, &out).await?;
+            p.host_usage().await.map_err(|source| {
+                crate::Error::Engine(cloudlet_core::EngineError::Observe {
+                    domain: Domain::Hypervisor,
+                    source,
+                })
+            })
+        };
+        match usage.await {
+            Ok(u) => hypervisor::doctor::capacity(self.model(), &u, th),
+            Err(e) => vec![
+                Finding::new(
+                    "hypervisor.capacity",
+                    Some(Domain::Hypervisor),
+                    "capacity",
+                    Status::Fail,
+                    chain(&e),
+                )
+                .fix("the hypervisor must answer to report its capacity (`hypervisor.reachable` says why not)"),
+            ],
         }
     }
 

@@ -135,7 +135,7 @@ fn proxmox_target_with_an_api_token_from_the_environment() {
     std::fs::write(
         dir.path().join("lab.yaml"),
         format!(
-            "name: pc\nsite: {{domain: pc.lan}}\nnetworks:\n  lan: {{cidr: 10.86.0.0/24, gateway: 10.86.0.1, portgroup: vmbr0}}\nmachines:\n  pc-a:\n    cpus: 1\n    memory: 512MiB\n    disks: [{{size: 4GiB}}]\n    nics: [{{network: lan}}]\ntargets:\n  hypervisor:\n    kind: proxmox\n    endpoint: {}\n    credentials: {{env: CLOUDLET_TEST_PVE}}\n    ca: {}\n",
+            "name: pc\nsite: {{domain: pc.lan}}\nnetworks:\n  lan: {{cidr: 10.86.0.0/24, gateway: 10.86.0.1, portgroup: vmbr0}}\nmachines:\n  pc-a:\n    cpus: 1\n    memory: 512MiB\n    disks: [{{size: 4GiB}}]\n    nics: [{{network: lan}}]\nhosts:\n  pve:\n    kind: proxmox\n    cpus: 4\n    memory: 16GiB\n    storage: 50GiB\ntargets:\n  hypervisor:\n    kind: proxmox\n    endpoint: {}\n    credentials: {{env: CLOUDLET_TEST_PVE}}\n    ca: {}\n",
             pve.endpoint,
             pve.cert.display()
         ),
@@ -162,4 +162,42 @@ fn proxmox_target_with_an_api_token_from_the_environment() {
     let (code, out) = run(&["plan", l, "--detailed-exitcode"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(!out.contains("s3cret"), "the secret never shows: {out}");
+
+    // doctor asks the node for its capacity: the lab says 16 GiB, the node has 8 (a warning
+    // naming the real number), the vCPUs and the disk fit.
+    let o = cloudlet(state.path(), &["doctor", l, "--output", "json"])
+        .env("CLOUDLET_TEST_PVE", format!("{token}=s3cret"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let capacity: std::collections::BTreeMap<String, (String, String)> = d["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "hypervisor.capacity")
+        .map(|f| {
+            (
+                f["subject"].as_str().unwrap().to_string(),
+                (
+                    f["status"].as_str().unwrap().to_string(),
+                    f["fix"].as_str().unwrap_or("").to_string(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(capacity["pve vCPUs"].0, "ok", "{capacity:?}");
+    assert_eq!(capacity["pve disk"].0, "ok", "{capacity:?}");
+    assert_eq!(capacity["pve memory"].0, "warn", "{capacity:?}");
+    assert!(
+        capacity["pve memory"]
+            .1
+            .contains("set `hosts.pve.memory` to 8GiB or less"),
+        "{capacity:?}"
+    );
+    assert!(
+        capacity.keys().any(|k| k.starts_with("datastore ")),
+        "{capacity:?}"
+    );
 }

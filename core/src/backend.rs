@@ -97,6 +97,9 @@ pub enum Capability {
     /// Exports the device's whole configuration as the device keeps it, and takes it back
     /// (`backup.router`): see [`crate::Provider::export_config`].
     ConfigBackup,
+    /// Reports where it makes VMs, what that has and what every VM there takes
+    /// (`doctor`'s capacity check against `hosts`): see [`crate::Provider::host_usage`].
+    HostUsage,
 }
 
 impl Capability {
@@ -107,6 +110,7 @@ impl Capability {
             Capability::CloudInit => "cloud_init",
             Capability::Releases => "platform",
             Capability::ConfigBackup => "backup",
+            Capability::HostUsage => "hosts",
         }
     }
 }

@@ -153,6 +153,41 @@ pub fn lateness(age: u64, every: u64) -> Status {
     }
 }
 
+/// Bytes in words: `512 B`, `1.5 GiB`.
+pub fn bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+/// How a file system or datastore with `free` of `total` bytes stands against the
+/// thresholds, with the evidence in words (`40.0 GiB of 100.0 GiB free (40.0%)`).
+pub fn free_space(free: u64, total: u64, t: &Thresholds) -> (Status, String) {
+    let pct = if total == 0 {
+        0.0
+    } else {
+        free as f64 * 100.0 / total as f64
+    };
+    let evidence = format!("{} of {} free ({pct:.1}%)", bytes(free), bytes(total));
+    let status = if pct < f64::from(t.space_fail_percent) {
+        Status::Fail
+    } else if pct < f64::from(t.space_warn_percent) {
+        Status::Warn
+    } else {
+        Status::Ok
+    };
+    (status, evidence)
+}
+
 /// A span of seconds in words: `45s`, `12m`, `3h 5m`, `2d 4h`.
 pub fn span(seconds: u64) -> String {
     let (d, h, m) = (

@@ -38,7 +38,7 @@ pub use error::{EngineError, LoadError, ProviderError};
 pub use load::{LoadedLab, load};
 pub use model::Lab;
 pub use plan::{Action, FieldChange, Plan, Step, Summary};
-pub use provider::{ConfigFile, Imported, Provider, Providers};
+pub use provider::{ConfigFile, DatastoreUsage, HostUsage, Imported, Provider, Providers, VmUsage};
 pub use resource::{Data, Domain, Resource, ResourceId};
 pub use store::StateStore;
 

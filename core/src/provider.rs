@@ -78,6 +78,19 @@ pub trait Provider: Send + Sync {
         })
     }
 
+    /// Where this hypervisor makes the lab's VMs and what is there now (every VM, the lab's
+    /// and others'), for `doctor`'s capacity check. Only a backend with
+    /// [`crate::backend::Capability::HostUsage`] answers; the default refuses.
+    async fn host_usage(&self) -> Result<HostUsage, ProviderError> {
+        Err(ProviderError::Backend {
+            message: format!(
+                "the {} backend cannot report its host's capacity",
+                self.name()
+            ),
+            retryable: false,
+        })
+    }
+
     /// Gives the device back a configuration [`Provider::export_config`] made: running when
     /// the backend can load it, or the file to hand the device and how, when its API has no
     /// way to take one. The default refuses.
@@ -88,6 +101,48 @@ pub trait Provider: Send + Sync {
             retryable: false,
         })
     }
+}
+
+/// Where a hypervisor makes VMs (an ESXi host or cluster, a Proxmox node, the KVM host) as it
+/// reports itself: what it has and what every VM on it takes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostUsage {
+    /// Its name as the hypervisor calls it.
+    pub name: String,
+    /// Logical CPUs (threads).
+    pub cpus: u32,
+    /// Memory in bytes.
+    pub memory: u64,
+    /// The datastore the lab's disks go to, when the hypervisor reports one.
+    pub datastore: Option<DatastoreUsage>,
+    /// Every VM there (templates left out).
+    pub vms: Vec<VmUsage>,
+}
+
+/// A datastore's size and free space, in bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DatastoreUsage {
+    /// Its name.
+    pub name: String,
+    /// Its size.
+    pub capacity: u64,
+    /// What is free on it now.
+    pub free: u64,
+}
+
+/// What one VM takes of its host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmUsage {
+    /// Its name.
+    pub name: String,
+    /// Whether it is this lab's (carries the lab's marker).
+    pub lab: bool,
+    /// Its vCPUs.
+    pub cpus: u32,
+    /// Its memory in bytes.
+    pub memory: u64,
+    /// The size of its disks in bytes (as provisioned, not as written).
+    pub disk: u64,
 }
 
 /// One file of a device's configuration. It holds secrets (password hashes, keys), so it is

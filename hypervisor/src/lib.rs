@@ -5,6 +5,7 @@
 //! devices the lab lists and never touch others. Backends (vSphere, Proxmox, libvirt) plug
 //! in as [`cloudlet_core::Provider`]s for [`Domain::Hypervisor`].
 
+pub mod doctor;
 pub mod libvirt;
 pub mod proxmox;
 pub mod vsphere;

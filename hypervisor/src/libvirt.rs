@@ -24,7 +24,7 @@ use cloudlet_core::{Domain, Provider, Resource, ResourceId};
 use cloudlet_transport::exec::Host;
 use serde_json::{Value, json};
 
-use cloudlet_core::backend::{ConnectError, Connection, Descriptor, Field};
+use cloudlet_core::backend::{Capability, ConnectError, Connection, Descriptor, Field};
 
 /// The libvirt backend: QEMU/KVM on the machine cloudlet runs on.
 pub static BACKEND: Descriptor = Descriptor {
@@ -43,7 +43,7 @@ pub static BACKEND: Descriptor = Descriptor {
         ),
     ],
     endpoint_schemes: &["qemu:///"],
-    capabilities: &[],
+    capabilities: &[Capability::HostUsage],
     connect,
 };
 
@@ -395,6 +395,18 @@ impl Libvirt {
         v["virtual-size"].as_u64().map(|b| b >> 20)
     }
 
+    /// The names of every domain defined here.
+    async fn domains(&self) -> Result<Vec<String>, ProviderError> {
+        Ok(self
+            .virsh(&["list", "--all", "--name"])
+            .await?
+            .lines()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+
     async fn running(&self, name: &str) -> bool {
         self.virsh(&["domstate", name])
             .await
@@ -579,6 +591,74 @@ impl Provider for Libvirt {
         "libvirt"
     }
 
+    /// This host as libvirt sees it (`virsh nodeinfo`: CPUs and memory), every domain
+    /// defined on it (vCPUs, memory, each `vdX` image's virtual size) and the file system of
+    /// the images directory (`df`).
+    async fn host_usage(&self) -> Result<cloudlet_core::HostUsage, ProviderError> {
+        let info = self.virsh(&["nodeinfo"]).await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| {
+                    l.strip_prefix(name)?
+                        .split_whitespace()
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .ok_or_else(|| err(format!("`virsh nodeinfo` has no `{name}` line: {info}")))
+        };
+        let cpus = field("CPU(s):")?;
+        let memory_kib = field("Memory size:")?;
+        let mut vms = Vec::new();
+        for name in &self.domains().await? {
+            let Some(d) = self.read_domain(name, None).await? else {
+                continue;
+            };
+            let mut disk = 0;
+            for path in d.disks.values() {
+                disk += self.disk_mib(path).await.unwrap_or(0) << 20;
+            }
+            vms.push(cloudlet_core::VmUsage {
+                name: d.name,
+                lab: d.lab.as_deref() == Some(self.lab.as_str()),
+                cpus: u32::try_from(d.cpus).unwrap_or(u32::MAX),
+                memory: d.memory_mib << 20,
+                disk,
+            });
+        }
+        let dir = self.options.images.to_string_lossy().into_owned();
+        let df = self
+            .options
+            .host
+            .run(&["df", "-B1", "--output=size,avail", &dir])
+            .await
+            .map_err(host)?;
+        let numbers: Vec<u64> = df
+            .lines()
+            .nth(1)
+            .map(|l| {
+                l.split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let hostname = self.virsh(&["hostname"]).await?;
+        Ok(cloudlet_core::HostUsage {
+            name: hostname.trim().to_string(),
+            cpus: u32::try_from(cpus).unwrap_or(u32::MAX),
+            memory: memory_kib << 10,
+            datastore: match numbers[..] {
+                [capacity, free] => Some(cloudlet_core::DatastoreUsage {
+                    name: dir,
+                    capacity,
+                    free,
+                }),
+                _ => None,
+            },
+            vms,
+        })
+    }
+
     async fn observe(&self, domain: Domain) -> Result<Vec<Resource>, ProviderError> {
         self.observe_with(domain, &[]).await
     }
@@ -614,15 +694,7 @@ impl Provider for Libvirt {
             };
             out.push(r);
         }
-        for name in self
-            .virsh(&["list", "--all", "--name"])
-            .await?
-            .lines()
-            .map(str::trim)
-        {
-            if name.is_empty() {
-                continue;
-            }
+        for name in &self.domains().await? {
             let id = ResourceId::new(Domain::Hypervisor, "vm", name);
             let w = want.get(&id).copied();
             let Some(info) = self.read_domain(name, w).await? else {

@@ -59,7 +59,11 @@ pub static BACKEND: Descriptor = Descriptor {
         ),
     ],
     endpoint_schemes: &["https://"],
-    capabilities: &[Capability::Clone, Capability::CloudInit],
+    capabilities: &[
+        Capability::Clone,
+        Capability::CloudInit,
+        Capability::HostUsage,
+    ],
     connect,
 };
 
@@ -1133,6 +1137,28 @@ fn pct(s: &str) -> String {
         .collect()
 }
 
+/// The provisioned size of every disk in a VM configuration (`scsi0`, `virtio1`, `sata0`,
+/// `ide2` ... with a `size=`; CD-ROMs and cloud-init drives left out), in bytes.
+fn config_disk_bytes(cfg: &Value) -> u64 {
+    cfg.as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| {
+            ["scsi", "virtio", "sata", "ide"]
+                .iter()
+                .any(|p| k.strip_prefix(p).is_some_and(|n| n.parse::<u8>().is_ok()))
+        })
+        .filter_map(|(_, v)| {
+            let o = options(&text(v));
+            (o.get("media").map(String::as_str) != Some("cdrom")
+                && !o.get("").is_some_and(|f| f.contains("cloudinit")))
+            .then(|| o.get("size").and_then(|s| size_mib(s)))
+            .flatten()
+        })
+        .map(|mib| mib << 20)
+        .sum()
+}
+
 #[async_trait]
 impl Provider for Proxmox {
     fn name(&self) -> &str {
@@ -1141,6 +1167,67 @@ impl Provider for Proxmox {
 
     async fn observe(&self, domain: Domain) -> Result<Vec<Resource>, ProviderError> {
         self.observe_with(domain, &[]).await
+    }
+
+    /// The node VMs are made on (`/nodes`: its CPUs and memory), the storage new disks go to
+    /// (its status), and every VM on that node with the sizes its configuration gives.
+    async fn host_usage(&self) -> Result<cloudlet_core::HostUsage, ProviderError> {
+        let (node, storage) = self.site().await?.clone();
+        let nodes = self.api(Method::GET, "/nodes", None).await?;
+        let n = nodes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| text(&n["node"]) == node)
+            .ok_or_else(|| err(format!("Proxmox lists no node `{node}`"), false))?;
+        let status = self
+            .api(
+                Method::GET,
+                &format!("/nodes/{node}/storage/{}/status", pct(&storage)),
+                None,
+            )
+            .await?;
+        let mut vms = Vec::new();
+        for g in self.guests().await? {
+            if g.template || g.node != node {
+                continue;
+            }
+            let cfg = self
+                .api(
+                    Method::GET,
+                    &format!("/nodes/{node}/qemu/{}/config", g.vmid),
+                    None,
+                )
+                .await?;
+            // Numbers come as numbers or strings; memory also as `current=MIB`.
+            let num = |k: &str, default: u64| {
+                cfg[k]
+                    .as_u64()
+                    .or_else(|| text(&cfg[k]).rsplit('=').next()?.parse().ok())
+                    .unwrap_or(default)
+            };
+            vms.push(cloudlet_core::VmUsage {
+                lab: self.mine(&g.tags)
+                    || text(&cfg["description"]).starts_with(&self.description_prefix()),
+                cpus: u32::try_from(num("cores", 1) * num("sockets", 1)).unwrap_or(u32::MAX),
+                memory: num("memory", 512) << 20,
+                disk: config_disk_bytes(&cfg),
+                name: g.name,
+            });
+        }
+        Ok(cloudlet_core::HostUsage {
+            name: node,
+            cpus: u32::try_from(n["maxcpu"].as_u64().unwrap_or(0)).unwrap_or(u32::MAX),
+            memory: n["maxmem"].as_u64().unwrap_or(0),
+            datastore: (status["total"].as_u64().is_some()).then(|| {
+                cloudlet_core::DatastoreUsage {
+                    name: storage,
+                    capacity: status["total"].as_u64().unwrap_or(0),
+                    free: status["avail"].as_u64().unwrap_or(0),
+                }
+            }),
+            vms,
+        })
     }
 
     async fn observe_with(

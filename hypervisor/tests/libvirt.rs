@@ -14,6 +14,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cloudlet_core::Provider;
 use cloudlet_core::engine::ApplyOptions;
 use cloudlet_hypervisor::libvirt::{Libvirt, LibvirtOptions};
 use cloudlet_transport::exec::Host;
@@ -171,6 +172,35 @@ async fn libvirt_defines_boots_updates_and_removes_only_its_own_vms() {
         steps(&again),
         again.steps
     );
+
+    // Capacity as libvirt reports it: this machine's CPUs and memory, every domain on it
+    // (ours and the stranger), the images directory's file system.
+    let usage = p.host_usage().await.unwrap();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let processors = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    assert_eq!(usage.cpus as usize, processors, "{usage:?}");
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let total_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert_eq!(usage.memory, total_kib << 10);
+    let find = |n: &str| {
+        usage
+            .vms
+            .iter()
+            .find(|v| v.name == n)
+            .map(|v| (v.lab, v.cpus, v.memory >> 20, v.disk >> 20))
+    };
+    assert_eq!(find(&vm), Some((true, 1, 256, 64)), "{usage:?}");
+    assert_eq!(find(&stranger), Some((false, 1, 64, 0)), "{usage:?}");
+    let ds = usage.datastore.clone().expect("df of the images directory");
+    assert_eq!(ds.name, images.to_string_lossy());
+    assert!(ds.capacity > 0 && ds.free <= ds.capacity, "{ds:?}");
 
     // A device added by hand survives the lab's changes.
     let watchdog = dir.path().join("watchdog.xml");

@@ -460,3 +460,106 @@ async fn segments_as_sdn_vnets_applied_after_the_writes() {
         "{r:?}"
     );
 }
+
+/// The lab of `text`, loaded.
+fn lab_model(text: &str) -> cloudlet_core::Lab {
+    cloudlet_core::load::load_texts(vec![("lab.yaml".into(), text.into())], ".".into())
+        .expect("loads")
+        .lab
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_reports_its_capacity_and_every_vm_on_it() {
+    use cloudlet_core::doctor::{Status, Thresholds};
+    // A VM that is not the lab's: 2 cores x 2 sockets, 4 GiB, a 20 GiB disk and a CD-ROM.
+    let guests = json!({"guests": [{"vmid": 100, "name": "other", "status": "running",
+        "config": {"memory": "4096", "cores": 2, "sockets": 2,
+                   "scsi0": "local-lvm:vm-100-disk-0,size=20G",
+                   "ide2": "local:iso/debian.iso,media=cdrom,size=600M"}}]});
+    let pve = peers::FakePve::start(&guests, TOKEN, SECRET, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let p = provider(&pve);
+    let e = lab::engine("px", p.clone(), dir.path());
+    let two = lab_text(&[
+        ("px-a", "1GiB", "2GiB", "on"),
+        ("px-b", "1GiB", "1GiB", "off"),
+    ]);
+    let r = lab::apply(&e, &two, ApplyOptions::default()).await;
+    assert!(r.is_success(), "{r:?}");
+
+    let usage = p.host_usage().await.unwrap();
+    // fakepve's node: 4 CPUs and 8 GiB; its storage's status as reported.
+    assert_eq!(
+        (usage.name.as_str(), usage.cpus, usage.memory),
+        ("pve1", 4, 8 << 30)
+    );
+    let ds = usage
+        .datastore
+        .clone()
+        .expect("the default storage's status");
+    assert!(ds.capacity > 0 && ds.free <= ds.capacity, "{ds:?}");
+    let mut vms: Vec<_> = usage
+        .vms
+        .iter()
+        .map(|v| (v.name.as_str(), v.lab, v.cpus, v.memory >> 20, v.disk >> 30))
+        .collect();
+    vms.sort_unstable();
+    assert_eq!(
+        vms,
+        vec![
+            ("other", false, 4, 4096, 20),
+            ("px-a", true, 2, 1024, 2),
+            ("px-b", true, 2, 1024, 1),
+        ]
+    );
+
+    let th = Thresholds::default();
+    let status = |text: &str, what: &str| {
+        let found = cloudlet_hypervisor::doctor::capacity(&lab_model(text), &usage, &th);
+        let f = found
+            .iter()
+            .find(|f| f.subject.ends_with(what))
+            .unwrap_or_else(|| panic!("{what} in {found:#?}"))
+            .clone();
+        (f.status, f.evidence, f.fix.unwrap_or_default())
+    };
+    // As declared: 8 vCPUs of 4 CPUs x 4, 6 GiB of 8 GiB.
+    let host = |cpus: u32, memory: &str| {
+        format!(
+            "{two}hosts:\n  pve:\n    kind: proxmox\n    cpus: {cpus}\n    memory: {memory}\n    storage: 1GiB\n    overcommit: {{storage: 100}}\n"
+        )
+    };
+    let (s, evidence, _) = status(&host(4, "8GiB"), "vCPUs");
+    assert_eq!(s, Status::Ok, "{evidence}");
+    assert!(
+        evidence
+            .starts_with("8 vCPUs taken or wanted (4 the lab's in 2 VM(s), 4 in 1 other VM(s))"),
+        "{evidence}"
+    );
+    assert_eq!(status(&host(4, "8GiB"), "memory").0, Status::Ok);
+    // The lab says the node has 16 GiB: a warning naming the real number.
+    let (s, evidence, fix) = status(&host(4, "16GiB"), "memory");
+    assert_eq!(s, Status::Warn, "{evidence}");
+    assert!(fix.contains("`hosts.pve.memory` to 8GiB or less"), "{fix}");
+    // The lab gives itself 6 GiB of the node: its 2 GiB fit, but with the other VM's 4 GiB
+    // and a third machine of 2 GiB not made yet the node is past it: a warning; a machine of
+    // 4 GiB more than the node holds: a failure.
+    let three = |memory: &str| {
+        format!(
+            "{two}  px-c:\n    cpus: 1\n    memory: {memory}\n    disks: [{{size: 1GiB}}]\nhosts:\n  pve:\n    kind: proxmox\n    cpus: 4\n    memory: 6GiB\n    storage: 1GiB\n    overcommit: {{storage: 100}}\n"
+        )
+    };
+    let (s, evidence, fix) = status(&three("1GiB"), "memory");
+    assert_eq!(s, Status::Warn, "{evidence}");
+    assert!(
+        evidence.contains("1GiB for 1 machine(s) not made yet"),
+        "{evidence}"
+    );
+    assert!(
+        fix.contains("past what `hosts.pve.memory` declares"),
+        "{fix}"
+    );
+    let (s, evidence, fix) = status(&three("3GiB"), "memory");
+    assert_eq!(s, Status::Fail, "{evidence}");
+    assert!(fix.contains("other VMs count too"), "{fix}");
+}

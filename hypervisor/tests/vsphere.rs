@@ -471,4 +471,61 @@ async fn the_seed_lab_on_vcsim() {
             "{name}: {first:?}"
         );
     }
+
+    // Capacity: the cluster that owns the pool, every VM on its hosts (the seed's and
+    // vcsim's own), the datastore; the seed's hosts checked against them.
+    let usage = p.host_usage().await.unwrap();
+    // vcsim's cluster: 3 hosts of 2 threads and just under 4 GiB.
+    assert_eq!(
+        (usage.name.as_str(), usage.cpus),
+        ("DC0_C0", 6),
+        "{usage:#?}"
+    );
+    assert!(
+        usage.memory > 11 << 30 && usage.memory <= 12 << 30,
+        "{usage:#?}"
+    );
+    for (name, m) in &lab.machines {
+        let vm = usage.vms.iter().find(|v| &v.name == name).expect(name);
+        let disk: u64 = m.disks.iter().map(|d| d.size.0).sum();
+        assert_eq!(
+            (vm.lab, vm.cpus, vm.memory, vm.disk),
+            (true, m.cpus, m.memory.0, disk),
+            "{name}"
+        );
+    }
+    let others: Vec<&str> = usage
+        .vms
+        .iter()
+        .filter(|v| !v.lab)
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(
+        others.len(),
+        2,
+        "vcsim's own VMs on the cluster: {others:?}"
+    );
+    let ds = usage.datastore.clone().expect("the lab's datastore");
+    assert!(ds.free > 0 && ds.free < ds.capacity, "{ds:?}");
+    let th = cloudlet_core::doctor::Thresholds::default();
+    let found = cloudlet_hypervisor::doctor::capacity(&lab, &usage, &th);
+    let by: BTreeMap<&str, &cloudlet_core::doctor::Finding> =
+        found.iter().map(|f| (f.subject.as_str(), f)).collect();
+    // The seed declares a 32-thread host; vcsim's cluster has 6: its 29 vCPUs and the two
+    // other VMs' 2 do not fit even 4 to 1, nor 73 GiB into 12.
+    let cpus = by["esxi-1 vCPUs"];
+    assert_eq!(cpus.status, cloudlet_core::doctor::Status::Fail, "{cpus:?}");
+    assert_eq!(
+        cpus.evidence,
+        "31 vCPUs taken or wanted (29 the lab's in 7 VM(s), 2 in 2 other VM(s)); the lab declares 32 (overcommit 4); `DC0_C0` has 6"
+    );
+    assert_eq!(
+        by["esxi-1 memory"].status,
+        cloudlet_core::doctor::Status::Fail
+    );
+    assert_eq!(by["esxi-1 disk"].status, cloudlet_core::doctor::Status::Ok);
+    assert_eq!(
+        by[format!("datastore {}", ds.name).as_str()].status,
+        cloudlet_core::doctor::Status::Ok
+    );
 }

@@ -65,22 +65,6 @@ pub fn source(
         .or_else(|| here.filter(|ip| allowed(*ip)).map(Source::Here))
 }
 
-/// `1.5 GiB`.
-fn bytes(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < units.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", units[u])
-    }
-}
-
 fn rights(bits: u32) -> String {
     let names = [
         (ACCESS_READ, "read"),
@@ -103,22 +87,15 @@ fn rights(bits: u32) -> String {
 
 /// The space finding of the file system under an export.
 pub fn space(export: &str, s: nfs::Space, t: &Thresholds) -> Finding {
-    let pct = if s.total == 0 {
-        0.0
-    } else {
-        s.avail as f64 * 100.0 / s.total as f64
-    };
-    let evidence = format!("{} of {} free ({pct:.1}%)", bytes(s.avail), bytes(s.total));
+    let (status, evidence) = cloudlet_core::doctor::free_space(s.avail, s.total, t);
     let subject = format!("export {export}");
-    if pct < f64::from(t.space_fail_percent) {
-        Finding::new("storage.space", D, subject, Status::Fail, evidence).fix(
+    match status {
+        Status::Fail => Finding::new("storage.space", D, subject, status, evidence).fix(
             "free space on the NAS now (old snapshots, a larger pool): writes are about to fail and databases on it to stop",
-        )
-    } else if pct < f64::from(t.space_warn_percent) {
-        Finding::new("storage.space", D, subject, Status::Warn, evidence)
-            .fix("free space on the NAS or grow its pool before writes fail")
-    } else {
-        Finding::ok("storage.space", D, subject, evidence)
+        ),
+        Status::Warn => Finding::new("storage.space", D, subject, status, evidence)
+            .fix("free space on the NAS or grow its pool before writes fail"),
+        Status::Ok => Finding::ok("storage.space", D, subject, evidence),
     }
 }
 

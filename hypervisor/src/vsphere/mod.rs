@@ -30,7 +30,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use vim::{MoRef, Node, Props, Vim, VimError, esc};
 
-use cloudlet_core::backend::{ConnectError, Connection, Descriptor, Field};
+use cloudlet_core::backend::{Capability, ConnectError, Connection, Descriptor, Field};
 
 /// The vSphere backend: vCenter or a standalone ESXi through the VIM API.
 pub static BACKEND: Descriptor = Descriptor {
@@ -61,7 +61,7 @@ pub static BACKEND: Descriptor = Descriptor {
         ),
     ],
     endpoint_schemes: &["https://"],
-    capabilities: &[],
+    capabilities: &[Capability::HostUsage],
     connect,
 };
 
@@ -508,7 +508,7 @@ impl Vsphere {
     }
 
     /// What is read of a VM.
-    const VM_PROPS: [&'static str; 8] = [
+    const VM_PROPS: [&'static str; 9] = [
         "name",
         "config.annotation",
         "config.template",
@@ -517,6 +517,7 @@ impl Vsphere {
         "config.hardware.device",
         "config.bootOptions",
         "runtime.powerState",
+        "runtime.host",
     ];
 
     async fn vm_props(&self, vm: &MoRef) -> Result<Props, ProviderError> {
@@ -1086,6 +1087,109 @@ impl Provider for Vsphere {
 
     async fn observe(&self, domain: Domain) -> Result<Vec<Resource>, ProviderError> {
         self.observe_with(domain, &[]).await
+    }
+
+    /// The cluster or host that owns the lab's resource pool (its threads and memory from
+    /// its summary), every VM on its hosts (templates left out) with its vCPUs, memory and
+    /// disks' provisioned size, and the lab's datastore's capacity and free space.
+    async fn host_usage(&self) -> Result<cloudlet_core::HostUsage, ProviderError> {
+        let site = self.site().await?.clone();
+        let vim = self.session().await?;
+        let one = |found: Vec<(MoRef, Props)>, what: &str| {
+            found
+                .into_iter()
+                .next()
+                .map(|(_, p)| p)
+                .ok_or_else(|| err(VimError::Transport(format!("{what} is gone"))))
+        };
+        let pool = one(
+            vim.retrieve_objects(std::slice::from_ref(&site.pool), &["owner"])
+                .await
+                .map_err(err)?,
+            "the resource pool",
+        )?;
+        let owner = pool.get("owner").and_then(Node::moref).ok_or_else(|| {
+            err(VimError::Transport(
+                "a resource pool without an owner".into(),
+            ))
+        })?;
+        let compute = one(
+            vim.retrieve_objects(std::slice::from_ref(&owner), &["name", "summary", "host"])
+                .await
+                .map_err(err)?,
+            "the pool's cluster or host",
+        )?;
+        let num = |n: Option<&Node>, path: &[&str]| {
+            n.and_then(|n| n.text_at(path))
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let summary = compute.get("summary");
+        let hosts: Vec<String> = compute
+            .get("host")
+            .map(|h| {
+                h.children
+                    .iter()
+                    .filter_map(Node::moref)
+                    .map(|m| m.value)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut vms = Vec::new();
+        for (_, p) in vim
+            .retrieve_in(&site.datacenter, "VirtualMachine", &Self::VM_PROPS)
+            .await
+            .map_err(err)?
+        {
+            let on_ours = p
+                .get("runtime.host")
+                .and_then(Node::moref)
+                .is_some_and(|h| hosts.contains(&h.value));
+            if !on_ours || p.get("config.template").is_some_and(|t| t.text == "true") {
+                continue;
+            }
+            let field = |k: &str| {
+                p.get(k)
+                    .and_then(|n| n.text.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            vms.push(cloudlet_core::VmUsage {
+                name: p.get("name").map(|n| n.text.clone()).unwrap_or_default(),
+                lab: marked(
+                    p.get("config.annotation").map_or("", |a| a.text.as_str()),
+                    &self.lab,
+                ),
+                cpus: u32::try_from(field("config.hardware.numCPU")).unwrap_or(u32::MAX),
+                memory: field("config.hardware.memoryMB") << 20,
+                disk: devices(&p)
+                    .iter()
+                    .filter(|d| d.ty == "VirtualDisk")
+                    .filter_map(|d| disk_kb(&d.node))
+                    .sum::<u64>()
+                    * 1024,
+            });
+        }
+        let datastore = vim
+            .retrieve_in(&site.datacenter, "Datastore", &["name", "summary"])
+            .await
+            .map_err(err)?
+            .into_iter()
+            .find(|(_, p)| p.get("name").is_some_and(|n| n.text == site.datastore))
+            .map(|(_, p)| cloudlet_core::DatastoreUsage {
+                name: site.datastore.clone(),
+                capacity: num(p.get("summary"), &["capacity"]),
+                free: num(p.get("summary"), &["freeSpace"]),
+            });
+        Ok(cloudlet_core::HostUsage {
+            name: compute
+                .get("name")
+                .map(|n| n.text.clone())
+                .unwrap_or_default(),
+            cpus: u32::try_from(num(summary, &["numCpuThreads"])).unwrap_or(u32::MAX),
+            memory: num(summary, &["totalMemory"]),
+            datastore,
+            vms,
+        })
     }
 
     async fn observe_with(
