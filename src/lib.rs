@@ -33,6 +33,7 @@ pub use cloudlet_storage as storage;
 
 mod backup;
 mod doctor;
+mod in_cluster;
 mod restore;
 mod watch;
 pub use backup::{BackupRun, TargetSnapshots, Verified, on_calendar};
@@ -537,6 +538,11 @@ pub struct Options {
     /// Where fetched release manifests are kept (default: `$CLOUDLET_CACHE_DIR/releases`,
     /// else `~/.cache/cloudlet/releases`).
     pub cache_dir: Option<PathBuf>,
+    /// Running inside the lab's cluster (the watch's pod): the cluster is reached through
+    /// the pod's service account whatever `targets.cluster` says, and what only the machine
+    /// that applies can see is left out — the nodes cloudlet made (their records are reached
+    /// over SSH), etcd (its CA is in the vault), domains rendered to local files.
+    pub in_cluster: bool,
 }
 
 /// A loaded lab and the operations on it.
@@ -544,6 +550,8 @@ pub struct Options {
 pub struct Lab {
     loaded: Arc<LoadedLab>,
     options: Options,
+    /// The lab's file, when it was loaded from one (else its directory was).
+    entry: Option<String>,
     /// Objects of the lab's plain manifests.
     manifests: Arc<Vec<Resource>>,
     /// What compose imports did not carry over (warnings with positions in compose files).
@@ -690,6 +698,7 @@ impl Lab {
         Ok(Lab {
             loaded: Arc::new(loaded),
             options: Options::default(),
+            entry: None,
             manifests: Arc::new(manifests),
             notes: Arc::new(notes),
             compose_apps: Arc::new(compose_apps),
@@ -702,7 +711,12 @@ impl Lab {
     /// Loads a lab from a YAML file or a directory of them, with the compose projects and
     /// manifests it references.
     pub fn load(path: impl AsRef<Path>) -> Result<Lab, Error> {
-        Lab::build(cloudlet_core::load(path.as_ref())?)
+        let path = path.as_ref();
+        let mut lab = Lab::build(cloudlet_core::load(path)?)?;
+        if !path.is_dir() {
+            lab.entry = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        }
+        Ok(lab)
     }
 
     /// Loads a lab from in-memory files (name, text); relative paths resolve against `base_dir`.
@@ -807,6 +821,21 @@ impl Lab {
             });
         }
         Ok(resources)
+    }
+
+    /// The files cloudlet read for the lab (its own, compose files, manifests), each once,
+    /// by its path under the lab's directory.
+    fn lab_files(&self) -> Vec<(PathBuf, &str)> {
+        let base = &self.loaded.base_dir;
+        let mut out: Vec<(PathBuf, &str)> = Vec::new();
+        for (p, text) in self.loaded.source.sources.files() {
+            let rel = p.strip_prefix(base).unwrap_or(p);
+            if rel.is_absolute() || out.iter().any(|(q, _)| q == rel) {
+                continue;
+            }
+            out.push((rel.to_path_buf(), text));
+        }
+        out
     }
 
     /// Where the network boot service keeps its install state (`STATE_DIR/pxe`).
@@ -1123,6 +1152,13 @@ impl Lab {
                 cluster.iter().map(|r| r.id.clone()).collect();
             cluster::manifests::link(&mut cluster, &all);
         }
+        if lab.watch.is_some() {
+            cluster.extend(cluster::watcher::objects(
+                lab,
+                &self.lab_files(),
+                self.entry.as_deref().unwrap_or(""),
+            ));
+        }
         // The platform: its objects where the cluster's backend applies releases (and they
         // were fetched), else each component as its pinned release.
         match self.platform.get() {
@@ -1197,6 +1233,15 @@ impl Lab {
             })?;
         let state = self.state_dir();
         let c = self.connection(domain, target, output_dir, &state);
+        if self.options.in_cluster {
+            if domain == Domain::Cluster {
+                let kube = cluster::kube_provider::open_in_cluster(&c).map_err(failed)?;
+                return Ok(Arc::new(in_cluster::InCluster(kube)));
+            }
+            if target.kind.as_str() == "local" {
+                return Ok(Arc::new(in_cluster::Unseen));
+            }
+        }
         (backend.connect)(&c).await.map_err(failed)
     }
 
@@ -1235,7 +1280,7 @@ impl Lab {
     pub async fn engine(&self) -> Result<Engine, Error> {
         let lab = &self.loaded.lab;
         let out = self.output_dir();
-        if self.makes_cluster() {
+        if self.makes_cluster() && !self.options.in_cluster {
             // The nodes are verified by the host keys their installs reported.
             self.write_known_hosts()?;
         }
@@ -1400,7 +1445,14 @@ impl Lab {
                 source,
             })
         };
-        Ok(Some(if self.makes_cluster() {
+        Ok(Some(if self.options.in_cluster {
+            let kube = cluster::kube_provider::open_in_cluster(&c).map_err(no_provider)?;
+            (
+                kube.client().clone(),
+                kube.applyset().to_string(),
+                endpoint_address(kube.endpoint()).await,
+            )
+        } else if self.makes_cluster() {
             let made = cluster::kubeadm_provider::open(&c).map_err(no_provider)?;
             let kube = made.kube().await.map_err(observe)?;
             (

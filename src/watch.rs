@@ -53,37 +53,7 @@ impl Webhook {
     }
 }
 
-/// A webhook payload's shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WebhookFormat {
-    /// The change as JSON ([`Change`] with the lab's name).
-    Json,
-    /// ntfy's JSON publish form (`topic` from the URL's path, title, message, priority, tags),
-    /// posted to the server's root.
-    Ntfy,
-    /// Matrix's hookshot generic webhook (`text` and `html`).
-    Matrix,
-    /// Slack's incoming webhook (`text`); Mattermost and Discord's `/slack` endpoint take it.
-    Slack,
-}
-
-impl std::str::FromStr for WebhookFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "json" => WebhookFormat::Json,
-            "ntfy" => WebhookFormat::Ntfy,
-            "matrix" => WebhookFormat::Matrix,
-            "slack" => WebhookFormat::Slack,
-            other => {
-                return Err(format!(
-                    "`{other}` is not a webhook format: json, ntfy, matrix or slack"
-                ));
-            }
-        })
-    }
-}
+pub use cloudlet_core::model::WebhookFormat;
 
 /// What `watch` may put right by itself.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -212,6 +182,9 @@ struct Exposed {
     metrics: String,
     /// Unix seconds of the last round's end.
     last_round: u64,
+    /// Unix seconds of the loop's last turn: a round's end, or a follower's try for the
+    /// Lease (a follower runs no rounds and is as alive as the leader).
+    alive: u64,
 }
 
 type Key = (String, String);
@@ -316,6 +289,10 @@ impl Lab {
                 }
                 leading = Some(lead);
                 if !lead {
+                    exposed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .alive = unix_now();
                     tokio::time::sleep(l.duration() / 3).await;
                     next = tokio::time::Instant::now();
                     continue;
@@ -357,6 +334,7 @@ impl Lab {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 e.metrics = text;
                 e.last_round = unix_now();
+                e.alive = e.last_round;
             }
             on_event(&WatchEvent::Round {
                 round,
@@ -830,9 +808,10 @@ async fn serve_one(tcp: tokio::net::TcpStream, exposed: &Mutex<Exposed>, interva
                 "the first round has not ended\n".into(),
             ),
             ("GET", "/healthz") => {
-                // Healthy while rounds keep ending: the last one within three intervals.
+                // Healthy while the loop turns: a round (the leader) or a try for the Lease (a
+                // follower) within three intervals.
                 let late = interval.as_secs().saturating_mul(3).max(30);
-                if e.last_round > 0 && unix_now().saturating_sub(e.last_round) <= late {
+                if e.alive > 0 && unix_now().saturating_sub(e.alive) <= late {
                     ("200 OK", "text/plain", "ok\n".into())
                 } else {
                     (

@@ -1436,3 +1436,44 @@ fn a_router_backup_needs_a_router_whose_backend_exports_its_configuration() {
     );
     assert_eq!(findings(&opn), vec![]);
 }
+
+#[test]
+fn the_watch_runs_in_a_cluster_with_a_sane_cadence_and_variables_a_pod_takes() {
+    // The base lab renders its cluster locally: nowhere for the watch to run.
+    let t = format!("{BASE}watch: {{image: r.example/cloudlet:1, replicas: 2}}\n");
+    let d = only(&t, "watch-cluster");
+    assert_at(&d, at(&t, "watch:"));
+    assert!(d.message.contains("`targets.cluster` is `local`"), "{d}");
+
+    let kube = "targets:\n  cluster: {kind: kubernetes, credentials: {file: kubeconfig}}\n";
+    let ok = format!(
+        "{BASE}{kube}watch: {{image: r.example/cloudlet:1, webhooks: [{{format: ntfy, url: {{env: NTFY_URL}}}}]}}\n"
+    );
+    assert_eq!(findings(&ok), vec![]);
+    // No image: cloudlet publishes none, so the lab names one.
+    let t = format!("{BASE}{kube}watch: {{replicas: 2}}\n");
+    let d = only(&t, "watch-image");
+    assert_at(&d, at(&t, "watch:"));
+
+    let t = format!(
+        "{BASE}{kube}watch: {{image: r.example/c:1, replicas: 0, interval: 5s, lease: 2s}}\n"
+    );
+    assert_at(&only(&t, "watch-replicas"), at(&t, "0, interval"));
+    assert_at(&only(&t, "watch-interval"), at(&t, "5s, lease"));
+    assert_at(&only(&t, "watch-lease"), at(&t, "2s}"));
+
+    let t = format!(
+        "{BASE}{kube}watch: {{image: r.example/c:1, webhooks: [{{format: slack, url: {{env: SLACK-URL}}}}]}}\n"
+    );
+    let d = only(&t, "watch-env");
+    assert_at(&d, at(&t, "{env: SLACK-URL}"));
+    assert!(d.message.contains("`SLACK-URL`"), "{d}");
+
+    let t = format!(
+        "{BASE}{kube}watch: {{image: r.example/c:1, webhooks: [{{format: teams, url: {{env: X}}}}]}}\n"
+    );
+    assert!(
+        lab(&t).is_err(),
+        "an unknown format is refused where it is written"
+    );
+}

@@ -167,6 +167,9 @@ enum Command {
         /// Checks run at once (1: one after the other).
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// Run inside the lab's cluster, as the watch's pod does (see `watch --in-cluster`).
+        #[arg(long)]
+        in_cluster: bool,
     },
     /// Doctor on an interval: each change of a finding's state printed and sent to the
     /// webhooks (one message per change), OpenMetrics on `/metrics` and `/healthz` with
@@ -209,6 +212,11 @@ enum Command {
         /// Output: `human` lines, or `json`: one event per line.
         #[arg(long, short, value_enum, default_value_t = Format::Human)]
         output: Format,
+        /// Run inside the lab's cluster (the watch's pod): the cluster through the pod's
+        /// service account; the nodes cloudlet made, etcd, installs, backup runs and domains
+        /// rendered to local files are the applying machine's and left out.
+        #[arg(long)]
+        in_cluster: bool,
     },
     /// An admin kubeconfig for the cluster cloudlet makes (`targets.cluster.kind: kubeadm`),
     /// printed: a client certificate from the cluster CA, issued now and short-lived (ask
@@ -480,6 +488,16 @@ async fn main() -> ExitCode {
         take_over: cli.take_over,
         // CLOUDLET_CACHE_DIR moves the release cache (see README).
         cache_dir: None,
+        in_cluster: matches!(
+            cli.command,
+            Command::Watch {
+                in_cluster: true,
+                ..
+            } | Command::Doctor {
+                in_cluster: true,
+                ..
+            }
+        ),
     };
     let load = |path: &PathBuf| Lab::load(path).map(|l| l.with_options(opts.clone()));
     let result = match cli.command {
@@ -521,6 +539,7 @@ async fn main() -> ExitCode {
             output,
             timeout,
             concurrency,
+            in_cluster: _,
         } => match load(&lab) {
             Ok(lab) => {
                 let d = lab
@@ -557,6 +576,7 @@ async fn main() -> ExitCode {
             rounds,
             lease,
             output,
+            in_cluster: _,
         } => match load(&lab) {
             Ok(lab) => {
                 let options = watch_options(
@@ -996,8 +1016,19 @@ async fn watch(
             println!("{line}");
         }
     };
+    // Ctrl-C, or SIGTERM as Kubernetes stops a pod: the Lease is let go either way.
     let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     };
     lab.watch(options, listener, &print, stop).await?;
     Ok(ExitCode::SUCCESS)

@@ -314,11 +314,7 @@ fn memory(s: &str) -> Option<String> {
         _ => return None,
     };
     let mib = (bytes / (1024.0 * 1024.0)).ceil() as u64;
-    Some(if mib >= 1024 && mib.is_multiple_of(1024) {
-        format!("{}Gi", mib / 1024)
-    } else {
-        format!("{mib}Mi")
-    })
+    Some(crate::k8s::quantity_mib(mib))
 }
 
 /// An environment value that is a whole `${VAR}` / `$VAR` reference: the variable.

@@ -302,6 +302,18 @@ pub(crate) struct IngressTls<'a> {
     pub secret_name: String,
 }
 
+/// `mib` MiB as the API server writes the quantity back (the largest binary suffix that
+/// divides it: `1Gi`, not `1024Mi`), so what cloudlet applies reads back the same.
+pub(crate) fn quantity_mib(mib: u64) -> String {
+    if mib >= 1 << 20 && mib.is_multiple_of(1 << 20) {
+        format!("{}Ti", mib >> 20)
+    } else if mib >= 1024 && mib.is_multiple_of(1024) {
+        format!("{}Gi", mib >> 10)
+    } else {
+        format!("{mib}Mi")
+    }
+}
+
 #[derive(Serialize)]
 pub(crate) struct PvSpec<'a> {
     #[serde(rename = "accessModes")]
@@ -314,8 +326,6 @@ pub(crate) struct PvSpec<'a> {
     pub nfs: Nfs,
     #[serde(rename = "persistentVolumeReclaimPolicy")]
     pub reclaim: &'static str,
-    #[serde(rename = "storageClassName")]
-    pub storage_class: &'static str,
 }
 
 #[derive(Serialize)]

@@ -83,6 +83,27 @@ pub async fn open(c: &Connection<'_>) -> Result<KubeProvider, ConnectError> {
         })
 }
 
+/// A provider over the pod's service account (the API server from `KUBERNETES_SERVICE_HOST`,
+/// the token and CA Kubernetes mounts), for a copy of the lab running in its own cluster
+/// (the watch): the options [`open`] gives, whatever the cluster target says.
+pub fn open_in_cluster(c: &Connection<'_>) -> Result<KubeProvider, ConnectError> {
+    let client_error = |message: String| ConnectError::Client {
+        backend: "Kubernetes",
+        source: Box::new(backend(message, false)),
+    };
+    let config =
+        Config::incluster().map_err(|e| client_error(format!("the pod's service account: {e}")))?;
+    let options = KubeOptions {
+        take_over: c.take_over,
+        secrets_dir: c.base_dir.to_path_buf(),
+        endpoint: Some(config.cluster_url.to_string()),
+        ..KubeOptions::default()
+    };
+    let client =
+        Client::try_from(config).map_err(|e| client_error(format!("Kubernetes client: {e}")))?;
+    Ok(KubeProvider::new(client, &c.lab.name, options))
+}
+
 fn connect<'a>(c: &'a Connection<'a>) -> BoxFuture<'a, Result<Arc<dyn Provider>, ConnectError>> {
     Box::pin(async move { Ok(Arc::new(open(c).await?) as Arc<dyn Provider>) })
 }

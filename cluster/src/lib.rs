@@ -25,6 +25,7 @@ pub mod metallb;
 pub mod platform;
 pub mod volume_backup;
 pub mod volume_restore;
+pub mod watcher;
 
 pub use kube_provider::{
     BACKEND, FIELD_MANAGER, KubeOptions, KubeProvider, KubeStats, PART_OF_LABEL, applyset_id,
@@ -420,7 +421,7 @@ fn app_objects(lab: &Lab, c: &Cluster, name: &str, app: &App, ns: &str, out: &mu
             .unwrap_or_else(|| format!("{name}/{}", v.name));
         let pvid = volume_pv_id(ns, name, &v.name);
         let pvc_name = format!("{name}-{}", v.name);
-        let size = format!("{}Mi", v.size.mib());
+        let size = quantity_mib(v.size.mib());
         // A dynamic export: csi-driver-nfs provisions the volume from the export's class.
         // Otherwise: a static PV of exactly this volume's directory, bound to the claim.
         let (class, volume_name, claim_dep) = if export.dynamic {
@@ -451,7 +452,6 @@ fn app_objects(lab: &Lab, c: &Cluster, name: &str, app: &App, ns: &str, out: &mu
                             server: server.clone(),
                         },
                         reclaim: "Retain",
-                        storage_class: "",
                     }),
                 ),
             ));

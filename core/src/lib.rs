@@ -24,6 +24,7 @@ pub mod local;
 pub mod model;
 pub mod plan;
 pub mod provider;
+pub mod refs;
 pub mod resource;
 pub mod source;
 pub mod store;

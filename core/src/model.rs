@@ -48,6 +48,9 @@ pub struct Lab {
     /// What is backed up, where, and how often.
     #[serde(default)]
     pub backup: Option<Backup>,
+    /// `cloudlet watch` run inside the lab's own cluster.
+    #[serde(default)]
+    pub watch: Option<Watch>,
 }
 
 /// Facts about the site.
@@ -1596,6 +1599,116 @@ impl Lab {
         }
         comp.enabled
             .unwrap_or_else(|| self.platform_need(name).is_some())
+    }
+}
+
+/// `cloudlet watch` as a Deployment in the lab's cluster (`watch`): its replicas elect a leader
+/// through a Lease, the lab's files come from a ConfigMap, the secrets they reference from a
+/// Secret whose values are read when the lab is applied, and the cluster is reached through the
+/// pod's service account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Watch {
+    /// The image: one holding the `cloudlet` binary on its `PATH` (and `ssh` for SFTP backup
+    /// targets), pulled through `cluster.platform.registry` when set.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Replicas (default 2): one leads, another takes over within the Lease's duration.
+    #[serde(default = "two_replicas")]
+    pub replicas: u32,
+    /// Between rounds (default 1m).
+    #[serde(default = "one_minute")]
+    pub interval: Duration,
+    /// How long the leader's Lease lasts without a renewal (default 15s).
+    #[serde(default = "fifteen_seconds")]
+    pub lease: Duration,
+    /// What it puts right by itself: `drift` (the watch then holds cluster-admin) and
+    /// `stuck_pods`.
+    #[serde(default)]
+    pub remediate: Vec<RemediateKind>,
+    /// Where each change of a finding's state is sent.
+    #[serde(default)]
+    pub webhooks: Vec<WatchWebhook>,
+    /// Run on the node's network, so the NAS is asked from the node's own address (default
+    /// false).
+    #[serde(default)]
+    pub host_network: bool,
+}
+
+fn two_replicas() -> u32 {
+    2
+}
+
+fn one_minute() -> Duration {
+    Duration(60)
+}
+
+fn fifteen_seconds() -> Duration {
+    Duration(15)
+}
+
+/// What `watch` puts right by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RemediateKind {
+    /// Apply the lab when it drifted (never a plan that loses data).
+    Drift,
+    /// Delete pods stuck past their threshold that a controller makes again.
+    StuckPods,
+}
+
+/// A webhook of the watch: its payload's shape and where its URL (which holds its secret) is
+/// read from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WatchWebhook {
+    /// The payload's shape.
+    pub format: WebhookFormat,
+    /// Where the URL is read from (never inline).
+    pub url: SecretRef,
+}
+
+/// A webhook payload's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    /// The change as JSON (the change with the lab's name).
+    Json,
+    /// ntfy's JSON publish form (`topic` from the URL's path, title, message, priority, tags),
+    /// posted to the server's root.
+    Ntfy,
+    /// Matrix's hookshot generic webhook (`text` and `html`).
+    Matrix,
+    /// Slack's incoming webhook (`text`); Mattermost and Discord's `/slack` endpoint take it.
+    Slack,
+}
+
+impl WebhookFormat {
+    /// Its name: `json`, `ntfy`, `matrix`, `slack`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookFormat::Json => "json",
+            WebhookFormat::Ntfy => "ntfy",
+            WebhookFormat::Matrix => "matrix",
+            WebhookFormat::Slack => "slack",
+        }
+    }
+}
+
+impl std::str::FromStr for WebhookFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "json" => WebhookFormat::Json,
+            "ntfy" => WebhookFormat::Ntfy,
+            "matrix" => WebhookFormat::Matrix,
+            "slack" => WebhookFormat::Slack,
+            other => {
+                return Err(format!(
+                    "`{other}` is not a webhook format: json, ntfy, matrix or slack"
+                ));
+            }
+        })
     }
 }
 

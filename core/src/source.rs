@@ -81,6 +81,11 @@ impl Sources {
     pub fn paths(&self) -> impl Iterator<Item = &Path> {
         self.files.iter().map(|(p, _)| p.as_path())
     }
+
+    /// The files loaded with their texts, in order.
+    pub fn files(&self) -> impl Iterator<Item = (&Path, &str)> {
+        self.files.iter().map(|(p, t)| (p.as_path(), &**t))
+    }
 }
 
 /// A scalar as written, before any type is imposed on it.

@@ -4,7 +4,8 @@
 //! `router` (WAN forwards, where the router and the NAS sit), `metallb` (pools, pinned
 //! VIPs, VIP sharing), `ingress` (host routes and TLS), `kubernetes` (the cluster cloudlet makes), `pxe` (network boot, install
 //! users), `capacity` (hosts and Kubernetes nodes), `storage` (volumes, exports,
-//! snapshots, mount paths) and `targets` (backends, from their descriptors). Names,
+//! snapshots, mount paths), `targets` (backends, from their descriptors) and `watch` (the
+//! watch in the lab's cluster). Names,
 //! references, the site and lab paths are checked here.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -29,6 +30,7 @@ mod pxe;
 mod router;
 mod storage;
 mod targets;
+mod watch;
 
 /// Runs every rule of the lab language and returns all findings, unsorted and unresolved.
 /// The targets are checked against the backends only by [`validate_with`].
@@ -74,6 +76,7 @@ fn run(lab: &Lab, backends: Option<&[&'static Descriptor]>) -> Vec<Diagnostic> {
     v.router_and_nas_addresses();
     v.mount_paths();
     v.lab_paths();
+    v.watch();
     v.out
 }
 

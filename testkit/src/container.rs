@@ -98,8 +98,87 @@ pub fn run_pod(
     secrets: &Secrets,
     claims: &BTreeMap<String, PathBuf>,
 ) -> Output {
+    run_pod_with(
+        root,
+        pod,
+        &Kubelet {
+            secrets: secrets.clone(),
+            claims: claims.clone(),
+            ..Kubelet::default()
+        },
+    )
+}
+
+/// What a kubelet gives a pod besides its spec: Secrets' and ConfigMaps' values, claims'
+/// directories, the pod's service account (its token, the cluster's CA and the API server,
+/// mounted and in the environment as Kubernetes does), the image's programs, and arguments a
+/// test adds (`--rounds 1` for a pod that runs until stopped).
+#[derive(Debug, Clone, Default)]
+pub struct Kubelet {
+    /// Secrets by name.
+    pub secrets: Secrets,
+    /// ConfigMaps by name, each key's text.
+    pub config_maps: BTreeMap<String, BTreeMap<String, String>>,
+    /// Claim name → host directory.
+    pub claims: BTreeMap<String, PathBuf>,
+    /// The service account's token, the cluster CA (PEM), and the API server's host and port.
+    pub service_account: Option<(String, Vec<u8>, String, u16)>,
+    /// Programs of the image: host file → path in the pod.
+    pub binaries: Vec<(PathBuf, String)>,
+    /// Arguments appended to the container's.
+    pub extra_args: Vec<String>,
+}
+
+/// Writes `bytes` at `file` with `mode`.
+fn put(file: &Path, bytes: &[u8], mode: u32) {
+    if let Some(d) = file.parent() {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(file, bytes).unwrap();
+    std::fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+}
+
+/// The items of a Secret or ConfigMap source (every key when it lists none) written under
+/// `dir`, as the kubelet writes them.
+fn project(dir: &Path, source: &Value, values: &BTreeMap<String, Vec<u8>>, default_mode: u32) {
+    match source["items"].as_array() {
+        Some(items) => {
+            for item in items {
+                let key = item["key"].as_str().unwrap();
+                let v = values
+                    .get(key)
+                    .unwrap_or_else(|| panic!("no key {key} for {source}"));
+                let mode = item["mode"].as_u64().map_or(default_mode, |m| m as u32);
+                put(&dir.join(item["path"].as_str().unwrap()), v, mode);
+            }
+        }
+        None => {
+            for (k, v) in values {
+                put(&dir.join(k), v, default_mode);
+            }
+        }
+    }
+}
+
+/// Runs the first container of `pod` under `root` with what `k` gives it (see [`Kubelet`]).
+pub fn run_pod_with(root: &Path, pod: &Value, k: &Kubelet) -> Output {
     let spec = &pod["spec"];
     let c = &spec["containers"][0];
+    let secrets = &k.secrets;
+    let config_map = |name: &str| -> BTreeMap<String, Vec<u8>> {
+        k.config_maps
+            .get(name)
+            .unwrap_or_else(|| panic!("no ConfigMap {name}"))
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+            .collect()
+    };
+    let secret = |name: &str| -> BTreeMap<String, Vec<u8>> {
+        secrets
+            .get(name)
+            .unwrap_or_else(|| panic!("no Secret {name}"))
+            .clone()
+    };
     for d in ["usr", "etc", "tmp", "dev", "proc", "secrets"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
@@ -117,43 +196,109 @@ pub fn run_pod(
     setup.push_str(&format!(
         "mount -t tmpfs none {r}/etc\nmkdir -p {r}/etc/ssl\ncp -r /etc/ssl/. {r}/etc/ssl/ 2>/dev/null || true\ncp /etc/passwd /etc/group {r}/etc/\n"
     ));
+    // The image's programs: over a private /usr/local/bin of the pod's own.
+    if !k.binaries.is_empty() {
+        setup.push_str(&format!("mount -t tmpfs none {r}/usr/local/bin\n"));
+        for (host, at) in &k.binaries {
+            setup.push_str(&format!(
+                "touch {r}{at}\nmount --bind {} {r}{at}\n",
+                host.display()
+            ));
+        }
+    }
     let volumes: BTreeMap<&str, &Value> = spec["volumes"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|v| (v["name"].as_str().unwrap(), v))
         .collect();
-    for m in c["volumeMounts"].as_array().into_iter().flatten() {
-        let v = volumes[m["name"].as_str().unwrap()];
-        let at = format!("{r}{}", m["mountPath"].as_str().unwrap());
-        let ro = if m["readOnly"] == true { "-o ro " } else { "" };
-        let from = if let Some(claim) = v["persistentVolumeClaim"]["claimName"].as_str() {
-            claims
-                .get(claim)
-                .unwrap_or_else(|| panic!("no directory for claim {claim}"))
-                .clone()
-        } else if v["secret"].is_object() {
-            let dir = root.join("secrets").join(v["name"].as_str().unwrap());
-            std::fs::create_dir_all(&dir).unwrap();
-            // Modes as the kubelet sets them: the item's, else the volume's default (0644).
-            let default_mode = v["secret"]["defaultMode"].as_u64().unwrap_or(0o644);
-            for item in v["secret"]["items"].as_array().into_iter().flatten() {
-                let key = item["key"].as_str().unwrap();
-                let name = v["secret"]["secretName"].as_str().unwrap();
-                let file = dir.join(item["path"].as_str().unwrap());
-                std::fs::write(&file, value(secrets, name, key)).unwrap();
-                let mode = item["mode"].as_u64().unwrap_or(default_mode) as u32;
-                std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(mode))
-                    .unwrap();
-            }
-            dir
-        } else {
-            panic!("a volume kind this runner does not know: {v}");
-        };
-        setup.push_str(&format!(
-            "mkdir -p {at}\nmount --bind {ro}{} {at}\n",
-            from.display()
+    let mut mounts: Vec<(String, String, bool, Option<String>)> = c["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_string(),
+                m["mountPath"].as_str().unwrap().to_string(),
+                m["readOnly"] == true,
+                m["subPath"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    let mut env = env_of(c, secrets);
+    if let Some((token, ca, host, port)) = &k.service_account {
+        // As Kubernetes mounts a service account's token and tells the pod where the API is.
+        let dir = root.join("secrets").join("kube-api-access");
+        put(&dir.join("token"), token.as_bytes(), 0o644);
+        put(&dir.join("ca.crt"), ca, 0o644);
+        let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+        put(&dir.join("namespace"), ns.as_bytes(), 0o644);
+        mounts.push((
+            String::new(),
+            "/var/run/secrets/kubernetes.io/serviceaccount".into(),
+            true,
+            None,
         ));
+        env.push(("KUBERNETES_SERVICE_HOST".into(), host.clone()));
+        env.push(("KUBERNETES_SERVICE_PORT".into(), port.to_string()));
+    }
+    for (name, mount_path, read_only, sub_path) in &mounts {
+        let at = format!("{r}{mount_path}");
+        let ro = if *read_only { "-o ro " } else { "" };
+        let from = if name.is_empty() {
+            root.join("secrets").join("kube-api-access")
+        } else {
+            let v = volumes[name.as_str()];
+            let dir = root.join("secrets").join(name);
+            if let Some(claim) = v["persistentVolumeClaim"]["claimName"].as_str() {
+                k.claims
+                    .get(claim)
+                    .unwrap_or_else(|| panic!("no directory for claim {claim}"))
+                    .clone()
+            } else if v["secret"].is_object() {
+                // Modes as the kubelet sets them: the item's, else the volume's default (0644).
+                let mode = v["secret"]["defaultMode"].as_u64().unwrap_or(0o644) as u32;
+                let values = secret(v["secret"]["secretName"].as_str().unwrap());
+                project(&dir, &v["secret"], &values, mode);
+                dir
+            } else if v["configMap"].is_object() {
+                let mode = v["configMap"]["defaultMode"].as_u64().unwrap_or(0o644) as u32;
+                let values = config_map(v["configMap"]["name"].as_str().unwrap());
+                project(&dir, &v["configMap"], &values, mode);
+                dir
+            } else if v["projected"].is_object() {
+                let mode = v["projected"]["defaultMode"].as_u64().unwrap_or(0o644) as u32;
+                std::fs::create_dir_all(&dir).unwrap();
+                for source in v["projected"]["sources"].as_array().into_iter().flatten() {
+                    if source["secret"].is_object() {
+                        let values = secret(source["secret"]["name"].as_str().unwrap());
+                        project(&dir, &source["secret"], &values, mode);
+                    } else if source["configMap"].is_object() {
+                        let values = config_map(source["configMap"]["name"].as_str().unwrap());
+                        project(&dir, &source["configMap"], &values, mode);
+                    } else {
+                        panic!("a projected source this runner does not know: {source}");
+                    }
+                }
+                dir
+            } else if v["emptyDir"].is_object() {
+                std::fs::create_dir_all(&dir).unwrap();
+                dir
+            } else {
+                panic!("a volume kind this runner does not know: {v}");
+            }
+        };
+        match sub_path {
+            // One file of the volume, bound where the mount says.
+            Some(sub) => setup.push_str(&format!(
+                "mkdir -p $(dirname {at})\ntouch {at}\nmount --bind {ro}{} {at}\n",
+                from.join(sub).display()
+            )),
+            None => setup.push_str(&format!(
+                "mkdir -p {at}\nmount --bind {ro}{} {at}\n",
+                from.display()
+            )),
+        }
     }
     setup.push_str(&format!("exec chroot {r} \"$@\"\n"));
     let command: Vec<&str> = c["command"]
@@ -162,6 +307,7 @@ pub fn run_pod(
         .flatten()
         .chain(c["args"].as_array().into_iter().flatten())
         .map(|a| a.as_str().unwrap())
+        .chain(k.extra_args.iter().map(String::as_str))
         .collect();
     Command::new("unshare")
         .args([
@@ -176,7 +322,7 @@ pub fn run_pod(
         .args(&command)
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
-        .envs(env_of(c, secrets))
+        .envs(env)
         .output()
         .expect("unshare runs")
 }

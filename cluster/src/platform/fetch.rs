@@ -96,7 +96,8 @@ pub fn default_cache() -> PathBuf {
     base.join("releases")
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// The SHA-256 of `bytes`, hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     let mut s = String::with_capacity(64);
     for b in Sha256::digest(bytes) {
