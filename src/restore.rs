@@ -57,6 +57,7 @@ pub const PHASES: &[&str] = &[
     "infrastructure",
     "cluster data",
     "volumes",
+    "databases",
     "reconcile",
     "verify",
 ];
@@ -389,21 +390,7 @@ impl Lab {
                 } else {
                     Vec::new()
                 };
-                let plan = self.plan_holding(&held).await?;
-                let changes = plan.summary.create + plan.summary.update + plan.summary.delete;
-                let applied = self
-                    .apply_holding(&plan, ApplyOptions::default(), None, &held)
-                    .await?;
-                if !applied.report.failed.is_empty() {
-                    let failed: Vec<String> = applied
-                        .report
-                        .failed
-                        .iter()
-                        .take(5)
-                        .map(|(id, e)| format!("{id}: {e}"))
-                        .collect();
-                    return Err(Error::RestoreApply(failed.join("; ")));
-                }
+                let changes = self.apply_held(&held).await?;
                 Ok(Some(format!("{changes} change(s) applied")))
             }
             "cluster data" => {
@@ -437,6 +424,7 @@ impl Lab {
                 )))
             }
             "volumes" => self.restore_volumes(key, options, done).await,
+            "databases" => self.restore_databases(key, options, done).await,
             "verify" => {
                 if !self.has_live_cluster() {
                     return Ok(None);
@@ -537,34 +525,56 @@ impl Lab {
     /// The volumes phase: each backed-up app's newest volume snapshot (of this lab) restored
     /// by its Job, the app held at 0 replicas meanwhile. An app with no snapshot yet is named
     /// and left as it is.
+    /// Each app whose volumes are backed up, with its newest volume snapshot (`None`: never
+    /// backed up); empty when the lab backs up no volumes or has no live cluster.
+    #[allow(clippy::type_complexity)]
+    async fn newest_volume_snapshots(
+        &self,
+        key: &str,
+    ) -> Result<Vec<(&str, &cloudlet_core::model::App, Option<Snapshot>)>, Error> {
+        let b = self.backup_block()?;
+        let Some(v) = &b.volumes else {
+            return Ok(Vec::new());
+        };
+        let apps: Vec<_> = self.volume_apps().collect();
+        if apps.is_empty() || !self.has_live_cluster() {
+            return Ok(Vec::new());
+        }
+        let target = self.target_location(b, &v.target)?;
+        let k = key.to_string();
+        let snaps = blocking(move || Repo::open(&target, &k)?.snapshots()).await?;
+        let lab = &self.loaded.lab;
+        Ok(apps
+            .into_iter()
+            .map(|(name, app)| {
+                let ns = cloudlet_core::model::Lab::app_namespace(name, app);
+                let tag = cluster::volume_backup::app_tag(ns, name);
+                let newest = snaps
+                    .iter()
+                    .filter(|s| s.class == "volumes" && s.host == lab.name && s.tags.contains(&tag))
+                    .max_by_key(|s| s.unix)
+                    .cloned();
+                (name, app, newest)
+            })
+            .collect())
+    }
+
     async fn restore_volumes(
         &self,
         key: &str,
         options: &RestoreOptions,
         done: &mut Restored,
     ) -> Result<Option<String>, Error> {
-        let b = self.backup_block()?;
-        let Some(v) = &b.volumes else {
-            return Ok(None);
-        };
-        let apps: Vec<_> = self.volume_apps().collect();
-        if apps.is_empty() || !self.has_live_cluster() {
+        let found = self.newest_volume_snapshots(key).await?;
+        if found.is_empty() {
             return Ok(None);
         }
-        let target = self.target_location(b, &v.target)?;
-        let k = key.to_string();
-        let snaps = blocking(move || Repo::open(&target, &k)?.snapshots()).await?;
         let lab = &self.loaded.lab;
         let mut restores = Vec::new();
         let mut taken = Vec::new();
         let mut never = Vec::new();
-        for (name, app) in apps {
+        for (name, app, newest) in found {
             let ns = cloudlet_core::model::Lab::app_namespace(name, app);
-            let tag = cluster::volume_backup::app_tag(ns, name);
-            let newest = snaps
-                .iter()
-                .filter(|s| s.class == "volumes" && s.host == lab.name && s.tags.contains(&tag))
-                .max_by_key(|s| s.unix);
             let Some(snap) = newest else {
                 never.push(format!("{ns}/{name}"));
                 continue;
@@ -618,6 +628,87 @@ impl Lab {
             ));
         }
         Ok(Some(detail))
+    }
+
+    /// Each app with a postgres dump gets it back: the servers start (the other apps whose
+    /// volumes came back stay held, so none of them meets an empty database and makes its
+    /// schema anew), then a Job per app loads the dump from the app's newest volume snapshot.
+    async fn restore_databases(
+        &self,
+        key: &str,
+        options: &RestoreOptions,
+        done: &mut Restored,
+    ) -> Result<Option<String>, Error> {
+        let found = self.newest_volume_snapshots(key).await?;
+        let lab = &self.loaded.lab;
+        let mut loads = Vec::new();
+        let mut taken = Vec::new();
+        let mut held = Vec::new();
+        for (name, app, newest) in &found {
+            let ns = cloudlet_core::model::Lab::app_namespace(name, app);
+            match newest
+                .as_ref()
+                .and_then(|s| cluster::volume_backup::load_job(lab, name, app, ns, &s.id))
+            {
+                Some(job) => {
+                    loads.push(cluster::volume_restore::AppRestore {
+                        namespace: ns.to_string(),
+                        app: name.to_string(),
+                        stateful: app.workload == cloudlet_core::model::Workload::Statefulset,
+                        job,
+                    });
+                    taken.extend(newest.clone());
+                }
+                None => held.push(cluster::workload_id(name, app)),
+            }
+        }
+        if loads.is_empty() {
+            return Ok(None);
+        }
+        self.apply_held(&held).await?;
+        let Some((client, _)) = self.live_cluster().await? else {
+            return Ok(None);
+        };
+        let within = options
+            .volumes_within
+            .unwrap_or(Duration::from_secs(30 * 60));
+        let loaded = cluster::volume_restore::restore(&client, &loads, within)
+            .await
+            .map_err(|e| Error::RestoreVolumes(Box::new(e)))?;
+        let mut said = Vec::new();
+        for (r, snap) in loaded.iter().zip(&taken) {
+            said.push(format!(
+                "{} from snapshot {} in {:.1}s",
+                r.app,
+                short(&snap.id),
+                r.seconds
+            ));
+            let mut w = self.window("database", snap, done.started);
+            w.app = Some(r.app.clone());
+            done.windows.push(w);
+        }
+        Ok(Some(format!("dumps loaded into {}", said.join(", "))))
+    }
+
+    /// The lab applied with the workloads `held` at 0 replicas; how many changes it made. A
+    /// step that failed fails the phase, naming the first five.
+    async fn apply_held(&self, held: &[ResourceId]) -> Result<usize, Error> {
+        let plan = self.plan_holding(held).await?;
+        let changes = plan.summary.create + plan.summary.update + plan.summary.delete;
+        let applied = self
+            .apply_holding(&plan, ApplyOptions::default(), None, held)
+            .await?;
+        if !applied.report.failed.is_empty() {
+            let failed: Vec<String> = applied
+                .report
+                .failed
+                .iter()
+                .take(5)
+                .map(|(id, e)| format!("{id}: {e}"))
+                .collect();
+            return Err(Error::RestoreApply(failed.join("; ")));
+        }
+        Ok(changes)
     }
 
     fn window(&self, class: &str, snap: &Snapshot, started: i64) -> LossWindow {

@@ -1477,3 +1477,55 @@ fn the_watch_runs_in_a_cluster_with_a_sane_cadence_and_variables_a_pod_takes() {
         "an unknown format is refused where it is written"
     );
 }
+
+#[test]
+fn a_dump_goes_into_backed_up_volumes_with_its_password_port_and_command() {
+    let dump = |d: &str| {
+        edit(
+            BASE,
+            "      volumes: [{name: data, export: data, mount: /data, size: 1GiB}]\n",
+            &format!(
+                "      volumes: [{{name: data, export: data, mount: /data, size: 1GiB}}]\n      secrets: {{PW: {{env: PW}}}}\n      dump: {d}\n"
+            ),
+        )
+    };
+    // The lab backs up no volumes: a dump has nowhere to go.
+    let t = dump("{kind: postgres, password: PW}");
+    let d = only(&t, "dump-without-backup");
+    assert_at(&d, at(&t, "dump:"));
+    assert!(d.message.contains("`backup.volumes`"), "{d}");
+
+    let backed = |t: String| {
+        format!(
+            "{t}backup:\n  key: {{env: K}}\n  targets:\n    s3t:\n      s3: {{endpoint: \"https://s3.lan\", bucket: lab-backups, access_key: {{env: A}}, secret_key: {{env: S}}}}\n  volumes: {{target: s3t, every: 6h}}\n"
+        )
+    };
+    assert_eq!(
+        findings(&backed(dump("{kind: postgres, password: PW}"))),
+        vec![]
+    );
+    let t = backed(dump("{kind: postgres, password: PWD}"));
+    let d = only(&t, "dump-password");
+    assert_at(&d, at(&t, "PWD"));
+    assert_eq!(d.help.as_deref(), Some("did you mean `PW`?"));
+
+    let t = backed(dump("{kind: command}"));
+    assert_at(&only(&t, "dump-command"), at(&t, "dump:"));
+    assert_eq!(
+        findings(&backed(dump(
+            "{kind: command, command: [sh, -c, \"cp /data/db $DUMP_DIR/\"]}"
+        ))),
+        vec![]
+    );
+    let t = backed(dump("{kind: postgres, command: [x]}"));
+    assert_at(&only(&t, "dump-command"), at(&t, "[x]"));
+
+    // pg_dump reaches the server through the app's Service: an app without a port has none.
+    let t = backed(edit(
+        &dump("{kind: postgres}"),
+        "      ports: [{name: http, port: 80}]\n      ingress: [{host: web.example.com}]\n",
+        "",
+    ));
+    let d = only(&t, "dump-port");
+    assert_at(&d, at(&t, "dump:"));
+}

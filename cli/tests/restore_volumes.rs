@@ -213,7 +213,10 @@ async fn a_restore_brings_each_apps_volumes_back_while_the_app_is_held() {
         client.clone(),
         work.path().join("jobs"),
         cloudlet::cluster::volume_backup::RESTORE_LABEL,
-        claims.clone(),
+        container::Kubelet {
+            claims: claims.clone(),
+            ..Default::default()
+        },
         SecretSource::Live,
         runs.clone(),
     ));
@@ -277,4 +280,159 @@ async fn a_restore_brings_each_apps_volumes_back_while_the_app_is_held() {
         .await
         .unwrap();
     assert_eq!(d.spec.replicas, Some(2), "the seed's two replicas");
+}
+
+/// The postgres app of the dump test, at the test server's port, its password from a file of
+/// the lab.
+fn with_database(dir: &Path, port: u16, password: &str) {
+    std::fs::write(dir.join("secrets/db-password"), password).unwrap();
+    let p = dir.join("cluster.yaml");
+    let t = std::fs::read_to_string(&p).unwrap().replacen(
+        "  apps:\n",
+        &format!(
+            "  apps:\n    wikidb:\n      image: docker.io/library/postgres:16\n      ports: [{{port: {port}}}]\n      secrets: {{POSTGRES_PASSWORD: {{file: secrets/db-password}}}}\n      volumes: [{{name: data, export: blog, mount: /var/lib/postgresql/data, size: 1GiB, database: true}}]\n      dump: {{kind: postgres, database: wiki, password: POSTGRES_PASSWORD}}\n"
+        ),
+        1,
+    );
+    std::fs::write(&p, t).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_loads_each_database_dump_before_the_other_apps_start() {
+    let work = tempfile::tempdir().unwrap();
+    let peer = S3Peer::start(work.path(), "lab-volumes");
+    let password = "restore-db-pw";
+    let pg = cloudlet_testkit::postgres::Postgres::start(work.path(), password);
+    pg.psql(password, "postgres", "CREATE DATABASE wiki");
+    pg.psql(
+        password,
+        "wiki",
+        "CREATE TABLE pages (id serial PRIMARY KEY, title text); INSERT INTO pages (title) SELECT 'p' || g FROM generate_series(1, 120) g",
+    );
+    let server = ApiServer::start();
+    let dir = lab(work.path(), &server.kubeconfig, &peer);
+    with_database(&dir, pg.port, password);
+    let l = dir.to_str().unwrap();
+    let o = cloudlet(&["apply", l, "--yes"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+
+    // The database server's files on the NAS, and the other apps' volumes.
+    let db_files = work.path().join("nas/wikidb-data");
+    std::fs::create_dir_all(&db_files).unwrap();
+    std::fs::write(db_files.join("PG_VERSION"), b"16\n").unwrap();
+    let mut base = container::Kubelet {
+        claims: BTreeMap::from([
+            ("blog-content".to_string(), work.path().join("nas/blog")),
+            ("mailserver-data".to_string(), work.path().join("nas/mail")),
+            ("wikidb-data".to_string(), db_files.clone()),
+        ]),
+        // The postgres image's tools, and its Service's name.
+        path: vec![pg.bin.display().to_string()],
+        hosts: vec![("wikidb".into(), "127.0.0.1".into())],
+        ..Default::default()
+    };
+    for d in base.claims.values() {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(work.path().join("nas/blog/index.html"), b"home\n").unwrap();
+
+    // The wikidb CronJob's pod: the dump, then restic, as its kubelet would run them.
+    let client = server.client().await;
+    let cron = Api::<CronJob>::namespaced(client.clone(), "wikidb")
+        .get("wikidb-backup")
+        .await
+        .unwrap();
+    for s in Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), "wikidb")
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+    {
+        let (n, v) = container::from_live(&s);
+        base.secrets.insert(n, v);
+    }
+    let pod =
+        serde_json::to_value(&cron.spec.job_template.spec.as_ref().unwrap().template).unwrap();
+    let (root, k) = (work.path().join("backup"), base.clone());
+    let o = tokio::task::spawn_blocking(move || container::run_pod_with(&root, &pod, &k))
+        .await
+        .unwrap();
+    let out = common::text(&o, &[KEY, SECRET_KEY, password]);
+    assert!(o.status.success(), "the backup pod failed: {out}");
+    pg.psql(
+        password,
+        "wiki",
+        "INSERT INTO pages (title) VALUES ('after the backup')",
+    );
+
+    // The disaster: the cluster, the lab's state, the database and its server's files.
+    drop(client);
+    drop(server);
+    let server = ApiServer::start();
+    std::fs::copy(&server.kubeconfig, dir.join("kubeconfig")).unwrap();
+    let _ = std::fs::remove_dir_all(dir.join(".cloudlet"));
+    pg.psql(password, "postgres", "DROP DATABASE wiki");
+    std::fs::write(db_files.join("stray"), b"x").unwrap();
+
+    let client = server.client().await;
+    let runs: Arc<Mutex<Vec<JobRun>>> = Arc::default();
+    let acting = tokio::spawn(container::kubelet(
+        client.clone(),
+        work.path().join("jobs"),
+        cloudlet::cluster::volume_backup::RESTORE_LABEL,
+        container::Kubelet {
+            secrets: container::Secrets::new(),
+            ..base
+        },
+        SecretSource::Live,
+        runs.clone(),
+    ));
+    let o = cloudlet(&["restore", l, "--from", "offsite", "--wait", "1s"]).await;
+    acting.abort();
+    let t = common::text(&o, &[KEY, SECRET_KEY, password]);
+    for line in [
+        "restore: volumes done in ",
+        "restore: databases done in ",
+        "dumps loaded into wikidb/wikidb from snapshot ",
+        "restore: reconcile done in ",
+    ] {
+        assert!(t.contains(line), "`{line}` not in:\n{t}");
+    }
+    // The server's files did not come back (it starts anew); the dump did, with what was
+    // there at backup time.
+    assert_eq!(std::fs::read_dir(&db_files).unwrap().count(), 0);
+    assert_eq!(
+        pg.psql(password, "wiki", "SELECT count(*) FROM pages"),
+        "120"
+    );
+    let runs = runs.lock().unwrap().clone();
+    let load = runs
+        .iter()
+        .find(|r| r.job == "wikidb/wikidb-load-dump")
+        .unwrap_or_else(|| panic!("the load Job ran: {runs:?}"));
+    assert!(load.ok, "{load:?}");
+    assert_eq!(
+        load.workload_replicas,
+        Some(1),
+        "the database server runs while its dump is loaded"
+    );
+    let restore = runs
+        .iter()
+        .find(|r| r.job == "wikidb/wikidb-restore")
+        .unwrap();
+    assert_eq!(
+        restore.workload_replicas,
+        Some(0),
+        "held while its volume came back"
+    );
+    let journal: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(".cloudlet/restore/journal.json")).unwrap())
+            .unwrap();
+    assert!(
+        journal["windows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["class"] == "database" && w["app"] == "wikidb/wikidb"),
+        "{journal}"
+    );
 }

@@ -524,6 +524,7 @@ pub fn import(file: &Path, source: &str, opts: &ComposeOptions) -> Result<Import
             workload: cloudlet_core::model::Workload::Deployment,
             files: BTreeMap::new(),
             secret_files: BTreeMap::new(),
+            dump: None,
         };
         // Labels first: they change how ports and volumes map.
         let mut labels: BTreeMap<String, String> = BTreeMap::new();

@@ -260,11 +260,9 @@ fn pod_template(
     script: &str,
     read_only: bool,
 ) -> serde_json::Value {
-    let Some((v, store)) = volumes_target(lab, app) else {
+    if volumes_target(lab, app).is_none() {
         return serde_json::Value::Null;
-    };
-    let from_secret =
-        |var: &str| json!({"name": var, "valueFrom": {"secretKeyRef": {"name": obj, "key": var}}});
+    }
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
     for vol in &app.volumes {
@@ -279,38 +277,96 @@ fn pod_template(
             "readOnly": read_only,
         }));
     }
-    if let Some((volume, mount)) = store.files(obj) {
-        volumes.push(volume);
-        mounts.push(mount);
-    }
-    let image = match lab
-        .cluster
-        .as_ref()
-        .and_then(|c| c.platform.registry.as_deref())
-    {
-        Some(r) => crate::platform::transform::mirrored_image(&v.image, r),
-        None => v.image.clone(),
+    // A backup's database dump: taken first, into the same snapshot.
+    let init: Vec<serde_json::Value> = match (&app.dump, read_only) {
+        (Some(d), true) => {
+            volumes.push(json!({"name": "dump", "emptyDir": {}}));
+            mounts.push(json!({"name": "dump", "mountPath": DUMP_DIR}));
+            vec![dump_container(name, app, d, pulled_image(lab, &app.image))]
+        }
+        _ => Vec::new(),
     };
-    let mut env = vec![
-        json!({"name": "RESTIC_REPOSITORY", "value": store.repository()}),
-        json!({"name": "RESTIC_CACHE_DIR", "value": "/tmp/restic-cache"}),
-        from_secret("RESTIC_PASSWORD"),
-    ];
-    env.extend(store.env(obj));
-    json!({
+    let Some((restic, store_volumes)) = restic_container(lab, obj, script, mounts) else {
+        return serde_json::Value::Null;
+    };
+    volumes.extend(store_volumes);
+    let mut template = json!({
         "metadata": {"labels": {"app.kubernetes.io/name": obj, "app.kubernetes.io/managed-by": "cloudlet"}},
         "spec": {
             "restartPolicy": "Never",
-            "containers": [{
-                "name": "restic",
-                "image": image,
-                "command": ["/bin/sh", "-c", script],
-                "env": env,
-                "volumeMounts": mounts,
-                "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": false},
-            }],
+            "containers": [restic],
             "volumes": volumes,
         },
+    });
+    if !init.is_empty() {
+        template["spec"]["initContainers"] = json!(init);
+    }
+    template
+}
+
+/// Where a backup's database dump is written, inside what restic backs up (`_dump/` at the top
+/// of the app's volume snapshot; no volume is called that: volume names are DNS labels).
+pub const DUMP_DIR: &str = "/data/_dump";
+/// The dump's directory in the snapshot (restic's patterns start at the snapshot's top).
+const DUMP_TOP: &str = "/_dump";
+
+/// The container that dumps the app's database before restic runs: the app's own image (its
+/// tools match its server), through the app's Service for postgres, or the lab's command with
+/// the app's environment and volumes (read-only, where the app mounts them).
+fn dump_container(
+    name: &str,
+    app: &App,
+    d: &cloudlet_core::model::Dump,
+    image: String,
+) -> serde_json::Value {
+    use cloudlet_core::model::DumpKind;
+    let from_app_secret = |var: &str, key: &str| json!({"name": var, "valueFrom": {"secretKeyRef": {"name": format!("{name}-secrets"), "key": key}}});
+    let mut env = vec![json!({"name": "DUMP_DIR", "value": DUMP_DIR})];
+    let mut mounts = vec![json!({"name": "dump", "mountPath": DUMP_DIR})];
+    let command: Vec<String> = match d.kind {
+        DumpKind::Postgres => {
+            let db = d.database.clone().unwrap_or_else(|| name.to_string());
+            let port = app
+                .ports
+                .iter()
+                .find(|p| p.port == 5432)
+                .or_else(|| app.ports.first())
+                .map_or(5432, |p| p.port);
+            env.push(json!({"name": "PGHOST", "value": name}));
+            env.push(json!({"name": "PGPORT", "value": port.to_string()}));
+            env.push(json!({"name": "PGUSER", "value": d.user.as_deref().unwrap_or("postgres")}));
+            env.push(json!({"name": "PGDATABASE", "value": db}));
+            if let Some(key) = &d.password {
+                env.push(from_app_secret("PGPASSWORD", key));
+            }
+            vec![
+                "pg_dump".into(),
+                "--no-owner".into(),
+                "--no-privileges".into(),
+                "--file".into(),
+                format!("{DUMP_DIR}/postgres-{db}.sql"),
+            ]
+        }
+        DumpKind::Command => {
+            for (k, v) in &app.env {
+                env.push(json!({"name": k, "value": v}));
+            }
+            for k in app.secrets.keys() {
+                env.push(from_app_secret(k, k));
+            }
+            for vol in &app.volumes {
+                mounts.push(json!({"name": format!("v-{}", vol.name), "mountPath": vol.mount, "readOnly": true}));
+            }
+            d.command.clone()
+        }
+    };
+    json!({
+        "name": "dump",
+        "image": image,
+        "command": command,
+        "env": env,
+        "volumeMounts": mounts,
+        "securityContext": {"allowPrivilegeEscalation": false},
     })
 }
 
@@ -335,11 +391,158 @@ pub fn restore_script(lab: &Lab, app: &App, snapshot: &str) -> Option<String> {
             sh(&format!("{MOUNT_ROOT}/{}", vol.name))
         ));
     }
+    // A database server's files copied while it ran may not load: with a dump of it, its
+    // volume comes back empty (the server starts anew) and the dump is loaded into it.
+    // restic's patterns are paths from the snapshot's top, where each volume and `_dump` are.
+    let mut exclude = format!(" --exclude {}", sh(DUMP_TOP));
+    for vol in reloaded(app) {
+        exclude.push_str(&format!(" --exclude {}", sh(&format!("/{}", vol.name))));
+    }
     out.push_str(&format!(
-        "restic{ca} restore {} --target {MOUNT_ROOT}\n",
+        "restic{ca} restore {} --target {MOUNT_ROOT}{exclude}\n",
         sh(snapshot)
     ));
     Some(out)
+}
+
+/// The volumes of `app` that a restore leaves empty for its dump to be loaded into: those
+/// holding a database server's files, when the app has a `postgres` dump.
+pub fn reloaded(app: &App) -> impl Iterator<Item = &cloudlet_core::model::Volume> {
+    let postgres = app
+        .dump
+        .as_ref()
+        .is_some_and(|d| d.kind == cloudlet_core::model::DumpKind::Postgres);
+    app.volumes.iter().filter(move |v| postgres && v.database)
+}
+
+/// The name of the Job that loads the app's dump during a restore.
+pub fn load_name(app: &str) -> String {
+    format!("{app}-load-dump")
+}
+
+/// The Job that loads the app's postgres dump from `snapshot` into its (new, empty) server:
+/// stock restic brings `_dump/` back into the pod, then the app's own image waits for the
+/// server (up to 5 minutes), makes the database again and loads the dump, stopping at the
+/// first error. `None` when the app has no postgres dump or its volumes are not backed up.
+pub fn load_job(
+    lab: &Lab,
+    name: &str,
+    app: &App,
+    ns: &str,
+    snapshot: &str,
+) -> Option<serde_json::Value> {
+    let d = app
+        .dump
+        .as_ref()
+        .filter(|d| d.kind == cloudlet_core::model::DumpKind::Postgres)?;
+    let (_, store) = volumes_target(lab, app)?;
+    let ca = store.flags();
+    let obj = object_name(name);
+    let (restic, mut volumes) = restic_container(
+        lab,
+        &obj,
+        &format!(
+            "set -eu\nrestic{ca} restore {} --target {MOUNT_ROOT} --include {}\n",
+            sh(snapshot),
+            sh(DUMP_TOP)
+        ),
+        vec![json!({"name": "dump", "mountPath": DUMP_DIR})],
+    )?;
+    volumes.push(json!({"name": "dump", "emptyDir": {}}));
+    let db = d.database.clone().unwrap_or_else(|| name.to_string());
+    let file = format!("{DUMP_DIR}/postgres-{db}.sql");
+    let remake = if db == "postgres" {
+        String::new()
+    } else {
+        format!(
+            "dropdb --if-exists --force {db}\ncreatedb {db}\n",
+            db = sh(&db)
+        )
+    };
+    let script = format!(
+        "set -eu\n\
+         n=0\n\
+         until pg_isready -q; do n=$((n+1)); if [ $n -ge 150 ]; then echo 'the server did not answer in 5 minutes' >&2; exit 1; fi; sleep 2; done\n\
+         {remake}\
+         psql -v ON_ERROR_STOP=1 -q -d {} -f {}\n",
+        sh(&db),
+        sh(&file)
+    );
+    let mut load = dump_container(name, app, d, pulled_image(lab, &app.image));
+    load["name"] = json!("load");
+    load["command"] = json!(["/bin/sh", "-c", script]);
+    let obj_name = load_name(name);
+    Some(json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": obj_name,
+            "namespace": ns,
+            "labels": {"app.kubernetes.io/managed-by": "cloudlet", RESTORE_LABEL: name},
+            "annotations": {"cloudlet.dev/snapshot": snapshot},
+        },
+        "spec": {
+            "backoffLimit": 2,
+            "ttlSecondsAfterFinished": 86_400,
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/name": obj_name, "app.kubernetes.io/managed-by": "cloudlet", RESTORE_LABEL: name}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "initContainers": [restic],
+                    "containers": [load],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }))
+}
+
+/// `image` pulled through the lab's registry when it names one.
+fn pulled_image(lab: &Lab, image: &str) -> String {
+    match lab
+        .cluster
+        .as_ref()
+        .and_then(|c| c.platform.registry.as_deref())
+    {
+        Some(r) => crate::platform::transform::mirrored_image(image, r),
+        None => image.to_string(),
+    }
+}
+
+/// Stock restic's container running `script` with the keys of the app's backup Secret `obj`
+/// and `mounts` besides the store's files, and the volumes those files need.
+fn restic_container(
+    lab: &Lab,
+    obj: &str,
+    script: &str,
+    mut mounts: Vec<serde_json::Value>,
+) -> Option<(serde_json::Value, Vec<serde_json::Value>)> {
+    let v = lab.backup.as_ref()?.volumes.as_ref()?;
+    let store = store(lab)?;
+    let mut volumes = Vec::new();
+    if let Some((volume, mount)) = store.files(obj) {
+        volumes.push(volume);
+        mounts.push(mount);
+    }
+    let from_secret =
+        |var: &str| json!({"name": var, "valueFrom": {"secretKeyRef": {"name": obj, "key": var}}});
+    let mut env = vec![
+        json!({"name": "RESTIC_REPOSITORY", "value": store.repository()}),
+        json!({"name": "RESTIC_CACHE_DIR", "value": "/tmp/restic-cache"}),
+        from_secret("RESTIC_PASSWORD"),
+    ];
+    env.extend(store.env(obj));
+    Some((
+        json!({
+            "name": "restic",
+            "image": pulled_image(lab, &v.image),
+            "command": ["/bin/sh", "-c", script],
+            "env": env,
+            "volumeMounts": mounts,
+            "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": false},
+        }),
+        volumes,
+    ))
 }
 
 /// The Job that restores the app's volumes from `snapshot` (one of its volume snapshots),

@@ -13,10 +13,21 @@ use cloudlet_backup::repo::{Location, Repo};
 use cloudlet_backup::s3::S3Location;
 use cloudlet_testkit::container::{from_refs, run_pod};
 use cloudlet_testkit::s3::{ACCESS_KEY, S3Peer, SECRET_KEY};
+use serde_json::Value;
 
 const KEY: &str = "volume-backup-key";
 
 fn lab(peer: &S3Peer, work: &Path, registry: Option<&str>) -> cloudlet_core::Lab {
+    lab_with(peer, work, registry, String::new())
+}
+
+/// [`lab`] with `apps` (YAML at the depth of the seed's apps) among its apps.
+fn lab_with(
+    peer: &S3Peer,
+    work: &Path,
+    registry: Option<&str>,
+    apps: String,
+) -> cloudlet_core::Lab {
     let secret = work.join("s3-secret");
     std::fs::write(&secret, SECRET_KEY).unwrap();
     let access = work.join("s3-access");
@@ -34,6 +45,7 @@ fn lab(peer: &S3Peer, work: &Path, registry: Option<&str>) -> cloudlet_core::Lab
     );
     cloudlet_testkit::seed::seed_lab(move |name, mut text| {
         if name == "cluster.yaml" {
+            text = text.replacen("  apps:\n", &format!("  apps:\n{apps}"), 1);
             text.push_str(&block);
             if let Some(r) = registry {
                 text = text.replace(
@@ -274,7 +286,10 @@ async fn the_restore_job_holds_the_app_and_brings_its_volumes_back_with_stock_re
         client.clone(),
         work.path().join("jobs"),
         cloudlet_cluster::volume_backup::RESTORE_LABEL,
-        claims.clone(),
+        cloudlet_testkit::container::Kubelet {
+            claims: claims.clone(),
+            ..Default::default()
+        },
         cloudlet_testkit::container::SecretSource::Given(secrets.clone()),
         runs.clone(),
     ));
@@ -432,4 +447,188 @@ async fn volumes_go_to_an_sftp_target_with_the_labs_key_and_come_back_from_it() 
         String::from_utf8_lossy(&o.stderr)
     );
     assert_eq!(cloudlet_testkit::files_of(&content), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_dump_is_taken_into_the_same_snapshot_and_loads_into_a_new_database() {
+    let work = tempfile::tempdir().unwrap();
+    let peer = S3Peer::start(work.path(), "lab-volumes");
+    let password = "db-secret-pw";
+    let pg = cloudlet_testkit::postgres::Postgres::start(work.path(), password);
+    pg.psql(password, "postgres", "CREATE DATABASE wiki");
+    pg.psql(
+        password,
+        "wiki",
+        "CREATE TABLE pages (id serial PRIMARY KEY, title text NOT NULL); INSERT INTO pages (title) SELECT 'page ' || g FROM generate_series(1, 250) g",
+    );
+    let pwfile = work.path().join("db-password");
+    std::fs::write(&pwfile, password).unwrap();
+
+    let app = format!(
+        "    wikidb:\n      image: docker.io/library/postgres:16\n      ports: [{{port: {}}}]\n      secrets: {{POSTGRES_PASSWORD: {{file: {}}}}}\n      volumes: [{{name: data, export: blog, mount: /var/lib/postgresql/data, size: 1GiB, database: true}}]\n      dump: {{kind: postgres, database: wiki, password: POSTGRES_PASSWORD}}\n",
+        pg.port,
+        pwfile.display()
+    );
+    let lab = lab_with(&peer, work.path(), Some("registry.lan:5000"), app);
+    let diags = cloudlet_core::validate::validate(&lab);
+    assert!(
+        !diags.iter().any(|d| d.code == "backup-volumes-database"),
+        "a database volume with a dump is no warning: {diags:?}"
+    );
+    let plan = cloudlet_cluster::expand(&lab);
+    let cron = find(&plan, "cronjob", "wikidb.wikidb-backup").body.value();
+    let template = &cron["spec"]["jobTemplate"]["spec"]["template"];
+    let dump = &template["spec"]["initContainers"][0];
+    // The app's own image (through the lab's registry), pg_dump through its Service, the
+    // password from the app's Secret.
+    assert_eq!(dump["image"], "registry.lan:5000/library/postgres:16");
+    assert_eq!(dump["command"][0], "pg_dump");
+    let env: BTreeMap<String, Value> = dump["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_string(), e.clone()))
+        .collect();
+    assert_eq!(env["PGHOST"]["value"], "wikidb");
+    assert_eq!(env["PGDATABASE"]["value"], "wiki");
+    assert_eq!(
+        env["PGPASSWORD"]["valueFrom"]["secretKeyRef"],
+        serde_json::json!({"name": "wikidb-secrets", "key": "POSTGRES_PASSWORD"})
+    );
+    // Other apps' backups have no dump.
+    let blog = find(&plan, "cronjob", "blog.blog-backup").body.value();
+    assert!(
+        blog["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            .get("initContainers")
+            .is_none()
+    );
+
+    // The backup pod as a kubelet runs it: the dump from the image's tools (the server's
+    // own bin directory first on PATH, as the postgres image has it), the Service's name in
+    // /etc/hosts, then stock restic over the volume and the dump.
+    let data = work.path().join("nas/wikidb/data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("PG_VERSION"), "16\n").unwrap();
+    // Its Secrets as the apply writes them, its claim, and the image's PATH and Service.
+    let kubelet = cloudlet_testkit::container::Kubelet {
+        secrets: BTreeMap::from([
+            from_refs(&find(&plan, "secret", "wikidb.wikidb-backup").body.value()),
+            from_refs(&find(&plan, "secret", "wikidb.wikidb-secrets").body.value()),
+        ]),
+        claims: BTreeMap::from([("wikidb-data".to_string(), data.clone())]),
+        path: vec![pg.bin.display().to_string()],
+        hosts: vec![("wikidb".into(), "127.0.0.1".into())],
+        ..Default::default()
+    };
+    let root = work.path().join("root");
+    let (t, k) = (template.clone(), kubelet.clone());
+    let o = tokio::task::spawn_blocking(move || {
+        cloudlet_testkit::container::run_pod_with(&root, &t, &k)
+    })
+    .await
+    .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{out}");
+    assert!(!out.contains(password), "{out}");
+
+    // Written after the backup: not in it.
+    pg.psql(
+        password,
+        "wiki",
+        "INSERT INTO pages (title) VALUES ('after')",
+    );
+
+    // One snapshot holds the volume and the dump; the dump loads into a new database and
+    // answers with what was there at backup time.
+    let loc = location(&peer);
+    let snaps = cloudlet_backup::blocking({
+        let l = loc.clone();
+        move || Repo::open(&l, KEY)?.snapshots()
+    })
+    .await
+    .unwrap();
+    let snap = snaps
+        .into_iter()
+        .find(|s| s.tags.iter().any(|t| t == "cloudlet-app:wikidb/wikidb"))
+        .expect("the app's snapshot");
+    let dest = work.path().join("restored");
+    let d = dest.clone();
+    let id = snap.id.clone();
+    cloudlet_backup::blocking(move || Repo::open(&loc, KEY)?.restore(&id, &d))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(dest.join("data/PG_VERSION")).unwrap(),
+        b"16\n"
+    );
+    let sql = dest.join("_dump/postgres-wiki.sql");
+    let text = std::fs::read_to_string(&sql).unwrap();
+    assert!(text.contains("CREATE TABLE public.pages"), "{text}");
+    assert!(!text.contains("OWNER TO"), "dumped without owners");
+    pg.psql(password, "postgres", "CREATE DATABASE wiki_restored");
+    pg.load(password, "wiki_restored", &sql);
+    assert_eq!(
+        pg.psql(password, "wiki_restored", "SELECT count(*) FROM pages"),
+        "250"
+    );
+
+    // The disaster: the database is gone, and the server's volume holds a stray file. The
+    // restore Job leaves the server's volume empty (files copied from a running server may
+    // not load: the server starts anew), then the load Job brings the dump back into it.
+    pg.psql(password, "postgres", "DROP DATABASE wiki");
+    std::fs::write(data.join("stray"), b"x").unwrap();
+    let app = &lab.cluster.as_ref().unwrap().apps["wikidb"];
+    let restore =
+        cloudlet_cluster::volume_backup::restore_job(&lab, "wikidb", app, "wikidb", &snap.id)
+            .unwrap();
+    let script = restore["spec"]["template"]["spec"]["containers"][0]["command"][2]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        script.contains("--exclude '/_dump' --exclude '/data'"),
+        "{script}"
+    );
+    for (i, job) in [
+        restore,
+        cloudlet_cluster::volume_backup::load_job(&lab, "wikidb", app, "wikidb", &snap.id)
+            .expect("a postgres dump is loaded"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let root = work.path().join(format!("restore-root{i}"));
+        let k = kubelet.clone();
+        let o = tokio::task::spawn_blocking(move || {
+            cloudlet_testkit::container::run_pod_with(&root, &job["spec"]["template"], &k)
+        })
+        .await
+        .unwrap();
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "job {i}: {out}");
+        assert!(!out.contains(password), "{out}");
+        if i == 0 {
+            assert_eq!(
+                std::fs::read_dir(&data).unwrap().count(),
+                0,
+                "the server's volume is left empty"
+            );
+        }
+    }
+    assert_eq!(
+        pg.psql(password, "wiki", "SELECT count(*) FROM pages"),
+        "250"
+    );
+    assert_eq!(
+        pg.psql(password, "wiki", "SELECT title FROM pages WHERE id = 250"),
+        "page 250"
+    );
 }

@@ -1286,6 +1286,45 @@ pub struct App {
     /// (databases that cluster, one pod at a time with ordered restarts).
     #[serde(default)]
     pub workload: Workload,
+    /// A database-consistent dump taken right before each backup of the app's volumes
+    /// (`backup.volumes`) and kept in the same snapshot, under `_dump/`: a copy of a running
+    /// database's files may not load, a dump does.
+    #[serde(default)]
+    pub dump: Option<Dump>,
+}
+
+/// How an app's database is dumped before its volumes are backed up. The dump runs in the
+/// backup's own pod, from the app's image (its tools match its server), before restic does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dump {
+    /// `postgres`: `pg_dump` of one database through the app's Service; `command`: the lab's
+    /// command.
+    pub kind: DumpKind,
+    /// postgres: the database (default: the app's name).
+    #[serde(default)]
+    pub database: Option<String>,
+    /// postgres: the user (default `postgres`).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// postgres: the key of the app's `secrets` that holds the user's password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// command: the program and its arguments, run from the app's image with the app's
+    /// environment and its volumes mounted read-only where the app mounts them; it writes the
+    /// dump into the directory `$DUMP_DIR`.
+    #[serde(default)]
+    pub command: Vec<String>,
+}
+
+/// What makes an app's dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DumpKind {
+    /// `pg_dump` (plain SQL, without owners or privileges, so it loads into any database).
+    Postgres,
+    /// The lab's command.
+    Command,
 }
 
 /// The Kubernetes workload an app runs as.

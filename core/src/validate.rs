@@ -69,6 +69,7 @@ fn run(lab: &Lab, backends: Option<&[&'static Descriptor]>) -> Vec<Diagnostic> {
     v.ingress_routes();
     v.platform();
     v.backups();
+    v.dumps();
     v.forwards(&lbs);
     v.volumes();
     v.segments();

@@ -127,6 +127,12 @@ pub struct Kubelet {
     pub binaries: Vec<(PathBuf, String)>,
     /// Arguments appended to the container's.
     pub extra_args: Vec<String>,
+    /// Directories before the usual ones on `PATH`, as the image's `PATH` has them
+    /// (`/usr/lib/postgresql/15/bin` for a postgres image).
+    pub path: Vec<String>,
+    /// `/etc/hosts` entries (name, address), as the kubelet writes them, standing in for the
+    /// cluster's DNS (a Service's name).
+    pub hosts: Vec<(String, String)>,
 }
 
 /// Writes `bytes` at `file` with `mode`.
@@ -160,10 +166,40 @@ fn project(dir: &Path, source: &Value, values: &BTreeMap<String, Vec<u8>>, defau
     }
 }
 
-/// Runs the first container of `pod` under `root` with what `k` gives it (see [`Kubelet`]).
+/// Runs `pod` under `root` with what `k` gives it (see [`Kubelet`]): its init containers in
+/// order, then its first container, as long as each succeeds. What they printed, one after
+/// the other, and how the last one run exited.
 pub fn run_pod_with(root: &Path, pod: &Value, k: &Kubelet) -> Output {
+    let mut all: Option<Output> = None;
+    let init = pod["spec"]["initContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for c in init
+        .iter()
+        .chain(std::iter::once(&pod["spec"]["containers"][0]))
+    {
+        let o = run_container(root, pod, c, k);
+        let ok = o.status.success();
+        all = Some(match all {
+            None => o,
+            Some(mut a) => {
+                a.stdout.extend(o.stdout);
+                a.stderr.extend(o.stderr);
+                a.status = o.status;
+                a
+            }
+        });
+        if !ok {
+            break;
+        }
+    }
+    all.expect("a pod has a container")
+}
+
+/// Runs the container `c` of `pod` under `root` (see [`run_pod_with`]).
+fn run_container(root: &Path, pod: &Value, c: &Value, k: &Kubelet) -> Output {
     let spec = &pod["spec"];
-    let c = &spec["containers"][0];
     let secrets = &k.secrets;
     let config_map = |name: &str| -> BTreeMap<String, Vec<u8>> {
         k.config_maps
@@ -196,6 +232,15 @@ pub fn run_pod_with(root: &Path, pod: &Value, k: &Kubelet) -> Output {
     setup.push_str(&format!(
         "mount -t tmpfs none {r}/etc\nmkdir -p {r}/etc/ssl\ncp -r /etc/ssl/. {r}/etc/ssl/ 2>/dev/null || true\ncp /etc/passwd /etc/group {r}/etc/\n"
     ));
+    if !k.hosts.is_empty() {
+        let mut hosts = String::from("127.0.0.1 localhost\n");
+        for (name, ip) in &k.hosts {
+            hosts.push_str(&format!("{ip} {name}\n"));
+        }
+        let file = root.join("secrets").join("hosts");
+        put(&file, hosts.as_bytes(), 0o644);
+        setup.push_str(&format!("cp {} {r}/etc/hosts\n", file.display()));
+    }
     // The image's programs: over a private /usr/local/bin of the pod's own.
     if !k.binaries.is_empty() {
         setup.push_str(&format!("mount -t tmpfs none {r}/usr/local/bin\n"));
@@ -307,8 +352,16 @@ pub fn run_pod_with(root: &Path, pod: &Value, k: &Kubelet) -> Output {
         .flatten()
         .chain(c["args"].as_array().into_iter().flatten())
         .map(|a| a.as_str().unwrap())
-        .chain(k.extra_args.iter().map(String::as_str))
+        .chain(
+            (c == &spec["containers"][0])
+                .then_some(&k.extra_args)
+                .into_iter()
+                .flatten()
+                .map(String::as_str),
+        )
         .collect();
+    let mut path = k.path.clone();
+    path.push("/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into());
     Command::new("unshare")
         .args([
             "--mount",
@@ -321,7 +374,7 @@ pub fn run_pod_with(root: &Path, pod: &Value, k: &Kubelet) -> Output {
         ])
         .args(&command)
         .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("PATH", path.join(":"))
         .envs(env)
         .output()
         .expect("unshare runs")
@@ -395,13 +448,14 @@ pub struct JobRun {
 
 /// Acts for the controllers and kubelets an API server without nodes lacks, until aborted: a
 /// Deployment or StatefulSet scaled to 0 loses its pods, and each Job labelled `label` runs
-/// once (as [`run_pod`] runs it, roots under `work`, claims from `claims`), its outcome
-/// written to its status and recorded in `runs`.
+/// once (as [`run_pod_with`] runs it, roots under `work`, with `base`'s claims, `PATH` and
+/// hosts and the Secrets `source` gives), its outcome written to its status and recorded in
+/// `runs`.
 pub async fn kubelet(
     client: kube::Client,
     work: PathBuf,
     label: &'static str,
-    claims: BTreeMap<String, PathBuf>,
+    base: Kubelet,
     source: SecretSource,
     runs: std::sync::Arc<std::sync::Mutex<Vec<JobRun>>>,
 ) {
@@ -490,8 +544,12 @@ pub async fn kubelet(
                 }
             };
             let template = serde_json::to_value(&template).unwrap();
-            let (w, c) = (work.join(format!("job{round}")), claims.clone());
-            let o = tokio::task::spawn_blocking(move || run_pod(&w, &template, &secrets, &c))
+            let w = work.join(format!("job{round}"));
+            let k = Kubelet {
+                secrets,
+                ..base.clone()
+            };
+            let o = tokio::task::spawn_blocking(move || run_pod_with(&w, &template, &k))
                 .await
                 .unwrap();
             let stderr = String::from_utf8_lossy(&o.stderr).trim().to_string();

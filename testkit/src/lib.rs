@@ -34,6 +34,7 @@ pub mod hypervisor_peers;
 pub mod opnsense_fake;
 pub mod pfsense_fake;
 pub mod platform;
+pub mod postgres;
 pub mod s3;
 pub mod seed;
 pub mod sftp;

@@ -228,7 +228,7 @@ test('backups run, list, verify and restore the lab', async () => {
   fs.rmSync(path.join(dir, '.cloudlet'), { recursive: true });
   const phases = [];
   const restored = await (await Lab.load(dir)).restore('nas', { onPhase: (p) => phases.push(p.name) });
-  assert.deepStrictEqual(restored.phases.map((p) => p.name), ['identity', 'router', 'infrastructure', 'cluster data', 'volumes', 'reconcile', 'verify']);
+  assert.deepStrictEqual(restored.phases.map((p) => p.name), ['identity', 'router', 'infrastructure', 'cluster data', 'volumes', 'databases', 'reconcile', 'verify']);
   assert.strictEqual(restored.windows[0].class, 'state');
   assert.strictEqual(restored.windows[0].app, undefined);
 });

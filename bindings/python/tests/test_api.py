@@ -321,7 +321,7 @@ def test_backups_run_list_verify_and_restore(seed, tmp_path, monkeypatch):
     phases = []
     restored = asyncio.run(lab.restore("nas", on_phase=phases.append))
     assert restored.success
-    assert [p.name for p in phases] == ["identity", "router", "infrastructure", "cluster data", "volumes", "reconcile", "verify"]
+    assert [p.name for p in phases] == ["identity", "router", "infrastructure", "cluster data", "volumes", "databases", "reconcile", "verify"]
     assert restored.windows[0].class_ == "state"
     assert restored.windows[0].app is None
 

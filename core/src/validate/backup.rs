@@ -262,7 +262,7 @@ impl<'a> Validator<'a> {
         let Some(c) = &lab.cluster else { return };
         for (name, app) in &c.apps {
             for (i, vol) in app.volumes.iter().enumerate() {
-                if vol.database {
+                if vol.database && app.dump.is_none() {
                     self.push(
                         Diagnostic::warning(
                             "backup-volumes-database",
@@ -272,8 +272,89 @@ impl<'a> Validator<'a> {
                                 vol.name
                             ),
                         )
-                        .help("dump the database into another volume on a schedule (database dumps through a hook are not supported yet), or accept a crash-consistent copy"),
+                        .help("give the app a `dump` (`dump: {kind: postgres, password: POSTGRES_PASSWORD}`, or a `command` that writes into $DUMP_DIR), taken into the same snapshot right before it, or accept a crash-consistent copy"),
                     );
+                }
+            }
+        }
+    }
+
+    /// Each app's `dump`: it goes into the app's volume snapshots, so the lab backs them up;
+    /// a postgres dump's password is one of the app's secrets; a command is given.
+    pub(super) fn dumps(&mut self) {
+        let lab = self.lab;
+        let Some(c) = &lab.cluster else { return };
+        for (name, app) in &c.apps {
+            let Some(d) = &app.dump else { continue };
+            let dp = path!["cluster", "apps", name, "dump"];
+            let volumes = lab.backup.as_ref().and_then(|b| b.volumes.as_ref());
+            if volumes.is_none() || app.volumes.is_empty() {
+                self.push(
+                    Diagnostic::error_at_key(
+                        "dump-without-backup",
+                        dp.clone(),
+                        format!(
+                            "the dump of `{name}` goes into its volume snapshots, but {}",
+                            if volumes.is_none() {
+                                "the lab backs up no volumes (`backup.volumes`)"
+                            } else {
+                                "the app has no volumes"
+                            }
+                        ),
+                    )
+                    .help("add `backup.volumes: {target: ..., every: 6h}` with an s3 or sftp target, and the database's volume"),
+                );
+            }
+            match d.kind {
+                crate::model::DumpKind::Postgres => {
+                    if app.ports.is_empty() {
+                        self.push(
+                            Diagnostic::error_at_key(
+                                "dump-port",
+                                dp.clone(),
+                                format!("pg_dump reaches `{name}` through its Service, but the app has no port"),
+                            )
+                            .help("add `ports: [{port: 5432}]` to the app"),
+                        );
+                    }
+                    if let Some(key) = &d.password
+                        && !app.secrets.contains_key(key)
+                    {
+                        let known: Vec<&str> = app.secrets.keys().map(String::as_str).collect();
+                        self.push(
+                            Diagnostic::error(
+                                "dump-password",
+                                dp.join("password"),
+                                format!("`{key}` is not one of the secrets of `{name}`"),
+                            )
+                            .help(match did_you_mean(key, known.iter().copied()) {
+                                Some(k) => format!("did you mean `{k}`?"),
+                                None => "name the key of `secrets:` that holds the database user's password".into(),
+                            }),
+                        );
+                    }
+                    if !d.command.is_empty() {
+                        self.push(
+                            Diagnostic::error(
+                                "dump-command",
+                                dp.join("command"),
+                                "a postgres dump runs pg_dump: `command` is for `kind: command`",
+                            )
+                            .help("remove `command`, or set `kind: command`"),
+                        );
+                    }
+                }
+                crate::model::DumpKind::Command => {
+                    if d.command.first().is_none_or(|c| c.trim().is_empty()) {
+                        self.push(
+                            Diagnostic::error_at_key(
+                                "dump-command",
+                                dp.clone(),
+                                format!("the dump of `{name}` runs a command, but none is given"),
+                            )
+                            .help("`command: [sh, -c, \"sqlite3 /data/app.db .dump > $DUMP_DIR/app.sql\"]`"),
+                        );
+                    }
                 }
             }
         }

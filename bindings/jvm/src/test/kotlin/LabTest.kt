@@ -143,7 +143,7 @@ class LabTest {
                 phases.add(event)
             }
         })
-        assertEquals(7, phases.size, restored)
+        assertEquals(8, phases.size, restored)
         assertTrue(phases[4].contains("\"name\":\"volumes\""), phases[4])
         assertTrue(restored.contains("\"class\":\"state\""), restored)
     }
