@@ -1519,6 +1519,8 @@ fn a_dump_goes_into_backed_up_volumes_with_its_password_port_and_command() {
     );
     let t = backed(dump("{kind: postgres, command: [x]}"));
     assert_at(&only(&t, "dump-command"), at(&t, "[x]"));
+    let t = backed(dump("{kind: command, command: [x], verify: \"SELECT 1\"}"));
+    assert_at(&only(&t, "dump-verify"), at(&t, "\"SELECT 1\""));
 
     // pg_dump reaches the server through the app's Service: an app without a port has none.
     let t = backed(edit(

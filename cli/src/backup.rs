@@ -28,13 +28,15 @@ pub(crate) enum BackupCommand {
         json: bool,
     },
     /// Prove the backups, level by level: 0 the job ran, 1 a recent snapshot exists, 2 the
-    /// repository checks out with its data read, 3 a restore to scratch matches the source.
+    /// repository checks out with its data read, 3 a restore to scratch matches the source, 4 a
+    /// database dump answers the lab's query.
     Verify {
         /// A lab file or directory.
         #[arg(default_value = ".")]
         lab: PathBuf,
-        /// The highest level to reach (0-3).
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=3))]
+        /// The highest level to reach (0-4; 4 loads each app's database dump that has a
+        /// query into a scratch server in the cluster and asks it).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=4))]
         level: u8,
         /// Print JSON.
         #[arg(long)]

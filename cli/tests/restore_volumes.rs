@@ -290,7 +290,7 @@ fn with_database(dir: &Path, port: u16, password: &str) {
     let t = std::fs::read_to_string(&p).unwrap().replacen(
         "  apps:\n",
         &format!(
-            "  apps:\n    wikidb:\n      image: docker.io/library/postgres:16\n      ports: [{{port: {port}}}]\n      secrets: {{POSTGRES_PASSWORD: {{file: secrets/db-password}}}}\n      volumes: [{{name: data, export: blog, mount: /var/lib/postgresql/data, size: 1GiB, database: true}}]\n      dump: {{kind: postgres, database: wiki, password: POSTGRES_PASSWORD}}\n"
+            "  apps:\n    wikidb:\n      image: docker.io/library/postgres:16\n      ports: [{{port: {port}}}]\n      secrets: {{POSTGRES_PASSWORD: {{file: secrets/db-password}}}}\n      volumes: [{{name: data, export: blog, mount: /var/lib/postgresql/data, size: 1GiB, database: true}}]\n      dump: {{kind: postgres, database: wiki, password: POSTGRES_PASSWORD, verify: \"SELECT count(*) FROM pages\"}}\n"
         ),
         1,
     );
@@ -362,6 +362,89 @@ async fn a_restore_loads_each_database_dump_before_the_other_apps_start() {
         password,
         "wiki",
         "INSERT INTO pages (title) VALUES ('after the backup')",
+    );
+
+    // Level 4: the dump loaded into a scratch server in a Job and asked the lab's query; a
+    // query that answers no row fails it.
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    Api::<CronJob>::namespaced(client.clone(), "wikidb")
+        .patch_status(
+            "wikidb-backup",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"status": {
+                "lastScheduleTime": now, "lastSuccessfulTime": now,
+            }})),
+        )
+        .await
+        .unwrap();
+    let l4 = |query: &'static str| {
+        let (dir, base, client) = (dir.clone(), base.clone(), client.clone());
+        let jobs = work.path().join(format!("verify-{}", query.len()));
+        async move {
+            let p = dir.join("cluster.yaml");
+            let t = std::fs::read_to_string(&p).unwrap();
+            let from = t
+                .split("verify: \"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string();
+            std::fs::write(&p, t.replace(&from, query)).unwrap();
+            let runs: Arc<Mutex<Vec<JobRun>>> = Arc::default();
+            let acting = tokio::spawn(container::kubelet(
+                client,
+                jobs,
+                cloudlet::cluster::volume_backup::RESTORE_LABEL,
+                base,
+                SecretSource::Live,
+                runs,
+            ));
+            let o = cloudlet(&[
+                "backup",
+                "verify",
+                dir.to_str().unwrap(),
+                "--level",
+                "4",
+                "--json",
+            ])
+            .await;
+            acting.abort();
+            let all: serde_json::Value =
+                serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+            all.as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["app"] == "wikidb/wikidb")
+                .unwrap()
+                .clone()
+        }
+    };
+    let v = l4("SELECT count(*) FROM pages").await;
+    let levels = v["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 5, "{v}");
+    assert_eq!(levels[4]["ok"], true, "{v}");
+    assert!(
+        levels[4]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("answered the lab's query"),
+        "{v}"
+    );
+    let v = l4("SELECT 1 WHERE false").await;
+    let last = v["levels"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["level"].as_u64(), last["ok"].as_bool()),
+        (Some(4), Some(false)),
+        "{v}"
+    );
+    assert!(
+        last["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the query answered no row"),
+        "{v}"
     );
 
     // The disaster: the cluster, the lab's state, the database and its server's files.

@@ -431,26 +431,8 @@ pub fn load_job(
     ns: &str,
     snapshot: &str,
 ) -> Option<serde_json::Value> {
-    let d = app
-        .dump
-        .as_ref()
-        .filter(|d| d.kind == cloudlet_core::model::DumpKind::Postgres)?;
-    let (_, store) = volumes_target(lab, app)?;
-    let ca = store.flags();
-    let obj = object_name(name);
-    let (restic, mut volumes) = restic_container(
-        lab,
-        &obj,
-        &format!(
-            "set -eu\nrestic{ca} restore {} --target {MOUNT_ROOT} --include {}\n",
-            sh(snapshot),
-            sh(DUMP_TOP)
-        ),
-        vec![json!({"name": "dump", "mountPath": DUMP_DIR})],
-    )?;
-    volumes.push(json!({"name": "dump", "emptyDir": {}}));
+    let d = postgres_dump(app)?;
     let db = d.database.clone().unwrap_or_else(|| name.to_string());
-    let file = format!("{DUMP_DIR}/postgres-{db}.sql");
     let remake = if db == "postgres" {
         String::new()
     } else {
@@ -466,17 +448,112 @@ pub fn load_job(
          {remake}\
          psql -v ON_ERROR_STOP=1 -q -d {} -f {}\n",
         sh(&db),
-        sh(&file)
+        sh(&format!("{DUMP_DIR}/postgres-{db}.sql"))
     );
-    let mut load = dump_container(name, app, d, pulled_image(lab, &app.image));
-    load["name"] = json!("load");
-    load["command"] = json!(["/bin/sh", "-c", script]);
-    let obj_name = load_name(name);
+    dump_job(lab, name, app, ns, snapshot, &load_name(name), script, &[])
+}
+
+/// The name of the Job that proves the app's dump (level 4 of `backup verify`).
+pub fn verify_name(app: &str) -> String {
+    format!("{app}-verify-dump")
+}
+
+/// Level 4 of `backup verify` for the app's postgres dump in `snapshot`: stock restic brings
+/// `_dump/` back into the pod, then the app's own image starts a scratch server inside the pod
+/// (as the `postgres` user, on a socket only), loads the dump, stopping at the first error,
+/// and asks the lab's query, failing unless it answers at least one row. Nothing outside the
+/// pod is touched. `None` unless the app has a postgres dump with a query.
+pub fn verify_job(
+    lab: &Lab,
+    name: &str,
+    app: &App,
+    ns: &str,
+    snapshot: &str,
+) -> Option<serde_json::Value> {
+    let d = postgres_dump(app)?;
+    let query = d.verify.as_ref()?;
+    let db = d.database.clone().unwrap_or_else(|| name.to_string());
+    let scratch = "/tmp/cloudlet-l4";
+    let inner = format!(
+        "set -eu\n\
+         export PGHOST={scratch} PGUSER=postgres\n\
+         initdb -D {scratch}/data -U postgres --auth=trust >/dev/null\n\
+         pg_ctl -D {scratch}/data -o \"-c listen_addresses= -k {scratch}\" -w start >/dev/null\n\
+         trap 'pg_ctl -D {scratch}/data -m fast stop >/dev/null' EXIT\n\
+         {create}\
+         psql -v ON_ERROR_STOP=1 -q -d {db} -f {file}\n\
+         rows=$(psql -v ON_ERROR_STOP=1 -tA -d {db} -c \"$CLOUDLET_QUERY\")\n\
+         if [ -z \"$rows\" ]; then echo 'the query answered no row' >&2; exit 1; fi\n\
+         echo \"answered: $(printf '%s' \"$rows\" | head -n 1)\"\n",
+        create = if db == "postgres" {
+            String::new()
+        } else {
+            format!("createdb {}\n", sh(&db))
+        },
+        db = sh(&db),
+        file = sh(&format!("{DUMP_DIR}/postgres-{db}.sql")),
+    );
+    // The server refuses to run as root: the image's `postgres` user runs it.
+    let script = format!(
+        "set -eu\nmkdir -p {scratch}\nchown postgres {scratch}\nexec setpriv --reuid=postgres --regid=postgres --init-groups sh -c {}\n",
+        sh(&inner)
+    );
+    dump_job(
+        lab,
+        name,
+        app,
+        ns,
+        snapshot,
+        &verify_name(name),
+        script,
+        &[("CLOUDLET_QUERY", query.as_str())],
+    )
+}
+
+fn postgres_dump(app: &App) -> Option<&cloudlet_core::model::Dump> {
+    app.dump
+        .as_ref()
+        .filter(|d| d.kind == cloudlet_core::model::DumpKind::Postgres)
+}
+
+/// A Job of the app's dump in `snapshot`: stock restic brings `_dump/` back into an emptyDir,
+/// then the app's image runs `script` with the dump's environment and `env`.
+#[allow(clippy::too_many_arguments)]
+fn dump_job(
+    lab: &Lab,
+    name: &str,
+    app: &App,
+    ns: &str,
+    snapshot: &str,
+    job: &str,
+    script: String,
+    env: &[(&str, &str)],
+) -> Option<serde_json::Value> {
+    let d = app.dump.as_ref()?;
+    let (_, store) = volumes_target(lab, app)?;
+    let ca = store.flags();
+    let (restic, mut volumes) = restic_container(
+        lab,
+        &object_name(name),
+        &format!(
+            "set -eu\nrestic{ca} restore {} --target {MOUNT_ROOT} --include {}\n",
+            sh(snapshot),
+            sh(DUMP_TOP)
+        ),
+        vec![json!({"name": "dump", "mountPath": DUMP_DIR})],
+    )?;
+    volumes.push(json!({"name": "dump", "emptyDir": {}}));
+    let mut main = dump_container(name, app, d, pulled_image(lab, &app.image));
+    main["name"] = json!("postgres");
+    main["command"] = json!(["/bin/sh", "-c", script]);
+    if let Some(all) = main["env"].as_array_mut() {
+        all.extend(env.iter().map(|(k, v)| json!({"name": k, "value": v})));
+    }
     Some(json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": obj_name,
+            "name": job,
             "namespace": ns,
             "labels": {"app.kubernetes.io/managed-by": "cloudlet", RESTORE_LABEL: name},
             "annotations": {"cloudlet.dev/snapshot": snapshot},
@@ -485,11 +562,11 @@ pub fn load_job(
             "backoffLimit": 2,
             "ttlSecondsAfterFinished": 86_400,
             "template": {
-                "metadata": {"labels": {"app.kubernetes.io/name": obj_name, "app.kubernetes.io/managed-by": "cloudlet", RESTORE_LABEL: name}},
+                "metadata": {"labels": {"app.kubernetes.io/name": job, "app.kubernetes.io/managed-by": "cloudlet", RESTORE_LABEL: name}},
                 "spec": {
                     "restartPolicy": "Never",
                     "initContainers": [restic],
-                    "containers": [load],
+                    "containers": [main],
                     "volumes": volumes,
                 },
             },

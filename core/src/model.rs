@@ -1315,6 +1315,11 @@ pub struct Dump {
     /// dump into the directory `$DUMP_DIR`.
     #[serde(default)]
     pub command: Vec<String>,
+    /// postgres: a query the dump must answer once loaded into a scratch server
+    /// (`SELECT count(*) FROM pages`): level 4 of `backup verify` runs it, in the cluster,
+    /// from the app's image, and passes when it answers at least one row.
+    #[serde(default)]
+    pub verify: Option<String>,
 }
 
 /// What makes an app's dump.

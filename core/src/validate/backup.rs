@@ -345,6 +345,16 @@ impl<'a> Validator<'a> {
                     }
                 }
                 crate::model::DumpKind::Command => {
+                    if d.verify.is_some() {
+                        self.push(
+                            Diagnostic::error(
+                                "dump-verify",
+                                dp.join("verify"),
+                                "only a postgres dump is loaded and asked a query; cloudlet cannot load what a command wrote",
+                            )
+                            .help("remove `verify`: backup verify proves this dump's files at L3"),
+                        );
+                    }
                     if d.command.first().is_none_or(|c| c.trim().is_empty()) {
                         self.push(
                             Diagnostic::error_at_key(
