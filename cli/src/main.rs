@@ -345,6 +345,14 @@ enum PxeCmd {
         /// TFTP port (default 69).
         #[arg(long)]
         tftp_port: Option<u16>,
+        /// A plain boot server instead: the files under DIR over TFTP and HTTP, read-only,
+        /// without a lab (no proxyDHCP, no install state; `--address` defaults to every
+        /// address).
+        #[arg(long, value_name = "DIR")]
+        files: Option<PathBuf>,
+        /// With `--files`: TFTP only.
+        #[arg(long, requires = "files")]
+        no_http: bool,
         /// Print events as JSON lines.
         #[arg(long, short, value_enum, default_value_t = Format::Human)]
         output: Format,
@@ -776,6 +784,23 @@ async fn plan(
 }
 
 async fn pxe(what: PxeCmd, opts: &Options) -> Result<ExitCode, (Error, Option<Lab>)> {
+    if let PxeCmd::Serve {
+        files: Some(dir),
+        address,
+        http_port,
+        tftp_port,
+        no_http,
+        ..
+    } = &what
+    {
+        return Ok(serve_files(
+            dir,
+            address.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+            tftp_port.unwrap_or(69),
+            (!no_http).then_some(http_port.unwrap_or(80)),
+        )
+        .await);
+    }
     let path = match &what {
         PxeCmd::Serve { lab, .. } | PxeCmd::Status { lab, .. } | PxeCmd::Reinstall { lab, .. } => {
             lab.clone()
@@ -822,6 +847,56 @@ async fn pxe(what: PxeCmd, opts: &Options) -> Result<ExitCode, (Error, Option<La
         }
     };
     r.map_err(|e| (e, Some(lab)))
+}
+
+/// `pxe serve --files DIR`: a plain boot server until Ctrl-C.
+async fn serve_files(
+    dir: &std::path::Path,
+    address: std::net::Ipv4Addr,
+    tftp_port: u16,
+    http_port: Option<u16>,
+) -> ExitCode {
+    use cloudlet::pxe::{service::FileServer, tftp::TftpConfig};
+    let server = match FileServer::bind(
+        address,
+        dir,
+        tftp_port,
+        http_port,
+        TftpConfig::default(),
+        cloudlet::pxe::http::Limits::default(),
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {}", cloudlet::core::error::chain(&e));
+            return ExitCode::from(2);
+        }
+    };
+    eprintln!(
+        "serving {} read-only: TFTP {}, HTTP {}; Ctrl-C stops",
+        dir.display(),
+        server
+            .tftp_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        match server.http_addr() {
+            Some(a) => a.map(|a| a.to_string()).unwrap_or_default(),
+            None => "off".into(),
+        }
+    );
+    match server
+        .run(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: the boot server stopped: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 async fn pxe_serve(

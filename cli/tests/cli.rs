@@ -944,3 +944,148 @@ fn a_saved_plan_is_shown_as_planned_and_drawn_as_a_graph_graphviz_reads() {
         steps.len()
     );
 }
+
+/// A free port on loopback for `proto` (`tcp` or `udp`).
+fn free_port(udp: bool) -> u16 {
+    if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+}
+
+/// `cloudlet pxe serve --files DIR` with `args`, once it says what it serves; killed when
+/// dropped.
+struct FileServer(std::process::Child);
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve_files(dir: &Path, args: &[&str]) -> (FileServer, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cloudlet"))
+        .args(["pxe", "serve", "--files"])
+        .arg(dir)
+        .args(["--address", "127.0.0.1"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (FileServer(child), line)
+}
+
+#[test]
+fn pxe_serve_files_is_a_plain_boot_server_over_tftp_and_http_or_tftp_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("boot");
+    std::fs::create_dir_all(root.join("efi")).unwrap();
+    let program: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(root.join("efi/grubx64.efi"), &program).unwrap();
+    std::fs::write(dir.path().join("secret"), b"outside").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("secret"), root.join("escape")).unwrap();
+    let (tftp, http) = (free_port(true), free_port(false));
+    let (_server, said) = serve_files(
+        &root,
+        &[
+            "--tftp-port",
+            &tftp.to_string(),
+            "--http-port",
+            &http.to_string(),
+        ],
+    );
+    assert!(
+        said.contains(&format!("TFTP 127.0.0.1:{tftp}"))
+            && said.contains(&format!("HTTP 127.0.0.1:{http}")),
+        "{said}"
+    );
+    // tftp-hpa over TFTP and curl over HTTP: the same bytes.
+    let got = dir.path().join("got");
+    let o = Command::new("tftp")
+        .args([
+            "127.0.0.1",
+            &tftp.to_string(),
+            "-m",
+            "binary",
+            "-c",
+            "get",
+            "efi/grubx64.efi",
+        ])
+        .arg(&got)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(&got).unwrap(), program);
+    let o = Command::new("curl")
+        .args(["-sf", &format!("http://127.0.0.1:{http}/efi/grubx64.efi")])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(o.stdout, program);
+    // Nothing outside the directory: a symlink out of it and `..` are refused.
+    for path in ["escape", "../secret"] {
+        let o = Command::new("curl")
+            .args([
+                "-s",
+                "--path-as-is",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("http://127.0.0.1:{http}/{path}"),
+            ])
+            .output()
+            .unwrap();
+        let code = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(code == "403" || code == "404", "{path}: {code}");
+    }
+    drop(_server);
+
+    // TFTP alone: nothing listens for HTTP.
+    let (tftp, http) = (free_port(true), free_port(false));
+    let (_server, said) = serve_files(
+        &root,
+        &[
+            "--tftp-port",
+            &tftp.to_string(),
+            "--no-http",
+            "--http-port",
+            &http.to_string(),
+        ],
+    );
+    assert!(said.contains("HTTP off"), "{said}");
+    let o = Command::new("tftp")
+        .args([
+            "127.0.0.1",
+            &tftp.to_string(),
+            "-m",
+            "binary",
+            "-c",
+            "get",
+            "efi/grubx64.efi",
+        ])
+        .arg(&got)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", http)).is_err(),
+        "HTTP is off"
+    );
+}

@@ -563,6 +563,148 @@ impl std::fmt::Debug for BootService {
     }
 }
 
+/// A failed bind of `what` on `ip:port`, with what to do about it.
+fn bind_error(
+    what: &str,
+    ip: IpAddr,
+    port: u16,
+) -> impl Fn(std::io::Error) -> ServiceError + use<> {
+    let what = if port == 0 {
+        format!("{what} on {ip}")
+    } else {
+        format!("{what} on {ip}:{port}")
+    };
+    move |e: std::io::Error| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                "; ports below 1024 need root or CAP_NET_BIND_SERVICE"
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                "; this host has no such address: pass the host's address on the boot segment"
+            }
+            std::io::ErrorKind::AddrInUse => {
+                "; another server (dnsmasq, tftpd, a web server) holds the port"
+            }
+            _ => "",
+        };
+        ServiceError::Bind {
+            what: what.clone(),
+            message: format!("{e}{hint}"),
+        }
+    }
+}
+
+/// A plain boot server: the files under a directory over TFTP and, unless left off, HTTP —
+/// read-only, with the lab service's bounds and file rules (no `..`, absolute paths or
+/// symlink escapes, regular files only) — for machines that boot without a lab to install
+/// them: no proxyDHCP (the router's DHCP names this server and the file), no install state.
+pub struct FileServer {
+    tftp: TftpServer,
+    http: Option<HttpServer>,
+}
+
+impl std::fmt::Debug for FileServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileServer")
+            .field("tftp", &self.tftp.local_addr().ok())
+            .field(
+                "http",
+                &self.http.as_ref().and_then(|h| h.local_addr().ok()),
+            )
+            .finish()
+    }
+}
+
+/// HTTP of a [`FileServer`]: `GET /NAME` (or `/boot/NAME`) from the directory.
+struct Plain(Namespace);
+
+impl Handler for Plain {
+    fn handle(&self, req: &http::Request) -> Reply {
+        if req.method != hyper::Method::GET && req.method != hyper::Method::HEAD {
+            return Reply::not_found("files only: GET /NAME");
+        }
+        let path = req.path.strip_prefix('/').unwrap_or(&req.path);
+        match self.0.open_for(
+            path.strip_prefix("boot/").unwrap_or(path),
+            Some(req.peer.ip()),
+        ) {
+            Ok(src) => Reply::File(src),
+            Err(crate::tftp::Refusal::NotFound) => Reply::not_found("no such file"),
+            Err(crate::tftp::Refusal::Forbidden(why)) => Reply::forbidden(why),
+        }
+    }
+}
+
+impl FileServer {
+    /// Binds TFTP on `address:tftp_port` and, with `http_port`, HTTP, over `root`.
+    pub async fn bind(
+        address: Ipv4Addr,
+        root: &std::path::Path,
+        tftp_port: u16,
+        http_port: Option<u16>,
+        tftp: TftpConfig,
+        limits: http::Limits,
+    ) -> Result<FileServer, ServiceError> {
+        let ip = IpAddr::V4(address);
+        let namespace = Namespace::new()
+            .with_root(root)
+            .map_err(|e| ServiceError::Root(root.to_path_buf(), e))?;
+        let tftp = TftpServer::bind(SocketAddr::new(ip, tftp_port), namespace.clone(), tftp)
+            .await
+            .map_err(bind_error("TFTP", ip, tftp_port))?;
+        let http = match http_port {
+            None => None,
+            Some(port) => {
+                let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, port))
+                    .await
+                    .map_err(bind_error("HTTP", ip, port))?;
+                Some(HttpServer::from_listener(
+                    listener,
+                    Arc::new(Plain(namespace)),
+                    limits,
+                ))
+            }
+        };
+        Ok(FileServer { tftp, http })
+    }
+
+    /// The TFTP address (with the port actually bound).
+    pub fn tftp_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tftp.local_addr()
+    }
+
+    /// The HTTP address, when HTTP is on.
+    pub fn http_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.http.as_ref().map(HttpServer::local_addr)
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let services = async {
+            let http = async {
+                match self.http {
+                    Some(h) => h.run(stop(rx.clone())).await,
+                    None => Ok(()),
+                }
+            };
+            let (t, h) = tokio::join!(self.tftp.run(stop(rx.clone())), http);
+            t.map(|_| ()).and(h)
+        };
+        tokio::pin!(services);
+        tokio::select! {
+            r = &mut services => r,
+            () = shutdown => {
+                let _ = tx.send(true);
+                services.await
+            }
+        }
+    }
+}
+
 impl BootService {
     /// Binds proxyDHCP (when asked), TFTP and HTTP for `lab` and opens its install state.
     /// Call it inside the runtime that will run it.
@@ -578,31 +720,7 @@ impl BootService {
         }
         let installs = Installs::open_exclusive(&config.state_dir, config.windows)?;
         let ip = IpAddr::V4(config.address);
-        let bind = |what: &str, port: u16| {
-            let what = if port == 0 {
-                format!("{what} on {ip}")
-            } else {
-                format!("{what} on {ip}:{port}")
-            };
-            move |e: std::io::Error| {
-                let hint = match e.kind() {
-                    std::io::ErrorKind::PermissionDenied => {
-                        "; ports below 1024 need root or CAP_NET_BIND_SERVICE"
-                    }
-                    std::io::ErrorKind::AddrNotAvailable => {
-                        "; this host has no such address: pass the host's address on the boot segment"
-                    }
-                    std::io::ErrorKind::AddrInUse => {
-                        "; another server (dnsmasq, tftpd, a web server) holds the port"
-                    }
-                    _ => "",
-                };
-                ServiceError::Bind {
-                    what,
-                    message: format!("{e}{hint}"),
-                }
-            }
-        };
+        let bind = |what: &str, port: u16| bind_error(what, ip, port);
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, config.http_port))
             .await
             .map_err(bind("HTTP", config.http_port))?;
