@@ -962,6 +962,24 @@ fn free_port(udp: bool) -> u16 {
     }
 }
 
+/// `NAME` fetched with tftp-hpa from the server on loopback `port` into `to`.
+fn tftp_get(port: u16, name: &str, to: &Path) {
+    let o = Command::new("tftp")
+        .args([
+            "127.0.0.1",
+            &port.to_string(),
+            "-m",
+            "binary",
+            "-c",
+            "get",
+            name,
+        ])
+        .arg(to)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// `cloudlet pxe serve --files DIR` with `args`, once it says what it serves; killed when
 /// dropped.
 struct FileServer(std::process::Child);
@@ -1017,20 +1035,7 @@ fn pxe_serve_files_is_a_plain_boot_server_over_tftp_and_http_or_tftp_alone() {
     );
     // tftp-hpa over TFTP and curl over HTTP: the same bytes.
     let got = dir.path().join("got");
-    let o = Command::new("tftp")
-        .args([
-            "127.0.0.1",
-            &tftp.to_string(),
-            "-m",
-            "binary",
-            "-c",
-            "get",
-            "efi/grubx64.efi",
-        ])
-        .arg(&got)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    tftp_get(tftp, "efi/grubx64.efi", &got);
     assert_eq!(std::fs::read(&got).unwrap(), program);
     let o = Command::new("curl")
         .args(["-sf", &format!("http://127.0.0.1:{http}/efi/grubx64.efi")])
@@ -1070,20 +1075,9 @@ fn pxe_serve_files_is_a_plain_boot_server_over_tftp_and_http_or_tftp_alone() {
         ],
     );
     assert!(said.contains("HTTP off"), "{said}");
-    let o = Command::new("tftp")
-        .args([
-            "127.0.0.1",
-            &tftp.to_string(),
-            "-m",
-            "binary",
-            "-c",
-            "get",
-            "efi/grubx64.efi",
-        ])
-        .arg(&got)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::remove_file(&got).unwrap();
+    tftp_get(tftp, "efi/grubx64.efi", &got);
+    assert_eq!(std::fs::read(&got).unwrap(), program);
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", http)).is_err(),
         "HTTP is off"

@@ -680,25 +680,49 @@ impl FileServer {
 
     /// Serves until `shutdown` completes.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
+        let stop = Stop::new();
         let services = async {
             let http = async {
                 match self.http {
-                    Some(h) => h.run(stop(rx.clone())).await,
+                    Some(h) => h.run(stop.stopped()).await,
                     None => Ok(()),
                 }
             };
-            let (t, h) = tokio::join!(self.tftp.run(stop(rx.clone())), http);
+            let (t, h) = tokio::join!(self.tftp.run(stop.stopped()), http);
             t.map(|_| ()).and(h)
         };
+        stop.until(Box::pin(services), shutdown).await
+    }
+}
+
+/// One stop signal for the servers of a service.
+struct Stop(tokio::sync::watch::Sender<bool>);
+
+impl Stop {
+    fn new() -> Stop {
+        Stop(tokio::sync::watch::channel(false).0)
+    }
+
+    /// Completes once the service stops.
+    fn stopped(&self) -> impl std::future::Future<Output = ()> + use<> {
+        let mut rx = self.0.subscribe();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+
+    /// Runs `services` until they end, or until `shutdown` completes: then stops them and
+    /// waits for them to finish.
+    async fn until(
+        &self,
+        services: impl std::future::Future<Output = std::io::Result<()>>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
         tokio::pin!(services);
         tokio::select! {
             r = &mut services => r,
             () = shutdown => {
-                let _ = tx.send(true);
+                let _ = self.0.send(true);
                 services.await
             }
         }
@@ -846,32 +870,22 @@ impl BootService {
 
     /// Serves until `shutdown` completes.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
+        let stop = Stop::new();
         let services = async {
             let proxy = async {
                 match self.proxy {
-                    Some(p) => p.run(stop(rx.clone())).await.map(|_| ()),
+                    Some(p) => p.run(stop.stopped()).await.map(|_| ()),
                     None => Ok(()),
                 }
             };
             let (t, h, p) = tokio::join!(
-                self.tftp.run(stop(rx.clone())),
-                self.http.run(stop(rx.clone())),
+                self.tftp.run(stop.stopped()),
+                self.http.run(stop.stopped()),
                 proxy
             );
             t.map(|_| ()).and(h).and(p)
         };
-        tokio::pin!(services);
-        tokio::select! {
-            r = &mut services => r,
-            () = shutdown => {
-                let _ = tx.send(true);
-                services.await
-            }
-        }
+        stop.until(Box::pin(services), shutdown).await
     }
 }
 
