@@ -604,18 +604,7 @@ impl Lab {
         let restored = cluster::volume_restore::restore(&client, &restores, within)
             .await
             .map_err(volumes)?;
-        let mut said = Vec::new();
-        for (r, snap) in restored.iter().zip(&taken) {
-            said.push(format!(
-                "{} from snapshot {} in {:.1}s",
-                r.app,
-                short(&snap.id),
-                r.seconds
-            ));
-            let mut w = self.window("volumes", snap, done.started);
-            w.app = Some(r.app.clone());
-            done.windows.push(w);
-        }
+        let said = self.app_windows("volumes", &restored, &taken, done);
         let mut detail = if said.is_empty() {
             "no app's volumes to restore".to_string()
         } else {
@@ -675,18 +664,7 @@ impl Lab {
         let loaded = cluster::volume_restore::restore(&client, &loads, within)
             .await
             .map_err(|e| Error::RestoreVolumes(Box::new(e)))?;
-        let mut said = Vec::new();
-        for (r, snap) in loaded.iter().zip(&taken) {
-            said.push(format!(
-                "{} from snapshot {} in {:.1}s",
-                r.app,
-                short(&snap.id),
-                r.seconds
-            ));
-            let mut w = self.window("database", snap, done.started);
-            w.app = Some(r.app.clone());
-            done.windows.push(w);
-        }
+        let said = self.app_windows("database", &loaded, &taken, done);
         Ok(Some(format!("dumps loaded into {}", said.join(", "))))
     }
 
@@ -709,6 +687,31 @@ impl Lab {
             return Err(Error::RestoreApply(failed.join("; ")));
         }
         Ok(changes)
+    }
+
+    /// Each app's Job that ran from its snapshot, journaled as the app's data-loss window of
+    /// `class`; what to say of each.
+    fn app_windows(
+        &self,
+        class: &str,
+        ran: &[cluster::volume_restore::AppRestored],
+        taken: &[Snapshot],
+        done: &mut Restored,
+    ) -> Vec<String> {
+        ran.iter()
+            .zip(taken)
+            .map(|(r, snap)| {
+                let mut w = self.window(class, snap, done.started);
+                w.app = Some(r.app.clone());
+                done.windows.push(w);
+                format!(
+                    "{} from snapshot {} in {:.1}s",
+                    r.app,
+                    short(&snap.id),
+                    r.seconds
+                )
+            })
+            .collect()
     }
 
     fn window(&self, class: &str, snap: &Snapshot, started: i64) -> LossWindow {

@@ -325,7 +325,7 @@ fn dump_container(
     let mut mounts = vec![json!({"name": "dump", "mountPath": DUMP_DIR})];
     let command: Vec<String> = match d.kind {
         DumpKind::Postgres => {
-            let db = d.database.clone().unwrap_or_else(|| name.to_string());
+            let (db, file) = dumped(name, d);
             let port = app
                 .ports
                 .iter()
@@ -344,7 +344,7 @@ fn dump_container(
                 "--no-owner".into(),
                 "--no-privileges".into(),
                 "--file".into(),
-                format!("{DUMP_DIR}/postgres-{db}.sql"),
+                file,
             ]
         }
         DumpKind::Command => {
@@ -431,8 +431,7 @@ pub fn load_job(
     ns: &str,
     snapshot: &str,
 ) -> Option<serde_json::Value> {
-    let d = postgres_dump(app)?;
-    let db = d.database.clone().unwrap_or_else(|| name.to_string());
+    let (db, file) = dumped(name, postgres_dump(app)?);
     let remake = if db == "postgres" {
         String::new()
     } else {
@@ -448,7 +447,7 @@ pub fn load_job(
          {remake}\
          psql -v ON_ERROR_STOP=1 -q -d {} -f {}\n",
         sh(&db),
-        sh(&format!("{DUMP_DIR}/postgres-{db}.sql"))
+        sh(&file)
     );
     dump_job(lab, name, app, ns, snapshot, &load_name(name), script, &[])
 }
@@ -472,7 +471,7 @@ pub fn verify_job(
 ) -> Option<serde_json::Value> {
     let d = postgres_dump(app)?;
     let query = d.verify.as_ref()?;
-    let db = d.database.clone().unwrap_or_else(|| name.to_string());
+    let (db, file) = dumped(name, d);
     let scratch = "/tmp/cloudlet-l4";
     let inner = format!(
         "set -eu\n\
@@ -491,7 +490,7 @@ pub fn verify_job(
             format!("createdb {}\n", sh(&db))
         },
         db = sh(&db),
-        file = sh(&format!("{DUMP_DIR}/postgres-{db}.sql")),
+        file = sh(&file),
     );
     // The server refuses to run as root: the image's `postgres` user runs it.
     let script = format!(
@@ -508,6 +507,14 @@ pub fn verify_job(
         script,
         &[("CLOUDLET_QUERY", query.as_str())],
     )
+}
+
+/// The database a postgres dump of app `name` holds, and the file it is written to (and
+/// loaded from).
+fn dumped(name: &str, d: &cloudlet_core::model::Dump) -> (String, String) {
+    let db = d.database.clone().unwrap_or_else(|| name.to_string());
+    let file = format!("{DUMP_DIR}/postgres-{db}.sql");
+    (db, file)
 }
 
 fn postgres_dump(app: &App) -> Option<&cloudlet_core::model::Dump> {

@@ -39,7 +39,7 @@ pub const STATE_DIR: &str = "/var/lib/cloudlet";
 /// The port of `/metrics` and `/healthz`.
 pub const METRICS_PORT: u16 = 9464;
 
-/// `role` of the lab's watch: its ClusterRole, ClusterRoleBinding, Role and RoleBinding.
+/// The name of the lab's watch's ClusterRole, ClusterRoleBinding, Role and RoleBinding.
 pub fn rbac_name(lab: &str) -> String {
     format!("cloudlet-{lab}-watch")
 }
