@@ -35,10 +35,12 @@ mod backup;
 mod doctor;
 mod in_cluster;
 mod restore;
+mod scope;
 mod watch;
 pub use backup::{BackupRun, TargetSnapshots, Verified, on_calendar};
 pub use doctor::{Counts, Diagnosis, DoctorOptions};
 pub use restore::{LossWindow, PHASES, Phase, RestoreEvent, RestoreOptions, Restored};
+pub use scope::{Owned, PlanOptions};
 pub use watch::{Change, Remediate, WatchEvent, WatchOptions, Webhook, WebhookFormat};
 
 use cloudlet_core::backend::{self, ConnectError, Connection, Descriptor};
@@ -120,6 +122,14 @@ pub enum Error {
         /// Why.
         #[source]
         source: cloudlet_transport::http::SetupError,
+    },
+    /// A `--target` that is not a resource id, or names nothing.
+    #[error("target `{target}`: {reason}")]
+    Target {
+        /// The target as given.
+        target: String,
+        /// Why it is refused.
+        reason: String,
     },
     /// Another apply of this lab (from another machine) holds the lab's Lease in its cluster.
     #[error(
@@ -285,7 +295,8 @@ impl Error {
             | Error::Downgrade(_)
             | Error::NoBackup
             | Error::NoBackupClass(_)
-            | Error::Webhook { .. } => ErrorKind::Lab,
+            | Error::Webhook { .. }
+            | Error::Target { .. } => ErrorKind::Lab,
             Error::BackupKey(_)
             | Error::BackupCredential { .. }
             | Error::Backup(cloudlet_backup::BackupError::Io { .. }) => ErrorKind::Io,
@@ -1534,6 +1545,12 @@ impl Lab {
         let engine = self.shared_engine().await?;
         let mut plan = engine.plan(desired).await?;
         self.refuse_downgrades(&plan)?;
+        self.made_here(&mut plan);
+        Ok(plan)
+    }
+
+    /// Marks `plan` as made by this lab now, so its apply need not check freshness.
+    fn made_here(&self, plan: &mut Plan) {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let origin = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         plan.origin = cloudlet_core::plan::PlanOrigin(Some(origin));
@@ -1541,7 +1558,6 @@ impl Lab {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(origin);
-        Ok(plan)
     }
 
     /// Applies a plan made by [`Lab::plan`] (now, or saved earlier). A plan made from other lab
@@ -1580,6 +1596,13 @@ impl Lab {
             }
             self.apply_steps(plan, options, held).await
         };
+        if plan.destroy {
+            // A teardown installs nothing: no boot service.
+            return Ok(Applied {
+                report: applying.await?,
+                installs: None,
+            });
+        }
         let (report, installs) = self.serving_installs(applying, on_boot).await?;
         Ok(Applied { report, installs })
     }
@@ -1605,7 +1628,12 @@ impl Lab {
         self.check_plan_lab(plan)?;
         self.refuse_downgrades(plan)?;
         self.fetch_platform().await?;
-        let desired = self.desired_holding(held)?;
+        // A teardown was planned against an empty lab.
+        let desired = if plan.destroy {
+            Vec::new()
+        } else {
+            self.desired_holding(held)?
+        };
         if cloudlet_core::plan::digest(&desired) != plan.desired_digest {
             return Err(Error::Engine(EngineError::StalePlan {
                 reason: "the lab files changed since the plan was made".into(),

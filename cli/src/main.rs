@@ -97,6 +97,13 @@ enum Command {
         /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Plan the removal of everything the lab owns (what `cloudlet destroy` would do).
+        #[arg(long)]
+        destroy: bool,
+        /// Only this resource and the steps it needs (`domain/kind/name` as the plan prints
+        /// it, or `domain/kind`, `domain` for all of them). Repeat for more.
+        #[arg(long, value_name = "ID")]
+        target: Vec<String>,
     },
     /// Print a plan saved with `plan --out` as `plan` shows it (or as JSON).
     Show {
@@ -138,6 +145,50 @@ enum Command {
         /// ready, and report what is not.
         #[arg(long, value_name = "DURATION")]
         wait: Option<cloudlet::core::types::Duration>,
+        /// Only this resource and the steps it needs (`domain/kind/name`, `domain/kind`,
+        /// `domain`). Repeat for more.
+        #[arg(long, value_name = "ID")]
+        target: Vec<String>,
+        /// `human`, or `json`: one event per line (the plan's changes, each step, the
+        /// outcome), each with `format`; needs `--yes`.
+        #[arg(long, short, value_enum, default_value_t = Format::Human)]
+        output: Format,
+    },
+    /// Remove everything cloudlet made for the lab, found by its markers, in the reverse of
+    /// the order it was made. What holds data the lab retains is kept and listed; what the lab
+    /// lets go (`retain: false`) is deleted only with `--allow-data-loss`. cloudlet's own
+    /// state (the journal, the cluster's identity, install state) stays: `apply` makes the
+    /// lab again.
+    Destroy {
+        /// A lab file or directory.
+        #[arg(default_value = ".")]
+        lab: PathBuf,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
+        /// Steps in flight at once.
+        #[arg(long, default_value_t = cloudlet::DEFAULT_CONCURRENCY)]
+        concurrency: usize,
+        /// Delete the data the lab lets go (`retain: false`) too.
+        #[arg(long)]
+        allow_data_loss: bool,
+        /// Only this resource and what must go before it (`domain/kind/name`, `domain/kind`,
+        /// `domain`). Repeat for more.
+        #[arg(long, value_name = "ID")]
+        target: Vec<String>,
+        /// `human`, or `json`: one event per line; needs `--yes`.
+        #[arg(long, short, value_enum, default_value_t = Format::Human)]
+        output: Format,
+    },
+    /// What cloudlet owns in the lab's backends (found by its markers), per backend: each
+    /// resource, whether the lab still describes it, and whether it holds retained data.
+    List {
+        /// A lab file or directory.
+        #[arg(default_value = ".")]
+        lab: PathBuf,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Format::Human)]
+        output: Format,
     },
     /// Health of the lab's cluster objects: rollouts, LoadBalancer addresses (with MetalLB's
     /// reason when it has none), ingress backends without endpoints, unbound claims.
@@ -519,10 +570,59 @@ async fn main() -> ExitCode {
             output,
             out,
             detailed_exitcode,
+            destroy,
+            target,
         } => match load(&lab) {
-            Ok(lab) => plan(&lab, output == Format::Json, out, detailed_exitcode)
-                .await
-                .map_err(|e| (e, Some(lab))),
+            Ok(lab) => plan(
+                &lab,
+                &cloudlet::PlanOptions {
+                    destroy,
+                    targets: target,
+                },
+                output == Format::Json,
+                out,
+                detailed_exitcode,
+            )
+            .await
+            .map_err(|e| (e, Some(lab))),
+            Err(e) => Err((e, None)),
+        },
+        Command::Destroy {
+            lab,
+            yes,
+            concurrency,
+            allow_data_loss,
+            target,
+            output,
+        } => match load(&lab) {
+            Ok(lab) => {
+                let args = ApplyArgs {
+                    saved: None,
+                    scope: cloudlet::PlanOptions {
+                        destroy: true,
+                        targets: target,
+                    },
+                    yes,
+                    concurrency,
+                    allow_data_loss,
+                    json: output == Format::Json,
+                };
+                apply(&lab, args).await.map_err(|e| (e, Some(lab)))
+            }
+            Err(e) => Err((e, None)),
+        },
+        Command::List { lab, output } => match load(&lab) {
+            Ok(lab) => match lab.owned().await {
+                Ok(owned) => {
+                    if output == Format::Json {
+                        println!("{}", output::owned_json(&owned));
+                    } else {
+                        print!("{}", output::owned_text(&lab, &owned));
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Err((e, Some(lab))),
+            },
             Err(e) => Err((e, None)),
         },
         Command::Apply {
@@ -532,8 +632,25 @@ async fn main() -> ExitCode {
             concurrency,
             allow_data_loss,
             wait,
+            target,
+            output,
         } => match load(&lab) {
-            Ok(lab) => match apply(&lab, plan, yes, concurrency, allow_data_loss).await {
+            Ok(lab) => match apply(
+                &lab,
+                ApplyArgs {
+                    saved: plan,
+                    scope: cloudlet::PlanOptions {
+                        destroy: false,
+                        targets: target,
+                    },
+                    yes,
+                    concurrency,
+                    allow_data_loss,
+                    json: output == Format::Json,
+                },
+            )
+            .await
+            {
                 Ok(code) if code == ExitCode::SUCCESS && wait.is_some() => {
                     status(&lab, wait).await.map_err(|e| (e, Some(lab)))
                 }
@@ -756,11 +873,12 @@ async fn main() -> ExitCode {
 
 async fn plan(
     lab: &Lab,
+    scope: &cloudlet::PlanOptions,
     json: bool,
     out: Option<PathBuf>,
     detailed: bool,
 ) -> Result<ExitCode, Error> {
-    let p = lab.plan().await?;
+    let p = lab.plan_with(scope).await?;
     if let Some(path) = &out {
         cloudlet::write_plan(path, &p)?;
     }
@@ -1173,32 +1291,73 @@ async fn status(
     })
 }
 
-async fn apply(
-    lab: &Lab,
+/// What `apply` and `destroy` were asked.
+struct ApplyArgs {
     saved: Option<PathBuf>,
+    scope: cloudlet::PlanOptions,
     yes: bool,
     concurrency: usize,
     allow_data_loss: bool,
-) -> Result<ExitCode, Error> {
+    json: bool,
+}
+
+async fn apply(lab: &Lab, args: ApplyArgs) -> Result<ExitCode, Error> {
+    let json = args.json;
+    let r = apply_inner(lab, args).await;
+    if json && let Err(e) = &r {
+        output::json_error(e);
+    }
+    r
+}
+
+async fn apply_inner(lab: &Lab, args: ApplyArgs) -> Result<ExitCode, Error> {
+    let ApplyArgs {
+        saved,
+        scope,
+        yes,
+        concurrency,
+        allow_data_loss,
+        json,
+    } = args;
+    if json && !yes {
+        eprintln!("error: `--output json` does not ask for confirmation; pass --yes");
+        return Ok(ExitCode::from(1));
+    }
     // Another apply's lock refuses this one before anything is planned or printed.
     lab.check_unlocked()?;
     // A saved plan is checked for freshness by the facade's apply, as for every frontend.
     let p = match &saved {
         Some(path) => cloudlet::read_plan(path)?,
-        None => lab.plan().await?,
+        None => lab.plan_with(&scope).await?,
     };
+    let pxe_event = |e: &cloudlet::pxe::service::Event| {
+        if json {
+            output::json_line("boot", e);
+        } else {
+            output::print_pxe_event(e);
+        }
+    };
+    if json {
+        output::json_plan(&p);
+    }
     if !p.summary.has_changes() {
-        println!(
-            "No changes: the infrastructure matches the lab ({} resources).",
-            p.summary.unchanged
-        );
+        if !json {
+            println!(
+                "No changes: the infrastructure matches the lab ({} resources).",
+                p.summary.unchanged
+            );
+        }
         // With `pxe.serve`, machines not installed yet (bare metal powered on by hand) are
         // still served: the facade's apply does that for a plan without changes too.
         let applied = lab
-            .apply_with(&p, ApplyOptions::default(), Some(&output::print_pxe_event))
+            .apply_with(&p, ApplyOptions::default(), Some(&pxe_event))
             .await?;
         if let Some(o) = &applied.installs {
-            print!("{}", output::installs_text(o));
+            if json {
+                output::json_line("installs", o);
+            } else {
+                print!("{}", output::installs_text(o));
+            }
         }
         return Ok(if applied.is_success() {
             ExitCode::SUCCESS
@@ -1206,7 +1365,7 @@ async fn apply(
             ExitCode::from(1)
         });
     }
-    if saved.is_none() || !yes {
+    if !json && (saved.is_none() || !yes) {
         print!("{}", output::plan_text(&p));
     }
     if !yes {
@@ -1216,7 +1375,14 @@ async fn apply(
             );
             return Ok(ExitCode::from(1));
         }
-        eprint!("Apply these changes? [y/N] ");
+        eprint!(
+            "{} [y/N] ",
+            if p.destroy {
+                "Destroy these resources?"
+            } else {
+                "Apply these changes?"
+            }
+        );
         let mut answer = String::new();
         let _ = std::io::stdin().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -1237,8 +1403,11 @@ async fn apply(
             }
         }
     });
-    let progress = output::Progress::new(p.steps.len());
-    let sink = |e: &cloudlet::Event| progress.event(e);
+    let progress = (!json).then(|| output::Progress::new(p.steps.len()));
+    let sink = |e: &cloudlet::Event| match &progress {
+        Some(progress) => progress.event(e),
+        None => output::json_line("", e),
+    };
     // With `pxe.serve` the facade's apply runs the lab's boot service during the apply and
     // until the network installs have reported; its events are printed as they come.
     let applied = lab
@@ -1251,13 +1420,19 @@ async fn apply(
                 allow_data_loss,
                 ..ApplyOptions::default()
             },
-            Some(&output::print_pxe_event),
+            Some(&pxe_event),
         )
         .await?;
-    progress.finish();
-    print!("{}", output::report_text(&applied.report));
+    if let Some(progress) = progress {
+        progress.finish();
+        print!("{}", output::report_text(&applied.report));
+    }
     if let Some(outcome) = &applied.installs {
-        print!("{}", output::installs_text(outcome));
+        if json {
+            output::json_line("installs", outcome);
+        } else {
+            print!("{}", output::installs_text(outcome));
+        }
     }
     Ok(if applied.is_success() {
         ExitCode::SUCCESS

@@ -73,15 +73,7 @@ pub(crate) fn error(e: &Error, lab: Option<&Lab>) {
             }
             eprintln!("error: {e}");
         }
-        other => {
-            let mut msg = other.to_string();
-            let mut cur = std::error::Error::source(other);
-            while let Some(c) = cur {
-                let _ = write!(msg, ": {c}");
-                cur = c.source();
-            }
-            eprintln!("error: {}", cloudlet::core::diag::printable(&msg));
-        }
+        other => eprintln!("error: {}", cloudlet::core::diag::printable(&chain(other))),
     }
 }
 
@@ -153,6 +145,23 @@ fn short(v: Option<&serde_json::Value>) -> String {
 
 pub(crate) fn plan_text(p: &Plan) -> String {
     let mut s = String::new();
+    if p.destroy {
+        let _ = writeln!(
+            s,
+            "{}",
+            paint(
+                "1;31",
+                &format!("Destroy: everything lab `{}` owns is removed.", p.lab)
+            )
+        );
+    }
+    if !p.targets.is_empty() {
+        let _ = writeln!(
+            s,
+            "Targeted at {} and the steps they need; the rest of the lab is left as it is.",
+            p.targets.join(", ")
+        );
+    }
     for step in &p.steps {
         let _ = writeln!(
             s,
@@ -208,7 +217,12 @@ pub(crate) fn plan_text(p: &Plan) -> String {
     if !p.kept.is_empty() {
         let _ = writeln!(
             s,
-            "Kept (left the lab but hold data, or objects cloudlet does not own; not deleted — `retain: false` lets data go, the log names the objects):"
+            "{}",
+            if p.destroy {
+                "Kept (hold data the lab retains, or are needed by what does; not deleted — `retain: false` lets data go):"
+            } else {
+                "Kept (left the lab but hold data, or objects cloudlet does not own; not deleted — `retain: false` lets data go, the log names the objects):"
+            }
         );
         for id in &p.kept {
             let _ = writeln!(s, "  = {id}");
@@ -309,9 +323,11 @@ pub(crate) fn report_text(r: &ApplyReport) -> String {
     s
 }
 
-/// A progress bar on a terminal, plain lines otherwise.
+/// On a terminal: a bar with the steps in flight below it, and one line left per finished
+/// step (as terraform does); plain lines otherwise.
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,
+    in_flight: std::sync::Mutex<Vec<String>>,
 }
 
 impl Progress {
@@ -324,20 +340,54 @@ impl Progress {
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
+            b.enable_steady_tick(std::time::Duration::from_millis(200));
             b
         });
-        Progress { bar }
+        Progress {
+            bar,
+            in_flight: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The bar's message: the steps in flight, oldest first.
+    fn flight(&self, b: &ProgressBar, started: Option<String>, done: Option<&str>) {
+        let mut f = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = started {
+            f.push(s);
+        }
+        if let Some(d) = done {
+            f.retain(|s| !s.ends_with(d));
+        }
+        let msg = match f.len() {
+            0 => String::new(),
+            1..=3 => f.join(", "),
+            n => format!("{} and {} more in flight", f[..3].join(", "), n - 3),
+        };
+        b.set_message(msg);
     }
 
     pub(crate) fn event(&self, e: &Event) {
         match (&self.bar, e) {
             (Some(b), Event::StepStarted { id, action }) => {
-                b.set_message(format!("{} {id}", action.as_str()))
+                self.flight(b, Some(format!("{} {id}", action.as_str())), None)
             }
-            (Some(b), Event::StepDone { .. } | Event::StepSkipped { .. }) => b.inc(1),
-            (Some(b), Event::StepFailed { id, error, .. }) => {
+            (Some(b), Event::StepDone { id, action, millis }) => {
+                b.println(format!("{} {id} ({millis} ms)", past(*action)));
                 b.inc(1);
-                b.println(format!("failed: {id}: {error}"));
+                self.flight(b, None, Some(&format!(" {id}")));
+            }
+            (Some(b), Event::StepSkipped { id, reason, .. }) => {
+                b.println(format!("skipped {id}: {reason}"));
+                b.inc(1);
+                self.flight(b, None, Some(&format!(" {id}")));
+            }
+            (Some(b), Event::StepFailed { id, action, error }) => {
+                b.println(format!("failed to {} {id}: {error}", action.as_str()));
+                b.inc(1);
+                self.flight(b, None, Some(&format!(" {id}")));
             }
             (Some(b), Event::Resumed { interrupted }) => b.println(resumed(interrupted)),
             (None, Event::StepDone { id, action, millis }) => {
@@ -357,6 +407,135 @@ impl Progress {
             b.finish_and_clear();
         }
     }
+}
+
+/// The format version of the CLI's JSON-lines output (`apply`/`destroy --output json`).
+pub(crate) const JSON_FORMAT: u32 = 1;
+
+/// One JSON line on stdout: `value`'s fields with `format` and, unless `kind` is empty (the
+/// value names its own `type`), `type`.
+pub(crate) fn json_line(kind: &str, value: &impl serde::Serialize) {
+    let v = serde_json::to_value(value).unwrap_or_default();
+    let mut line = match v {
+        serde_json::Value::Object(m) => m,
+        other => {
+            let mut m = serde_json::Map::new();
+            m.insert("value".into(), other);
+            m
+        }
+    };
+    line.insert("format".into(), JSON_FORMAT.into());
+    if !kind.is_empty() {
+        line.insert("type".into(), kind.into());
+    }
+    println!("{}", serde_json::Value::Object(line));
+}
+
+/// A plan as JSON lines: `plan` (lab, destroy, targets, counts), then a `planned_change` per
+/// step (id, action, data loss, the changed fields' paths) and a `kept` per resource kept.
+pub(crate) fn json_plan(p: &Plan) {
+    json_line(
+        "plan",
+        &serde_json::json!({
+            "lab": p.lab,
+            "destroy": p.destroy,
+            "targets": p.targets,
+            "summary": p.summary,
+        }),
+    );
+    for st in &p.steps {
+        json_line(
+            "planned_change",
+            &serde_json::json!({
+                "id": st.id,
+                "action": st.action,
+                "data_loss": st.data_loss,
+                "after": st.after,
+                "changes": st.changes.iter().map(|c| &c.path).collect::<Vec<_>>(),
+            }),
+        );
+    }
+    for id in &p.kept {
+        json_line("kept", &serde_json::json!({ "id": id }));
+    }
+}
+
+/// A failure as a JSON line: its stable code and its message with causes.
+pub(crate) fn json_error(e: &Error) {
+    json_line(
+        "error",
+        &serde_json::json!({
+            "code": e.kind().code(),
+            "message": cloudlet::core::diag::printable(&chain(e)).into_owned(),
+        }),
+    );
+}
+
+fn chain(e: &Error) -> String {
+    let mut msg = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        let _ = write!(msg, ": {c}");
+        cur = c.source();
+    }
+    msg
+}
+
+/// `cloudlet list`: per backend, what cloudlet owns.
+pub(crate) fn owned_text(lab: &Lab, owned: &[cloudlet::Owned]) -> String {
+    let mut s = String::new();
+    if owned.is_empty() {
+        let _ = writeln!(
+            s,
+            "cloudlet owns nothing for lab `{}` in its backends.",
+            lab.model().name
+        );
+        return s;
+    }
+    let mut last: Option<(cloudlet::core::resource::Domain, &str)> = None;
+    for o in owned {
+        let here = (o.id.domain, o.backend.as_str());
+        if last != Some(here) {
+            let _ = writeln!(s, "{} ({}):", o.id.domain, o.backend);
+            last = Some(here);
+        }
+        let mut notes = Vec::new();
+        if !o.in_lab {
+            notes.push("not in the lab");
+        }
+        if o.retains_data {
+            notes.push("holds retained data");
+        }
+        let _ = writeln!(
+            s,
+            "  {}/{}{}",
+            o.id.kind,
+            o.id.name,
+            if notes.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", notes.join(", "))
+            }
+        );
+    }
+    let gone = owned.iter().filter(|o| !o.in_lab).count();
+    let _ = writeln!(
+        s,
+        "{} resource(s) owned by lab `{}`; {} not in the lab.",
+        owned.len(),
+        lab.model().name,
+        gone
+    );
+    s
+}
+
+/// `cloudlet list --output json`.
+pub(crate) fn owned_json(owned: &[cloudlet::Owned]) -> String {
+    serde_json::to_string_pretty(&serde_json::json!({
+        "format": JSON_FORMAT,
+        "resources": owned,
+    }))
+    .unwrap_or_default()
 }
 
 fn resumed(i: &cloudlet::core::store::Interrupted) -> String {

@@ -1083,3 +1083,269 @@ fn pxe_serve_files_is_a_plain_boot_server_over_tftp_and_http_or_tftp_alone() {
         "HTTP is off"
     );
 }
+
+/// `cloudlet list --output json`: the ids cloudlet owns, with whether the lab describes them.
+fn owned(st: &Path, lab: &str) -> Vec<(String, bool)> {
+    let o = cloudlet(st, &["list", lab, "--output", "json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["format"], 1);
+    v["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["in_lab"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The JSON lines of `apply`/`destroy --output json`, each checked for its format.
+fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            assert_eq!(v["format"], 1, "{l}");
+            assert!(v["type"].is_string(), "{l}");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn destroy_removes_what_the_lab_owns_keeps_retained_data_and_apply_makes_it_again() {
+    let st = tempfile::tempdir().unwrap();
+    let lab = copy_seed();
+    let l = lab.path().to_str().unwrap();
+    // Nothing made yet: nothing owned.
+    assert!(owned(st.path(), l).is_empty());
+    assert!(cloudlet(st.path(), &["apply", l, "--yes"]).status.success());
+    let all = owned(st.path(), l);
+    assert_eq!(all.len(), 86, "{all:?}");
+    assert!(all.iter().all(|(_, in_lab)| *in_lab));
+    let o = cloudlet(st.path(), &["list", l]);
+    let listed = text(&o);
+    assert!(
+        listed.contains("hypervisor (local):\n  network/dlan\n"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("  dataset/mail  (holds retained data)"),
+        "{listed}"
+    );
+
+    // Without --yes and without a terminal: refused, nothing removed.
+    let o = cloudlet(st.path(), &["destroy", l]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("Destroy: everything lab `seed` owns is removed."));
+    assert_eq!(owned(st.path(), l).len(), 86);
+
+    // The teardown, as events.
+    let o = cloudlet(st.path(), &["destroy", l, "--yes", "--output", "json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let events = json_lines(&o);
+    assert_eq!(events[0]["type"], "plan");
+    assert_eq!(events[0]["destroy"], true);
+    let kept: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "kept")
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    // The datasets stay, and so does the NAS's machine that holds them, with what it needs.
+    for id in [
+        "storage/dataset/mail",
+        "storage/dataset/blog.blog.content",
+        "hypervisor/vm/truenas",
+        "router/dhcp-reservation/truenas.nic0",
+    ] {
+        assert!(kept.contains(&id), "{id} not kept: {kept:?}");
+    }
+    let done: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "step_done")
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    let deletes = events
+        .iter()
+        .filter(|e| e["type"] == "planned_change")
+        .count();
+    assert_eq!(done.len(), deletes);
+    assert_eq!(deletes + kept.len(), 86);
+    // The cluster's objects go before any machine; the router's settings before the router.
+    let last_cluster = done
+        .iter()
+        .rposition(|i| i.starts_with("cluster/"))
+        .unwrap();
+    let first_vm = done
+        .iter()
+        .position(|i| i.starts_with("hypervisor/vm/"))
+        .unwrap();
+    assert!(last_cluster < first_vm, "{done:?}");
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "finished", "{last}");
+    assert_eq!(last["report"]["failed"], serde_json::json!([]));
+    let left: Vec<String> = owned(st.path(), l).into_iter().map(|(i, _)| i).collect();
+    let mut kept_sorted: Vec<String> = kept.iter().map(|s| s.to_string()).collect();
+    kept_sorted.sort();
+    assert_eq!(left, kept_sorted);
+    // Destroyed again: nothing more to remove.
+    let o = cloudlet(st.path(), &["destroy", l, "--yes"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("No changes"), "{}", text(&o));
+
+    // apply makes the lab again.
+    let o = cloudlet(st.path(), &["apply", l, "--yes"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(owned(st.path(), l).len(), 86);
+    let o = cloudlet(st.path(), &["plan", l, "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // Data the lab lets go is deleted only when allowed.
+    let storage = lab.path().join("storage.yaml");
+    let yaml = std::fs::read_to_string(&storage).unwrap();
+    std::fs::write(
+        &storage,
+        yaml.replace(
+            "      snapshots: {every: 1h, keep: 48}\n",
+            "      snapshots: {every: 1h, keep: 48}\n      retain: false\n",
+        ),
+    )
+    .unwrap();
+    assert!(cloudlet(st.path(), &["apply", l, "--yes"]).status.success());
+    let o = cloudlet(st.path(), &["destroy", l, "--yes", "--output", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let events = json_lines(&o);
+    let err = events.last().unwrap();
+    assert_eq!(err["type"], "error");
+    assert_eq!(err["code"], "DATA_LOSS");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("storage/dataset/mail"),
+        "{err}"
+    );
+    assert_eq!(
+        owned(st.path(), l).len(),
+        86,
+        "a refused teardown changes nothing"
+    );
+    let o = cloudlet(
+        st.path(),
+        &[
+            "destroy",
+            l,
+            "--yes",
+            "--allow-data-loss",
+            "--target",
+            "storage/dataset/mail",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let left: Vec<String> = owned(st.path(), l).into_iter().map(|(i, _)| i).collect();
+    assert!(!left.contains(&"storage/dataset/mail".to_string()));
+    assert!(left.contains(&"storage/dataset/blog".to_string()));
+}
+
+#[test]
+fn target_narrows_plan_and_apply_to_a_resource_and_what_it_needs() {
+    let st = tempfile::tempdir().unwrap();
+    let lab = copy_seed();
+    let l = lab.path().to_str().unwrap();
+    let o = cloudlet(
+        st.path(),
+        &[
+            "plan",
+            l,
+            "--target",
+            "hypervisor/vm/k8s-node1",
+            "--output",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        plan["targets"],
+        serde_json::json!(["hypervisor/vm/k8s-node1"])
+    );
+    let mut ids: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    // The machine, its segment, its address reservation and its network install.
+    assert_eq!(
+        ids,
+        [
+            "hypervisor/network/k8s",
+            "hypervisor/vm/k8s-node1",
+            "pxe/boot-entry/k8s-node1",
+            "pxe/install-config/k8s-node1",
+            "pxe/menu/default",
+            "router/dhcp-reservation/k8s-node1.nic0",
+        ]
+    );
+    assert_eq!(plan["summary"]["create"], 6);
+
+    let o = cloudlet(
+        st.path(),
+        &[
+            "apply",
+            l,
+            "--yes",
+            "--target",
+            "hypervisor/vm/k8s-node1",
+            "--output",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let events = json_lines(&o);
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds[0], "plan");
+    assert_eq!(kinds.iter().filter(|k| **k == "planned_change").count(), 6);
+    assert_eq!(kinds.iter().filter(|k| **k == "step_done").count(), 6);
+    assert_eq!(kinds.last(), Some(&"finished"));
+    let made: Vec<String> = owned(st.path(), l).into_iter().map(|(i, _)| i).collect();
+    assert_eq!(made.len(), 6, "{made:?}");
+    // A whole domain, then the rest.
+    let o = cloudlet(st.path(), &["apply", l, "--yes", "--target", "cluster"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        owned(st.path(), l)
+            .iter()
+            .any(|(i, _)| i == "cluster/deployment/blog.blog")
+    );
+    let o = cloudlet(st.path(), &["plan", l, "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(2), "the rest is still to make");
+
+    // A target that names nothing, or is no id: an error, nothing planned.
+    for (bad, says) in [
+        (
+            "hypervisor/vm/k8s-node9",
+            "no resource of the lab or the infrastructure",
+        ),
+        ("machines/k8s-node1", "unknown domain `machines`"),
+    ] {
+        let o = cloudlet(st.path(), &["apply", l, "--yes", "--target", bad]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(
+            text(&o).contains(&format!("target `{bad}`")),
+            "{}",
+            text(&o)
+        );
+        assert!(text(&o).contains(says), "{}", text(&o));
+    }
+    // JSON output never prompts.
+    let o = cloudlet(st.path(), &["apply", l, "--output", "json"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("pass --yes"), "{}", text(&o));
+}

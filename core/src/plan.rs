@@ -122,6 +122,14 @@ pub struct Plan {
     /// Resources holding data that left the lab: kept, with their data, and not deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept: Vec<ResourceId>,
+    /// The plan removes everything the lab owns (`cloudlet destroy`): it was computed against
+    /// an empty lab.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub destroy: bool,
+    /// The plan was narrowed to these resources and the steps they wait for (`--target`);
+    /// empty: the whole lab.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
     /// Which in-memory planning made this plan; never saved, so a plan read back from JSON has
     /// none. Not part of what the plan says: plans compare equal whatever their origin.
     #[serde(skip)]
@@ -331,8 +339,140 @@ pub fn compute(
         steps,
         held,
         kept,
+        destroy: false,
+        targets: Vec::new(),
         origin: PlanOrigin::default(),
     })
+}
+
+impl Plan {
+    /// The plan narrowed to the steps whose resource `keep` selects and every step those wait
+    /// for, transitively (a create's dependencies, a delete's dependants): applying it leaves
+    /// the rest as it is. The counts are of the steps kept; held fields and kept resources
+    /// are those `keep` selects.
+    pub fn narrowed(mut self, keep: impl Fn(&ResourceId) -> bool) -> Plan {
+        let index: FxHashMap<&ResourceId, usize> = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (&s.id, i))
+            .collect();
+        let mut wanted = vec![false; self.steps.len()];
+        let mut todo: Vec<usize> = (0..self.steps.len())
+            .filter(|&i| keep(&self.steps[i].id))
+            .collect();
+        while let Some(i) = todo.pop() {
+            if std::mem::replace(&mut wanted[i], true) {
+                continue;
+            }
+            todo.extend(
+                self.steps[i]
+                    .after
+                    .iter()
+                    .filter_map(|a| index.get(a).copied()),
+            );
+        }
+        drop(index);
+        let mut i = 0;
+        self.steps.retain(|_| {
+            i += 1;
+            wanted[i - 1]
+        });
+        self.held.retain(|h| keep(&h.id));
+        self.kept.retain(|id| keep(id));
+        self.recount();
+        self
+    }
+
+    /// The plan without the steps whose resource `drop` selects, nor the steps that wait for
+    /// them (transitively): those resources are left as they are and listed as kept.
+    pub fn without(mut self, drop: impl Fn(&ResourceId) -> bool) -> Plan {
+        let mut gone: FxHashSet<ResourceId> = FxHashSet::default();
+        // Steps are in an order that respects `after`: one pass sees every step's waits first.
+        for st in &self.steps {
+            if drop(&st.id) || st.after.iter().any(|a| gone.contains(a)) {
+                gone.insert(st.id.clone());
+            }
+        }
+        self.steps.retain(|st| !gone.contains(&st.id));
+        let mut kept: Vec<ResourceId> = gone.into_iter().collect();
+        kept.sort();
+        self.kept.extend(kept);
+        self.recount();
+        self
+    }
+
+    /// Adds ordering between steps: each `(step, first)` makes `step` wait for `first`,
+    /// unless `first` already waits for `step` (directly or not), which would close a cycle.
+    /// Pairs naming a resource without a step are ignored. The steps are reordered to match.
+    pub fn with_order(mut self, edges: &[(ResourceId, ResourceId)]) -> Plan {
+        let index: FxHashMap<ResourceId, usize> = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i))
+            .collect();
+        let mut after: Vec<Vec<usize>> = self
+            .steps
+            .iter()
+            .map(|s| {
+                s.after
+                    .iter()
+                    .filter_map(|a| index.get(a).copied())
+                    .collect()
+            })
+            .collect();
+        for (step, first) in edges {
+            let (Some(&i), Some(&j)) = (index.get(step), index.get(first)) else {
+                continue;
+            };
+            if i == j || after[i].contains(&j) || waits_for(&after, j, i) {
+                continue;
+            }
+            after[i].push(j);
+            self.steps[i].after.push(first.clone());
+        }
+        // Adding only edges that close no cycle keeps the graph acyclic.
+        let order = topo_order(&after).unwrap_or_else(|_| (0..self.steps.len()).collect());
+        let mut slots: Vec<Option<Step>> = self.steps.drain(..).map(Some).collect();
+        self.steps = order.into_iter().filter_map(|i| slots[i].take()).collect();
+        self
+    }
+
+    /// Counts the steps again (after narrowing); `unchanged` stays as planned.
+    fn recount(&mut self) {
+        let unchanged = self.summary.unchanged;
+        let mut s = Summary {
+            unchanged,
+            held: self.held.len(),
+            kept: self.kept.len(),
+            ..Summary::default()
+        };
+        for step in &self.steps {
+            match step.action {
+                Action::Create => s.create += 1,
+                Action::Update => s.update += 1,
+                Action::Delete => s.delete += 1,
+            }
+            s.data_loss += usize::from(step.data_loss);
+        }
+        self.summary = s;
+    }
+}
+
+/// Whether step `from` waits for step `to`, directly or through other steps.
+fn waits_for(after: &[Vec<usize>], from: usize, to: usize) -> bool {
+    let mut seen = vec![false; after.len()];
+    let mut todo = vec![from];
+    while let Some(i) = todo.pop() {
+        if i == to {
+            return true;
+        }
+        if !std::mem::replace(&mut seen[i], true) {
+            todo.extend(after[i].iter().copied());
+        }
+    }
+    false
 }
 
 /// Whether two dependency lists name the same resources (their order means nothing).
@@ -651,6 +791,64 @@ mod tests {
         let order: Vec<String> = plan.steps.iter().map(|s| s.id.to_string()).collect();
         assert_eq!(order, vec!["cluster/deployment/a.a", "cluster/namespace/a"]);
         assert_eq!(plan.summary.delete, 2);
+    }
+
+    #[test]
+    fn narrowing_keeps_a_target_and_what_it_waits_for() {
+        let ns = r("namespace", "a", json!({}));
+        let dep = r("deployment", "a.a", json!({})).after(ns.id.clone());
+        let svc = r("service", "a.a", json!({})).after(ns.id.clone());
+        let other = r("namespace", "b", json!({}));
+        let all = vec![dep.clone(), ns.clone(), svc.clone(), other.clone()];
+        let plan = compute("t", vec![Domain::Cluster], all.clone(), vec![]).unwrap();
+        let narrowed = plan.narrowed(|id| *id == dep.id);
+        let order: Vec<String> = narrowed.steps.iter().map(|s| s.id.to_string()).collect();
+        assert_eq!(order, vec!["cluster/namespace/a", "cluster/deployment/a.a"]);
+        assert_eq!(narrowed.summary.create, 2);
+        // Deleting the namespace takes what depends on it first, and nothing else.
+        let plan = compute("t", vec![Domain::Cluster], vec![other], all).unwrap();
+        let narrowed = plan.narrowed(|id| *id == ns.id);
+        let mut ids: Vec<String> = narrowed.steps.iter().map(|s| s.id.to_string()).collect();
+        assert_eq!(ids.pop().as_deref(), Some("cluster/namespace/a"));
+        ids.sort();
+        assert_eq!(ids, vec!["cluster/deployment/a.a", "cluster/service/a.a"]);
+        assert_eq!(narrowed.summary.delete, 3);
+        assert_eq!(narrowed.summary.create, 0);
+    }
+
+    #[test]
+    fn leaving_a_step_out_leaves_out_what_waits_for_it() {
+        let ns = r("namespace", "a", json!({}));
+        let dep = r("deployment", "a.a", json!({})).after(ns.id.clone());
+        let other = r("namespace", "b", json!({}));
+        let plan = compute("t", vec![], vec![], vec![dep, ns.clone(), other]).unwrap();
+        // Deleting the deployment before the namespace: keep the deployment, and the
+        // namespace (which waits for it) stays too.
+        let plan = plan.without(|id| &*id.kind == "deployment");
+        let ids: Vec<String> = plan.steps.iter().map(|s| s.id.to_string()).collect();
+        assert_eq!(ids, vec!["cluster/namespace/b"]);
+        assert_eq!(plan.kept.len(), 2);
+        assert_eq!((plan.summary.delete, plan.summary.kept), (1, 2));
+    }
+
+    #[test]
+    fn added_order_is_kept_unless_it_closes_a_cycle() {
+        let a = r("namespace", "a", json!({}));
+        let b = r("namespace", "b", json!({})).after(a.id.clone());
+        let c = r("namespace", "c", json!({}));
+        let plan = compute("t", vec![], vec![a.clone(), b.clone(), c.clone()], vec![]).unwrap();
+        // a before c would be natural; make c first, and refuse b before a (a cycle).
+        let plan = plan.with_order(&[(a.id.clone(), c.id.clone()), (a.id.clone(), b.id.clone())]);
+        let order: Vec<String> = plan.steps.iter().map(|s| s.id.to_string()).collect();
+        assert_eq!(
+            order,
+            vec![
+                "cluster/namespace/c",
+                "cluster/namespace/a",
+                "cluster/namespace/b"
+            ]
+        );
+        assert_eq!(plan.steps[1].after, vec![c.id.clone()]);
     }
 
     #[test]
