@@ -46,7 +46,22 @@ export interface Plan {
   held?: HeldChange[];
   /** Resources holding data that left the lab: kept, not deleted. */
   kept?: string[];
+  /** The plan removes everything the lab owns. */
+  destroy?: boolean;
+  /** The targets the plan was narrowed to (absent or empty: the whole lab). */
+  targets?: string[];
 }
+
+/** What a plan covers. */
+export interface PlanOptions {
+  /** Plan the removal of everything the lab owns (retained data kept). */
+  destroy?: boolean;
+  /** Narrow the plan to these ids (`domain/kind/name`, `domain/kind`, `domain`) and the steps they need. */
+  targets?: string[];
+}
+
+/** One resource cloudlet owns. */
+export interface Owned { id: string; backend: string; in_lab: boolean; retains_data: boolean }
 
 /** Progress of an apply. */
 export interface Event {
@@ -218,7 +233,9 @@ export declare class Lab {
   /** Every finding of the whole lab, with positions. No I/O. */
   validate(): Diagnostic[];
   /** What apply would create, change or delete, field by field. */
-  plan(): Promise<Plan>;
+  plan(options?: PlanOptions): Promise<Plan>;
+  /** What cloudlet owns in the lab's backends, found by its markers. */
+  owned(): Promise<Owned[]>;
   /** Applies a plan. */
   apply(plan: Plan, options?: ApplyOptions): Promise<ApplyReport>;
   /** Applies a plan, yielding its progress events (the last is `finished`). */

@@ -114,9 +114,18 @@ class Lab {
     return parse(this._native.validate());
   }
 
-  /** What apply would create, change or delete, field by field. */
-  async plan() {
-    return new Plan(await wrapAsync(this._native.plan()));
+  /**
+   * What apply would create, change or delete, field by field. `destroy` plans the removal of
+   * everything the lab owns (retained data kept); `targets` (ids as `domain/kind/name`, or
+   * `domain/kind`, `domain`) narrows the plan to those resources and the steps they need.
+   */
+  async plan({ destroy, targets } = {}) {
+    return new Plan(await wrapAsync(this._native.plan(destroy, targets)));
+  }
+
+  /** What cloudlet owns in the lab's backends, found by its markers. */
+  async owned() {
+    return parse(await wrapAsync(this._native.owned()));
   }
 
   /**

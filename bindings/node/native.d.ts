@@ -29,8 +29,13 @@ export declare class NativeLab {
   get name(): string
   /** Every diagnostic, as JSON. */
   validate(): string
-  /** The plan (a native handle). */
-  plan(): Promise<NativePlan>
+  /**
+   * The plan (a native handle); `destroy` plans the removal of everything the lab owns,
+   * `targets` narrows it to resources and the steps they need.
+   */
+  plan(destroy?: boolean | undefined | null, targets?: Array<string> | undefined | null): Promise<NativePlan>
+  /** What cloudlet owns in the lab's backends, as JSON. */
+  owned(): Promise<string>
   /** Applies a plan; `on_event(eventJson)` gets progress. */
   apply(plan: NativePlan, onEvent?: (((arg: string) => void)) | undefined | null, cancel?: NativeCancel | undefined | null, concurrency?: number | undefined | null, allowDataLoss?: boolean | undefined | null): Promise<string>
   /** Applies a plan given as JSON (a saved plan); `on_event(eventJson)` gets progress. */

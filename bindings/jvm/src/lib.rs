@@ -180,9 +180,25 @@ impl Lab {
         json(&self.0.validate().diagnostics)
     }
 
-    /// The plan, as JSON.
-    pub async fn plan(&self) -> Result<String, CloudletException> {
-        Ok(json(&self.0.plan().await?))
+    /// The plan, as JSON; `destroy` plans the removal of everything the lab owns, `targets`
+    /// narrows it to resources and the steps they need.
+    #[uniffi::method(default(destroy = false, targets = []))]
+    pub async fn plan(
+        &self,
+        destroy: bool,
+        targets: Vec<String>,
+    ) -> Result<String, CloudletException> {
+        Ok(json(
+            &self
+                .0
+                .plan_with(&cloudlet::PlanOptions { destroy, targets })
+                .await?,
+        ))
+    }
+
+    /// What cloudlet owns in the lab's backends, as JSON.
+    pub async fn owned(&self) -> Result<String, CloudletException> {
+        Ok(json(&self.0.owned().await?))
     }
 
     /// Applies a plan (JSON) and returns the report as JSON. A plan with data-loss steps is

@@ -115,6 +115,8 @@ impl NativePlan {
             "observed_digest": p.observed_digest,
             "domains": p.domains,
             "summary": p.summary,
+            "destroy": p.destroy,
+            "targets": p.targets,
         }))
     }
 
@@ -222,14 +224,28 @@ impl NativeLab {
         json(&self.0.validate().diagnostics)
     }
 
-    /// The plan (a native handle).
+    /// The plan (a native handle); `destroy` plans the removal of everything the lab owns,
+    /// `targets` narrows it to resources and the steps they need.
     #[napi]
-    pub async fn plan(&self) -> Result<NativePlan> {
+    pub async fn plan(
+        &self,
+        destroy: Option<bool>,
+        targets: Option<Vec<String>>,
+    ) -> Result<NativePlan> {
         self.0
-            .plan()
+            .plan_with(&cloudlet::PlanOptions {
+                destroy: destroy.unwrap_or(false),
+                targets: targets.unwrap_or_default(),
+            })
             .await
             .map(|p| NativePlan(Arc::new(p)))
             .map_err(error)
+    }
+
+    /// What cloudlet owns in the lab's backends, as JSON.
+    #[napi]
+    pub async fn owned(&self) -> Result<String> {
+        self.0.owned().await.map(|o| json(&o)).map_err(error)
     }
 
     /// Applies a plan; `on_event(eventJson)` gets progress.

@@ -253,3 +253,24 @@ test('doctor reports drift and a backup that never ran', async () => {
   assert.strictEqual(drifted.drift.cluster, 1);
   assert.strictEqual(by(drifted, 'backup.fresh', 'backup state').status, 'ok');
 });
+
+test('destroy and targets plan what the CLI plans; owned lists what cloudlet made', async () => {
+  const lab = await Lab.load(seedCopy());
+  assert.deepStrictEqual(await lab.owned(), []);
+  const narrowed = await lab.plan({ targets: ['hypervisor/vm/k8s-node1'] });
+  assert.deepStrictEqual(narrowed.targets, ['hypervisor/vm/k8s-node1']);
+  assert.strictEqual(narrowed.summary.create, 6);
+  assert.ok(narrowed.steps.some((s) => s.id === 'hypervisor/vm/k8s-node1'));
+  await lab.apply(narrowed);
+  const owned = await lab.owned();
+  assert.strictEqual(owned.length, 6);
+  assert.ok(owned.every((o) => o.in_lab && o.backend === 'local'));
+  await lab.apply(await lab.plan());
+  const teardown = await lab.plan({ destroy: true });
+  assert.strictEqual(teardown.destroy, true);
+  assert.ok(teardown.kept.includes('storage/dataset/mail'));
+  const report = await lab.apply(teardown);
+  assert.strictEqual(report.done.delete, teardown.summary.delete);
+  assert.deepStrictEqual((await lab.owned()).map((o) => o.id).sort(), [...teardown.kept].sort());
+  await assert.rejects(lab.plan({ targets: ['vm/x'] }), (e) => e instanceof CloudletError && e.code === 'LAB_INVALID' && /target `vm\/x`/.test(e.message));
+});

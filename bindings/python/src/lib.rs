@@ -155,11 +155,18 @@ impl Lab {
         py.detach(|| json(&self.0.validate().diagnostics))
     }
 
-    /// Awaitable: the plan (a native handle).
-    fn plan<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    /// Awaitable: the plan (a native handle); `destroy` plans the removal of everything the
+    /// lab owns, `targets` narrows it to resources and the steps they need.
+    #[pyo3(signature = (destroy=false, targets=Vec::new()))]
+    fn plan<'py>(
+        &self,
+        py: Python<'py>,
+        destroy: bool,
+        targets: Vec<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let lab = self.0.clone();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            lab.plan()
+            lab.plan_with(&cloudlet::PlanOptions { destroy, targets })
                 .await
                 .map(|p| Plan(std::sync::Arc::new(p)))
                 .map_err(error)
@@ -215,6 +222,14 @@ impl Lab {
                 .await
                 .map(|r| json(&r))
                 .map_err(error)
+        })
+    }
+
+    /// Awaitable: what cloudlet owns in the lab's backends, as JSON.
+    fn owned<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let lab = self.0.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            lab.owned().await.map(|o| json(&o)).map_err(error)
         })
     }
 

@@ -175,6 +175,27 @@ def test_data_that_leaves_the_lab_is_kept_or_needs_permission(seed):
     assert not lab.plan_sync().summary.has_changes
 
 
+def test_destroy_and_targets_plan_what_the_cli_plans(seed):
+    lab = cloudlet.Lab.load(seed)
+    assert asyncio.run(lab.owned()) == []
+    narrowed = lab.plan_sync(targets=["hypervisor/vm/k8s-node1"])
+    assert narrowed.targets == ("hypervisor/vm/k8s-node1",)
+    assert "hypervisor/vm/k8s-node1" in [s.id for s in narrowed.steps]
+    assert narrowed.summary.create == len(narrowed.steps) == 6
+    assert lab.apply_sync(narrowed).success
+    owned = asyncio.run(lab.owned())
+    assert len(owned) == 6 and all(o.in_lab and o.backend == "local" for o in owned)
+    assert isinstance(owned[0], cloudlet.Owned)
+    assert lab.apply_sync(lab.plan_sync()).success
+    teardown = lab.plan_sync(destroy=True)
+    assert teardown.destroy and teardown.summary.delete == len(teardown.steps) > 50
+    assert "storage/dataset/mail" in teardown.kept
+    assert lab.apply_sync(teardown).success
+    assert sorted(o.id for o in asyncio.run(lab.owned())) == sorted(teardown.kept)
+    with pytest.raises(cloudlet.LabError, match="target `vm/x`"):
+        lab.plan_sync(targets=["vm/x"])
+
+
 def _http(url, data=None):
     import urllib.request
 

@@ -20,7 +20,7 @@ import functools
 import json as _json
 from dataclasses import dataclass, field
 from os import PathLike
-from typing import Any, Awaitable, Callable, Optional, TypeVar, Union
+from typing import Any, Awaitable, Callable, Optional, Sequence, TypeVar, Union
 
 from . import _native
 
@@ -59,6 +59,7 @@ __all__ = [
     "VolumeStatus",
     "HeldChange",
     "Lab",
+    "Owned",
     "LabError",
     "LockedError",
     "Location",
@@ -256,6 +257,17 @@ class Summary(_Record):
 
 
 @dataclass(frozen=True)
+class Owned(_Record):
+    """One resource cloudlet owns: its id, the backend holding it, whether the lab still
+    describes it, whether it holds data the lab retains."""
+
+    id: str
+    backend: str
+    in_lab: bool
+    retains_data: bool
+
+
+@dataclass(frozen=True)
 class HeldChange(_Record):
     id: str
     by: str
@@ -319,6 +331,16 @@ class Plan(_Record):
     @functools.cached_property
     def kept(self) -> tuple[str, ...]:
         return tuple(self._parsed.get("kept", []))
+
+    @functools.cached_property
+    def destroy(self) -> bool:
+        """The plan removes everything the lab owns."""
+        return bool(self._parsed.get("destroy", False))
+
+    @functools.cached_property
+    def targets(self) -> tuple[str, ...]:
+        """The targets the plan was narrowed to (empty: the whole lab)."""
+        return tuple(self._parsed.get("targets", []))
 
     def to_dict(self) -> dict[str, Any]:
         return _json.loads(self.to_json())
@@ -648,9 +670,16 @@ class Lab:
         """Every finding of the whole lab (errors and warnings), with positions. No I/O."""
         return [Diagnostic._from(d) for d in _json.loads(self._native.validate())]
 
-    async def plan(self) -> Plan:
-        """What apply would create, change or delete, field by field."""
-        return Plan._of(await _call(self._native.plan()))
+    async def plan(self, *, destroy: bool = False, targets: Sequence[str] = ()) -> Plan:
+        """What apply would create, change or delete, field by field. ``destroy`` plans the
+        removal of everything the lab owns (retained data kept); ``targets`` (ids as
+        ``domain/kind/name``, or ``domain/kind``, ``domain``) narrows the plan to those
+        resources and the steps they need."""
+        return Plan._of(await _call(self._native.plan(destroy, list(targets))))
+
+    async def owned(self) -> list[Owned]:
+        """What cloudlet owns in the lab's backends, found by its markers."""
+        return [Owned(**o) for o in _json.loads(await _call(self._native.owned()))]
 
     async def apply(
         self,
@@ -806,13 +835,30 @@ class Lab:
         except _native.NativeError as e:
             return _raise(e)
 
-    def plan_sync(self) -> Plan:
+    def plan_sync(self, *, destroy: bool = False, targets: Sequence[str] = ()) -> Plan:
         """:meth:`plan` for code without an event loop."""
-        return asyncio.run(self.plan())
+        return asyncio.run(self.plan(destroy=destroy, targets=targets))
 
-    def apply_sync(self, plan: Plan, **kwargs: Any) -> ApplyReport:
-        """:meth:`apply` for code without an event loop."""
-        return asyncio.run(self.apply(plan, **kwargs))
+    def apply_sync(
+        self,
+        plan: Plan,
+        *,
+        on_event: Optional[Callable[[Event], Any]] = None,
+        cancel: Optional[Cancel] = None,
+        concurrency: Optional[int] = None,
+        allow_data_loss: bool = False,
+    ) -> ApplyReport:
+        """:meth:`apply` for code without an event loop (keyword arguments as :meth:`apply`'s,
+        so a checker catches a misspelt one)."""
+        return asyncio.run(
+            self.apply(
+                plan,
+                on_event=on_event,
+                cancel=cancel,
+                concurrency=concurrency,
+                allow_data_loss=allow_data_loss,
+            )
+        )
 
 
 def validate(path: Pathish) -> list[dict[str, Any]]:

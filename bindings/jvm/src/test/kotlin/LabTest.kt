@@ -98,6 +98,25 @@ class LabTest {
     }
 
     @Test
+    fun destroyAndTargetsPlanWhatTheCliPlans() = runBlocking {
+        val lab = Lab.load(seedCopy().toString(), null)
+        assertEquals("[]", lab.owned())
+        val narrowed = lab.plan(targets = listOf("hypervisor/vm/k8s-node1"))
+        assertTrue(narrowed.contains("\"targets\":[\"hypervisor/vm/k8s-node1\"]"), narrowed)
+        assertTrue(narrowed.contains("\"create\":6,"), narrowed)
+        assertTrue(lab.apply(narrowed, null, null).contains("\"failed\":[]"))
+        assertEquals(6, Regex("\"in_lab\":true").findAll(lab.owned()).count())
+        assertTrue(lab.apply(lab.plan(), null, null).contains("\"failed\":[]"))
+        val teardown = lab.plan(destroy = true)
+        assertTrue(teardown.contains("\"destroy\":true"), teardown)
+        assertTrue(lab.apply(teardown, null, null).contains("\"failed\":[]"))
+        assertTrue(lab.owned().contains("storage/dataset/mail"))
+        assertTrue(!lab.owned().contains("cluster/"))
+        val e = assertThrows(CloudletException.Lab::class.java) { runBlocking { lab.plan(targets = listOf("vm/x")) } }
+        assertTrue(e.reason.contains("target `vm/x`"), e.reason)
+    }
+
+    @Test
     fun labErrorsAreTypedAndCarryPositions() {
         val dir = Files.createTempDirectory("cloudlet-")
         Files.writeString(dir.resolve("lab.yaml"), "name: t\nsite: {domain: t.lan}\nmachines:\n  a: {cpus: 1, memroy: 1GiB}\n")
