@@ -816,6 +816,7 @@ impl Lab {
         }
         diagnostics.extend(self.notes.iter().cloned());
         diag::sort(&mut diagnostics);
+        diag::fill_ends(&mut diagnostics, &self.loaded.source.sources);
         Report { diagnostics }
     }
 

@@ -10,6 +10,8 @@ export interface Diagnostic {
   code: string;
   message: string;
   location?: Location | null;
+  /** Where the token at `location` ends (the column just after it): an editor's range. */
+  end?: { line: number; column: number } | null;
   path?: string | null;
   help?: string | null;
 }

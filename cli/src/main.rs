@@ -509,9 +509,13 @@ fn init_tracing(verbose: u8) {
             _ => "trace",
         }),
     };
+    // Colour only on a terminal, and never with `NO_COLOR` (no-color.org).
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }
 

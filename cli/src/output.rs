@@ -11,10 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub(crate) fn validate(lab: &Lab, json: bool) -> ExitCode {
     let report = lab.validate();
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
+        println!("{}", report_json(&report));
     } else {
         for d in &report.diagnostics {
             eprint!("{}", d.render(lab.sources()));
@@ -46,12 +43,23 @@ pub(crate) fn validate(lab: &Lab, json: bool) -> ExitCode {
 
 /// `validate --output json` of a lab that did not load: the same report, on stdout.
 pub(crate) fn validate_failed(e: &Error) -> ExitCode {
-    let report = cloudlet::Report::from_error(e);
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&report).unwrap_or_default()
-    );
+    println!("{}", report_json(&cloudlet::Report::from_error(e)));
     ExitCode::from(1)
+}
+
+/// `validate --output json`: the format version, whether the lab is valid, the counts, and
+/// every finding with its range (`location` to `end`), as `terraform validate -json` gives
+/// editors and CI.
+fn report_json(report: &cloudlet::Report) -> String {
+    let errors = report.errors().count();
+    serde_json::to_string_pretty(&serde_json::json!({
+        "format": JSON_FORMAT,
+        "valid": errors == 0,
+        "error_count": errors,
+        "warning_count": report.diagnostics.len() - errors,
+        "diagnostics": report.diagnostics,
+    }))
+    .unwrap_or_default()
 }
 
 pub(crate) fn error(e: &Error, lab: Option<&Lab>) {

@@ -700,21 +700,26 @@ fn serve_install_status_reinstall() {
 fn validate_json_reports_load_errors_as_diagnostics() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("lab.yaml");
-    // (file bytes, diagnostic code, line and column when the problem has one)
-    type Case<'a> = (&'a [u8], &'a str, Option<(u64, u64)>);
-    let cases: [Case<'_>; 6] = [
-        (b"name: t\nsite: {domain: t.lan\n", "yaml", Some((3, 1))),
+    // (file bytes, diagnostic code, line, column and end column when the problem has one)
+    type Case<'a> = (&'a [u8], &'a str, Option<(u64, u64, u64)>);
+    let cases: [Case<'_>; 7] = [
+        (b"name: t\nsite: {domain: t.lan\n", "yaml", Some((3, 1, 1))),
         (
             b"name: t\nsite: {domain: t.lan}\nmachines:\n  a: {cpus: x}\n",
             "type",
-            Some((4, 13)),
+            Some((4, 13, 14)),
         ),
         (
             b"name: t\nsite: {domain: t.lan}\nbogus: 1\n",
             "unknown-key",
-            Some((3, 1)),
+            Some((3, 1, 6)),
         ),
-        (b"name: t\nname: u\n", "yaml", Some((2, 1))),
+        (
+            b"name: t\nsite: {domain: t.lan}\nmachines:\n  a: {cpus: 1, memroy: 1GiB}\n",
+            "unknown-key",
+            Some((4, 16, 22)),
+        ),
+        (b"name: t\nname: u\n", "yaml", Some((2, 1, 5))),
         (
             b"name: t\nsite: {domain: t.lan}\n\tmachines: {}\n",
             "yaml",
@@ -723,7 +728,7 @@ fn validate_json_reports_load_errors_as_diagnostics() {
         (
             b"name: t\nsite: {domain: \xff}\n",
             "encoding",
-            Some((2, 16)),
+            Some((2, 16, 16)),
         ),
     ];
     for (bytes, code, at) in cases {
@@ -738,10 +743,20 @@ fn validate_json_reports_load_errors_as_diagnostics() {
         let d = &v["diagnostics"][0];
         assert_eq!(d["code"], code, "{v:#}");
         assert_eq!(d["severity"], "error");
-        if let Some((line, column)) = at {
+        if let Some((line, column, end)) = at {
             assert_eq!(d["location"]["line"], line, "{v:#}");
             assert_eq!(d["location"]["column"], column, "{v:#}");
+            if end > column {
+                assert_eq!(
+                    d["end"],
+                    serde_json::json!({"line": line, "column": end}),
+                    "{v:#}"
+                );
+            }
         }
+        assert_eq!(v["format"], 1, "{v:#}");
+        assert_eq!(v["valid"], false);
+        assert_eq!(v["error_count"], v["diagnostics"].as_array().unwrap().len());
     }
     // Not even a file: still JSON.
     let missing = dir.path().join("missing.yaml");
@@ -1348,4 +1363,35 @@ fn target_narrows_plan_and_apply_to_a_resource_and_what_it_needs() {
     let o = cloudlet(st.path(), &["apply", l, "--output", "json"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("pass --yes"), "{}", text(&o));
+}
+
+#[test]
+fn verbose_plans_and_applies_log_each_backend_and_step_without_colour_when_piped() {
+    let st = tempfile::tempdir().unwrap();
+    let lab = copy_seed();
+    let l = lab.path().to_str().unwrap();
+    let o = cloudlet(st.path(), &["apply", l, "--yes", "-vv"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(!log.contains('\u{1b}'), "colour on a pipe: {log}");
+    for domain in ["hypervisor", "router", "pxe", "storage", "cluster"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("observed") && l.contains(&format!("domain={domain}"))),
+            "{domain} not logged: {log}"
+        );
+    }
+    assert!(log.contains("planned lab=seed create=86"), "{log}");
+    assert_eq!(
+        log.lines().filter(|l| l.contains("step done")).count(),
+        86,
+        "{log}"
+    );
+    let o = cloudlet(st.path(), &["plan", l, "-v"]);
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        log.contains("planned lab=seed create=0 update=0 delete=0 unchanged=86"),
+        "{log}"
+    );
+    assert!(!log.contains("observed"), "debug lines at -v: {log}");
 }

@@ -58,6 +58,29 @@ impl Related {
     }
 }
 
+/// A line and the column in it, 1-based.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+}
+
+/// Fills in where each finding's token ends, from the texts.
+pub fn fill_ends(diags: &mut [Diagnostic], sources: &Sources) {
+    for d in diags {
+        if d.end.is_none()
+            && let Some(loc) = &d.location
+        {
+            d.end = sources.end_of(loc).map(|column| Position {
+                line: loc.line,
+                column,
+            });
+        }
+    }
+}
+
 /// One problem in a lab.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnostic {
@@ -69,6 +92,10 @@ pub struct Diagnostic {
     pub message: String,
     /// Where, when the problem has a position.
     pub location: Option<Location>,
+    /// Where the token at `location` ends: its line and the column just after it (an
+    /// editor's range is `location`..`end`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<Position>,
     /// The model path, such as `cluster.apps.blog.ingress[0].host`.
     pub path: Option<String>,
     /// How to fix it.
@@ -125,6 +152,7 @@ impl Diagnostic {
             code: code.to_string(),
             message: message.into(),
             location: None,
+            end: None,
             path: anchor.as_ref().map(|a| a.path().to_string()),
             help: None,
             related: Vec::new(),

@@ -193,11 +193,19 @@ impl Engine {
                 .filter(|r| r.id.domain == *d)
                 .cloned()
                 .collect();
+            let started = std::time::Instant::now();
             let mut found = p
                 .observe_with(*d, &mine)
                 .await
                 .map_err(|source| EngineError::Observe { domain: *d, source })?;
             found.retain(|r| r.id.domain == *d);
+            tracing::debug!(
+                domain = %d,
+                backend = p.name(),
+                resources = found.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "observed"
+            );
             Ok::<_, EngineError>(found)
         });
         let mut out = Vec::new();
@@ -217,8 +225,20 @@ impl Engine {
             }
         }
         domains.sort();
+        let started = std::time::Instant::now();
         let observed = self.observe_with(&domains, &desired).await?;
-        plan::compute(&self.lab, domains, desired, observed)
+        let plan = plan::compute(&self.lab, domains, desired, observed)?;
+        let s = plan.summary;
+        tracing::info!(
+            lab = %self.lab,
+            create = s.create,
+            update = s.update,
+            delete = s.delete,
+            unchanged = s.unchanged,
+            ms = started.elapsed().as_millis() as u64,
+            "planned"
+        );
+        Ok(plan)
     }
 
     /// Applies a plan.
@@ -508,11 +528,20 @@ impl Engine {
             })?;
         let span = tracing::debug_span!("step", id = %step.id, action = step.action.as_str());
         async move {
-            match step.action {
+            let started = std::time::Instant::now();
+            let r = match step.action {
                 Action::Create => p.create(&step.resource).await,
                 Action::Update => p.update(&step.resource, &step.changes).await,
                 Action::Delete => p.delete(&step.resource).await,
+            };
+            if r.is_ok() {
+                tracing::debug!(
+                    backend = p.name(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "step done"
+                );
             }
+            r
         }
         .instrument(span)
         .await

@@ -64,7 +64,14 @@ impl LoadError {
     pub fn diagnostics(&self) -> Vec<Diagnostic> {
         use crate::diag::Severity;
         let code = match self {
-            LoadError::Invalid { diagnostics, .. } => return diagnostics.clone(),
+            LoadError::Invalid {
+                diagnostics,
+                sources,
+            } => {
+                let mut d = diagnostics.clone();
+                crate::diag::fill_ends(&mut d, sources);
+                return d;
+            }
             LoadError::Io { .. } => "io",
             LoadError::NotAFile { .. } => "not-a-file",
             LoadError::TooLarge { .. } => "too-large",

@@ -77,6 +77,11 @@ impl Sources {
         text.lines().nth(line.checked_sub(1)?)
     }
 
+    /// Where the token at `loc` ends on its line (see [`token_end`]), when its file is known.
+    pub fn end_of(&self, loc: &Location) -> Option<usize> {
+        token_end(self.line_text(&loc.file, loc.line)?, loc.column)
+    }
+
     /// The files loaded, in order.
     pub fn paths(&self) -> impl Iterator<Item = &Path> {
         self.files.iter().map(|(p, _)| p.as_path())
@@ -153,6 +158,105 @@ impl Node {
             _ => None,
         }
     }
+}
+
+/// Where the YAML token that starts at `column` (1-based, in characters) of the line `src`
+/// ends: the column just after its last character. A quoted scalar ends
+/// at its closing quote, a flow collection at its closing bracket, a plain scalar or key
+/// before `: `, ` #` or the end of its line (and, inside a flow collection, before `,` `]`
+/// `}`); a block scalar's header, a sequence's `- ` and what spans lines end at the end of the
+/// line they start on.
+pub fn token_end(src: &str, column: usize) -> Option<usize> {
+    let chars: Vec<char> = src.chars().collect();
+    let start = column.checked_sub(1)?;
+    if start > chars.len() {
+        return None;
+    }
+    let rest = &chars[start..];
+    let trimmed_end = |mut i: usize| {
+        while i > start && chars[i - 1].is_whitespace() {
+            i -= 1;
+        }
+        i
+    };
+    let eol = trimmed_end(chars.len());
+    let end = match rest.first() {
+        None => start,
+        Some('"') => {
+            let mut i = 1;
+            loop {
+                match rest.get(i) {
+                    None => break eol,
+                    Some('\\') => i += 2,
+                    Some('"') => break start + i + 1,
+                    Some(_) => i += 1,
+                }
+            }
+        }
+        Some('\'') => {
+            let mut i = 1;
+            loop {
+                match (rest.get(i), rest.get(i + 1)) {
+                    (None, _) => break eol,
+                    (Some('\''), Some('\'')) => i += 2,
+                    (Some('\''), _) => break start + i + 1,
+                    _ => i += 1,
+                }
+            }
+        }
+        Some('[' | '{') => {
+            let mut depth = 0usize;
+            let mut quote: Option<char> = None;
+            let mut found = None;
+            for (i, &c) in rest.iter().enumerate() {
+                match (quote, c) {
+                    (Some(q), c) if c == q => quote = None,
+                    (Some(_), _) => {}
+                    (None, '"' | '\'') => quote = Some(c),
+                    (None, '[' | '{') => depth += 1,
+                    (None, ']' | '}') => {
+                        depth -= 1;
+                        if depth == 0 {
+                            found = Some(start + i + 1);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            found.unwrap_or(eol)
+        }
+        Some('|' | '>') => eol,
+        Some('-') if rest.get(1).is_none_or(|c| c.is_whitespace()) => eol,
+        Some(_) => {
+            // Inside a flow collection opened earlier on the line?
+            let (mut depth, mut quote) = (0i32, None::<char>);
+            for &c in &chars[..start] {
+                match (quote, c) {
+                    (Some(q), c) if c == q => quote = None,
+                    (Some(_), _) => {}
+                    (None, '"' | '\'') => quote = Some(c),
+                    (None, '[' | '{') => depth += 1,
+                    (None, ']' | '}') => depth -= 1,
+                    _ => {}
+                }
+            }
+            let flow = depth > 0;
+            let mut i = 0;
+            while let Some(&c) = rest.get(i) {
+                let next = rest.get(i + 1);
+                if (c == ':' && next.is_none_or(|n| n.is_whitespace()))
+                    || (c == '#' && i > 0 && rest[i - 1].is_whitespace())
+                    || (flow && matches!(c, ',' | ']' | '}'))
+                {
+                    break;
+                }
+                i += 1;
+            }
+            trimmed_end(start + i)
+        }
+    };
+    Some(end + 1)
 }
 
 /// A YAML syntax problem, or a structural one the loader refuses (duplicate keys, non-string keys).
@@ -757,5 +861,51 @@ mod tests {
         let t = docs[0].get("thing").unwrap();
         assert_eq!(t.get("x").unwrap().kind, NodeKind::Scalar(Scalar::Int(1)));
         assert_eq!(t.get("y").unwrap().kind, NodeKind::Scalar(Scalar::Int(3)));
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::token_end;
+
+    /// The token that starts at the first `at` in `line`, as text.
+    fn token<'a>(line: &'a str, at: &str) -> &'a str {
+        let col = line.find(at).unwrap() + 1;
+        let end = token_end(line, col).unwrap();
+        &line[col - 1..end - 1]
+    }
+
+    #[test]
+    fn tokens_end_where_yaml_ends_them() {
+        let l = "  a: {cpus: 1, memroy: 1GiB}  # note";
+        assert_eq!(token(l, "memroy"), "memroy");
+        assert_eq!(token(l, "1GiB"), "1GiB");
+        assert_eq!(token(l, "{"), "{cpus: 1, memroy: 1GiB}");
+        assert_eq!(token(l, "a:"), "a");
+        let l = r#"  host: "blog.example.com" # the \"site"#;
+        assert_eq!(token(l, "\"blog"), "\"blog.example.com\"");
+        let l = "  name: it's a, b  # comment";
+        assert_eq!(token(l, "it's"), "it's a, b");
+        let l = "  note: 'don''t' # x";
+        assert_eq!(token(l, "'don"), "'don''t'");
+        let l = "  - {port: 51820, protocol: udp, to: wireguard}";
+        assert_eq!(
+            token(l, "- "),
+            "- {port: 51820, protocol: udp, to: wireguard}"
+        );
+        assert_eq!(token(l, "udp"), "udp");
+        assert_eq!(token(l, "wireguard"), "wireguard");
+        let l = "  ranges: [10.0.20.100-10.0.20.150, \"x,y\"]";
+        assert_eq!(token(l, "10.0"), "10.0.20.100-10.0.20.150");
+        assert_eq!(token(l, "[10"), "[10.0.20.100-10.0.20.150, \"x,y\"]");
+        let l = "  script: |";
+        assert_eq!(token(l, "|"), "|");
+        // A URL's colon is not a key's.
+        let l = "  endpoint: https://vc.home.lan:443/sdk";
+        assert_eq!(token(l, "https"), "https://vc.home.lan:443/sdk");
+        // An unclosed quote or bracket ends with its line.
+        let l = "  a: \"open";
+        assert_eq!(token(l, "\"open"), "\"open");
+        assert_eq!(token_end("ab", 9), None);
     }
 }

@@ -79,6 +79,7 @@ def test_lab_errors_carry_positions(tmp_path):
     assert isinstance(err, cloudlet.CloudletError)
     assert (pathlib.Path(err.file).name, err.line, err.column) == ("lab.yaml", 4, 16)
     assert err.diagnostics[0].code == "unknown-key"
+    assert err.diagnostics[0].end == cloudlet.Position(4, 22)  # `memroy`
     assert "did you mean `memory`" in str(err)
     # The facade's message, the same in every frontend.
     assert str(err).endswith("lab.yaml:4:16: [unknown-key] unknown key `memroy`; did you mean `memory`?")

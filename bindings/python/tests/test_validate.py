@@ -23,6 +23,7 @@ def test_findings_carry_positions(tmp_path):
     assert d["code"] == "address-outside-network"
     assert d["severity"] == "error"
     assert (d["location"]["line"], d["location"]["column"]) == (6, 56)
+    assert d["end"] == {"line": 6, "column": 64}  # the address `10.0.1.5`
 
 
 def test_a_lab_that_does_not_load_raises_with_its_position(tmp_path):

@@ -60,6 +60,7 @@ __all__ = [
     "HeldChange",
     "Lab",
     "Owned",
+    "Position",
     "LabError",
     "LockedError",
     "Location",
@@ -200,13 +201,23 @@ class Location(_Record):
 
 
 @dataclass(frozen=True)
+class Position(_Record):
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
 class Diagnostic(_Record):
+    """A finding; ``location`` to ``end`` is the range of the token it points at (``end``'s
+    column is the one just after it)."""
+
     severity: str
     code: str
     message: str
     location: Optional[Location] = None
     path: Optional[str] = None
     help: Optional[str] = None
+    end: Optional[Position] = None
 
     @property
     def is_error(self) -> bool:
@@ -222,6 +233,7 @@ class Diagnostic(_Record):
             location=Location(str(loc["file"]), loc["line"], loc["column"]) if loc else None,
             path=d.get("path"),
             help=d.get("help"),
+            end=Position(d["end"]["line"], d["end"]["column"]) if d.get("end") else None,
         )
 
 
