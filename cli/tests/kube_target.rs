@@ -176,6 +176,79 @@ async fn cli_applies_the_seed_compose_and_manifests_with_crds_first() {
         !after.split(',').any(|n| n == "notes"),
         "the parent still lists `notes`: {after}"
     );
+
+    // The teardown against the API server: everything the lab made goes, cluster objects
+    // first; a namespace holding an object cloudlet did not make stays, with that object.
+    let foreign: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "by-hand", "namespace": "wireguard"},
+        "data": {"k": "v"},
+    }))
+    .unwrap();
+    Api::<ConfigMap>::namespaced(client.clone(), "wireguard")
+        .create(&Default::default(), &foreign)
+        .await
+        .unwrap();
+    let (code, out, err) = cloudlet(&["list", lab, "--output", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let in_cluster = |v: &serde_json::Value| {
+        v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["backend"] == "kubernetes")
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        in_cluster(&listed).contains(&"cluster/deployment/blog.blog".to_string()),
+        "{out}"
+    );
+    let (code, out, err) = cloudlet(&["destroy", lab, "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Destroy complete") || out.contains("complete"),
+        "{out}{err}"
+    );
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), "blog");
+    assert!(deployments.get_opt("blog").await.unwrap().is_none());
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "blog");
+    assert!(cms.get_opt("extra").await.unwrap().is_none());
+    // The custom resource went before its CRD; with the CRD gone its API answers 404 itself.
+    let widgets = Api::<DynamicObject>::namespaced_with(client.clone(), "blog", &ar);
+    let big = widgets.get_opt("big").await;
+    assert!(
+        match &big {
+            Ok(found) => found.is_none(),
+            Err(kube::Error::Api(s)) => s.code == 404,
+            Err(_) => false,
+        },
+        "{big:?}"
+    );
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    let crd = crds.get_opt("widgets.example.com").await.unwrap();
+    assert!(
+        crd.is_none_or(|c| c.metadata.deletion_timestamp.is_some()),
+        "the CRD stays"
+    );
+    // The hand-made object and its namespace are untouched.
+    let kept: ConfigMap = Api::namespaced(client.clone(), "wireguard")
+        .get("by-hand")
+        .await
+        .unwrap();
+    assert_eq!(kept.data.unwrap()["k"], "v");
+    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let wg = ns.get("wireguard").await.unwrap();
+    assert!(wg.metadata.deletion_timestamp.is_none());
+    let (code, out, err) = cloudlet(&["list", lab, "--output", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let left = in_cluster(&serde_json::from_str(&out).unwrap());
+    assert!(
+        left.iter().all(|id| id.starts_with("cluster/namespace/")),
+        "only namespaces may be left (terminating, or holding objects cloudlet did not make): {left:?}"
+    );
 }
 
 #[test]
