@@ -2,8 +2,11 @@
 //! timeout (2349) and windowsize (7440); block numbers roll over past 65535; sessions are
 //! bounded in number and memory (one block buffer each); files come from a [`Namespace`].
 //!
-//! The server is a future ([`TftpServer::run`]) that drives every transfer itself — no task
-//! is spawned — and stops when its shutdown future completes.
+//! The server is a future ([`TftpServer::run`]) that reads requests on the well-known port and
+//! runs each transfer as a task of its own on the runtime, with a socket of its own: a
+//! transfer's packets are handled on the worker thread that saw them arrive, and transfers
+//! spread over every core. It stops when its shutdown future completes, and the transfers in
+//! flight with it.
 
 pub mod namespace;
 pub mod packet;
@@ -13,9 +16,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use tokio::net::UdpSocket;
+use tokio::task::JoinSet;
 
 pub use namespace::{Dynamic, Namespace, Refusal, Source};
 use packet::{ErrorCode, Packet};
@@ -164,24 +166,43 @@ impl TftpServer {
     /// Serves until `shutdown` completes; transfers in flight are dropped then.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<TftpStats> {
         let mut stats = TftpStats::default();
-        let mut sessions = FuturesUnordered::new();
+        // Each transfer is a task: it runs where its socket's readiness is reported, on any
+        // core. Dropping the set (at shutdown) aborts the transfers in flight.
+        let mut sessions: JoinSet<(SocketAddr, String, Result<u64, SessionError>)> = JoinSet::new();
         let mut per_client: std::collections::HashMap<IpAddr, usize> =
             std::collections::HashMap::new();
+        // Which client each transfer task serves, to give its share back however it ends.
+        let mut clients: std::collections::HashMap<tokio::task::Id, IpAddr> =
+            std::collections::HashMap::new();
         let lengths = NetasciiLengths::default();
+        let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut buf = vec![0u8; 1024];
         let local_ip = self.socket.local_addr()?.ip();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                Some((peer, name, result)) = sessions.next(), if !sessions.is_empty() => {
-                    let peer: SocketAddr = peer;
-                    if let Some(n) = per_client.get_mut(&peer.ip()) {
+                Some(joined) = sessions.join_next_with_id(), if !sessions.is_empty() => {
+                    let id = match &joined {
+                        Ok((id, _)) => *id,
+                        Err(e) => e.id(),
+                    };
+                    if let Some(ip) = clients.remove(&id)
+                        && let Some(n) = per_client.get_mut(&ip)
+                    {
                         *n -= 1;
                         if *n == 0 {
-                            per_client.remove(&peer.ip());
+                            per_client.remove(&ip);
                         }
                     }
+                    let (peer, name, result) = match joined {
+                        Ok((_, done)) => done,
+                        Err(e) => {
+                            stats.failed += 1;
+                            tracing::error!(error = %e, "tftp transfer task failed");
+                            continue;
+                        }
+                    };
                     let result: Result<u64, SessionError> = result;
                     let event = match result {
                         Ok(bytes) => {
@@ -228,11 +249,13 @@ impl TftpServer {
                                 };
                                 let (ns, cfg) = (self.namespace.clone(), self.config.clone());
                                 let lengths = lengths.clone();
-                                sessions.push(async move {
+                                let active = active.clone();
+                                let task = sessions.spawn(async move {
                                     let (p, n) = (req.peer, req.filename.clone());
-                                    let r: Result<u64, SessionError> = session(req, ns, cfg, lengths).await;
+                                    let r: Result<u64, SessionError> = session(req, ns, cfg, lengths, active).await;
                                     (p, n, r)
                                 });
+                                clients.insert(task.id(), peer.ip());
                                 None
                             }
                         }
@@ -404,12 +427,92 @@ fn gso_segments(sock: &UdpSocket, size: usize) -> bool {
     nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::UdpGsoSegment, &size).is_ok()
 }
 
+/// Polls a session's socket for a short while before parking its task: in lockstep a client
+/// on this host or a fast link answers within tens of microseconds, sooner than a parked
+/// thread wakes up. Only while few transfers run (at most one per two cores), within a
+/// budget of its own, and not again after repeated misses (a slow link's ACKs come too late
+/// for polling to pay, so it pauses for a while): a burst of transfers never spins.
+struct Poll {
+    active: Arc<std::sync::atomic::AtomicUsize>,
+    spinners: usize,
+    misses: u32,
+    /// Answers to wait for parked before polling again.
+    paused: u32,
+}
+
+/// How long one poll may spin.
+const POLL_BUDGET: Duration = Duration::from_micros(150);
+/// Misses in a row after which a session pauses polling ...
+const POLL_MISSES: u32 = 4;
+/// ... for this many answers.
+const POLL_PAUSE: u32 = 256;
+
+impl Poll {
+    /// The answer, if one comes within the budget (`None`: park as usual).
+    fn recv(&mut self, sock: &UdpSocket, buf: &mut [u8]) -> Option<std::io::Result<usize>> {
+        if self.paused > 0 {
+            self.paused -= 1;
+            return None;
+        }
+        if self.active.load(std::sync::atomic::Ordering::Relaxed) > self.spinners {
+            return None;
+        }
+        let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
+        let start = std::time::Instant::now();
+        loop {
+            // A direct, non-blocking read: tokio's readiness is only refreshed by its driver.
+            match nix::sys::socket::recv(fd, buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT) {
+                Ok(n) => {
+                    self.misses = 0;
+                    return Some(Ok(n));
+                }
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {
+                    if start.elapsed() > POLL_BUDGET {
+                        self.misses += 1;
+                        if self.misses >= POLL_MISSES {
+                            self.misses = 0;
+                            self.paused = POLL_PAUSE;
+                        }
+                        return None;
+                    }
+                    std::hint::spin_loop();
+                }
+                Err(e) => return Some(Err(e.into())),
+            }
+        }
+    }
+}
+
+/// Counts a running transfer for [`Poll`] until dropped.
+struct Active(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Active {
+    fn new(n: &Arc<std::sync::atomic::AtomicUsize>) -> Active {
+        n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Active(n.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 async fn session(
     req: Request,
     ns: Arc<Namespace>,
     cfg: TftpConfig,
     lengths: NetasciiLengths,
+    active: Arc<std::sync::atomic::AtomicUsize>,
 ) -> Result<u64, SessionError> {
+    let _counted = Active::new(&active);
+    let mut poll = Poll {
+        active,
+        spinners: std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+        misses: 0,
+        paused: 0,
+    };
     let sock = UdpSocket::bind(SocketAddr::new(req.local, 0)).await?;
     sock.connect(req.peer).await?;
     let source = match ns.open_for(&req.filename, Some(req.peer.ip())) {
@@ -537,15 +640,19 @@ async fn session(
         }
         // Wait for the ACK that moves the window.
         loop {
-            let n = match tokio::time::timeout(timeout, sock.recv(&mut rbuf)).await {
-                Err(_) => {
-                    tries += 1;
-                    if tries > cfg.retries {
-                        return Err(SessionError::Timeout);
+            let polled = poll.recv(&sock, &mut rbuf);
+            let n = match polled {
+                Some(r) => r?,
+                None => match tokio::time::timeout(timeout, sock.recv(&mut rbuf)).await {
+                    Err(_) => {
+                        tries += 1;
+                        if tries > cfg.retries {
+                            return Err(SessionError::Timeout);
+                        }
+                        break; // resend the window from `base`
                     }
-                    break; // resend the window from `base`
-                }
-                Ok(r) => r?,
+                    Ok(r) => r?,
+                },
             };
             match packet::parse(&rbuf[..n]) {
                 Ok(Packet::Ack { block }) => {
