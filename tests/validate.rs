@@ -1531,3 +1531,45 @@ fn a_dump_goes_into_backed_up_volumes_with_its_password_port_and_command() {
     let d = only(&t, "dump-port");
     assert_at(&d, at(&t, "dump:"));
 }
+
+#[test]
+fn the_example_labs_are_valid_and_every_backend_has_one() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/backends");
+    let mut used: std::collections::BTreeSet<String> = Default::default();
+    let mut files = 0;
+    for e in std::fs::read_dir(&root).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|x| x.to_str()) != Some("yaml") {
+            continue;
+        }
+        files += 1;
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(
+            text.lines().next(),
+            Some("# yaml-language-server: $schema=../../schema/lab.schema.json"),
+            "{}",
+            p.display()
+        );
+        let lab = cloudlet::Lab::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let report = lab.validate();
+        assert!(
+            report.diagnostics.is_empty(),
+            "{}: {:#?}",
+            p.display(),
+            report.diagnostics
+        );
+        for (_, t) in lab.model().targets.each() {
+            used.insert(t.kind.to_string());
+        }
+    }
+    assert_eq!(files, 3);
+    let missing: Vec<&str> = cloudlet::BACKENDS
+        .iter()
+        .map(|b| b.kind)
+        .filter(|k| !used.contains(*k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "backends without an example lab in examples/backends: {missing:?}"
+    );
+}
