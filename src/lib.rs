@@ -348,6 +348,41 @@ impl Error {
             _ => None,
         }
     }
+
+    /// The file a failure is about, where it names one (a lab file that cannot be read, a
+    /// saved plan, a backup file): what Python's `OSError.filename` and Node's `err.path`
+    /// carry.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Load(
+                LoadError::Io { path, .. }
+                | LoadError::NotAFile { path }
+                | LoadError::TooLarge { path, .. }
+                | LoadError::DirectoryLoop { path }
+                | LoadError::NoLabFiles { path },
+            )
+            | Error::PlanFile { path, .. }
+            | Error::Render { path, .. }
+            | Error::Backup(cloudlet_backup::BackupError::Io { path, .. }) => Some(path),
+            _ => None,
+        }
+    }
+
+    /// The operating system's error number behind a failure, if an I/O error of the system
+    /// is among its causes (`ENOENT`, `EACCES` ...).
+    pub fn os_error(&self) -> Option<i32> {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cur {
+            if let Some(code) = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::raw_os_error)
+            {
+                return Some(code);
+            }
+            cur = e.source();
+        }
+        None
+    }
 }
 
 pub use cloudlet_core::engine::DEFAULT_CONCURRENCY;
@@ -696,10 +731,7 @@ fn resolve_imports(loaded: &mut LoadedLab) -> Result<Imports, LoadError> {
         Ok((manifests, notes, from_compose))
     } else {
         diag::sort(&mut errors);
-        Err(LoadError::Invalid {
-            diagnostics: errors,
-            sources: loaded.source.sources.clone(),
-        })
+        Err(LoadError::invalid(errors, loaded.source.sources.clone()))
     }
 }
 

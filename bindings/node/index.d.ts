@@ -168,6 +168,10 @@ export declare class CloudletError extends Error {
   file?: string;
   line?: number;
   column?: number;
+  /** The file the failure is about, where it names one (LAB_IO and others). */
+  path?: string;
+  /** The system's error number, negative as in Node's own I/O errors (-2: ENOENT). */
+  errno?: number;
 }
 
 export interface ApplyOptions {

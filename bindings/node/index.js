@@ -39,10 +39,17 @@ class CloudletError extends Error {
 const convert = (e) => {
   const parts = String(e && e.message).split('\u0001');
   if (parts.length < 2) return e;
-  const [code, message, diagnostics] = parts;
+  const [code, message, diagnostics, io] = parts;
   const diags = diagnostics ? parse(diagnostics) : [];
   // The message is the library's: for a lab error its first positioned problem and how many more.
-  return new CloudletError(code, message, diags, e);
+  const err = new CloudletError(code, message, diags, e);
+  if (io) {
+    // As Node's own I/O errors: `path`, and `errno` negative (-2 for ENOENT).
+    const { path: file, errno } = JSON.parse(io);
+    if (file != null) err.path = file;
+    if (errno != null) err.errno = -errno;
+  }
+  return err;
 };
 
 const wrap = (fn) => {

@@ -58,20 +58,22 @@ pub enum LoadError {
 }
 
 impl LoadError {
+    /// A lab that does not load, with every problem found, each with its range in `sources`.
+    pub fn invalid(mut diagnostics: Vec<Diagnostic>, sources: Sources) -> LoadError {
+        crate::diag::fill_ends(&mut diagnostics, &sources);
+        LoadError::Invalid {
+            diagnostics,
+            sources,
+        }
+    }
+
     /// Every problem as diagnostics, so frontends report load errors the way they report
     /// validation findings (`validate --output json` included). A problem with a whole file
     /// or directory has no line; its message names the path.
     pub fn diagnostics(&self) -> Vec<Diagnostic> {
         use crate::diag::Severity;
         let code = match self {
-            LoadError::Invalid {
-                diagnostics,
-                sources,
-            } => {
-                let mut d = diagnostics.clone();
-                crate::diag::fill_ends(&mut d, sources);
-                return d;
-            }
+            LoadError::Invalid { diagnostics, .. } => return diagnostics.clone(),
             LoadError::Io { .. } => "io",
             LoadError::NotAFile { .. } => "not-a-file",
             LoadError::TooLarge { .. } => "too-large",

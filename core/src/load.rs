@@ -217,10 +217,7 @@ pub fn load(path: &Path) -> Result<LoadedLab, LoadError> {
         }
     }
     if !diags.is_empty() {
-        return Err(LoadError::Invalid {
-            diagnostics: diags,
-            sources: Sources::default(),
-        });
+        return Err(LoadError::invalid(diags, Sources::default()));
     }
     let base_dir = if path.is_dir() {
         path.to_path_buf()
@@ -271,10 +268,7 @@ pub fn load_texts(
     let map = SourceMap { sources, root };
     if !diags.is_empty() {
         sort(&mut diags);
-        return Err(LoadError::Invalid {
-            diagnostics: diags,
-            sources: map.sources,
-        });
+        return Err(LoadError::invalid(diags, map.sources));
     }
     let Some(root) = map.root.as_ref() else {
         return Err(LoadError::Invalid {
@@ -303,10 +297,7 @@ pub fn load_texts(
                 errors.into_iter().map(|e| de_diagnostic(e, &map)).collect();
             sort(&mut diags);
             diags.dedup_by(|a, b| a.location == b.location && a.message == b.message);
-            Err(LoadError::Invalid {
-                diagnostics: diags,
-                sources: map.sources,
-            })
+            Err(LoadError::invalid(diags, map.sources))
         }
     }
 }

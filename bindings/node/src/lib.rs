@@ -67,7 +67,16 @@ fn error(e: cloudlet::Error) -> Error {
         K::Boot => ErrorCode::Boot,
         _ => ErrorCode::Backend,
     };
-    coded(code, &message, &diagnostics_json)
+    // The file and the system's error number, where the failure has them (`err.path`,
+    // `err.errno` as Node's own I/O errors carry them).
+    let io = match (e.path(), e.os_error()) {
+        (None, None) => String::new(),
+        (path, errno) => json(&serde_json::json!({"path": path, "errno": errno})),
+    };
+    Error::from_reason(format!(
+        "{}\u{1}{message}\u{1}{diagnostics_json}\u{1}{io}",
+        code.as_ref()
+    ))
 }
 
 fn coded(code: ErrorCode, message: &str, diagnostics: &str) -> Error {

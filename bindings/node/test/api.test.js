@@ -274,3 +274,14 @@ test('destroy and targets plan what the CLI plans; owned lists what cloudlet mad
   assert.deepStrictEqual((await lab.owned()).map((o) => o.id).sort(), [...teardown.kept].sort());
   await assert.rejects(lab.plan({ targets: ['vm/x'] }), (e) => e instanceof CloudletError && e.code === 'LAB_INVALID' && /target `vm\/x`/.test(e.message));
 });
+
+test('a file that cannot be read carries its path and errno as Node I/O errors do', async () => {
+  const missing = path.join(os.tmpdir(), `cloudlet-missing-${process.pid}.yaml`);
+  await assert.rejects(Lab.load(missing), (e) => {
+    assert.ok(e instanceof CloudletError);
+    assert.strictEqual(e.code, 'LAB_IO');
+    assert.strictEqual(e.path, missing);
+    assert.strictEqual(e.errno, -os.constants.errno.ENOENT);
+    return true;
+  });
+});

@@ -29,6 +29,10 @@ fn error(e: cloudlet::Error) -> PyErr {
     let payload = match (&e, e.diagnostics()) {
         (_, Some(d)) => json(&d),
         (cloudlet::Error::Engine(EngineError::DataLoss { ids }), None) => json(ids),
+        // The file and the system's error number, for `OSError.filename` and `.errno`.
+        _ if e.path().is_some() || e.os_error().is_some() => {
+            json(&serde_json::json!({"path": e.path(), "errno": e.os_error()}))
+        }
         _ => "null".into(),
     };
     NativeError::new_err((e.kind().name(), e.message(), payload))

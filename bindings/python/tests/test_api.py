@@ -391,3 +391,16 @@ def test_doctor_reports_drift_and_late_backups(seed, tmp_path, monkeypatch):
     assert by[("backup.fresh", "backup state")].status == "ok"
     assert drifted.status == "warn" and drifted.drift["cluster"] == 1
     assert json.loads(drifted.to_json())["findings"][0]["check"]
+
+
+def test_a_file_that_cannot_be_read_is_an_oserror_with_its_name(tmp_path):
+    import errno
+
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(OSError) as e:
+        cloudlet.Lab.load(missing)
+    err = e.value
+    assert isinstance(err, cloudlet.IoError) and isinstance(err, cloudlet.CloudletError)
+    assert err.errno == errno.ENOENT
+    assert err.filename == str(missing)
+    assert "missing.yaml" in str(err)

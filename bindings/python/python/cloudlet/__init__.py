@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import functools
 import json as _json
+import os as _os
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any, Awaitable, Callable, Optional, Sequence, TypeVar, Union
@@ -138,10 +139,21 @@ class RenderError(CloudletError):
     kind = "render"
 
 
-class IoError(CloudletError):
-    """A file could not be read or written."""
+class IoError(CloudletError, OSError):
+    """A file could not be read or written: an :class:`OSError`, with ``filename`` (the file
+    it is about) and ``errno``/``strerror`` (the system's error, such as ``errno.ENOENT``)
+    where the failure has them."""
 
     kind = "io"
+
+    def __init__(self, message: str, errno: Optional[int] = None, filename: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.strerror = _os.strerror(errno) if errno is not None else message
+        self.filename = filename
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class BootError(CloudletError):
@@ -164,6 +176,9 @@ def _raise(e: Exception) -> Any:
         raise LabError(message, [Diagnostic._from(d) for d in found]) from None
     if kind == "data_loss":
         raise DataLossError(message, tuple(_json.loads(payload) or [])) from None
+    if kind == "io":
+        info = _json.loads(payload) or {}
+        raise IoError(message, info.get("errno"), info.get("path")) from None
     raise _KINDS.get(kind, CloudletError)(message) from None
 
 
