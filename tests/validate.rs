@@ -1011,20 +1011,8 @@ fn every_seed_file_names_the_schema_and_each_fits_it_alone() {
         "a file of a directory lab holds only some root keys"
     );
     let known: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
-    let mut files = 0;
-    for e in std::fs::read_dir(root.join("examples/seed")).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().and_then(|x| x.to_str()) != Some("yaml") {
-            continue;
-        }
-        files += 1;
-        let text = std::fs::read_to_string(&p).unwrap();
-        assert_eq!(
-            text.lines().next(),
-            Some("# yaml-language-server: $schema=../../schema/lab.schema.json"),
-            "{}",
-            p.display()
-        );
+    let files = example_files(&root.join("examples/seed"));
+    for (p, text) in &files {
         // Each root key of the file is one the schema describes.
         for line in text.lines() {
             if let Some((key, _)) = line.split_once(':')
@@ -1039,7 +1027,28 @@ fn every_seed_file_names_the_schema_and_each_fits_it_alone() {
             }
         }
     }
-    assert_eq!(files, 5);
+    assert_eq!(files.len(), 5);
+}
+
+/// The YAML files of an example directory with their texts, each checked to start with the
+/// schema's modeline.
+fn example_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|x| x.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(
+            text.lines().next(),
+            Some("# yaml-language-server: $schema=../../schema/lab.schema.json"),
+            "{}",
+            p.display()
+        );
+        out.push((p, text));
+    }
+    out
 }
 
 /// BASE with a platform block appended to its cluster.
@@ -1536,21 +1545,9 @@ fn a_dump_goes_into_backed_up_volumes_with_its_password_port_and_command() {
 fn the_example_labs_are_valid_and_every_backend_has_one() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/backends");
     let mut used: std::collections::BTreeSet<String> = Default::default();
-    let mut files = 0;
-    for e in std::fs::read_dir(&root).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().and_then(|x| x.to_str()) != Some("yaml") {
-            continue;
-        }
-        files += 1;
-        let text = std::fs::read_to_string(&p).unwrap();
-        assert_eq!(
-            text.lines().next(),
-            Some("# yaml-language-server: $schema=../../schema/lab.schema.json"),
-            "{}",
-            p.display()
-        );
-        let lab = cloudlet::Lab::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let files = example_files(&root);
+    for (p, _) in &files {
+        let lab = cloudlet::Lab::load(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         let report = lab.validate();
         assert!(
             report.diagnostics.is_empty(),
@@ -1562,7 +1559,7 @@ fn the_example_labs_are_valid_and_every_backend_has_one() {
             used.insert(t.kind.to_string());
         }
     }
-    assert_eq!(files, 3);
+    assert_eq!(files.len(), 3);
     let missing: Vec<&str> = cloudlet::BACKENDS
         .iter()
         .map(|b| b.kind)

@@ -72,6 +72,30 @@ enum Format {
     Json,
 }
 
+/// What `apply` and `destroy` share.
+#[derive(clap::Args, Debug)]
+struct RunFlags {
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    yes: bool,
+    /// Steps in flight at once.
+    #[arg(long, default_value_t = cloudlet::DEFAULT_CONCURRENCY)]
+    concurrency: usize,
+    /// Run the plan's data-loss steps (deleting datasets or directories the lab marks
+    /// `retain: false`); without it such a plan is refused before anything changes.
+    #[arg(long)]
+    allow_data_loss: bool,
+    /// Only this resource and the steps it needs (a create's dependencies, a delete's
+    /// dependants): `domain/kind/name` as the plan prints it, `domain/kind` or `domain`.
+    /// Repeat for more.
+    #[arg(long, value_name = "ID")]
+    target: Vec<String>,
+    /// `human`, or `json`: one event per line (the plan's changes, each step, the outcome),
+    /// each with `format`; needs `--yes`.
+    #[arg(long, short, value_enum, default_value_t = Format::Human)]
+    output: Format,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Check the whole lab and report every problem at once.
@@ -131,28 +155,12 @@ enum Command {
         /// Apply this saved plan (refused if the lab or the infrastructure changed since).
         #[arg(long, value_name = "FILE")]
         plan: Option<PathBuf>,
-        /// Do not ask for confirmation.
-        #[arg(long, short)]
-        yes: bool,
-        /// Steps in flight at once.
-        #[arg(long, default_value_t = cloudlet::DEFAULT_CONCURRENCY)]
-        concurrency: usize,
-        /// Run the plan's data-loss steps (deleting datasets or directories the lab marks
-        /// `retain: false`); without it such a plan is refused before anything changes.
-        #[arg(long)]
-        allow_data_loss: bool,
+        #[command(flatten)]
+        run: RunFlags,
         /// After applying, wait this long (`90s`, `5m`) for the cluster's objects to become
         /// ready, and report what is not.
         #[arg(long, value_name = "DURATION")]
         wait: Option<cloudlet::core::types::Duration>,
-        /// Only this resource and the steps it needs (`domain/kind/name`, `domain/kind`,
-        /// `domain`). Repeat for more.
-        #[arg(long, value_name = "ID")]
-        target: Vec<String>,
-        /// `human`, or `json`: one event per line (the plan's changes, each step, the
-        /// outcome), each with `format`; needs `--yes`.
-        #[arg(long, short, value_enum, default_value_t = Format::Human)]
-        output: Format,
     },
     /// Remove everything cloudlet made for the lab, found by its markers, in the reverse of
     /// the order it was made. What holds data the lab retains is kept and listed; what the lab
@@ -163,22 +171,8 @@ enum Command {
         /// A lab file or directory.
         #[arg(default_value = ".")]
         lab: PathBuf,
-        /// Do not ask for confirmation.
-        #[arg(long, short)]
-        yes: bool,
-        /// Steps in flight at once.
-        #[arg(long, default_value_t = cloudlet::DEFAULT_CONCURRENCY)]
-        concurrency: usize,
-        /// Delete the data the lab lets go (`retain: false`) too.
-        #[arg(long)]
-        allow_data_loss: bool,
-        /// Only this resource and what must go before it (`domain/kind/name`, `domain/kind`,
-        /// `domain`). Repeat for more.
-        #[arg(long, value_name = "ID")]
-        target: Vec<String>,
-        /// `human`, or `json`: one event per line; needs `--yes`.
-        #[arg(long, short, value_enum, default_value_t = Format::Human)]
-        output: Format,
+        #[command(flatten)]
+        run: RunFlags,
     },
     /// What cloudlet owns in the lab's backends (found by its markers), per backend: each
     /// resource, whether the lab still describes it, and whether it holds retained data.
@@ -591,28 +585,10 @@ async fn main() -> ExitCode {
             .map_err(|e| (e, Some(lab))),
             Err(e) => Err((e, None)),
         },
-        Command::Destroy {
-            lab,
-            yes,
-            concurrency,
-            allow_data_loss,
-            target,
-            output,
-        } => match load(&lab) {
-            Ok(lab) => {
-                let args = ApplyArgs {
-                    saved: None,
-                    scope: cloudlet::PlanOptions {
-                        destroy: true,
-                        targets: target,
-                    },
-                    yes,
-                    concurrency,
-                    allow_data_loss,
-                    json: output == Format::Json,
-                };
-                apply(&lab, args).await.map_err(|e| (e, Some(lab)))
-            }
+        Command::Destroy { lab, run } => match load(&lab) {
+            Ok(lab) => apply(&lab, ApplyArgs::new(None, true, run))
+                .await
+                .map_err(|e| (e, Some(lab))),
             Err(e) => Err((e, None)),
         },
         Command::List { lab, output } => match load(&lab) {
@@ -632,29 +608,10 @@ async fn main() -> ExitCode {
         Command::Apply {
             lab,
             plan,
-            yes,
-            concurrency,
-            allow_data_loss,
+            run,
             wait,
-            target,
-            output,
         } => match load(&lab) {
-            Ok(lab) => match apply(
-                &lab,
-                ApplyArgs {
-                    saved: plan,
-                    scope: cloudlet::PlanOptions {
-                        destroy: false,
-                        targets: target,
-                    },
-                    yes,
-                    concurrency,
-                    allow_data_loss,
-                    json: output == Format::Json,
-                },
-            )
-            .await
-            {
+            Ok(lab) => match apply(&lab, ApplyArgs::new(plan, false, run)).await {
                 Ok(code) if code == ExitCode::SUCCESS && wait.is_some() => {
                     status(&lab, wait).await.map_err(|e| (e, Some(lab)))
                 }
@@ -1303,6 +1260,22 @@ struct ApplyArgs {
     concurrency: usize,
     allow_data_loss: bool,
     json: bool,
+}
+
+impl ApplyArgs {
+    fn new(saved: Option<PathBuf>, destroy: bool, run: RunFlags) -> ApplyArgs {
+        ApplyArgs {
+            saved,
+            scope: cloudlet::PlanOptions {
+                destroy,
+                targets: run.target,
+            },
+            yes: run.yes,
+            concurrency: run.concurrency,
+            allow_data_loss: run.allow_data_loss,
+            json: run.output == Format::Json,
+        }
+    }
 }
 
 async fn apply(lab: &Lab, args: ApplyArgs) -> Result<ExitCode, Error> {
