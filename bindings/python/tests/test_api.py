@@ -404,3 +404,56 @@ def test_a_file_that_cannot_be_read_is_an_oserror_with_its_name(tmp_path):
     assert err.errno == errno.ENOENT
     assert err.filename == str(missing)
     assert "missing.yaml" in str(err)
+
+
+def test_events_come_on_the_loop_thread_and_a_failing_callback_stops_the_apply(seed):
+    import threading
+
+    lab = cloudlet.Lab.load(seed)
+    plan = lab.plan_sync()
+    main = threading.get_ident()
+    threads = set()
+    seen = []
+
+    def on_event(e):
+        threads.add(threading.get_ident())
+        seen.append(e.type)
+
+    assert lab.apply_sync(plan, on_event=on_event).success
+    assert threads == {main}
+    assert seen[0] == "started" and seen[-1] == "finished"
+
+    # A callback that raises: the apply stops starting steps and the caller gets the error.
+    other = cloudlet.Lab.load(seed, state_dir=seed / "other-state")
+    plan = other.plan_sync()
+
+    def explode(e):
+        if e.type == "step_done":
+            raise RuntimeError("the caller's own bug")
+
+    with pytest.raises(RuntimeError, match="the caller's own bug"):
+        other.apply_sync(plan, on_event=explode, concurrency=1)
+
+
+def test_apply_events_is_an_async_iterator_ending_with_finished(seed):
+    lab = cloudlet.Lab.load(seed)
+
+    async def run():
+        plan = await lab.plan()
+        kinds = [e.type async for e in lab.apply_events(plan)]
+        return plan, kinds
+
+    plan, kinds = asyncio.run(run())
+    assert kinds[0] == "started" and kinds[-1] == "finished"
+    assert kinds.count("step_done") == len(plan.steps)
+
+    async def leave_early():
+        other = cloudlet.Lab.load(seed, state_dir=seed / "early-state")
+        plan = await other.plan()
+        async for e in other.apply_events(plan, concurrency=1):
+            if e.type == "step_done":
+                break
+        # The apply has stopped (cancelled, its running step finished): the lock is free.
+        return await other.plan()
+
+    assert asyncio.run(leave_early()).lab == "seed"

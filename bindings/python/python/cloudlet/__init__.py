@@ -21,7 +21,7 @@ import json as _json
 import os as _os
 from dataclasses import dataclass, field
 from os import PathLike
-from typing import Any, Awaitable, Callable, Optional, Sequence, TypeVar, Union
+from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Sequence, TypeVar, Union
 
 from . import _native
 
@@ -717,12 +717,62 @@ class Lab:
         concurrency: Optional[int] = None,
         allow_data_loss: bool = False,
     ) -> ApplyReport:
-        """Applies ``plan``; ``on_event`` gets progress events (from the library's threads).
-        A plan with data-loss steps is refused unless ``allow_data_loss``."""
-        cb = None if on_event is None else (lambda text: on_event(Event._from(text)))
-        native_cancel = None if cancel is None else cancel._native
-        text = await _call(self._native.apply(plan._handle(), cb, native_cancel, concurrency, allow_data_loss))
+        """Applies ``plan``. ``on_event`` gets each progress event, in order, on the event
+        loop's thread; if it raises, the apply is cancelled (running steps finish, no new one
+        starts) and its exception is raised once the apply has stopped. A plan with data-loss
+        steps is refused unless ``allow_data_loss``."""
+        loop = asyncio.get_running_loop()
+        cancel = cancel or Cancel()
+        raised: list[Exception] = []
+
+        def deliver(text: str) -> None:
+            if on_event is None or raised:
+                return
+            try:
+                on_event(Event._from(text))
+            except Exception as e:  # handed back to the caller below
+                raised.append(e)
+                cancel.cancel()
+
+        # The library's threads only queue the event for the loop's thread.
+        cb = None if on_event is None else (lambda text: loop.call_soon_threadsafe(deliver, text))
+        text = await _call(self._native.apply(plan._handle(), cb, cancel._native, concurrency, allow_data_loss))
+        await asyncio.sleep(0)  # the events queued before the apply ended are delivered first
+        if raised:
+            raise raised[0]
         return ApplyReport._from(text)
+
+    async def apply_events(
+        self,
+        plan: Plan,
+        *,
+        cancel: Optional[Cancel] = None,
+        concurrency: Optional[int] = None,
+        allow_data_loss: bool = False,
+    ) -> AsyncIterator[Event]:
+        """Applies ``plan``, yielding each progress event as it happens; the last one is
+        ``finished`` with the report. Leaving the loop early cancels the apply (running steps
+        finish) and waits for it; the apply's error is raised from the iterator."""
+        cancel = cancel or Cancel()
+        queue: asyncio.Queue[Optional[Event]] = asyncio.Queue()
+        task = asyncio.ensure_future(
+            self.apply(
+                plan,
+                on_event=queue.put_nowait,
+                cancel=cancel,
+                concurrency=concurrency,
+                allow_data_loss=allow_data_loss,
+            )
+        )
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+            await task
+        finally:
+            if not task.done():
+                cancel.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     async def render(self, directory: Pathish) -> int:
         """Writes every resource (and its artifacts) under ``directory``."""
