@@ -734,8 +734,16 @@ class Lab:
                 raised.append(e)
                 cancel.cancel()
 
-        # The library's threads only queue the event for the loop's thread.
-        cb = None if on_event is None else (lambda text: loop.call_soon_threadsafe(deliver, text))
+        def queue(text: str) -> None:
+            # The library's threads only queue the event for the loop's thread (an apply
+            # abandoned by a loop that has closed has no one to tell).
+            if not loop.is_closed():
+                try:
+                    loop.call_soon_threadsafe(deliver, text)
+                except RuntimeError:
+                    pass
+
+        cb = None if on_event is None else queue
         text = await _call(self._native.apply(plan._handle(), cb, cancel._native, concurrency, allow_data_loss))
         await asyncio.sleep(0)  # the events queued before the apply ended are delivered first
         if raised:
@@ -751,8 +759,9 @@ class Lab:
         allow_data_loss: bool = False,
     ) -> AsyncIterator[Event]:
         """Applies ``plan``, yielding each progress event as it happens; the last one is
-        ``finished`` with the report. Leaving the loop early cancels the apply (running steps
-        finish) and waits for it; the apply's error is raised from the iterator."""
+        ``finished`` with the report. Closing the iterator early (``break`` inside
+        ``contextlib.aclosing``) cancels the apply (running steps finish) and waits for it; the
+        apply's error is raised from the iterator."""
         cancel = cancel or Cancel()
         queue: asyncio.Queue[Optional[Event]] = asyncio.Queue()
         task = asyncio.ensure_future(
