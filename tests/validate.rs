@@ -988,6 +988,25 @@ fn a_machine_is_either_a_control_plane_or_a_worker() {
 }
 
 #[test]
+fn the_committed_lab_format_reference_is_the_one_this_build_makes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let committed = std::fs::read_to_string(root.join("docs/lab-format.md")).unwrap_or_default();
+    let made = cloudlet::schema_reference();
+    assert!(
+        committed == made,
+        "docs/lab-format.md is stale: run `cargo run -p cloudlet-cli -- schema --markdown > docs/lab-format.md`"
+    );
+    // Every type of the schema has its section, every key of the root its row.
+    let schema = cloudlet::schema();
+    for name in schema["$defs"].as_object().unwrap().keys() {
+        assert!(made.contains(&format!("\n## {name}\n")), "{name}");
+    }
+    for key in schema["properties"].as_object().unwrap().keys() {
+        assert!(made.contains(&format!("| `{key}` |")), "{key}");
+    }
+}
+
+#[test]
 fn the_committed_schema_is_the_one_this_build_makes() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let committed = std::fs::read_to_string(root.join("schema/lab.schema.json")).unwrap();

@@ -334,7 +334,12 @@ enum Command {
         what: PxeCmd,
     },
     /// Print the JSON Schema of the lab format.
-    Schema,
+    Schema {
+        /// The lab format's reference in Markdown instead (each type, its keys, their types
+        /// and descriptions), as `docs/lab-format.md` has it.
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -806,7 +811,11 @@ async fn main() -> ExitCode {
             },
             out.as_ref(),
         )),
-        Command::Schema => {
+        Command::Schema { markdown: true } => {
+            print!("{}", cloudlet::schema_reference());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema { markdown: false } => {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&cloudlet::schema()).unwrap_or_default()
