@@ -23,6 +23,11 @@ pub enum CloudletException {
     Io {
         /// What went wrong.
         reason: String,
+        /// The file it is about, where the failure names one.
+        path: Option<String>,
+        /// The system's error number (2: ENOENT), where an I/O error of the system is among
+        /// its causes.
+        errno: Option<i32>,
     },
     /// The plan no longer matches the lab or the infrastructure.
     #[error("{reason}")]
@@ -76,7 +81,11 @@ impl From<cloudlet::Error> for CloudletException {
                 reason,
                 diagnostics: json(&e.diagnostics().unwrap_or_default()),
             },
-            K::Io => CloudletException::Io { reason },
+            K::Io => CloudletException::Io {
+                reason,
+                path: e.path().map(|p| p.display().to_string()),
+                errno: e.os_error(),
+            },
             K::StalePlan => CloudletException::StalePlan { reason },
             K::Locked => CloudletException::Locked { reason },
             K::DataLoss => CloudletException::DataLoss { reason },

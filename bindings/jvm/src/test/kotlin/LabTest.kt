@@ -117,6 +117,15 @@ class LabTest {
     }
 
     @Test
+    fun aFileThatCannotBeReadCarriesItsPathAndErrno() {
+        val missing = Files.createTempDirectory("cloudlet-").resolve("missing.yaml").toString()
+        val e = assertThrows(CloudletException.Io::class.java) { Lab.load(missing, null) }
+        assertEquals(missing, e.path)
+        assertEquals(2, e.errno) // ENOENT
+        assertTrue(e.reason.contains("missing.yaml"), e.reason)
+    }
+
+    @Test
     fun labErrorsAreTypedAndCarryPositions() {
         val dir = Files.createTempDirectory("cloudlet-")
         Files.writeString(dir.resolve("lab.yaml"), "name: t\nsite: {domain: t.lan}\nmachines:\n  a: {cpus: 1, memroy: 1GiB}\n")
