@@ -207,7 +207,7 @@ async fn cli_applies_the_seed_compose_and_manifests_with_crds_first() {
     let (code, out, err) = cloudlet(&["destroy", lab, "--yes"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("Destroy complete") || out.contains("complete"),
+        out.contains("Apply complete: 0 created, 0 updated,") && out.contains("0 failed"),
         "{out}{err}"
     );
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
