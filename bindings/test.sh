@@ -47,25 +47,23 @@ CLOUDLET_PACKAGE="$work/app/node_modules/cloudlet" \
   CLOUDLET_NODE_ADDON="$work/app/node_modules/cloudlet/cloudlet.node" \
   inns node --test "$here/node/test/"
 
-# JVM: the Kotlin that uniffi-bindgen (same uniffi version, a workspace binary) generates from
-# the compiled library, compiled and tested by Maven with JNA loading that library.
-cargo build --quiet --locked -p cloudlet-jvm
-"$root/target/debug/uniffi-bindgen" generate --no-format --library "$root/target/debug/libcloudlet_jvm.so" \
-  --language kotlin --out-dir "$work/kotlin" >/dev/null
+# JVM: the pom builds the library (here with the dev profile), generates its Kotlin with the
+# workspace's uniffi-bindgen, packs the library into the jar and tests Kotlin and Java callers
+# with JNA loading it from the class path.
 # The README's Kotlin example, as written, in a test (on a copy of the seed).
 mkdir -p "$work/readme" "$work/readme-seed"
 cp "$root"/examples/seed/*.yaml "$work/readme-seed/"
 {
   echo 'import kotlinx.coroutines.runBlocking'
   echo 'import org.junit.jupiter.api.Test'
-  echo 'import uniffi.cloudlet_jvm.Cancel'
-  echo 'import uniffi.cloudlet_jvm.Lab'
+  echo 'import dev.cloudlet.Cancel'
+  echo 'import dev.cloudlet.Lab'
   echo 'class ReadmeExampleTest {'
   echo '    @Test'
   echo '    fun theReadmeExampleRuns() = runBlocking {'
   awk '/^```kotlin$/ {on=1; next} on && /^```$/ {exit} on {print "        " $0}' "$root/README.md" \
     | sed "s|\"examples/seed\"|\"$work/readme-seed\"|"
-  echo '        check(report.contains("\"failed\":[]")) { report }'
+  echo '        check(report.success) { report }'
   echo '    }'
   echo '}'
 } >"$work/readme/ReadmeExampleTest.kt"
@@ -75,6 +73,27 @@ grep -q 'Lab.load' "$work/readme/ReadmeExampleTest.kt" || { echo "README.md has 
 mkdir -p "$work/in-ns/bin"
 printf '#!/bin/sh\nexec ip netns exec %s %s "$@"\n' "$ns" "$(command -v java)" >"$work/in-ns/bin/java"
 chmod +x "$work/in-ns/bin/java"
-mvn -B --no-transfer-progress -f "$here/jvm/pom.xml" -Dkotlin.generated="$work/kotlin" -Dkotlin.readme="$work/readme" \
-  -Dcloudlet.lib.dir="$root/target/debug" -Dcloudlet.root="$root" -Djvm="$work/in-ns/bin/java" test \
+mvn -B --no-transfer-progress -f "$here/jvm/pom.xml" -Dkotlin.readme="$work/readme" \
+  -Dcargo.profile=dev -Dcloudlet.lib.dir="$root/target/debug" -Djvm="$work/in-ns/bin/java" package \
   | grep -E 'Tests run:|BUILD|ERROR|FAIL'
+jar="$(ls "$here"/jvm/target/cloudlet-*.jar)"
+jar tf "$jar" | grep -qx 'linux-x86-64/libcloudlet_jvm.so' \
+  || { echo "$jar has no linux-x86-64/libcloudlet_jvm.so for JNA" >&2; exit 1; }
+echo "jar: $(basename "$jar"), $(jar tf "$jar" | grep -c 'libcloudlet_jvm') native library in it"
+# The README's Java example, as written, against the packaged jar alone (JNA loads the library
+# from inside it) and its runtime dependencies.
+mvn -q -B -f "$here/jvm/pom.xml" dependency:build-classpath -Dmdep.includeScope=runtime \
+  -Dmdep.outputFile="$work/jvm-classpath"
+cp="$(cat "$work/jvm-classpath")"
+{
+  echo 'import dev.cloudlet.*;'
+  echo 'public class ReadmeJava { public static void main(String[] args) throws Exception {'
+  awk '/^```java$/ {on=1; next} on && /^```$/ {exit} on {print "    " $0}' "$root/README.md" \
+    | sed "s|\"examples/seed\"|\"$work/readme-java-seed\"|"
+  echo '}}'
+} >"$work/ReadmeJava.java"
+grep -q 'JavaLab.load' "$work/ReadmeJava.java" || { echo "README.md has no Java example" >&2; exit 1; }
+mkdir -p "$work/readme-java-seed" && cp "$root"/examples/seed/*.yaml "$work/readme-java-seed/"
+out="$(java -cp "$jar:$cp" "$work/ReadmeJava.java")"
+echo "README Java example: $out"
+[[ "$out" =~ ^[1-9][0-9]*\ created$ ]] || { echo "the README's Java example printed: $out" >&2; exit 1; }

@@ -514,7 +514,8 @@ pub struct PxeMachine {
     pub mac: String,
     /// Its install profile.
     pub profile: String,
-    /// Its install state, once the boot service has seen it.
+    /// Its install state, once the boot service has seen it (without the current boot's
+    /// token, which is a credential).
     pub state: Option<pxe::install::Machine>,
 }
 
@@ -900,7 +901,11 @@ impl Lab {
                 name: n.name.to_string(),
                 mac: n.mac(lab),
                 profile: n.profile_name.to_string(),
-                state: installs.machines().get(n.name).cloned(),
+                // The per-boot token is a credential for the install config: never shown.
+                state: installs.machines().get(n.name).cloned().map(|mut m| {
+                    m.token = None;
+                    m
+                }),
             })
             .collect())
     }

@@ -580,6 +580,10 @@ fn serve_install_status_reinstall() {
         .and_then(|r| r.split('/').next())
         .unwrap_or_else(|| panic!("{script}"))
         .to_string();
+    // The token is a credential for the install config: the status shows the boot, not it.
+    let booting = pxe_status_json(st.path());
+    assert_eq!(booting[1]["state"]["phase"], "booting", "{booting}");
+    assert!(!booting.to_string().contains(&token), "{booting}");
     let (code, ks) = curl(
         &ns,
         &[&format!("http://{http}/install/k8s-node1/{token}/config")],

@@ -1,5 +1,5 @@
-// The JVM binding as a Kotlin user calls it: suspend functions, a listener for events,
-// errors as CloudletException subclasses.
+// The JVM binding as a Kotlin user calls it: suspend functions returning typed records,
+// listeners for events, errors as CloudletException subclasses.
 import java.nio.file.Files
 import java.nio.file.Path
 import java.nio.file.Paths
@@ -9,11 +9,18 @@ import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertThrows
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Test
-import uniffi.cloudlet_jvm.Cancel
-import uniffi.cloudlet_jvm.CloudletException
-import uniffi.cloudlet_jvm.EventListener
-import uniffi.cloudlet_jvm.Lab
-import uniffi.cloudlet_jvm.schema
+import dev.cloudlet.BootEvent
+import dev.cloudlet.BootListener
+import dev.cloudlet.BootOptions
+import dev.cloudlet.Cancel
+import dev.cloudlet.CloudletException
+import dev.cloudlet.Event
+import dev.cloudlet.EventListener
+import dev.cloudlet.Lab
+import dev.cloudlet.PhaseListener
+import dev.cloudlet.Plan
+import dev.cloudlet.RestorePhase
+import dev.cloudlet.schema
 import java.net.URI
 import java.net.http.HttpClient
 import java.net.http.HttpRequest
@@ -35,20 +42,27 @@ class LabTest {
     fun planApplyAndAnEmptyReplan() = runBlocking {
         val lab = Lab.load(seedCopy().toString(), null)
         assertEquals("seed", lab.name())
-        assertEquals("[]", lab.validate())
+        assertEquals(emptyList<Any>(), lab.validate())
         val plan = lab.plan()
-        assertTrue(plan.contains("\"action\":\"create\""))
-        val events = Collections.synchronizedList(mutableListOf<String>())
+        val vm = plan.steps().first { it.id == "hypervisor/vm/k8s-node1" }
+        assertEquals("create", vm.action)
+        assertEquals(plan.summary().create, plan.steps().count { it.action == "create" }.toLong())
+        val events = Collections.synchronizedList(mutableListOf<Event>())
         val report = lab.apply(plan, object : EventListener {
-            override fun onEvent(event: String) {
+            override fun onEvent(event: Event) {
                 events.add(event)
             }
-        }, null)
-        assertTrue(report.contains("\"failed\":[]"), report)
-        assertTrue(events.first().contains("\"type\":\"started\""))
-        assertTrue(events.any { it.contains("\"type\":\"step_done\"") })
+        })
+        assertTrue(report.success, report.toString())
+        assertEquals(emptyList<Any>(), report.failed)
+        assertEquals(plan.summary().create, report.done.create)
+        assertEquals("started", events.first().type)
+        val done = events.first { it.type == "step_done" && it.id == "hypervisor/vm/k8s-node1" }
+        assertEquals("create", done.action)
+        assertTrue(done.data.contains("\"millis\":"), done.data)
         val again = lab.plan()
-        assertTrue(again.contains("\"create\":0,\"update\":0,\"delete\":0"), again)
+        assertTrue(again.isEmpty(), again.toJson())
+        assertEquals(0L, again.summary().create + again.summary().update + again.summary().delete)
     }
 
     @Test
@@ -58,16 +72,17 @@ class LabTest {
         val cancel = Cancel()
         cancel.cancel()
         val report = lab.apply(plan, null, cancel)
-        assertTrue(report.contains("\"cancelled\":true"), report)
-        assertTrue(report.contains("\"create\":0"), report)
+        assertTrue(report.cancelled)
+        assertTrue(!report.success)
+        assertEquals(0L, report.done.create)
     }
 
     @Test
     fun aStaleSavedPlanIsRefusedAsTheCliRefusesIt() = runBlocking {
         val dir = seedCopy()
-        val plan = Lab.load(dir.toString(), null).plan()
+        val plan = Plan.fromJson(Lab.load(dir.toString(), null).plan().toJson())
         // A fresh Lab (another process, later) applies it once; then the saved text is stale.
-        assertTrue(Lab.load(dir.toString(), null).apply(plan, null, null).contains("\"failed\":[]"))
+        assertTrue(Lab.load(dir.toString(), null).apply(plan).success)
         val e = assertThrows(CloudletException.StalePlan::class.java) {
             runBlocking { Lab.load(dir.toString(), null).apply(plan, null, null) }
         }
@@ -100,18 +115,19 @@ class LabTest {
     @Test
     fun destroyAndTargetsPlanWhatTheCliPlans() = runBlocking {
         val lab = Lab.load(seedCopy().toString(), null)
-        assertEquals("[]", lab.owned())
+        assertEquals(emptyList<Any>(), lab.owned())
         val narrowed = lab.plan(targets = listOf("hypervisor/vm/k8s-node1"))
-        assertTrue(narrowed.contains("\"targets\":[\"hypervisor/vm/k8s-node1\"]"), narrowed)
-        assertTrue(narrowed.contains("\"create\":6,"), narrowed)
-        assertTrue(lab.apply(narrowed, null, null).contains("\"failed\":[]"))
-        assertEquals(6, Regex("\"in_lab\":true").findAll(lab.owned()).count())
-        assertTrue(lab.apply(lab.plan(), null, null).contains("\"failed\":[]"))
+        assertEquals(listOf("hypervisor/vm/k8s-node1"), narrowed.targets())
+        assertEquals(6L, narrowed.summary().create)
+        assertTrue(lab.apply(narrowed).success)
+        assertEquals(6, lab.owned().count { it.inLab })
+        assertTrue(lab.apply(lab.plan()).success)
         val teardown = lab.plan(destroy = true)
-        assertTrue(teardown.contains("\"destroy\":true"), teardown)
-        assertTrue(lab.apply(teardown, null, null).contains("\"failed\":[]"))
-        assertTrue(lab.owned().contains("storage/dataset/mail"))
-        assertTrue(!lab.owned().contains("cluster/"))
+        assertTrue(teardown.isDestroy())
+        assertTrue(lab.apply(teardown).success)
+        val left = lab.owned()
+        assertTrue(left.any { it.id == "storage/dataset/mail" && it.retainsData }, left.toString())
+        assertTrue(left.none { it.id.startsWith("cluster/") }, left.toString())
         val e = assertThrows(CloudletException.Lab::class.java) { runBlocking { lab.plan(targets = listOf("vm/x")) } }
         assertTrue(e.reason.contains("target `vm/x`"), e.reason)
     }
@@ -131,13 +147,17 @@ class LabTest {
         Files.writeString(dir.resolve("lab.yaml"), "name: t\nsite: {domain: t.lan}\nmachines:\n  a: {cpus: 1, memroy: 1GiB}\n")
         val e = assertThrows(CloudletException.Lab::class.java) { Lab.load(dir.toString(), null) }
         assertTrue(e.reason.endsWith("lab.yaml:4:16: [unknown-key] unknown key `memroy`; did you mean `memory`?"), e.reason)
-        assertTrue(e.diagnostics.contains("\"code\":\"unknown-key\""))
+        val d = e.diagnostics.single()
+        assertEquals("unknown-key", d.code)
+        assertEquals(4L, d.location!!.line)
+        assertEquals(16L, d.location!!.column)
+        assertEquals(22L, d.end!!.column)
     }
 
     @Test
     fun aKubeconfigIsOnlyForAClusterCloudletMakes() {
         val lab = Lab.load(seedCopy().toString(), null)
-        val e = assertThrows(CloudletException.Lab::class.java) { lab.kubeconfig(3600u) }
+        val e = assertThrows(CloudletException.Lab::class.java) { lab.kubeconfig(3600) }
         assertTrue(e.reason.contains("does not make this lab's cluster"), e.reason)
     }
 
@@ -158,22 +178,30 @@ class LabTest {
         withBackup(dir)
         Files.writeString(dir.resolve("secrets/postmaster-password"), "pw")
         val lab = Lab.load(dir.toString(), null)
-        assertTrue(lab.apply(lab.plan(), null, null).contains("\"failed\":[]"))
-        val runs = lab.backupRun(listOf())
-        assertTrue(runs.contains("\"class\":\"state\"") && runs.contains("\"error\":null"), runs)
-        val verified = lab.backupVerify(3u)
-        assertEquals(4, Regex("\"ok\":true").findAll(verified).count(), verified)
-        assertThrows(CloudletException.DataLoss::class.java) { runBlocking { lab.restore("nas", false, false, null) } }
+        assertTrue(lab.apply(lab.plan()).success)
+        val runs = lab.backupRun()
+        val state = runs.single { it.className == "state" }
+        assertEquals(null, state.error)
+        assertEquals("state", state.snapshot!!.className)
+        val listed = lab.backupList().single()
+        assertEquals("nas", listed.target)
+        assertEquals(state.snapshot!!.id, listed.snapshots.last().id)
+        val verified = lab.backupVerify(3)
+        assertEquals(listOf(0, 1, 2, 3), verified.single().levels.map { it.level })
+        assertTrue(verified.single().levels.all { it.ok }, verified.toString())
+        assertThrows(CloudletException.DataLoss::class.java) { runBlocking { lab.restore("nas") } }
         dir.resolve(".cloudlet").toFile().deleteRecursively()
-        val phases = Collections.synchronizedList(mutableListOf<String>())
-        val restored = Lab.load(dir.toString(), null).restore("nas", false, false, object : EventListener {
-            override fun onEvent(event: String) {
-                phases.add(event)
+        val phases = Collections.synchronizedList(mutableListOf<RestorePhase>())
+        val restored = Lab.load(dir.toString(), null).restore("nas", listener = object : PhaseListener {
+            override fun onPhase(phase: RestorePhase) {
+                phases.add(phase)
             }
         })
-        assertEquals(8, phases.size, restored)
-        assertTrue(phases[4].contains("\"name\":\"volumes\""), phases[4])
-        assertTrue(restored.contains("\"class\":\"state\""), restored)
+        assertEquals(8, phases.size, restored.toString())
+        assertEquals("volumes", phases[4].name)
+        assertEquals(phases.map { it.name }, restored.phases.map { it.name })
+        assertEquals("state", restored.windows.single().className)
+        assertEquals(state.snapshot!!.id, restored.windows.single().snapshot)
     }
 
     @Test
@@ -181,13 +209,16 @@ class LabTest {
         val dir = seedCopy()
         withBackup(dir)
         val lab = Lab.load(dir.toString(), null)
-        assertTrue(lab.apply(lab.plan(), null, null).contains("\"failed\":[]"))
+        assertTrue(lab.apply(lab.plan()).success)
         val found = lab.doctor(5.0)
-        assertTrue(found.contains("\"format\":1") && found.contains("\"status\":\"fail\""), found)
-        assertTrue(found.contains("\"check\":\"backup.fresh\""), found)
-        lab.backupRun(listOf())
-        val after = lab.doctor(5.0)
-        assertTrue(after.contains("\"status\":\"ok\",\"counts\""), after)
+        assertEquals(1L, found.format)
+        assertEquals("fail", found.status)
+        val fresh = found.findings.single { it.check == "backup.fresh" }
+        assertEquals("fail", fresh.status)
+        assertTrue(fresh.fix != null, fresh.toString())
+        lab.backupRun()
+        val after = lab.doctor()
+        assertEquals("ok", after.status, after.toString())
     }
 
     @Test
@@ -199,13 +230,14 @@ class LabTest {
     fun theBootServiceServesOneInstallThenStops() = runBlocking {
         val dir = seedCopy()
         val lab = Lab.load(dir.toString(), dir.resolve("state").toString())
-        val mac = Regex("\"name\":\"k8s-node1\",\"mac\":\"([0-9a-f:]+)\"")
-            .find(lab.pxeStatus())!!.groupValues[1].replace(':', '-')
-        val events = Collections.synchronizedList(mutableListOf<String>())
+        val node1 = lab.pxeStatus().single { it.name == "k8s-node1" }
+        assertEquals(null, node1.state)
+        val mac = node1.mac.replace(':', '-')
+        val events = Collections.synchronizedList(mutableListOf<BootEvent>())
         val svc = lab.pxeServe(
-            "{\"address\":\"10.0.20.11\",\"proxy_dhcp\":false,\"http_port\":0,\"tftp_port\":0,\"root\":\"$dir\"}",
-            object : EventListener {
-                override fun onEvent(event: String) {
+            BootOptions(address = "10.0.20.11", proxyDhcp = false, httpPort = 0, tftpPort = 0, root = dir.toString()),
+            object : BootListener {
+                override fun onBoot(event: BootEvent) {
                     events.add(event)
                 }
             },
@@ -219,6 +251,9 @@ class LabTest {
         val script = get("/ipxe/$mac").body()
         assertTrue(script.startsWith("#!ipxe\n"), script)
         val token = script.substringAfter("/install/k8s-node1/").substringBefore("/")
+        val booting = lab.pxeStatus().single { it.name == "k8s-node1" }.state!!
+        assertEquals("booting", booting.phase)
+        assertTrue(!booting.toString().contains(token), booting.toString())
         val ks = get("/install/k8s-node1/$token/config")
         assertEquals(200, ks.statusCode())
         assertTrue(ks.body().contains("--bootproto=static --ip=10.0.20.11"), ks.body())
@@ -226,15 +261,22 @@ class LabTest {
         assertEquals(200, get("/install/k8s-node1/$token/done", "installed").statusCode())
         svc.stop()
         var waited = 0
-        while (events.none { it.contains("\"event\":\"reported\"") } && waited < 100) {
+        while (events.none { it.event == "reported" } && waited < 100) {
             Thread.sleep(50)
             waited++
         }
-        assertEquals(listOf("boot", "config", "refused", "reported"), events.map { Regex("\"event\":\"(\\w+)\"").find(it)!!.groupValues[1] })
-        assertTrue(lab.pxeStatus().contains("\"phase\":\"installed\""), lab.pxeStatus())
+        assertEquals(listOf("boot", "config", "refused", "reported"), events.map { it.event })
+        // The refusal names the machine whose install config was asked for with another's token.
+        assertEquals(listOf("k8s-node1", "k8s-node1", "k8s-node2", "k8s-node1"), events.map { it.machine })
+        assertEquals("{\"answer\":\"install\",\"via\":\"ipxe\"}", events[0].data)
+        val installed = lab.pxeStatus().single { it.name == "k8s-node1" }.state!!
+        assertEquals("installed", installed.phase)
+        assertEquals(listOf("booting", "installing", "installed"), installed.history.map { it.phase }.takeLast(3))
         lab.pxeReinstall("k8s-node1")
-        assertTrue(lab.pxeStatus().contains("\"phase\":\"discovered\""), lab.pxeStatus())
-        val e = assertThrows(CloudletException.Boot::class.java) { runBlocking { lab.pxeServe("{\"proxy_dhcp\":false}", null) } }
+        assertEquals("discovered", lab.pxeStatus().single { it.name == "k8s-node1" }.state!!.phase)
+        val bad = assertThrows(CloudletException.Boot::class.java) { runBlocking { lab.pxeServe(BootOptions(httpPort = 70000)) } }
+        assertTrue(bad.reason.contains("boot options"), bad.reason)
+        val e = assertThrows(CloudletException.Boot::class.java) { runBlocking { lab.pxeServe(BootOptions(proxyDhcp = false)) } }
         assertTrue(e.message!!.contains("binding HTTP on 10.0.10.20"), e.message)
     }
 }
