@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Builds the Python wheel and the npm package from this checkout with the registries' tools
-# (maturin from PyPI, @napi-rs/cli from npm), installs them the way a user would (a fresh
-# virtualenv; an npm install of the packed tarball into an empty project) and runs their
-# tests against what was installed. Fails if the generated native.d.ts drifted. Both build
-# with the dev profile, sharing the test build's dependencies (a release build is the same
-# code, minutes longer and gigabytes larger).
+# Builds the Python wheels, the npm packages and the static CLI from this checkout with the
+# release step's script (scripts/package.sh: maturin and zig from PyPI, @napi-rs/cli from npm),
+# installs them the way a user would (a fresh virtualenv; an npm install of the packed
+# tarballs into an empty project) and runs their tests against what was installed; then the
+# JVM binding with Maven. Fails if the generated native.d.ts drifted. Everything builds with
+# the dev profile (a release build is the same code, minutes longer).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
@@ -23,14 +23,22 @@ inns() { ip netns exec "$ns" "$@"; }
 cargo build --quiet --locked -p cloudlet-cli
 export CLOUDLET_BIN="$root/target/debug/cloudlet"
 
-# Python
-python3 -m venv "$work/venv"
-"$work/venv/bin/pip" install -q --disable-pip-version-check "maturin>=1.9,<2" "pytest>=8"
-(cd "$here/python" && "$work/venv/bin/maturin" build --quiet --locked --profile dev --out "$work/wheels")
-"$work/venv/bin/pip" install -q --disable-pip-version-check "$work"/wheels/cloudlet-*.whl
-(cd "$work" && inns "$work/venv/bin/python" -m pytest -q "$here/python/tests")
+# The artifacts, built by the release step's own script with the dev profile: the abi3
+# manylinux2014 wheels for x86-64 and aarch64 (auditwheel must agree with their tags) and the
+# musllinux_1_2 one, the npm package with its linux-x64-gnu platform package, the static musl
+# CLI (it validates the seed). Other platforms' npm packages and the multi-platform jar are
+# built by `scripts/package.sh` alone (the same functions; minutes per platform).
+bash "$root/scripts/package.sh" --dev --out "$work/dist" \
+  wheel:linux-x64-gnu wheel:linux-arm64-gnu wheel:linux-x64-musl npm:linux-x64-gnu cli:linux-x64-musl
 
-# Node
+# Python: the manylinux2014 wheel into a fresh virtualenv, as pip chooses it for this machine.
+python3 -m venv "$work/venv"
+"$work/venv/bin/pip" install -q --disable-pip-version-check "pytest>=8"
+"$work/venv/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$work/dist/python" cloudlet
+(cd "$work" && CLOUDLET_WHEEL_PLATFORM="manylinux2014_$(uname -m)" \
+  inns "$work/venv/bin/python" -m pytest -q "$here/python/tests")
+
+# Node: the generated types must be the committed ones.
 npm install --prefix "$work/napi" -q --no-audit --no-fund "@napi-rs/cli@3.10.12" >/dev/null
 (cd "$here/node" && "$work/napi/node_modules/.bin/napi" build --manifest-path Cargo.toml \
   --package-json-path package.json --output-dir "$work/node-build" --dts native.d.ts >/dev/null)
@@ -38,14 +46,16 @@ if ! diff -u "$here/node/native.d.ts" "$work/node-build/native.d.ts"; then
   echo "bindings/node/native.d.ts differs from what the napi build generates: commit the generated file" >&2
   exit 1
 fi
-mkdir -p "$work/pkg" "$work/app"
-cp "$here/node/index.js" "$here/node/index.d.ts" "$here/node/native.d.ts" "$here/node/package.json" \
-  "$work/node-build/cloudlet.node" "$work/pkg/"
-(cd "$work/pkg" && npm pack --silent --pack-destination "$work" >/dev/null)
-(cd "$work/app" && npm init -y >/dev/null && npm install -q --no-audit --no-fund "$work"/cloudlet-*.tgz >/dev/null)
-CLOUDLET_PACKAGE="$work/app/node_modules/cloudlet" \
-  CLOUDLET_NODE_ADDON="$work/app/node_modules/cloudlet/cloudlet.node" \
-  inns node --test "$here/node/test/"
+# The packed main package and this platform's into an empty project, as npm installs them;
+# the addon comes from cloudlet-linux-x64-gnu through the package's own loader.
+mkdir -p "$work/app"
+(cd "$work/app" && npm init -y >/dev/null && npm install -q --no-audit --no-fund \
+  "$work/dist/npm/cloudlet-linux-x64-gnu-"*.tgz "$work/dist/npm/cloudlet-0"*.tgz >/dev/null)
+[ -f "$work/app/node_modules/cloudlet-linux-x64-gnu/cloudlet.linux-x64-gnu.node" ] \
+  || { echo "npm did not install cloudlet-linux-x64-gnu's addon" >&2; exit 1; }
+CLOUDLET_PACKAGE="$work/app/node_modules/cloudlet" inns node --test "$here/node/test/"
+# ES module, CommonJS and TypeScript callers of the installed package.
+CLOUDLET_APP="$work/app" bash "$here/node/test/consumers.sh"
 
 # JVM: the pom builds the library (here with the dev profile), generates its Kotlin with the
 # workspace's uniffi-bindgen, packs the library into the jar and tests Kotlin and Java callers
@@ -77,7 +87,7 @@ mvn -B --no-transfer-progress -f "$here/jvm/pom.xml" -Dkotlin.readme="$work/read
   -Dcargo.profile=dev -Dcloudlet.lib.dir="$root/target/debug" -Djvm="$work/in-ns/bin/java" package \
   | grep -E 'Tests run:|BUILD|ERROR|FAIL'
 jar="$(ls "$here"/jvm/target/cloudlet-*.jar)"
-jar tf "$jar" | grep -qx 'linux-x86-64/libcloudlet_jvm.so' \
+jar tf "$jar" | grep >/dev/null -x 'linux-x86-64/libcloudlet_jvm.so' \
   || { echo "$jar has no linux-x86-64/libcloudlet_jvm.so for JNA" >&2; exit 1; }
 echo "jar: $(basename "$jar"), $(jar tf "$jar" | grep -c 'libcloudlet_jvm') native library in it"
 # The README's Java example, as written, against the packaged jar alone (JNA loads the library

@@ -9,7 +9,37 @@
 // stable `code` (LAB_INVALID, LAB_IO, PLAN_STALE, LOCKED, DATA_LOSS, BACKEND, RENDER, BOOT) and the cause chain.
 'use strict';
 
-const native = require(process.env.CLOUDLET_NODE_ADDON || './cloudlet.node');
+// The native addon: CLOUDLET_NODE_ADDON when set (a development build), else the one built
+// next to this file for this platform (`napi build --platform`), else this platform's package
+// (cloudlet-linux-x64-gnu, ...: an optional dependency npm installs only where it runs).
+const platformName = () => {
+  const { platform, arch } = process;
+  if (platform === 'linux') {
+    // glibc's version is in the process report only when Node runs on glibc.
+    const header = process.report && process.report.getReport().header;
+    return `linux-${arch}-${header && header.glibcVersionRuntime ? 'gnu' : 'musl'}`;
+  }
+  return platform === 'win32' ? `win32-${arch}-msvc` : `${platform}-${arch}`;
+};
+const loadNative = () => {
+  if (process.env.CLOUDLET_NODE_ADDON) return require(process.env.CLOUDLET_NODE_ADDON);
+  const name = platformName();
+  const local = require('node:path').join(__dirname, `cloudlet.${name}.node`);
+  if (require('node:fs').existsSync(local)) return require(local);
+  try {
+    return require(`cloudlet-${name}`);
+  } catch (e) {
+    if (e && e.code === 'MODULE_NOT_FOUND' && String(e.message).includes(`cloudlet-${name}`)) {
+      throw new Error(
+        `cloudlet has no native addon for ${name}: install the package cloudlet-${name} ` +
+          '(npm installs it with cloudlet unless optional dependencies are omitted)',
+        { cause: e },
+      );
+    }
+    throw e;
+  }
+};
+const native = loadNative();
 
 const deepFreeze = (v) => {
   if (v && typeof v === 'object' && !Object.isFrozen(v)) {

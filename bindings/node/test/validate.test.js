@@ -5,7 +5,12 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
-const addon = require(process.env.CLOUDLET_NODE_ADDON);
+// The raw addon: CLOUDLET_NODE_ADDON, or this platform's package installed with the package
+// under test (bindings/test.sh installs both into an empty project).
+const addon = require(
+  process.env.CLOUDLET_NODE_ADDON ||
+    require.resolve(`cloudlet-linux-${process.arch}-gnu`, { paths: [process.env.CLOUDLET_PACKAGE] }),
+);
 const root = path.resolve(__dirname, '..', '..', '..');
 
 test('the seed lab is valid', () => {
