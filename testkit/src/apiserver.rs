@@ -94,7 +94,7 @@ impl ApiServer {
         if let Some(data) = data {
             std::fs::rename(data, d.join("etcd")).expect("moving the restored data directory");
         }
-        let (client_port, peer_port, api_port) = (free_port(), free_port(), free_port());
+        let (client_port, peer_port) = (free_port(), free_port());
         let log = |name: &str| std::fs::File::create(d.join(name)).expect("log file");
         let etcd = Command::new(bin.join("etcd"))
             .args([
@@ -137,44 +137,57 @@ impl ApiServer {
         )
         .expect("token file");
 
-        let apiserver = Command::new(bin.join("kube-apiserver"))
-            .args([
-                &format!("--etcd-servers=http://127.0.0.1:{client_port}"),
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                &format!("--secure-port={api_port}"),
-                &format!("--cert-dir={}", d.join("certs").display()),
-                "--service-account-issuer=https://kubernetes.default.svc",
-                &format!("--service-account-key-file={}", d.join("sa.pub").display()),
-                &format!(
-                    "--service-account-signing-key-file={}",
-                    d.join("sa.key").display()
-                ),
-                &format!("--token-auth-file={}", d.join("tokens.csv").display()),
-                // Bootstrap tokens authenticate, as on a kubeadm control plane.
-                "--enable-bootstrap-token-auth",
-                "--service-cluster-ip-range=10.96.0.0/16",
-                "--disable-admission-plugins=ServiceAccount",
-                "--allow-privileged=true",
-                "--max-requests-inflight=1000",
-                "--max-mutating-requests-inflight=500",
-                "--v=0",
-            ])
-            // RBAC unless the test chooses its own authorizers (Node,RBAC as kubeadm sets).
-            .args(
-                (!extra.iter().any(|a| a.starts_with("--authorization-mode")))
-                    .then_some("--authorization-mode=RBAC"),
-            )
-            .args(extra)
-            .stdout(log("apiserver.log"))
-            .stderr(log("apiserver.err"))
-            .spawn()
-            .expect("starting kube-apiserver");
-
-        let url = format!("https://127.0.0.1:{api_port}");
+        let start = |api_port: u16| {
+            Command::new(bin.join("kube-apiserver"))
+                .args([
+                    &format!("--etcd-servers=http://127.0.0.1:{client_port}"),
+                    "--bind-address=127.0.0.1",
+                    "--advertise-address=127.0.0.1",
+                    &format!("--secure-port={api_port}"),
+                    &format!("--cert-dir={}", d.join("certs").display()),
+                    "--service-account-issuer=https://kubernetes.default.svc",
+                    &format!("--service-account-key-file={}", d.join("sa.pub").display()),
+                    &format!(
+                        "--service-account-signing-key-file={}",
+                        d.join("sa.key").display()
+                    ),
+                    &format!("--token-auth-file={}", d.join("tokens.csv").display()),
+                    // Bootstrap tokens authenticate, as on a kubeadm control plane.
+                    "--enable-bootstrap-token-auth",
+                    "--service-cluster-ip-range=10.96.0.0/16",
+                    "--disable-admission-plugins=ServiceAccount",
+                    "--allow-privileged=true",
+                    "--max-requests-inflight=1000",
+                    "--max-mutating-requests-inflight=500",
+                    "--v=0",
+                ])
+                // RBAC unless the test chooses its own authorizers (Node,RBAC as kubeadm sets).
+                .args(
+                    (!extra.iter().any(|a| a.starts_with("--authorization-mode")))
+                        .then_some("--authorization-mode=RBAC"),
+                )
+                .args(extra)
+                .stdout(log("apiserver.log"))
+                .stderr(log("apiserver.err"))
+                .spawn()
+                .expect("starting kube-apiserver")
+        };
+        let mut api_port = free_port();
+        let mut apiserver = start(api_port);
+        let mut url = format!("https://127.0.0.1:{api_port}");
+        let mut restarts = 0;
         let ca = d.join("certs/apiserver.crt");
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
+            // Its port was taken between free_port() and its bind (another test's process):
+            // it exits at once; start it again on another port.
+            if restarts < 5 && apiserver.try_wait().ok().flatten().is_some() {
+                restarts += 1;
+                api_port = free_port();
+                apiserver = start(api_port);
+                url = format!("https://127.0.0.1:{api_port}");
+                continue;
+            }
             if ca.exists() {
                 let ok = Command::new("curl")
                     .args(["-sf", "--max-time", "2", "--cacert"])
