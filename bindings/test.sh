@@ -3,7 +3,7 @@
 # release step's script (scripts/package.sh: maturin and zig from PyPI, @napi-rs/cli from npm),
 # installs them the way a user would (a fresh virtualenv; an npm install of the packed
 # tarballs into an empty project) and runs their tests against what was installed; then the
-# JVM binding with Maven. Fails if the generated native.d.ts drifted. Everything builds with
+# JVM binding with Maven. Everything builds with
 # the dev profile (a release build is the same code, minutes longer).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -39,14 +39,7 @@ python3 -m venv "$work/venv"
 (cd "$work" && CLOUDLET_WHEEL_PLATFORM="manylinux2014_$(uname -m)" \
   inns "$work/venv/bin/python" -m pytest -q "$here/python/tests")
 
-# Node: the generated types must be the committed ones.
-npm install --prefix "$work/napi" -q --no-audit --no-fund "@napi-rs/cli@3.10.12" >/dev/null
-(cd "$here/node" && "$work/napi/node_modules/.bin/napi" build --manifest-path Cargo.toml \
-  --package-json-path package.json --output-dir "$work/node-build" --dts native.d.ts >/dev/null)
-if ! diff -u "$here/node/native.d.ts" "$work/node-build/native.d.ts"; then
-  echo "bindings/node/native.d.ts differs from what the napi build generates: commit the generated file" >&2
-  exit 1
-fi
+# Node (package.sh fails when the committed native.d.ts is not what the napi build generates).
 # The packed main package and this platform's into an empty project, as npm installs them;
 # the addon comes from cloudlet-linux-x64-gnu through the package's own loader.
 mkdir -p "$work/app"

@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --dev) profile=dev ;;
     --out) out="$2"; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     -*) echo "package.sh: unknown option $1" >&2; exit 2 ;;
     *) items+=("$1") ;;
   esac
@@ -162,9 +162,13 @@ build_npm() {
   # Through cargo-zigbuild for every platform, this one too: glibc 2.17's symbols, as the
   # wheels have, whatever the building machine's glibc.
   quiet "$napi" build --manifest-path bindings/node/Cargo.toml --package-json-path bindings/node/package.json \
-    --platform --target "$(zig_target "$p")" --cross-compile "${flags[@]}" --no-js --output-dir "$staging/node-$p"
+    --platform --target "$(zig_target "$p")" --cross-compile "${flags[@]}" --no-js \
+    --dts native.d.ts --output-dir "$staging/node-$p"
   local addon="$staging/node-$p/cloudlet.$p.node" dir="$staging/npm/npm/$p"
   [ -f "$addon" ] || die "napi build made no $(basename "$addon")"
+  # The main package ships the committed native.d.ts: it must be what this build generates.
+  diff -u bindings/node/native.d.ts "$staging/node-$p/native.d.ts" >&2 \
+    || die "bindings/node/native.d.ts differs from what the napi build generates: commit the generated file"
   check_elf "$addon" "$p" shared
   cp "$addon" "$dir/"
   (cd "$dir" && npm pack --silent --pack-destination "$out/npm" >/dev/null)
@@ -188,7 +192,7 @@ check_elf() {
       if [[ "$p" == *-gnu ]] && [ "$(printf '%s\n' "$newest" GLIBC_2.17 | sort -V | tail -1)" != GLIBC_2.17 ]; then
         die "$file needs $newest: newer than manylinux2014's glibc 2.17"
       fi
-      if [[ "$p" == *-musl ]] && { readelf -d "$file" | grep >/dev/null 'NEEDED.*libc\.so\.6' || readelf -V "$file" | grep >/dev/null 'GLIBC_'; }; then
+      if [[ "$p" == *-musl ]] && { [ -n "$newest" ] || readelf -d "$file" | grep >/dev/null 'NEEDED.*libc\.so\.6'; }; then
         die "$file is for musl but needs glibc"
       fi ;;
   esac

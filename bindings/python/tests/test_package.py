@@ -42,10 +42,9 @@ def test_the_wheel_is_abi3_for_a_portable_linux():
     for tag in tags:
         python, abi, plat = tag.split("-")
         assert (python, abi) == ("cp311", "abi3"), tag
-        # bindings/test.sh installs the manylinux2014 wheel; CLOUDLET_WHEEL_PLATFORM says
-        # which platform tag the build was asked for.
         assert plat.endswith("_" + machine), tag
         assert plat.startswith(("manylinux", "musllinux")), tag
+    # bindings/test.sh says which wheel pip had to choose (manylinux2014 for this machine).
     wanted = os.environ.get("CLOUDLET_WHEEL_PLATFORM")
     if wanted is not None:
         assert any(t.endswith("-" + wanted) for t in tags), (wanted, tags)
