@@ -12,12 +12,13 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The domain crates are re-exported: [`core`], [`hypervisor`], [`network`], [`pxe`],
+//! The domain crates are re-exported: [`core`], [`hypervisor`], [`network`], `pxe` (with the `backends` feature),
 //! [`storage`], [`cluster`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+#[cfg(feature = "backends")]
 pub use cloudlet_backup as backup_store;
 pub use cloudlet_cluster as cluster;
 pub use cloudlet_cluster::compose;
@@ -28,29 +29,47 @@ pub use cloudlet_core::{
 };
 pub use cloudlet_hypervisor as hypervisor;
 pub use cloudlet_network as network;
+#[cfg(feature = "backends")]
 pub use cloudlet_pxe as pxe;
 pub use cloudlet_storage as storage;
 
+#[cfg(feature = "backends")]
 mod backup;
+#[cfg(feature = "backends")]
 mod doctor;
+#[cfg(feature = "backends")]
 mod in_cluster;
 mod reference;
+#[cfg(feature = "backends")]
 mod restore;
+#[cfg(feature = "backends")]
 mod scope;
+#[cfg(feature = "backends")]
 mod watch;
+#[cfg(feature = "backends")]
 pub use backup::{BackupRun, TargetSnapshots, Verified, on_calendar};
+#[cfg(feature = "backends")]
 pub use doctor::{Counts, Diagnosis, DoctorOptions};
 pub use reference::schema_reference;
+#[cfg(feature = "backends")]
 pub use restore::{LossWindow, PHASES, Phase, RestoreEvent, RestoreOptions, Restored};
+#[cfg(feature = "backends")]
 pub use scope::{Owned, PlanOptions};
+#[cfg(feature = "backends")]
 pub use watch::{Change, Remediate, WatchEvent, WatchOptions, Webhook, WebhookFormat};
 
-use cloudlet_core::backend::{self, ConnectError, Connection, Descriptor};
+use cloudlet_core::backend::{self, Descriptor};
+#[cfg(feature = "backends")]
+use cloudlet_core::backend::{ConnectError, Connection};
 use cloudlet_core::diag;
+#[cfg(feature = "backends")]
 use cloudlet_core::local::LocalProvider;
+#[cfg(feature = "backends")]
 use cloudlet_core::model::Target;
 use cloudlet_core::source::Sources;
-use cloudlet_core::{Engine, EngineError, LoadError, LoadedLab, Provider, Providers, StateStore};
+#[cfg(feature = "backends")]
+use cloudlet_core::{Engine, Provider, Providers};
+use cloudlet_core::{EngineError, LoadError, LoadedLab, StateStore};
 
 /// Everything that can go wrong through the facade.
 #[derive(Debug, thiserror::Error)]
@@ -76,18 +95,23 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    #[cfg(feature = "backends")]
     /// The network boot service could not start.
     #[error(transparent)]
     Boot(#[from] pxe::service::ServiceError),
+    #[cfg(feature = "backends")]
     /// The install state could not be read or written.
     #[error(transparent)]
     Install(#[from] pxe::install::InstallError),
+    #[cfg(feature = "backends")]
     /// The cluster's identity (its vault, its CAs) could not be read or made.
     #[error(transparent)]
     Identity(#[from] cluster::identity::IdentityError),
+    #[cfg(feature = "backends")]
     /// The lab does not make its cluster, or says too little to reach it.
     #[error(transparent)]
     Kubeadm(#[from] cluster::kubeadm::KubeadmError),
+    #[cfg(feature = "backends")]
     /// A platform component's release could not be fetched or did not match its checksum.
     #[error(transparent)]
     Release(#[from] cluster::platform::fetch::FetchError),
@@ -99,6 +123,7 @@ pub enum Error {
     /// version, and the lab does not allow it.
     #[error("{} {} → {} moves CRD {} from storage version {} back to {}: objects stored as {} may not read back; set `cluster.platform.{}.allow_downgrade: true` to go ahead (after a backup)", .0.key, .0.from, .0.to, .0.crd, .0.storage.0, .0.storage.1, .0.storage.0, .0.key)]
     Downgrade(Box<cluster::platform::Downgrade>),
+    #[cfg(feature = "backends")]
     /// A backup could not be made, listed, verified or read.
     #[error(transparent)]
     Backup(#[from] cloudlet_backup::BackupError),
@@ -116,6 +141,7 @@ pub enum Error {
         #[source]
         source: Box<cloudlet_core::error::SecretError>,
     },
+    #[cfg(feature = "backends")]
     /// A webhook of `watch` cannot be set up (not `https://`, its TLS settings).
     #[error("webhook to {host}")]
     Webhook {
@@ -211,12 +237,14 @@ pub enum Error {
     /// the cluster's objects failed to come back.
     #[error("{0}")]
     RestoreApply(String),
+    #[cfg(feature = "backends")]
     /// An app's volumes could not be restored in the cluster.
     #[error("restoring the apps' volumes")]
     RestoreVolumes(#[source] Box<cluster::volume_restore::VolumeRestoreError>),
     /// The router did not take its backed-up configuration.
     #[error("giving the router its backed-up configuration")]
     RestoreRouter(#[source] Box<cloudlet_core::ProviderError>),
+    #[cfg(feature = "backends")]
     /// etcd could not be restored onto the control plane.
     #[error("restoring etcd onto the control plane")]
     RestoreEtcd(#[source] Box<cluster::bootstrap::BootstrapError>),
@@ -291,27 +319,30 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Load(LoadError::Invalid { .. }) | Error::Invalid { .. } => ErrorKind::Lab,
-            Error::Load(_) | Error::PlanFile { .. } | Error::Identity(_) => ErrorKind::Io,
-            Error::Kubeadm(_)
-            | Error::Platform(_)
+            Error::Load(_) | Error::PlanFile { .. } => ErrorKind::Io,
+            #[cfg(feature = "backends")]
+            Error::Identity(_) | Error::Backup(cloudlet_backup::BackupError::Io { .. }) => {
+                ErrorKind::Io
+            }
+            Error::Platform(_)
             | Error::Downgrade(_)
             | Error::NoBackup
             | Error::NoBackupClass(_)
-            | Error::Webhook { .. }
             | Error::Target { .. } => ErrorKind::Lab,
-            Error::BackupKey(_)
-            | Error::BackupCredential { .. }
-            | Error::Backup(cloudlet_backup::BackupError::Io { .. }) => ErrorKind::Io,
-            Error::Backup(_) => ErrorKind::Backend,
+            #[cfg(feature = "backends")]
+            Error::Kubeadm(_) | Error::Webhook { .. } => ErrorKind::Lab,
+            Error::BackupKey(_) | Error::BackupCredential { .. } => ErrorKind::Io,
+            #[cfg(feature = "backends")]
+            Error::Backup(_) | Error::RestoreEtcd(_) | Error::RestoreVolumes(_) => {
+                ErrorKind::Backend
+            }
             Error::NoBackupTarget(_) | Error::RestoreUnderWay | Error::RestoreNothingToResume => {
                 ErrorKind::Lab
             }
             Error::RestoreNotEmpty { .. } | Error::RestoreLiveVolumes { .. } => ErrorKind::DataLoss,
             Error::RestorePhase { source, .. } => source.kind(),
-            Error::RestoreApply(_)
-            | Error::RestoreEtcd(_)
-            | Error::RestoreVolumes(_)
-            | Error::RestoreRouter(_) => ErrorKind::Backend,
+            Error::RestoreApply(_) | Error::RestoreRouter(_) => ErrorKind::Backend,
+            #[cfg(feature = "backends")]
             Error::Release(_) => ErrorKind::Backend,
             Error::Engine(EngineError::StalePlan { .. } | EngineError::PlanFormat { .. }) => {
                 ErrorKind::StalePlan
@@ -322,6 +353,7 @@ impl Error {
             Error::Engine(EngineError::DataLoss { .. }) => ErrorKind::DataLoss,
             Error::Engine(_) => ErrorKind::Backend,
             Error::Render { .. } => ErrorKind::Render,
+            #[cfg(feature = "backends")]
             Error::Boot(_) | Error::Install(_) => ErrorKind::Boot,
         }
     }
@@ -364,8 +396,9 @@ impl Error {
                 | LoadError::NoLabFiles { path },
             )
             | Error::PlanFile { path, .. }
-            | Error::Render { path, .. }
-            | Error::Backup(cloudlet_backup::BackupError::Io { path, .. }) => Some(path),
+            | Error::Render { path, .. } => Some(path),
+            #[cfg(feature = "backends")]
+            Error::Backup(cloudlet_backup::BackupError::Io { path, .. }) => Some(path),
             _ => None,
         }
     }
@@ -406,6 +439,7 @@ pub static BACKENDS: &[&Descriptor] = &[
     &cluster::kubeadm_provider::BACKEND,
 ];
 
+#[cfg(feature = "backends")]
 /// Settings of the boot service that a caller gives; what it leaves out comes from the lab's
 /// `pxe.serve`, then from the defaults (address: the `pxe.server` machine's; files: `boot`
 /// next to the lab; proxyDHCP on; iPXE over HTTP; ports 80 and 69).
@@ -428,6 +462,7 @@ pub struct BootOptions {
     pub tftp_port: Option<u16>,
 }
 
+#[cfg(feature = "backends")]
 /// A bound boot service for a frontend that runs it on its own runtime: spawn `run`, read
 /// `events`, and send on (or drop) `stop` to end it.
 pub struct BackgroundBoot {
@@ -443,6 +478,7 @@ pub struct BackgroundBoot {
     pub run: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>,
 }
 
+#[cfg(feature = "backends")]
 impl std::fmt::Debug for BackgroundBoot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackgroundBoot")
@@ -452,6 +488,7 @@ impl std::fmt::Debug for BackgroundBoot {
     }
 }
 
+#[cfg(feature = "backends")]
 /// What an apply came to: the engine's report and, when the lab serves its network installs
 /// (`pxe.serve`), what they came to. Reads as the report (`applied.failed`, ...).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -464,6 +501,7 @@ pub struct Applied {
     pub installs: Option<InstallOutcome>,
 }
 
+#[cfg(feature = "backends")]
 impl Applied {
     /// Whether every step succeeded and every network install reported a finished install.
     pub fn is_success(&self) -> bool {
@@ -475,6 +513,7 @@ impl Applied {
     }
 }
 
+#[cfg(feature = "backends")]
 impl std::ops::Deref for Applied {
     type Target = ApplyReport;
     fn deref(&self) -> &ApplyReport {
@@ -482,6 +521,7 @@ impl std::ops::Deref for Applied {
     }
 }
 
+#[cfg(feature = "backends")]
 /// What the network installs came to while cloudlet served them during an apply.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct InstallOutcome {
@@ -493,6 +533,7 @@ pub struct InstallOutcome {
     pub waited: std::time::Duration,
 }
 
+#[cfg(feature = "backends")]
 impl InstallOutcome {
     /// Whether every network-install machine reported a finished install.
     pub fn is_success(&self) -> bool {
@@ -505,6 +546,7 @@ impl InstallOutcome {
     }
 }
 
+#[cfg(feature = "backends")]
 /// A machine that installs over the network, and where its install is.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PxeMachine {
@@ -523,6 +565,7 @@ fn count_errors(d: &[Diagnostic]) -> usize {
     d.iter().filter(|d| d.is_error()).count()
 }
 
+#[cfg(feature = "backends")]
 /// The address and host name of an `https://HOST[:PORT]` URL (port 443 by default), when
 /// the host resolves.
 async fn endpoint_address(url: Option<&str>) -> Option<(std::net::SocketAddr, String)> {
@@ -601,20 +644,25 @@ pub struct Lab {
     options: Options,
     /// The lab's file, when it was loaded from one (else its directory was).
     entry: Option<String>,
-    /// Objects of the lab's plain manifests.
+    /// Objects of the lab's plain manifests (read and checked by `load`; only planning
+    /// uses them).
+    #[cfg_attr(not(feature = "backends"), expect(dead_code))]
     manifests: Arc<Vec<Resource>>,
     /// What compose imports did not carry over (warnings with positions in compose files).
     notes: Arc<Vec<Diagnostic>>,
     /// Apps that came from a compose project: app → project.
     compose_apps: Arc<std::collections::BTreeMap<String, String>>,
+    #[cfg(feature = "backends")]
     /// The plans this lab made and has not applied yet (by their in-memory origin): only those
     /// apply without observing the infrastructure again. Any other plan — saved to a file,
     /// sent as JSON through a binding, applied once already — is checked for freshness first.
     planned: Arc<std::sync::Mutex<std::collections::HashSet<u64>>>,
+    #[cfg(feature = "backends")]
     /// The engine `plan` and `apply` share, built on first use: one login per backend per
     /// `Lab`, and the providers keep what planning observed (the Kubernetes provider's
     /// ApplySet inventory) for the apply.
     shared_engine: Arc<tokio::sync::OnceCell<Arc<Engine>>>,
+    #[cfg(feature = "backends")]
     /// The platform's objects from its fetched releases, once a plan against a backend that
     /// applies releases asked for them.
     platform: Arc<tokio::sync::OnceCell<Arc<Vec<Resource>>>>,
@@ -748,8 +796,11 @@ impl Lab {
             manifests: Arc::new(manifests),
             notes: Arc::new(notes),
             compose_apps: Arc::new(compose_apps),
+            #[cfg(feature = "backends")]
             planned: Arc::default(),
+            #[cfg(feature = "backends")]
             shared_engine: Arc::default(),
+            #[cfg(feature = "backends")]
             platform: Arc::default(),
         })
     }
@@ -777,19 +828,20 @@ impl Lab {
     #[must_use]
     pub fn with_options(mut self, options: Options) -> Lab {
         self.options = options;
-        // Providers are made from the options: a new set gets a new engine.
-        self.shared_engine = Arc::default();
-        self.platform = Arc::default();
+        self.forget_engine();
         self
     }
 
-    /// The engine of this `Lab` (and its clones), built once.
-    async fn shared_engine(&self) -> Result<Arc<Engine>, Error> {
-        self.shared_engine
-            .get_or_try_init(|| async { self.engine().await.map(Arc::new) })
-            .await
-            .cloned()
+    /// Providers are made from the options: a new set gets a new engine.
+    #[cfg(feature = "backends")]
+    fn forget_engine(&mut self) {
+        self.shared_engine = Arc::default();
+        self.platform = Arc::default();
     }
+
+    /// Without the backends there is no engine to forget.
+    #[cfg(not(feature = "backends"))]
+    fn forget_engine(&mut self) {}
 
     /// The typed model.
     pub fn model(&self) -> &cloudlet_core::Lab {
@@ -853,6 +905,18 @@ impl Lab {
         diag::sort(&mut diagnostics);
         diag::fill_ends(&mut diagnostics, &self.loaded.source.sources);
         Report { diagnostics }
+    }
+}
+
+/// What needs the backends' clients: the boot service, planning, applying.
+#[cfg(feature = "backends")]
+impl Lab {
+    /// The engine of this `Lab` (and its clones), built once.
+    async fn shared_engine(&self) -> Result<Arc<Engine>, Error> {
+        self.shared_engine
+            .get_or_try_init(|| async { self.engine().await.map(Arc::new) })
+            .await
+            .cloned()
     }
 
     /// The desired resources of every domain, with the edges between domains (a VM after its

@@ -8,27 +8,41 @@
 //! MetalLB's `IPAddressPool` / `L2Advertisement` in MetalLB's namespace. Every object carries
 //! cloudlet's labels so it can be found and pruned without a state file.
 
+#[cfg(feature = "client")]
 pub mod bootstrap;
+#[cfg(feature = "client")]
 pub mod bootstrap_token;
 pub mod compose;
+#[cfg(feature = "client")]
 pub mod doctor;
+#[cfg(feature = "client")]
 mod fields;
+#[cfg(feature = "client")]
 pub mod health;
+#[cfg(feature = "client")]
 pub mod identity;
 mod k8s;
 pub mod kube_provider;
+#[cfg(feature = "client")]
 pub mod kubeadm;
 pub mod kubeadm_provider;
+#[cfg(feature = "client")]
 pub mod lease;
 pub mod manifests;
+#[cfg(feature = "client")]
 pub mod metallb;
+pub mod nodes;
 pub mod platform;
 pub mod volume_backup;
+#[cfg(feature = "client")]
 pub mod volume_restore;
+#[cfg(feature = "client")]
 pub mod watcher;
 
+pub use kube_provider::BACKEND;
+#[cfg(feature = "client")]
 pub use kube_provider::{
-    BACKEND, FIELD_MANAGER, KubeOptions, KubeProvider, KubeStats, PART_OF_LABEL, applyset_id,
+    FIELD_MANAGER, KubeOptions, KubeProvider, KubeStats, PART_OF_LABEL, applyset_id,
 };
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -809,8 +823,8 @@ fn network_policy(
 /// What a reviewer needs to see of a new or removed Kubernetes object, on one line: a
 /// workload's images and replicas, a Service's type, address and ports, an Ingress's hosts.
 pub fn headline(r: &Resource) -> Option<String> {
-    if &*r.id.kind == bootstrap::NODE_KIND {
-        return bootstrap::headline(r);
+    if &*r.id.kind == nodes::NODE_KIND {
+        return nodes::headline(r);
     }
     let v = r.body.value();
     let spec = &v["spec"];

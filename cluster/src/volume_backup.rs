@@ -663,6 +663,7 @@ pub fn restore_job(
     }))
 }
 
+#[cfg(feature = "client")]
 /// Whether the app's backup CronJob's newest run succeeded, and what its status says — L0 of
 /// the verification ladder for the app's volumes. A run in progress counts as the one before
 /// it.

@@ -190,6 +190,16 @@ pub static LOCAL: Descriptor = Descriptor {
     },
 };
 
+/// The `connect` of a backend whose crate was built without its `client` feature: the lab
+/// language and the validator know the backend (its fields, its endpoint forms), but this
+/// build cannot reach it.
+pub fn not_built<'a>(
+    c: &'a Connection<'a>,
+) -> BoxFuture<'a, Result<Arc<dyn Provider>, ConnectError>> {
+    let kind = c.kind().to_string();
+    Box::pin(async move { Err(ConnectError::NotBuilt { kind }) })
+}
+
 /// What a backend's `connect` is given.
 #[derive(Debug)]
 pub struct Connection<'a> {
@@ -281,6 +291,15 @@ pub enum ConnectError {
         "the `{kind}` backend is not available for this domain in this build of cloudlet; use `kind: local` to render it to files"
     )]
     Unknown {
+        /// The kind named.
+        kind: String,
+    },
+    /// The backend is known to this build of cloudlet (validation checks its targets) but
+    /// its client is not part of it: the crate was built without its `client` feature.
+    #[error(
+        "this build of cloudlet validates `{kind}` targets but has no client for them: build cloudlet with its `backends` feature (the default)"
+    )]
+    NotBuilt {
         /// The kind named.
         kind: String,
     },

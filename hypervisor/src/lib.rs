@@ -11,6 +11,7 @@ pub mod proxmox;
 pub mod vsphere;
 
 /// A hypervisor backend that cannot be set up.
+#[cfg(feature = "client")]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -7,12 +7,14 @@
 //! backends (pfSense, OPNsense, Linux) plug in as providers for [`Domain::Router`].
 
 pub mod config_xml;
+#[cfg(feature = "client")]
 pub mod doctor;
 pub mod linux_files;
 pub mod opnsense;
 pub mod pfsense;
 pub mod router_linux;
 
+#[cfg(feature = "client")]
 /// A failed request to a router's HTTP API, typed: an answer's status becomes an API fault
 /// (retry decisions read it); no answer at all may be worth another try.
 pub(crate) fn http_error(
@@ -38,6 +40,7 @@ pub(crate) fn http_error(
 }
 
 /// A router backend that cannot be set up.
+#[cfg(feature = "client")]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -13,8 +13,10 @@
 //! kernel NFS exports file under `/etc/exports.d/` plus `exportfs -ra`) and [`truenas`]
 //! (JSON-RPC 2.0 over WebSocket).
 
+#[cfg(feature = "client")]
 pub mod doctor;
 pub mod linux_nas;
+#[cfg(feature = "client")]
 pub mod nfs;
 pub mod truenas;
 
@@ -25,6 +27,7 @@ use cloudlet_core::types::Cidr;
 use cloudlet_core::{Data, Domain, Resource, ResourceId};
 use serde_json::{Value, json};
 
+#[cfg(feature = "client")]
 /// A NAS that reports the lab's volumes as it has them (`cloudlet storage status`).
 #[derive(Debug)]
 pub enum Nas {
@@ -34,6 +37,7 @@ pub enum Nas {
     TrueNas(truenas::TrueNas),
 }
 
+#[cfg(feature = "client")]
 impl Nas {
     /// The NAS the storage target names; `None` when the target renders to files (`local`).
     pub fn open(

@@ -3,7 +3,7 @@
 //!
 //! Each component is one module with its catalog (per release: where upstream publishes its
 //! manifest files and their SHA-256, newest first), registered in [`COMPONENTS`]. A release
-//! is fetched once into a content-addressed cache ([`fetch`]), from upstream, the lab's mirror
+//! is fetched once into a content-addressed cache (`fetch`, the `client` feature), from upstream, the lab's mirror
 //! or a local file, and refused when its checksum differs; its objects are then adapted by
 //! typed transforms ([`transform`]: namespace, image registry, node selection, resources, and
 //! each component's own) and joined by the small objects cloudlet writes itself (the
@@ -19,8 +19,10 @@
 pub mod calico;
 pub mod cert_manager;
 pub mod csi_driver_nfs;
+#[cfg(feature = "client")]
 pub mod fetch;
 pub mod metallb;
+#[cfg(feature = "client")]
 pub mod status;
 pub mod traefik;
 pub mod transform;

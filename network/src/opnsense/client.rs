@@ -1,16 +1,4 @@
-//! The OPNsense backend, through OPNsense's own API.
-//!
-//! - Auth: an API key and secret (HTTP Basic), over HTTPS only.
-//! - Identity: cloudlet's objects carry `cloudlet:LAB KIND/NAME` in their description and are
-//!   addressed by the UUID OPNsense gives them (stable, unlike pfSense's indexes).
-//! - DHCP reservations go to whichever DHCP server the box runs: Kea (a reservation in the
-//!   subnet holding the address) or dnsmasq (a host entry); ISC dhcpd has no API.
-//! - Each touched module is applied once at the end (`service/reconfigure`; aliases
-//!   `reconfigure`). Filter rules and destination NAT go through a savepoint: `savepoint` →
-//!   `apply/REVISION` → check that cloudlet still reaches the router → `cancelRollback`. A
-//!   change that cuts cloudlet off is not confirmed, and OPNsense reverts it by itself
-//!   (after 60 s on a real box).
-//! - Entries without the marker are never changed or deleted.
+//! The `opnsense` backend's client: everything but its description (the `client` feature).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -26,29 +14,7 @@ use cloudlet_transport::http::{Http, HttpError};
 
 use crate::config_xml;
 
-use cloudlet_core::backend::{BoxFuture, Capability, ConnectError, Connection, Descriptor, Field};
-
-/// The OPNsense backend.
-pub static BACKEND: Descriptor = Descriptor {
-    kind: "opnsense",
-    domains: &[Domain::Router],
-    summary: "OPNsense (its REST API with a key and secret)",
-    manages: &["opnsense"],
-    fields: &[
-        Field::required(
-            "endpoint",
-            "add `endpoint: https://ROUTER` (TLS is verified; add `ca:` for a self-signed certificate)",
-        ),
-        Field::required(
-            "credentials",
-            "add `credentials: {file: apikey.txt}` (the key file OPNsense gives, `key=`/`secret=` lines) or `{env: VAR}` holding KEY:SECRET",
-        ),
-        Field::CA,
-    ],
-    endpoint_schemes: &["https://"],
-    capabilities: &[Capability::ConfigBackup],
-    connect,
-};
+use cloudlet_core::backend::{BoxFuture, ConnectError, Connection};
 
 /// An OPNsense key and secret from its `apikey.txt` (`key=...`, `secret=...` lines) or from
 /// `KEY:SECRET`.
@@ -68,7 +34,7 @@ pub fn credentials(text: &str) -> Option<(String, String)> {
     }
 }
 
-fn connect<'a>(
+pub(super) fn connect<'a>(
     c: &'a Connection<'a>,
 ) -> BoxFuture<'a, Result<std::sync::Arc<dyn Provider>, ConnectError>> {
     Box::pin(async move {

@@ -1,18 +1,4 @@
-//! The Linux NAS backends: datasets are directories, exports are served by nfs-ganesha (EXPORT
-//! blocks in a file of cloudlet's own that the main `ganesha.conf` `%include`s, reloaded with
-//! SIGHUP) or by the kernel NFS server (a file under `/etc/exports.d/` plus `exportfs -ra`).
-//!
-//! cloudlet's file is also its record: each export block or line is preceded by a
-//! `# cloudlet:resource` line holding the resource it came from, and each directory cloudlet
-//! made has such a line too, so observing reads the NAS (the file, and the directories' owner
-//! and mode), not a state file. Exports and directories cloudlet did not make are never read or
-//! touched.
-//!
-//! Directories are made (and their owner and mode set) by the steps themselves; exports are
-//! committed once per apply in [`Provider::finish`]: the new file replaces the old one (kept as
-//! `.prev`), the server reloads, and when the reload fails or the server is gone afterwards
-//! the previous file is put back and reloaded. A directory is deleted only when its resource
-//! is [`Data::Disposable`] and the engine let the apply lose data.
+//! The `linux_nas` backend's client: everything but its description (the `client` feature).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -28,40 +14,14 @@ use serde_json::{Value, json};
 
 use crate::{DATASET, NFS_EXPORT, SNAPSHOT_TASK};
 
-use cloudlet_core::backend::{BoxFuture, ConnectError, Connection, Descriptor, Field};
-
-const DIR_HELP: &str = "the directory of cloudlet's exports file (default /etc/ganesha for nfs-ganesha, /etc/exports.d for the kernel server); the backend runs on the NAS cloudlet runs on, so it takes no `endpoint`: run cloudlet on the NAS";
-
-/// The nfs-ganesha backend, on the machine cloudlet runs on.
-pub static GANESHA: Descriptor = Descriptor {
-    kind: "ganesha",
-    domains: &[Domain::Storage],
-    summary: "nfs-ganesha on this machine (EXPORT blocks reloaded in place)",
-    manages: &["ganesha"],
-    fields: &[Field::optional("dir", DIR_HELP)],
-    endpoint_schemes: &[],
-    capabilities: &[],
-    connect: connect_ganesha,
-};
-
-/// The kernel NFS server backend, on the machine cloudlet runs on.
-pub static KERNEL_NFS: Descriptor = Descriptor {
-    kind: "linux_nfs",
-    domains: &[Domain::Storage],
-    summary: "the kernel NFS server on this machine (an exports file plus `exportfs -ra`)",
-    manages: &["linux_nfs"],
-    fields: &[Field::optional("dir", DIR_HELP)],
-    endpoint_schemes: &[],
-    capabilities: &[],
-    connect: connect_kernel,
-};
+use cloudlet_core::backend::{BoxFuture, ConnectError, Connection};
 
 /// The NAS a `ganesha` or `linux_nfs` target names.
 pub fn open(c: &Connection<'_>, flavor: Flavor) -> LinuxNas {
     LinuxNas::new(LinuxNasOptions::new(flavor, c.target.dir.as_deref()))
 }
 
-fn connect_ganesha<'a>(
+pub(super) fn connect_ganesha<'a>(
     c: &'a Connection<'a>,
 ) -> BoxFuture<'a, Result<std::sync::Arc<dyn Provider>, ConnectError>> {
     Box::pin(async move {
@@ -69,7 +29,7 @@ fn connect_ganesha<'a>(
     })
 }
 
-fn connect_kernel<'a>(
+pub(super) fn connect_kernel<'a>(
     c: &'a Connection<'a>,
 ) -> BoxFuture<'a, Result<std::sync::Arc<dyn Provider>, ConnectError>> {
     Box::pin(async move {

@@ -1,19 +1,10 @@
-//! The `kubeadm` backend: the cluster cloudlet makes. Its nodes are resources of the plan
-//! ([`crate::bootstrap`]: init once, joins, rejoins over SSH); once the API answers, the lab's
-//! Kubernetes objects go to it as the `kubernetes` backend applies them, with an admin client
-//! certificate issued from the cluster CA for the run (never written anywhere).
-//!
-//! What it reads: the install user's SSH key (`credentials`), the nodes' host keys as their
-//! installs reported them (`STATE/known_hosts`, kept by the facade from the install state, or
-//! `known_hosts` relative to the lab for machines installed otherwise), and the cluster's
-//! identity from the lab's vault (`STATE/vault`, its key from `$CLOUDLET_VAULT_KEY` or the file
-//! `$CLOUDLET_VAULT_KEY_FILE` names), made there on first use.
+//! The `kubeadm_provider` backend's client: everything but its description (the `client` feature).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cloudlet_core::backend::{ConnectError, Connection, Descriptor, Field};
+use cloudlet_core::backend::{ConnectError, Connection};
 use cloudlet_core::error::ProviderError;
 use cloudlet_core::plan::FieldChange;
 use cloudlet_core::{Domain, Provider, Resource};
@@ -24,37 +15,9 @@ use crate::bootstrap::{Access, Bootstrap, BootstrapError, NODE_KIND, Options};
 use crate::identity::Identity;
 use crate::kube_provider::{KubeOptions, KubeProvider};
 
-/// The `kubeadm` backend.
-pub static BACKEND: Descriptor = Descriptor {
-    kind: "kubeadm",
-    domains: &[Domain::Cluster],
-    summary: "the cluster cloudlet makes on the lab's machines (kubeadm over SSH from `cluster.kubernetes`), then its objects as `kubernetes` applies them",
-    manages: &[],
-    fields: &[
-        Field::required(
-            "credentials",
-            "the install user's SSH private key: `{file: PATH}` (relative to the lab) or `{env: VAR}` naming a variable that holds its path",
-        ),
-        Field::optional(
-            "user",
-            "the install user (default `root`; another user needs sudo without a password)",
-        ),
-        Field::optional("port", "the nodes' SSH port (default 22)"),
-        Field::optional(
-            "ignore_preflight_errors",
-            "kubeadm preflight checks that warn instead of stopping, comma-separated (`NumCPU,Mem` for small VMs)",
-        ),
-        Field::optional(
-            "known_hosts",
-            "a known_hosts file for machines installed without cloudlet (relative to the lab); by default the host keys their installs reported",
-        ),
-    ],
-    endpoint_schemes: &[],
-    capabilities: &[cloudlet_core::backend::Capability::Releases],
-    connect,
-};
-
-fn connect<'a>(c: &'a Connection<'a>) -> BoxFuture<'a, Result<Arc<dyn Provider>, ConnectError>> {
+pub(super) fn connect<'a>(
+    c: &'a Connection<'a>,
+) -> BoxFuture<'a, Result<Arc<dyn Provider>, ConnectError>> {
     Box::pin(async move { Ok(Arc::new(open(c)?) as Arc<dyn Provider>) })
 }
 

@@ -1,18 +1,4 @@
-//! The libvirt backend: the lab's segments as libvirt networks and its machines as domains,
-//! through `virsh` on this machine or over SSH ([`Host`]).
-//!
-//! - Networks are `cloudlet-LAB-NET`: isolated bridges (no libvirt DHCP or NAT: the lab's
-//!   router serves the segment). Only networks with that prefix are read or touched.
-//! - A domain is cloudlet's when its `<metadata>` holds `<cloudlet:vm lab="LAB">`; others are
-//!   never read into a plan, changed or deleted.
-//! - Only the devices the lab lists are managed, keyed by slot: disk N is `vdX` (its image
-//!   `IMAGES/NAME-diskN.qcow2`), NIC N is the interface with its MAC. A redefinition carries
-//!   every other device of the current definition over untouched.
-//! - Destructive changes are never done implicitly: a disk grows with `qemu-img resize`; the
-//!   plan marks a shrink as data loss, and only an apply allowed to lose data shrinks it (of a
-//!   stopped VM). Deleting a domain keeps its disk images.
-//! - Reads normalize what libvirt fills in (KiB, its controllers, addresses, machine type), and
-//!   a domain that holds what the lab asks for is reported exactly as the lab wrote it.
+//! The `libvirt` backend's client: everything but its description (the `client` feature).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,30 +10,9 @@ use cloudlet_core::{Domain, Provider, Resource, ResourceId};
 use cloudlet_transport::exec::Host;
 use serde_json::{Value, json};
 
-use cloudlet_core::backend::{Capability, ConnectError, Connection, Descriptor, Field};
+use cloudlet_core::backend::{ConnectError, Connection};
 
-/// The libvirt backend: QEMU/KVM on the machine cloudlet runs on.
-pub static BACKEND: Descriptor = Descriptor {
-    kind: "libvirt",
-    domains: &[Domain::Hypervisor],
-    summary: "libvirt (QEMU/KVM) on this machine",
-    manages: &["libvirt"],
-    fields: &[
-        Field::optional(
-            "endpoint",
-            "the local libvirt URI (default `qemu:///system`); disk images are made with qemu-img here, so a remote libvirt is not available: run cloudlet on the KVM host",
-        ),
-        Field::optional(
-            "dir",
-            "the directory of the VMs' disk images (default /var/lib/libvirt/images)",
-        ),
-    ],
-    endpoint_schemes: &["qemu:///"],
-    capabilities: &[Capability::HostUsage],
-    connect,
-};
-
-fn connect<'a>(
+pub(super) fn connect<'a>(
     c: &'a Connection<'a>,
 ) -> cloudlet_core::backend::BoxFuture<'a, Result<std::sync::Arc<dyn Provider>, ConnectError>> {
     Box::pin(async move {
