@@ -25,12 +25,13 @@ export CLOUDLET_BIN="$root/target/debug/cloudlet"
 
 # The artifacts, built by the release step's own script with the dev profile: the abi3
 # manylinux2014 wheels for x86-64 and aarch64 (auditwheel must agree with their tags), the npm
-# package with its linux-x64-gnu platform package, the static musl CLI (it validates the seed).
+# package with its linux-x64-gnu platform package, the static musl CLIs for x86-64 and aarch64
+# (each validates the seed, the aarch64 one under qemu-user-static).
 # The musllinux wheels, other platforms' npm packages and the multi-platform jar are built by
 # `scripts/package.sh` alone (the same functions; about three minutes per platform, which
 # CI's time budget does not hold).
 bash "$root/scripts/package.sh" --dev --out "$work/dist" \
-  wheel:linux-x64-gnu wheel:linux-arm64-gnu npm:linux-x64-gnu cli:linux-x64-musl
+  wheel:linux-x64-gnu wheel:linux-arm64-gnu npm:linux-x64-gnu cli:linux-x64-musl cli:linux-arm64-musl
 
 # Python: the manylinux2014 wheel into a fresh virtualenv, as pip chooses it for this machine.
 python3 -m venv "$work/venv"

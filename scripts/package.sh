@@ -7,7 +7,8 @@
 #   npm/     the `cloudlet` package (index.js, index.mjs, types) and one package per platform
 #            holding its native addon (napi-rs naming: cloudlet-linux-x64-gnu, ...), npm-packed
 #   cli/     the CLI as a static musl binary per architecture (no dynamic section), packed
-#            with its LICENSE
+#            with its LICENSE; each validates the seed (another architecture's under QEMU's
+#            user-mode emulator, qemu-user-static)
 #   jvm/     the jar with the native library of each platform where JNA finds it
 #   crates/  every publishable crate, `cargo package`d
 #
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --dev) profile=dev ;;
     --out) out="$2"; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     -*) echo "package.sh: unknown option $1" >&2; exit 2 ;;
     *) items+=("$1") ;;
   esac
@@ -75,6 +76,16 @@ wheel_tag() {
   esac
 }
 jna_platform() { case "$1" in linux-x64-gnu) echo linux-x86-64 ;; linux-arm64-gnu) echo linux-aarch64 ;; *) die "no JNA platform for $1" ;; esac; }
+# How a binary of platform $1 runs here: as it is, or under QEMU's user-mode emulator.
+emulator() {
+  local m q
+  m="$(machine "$1")"
+  [ "$m" = "$(uname -m)" ] && return 0
+  for q in "qemu-$m-static" "qemu-$m"; do
+    command -v "$q" >/dev/null 2>&1 && { echo "$q"; return 0; }
+  done
+  die "checking the $m CLI runs needs QEMU's user-mode emulator (Debian: apt-get install qemu-user-static)"
+}
 profile_dir() { [ "$profile" = dev ] && echo debug || echo release; }
 # glibc targets are linked against glibc 2.17's symbols (zig's versioned target): manylinux2014.
 zig_target() { [[ "$1" == *-gnu ]] && echo "$(triple "$1").2.17" || triple "$1"; }
@@ -205,14 +216,14 @@ build_cli() {
   quiet cargo zigbuild --locked --profile "$profile" "${strip_cargo[@]}" --target "$t" -p cloudlet-cli
   local bin="target/$t/$(profile_dir)/cloudlet" dir="$staging/cli-$p/cloudlet-$version-$p"
   check_elf "$bin" "$p" static
-  if [ "$(machine "$p")" = "$(uname -m)" ]; then
-    # Runs here as it is: validate the seed with it.
-    "$bin" validate examples/seed >/dev/null || die "the static CLI does not validate the seed"
-  fi
+  # It must run: it validates the seed here, under QEMU for another architecture.
+  local emu
+  emu="$(emulator "$p")"
+  $emu "$bin" validate examples/seed >/dev/null || die "the static $p CLI does not validate the seed${emu:+ (under $emu)}"
   mkdir -p "$dir" "$out/cli"
   cp "$bin" LICENSE README.md "$dir/"
   tar -C "$(dirname "$dir")" -czf "$out/cli/cloudlet-$version-$p.tar.gz" "$(basename "$dir")"
-  echo "cli    cloudlet-$version-$p.tar.gz  (static, $(du -h "$bin" | cut -f1))"
+  echo "cli    cloudlet-$version-$p.tar.gz  (static, $(du -h "$bin" | cut -f1), validated the seed${emu:+ under $emu})"
 }
 
 build_jar() {
