@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
         efi_arm64: Some("ipxe-arm64.efi".into()),
         ipxe_script: Some("http://10.0.0.1/boot.ipxe".into()),
         http_boot: Some("http://10.0.0.1/ipxe.efi".into()),
+        http_boot_arm64: Some("http://10.0.0.1/ipxe-arm64.efi".into()),
         known: None,
     };
     if let Some(r) = respond(&msg, &cfg) {

@@ -78,8 +78,10 @@ pub enum Arch {
     EfiIa32,
     /// ARM64 UEFI (11).
     EfiArm64,
-    /// UEFI HTTP boot, x86-64 (16) or ARM64 (19).
-    HttpBoot,
+    /// UEFI HTTP boot, x86-64 (16).
+    HttpBootX64,
+    /// UEFI HTTP boot, ARM64 (19).
+    HttpBootArm64,
     /// Anything else.
     Other(u16),
 }
@@ -91,7 +93,8 @@ impl From<u16> for Arch {
             6 => Arch::EfiIa32,
             7 | 9 => Arch::EfiX64,
             11 => Arch::EfiArm64,
-            16 | 19 => Arch::HttpBoot,
+            16 => Arch::HttpBootX64,
+            19 => Arch::HttpBootArm64,
             n => Arch::Other(n),
         }
     }
@@ -113,8 +116,10 @@ pub struct ProxyConfig {
     /// without one more round trip. `None`: iPXE clients are treated like any PXE client
     /// (they get the BIOS/UEFI boot file, e.g. pxelinux over TFTP).
     pub ipxe_script: Option<String>,
-    /// URL of the boot program for UEFI HTTP boot clients.
+    /// URL of the boot program for x86-64 UEFI HTTP boot clients.
     pub http_boot: Option<String>,
+    /// URL of the boot program for ARM64 UEFI HTTP boot clients.
+    pub http_boot_arm64: Option<String>,
     /// Only these MACs get an answer (the lab's machines); `None` answers every PXE client.
     pub known: Option<HashSet<[u8; 6]>>,
 }
@@ -195,8 +200,11 @@ pub fn decide(msg: &Message, cfg: &ProxyConfig) -> Option<Decision> {
     let ipxe_http = ipxe_with_http(msg) && cfg.ipxe_script.is_some();
     let file = if let (true, Some(script)) = (ipxe_http, &cfg.ipxe_script) {
         script.replace("{mac}", &hyphenated(msg.chaddr()))
-    } else if http_client || arch == Arch::HttpBoot {
-        cfg.http_boot.clone()?
+    } else if http_client || matches!(arch, Arch::HttpBootX64 | Arch::HttpBootArm64) {
+        match arch {
+            Arch::HttpBootArm64 | Arch::EfiArm64 => cfg.http_boot_arm64.clone()?,
+            _ => cfg.http_boot.clone()?,
+        }
     } else {
         match arch {
             Arch::Bios => cfg.bios.clone(),
@@ -277,6 +285,7 @@ mod tests {
             efi_arm64: None,
             ipxe_script: Some("http://10.0.10.20/ipxe/{mac}".into()),
             http_boot: Some("http://10.0.10.20/ipxe.efi".into()),
+            http_boot_arm64: Some("http://10.0.10.20/ipxe-arm64.efi".into()),
             known: Some(HashSet::from([MAC])),
         }
     }
@@ -446,6 +455,18 @@ mod tests {
             ))
         );
         assert!(r.opts().get(OptionCode::VendorExtensions).is_none());
+        // ARM64 HTTP boot firmware gets the ARM64 program, never the x86-64 one.
+        let r = respond(
+            &discover(b"HTTPClient:Arch:00019", Some(19), vec![]),
+            &cfg(),
+        )
+        .unwrap();
+        assert_eq!(
+            r.opts().get(OptionCode::BootfileName),
+            Some(&DhcpOption::BootfileName(
+                b"http://10.0.10.20/ipxe-arm64.efi".to_vec()
+            ))
+        );
     }
 
     #[test]

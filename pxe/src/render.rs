@@ -226,6 +226,15 @@ pub fn grub_machine(lab: &Lab, machine: &str, p: &Profile, server: &BootServer) 
     s
 }
 
+/// `grub/grub.cfg`, the config Debian's signed GRUB network images read (their prefix is
+/// `/grub` on the server they came from, and they look for no per-MAC file themselves): it
+/// hands each machine to its own config, `grub.cfg-01-MAC` next to it (`net_default_mac` is the
+/// MAC of the NIC GRUB booted from; the service takes the MAC with colons as with hyphens).
+/// The same for every machine, and no secret in it.
+pub fn grub_dispatch() -> String {
+    "# cloudlet: each machine boots from its own config next to this one\nset timeout=0\nconfigfile $prefix/grub.cfg-01-$net_default_mac\n".to_string()
+}
+
 /// The GRUB config of an installed machine: back to the firmware, which boots the disk.
 pub fn grub_local() -> String {
     "set timeout=0\nmenuentry 'Boot from local disk' {\n  exit\n}\n".to_string()

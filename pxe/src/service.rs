@@ -65,6 +65,8 @@ pub struct BootConfig {
     pub bios_file: String,
     /// Boot file for x86-64 UEFI PXE ROMs.
     pub efi_file: String,
+    /// Boot file for ARM64 UEFI PXE ROMs.
+    pub efi_arm64_file: String,
     /// Phase windows.
     pub windows: Windows,
     /// TFTP limits.
@@ -74,8 +76,9 @@ pub struct BootConfig {
 }
 
 impl BootConfig {
-    /// Defaults: proxyDHCP on, HTTP 80, TFTP 69, iPXE over HTTP, `pxelinux.0` for BIOS ROMs
-    /// and `grubnetx64.efi` for UEFI ones.
+    /// Defaults: proxyDHCP on, HTTP 80, TFTP 69, iPXE over HTTP, `pxelinux.0` for BIOS ROMs,
+    /// `grubnetx64.efi` for x86-64 UEFI ones and `grubnetaa64.efi` for ARM64 UEFI ones
+    /// (Debian's signed GRUB network images; UEFI HTTP boot gets the same files over HTTP).
     pub fn new(address: Ipv4Addr, root: PathBuf, state_dir: PathBuf) -> BootConfig {
         BootConfig {
             address,
@@ -89,6 +92,7 @@ impl BootConfig {
             secrets_dir: PathBuf::from("."),
             bios_file: "pxelinux.0".into(),
             efi_file: "grubnetx64.efi".into(),
+            efi_arm64_file: "grubnetaa64.efi".into(),
             windows: Windows::default(),
             tftp: TftpConfig::default(),
             http: http::Limits::default(),
@@ -343,7 +347,8 @@ impl Shared {
         }
     }
 
-    /// The per-MAC boot configs of pxelinux and GRUB, rendered for this boot.
+    /// The per-MAC boot configs of pxelinux and GRUB, rendered for this boot, and GRUB's
+    /// dispatcher to them.
     fn boot_config(&self, name: &str, peer: IpAddr) -> Option<Arc<[u8]>> {
         if let Some(mac) = name.strip_prefix("pxelinux.cfg/").and_then(mac_key) {
             let (t, answer) = self.boot(&mac, peer, "pxelinux")?;
@@ -357,6 +362,9 @@ impl Shared {
                 BootAnswer::LocalDisk => render::pxelinux_local(),
             };
             return Some(Arc::from(text.into_bytes()));
+        }
+        if name == "grub/grub.cfg" {
+            return Some(Arc::from(render::grub_dispatch().into_bytes()));
         }
         if let Some(mac) = name.strip_prefix("grub/grub.cfg-").and_then(mac_key) {
             let (t, answer) = self.boot(&mac, peer, "grub")?;
@@ -805,11 +813,15 @@ impl BootService {
                 server: config.address,
                 bios: config.bios_file.clone(),
                 efi_x64: config.efi_file.clone(),
-                efi_arm64: None,
+                efi_arm64: Some(config.efi_arm64_file.clone()),
                 ipxe_script: (config.loader == Loader::Ipxe)
                     .then(|| format!("{}/ipxe/{{mac}}", server.base_url)),
                 // UEFI HTTP boot: the UEFI boot program over HTTP from the same files.
                 http_boot: Some(format!("{}/boot/{}", server.base_url, config.efi_file)),
+                http_boot_arm64: Some(format!(
+                    "{}/boot/{}",
+                    server.base_url, config.efi_arm64_file
+                )),
                 known: Some(known),
             };
             let observed = shared.clone();

@@ -25,8 +25,18 @@ fn sha256_hex(b: &[u8]) -> String {
         .collect()
 }
 
-fn install_then_local_boot(tag: &str, loader: Loader, via: &str) {
-    let seg = Segment::new(tag);
+/// How a test powers its VM on: the serial log's path in, the QEMU process out.
+type PowerOn = fn(&Segment, &std::path::Path) -> std::process::Child;
+
+fn bios(seg: &Segment, serial: &std::path::Path) -> std::process::Child {
+    seg.power_on(serial)
+}
+
+fn uefi(seg: &Segment, serial: &std::path::Path) -> std::process::Child {
+    seg.power_on_uefi(serial, &support::boot_peers().join("OVMF.fd"))
+}
+
+fn install_then_local_boot(seg: Segment, loader: Loader, via: &str, power_on: PowerOn) {
     let root = support::boot_root(seg.dir.path());
     let state = seg.dir.path().join("state");
     let mut svc = BootRun::start(&seg, &root, &state, loader);
@@ -34,7 +44,7 @@ fn install_then_local_boot(tag: &str, loader: Loader, via: &str) {
     // First boot: the install.
     let serial = seg.dir.path().join("serial-1.log");
     let start = Instant::now();
-    let mut vm = seg.power_on(&serial);
+    let mut vm = power_on(&seg, &serial);
     let (hit, seen) = svc.wait_for(LIMIT, |e| matches!(e, Event::Reported { .. }));
     let took = start.elapsed();
     let _ = vm.kill();
@@ -100,7 +110,7 @@ fn install_then_local_boot(tag: &str, loader: Loader, via: &str) {
 
     // Second boot of the same VM: boot from the local disk, no second install.
     let start2 = Instant::now();
-    let mut vm = seg.power_on(&seg.dir.path().join("serial-2.log"));
+    let mut vm = power_on(&seg, &seg.dir.path().join("serial-2.log"));
     let (hit, seen2) = svc.wait_for(LIMIT, |e| matches!(e, Event::Boot { .. }));
     let _ = vm.kill();
     let _ = vm.wait();
@@ -119,12 +129,43 @@ fn install_then_local_boot(tag: &str, loader: Loader, via: &str) {
 
 #[test]
 fn a_vm_installs_over_ipxe_and_http_then_boots_its_disk() {
-    install_then_local_boot("i", Loader::Ipxe, "ipxe");
+    install_then_local_boot(Segment::new("i"), Loader::Ipxe, "ipxe", bios);
 }
 
 #[test]
 fn a_vm_installs_over_pxelinux_and_tftp_then_boots_its_disk() {
-    install_then_local_boot("p", Loader::Pxelinux, "pxelinux");
+    install_then_local_boot(Segment::new("p"), Loader::Pxelinux, "pxelinux", bios);
+}
+
+/// UEFI firmware's own PXE client (OVMF): GRUB's network image over TFTP reads
+/// `/grub/grub.cfg` (Debian's image has the prefix `/grub` and asks with the leading `/`),
+/// which sends it to its per-MAC config (`grub/grub.cfg-01-<mac>`, rendered for this boot).
+/// Debian 12's GRUB 2.06 takes its server from the DHCP server's answer only, never from the
+/// proxyDHCP offer, so this segment's DHCP server names the boot server (next-server), as the
+/// router must for GRUB. The install after it (kernel and initrd over `(http,…)`) does not
+/// complete under OVMF here yet: see the README.
+#[test]
+fn uefi_grub_gets_its_per_mac_config() {
+    let seg = Segment::with_next_server("g");
+    let root = support::boot_root(seg.dir.path());
+    let state = seg.dir.path().join("state");
+    let mut svc = BootRun::start(&seg, &root, &state, Loader::Ipxe);
+    let serial = seg.dir.path().join("serial-grub.log");
+    let start = Instant::now();
+    let mut vm = uefi(&seg, &serial);
+    let (hit, seen) = svc.wait_for(LIMIT, |e| matches!(e, Event::Boot { .. }));
+    let took = start.elapsed();
+    let _ = vm.kill();
+    let _ = vm.wait();
+    let log = std::fs::read_to_string(&serial).unwrap_or_default();
+    assert!(
+        matches!(&hit, Some(Event::Boot { machine, answer: "install", via: "grub" }) if machine == "vm1"),
+        "GRUB did not ask for its per-MAC config: {hit:?} {seen:?}\n{log}"
+    );
+    eprintln!(
+        "UEFI GRUB: power-on to its per-MAC config {:.1} s",
+        took.as_secs_f64()
+    );
 }
 
 /// UEFI firmware's own PXE client (OVMF, no iPXE ROM): proxyDHCP answers it (option 93 = 7,
@@ -158,4 +199,81 @@ fn uefi_firmware_gets_its_boot_program_from_proxydhcp_and_tftp() {
         "the boot program did not start:\n{log}"
     );
     eprintln!("UEFI PXE: power-on to GRUB {:.1} s", took.as_secs_f64());
+}
+
+/// OVMF's UEFI HTTP boot (its PXE clients switched off): DHCP as `HTTPClient` (option 93 =
+/// 16), proxyDHCP answers with the boot program's URL, the firmware downloads it from the
+/// HTTP server and starts it.
+#[test]
+fn uefi_http_boot_gets_its_boot_program_over_http() {
+    let seg = Segment::new("h");
+    let root = support::boot_root(seg.dir.path());
+    let state = seg.dir.path().join("state");
+    let mut svc = BootRun::start(&seg, &root, &state, Loader::Ipxe);
+    let serial = seg.dir.path().join("serial-http.log");
+    let start = Instant::now();
+    let mut vm = seg.power_on_uefi_http(&serial, &support::boot_peers().join("OVMF.fd"));
+    let mut log = String::new();
+    while start.elapsed() < LIMIT && !log.contains("Welcome to GRUB") {
+        std::thread::sleep(Duration::from_millis(200));
+        log = std::fs::read_to_string(&serial).unwrap_or_default();
+    }
+    let took = start.elapsed();
+    let _ = vm.kill();
+    let _ = vm.wait();
+    let (_, seen) = svc.wait_for(Duration::from_millis(200), |_| false);
+    let url = "http://10.99.0.1/boot/grubnetx64.efi";
+    assert!(
+        seen.iter().any(
+            |e| matches!(e, Event::Dhcp { machine, file, .. } if machine == "vm1" && file == url)
+        ),
+        "proxyDHCP did not answer the HTTP boot client with the boot program's URL: {seen:?}\n{log}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, Event::Dhcp { file, .. } if file == "grubnetx64.efi")),
+        "the firmware booted the PXE way: {seen:?}"
+    );
+    assert!(
+        log.contains("Welcome to GRUB"),
+        "the boot program did not start:\n{log}"
+    );
+    eprintln!(
+        "UEFI HTTP boot: power-on to GRUB {:.1} s",
+        took.as_secs_f64()
+    );
+}
+
+/// ARM64 UEFI (QEMU's AArch64 firmware on the `virt` machine, software emulation): its PXE
+/// client says option 93 = 11, proxyDHCP answers with the ARM64 boot program (Debian's
+/// signed GRUB network image for arm64), which the firmware loads over TFTP and starts; GRUB
+/// then asks for its per-MAC config.
+#[test]
+fn arm64_uefi_firmware_gets_its_boot_program_from_proxydhcp_and_tftp() {
+    let seg = Segment::with_next_server("r");
+    let root = support::boot_root(seg.dir.path());
+    let state = seg.dir.path().join("state");
+    let mut svc = BootRun::start(&seg, &root, &state, Loader::Ipxe);
+    let serial = seg.dir.path().join("serial-arm64.log");
+    let start = Instant::now();
+    let mut vm = seg.power_on_arm64(&serial, &support::boot_peers().join("QEMU_EFI-aarch64.fd"));
+    let (hit, seen) = svc.wait_for(LIMIT, |e| matches!(e, Event::Boot { .. }));
+    let took = start.elapsed();
+    let _ = vm.kill();
+    let _ = vm.wait();
+    let log = std::fs::read_to_string(&serial).unwrap_or_default();
+    assert!(
+        seen.iter().any(|e| matches!(e, Event::Dhcp { machine, file, .. } if machine == "vm1" && file == "grubnetaa64.efi")),
+        "proxyDHCP did not answer the ARM64 client with its boot program: {seen:?}\n{log}"
+    );
+    assert!(
+        matches!(&hit, Some(Event::Boot { machine, answer: "install", via: "grub" }) if machine == "vm1"),
+        "GRUB did not ask for its per-MAC config: {hit:?} {seen:?}\n{log}"
+    );
+    assert!(log.contains("Welcome to GRUB"), "{log}");
+    eprintln!(
+        "ARM64 UEFI: power-on to GRUB's per-MAC config {:.1} s",
+        took.as_secs_f64()
+    );
 }

@@ -106,10 +106,27 @@ impl Segment {
     /// Builds the segment: `br0` (10.99.0.1/24) with `tap0` in namespace `seg`; udhcpd
     /// (10.99.0.100-150) and radvd on `vr` (10.99.0.2) in namespace `rtr`.
     pub fn new(tag: &str) -> Segment {
-        for t in ["qemu-system-x86_64", "udhcpd", "radvd", "ip"] {
+        Segment::with_dhcp(tag, "")
+    }
+
+    /// The segment with a DHCP server that also names the boot server (`next-server`, the
+    /// BOOTP `siaddr`) as routers can be set to: what Debian's GRUB network image needs to
+    /// find its server (it ignores the proxyDHCP offer).
+    pub fn with_next_server(tag: &str) -> Segment {
+        Segment::with_dhcp(tag, &format!("siaddr {SERVER}\n"))
+    }
+
+    fn with_dhcp(tag: &str, extra: &str) -> Segment {
+        for t in [
+            "qemu-system-x86_64",
+            "qemu-system-aarch64",
+            "udhcpd",
+            "radvd",
+            "ip",
+        ] {
             assert!(
                 tool(t),
-                "{t} missing: .ci/run installs qemu-system-x86, ipxe-qemu, udhcpd and radvd"
+                "{t} missing: .ci/run installs qemu-system-x86, qemu-system-arm, ipxe-qemu, udhcpd and radvd"
             );
         }
         let id = std::process::id() % 100_000;
@@ -149,7 +166,7 @@ impl Segment {
         std::fs::write(
             &conf,
             format!(
-                "start 10.99.0.100\nend 10.99.0.150\ninterface vr\noption subnet 255.255.255.0\noption router 10.99.0.2\nlease_file {}\npidfile {}\n",
+                "start 10.99.0.100\nend 10.99.0.150\ninterface vr\noption subnet 255.255.255.0\noption router 10.99.0.2\nlease_file {}\npidfile {}\n{extra}",
                 d.join("leases").display(),
                 d.join("udhcpd.pid").display()
             ),
@@ -204,17 +221,65 @@ impl Segment {
     /// Powers on the VM: network boot through the iPXE ROM, software emulation. The VM is
     /// killed when the returned child is dropped by the caller (or with the segment).
     pub fn power_on(&self, serial: &Path) -> Child {
-        self.qemu(serial, &[], "")
+        self.qemu("qemu-system-x86_64", serial, &[], "")
     }
 
     /// Powers on the VM with UEFI firmware (OVMF) and its own network stack (no iPXE ROM):
     /// the firmware's PXE client does DHCP, the port-4011 exchange and TFTP itself.
     pub fn power_on_uefi(&self, serial: &Path, ovmf: &Path) -> Child {
         let bios = ovmf.display().to_string();
-        self.qemu(serial, &["-bios", &bios, "-m", "512"], ",romfile=")
+        self.qemu(
+            "qemu-system-x86_64",
+            serial,
+            &["-bios", &bios, "-m", "512"],
+            ",romfile=",
+        )
     }
 
-    fn qemu(&self, serial: &Path, extra: &[&str], nic_extra: &str) -> Child {
+    /// Powers on the VM with OVMF's PXE clients switched off (its own fw_cfg settings), so
+    /// the firmware network-boots the UEFI HTTP boot way: DHCP as `HTTPClient`, the boot
+    /// program from the URL in the answer.
+    pub fn power_on_uefi_http(&self, serial: &Path, ovmf: &Path) -> Child {
+        let bios = ovmf.display().to_string();
+        self.qemu(
+            "qemu-system-x86_64",
+            serial,
+            &[
+                "-bios",
+                &bios,
+                "-m",
+                "512",
+                "-fw_cfg",
+                "name=opt/org.tianocore/IPv4PXESupport,string=no",
+                "-fw_cfg",
+                "name=opt/org.tianocore/IPv6PXESupport,string=no",
+            ],
+            ",romfile=",
+        )
+    }
+
+    /// Powers on an ARM64 VM (QEMU's `virt` machine, Cortex-A57, software emulation) with
+    /// QEMU's AArch64 UEFI firmware, which network-boots with its own PXE client.
+    pub fn power_on_arm64(&self, serial: &Path, firmware: &Path) -> Child {
+        let bios = firmware.display().to_string();
+        self.qemu(
+            "qemu-system-aarch64",
+            serial,
+            &[
+                "-M",
+                "virt",
+                "-cpu",
+                "cortex-a57",
+                "-bios",
+                &bios,
+                "-m",
+                "512",
+            ],
+            ",romfile=",
+        )
+    }
+
+    fn qemu(&self, binary: &str, serial: &Path, extra: &[&str], nic_extra: &str) -> Child {
         let mem = if extra.contains(&"-m") {
             &[][..]
         } else {
@@ -226,7 +291,7 @@ impl Segment {
                     "netns",
                     "exec",
                     &self.seg,
-                    "qemu-system-x86_64",
+                    binary,
                     "-accel",
                     "tcg",
                     "-display",
@@ -360,12 +425,18 @@ pub fn build_initrd(peers: &Path) -> Vec<u8> {
 }
 
 /// A boot files directory for [`BOOT_LAB`]: `vmlinuz`, `initrd.img`, `pxelinux.0`,
-/// `ldlinux.c32`, `grubnetx64.efi`.
+/// `ldlinux.c32`, `grubnetx64.efi`, `grubnetaa64.efi`.
 pub fn boot_root(dir: &Path) -> PathBuf {
     let peers = boot_peers();
     let root = dir.join("bootfiles");
     std::fs::create_dir_all(&root).unwrap();
-    for f in ["vmlinuz", "pxelinux.0", "ldlinux.c32", "grubnetx64.efi"] {
+    for f in [
+        "vmlinuz",
+        "pxelinux.0",
+        "ldlinux.c32",
+        "grubnetx64.efi",
+        "grubnetaa64.efi",
+    ] {
         std::fs::copy(peers.join(f), root.join(f)).unwrap();
     }
     std::fs::write(root.join("initrd.img"), build_initrd(&peers)).unwrap();

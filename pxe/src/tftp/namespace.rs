@@ -94,8 +94,12 @@ impl std::fmt::Debug for Namespace {
     }
 }
 
-/// Checks a requested name; returns it without surprises or says why not.
+/// Checks a requested name; returns it without surprises or says why not. One leading `/`
+/// names the namespace's own root, as GRUB and many firmwares ask (`/grub/grub.cfg`) and as
+/// tftpd-hpa's `-s` and dnsmasq take it: it is dropped, and what remains is checked like any
+/// name (so `//etc` and `/../x` are refused).
 pub fn check_name(name: &str) -> Result<&str, Refusal> {
+    let name = name.strip_prefix('/').unwrap_or(name);
     if name.is_empty() {
         return Err(Refusal::Forbidden("empty file name"));
     }
@@ -211,7 +215,9 @@ mod tests {
         for bad in [
             "../secret",
             "a/../../secret",
-            "/etc/passwd",
+            "//etc/passwd",
+            "/../secret",
+            "/",
             "..\\secret",
             "ok.txt\0",
             "./ok.txt",
@@ -229,7 +235,10 @@ mod tests {
             "symlink escape"
         );
         assert!(matches!(ns.open("missing"), Err(Refusal::NotFound)));
+        // A name from the namespace's root is the same name: never the host's root.
+        assert!(matches!(ns.open("/etc/passwd"), Err(Refusal::NotFound)));
         assert_eq!(ns.open("ok.txt").unwrap().len(), 2);
+        assert_eq!(ns.open("/ok.txt").unwrap().len(), 2);
         assert_eq!(
             ns.open("inside").unwrap().len(),
             2,

@@ -2,8 +2,10 @@
 //! measurement a): the same VM (QEMU, software emulation, iPXE ROM, virtio-net), kernel
 //! (Debian cloud) and busybox initrd on the same kind of segment (busybox udhcpd hands out
 //! addresses, radvd sends router advertisements), through
-//! 1. cloudlet, iPXE with its per-boot script, kernel and initrd over HTTP;
-//! 2. cloudlet, pxelinux over TFTP (per-boot config, kernel and initrd over TFTP);
+//! 1. cloudlet as users run it — the `cloudlet` binary's `pxe serve LAB` in the segment's
+//!    namespace, its events read as JSON lines — iPXE with its per-boot script, kernel and
+//!    initrd over HTTP;
+//! 2. the same with `--loader pxelinux`: per-boot config, kernel and initrd over TFTP;
 //! 3. dnsmasq proxyDHCP + TFTP handing iPXE a script that loads kernel and initrd over HTTP;
 //! 4. dnsmasq proxyDHCP + TFTP with pxelinux (the baseline of the seed's flow).
 //!
@@ -12,15 +14,115 @@
 //! the machine hits them alike; the first round is a warm-up (page cache, QEMU's first start)
 //! and is not counted; medians of the other rounds. Needs root, network namespaces, Debian's
 //! qemu-system-x86, ipxe-qemu, udhcpd, radvd, dnsmasq, python3, and scripts/boot-peers.sh.
+//! `cargo bench -p cloudlet-cli --bench boot`.
 #![allow(missing_docs, clippy::print_stdout, clippy::disallowed_methods)]
 
 use cloudlet_testkit::boot as support;
 
+use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cloudlet_pxe::service::{Event, Loader};
-use support::{BootRun, Segment};
+use cloudlet::pxe as cloudlet_pxe;
+use support::Segment;
+
+/// The boot lab without the cluster its machines would make: what `pxe serve` loads must
+/// validate as a whole lab (a cluster node needs an address there). Both setups install from it.
+fn lab_text() -> String {
+    let text = support::BOOT_LAB;
+    format!("{}\n", text.split("\ncluster:").next().unwrap_or(text))
+}
+
+/// How cloudlet's iPXE clients boot (`pxe serve --loader`).
+#[derive(Debug, Clone, Copy)]
+enum Loader {
+    Ipxe,
+    Pxelinux,
+}
+
+/// `cloudlet pxe serve` for the boot lab, started in the segment's namespace with a state
+/// directory of its own; its events as JSON lines on a channel. Killed when dropped.
+struct Served {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl Served {
+    fn start(seg: &Segment, lab: &Path, root: &Path, state: &Path, loader: Loader) -> Served {
+        let loader = match loader {
+            Loader::Ipxe => "ipxe",
+            Loader::Pxelinux => "pxelinux",
+        };
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &seg.seg, env!("CARGO_BIN_EXE_cloudlet")])
+            .arg("--state-dir")
+            .arg(state)
+            .args(["pxe", "serve"])
+            .arg(lab)
+            .args(["--address", support::SERVER, "--interface", "br0", "--root"])
+            .arg(root)
+            .args(["--loader", loader, "--output", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cloudlet pxe serve starts");
+        // It is serving once it says so on stderr.
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let (mut line, mut said) = (String::new(), String::new());
+        while err.read_line(&mut line).unwrap_or(0) > 0
+            && !line.contains("serving network installs")
+        {
+            said.push_str(&line);
+            line.clear();
+        }
+        assert!(
+            line.contains("serving network installs"),
+            "cloudlet pxe serve did not start: {said}"
+        );
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in out.lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&l) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        Served { child, lines }
+    }
+
+    /// Waits up to `limit` for an event called `event`; returns it and everything seen.
+    fn wait_for(
+        &self,
+        limit: Duration,
+        event: &str,
+    ) -> (Option<serde_json::Value>, Vec<serde_json::Value>) {
+        let start = Instant::now();
+        let mut seen = Vec::new();
+        while let Some(left) = limit.checked_sub(start.elapsed()) {
+            match self.lines.recv_timeout(left) {
+                Ok(v) => {
+                    let hit = v["event"] == event;
+                    seen.push(v.clone());
+                    if hit {
+                        return (Some(v), seen);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        (None, seen)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 const ROUNDS: usize = 5;
 const WARMUP: usize = 1;
@@ -35,6 +137,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 enum Setup {
     Cloudlet {
         seg: Segment,
+        lab: PathBuf,
         root: PathBuf,
         loader: Loader,
     },
@@ -48,7 +151,14 @@ impl Setup {
     fn cloudlet(tag: &str, loader: Loader) -> Setup {
         let seg = Segment::new(tag);
         let root = support::boot_root(seg.dir.path());
-        Setup::Cloudlet { seg, root, loader }
+        let lab = seg.dir.path().join("lab.yaml");
+        std::fs::write(&lab, lab_text()).unwrap();
+        Setup::Cloudlet {
+            seg,
+            lab,
+            root,
+            loader,
+        }
     }
 
     /// dnsmasq in proxyDHCP mode with its TFTP server, Python's HTTP server for the install
@@ -56,7 +166,10 @@ impl Setup {
     fn dnsmasq(tag: &str, ipxe: bool) -> Setup {
         let mut seg = Segment::new(tag);
         let root = support::boot_root(seg.dir.path());
-        let lab = support::boot_lab();
+        let lab = cloudlet::Lab::from_texts(vec![("lab.yaml".into(), lab_text())], ".")
+            .unwrap()
+            .model()
+            .clone();
         let (name, m) = ("vm1", &lab.machines["vm1"]);
         let p = &lab.pxe.as_ref().unwrap().profiles["tiny"];
         let server = cloudlet_pxe::render::BootServer {
@@ -108,18 +221,24 @@ impl Setup {
     /// Powers the VM on and times it to its install callback.
     fn boot(&mut self, i: usize) -> Duration {
         match self {
-            Setup::Cloudlet { seg, root, loader } => {
+            Setup::Cloudlet {
+                seg,
+                lab,
+                root,
+                loader,
+            } => {
                 // A fresh install state each run: every run is a first install.
                 let state = seg.dir.path().join(format!("state-{i}"));
-                let mut svc = BootRun::start(seg, root, &state, *loader);
+                let svc = Served::start(seg, lab, root, &state, *loader);
                 let start = Instant::now();
                 let mut vm = seg.power_on(&seg.dir.path().join(format!("serial-{i}.log")));
-                let (hit, seen) = svc.wait_for(LIMIT, |e| matches!(e, Event::Reported { .. }));
+                let (hit, seen) = svc.wait_for(LIMIT, "reported");
                 let took = start.elapsed();
                 let _ = vm.kill();
                 let _ = vm.wait();
                 assert!(
-                    matches!(hit, Some(Event::Reported { ok: true, .. })),
+                    hit.as_ref()
+                        .is_some_and(|v| v["ok"] == true && v["machine"] == "vm1"),
                     "cloudlet {loader:?} run {i}: no install callback: {seen:?}"
                 );
                 took
