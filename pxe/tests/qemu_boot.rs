@@ -168,6 +168,26 @@ fn uefi_grub_gets_its_per_mac_config() {
     );
 }
 
+/// Waits (up to [`LIMIT`]) for GRUB's banner on the VM's serial console, then powers the VM
+/// off: the console, the time from power-on, and the service's events.
+fn until_grub(
+    mut vm: std::process::Child,
+    serial: &std::path::Path,
+    svc: &mut BootRun,
+) -> (String, Duration, Vec<Event>) {
+    let start = Instant::now();
+    let mut log = String::new();
+    while start.elapsed() < LIMIT && !log.contains("Welcome to GRUB") {
+        std::thread::sleep(Duration::from_millis(200));
+        log = std::fs::read_to_string(serial).unwrap_or_default();
+    }
+    let took = start.elapsed();
+    let _ = vm.kill();
+    let _ = vm.wait();
+    let (_, seen) = svc.wait_for(Duration::from_millis(200), |_| false);
+    (log, took, seen)
+}
+
 /// UEFI firmware's own PXE client (OVMF, no iPXE ROM): proxyDHCP answers it (option 93 = 7,
 /// x86-64 UEFI) with the UEFI boot program, which the firmware loads over TFTP and starts —
 /// Debian's signed GRUB network image.
@@ -178,17 +198,8 @@ fn uefi_firmware_gets_its_boot_program_from_proxydhcp_and_tftp() {
     let state = seg.dir.path().join("state");
     let mut svc = BootRun::start(&seg, &root, &state, Loader::Ipxe);
     let serial = seg.dir.path().join("serial-uefi.log");
-    let start = Instant::now();
-    let mut vm = seg.power_on_uefi(&serial, &support::boot_peers().join("OVMF.fd"));
-    let mut log = String::new();
-    while start.elapsed() < LIMIT && !log.contains("Welcome to GRUB") {
-        std::thread::sleep(Duration::from_millis(200));
-        log = std::fs::read_to_string(&serial).unwrap_or_default();
-    }
-    let took = start.elapsed();
-    let _ = vm.kill();
-    let _ = vm.wait();
-    let (_, seen) = svc.wait_for(Duration::from_millis(200), |_| false);
+    let vm = seg.power_on_uefi(&serial, &support::boot_peers().join("OVMF.fd"));
+    let (log, took, seen) = until_grub(vm, &serial, &mut svc);
     assert!(
         seen.iter().any(|e| matches!(e, Event::Dhcp { machine, file, .. } if machine == "vm1" && file == "grubnetx64.efi")),
         "proxyDHCP did not answer the UEFI client with its boot program: {seen:?}\n{log}"
@@ -211,17 +222,8 @@ fn uefi_http_boot_gets_its_boot_program_over_http() {
     let state = seg.dir.path().join("state");
     let mut svc = BootRun::start(&seg, &root, &state, Loader::Ipxe);
     let serial = seg.dir.path().join("serial-http.log");
-    let start = Instant::now();
-    let mut vm = seg.power_on_uefi_http(&serial, &support::boot_peers().join("OVMF.fd"));
-    let mut log = String::new();
-    while start.elapsed() < LIMIT && !log.contains("Welcome to GRUB") {
-        std::thread::sleep(Duration::from_millis(200));
-        log = std::fs::read_to_string(&serial).unwrap_or_default();
-    }
-    let took = start.elapsed();
-    let _ = vm.kill();
-    let _ = vm.wait();
-    let (_, seen) = svc.wait_for(Duration::from_millis(200), |_| false);
+    let vm = seg.power_on_uefi_http(&serial, &support::boot_peers().join("OVMF.fd"));
+    let (log, took, seen) = until_grub(vm, &serial, &mut svc);
     let url = "http://10.99.0.1/boot/grubnetx64.efi";
     assert!(
         seen.iter().any(
