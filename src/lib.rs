@@ -1030,6 +1030,7 @@ impl Lab {
             .proxy_dhcp
             .or(serve.as_ref().map(|s| s.proxy_dhcp))
             .unwrap_or(true);
+        cfg.proxy_offer = serve.as_ref().map(|s| s.proxy_offer).unwrap_or_default();
         cfg.http_port = options
             .http_port
             .or(serve.as_ref().map(|s| s.http_port))

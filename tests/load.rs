@@ -172,3 +172,34 @@ fn an_empty_directory_is_a_clear_error() {
     let e = cloudlet::Lab::load(dir.path()).unwrap_err();
     assert!(e.to_string().contains("no lab files"), "{e}");
 }
+
+#[test]
+fn the_proxy_offer_comes_from_the_lab_and_a_wrong_one_is_pointed_at() {
+    let t = edit(
+        BASE,
+        "pxe:\n  menu:",
+        "pxe:\n  serve: {address: 10.0.10.5, proxy_offer: port4011}\n  menu:",
+    );
+    let cfg = lab(&t)
+        .unwrap()
+        .boot_config(&cloudlet::BootOptions::default())
+        .unwrap();
+    assert_eq!(cfg.proxy_offer, cloudlet::core::model::ProxyOffer::Port4011);
+    let plain = lab(&edit(
+        BASE,
+        "pxe:\n  menu:",
+        "pxe:\n  serve: {address: 10.0.10.5}\n  menu:",
+    ))
+    .unwrap()
+    .boot_config(&cloudlet::BootOptions::default())
+    .unwrap();
+    assert_eq!(
+        plain.proxy_offer,
+        cloudlet::core::model::ProxyOffer::BootFile
+    );
+    let bad = edit(&t, "port4011", "port_4011");
+    let e = errors(&bad);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert_at(&e[0], at(&bad, "port_4011"));
+    assert!(e[0].message.contains("boot_file"), "{}", e[0].message);
+}

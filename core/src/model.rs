@@ -654,6 +654,12 @@ pub struct Serve {
     /// Run proxyDHCP (turn off when the router's DHCP server points machines here).
     #[serde(default = "yes")]
     pub proxy_dhcp: bool,
+    /// What proxyDHCP's first answer (on port 67) carries: `boot_file` (the boot file, with
+    /// "boot it, skip discovery") or `port4011` (only this server, which the firmware then
+    /// asks on port 4011 for its boot file — for firmware that takes no file from a proxy
+    /// offer).
+    #[serde(default)]
+    pub proxy_offer: ProxyOffer,
     /// HTTP port.
     #[serde(default = "default_http_port")]
     pub http_port: u16,
@@ -679,6 +685,19 @@ fn default_tftp_port() -> u16 {
 
 fn default_install_wait() -> Duration {
     Duration(30 * 60)
+}
+
+/// What proxyDHCP's answer on port 67 carries (PXE 2.1, the two proxyDHCP exchanges).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyOffer {
+    /// The boot file, and PXE option 43 with discovery control 8 ("boot the file in this
+    /// offer, skip boot server discovery"): one exchange.
+    #[default]
+    BootFile,
+    /// Only this server (no boot file, no option 43): the firmware asks it again on port
+    /// 4011 and gets its boot file there.
+    Port4011,
 }
 
 /// How iPXE clients boot.

@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use cloudlet_pxe::proxy_dhcp::{ProxyConfig, respond};
+use cloudlet_pxe::proxy_dhcp::{ProxyConfig, ProxyOffer, respond};
 use cloudlet_pxe::proxy_dhcp::decode;
 use dhcproto::{Encodable, Encoder};
 use libfuzzer_sys::fuzz_target;
@@ -20,6 +20,12 @@ fuzz_target!(|data: &[u8]| {
         http_boot: Some("http://10.0.0.1/ipxe.efi".into()),
         http_boot_arm64: Some("http://10.0.0.1/ipxe-arm64.efi".into()),
         known: None,
+        // Both offers, chosen by the datagram's last byte.
+        offer: if data.last().is_some_and(|b| b & 1 == 1) {
+            ProxyOffer::Port4011
+        } else {
+            ProxyOffer::BootFile
+        },
     };
     if let Some(r) = respond(&msg, &cfg) {
         assert_eq!(r.yiaddr(), Ipv4Addr::UNSPECIFIED);

@@ -8,11 +8,14 @@
 //! when iPXE says it speaks HTTP (user class `iPXE` and feature 0x13 in option 175). A reply
 //! sets yiaddr to 0, siaddr/sname/file and options 54, 60, 66, 67, 97 (echoed) and, for PXE
 //! clients, option 43 with "boot the file, skip discovery" — both the port-67 and the
-//! port-4011 exchanges are served.
+//! port-4011 exchanges are served. With [`ProxyOffer::Port4011`] the port-67 offer to a PXE
+//! client names only this server (no file, no option 43), so the firmware asks again on
+//! port 4011 and gets its file there.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
+pub use cloudlet_core::model::ProxyOffer;
 use dhcproto::v4::{DhcpOption, DhcpOptions, Message, MessageType, Opcode, OptionCode};
 
 /// Why a datagram is not decoded.
@@ -122,6 +125,9 @@ pub struct ProxyConfig {
     pub http_boot_arm64: Option<String>,
     /// Only these MACs get an answer (the lab's machines); `None` answers every PXE client.
     pub known: Option<HashSet<[u8; 6]>>,
+    /// What the offer on port 67 carries for PXE clients (HTTP boot clients always get
+    /// their URL in it: they have no second exchange).
+    pub offer: ProxyOffer,
 }
 
 /// The boot file a request gets, and how it asked.
@@ -242,24 +248,32 @@ pub fn respond(msg: &Message, cfg: &ProxyConfig) -> Option<Message> {
     r.set_opcode(Opcode::BootReply);
     r.set_flags(msg.flags());
     r.set_sname_str(cfg.server.to_string());
-    r.set_fname_str(&d.file);
+    let http = class(msg).is_some_and(|c| c.starts_with(b"HTTPClient"));
+    // The offer that only names this server: no file and no option 43 make a "BINL" offer,
+    // after which PXE firmware asks siaddr on port 4011 for its file.
+    let server_only =
+        !http && reply_type == MessageType::Offer && cfg.offer == ProxyOffer::Port4011;
+    if !server_only {
+        r.set_fname_str(&d.file);
+    }
     let mut opts = DhcpOptions::new();
     opts.insert(DhcpOption::MessageType(reply_type));
     opts.insert(DhcpOption::ServerIdentifier(cfg.server));
-    let http = class(msg).is_some_and(|c| c.starts_with(b"HTTPClient"));
     opts.insert(DhcpOption::ClassIdentifier(if http {
         b"HTTPClient".to_vec()
     } else {
         b"PXEClient".to_vec()
     }));
-    if !http {
+    if !http && !server_only {
         // PXE discovery control (sub-option 6) = 8: boot the file in this reply, no discovery.
         opts.insert(DhcpOption::VendorExtensions(vec![6, 1, 8, 255]));
     }
     opts.insert(DhcpOption::TFTPServerName(
         cfg.server.to_string().into_bytes(),
     ));
-    opts.insert(DhcpOption::BootfileName(d.file.into_bytes()));
+    if !server_only {
+        opts.insert(DhcpOption::BootfileName(d.file.into_bytes()));
+    }
     if let Some(DhcpOption::ClientMachineIdentifier(uuid)) =
         msg.opts().get(OptionCode::ClientMachineIdentifier)
     {
@@ -287,6 +301,7 @@ mod tests {
             http_boot: Some("http://10.0.10.20/ipxe.efi".into()),
             http_boot_arm64: Some("http://10.0.10.20/ipxe-arm64.efi".into()),
             known: Some(HashSet::from([MAC])),
+            offer: ProxyOffer::BootFile,
         }
     }
 
@@ -386,6 +401,58 @@ mod tests {
                 "arch {arch}"
             );
         }
+    }
+
+    #[test]
+    fn the_port4011_offer_names_only_the_server_and_4011_gives_the_file() {
+        let cfg = ProxyConfig {
+            offer: ProxyOffer::Port4011,
+            ..cfg()
+        };
+        let offer = wire(&respond(&wire(&discover(b"PXEClient", Some(7), vec![])), &cfg).unwrap());
+        assert_eq!(offer.opts().msg_type(), Some(MessageType::Offer));
+        assert_eq!(offer.yiaddr(), Ipv4Addr::UNSPECIFIED);
+        assert_eq!(
+            offer.siaddr(),
+            Ipv4Addr::new(10, 0, 10, 20),
+            "the server to ask"
+        );
+        let fname = |m: &Message| {
+            let f = m.fname().unwrap_or_default();
+            f[..f.iter().position(|&b| b == 0).unwrap_or(f.len())].to_vec()
+        };
+        assert!(fname(&offer).is_empty(), "{:?}", offer.fname());
+        assert!(offer.opts().get(OptionCode::BootfileName).is_none());
+        assert!(
+            offer.opts().get(OptionCode::VendorExtensions).is_none(),
+            "no option 43: a BINL offer, so the firmware asks on 4011"
+        );
+        assert_eq!(
+            offer.opts().get(OptionCode::ClassIdentifier),
+            Some(&DhcpOption::ClassIdentifier(b"PXEClient".to_vec()))
+        );
+        let mut req = discover(b"PXEClient", Some(7), vec![]);
+        req.opts_mut()
+            .insert(DhcpOption::MessageType(MessageType::Request));
+        let ack = wire(&respond(&wire(&req), &cfg).unwrap());
+        assert_eq!(ack.opts().msg_type(), Some(MessageType::Ack));
+        assert_eq!(
+            ack.opts().get(OptionCode::BootfileName),
+            Some(&DhcpOption::BootfileName(b"ipxe.efi".to_vec()))
+        );
+        assert_eq!(fname(&ack), b"ipxe.efi");
+        assert_eq!(
+            ack.opts().get(OptionCode::VendorExtensions),
+            Some(&DhcpOption::VendorExtensions(vec![6, 1, 8, 255]))
+        );
+        // HTTP boot has no second exchange: its URL is in the offer whatever the mode.
+        let http = respond(&discover(b"HTTPClient", Some(16), vec![]), &cfg).unwrap();
+        assert_eq!(
+            http.opts().get(OptionCode::BootfileName),
+            Some(&DhcpOption::BootfileName(
+                b"http://10.0.10.20/ipxe.efi".to_vec()
+            ))
+        );
     }
 
     #[test]

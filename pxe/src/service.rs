@@ -49,6 +49,8 @@ pub struct BootConfig {
     pub interface: Option<String>,
     /// Whether to run proxyDHCP (off when the router's DHCP server points at this service).
     pub proxy_dhcp: bool,
+    /// What proxyDHCP's offer on port 67 carries.
+    pub proxy_offer: crate::proxy_dhcp::ProxyOffer,
     /// HTTP port.
     pub http_port: u16,
     /// TFTP port.
@@ -84,6 +86,7 @@ impl BootConfig {
             address,
             interface: None,
             proxy_dhcp: true,
+            proxy_offer: crate::proxy_dhcp::ProxyOffer::BootFile,
             http_port: 80,
             tftp_port: 69,
             loader: Loader::Ipxe,
@@ -823,6 +826,7 @@ impl BootService {
                     server.base_url, config.efi_arm64_file
                 )),
                 known: Some(known),
+                offer: config.proxy_offer,
             };
             let observed = shared.clone();
             Some(

@@ -212,6 +212,42 @@ fn uefi_firmware_gets_its_boot_program_from_proxydhcp_and_tftp() {
     eprintln!("UEFI PXE: power-on to GRUB {:.1} s", took.as_secs_f64());
 }
 
+/// The port-4011 exchange with a real client: with `proxy_offer: port4011` the offer on
+/// port 67 names only this server (no file, no option 43), so OVMF's PXE client asks it
+/// again on port 4011, gets its boot program there, loads it over TFTP and starts it.
+#[test]
+fn uefi_firmware_asks_on_port_4011_when_the_offer_names_only_the_server() {
+    let seg = Segment::new("f");
+    let root = support::boot_root(seg.dir.path());
+    let state = seg.dir.path().join("state");
+    let mut svc = BootRun::start_with(&seg, &root, &state, |cfg| {
+        cfg.proxy_offer = cloudlet_pxe::proxy_dhcp::ProxyOffer::Port4011;
+    });
+    let serial = seg.dir.path().join("serial-4011.log");
+    let vm = seg.power_on_uefi(&serial, &support::boot_peers().join("OVMF.fd"));
+    let (log, took, seen) = until_grub(vm, &serial, &mut svc);
+    let answered = |on4011: bool| {
+        seen.iter().any(|e| {
+            matches!(e, Event::Dhcp { machine, file, port4011 }
+                if machine == "vm1" && file == "grubnetx64.efi" && *port4011 == on4011)
+        })
+    };
+    assert!(answered(false), "no offer on port 67: {seen:?}\n{log}");
+    assert!(
+        answered(true),
+        "the firmware did not ask on port 4011: {seen:?}\n{log}"
+    );
+    assert!(log.contains("NBP filename is grubnetx64.efi"), "{log}");
+    assert!(
+        log.contains("Welcome to GRUB"),
+        "the boot program did not start:\n{log}"
+    );
+    eprintln!(
+        "UEFI PXE over port 4011: power-on to GRUB {:.1} s",
+        took.as_secs_f64()
+    );
+}
+
 /// OVMF's UEFI HTTP boot (its PXE clients switched off): DHCP as `HTTPClient` (option 93 =
 /// 16), proxyDHCP answers with the boot program's URL, the firmware downloads it from the
 /// HTTP server and starts it.

@@ -461,6 +461,16 @@ impl BootRun {
         state: &Path,
         loader: cloudlet_pxe::service::Loader,
     ) -> BootRun {
+        BootRun::start_with(seg, root, state, |cfg| cfg.loader = loader)
+    }
+
+    /// [`BootRun::start`] with the settings `configure` changes.
+    pub fn start_with(
+        seg: &Segment,
+        root: &Path,
+        state: &Path,
+        configure: impl FnOnce(&mut cloudlet_pxe::service::BootConfig),
+    ) -> BootRun {
         use cloudlet_pxe::service::{BootConfig, BootService};
         let mut cfg = BootConfig::new(
             SERVER.parse().unwrap(),
@@ -468,7 +478,7 @@ impl BootRun {
             state.to_path_buf(),
         );
         cfg.interface = Some("br0".into());
-        cfg.loader = loader;
+        configure(&mut cfg);
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = seg.in_segment(move || {
