@@ -1208,6 +1208,14 @@ impl Lab {
                 )
             },
         );
+        // next-server only for router backends that can set it (validation tells the others
+        // what to set by hand).
+        let mut router = router;
+        if backend::find(BACKENDS, lab.targets.router.kind.as_str())
+            .is_some_and(|d| d.can(cloudlet_core::backend::Capability::BootServer))
+        {
+            router.extend(network::boot_servers(lab));
+        }
         let ids = |rs: &[Resource]| -> rustc_hash::FxHashSet<ResourceId> {
             rs.iter().map(|r| r.id.clone()).collect()
         };

@@ -1589,3 +1589,53 @@ fn the_example_labs_are_valid_and_every_backend_has_one() {
         "backends without an example lab in examples/backends: {missing:?}"
     );
 }
+
+#[test]
+fn the_boot_server_is_named_by_routers_that_can_and_left_to_the_person_by_the_others() {
+    let t = edit(
+        BASE,
+        "pxe:\n  menu:",
+        "pxe:\n  serve: {address: 10.0.20.5}\n  menu:",
+    );
+    let boot_servers = |text: &str| -> Vec<serde_json::Value> {
+        lab(text)
+            .unwrap()
+            .expand()
+            .into_iter()
+            .filter(|r| &*r.id.kind == "boot-server")
+            .map(|r| r.body.value().clone())
+            .collect()
+    };
+    // The default (local) router target holds it: next-server on the install segment.
+    assert_eq!(
+        boot_servers(&t),
+        vec![serde_json::json!({"interface": "k8s", "next_server": "10.0.20.5"})]
+    );
+    assert!(
+        findings(&t).iter().all(|d| d.code != "boot-server-manual"),
+        "{:#?}",
+        findings(&t)
+    );
+    // pfSense's API has no next-server: nothing planned, a warning saying what to set.
+    let pf = edit(
+        &t,
+        "hosts:\n",
+        "targets:\n  router: {kind: pfsense, endpoint: \"https://gw.t.lan\", credentials: {env: PF_KEY}}\nhosts:\n",
+    );
+    assert!(boot_servers(&pf).is_empty());
+    let d = only(&pf, "boot-server-manual");
+    assert_eq!(d.severity, cloudlet::Severity::Warning);
+    assert!(
+        d.message.contains("10.0.20.5") && d.message.contains("`k8s`"),
+        "{}",
+        d.message
+    );
+    assert!(!lab(&pf).unwrap().validate().has_errors());
+    // A boot server on another segment is not this rule's (proxyDHCP does not reach there).
+    let other = edit(
+        BASE,
+        "pxe:\n  menu:",
+        "pxe:\n  serve: {address: 10.0.10.5}\n  menu:",
+    );
+    assert!(boot_servers(&other).is_empty());
+}

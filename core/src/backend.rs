@@ -100,6 +100,10 @@ pub enum Capability {
     /// Reports where it makes VMs, what that has and what every VM there takes
     /// (`doctor`'s capacity check against `hosts`): see [`crate::Provider::host_usage`].
     HostUsage,
+    /// Its DHCP server names the network boot server (next-server, the BOOTP `siaddr`) on
+    /// the segments machines install from (`pxe`): firmware and loaders that take their
+    /// server only from the DHCP server's answer (Debian's GRUB network images) need it.
+    BootServer,
 }
 
 impl Capability {
@@ -111,6 +115,7 @@ impl Capability {
             Capability::Releases => "platform",
             Capability::ConfigBackup => "backup",
             Capability::HostUsage => "hosts",
+            Capability::BootServer => "pxe",
         }
     }
 }
@@ -182,7 +187,11 @@ pub static LOCAL: Descriptor = Descriptor {
     manages: &[],
     fields: &[],
     endpoint_schemes: &[],
-    capabilities: &[Capability::Clone, Capability::CloudInit],
+    capabilities: &[
+        Capability::Clone,
+        Capability::CloudInit,
+        Capability::BootServer,
+    ],
     connect: |c| {
         Box::pin(async move {
             Ok(Arc::new(LocalProvider::new(c.output_dir, c.lab.name.clone())) as Arc<dyn Provider>)

@@ -1538,6 +1538,39 @@ impl Lab {
         self.machines.get(name)?.nics.iter().find_map(|n| n.ip)
     }
 
+    /// The segments whose DHCP server must name the boot server (next-server), with its
+    /// address: those with DHCP that a network-installed machine has a NIC on and the boot
+    /// server is on, by name.
+    pub fn boot_segments(&self) -> Vec<(String, Ipv4Addr)> {
+        let Some(server) = self.boot_server() else {
+            return Vec::new();
+        };
+        let mut nets: Vec<String> = self
+            .machines
+            .values()
+            .filter(|m| m.install.is_some())
+            .flat_map(|m| m.nics.iter().map(|n| n.network.clone()))
+            .filter(|net| {
+                self.networks
+                    .get(net)
+                    .is_some_and(|n| n.dhcp.is_some() && n.cidr.contains(server))
+            })
+            .collect();
+        nets.sort();
+        nets.dedup();
+        nets.into_iter().map(|n| (n, server)).collect()
+    }
+
+    /// Where machines network-boot from: the address cloudlet serves on (`pxe.serve`), or
+    /// the boot server machine's (`pxe.server`).
+    pub fn boot_server(&self) -> Option<Ipv4Addr> {
+        let pxe = self.pxe.as_ref()?;
+        pxe.serve
+            .as_ref()
+            .map(|s| s.address)
+            .or_else(|| self.machine_ip(pxe.server.as_deref()?))
+    }
+
     /// The namespace of an app.
     pub fn app_namespace<'a>(name: &'a str, app: &'a App) -> &'a str {
         app.namespace.as_deref().unwrap_or(name)

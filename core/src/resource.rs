@@ -109,9 +109,10 @@ impl PartialOrd for ResourceId {
 /// Kinds repeat in every plan: the known ones share one allocation each.
 fn intern_kind(kind: &str) -> Arc<str> {
     use std::sync::OnceLock;
-    const KNOWN: [&str; 24] = [
+    const KNOWN: [&str; 25] = [
         "alias",
         "boot-entry",
+        "boot-server",
         "configmap",
         "dataset",
         "deployment",

@@ -93,7 +93,26 @@ fn forward_target(
         .map(|s| s.ip)
 }
 
-/// The desired router state of a lab.
+/// What the router's DHCP server must say about network boot: next-server on each of the
+/// lab's boot segments ([`Lab::boot_segments`]), as `boot-server/NETWORK`. Planned beside
+/// [`expand`] for router backends with
+/// [`cloudlet_core::backend::Capability::BootServer`]; the others get a validation warning.
+pub fn boot_servers(lab: &Lab) -> Vec<Resource> {
+    if lab.router.is_none() {
+        return Vec::new();
+    }
+    lab.boot_segments()
+        .into_iter()
+        .map(|(net, server)| {
+            Resource::new(
+                ResourceId::new(Domain::Router, "boot-server", net.clone()),
+                json!({"interface": net, "next_server": server.to_string()}),
+            )
+        })
+        .collect()
+}
+
+/// The desired router state of a lab (without [`boot_servers`]).
 pub fn expand(lab: &Lab) -> Vec<Resource> {
     let Some(router) = &lab.router else {
         return Vec::new();
@@ -250,6 +269,11 @@ pub fn headline(r: &Resource) -> Option<String> {
             s("hostname")?
         )),
         "dns-override" => Some(format!("{} → {}", s("host")?, s("address")?)),
+        "boot-server" => Some(format!(
+            "network boot from {} on {}",
+            s("next_server")?,
+            s("interface")?
+        )),
         "firewall-rule" => {
             let ports: Vec<String> = v["ports"]
                 .as_array()

@@ -52,10 +52,21 @@ pub fn dnsmasq_conf(lab: &Lab, router: &[Resource], opts: &LinuxOptions) -> Stri
             "dns-override" => {
                 let _ = writeln!(c, "host-record={},{}", s(&b, "host"), s(&b, "address"));
             }
+            "boot-server" => c.push_str(&boot_server_line(&b)),
             _ => {}
         }
     }
     c
+}
+
+/// The dnsmasq line of a `boot-server` resource: next-server (`siaddr`) for the segment's
+/// DHCP clients, no boot file (proxyDHCP or the firmware's own choice names that).
+pub fn boot_server_line(b: &serde_json::Value) -> String {
+    format!(
+        "dhcp-boot=tag:{},,,{}\n",
+        s(b, "interface"),
+        s(b, "next_server")
+    )
 }
 
 /// The part of the dnsmasq configuration that comes from the lab's networks: ports,

@@ -5,7 +5,7 @@
 //! namespaces.
 #![allow(missing_docs, clippy::disallowed_methods)]
 
-use cloudlet_testkit::shell::{nslookup, ok, sh, tool, udhcpc};
+use cloudlet_testkit::shell::{dhcp_lease, nslookup, ok, sh, tool, udhcpc};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -212,25 +212,9 @@ fn a_linux_router_in_namespaces_serves_reservations_dns_and_forwards() {
     std::thread::sleep(Duration::from_millis(500));
 
     // DHCP: the LAN client with the reserved MAC gets the reserved address.
-    let script = dir.path().join("udhcpc.sh");
-    let got = dir.path().join("got-ip");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nif [ \"$1\" = bound ]; then echo \"$ip $router\" > {}; ip addr add $ip/24 dev $interface; ip route add default via $router; fi\n",
-            got.display()
-        ),
-    )
-    .unwrap();
-    ok(&format!("chmod +x {}", script.display()));
-    ok(&format!(
-        "ip netns exec {l} busybox udhcpc -i eth0 -n -q -f -t 5 -T 1 -s {}",
-        script.display()
-    ));
-    assert_eq!(
-        std::fs::read_to_string(&got).unwrap().trim(),
-        "10.77.0.30 10.77.0.1"
-    );
+    let lease = dhcp_lease(&l, dir.path(), None);
+    assert_eq!((&*lease.ip, &*lease.router), ("10.77.0.30", "10.77.0.1"));
+    ok(&format!("ip -n {l} route add default via {}", lease.router));
 
     // DNS: machine names resolve to their addresses.
     let o = sh(&format!(
@@ -347,10 +331,16 @@ mod live {
             Providers::new().with(Domain::Router, p.clone()),
             StateStore::open(state).unwrap(),
         );
-        let plan = e.plan(cloudlet_network::expand(lab)).await.unwrap();
+        // What the facade plans for this backend (it can name the boot server).
+        let desired = || {
+            let mut r = cloudlet_network::expand(lab);
+            r.extend(cloudlet_network::boot_servers(lab));
+            r
+        };
+        let plan = e.plan(desired()).await.unwrap();
         let report = e.apply(&plan, ApplyOptions::default()).await.unwrap();
         assert!(report.failed.is_empty(), "{:#?}", report.failed);
-        let again = e.plan(cloudlet_network::expand(lab)).await.unwrap();
+        let again = e.plan(desired()).await.unwrap();
         assert!(
             !again.summary.has_changes(),
             "a second plan is empty: {:?}",
@@ -386,6 +376,39 @@ mod live {
         String::from_utf8_lossy(&o.stdout).contains("hello-from-lan")
     }
 
+    /// A machine that installs over the network on a segment the boot server is on: the
+    /// router's DHCP server names the boot server as next-server (Debian's GRUB network
+    /// image takes its server from there only), and stops when the lab no longer asks.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn network_installs_get_the_boot_server_as_next_server() {
+        assert!(tool("dnsmasq") && tool("nft") && tool("busybox"));
+        let dir = tempfile::tempdir().unwrap();
+        let env = topology("cb");
+        let (r, l, _w) = env.rlw();
+        let state = dir.path().join("state");
+        let text = LAB.replace(
+            "mac: \"52:54:00:77:00:30\"}]\n",
+            "mac: \"52:54:00:77:00:30\"}]\n    install: p\npxe:\n  serve: {address: 10.77.0.5}\n",
+        );
+        let booting = lab(&text);
+        assert_eq!(
+            cloudlet_network::boot_servers(&booting).len(),
+            1,
+            "one boot segment"
+        );
+        converge(&router(&booting, dir.path(), &r), &booting, &state).await;
+        let lease = dhcp_lease(&l, dir.path(), None);
+        assert_eq!((&*lease.ip, &*lease.siaddr), ("10.77.0.30", "10.77.0.5"));
+
+        // Without network installs the segment's clients get dnsmasq's own address again.
+        let plain = lab(LAB);
+        assert!(cloudlet_network::boot_servers(&plain).is_empty());
+        converge(&router(&plain, dir.path(), &r), &plain, &state).await;
+        let _ = sh(&format!("ip -n {l} addr flush dev eth0"));
+        let lease = dhcp_lease(&l, dir.path(), None);
+        assert_eq!((&*lease.ip, &*lease.siaddr), ("10.77.0.30", "10.77.0.1"));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_live_backend_applies_changes_and_refuses_a_broken_one() {
         assert!(tool("dnsmasq") && tool("nft") && tool("busybox"));
@@ -399,22 +422,9 @@ mod live {
         let state = dir.path().join("state");
         let steps = converge(&p, &first, &state).await;
         assert!(steps >= 4, "{steps}");
-        let script = dir.path().join("udhcpc.sh");
-        let got = dir.path().join("got-ip");
-        std::fs::write(
-            &script,
-            format!(
-                "#!/bin/sh\nif [ \"$1\" = bound ]; then echo \"$ip\" > {}; ip addr add $ip/24 dev $interface; ip route add default via $router; fi\n",
-                got.display()
-            ),
-        )
-        .unwrap();
-        ok(&format!("chmod +x {}", script.display()));
-        ok(&format!(
-            "ip netns exec {l} busybox udhcpc -i eth0 -n -q -f -t 5 -T 1 -s {}",
-            script.display()
-        ));
-        assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), "10.77.0.30");
+        let lease = dhcp_lease(&l, dir.path(), None);
+        assert_eq!(lease.ip, "10.77.0.30");
+        ok(&format!("ip -n {l} route add default via {}", lease.router));
         assert!(lookup(&l, "web.rt.lan").contains("10.77.0.30"));
         assert!(reach(&l, &w, 443), "TCP 443 is forwarded");
 

@@ -29,17 +29,27 @@ pub fn tool(name: &str) -> bool {
     sh(&format!("command -v {name}")).status.success()
 }
 
-/// A DHCP lease for `eth0` of the namespace `ns` from busybox `udhcpc` (asking for `want`, if
-/// given): the address it was given, which the interface then holds. `scratch` keeps the
-/// client's script.
-pub fn udhcpc(ns: &str, scratch: &std::path::Path, want: Option<&str>) -> String {
+/// What a DHCP server told busybox `udhcpc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The address (`yiaddr`), which the client also puts on its `eth0`.
+    pub ip: String,
+    /// The gateway (option 3), empty when none was given.
+    pub router: String,
+    /// next-server (the BOOTP `siaddr`).
+    pub siaddr: String,
+}
+
+/// A lease for `eth0` in the namespace `ns` (asking for `want` if given), with what the
+/// server said besides the address.
+pub fn dhcp_lease(ns: &str, scratch: &std::path::Path, want: Option<&str>) -> Lease {
     let script = scratch.join(format!("udhcpc-{ns}.sh"));
     let got = scratch.join(format!("got-{ns}"));
     let _ = std::fs::remove_file(&got);
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\nif [ \"$1\" = bound ]; then echo \"$ip\" > {}; ip addr add $ip/24 dev $interface 2>/dev/null; fi\n",
+            "#!/bin/sh\nif [ \"$1\" = bound ]; then echo \"$ip,$router,$siaddr\" > {}; ip addr add $ip/24 dev $interface 2>/dev/null; fi\n",
             got.display()
         ),
     )
@@ -50,10 +60,20 @@ pub fn udhcpc(ns: &str, scratch: &std::path::Path, want: Option<&str>) -> String
         "ip netns exec {ns} busybox udhcpc -i eth0 -n -q -f -t 5 -T 1 {ask} -s {}",
         script.display()
     ));
-    std::fs::read_to_string(&got)
-        .expect("udhcpc bound an address")
-        .trim()
-        .to_string()
+    let text = std::fs::read_to_string(&got).expect("udhcpc bound an address");
+    let mut f = text.trim().split(',').map(str::to_string);
+    Lease {
+        ip: f.next().unwrap_or_default(),
+        router: f.next().unwrap_or_default(),
+        siaddr: f.next().unwrap_or_default(),
+    }
+}
+
+/// A DHCP lease for `eth0` of the namespace `ns` from busybox `udhcpc` (asking for `want`, if
+/// given): the address it was given, which the interface then holds. `scratch` keeps the
+/// client's script.
+pub fn udhcpc(ns: &str, scratch: &std::path::Path, want: Option<&str>) -> String {
+    dhcp_lease(ns, scratch, want).ip
 }
 
 /// What busybox `nslookup NAME SERVER` printed in the namespace `ns`.

@@ -31,6 +31,7 @@ impl<'a> Validator<'a> {
             }
             if domain == Domain::Router {
                 self.router_backup(d, backends);
+                self.boot_server(d);
             }
             if !d.manages.is_empty() {
                 self.kinds_agree(domain, target, d, backends);
@@ -184,6 +185,27 @@ impl<'a> Validator<'a> {
                     )),
                 );
             }
+        }
+    }
+
+    /// A router backend that cannot name the boot server leaves it to the person: a warning
+    /// per segment, saying what to set where.
+    fn boot_server(&mut self, d: &Descriptor) {
+        if d.can(Capability::BootServer) || self.lab.router.is_none() {
+            return;
+        }
+        for (net, server) in self.lab.boot_segments() {
+            self.push(
+                Diagnostic::warning(
+                    "boot-server-manual",
+                    path!["networks", &net, "dhcp"],
+                    format!(
+                        "the `{}` router backend cannot name the network boot server for `{net}`: set its DHCP server's next-server (\"TFTP server\") to {server} by hand",
+                        d.kind
+                    ),
+                )
+                .help("Debian's GRUB network images (UEFI network installs) take their server only from the DHCP server's answer; iPXE and pxelinux need nothing of the router. On pfSense: Services › DHCP Server › the segment › Network Booting › Next Server; on OPNsense (Kea): the subnet's next-server"),
+            );
         }
     }
 

@@ -13,7 +13,7 @@ use cloudlet_core::plan::FieldChange;
 use cloudlet_core::{Domain, Provider, Resource, ResourceId};
 use cloudlet_transport::exec::Host;
 
-use crate::linux_files::{LinuxOptions, dnsmasq_base, nftables, s};
+use crate::linux_files::{LinuxOptions, boot_server_line, dnsmasq_base, nftables, s};
 
 use cloudlet_core::backend::{BoxFuture, ConnectError, Connection};
 use cloudlet_core::{ConfigFile, Imported};
@@ -153,6 +153,12 @@ impl LinuxRouter {
                 "dns-override" => {
                     hosts_dns.push_str(&line);
                     hosts_dns.push_str(&format!("{} {}\n", s(&b, "address"), s(&b, "host")));
+                }
+                "boot-server" => {
+                    // In the base configuration (a change restarts dnsmasq); recorded with
+                    // the table's entries.
+                    conf.push_str(&boot_server_line(&b));
+                    recorded.push_str(&line);
                 }
                 _ => {
                     recorded.push_str(&line);

@@ -41,7 +41,7 @@ pub static BACKEND: Descriptor = Descriptor {
         ),
     ],
     endpoint_schemes: &[],
-    capabilities: &[Capability::ConfigBackup],
+    capabilities: &[Capability::BootServer, Capability::ConfigBackup],
     connect: CONNECT,
 };
 
