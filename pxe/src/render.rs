@@ -194,12 +194,15 @@ pub fn ipxe_chain(server: &BootServer) -> String {
 }
 
 /// The GRUB config of a machine's UEFI install (`grub/grub.cfg-01-<mac>`; GRUB's network
-/// image asks for it first): kernel and initrd over HTTP.
+/// image asks for it first): kernel and initrd over TFTP.
 pub fn grub_machine(lab: &Lab, machine: &str, p: &Profile, server: &BootServer) -> String {
+    // Over TFTP from the boot service's address: Debian's signed GRUB network images have
+    // no `http` module (`(http,…)` is "disk not found" there), and TFTP is what they came by.
     let host = server
         .base_url
         .strip_prefix("http://")
         .unwrap_or(&server.base_url);
+    let host = host.split(':').next().unwrap_or(host);
     let mut s = String::new();
     header(&mut s, lab, machine);
     let _ = writeln!(s, "set default=0\nset timeout=0");
@@ -217,11 +220,11 @@ pub fn grub_machine(lab: &Lab, machine: &str, p: &Profile, server: &BootServer) 
         .collect();
     let _ = writeln!(
         s,
-        "  linux (http,{host})/boot/{} {}",
+        "  linux (tftp,{host})/{} {}",
         p.kernel,
         cmdline.join(" ")
     );
-    let _ = writeln!(s, "  initrd (http,{host})/boot/{}", p.initrd);
+    let _ = writeln!(s, "  initrd (tftp,{host})/{}", p.initrd);
     let _ = writeln!(s, "}}");
     s
 }
@@ -859,10 +862,10 @@ mod tests {
         let p = profile(&lab, cloudlet_core::model::InstallFormat::Autoinstall);
         let grub = grub_machine(&lab, "k8s-node1", &p, &srv);
         assert!(
-            grub.contains("  linux (http,10.0.10.20)/boot/Ubuntu20.04/linux autoinstall 'ds=nocloud-net;s=http://10.0.10.20/install/k8s-node1/abc123/' cloud-config-url=/dev/null hostname=k8s-node1"),
+            grub.contains("  linux (tftp,10.0.10.20)/Ubuntu20.04/linux autoinstall 'ds=nocloud-net;s=http://10.0.10.20/install/k8s-node1/abc123/' cloud-config-url=/dev/null hostname=k8s-node1"),
             "{grub}"
         );
-        assert!(grub.contains("  initrd (http,10.0.10.20)/boot/Ubuntu20.04/initrd.gz\n"));
+        assert!(grub.contains("  initrd (tftp,10.0.10.20)/Ubuntu20.04/initrd.gz\n"));
         assert!(grub_local().contains("exit"));
         assert!(ipxe_local().starts_with("#!ipxe\n") && ipxe_local().contains("exit"));
     }
