@@ -1,10 +1,12 @@
 //! TFTP as users run it: the `cloudlet` binary's `pxe serve --files DIR --no-http` against
-//! tftpd-hpa (Debian's `in.tftpd`) serving the same directory on loopback, the clients
-//! interleaved round by round (these machines are noisy), medians and ratios printed.
+//! tftpd-hpa (Debian's `in.tftpd`) and dnsmasq's TFTP server serving the same directory on
+//! loopback, the clients interleaved round by round (these machines are noisy), medians and
+//! ratios printed.
 //!
 //! 1. 64 MiB, one transfer at a time: curl at blksize 512 and 1468, atftp at blksize 1432,
-//!    lockstep on both servers; atftp with windowsize 16 (RFC 7440) on cloudlet against
-//!    tftpd-hpa's lockstep at the same blksize (tftpd-hpa 5.2 has no windowsize).
+//!    lockstep on every server; atftp with windowsize 16 (RFC 7440) on cloudlet against the
+//!    others' lockstep at the same blksize (tftpd-hpa 5.2 has no windowsize; dnsmasq's TFTP
+//!    is asked for it and answers in lockstep).
 //! 2. 200 transfers of 1 MiB at once, from 200 client addresses (127.0.1.1 ..), as 200
 //!    machines booting: every transfer's time, median and p99 per server, and the memory of
 //!    cloudlet's process before, at its peak and after the burst.
@@ -13,7 +15,8 @@
 //! windowsize 16 ≥ 5× tftpd-hpa's lockstep, the burst all complete with a median no worse than
 //! tftpd-hpa's, p99 ≤ 2× the median and memory back to its start.
 //!
-//! Needs Debian's tftpd-hpa, atftp and curl. `cargo bench -p cloudlet-cli --bench tftp`
+//! Needs Debian's tftpd-hpa, dnsmasq, atftp and curl; dnsmasq's TFTP port is fixed, so it
+//! serves 127.0.0.2:69. `cargo bench -p cloudlet-cli --bench tftp`
 //! (`CLOUDLET_BENCH_ROUNDS`, default 5).
 #![allow(
     missing_docs,
@@ -142,14 +145,14 @@ fn burst(addr: SocketAddr, out: &Path, tag: &str) -> (Vec<Duration>, usize) {
 }
 
 fn main() {
-    for tool in ["in.tftpd", "atftp", "curl"] {
+    for tool in ["in.tftpd", "dnsmasq", "atftp", "curl"] {
         let ok = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
             .is_ok_and(|o| o.status.success());
         assert!(
             ok,
-            "{tool} is missing: install Debian's tftpd-hpa, atftp and curl"
+            "{tool} is missing: install Debian's tftpd-hpa, dnsmasq, atftp and curl"
         );
     }
     let rounds: usize = std::env::var("CLOUDLET_BENCH_ROUNDS")
@@ -187,6 +190,27 @@ fn main() {
             .spawn()
             .expect("in.tftpd starts"),
     );
+    // dnsmasq's TFTP port is fixed (69): on an address of its own.
+    let dnsm: SocketAddr = "127.0.0.2:69".parse().unwrap();
+    let _dnsmasq = Killed(
+        Command::new("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--port=0",
+                "--conf-file=/dev/null",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.2",
+                "--user=root",
+                "--enable-tftp",
+                "--tftp-no-fail",
+                "--pid-file=",
+            ])
+            .arg(format!("--tftp-root={}", root.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq starts"),
+    );
     let ours: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
     let cloudlet = Killed(
         Command::new(env!("CARGO_BIN_EXE_cloudlet"))
@@ -202,7 +226,7 @@ fn main() {
     let pid = cloudlet.0.id();
     // Both answer before anything is timed.
     let probe = out.join("probe");
-    for addr in [hpa, ours] {
+    for addr in [hpa, dnsm, ours] {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let ok = Client::Curl { blksize: 1468 }
@@ -255,19 +279,21 @@ fn main() {
             },
         ),
     ];
-    let mut times: Vec<(Vec<Duration>, Vec<Duration>)> = vec![(Vec::new(), Vec::new()); 4];
+    // Per case: tftpd-hpa, dnsmasq, cloudlet.
+    let mut times: Vec<[Vec<Duration>; 3]> = vec![Default::default(); 4];
     let to = out.join("big.bin");
     for round in 0..rounds {
         for (i, (_, theirs, mine)) in cases.iter().enumerate() {
-            let (a, b) = if round % 2 == 0 {
-                let a = theirs.fetch(hpa, "big.bin", &to, BIG);
-                (a, mine.fetch(ours, "big.bin", &to, BIG))
-            } else {
-                let b = mine.fetch(ours, "big.bin", &to, BIG);
-                (theirs.fetch(hpa, "big.bin", &to, BIG), b)
-            };
-            times[i].0.push(a);
-            times[i].1.push(b);
+            // The servers' order turns by round.
+            for k in 0..3 {
+                let s = (k + round) % 3;
+                let took = match s {
+                    0 => theirs.fetch(hpa, "big.bin", &to, BIG),
+                    1 => theirs.fetch(dnsm, "big.bin", &to, BIG),
+                    _ => mine.fetch(ours, "big.bin", &to, BIG),
+                };
+                times[i][s].push(took);
+            }
         }
         eprintln!("round {}/{rounds} done", round + 1);
     }
@@ -275,19 +301,22 @@ fn main() {
         "64 MiB over loopback, one transfer at a time, median of {rounds} interleaved rounds:"
     );
     println!(
-        "| client                                      | tftpd-hpa s | cloudlet s | cloudlet MiB/s | ratio | target |"
+        "| client                                      | tftpd-hpa s | dnsmasq s | cloudlet s | cloudlet MiB/s | vs tftpd-hpa | vs dnsmasq | target |"
     );
     println!(
-        "|---------------------------------------------|------------:|-----------:|---------------:|------:|-------:|"
+        "|---------------------------------------------|------------:|----------:|-----------:|---------------:|-------------:|-----------:|-------:|"
     );
     for (i, (name, ..)) in cases.iter().enumerate() {
-        let (a, b) = (median(&mut times[i].0), median(&mut times[i].1));
-        let ratio = a.as_secs_f64() / b.as_secs_f64();
+        let [a, d, b] = &mut times[i];
+        let (a, d, b) = (median(a), median(d), median(b));
         println!(
-            "| {name:<43} | {:>11.2} | {:>10.2} | {:>14.1} | {ratio:>4.2}x | {:>6} |",
+            "| {name:<43} | {:>11.2} | {:>9.2} | {:>10.2} | {:>14.1} | {:>11.2}x | {:>9.2}x | {:>6} |",
             a.as_secs_f64(),
+            d.as_secs_f64(),
             b.as_secs_f64(),
             64.0 / b.as_secs_f64(),
+            a.as_secs_f64() / b.as_secs_f64(),
+            d.as_secs_f64() / b.as_secs_f64(),
             if i == 3 { ">= 5x" } else { ">= 1.5x" }
         );
     }

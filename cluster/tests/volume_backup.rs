@@ -632,3 +632,123 @@ async fn a_postgres_dump_is_taken_into_the_same_snapshot_and_loads_into_a_new_da
         "page 250"
     );
 }
+
+/// MySQL-family databases through the `command` dump: the lab's `mariadb-dump` (MariaDB's
+/// mysqldump) from the app's image with the app's Secret, against a real MariaDB server, into
+/// the same snapshot as the volume; the dump loads into a new database with what was there at
+/// backup time, and the password is never printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mariadb_dump_by_command_is_taken_into_the_snapshot_and_loads_into_a_new_database() {
+    let work = tempfile::tempdir().unwrap();
+    let peer = S3Peer::start(work.path(), "lab-volumes");
+    let password = "maria-secret-pw";
+    let db = cloudlet_testkit::mariadb::Mariadb::start(work.path(), password);
+    db.sql(password, None, "CREATE DATABASE shop");
+    db.sql(
+        password,
+        Some("shop"),
+        "CREATE TABLE orders (id INT PRIMARY KEY AUTO_INCREMENT, item VARCHAR(40) NOT NULL) ENGINE=InnoDB; INSERT INTO orders (item) SELECT CONCAT('item ', seq) FROM seq_1_to_300",
+    );
+    let pwfile = work.path().join("maria-password");
+    std::fs::write(&pwfile, password).unwrap();
+    let app = format!(
+        "    shop:\n      image: docker.io/library/mariadb:11\n      ports: [{{port: {port}}}]\n      secrets: {{MARIADB_ROOT_PASSWORD: {{file: {}}}}}\n      volumes: [{{name: data, export: blog, mount: /var/lib/mysql, size: 1GiB, database: true}}]\n      dump:\n        kind: command\n        command: [sh, -c, 'MYSQL_PWD=\"$MARIADB_ROOT_PASSWORD\" mariadb-dump --no-defaults --single-transaction -h shop -P {port} -u root shop > \"$DUMP_DIR/shop.sql\"']\n",
+        pwfile.display(),
+        port = db.port,
+    );
+    let lab = lab_with(&peer, work.path(), None, app);
+    let diags = cloudlet_core::validate::validate(&lab);
+    assert!(
+        !diags
+            .iter()
+            .any(|d| d.severity == cloudlet_core::Severity::Error
+                || d.code == "backup-volumes-database"),
+        "{diags:?}"
+    );
+    let plan = cloudlet_cluster::expand(&lab);
+    let template = find(&plan, "cronjob", "shop.shop-backup").body.value()["spec"]
+        ["jobTemplate"]["spec"]["template"]
+        .clone();
+    assert_eq!(
+        template["spec"]["initContainers"][0]["image"],
+        "docker.io/library/mariadb:11"
+    );
+
+    // The backup pod as a kubelet runs it: the dump with the image's tools (Debian's
+    // mariadb-dump here), the Service's name in /etc/hosts, then stock restic.
+    let data = work.path().join("nas/shop/data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("ibdata1"), b"copied while running").unwrap();
+    let kubelet = cloudlet_testkit::container::Kubelet {
+        secrets: BTreeMap::from([
+            from_refs(&find(&plan, "secret", "shop.shop-backup").body.value()),
+            from_refs(&find(&plan, "secret", "shop.shop-secrets").body.value()),
+        ]),
+        claims: BTreeMap::from([("shop-data".to_string(), data.clone())]),
+        hosts: vec![("shop".into(), "127.0.0.1".into())],
+        ..Default::default()
+    };
+    let root = work.path().join("root");
+    let o = tokio::task::spawn_blocking(move || {
+        cloudlet_testkit::container::run_pod_with(&root, &template, &kubelet)
+    })
+    .await
+    .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{out}");
+    assert!(!out.contains(password), "{out}");
+
+    // Written after the backup: not in it.
+    db.sql(
+        password,
+        Some("shop"),
+        "INSERT INTO orders (item) VALUES ('after')",
+    );
+
+    let loc = location(&peer);
+    let snaps = cloudlet_backup::blocking({
+        let l = loc.clone();
+        move || Repo::open(&l, KEY)?.snapshots()
+    })
+    .await
+    .unwrap();
+    let snap = snaps
+        .into_iter()
+        .find(|s| s.tags.iter().any(|t| t == "cloudlet-app:shop/shop"))
+        .expect("the app's snapshot");
+    let dest = work.path().join("restored");
+    let (d, id) = (dest.clone(), snap.id.clone());
+    cloudlet_backup::blocking(move || Repo::open(&loc, KEY)?.restore(&id, &d))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(dest.join("data/ibdata1")).unwrap(),
+        b"copied while running"
+    );
+    let sql = dest.join("_dump/shop.sql");
+    let text = std::fs::read_to_string(&sql).unwrap();
+    assert!(text.contains("CREATE TABLE `orders`"), "{text}");
+    assert!(!text.contains(password));
+    db.sql(password, None, "CREATE DATABASE shop_restored");
+    db.load(password, "shop_restored", &sql);
+    assert_eq!(
+        db.sql(
+            password,
+            Some("shop_restored"),
+            "SELECT count(*) FROM orders"
+        ),
+        "300"
+    );
+    assert_eq!(
+        db.sql(
+            password,
+            Some("shop_restored"),
+            "SELECT item FROM orders WHERE id = 300"
+        ),
+        "item 300"
+    );
+}

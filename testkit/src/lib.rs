@@ -31,6 +31,7 @@ pub mod hollow;
 pub mod hostile;
 pub mod https;
 pub mod hypervisor_peers;
+pub mod mariadb;
 pub mod opnsense_fake;
 pub mod pfsense_fake;
 pub mod platform;
