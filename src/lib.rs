@@ -1005,8 +1005,7 @@ impl Lab {
         let serve = self.loaded.lab.pxe.as_ref().and_then(|p| p.serve.clone());
         let address = options
             .address
-            .or(serve.as_ref().map(|s| s.address))
-            .or_else(|| self.pxe_server_address())
+            .or_else(|| self.loaded.lab.boot_server())
             .ok_or_else(|| {
                 pxe::service::ServiceError::Config(
                     "no address to serve on: give this host's address on the boot segment (`pxe.serve.address` in the lab, or the address option), or name the boot server machine in `pxe.server`".into(),
@@ -1197,7 +1196,7 @@ impl Lab {
     pub fn expand(&self) -> Vec<Resource> {
         let lab = &self.loaded.lab;
         // The cluster holds most resources; the other domains expand beside it.
-        let (mut cluster, (router, pxe, storage, mut hyper)) = rayon::join(
+        let (mut cluster, (mut router, pxe, storage, mut hyper)) = rayon::join(
             || cluster::expand(lab),
             || {
                 (
@@ -1210,7 +1209,6 @@ impl Lab {
         );
         // next-server only for router backends that can set it (validation tells the others
         // what to set by hand).
-        let mut router = router;
         if backend::find(BACKENDS, lab.targets.router.kind.as_str())
             .is_some_and(|d| d.can(cloudlet_core::backend::Capability::BootServer))
         {

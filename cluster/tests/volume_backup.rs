@@ -81,15 +81,16 @@ fn find<'a>(
         .unwrap_or_else(|| panic!("no {kind} {name} in the plan"))
 }
 
-/// The blog app's volume snapshot in the repository at `loc`, found by the tag the backup
-/// Job gives it.
-async fn app_snapshot(loc: Location) -> cloudlet_backup::repo::Snapshot {
+/// The volume snapshot of `app` (in its own namespace) in the repository at `loc`, found by
+/// the tag the backup Job gives it.
+async fn app_snapshot(loc: Location, app: &str) -> cloudlet_backup::repo::Snapshot {
     let snaps = cloudlet_backup::blocking(move || Repo::open(&loc, KEY)?.snapshots())
         .await
         .unwrap();
+    let tag = format!("cloudlet-app:{app}/{app}");
     snaps
         .into_iter()
-        .find(|s| s.tags.iter().any(|t| t == "cloudlet-app:blog/blog"))
+        .find(|s| s.tags.contains(&tag))
         .expect("the app's snapshot is tagged with it")
 }
 
@@ -242,7 +243,7 @@ async fn the_restore_job_holds_the_app_and_brings_its_volumes_back_with_stock_re
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let loc = location(&peer);
-    let snap = app_snapshot(loc).await;
+    let snap = app_snapshot(loc, "blog").await;
 
     // The disaster: the volume comes back empty but for a file the app wrote on it since.
     std::fs::remove_dir_all(&content).unwrap();
@@ -427,7 +428,7 @@ async fn volumes_go_to_an_sftp_target_with_the_labs_key_and_come_back_from_it() 
         known_hosts: Some(peer.known_hosts.clone()),
     });
     // Read by cloudlet over SFTP.
-    let snap = app_snapshot(loc).await;
+    let snap = app_snapshot(loc, "blog").await;
 
     // Lost, then brought back by the restore Job's container from the same server.
     std::fs::remove_dir_all(&content).unwrap();
@@ -545,16 +546,7 @@ async fn a_postgres_dump_is_taken_into_the_same_snapshot_and_loads_into_a_new_da
     // One snapshot holds the volume and the dump; the dump loads into a new database and
     // answers with what was there at backup time.
     let loc = location(&peer);
-    let snaps = cloudlet_backup::blocking({
-        let l = loc.clone();
-        move || Repo::open(&l, KEY)?.snapshots()
-    })
-    .await
-    .unwrap();
-    let snap = snaps
-        .into_iter()
-        .find(|s| s.tags.iter().any(|t| t == "cloudlet-app:wikidb/wikidb"))
-        .expect("the app's snapshot");
+    let snap = app_snapshot(loc.clone(), "wikidb").await;
     let dest = work.path().join("restored");
     let d = dest.clone();
     let id = snap.id.clone();
@@ -710,16 +702,7 @@ async fn a_mariadb_dump_by_command_is_taken_into_the_snapshot_and_loads_into_a_n
     );
 
     let loc = location(&peer);
-    let snaps = cloudlet_backup::blocking({
-        let l = loc.clone();
-        move || Repo::open(&l, KEY)?.snapshots()
-    })
-    .await
-    .unwrap();
-    let snap = snaps
-        .into_iter()
-        .find(|s| s.tags.iter().any(|t| t == "cloudlet-app:shop/shop"))
-        .expect("the app's snapshot");
+    let snap = app_snapshot(loc.clone(), "shop").await;
     let dest = work.path().join("restored");
     let (d, id) = (dest.clone(), snap.id.clone());
     cloudlet_backup::blocking(move || Repo::open(&loc, KEY)?.restore(&id, &d))

@@ -37,7 +37,8 @@ impl Drop for ApiServer {
     }
 }
 
-fn free_port() -> u16 {
+/// A free TCP port on loopback.
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

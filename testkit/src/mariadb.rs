@@ -20,11 +20,7 @@ impl Mariadb {
             .into_iter()
             .find(|p| Path::new(p).exists())
             .expect("needs Debian's mariadb-server (the server and mariadb-dump)");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::apiserver::free_port();
         let home = dir.join("mariadb");
         let data = home.join("data");
         std::fs::create_dir_all(&home).unwrap();

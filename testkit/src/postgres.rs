@@ -21,11 +21,7 @@ impl Postgres {
             .filter(|b| b.join("initdb").exists())
             .max()
             .expect("a PostgreSQL server under /usr/lib/postgresql");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::apiserver::free_port();
         let home = dir.join("pg");
         let data = home.join("data");
         std::fs::create_dir_all(&home).unwrap();
