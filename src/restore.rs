@@ -619,7 +619,7 @@ impl Lab {
         Ok(Some(detail))
     }
 
-    /// Each app with a postgres dump gets it back: the servers start (the other apps whose
+    /// Each app with a postgres or mysql dump gets it back: the servers start (the other apps whose
     /// volumes came back stay held, so none of them meets an empty database and makes its
     /// schema anew), then a Job per app loads the dump from the app's newest volume snapshot.
     async fn restore_databases(

@@ -1558,6 +1558,40 @@ fn a_dump_goes_into_backed_up_volumes_with_its_password_port_and_command() {
     ));
     let d = only(&t, "dump-port");
     assert_at(&d, at(&t, "dump:"));
+
+    // mysql: the same rules, with its own tool and port named.
+    assert_eq!(
+        findings(&backed(dump(
+            "{kind: mysql, password: PW, verify: \"SELECT count(*) FROM t\"}"
+        ))),
+        vec![]
+    );
+    let t = backed(dump("{kind: mysql, command: [x]}"));
+    let d = only(&t, "dump-command");
+    assert!(d.message.contains("a mysql dump runs mysqldump"), "{d}");
+    let t = backed(edit(
+        &dump("{kind: mysql}"),
+        "      ports: [{name: http, port: 80}]\n      ingress: [{host: web.example.com}]\n",
+        "",
+    ));
+    let d = only(&t, "dump-port");
+    assert_eq!(
+        d.help.as_deref(),
+        Some("add `ports: [{port: 3306}]` to the app")
+    );
+
+    // The load makes the database again by its name: a name the server takes, or none.
+    let t = backed(dump("{kind: mysql, database: \"shop`; DROP\"}"));
+    let d = only(&t, "dump-database");
+    assert_at(&d, at(&t, "\"shop`; DROP\""));
+    assert!(d.message.contains("is not a letter, digit"), "{d}");
+    let long = "d".repeat(65);
+    let t = backed(dump(&format!("{{kind: mysql, database: {long}}}")));
+    assert!(
+        only(&t, "dump-database")
+            .message
+            .contains("65 bytes long, the server takes 64")
+    );
 }
 
 #[test]

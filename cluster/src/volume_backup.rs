@@ -347,6 +347,19 @@ fn dump_container(
                 file,
             ]
         }
+        DumpKind::Mysql => {
+            let (db, file) = dumped(name, d);
+            env.extend(mysql_env(name, app, d, &db));
+            if let Some(key) = &d.password {
+                env.push(from_app_secret("MYSQL_PWD", key));
+            }
+            let script = format!(
+                "set -eu\n{MYSQL_TOOLS}\
+                 exec \"$dump\" --no-defaults --single-transaction --routines --triggers --no-tablespaces --hex-blob --default-character-set=utf8mb4 -h \"$DB_HOST\" -P \"$DB_PORT\" -u \"$DB_USER\" --result-file={} \"$DB_NAME\"\n",
+                sh(&file)
+            );
+            vec!["/bin/sh".into(), "-c".into(), script]
+        }
         DumpKind::Command => {
             for (k, v) in &app.env {
                 env.push(json!({"name": k, "value": v}));
@@ -368,6 +381,37 @@ fn dump_container(
         "volumeMounts": mounts,
         "securityContext": {"allowPrivilegeEscalation": false},
     })
+}
+
+/// The MySQL-family programs of the image, MariaDB's names first (MariaDB 11 has only those),
+/// else MySQL's: `$dump`, `$sql` (the client) and `$admin`.
+const MYSQL_TOOLS: &str = "if command -v mariadb-dump >/dev/null 2>&1; then dump=mariadb-dump sql=mariadb admin=mariadb-admin; else dump=mysqldump sql=mysql admin=mysqladmin; fi\n";
+
+/// The environment a mysql dump's programs read: the app's Service, the user and the
+/// database (the password, `MYSQL_PWD`, from the app's Secret besides).
+fn mysql_env(
+    name: &str,
+    app: &App,
+    d: &cloudlet_core::model::Dump,
+    db: &str,
+) -> Vec<serde_json::Value> {
+    let port = app
+        .ports
+        .iter()
+        .find(|p| p.port == 3306)
+        .or_else(|| app.ports.first())
+        .map_or(3306, |p| p.port);
+    vec![
+        json!({"name": "DB_HOST", "value": name}),
+        json!({"name": "DB_PORT", "value": port.to_string()}),
+        json!({"name": "DB_USER", "value": d.user.as_deref().unwrap_or("root")}),
+        json!({"name": "DB_NAME", "value": db}),
+    ]
+}
+
+/// `db` as a MySQL identifier, in backticks.
+fn mysql_ident(db: &str) -> String {
+    format!("`{}`", db.replace('`', "``"))
 }
 
 /// The name of the app's restore Job.
@@ -406,13 +450,13 @@ pub fn restore_script(lab: &Lab, app: &App, snapshot: &str) -> Option<String> {
 }
 
 /// The volumes of `app` that a restore leaves empty for its dump to be loaded into: those
-/// holding a database server's files, when the app has a `postgres` dump.
+/// holding a database server's files, when the app has a `postgres` or `mysql` dump.
 pub fn reloaded(app: &App) -> impl Iterator<Item = &cloudlet_core::model::Volume> {
-    let postgres = app
+    let loaded = app
         .dump
         .as_ref()
-        .is_some_and(|d| d.kind == cloudlet_core::model::DumpKind::Postgres);
-    app.volumes.iter().filter(move |v| postgres && v.database)
+        .is_some_and(cloudlet_core::model::Dump::loadable);
+    app.volumes.iter().filter(move |v| loaded && v.database)
 }
 
 /// The name of the Job that loads the app's dump during a restore.
@@ -420,10 +464,11 @@ pub fn load_name(app: &str) -> String {
     format!("{app}-load-dump")
 }
 
-/// The Job that loads the app's postgres dump from `snapshot` into its (new, empty) server:
+/// The Job that loads the app's database dump from `snapshot` into its (new, empty) server:
 /// stock restic brings `_dump/` back into the pod, then the app's own image waits for the
 /// server (up to 5 minutes), makes the database again and loads the dump, stopping at the
-/// first error. `None` when the app has no postgres dump or its volumes are not backed up.
+/// first error. `None` when the app has no postgres or mysql dump or its volumes are not
+/// backed up.
 pub fn load_job(
     lab: &Lab,
     name: &str,
@@ -431,24 +476,48 @@ pub fn load_job(
     ns: &str,
     snapshot: &str,
 ) -> Option<serde_json::Value> {
-    let (db, file) = dumped(name, postgres_dump(app)?);
-    let remake = if db == "postgres" {
-        String::new()
-    } else {
-        format!(
-            "dropdb --if-exists --force {db}\ncreatedb {db}\n",
-            db = sh(&db)
-        )
+    use cloudlet_core::model::DumpKind;
+    let d = loaded_dump(app)?;
+    let (db, file) = dumped(name, d);
+    let script = match d.kind {
+        DumpKind::Postgres => {
+            let remake = if db == "postgres" {
+                String::new()
+            } else {
+                format!(
+                    "dropdb --if-exists --force {db}\ncreatedb {db}\n",
+                    db = sh(&db)
+                )
+            };
+            format!(
+                "set -eu\n\
+                 n=0\n\
+                 until pg_isready -q; do n=$((n+1)); if [ $n -ge 150 ]; then echo 'the server did not answer in 5 minutes' >&2; exit 1; fi; sleep 2; done\n\
+                 {remake}\
+                 psql -v ON_ERROR_STOP=1 -q -d {} -f {}\n",
+                sh(&db),
+                sh(&file)
+            )
+        }
+        DumpKind::Mysql => {
+            // Until the server takes the user (a new server makes its users before it listens
+            // on the network), then the database made anew and the dump loaded into it.
+            let at = "--no-defaults -h \"$DB_HOST\" -P \"$DB_PORT\" -u \"$DB_USER\"";
+            let ident = mysql_ident(&db);
+            format!(
+                "set -eu\n{MYSQL_TOOLS}\
+                 n=0\n\
+                 until said=$(\"$admin\" {at} --connect-timeout=5 status 2>&1); do n=$((n+1)); if [ $n -ge 150 ]; then echo \"the server did not take the user in 5 minutes: $said\" >&2; exit 1; fi; sleep 2; done\n\
+                 \"$sql\" {at} -e {}\n\
+                 \"$sql\" {at} --default-character-set=utf8mb4 \"$DB_NAME\" < {}\n",
+                sh(&format!(
+                    "DROP DATABASE IF EXISTS {ident}; CREATE DATABASE {ident}"
+                )),
+                sh(&file)
+            )
+        }
+        DumpKind::Command => return None,
     };
-    let script = format!(
-        "set -eu\n\
-         n=0\n\
-         until pg_isready -q; do n=$((n+1)); if [ $n -ge 150 ]; then echo 'the server did not answer in 5 minutes' >&2; exit 1; fi; sleep 2; done\n\
-         {remake}\
-         psql -v ON_ERROR_STOP=1 -q -d {} -f {}\n",
-        sh(&db),
-        sh(&file)
-    );
     dump_job(lab, name, app, ns, snapshot, &load_name(name), script, &[])
 }
 
@@ -457,11 +526,12 @@ pub fn verify_name(app: &str) -> String {
     format!("{app}-verify-dump")
 }
 
-/// Level 4 of `backup verify` for the app's postgres dump in `snapshot`: stock restic brings
+/// Level 4 of `backup verify` for the app's database dump in `snapshot`: stock restic brings
 /// `_dump/` back into the pod, then the app's own image starts a scratch server inside the pod
-/// (as the `postgres` user, on a socket only), loads the dump, stopping at the first error,
-/// and asks the lab's query, failing unless it answers at least one row. Nothing outside the
-/// pod is touched. `None` unless the app has a postgres dump with a query.
+/// (as the image's `postgres` or `mysql` user, on a socket only), loads the dump, stopping at
+/// the first error, and asks the lab's query, failing unless it answers at least one row.
+/// Nothing outside the pod is touched. `None` unless the app has a postgres or mysql dump
+/// with a query.
 pub fn verify_job(
     lab: &Lab,
     name: &str,
@@ -469,34 +539,69 @@ pub fn verify_job(
     ns: &str,
     snapshot: &str,
 ) -> Option<serde_json::Value> {
-    let d = postgres_dump(app)?;
+    use cloudlet_core::model::DumpKind;
+    let d = loaded_dump(app)?;
     let query = d.verify.as_ref()?;
     let (db, file) = dumped(name, d);
     let scratch = "/tmp/cloudlet-l4";
-    let inner = format!(
-        "set -eu\n\
-         export PGHOST={scratch} PGUSER=postgres\n\
-         initdb -D {scratch}/data -U postgres --auth=trust >/dev/null\n\
-         pg_ctl -D {scratch}/data -o \"-c listen_addresses= -k {scratch}\" -w start >/dev/null\n\
-         trap 'pg_ctl -D {scratch}/data -m fast stop >/dev/null' EXIT\n\
-         {create}\
-         psql -v ON_ERROR_STOP=1 -q -d {db} -f {file}\n\
-         rows=$(psql -v ON_ERROR_STOP=1 -tA -d {db} -c \"$CLOUDLET_QUERY\")\n\
-         if [ -z \"$rows\" ]; then echo 'the query answered no row' >&2; exit 1; fi\n\
-         echo \"answered: $(printf '%s' \"$rows\" | head -n 1)\"\n",
-        create = if db == "postgres" {
-            String::new()
-        } else {
-            format!("createdb {}\n", sh(&db))
-        },
-        db = sh(&db),
-        file = sh(&file),
-    );
-    // The server refuses to run as root: the image's `postgres` user runs it.
-    let script = format!(
-        "set -eu\nmkdir -p {scratch}\nchown postgres {scratch}\nexec setpriv --reuid=postgres --regid=postgres --init-groups sh -c {}\n",
-        sh(&inner)
-    );
+    let script = match d.kind {
+        DumpKind::Postgres => {
+            let inner = format!(
+                "set -eu\n\
+                 export PGHOST={scratch} PGUSER=postgres\n\
+                 initdb -D {scratch}/data -U postgres --auth=trust >/dev/null\n\
+                 pg_ctl -D {scratch}/data -o \"-c listen_addresses= -k {scratch}\" -w start >/dev/null\n\
+                 trap 'pg_ctl -D {scratch}/data -m fast stop >/dev/null' EXIT\n\
+                 {create}\
+                 psql -v ON_ERROR_STOP=1 -q -d {db} -f {file}\n\
+                 rows=$(psql -v ON_ERROR_STOP=1 -tA -d {db} -c \"$CLOUDLET_QUERY\")\n\
+                 {answered}",
+                create = if db == "postgres" {
+                    String::new()
+                } else {
+                    format!("createdb {}\n", sh(&db))
+                },
+                db = sh(&db),
+                file = sh(&file),
+                answered = ANSWERED,
+            );
+            // The server refuses to run as root: the image's `postgres` user runs it.
+            format!(
+                "set -eu\nmkdir -p {scratch}\nchown postgres {scratch}\nexec setpriv --reuid=postgres --regid=postgres --init-groups sh -c {}\n",
+                sh(&inner)
+            )
+        }
+        DumpKind::Mysql => {
+            // The server drops to the image's `mysql` user itself; its root on the socket has
+            // no password (the app's, in MYSQL_PWD, is not for it).
+            let at = format!("--no-defaults -S {scratch}/sock -u root");
+            let ident = mysql_ident(&db);
+            format!(
+                "set -eu\nunset MYSQL_PWD\n\
+                 mkdir -p {scratch}\nchown mysql {scratch}\n\
+                 if command -v mariadbd >/dev/null 2>&1; then\n\
+                 server=mariadbd sql=mariadb extra=\n\
+                 mariadb-install-db --no-defaults --user=mysql --datadir={scratch}/data --auth-root-authentication-method=normal --skip-test-db --skip-name-resolve --tmpdir={scratch} >{scratch}/install.log 2>&1 || {{ cat {scratch}/install.log >&2; exit 1; }}\n\
+                 else\n\
+                 server=mysqld sql=mysql extra=--mysqlx=OFF\n\
+                 mysqld --no-defaults --initialize-insecure --user=mysql --datadir={scratch}/data --tmpdir={scratch} >{scratch}/install.log 2>&1 || {{ cat {scratch}/install.log >&2; exit 1; }}\n\
+                 fi\n\
+                 \"$server\" --no-defaults --user=mysql --datadir={scratch}/data --socket={scratch}/sock --pid-file={scratch}/pid --log-error={scratch}/server.log --tmpdir={scratch} --skip-networking $extra &\n\
+                 pid=$!\n\
+                 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT\n\
+                 n=0\n\
+                 until \"$sql\" {at} -e 'SELECT 1' >/dev/null 2>&1; do n=$((n+1)); if ! kill -0 $pid 2>/dev/null || [ $n -ge 300 ]; then echo 'the scratch server did not start:' >&2; tail -n 20 {scratch}/server.log >&2; exit 1; fi; sleep 1; done\n\
+                 \"$sql\" {at} -e {create}\n\
+                 \"$sql\" {at} --default-character-set=utf8mb4 {db} < {file}\n\
+                 rows=$(\"$sql\" {at} -N -B {db} -e \"$CLOUDLET_QUERY\")\n\
+                 {ANSWERED}",
+                create = sh(&format!("CREATE DATABASE {ident}")),
+                db = sh(&db),
+                file = sh(&file),
+            )
+        }
+        DumpKind::Command => return None,
+    };
     dump_job(
         lab,
         name,
@@ -509,18 +614,24 @@ pub fn verify_job(
     )
 }
 
-/// The database a postgres dump of app `name` holds, and the file it is written to (and
-/// loaded from).
+/// The end of a level-4 script: fails unless the query in `$rows` answered a row, else says
+/// its first.
+const ANSWERED: &str = "if [ -z \"$rows\" ]; then echo 'the query answered no row' >&2; exit 1; fi\n\
+echo \"answered: $(printf '%s' \"$rows\" | head -n 1)\"\n";
+
+/// The database a postgres or mysql dump of app `name` holds, and the file it is written to
+/// (and loaded from).
 fn dumped(name: &str, d: &cloudlet_core::model::Dump) -> (String, String) {
-    let db = d.database.clone().unwrap_or_else(|| name.to_string());
-    let file = format!("{DUMP_DIR}/postgres-{db}.sql");
+    let db = d.database_of(name).to_string();
+    let file = format!("{DUMP_DIR}/{}-{db}.sql", d.kind.name());
     (db, file)
 }
 
-fn postgres_dump(app: &App) -> Option<&cloudlet_core::model::Dump> {
+/// The app's dump when cloudlet loads it (postgres, mysql).
+fn loaded_dump(app: &App) -> Option<&cloudlet_core::model::Dump> {
     app.dump
         .as_ref()
-        .filter(|d| d.kind == cloudlet_core::model::DumpKind::Postgres)
+        .filter(|d| cloudlet_core::model::Dump::loadable(d))
 }
 
 /// A Job of the app's dump in `snapshot`: stock restic brings `_dump/` back into an emptyDir,
@@ -551,7 +662,7 @@ fn dump_job(
     )?;
     volumes.push(json!({"name": "dump", "emptyDir": {}}));
     let mut main = dump_container(name, app, d, pulled_image(lab, &app.image));
-    main["name"] = json!("postgres");
+    main["name"] = json!("database");
     main["command"] = json!(["/bin/sh", "-c", script]);
     if let Some(all) = main["env"].as_array_mut() {
         all.extend(env.iter().map(|(k, v)| json!({"name": k, "value": v})));

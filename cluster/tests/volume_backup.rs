@@ -521,19 +521,8 @@ async fn a_postgres_dump_is_taken_into_the_same_snapshot_and_loads_into_a_new_da
         hosts: vec![("wikidb".into(), "127.0.0.1".into())],
         ..Default::default()
     };
-    let root = work.path().join("root");
-    let (t, k) = (template.clone(), kubelet.clone());
-    let o = tokio::task::spawn_blocking(move || {
-        cloudlet_testkit::container::run_pod_with(&root, &t, &k)
-    })
-    .await
-    .unwrap();
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "{out}");
+    let (ok, out) = run(work.path().join("root"), template, &kubelet).await;
+    assert!(ok, "{out}");
     assert!(!out.contains(password), "{out}");
 
     // Written after the backup: not in it.
@@ -594,18 +583,8 @@ async fn a_postgres_dump_is_taken_into_the_same_snapshot_and_loads_into_a_new_da
     .enumerate()
     {
         let root = work.path().join(format!("restore-root{i}"));
-        let k = kubelet.clone();
-        let o = tokio::task::spawn_blocking(move || {
-            cloudlet_testkit::container::run_pod_with(&root, &job["spec"]["template"], &k)
-        })
-        .await
-        .unwrap();
-        let out = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(o.status.success(), "job {i}: {out}");
+        let (ok, out) = run(root, &job["spec"]["template"], &kubelet).await;
+        assert!(ok, "job {i}: {out}");
         assert!(!out.contains(password), "{out}");
         if i == 0 {
             assert_eq!(
@@ -623,6 +602,26 @@ async fn a_postgres_dump_is_taken_into_the_same_snapshot_and_loads_into_a_new_da
         pg.psql(password, "wiki", "SELECT title FROM pages WHERE id = 250"),
         "page 250"
     );
+
+    // Level 4: the dump loaded into a scratch server inside the pod (the image's `postgres`
+    // user runs it) and asked the lab's query; one that answers no row fails.
+    for (query, answers) in [
+        ("SELECT count(*) FROM pages", Some("answered: 250")),
+        ("SELECT id FROM pages WHERE title = 'after'", None),
+    ] {
+        let mut def = app.clone();
+        def.dump.as_mut().unwrap().verify = Some(query.into());
+        let job =
+            cloudlet_cluster::volume_backup::verify_job(&lab, "wikidb", &def, "wikidb", &snap.id)
+                .expect("a query to ask");
+        let root = work.path().join(format!("verify-{}", answers.is_some()));
+        let (ok, out) = run(root, &job["spec"]["template"], &kubelet).await;
+        assert!(!out.contains(password), "{out}");
+        match answers {
+            Some(line) => assert!(ok && out.contains(line), "{out}"),
+            None => assert!(!ok && out.contains("the query answered no row"), "{out}"),
+        }
+    }
 }
 
 /// MySQL-family databases through the `command` dump: the lab's `mariadb-dump` (MariaDB's
@@ -680,18 +679,8 @@ async fn a_mariadb_dump_by_command_is_taken_into_the_snapshot_and_loads_into_a_n
         hosts: vec![("shop".into(), "127.0.0.1".into())],
         ..Default::default()
     };
-    let root = work.path().join("root");
-    let o = tokio::task::spawn_blocking(move || {
-        cloudlet_testkit::container::run_pod_with(&root, &template, &kubelet)
-    })
-    .await
-    .unwrap();
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "{out}");
+    let (ok, out) = run(work.path().join("root"), &template, &kubelet).await;
+    assert!(ok, "{out}");
     assert!(!out.contains(password), "{out}");
 
     // Written after the backup: not in it.
@@ -734,4 +723,171 @@ async fn a_mariadb_dump_by_command_is_taken_into_the_snapshot_and_loads_into_a_n
         ),
         "item 300"
     );
+}
+
+/// `pod` (a pod template) run as a kubelet runs it, under the root `root`: whether it
+/// succeeded, and what it printed.
+async fn run(
+    root: std::path::PathBuf,
+    pod: &Value,
+    kubelet: &cloudlet_testkit::container::Kubelet,
+) -> (bool, String) {
+    let (p, k) = (pod.clone(), kubelet.clone());
+    let o = tokio::task::spawn_blocking(move || {
+        cloudlet_testkit::container::run_pod_with(&root, &p, &k)
+    })
+    .await
+    .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), out)
+}
+
+/// `kind: mysql` against a real MariaDB server: the image's `mariadb-dump` through the app's
+/// Service with the app's password into the same snapshot as the volume; on restore the
+/// server's volume comes back empty and the load Job makes the database again from the dump;
+/// level 4 loads the dump into a scratch server inside the pod and asks the lab's query (a
+/// query that answers no row fails it). The password is never printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mysql_dump_is_loaded_back_on_restore_and_answers_in_a_scratch_server() {
+    let work = tempfile::tempdir().unwrap();
+    let peer = S3Peer::start(work.path(), "lab-volumes");
+    let password = "maria-kind-pw";
+    let db = cloudlet_testkit::mariadb::Mariadb::start(work.path(), password);
+    db.sql(password, None, "CREATE DATABASE shop");
+    db.sql(
+        password,
+        Some("shop"),
+        "CREATE TABLE orders (id INT PRIMARY KEY AUTO_INCREMENT, item VARCHAR(40) NOT NULL, note BLOB) ENGINE=InnoDB; INSERT INTO orders (item, note) SELECT CONCAT('item ', seq), UNHEX('00FF10') FROM seq_1_to_300; CREATE PROCEDURE total() SELECT count(*) FROM orders",
+    );
+    let pwfile = work.path().join("maria-password");
+    std::fs::write(&pwfile, password).unwrap();
+    let app = format!(
+        "    shop:\n      image: docker.io/library/mariadb:11\n      ports: [{{port: {port}}}]\n      secrets: {{MARIADB_ROOT_PASSWORD: {{file: {}}}}}\n      volumes: [{{name: data, export: blog, mount: /var/lib/mysql, size: 1GiB, database: true}}]\n      dump: {{kind: mysql, password: MARIADB_ROOT_PASSWORD, verify: 'SELECT count(*) FROM orders'}}\n",
+        pwfile.display(),
+        port = db.port,
+    );
+    let lab = lab_with(&peer, work.path(), None, app);
+    let diags = cloudlet_core::validate::validate(&lab);
+    assert!(
+        !diags
+            .iter()
+            .any(|d| d.severity == cloudlet_core::Severity::Error
+                || d.code == "backup-volumes-database"),
+        "{diags:?}"
+    );
+    let plan = cloudlet_cluster::expand(&lab);
+    let template = find(&plan, "cronjob", "shop.shop-backup").body.value()["spec"]
+        ["jobTemplate"]["spec"]["template"]
+        .clone();
+    let dump = &template["spec"]["initContainers"][0];
+    assert_eq!(dump["image"], "docker.io/library/mariadb:11");
+    let env: BTreeMap<String, Value> = dump["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_string(), e.clone()))
+        .collect();
+    assert_eq!(env["DB_HOST"]["value"], "shop");
+    assert_eq!(env["DB_NAME"]["value"], "shop", "the app's name by default");
+    assert_eq!(env["DB_USER"]["value"], "root");
+    assert_eq!(
+        env["MYSQL_PWD"]["valueFrom"]["secretKeyRef"],
+        serde_json::json!({"name": "shop-secrets", "key": "MARIADB_ROOT_PASSWORD"})
+    );
+
+    let data = work.path().join("nas/shop/data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("ibdata1"), b"copied while running").unwrap();
+    let kubelet = cloudlet_testkit::container::Kubelet {
+        secrets: BTreeMap::from([
+            from_refs(&find(&plan, "secret", "shop.shop-backup").body.value()),
+            from_refs(&find(&plan, "secret", "shop.shop-secrets").body.value()),
+        ]),
+        claims: BTreeMap::from([("shop-data".to_string(), data.clone())]),
+        hosts: vec![("shop".into(), "127.0.0.1".into())],
+        ..Default::default()
+    };
+    let (ok, out) = run(work.path().join("root"), &template, &kubelet).await;
+    assert!(ok, "{out}");
+    assert!(!out.contains(password), "{out}");
+    db.sql(
+        password,
+        Some("shop"),
+        "INSERT INTO orders (item) VALUES ('after')",
+    );
+
+    let loc = location(&peer);
+    let snap = app_snapshot(loc.clone(), "shop").await;
+    let dest = work.path().join("restored");
+    let (d, id) = (dest.clone(), snap.id.clone());
+    cloudlet_backup::blocking(move || Repo::open(&loc, KEY)?.restore(&id, &d))
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(dest.join("_dump/mysql-shop.sql")).unwrap();
+    assert!(text.contains("CREATE TABLE `orders`"), "{text}");
+    assert!(text.contains("PROCEDURE `total`"), "routines are dumped");
+    assert!(!text.contains("CREATE DATABASE"), "loads into any database");
+    assert!(!text.contains(password));
+
+    // The disaster: the database is gone and the server's volume holds a stray file. The
+    // restore Job leaves the server's volume empty, the load Job makes the database again.
+    db.sql(password, None, "DROP DATABASE shop");
+    std::fs::write(data.join("stray"), b"x").unwrap();
+    let def = &lab.cluster.as_ref().unwrap().apps["shop"];
+    let restore =
+        cloudlet_cluster::volume_backup::restore_job(&lab, "shop", def, "shop", &snap.id).unwrap();
+    let load = cloudlet_cluster::volume_backup::load_job(&lab, "shop", def, "shop", &snap.id)
+        .expect("a mysql dump is loaded");
+    for (i, job) in [restore, load].into_iter().enumerate() {
+        let root = work.path().join(format!("restore-root{i}"));
+        let (ok, out) = run(root, &job["spec"]["template"], &kubelet).await;
+        assert!(ok, "job {i}: {out}");
+        assert!(!out.contains(password), "{out}");
+        if i == 0 {
+            assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
+        }
+    }
+    assert_eq!(
+        db.sql(password, Some("shop"), "SELECT count(*) FROM orders"),
+        "300",
+        "what was there at backup time, not what came after"
+    );
+    assert_eq!(
+        db.sql(
+            password,
+            Some("shop"),
+            "SELECT HEX(note) FROM orders WHERE id = 300"
+        ),
+        "00FF10"
+    );
+    assert_eq!(db.sql(password, Some("shop"), "CALL total()"), "300");
+
+    // Level 4: a scratch server in the pod, the server the lab runs untouched.
+    let verify = cloudlet_cluster::volume_backup::verify_job(&lab, "shop", def, "shop", &snap.id)
+        .expect("a query to ask");
+    let (ok, out) = run(
+        work.path().join("verify-root"),
+        &verify["spec"]["template"],
+        &kubelet,
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert!(out.contains("answered: 300"), "{out}");
+    assert!(!out.contains(password), "{out}");
+    let mut none = def.clone();
+    none.dump.as_mut().unwrap().verify = Some("SELECT id FROM orders WHERE item = 'after'".into());
+    let verify =
+        cloudlet_cluster::volume_backup::verify_job(&lab, "shop", &none, "shop", &snap.id).unwrap();
+    let (ok, out) = run(
+        work.path().join("verify-root-none"),
+        &verify["spec"]["template"],
+        &kubelet,
+    )
+    .await;
+    assert!(!ok, "a query that answers no row fails level 4: {out}");
+    assert!(out.contains("the query answered no row"), "{out}");
 }

@@ -1317,16 +1317,17 @@ pub struct App {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Dump {
-    /// `postgres`: `pg_dump` of one database through the app's Service; `command`: the lab's
-    /// command.
+    /// `postgres`: `pg_dump` of one database through the app's Service; `mysql`:
+    /// `mariadb-dump` or `mysqldump` of one database through the app's Service; `command`: the
+    /// lab's command.
     pub kind: DumpKind,
-    /// postgres: the database (default: the app's name).
+    /// postgres, mysql: the database (default: the app's name).
     #[serde(default)]
     pub database: Option<String>,
-    /// postgres: the user (default `postgres`).
+    /// postgres, mysql: the user (default `postgres` for postgres, `root` for mysql).
     #[serde(default)]
     pub user: Option<String>,
-    /// postgres: the key of the app's `secrets` that holds the user's password.
+    /// postgres, mysql: the key of the app's `secrets` that holds the user's password.
     #[serde(default)]
     pub password: Option<String>,
     /// command: the program and its arguments, run from the app's image with the app's
@@ -1334,11 +1335,24 @@ pub struct Dump {
     /// dump into the directory `$DUMP_DIR`.
     #[serde(default)]
     pub command: Vec<String>,
-    /// postgres: a query the dump must answer once loaded into a scratch server
+    /// postgres, mysql: a query the dump must answer once loaded into a scratch server
     /// (`SELECT count(*) FROM pages`): level 4 of `backup verify` runs it, in the cluster,
     /// from the app's image, and passes when it answers at least one row.
     #[serde(default)]
     pub verify: Option<String>,
+}
+
+impl Dump {
+    /// The database a postgres or mysql dump of app `app` holds.
+    pub fn database_of<'a>(&'a self, app: &'a str) -> &'a str {
+        self.database.as_deref().unwrap_or(app)
+    }
+
+    /// Whether cloudlet itself loads this dump back (into the app's new server on restore, into
+    /// a scratch server for level 4): a database server's dump, not a command's files.
+    pub fn loadable(&self) -> bool {
+        matches!(self.kind, DumpKind::Postgres | DumpKind::Mysql)
+    }
 }
 
 /// What makes an app's dump.
@@ -1347,8 +1361,23 @@ pub struct Dump {
 pub enum DumpKind {
     /// `pg_dump` (plain SQL, without owners or privileges, so it loads into any database).
     Postgres,
+    /// MariaDB's `mariadb-dump` or MySQL's `mysqldump`, whichever the app's image has: one
+    /// database in one transaction (InnoDB tables), with its routines and triggers, without
+    /// `CREATE DATABASE`, so it loads into any database.
+    Mysql,
     /// The lab's command.
     Command,
+}
+
+impl DumpKind {
+    /// The kind as the lab spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DumpKind::Postgres => "postgres",
+            DumpKind::Mysql => "mysql",
+            DumpKind::Command => "command",
+        }
+    }
 }
 
 /// The Kubernetes workload an app runs as.

@@ -228,9 +228,10 @@ fn run_container(root: &Path, pod: &Value, c: &Value, k: &Kubelet) -> Output {
             let _ = std::os::unix::fs::symlink(format!("usr/{l}"), root.join(l));
         }
     }
-    // An image's /etc: its CA bundle, and the users (ssh looks its user up).
+    // An image's /etc: its CA bundle, the users (ssh looks its user up) and the links that
+    // name its programs (Debian's `awk` is one); its /tmp open to every user.
     setup.push_str(&format!(
-        "mount -t tmpfs none {r}/etc\nmkdir -p {r}/etc/ssl\ncp -r /etc/ssl/. {r}/etc/ssl/ 2>/dev/null || true\ncp /etc/passwd /etc/group {r}/etc/\n"
+        "mount -t tmpfs none {r}/etc\nmkdir -p {r}/etc/ssl\ncp -r /etc/ssl/. {r}/etc/ssl/ 2>/dev/null || true\ncp /etc/passwd /etc/group {r}/etc/\ncp -a /etc/alternatives {r}/etc/ 2>/dev/null || true\nchmod 1777 {r}/tmp\n"
     ));
     if !k.hosts.is_empty() {
         let mut hosts = String::from("127.0.0.1 localhost\n");

@@ -272,7 +272,7 @@ impl<'a> Validator<'a> {
                                 vol.name
                             ),
                         )
-                        .help("give the app a `dump` (`dump: {kind: postgres, password: POSTGRES_PASSWORD}`, or a `command` that writes into $DUMP_DIR), taken into the same snapshot right before it, or accept a crash-consistent copy"),
+                        .help("give the app a `dump` (`dump: {kind: postgres, password: POSTGRES_PASSWORD}`, `kind: mysql`, or a `command` that writes into $DUMP_DIR), taken into the same snapshot right before it, or accept a crash-consistent copy"),
                     );
                 }
             }
@@ -280,7 +280,8 @@ impl<'a> Validator<'a> {
     }
 
     /// Each app's `dump`: it goes into the app's volume snapshots, so the lab backs them up;
-    /// a postgres dump's password is one of the app's secrets; a command is given.
+    /// a database dump's password is one of the app's secrets and its database a name the
+    /// server takes; a command is given.
     pub(super) fn dumps(&mut self) {
         let lab = self.lab;
         let Some(c) = &lab.cluster else { return };
@@ -306,15 +307,19 @@ impl<'a> Validator<'a> {
                 );
             }
             match d.kind {
-                crate::model::DumpKind::Postgres => {
+                crate::model::DumpKind::Postgres | crate::model::DumpKind::Mysql => {
+                    let (tool, port) = match d.kind {
+                        crate::model::DumpKind::Mysql => ("mysqldump", 3306),
+                        _ => ("pg_dump", 5432),
+                    };
                     if app.ports.is_empty() {
                         self.push(
                             Diagnostic::error_at_key(
                                 "dump-port",
                                 dp.clone(),
-                                format!("pg_dump reaches `{name}` through its Service, but the app has no port"),
+                                format!("{tool} reaches `{name}` through its Service, but the app has no port"),
                             )
-                            .help("add `ports: [{port: 5432}]` to the app"),
+                            .help(format!("add `ports: [{{port: {port}}}]` to the app")),
                         );
                     }
                     if let Some(key) = &d.password
@@ -338,10 +343,25 @@ impl<'a> Validator<'a> {
                             Diagnostic::error(
                                 "dump-command",
                                 dp.join("command"),
-                                "a postgres dump runs pg_dump: `command` is for `kind: command`",
+                                format!(
+                                    "a {} dump runs {tool}: `command` is for `kind: command`",
+                                    d.kind.name()
+                                ),
                             )
                             .help("remove `command`, or set `kind: command`"),
                         );
+                    }
+                    let db = d.database_of(name);
+                    if let Some(why) = database_name_problem(d.kind, db) {
+                        let message = format!("`{db}` cannot be the dump's database: {why}");
+                        let diag = if d.database.is_some() {
+                            Diagnostic::error("dump-database", dp.join("database"), message)
+                        } else {
+                            Diagnostic::error_at_key("dump-database", dp.clone(), message)
+                        };
+                        self.push(diag.help(
+                            "name the database with letters, digits, `_` and `-` (`database: wiki`)",
+                        ));
                     }
                 }
                 crate::model::DumpKind::Command => {
@@ -350,7 +370,7 @@ impl<'a> Validator<'a> {
                             Diagnostic::error(
                                 "dump-verify",
                                 dp.join("verify"),
-                                "only a postgres dump is loaded and asked a query; cloudlet cannot load what a command wrote",
+                                "only a postgres or mysql dump is loaded and asked a query; cloudlet cannot load what a command wrote",
                             )
                             .help("remove `verify`: backup verify proves this dump's files at L3"),
                         );
@@ -434,4 +454,29 @@ impl<'a> Validator<'a> {
             }
         }
     }
+}
+
+/// Why `db` cannot be the database of a dump of `kind`, if it cannot: the load makes it anew by
+/// name (`DROP DATABASE`, `CREATE DATABASE`), so it must be a plain identifier the server takes.
+fn database_name_problem(kind: crate::model::DumpKind, db: &str) -> Option<String> {
+    let max = match kind {
+        crate::model::DumpKind::Mysql => 64,
+        _ => 63,
+    };
+    if db.is_empty() {
+        return Some("it is empty".into());
+    }
+    if db.len() > max {
+        return Some(format!(
+            "it is {} bytes long, the server takes {max}",
+            db.len()
+        ));
+    }
+    if let Some(c) = db
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Some(format!("`{c}` is not a letter, digit, `_` or `-`"));
+    }
+    None
 }
