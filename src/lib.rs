@@ -715,6 +715,11 @@ fn resolve_imports(loaded: &mut LoadedLab) -> Result<Imports, LoadError> {
                 .clone()
                 .unwrap_or_else(|| loaded.lab.site.domain.clone()),
             export: r.export.clone(),
+            dumps: loaded
+                .lab
+                .backup
+                .as_ref()
+                .is_some_and(|b| b.volumes.is_some()),
             ..Default::default()
         };
         loaded

@@ -448,6 +448,10 @@ enum Import {
         /// The lab's storage export the volumes go to.
         #[arg(long, default_value = "apps")]
         export: String,
+        /// Give services of the postgres, mariadb and mysql images a `dump` of their database
+        /// (for a lab that backs up volumes: `backup.volumes`).
+        #[arg(long)]
+        dumps: bool,
         /// Write the app blocks to this file instead of standard output.
         #[arg(long, short, value_name = "FILE")]
         out: Option<PathBuf>,
@@ -799,6 +803,7 @@ async fn main() -> ExitCode {
                     project,
                     domain,
                     export,
+                    dumps,
                     out,
                 },
         } => Ok(import_compose(
@@ -807,6 +812,7 @@ async fn main() -> ExitCode {
                 project,
                 domain,
                 export,
+                dumps,
                 ..Default::default()
             },
             out.as_ref(),

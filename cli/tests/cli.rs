@@ -1399,3 +1399,71 @@ fn verbose_plans_and_applies_log_each_backend_and_step_without_colour_when_piped
     );
     assert!(!log.contains("observed"), "debug lines at -v: {log}");
 }
+
+/// Database services of a compose project: `import compose --dumps` gives them a dump of
+/// their database, and a lab that imports the project and backs up volumes plans a backup
+/// whose first container dumps it with the image's own tool.
+#[test]
+fn compose_database_services_get_a_dump_when_the_lab_backs_up_volumes() {
+    let st = tempfile::tempdir().unwrap();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cluster/tests/compose/nextcloud.yml");
+    let f = file.to_str().unwrap();
+    let o = cloudlet(st.path(), &["import", "compose", f, "--dumps"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    for want in [
+        "kind: mysql",
+        "database: nextcloud",
+        "password: MYSQL_ROOT_PASSWORD",
+        "database: true",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    let o = cloudlet(st.path(), &["import", "compose", f]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("database: true") && !out.contains("dump:"),
+        "{out}"
+    );
+
+    let lab = copy_seed();
+    std::fs::copy(&file, lab.path().join("nextcloud.yml")).unwrap();
+    let cluster = lab.path().join("cluster.yaml");
+    let c = std::fs::read_to_string(&cluster).unwrap().replacen(
+        "cluster:\n",
+        "cluster:\n  compose:\n    nextcloud: {file: nextcloud.yml, export: blog}\n",
+        1,
+    );
+    std::fs::write(&cluster, c).unwrap();
+    std::fs::write(
+        lab.path().join("backup.yaml"),
+        "backup:\n  key: {env: CLOUDLET_BACKUP_KEY}\n  targets:\n    offsite:\n      s3: {endpoint: \"https://s3.lan\", bucket: lab-backups, access_key: {env: S3_ACCESS}, secret_key: {env: S3_SECRET}}\n  volumes: {target: offsite, every: 6h}\n",
+    )
+    .unwrap();
+    let l = lab.path().to_str().unwrap();
+    let o = cloudlet(st.path(), &["validate", l, "--output", "json"]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    let codes: Vec<&str> = v["diagnostics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["code"].as_str())
+        .collect();
+    assert_eq!(v["valid"], true, "{v}");
+    assert!(
+        !codes
+            .iter()
+            .any(|c| c.starts_with("dump") || *c == "backup-volumes-database"),
+        "{v}"
+    );
+    let o = cloudlet(st.path(), &["plan", l, "--output", "json"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("db-backup"), "{out}");
+    assert!(
+        out.contains("mariadb-dump"),
+        "the dump runs in the db's backup: {out}"
+    );
+}

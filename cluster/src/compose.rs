@@ -12,6 +12,9 @@
 //!   `kompose.volume.size`, `kompose.controller.type`);
 //! - healthchecks become readiness and liveness probes, `depends_on` allowances and apply
 //!   order, `${VAR}` values and compose secrets become secret references;
+//! - the official database images (`postgres`, `mariadb`, `mysql`) get their data volume
+//!   marked `database`, their port when others name them without one and, for a lab that
+//!   backs up volumes, a `dump` of their database from the image's own variables;
 //! - every key that is not carried over is reported by name, with its position.
 
 use std::collections::BTreeMap;
@@ -20,7 +23,7 @@ use std::sync::Arc;
 
 use cloudlet_core::diag::{Diagnostic, Severity};
 use cloudlet_core::model::{
-    App, AppPort, Expose, Health, Protocol, Resources, Route, SecretRef, Volume,
+    App, AppPort, Dump, DumpKind, Expose, Health, Protocol, Resources, Route, SecretRef, Volume,
 };
 use cloudlet_core::source::{Node, NodeKind, Scalar, Sources, parse_yaml};
 use cloudlet_core::types::{Duration, Size};
@@ -37,6 +40,10 @@ pub struct ComposeOptions {
     pub export: String,
     /// Volume size when no `kompose.volume.size` label says otherwise.
     pub default_size: Size,
+    /// Whether services of the database images the import knows (`postgres`, `mariadb`,
+    /// `mysql`) get a `dump` of their database, for a lab that backs up volumes
+    /// (`backup.volumes`). Their data volumes are marked `database` either way.
+    pub dumps: bool,
 }
 
 impl Default for ComposeOptions {
@@ -46,6 +53,7 @@ impl Default for ComposeOptions {
             domain: "example.com".into(),
             export: "apps".into(),
             default_size: Size(Size::GIB),
+            dumps: false,
         }
     }
 }
@@ -900,6 +908,7 @@ pub fn import(file: &Path, source: &str, opts: &ComposeOptions) -> Result<Import
         apps.insert(app_name, app);
     }
     reachable_by_name(&mut cx, &mut apps, services, &names);
+    database_dumps(&mut cx, &mut apps, services, &names, opts);
     if !cx.errors.is_empty() {
         return Err(ComposeError {
             diagnostics: cx.errors,
@@ -1010,32 +1019,52 @@ fn reachable_by_name(
             continue;
         }
         let path = format!("services.{sname}");
-        if ports.is_empty() {
-            cx.note(
-                svc,
-                &path,
-                format!(
-                    "`{sname}` publishes and exposes no port, so {} cannot reach it by name in the cluster",
-                    dependents.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
-                ),
-                "add `expose: [PORT]` to the service in the compose file (or `ports:` to the app)",
-            );
-            continue;
-        }
-        let list = ports
+        let who = dependents
             .iter()
-            .map(u16::to_string)
+            .map(|d| format!("`{d}`"))
             .collect::<Vec<_>>()
             .join(", ");
-        cx.note(
-            svc,
-            &path,
-            format!(
-                "`{sname}` exposes no port; {list} (how {} reach it) becomes a cluster Service port",
-                dependents.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
-            ),
-            "check the port, or add `expose:` to the service in the compose file",
-        );
+        let known = apps.get(app_name).and_then(|a| known_database(&a.image));
+        match (ports.is_empty(), known) {
+            (true, Some(k)) => {
+                ports.insert(k.port);
+                cx.note(
+                    svc,
+                    &path,
+                    format!(
+                        "`{sname}` exposes no port; {} (the port of {} images) becomes a cluster Service port for {who}",
+                        k.port, k.image
+                    ),
+                    "check the port, or add `expose:` to the service in the compose file",
+                );
+            }
+            (true, None) => {
+                cx.note(
+                    svc,
+                    &path,
+                    format!(
+                        "`{sname}` publishes and exposes no port, so {who} cannot reach it by name in the cluster"
+                    ),
+                    "add `expose: [PORT]` to the service in the compose file (or `ports:` to the app)",
+                );
+                continue;
+            }
+            (false, _) => {
+                let list = ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                cx.note(
+                    svc,
+                    &path,
+                    format!(
+                        "`{sname}` exposes no port; {list} (how {who} reach it) becomes a cluster Service port"
+                    ),
+                    "check the port, or add `expose:` to the service in the compose file",
+                );
+            }
+        }
         if let Some(app) = apps.get_mut(app_name) {
             for port in ports {
                 app.ports.push(AppPort {
@@ -1376,6 +1405,183 @@ fn prune(v: &mut serde_json::Value) {
         for x in a {
             prune(x);
         }
+    }
+}
+
+/// An official database image the import knows: what dumps it, where it keeps its files, the
+/// port it listens on.
+struct KnownDatabase {
+    image: &'static str,
+    kind: DumpKind,
+    data: &'static str,
+    port: u16,
+}
+
+/// The database image `image` runs, if the import knows it (by its repository's last part:
+/// `postgres:16`, `docker.io/library/mariadb:11.4`, `registry.lan:5000/mysql:8`).
+fn known_database(image: &str) -> Option<KnownDatabase> {
+    let name = image.split('@').next().unwrap_or(image);
+    let last = name.rsplit('/').next().unwrap_or(name);
+    let repo = last.split(':').next().unwrap_or(last);
+    match repo {
+        "postgres" => Some(KnownDatabase {
+            image: "postgres",
+            kind: DumpKind::Postgres,
+            data: "/var/lib/postgresql",
+            port: 5432,
+        }),
+        "mariadb" | "mysql" => Some(KnownDatabase {
+            image: if repo == "mysql" { "mysql" } else { "mariadb" },
+            kind: DumpKind::Mysql,
+            data: "/var/lib/mysql",
+            port: 3306,
+        }),
+        _ => None,
+    }
+}
+
+/// Whether a volume mounted at `mount` holds the files of a server keeping them in `data`
+/// (one within the other: postgres 18 is mounted at `/var/lib/postgresql`, older ones at
+/// `/var/lib/postgresql/data`).
+fn holds(mount: &str, data: &str) -> bool {
+    let (m, d) = (mount.trim_end_matches('/'), data.trim_end_matches('/'));
+    m == d
+        || m.strip_prefix(d).is_some_and(|r| r.starts_with('/'))
+        || d.strip_prefix(m).is_some_and(|r| r.starts_with('/'))
+}
+
+/// Services of the database images the import knows: the volumes holding their files are
+/// marked `database` (a copy of a running server's files may not load), and, when
+/// `opts.dumps`, they get a `dump` of their database, named by the image's own variables
+/// (`POSTGRES_DB`, `MARIADB_DATABASE`), with the password the image takes from a variable
+/// that is a secret reference; what keeps one from being made is said.
+fn database_dumps(
+    cx: &mut Ctx<'_>,
+    apps: &mut BTreeMap<String, App>,
+    services: &Node,
+    names: &BTreeMap<String, String>,
+    opts: &ComposeOptions,
+) {
+    for (skey, svc) in entries(services) {
+        let sname = &skey.name;
+        let Some(app_name) = names.get(sname) else {
+            continue;
+        };
+        let Some(app) = apps.get_mut(app_name) else {
+            continue;
+        };
+        let Some(known) = known_database(&app.image) else {
+            continue;
+        };
+        let data = match known.kind {
+            DumpKind::Postgres => app.env.get("PGDATA").cloned(),
+            _ => None,
+        }
+        .unwrap_or_else(|| known.data.to_string());
+        let mut marked = false;
+        for v in &mut app.volumes {
+            if holds(&v.mount, &data) {
+                v.database = true;
+                marked = true;
+            }
+        }
+        if !marked || !opts.dumps {
+            continue;
+        }
+        let path = format!("services.{sname}.environment");
+        let env = |k: &str| app.env.get(k).cloned();
+        let secret = |keys: &[&str]| {
+            keys.iter()
+                .find(|k| app.secrets.contains_key(**k))
+                .map(|k| k.to_string())
+        };
+        let (user, password, database, wanted) = match known.kind {
+            DumpKind::Postgres => {
+                let user = env("POSTGRES_USER").unwrap_or_else(|| "postgres".into());
+                let database = env("POSTGRES_DB").unwrap_or_else(|| user.clone());
+                let trust = env("POSTGRES_HOST_AUTH_METHOD").as_deref() == Some("trust");
+                let password = secret(&["POSTGRES_PASSWORD"]);
+                let ok = password.is_some() || trust;
+                (
+                    user,
+                    password,
+                    Some(database),
+                    (!ok).then_some("POSTGRES_PASSWORD"),
+                )
+            }
+            _ => {
+                let database = env("MARIADB_DATABASE").or_else(|| env("MYSQL_DATABASE"));
+                match secret(&["MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD"]) {
+                    Some(root) => ("root".to_string(), Some(root), database, None),
+                    None => match (
+                        env("MARIADB_USER").or_else(|| env("MYSQL_USER")),
+                        secret(&["MARIADB_PASSWORD", "MYSQL_PASSWORD"]),
+                    ) {
+                        (Some(user), Some(pw)) => (user, Some(pw), database, None),
+                        _ => (String::new(), None, database, Some("MARIADB_ROOT_PASSWORD")),
+                    },
+                }
+            }
+        };
+        let node = svc.get("environment").unwrap_or(svc);
+        if let Some(var) = wanted {
+            let why = if app.env.contains_key(var) {
+                format!("`{var}` is written in the compose file")
+            } else if app.env.contains_key(&format!("{var}_FILE")) {
+                format!("`{sname}` reads its password from a file (`{var}_FILE`)")
+            } else {
+                format!("`{sname}` has no `{var}` from the environment")
+            };
+            cx.note(
+                node,
+                &path,
+                format!("`{sname}` gets no database dump: {why}, and the dump takes the password from a secret reference"),
+                &format!("set `{var}: ${{DB_PASSWORD}}` in the compose file (cloudlet reads DB_PASSWORD where it runs), or give the app a `dump:` in the lab"),
+            );
+            continue;
+        }
+        let Some(database) = database else {
+            cx.note(
+                node,
+                &path,
+                format!(
+                    "`{sname}` gets no database dump: it names no database (`MARIADB_DATABASE`)"
+                ),
+                "set `MARIADB_DATABASE`, or give the app a `dump:` in the lab",
+            );
+            continue;
+        };
+        if let Some(why) = known.kind.database_problem(&database) {
+            cx.note(
+                node,
+                &path,
+                format!(
+                    "`{sname}` gets no database dump: `{database}` cannot be its database: {why}"
+                ),
+                "give the app a `dump:` in the lab with the database it should dump",
+            );
+            continue;
+        }
+        if app.ports.is_empty() {
+            app.ports.push(AppPort {
+                name: None,
+                port: known.port,
+                protocol: Protocol::Tcp,
+                expose: Expose::Cluster,
+            });
+        }
+        let default_user = matches!(
+            (known.kind, user.as_str()),
+            (DumpKind::Postgres, "postgres") | (DumpKind::Mysql, "root")
+        );
+        app.dump = Some(Dump {
+            kind: known.kind,
+            database: (database != *app_name).then_some(database),
+            user: (!default_user).then_some(user),
+            password,
+            command: Vec::new(),
+            verify: None,
+        });
     }
 }
 

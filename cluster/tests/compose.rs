@@ -514,3 +514,168 @@ fn the_project_is_named_after_its_directory_as_compose_does_and_collisions_are_r
     assert_eq!(i.project, "mine");
     assert!(!i.notes.iter().any(|d| d.code == "compose-project-name"));
 }
+
+/// `text` (a compose file of project `p`) imported for a lab that backs up volumes.
+fn import_dumped(name: &str, text: &str) -> Imported {
+    let opts = ComposeOptions {
+        project: Some(name.into()),
+        dumps: true,
+        ..ComposeOptions::default()
+    };
+    compose::import(Path::new("compose.yml"), text, &opts).unwrap()
+}
+
+#[test]
+fn database_images_get_their_volume_marked_their_port_and_a_dump_from_their_variables() {
+    use cloudlet_core::model::{Dump, DumpKind};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compose");
+    let text = std::fs::read_to_string(dir.join("nextcloud.yml")).unwrap();
+    let i = import_dumped("nextcloud", &text);
+    let db = &i.apps["db"];
+    assert!(db.volumes[0].database, "{:?}", db.volumes);
+    assert!(
+        !i.apps["app"].volumes.iter().any(|v| v.database),
+        "only the server's files"
+    );
+    // The app names it `MYSQL_HOST: db` without a port: the image's port.
+    assert_eq!(db.ports.len(), 1);
+    assert_eq!(
+        (db.ports[0].port, &db.ports[0].expose),
+        (3306, &Expose::Cluster)
+    );
+    assert!(
+        has_note(
+            &i,
+            "3306 (the port of mariadb images) becomes a cluster Service port for `app`"
+        ),
+        "{:?}",
+        notes(&i)
+    );
+    assert_eq!(
+        db.dump,
+        Some(Dump {
+            kind: DumpKind::Mysql,
+            database: Some("nextcloud".into()),
+            user: None,
+            password: Some("MYSQL_ROOT_PASSWORD".into()),
+            command: Vec::new(),
+            verify: None,
+        })
+    );
+    // The lab it goes into (backing up volumes) takes it without a finding about it, and the
+    // YAML written for the lab carries it.
+    let mut lab = lab_with(&i);
+    lab.backup = Some(
+        serde_json::from_value(serde_json::json!({
+            "key": {"env": "K"},
+            "targets": {"s3t": {"s3": {"endpoint": "https://s3.lan", "bucket": "lab-backups", "access_key": {"env": "A"}, "secret_key": {"env": "S"}}}},
+            "volumes": {"target": "s3t", "every": "6h"},
+        }))
+        .unwrap(),
+    );
+    let findings: Vec<String> = cloudlet_core::validate::validate(&lab)
+        .into_iter()
+        .filter(|d| {
+            d.code.starts_with("dump") || d.code == "backup-volumes-database" || d.is_error()
+        })
+        .map(|d| format!("{}: {}", d.code, d.message))
+        .collect();
+    assert!(findings.is_empty(), "{findings:#?}");
+    let yaml = compose::to_yaml(&i);
+    assert!(yaml.contains("kind: mysql"), "{yaml}");
+
+    // gitea's postgres: its password is a variable with a default (`${X:-gitea}`), kept as
+    // written, which no secret reference carries: said, and no dump.
+    let text = std::fs::read_to_string(dir.join("gitea.yml")).unwrap();
+    let i = import_dumped("gitea", &text);
+    let db = &i.apps["db"];
+    assert!(db.volumes[0].database);
+    assert!(db.dump.is_none(), "{:?} {:?}", db.dump, notes(&i));
+    assert!(
+        has_note(
+            &i,
+            "`db` gets no database dump: `POSTGRES_PASSWORD` is written in the compose file"
+        ),
+        "{:?}",
+        notes(&i)
+    );
+
+    // Postgres by its variables; postgres 18's volume at /var/lib/postgresql; a custom
+    // PGDATA; no port named by anyone: the image's port for the dump.
+    let i = import_dumped(
+        "p",
+        "services:\n  wiki-db:\n    image: docker.io/library/postgres:18\n    environment:\n      POSTGRES_USER: wiki\n      POSTGRES_PASSWORD: ${WIKI_DB_PASSWORD}\n    volumes: [\"pg:/var/lib/postgresql\", \"logs:/logs\"]\n  other:\n    image: postgres:16\n    environment: {PGDATA: /srv/pg, POSTGRES_HOST_AUTH_METHOD: trust, POSTGRES_DB: other}\n    volumes: [\"./pg:/srv/pg\"]\nvolumes: {pg: {}, logs: {}}\n",
+    );
+    let db = &i.apps["wiki-db"];
+    assert_eq!(
+        db.volumes.iter().map(|v| v.database).collect::<Vec<_>>(),
+        [true, false]
+    );
+    assert_eq!(db.ports[0].port, 5432);
+    assert_eq!(
+        db.dump.as_ref().map(|d| (
+            d.kind,
+            d.user.as_deref(),
+            d.database.as_deref(),
+            d.password.as_deref()
+        )),
+        Some((
+            DumpKind::Postgres,
+            Some("wiki"),
+            Some("wiki"),
+            Some("POSTGRES_PASSWORD")
+        ))
+    );
+    let other = &i.apps["other"];
+    assert!(other.volumes[0].database);
+    assert_eq!(
+        other.dump.as_ref().map(|d| (
+            d.user.as_deref(),
+            d.database.as_deref(),
+            d.password.as_deref()
+        )),
+        Some((None, None, None)),
+        "trust needs no password; the database is the app's name"
+    );
+
+    // What keeps a dump from being made is said where it is written.
+    let i = import_dumped(
+        "p",
+        "services:\n  pg:\n    image: postgres:16\n    environment: {POSTGRES_PASSWORD: hunter2}\n    volumes: [\"d:/var/lib/postgresql/data\"]\n  maria:\n    image: mariadb:11\n    environment: {MARIADB_ROOT_PASSWORD: \"${ROOT_PW}\"}\n    volumes: [\"m:/var/lib/mysql\"]\n  bad:\n    image: mysql:8\n    environment: {MYSQL_ROOT_PASSWORD: \"${ROOT_PW}\", MYSQL_DATABASE: \"my.db\"}\n    volumes: [\"b:/var/lib/mysql\"]\nvolumes: {d: {}, m: {}, b: {}}\n",
+    );
+    assert!(
+        i.apps
+            .values()
+            .all(|a| a.dump.is_none() && a.volumes[0].database)
+    );
+    assert!(
+        has_note(
+            &i,
+            "`pg` gets no database dump: `POSTGRES_PASSWORD` is written in the compose file"
+        ),
+        "{:?}",
+        notes(&i)
+    );
+    assert!(
+        !notes(&i).iter().any(|n| n.contains("hunter2")),
+        "{:?}",
+        notes(&i)
+    );
+    assert!(
+        has_note(&i, "`maria` gets no database dump: it names no database"),
+        "{:?}",
+        notes(&i)
+    );
+    assert!(
+        has_note(&i, "`my.db` cannot be its database"),
+        "{:?}",
+        notes(&i)
+    );
+
+    // Without dumps (a lab that backs up no volumes): the volumes are marked, nothing more.
+    let i = import_text(
+        "services:\n  pg:\n    image: postgres:16\n    environment: {POSTGRES_PASSWORD: \"${PW}\"}\n    volumes: [\"d:/var/lib/postgresql/data\"]\nvolumes: {d: {}}\n",
+    );
+    assert!(i.apps["pg"].volumes[0].database);
+    assert!(i.apps["pg"].dump.is_none());
+}

@@ -1378,6 +1378,28 @@ impl DumpKind {
             DumpKind::Command => "command",
         }
     }
+
+    /// Why `db` cannot be the database of a dump of this kind, if it cannot: the load makes it
+    /// anew by name (`DROP DATABASE`, `CREATE DATABASE`), so it must be a plain name the
+    /// server takes.
+    pub fn database_problem(self, db: &str) -> Option<String> {
+        let max = match self {
+            DumpKind::Mysql => 64,
+            _ => 63,
+        };
+        if db.is_empty() {
+            return Some("it is empty".into());
+        }
+        if db.len() > max {
+            return Some(format!(
+                "it is {} bytes long, the server takes {max}",
+                db.len()
+            ));
+        }
+        db.chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+            .map(|c| format!("`{c}` is not a letter, digit, `_` or `-`"))
+    }
 }
 
 /// The Kubernetes workload an app runs as.

@@ -352,7 +352,7 @@ impl<'a> Validator<'a> {
                         );
                     }
                     let db = d.database_of(name);
-                    if let Some(why) = database_name_problem(d.kind, db) {
+                    if let Some(why) = d.kind.database_problem(db) {
                         let message = format!("`{db}` cannot be the dump's database: {why}");
                         let diag = if d.database.is_some() {
                             Diagnostic::error("dump-database", dp.join("database"), message)
@@ -454,29 +454,4 @@ impl<'a> Validator<'a> {
             }
         }
     }
-}
-
-/// Why `db` cannot be the database of a dump of `kind`, if it cannot: the load makes it anew by
-/// name (`DROP DATABASE`, `CREATE DATABASE`), so it must be a plain identifier the server takes.
-fn database_name_problem(kind: crate::model::DumpKind, db: &str) -> Option<String> {
-    let max = match kind {
-        crate::model::DumpKind::Mysql => 64,
-        _ => 63,
-    };
-    if db.is_empty() {
-        return Some("it is empty".into());
-    }
-    if db.len() > max {
-        return Some(format!(
-            "it is {} bytes long, the server takes {max}",
-            db.len()
-        ));
-    }
-    if let Some(c) = db
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-    {
-        return Some(format!("`{c}` is not a letter, digit, `_` or `-`"));
-    }
-    None
 }
