@@ -624,6 +624,74 @@ async fn a_postgres_dump_is_taken_into_the_same_snapshot_and_loads_into_a_new_da
     }
 }
 
+/// The `shop` app of the MariaDB tests: a real MariaDB server whose database `shop` has 300
+/// orders (and what `extra` makes), the app with `dump` (YAML flow text) in a lab that backs up
+/// volumes, its plan, and the kubelet that runs its pods (its Secrets, its claim, its
+/// Service's name).
+struct Shop {
+    db: cloudlet_testkit::mariadb::Mariadb,
+    lab: cloudlet_core::Lab,
+    plan: Vec<cloudlet_core::Resource>,
+    kubelet: cloudlet_testkit::container::Kubelet,
+    data: std::path::PathBuf,
+}
+
+impl Shop {
+    fn start(work: &Path, peer: &S3Peer, password: &str, extra: &str, dump: &str) -> Shop {
+        let db = cloudlet_testkit::mariadb::Mariadb::start(work, password);
+        db.sql(password, None, "CREATE DATABASE shop");
+        db.sql(
+            password,
+            Some("shop"),
+            &format!("CREATE TABLE orders (id INT PRIMARY KEY AUTO_INCREMENT, item VARCHAR(40) NOT NULL, note BLOB) ENGINE=InnoDB; INSERT INTO orders (item, note) SELECT CONCAT('item ', seq), UNHEX('00FF10') FROM seq_1_to_300{extra}"),
+        );
+        let pwfile = work.join("maria-password");
+        std::fs::write(&pwfile, password).unwrap();
+        let app = format!(
+            "    shop:\n      image: docker.io/library/mariadb:11\n      ports: [{{port: {port}}}]\n      secrets: {{MARIADB_ROOT_PASSWORD: {{file: {}}}}}\n      volumes: [{{name: data, export: blog, mount: /var/lib/mysql, size: 1GiB, database: true}}]\n      dump: {}\n",
+            pwfile.display(),
+            dump.replace("{port}", &db.port.to_string()),
+            port = db.port,
+        );
+        let lab = lab_with(peer, work, None, app);
+        let diags = cloudlet_core::validate::validate(&lab);
+        assert!(
+            !diags
+                .iter()
+                .any(|d| d.severity == cloudlet_core::Severity::Error
+                    || d.code == "backup-volumes-database"),
+            "{diags:?}"
+        );
+        let plan = cloudlet_cluster::expand(&lab);
+        let data = work.join("nas/shop/data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("ibdata1"), b"copied while running").unwrap();
+        let kubelet = cloudlet_testkit::container::Kubelet {
+            secrets: BTreeMap::from([
+                from_refs(&find(&plan, "secret", "shop.shop-backup").body.value()),
+                from_refs(&find(&plan, "secret", "shop.shop-secrets").body.value()),
+            ]),
+            claims: BTreeMap::from([("shop-data".to_string(), data.clone())]),
+            hosts: vec![("shop".into(), "127.0.0.1".into())],
+            ..Default::default()
+        };
+        Shop {
+            db,
+            lab,
+            plan,
+            kubelet,
+            data,
+        }
+    }
+
+    /// The backup CronJob's pod template.
+    fn backup_pod(&self) -> Value {
+        find(&self.plan, "cronjob", "shop.shop-backup").body.value()["spec"]["jobTemplate"]["spec"]
+            ["template"]
+            .clone()
+    }
+}
+
 /// MySQL-family databases through the `command` dump: the lab's `mariadb-dump` (MariaDB's
 /// mysqldump) from the app's image with the app's Secret, against a real MariaDB server, into
 /// the same snapshot as the volume; the dump loads into a new database with what was there at
@@ -633,33 +701,15 @@ async fn a_mariadb_dump_by_command_is_taken_into_the_snapshot_and_loads_into_a_n
     let work = tempfile::tempdir().unwrap();
     let peer = S3Peer::start(work.path(), "lab-volumes");
     let password = "maria-secret-pw";
-    let db = cloudlet_testkit::mariadb::Mariadb::start(work.path(), password);
-    db.sql(password, None, "CREATE DATABASE shop");
-    db.sql(
+    let shop = Shop::start(
+        work.path(),
+        &peer,
         password,
-        Some("shop"),
-        "CREATE TABLE orders (id INT PRIMARY KEY AUTO_INCREMENT, item VARCHAR(40) NOT NULL) ENGINE=InnoDB; INSERT INTO orders (item) SELECT CONCAT('item ', seq) FROM seq_1_to_300",
+        "",
+        "{kind: command, command: [sh, -c, 'MYSQL_PWD=\"$MARIADB_ROOT_PASSWORD\" mariadb-dump --no-defaults --single-transaction -h shop -P {port} -u root shop > \"$DUMP_DIR/shop.sql\"']}",
     );
-    let pwfile = work.path().join("maria-password");
-    std::fs::write(&pwfile, password).unwrap();
-    let app = format!(
-        "    shop:\n      image: docker.io/library/mariadb:11\n      ports: [{{port: {port}}}]\n      secrets: {{MARIADB_ROOT_PASSWORD: {{file: {}}}}}\n      volumes: [{{name: data, export: blog, mount: /var/lib/mysql, size: 1GiB, database: true}}]\n      dump:\n        kind: command\n        command: [sh, -c, 'MYSQL_PWD=\"$MARIADB_ROOT_PASSWORD\" mariadb-dump --no-defaults --single-transaction -h shop -P {port} -u root shop > \"$DUMP_DIR/shop.sql\"']\n",
-        pwfile.display(),
-        port = db.port,
-    );
-    let lab = lab_with(&peer, work.path(), None, app);
-    let diags = cloudlet_core::validate::validate(&lab);
-    assert!(
-        !diags
-            .iter()
-            .any(|d| d.severity == cloudlet_core::Severity::Error
-                || d.code == "backup-volumes-database"),
-        "{diags:?}"
-    );
-    let plan = cloudlet_cluster::expand(&lab);
-    let template = find(&plan, "cronjob", "shop.shop-backup").body.value()["spec"]
-        ["jobTemplate"]["spec"]["template"]
-        .clone();
+    let db = &shop.db;
+    let template = shop.backup_pod();
     assert_eq!(
         template["spec"]["initContainers"][0]["image"],
         "docker.io/library/mariadb:11"
@@ -667,19 +717,7 @@ async fn a_mariadb_dump_by_command_is_taken_into_the_snapshot_and_loads_into_a_n
 
     // The backup pod as a kubelet runs it: the dump with the image's tools (Debian's
     // mariadb-dump here), the Service's name in /etc/hosts, then stock restic.
-    let data = work.path().join("nas/shop/data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join("ibdata1"), b"copied while running").unwrap();
-    let kubelet = cloudlet_testkit::container::Kubelet {
-        secrets: BTreeMap::from([
-            from_refs(&find(&plan, "secret", "shop.shop-backup").body.value()),
-            from_refs(&find(&plan, "secret", "shop.shop-secrets").body.value()),
-        ]),
-        claims: BTreeMap::from([("shop-data".to_string(), data.clone())]),
-        hosts: vec![("shop".into(), "127.0.0.1".into())],
-        ..Default::default()
-    };
-    let (ok, out) = run(work.path().join("root"), &template, &kubelet).await;
+    let (ok, out) = run(work.path().join("root"), &template, &shop.kubelet).await;
     assert!(ok, "{out}");
     assert!(!out.contains(password), "{out}");
 
@@ -702,7 +740,8 @@ async fn a_mariadb_dump_by_command_is_taken_into_the_snapshot_and_loads_into_a_n
         b"copied while running"
     );
     let sql = dest.join("_dump/shop.sql");
-    let text = std::fs::read_to_string(&sql).unwrap();
+    // Binary columns as written (this command has no --hex-blob).
+    let text = String::from_utf8_lossy(&std::fs::read(&sql).unwrap()).into_owned();
     assert!(text.contains("CREATE TABLE `orders`"), "{text}");
     assert!(!text.contains(password));
     db.sql(password, None, "CREATE DATABASE shop_restored");
@@ -756,33 +795,15 @@ async fn a_mysql_dump_is_loaded_back_on_restore_and_answers_in_a_scratch_server(
     let work = tempfile::tempdir().unwrap();
     let peer = S3Peer::start(work.path(), "lab-volumes");
     let password = "maria-kind-pw";
-    let db = cloudlet_testkit::mariadb::Mariadb::start(work.path(), password);
-    db.sql(password, None, "CREATE DATABASE shop");
-    db.sql(
+    let shop = Shop::start(
+        work.path(),
+        &peer,
         password,
-        Some("shop"),
-        "CREATE TABLE orders (id INT PRIMARY KEY AUTO_INCREMENT, item VARCHAR(40) NOT NULL, note BLOB) ENGINE=InnoDB; INSERT INTO orders (item, note) SELECT CONCAT('item ', seq), UNHEX('00FF10') FROM seq_1_to_300; CREATE PROCEDURE total() SELECT count(*) FROM orders",
+        "; CREATE PROCEDURE total() SELECT count(*) FROM orders",
+        "{kind: mysql, password: MARIADB_ROOT_PASSWORD, verify: 'SELECT count(*) FROM orders'}",
     );
-    let pwfile = work.path().join("maria-password");
-    std::fs::write(&pwfile, password).unwrap();
-    let app = format!(
-        "    shop:\n      image: docker.io/library/mariadb:11\n      ports: [{{port: {port}}}]\n      secrets: {{MARIADB_ROOT_PASSWORD: {{file: {}}}}}\n      volumes: [{{name: data, export: blog, mount: /var/lib/mysql, size: 1GiB, database: true}}]\n      dump: {{kind: mysql, password: MARIADB_ROOT_PASSWORD, verify: 'SELECT count(*) FROM orders'}}\n",
-        pwfile.display(),
-        port = db.port,
-    );
-    let lab = lab_with(&peer, work.path(), None, app);
-    let diags = cloudlet_core::validate::validate(&lab);
-    assert!(
-        !diags
-            .iter()
-            .any(|d| d.severity == cloudlet_core::Severity::Error
-                || d.code == "backup-volumes-database"),
-        "{diags:?}"
-    );
-    let plan = cloudlet_cluster::expand(&lab);
-    let template = find(&plan, "cronjob", "shop.shop-backup").body.value()["spec"]
-        ["jobTemplate"]["spec"]["template"]
-        .clone();
+    let (db, lab, kubelet, data) = (&shop.db, &shop.lab, &shop.kubelet, &shop.data);
+    let template = shop.backup_pod();
     let dump = &template["spec"]["initContainers"][0];
     assert_eq!(dump["image"], "docker.io/library/mariadb:11");
     let env: BTreeMap<String, Value> = dump["env"]
@@ -799,19 +820,7 @@ async fn a_mysql_dump_is_loaded_back_on_restore_and_answers_in_a_scratch_server(
         serde_json::json!({"name": "shop-secrets", "key": "MARIADB_ROOT_PASSWORD"})
     );
 
-    let data = work.path().join("nas/shop/data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join("ibdata1"), b"copied while running").unwrap();
-    let kubelet = cloudlet_testkit::container::Kubelet {
-        secrets: BTreeMap::from([
-            from_refs(&find(&plan, "secret", "shop.shop-backup").body.value()),
-            from_refs(&find(&plan, "secret", "shop.shop-secrets").body.value()),
-        ]),
-        claims: BTreeMap::from([("shop-data".to_string(), data.clone())]),
-        hosts: vec![("shop".into(), "127.0.0.1".into())],
-        ..Default::default()
-    };
-    let (ok, out) = run(work.path().join("root"), &template, &kubelet).await;
+    let (ok, out) = run(work.path().join("root"), &template, kubelet).await;
     assert!(ok, "{out}");
     assert!(!out.contains(password), "{out}");
     db.sql(
@@ -839,16 +848,16 @@ async fn a_mysql_dump_is_loaded_back_on_restore_and_answers_in_a_scratch_server(
     std::fs::write(data.join("stray"), b"x").unwrap();
     let def = &lab.cluster.as_ref().unwrap().apps["shop"];
     let restore =
-        cloudlet_cluster::volume_backup::restore_job(&lab, "shop", def, "shop", &snap.id).unwrap();
-    let load = cloudlet_cluster::volume_backup::load_job(&lab, "shop", def, "shop", &snap.id)
+        cloudlet_cluster::volume_backup::restore_job(lab, "shop", def, "shop", &snap.id).unwrap();
+    let load = cloudlet_cluster::volume_backup::load_job(lab, "shop", def, "shop", &snap.id)
         .expect("a mysql dump is loaded");
     for (i, job) in [restore, load].into_iter().enumerate() {
         let root = work.path().join(format!("restore-root{i}"));
-        let (ok, out) = run(root, &job["spec"]["template"], &kubelet).await;
+        let (ok, out) = run(root, &job["spec"]["template"], kubelet).await;
         assert!(ok, "job {i}: {out}");
         assert!(!out.contains(password), "{out}");
         if i == 0 {
-            assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
+            assert_eq!(std::fs::read_dir(data).unwrap().count(), 0);
         }
     }
     assert_eq!(
@@ -867,12 +876,12 @@ async fn a_mysql_dump_is_loaded_back_on_restore_and_answers_in_a_scratch_server(
     assert_eq!(db.sql(password, Some("shop"), "CALL total()"), "300");
 
     // Level 4: a scratch server in the pod, the server the lab runs untouched.
-    let verify = cloudlet_cluster::volume_backup::verify_job(&lab, "shop", def, "shop", &snap.id)
+    let verify = cloudlet_cluster::volume_backup::verify_job(lab, "shop", def, "shop", &snap.id)
         .expect("a query to ask");
     let (ok, out) = run(
         work.path().join("verify-root"),
         &verify["spec"]["template"],
-        &kubelet,
+        kubelet,
     )
     .await;
     assert!(ok, "{out}");
@@ -881,11 +890,11 @@ async fn a_mysql_dump_is_loaded_back_on_restore_and_answers_in_a_scratch_server(
     let mut none = def.clone();
     none.dump.as_mut().unwrap().verify = Some("SELECT id FROM orders WHERE item = 'after'".into());
     let verify =
-        cloudlet_cluster::volume_backup::verify_job(&lab, "shop", &none, "shop", &snap.id).unwrap();
+        cloudlet_cluster::volume_backup::verify_job(lab, "shop", &none, "shop", &snap.id).unwrap();
     let (ok, out) = run(
         work.path().join("verify-root-none"),
         &verify["spec"]["template"],
-        &kubelet,
+        kubelet,
     )
     .await;
     assert!(!ok, "a query that answers no row fails level 4: {out}");

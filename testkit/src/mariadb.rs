@@ -27,6 +27,7 @@ impl Mariadb {
         let o = Command::new("mariadb-install-db")
             .args(["--no-defaults", "--user=root", "--skip-test-db"])
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", home.display()))
             .arg("--auth-root-authentication-method=normal")
             .output()
             .expect("mariadb-install-db runs");
@@ -40,6 +41,7 @@ impl Mariadb {
             .args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1"])
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--port={port}"))
+            .arg(format!("--tmpdir={}", home.display()))
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--pid-file={}", home.join("pid").display()))
             .arg(format!("--log-error={}", home.join("log").display()))
