@@ -152,6 +152,16 @@ impl Lab {
                 Some(Domain::Storage),
                 Box::pin(self.snapshots_fresh()),
             ));
+            if storage::expand(self.model())
+                .iter()
+                .any(|r| &*r.id.kind == storage::REPLICATION)
+            {
+                checks.push((
+                    "storage.replication",
+                    Some(Domain::Storage),
+                    Box::pin(self.replications_fresh()),
+                ));
+            }
         }
         if let Some((resolver, names)) = self.dns_names() {
             checks.push((
@@ -556,6 +566,26 @@ impl Lab {
                 chain(&e),
             )
             .fix("the NAS's API must answer to list its snapshots (`storage.reachable` says why not)")],
+        }
+    }
+
+    /// Each replication task's last run on the NAS against its snapshot policy.
+    async fn replications_fresh(&self) -> Vec<Finding> {
+        match self.storage_replications().await {
+            Ok(status) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                storage::doctor::replications(self.model(), &status, now)
+            }
+            Err(e) => vec![Finding::new(
+                "storage.replication",
+                Some(Domain::Storage),
+                "replications",
+                Status::Fail,
+                chain(&e),
+            )
+            .fix("the NAS's API must answer to list its replication tasks (`storage.reachable` says why not)")],
         }
     }
 

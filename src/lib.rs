@@ -1382,6 +1382,33 @@ impl Lab {
     /// The lab's volumes as the NAS has them: path, who may mount, usage, newest snapshot.
     /// Empty when the storage target renders locally.
     pub async fn storage_status(&self) -> Result<Vec<storage::VolumeStatus>, Error> {
+        match self.nas()? {
+            Some(nas) => nas.status().await.map_err(|source| {
+                Error::Engine(EngineError::Observe {
+                    domain: Domain::Storage,
+                    source,
+                })
+            }),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The lab's replication tasks as the NAS reports them (none when the storage target
+    /// renders to files, or the NAS takes no snapshots).
+    pub async fn storage_replications(&self) -> Result<Vec<storage::ReplicationStatus>, Error> {
+        match self.nas()? {
+            Some(nas) => nas.replications().await.map_err(|source| {
+                Error::Engine(EngineError::Observe {
+                    domain: Domain::Storage,
+                    source,
+                })
+            }),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The NAS the storage target names; `None` when it renders to files.
+    fn nas(&self) -> Result<Option<storage::Nas>, Error> {
         let t = &self.loaded.lab.targets.storage;
         let out = self.output_dir();
         let state = self.state_dir();
@@ -1392,15 +1419,7 @@ impl Lab {
                 source,
             })
         })?;
-        let Some(nas) = nas else {
-            return Ok(Vec::new());
-        };
-        nas.status().await.map_err(|source| {
-            Error::Engine(EngineError::Observe {
-                domain: Domain::Storage,
-                source,
-            })
-        })
+        Ok(nas)
     }
 
     /// The engine for this lab: one provider per domain, as the lab's targets say.

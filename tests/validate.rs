@@ -1673,3 +1673,52 @@ fn the_boot_server_is_named_by_routers_that_can_and_left_to_the_person_by_the_ot
     );
     assert!(boot_servers(&other).is_empty());
 }
+
+#[test]
+fn replicated_snapshots_name_a_dataset_apart_from_theirs_kept_for_whole_hours() {
+    let with = |r: &str| {
+        edit(
+            BASE,
+            "data: {path: /mnt/tank/data, allow: [k8s]}",
+            &format!(
+                "data: {{path: /mnt/tank/data, allow: [k8s], snapshots: {{every: 1h, keep: 24, replicate: {r}}}}}"
+            ),
+        )
+    };
+    assert_eq!(
+        findings(&with("{to: backup/lab/data, keep_for: 30d}")),
+        vec![]
+    );
+    assert_eq!(
+        findings(&with("{to: tank/data-copy, ssh: offsite}")),
+        vec![]
+    );
+    // Over SSH the same name is another machine's dataset.
+    assert_eq!(findings(&with("{to: tank/data, ssh: offsite}")), vec![]);
+
+    let t = with("{to: /mnt/backup/data}");
+    let d = only(&t, "replicate-to");
+    assert_at(&d, at(&t, "/mnt/backup/data"));
+    assert!(d.help.as_deref().unwrap().contains("no leading `/`"), "{d}");
+    let t = with("{to: backup}");
+    assert_at(&only(&t, "replicate-to"), at(&t, "backup}"));
+    // On the NAS itself, into the dataset it copies or one that holds it.
+    for to in ["tank/data/copies", "tank/data"] {
+        let t = with(&format!("{{to: {to}}}"));
+        let d = only(&t, "replicate-to");
+        assert!(d.message.contains("hold one another"), "{to}: {d}");
+    }
+    let t = with("{to: backup/data, keep_for: 90m}");
+    assert_at(&only(&t, "replicate-keep"), at(&t, "90m"));
+    let t = with("{to: backup/data, ssh: \" \"}");
+    only(&t, "replicate-ssh");
+
+    // A volume's own policy: its dataset is its export's path and its directory.
+    let t = edit(
+        BASE,
+        "size: 1GiB}",
+        "size: 1GiB, snapshots: {every: 1h, keep: 2, replicate: {to: tank/data/web}}}",
+    );
+    let d = only(&t, "replicate-to");
+    assert!(d.message.contains("`tank/data/web/data`"), "{d}");
+}

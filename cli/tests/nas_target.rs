@@ -202,6 +202,67 @@ async fn the_seeds_volumes_get_datasets_exports_snapshots_and_bound_claims() {
         "{mount}"
     );
 
+    // The mail export's snapshots replicated to another pool of the NAS: apply makes the
+    // task, bound to the snapshot task; doctor reads its last run.
+    let storage = dir.path().join("storage.yaml");
+    let text = std::fs::read_to_string(&storage).unwrap().replace(
+        "snapshots: {every: 1h, keep: 48}",
+        "snapshots: {every: 1h, keep: 48, replicate: {to: backup/lab/mail, keep_for: 30d}}",
+    );
+    std::fs::write(&storage, text).unwrap();
+    let (code, out, err) = cloudlet(&["apply", lab, "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("storage/replication/mail"), "{out}");
+    let doctor = || {
+        let (_, out, err) = cloudlet(&["doctor", lab, "--output", "json"]);
+        let d: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+        d["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["check"] == "storage.replication")
+            .unwrap_or_else(|| panic!("no storage.replication: {d:#}"))
+            .clone()
+    };
+    let f = doctor();
+    assert_eq!(
+        (f["subject"].as_str(), f["status"].as_str()),
+        (Some("replication mail"), Some("warn")),
+        "{f}"
+    );
+    assert!(
+        f["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("no finished run to backup/lab/mail yet"),
+        "{f}"
+    );
+    // The target pool is missing: the run fails, and doctor says why.
+    fake.run_replications(now - 10 * 60);
+    let f = doctor();
+    assert_eq!(f["status"], "fail", "{f}");
+    assert!(
+        f["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("Target dataset 'backup/lab' does not exist"),
+        "{f}"
+    );
+    fake.add_pool("backup");
+    fake.state
+        .lock()
+        .unwrap()
+        .datasets
+        .insert("backup/lab".into(), truenas_fake::Dataset::default());
+    fake.run_replications(now - 10 * 60);
+    let f = doctor();
+    assert_eq!(f["status"], "ok", "{f}");
+    assert_eq!(
+        f["evidence"],
+        "last copied main/mail@cloudlet-seed-mail-x to backup/lab/mail 10m ago (snapshots every 1h)"
+    );
+
     // Without the key the NAS is not reached, with a clear error.
     let out = Command::new(env!("CARGO_BIN_EXE_cloudlet"))
         .args(["plan", lab])

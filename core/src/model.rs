@@ -928,6 +928,30 @@ pub struct SnapshotPolicy {
     pub every: Duration,
     /// How many to keep.
     pub keep: u32,
+    /// Each snapshot copied to another ZFS pool right after it is taken (a TrueNAS
+    /// replication task): a pool of this NAS (a second disk) or another ZFS machine over SSH.
+    /// A complement to `backup`, not instead of it: it is the same data on the same kind of
+    /// system.
+    #[serde(default)]
+    pub replicate: Option<Replicate>,
+}
+
+/// Where a snapshot policy's snapshots are replicated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Replicate {
+    /// The dataset the copies go to (`backup/lab/media`), made by the first run; its parent
+    /// must exist. It is set read-only.
+    pub to: String,
+    /// The NAS's SSH connection to the other machine, by name (TrueNAS: Credentials →
+    /// Backup Credentials → SSH Connections); without it, the copies go to a pool of this
+    /// NAS.
+    #[serde(default)]
+    pub ssh: Option<String>,
+    /// How long the copies are kept, in whole hours (`30d`, `12w`); by default, as long as the
+    /// snapshots they copy are.
+    #[serde(default)]
+    pub keep_for: Option<Duration>,
 }
 
 /// The Kubernetes cluster.
@@ -1554,6 +1578,17 @@ pub struct Volume {
     /// permission to lose data delete it.
     #[serde(default = "yes")]
     pub retain: bool,
+}
+
+impl Volume {
+    /// Its directory below its export for app `app`: as written, or `APP/VOLUME`.
+    pub fn sub_path_of(&self, app: &str) -> String {
+        self.sub_path
+            .clone()
+            .unwrap_or_else(|| format!("{app}/{}", self.name))
+            .trim_matches('/')
+            .to_string()
+    }
 }
 
 /// Resource requests.

@@ -109,7 +109,7 @@ impl PartialOrd for ResourceId {
 /// Kinds repeat in every plan: the known ones share one allocation each.
 fn intern_kind(kind: &str) -> Arc<str> {
     use std::sync::OnceLock;
-    const KNOWN: [&str; 25] = [
+    const KNOWN: [&str; 26] = [
         "alias",
         "boot-entry",
         "boot-server",
@@ -131,6 +131,7 @@ fn intern_kind(kind: &str) -> Arc<str> {
         "persistentvolume",
         "persistentvolumeclaim",
         "port-forward",
+        "replication",
         "secret",
         "service",
         "snapshot-task",

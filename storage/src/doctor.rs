@@ -3,7 +3,8 @@
 //! cloudlet runs on (it runs on a node, or `watch` runs in the cluster on the host's
 //! network), else from this machine's own address when the export allows it; and the free
 //! space of the file system under each export, as the server reports it to that client;
-//! and each snapshot policy's newest snapshot against its period.
+//! and each snapshot policy's newest snapshot, and each replication task's last run, against
+//! its period.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -294,6 +295,79 @@ pub fn snapshots(lab: &Lab, status: &[crate::VolumeStatus], now: i64) -> Vec<Fin
                 f
             } else {
                 f.fix("the NAS's periodic snapshot task has stopped: look at its state (TrueNAS: Data Protection → Periodic Snapshot Tasks) and the pool's health")
+            }
+        })
+        .collect()
+}
+
+/// Each replication task against its snapshot policy: its last run must have finished, no
+/// longer ago than the policy's period allows ([`lateness`]); a failed run is a failure with
+/// the NAS's error, a task the NAS does not have or that never ran is a warning.
+pub fn replications(lab: &Lab, status: &[crate::ReplicationStatus], now: i64) -> Vec<Finding> {
+    let all = crate::expand(lab);
+    all.iter()
+        .filter(|r| &*r.id.kind == crate::REPLICATION)
+        .map(|r| {
+            let name = r.id.name.to_string();
+            let v = r.body.value();
+            let to = v["to"].as_str().unwrap_or_default();
+            let every = all
+                .iter()
+                .find(|t| &*t.id.kind == crate::SNAPSHOT_TASK && t.id.name == r.id.name)
+                .and_then(|t| t.body.value()["every_s"].as_u64())
+                .unwrap_or(86_400);
+            let subject = format!("replication {name}");
+            let Some(s) = status.iter().find(|s| s.name == name) else {
+                return Finding::new(
+                    "storage.replication",
+                    D,
+                    subject,
+                    Status::Warn,
+                    format!("the NAS has no replication task to {to}"),
+                )
+                .fix("`cloudlet apply` makes it (an SSH connection it names must exist on the NAS)");
+            };
+            match (s.state.as_str(), s.at) {
+                ("ERROR", _) => Finding::new(
+                    "storage.replication",
+                    D,
+                    subject,
+                    Status::Fail,
+                    format!(
+                        "the last run to {to} failed: {}",
+                        s.error.as_deref().unwrap_or("the NAS gives no reason")
+                    ),
+                )
+                .fix("the copies are not being made: look at the task (TrueNAS: Data Protection → Replication Tasks), the target pool and the SSH connection"),
+                ("FINISHED", Some(at)) => {
+                    let age = u64::try_from(now.saturating_sub(at)).unwrap_or(0);
+                    let status = lateness(age, every);
+                    let f = Finding::new(
+                        "storage.replication",
+                        D,
+                        subject,
+                        status,
+                        format!(
+                            "last copied {} to {to} {} ago (snapshots every {})",
+                            s.last_snapshot.as_deref().unwrap_or("nothing new"),
+                            span(age),
+                            span(every)
+                        ),
+                    );
+                    if status == Status::Ok {
+                        f
+                    } else {
+                        f.fix("the task has not run since: is it enabled, and is its snapshot task taking snapshots?")
+                    }
+                }
+                (state, _) => Finding::new(
+                    "storage.replication",
+                    D,
+                    subject,
+                    Status::Warn,
+                    format!("no finished run to {to} yet (state {state})"),
+                )
+                .fix("it runs after the next snapshot; a task that stays here is waiting on its snapshot task"),
             }
         })
         .collect()

@@ -62,6 +62,33 @@ impl Nas {
             Nas::TrueNas(p) => p.status().await,
         }
     }
+
+    /// The lab's replication tasks and how their last run went (none on a Linux NAS: it
+    /// takes no snapshots).
+    pub async fn replications(
+        &self,
+    ) -> Result<Vec<ReplicationStatus>, cloudlet_core::ProviderError> {
+        match self {
+            Nas::Linux(_) => Ok(Vec::new()),
+            Nas::TrueNas(p) => p.replications().await,
+        }
+    }
+}
+
+/// One replication task of the lab as the NAS reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicationStatus {
+    /// The resource name (`mail`, `mail.mailserver.data`).
+    pub name: String,
+    /// The state of its last run as the NAS says it (`FINISHED`, `ERROR`, `RUNNING`,
+    /// `PENDING`).
+    pub state: String,
+    /// When that state was reached (Unix seconds), when the NAS says.
+    pub at: Option<i64>,
+    /// The newest snapshot it copied, when the NAS says.
+    pub last_snapshot: Option<String>,
+    /// The error of a failed run.
+    pub error: Option<String>,
 }
 
 /// One dataset (or directory) of the lab as the NAS has it, for `cloudlet storage status`.
@@ -89,6 +116,8 @@ pub const DATASET: &str = "dataset";
 pub const NFS_EXPORT: &str = "nfs-export";
 /// Kind of periodic snapshot tasks.
 pub const SNAPSHOT_TASK: &str = "snapshot-task";
+/// Kind of replication tasks: a snapshot task's snapshots copied to another ZFS pool.
+pub const REPLICATION: &str = "replication";
 
 /// The id of an export's dataset.
 pub fn dataset_id(export: &str) -> ResourceId {
@@ -102,11 +131,7 @@ pub fn export_id(export: &str) -> ResourceId {
 
 /// The directory of an app volume below its export: as written, or `APP/VOLUME`.
 pub fn volume_sub_path(app: &str, v: &cloudlet_core::model::Volume) -> String {
-    v.sub_path
-        .clone()
-        .unwrap_or_else(|| format!("{app}/{}", v.name))
-        .trim_matches('/')
-        .to_string()
+    v.sub_path_of(app)
 }
 
 /// The resource name of an app volume: its export and sub-path, `/` as `.`.
@@ -160,6 +185,44 @@ fn snapshot_body(path: &str, s: &SnapshotPolicy, recursive: bool) -> Value {
     json!({"path": path, "every_s": s.every.0, "keep": s.keep, "recursive": recursive})
 }
 
+/// The snapshot task `name` of the dataset at `path` (policy `s`), and its replication task
+/// when the policy replicates.
+fn snapshot_resources(
+    out: &mut Vec<Resource>,
+    name: String,
+    path: &str,
+    s: &SnapshotPolicy,
+    recursive: bool,
+    dataset: ResourceId,
+) {
+    let task = ResourceId::new(Domain::Storage, SNAPSHOT_TASK, name.clone());
+    out.push(Resource::new(task.clone(), snapshot_body(path, s, recursive)).after(dataset));
+    if let Some(r) = &s.replicate {
+        out.push(
+            Resource::new(
+                ResourceId::new(Domain::Storage, REPLICATION, name),
+                replication_body(path, r, recursive),
+            )
+            .after(task),
+        );
+    }
+}
+
+/// A replication task's body: the dataset at `source`, where it goes and how long it is kept.
+pub fn replication_body(
+    source: &str,
+    r: &cloudlet_core::model::Replicate,
+    recursive: bool,
+) -> Value {
+    json!({
+        "source": source,
+        "to": r.to.trim_end_matches('/'),
+        "ssh": r.ssh,
+        "keep_for_s": r.keep_for.map(|d| d.0),
+        "recursive": recursive,
+    })
+}
+
 /// The desired storage state of a lab.
 pub fn expand(lab: &Lab) -> Vec<Resource> {
     let Some(st) = &lab.storage else {
@@ -188,13 +251,7 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
             .after(ds.clone()),
         );
         if let Some(s) = e.snapshots.as_ref().filter(|_| zfs) {
-            out.push(
-                Resource::new(
-                    ResourceId::new(Domain::Storage, SNAPSHOT_TASK, name.clone()),
-                    snapshot_body(&e.path, s, true),
-                )
-                .after(ds),
-            );
+            snapshot_resources(&mut out, name.clone(), &e.path, s, true, ds);
         }
     }
     // App volumes: one dataset, export and (with a policy) snapshot task each. Apps that share
@@ -247,17 +304,7 @@ pub fn expand(lab: &Lab) -> Vec<Resource> {
                 .after(ds.clone()),
             );
             if let Some(s) = v.snapshots.as_ref().filter(|_| zfs) {
-                out.push(
-                    Resource::new(
-                        ResourceId::new(
-                            Domain::Storage,
-                            SNAPSHOT_TASK,
-                            volume_name(&v.export, &sub),
-                        ),
-                        snapshot_body(&path, s, false),
-                    )
-                    .after(ds),
-                );
+                snapshot_resources(&mut out, volume_name(&v.export, &sub), &path, s, false, ds);
             }
         }
     }
@@ -311,6 +358,19 @@ pub fn headline(r: &Resource) -> Option<String> {
                 format!("{every}s")
             };
             Some(format!("every {every}, keep {}", v["keep"].as_u64()?))
+        }
+        REPLICATION => {
+            let to = v["to"].as_str()?;
+            let via = match v["ssh"].as_str() {
+                Some(ssh) => format!("over SSH connection `{ssh}`"),
+                None => "on the NAS".into(),
+            };
+            let kept = match v["keep_for_s"].as_u64() {
+                Some(k) if k.is_multiple_of(86_400) => format!("kept {}d", k / 86_400),
+                Some(k) => format!("kept {}h", k / 3600),
+                None => "kept as the source's".into(),
+            };
+            Some(format!("{} to {to} {via}, {kept}", v["source"].as_str()?))
         }
         _ => None,
     }

@@ -111,7 +111,8 @@ async fn the_seeds_volumes_apply_replan_empty_narrow_and_keep_their_data() {
             "system.version",
             "pool.dataset.query",
             "sharing.nfs.query",
-            "pool.snapshottask.query"
+            "pool.snapshottask.query",
+            "replication.query"
         ]
     );
     assert_eq!(p2.writes(), 0);
@@ -362,4 +363,239 @@ async fn an_api_key_never_goes_over_plain_ws_and_tls_is_verified() {
     ));
     let e = wrong.observe(Domain::Storage).await.unwrap_err();
     assert!(e.to_string().contains("not accepted"), "{e}");
+}
+
+/// The seed with the mail export's snapshots replicated to another pool of the NAS (kept 30
+/// days) and the blog's over the SSH connection `offsite` (kept as the source's).
+fn replicated(name: &str, t: String) -> String {
+    if name == "storage.yaml" {
+        t.replace(
+            "snapshots: {every: 1h, keep: 48}",
+            "snapshots: {every: 1h, keep: 48, replicate: {to: backup/lab/mail, keep_for: 30d}}",
+        )
+        .replace(
+            "snapshots: {every: 1d, keep: 14}",
+            "snapshots: {every: 1d, keep: 14, replicate: {to: tank/seed/blog, ssh: offsite}}",
+        )
+    } else {
+        t
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_are_replicated_by_tasks_bound_to_their_snapshot_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::start(dir.path(), "25.10.1", KEY).await;
+    let p = provider(&fake);
+    let e = engine(p.clone(), &dir.path().join("state"));
+
+    // An SSH connection the NAS does not have: the step fails saying where to make it, and
+    // the rest of the lab is applied.
+    let plan = e.plan(seed_storage(replicated)).await.unwrap();
+    let s = steps(&plan);
+    assert!(
+        s.contains(&"create storage/replication/mail".to_string()),
+        "{s:?}"
+    );
+    assert!(
+        s.contains(&"create storage/replication/blog".to_string()),
+        "{s:?}"
+    );
+    let r = e.apply(&plan, ApplyOptions::default()).await.unwrap();
+    let failed: Vec<String> = r
+        .failed
+        .iter()
+        .map(|(id, e)| format!("{id}: {e}"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].starts_with("storage/replication/blog")
+            && failed[0].contains("no SSH connection named `offsite`")
+            && failed[0].contains("Credentials → Backup Credentials → SSH Connections"),
+        "{failed:?}"
+    );
+    fake.add_ssh_connection("offsite");
+    let plan = e.plan(seed_storage(replicated)).await.unwrap();
+    assert_eq!(steps(&plan), vec!["create storage/replication/blog"]);
+    apply_ok(&e, &plan).await;
+    {
+        let st = fake.state.lock().unwrap();
+        let by_name = |n: &str| {
+            st.replications
+                .values()
+                .find(|r| r["name"] == n)
+                .unwrap_or_else(|| panic!("no {n}"))
+                .clone()
+        };
+        let mail = by_name("cloudlet-seed-mail");
+        let task = st
+            .tasks
+            .values()
+            .find(|t| t["dataset"] == "main/mail")
+            .unwrap();
+        assert_eq!(
+            mail["periodic_snapshot_tasks"],
+            serde_json::json!([task["id"]])
+        );
+        assert_eq!(
+            (
+                &mail["transport"],
+                &mail["ssh_credentials"],
+                &mail["source_datasets"],
+                &mail["target_dataset"]
+            ),
+            (
+                &serde_json::json!("LOCAL"),
+                &serde_json::Value::Null,
+                &serde_json::json!(["main/mail"]),
+                &serde_json::json!("backup/lab/mail")
+            )
+        );
+        assert_eq!(
+            (
+                &mail["retention_policy"],
+                &mail["lifetime_value"],
+                &mail["lifetime_unit"]
+            ),
+            (
+                &serde_json::json!("CUSTOM"),
+                &serde_json::json!(30),
+                &serde_json::json!("DAY")
+            )
+        );
+        assert_eq!(
+            (&mail["recursive"], &mail["auto"], &mail["readonly"]),
+            (
+                &serde_json::json!(true),
+                &serde_json::json!(true),
+                &serde_json::json!("SET")
+            )
+        );
+        let blog = by_name("cloudlet-seed-blog");
+        assert_eq!(
+            (&blog["transport"], &blog["retention_policy"]),
+            (&serde_json::json!("SSH"), &serde_json::json!("SOURCE"))
+        );
+        assert!(blog["ssh_credentials"].is_i64());
+    }
+    // Listed with its connection and snapshot tasks as objects, read back as the lab says.
+    assert!(
+        !e.plan(seed_storage(replicated))
+            .await
+            .unwrap()
+            .summary
+            .has_changes()
+    );
+
+    // Someone disables the task, then deletes its snapshot task by hand: the plan puts each back.
+    {
+        let mut st = fake.state.lock().unwrap();
+        let id = *st
+            .replications
+            .iter()
+            .find(|(_, r)| r["name"] == "cloudlet-seed-mail")
+            .unwrap()
+            .0;
+        st.replications.get_mut(&id).unwrap()["enabled"] = serde_json::json!(false);
+    }
+    let plan = e.plan(seed_storage(replicated)).await.unwrap();
+    assert_eq!(steps(&plan), vec!["update storage/replication/mail"]);
+    apply_ok(&e, &plan).await;
+    assert!(
+        !e.plan(seed_storage(replicated))
+            .await
+            .unwrap()
+            .summary
+            .has_changes()
+    );
+    {
+        let mut st = fake.state.lock().unwrap();
+        let id = *st
+            .tasks
+            .iter()
+            .find(|(_, t)| t["dataset"] == "main/mail")
+            .unwrap()
+            .0;
+        st.tasks.remove(&id);
+        for r in st.replications.values_mut() {
+            r["periodic_snapshot_tasks"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|t| t.as_i64() != Some(id));
+        }
+    }
+    let plan = e.plan(seed_storage(replicated)).await.unwrap();
+    assert_eq!(
+        steps(&plan),
+        vec![
+            "create storage/snapshot-task/mail",
+            "update storage/replication/mail"
+        ],
+        "the new snapshot task first, then the replication bound to it again"
+    );
+    apply_ok(&e, &plan).await;
+    assert!(
+        !e.plan(seed_storage(replicated))
+            .await
+            .unwrap()
+            .summary
+            .has_changes()
+    );
+
+    // A run copies the snapshots; a local target whose pool is missing fails, and says so.
+    fake.take_snapshot("main/mail", "cloudlet-seed-mail-20261207-0100");
+    fake.run_replications(1_796_000_000);
+    {
+        let st = fake.state.lock().unwrap();
+        let mail = st
+            .replications
+            .values()
+            .find(|r| r["name"] == "cloudlet-seed-mail")
+            .unwrap();
+        assert_eq!(mail["state"]["state"], "ERROR");
+        assert!(
+            mail["state"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("backup/lab"),
+            "{mail}"
+        );
+    }
+    fake.add_pool("backup");
+    {
+        let mut st = fake.state.lock().unwrap();
+        st.datasets
+            .insert("backup/lab".into(), truenas_fake::Dataset::default());
+    }
+    fake.run_replications(1_796_000_060);
+    {
+        let st = fake.state.lock().unwrap();
+        assert!(
+            st.snapshots
+                .iter()
+                .any(|(d, n, _)| d == "backup/lab/mail" && n == "cloudlet-seed-mail-20261207-0100")
+        );
+        let mail = st
+            .replications
+            .values()
+            .find(|r| r["name"] == "cloudlet-seed-mail")
+            .unwrap();
+        assert_eq!(mail["state"]["state"], "FINISHED");
+    }
+
+    // Without `replicate`, the tasks go (before the snapshot tasks they are bound to); the
+    // copies stay.
+    let plan = e.plan(seed_storage(|_, t| t)).await.unwrap();
+    assert_eq!(
+        steps(&plan),
+        vec![
+            "delete storage/replication/blog",
+            "delete storage/replication/mail"
+        ]
+    );
+    apply_ok(&e, &plan).await;
+    let st = fake.state.lock().unwrap();
+    assert!(st.replications.is_empty());
+    assert!(st.snapshots.iter().any(|(d, _, _)| d == "backup/lab/mail"));
+    assert_eq!(st.tasks.len(), 2, "the snapshot tasks stay");
 }

@@ -10,7 +10,13 @@
 //!   `INHERIT` drops the local value; user properties need a `namespace:name` key;
 //! - shares and tasks are filled with the server's defaults; shares need existing paths,
 //!   networks in CIDR form, hosts without spaces, comments up to 1024 characters;
-//! - `pool.snapshot.*` exists from 25.10 on, `zfs.snapshot.*` only before.
+//! - `pool.snapshot.*` exists from 25.10 on, `zfs.snapshot.*` only before;
+//! - replication tasks take an SSH connection's id and snapshot tasks' ids but list them as
+//!   whole objects; `LOCAL` takes no SSH connection and `SSH` needs one; each source dataset
+//!   must be covered by a bound snapshot task; `CUSTOM` retention needs a lifetime; names are
+//!   unique; deleting a snapshot task unbinds it from the replications that used it. A run
+//!   ([`Fake::run_replications`]) copies the sources' snapshots to the target (a local target's
+//!   parent must exist) and leaves its state (`FINISHED`, `ERROR` with its error).
 #![allow(dead_code, unreachable_pub, clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
@@ -35,6 +41,10 @@ pub struct State {
     pub datasets: BTreeMap<String, Dataset>,
     pub shares: BTreeMap<i64, Value>,
     pub tasks: BTreeMap<i64, Value>,
+    /// Replication tasks as stored: SSH connection and snapshot tasks by id.
+    pub replications: BTreeMap<i64, Value>,
+    /// Keychain credentials (SSH connections) by id.
+    pub credentials: BTreeMap<i64, Value>,
     /// (dataset, snapshot name, creation in Unix seconds) in creation order.
     pub snapshots: Vec<(String, String, i64)>,
     pub jobs: BTreeMap<i64, Value>,
@@ -158,6 +168,88 @@ impl Fake {
 
     pub fn calls(&self) -> Vec<String> {
         self.state.lock().unwrap().calls.clone()
+    }
+
+    /// Adds an SSH connection (a keychain credential of type `SSH_CREDENTIALS`) named `name`,
+    /// as a person makes one in the web interface; its id.
+    pub fn add_ssh_connection(&self, name: &str) -> i64 {
+        let mut st = self.state.lock().unwrap();
+        let id = Ctx::new_id(&mut st);
+        st.credentials.insert(
+            id,
+            json!({"id": id, "name": name, "type": "SSH_CREDENTIALS",
+                   "attributes": {"host": "offsite.example", "port": 22, "username": "zfs", "private_key": 1}}),
+        );
+        id
+    }
+
+    /// Adds a pool (an empty top-level dataset) named `name`.
+    pub fn add_pool(&self, name: &str) {
+        self.state.lock().unwrap().datasets.insert(
+            name.into(),
+            Dataset {
+                mode: 0o755,
+                ..Dataset::default()
+            },
+        );
+    }
+
+    /// Runs every enabled automatic replication once, as after its snapshot tasks ran: each
+    /// source dataset's snapshots are copied to the target (`TARGET/CHILD` for a recursive
+    /// task's children), made read-only; a local target whose parent is missing fails the run.
+    pub fn run_replications(&self, at: i64) {
+        let mut st = self.state.lock().unwrap();
+        let ids: Vec<i64> = st.replications.keys().copied().collect();
+        for id in ids {
+            let t = st.replications[&id].clone();
+            if t["enabled"] != true || t["auto"] != true {
+                continue;
+            }
+            let target = t["target_dataset"].as_str().unwrap_or_default().to_string();
+            let parent = target.rsplit_once('/').map_or("", |(p, _)| p).to_string();
+            let state = if t["transport"] == "LOCAL" && !st.datasets.contains_key(&parent) {
+                json!({"state": "ERROR", "datetime": {"$date": at * 1000},
+                       "error": format!("Target dataset '{parent}' does not exist"), "last_snapshot": null})
+            } else {
+                let mut last = Value::Null;
+                let mut copies = Vec::new();
+                for src in t["source_datasets"].as_array().into_iter().flatten() {
+                    let src = src.as_str().unwrap_or_default();
+                    for (d, n, c) in &st.snapshots {
+                        let child = if d == src {
+                            Some(String::new())
+                        } else if t["recursive"] == true {
+                            d.strip_prefix(&format!("{src}/")).map(|r| format!("/{r}"))
+                        } else {
+                            None
+                        };
+                        if let Some(child) = child {
+                            copies.push((format!("{target}{child}"), n.clone(), *c));
+                            last = json!(format!("{src}@{n}"));
+                        }
+                    }
+                }
+                if t["transport"] == "LOCAL" {
+                    for (d, n, c) in copies {
+                        st.datasets.entry(d.clone()).or_insert_with(|| {
+                            let mut ds = Dataset {
+                                mode: 0o755,
+                                ..Dataset::default()
+                            };
+                            ds.props.insert("readonly".into(), (json!("ON"), "LOCAL"));
+                            ds
+                        });
+                        if !st.snapshots.iter().any(|(sd, sn, _)| *sd == d && *sn == n) {
+                            st.snapshots.push((d, n, c));
+                        }
+                    }
+                }
+                json!({"state": "FINISHED", "datetime": {"$date": at * 1000}, "last_snapshot": last})
+            };
+            if let Some(r) = st.replications.get_mut(&id) {
+                r["state"] = state;
+            }
+        }
     }
 }
 
@@ -637,11 +729,200 @@ impl Ctx {
             }
             "pool.snapshottask.delete" => {
                 let id = p[0].as_i64().unwrap_or(-1);
-                // Deleting a task leaves its snapshots.
+                // Deleting a task leaves its snapshots, and unbinds it from replications.
+                for r in st.replications.values_mut() {
+                    if let Some(a) = r["periodic_snapshot_tasks"].as_array_mut() {
+                        a.retain(|t| t.as_i64() != Some(id));
+                    }
+                }
                 st.tasks
                     .remove(&id)
                     .map(|_| json!(true))
                     .ok_or_else(|| Fail(2, "ENOENT", format!("task {id}")))
+            }
+            "keychaincredential.query" => Ok(json!(
+                st.credentials
+                    .values()
+                    .filter(|c| matches(c, &p[0]))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            )),
+            "replication.query" => Ok(json!(
+                st.replications
+                    .values()
+                    .map(|r| {
+                        // Listed with its SSH connection and snapshot tasks as objects.
+                        let mut r = r.clone();
+                        r["ssh_credentials"] = r["ssh_credentials"]
+                            .as_i64()
+                            .and_then(|c| st.credentials.get(&c).cloned())
+                            .unwrap_or(Value::Null);
+                        let tasks: Vec<Value> = r["periodic_snapshot_tasks"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|t| t.as_i64().and_then(|t| st.tasks.get(&t).cloned()))
+                            .collect();
+                        r["periodic_snapshot_tasks"] = json!(tasks);
+                        r
+                    })
+                    .filter(|r| matches(r, &p[0]))
+                    .collect::<Vec<_>>()
+            )),
+            "replication.create" | "replication.update" => {
+                let create = method.ends_with("create");
+                let (id, a) = if create {
+                    (Self::new_id(&mut st), &p[0])
+                } else {
+                    (p[0].as_i64().unwrap_or(-1), &p[1])
+                };
+                let f = if create {
+                    "replication_create"
+                } else {
+                    "replication_update"
+                };
+                let mut r = if create {
+                    json!({"id": id, "ssh_credentials": null, "sudo": false, "exclude": [], "properties": true,
+                           "periodic_snapshot_tasks": [], "naming_schema": [], "also_include_naming_schema": [],
+                           "schedule": null, "restrict_schedule": null, "only_matching_schedule": false,
+                           "allow_from_scratch": false, "readonly": "SET", "hold_pending_snapshots": false,
+                           "lifetime_value": null, "lifetime_unit": null, "retries": 5, "enabled": true,
+                           "state": {"state": "PENDING"}, "job": null, "has_encrypted_dataset_keys": false})
+                } else {
+                    st.replications
+                        .get(&id)
+                        .cloned()
+                        .ok_or_else(|| Fail(2, "ENOENT", format!("replication {id}")))?
+                };
+                for (k, v) in a.as_object().into_iter().flatten() {
+                    if ["id", "state", "job"].contains(&k.as_str()) {
+                        return Err(einval(format!("{f}.{k}: Extra inputs are not permitted")));
+                    }
+                    r[k] = v.clone();
+                }
+                for key in [
+                    "name",
+                    "direction",
+                    "transport",
+                    "source_datasets",
+                    "target_dataset",
+                    "recursive",
+                    "auto",
+                    "retention_policy",
+                ] {
+                    if r.get(key).is_none_or(Value::is_null) {
+                        return Err(einval(format!("{f}.{key}: Field required")));
+                    }
+                }
+                if r["name"].as_str().is_none_or(str::is_empty)
+                    || st
+                        .replications
+                        .values()
+                        .any(|o| o["name"] == r["name"] && o["id"] != id)
+                {
+                    return Err(einval(format!(
+                        "{f}.name: Name must be unique and not empty"
+                    )));
+                }
+                if !matches!(r["direction"].as_str(), Some("PUSH" | "PULL")) {
+                    return Err(einval(format!(
+                        "{f}.direction: Input should be 'PUSH' or 'PULL'"
+                    )));
+                }
+                match (r["transport"].as_str(), r["ssh_credentials"].as_i64()) {
+                    (Some("LOCAL"), None) => {}
+                    (Some("LOCAL"), Some(_)) => {
+                        return Err(einval(format!(
+                            "{f}.ssh_credentials: Remote credentials have no sense for local replication"
+                        )));
+                    }
+                    (Some("SSH" | "SSH+NETCAT"), Some(c)) => {
+                        if st
+                            .credentials
+                            .get(&c)
+                            .is_none_or(|c| c["type"] != "SSH_CREDENTIALS")
+                        {
+                            return Err(einval(format!(
+                                "{f}.ssh_credentials: Invalid SSH credentials {c}"
+                            )));
+                        }
+                    }
+                    (Some("SSH" | "SSH+NETCAT"), None) => {
+                        return Err(einval(format!(
+                            "{f}.ssh_credentials: SSH Credentials are required for non-local replication"
+                        )));
+                    }
+                    _ => {
+                        return Err(einval(format!(
+                            "{f}.transport: Input should be 'SSH', 'SSH+NETCAT' or 'LOCAL'"
+                        )));
+                    }
+                }
+                let sources: Vec<String> = r["source_datasets"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|d| d.as_str().map(str::to_string))
+                    .collect();
+                if sources.is_empty() || r["target_dataset"].as_str().is_none_or(str::is_empty) {
+                    return Err(einval(format!(
+                        "{f}.source_datasets: List should have at least 1 item"
+                    )));
+                }
+                let mut bound = Vec::new();
+                for t in r["periodic_snapshot_tasks"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    let task = t.as_i64().and_then(|t| st.tasks.get(&t)).ok_or_else(|| {
+                        einval(format!(
+                            "{f}.periodic_snapshot_tasks: Invalid periodic snapshot task {t}"
+                        ))
+                    })?;
+                    bound.push(task.clone());
+                }
+                if !bound.is_empty() {
+                    if r["direction"] != "PUSH" {
+                        return Err(einval(format!(
+                            "{f}.periodic_snapshot_tasks: Only push replication tasks can be bound to periodic snapshot tasks"
+                        )));
+                    }
+                    for src in &sources {
+                        let covered = bound.iter().any(|t| {
+                            let d = t["dataset"].as_str().unwrap_or_default();
+                            d == src
+                                || (t["recursive"] == true && src.starts_with(&format!("{d}/")))
+                        });
+                        if !covered {
+                            return Err(einval(format!(
+                                "{f}.source_datasets: Dataset {src} is not included in any bound periodic snapshot task"
+                            )));
+                        }
+                    }
+                } else if r["auto"] == true && r["schedule"].is_null() {
+                    return Err(einval(format!(
+                        "{f}.auto: Automatic replication without bound periodic snapshot tasks needs a schedule"
+                    )));
+                }
+                if r["retention_policy"] == "CUSTOM"
+                    && (r["lifetime_value"].as_u64().is_none_or(|v| v < 1)
+                        || !["HOUR", "DAY", "WEEK", "MONTH", "YEAR"]
+                            .contains(&r["lifetime_unit"].as_str().unwrap_or("")))
+                {
+                    return Err(einval(format!(
+                        "{f}.lifetime_value: Custom retention needs a lifetime"
+                    )));
+                }
+                st.replications.insert(id, r.clone());
+                Ok(r)
+            }
+            "replication.delete" => {
+                let id = p[0].as_i64().unwrap_or(-1);
+                st.replications
+                    .remove(&id)
+                    .map(|_| json!(true))
+                    .ok_or_else(|| Fail(2, "ENOENT", format!("replication {id}")))
             }
             "pool.snapshot.query" | "zfs.snapshot.query" => {
                 let exists = (method == "pool.snapshot.query") == newer;

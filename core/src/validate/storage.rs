@@ -147,6 +147,16 @@ impl<'a> Validator<'a> {
                 if v.snapshots.is_some() && !zfs {
                     self.push(no_snapshots(vp.join("snapshots")));
                 }
+                if let (Some(s), Some(e)) = (
+                    &v.snapshots,
+                    lab.storage
+                        .as_ref()
+                        .and_then(|st| st.exports.get(&v.export)),
+                ) {
+                    let source =
+                        format!("{}/{}", e.path.trim_end_matches('/'), v.sub_path_of(name));
+                    self.replication(s, &source, vp.join("snapshots"));
+                }
                 if v.sqlite {
                     self.push(
                         Diagnostic::warning("sqlite-on-nfs", vp.join("sqlite"), format!("volume `{}` holds SQLite on NFS; SQLite's locking is unsafe over NFS and corrupts data", v.name))
@@ -196,7 +206,73 @@ impl<'a> Validator<'a> {
                         "snapshots"
                     ]));
                 }
+                if let Some(s) = &e.snapshots {
+                    self.replication(s, &e.path, path!["storage", "exports", ename, "snapshots"]);
+                }
             }
+        }
+    }
+
+    /// A snapshot policy's replication, at `at` (the policy), of the dataset mounted at
+    /// `source`: a dataset name to copy to, not within the source (nor the source within it)
+    /// when it stays on the NAS, kept for whole hours.
+    fn replication(&mut self, s: &crate::model::SnapshotPolicy, source: &str, at: TreePath) {
+        let Some(r) = &s.replicate else { return };
+        let rp = at.join("replicate");
+        let to = r.to.trim_end_matches('/');
+        let bad = to.is_empty()
+            || to.starts_with('/')
+            || !to.contains('/')
+            || to.split('/').any(|p| p.is_empty() || p == "." || p == "..")
+            || !to
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.:/".contains(c));
+        if bad {
+            self.push(
+                Diagnostic::error(
+                    "replicate-to",
+                    rp.join("to"),
+                    format!("`{}` is not a dataset to replicate into", r.to),
+                )
+                .help(
+                    "name a dataset below a pool, as ZFS does: `backup/lab/media` (no leading `/`)",
+                ),
+            );
+        } else if r.ssh.is_none() {
+            let src = source.trim_start_matches("/mnt/").trim_end_matches('/');
+            let within =
+                |a: &str, b: &str| a == b || a.strip_prefix(b).is_some_and(|r| r.starts_with('/'));
+            if within(to, src) || within(src, to) {
+                self.push(
+                    Diagnostic::error(
+                        "replicate-to",
+                        rp.join("to"),
+                        format!("`{to}` and the replicated dataset `{src}` hold one another: the copies would be copied again"),
+                    )
+                    .help("replicate into another pool (`backup/...`), or over `ssh` to another machine"),
+                );
+            }
+        }
+        if let Some(k) = r.keep_for
+            && (k.0 == 0 || !k.0.is_multiple_of(3600))
+        {
+            self.push(
+                Diagnostic::error(
+                    "replicate-keep",
+                    rp.join("keep_for"),
+                    "TrueNAS keeps replicated snapshots for whole hours, days or weeks",
+                )
+                .help("`keep_for: 30d`, or leave it out to keep them as long as the source does"),
+            );
+        }
+        if let Some(ssh) = &r.ssh
+            && ssh.trim().is_empty()
+        {
+            self.push(Diagnostic::error(
+                "replicate-ssh",
+                rp.join("ssh"),
+                "name the NAS's SSH connection to the other machine",
+            ));
         }
     }
 

@@ -12,7 +12,7 @@ use cloudlet_core::{Data, Domain, Provider, Resource, ResourceId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::{DATASET, NFS_EXPORT, SNAPSHOT_TASK};
+use crate::{DATASET, NFS_EXPORT, REPLICATION, SNAPSHOT_TASK};
 
 use cloudlet_core::backend::{BoxFuture, ConnectError, Connection};
 
@@ -530,7 +530,7 @@ impl Provider for LinuxNas {
             NFS_EXPORT => {
                 body_path(r, &r.body.value(), "path")?;
             }
-            SNAPSHOT_TASK => {
+            SNAPSHOT_TASK | REPLICATION => {
                 return Err(invalid(
                     r,
                     "a Linux NAS takes no snapshots (no ZFS); the lab should not ask it to",

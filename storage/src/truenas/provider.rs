@@ -9,7 +9,7 @@ use cloudlet_core::plan::FieldChange;
 use cloudlet_core::{Data, Domain, Provider, Resource, ResourceId};
 use serde_json::{Value, json};
 
-use crate::{DATASET, NFS_EXPORT, SNAPSHOT_TASK};
+use crate::{DATASET, NFS_EXPORT, REPLICATION, SNAPSHOT_TASK};
 
 use cloudlet_core::backend::{BoxFuture, ConnectError, Connection};
 
@@ -41,6 +41,8 @@ const MODE_PROP: &str = "org.cloudlet:mode";
 /// Native ZFS properties cloudlet sets (the body names them the same), other than the quota.
 const MANAGED: [&str; 2] = ["recordsize", "atime"];
 const MIB: u64 = 1 << 20;
+/// What follows a snapshot task's name in its naming schema.
+const TASK_SUFFIX: &str = "-%Y%m%d-%H%M";
 
 /// A TrueNAS release, as `system.version` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -150,6 +152,17 @@ fn schedule(every_s: u64, keep: u64) -> (Value, u64, &'static str) {
     .find(|(_, s)| life >= *s && life.is_multiple_of(*s))
     .unwrap_or(("HOUR", 3600));
     (s, life.div_ceil(secs), unit)
+}
+
+/// A replication's retention in TrueNAS's units: the largest of weeks, days and hours that
+/// holds it whole (validation keeps it in whole hours).
+fn lifetime(secs: u64) -> (u64, &'static str) {
+    for (unit, n) in [("WEEK", 604_800), ("DAY", 86_400)] {
+        if secs.is_multiple_of(n) {
+            return (secs / n, unit);
+        }
+    }
+    (secs.div_ceil(3600).max(1), "HOUR")
 }
 
 fn unit_secs(unit: &str) -> u64 {
@@ -548,11 +561,16 @@ impl TrueNas {
             "recursive": v["recursive"].as_bool().unwrap_or(false),
             "lifetime_value": lifetime,
             "lifetime_unit": unit,
-            "naming_schema": format!("{}{}-%Y%m%d-%H%M", self.marker(), r.id.name),
+            "naming_schema": self.task_schema(&r.id.name),
             "schedule": schedule,
             "allow_empty": true,
             "enabled": true,
         }))
+    }
+
+    /// The naming schema of snapshot task `name`'s snapshots: how cloudlet finds its task.
+    fn task_schema(&self, name: &str) -> String {
+        format!("{}{name}{TASK_SUFFIX}", self.marker())
     }
 
     fn task_body(t: &Value) -> Value {
@@ -565,6 +583,105 @@ impl TrueNas {
             "keep": life / every,
             "recursive": t["recursive"].as_bool().unwrap_or(false),
         })
+    }
+
+    // ---- replication tasks ----
+
+    /// The replication task of `r` as TrueNAS takes it: a push, bound to the snapshot task of
+    /// the same name (so it runs right after each snapshot), over the named SSH connection or
+    /// on this NAS, the copies set read-only, never destroyed to start again from scratch.
+    async fn replication_native(&self, r: &Resource) -> Result<Value, ProviderError> {
+        let v = r.body.value();
+        let source = dataset_name(r, v["source"].as_str().unwrap_or_default())?;
+        let tasks = self
+            .call(
+                "pool.snapshottask.query",
+                json!([[["naming_schema", "=", self.task_schema(&r.id.name)]]]),
+            )
+            .await?;
+        let task = tasks[0]["id"].as_i64().ok_or_else(|| {
+            invalid(
+                r,
+                "its periodic snapshot task is not on the NAS (cloudlet makes it first: apply again)",
+            )
+        })?;
+        let (transport, credentials) = match v["ssh"].as_str() {
+            Some(name) => {
+                let found = self
+                    .call(
+                        "keychaincredential.query",
+                        json!([[["name", "=", name], ["type", "=", "SSH_CREDENTIALS"]]]),
+                    )
+                    .await?;
+                let id = found[0]["id"].as_i64().ok_or_else(|| {
+                    invalid(
+                        r,
+                        format!(
+                            "the NAS has no SSH connection named `{name}`: make it first (TrueNAS: Credentials → Backup Credentials → SSH Connections), then apply"
+                        ),
+                    )
+                })?;
+                ("SSH", json!(id))
+            }
+            None => ("LOCAL", Value::Null),
+        };
+        let (policy, value, unit) = match v["keep_for_s"].as_u64() {
+            Some(k) => {
+                let (value, unit) = lifetime(k);
+                ("CUSTOM", json!(value), json!(unit))
+            }
+            None => ("SOURCE", Value::Null, Value::Null),
+        };
+        Ok(json!({
+            "name": format!("{}{}", self.marker(), r.id.name),
+            "direction": "PUSH",
+            "transport": transport,
+            "ssh_credentials": credentials,
+            "source_datasets": [source],
+            "target_dataset": v["to"],
+            "recursive": v["recursive"].as_bool().unwrap_or(false),
+            "periodic_snapshot_tasks": [task],
+            "auto": true,
+            "readonly": "SET",
+            "allow_from_scratch": false,
+            "retention_policy": policy,
+            "lifetime_value": value,
+            "lifetime_unit": unit,
+            "enabled": true,
+        }))
+    }
+
+    /// A replication task as TrueNAS lists it (its SSH connection and snapshot tasks as whole
+    /// objects), in the lab's words; what cloudlet sets but finds otherwise (disabled, not
+    /// automatic, no longer bound to its snapshot task, pulling) is said besides.
+    fn replication_body(&self, name: &str, t: &Value) -> Value {
+        let keep = (t["retention_policy"] == "CUSTOM").then(|| {
+            t["lifetime_value"].as_u64().unwrap_or(0)
+                * unit_secs(t["lifetime_unit"].as_str().unwrap_or("HOUR"))
+        });
+        let mut body = json!({
+            "source": format!("/mnt/{}", t["source_datasets"][0].as_str().unwrap_or_default()),
+            "to": t["target_dataset"],
+            "ssh": if t["transport"] == "LOCAL" { Value::Null } else { t["ssh_credentials"]["name"].clone() },
+            "keep_for_s": keep,
+            "recursive": t["recursive"].as_bool().unwrap_or(false),
+        });
+        let bound = t["periodic_snapshot_tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["naming_schema"].as_str() == Some(self.task_schema(name).as_str()));
+        for (key, ok) in [
+            ("enabled", t["enabled"] == true),
+            ("auto", t["auto"] == true),
+            ("push", t["direction"] == "PUSH"),
+            ("bound_to_snapshots", bound),
+        ] {
+            if !ok {
+                body[key] = json!(false);
+            }
+        }
+        body
     }
 
     /// The fields of a native object cloudlet compares (what it writes).
@@ -653,6 +770,32 @@ impl TrueNas {
         Ok(out)
     }
 
+    /// The lab's replication tasks and their last run's state.
+    pub async fn replications(&self) -> Result<Vec<crate::ReplicationStatus>, ProviderError> {
+        let marker = self.marker();
+        let list = self
+            .call("replication.query", json!([[["name", "^", marker]]]))
+            .await?;
+        let text = |v: &Value| v.as_str().map(str::to_string);
+        let mut out: Vec<crate::ReplicationStatus> = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| {
+                let st = &t["state"];
+                Some(crate::ReplicationStatus {
+                    name: t["name"].as_str()?.strip_prefix(&marker)?.to_string(),
+                    state: text(&st["state"]).unwrap_or_else(|| "PENDING".into()),
+                    at: st["datetime"]["$date"].as_i64().map(|ms| ms / 1000),
+                    last_snapshot: text(&st["last_snapshot"]),
+                    error: text(&st["error"]),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
     /// The snapshots of `dataset` (newest last), with the method this release has.
     pub async fn snapshots(&self, dataset: &str) -> Result<Vec<String>, ProviderError> {
         let method = self.version().await?.snapshot_query();
@@ -706,6 +849,9 @@ impl Provider for TrueNas {
             )
             .await?,
         );
+        let replications = self
+            .call("replication.query", json!([[["name", "^", marker]]]))
+            .await?;
         let mut out: Vec<Resource> = datasets
             .as_array()
             .into_iter()
@@ -728,7 +874,7 @@ impl Provider for TrueNas {
                     continue;
                 };
                 let name = if kind == SNAPSHOT_TASK {
-                    rest.strip_suffix("-%Y%m%d-%H%M").unwrap_or(rest)
+                    rest.strip_suffix(TASK_SUFFIX).unwrap_or(rest)
                 } else {
                     rest
                 };
@@ -759,6 +905,23 @@ impl Provider for TrueNas {
                 out.push(r);
             }
         }
+        for t in replications.as_array().into_iter().flatten() {
+            let Some(name) = t["name"].as_str().and_then(|n| n.strip_prefix(&marker)) else {
+                continue;
+            };
+            let id = ResourceId::new(Domain::Storage, REPLICATION, name);
+            if let Some(n) = t["id"].as_i64() {
+                self.remember(&id, n);
+            }
+            let body = self.replication_body(name, t);
+            out.push(Resource::observed(
+                id,
+                want.get(&ResourceId::new(Domain::Storage, REPLICATION, name))
+                    .copied(),
+                |w| w.body.value() == body,
+                || body.clone(),
+            ));
+        }
         Ok(out)
     }
 
@@ -777,6 +940,18 @@ impl Provider for TrueNas {
             SNAPSHOT_TASK => {
                 let t = self
                     .call("pool.snapshottask.create", json!([self.task_native(r)?]))
+                    .await?;
+                if let Some(n) = t["id"].as_i64() {
+                    self.remember(&r.id, n);
+                }
+                Ok(())
+            }
+            REPLICATION => {
+                let t = self
+                    .call(
+                        "replication.create",
+                        json!([self.replication_native(r).await?]),
+                    )
                     .await?;
                 if let Some(n) = t["id"].as_i64() {
                     self.remember(&r.id, n);
@@ -803,6 +978,15 @@ impl Provider for TrueNas {
                 self.call(
                     "pool.snapshottask.update",
                     json!([id, self.task_native(r)?]),
+                )
+                .await
+                .map(|_| ())
+            }
+            REPLICATION => {
+                let id = self.native_id(r, "replication.query", "name").await?;
+                self.call(
+                    "replication.update",
+                    json!([id, self.replication_native(r).await?]),
                 )
                 .await
                 .map(|_| ())
@@ -835,6 +1019,13 @@ impl Provider for TrueNas {
                     .native_id(r, "pool.snapshottask.query", "naming_schema")
                     .await?;
                 self.call("pool.snapshottask.delete", json!([id]))
+                    .await
+                    .map(|_| ())
+            }
+            REPLICATION => {
+                // The task goes; the copies it made stay where they are.
+                let id = self.native_id(r, "replication.query", "name").await?;
+                self.call("replication.delete", json!([id]))
                     .await
                     .map(|_| ())
             }
