@@ -274,7 +274,8 @@ impl Lab {
                 let d = dir.clone();
                 blocking(move || cloudlet_backup::stage::copy_tree(&state, &d, STATE_SKIP)).await?;
             }
-            "cluster" => self.stage_etcd(&dir).await?,
+            "cluster" if self.makes_cluster() => self.stage_etcd(&dir).await?,
+            "cluster" => self.stage_objects(&dir).await?,
             "router" => self.stage_router(&dir).await?,
             other => unreachable!("class `{other}` is not one of the lab's"),
         }
@@ -312,6 +313,26 @@ impl Lab {
             .map_err(|e| fail(Box::new(e)))?;
         let d = dir.to_path_buf();
         blocking(move || write_config_files(&d, &files)).await
+    }
+
+    /// The objects of a cluster cloudlet did not make, through its API, into `dir`.
+    async fn stage_objects(&self, dir: &Path) -> Result<(), BackupError> {
+        let fail = |source: Box<dyn std::error::Error + Send + Sync>| BackupError::Device {
+            device: "cluster",
+            source,
+        };
+        let Some((client, _)) = self.live_cluster().await.map_err(|e| fail(Box::new(e)))? else {
+            return Err(fail("the lab's cluster target reaches no cluster".into()));
+        };
+        let exported = cluster::objects::export(&client, dir)
+            .await
+            .map_err(|e| fail(Box::new(e)))?;
+        tracing::debug!(
+            objects = exported.objects(),
+            resources = exported.resources.len(),
+            "cluster objects staged"
+        );
+        Ok(())
     }
 
     /// TLS to the etcd of the cluster cloudlet made: a client certificate for `user` from the

@@ -394,8 +394,11 @@ impl Lab {
                 Ok(Some(format!("{changes} change(s) applied")))
             }
             "cluster data" => {
-                if b.cluster.is_none() || !self.makes_cluster() {
+                if b.cluster.is_none() {
                     return Ok(None);
+                }
+                if !self.makes_cluster() {
+                    return self.restore_objects(target, key, done).await;
                 }
                 let within = std::env::temp_dir();
                 let (scratch, snap) = self.restore_class("cluster", target, key, &within).await?;
@@ -454,6 +457,46 @@ impl Lab {
             }
             other => unreachable!("phase `{other}`"),
         }
+    }
+
+    /// The cluster data of a cluster cloudlet did not make: the newest `cluster` snapshot's
+    /// objects, proven, put into the cluster the target reaches (objects that exist there are
+    /// left as they are). Objects the cluster refuses fail the phase, naming the first five.
+    async fn restore_objects(
+        &self,
+        target: &Location,
+        key: &str,
+        done: &mut Restored,
+    ) -> Result<Option<String>, Error> {
+        let Some((client, _)) = self.live_cluster().await? else {
+            return Ok(None);
+        };
+        let within = std::env::temp_dir();
+        let (scratch, snap) = self.restore_class("cluster", target, key, &within).await?;
+        let imported = cluster::objects::import(&client, scratch.path(), Duration::from_secs(120))
+            .await
+            .map_err(|e| Error::RestoreApply(cloudlet_core::error::chain(&e)))?;
+        if !imported.failed.is_empty() {
+            let first: Vec<String> = imported
+                .failed
+                .iter()
+                .take(5)
+                .map(|(what, why)| format!("{what}: {why}"))
+                .collect();
+            return Err(Error::RestoreApply(format!(
+                "{} of the cluster's objects were refused: {}",
+                imported.failed.len(),
+                first.join("; ")
+            )));
+        }
+        done.windows
+            .push(self.window("cluster", &snap, done.started));
+        Ok(Some(format!(
+            "{} objects created, {} already there, from snapshot {}",
+            imported.created,
+            imported.existing,
+            short(&snap.id)
+        )))
     }
 
     /// The router phase: the newest `router` snapshot, proven, handed to the router's backend.

@@ -1722,3 +1722,24 @@ fn replicated_snapshots_name_a_dataset_apart_from_theirs_kept_for_whole_hours() 
     let d = only(&t, "replicate-to");
     assert!(d.message.contains("`tank/data/web/data`"), "{d}");
 }
+
+#[test]
+fn the_cluster_is_backed_up_when_a_target_reaches_a_running_one() {
+    let block = "  targets: {nas: {dir: /mnt/backup}}\n  cluster: {target: nas, every: 1h}\n";
+    // Without targets, the cluster target renders files: nothing runs to back up.
+    let t = with_backup(block);
+    let d = only(&t, "backup-cluster");
+    assert!(d.message.contains("the cluster target is `local`"), "{d}");
+    assert!(d.help.as_deref().unwrap().contains("`kubernetes`"), "{d}");
+    for kind in ["kubeadm", "kubernetes"] {
+        let t = format!(
+            "{}targets:\n  cluster: {{kind: {kind}, credentials: {{file: kubeconfig}}}}\n",
+            with_backup(block)
+        );
+        assert!(
+            !findings(&t).iter().any(|f| f.code == "backup-cluster"),
+            "{kind}: {:?}",
+            findings(&t)
+        );
+    }
+}

@@ -32,6 +32,8 @@ pub mod manifests;
 #[cfg(feature = "client")]
 pub mod metallb;
 pub mod nodes;
+#[cfg(feature = "client")]
+pub mod objects;
 pub mod platform;
 pub mod volume_backup;
 #[cfg(feature = "client")]

@@ -1909,8 +1909,10 @@ pub struct Backup {
     /// network installs' record, the journal.
     #[serde(default)]
     pub state: Option<BackupClass>,
-    /// The cluster cloudlet makes: an etcd snapshot taken through etcd's API on the first
-    /// control plane (with a client certificate of the cluster's etcd CA).
+    /// The cluster: for the one cloudlet makes (`kubeadm`), an etcd snapshot taken through
+    /// etcd's API on the first control plane (with a client certificate of the cluster's etcd
+    /// CA); for one made by other means (`kubernetes`), its objects through its API (what a
+    /// controller owns and what the cluster makes by itself left out), put back on restore.
     #[serde(default)]
     pub cluster: Option<BackupClass>,
     /// The router's whole configuration as the router keeps it, through its backend: what

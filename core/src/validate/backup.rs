@@ -89,17 +89,19 @@ impl<'a> Validator<'a> {
                 .help("remove `backup.router`, or declare the router (`router: {kind: opnsense, ...}`)"),
             );
         }
-        if b.cluster.is_some() && lab.targets.cluster.kind != "kubeadm" {
+        if b.cluster.is_some()
+            && !["kubeadm", "kubernetes"].contains(&lab.targets.cluster.kind.as_str())
+        {
             self.push(
                 Diagnostic::error(
                     "backup-cluster",
                     path!["backup", "cluster"],
                     format!(
-                        "the cluster is backed up as an etcd snapshot, which needs the cluster cloudlet makes; the cluster target is `{}`",
+                        "`backup.cluster` backs up a running cluster (an etcd snapshot of the one cloudlet makes, the objects of one made by other means), but the cluster target is `{}`",
                         lab.targets.cluster.kind
                     ),
                 )
-                .help("set `targets.cluster.kind: kubeadm`, or remove `backup.cluster` (backing up the objects of a cluster made by other means is not supported yet)"),
+                .help("set `targets.cluster.kind: kubeadm` or `kubernetes`, or remove `backup.cluster`"),
             );
         }
     }
