@@ -553,9 +553,7 @@ impl Lab {
         }
         match self.storage_status().await {
             Ok(status) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                let now = crate::restore::now();
                 storage::doctor::snapshots(self.model(), &status, now)
             }
             Err(e) => vec![Finding::new(
@@ -573,9 +571,7 @@ impl Lab {
     async fn replications_fresh(&self) -> Vec<Finding> {
         match self.storage_replications().await {
             Ok(status) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                let now = crate::restore::now();
                 storage::doctor::replications(self.model(), &status, now)
             }
             Err(e) => vec![Finding::new(

@@ -365,6 +365,12 @@ async fn an_api_key_never_goes_over_plain_ws_and_tls_is_verified() {
     assert!(e.to_string().contains("not accepted"), "{e}");
 }
 
+/// Asserts that a plan of the seed with `edit` has nothing to do.
+async fn unchanged(e: &Engine, edit: impl Fn(&str, String) -> String) {
+    let plan = e.plan(seed_storage(edit)).await.unwrap();
+    assert!(!plan.summary.has_changes(), "{:?}", steps(&plan));
+}
+
 /// The seed with the mail export's snapshots replicated to another pool of the NAS (kept 30
 /// days) and the blog's over the SSH connection `offsite` (kept as the source's).
 fn replicated(name: &str, t: String) -> String {
@@ -479,13 +485,7 @@ async fn snapshots_are_replicated_by_tasks_bound_to_their_snapshot_task() {
         assert!(blog["ssh_credentials"].is_i64());
     }
     // Listed with its connection and snapshot tasks as objects, read back as the lab says.
-    assert!(
-        !e.plan(seed_storage(replicated))
-            .await
-            .unwrap()
-            .summary
-            .has_changes()
-    );
+    unchanged(&e, replicated).await;
 
     // Someone disables the task, then deletes its snapshot task by hand: the plan puts each back.
     {
@@ -501,13 +501,7 @@ async fn snapshots_are_replicated_by_tasks_bound_to_their_snapshot_task() {
     let plan = e.plan(seed_storage(replicated)).await.unwrap();
     assert_eq!(steps(&plan), vec!["update storage/replication/mail"]);
     apply_ok(&e, &plan).await;
-    assert!(
-        !e.plan(seed_storage(replicated))
-            .await
-            .unwrap()
-            .summary
-            .has_changes()
-    );
+    unchanged(&e, replicated).await;
     {
         let mut st = fake.state.lock().unwrap();
         let id = *st
@@ -534,13 +528,7 @@ async fn snapshots_are_replicated_by_tasks_bound_to_their_snapshot_task() {
         "the new snapshot task first, then the replication bound to it again"
     );
     apply_ok(&e, &plan).await;
-    assert!(
-        !e.plan(seed_storage(replicated))
-            .await
-            .unwrap()
-            .summary
-            .has_changes()
-    );
+    unchanged(&e, replicated).await;
 
     // A run copies the snapshots; a local target whose pool is missing fails, and says so.
     fake.take_snapshot("main/mail", "cloudlet-seed-mail-20261207-0100");
