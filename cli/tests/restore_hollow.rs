@@ -9,14 +9,13 @@
 //! refused without --force, and changes nothing.
 #![allow(missing_docs, clippy::disallowed_methods, clippy::print_stderr)] // the restore's timeline is printed (seen with --no-capture)
 
-use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Output;
 
-use cloudlet_testkit::hollow::HollowLab;
+use cloudlet_testkit::drill;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 
 mod common;
 use common::client;
@@ -35,27 +34,6 @@ fn text(o: &Output) -> String {
     common::text(o, &[KEY])
 }
 
-fn machines() -> HollowLab {
-    HollowLab::start(
-        &[
-            ("cp", Ipv4Addr::new(10, 0, 20, 10)),
-            ("w1", Ipv4Addr::new(10, 0, 20, 11)),
-        ],
-        Ipv4Addr::new(10, 0, 20, 250),
-        24,
-    )
-}
-
-async fn canary(client: &kube::Client, name: &str, seq: u32) {
-    let mut cm = ConfigMap::default();
-    cm.metadata.name = Some(name.into());
-    cm.data = Some([("seq".to_string(), seq.to_string())].into());
-    Api::<ConfigMap>::namespaced(client.clone(), "default")
-        .create(&PostParams::default(), &cm)
-        .await
-        .unwrap();
-}
-
 fn journal(dir: &Path) -> String {
     std::fs::read_to_string(dir.join(".cloudlet/restore/journal.json")).unwrap_or_default()
 }
@@ -69,21 +47,8 @@ fn a_lab_destroyed_after_its_backup_is_rebuilt_by_one_restore_with_its_data() {
     let l = lab.display().to_string();
 
     // Before: the lab made, its canaries written, backed up; one more canary after the backup.
-    let before = machines();
-    let write_lab = |machines: &HollowLab| {
-        let apps =
-            "  apps:\n    web:\n      image: nginx:1.27\n      ports: [{name: http, port: 80}]\n";
-        std::fs::write(
-            &lab,
-            format!(
-                "{}backup:\n  key: {{env: CLOUDLET_BACKUP_KEY}}\n  targets: {{nas: {{dir: {}}}}}\n  state: {{target: nas, every: 1h}}\n  cluster: {{target: nas, every: 1h}}\n",
-                machines.lab_yaml(&["cp"], &["w1"], apps),
-                target.display()
-            ),
-        )
-        .unwrap();
-    };
-    write_lab(&before);
+    let before = drill::machines();
+    drill::write_lab(&before, &lab, &target);
     before.report_installs(&state);
     let kubeconfig = before.block_on({
         let (vault, l) = (vault.clone(), l.clone());
@@ -95,22 +60,22 @@ fn a_lab_destroyed_after_its_backup_is_rebuilt_by_one_restore_with_its_data() {
             let kc = String::from_utf8(kc.stdout).unwrap();
             let c = client(&kc).await;
             for i in 0..20 {
-                canary(&c, &format!("canary-{i}"), i).await;
+                drill::canary(&c, &format!("canary-{i}"), i).await;
             }
             // The writing canary: its sequence number and the time, every second, before,
             // during and after the backup, until the disaster.
-            let writer = tokio::spawn(write_every_second(c.clone()));
+            let writer = tokio::spawn(drill::write_every_second(c.clone()));
             tokio::time::sleep(std::time::Duration::from_secs(3)).await;
             let run = cloudlet(&vault, &["backup", "run", &l]).await;
             assert!(run.status.success(), "{}", text(&run));
-            canary(&c, "after-the-backup", 99).await;
+            drill::canary(&c, "after-the-backup", 99).await;
             tokio::time::sleep(std::time::Duration::from_secs(3)).await;
             writer.abort();
             let last = Api::<ConfigMap>::namespaced(c, "default")
-                .get("writer")
+                .get(drill::WRITER)
                 .await
                 .unwrap();
-            (kc, written(&last))
+            (kc, drill::written(&last))
         }
     });
     let (kubeconfig, (last_seq, last_at)) = kubeconfig;
@@ -120,10 +85,10 @@ fn a_lab_destroyed_after_its_backup_is_rebuilt_by_one_restore_with_its_data() {
     std::fs::remove_dir_all(&state).unwrap();
 
     // New machines at the same addresses, installed anew (new host keys reported).
-    let after = machines();
+    let after = drill::machines();
     // The same lab files; only the install user's key file is the new machines' (here each
     // set of hollow machines makes its own).
-    write_lab(&after);
+    drill::write_lab(&after, &lab, &target);
     after.report_installs(&state);
     let restore_began = std::time::Instant::now();
     let (restore, again, answering) = after.block_on({
@@ -132,7 +97,7 @@ fn a_lab_destroyed_after_its_backup_is_rebuilt_by_one_restore_with_its_data() {
             let restore = cloudlet(&vault, &["restore", &l, "--from", "nas"]).await;
             // RTO: from the restore's start until the canary answers again.
             let maps = Api::<ConfigMap>::namespaced(client(&kc).await, "default");
-            while maps.get_opt("writer").await.ok().flatten().is_none() {
+            while maps.get_opt(drill::WRITER).await.ok().flatten().is_none() {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
             let answering = restore_began.elapsed();
@@ -186,7 +151,7 @@ fn a_lab_destroyed_after_its_backup_is_rebuilt_by_one_restore_with_its_data() {
             seqs.push(cm.data.unwrap()["seq"].parse::<u32>().unwrap());
         }
         let late = maps.get_opt("after-the-backup").await.unwrap();
-        let restored = written(&maps.get("writer").await.unwrap());
+        let restored = drill::written(&maps.get(drill::WRITER).await.unwrap());
         let web = Api::<Deployment>::namespaced(c, "web")
             .get_opt("web")
             .await
@@ -207,38 +172,4 @@ fn a_lab_destroyed_after_its_backup_is_rebuilt_by_one_restore_with_its_data() {
         last_seq - restored_seq,
         answering.as_secs_f64()
     );
-}
-
-/// Writes the `writer` ConfigMap's sequence number and time every second.
-async fn write_every_second(c: kube::Client) {
-    let maps = Api::<ConfigMap>::namespaced(c, "default");
-    for seq in 0u64.. {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let mut cm = ConfigMap::default();
-        cm.metadata.name = Some("writer".into());
-        cm.data = Some(
-            [
-                ("seq".to_string(), seq.to_string()),
-                ("at".to_string(), now.to_string()),
-            ]
-            .into(),
-        );
-        let _ = maps
-            .patch(
-                "writer",
-                &kube::api::PatchParams::apply("canary").force(),
-                &kube::api::Patch::Apply(&cm),
-            )
-            .await;
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
-}
-
-/// The sequence number and time the writer's ConfigMap holds.
-fn written(cm: &ConfigMap) -> (u64, i64) {
-    let d = cm.data.as_ref().unwrap();
-    (d["seq"].parse().unwrap(), d["at"].parse().unwrap())
 }

@@ -217,13 +217,6 @@ pub enum BootstrapError {
         source: Box<ExecError>,
     },
     /// etcd is restored onto one control plane only.
-    #[error(
-        "restoring etcd into a cluster of {count} control planes is not supported: restore into one, then add the others"
-    )]
-    RestoreSeveral {
-        /// How many the lab has.
-        count: usize,
-    },
     /// The API server refused or could not be reached.
     #[error("{what}: the API server at {endpoint} did not do it")]
     Api {

@@ -17,7 +17,7 @@ use cloudlet_cluster::identity::Identity;
 use cloudlet_core::vault::Vault;
 use cloudlet_testkit::hollow::HollowLab;
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use kube::api::Api;
 use kube::api::{WatchEvent, WatchParams};
 
@@ -310,9 +310,10 @@ fn members(hollow: &HollowLab, node: &str) -> Result<Vec<String>, String> {
     Ok(urls)
 }
 
-#[test]
-fn three_control_planes_join_one_at_a_time_and_a_reinstalled_one_replaces_its_etcd_member_only_with_quorum()
- {
+/// The seed's cluster with three control planes (10.0.20.10, .13, .14) behind the VIP
+/// 10.0.20.9, on hollow machines; the VIP's address, as the VIP announcer would hold it, on
+/// the first.
+fn three_control_planes() -> (cloudlet_core::Lab, HollowLab, Ipv4Addr) {
     let mut lab = lab(&[]);
     let template = lab.machines["k8s-master"].clone();
     for (name, last) in [("k8s-cp2", 13), ("k8s-cp3", 14)] {
@@ -326,9 +327,25 @@ fn three_control_planes_join_one_at_a_time_and_a_reinstalled_one_replaces_its_et
         c.control_plane = vec!["k8s-master".into(), "k8s-cp2".into(), "k8s-cp3".into()];
         c.kubernetes.as_mut().unwrap().endpoint = Some(vip);
     }
-    let mut hollow = hollow(&lab);
-    // The VIP, as the VIP announcer would hold it on the first control plane.
+    let hollow = hollow(&lab);
     hollow.add_address("k8s-master", vip);
+    (lab, hollow, vip)
+}
+
+/// The peer addresses of the control planes whose last octets are `ips`, sorted.
+fn peers(ips: &[u8]) -> Vec<String> {
+    let mut v: Vec<String> = ips
+        .iter()
+        .map(|i| format!("https://10.0.20.{i}:2380"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn three_control_planes_join_one_at_a_time_and_a_reinstalled_one_replaces_its_etcd_member_only_with_quorum()
+ {
+    let (lab, mut hollow, vip) = three_control_planes();
     let identity = Arc::new(Identity::generate().unwrap());
     let b = bootstrap(&lab, &hollow, &identity);
     let (steps, report) = run(&hollow, &b, &lab);
@@ -344,14 +361,6 @@ fn three_control_planes_join_one_at_a_time_and_a_reinstalled_one_replaces_its_et
     for (s, r) in &report.steps {
         assert!(r.is_ok(), "{s}: {}\n{}", chain(r), hollow.tail(&s.node, 30));
     }
-    let peers = |ips: &[u8]| -> Vec<String> {
-        let mut v: Vec<String> = ips
-            .iter()
-            .map(|i| format!("https://10.0.20.{i}:2380"))
-            .collect();
-        v.sort();
-        v
-    };
     assert_eq!(
         members(&hollow, "k8s-master").unwrap(),
         peers(&[10, 13, 14])
@@ -449,6 +458,104 @@ fn three_control_planes_join_one_at_a_time_and_a_reinstalled_one_replaces_its_et
         !hollow.etc("k8s-cp3").join("kubernetes").exists(),
         "nothing is written to a node that is refused"
     );
+}
+
+/// kubeadm's restore of a cluster of several control planes: one etcd snapshot restored onto
+/// every member at once (each stopped first, each restored with its own name and the whole
+/// membership, each started again): the three members form one cluster again, every API
+/// server answers from the snapshot's data, and what was written after it is gone.
+#[test]
+fn three_control_planes_are_restored_from_one_etcd_snapshot_as_one_cluster_again() {
+    let (lab, hollow, _) = three_control_planes();
+    let identity = Arc::new(Identity::generate().unwrap());
+    let b = bootstrap(&lab, &hollow, &identity);
+    let (_, report) = run(&hollow, &b, &lab);
+    for (s, r) in &report.steps {
+        assert!(r.is_ok(), "{s}: {}\n{}", chain(r), hollow.tail(&s.node, 30));
+    }
+    let work = tempfile::tempdir().unwrap();
+    let snapshot = work.path().join("etcd.db");
+    hollow.block_on({
+        let (b, identity, snapshot) = (b.clone(), identity.clone(), snapshot.clone());
+        async move {
+            let maps = Api::<ConfigMap>::namespaced(b.client().await.unwrap(), "default");
+            maps.create(&Default::default(), &config_map("before"))
+                .await
+                .unwrap();
+            let (cert, key) = identity
+                .etcd_client("cloudlet-backup", Duration::from_secs(600))
+                .unwrap();
+            let tls =
+                cloudlet_transport::tls::mutual_config(&identity.etcd_ca.cert, &cert, key.expose())
+                    .unwrap();
+            cloudlet_backup::etcd::snapshot(
+                "https://10.0.20.13:2379",
+                tls,
+                &snapshot,
+                cloudlet_backup::etcd::Limits::default(),
+            )
+            .await
+            .unwrap();
+            maps.create(&Default::default(), &config_map("after"))
+                .await
+                .unwrap();
+        }
+    });
+    let restored = hollow.block_on({
+        let (b, snapshot) = (b.clone(), snapshot.clone());
+        async move { b.restore_etcd(&snapshot).await }
+    });
+    assert!(
+        restored.is_ok(),
+        "{}\n{}\n{}",
+        chain(&restored),
+        hollow.tail("k8s-master", 30),
+        hollow.tail("k8s-cp3", 30)
+    );
+    for node in ["k8s-master", "k8s-cp2", "k8s-cp3"] {
+        let mut found = members(&hollow, node);
+        for _ in 0..60 {
+            if found.as_ref().is_ok_and(|m| m == &peers(&[10, 13, 14])) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            found = members(&hollow, node);
+        }
+        assert_eq!(
+            found,
+            Ok(peers(&[10, 13, 14])),
+            "{node}: {}",
+            hollow.tail(node, 20)
+        );
+    }
+    let (before, after) = hollow.block_on({
+        let b = b.clone();
+        async move {
+            let maps = Api::<ConfigMap>::namespaced(b.client().await.unwrap(), "default");
+            (
+                maps.get_opt("before").await.unwrap(),
+                maps.get_opt("after").await.unwrap(),
+            )
+        }
+    });
+    assert!(before.is_some(), "written before the snapshot: back");
+    assert!(after.is_none(), "written after the snapshot: gone");
+    for node in ["k8s-cp2", "k8s-cp3"] {
+        assert!(
+            hollow
+                .etc(node)
+                .join("kubernetes/manifests/etcd.yaml")
+                .exists(),
+            "{node}'s static pods are back"
+        );
+    }
+}
+
+fn config_map(name: &str) -> ConfigMap {
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some(name.into());
+    cm.data = Some([("k".to_string(), name.to_string())].into());
+    cm
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //!   cuts a target off mid-transfer, for the backup targets.
 //! - [`container`]: a pod's container run as a kubelet would (chroot, claims bound from
 //!   directories) and a Job's outcome written through the API, where no kubelet runs.
+//! - [`drill`]: the disaster-recovery drill on the hollow tier (machines, lab, canaries).
 //! - [`hostile`]: misbehaving HTTP and TFTP clients and a memory probe.
 //! - [`platform`]: STAND-IN release manifests in upstream's shape, the HTTP server that
 //!   hosts them, an allowing admission webhook and FAKE ROLLOUTS (status written through the
@@ -26,6 +27,7 @@
 pub mod apiserver;
 pub mod boot;
 pub mod container;
+pub mod drill;
 pub mod engine;
 pub mod hollow;
 pub mod hostile;

@@ -1,0 +1,259 @@
+//! Whole-lab recovery time (RTO) on the hollow test fixture, as users run it, against the
+//! issue's goal (15 minutes on 2 cores, data transfer excluded). Each round: the drill's lab
+//! made by `cloudlet apply` (a control plane, a worker, an app), canaries written, `cloudlet
+//! backup run`; then everything destroyed (every machine, the lab's state) and new machines
+//! booted; `cloudlet restore` timed phase by phase, and the RTO taken from its start until the
+//! writing canary answers again. Data transfer is reported apart: the bytes the restore reads
+//! from the repository (its snapshots' restore size, as stock restic counts it) over the
+//! throughput stock `restic restore` reaches on the same snapshots in the same round — the
+//! baseline for moving the data.
+//!
+//! `cargo bench -p cloudlet-cli --bench rto` (`CLOUDLET_BENCH_ROUNDS=2`; root, for the
+//! namespaces)
+#![allow(
+    missing_docs,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods
+)] // a bench binary prints its table
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cloudlet_testkit::drill;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cloudlet");
+const KEY: &str = "rto-bench-key";
+/// The issue's goal for the whole-lab RTO, data transfer excluded.
+const GOAL: Duration = Duration::from_secs(15 * 60);
+const PHASES: [&str; 5] = [
+    "identity",
+    "infrastructure",
+    "cluster data",
+    "reconcile",
+    "verify",
+];
+
+struct Round {
+    /// Seconds of each phase in [`PHASES`].
+    phases: Vec<f64>,
+    /// The restore command, start to end.
+    restore: f64,
+    /// Restore start until the writer answers.
+    rto: f64,
+    /// Bytes the restore reads (the snapshots' restore size).
+    bytes: u64,
+    /// Seconds stock restic takes to restore the same snapshots.
+    restic: f64,
+}
+
+async fn cli(vault: &str, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(BIN)
+        .args(args)
+        .env("CLOUDLET_VAULT_KEY", vault)
+        .env("CLOUDLET_BACKUP_KEY", KEY)
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("the CLI runs")
+}
+
+fn ok(o: &std::process::Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Seconds of phase `name` as the restore printed it (`restore: NAME done in 1.2s: ...`).
+fn phase_seconds(out: &str, name: &str) -> f64 {
+    let head = format!("restore: {name} done in ");
+    out.lines()
+        .find_map(|l| l.strip_prefix(&head))
+        .and_then(|r| r.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The snapshots in the repository at `repo`: their ids and restore size in bytes.
+fn snapshots(repo: &Path) -> Vec<(String, u64)> {
+    let o = Command::new("restic")
+        .args([
+            "-r",
+            &repo.display().to_string(),
+            "snapshots",
+            "--json",
+            "--no-lock",
+        ])
+        .env("RESTIC_PASSWORD", KEY)
+        .output()
+        .expect("restic runs (Debian's package)");
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).expect("restic's JSON");
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["id"].as_str().map(str::to_string))
+        .map(|id| {
+            let o = Command::new("restic")
+                .args([
+                    "-r",
+                    &repo.display().to_string(),
+                    "stats",
+                    &id,
+                    "--json",
+                    "--mode",
+                    "restore-size",
+                    "--no-lock",
+                ])
+                .env("RESTIC_PASSWORD", KEY)
+                .output()
+                .expect("restic runs");
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("restic's JSON");
+            (id, v["total_size"].as_u64().unwrap_or(0))
+        })
+        .collect()
+}
+
+/// Seconds stock restic takes to restore every snapshot of `repo` into scratch.
+fn restic_restore(repo: &Path, ids: &[String]) -> f64 {
+    let scratch = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    for id in ids {
+        let o = Command::new("restic")
+            .args([
+                "-r",
+                &repo.display().to_string(),
+                "restore",
+                id,
+                "--target",
+                &scratch.path().join(id).display().to_string(),
+                "--no-lock",
+            ])
+            .env("RESTIC_PASSWORD", KEY)
+            .output()
+            .expect("restic runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    t.elapsed().as_secs_f64()
+}
+
+fn round() -> Round {
+    let work = tempfile::tempdir().unwrap();
+    let (lab, target) = (work.path().join("lab.yaml"), work.path().join("nas"));
+    let state = work.path().join(".cloudlet");
+    let vault = cloudlet_core::vault::new_key();
+    let l = lab.display().to_string();
+
+    let before = drill::machines();
+    drill::write_lab(&before, &lab, &target);
+    before.report_installs(&state);
+    let kubeconfig = before.block_on({
+        let (vault, l) = (vault.clone(), l.clone());
+        async move {
+            ok(&cli(&vault, &["apply", &l, "--yes"]).await, "apply");
+            let kc = cli(&vault, &["kubeconfig", &l, "--valid", "2h"]).await;
+            ok(&kc, "kubeconfig");
+            let kc = String::from_utf8(kc.stdout).unwrap();
+            let c = drill::client(&kc).await;
+            for i in 0..20 {
+                drill::canary(&c, &format!("canary-{i}"), i).await;
+            }
+            let writer = tokio::spawn(drill::write_every_second(c));
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            ok(&cli(&vault, &["backup", "run", &l]).await, "backup run");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            writer.abort();
+            kc
+        }
+    });
+
+    // The disaster, then new machines at the same addresses.
+    drop(before);
+    std::fs::remove_dir_all(&state).unwrap();
+    let after = drill::machines();
+    drill::write_lab(&after, &lab, &target);
+    after.report_installs(&state);
+    let (out, restore, rto) = after.block_on({
+        let (vault, l) = (vault.clone(), l.clone());
+        async move {
+            let start = Instant::now();
+            let o = cli(&vault, &["restore", &l, "--from", "nas"]).await;
+            let restore = start.elapsed().as_secs_f64();
+            ok(&o, "restore");
+            let maps = Api::<ConfigMap>::namespaced(drill::client(&kubeconfig).await, "default");
+            while maps.get_opt(drill::WRITER).await.ok().flatten().is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (
+                String::from_utf8_lossy(&o.stdout).into_owned()
+                    + &String::from_utf8_lossy(&o.stderr),
+                restore,
+                start.elapsed().as_secs_f64(),
+            )
+        }
+    });
+    let snaps = snapshots(&target);
+    let ids: Vec<String> = snaps.iter().map(|(id, _)| id.clone()).collect();
+    Round {
+        phases: PHASES.iter().map(|p| phase_seconds(&out, p)).collect(),
+        restore,
+        rto,
+        bytes: snaps.iter().map(|(_, b)| b).sum(),
+        restic: restic_restore(&target, &ids),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let rounds: usize = std::env::var("CLOUDLET_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(2);
+    let mut all = Vec::new();
+    for r in 0..rounds {
+        eprintln!("round {} of {rounds}", r + 1);
+        all.push(round());
+    }
+    println!(
+        "whole-lab restore on the hollow fixture (1 control plane, 1 worker, 1 app), {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    print!("| round |");
+    for p in PHASES {
+        print!(" {p} |");
+    }
+    println!(" restore | RTO | data | data at restic's rate |");
+    println!("|---|{}---|---|---|---|", "---|".repeat(PHASES.len()));
+    for (i, r) in all.iter().enumerate() {
+        print!("| {} |", i + 1);
+        for s in &r.phases {
+            print!(" {s:.1} s |");
+        }
+        let rate = r.bytes as f64 / r.restic.max(1e-6);
+        println!(
+            " {:.1} s | {:.1} s | {} KiB | {:.2} s ({:.1} MB/s) |",
+            r.restore,
+            r.rto,
+            r.bytes / 1024,
+            r.restic,
+            rate / 1e6
+        );
+    }
+    let rto = median(all.iter().map(|r| r.rto).collect());
+    let data = median(all.iter().map(|r| r.restic).collect());
+    let without = (rto - data).max(0.0);
+    println!(
+        "\nRTO (median): {rto:.1} s; without moving the data ({data:.2} s at restic's rate): {without:.1} s; goal {} s: {:.1}% of it",
+        GOAL.as_secs(),
+        100.0 * without / GOAL.as_secs_f64()
+    );
+}
