@@ -491,3 +491,75 @@ async fn wait_established(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn what_the_old_cluster_stamped_is_taken_off() {
+        let pv = clean(
+            "",
+            "persistentvolumes",
+            json!({"metadata": {"name": "data", "uid": "u", "resourceVersion": "7", "creationTimestamp": "t",
+                                "managedFields": [], "ownerReferences": [{"uid": "o"}],
+                                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+                   "spec": {"claimRef": {"namespace": "a", "name": "c", "uid": "x", "resourceVersion": "3"}},
+                   "status": {"phase": "Bound"}}),
+        );
+        assert_eq!(
+            pv,
+            json!({"metadata": {"name": "data"}, "spec": {"claimRef": {"namespace": "a", "name": "c"}}})
+        );
+        let pod = clean(
+            "",
+            "pods",
+            json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1", "containers": []}}),
+        );
+        assert_eq!(pod["spec"], json!({"containers": []}));
+        // A headless Service keeps its `None`; a Job with a selector of its own keeps it.
+        let headless = clean(
+            "",
+            "services",
+            json!({"metadata": {"name": "db"}, "spec": {"clusterIP": "None", "clusterIPs": ["None"]}}),
+        );
+        assert_eq!(headless["spec"]["clusterIP"], "None");
+        let manual = clean(
+            "batch",
+            "jobs",
+            json!({"metadata": {"name": "j"}, "spec": {"manualSelector": true, "selector": {"matchLabels": {"a": "b"}}}}),
+        );
+        assert_eq!(manual["spec"]["selector"]["matchLabels"]["a"], "b");
+    }
+
+    #[test]
+    fn the_clusters_own_objects_and_what_controllers_own_are_left_out() {
+        assert!(left_out("", "events") && left_out("coordination.k8s.io", "leases"));
+        assert!(!left_out("", "configmaps") && !left_out("apps", "deployments"));
+        let owned = json!({"metadata": {"ownerReferences": [{"controller": true}]}});
+        assert!(made_by_the_cluster("pods", &owned));
+        let referenced = json!({"metadata": {"ownerReferences": [{"controller": false}]}});
+        assert!(!made_by_the_cluster("configmaps", &referenced));
+        assert!(made_by_the_cluster(
+            "secrets",
+            &json!({"type": "kubernetes.io/service-account-token", "metadata": {}})
+        ));
+    }
+
+    #[test]
+    fn an_index_naming_a_path_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(DIR)).unwrap();
+        std::fs::write(
+            dir.path().join(DIR).join(INDEX),
+            r#"{"resources": [{"group": "", "version": "v1", "kind": "X", "plural": "../../etc", "namespaced": true, "count": 1}]}"#,
+        )
+        .unwrap();
+        let e = read_index(dir.path()).unwrap_err();
+        assert!(
+            e.to_string().contains("not a resource an export names"),
+            "{e}"
+        );
+    }
+}
