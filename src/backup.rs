@@ -317,10 +317,8 @@ impl Lab {
 
     /// The objects of a cluster cloudlet did not make, through its API, into `dir`.
     async fn stage_objects(&self, dir: &Path) -> Result<(), BackupError> {
-        let fail = |source: Box<dyn std::error::Error + Send + Sync>| BackupError::Device {
-            device: "cluster",
-            source,
-        };
+        let fail =
+            |source: Box<dyn std::error::Error + Send + Sync>| BackupError::Objects { source };
         let Some((client, _)) = self.live_cluster().await.map_err(|e| fail(Box::new(e)))? else {
             return Err(fail("the lab's cluster target reaches no cluster".into()));
         };

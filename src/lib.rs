@@ -245,6 +245,10 @@ pub enum Error {
     #[error("giving the router its backed-up configuration")]
     RestoreRouter(#[source] Box<cloudlet_core::ProviderError>),
     #[cfg(feature = "backends")]
+    /// The backed-up objects of a cluster cloudlet did not make could not be read or put back.
+    #[error("putting the cluster's objects back")]
+    RestoreObjects(#[source] Box<cluster::objects::ObjectsError>),
+    #[cfg(feature = "backends")]
     /// etcd could not be restored onto the control plane.
     #[error("restoring etcd onto the control plane")]
     RestoreEtcd(#[source] Box<cluster::bootstrap::BootstrapError>),
@@ -333,9 +337,10 @@ impl Error {
             Error::Kubeadm(_) | Error::Webhook { .. } => ErrorKind::Lab,
             Error::BackupKey(_) | Error::BackupCredential { .. } => ErrorKind::Io,
             #[cfg(feature = "backends")]
-            Error::Backup(_) | Error::RestoreEtcd(_) | Error::RestoreVolumes(_) => {
-                ErrorKind::Backend
-            }
+            Error::Backup(_)
+            | Error::RestoreEtcd(_)
+            | Error::RestoreVolumes(_)
+            | Error::RestoreObjects(_) => ErrorKind::Backend,
             Error::NoBackupTarget(_) | Error::RestoreUnderWay | Error::RestoreNothingToResume => {
                 ErrorKind::Lab
             }

@@ -476,7 +476,7 @@ impl Lab {
         let (scratch, snap) = self.restore_class("cluster", target, key, &within).await?;
         let imported = cluster::objects::import(&client, scratch.path(), Duration::from_secs(120))
             .await
-            .map_err(|e| Error::RestoreApply(cloudlet_core::error::chain(&e)))?;
+            .map_err(|e| Error::RestoreObjects(Box::new(e)))?;
         if !imported.failed.is_empty() {
             let first: Vec<String> = imported
                 .failed

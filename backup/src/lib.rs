@@ -87,6 +87,13 @@ pub enum BackupError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The objects of a cluster cloudlet did not make could not be read through its API.
+    #[error("the cluster's objects")]
+    Objects {
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The blocking task running rustic_core failed.
     #[error("the backup task stopped: {0}")]
     Task(String),

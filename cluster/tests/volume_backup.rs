@@ -684,6 +684,34 @@ impl Shop {
         }
     }
 
+    /// Runs the backup pod as a kubelet runs it (under `work/root`; the password never
+    /// printed), writes an order after it, and restores the app's snapshot by cloudlet into
+    /// `work/restored`: the snapshot and that directory.
+    async fn back_up(
+        &self,
+        work: &Path,
+        peer: &S3Peer,
+        password: &str,
+    ) -> (cloudlet_backup::repo::Snapshot, std::path::PathBuf) {
+        let (ok, out) = run(work.join("root"), &self.backup_pod(), &self.kubelet).await;
+        assert!(ok, "{out}");
+        assert!(!out.contains(password), "{out}");
+        // Written after the backup: not in it.
+        self.db.sql(
+            password,
+            Some("shop"),
+            "INSERT INTO orders (item) VALUES ('after')",
+        );
+        let loc = location(peer);
+        let snap = app_snapshot(loc.clone(), "shop").await;
+        let dest = work.join("restored");
+        let (d, id) = (dest.clone(), snap.id.clone());
+        cloudlet_backup::blocking(move || Repo::open(&loc, KEY)?.restore(&id, &d))
+            .await
+            .unwrap();
+        (snap, dest)
+    }
+
     /// The backup CronJob's pod template.
     fn backup_pod(&self) -> Value {
         find(&self.plan, "cronjob", "shop.shop-backup").body.value()["spec"]["jobTemplate"]["spec"]
@@ -717,24 +745,7 @@ async fn a_mariadb_dump_by_command_is_taken_into_the_snapshot_and_loads_into_a_n
 
     // The backup pod as a kubelet runs it: the dump with the image's tools (Debian's
     // mariadb-dump here), the Service's name in /etc/hosts, then stock restic.
-    let (ok, out) = run(work.path().join("root"), &template, &shop.kubelet).await;
-    assert!(ok, "{out}");
-    assert!(!out.contains(password), "{out}");
-
-    // Written after the backup: not in it.
-    db.sql(
-        password,
-        Some("shop"),
-        "INSERT INTO orders (item) VALUES ('after')",
-    );
-
-    let loc = location(&peer);
-    let snap = app_snapshot(loc.clone(), "shop").await;
-    let dest = work.path().join("restored");
-    let (d, id) = (dest.clone(), snap.id.clone());
-    cloudlet_backup::blocking(move || Repo::open(&loc, KEY)?.restore(&id, &d))
-        .await
-        .unwrap();
+    let (_, dest) = shop.back_up(work.path(), &peer, password).await;
     assert_eq!(
         std::fs::read(dest.join("data/ibdata1")).unwrap(),
         b"copied while running"
@@ -820,22 +831,7 @@ async fn a_mysql_dump_is_loaded_back_on_restore_and_answers_in_a_scratch_server(
         serde_json::json!({"name": "shop-secrets", "key": "MARIADB_ROOT_PASSWORD"})
     );
 
-    let (ok, out) = run(work.path().join("root"), &template, kubelet).await;
-    assert!(ok, "{out}");
-    assert!(!out.contains(password), "{out}");
-    db.sql(
-        password,
-        Some("shop"),
-        "INSERT INTO orders (item) VALUES ('after')",
-    );
-
-    let loc = location(&peer);
-    let snap = app_snapshot(loc.clone(), "shop").await;
-    let dest = work.path().join("restored");
-    let (d, id) = (dest.clone(), snap.id.clone());
-    cloudlet_backup::blocking(move || Repo::open(&loc, KEY)?.restore(&id, &d))
-        .await
-        .unwrap();
+    let (snap, dest) = shop.back_up(work.path(), &peer, password).await;
     let text = std::fs::read_to_string(dest.join("_dump/mysql-shop.sql")).unwrap();
     assert!(text.contains("CREATE TABLE `orders`"), "{text}");
     assert!(text.contains("PROCEDURE `total`"), "routines are dumped");
