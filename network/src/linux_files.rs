@@ -230,6 +230,14 @@ pub fn nftables(lab: &Lab, router: &[Resource]) -> String {
     );
     let _ = writeln!(t, "    ct state established,related accept");
     let _ = writeln!(t, "    ct state invalid drop");
+    // Traffic within one segment is not the router's to filter: it reaches the forward hook
+    // only when the segment is a bridge on the router and bridged frames pass netfilter
+    // (`br_netfilter`), and the drop policy would cut the segment's hosts off each other.
+    for (name, net) in &lab.networks {
+        if !net.wan {
+            let _ = writeln!(t, "    iifname \"{name}\" oifname \"{name}\" accept");
+        }
+    }
     t.push_str(&fwd);
     // Everything the lab does not forbid may leave towards the WAN.
     let _ = writeln!(t, "    oifname \"{wan}\" accept");

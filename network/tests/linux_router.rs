@@ -283,6 +283,91 @@ fn a_linux_router_in_namespaces_serves_reservations_dns_and_forwards() {
     assert!(!String::from_utf8_lossy(&o.stdout).contains("should-not-see"));
 }
 
+/// The LAN a bridge on the router (its ports the LAN's hosts, as on a home router or a
+/// hypervisor's router VM with a bridged segment), bridged frames passing netfilter
+/// (`br_netfilter`, which container runtimes load): hosts on the LAN still reach each other
+/// once the table is loaded — traffic within a segment is not the router's to filter, and
+/// the forward chain's drop policy must not cut it — while WAN to LAN stays denied.
+#[test]
+fn hosts_on_a_bridged_lan_reach_each_other_through_the_routers_table() {
+    assert!(tool("nft") && tool("busybox"));
+    let dir = tempfile::tempdir().unwrap();
+    let (_, nft) = rendered(dir.path());
+    let rules = dir.path().join("rules.nft");
+    std::fs::write(&rules, &nft).unwrap();
+    let id = std::process::id() % 100_000;
+    let (r, a, b, w) = (
+        format!("brr{id}"),
+        format!("bra{id}"),
+        format!("brb{id}"),
+        format!("brw{id}"),
+    );
+    let _env = Netns {
+        names: vec![r.clone(), a.clone(), b.clone(), w.clone()],
+        children: Vec::new(),
+    };
+    for n in [&r, &a, &b, &w] {
+        ok(&format!("ip netns add {n} && ip -n {n} link set lo up"));
+    }
+    ok(&format!(
+        "ip -n {r} link add lan type bridge && ip -n {r} addr add 10.77.0.1/24 dev lan && ip -n {r} link set lan up"
+    ));
+    for (i, (n, ip)) in [(&a, "10.77.0.40"), (&b, "10.77.0.41")].iter().enumerate() {
+        ok(&format!(
+            "ip link add p{i} netns {r} type veth peer name eth0 netns {n} && \
+             ip -n {r} link set p{i} master lan && ip -n {r} link set p{i} up && \
+             ip -n {n} addr add {ip}/24 dev eth0 && ip -n {n} link set eth0 up && \
+             ip -n {n} route add default via 10.77.0.1"
+        ));
+    }
+    ok(&format!(
+        "ip link add wan netns {r} type veth peer name eth0 netns {w} && \
+         ip -n {r} addr add 192.168.77.2/24 dev wan && ip -n {r} link set wan up && \
+         ip -n {w} addr add 192.168.77.50/24 dev eth0 && ip -n {w} link set eth0 up && \
+         ip -n {w} route add 10.77.0.0/24 via 192.168.77.2"
+    ));
+    let bridged = sh(&format!(
+        "ip netns exec {r} sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.ipv4.ip_forward=1"
+    ));
+    assert!(
+        bridged.status.success(),
+        "the kernel's br_netfilter must be loaded (modprobe br_netfilter): {}",
+        String::from_utf8_lossy(&bridged.stderr)
+    );
+    ok(&format!("ip netns exec {r} nft -f {}", rules.display()));
+
+    let answer = |from: &str, to: &str| {
+        let mut server = spawn_in(
+            &b,
+            &[
+                "busybox",
+                "nc",
+                "-l",
+                "-p",
+                "8080",
+                "-e",
+                "echo",
+                "hello-from-b",
+            ],
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let o = sh(&format!(
+            "ip netns exec {from} busybox nc -w 2 {to} 8080 </dev/null"
+        ));
+        let _ = server.kill();
+        let _ = server.wait();
+        String::from_utf8_lossy(&o.stdout).contains("hello-from-b")
+    };
+    assert!(
+        answer(&a, "10.77.0.41"),
+        "a host on the bridged LAN reaches another"
+    );
+    assert!(
+        !answer(&w, "10.77.0.41"),
+        "WAN to LAN stays denied by the lab's firewall"
+    );
+}
+
 mod live {
     //! The live backend (`router_linux`) through the engine: apply, re-plan, change, and a
     //! broken change refused before it reaches the running router.
