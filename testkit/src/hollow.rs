@@ -180,8 +180,8 @@ impl HollowLab {
             .status();
         sh(&format!(
             "ip netns add {seg} && ip -n {seg} link set lo up && \
-             ip -n {seg} link add br0 type bridge && ip -n {seg} link set br0 up && \
-             ip -n {seg} addr add {admin}/{prefix_len} dev br0"
+             ip -n {seg} link add k8s type bridge && ip -n {seg} link set k8s up && \
+             ip -n {seg} addr add {admin}/{prefix_len} dev k8s"
         ));
         let key = dir.path().join("install-user");
         ssh_keygen(&key);
@@ -212,7 +212,7 @@ impl HollowLab {
             sh(&format!(
                 "ip netns add {netns} && ip -n {netns} link set lo up && \
                  ip link add v{i} netns {seg} type veth peer name eth0 netns {netns} && \
-                 ip -n {seg} link set v{i} master br0 && ip -n {seg} link set v{i} up && \
+                 ip -n {seg} link set v{i} master k8s && ip -n {seg} link set v{i} up && \
                  ip -n {netns} addr add {ip}/{prefix_len} dev eth0 && ip -n {netns} link set eth0 up",
                 seg = lab.seg,
             ));
@@ -221,6 +221,12 @@ impl HollowLab {
         }
         lab.write_known_hosts();
         lab
+    }
+
+    /// The segment's network namespace, whose bridge `k8s` (named after the lab's network, as
+    /// a Linux router's interface is) the nodes and the admin address are on.
+    pub fn segment(&self) -> &str {
+        &self.seg
     }
 
     /// The admin address the test's work comes from.

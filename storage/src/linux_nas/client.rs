@@ -18,7 +18,11 @@ use cloudlet_core::backend::{BoxFuture, ConnectError, Connection};
 
 /// The NAS a `ganesha` or `linux_nfs` target names.
 pub fn open(c: &Connection<'_>, flavor: Flavor) -> LinuxNas {
-    LinuxNas::new(LinuxNasOptions::new(flavor, c.target.dir.as_deref()))
+    let mut options = LinuxNasOptions::new(flavor, c.target.dir.as_deref());
+    if let Some(pid) = c.setting("pid_file") {
+        options.pid_file = PathBuf::from(pid);
+    }
+    LinuxNas::new(options)
 }
 
 pub(super) fn connect_ganesha<'a>(

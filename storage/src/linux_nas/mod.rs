@@ -30,7 +30,13 @@ pub static GANESHA: Descriptor = Descriptor {
     domains: &[Domain::Storage],
     summary: "nfs-ganesha on this machine (EXPORT blocks reloaded in place)",
     manages: &["ganesha"],
-    fields: &[Field::optional("dir", DIR_HELP)],
+    fields: &[
+        Field::optional("dir", DIR_HELP),
+        Field::optional(
+            "pid_file",
+            "ganesha's pid file, which the reload signal goes to (default /run/ganesha/ganesha.pid, Debian's; give the path the NAS's ganesha service writes)",
+        ),
+    ],
     endpoint_schemes: &[],
     capabilities: &[],
     connect: CONNECT_GANESHA,
