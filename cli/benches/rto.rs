@@ -1,8 +1,11 @@
-//! Whole-lab recovery time (RTO) on the hollow test fixture, as users run it, against the
-//! issue's goal (15 minutes on 2 cores, data transfer excluded). Each round: the drill's lab
-//! made by `cloudlet apply` (a control plane, a worker, an app), canaries written, `cloudlet
-//! backup run`; then everything destroyed (every machine, the lab's state) and new machines
-//! booted; `cloudlet restore` timed phase by phase, and the RTO taken from its start until the
+//! Whole-lab recovery time (RTO) on the seed-shaped test fixture, as users run it, against
+//! the goal (15 minutes on 2 cores, data transfer excluded). Each round: the drill's
+//! lab made by `cloudlet apply` on the box that is its router and NAS (a Linux router,
+//! nfs-ganesha; a kubeadm cluster of a control plane and a worker on hollow nodes, an app
+//! with a volume on the NAS), a LAN client's lease, canaries written, `cloudlet backup run`;
+//! then everything destroyed (the box's daemons and files, every machine, the namespaces,
+//! the lab's state), the box reinstalled and new machines booted; `cloudlet restore` timed
+//! phase by phase, and the RTO taken from its start until the
 //! writing canary answers again. Data transfer is reported apart: the bytes the restore reads
 //! from the repository (its snapshots' restore size, as stock restic counts it) over the
 //! throughput stock `restic restore` reaches on the same snapshots in the same round — the
@@ -29,8 +32,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_cloudlet");
 const KEY: &str = "rto-bench-key";
 /// The goal for the whole-lab RTO, data transfer excluded.
 const GOAL: Duration = Duration::from_secs(15 * 60);
-const PHASES: [&str; 5] = [
+const PHASES: [&str; 6] = [
     "identity",
+    "router",
     "infrastructure",
     "cluster data",
     "reconcile",
@@ -50,15 +54,8 @@ struct Round {
     restic: f64,
 }
 
-async fn cli(vault: &str, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(BIN)
-        .args(args)
-        .env("CLOUDLET_VAULT_KEY", vault)
-        .env("CLOUDLET_BACKUP_KEY", KEY)
-        .env("NO_COLOR", "1")
-        .output()
-        .await
-        .expect("the CLI runs")
+async fn cli(on: &str, vault: &str, args: &[&str]) -> std::process::Output {
+    drill::on_box(BIN, on, vault, KEY, args).await
 }
 
 fn ok(o: &std::process::Output, what: &str) {
@@ -144,19 +141,23 @@ fn restic_restore(repo: &Path, ids: &[String]) -> f64 {
 
 fn round() -> Round {
     let work = tempfile::tempdir().unwrap();
-    let (lab, target) = (work.path().join("lab.yaml"), work.path().join("nas"));
+    let p = drill::Paths::new(work.path());
+    let lab = work.path().join("lab.yaml");
     let state = work.path().join(".cloudlet");
     let vault = cloudlet_core::vault::new_key();
     let l = lab.display().to_string();
+    let id = std::process::id() % 100_000;
+    let (on, client) = (format!("rtob{id}"), format!("rtoc{id}"));
 
     let before = drill::machines();
-    drill::write_lab(&before, &lab, &target);
+    let box_before = drill::RouterNas::up(&before, &p, &on, &client);
+    drill::write_seed_lab(&before, &lab, &p);
     before.report_installs(&state);
     let kubeconfig = before.block_on({
-        let (vault, l) = (vault.clone(), l.clone());
+        let (vault, l, on) = (vault.clone(), l.clone(), on.clone());
         async move {
-            ok(&cli(&vault, &["apply", &l, "--yes"]).await, "apply");
-            let kc = cli(&vault, &["kubeconfig", &l, "--valid", "2h"]).await;
+            ok(&cli(&on, &vault, &["apply", &l, "--yes"]).await, "apply");
+            let kc = cli(&on, &vault, &["kubeconfig", &l, "--valid", "2h"]).await;
             ok(&kc, "kubeconfig");
             let kc = String::from_utf8(kc.stdout).unwrap();
             let c = drill::client(&kc).await;
@@ -165,24 +166,30 @@ fn round() -> Round {
             }
             let writer = tokio::spawn(drill::write_every_second(c));
             tokio::time::sleep(Duration::from_secs(2)).await;
-            ok(&cli(&vault, &["backup", "run", &l]).await, "backup run");
+            ok(
+                &cli(&on, &vault, &["backup", "run", &l]).await,
+                "backup run",
+            );
             tokio::time::sleep(Duration::from_secs(2)).await;
             writer.abort();
             kc
         }
     });
 
-    // The disaster, then new machines at the same addresses.
+    // The disaster, then the box reinstalled and new machines at the same addresses.
+    drop(box_before);
     drop(before);
+    std::fs::remove_dir_all(work.path().join("box")).unwrap();
     std::fs::remove_dir_all(&state).unwrap();
     let after = drill::machines();
-    drill::write_lab(&after, &lab, &target);
+    let box_after = drill::RouterNas::up(&after, &p, &on, &client);
+    drill::write_seed_lab(&after, &lab, &p);
     after.report_installs(&state);
     let (out, restore, rto) = after.block_on({
-        let (vault, l) = (vault.clone(), l.clone());
+        let (vault, l, on) = (vault.clone(), l.clone(), on.clone());
         async move {
             let start = Instant::now();
-            let o = cli(&vault, &["restore", &l, "--from", "nas"]).await;
+            let o = cli(&on, &vault, &["restore", &l, "--from", "offsite"]).await;
             let restore = start.elapsed().as_secs_f64();
             ok(&o, "restore");
             let maps = Api::<ConfigMap>::namespaced(drill::client(&kubeconfig).await, "default");
@@ -197,6 +204,8 @@ fn round() -> Round {
             )
         }
     });
+    drop(box_after);
+    let target = p.target;
     let snaps = snapshots(&target);
     let ids: Vec<String> = snaps.iter().map(|(id, _)| id.clone()).collect();
     Round {
@@ -224,7 +233,7 @@ fn main() {
         all.push(round());
     }
     println!(
-        "whole-lab restore on the hollow fixture (1 control plane, 1 worker, 1 app), {} cores",
+        "whole-lab restore on the seed-shaped fixture (Linux router and ganesha NAS on one box, 1 control plane, 1 worker, 1 app), {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     print!("| round |");

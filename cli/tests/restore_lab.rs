@@ -1,9 +1,8 @@
 //! The seed-shaped lab rebuilt end to end on this machine's real peers: one Linux box (a
 //! network namespace on the LAN segment) is the router (dnsmasq + nftables, WAN and LAN) and
 //! the NAS (nfs-ganesha serving the cluster's export), as in a small office where one
-//! machine does both and runs cloudlet; behind it a
-//! kubeadm cluster on hollow nodes (a control plane and a worker) with an app whose volume
-//! is on the NAS. A LAN client leases an address (the router's runtime state), canaries are
+//! machine does both and runs cloudlet; behind it a kubeadm cluster on hollow nodes (a
+//! control plane and a worker) with an app whose volume is on the NAS. A LAN client leases an address (the router's runtime state), canaries are
 //! written into the cluster and one keeps writing every second; cloudlet's state, the router
 //! and the cluster are backed up; then everything is destroyed — dnsmasq, ganesha, the
 //! router's and the NAS's files, the leases, every node and its disks, the namespaces, the
@@ -17,8 +16,8 @@
 //! restic on a real API server).
 #![allow(missing_docs, clippy::disallowed_methods, clippy::print_stderr)] // the restore's timeline is printed (seen with --no-capture)
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use cloudlet_testkit::drill;
@@ -31,180 +30,13 @@ mod common;
 use common::client;
 
 const KEY: &str = "lab-restore-backup-key";
-/// The LAN client's MAC address.
-const CLIENT_MAC: &str = "52:54:00:20:00:99";
 
-/// cloudlet run on the box (in its namespace), as the Linux router and NAS backends expect.
 async fn cloudlet(on: &str, vault: &str, args: &[&str]) -> Output {
-    tokio::process::Command::new("ip")
-        .args(["netns", "exec", on, common::BIN])
-        .args(args)
-        .env("CLOUDLET_VAULT_KEY", vault)
-        .env("CLOUDLET_BACKUP_KEY", KEY)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("the CLI runs")
+    drill::on_box(common::BIN, on, vault, KEY, args).await
 }
 
 fn text(o: &Output) -> String {
     common::text(o, &[KEY])
-}
-
-/// The router-and-NAS box's directories under the test's work directory.
-struct Paths {
-    router: PathBuf,
-    leases: PathBuf,
-    nas: PathBuf,
-    data: PathBuf,
-    target: PathBuf,
-}
-
-impl Paths {
-    fn new(work: &Path) -> Paths {
-        Paths {
-            router: work.join("box/router"),
-            leases: work.join("box/leases"),
-            nas: work.join("box/ganesha"),
-            data: work.join("box/data"),
-            target: work.join("backups"),
-        }
-    }
-}
-
-/// The box: a machine of its own (namespace `ns`) on the hollow lab's segment, its LAN port
-/// `k8s` holding the router's address (10.0.20.1) and the NAS's (10.0.20.5), a WAN port
-/// (192.168.77.2), and nfs-ganesha as a fresh install runs it (its main configuration
-/// including cloudlet's file, still empty), listening; the LAN client's namespace `client`
-/// plugged into the segment too.
-struct RouterNas {
-    ns: String,
-    ganesha: Child,
-    client: String,
-}
-
-impl RouterNas {
-    fn up(lab: &HollowLab, p: &Paths, ns: &str, client: &str) -> RouterNas {
-        let seg = lab.segment();
-        for n in [ns, client] {
-            let _ = sh(&format!("ip netns del {n}"));
-            ok(&format!("ip netns add {n} && ip -n {n} link set lo up"));
-        }
-        ok(&format!(
-            "ip link add b0 netns {seg} type veth peer name k8s netns {ns} && \
-             ip -n {seg} link set b0 master k8s && ip -n {seg} link set b0 up && \
-             ip -n {ns} addr add 10.0.20.1/24 dev k8s && ip -n {ns} addr add 10.0.20.5/24 dev k8s && \
-             ip -n {ns} link set k8s up && \
-             ip -n {ns} link add wan type veth peer name wanp && ip -n {ns} link set wanp up && \
-             ip -n {ns} addr add 192.168.77.2/24 dev wan && ip -n {ns} link set wan up"
-        ));
-        ok(&format!(
-            "ip link add c0 netns {seg} type veth peer name eth0 netns {client} && \
-             ip -n {seg} link set c0 master k8s && ip -n {seg} link set c0 up && \
-             ip -n {client} link set eth0 address {CLIENT_MAC} && ip -n {client} link set eth0 up"
-        ));
-        std::fs::create_dir_all(&p.nas).unwrap();
-        std::fs::write(p.nas.join("cloudlet.conf"), "").unwrap();
-        let main = p.nas.join("ganesha.conf");
-        std::fs::write(
-            &main,
-            format!(
-                "NFS_CORE_PARAM {{ Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }}\n\
-                 NFSV4 {{ Graceless = true; RecoveryBackend = fs; RecoveryRoot = \"{}\"; }}\n\
-                 NFS_KRB5 {{ Active_krb5 = false; }}\n\
-                 %include \"{}\"\n",
-                p.nas.join("recovery").display(),
-                p.nas.join("cloudlet.conf").display()
-            ),
-        )
-        .unwrap();
-        let ganesha = Command::new("ip")
-            .args(["netns", "exec", ns, "ganesha.nfsd", "-F", "-f"])
-            .arg(&main)
-            .arg("-p")
-            .arg(p.nas.join("ganesha.pid"))
-            .arg("-L")
-            .arg(p.nas.join("ganesha.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ganesha starts");
-        let t = Instant::now();
-        while !sh(&format!("ip netns exec {ns} ss -ltn | grep -q ':2049 '"))
-            .status
-            .success()
-        {
-            assert!(t.elapsed() < Duration::from_secs(20), "ganesha listens");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        RouterNas {
-            ns: ns.to_string(),
-            ganesha,
-            client: client.to_string(),
-        }
-    }
-
-    /// Whether dnsmasq, as the router's files record it, runs.
-    fn dnsmasq_runs(p: &Paths) -> bool {
-        std::fs::read_to_string(p.router.join("dnsmasq.pid"))
-            .ok()
-            .is_some_and(|pid| sh(&format!("kill -0 {}", pid.trim())).status.success())
-    }
-}
-
-impl Drop for RouterNas {
-    /// The box dies: ganesha, dnsmasq and all else it runs, its namespace, and the LAN
-    /// client's.
-    fn drop(&mut self) {
-        let _ = self.ganesha.kill();
-        let _ = self.ganesha.wait();
-        for n in [&self.ns, &self.client] {
-            let _ = sh(&format!(
-                "ip netns pids {n} | xargs -r kill -9; ip netns del {n}"
-            ));
-        }
-    }
-}
-
-/// The lab: the hollow lab's cluster with the box as router and NAS, the app's volume on the
-/// NAS's export, cloudlet's state, the router and the cluster backed up hourly.
-fn write_lab(machines: &HollowLab, lab: &Path, p: &Paths) {
-    let apps = "  apps:\n    web:\n      image: nginx:1.27\n      ports: [{name: http, port: 80}]\n      volumes: [{name: content, export: data, mount: /usr/share/nginx/html, size: 1GiB}]\n";
-    let text = machines
-        .lab_yaml(&["cp"], &["w1"], apps)
-        .replacen(
-            "  k8s: {cidr: 10.0.20.0/24, gateway: 10.0.20.1}\n",
-            "  wan: {cidr: 192.168.77.0/24, gateway: 192.168.77.1, wan: true}\n  k8s:\n    cidr: 10.0.20.0/24\n    gateway: 10.0.20.1\n    dhcp: {ranges: [10.0.20.100-10.0.20.150]}\n    dns: [10.0.20.1]\n",
-            1,
-        )
-        .replacen(
-            "machines:\n",
-            "machines:\n  gw: {cpus: 1, memory: 1GiB, nics: [{network: wan, ip: 192.168.77.2}, {network: k8s, ip: 10.0.20.1}]}\n",
-            1,
-        )
-        .replacen(
-            "targets:\n",
-            &format!(
-                "targets:\n  router: {{kind: linux, dir: {}, leases: {}}}\n  storage: {{kind: ganesha, dir: {}, pid_file: {}}}\n",
-                p.router.display(),
-                p.leases.display(),
-                p.nas.display(),
-                p.nas.join("ganesha.pid").display()
-            ),
-            1,
-        );
-    std::fs::write(
-        lab,
-        format!(
-            "{text}router:\n  kind: linux\n  machine: gw\n  forwards:\n    - {{port: 443, to: 10.0.20.10}}\n\
-             storage:\n  kind: ganesha\n  address: 10.0.20.5\n  exports:\n    data: {{path: {data}, allow: [cp, w1]}}\n\
-             backup:\n  key: {{env: CLOUDLET_BACKUP_KEY}}\n  targets: {{offsite: {{dir: {target}}}}}\n  state: {{target: offsite, every: 1h}}\n  router: {{target: offsite, every: 1h}}\n  cluster: {{target: offsite, every: 1h}}\n",
-            data = p.data.display(),
-            target = p.target.display(),
-        ),
-    )
-    .unwrap();
 }
 
 /// What `nfs-ls` lists at `path` on the NAS, asked from the node `node`.
@@ -228,7 +60,7 @@ fn the_seed_shaped_lab_is_rebuilt_whole_by_one_restore() {
     );
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let p = Paths::new(w);
+    let p = drill::Paths::new(w);
     let lab = w.join("lab.yaml");
     let state = w.join(".cloudlet");
     let vault = common::vault_key();
@@ -241,8 +73,8 @@ fn the_seed_shaped_lab_is_rebuilt_whole_by_one_restore() {
     // Before: the box and the machines up, the lab applied, a LAN client leased an address,
     // the canaries written, backed up; one more canary after the backup.
     let before = drill::machines();
-    let box_before = RouterNas::up(&before, &p, &box_ns, &client_ns);
-    write_lab(&before, &lab, &p);
+    let box_before = drill::RouterNas::up(&before, &p, &box_ns, &client_ns);
+    drill::write_seed_lab(&before, &lab, &p);
     before.report_installs(&state);
     let applied = before.block_on({
         let (vault, l, on) = (vault.clone(), l.clone(), box_ns.clone());
@@ -261,7 +93,7 @@ fn the_seed_shaped_lab_is_rebuilt_whole_by_one_restore() {
     );
     assert!(kc.status.success(), "{}", text(&kc));
     let kubeconfig = String::from_utf8(kc.stdout).unwrap();
-    assert!(RouterNas::dnsmasq_runs(&p), "the router runs");
+    assert!(drill::RouterNas::dnsmasq_runs(&p), "the router runs");
     let volume = std::fs::read_dir(&p.data)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -311,8 +143,8 @@ fn the_seed_shaped_lab_is_rebuilt_whole_by_one_restore() {
     // A reinstalled box and new machines at the same addresses; the same lab files (only the
     // install user's key file is the new machines').
     let after = drill::machines();
-    let box_after = RouterNas::up(&after, &p, &box_ns, &client_ns);
-    write_lab(&after, &lab, &p);
+    let box_after = drill::RouterNas::up(&after, &p, &box_ns, &client_ns);
+    drill::write_seed_lab(&after, &lab, &p);
     after.report_installs(&state);
     let began = Instant::now();
     let (restore, answering) = after.block_on({
@@ -366,10 +198,10 @@ fn the_seed_shaped_lab_is_rebuilt_whole_by_one_restore() {
     }
 
     // The router: running, the client's lease and the lab's names and forward back.
-    assert!(RouterNas::dnsmasq_runs(&p));
+    assert!(drill::RouterNas::dnsmasq_runs(&p));
     let leases = std::fs::read_to_string(&p.leases).unwrap();
     assert!(
-        leases.contains(&format!("{CLIENT_MAC} {dynamic}")),
+        leases.contains(&format!("{} {dynamic}", drill::CLIENT_MAC)),
         "{leases}"
     );
     // The client (a new namespace, no address) asks again and gets its address back.

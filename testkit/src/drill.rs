@@ -4,15 +4,22 @@
 //! before the backup, and a writer that writes its sequence number and the time every
 //! second, so what it wrote last against what a restore brought back is the data-loss window
 //! (RPO), and the moment it answers again ends the recovery time (RTO).
+//!
+//! The seed-shaped drill adds the box in front of the cluster ([`RouterNas`]): one Linux
+//! machine on the segment that is the lab's router (dnsmasq + nftables) and its NAS
+//! (nfs-ganesha), with cloudlet run on it ([`on_box`]) as those backends expect, and a LAN
+//! client whose DHCP lease is the router's runtime state ([`write_seed_lab`] is its lab).
 
 use std::net::Ipv4Addr;
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use crate::hollow::HollowLab;
+use crate::shell::{ok, sh};
 
 /// The writer canary's ConfigMap (in `default`).
 pub const WRITER: &str = "writer";
@@ -101,4 +108,192 @@ pub fn written(cm: &ConfigMap) -> (u64, i64) {
         d["seq"].parse().expect("a sequence number"),
         d["at"].parse().expect("a time"),
     )
+}
+
+/// The LAN client's MAC address.
+pub const CLIENT_MAC: &str = "52:54:00:20:00:99";
+
+/// `cloudlet` (the binary at `bin`) run on the box `on` (in its namespace), as the Linux
+/// router and NAS backends expect, with the vault key and the backup key `key`.
+pub async fn on_box(
+    bin: &str,
+    on: &str,
+    vault: &str,
+    key: &str,
+    args: &[&str],
+) -> std::process::Output {
+    tokio::process::Command::new("ip")
+        .args(["netns", "exec", on, bin])
+        .args(args)
+        .env("CLOUDLET_VAULT_KEY", vault)
+        .env("CLOUDLET_BACKUP_KEY", key)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("the CLI runs")
+}
+
+/// The router-and-NAS box's directories under the test's work directory.
+pub struct Paths {
+    /// The router's files (`dnsmasq.conf`, `rules.nft`, ...).
+    pub router: PathBuf,
+    /// dnsmasq's DHCP leases.
+    pub leases: PathBuf,
+    /// ganesha's configuration, pid file and log; cloudlet's `cloudlet.conf` in it.
+    pub nas: PathBuf,
+    /// The export's directory.
+    pub data: PathBuf,
+    /// The backup target (a directory).
+    pub target: PathBuf,
+}
+
+impl Paths {
+    /// The paths under `work`.
+    pub fn new(work: &Path) -> Paths {
+        Paths {
+            router: work.join("box/router"),
+            leases: work.join("box/leases"),
+            nas: work.join("box/ganesha"),
+            data: work.join("box/data"),
+            target: work.join("backups"),
+        }
+    }
+}
+
+/// The box: a machine of its own (namespace `ns`) on the hollow lab's segment, its LAN port
+/// `k8s` holding the router's address (10.0.20.1) and the NAS's (10.0.20.5), a WAN port
+/// (192.168.77.2), and nfs-ganesha as a fresh install runs it (its main configuration
+/// including cloudlet's file, still empty), listening; the LAN client's namespace `client`
+/// plugged into the segment too.
+pub struct RouterNas {
+    /// The box's namespace.
+    pub ns: String,
+    ganesha: Child,
+    /// The LAN client's namespace.
+    pub client: String,
+}
+
+impl RouterNas {
+    /// Brings the box up on `lab`'s segment.
+    pub fn up(lab: &HollowLab, p: &Paths, ns: &str, client: &str) -> RouterNas {
+        let seg = lab.segment();
+        for n in [ns, client] {
+            let _ = sh(&format!("ip netns del {n}"));
+            ok(&format!("ip netns add {n} && ip -n {n} link set lo up"));
+        }
+        ok(&format!(
+            "ip link add b0 netns {seg} type veth peer name k8s netns {ns} && \
+             ip -n {seg} link set b0 master k8s && ip -n {seg} link set b0 up && \
+             ip -n {ns} addr add 10.0.20.1/24 dev k8s && ip -n {ns} addr add 10.0.20.5/24 dev k8s && \
+             ip -n {ns} link set k8s up && \
+             ip -n {ns} link add wan type veth peer name wanp && ip -n {ns} link set wanp up && \
+             ip -n {ns} addr add 192.168.77.2/24 dev wan && ip -n {ns} link set wan up"
+        ));
+        ok(&format!(
+            "ip link add c0 netns {seg} type veth peer name eth0 netns {client} && \
+             ip -n {seg} link set c0 master k8s && ip -n {seg} link set c0 up && \
+             ip -n {client} link set eth0 address {CLIENT_MAC} && ip -n {client} link set eth0 up"
+        ));
+        std::fs::create_dir_all(&p.nas).unwrap();
+        std::fs::write(p.nas.join("cloudlet.conf"), "").unwrap();
+        let main = p.nas.join("ganesha.conf");
+        std::fs::write(
+            &main,
+            format!(
+                "NFS_CORE_PARAM {{ Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }}\n\
+                 NFSV4 {{ Graceless = true; RecoveryBackend = fs; RecoveryRoot = \"{}\"; }}\n\
+                 NFS_KRB5 {{ Active_krb5 = false; }}\n\
+                 %include \"{}\"\n",
+                p.nas.join("recovery").display(),
+                p.nas.join("cloudlet.conf").display()
+            ),
+        )
+        .unwrap();
+        let ganesha = Command::new("ip")
+            .args(["netns", "exec", ns, "ganesha.nfsd", "-F", "-f"])
+            .arg(&main)
+            .arg("-p")
+            .arg(p.nas.join("ganesha.pid"))
+            .arg("-L")
+            .arg(p.nas.join("ganesha.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ganesha starts");
+        let t = Instant::now();
+        while !sh(&format!("ip netns exec {ns} ss -ltn | grep -q ':2049 '"))
+            .status
+            .success()
+        {
+            assert!(t.elapsed() < Duration::from_secs(20), "ganesha listens");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        RouterNas {
+            ns: ns.to_string(),
+            ganesha,
+            client: client.to_string(),
+        }
+    }
+
+    /// Whether dnsmasq, as the router's files record it, runs.
+    pub fn dnsmasq_runs(p: &Paths) -> bool {
+        std::fs::read_to_string(p.router.join("dnsmasq.pid"))
+            .ok()
+            .is_some_and(|pid| sh(&format!("kill -0 {}", pid.trim())).status.success())
+    }
+}
+
+impl Drop for RouterNas {
+    /// The box dies: ganesha, dnsmasq and all else it runs, its namespace, and the LAN
+    /// client's.
+    fn drop(&mut self) {
+        let _ = self.ganesha.kill();
+        let _ = self.ganesha.wait();
+        for n in [&self.ns, &self.client] {
+            let _ = sh(&format!(
+                "ip netns pids {n} | xargs -r kill -9; ip netns del {n}"
+            ));
+        }
+    }
+}
+
+/// The seed-shaped lab at `lab`: the hollow lab's cluster with the box as router and NAS, the app's volume on the
+/// NAS's export, cloudlet's state, the router and the cluster backed up hourly.
+pub fn write_seed_lab(machines: &HollowLab, lab: &Path, p: &Paths) {
+    let apps = "  apps:\n    web:\n      image: nginx:1.27\n      ports: [{name: http, port: 80}]\n      volumes: [{name: content, export: data, mount: /usr/share/nginx/html, size: 1GiB}]\n";
+    let text = machines
+        .lab_yaml(&["cp"], &["w1"], apps)
+        .replacen(
+            "  k8s: {cidr: 10.0.20.0/24, gateway: 10.0.20.1}\n",
+            "  wan: {cidr: 192.168.77.0/24, gateway: 192.168.77.1, wan: true}\n  k8s:\n    cidr: 10.0.20.0/24\n    gateway: 10.0.20.1\n    dhcp: {ranges: [10.0.20.100-10.0.20.150]}\n    dns: [10.0.20.1]\n",
+            1,
+        )
+        .replacen(
+            "machines:\n",
+            "machines:\n  gw: {cpus: 1, memory: 1GiB, nics: [{network: wan, ip: 192.168.77.2}, {network: k8s, ip: 10.0.20.1}]}\n",
+            1,
+        )
+        .replacen(
+            "targets:\n",
+            &format!(
+                "targets:\n  router: {{kind: linux, dir: {}, leases: {}}}\n  storage: {{kind: ganesha, dir: {}, pid_file: {}}}\n",
+                p.router.display(),
+                p.leases.display(),
+                p.nas.display(),
+                p.nas.join("ganesha.pid").display()
+            ),
+            1,
+        );
+    std::fs::write(
+        lab,
+        format!(
+            "{text}router:\n  kind: linux\n  machine: gw\n  forwards:\n    - {{port: 443, to: 10.0.20.10}}\n\
+             storage:\n  kind: ganesha\n  address: 10.0.20.5\n  exports:\n    data: {{path: {data}, allow: [cp, w1]}}\n\
+             backup:\n  key: {{env: CLOUDLET_BACKUP_KEY}}\n  targets: {{offsite: {{dir: {target}}}}}\n  state: {{target: offsite, every: 1h}}\n  router: {{target: offsite, every: 1h}}\n  cluster: {{target: offsite, every: 1h}}\n",
+            data = p.data.display(),
+            target = p.target.display(),
+        ),
+    )
+    .unwrap();
 }
