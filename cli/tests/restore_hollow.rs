@@ -68,7 +68,7 @@ fn a_lab_destroyed_after_its_backup_is_rebuilt_by_one_restore_with_its_data() {
             tokio::time::sleep(std::time::Duration::from_secs(3)).await;
             let run = cloudlet(&vault, &["backup", "run", &l]).await;
             assert!(run.status.success(), "{}", text(&run));
-            drill::canary(&c, "after-the-backup", 99).await;
+            drill::canary(&c, drill::AFTER_THE_BACKUP, 99).await;
             tokio::time::sleep(std::time::Duration::from_secs(3)).await;
             writer.abort();
             let last = Api::<ConfigMap>::namespaced(c, "default")
@@ -142,28 +142,24 @@ fn a_lab_destroyed_after_its_backup_is_rebuilt_by_one_restore_with_its_data() {
     assert_eq!(journal(work.path()), journal_before);
 
     // The kubeconfig issued before the disaster works: same CA. The data is back.
-    let (seqs, late, web, restored) = after.block_on(async move {
+    let (back, web) = after.block_on(async move {
         let c = client(&kubeconfig).await;
-        let maps = Api::<ConfigMap>::namespaced(c.clone(), "default");
-        let mut seqs = Vec::new();
-        for i in 0..20 {
-            let cm = maps.get(&format!("canary-{i}")).await.unwrap();
-            seqs.push(cm.data.unwrap()["seq"].parse::<u32>().unwrap());
-        }
-        let late = maps.get_opt("after-the-backup").await.unwrap();
-        let restored = drill::written(&maps.get(drill::WRITER).await.unwrap());
+        let back = drill::read_back(&c, 20).await;
         let web = Api::<Deployment>::namespaced(c, "web")
             .get_opt("web")
             .await
             .unwrap();
-        (seqs, late, web, restored)
+        (back, web)
     });
-    assert_eq!(seqs, (0..20).collect::<Vec<_>>());
-    assert!(late.is_none(), "written after the backup, so not restored");
+    assert_eq!(back.seqs, (0..20).collect::<Vec<_>>());
+    assert!(
+        !back.after_the_backup,
+        "written after the backup, so not restored"
+    );
     assert!(web.is_some(), "the app is back");
     // RPO: what the writing canary wrote last before the disaster against what came back;
     // within the cluster class's schedule (1h), and no later than the backup.
-    let (restored_seq, restored_at) = restored;
+    let (restored_seq, restored_at) = back.writer;
     assert!(restored_seq <= last_seq, "{restored_seq} > {last_seq}");
     let rpo = last_at - restored_at;
     assert!((0..=3600).contains(&rpo), "RPO {rpo}s");

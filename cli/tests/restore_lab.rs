@@ -120,7 +120,7 @@ fn the_seed_shaped_lab_is_rebuilt_whole_by_one_restore() {
             tokio::time::sleep(Duration::from_secs(3)).await;
             let run = cloudlet(&on, &vault, &["backup", "run", &l]).await;
             assert!(run.status.success(), "{}", text(&run));
-            drill::canary(&c, "after-the-backup", 99).await;
+            drill::canary(&c, drill::AFTER_THE_BACKUP, 99).await;
             tokio::time::sleep(Duration::from_secs(3)).await;
             writer.abort();
             let last = Api::<ConfigMap>::namespaced(c, "default")
@@ -224,16 +224,9 @@ fn the_seed_shaped_lab_is_rebuilt_whole_by_one_restore() {
     // The cluster: the kubeconfig issued before the disaster works (same CA), the canaries
     // written before the backup are back, the one after it is not, the volume's PV names the
     // NAS.
-    let (seqs, late, pv_server, restored) = after.block_on(async move {
+    let (back, pv_server) = after.block_on(async move {
         let c = client(&kubeconfig).await;
-        let maps = Api::<ConfigMap>::namespaced(c.clone(), "default");
-        let mut seqs = Vec::new();
-        for i in 0..10 {
-            let cm = maps.get(&format!("canary-{i}")).await.unwrap();
-            seqs.push(cm.data.unwrap()["seq"].parse::<u32>().unwrap());
-        }
-        let late = maps.get_opt("after-the-backup").await.unwrap();
-        let restored = drill::written(&maps.get(drill::WRITER).await.unwrap());
+        let back = drill::read_back(&c, 10).await;
         let pvs = Api::<PersistentVolume>::all(c)
             .list(&Default::default())
             .await
@@ -243,12 +236,15 @@ fn the_seed_shaped_lab_is_rebuilt_whole_by_one_restore() {
             .iter()
             .filter_map(|pv| pv.spec.as_ref()?.nfs.as_ref().map(|n| n.server.clone()))
             .collect();
-        (seqs, late, server, restored)
+        (back, server)
     });
-    assert_eq!(seqs, (0..10).collect::<Vec<_>>());
-    assert!(late.is_none(), "written after the backup, so not restored");
+    assert_eq!(back.seqs, (0..10).collect::<Vec<_>>());
+    assert!(
+        !back.after_the_backup,
+        "written after the backup, so not restored"
+    );
     assert_eq!(pv_server, ["10.0.20.5"], "the app's volume is on the NAS");
-    let (restored_seq, restored_at) = restored;
+    let (restored_seq, restored_at) = back.writer;
     assert!(restored_seq <= last_seq, "{restored_seq} > {last_seq}");
     let rpo = last_at - restored_at;
     assert!((0..=3600).contains(&rpo), "RPO {rpo}s");

@@ -10,9 +10,9 @@
 
 use cloudlet_testkit::shell::{ok, sh, tool};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cloudlet_core::engine::{ApplyOptions, Engine};
 use cloudlet_core::error::EngineError;
@@ -108,45 +108,10 @@ fn namespaces() -> Env {
 
 /// Starts nfs-ganesha in the NAS namespace (`env.names[0]`) with `conf` included, and waits
 /// until it listens.
-async fn ganesha(env: &mut Env, dir: &Path, conf: &Path, pid: &Path) {
+fn ganesha(env: &mut Env, dir: &Path, conf: &Path, pid: &Path) {
     let nas = env.names[0].clone();
-    let main = dir.join("ganesha.conf");
-    std::fs::write(
-        &main,
-        format!(
-            "NFS_CORE_PARAM {{ Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }}\n\
-             NFSV4 {{ Graceless = true; RecoveryBackend = fs; RecoveryRoot = \"{}\"; }}\n\
-             NFS_KRB5 {{ Active_krb5 = false; }}\n\
-             %include \"{}\"\n",
-            dir.join("recovery").display(),
-            conf.display()
-        ),
-    )
-    .unwrap();
-    env.children.push(
-        Command::new("ip")
-            .args(["netns", "exec", &nas, "ganesha.nfsd", "-F", "-f"])
-            .arg(&main)
-            .arg("-p")
-            .arg(pid)
-            .arg("-L")
-            .arg(dir.join("ganesha.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ganesha starts"),
-    );
-    let t = Instant::now();
-    while !sh(&format!("ip netns exec {nas} ss -ltn | grep -q ':2049 '"))
-        .status
-        .success()
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "ganesha did not listen"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    env.children
+        .push(cloudlet_testkit::shell::ganesha(&nas, dir, conf, pid));
 }
 
 /// Lists `path` on the NAS from the client address `from`.
@@ -202,7 +167,7 @@ async fn ganesha_serves_the_labs_volumes_to_allowed_clients_and_keeps_data() {
     let pid = dir.path().join("ganesha.pid");
     let mut env = namespaces();
     let (nas, cli) = (env.names[0].clone(), env.names[1].clone());
-    ganesha(&mut env, dir.path(), &conf, &pid).await;
+    ganesha(&mut env, dir.path(), &conf, &pid);
 
     let provider = Arc::new(LinuxNas::new(LinuxNasOptions {
         flavor: Flavor::Ganesha,
@@ -526,7 +491,7 @@ async fn doctor_mounts_each_export_from_a_nodes_address_and_reads_its_free_space
         .concat(),
     )
     .unwrap();
-    ganesha(&mut env, dir.path(), &conf, &dir.path().join("ganesha.pid")).await;
+    ganesha(&mut env, dir.path(), &conf, &dir.path().join("ganesha.pid"));
 
     let text = format!(
         r#"name: nas

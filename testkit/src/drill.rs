@@ -12,8 +12,8 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Stdio};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -110,6 +110,47 @@ pub fn written(cm: &ConfigMap) -> (u64, i64) {
     )
 }
 
+/// The canary written after the backup, which a restore must not bring back.
+pub const AFTER_THE_BACKUP: &str = "after-the-backup";
+
+/// What a restore brought back of the canaries.
+#[derive(Debug)]
+pub struct ReadBack {
+    /// The sequence numbers of `canary-0` up to `canary-(n-1)`, in order.
+    pub seqs: Vec<u32>,
+    /// Whether [`AFTER_THE_BACKUP`] is there.
+    pub after_the_backup: bool,
+    /// What the [`WRITER`] holds ([`written`]).
+    pub writer: (u64, i64),
+}
+
+/// Reads the `n` canaries, [`AFTER_THE_BACKUP`] and the [`WRITER`] in `default`.
+pub async fn read_back(c: &kube::Client, n: u32) -> ReadBack {
+    let maps = Api::<ConfigMap>::namespaced(c.clone(), "default");
+    let mut seqs = Vec::new();
+    for i in 0..n {
+        let cm = maps
+            .get(&format!("canary-{i}"))
+            .await
+            .expect("the canary is back");
+        let seq = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get("seq"))
+            .and_then(|s| s.parse().ok());
+        seqs.push(seq.expect("a canary's sequence number"));
+    }
+    ReadBack {
+        seqs,
+        after_the_backup: maps
+            .get_opt(AFTER_THE_BACKUP)
+            .await
+            .expect("the API answers")
+            .is_some(),
+        writer: written(&maps.get(WRITER).await.expect("the writer is back")),
+    }
+}
+
 /// The LAN client's MAC address.
 pub const CLIENT_MAC: &str = "52:54:00:20:00:99";
 
@@ -197,38 +238,12 @@ impl RouterNas {
         ));
         std::fs::create_dir_all(&p.nas).unwrap();
         std::fs::write(p.nas.join("cloudlet.conf"), "").unwrap();
-        let main = p.nas.join("ganesha.conf");
-        std::fs::write(
-            &main,
-            format!(
-                "NFS_CORE_PARAM {{ Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }}\n\
-                 NFSV4 {{ Graceless = true; RecoveryBackend = fs; RecoveryRoot = \"{}\"; }}\n\
-                 NFS_KRB5 {{ Active_krb5 = false; }}\n\
-                 %include \"{}\"\n",
-                p.nas.join("recovery").display(),
-                p.nas.join("cloudlet.conf").display()
-            ),
-        )
-        .unwrap();
-        let ganesha = Command::new("ip")
-            .args(["netns", "exec", ns, "ganesha.nfsd", "-F", "-f"])
-            .arg(&main)
-            .arg("-p")
-            .arg(p.nas.join("ganesha.pid"))
-            .arg("-L")
-            .arg(p.nas.join("ganesha.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ganesha starts");
-        let t = Instant::now();
-        while !sh(&format!("ip netns exec {ns} ss -ltn | grep -q ':2049 '"))
-            .status
-            .success()
-        {
-            assert!(t.elapsed() < Duration::from_secs(20), "ganesha listens");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let ganesha = crate::shell::ganesha(
+            ns,
+            &p.nas,
+            &p.nas.join("cloudlet.conf"),
+            &p.nas.join("ganesha.pid"),
+        );
         RouterNas {
             ns: ns.to_string(),
             ganesha,

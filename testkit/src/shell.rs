@@ -1,7 +1,9 @@
 //! Shell commands for tests that build their own peers (namespaces, daemons): run one, run one
 //! that must succeed, ask whether a tool is installed.
 
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Runs `cmd` with `sh -c`; its output, whatever its status.
 pub fn sh(cmd: &str) -> Output {
@@ -85,4 +87,46 @@ pub fn nslookup(ns: &str, name: &str, server: &str) -> String {
         .stdout,
     )
     .into_owned()
+}
+
+/// Starts nfs-ganesha (Debian's, NFSv4 only, no grace period) in the namespace `ns` as a
+/// fresh install runs it: its main configuration in `dir` includes `include` (cloudlet's
+/// exports file), its pid file is `pid` and its log `dir/ganesha.log`. Waits until it listens.
+pub fn ganesha(ns: &str, dir: &Path, include: &Path, pid: &Path) -> Child {
+    let main = dir.join("ganesha.conf");
+    std::fs::write(
+        &main,
+        format!(
+            "NFS_CORE_PARAM {{ Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }}\n\
+             NFSV4 {{ Graceless = true; RecoveryBackend = fs; RecoveryRoot = \"{}\"; }}\n\
+             NFS_KRB5 {{ Active_krb5 = false; }}\n\
+             %include \"{}\"\n",
+            dir.join("recovery").display(),
+            include.display()
+        ),
+    )
+    .expect("ganesha's configuration is written");
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns, "ganesha.nfsd", "-F", "-f"])
+        .arg(&main)
+        .arg("-p")
+        .arg(pid)
+        .arg("-L")
+        .arg(dir.join("ganesha.log"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ganesha starts");
+    let t = Instant::now();
+    while !sh(&format!("ip netns exec {ns} ss -ltn | grep -q ':2049 '"))
+        .status
+        .success()
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "ganesha did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
 }
