@@ -6,7 +6,7 @@
 //! with the apps held at 0 replicas, runs one restore Job per app while they are held, and
 //! scales them up again: every volume is exactly what was backed up, and each app's data-loss
 //! window is journaled. No key and no store secret appears in any output.
-#![allow(missing_docs, clippy::disallowed_methods)]
+#![allow(missing_docs, clippy::disallowed_methods, clippy::print_stderr)] // the data-loss windows are printed (seen with --no-capture)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use cloudlet_testkit::apiserver::ApiServer;
 use cloudlet_testkit::container::{self, JobRun, SecretSource};
+use cloudlet_testkit::drill;
 use cloudlet_testkit::s3::{ACCESS_KEY, S3Peer, SECRET_KEY};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
@@ -95,6 +96,14 @@ async fn a_restore_brings_each_apps_volumes_back_while_the_app_is_held() {
         cloudlet_testkit::files_of(&blog),
         cloudlet_testkit::files_of(&mail),
     );
+    // The volume's canary: its sequence number and the time, a line every second, before,
+    // during and after the backup, until the disaster.
+    let canary_file = blog.join(CANARY);
+    let canary = drill::Canary::start({
+        let f = canary_file.clone();
+        move |seq, at| drill::append_line(&f, seq, at)
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
 
     // Each applied CronJob's pod, run once with the Secrets the apply wrote.
     let client = server.client().await;
@@ -127,6 +136,10 @@ async fn a_restore_brings_each_apps_volumes_back_while_the_app_is_held() {
         let out = text(&o);
         assert!(o.status.success(), "the backup pod failed: {out}");
     }
+
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (last_seq, last_at) = canary.stop();
+    let written = std::fs::read_to_string(&canary_file).unwrap();
 
     // `backup verify` proves each app's volumes: L0 asks the CronJob, which has no successful
     // run until its controller (here: the test) records one.
@@ -185,7 +198,8 @@ async fn a_restore_brings_each_apps_volumes_back_while_the_app_is_held() {
             && t.contains("--force"),
         "{t}"
     );
-    assert_eq!(cloudlet_testkit::files_of(&blog), blog_before);
+    assert_eq!(without_canary(&blog), blog_before);
+    assert_eq!(std::fs::read_to_string(&canary_file).unwrap(), written);
     let d: Deployment = Api::namespaced(client.clone(), "blog")
         .get("blog")
         .await
@@ -265,9 +279,24 @@ async fn a_restore_brings_each_apps_volumes_back_while_the_app_is_held() {
         }
     }
     assert_eq!(
-        cloudlet_testkit::files_of(&blog),
+        without_canary(&blog),
         blog_before,
         "the blog's volume is what was backed up"
+    );
+    // The canary's file as the backup read it: what was written up to a line, no torn line,
+    // and its data-loss window within the volumes' schedule (6h).
+    let restored = std::fs::read_to_string(&canary_file).unwrap();
+    assert!(
+        written.starts_with(&restored) && restored.ends_with('\n'),
+        "the restored canary is a whole prefix of what was written:\n{restored}\n---\n{written}"
+    );
+    let (restored_seq, restored_at) = drill::last_line(&restored).expect("canary lines restored");
+    assert!(restored_seq <= last_seq);
+    let rpo = last_at - restored_at;
+    assert!((0..=6 * 3600).contains(&rpo), "RPO {rpo}s");
+    eprintln!(
+        "volume canary: last written #{last_seq}, restored #{restored_seq}: RPO {rpo}s ({} lines lost)",
+        last_seq - restored_seq
     );
     assert_eq!(
         cloudlet_testkit::files_of(&mail),
@@ -280,6 +309,16 @@ async fn a_restore_brings_each_apps_volumes_back_while_the_app_is_held() {
         .await
         .unwrap();
     assert_eq!(d.spec.replicas, Some(2), "the seed's two replicas");
+}
+
+/// The volume canary's file (in the blog's volume).
+const CANARY: &str = "canary.log";
+
+/// The files of `dir` without the volume canary's.
+fn without_canary(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = cloudlet_testkit::files_of(dir);
+    files.remove(CANARY);
+    files
 }
 
 /// The postgres app of the dump test, at the test server's port, its password from a file of
@@ -302,12 +341,15 @@ async fn a_restore_loads_each_database_dump_before_the_other_apps_start() {
     let work = tempfile::tempdir().unwrap();
     let peer = S3Peer::start(work.path(), "lab-volumes");
     let password = "restore-db-pw";
-    let pg = cloudlet_testkit::postgres::Postgres::start(work.path(), password);
+    let pg = std::sync::Arc::new(cloudlet_testkit::postgres::Postgres::start(
+        work.path(),
+        password,
+    ));
     pg.psql(password, "postgres", "CREATE DATABASE wiki");
     pg.psql(
         password,
         "wiki",
-        "CREATE TABLE pages (id serial PRIMARY KEY, title text); INSERT INTO pages (title) SELECT 'p' || g FROM generate_series(1, 120) g",
+        "CREATE TABLE pages (id serial PRIMARY KEY, title text); INSERT INTO pages (title) SELECT 'p' || g FROM generate_series(1, 120) g; CREATE TABLE canary (seq bigint PRIMARY KEY, at bigint NOT NULL)",
     );
     let server = ApiServer::start();
     let dir = lab(work.path(), &server.kubeconfig, &peer);
@@ -336,6 +378,20 @@ async fn a_restore_loads_each_database_dump_before_the_other_apps_start() {
     }
     std::fs::write(work.path().join("nas/blog/index.html"), b"home\n").unwrap();
 
+    // The database's canary: a row with its sequence number and the time every second,
+    // before, during and after the dump, until the disaster.
+    let canary = drill::Canary::start({
+        let pg = pg.clone();
+        move |seq, at| {
+            pg.psql(
+                password,
+                "wiki",
+                &format!("INSERT INTO canary VALUES ({seq}, {at})"),
+            );
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+
     // The wikidb CronJob's pod: the dump, then restic, as its kubelet would run them.
     let client = server.client().await;
     let cron = Api::<CronJob>::namespaced(client.clone(), "wikidb")
@@ -363,6 +419,8 @@ async fn a_restore_loads_each_database_dump_before_the_other_apps_start() {
         "wiki",
         "INSERT INTO pages (title) VALUES ('after the backup')",
     );
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (last_seq, last_at) = canary.stop();
 
     // Level 4: the dump loaded into a scratch server in a Job and asked the lab's query; a
     // query that answers no row fails it.
@@ -486,6 +544,26 @@ async fn a_restore_loads_each_database_dump_before_the_other_apps_start() {
     assert_eq!(
         pg.psql(password, "wiki", "SELECT count(*) FROM pages"),
         "120"
+    );
+    // The canary's rows as the dump took them: every one up to the last, none torn, and the
+    // data-loss window within the schedule (6h).
+    let newest = pg.psql(
+        password,
+        "wiki",
+        "SELECT seq || ' ' || at || ' ' || (SELECT count(*) FROM canary) FROM canary ORDER BY seq DESC LIMIT 1",
+    );
+    let mut f = newest.split_whitespace();
+    let mut next = || f.next().unwrap_or_else(|| panic!("{newest}"));
+    let restored_seq: u64 = next().parse().unwrap();
+    let restored_at: i64 = next().parse().unwrap();
+    let rows: u64 = next().parse().unwrap();
+    assert_eq!(rows, restored_seq + 1, "no row missing before the newest");
+    assert!(restored_seq <= last_seq, "{restored_seq} > {last_seq}");
+    let rpo = last_at - restored_at;
+    assert!((0..=6 * 3600).contains(&rpo), "RPO {rpo}s");
+    eprintln!(
+        "database canary: last written #{last_seq}, restored #{restored_seq}: RPO {rpo}s ({} rows lost)",
+        last_seq - restored_seq
     );
     let runs = runs.lock().unwrap().clone();
     let load = runs

@@ -110,6 +110,90 @@ pub fn written(cm: &ConfigMap) -> (u64, i64) {
     )
 }
 
+/// A canary outside the cluster (a line in a volume's file, a row in a database): `write`
+/// called with its sequence number and the time (Unix seconds) every second, on a thread of
+/// its own, until stopped — what it wrote last against what a restore brought back is that
+/// data's loss window.
+pub struct Canary {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    last: std::sync::Arc<std::sync::Mutex<Option<(u64, i64)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Canary {
+    /// Starts writing.
+    pub fn start(mut write: impl FnMut(u64, i64) + Send + 'static) -> Canary {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let last = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let thread = std::thread::spawn({
+            let (stop, last) = (stop.clone(), last.clone());
+            move || {
+                let mut seq = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let at = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                    write(seq, at);
+                    *last
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((seq, at));
+                    seq += 1;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        });
+        Canary {
+            stop,
+            last,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops writing; the sequence number and time it wrote last.
+    pub fn stop(mut self) -> (u64, i64) {
+        self.halt();
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .expect("the canary wrote")
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("the canary's writer");
+        }
+    }
+}
+
+impl Drop for Canary {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Appends the line `SEQ TIME` to the file at `path` (one write, so a reader sees whole
+/// lines): a volume canary's `write`.
+pub fn append_line(path: &Path, seq: u64, at: i64) {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("the canary's file opens");
+    f.write_all(format!("{seq} {at}\n").as_bytes())
+        .expect("the canary's line is written");
+}
+
+/// The last whole `SEQ TIME` line of a volume canary's file.
+pub fn last_line(text: &str) -> Option<(u64, i64)> {
+    let whole = &text[..text.rfind('\n')?];
+    let line = whole.rsplit('\n').next()?;
+    let (seq, at) = line.split_once(' ')?;
+    Some((seq.parse().ok()?, at.parse().ok()?))
+}
+
 /// The canary written after the backup, which a restore must not bring back.
 pub const AFTER_THE_BACKUP: &str = "after-the-backup";
 
