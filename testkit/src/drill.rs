@@ -78,9 +78,7 @@ pub async fn canary(client: &kube::Client, name: &str, seq: u32) {
 pub async fn write_every_second(c: kube::Client) {
     let maps = Api::<ConfigMap>::namespaced(c, "default");
     for seq in 0u64.. {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = unix_now();
         let mut cm = ConfigMap::default();
         cm.metadata.name = Some(WRITER.into());
         cm.data = Some(
@@ -99,6 +97,13 @@ pub async fn write_every_second(c: kube::Client) {
             .await;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// The time now, in Unix seconds: what every canary writes beside its sequence number.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The sequence number and time the writer's ConfigMap holds.
@@ -131,9 +136,7 @@ impl Canary {
             move || {
                 let mut seq = 0;
                 while !stop.load(Ordering::SeqCst) {
-                    let at = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                    let at = unix_now();
                     write(seq, at);
                     *last
                         .lock()
